@@ -1,0 +1,1 @@
+"""Credential backends: one adapter per file behind the port in :mod:`broker.backends.port`."""

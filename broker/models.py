@@ -1,0 +1,172 @@
+"""Domain types: closed sets as enums, records as frozen dataclasses, ids as NewTypes.
+
+The vocabulary is the design card's: agent, task profile, task, action, resource, decision,
+grant, approval, finding, audit event.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NewType
+
+TaskId = NewType("TaskId", str)
+GrantId = NewType("GrantId", str)
+DecisionId = NewType("DecisionId", str)
+ApprovalId = NewType("ApprovalId", str)
+
+
+class Tier(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _TIER_RANK[self]
+
+    @classmethod
+    def from_rank(cls, rank: int) -> Tier:
+        return _TIERS[max(0, min(rank, len(_TIERS) - 1))]
+
+
+_TIERS = [Tier.LOW, Tier.MEDIUM, Tier.HIGH, Tier.CRITICAL]
+_TIER_RANK = {t: i for i, t in enumerate(_TIERS)}
+
+
+class Outcome(enum.StrEnum):
+    ALLOW = "allow"
+    STEP_UP = "step_up"
+    DENY = "deny"
+
+
+class Mode(enum.StrEnum):
+    MONITOR = "monitor"
+    INLINE = "inline"
+    REVIEW = "review"
+
+
+class Sensitivity(enum.StrEnum):
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    CONFIDENTIAL = "confidential"
+    RESTRICTED = "restricted"
+
+
+class Environment(enum.StrEnum):
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class Consequence(enum.StrEnum):
+    OBSERVE = "observe"
+    READ_SENSITIVE = "read-sensitive"
+    WRITE = "write"
+    EXECUTE = "execute"
+    FINANCIAL = "financial"
+    SECRET_ACCESS = "secret-access"
+    EXPORT = "export"
+    PRIVILEGE = "privilege"
+
+
+class TaskState(enum.StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+    QUARANTINED = "quarantined"
+    EXPIRED = "expired"
+
+
+class GrantState(enum.StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class TrustLevel(enum.StrEnum):
+    LOW = "low"
+    STANDARD = "standard"
+    HIGH = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityBinding:
+    issuer: str
+    subject: str
+    claims: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    name: str
+    owner: str
+    trust_level: TrustLevel
+    bindings: tuple[IdentityBinding, ...]
+    profiles: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskProfile:
+    name: str
+    allowed_actions: tuple[str, ...]
+    ceiling: Tier
+    max_lifetime_seconds: int
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    name: str
+    kind: str
+    sensitivity: Sensitivity
+    environment: Environment
+    settings: dict[str, Any]
+    description: str = ""
+    external: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    task_id: TaskId
+    agent: str
+    profile: str
+    purpose: str
+    on_behalf_of: str | None
+    state: TaskState
+    created_at: datetime
+    expires_at: datetime
+    state_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    consequence: Consequence
+    reversible: bool
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RiskAssessment:
+    tier: Tier
+    score: int
+    factors: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    grant_id: GrantId
+    task_id: TaskId
+    decision_id: DecisionId
+    backend: str
+    resource: str
+    action: str
+    lease_id: str | None
+    accessor: str | None
+    fingerprints: tuple[str, ...]
+    issued_at: datetime
+    expires_at: datetime
+    state: GrantState
