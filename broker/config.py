@@ -1,0 +1,101 @@
+"""Settings: pydantic-settings, from a YAML file (``serve --config``) and ``NHI_BROKER_*`` env.
+
+Every credential is a ``SecretStr``. Outside dev mode, placeholder values are refused at start-up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from policies import DEFAULT_BUNDLE
+
+PLACEHOLDERS = {"", "changeme", "change-me", "root", "admin", "password", "secret", "token", "xxx"}
+
+
+class IssuerSettings(BaseModel):
+    issuer: str
+    audiences: list[str] = Field(min_length=1)
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    public_key_pem: str | None = None
+    algorithms: list[str] = ["RS256", "ES256", "EdDSA"]
+    max_token_age_seconds: int = Field(default=3600, ge=10, le=86400)
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+    require_jti: bool = True
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> IssuerSettings:
+        sources = [s for s in (self.jwks_file, self.jwks_url, self.public_key_pem) if s]
+        if len(sources) != 1:
+            raise ValueError("exactly one of jwks_file, jwks_url, public_key_pem must be set")
+        return self
+
+
+class OpenBaoSettings(BaseModel):
+    addr: str = "http://127.0.0.1:8200"
+    token: SecretStr = SecretStr("")
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    token_ttl_max_seconds: int = 86400
+
+
+class AwsSettings(BaseModel):
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    revocation_mode: Literal["tag_deny", "per_task_role"] = "tag_deny"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NHI_BROKER_", env_nested_delimiter="__", extra="forbid")
+
+    dev_mode: bool = False
+    data_dir: Path = Path(".nhi-broker")
+    database_url: str = ""  # default: sqlite under data_dir
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    admin_token: SecretStr = SecretStr("")
+    # key for HMAC fingerprints of secrets (hex, >= 32 bytes); default: generated in data_dir
+    fingerprint_key: SecretStr = SecretStr("")
+    policy_dir: Path = DEFAULT_BUNDLE
+    openbao: OpenBaoSettings = OpenBaoSettings()
+    aws: AwsSettings = AwsSettings()
+    issuers: list[IssuerSettings] = []
+    dev_issuer: bool = False  # trust the dev issuer whose key lives in data_dir
+    default_task_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
+    alert_webhook_url: str | None = None
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("database_url must be a sqlite:// or postgresql+psycopg:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _no_placeholders_in_production(self) -> Settings:
+        if not self.dev_mode:
+            for name, value in (("admin_token", self.admin_token), ("openbao.token", self.openbao.token)):
+                if value.get_secret_value().strip().lower() in PLACEHOLDERS or len(value.get_secret_value()) < 16:
+                    raise ValueError(f"{name} is missing or a placeholder; set a real secret "
+                                     f"(at least 16 characters) outside dev mode")
+        return self
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        raw = yaml.safe_load(config_file.read_text())
+        if not isinstance(raw, dict):
+            raise ValueError(f"{config_file}: must be a YAML mapping")
+        data.update(raw)
+    data.update(overrides)
+    return Settings(**data)

@@ -1,0 +1,63 @@
+"""Structured logs (structlog) that never carry a secret.
+
+JSON outside dev; request/task ids bound through contextvars. The redaction processor masks
+``Secret`` values anywhere in an event and the values of keys that look secret-bearing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+from broker.secrets import MASK, Secret
+
+SECRET_KEY = re.compile(r"(token|secret|password|passwd|authorization|x-vault-token|api[_-]?key|private|credential)",
+                        re.IGNORECASE)
+# keys that contain a secret-looking word but carry no secret
+SAFE_KEYS = frozenset({"token_accessor", "accessor", "fingerprint", "fingerprints", "token_type", "secret_kind"})
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, Secret):
+        return MASK
+    if depth > 6:
+        return value
+    if isinstance(value, dict):
+        return {k: (MASK if _secret_key(k) and v not in (None, "") else _redact(v, depth + 1)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v, depth + 1) for v in value]
+    return value
+
+
+def _secret_key(key: object) -> bool:
+    return isinstance(key, str) and key not in SAFE_KEYS and bool(SECRET_KEY.search(key))
+
+
+def redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: (MASK if _secret_key(k) and v not in (None, "") else _redact(v)) for k, v in event_dict.items()}
+
+
+def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
+    renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
+                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_processor,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str = "nhi-broker") -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,76 @@
+"""The revocation outbox: a revocation is written here before it is attempted.
+
+A row is ``pending`` until the backend confirms; the worker (``rotation.revocation_worker``)
+retries due rows with exponential backoff. Rows survive crashes and restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from broker.store import tables as t
+from broker.store.repo import utcnow
+
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def enqueue(conn: Connection, *, task_id: str, backend: str, reference: Mapping[str, Any], reason: str,
+            grant_id: str | None = None, handle_id: int | None = None) -> int:
+    now = utcnow()
+    result = conn.execute(insert(t.revocations).values(
+        task_id=task_id, grant_id=grant_id, handle_id=handle_id, backend=backend, reference=dict(reference),
+        reason=reason, state="pending", attempts=0, created_at=now, next_attempt_at=now))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def due(conn: Connection, now: datetime, limit: int = 100, task_id: str | None = None) -> list[dict[str, Any]]:
+    q = select(t.revocations).where(and_(t.revocations.c.state == "pending", t.revocations.c.next_attempt_at <= now))
+    if task_id:
+        q = q.where(t.revocations.c.task_id == task_id)
+    # task handles first: revoking a parent takes its children with it
+    q = q.order_by(t.revocations.c.handle_id.is_(None), t.revocations.c.id).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def mark_done(conn: Connection, row: Mapping[str, Any]) -> None:
+    now = utcnow()
+    conn.execute(update(t.revocations).where(t.revocations.c.id == row["id"]).values(
+        state="done", completed_at=now, attempts=row["attempts"] + 1, last_error=None))
+    if row.get("grant_id"):
+        conn.execute(update(t.grants).where(and_(t.grants.c.grant_id == row["grant_id"],
+                                                 t.grants.c.state != "revoked")).values(
+            state="revoked", revoked_at=now))
+    if row.get("handle_id"):
+        conn.execute(update(t.task_handles).where(t.task_handles.c.id == row["handle_id"]).values(state="revoked"))
+        # grants covered by the handle died with it
+        conn.execute(update(t.grants).where(and_(
+            t.grants.c.task_id == row["task_id"], t.grants.c.backend == row["backend"],
+            t.grants.c.covered_by_task_handle.is_(True), t.grants.c.state == "active")).values(
+            state="revoked", revoked_at=now))
+
+
+def mark_failed(conn: Connection, row: Mapping[str, Any], error: str) -> None:
+    attempts = int(row["attempts"]) + 1
+    delay = min(MAX_BACKOFF_SECONDS, 0.25 * (2 ** min(attempts, 10)))
+    conn.execute(update(t.revocations).where(t.revocations.c.id == row["id"]).values(
+        attempts=attempts, last_error=error[:500], next_attempt_at=utcnow() + timedelta(seconds=delay)))
+
+
+def pending_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(t.revocations).where(
+        t.revocations.c.state == "pending")).scalar_one())
+
+
+def oldest_pending_age(conn: Connection, now: datetime) -> float | None:
+    oldest = conn.execute(select(func.min(t.revocations.c.created_at)).where(
+        t.revocations.c.state == "pending")).scalar_one()
+    if oldest is None:
+        return None
+    from broker.store.repo import aware
+    created = aware(oldest)
+    assert created is not None
+    return (now - created).total_seconds()

@@ -1,0 +1,254 @@
+"""Repositories: the only code that speaks SQL. Rows come back as plain dicts or domain types.
+
+Write transactions go through :meth:`Store.write`; on SQLite they are serialised in-process (one
+writer at a time is SQLite's model anyway, and it avoids lock-upgrade failures under WAL).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from broker.models import (
+    Agent,
+    Environment,
+    IdentityBinding,
+    Resource,
+    Sensitivity,
+    Task,
+    TaskId,
+    TaskProfile,
+    TaskState,
+    Tier,
+    TrustLevel,
+)
+from broker.store import tables as t
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = threading.RLock()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        if self._sqlite:
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # -- registry: agents, profiles, resources -------------------------------------------
+    def _upsert(self, conn: Connection, table: Any, key: str, name: str, values: Mapping[str, Any]) -> bool:
+        now = utcnow()
+        existing = conn.execute(select(table.c[key]).where(table.c[key] == name)).first()
+        if existing is None:
+            conn.execute(insert(table).values({key: name, **values, "created_at": now, "updated_at": now}))
+            return True
+        conn.execute(update(table).where(table.c[key] == name).values({**values, "updated_at": now}))
+        return False
+
+    def put_agent(self, conn: Connection, agent: Agent) -> bool:
+        created = self._upsert(conn, t.agents, "name", agent.name, {
+            "owner": agent.owner, "trust_level": agent.trust_level.value, "description": agent.description,
+            "identities": [{"issuer": b.issuer, "subject": b.subject, "claims": dict(b.claims)}
+                           for b in agent.bindings],
+            "profiles": list(agent.profiles),
+        })
+        conn.execute(delete(t.agent_identities).where(t.agent_identities.c.agent == agent.name))
+        for b in agent.bindings:
+            conn.execute(insert(t.agent_identities).values(issuer=b.issuer, subject=b.subject, agent=agent.name))
+        return created
+
+    def identity_owner(self, conn: Connection, issuer: str, subject: str) -> str | None:
+        row = conn.execute(select(t.agent_identities.c.agent).where(
+            and_(t.agent_identities.c.issuer == issuer, t.agent_identities.c.subject == subject))).first()
+        return row[0] if row else None
+
+    @staticmethod
+    def _agent(row: Any) -> Agent:
+        return Agent(name=row.name, owner=row.owner, trust_level=TrustLevel(row.trust_level),
+                     bindings=tuple(IdentityBinding(i["issuer"], i["subject"], dict(i.get("claims") or {}))
+                                    for i in row.identities),
+                     profiles=tuple(row.profiles), description=row.description)
+
+    def get_agent(self, conn: Connection, name: str) -> Agent | None:
+        row = conn.execute(select(t.agents).where(t.agents.c.name == name)).first()
+        return self._agent(row) if row else None
+
+    def agent_row(self, conn: Connection, name: str) -> dict[str, Any] | None:
+        row = conn.execute(select(t.agents).where(t.agents.c.name == name)).first()
+        return dict(row._mapping) if row else None
+
+    def list_rows(self, conn: Connection, table_name: str) -> list[dict[str, Any]]:
+        table = t.metadata.tables[table_name]
+        key = next(iter(table.primary_key.columns))
+        return [dict(r._mapping) for r in conn.execute(select(table).order_by(key))]
+
+    def get_row(self, conn: Connection, table_name: str, name: str) -> dict[str, Any] | None:
+        table = t.metadata.tables[table_name]
+        row = conn.execute(select(table).where(table.c.name == name)).first()
+        return dict(row._mapping) if row else None
+
+    def delete_named(self, conn: Connection, table_name: str, name: str) -> bool:
+        table = t.metadata.tables[table_name]
+        if table_name == "agents":
+            conn.execute(delete(t.agent_identities).where(t.agent_identities.c.agent == name))
+        return bool(conn.execute(delete(table).where(table.c.name == name)).rowcount)
+
+    def put_profile(self, conn: Connection, p: TaskProfile) -> bool:
+        return self._upsert(conn, t.profiles, "name", p.name, {
+            "allowed_actions": list(p.allowed_actions), "ceiling": p.ceiling.value,
+            "max_lifetime_seconds": p.max_lifetime_seconds, "description": p.description})
+
+    def get_profile(self, conn: Connection, name: str) -> TaskProfile | None:
+        row = conn.execute(select(t.profiles).where(t.profiles.c.name == name)).first()
+        if row is None:
+            return None
+        return TaskProfile(name=row.name, allowed_actions=tuple(row.allowed_actions), ceiling=Tier(row.ceiling),
+                           max_lifetime_seconds=row.max_lifetime_seconds, description=row.description)
+
+    def put_resource(self, conn: Connection, r: Resource) -> bool:
+        return self._upsert(conn, t.resources, "name", r.name, {
+            "kind": r.kind, "sensitivity": r.sensitivity.value, "environment": r.environment.value,
+            "external": r.external, "description": r.description, "settings": dict(r.settings)})
+
+    def get_resource(self, conn: Connection, name: str) -> Resource | None:
+        row = conn.execute(select(t.resources).where(t.resources.c.name == name)).first()
+        if row is None:
+            return None
+        return Resource(name=row.name, kind=row.kind, sensitivity=Sensitivity(row.sensitivity),
+                        environment=Environment(row.environment), settings=dict(row.settings),
+                        description=row.description, external=bool(row.external))
+
+    def agents_using_profile(self, conn: Connection, profile: str) -> list[str]:
+        return [r.name for r in conn.execute(select(t.agents.c.name, t.agents.c.profiles))
+                if profile in (r.profiles or [])]
+
+    # -- tasks ---------------------------------------------------------------------------
+    def create_task(self, conn: Connection, task: Task) -> None:
+        conn.execute(insert(t.tasks).values(
+            task_id=task.task_id, agent=task.agent, profile=task.profile, purpose=task.purpose,
+            on_behalf_of=task.on_behalf_of, state=task.state.value, state_reason=task.state_reason,
+            created_at=task.created_at, expires_at=task.expires_at))
+
+    @staticmethod
+    def _task(row: Any) -> Task:
+        return Task(task_id=TaskId(row.task_id), agent=row.agent, profile=row.profile, purpose=row.purpose,
+                    on_behalf_of=row.on_behalf_of, state=TaskState(row.state), created_at=_aware(row.created_at),
+                    expires_at=_aware(row.expires_at), state_reason=row.state_reason)
+
+    def get_task(self, conn: Connection, task_id: str) -> Task | None:
+        row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
+        return self._task(row) if row else None
+
+    def set_task_state(self, conn: Connection, task_id: str, state: TaskState, reason: str,
+                       *, only_from: tuple[TaskState, ...] = (TaskState.ACTIVE,)) -> bool:
+        result = conn.execute(update(t.tasks).where(and_(
+            t.tasks.c.task_id == task_id, t.tasks.c.state.in_([s.value for s in only_from]))).values(
+            state=state.value, state_reason=reason, ended_at=utcnow()))
+        return bool(result.rowcount)
+
+    def expired_active_tasks(self, conn: Connection, now: datetime, limit: int = 100) -> list[str]:
+        return [r[0] for r in conn.execute(select(t.tasks.c.task_id).where(and_(
+            t.tasks.c.state == TaskState.ACTIVE.value, t.tasks.c.expires_at <= now)).limit(limit))]
+
+    # -- task handles, grants ------------------------------------------------------------
+    def add_handle(self, conn: Connection, task_id: str, backend: str, reference: Mapping[str, Any]) -> int:
+        result = conn.execute(insert(t.task_handles).values(
+            task_id=task_id, backend=backend, reference=dict(reference), state="active", created_at=utcnow()))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def handles(self, conn: Connection, task_id: str, state: str | None = "active") -> list[dict[str, Any]]:
+        q = select(t.task_handles).where(t.task_handles.c.task_id == task_id)
+        if state:
+            q = q.where(t.task_handles.c.state == state)
+        return [dict(r._mapping) for r in conn.execute(q.order_by(t.task_handles.c.id))]
+
+    def add_grant(self, conn: Connection, **values: Any) -> None:
+        conn.execute(insert(t.grants).values(**values))
+
+    def grants(self, conn: Connection, task_id: str, state: str | None = None) -> list[dict[str, Any]]:
+        q = select(t.grants).where(t.grants.c.task_id == task_id)
+        if state:
+            q = q.where(t.grants.c.state == state)
+        return [dict(r._mapping) for r in conn.execute(q.order_by(t.grants.c.issued_at))]
+
+    def get_grant(self, conn: Connection, grant_id: str) -> dict[str, Any] | None:
+        row = conn.execute(select(t.grants).where(t.grants.c.grant_id == grant_id)).first()
+        return dict(row._mapping) if row else None
+
+    def active_grant_fingerprints(self, conn: Connection) -> list[dict[str, Any]]:
+        q = select(t.grants.c.grant_id, t.grants.c.task_id, t.grants.c.fingerprints, t.tasks.c.agent).join(
+            t.tasks, t.tasks.c.task_id == t.grants.c.task_id).where(t.grants.c.state == "active")
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+    def count_active_grants(self, conn: Connection, task_id: str) -> int:
+        return int(conn.execute(select(func.count()).select_from(t.grants).where(and_(
+            t.grants.c.task_id == task_id, t.grants.c.state == "active"))).scalar_one())
+
+    # -- decisions -----------------------------------------------------------------------
+    def add_decision(self, conn: Connection, record: Mapping[str, Any], task_id: str, agent: str,
+                     action: str, resource: str, created_at: datetime) -> None:
+        conn.execute(insert(t.decisions).values(
+            decision_id=record["decision_id"], task_id=task_id, agent=agent, action=action, resource=resource,
+            outcome=record["outcome"], tier=record["tier"], mode=record["mode"],
+            ttl_seconds=record["ttl_seconds"], bundle_hash=record["bundle_hash"],
+            record=dict(record), created_at=created_at))
+
+    def get_decision(self, conn: Connection, decision_id: str) -> dict[str, Any] | None:
+        row = conn.execute(select(t.decisions).where(t.decisions.c.decision_id == decision_id)).first()
+        return dict(row._mapping) if row else None
+
+    def decisions(self, conn: Connection, *, task_id: str | None = None, since: datetime | None = None,
+                  limit: int = 10000) -> list[dict[str, Any]]:
+        q = select(t.decisions)
+        if task_id:
+            q = q.where(t.decisions.c.task_id == task_id)
+        if since:
+            q = q.where(t.decisions.c.created_at >= since)
+        return [dict(r._mapping) for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))]
+
+    # -- replay guard ----------------------------------------------------------------------
+    def record_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        try:
+            with self.write() as conn:
+                conn.execute(insert(t.seen_jti).values(issuer=issuer, jti=jti, expires_at=expires_at))
+            return True
+        except IntegrityError:
+            return False
+
+    def purge_jti(self, now: datetime) -> int:
+        with self.write() as conn:
+            return int(conn.execute(delete(t.seen_jti).where(t.seen_jti.c.expires_at < now)).rowcount)

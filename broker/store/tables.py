@@ -1,0 +1,179 @@
+"""Table definitions (the single source of truth; migrations under ``migrations/``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+def _ts(name: str, nullable: bool = False) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+agents = Table(
+    "agents", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("owner", String(256), nullable=False),
+    Column("trust_level", String(16), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("identities", JSON, nullable=False),
+    Column("profiles", JSON, nullable=False),
+    _ts("created_at"), _ts("updated_at"),
+)
+
+agent_identities = Table(
+    "agent_identities", metadata,
+    Column("issuer", String(512), primary_key=True),
+    Column("subject", String(512), primary_key=True),
+    Column("agent", String(128), nullable=False, index=True),
+)
+
+profiles = Table(
+    "profiles", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("allowed_actions", JSON, nullable=False),
+    Column("ceiling", String(16), nullable=False),
+    Column("max_lifetime_seconds", Integer, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    _ts("created_at"), _ts("updated_at"),
+)
+
+resources = Table(
+    "resources", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("sensitivity", String(16), nullable=False),
+    Column("environment", String(16), nullable=False),
+    Column("external", Boolean, nullable=False, default=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("settings", JSON, nullable=False),
+    _ts("created_at"), _ts("updated_at"),
+)
+
+tasks = Table(
+    "tasks", metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("agent", String(128), nullable=False, index=True),
+    Column("profile", String(128), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("on_behalf_of", String(256)),
+    Column("state", String(16), nullable=False, index=True),
+    Column("state_reason", Text),
+    _ts("created_at"), _ts("expires_at"), _ts("ended_at", nullable=True),
+)
+
+# task-level handles a backend created (e.g. the OpenBao parent token's accessor)
+task_handles = Table(
+    "task_handles", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False, index=True),
+    Column("backend", String(32), nullable=False),
+    Column("reference", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    _ts("created_at"),
+)
+
+decisions = Table(
+    "decisions", metadata,
+    Column("decision_id", String(64), primary_key=True),
+    Column("task_id", String(64), nullable=False, index=True),
+    Column("agent", String(128), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("resource", String(128), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("ttl_seconds", Integer, nullable=False),
+    Column("bundle_hash", String(64), nullable=False),
+    Column("record", JSON, nullable=False),
+    _ts("created_at"),
+    Index("ix_decisions_created_at", "created_at"),
+)
+
+grants = Table(
+    "grants", metadata,
+    Column("grant_id", String(64), primary_key=True),
+    Column("task_id", String(64), nullable=False, index=True),
+    Column("decision_id", String(64), nullable=False),
+    Column("backend", String(32), nullable=False),
+    Column("resource", String(128), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("lease_id", String(512)),
+    Column("accessor", String(256)),
+    Column("fingerprints", JSON, nullable=False),
+    Column("revocation", JSON, nullable=False),
+    Column("covered_by_task_handle", Boolean, nullable=False, default=False),
+    Column("public", JSON, nullable=False),
+    _ts("issued_at"), _ts("expires_at"),
+    Column("state", String(16), nullable=False, index=True),
+    _ts("revoked_at", nullable=True),
+)
+
+# the revocation outbox: written before a revocation is attempted, retried until confirmed
+revocations = Table(
+    "revocations", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False, index=True),
+    Column("grant_id", String(64)),
+    Column("handle_id", Integer),
+    Column("backend", String(32), nullable=False),
+    Column("reference", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # pending | done
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    _ts("created_at"), _ts("next_attempt_at"), _ts("completed_at", nullable=True),
+)
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("event_id", String(64), nullable=False, unique=True),
+    _ts("ts"),
+    Column("kind", String(64), nullable=False, index=True),
+    Column("actor", String(256), nullable=False),
+    Column("task_id", String(64), index=True),
+    Column("outcome", String(32)),
+    Column("data", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+seen_jti = Table(
+    "seen_jti", metadata,
+    Column("issuer", String(512), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    _ts("expires_at"),
+    UniqueConstraint("issuer", "jti", name="uq_seen_jti_issuer_jti"),
+)
+
+# small key/value for broker-wide state (e.g. schema facts, worker heartbeats)
+kv = Table(
+    "kv", metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", JSON, nullable=False),
+)
