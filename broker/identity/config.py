@@ -49,7 +49,9 @@ class IssuerConfig:
         if not isinstance(self.issuer, str) or not self.issuer.strip():
             raise ValueError("issuer: must be a non-empty string")
         if not self.audiences or not all(isinstance(a, str) and a for a in self.audiences):
-            raise ValueError(f"audiences of issuer {self.issuer!r}: at least one non-empty audience is required")
+            raise ValueError(
+                f"audiences of issuer {self.issuer!r}: at least one non-empty audience is required"
+            )
         self._check_key_source()
         self._check_algorithms()
         _check_positive(self.issuer, "max_token_age_seconds", self.max_token_age_seconds)
