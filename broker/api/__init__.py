@@ -1,0 +1,1 @@
+"""The HTTP layer: parse, call a service, map the result. Nothing else lives here."""

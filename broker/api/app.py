@@ -1,0 +1,85 @@
+"""FastAPI application: routes are thin; one handler maps the error tree to HTTP."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from broker.api import routes_admin, routes_agent
+from broker.container import Container
+from broker.errors import BrokerError, Denied
+from broker.logging import get_logger
+
+log = get_logger("nhi-broker.api")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "body"
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(title="nhi-broker", version="0.1.0",
+                  description="Credential broker for non-human identities. See docs/api.md.")
+    app.state.container = container
+
+    @app.exception_handler(BrokerError)
+    async def _broker_error(_: Request, exc: BrokerError) -> JSONResponse:
+        body: dict[str, Any] = {"error": exc.to_dict()}
+        if isinstance(exc, Denied) and "decision" in exc.details:
+            body = {"error": {k: v for k, v in exc.to_dict().items() if k != "decision"},
+                    "decision": exc.details["decision"]}
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid"}
+        field = _field(tuple(first.get("loc", ())))
+        # never echo the input value: it could be a secret
+        message = f"{field}: {first.get('msg', 'invalid value')}"
+        return JSONResponse({"error": {"code": "invalid_input", "message": message, "field": field,
+                                       "errors": [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg")}
+                                                  for e in exc.errors()[:20]]}}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("request.failed", error_type=type(exc).__name__)
+        return JSONResponse({"error": {"code": "internal_error", "message": "internal error; see broker logs"}},
+                            status_code=500)
+
+    @app.middleware("http")
+    async def _timing(request: Request, call_next: Any) -> Any:
+        start = time.perf_counter()
+        response = await call_next(request)
+        container.metrics.observe_request(request.method, request.url.path, response.status_code,
+                                          time.perf_counter() - start)
+        return response
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> JSONResponse:
+        report = container.readiness()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    def metrics() -> PlainTextResponse:
+        container.metrics.refresh(container)
+        return PlainTextResponse(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(routes_agent.router)
+    app.include_router(routes_admin.router)
+    for extra in container.extra_routers:
+        app.include_router(extra)
+    return app

@@ -1,0 +1,46 @@
+"""Request dependencies: the container, the admin principal, the calling agent."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from broker.container import Container
+from broker.errors import Unauthenticated
+from broker.models import Agent
+from broker.secrets import constant_time_equals
+
+
+def container(request: Request) -> Container:
+    c: Container = request.app.state.container
+    return c
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthenticated("authorization header must be: Bearer <token>")
+    return value.strip()
+
+
+def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    c = container(request)
+    token = _bearer(authorization)
+    if token is None or not constant_time_equals(token, c.settings.admin_token.get_secret_value()):
+        c.audit.record("auth.failed", actor="unknown", outcome="denied",
+                       data={"reason": "admin token missing or wrong", "path": request.url.path})
+        raise Unauthenticated("admin token missing or wrong")
+    return "admin"
+
+
+def agent(request: Request, authorization: Annotated[str | None, Header()] = None) -> Agent:
+    c = container(request)
+    return c.authenticator.authenticate(_bearer(authorization), source=request.url.path)
+
+
+ContainerDep = Annotated[Container, Depends(container)]
+AdminDep = Annotated[str, Depends(admin)]
+AgentDep = Annotated[Agent, Depends(agent)]

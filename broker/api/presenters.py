@@ -1,0 +1,29 @@
+"""Mapping service results to response bodies (the secret is revealed here, at the edge)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.errors import Denied
+from broker.models import Outcome, Task
+from broker.services.tasks import CredentialResult
+
+
+def task_body(task: Task) -> dict[str, Any]:
+    return {"task_id": task.task_id, "agent": task.agent, "profile": task.profile, "purpose": task.purpose,
+            "on_behalf_of": task.on_behalf_of, "state": task.state.value, "state_reason": task.state_reason,
+            "created_at": task.created_at.isoformat(), "expires_at": task.expires_at.isoformat()}
+
+
+def credential_body(result: CredentialResult) -> dict[str, Any]:
+    decision = result.decision.public()
+    if result.decision.outcome is Outcome.DENY:
+        raise Denied("; ".join(result.decision.reasons[1:] or result.decision.reasons),
+                     details={"decision": decision})
+    body: dict[str, Any] = {"decision": decision, "credential": None}
+    if result.credential is not None:
+        cred = result.credential
+        body["credential"] = {"kind": cred.kind, **cred.public,
+                              **{k: v.reveal() for k, v in cred.secrets.items()},
+                              "expires_at": cred.expires_at.isoformat(), "grant_id": result.grant_id}
+    return body

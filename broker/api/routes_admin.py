@@ -1,0 +1,107 @@
+"""Admin API (bearer: admin token). PUT by name is idempotent: 201 created, 200 replaced."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import JSONResponse
+
+from broker.api.deps import AdminDep, ContainerDep
+from broker.api.presenters import task_body
+from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
+from broker.errors import NotFound
+from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+Name = Annotated[str, Path(pattern=NAME, description="lower-case name: a-z 0-9 . _ -")]
+
+
+def _put(result: tuple[dict[str, Any], bool]) -> JSONResponse:
+    body, created = result
+    return JSONResponse(body, status_code=201 if created else 200)
+
+
+@router.put("/admin/agents/{name}")
+def put_agent(name: Name, body: AgentIn, actor: AdminDep, c: ContainerDep) -> JSONResponse:
+    agent = Agent(name=name, owner=body.owner, trust_level=body.trust_level, description=body.description,
+                  bindings=tuple(IdentityBinding(i.issuer, i.subject, dict(i.claims)) for i in body.identities),
+                  profiles=tuple(dict.fromkeys(body.profiles)))
+    return _put(c.registry.put_agent(agent, actor))
+
+
+@router.put("/admin/profiles/{name}")
+def put_profile(name: Name, body: ProfileIn, actor: AdminDep, c: ContainerDep) -> JSONResponse:
+    profile = TaskProfile(name=name, allowed_actions=tuple(dict.fromkeys(body.allowed_actions)),
+                          ceiling=body.ceiling, max_lifetime_seconds=body.max_lifetime_seconds,
+                          description=body.description)
+    return _put(c.registry.put_profile(profile, actor))
+
+
+@router.put("/admin/resources/{name}")
+def put_resource(name: Name, body: ResourceIn, actor: AdminDep, c: ContainerDep) -> JSONResponse:
+    resource = Resource(name=name, kind=body.kind, sensitivity=body.sensitivity, environment=body.environment,
+                        settings=body.settings(), description=body.description, external=body.external)
+    return _put(c.registry.put_resource(resource, actor))
+
+
+def _entity_routes(entity: str, plural: str) -> None:
+    @router.get(f"/admin/{plural}", name=f"list_{plural}")
+    def _list(_: AdminDep, c: ContainerDep) -> dict[str, Any]:
+        return {"items": c.registry.list(entity)}
+
+    @router.get(f"/admin/{plural}/{{name}}", name=f"get_{entity}")
+    def _get(name: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+        return c.registry.get(entity, name)
+
+    @router.delete(f"/admin/{plural}/{{name}}", status_code=204, name=f"delete_{entity}")
+    def _delete(name: str, actor: AdminDep, c: ContainerDep) -> Response:
+        c.registry.delete(entity, name, actor)
+        return Response(status_code=204)
+
+
+for _entity, _plural in (("agent", "agents"), ("profile", "profiles"), ("resource", "resources")):
+    _entity_routes(_entity, _plural)
+
+
+@router.get("/admin/tasks/{task_id}")
+def get_task(task_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+    return c.task_view(task_id)
+
+
+@router.post("/admin/tasks/{task_id}/revoke")
+def revoke_task(task_id: str, body: RevokeIn, actor: AdminDep, c: ContainerDep) -> dict[str, Any]:
+    with c.store.read() as conn:
+        task = c.store.get_task(conn, task_id)
+    if task is None:
+        raise NotFound(f'task "{task_id}" does not exist')
+    report = c.escalate(task_id, detector="admin_revoke", reason=body.reason, actor=actor, steps=[])
+    return {"task": task_body(c.get_task(task_id)), **report}
+
+
+@router.get("/audit")
+def audit(_: AdminDep, c: ContainerDep, task_id: str | None = None, kind: str | None = None,
+          after_seq: Annotated[int, Query(ge=0)] = 0,
+          limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
+    return {"items": c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)}
+
+
+@router.get("/decisions/{decision_id}")
+def explain(decision_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+    with c.store.read() as conn:
+        row = c.store.get_decision(conn, decision_id)
+    if row is None:
+        raise NotFound(f'decision "{decision_id}" does not exist')
+    created = row["created_at"]
+    return {**row["record"], "task_id": row["task_id"], "agent": row["agent"], "action": row["action"],
+            "resource": row["resource"],
+            "created_at": created.isoformat() if isinstance(created, datetime) else created}
+
+
+@router.get("/admin/policies")
+def policies(_: AdminDep, c: ContainerDep) -> dict[str, Any]:
+    return c.policy_info()
+
+
+__all__ = ["TaskState", "router"]

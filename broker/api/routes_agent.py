@@ -1,0 +1,41 @@
+"""Agent API (bearer: workload identity JWT)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from broker.api.deps import AgentDep, ContainerDep
+from broker.api.presenters import credential_body, task_body
+from broker.api.schemas import CredentialIn, TaskIn
+
+router = APIRouter(prefix="/v1", tags=["agent"])
+
+
+@router.post("/tasks", status_code=201)
+def open_task(body: TaskIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
+    task = c.tasks.open_task(agent, body.profile, body.purpose, body.on_behalf_of, body.lifetime_seconds)
+    return task_body(task)
+
+
+@router.get("/tasks/{task_id}")
+def get_task(task_id: str, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
+    return task_body(c.tasks.task_for(agent, task_id))
+
+
+@router.post("/tasks/{task_id}/credentials", responses={403: {"description": "denied, with the decision"},
+                                                       409: {"description": "task ended or quarantined"}})
+def request_credential(task_id: str, body: CredentialIn, agent: AgentDep, c: ContainerDep) -> JSONResponse:
+    result = c.credentials(agent, task_id, body.action, body.resource, body.approval_id)
+    payload = credential_body(result)
+    status = 202 if payload["credential"] is None else 200
+    if result.approval_id:
+        payload["approval_id"] = result.approval_id
+    return JSONResponse(payload, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/tasks/{task_id}")
+def end_task(task_id: str, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
+    return c.tasks.end_task(agent, task_id)

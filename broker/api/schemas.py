@@ -1,0 +1,71 @@
+"""Request bodies (pydantic at the edge). Field errors become 422 naming the field."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker.models import Environment, Sensitivity, Tier, TrustLevel
+
+NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class IdentityIn(Strict):
+    issuer: str = Field(min_length=1, max_length=512)
+    subject: str = Field(min_length=1, max_length=512)
+    claims: dict[str, str] = {}
+
+
+class AgentIn(Strict):
+    owner: str = Field(min_length=1, max_length=256)
+    trust_level: TrustLevel = TrustLevel.STANDARD
+    description: str = Field(default="", max_length=2000)
+    identities: list[IdentityIn] = Field(default=[], max_length=20)
+    profiles: list[str] = Field(default=[], max_length=100)
+
+
+class ProfileIn(Strict):
+    allowed_actions: list[str] = Field(min_length=1, max_length=200)
+    ceiling: Tier = Tier.HIGH
+    max_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
+    description: str = Field(default="", max_length=2000)
+
+
+class ResourceIn(Strict):
+    kind: Literal["vault_token", "vault_kv", "postgres", "aws"]
+    sensitivity: Sensitivity
+    environment: Environment
+    external: bool = False
+    description: str = Field(default="", max_length=2000)
+    vault: dict[str, Any] | None = None
+    aws: dict[str, Any] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.vault is not None:
+            out["vault"] = self.vault
+        if self.aws is not None:
+            out["aws"] = self.aws
+        return out
+
+
+class TaskIn(Strict):
+    profile: str = Field(min_length=1, max_length=128)
+    purpose: str = Field(min_length=1, max_length=2000)
+    on_behalf_of: str | None = Field(default=None, min_length=1, max_length=256)
+    lifetime_seconds: int | None = Field(default=None, ge=60, le=86400)
+
+
+class CredentialIn(Strict):
+    action: str = Field(min_length=1, max_length=128)
+    resource: str = Field(min_length=1, max_length=128)
+    approval_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class RevokeIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)

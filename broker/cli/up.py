@@ -1,0 +1,154 @@
+"""``nhi-broker up`` (embedded default) and ``nhi-broker serve --config FILE`` (production)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from broker.cli._common import DataDirOption, handle_errors
+from broker.config import Settings, load_settings
+from broker.errors import BrokerError
+from broker.logging import configure_logging
+from broker.secrets import Secret
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _admin_token(data_dir: Path) -> str:
+    path = data_dir / "admin.token"
+    if not path.exists():
+        path.write_text("nhi-admin-" + secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = None) -> None:
+    """Build the container, start the workers and serve until SIGINT/SIGTERM.
+
+    ``on_ready(container)`` runs before the socket opens (seeding); ``on_listening(container)``
+    runs once the server accepts connections (so files that announce the URL are never early)."""
+    from broker.api.app import create_app
+    from broker.container import Container
+    from rotation.revocation_worker import RevocationWorker
+
+    container = Container.build(settings)
+    try:
+        if on_ready is not None:
+            on_ready(container)
+        worker = RevocationWorker(container)
+        worker.start()
+        container.workers.append(worker)
+        config = uvicorn.Config(create_app(container), host=settings.host, port=settings.port,
+                                log_level="warning", access_log=False, lifespan="on")
+        server = uvicorn.Server(config)
+        if on_listening is not None:
+            def announce() -> None:
+                while not server.started and not server.should_exit:
+                    time.sleep(0.02)
+                if server.started:
+                    on_listening(container)
+            threading.Thread(target=announce, name="nhi-announce", daemon=True).start()
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so every
+        # `finally` (workers, store, the OpenBao dev server) still runs
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            server.run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if not server.started:
+            raise BrokerError(f"could not serve on {settings.host}:{settings.port} (port in use?)")
+    finally:
+        container.close()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def up(data_dir: Path = DataDirOption,
+           port: int = typer.Option(8080, "--port", min=0, max=65535, help="API port on 127.0.0.1."),
+           log_format: str = typer.Option("console", "--log-format", help="console | json")) -> None:
+        """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
+        from broker.demo import seed_openbao, seed_registry
+        from broker.openbao_server import start_dev_server
+
+        configure_logging(log_format)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        bao = start_dev_server(log_path=data_dir / "openbao.log")
+        up_json = data_dir / "up.json"
+        try:
+            settings = Settings(dev_mode=True, data_dir=data_dir, port=port, dev_issuer=True,
+                                admin_token=_admin_token(data_dir), log_format=log_format,  # type: ignore[arg-type]
+                                openbao={"addr": bao.address, "token": bao.root_token.reveal()})  # type: ignore[arg-type]
+            url = f"http://127.0.0.1:{port}"
+
+            def ready(container: Any) -> None:
+                from broker.backends._openbao_http import OpenBaoHTTP
+
+                seed_openbao(OpenBaoHTTP(bao.address, bao.root_token))
+                seed_registry(container)
+
+            def listening(container: Any) -> None:
+                up_json.write_text("")
+                up_json.chmod(0o600)
+                up_json.write_text(json.dumps({
+                    "url": url, "admin_token": settings.admin_token.get_secret_value(),
+                    "openbao_addr": bao.address, "openbao_token": bao.root_token.reveal(),
+                    "data_dir": str(data_dir.resolve()), "pid": os.getpid(),
+                    "database_url": settings.resolved_database_url()}, indent=2))
+                _summary(url, data_dir, bao.address, container)
+
+            run_server(settings, on_ready=ready, on_listening=listening)
+        finally:
+            up_json.unlink(missing_ok=True)
+            bao.stop()
+            console.print("[bold]nhi-broker stopped[/bold] (OpenBao dev server stopped too)")
+
+    @app.command()
+    @handle_errors
+    def serve(config: Path = typer.Option(..., "--config", exists=True, dir_okay=False,
+                                          help="YAML settings file (see docs/operations.md)")) -> None:
+        """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers."""
+        settings = load_settings(config)
+        configure_logging(settings.log_format, settings.log_level)
+        run_server(settings)
+
+
+def _summary(url: str, data_dir: Path, bao_addr: str, container: Any) -> None:
+    dd = str(data_dir)
+    console.print(f"""
+[bold green]nhi-broker is up[/bold green]
+  API        {url}   (OpenAPI docs: {url}/docs)
+  OpenBao    {bao_addr}   (dev server, in memory)
+  store      {container.settings.resolved_database_url()}
+  admin      token in {dd}/up.json (and {dd}/admin.token)
+  demo       agent demo-agent (profile demo); resources demo-data, demo-secrets, prod-payments
+
+Try it:
+  TOKEN=$(nhi-broker agent token demo-agent --data-dir {dd})
+  curl -s -X POST {url}/v1/tasks -H "Authorization: Bearer $TOKEN" \\
+       -H 'content-type: application/json' -d '{{"profile":"demo","purpose":"try the broker"}}'
+  # each identity token is single-use: mint a fresh one for the next request
+  TOKEN=$(nhi-broker agent token demo-agent --data-dir {dd})
+  curl -s -X POST {url}/v1/tasks/TASK_ID/credentials -H "Authorization: Bearer $TOKEN" \\
+       -H 'content-type: application/json' -d '{{"action":"db.read","resource":"demo-data"}}'
+
+Ctrl-C stops the broker and the OpenBao dev server.
+""")
+
+
+__all__ = ["Secret", "register", "run_server"]

@@ -1,0 +1,231 @@
+"""The composition root: the one place that picks adapters and wires services.
+
+``Container.build(settings)`` migrates the store, loads the policy bundle, connects the
+backends and returns an object the API, the CLI and the background workers share.
+"""
+
+from __future__ import annotations
+
+import secrets as _secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from broker.audit import AuditLog
+from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_token import OpenBaoTokenBackend
+from broker.backends.port import CredentialBackend
+from broker.config import Settings
+from broker.decisions import ApprovalContext, DecisionEngine
+from broker.errors import BrokerError, NotFound
+from broker.logging import get_logger
+from broker.metrics import Metrics
+from broker.models import Action, Agent, Task, TaskState
+from broker.risk.engine import TableDecisionEngine
+from broker.secrets import Fingerprinter, Secret
+from broker.services.authn import AgentAuthenticator
+from broker.services.registry import RegistryService
+from broker.services.revocation import RevocationService
+from broker.services.tasks import CredentialResult, TaskService
+from broker.store import outbox
+from broker.store.db import make_engine, migrate
+from broker.store.repo import Store, aware, utcnow
+
+log = get_logger("nhi-broker")
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """A 32-byte key kept in a 0600 file under the data dir (created on first use)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = path.open("x")
+        path.chmod(0o600)
+        with fd:
+            fd.write(_secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+class StoreReplayGuard:
+    """Replay guard shared by every replica: a jti is recorded once in the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def check_and_record(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        return self.store.record_jti(issuer, jti, expires_at)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    store: Store
+    audit: AuditLog
+    fingerprint: Fingerprinter
+    backends: dict[str, CredentialBackend]
+    registry: RegistryService
+    tasks: TaskService
+    revocations: RevocationService
+    authenticator: AgentAuthenticator
+    metrics: Metrics
+    engine_holder: Any
+    extra_routers: list[Any] = field(default_factory=list)
+    workers: list[Any] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def build(cls, settings: Settings) -> Container:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url())
+        migrate(engine)
+        store = Store(engine)
+        audit = AuditLog(store)
+        key = (bytes.fromhex(settings.fingerprint_key.get_secret_value())
+               if settings.fingerprint_key.get_secret_value()
+               else load_or_create_key(settings.data_dir / "fingerprint.key"))
+        fingerprint = Fingerprinter(key)
+        holder = EngineHolder.load(settings.policy_dir)
+        http = OpenBaoHTTP(settings.openbao.addr, Secret(settings.openbao.token.get_secret_value()),
+                           timeout=settings.openbao.timeout_seconds)
+        token_backend = OpenBaoTokenBackend(http)
+        token_backend.bootstrap()
+        backends: dict[str, CredentialBackend] = {"vault_token": token_backend}
+        revocations = RevocationService(store, audit, backends)
+        metrics = Metrics()
+        tasks = TaskService(store, audit, holder.engine, holder.catalog, backends, revocations, fingerprint)
+        registry = RegistryService(store, audit, backends, holder.catalog)
+        authenticator = AgentAuthenticator(_build_verifier(settings, store), store, audit)
+        return cls(settings=settings, store=store, audit=audit, fingerprint=fingerprint, backends=backends,
+                   registry=registry, tasks=tasks, revocations=revocations, authenticator=authenticator,
+                   metrics=metrics, engine_holder=holder)
+
+    # -- request flow ---------------------------------------------------------------------------
+    def credentials(self, agent: Agent, task_id: str, action: str, resource: str,
+                    approval_id: str | None = None) -> CredentialResult:
+        approval = ApprovalContext(approval_id=approval_id, approved=False) if approval_id else None
+        result = self.tasks.request_credential(agent, task_id, action, resource, approval)
+        self.metrics.decisions.labels(result.decision.outcome.value, result.decision.tier.value,
+                                      result.decision.mode.value).inc()
+        if result.credential is not None:
+            self.metrics.issued.labels(result.credential.kind).inc()
+        return result
+
+    def get_task(self, task_id: str) -> Task:
+        with self.store.read() as conn:
+            task = self.store.get_task(conn, task_id)
+        if task is None:
+            raise NotFound(f'task "{task_id}" does not exist')
+        return task
+
+    def escalate(self, task_id: str, *, detector: str, reason: str, actor: str,
+                 steps: list[str]) -> dict[str, Any]:
+        report = self.revocations.revoke_task(
+            task_id, reason=f"{detector}: {reason}", state=TaskState.QUARANTINED, actor=actor,
+            audit_kind="task.escalated", extra={"detector": detector, "steps": steps})
+        self.metrics.escalations.labels(detector).inc()
+        return {"revocations_queued": report.queued, "revocations_completed": report.completed,
+                "revocations_pending": report.pending}
+
+    def task_view(self, task_id: str) -> dict[str, Any]:
+        from broker.api.presenters import task_body  # presentation helper, no HTTP dependency
+
+        task = self.get_task(task_id)
+        with self.store.read() as conn:
+            decisions = self.store.decisions(conn, task_id=task_id)
+            grants = self.store.grants(conn, task_id)
+        by_decision: dict[str, list[dict[str, Any]]] = {}
+        for g in grants:
+            by_decision.setdefault(g["decision_id"], []).append({
+                "grant_id": g["grant_id"], "backend": g["backend"], "resource": g["resource"],
+                "action": g["action"], "state": g["state"], "accessor": g["accessor"], "lease_id": g["lease_id"],
+                "issued_at": _iso(g["issued_at"]), "expires_at": _iso(g["expires_at"]),
+                "revoked_at": _iso(g["revoked_at"])})
+        steps = [{"step": i + 1, "kind": "credential_request", "at": _iso(d["created_at"]),
+                  "action": d["action"], "resource": d["resource"],
+                  "decision": {k: d["record"].get(k) for k in ("decision_id", "outcome", "tier", "mode",
+                                                                "ttl_seconds", "reasons", "policy_ids")},
+                  "grants": by_decision.get(d["decision_id"], [])} for i, d in enumerate(decisions)]
+        summary = self.tasks.chain_summary(task_id)
+        return {"task": task_body(task), "chain": {"summary": summary.to_dict(), "steps": steps}}
+
+    # -- ops --------------------------------------------------------------------------------------
+    def revocation_backlog(self) -> tuple[int, float | None]:
+        with self.store.read() as conn:
+            return outbox.pending_count(conn), outbox.oldest_pending_age(conn, utcnow())
+
+    def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            with self.store.read() as conn:
+                pending = outbox.pending_count(conn)
+                oldest = outbox.oldest_pending_age(conn, utcnow())
+            checks["store"] = "ok"
+            stuck = oldest is not None and oldest > 60
+            checks["revocations"] = {"pending": pending, "oldest_pending_seconds": oldest,
+                                     "status": "stuck" if stuck else "ok"}
+        except Exception as exc:  # readiness reports, never raises
+            checks["store"] = f"error: {type(exc).__name__}"
+            stuck = True
+        for kind, backend in self.backends.items():
+            try:
+                backend.check_alive()
+                checks[f"backend.{kind}"] = "ok"
+            except BrokerError as exc:
+                checks[f"backend.{kind}"] = f"unavailable: {exc.message}"
+        ready = checks.get("store") == "ok" and not stuck and all(
+            v == "ok" for k, v in checks.items() if k.startswith("backend."))
+        return {"ready": ready, "checks": checks}
+
+    def policy_info(self) -> dict[str, Any]:
+        return self.engine_holder.info()
+
+    def close(self) -> None:
+        self._stop.set()
+        for w in self.workers:
+            w.stop()
+        self.store.engine.dispose()
+
+
+class EngineHolder:
+    """Holds the active decision engine and catalog (swapped atomically on reload)."""
+
+    def __init__(self, engine: DecisionEngine, catalog: Mapping[str, Action], directory: Path) -> None:
+        self._engine = engine
+        self._catalog = dict(catalog)
+        self.directory = directory
+        self.loaded_at = datetime.now(UTC)
+
+    @classmethod
+    def load(cls, directory: Path) -> EngineHolder:
+        table = TableDecisionEngine.from_dir(directory)
+        return cls(table, table.catalog, directory)  # type: ignore[arg-type]
+
+    def engine(self) -> DecisionEngine:
+        return self._engine
+
+    def catalog(self) -> Mapping[str, Action]:
+        return self._catalog
+
+    def info(self) -> dict[str, Any]:
+        return {"bundle_hash": self._engine.bundle_hash, "directory": str(self.directory),
+                "loaded_at": self.loaded_at.isoformat()}
+
+
+def _iso(value: Any) -> str | None:
+    v = aware(value) if isinstance(value, datetime) else None
+    return v.isoformat() if v else None
+
+
+def _build_verifier(settings: Settings, store: Store) -> Any:
+    from broker.identity import DevIssuer, IdentityVerifier, IssuerConfig
+
+    configs = [IssuerConfig(issuer=i.issuer, audiences=tuple(i.audiences), jwks_file=i.jwks_file,
+                            jwks_url=i.jwks_url, public_key_pem=i.public_key_pem, algorithms=tuple(i.algorithms),
+                            max_token_age_seconds=i.max_token_age_seconds, leeway_seconds=i.leeway_seconds,
+                            require_jti=i.require_jti) for i in settings.issuers]
+    if settings.dev_issuer:
+        configs.append(DevIssuer.load_or_create(settings.data_dir).issuer_config())
+    return IdentityVerifier(configs, StoreReplayGuard(store))

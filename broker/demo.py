@@ -1,0 +1,51 @@
+"""The demo seed of ``nhi-broker up``: OpenBao policies and data, a profile, an agent, resources.
+
+Names are fixed (docs, Terraform examples and checks use them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.backends._openbao_http import OpenBaoHTTP
+from broker.identity import DEV_ISSUER
+from broker.models import Agent, Environment, IdentityBinding, Resource, Sensitivity, TaskProfile, Tier, TrustLevel
+
+DEMO_RESOURCES = {
+    # name: (sensitivity, environment, KV path)
+    "demo-data": (Sensitivity.INTERNAL, Environment.DEV, "demo-data"),
+    "demo-secrets": (Sensitivity.CONFIDENTIAL, Environment.DEV, "demo-secrets"),
+    "prod-payments": (Sensitivity.RESTRICTED, Environment.PROD, "prod-payments"),
+}
+DEMO_ACTIONS = ("db.read", "db.write", "secrets.read", "data.export", "payments.charge")
+
+
+def policy_name(resource: str) -> str:
+    return f"nhi-{resource}"
+
+
+def acl_policy(kv_path: str) -> str:
+    return (f'path "secret/data/{kv_path}/*" {{ capabilities = ["read", "list"] }}\n'
+            f'path "secret/data/{kv_path}" {{ capabilities = ["read"] }}\n'
+            f'path "secret/metadata/{kv_path}/*" {{ capabilities = ["list"] }}\n')
+
+
+def seed_openbao(http: OpenBaoHTTP) -> None:
+    with http.client() as c:
+        for name, (_, _, path) in DEMO_RESOURCES.items():
+            c.sys.create_or_update_acl_policy(name=policy_name(name), policy=acl_policy(path))
+            c.secrets.kv.v2.create_or_update_secret(path=f"{path}/example", secret={"note": f"demo data for {name}"},
+                                                    mount_point="secret")
+
+
+def seed_registry(container: Any) -> None:
+    reg = container.registry
+    reg.put_profile(TaskProfile(name="demo", allowed_actions=DEMO_ACTIONS, ceiling=Tier.CRITICAL,
+                                max_lifetime_seconds=3600, description="demo profile"), "seed")
+    reg.put_agent(Agent(name="demo-agent", owner="demo-owner", trust_level=TrustLevel.STANDARD,
+                        bindings=(IdentityBinding(DEV_ISSUER, "demo-agent"),), profiles=("demo",),
+                        description="demo agent bound to the dev issuer"), "seed")
+    for name, (sensitivity, environment, _) in DEMO_RESOURCES.items():
+        reg.put_resource(Resource(name=name, kind="vault_token", sensitivity=sensitivity, environment=environment,
+                                  settings={"vault": {"policies": [policy_name(name)]}},
+                                  description=f"OpenBao token reading secret/{DEMO_RESOURCES[name][2]}/*"), "seed")

@@ -1,0 +1,1 @@
+"""Domain services: the request flow, the registry, revocation. They depend on ports only."""

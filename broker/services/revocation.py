@@ -1,0 +1,102 @@
+"""Revoking what a task holds: outbox first, then the backend, retried until confirmed.
+
+``revoke_task`` writes the task's new state, one outbox row per task handle (e.g. the OpenBao
+parent token, which takes all its children) and one per grant not covered by a handle, and the
+audit event — all in one transaction — and only then calls the backends. Whatever fails stays
+``pending`` and the worker (:mod:`rotation.revocation_worker`) retries it with backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from broker.audit import AuditLog
+from broker.backends.port import CredentialBackend
+from broker.errors import BrokerError
+from broker.logging import get_logger
+from broker.models import TaskState
+from broker.store import outbox
+from broker.store.repo import Store, utcnow
+
+log = get_logger("nhi-broker.revocation")
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationReport:
+    task_id: str
+    queued: int
+    completed: int
+    pending: int
+
+
+class RevocationService:
+    def __init__(self, store: Store, audit: AuditLog, backends: Mapping[str, CredentialBackend]) -> None:
+        self.store = store
+        self.audit = audit
+        self.backends = backends
+
+    def revoke_task(self, task_id: str, *, reason: str, state: TaskState, actor: str,
+                    audit_kind: str = "task.revoked", extra: Mapping[str, Any] | None = None,
+                    from_states: tuple[TaskState, ...] = (TaskState.ACTIVE,)) -> RevocationReport:
+        queued = 0
+        with self.store.write() as conn:
+            self.store.set_task_state(conn, task_id, state, reason, only_from=from_states)
+            handles = self.store.handles(conn, task_id)
+            handled_backends = {h["backend"] for h in handles}
+            for h in handles:
+                outbox.enqueue(conn, task_id=task_id, backend=h["backend"], reference=h["reference"],
+                               reason=reason, handle_id=h["id"])
+                queued += 1
+            for g in self.store.grants(conn, task_id, state="active"):
+                if g["covered_by_task_handle"] and g["backend"] in handled_backends:
+                    continue
+                outbox.enqueue(conn, task_id=task_id, backend=g["backend"], reference=g["revocation"],
+                               reason=reason, grant_id=g["grant_id"])
+                queued += 1
+            self.audit.append(conn, audit_kind, actor=actor, task_id=task_id, outcome=state.value,
+                              data={"reason": reason, "revocations_queued": queued, **dict(extra or {})})
+        for backend in self.backends.values():
+            forget = getattr(backend, "forget_task", None)
+            if forget is not None:
+                forget(task_id)
+        completed, pending = self.process(task_id=task_id)
+        return RevocationReport(task_id=task_id, queued=queued, completed=completed, pending=pending)
+
+    def revoke_grant(self, grant: Mapping[str, Any], *, reason: str, actor: str) -> None:
+        with self.store.write() as conn:
+            outbox.enqueue(conn, task_id=grant["task_id"], backend=grant["backend"],
+                           reference=grant["revocation"], reason=reason, grant_id=grant["grant_id"])
+        self.process(task_id=grant["task_id"])
+
+    def process(self, *, task_id: str | None = None, limit: int = 200) -> tuple[int, int]:
+        """Attempt due revocations (all, or one task's). Returns (completed, still pending)."""
+        with self.store.read() as conn:
+            rows = outbox.due(conn, utcnow(), limit=limit, task_id=task_id)
+        completed = failed = 0
+        for row in rows:
+            backend = self.backends.get(row["backend"])
+            try:
+                if backend is None:
+                    raise BrokerError(f'backend "{row["backend"]}" is not configured')
+                backend.revoke(row["reference"])
+            except BrokerError as exc:
+                failed += 1
+                with self.store.write() as conn:
+                    outbox.mark_failed(conn, row, exc.message)
+                log.warning("revocation.failed", task_id=row["task_id"], backend=row["backend"],
+                            attempts=row["attempts"] + 1, error=exc.message)
+                continue
+            completed += 1
+            with self.store.write() as conn:
+                outbox.mark_done(conn, row)
+                self.audit.append(conn, "credential.revoked", actor="broker", task_id=row["task_id"],
+                                  outcome="revoked",
+                                  data={"backend": row["backend"], "grant_id": row["grant_id"],
+                                        "handle_id": row["handle_id"], "reason": row["reason"],
+                                        "attempts": row["attempts"] + 1,
+                                        "reference": {k: v for k, v in row["reference"].items()
+                                                      if k in ("accessor", "lease_id", "kind", "role_name",
+                                                               "mode", "wrapping_accessor")}})
+        return completed, failed

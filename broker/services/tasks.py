@@ -1,0 +1,196 @@
+"""The request flow: open a task, decide a credential request, issue, end the task.
+
+Fail closed everywhere: identity is resolved before we get here; a missing profile, action or
+resource, a decision error, or a backend error never yields a credential.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from broker.audit import AuditLog
+from broker.backends.port import CredentialBackend, IssuedCredential, IssueRequest
+from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
+from broker.errors import BrokerError, Conflict, Denied, InvalidInput, NotFound
+from broker.logging import get_logger
+from broker.models import Action, Agent, DecisionId, GrantId, Outcome, Task, TaskId, TaskState, Tier
+from broker.secrets import Fingerprinter
+from broker.services.revocation import RevocationService
+from broker.store.repo import Store, utcnow
+
+log = get_logger("nhi-broker.tasks")
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialResult:
+    decision: Decision
+    credential: IssuedCredential | None
+    grant_id: str | None = None
+    approval_id: str | None = None
+
+
+IssuedHook = Callable[[str, str, str, list[str]], None]  # grant_id, task_id, agent, fingerprints
+
+
+class TaskService:
+    def __init__(self, store: Store, audit: AuditLog, engine: Callable[[], DecisionEngine],
+                 catalog: Callable[[], Mapping[str, Action]], backends: Mapping[str, CredentialBackend],
+                 revocations: RevocationService, fingerprint: Fingerprinter,
+                 on_issued: list[IssuedHook] | None = None) -> None:
+        self.store = store
+        self.audit = audit
+        self.engine = engine
+        self.catalog = catalog
+        self.backends = backends
+        self.revocations = revocations
+        self.fingerprint = fingerprint
+        self.on_issued = on_issued if on_issued is not None else []
+
+    # -- tasks ---------------------------------------------------------------------------
+    def open_task(self, agent: Agent, profile_name: str, purpose: str, on_behalf_of: str | None,
+                  lifetime_seconds: int | None = None) -> Task:
+        if profile_name not in agent.profiles:
+            with self.store.write() as conn:
+                self.audit.append(conn, "task.refused", actor=agent.name, outcome="denied",
+                                  data={"profile": profile_name, "reason": "profile not allowed for agent"})
+            raise Denied(f'agent "{agent.name}" may not open tasks under profile "{profile_name}"; '
+                         f"allowed: {list(agent.profiles)}")
+        with self.store.read() as conn:
+            profile = self.store.get_profile(conn, profile_name)
+        if profile is None:
+            raise InvalidInput("profile", f'task profile "{profile_name}" does not exist')
+        lifetime = min(lifetime_seconds or profile.max_lifetime_seconds, profile.max_lifetime_seconds)
+        now = utcnow()
+        task = Task(task_id=TaskId("tsk_" + uuid.uuid4().hex), agent=agent.name, profile=profile.name,
+                    purpose=purpose, on_behalf_of=on_behalf_of, state=TaskState.ACTIVE, created_at=now,
+                    expires_at=now + timedelta(seconds=lifetime))
+        with self.store.write() as conn:
+            self.store.create_task(conn, task)
+            self.audit.append(conn, "task.opened", actor=agent.name, task_id=task.task_id, outcome="active",
+                              data={"profile": profile.name, "purpose": purpose, "on_behalf_of": on_behalf_of,
+                                    "expires_at": task.expires_at.isoformat()})
+        return task
+
+    def task_for(self, agent: Agent, task_id: str) -> Task:
+        with self.store.read() as conn:
+            task = self.store.get_task(conn, task_id)
+        if task is None or task.agent != agent.name:
+            raise NotFound(f'task "{task_id}" not found for agent "{agent.name}"')
+        return task
+
+    def ensure_active(self, task: Task, now: datetime) -> None:
+        if task.state is TaskState.ACTIVE and task.expires_at <= now:
+            self.revocations.revoke_task(task.task_id, reason="task lifetime exceeded", state=TaskState.EXPIRED,
+                                         actor="broker", audit_kind="task.expired")
+            raise Conflict(f'task "{task.task_id}" has expired', details={"state": TaskState.EXPIRED.value})
+        if task.state is not TaskState.ACTIVE:
+            raise Conflict(f'task "{task.task_id}" is {task.state.value}: {task.state_reason or "no reason"}',
+                           details={"state": task.state.value, "reason": task.state_reason})
+
+    def end_task(self, agent: Agent, task_id: str) -> dict[str, Any]:
+        task = self.task_for(agent, task_id)
+        if task.state is not TaskState.ACTIVE:
+            raise Conflict(f'task "{task_id}" is already {task.state.value}', details={"state": task.state.value})
+        report = self.revocations.revoke_task(task_id, reason="ended by agent", state=TaskState.ENDED,
+                                              actor=agent.name, audit_kind="task.ended")
+        return {"task_id": task_id, "state": TaskState.ENDED.value, "revocations_queued": report.queued,
+                "revocations_completed": report.completed, "revocations_pending": report.pending}
+
+    # -- credentials ---------------------------------------------------------------------
+    def chain_summary(self, task_id: str) -> ChainSummary:
+        with self.store.read() as conn:
+            rows = self.store.decisions(conn, task_id=task_id)
+            active = self.store.count_active_grants(conn, task_id)
+        allowed = [r for r in rows if r["outcome"] == Outcome.ALLOW.value]
+        catalog = self.catalog()
+        max_tier = max((Tier(r["tier"]) for r in allowed), key=lambda t: t.rank, default=None)
+        return ChainSummary(
+            steps=len(rows), actions=tuple(r["action"] for r in allowed),
+            consequences=tuple(catalog[r["action"]].consequence.value for r in allowed if r["action"] in catalog),
+            max_tier=max_tier, grants_active=active)
+
+    def decide(self, agent: Agent, task: Task, action_name: str, resource_name: str,
+               approval: ApprovalContext | None = None) -> Decision:
+        with self.store.read() as conn:
+            profile = self.store.get_profile(conn, task.profile)
+            resource = self.store.get_resource(conn, resource_name)
+        if profile is None:
+            raise Conflict(f'task profile "{task.profile}" no longer exists')
+        request = DecisionInput(
+            decision_id=DecisionId("dec_" + uuid.uuid4().hex), agent=agent, profile=profile, task=task,
+            action_name=action_name, resource_name=resource_name, action=self.catalog().get(action_name),
+            resource=resource, chain=self.chain_summary(task.task_id), now=datetime.now(UTC), approval=approval)
+        return self.engine().decide(request)
+
+    def record_decision(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
+        kind = {Outcome.ALLOW: "decision.allowed", Outcome.DENY: "decision.denied",
+                Outcome.STEP_UP: "decision.step_up"}[decision.outcome]
+        with self.store.write() as conn:
+            self.store.add_decision(conn, decision.record(), task.task_id, agent.name, action, resource, utcnow())
+            self.audit.append(conn, kind, actor=agent.name, task_id=task.task_id, outcome=decision.outcome.value,
+                              data={"decision_id": decision.decision_id, "action": action, "resource": resource,
+                                    "tier": decision.tier.value, "score": decision.score, "mode": decision.mode.value,
+                                    "ttl_seconds": decision.ttl_seconds, "reasons": list(decision.reasons),
+                                    "factors": decision.factors, "policy_ids": list(decision.policy_ids),
+                                    "bundle_hash": decision.bundle_hash})
+
+    def request_credential(self, agent: Agent, task_id: str, action_name: str, resource_name: str,
+                           approval: ApprovalContext | None = None) -> CredentialResult:
+        task = self.task_for(agent, task_id)
+        self.ensure_active(task, datetime.now(UTC))
+        decision = self.decide(agent, task, action_name, resource_name, approval)
+        self.record_decision(agent, task, decision, action_name, resource_name)
+        if decision.outcome is not Outcome.ALLOW:
+            return CredentialResult(decision=decision, credential=None)
+        return self.issue(agent, task, decision, action_name, resource_name)
+
+    def issue(self, agent: Agent, task: Task, decision: Decision, action_name: str,
+              resource_name: str) -> CredentialResult:
+        with self.store.read() as conn:
+            resource = self.store.get_resource(conn, resource_name)
+        action = self.catalog().get(action_name)
+        if resource is None or action is None:  # removed between decision and issuance
+            raise Conflict(f'resource "{resource_name}" or action "{action_name}" vanished; try again')
+        backend = self.backends.get(resource.kind)
+        if backend is None:
+            raise BrokerError(f'no backend is configured for resource kind "{resource.kind}"')
+        grant_id = GrantId("grt_" + uuid.uuid4().hex)
+        try:
+            credential = backend.issue(IssueRequest(
+                task=task, agent=agent, action=action, resource=resource, ttl_seconds=decision.ttl_seconds,
+                uses=decision.uses, decision_id=decision.decision_id, grant_id=grant_id))
+        except BrokerError as exc:
+            with self.store.write() as conn:
+                self.audit.append(conn, "credential.failed", actor=agent.name, task_id=task.task_id,
+                                  outcome="error", data={"decision_id": decision.decision_id,
+                                                         "backend": resource.kind, "error": exc.message})
+            raise
+        fingerprints = [self.fingerprint(s) for s in credential.secrets.values()]
+        # the broker's own expiry is the tier's TTL even when the backend's is longer
+        expires_at = min(credential.expires_at, datetime.now(UTC) + timedelta(seconds=decision.ttl_seconds))
+        with self.store.write() as conn:
+            if credential.task_handle is not None:
+                self.store.add_handle(conn, task.task_id, resource.kind, credential.task_handle)
+            self.store.add_grant(conn, grant_id=grant_id, task_id=task.task_id, decision_id=decision.decision_id,
+                                 backend=resource.kind, resource=resource.name, action=action.name,
+                                 lease_id=credential.lease_id, accessor=credential.accessor,
+                                 fingerprints=fingerprints, revocation=dict(credential.revocation),
+                                 covered_by_task_handle=credential.covered_by_task_handle,
+                                 public=credential.public, issued_at=utcnow(), expires_at=expires_at,
+                                 state="active")
+            self.audit.append(conn, "credential.issued", actor=agent.name, task_id=task.task_id, outcome="issued",
+                              data={"grant_id": grant_id, "decision_id": decision.decision_id,
+                                    "backend": resource.kind, "resource": resource.name, "action": action.name,
+                                    "accessor": credential.accessor, "lease_id": credential.lease_id,
+                                    "fingerprints": fingerprints, "expires_at": expires_at.isoformat(),
+                                    "uses": decision.uses})
+        for hook in self.on_issued:
+            try:
+                hook(grant_id, task.task_id, agent.name, fingerprints)
+            except Exception:  # a hook must never lose a credential's record
+                log.exception("issued_hook.failed", grant_id=grant_id)
+        return CredentialResult(decision=decision, credential=credential, grant_id=grant_id)
