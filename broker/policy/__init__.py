@@ -1,0 +1,16 @@
+"""Policy-as-code: the Cedar bundle, the decision engine on top of it, reloads, tests, replay.
+
+Public surface (what the broker core calls):
+
+- :func:`load_bundle` / :func:`check_bundle` — read and check a bundle directory;
+- :class:`CedarDecisionEngine` — ``decide(DecisionInput) -> Decision`` for one bundle;
+- :class:`PolicyHolder` — the active engine, swapped atomically by ``reload()``;
+- :func:`run_tests` — the bundle's test cases; :func:`replay` — recorded decisions vs a bundle.
+"""
+
+from broker.policy.bundle import Bundle, PolicyInfo, check_bundle, content_hash, load_bundle
+from broker.policy.engine import CedarDecisionEngine
+from broker.policy.problems import BundleError, Problem
+
+__all__ = ["Bundle", "BundleError", "CedarDecisionEngine", "PolicyInfo", "Problem", "check_bundle",
+           "content_hash", "load_bundle"]
