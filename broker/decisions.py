@@ -72,6 +72,19 @@ class DecisionInput:
             "on_behalf_of": self.task.on_behalf_of,
             "chain": self.chain.to_dict(),
             "approval_id": self.approval.approval_id if self.approval else None,
+            # what replay needs to rebuild this input faithfully (broker.policy.replay)
+            "agent_owner": self.agent.owner,
+            "agent_profiles": list(self.agent.profiles),
+            "profile_allowed_actions": list(self.profile.allowed_actions),
+            "profile_ceiling": self.profile.ceiling.value,
+            "profile_max_lifetime_seconds": self.profile.max_lifetime_seconds,
+            "resource_kind": self.resource.kind if self.resource else None,
+            "resource_external": self.resource.external if self.resource else None,
+            "reversible": self.action.reversible if self.action else None,
+            "task_purpose": self.task.purpose,
+            "task_expires_at": self.task.expires_at.isoformat(),
+            "decided_at": self.now.isoformat(),
+            "approval_approved": self.approval.approved if self.approval else None,
         }
 
 
