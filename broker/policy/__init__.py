@@ -10,7 +10,8 @@ Public surface (what the broker core calls):
 
 from broker.policy.bundle import Bundle, PolicyInfo, check_bundle, content_hash, load_bundle
 from broker.policy.engine import CedarDecisionEngine
+from broker.policy.holder import PolicyHolder, ReloadResult, Watcher
 from broker.policy.problems import BundleError, Problem
 
-__all__ = ["Bundle", "BundleError", "CedarDecisionEngine", "PolicyInfo", "Problem", "check_bundle",
+__all__ = ["Bundle", "BundleError", "CedarDecisionEngine", "PolicyHolder", "PolicyInfo", "Problem", "ReloadResult", "Watcher", "check_bundle",
            "content_hash", "load_bundle"]
