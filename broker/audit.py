@@ -61,8 +61,8 @@ class AuditLog:
         # lock the head first (row lock on PostgreSQL; SQLite writers are serialised by Store)
         bumped = conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(
             seq=t.audit_head.c.seq + 1))
-        if not bumped.rowcount:
-            conn.execute(insert(t.audit_head).values(id=1, seq=1, hash=GENESIS))
+        if not bumped.rowcount:  # the migration creates the head row; its absence is tampering
+            raise RuntimeError("audit head row is missing; run `nhi-broker audit verify`")
         head = conn.execute(select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)).one()
         event = {
             "seq": int(head.seq), "event_id": uuid.uuid4().hex, "ts": utcnow().isoformat(), "kind": kind,
@@ -126,7 +126,9 @@ class AuditLog:
             prev, expected_seq, count = row["hash"], expected_seq + 1, count + 1
         with self.store.read() as conn:
             head = conn.execute(select(t.audit_head)).first()
-        if head is not None and (head.seq != expected_seq - 1 or head.hash != prev):
+        if head is None:
+            return VerifyResult(False, count, "the audit head row is missing", None)
+        if head.seq != expected_seq - 1 or head.hash != prev:
             return VerifyResult(False, count, f"the chain ends at event {expected_seq - 1} but the head says "
                                               f"{head.seq} (events were deleted from the end)", head.seq)
         return VerifyResult(True, count)

@@ -185,6 +185,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_tasks_agent'), ['agent'], unique=False)
         batch_op.create_index(batch_op.f('ix_tasks_state'), ['state'], unique=False)
 
+    # the audit chain's head row exists from the start, so appenders only ever UPDATE it
+    # (an UPDATE row-locks on PostgreSQL; two first INSERTs would race)
+    audit_head = sa.table("audit_head", sa.column("id", sa.Integer), sa.column("seq", sa.Integer),
+                          sa.column("hash", sa.String))
+    op.bulk_insert(audit_head, [{"id": 1, "seq": 0, "hash": "0" * 64}])
     # ### end Alembic commands ###
 
 

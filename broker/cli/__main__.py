@@ -1,0 +1,3 @@
+from broker.cli.main import app
+
+app(prog_name="nhi-broker")

@@ -1,0 +1,187 @@
+"""A small typed Python client for the broker (agent and admin APIs).
+
+    with BrokerClient(url, token_source=lambda: mint()) as broker:
+        with broker.task("demo", purpose="nightly report") as task:
+            cred = task.credential("db.read", "demo-data")
+            use(cred.secret("token"))
+        # the task is ended (every credential revoked) when the block exits
+
+Identity tokens are single-use (jti replay protection), so the agent client takes a
+``token_source`` callable that returns a fresh token per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from broker.secrets import Secret
+
+SECRET_FIELDS = frozenset({"token", "password", "secret_access_key", "session_token", "wrapping_token"})
+
+
+class BrokerClientError(Exception):
+    def __init__(self, status: int, code: str, message: str, body: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.body = status, code, message, body or {}
+
+
+class Unauthenticated(BrokerClientError): ...
+class NotFound(BrokerClientError): ...
+class InvalidRequest(BrokerClientError): ...
+class TaskNotActive(BrokerClientError): ...
+class BackendUnavailable(BrokerClientError): ...
+
+
+class CredentialDenied(BrokerClientError):
+    @property
+    def decision(self) -> dict[str, Any]:
+        return dict(self.body.get("decision") or {})
+
+
+_BY_STATUS: dict[int, type[BrokerClientError]] = {
+    401: Unauthenticated, 403: CredentialDenied, 404: NotFound, 409: TaskNotActive, 422: InvalidRequest,
+    502: BackendUnavailable, 503: BackendUnavailable,
+}
+
+
+@dataclass(frozen=True)
+class Credential:
+    decision: dict[str, Any]
+    fields: dict[str, Any]  # non-secret fields
+    secrets: dict[str, Secret] = field(repr=False)
+    approval_id: str | None = None
+
+    def secret(self, name: str) -> str:
+        return self.secrets[name].reveal()
+
+    @property
+    def issued(self) -> bool:
+        return bool(self.fields)
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    err = body.get("error") or {}
+    cls = _BY_STATUS.get(resp.status_code, BrokerClientError)
+    raise cls(resp.status_code, str(err.get("code", "error")), str(err.get("message", resp.text[:200])), body)
+
+
+class BrokerClient:
+    def __init__(self, base_url: str, token_source: Callable[[], str], *, timeout: float = 15.0,
+                 http: httpx.Client | None = None) -> None:
+        self._token = token_source
+        self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
+
+    def __enter__(self) -> BrokerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> httpx.Response:
+        resp = self._http.request(method, path, json=json, headers={"Authorization": f"Bearer {self._token()}"})
+        _raise_for(resp)
+        return resp
+
+    def open_task(self, profile: str, purpose: str, on_behalf_of: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"profile": profile, "purpose": purpose}
+        if on_behalf_of:
+            body["on_behalf_of"] = on_behalf_of
+        return dict(self._call("POST", "/v1/tasks", body).json())
+
+    def request_credential(self, task_id: str, action: str, resource: str,
+                           approval_id: str | None = None) -> Credential:
+        body: dict[str, Any] = {"action": action, "resource": resource}
+        if approval_id:
+            body["approval_id"] = approval_id
+        data = self._call("POST", f"/v1/tasks/{task_id}/credentials", body).json()
+        cred = data.get("credential") or {}
+        return Credential(decision=data["decision"],
+                          fields={k: v for k, v in cred.items() if k not in SECRET_FIELDS},
+                          secrets={k: Secret(v) for k, v in cred.items() if k in SECRET_FIELDS and v},
+                          approval_id=data.get("approval_id"))
+
+    def report_event(self, task_id: str, kind: str, text: str | None = None, action: str | None = None,
+                     resource: str | None = None) -> dict[str, Any]:
+        body = {k: v for k, v in {"kind": kind, "text": text, "action": action, "resource": resource}.items() if v}
+        return dict(self._call("POST", f"/v1/tasks/{task_id}/events", body).json())
+
+    def end_task(self, task_id: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/v1/tasks/{task_id}").json())
+
+    @contextmanager
+    def task(self, profile: str, purpose: str, on_behalf_of: str | None = None) -> Iterator[TaskSession]:
+        info = self.open_task(profile, purpose, on_behalf_of)
+        session = TaskSession(self, info)
+        try:
+            yield session
+        finally:
+            try:
+                self.end_task(session.task_id)
+            except TaskNotActive:
+                pass  # already ended, quarantined or expired: nothing left to revoke from here
+
+
+@dataclass
+class TaskSession:
+    client: BrokerClient
+    info: dict[str, Any]
+
+    @property
+    def task_id(self) -> str:
+        return str(self.info["task_id"])
+
+    def credential(self, action: str, resource: str, approval_id: str | None = None) -> Credential:
+        return self.client.request_credential(self.task_id, action, resource, approval_id)
+
+    def event(self, kind: str, text: str | None = None, **kw: str) -> dict[str, Any]:
+        return self.client.report_event(self.task_id, kind, text, **kw)
+
+
+class AdminClient:
+    def __init__(self, base_url: str, admin_token: str | Secret, *, timeout: float = 15.0) -> None:
+        token = admin_token.reveal() if isinstance(admin_token, Secret) else admin_token
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, json: dict[str, Any] | None = None,
+                params: dict[str, Any] | None = None) -> Any:
+        resp = self._http.request(method, path, json=json, params=params)
+        _raise_for(resp)
+        return resp.json() if resp.content else None
+
+    def put(self, entity: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("PUT", f"/v1/admin/{entity}/{name}", body))
+
+    def get(self, entity: str, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/admin/{entity}/{name}"))
+
+    def delete(self, entity: str, name: str) -> None:
+        self.request("DELETE", f"/v1/admin/{entity}/{name}")
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/admin/tasks/{task_id}"))
+
+    def revoke_task(self, task_id: str, reason: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/admin/tasks/{task_id}/revoke", {"reason": reason}))
+
+    def audit(self, **params: Any) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/audit", params=params)["items"])
+
+    def decision(self, decision_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/decisions/{decision_id}"))

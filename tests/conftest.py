@@ -1,0 +1,59 @@
+"""Shared fixtures: real OpenBao (dev server from the wheel), a running broker on loopback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.broker import RunningBroker, start_broker  # noqa: E402
+
+from broker.openbao_server import OpenBaoServer, start_dev_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBaoServer]:
+    log = tmp_path_factory.mktemp("openbao") / "bao.log"
+    server = start_dev_server(log_path=log)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def broker(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+    """A broker on SQLite with the demo seed, served by uvicorn on a loopback port."""
+    running = start_broker(tmp_path_factory.mktemp("broker"), openbao)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL: 127.0.0.1:5432 if it answers, else a private cluster from the Debian
+    binaries; skipped with the precise reason when neither is possible."""
+    from support.postgres import find_or_start
+
+    found = find_or_start()
+    if isinstance(found, str):
+        pytest.skip(f"PostgreSQL store tests did not run: {found}")
+    yield found
+    found.stop()
+
+
+@pytest.fixture()
+def pg_database(pg_server):
+    """A fresh, empty database on the real server; dropped afterwards. Yields a SQLAlchemy URL."""
+    import uuid
+
+    import psycopg
+
+    name = "nhi_test_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://{pg_server.superuser}@{pg_server.host}:{pg_server.port}/{name}"
+    with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

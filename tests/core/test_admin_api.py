@@ -1,0 +1,104 @@
+"""Admin API: idempotent PUT by name, readback of every attribute, field-named validation."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from broker.client import InvalidRequest, NotFound
+
+pytestmark = pytest.mark.openbao
+
+
+def test_put_agent_creates_then_replaces_and_reads_back_every_attribute(broker):
+    admin = broker.admin()
+    body = {"owner": "team-a", "trust_level": "high", "description": "reporting bot",
+            "identities": [{"issuer": "https://k8s.example", "subject": "system:serviceaccount:ns:bot",
+                            "claims": {"kubernetes.io/namespace": "ns"}}], "profiles": ["demo"]}
+    r1 = admin._http.put("/v1/admin/agents/report-bot", json=body)
+    assert r1.status_code == 201
+    r2 = admin._http.put("/v1/admin/agents/report-bot", json=body)
+    assert r2.status_code == 200
+    got = admin.get("agents", "report-bot")
+    for key, value in body.items():
+        assert got[key] == value
+    assert got["name"] == "report-bot" and got["created_at"] and got["updated_at"]
+    assert "report-bot" in [a["name"] for a in admin.request("GET", "/v1/admin/agents")["items"]]
+    admin.delete("agents", "report-bot")
+    with pytest.raises(NotFound):
+        admin.get("agents", "report-bot")
+    with pytest.raises(NotFound):
+        admin.delete("agents", "report-bot")
+
+
+def test_profile_with_action_outside_catalog_is_422_naming_the_field(broker):
+    with pytest.raises(InvalidRequest) as exc:
+        broker.admin().put("profiles", "bad", {"allowed_actions": ["db.read", "rm.rf"], "ceiling": "low"})
+    assert exc.value.body["error"]["field"] == "allowed_actions[1]"
+    assert "rm.rf" in exc.value.message
+
+
+def test_profile_with_unknown_ceiling_is_422_naming_the_field(broker):
+    with pytest.raises(InvalidRequest) as exc:
+        broker.admin().put("profiles", "bad", {"allowed_actions": ["db.read"], "ceiling": "extreme"})
+    assert exc.value.body["error"]["field"] == "ceiling"
+
+
+def test_resource_whose_openbao_policy_does_not_exist_is_refused(broker):
+    with pytest.raises(InvalidRequest) as exc:
+        broker.admin().put("resources", "ghost", {"kind": "vault_token", "sensitivity": "internal",
+                                                  "environment": "dev", "vault": {"policies": ["no-such-policy"]}})
+    assert exc.value.body["error"]["field"] == "vault.policies"
+    assert "does not exist" in exc.value.message
+
+
+def test_resource_readback_includes_backend_settings(broker):
+    admin = broker.admin()
+    admin.put("resources", "extra-data", {"kind": "vault_token", "sensitivity": "confidential",
+                                          "environment": "staging", "external": True,
+                                          "vault": {"policies": ["nhi-demo-data"]}})
+    got = admin.get("resources", "extra-data")
+    assert got["vault"] == {"policies": ["nhi-demo-data"]}
+    assert (got["sensitivity"], got["environment"], got["external"]) == ("confidential", "staging", True)
+
+
+def test_agent_naming_missing_profile_is_422(broker):
+    with pytest.raises(InvalidRequest) as exc:
+        broker.admin().put("agents", "x", {"owner": "o", "profiles": ["nope"]})
+    assert exc.value.body["error"]["field"] == "profiles[0]"
+
+
+def test_invalid_name_in_path_is_422(broker):
+    r = broker.admin()._http.put("/v1/admin/profiles/Bad Name!", json={"allowed_actions": ["db.read"]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "name"
+
+
+def test_wrong_admin_token_is_401_and_audited(broker):
+    r = httpx.get(f"{broker.url}/v1/admin/agents", headers={"Authorization": "Bearer wrong-token"})
+    assert r.status_code == 401
+    events = broker.admin().audit(kind="auth.failed")
+    assert any("admin token" in e["data"]["reason"] for e in events)
+    assert all("wrong-token" not in str(e) for e in events)
+
+
+def test_deleting_profile_in_use_is_409(broker):
+    r = broker.admin()._http.delete("/v1/admin/profiles/demo")
+    assert r.status_code == 409
+
+
+def test_explain_returns_full_decision_record(broker):
+    with broker.agent().task("demo", purpose="explain me") as task:
+        cred = task.credential("db.read", "demo-data")
+    record = broker.admin().decision(cred.decision["decision_id"])
+    assert record["outcome"] == "allow" and record["tier"] == "low"
+    assert record["inputs"]["action"] == "db.read" and record["inputs"]["resource"] == "demo-data"
+    assert record["factors"]["consequence"]["value"] == "read-sensitive"
+    assert record["bundle_hash"]
+
+
+def test_health_ready_and_metrics(broker):
+    assert httpx.get(f"{broker.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{broker.url}/readyz").json()
+    assert ready["ready"] is True and ready["checks"]["backend.vault_token"] == "ok"
+    metrics = httpx.get(f"{broker.url}/metrics").text
+    assert "nhi_revocations_pending" in metrics and "nhi_http_request_seconds" in metrics

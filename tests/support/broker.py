@@ -1,0 +1,92 @@
+"""Run a real broker (container + uvicorn on a loopback port) inside the test process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from broker.api.app import create_app
+from broker.backends._openbao_http import OpenBaoHTTP
+from broker.client import AdminClient, BrokerClient
+from broker.config import Settings
+from broker.container import Container
+from broker.demo import seed_openbao, seed_registry
+from broker.identity import DevIssuer
+from broker.openbao_server import OpenBaoServer
+from rotation.revocation_worker import RevocationWorker
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningBroker:
+    container: Container
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+    data_dir: Path
+    openbao: OpenBaoServer
+    dev_issuer: DevIssuer
+    clients: list[Any] = field(default_factory=list)
+
+    def token(self, subject: str = "demo-agent", **kw: Any) -> str:
+        return self.dev_issuer.mint(subject, **kw)
+
+    def agent(self, subject: str = "demo-agent") -> BrokerClient:
+        client = BrokerClient(self.url, lambda: self.token(subject))
+        self.clients.append(client)
+        return client
+
+    def admin(self) -> AdminClient:
+        client = AdminClient(self.url, ADMIN_TOKEN)
+        self.clients.append(client)
+        return client
+
+    def bao(self) -> OpenBaoHTTP:
+        return OpenBaoHTTP(self.openbao.address, self.openbao.root_token)
+
+    def stop(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.container.close()
+
+
+def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = "", workers: bool = True,
+                 **overrides: Any) -> RunningBroker:
+    settings = Settings(dev_mode=True, data_dir=data_dir, database_url=database_url, dev_issuer=True,
+                        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+                        openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},  # type: ignore[arg-type]
+                        **overrides)
+    container = Container.build(settings)
+    seed_openbao(OpenBaoHTTP(openbao.address, openbao.root_token))
+    seed_registry(container)
+    if workers:
+        worker = RevocationWorker(container, interval=0.2)
+        worker.start()
+        container.workers.append(worker)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(container), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test broker did not start")
+        time.sleep(0.02)
+    return RunningBroker(container=container, server=server, thread=thread, url=f"http://127.0.0.1:{port}",
+                         data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir))
