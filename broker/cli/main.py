@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "broker.cli.up",
     "broker.cli.agent",
     "broker.cli.audit",
+    "broker.cli.terraform",
 ]
 
 for _module in COMMAND_MODULES:

@@ -1,0 +1,120 @@
+"""``nhibroker_resource``: a target the platform team registered (``/v1/admin/resources/{name}``).
+
+Backend settings are two optional blocks, as in the API body: ``vault`` (kinds ``vault_token``:
+``policies``; ``vault_kv``: ``mount`` + ``path``; ``postgres``: ``mount`` + ``role``) and ``aws``
+(kind ``aws``: ``role_arn``, ``region``, ``endpoint_url``, ``external_id``). The broker checks
+them against the real backend on every ``PUT``; a policy, role or path that does not exist comes
+back as a diagnostic on that attribute. ``aws.external_id`` is a shared secret with the role's
+trust policy, so it is sensitive: Terraform never shows it in a plan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tf.iface import Config, State
+from tf.schema import Attribute, Block, Schema
+from tf.types import Bool, Set, String, Unknown
+from tf.utils import Diagnostics
+
+from broker.models import Environment, Sensitivity
+from terraform.provider.resources.base import BrokerResource, check_enum, known
+from terraform.provider.schema_util import SingleNestedBlock
+
+KINDS = ["vault_token", "vault_kv", "postgres", "aws"]
+BLOCK_OF_KIND = {"vault_token": "vault", "vault_kv": "vault", "postgres": "vault", "aws": "aws"}
+
+VAULT = [
+    Attribute("policies", Set(String()), optional=True,
+              description="kind `vault_token`: OpenBao ACL policies of the issued token (must exist)."),
+    Attribute("mount", String(), optional=True,
+              description="kinds `vault_kv`, `postgres`: the secrets engine mount."),
+    Attribute("path", String(), optional=True, description="kind `vault_kv`: the secret's path."),
+    Attribute("role", String(), optional=True, description="kind `postgres`: the database role."),
+]
+AWS = [
+    Attribute("role_arn", String(), optional=True, description="The IAM role the broker assumes."),
+    Attribute("region", String(), optional=True),
+    Attribute("endpoint_url", String(), optional=True, description="STS endpoint (e.g. a moto server)."),
+    Attribute("external_id", String(), optional=True, sensitive=True,
+              description="External ID the role's trust policy requires. Sensitive."),
+]
+SENSITIVE = {"external_id"}
+
+
+class ResourceResource(BrokerResource):
+    suffix = "resource"
+    collection = "resources"
+    noun = "resource"
+    sets = frozenset({"policies"})
+
+    @classmethod
+    def get_schema(cls) -> Schema:
+        return Schema(
+            version=0,
+            description="A resource: a backend binding the broker issues credentials for, with its "
+                        "sensitivity and environment.",
+            attributes=[
+                Attribute("id", String(), computed=True, description="The resource's name."),
+                Attribute("name", String(), required=True, requires_replace=True,
+                          description="Unique name; changing it replaces the resource."),
+                Attribute("kind", String(), required=True,
+                          description="`vault_token`, `vault_kv`, `postgres` or `aws` (changed in place)."),
+                Attribute("sensitivity", String(), required=True,
+                          description="`public`, `internal`, `confidential` or `restricted`."),
+                Attribute("environment", String(), required=True, description="`dev`, `staging` or `prod`."),
+                Attribute("external", Bool(), optional=True, computed=True, default=False,
+                          description="Does writing here leave the organisation? Default false."),
+                Attribute("description", String(), optional=True, computed=True, default=""),
+            ],
+            block_types=[
+                SingleNestedBlock("vault", Block(attributes=VAULT, description="OpenBao/Vault settings.")),
+                SingleNestedBlock("aws", Block(attributes=AWS, description="AWS STS settings.")),
+            ],
+        )
+
+    def validate(self, diags: Diagnostics, type_name: str, config: Config) -> None:
+        super().validate(diags, type_name, config)
+        check_enum(diags, config, "kind", KINDS)
+        check_enum(diags, config, "sensitivity", [s.value for s in Sensitivity])
+        check_enum(diags, config, "environment", [e.value for e in Environment])
+        kind = config.get("kind")
+        if kind in BLOCK_OF_KIND:
+            block = BLOCK_OF_KIND[kind]
+            if config.get(block) is None:
+                diags.add_error(f"kind {kind} needs a {block} block",
+                                f"add a {block} {{ ... }} block with the {kind} settings", path=["kind"])
+
+    def to_body(self, state: State) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": state["kind"], "sensitivity": state["sensitivity"],
+                                "environment": state["environment"],
+                                "external": bool(known(state.get("external"), False)),
+                                "description": known(state.get("description"), "")}
+        for block in ("vault", "aws"):
+            settings = state.get(block)
+            if settings is not None:
+                body[block] = {k: (list(v) if isinstance(v, list) else v)
+                               for k, v in settings.items() if v is not None and v is not Unknown}
+        return body
+
+    def from_body(self, body: dict[str, Any], prior: State | None) -> State:
+        state: State = {"id": body["name"], "name": body["name"], "kind": body["kind"],
+                        "sensitivity": body["sensitivity"], "environment": body["environment"],
+                        "external": bool(body.get("external", False)),
+                        "description": body.get("description") or ""}
+        for block, attrs in (("vault", VAULT), ("aws", AWS)):
+            got = body.get(block)
+            before = (prior or {}).get(block)
+            if not isinstance(got, dict):
+                state[block] = None
+                continue
+            out = {}
+            for attr in attrs:
+                value = got.get(attr.name)
+                if attr.name in SENSITIVE and value is None and before:
+                    value = before.get(attr.name)  # the broker may not echo a secret back
+                elif prior is not None and before is not None and before.get(attr.name) is None:
+                    value = None  # a default the broker filled in: not managed by this configuration
+                out[attr.name] = list(value) if isinstance(value, list) else value
+            state[block] = out
+        return state
