@@ -205,7 +205,12 @@ class _FetchFailed(Exception):
 
 
 class RemoteJwks:
-    """A JWKS URL, cached, refreshed on expiry and (rate-limited) on an unknown ``kid``."""
+    """A JWKS URL, cached, refreshed on expiry and (rate-limited) on an unknown ``kid``.
+
+    Fetches run outside the lock, one at a time: while a scheduled refresh is in flight other
+    verifications keep using the cached set, so a slow endpoint never stalls every request;
+    only callers with nothing usable (cold cache, a new ``kid``) wait for the fetch.
+    """
 
     def __init__(
         self,
@@ -225,58 +230,82 @@ class RemoteJwks:
         self._timeout = timeout_seconds
         self._clock = clock
         self._transport = transport
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._fetching = False
         self._keys: tuple[VerificationKey, ...] = ()
         self._fetched_at = -math.inf  # last successful fetch
         self._next_refresh_at = -math.inf
         self._last_forced_at = -math.inf
 
     def key_for(self, kid: str | None) -> VerificationKey:
-        # One lock per issuer: concurrent verifies wait for a single fetch instead of each fetching.
-        with self._lock:
-            now = self._clock()
-            fetched_now = now >= self._next_refresh_at
-            if fetched_now:
-                self._scheduled_refresh(now)
+        refreshed = False
+        if self._clock() >= self._next_refresh_at:
+            refreshed = self._refresh(trigger="expiry")
+        key = select_key(self._keys, kid)
+        if key is None and kid is not None and not refreshed and self._may_force_refresh():
+            self._refresh(trigger="unknown_kid")
             key = select_key(self._keys, kid)
-            if key is None and kid is not None and not fetched_now \
-                    and now - self._last_forced_at >= self._cooldown:
-                self._last_forced_at = now
-                try:
-                    self._fetch(now)
-                except _FetchFailed as exc:
-                    log.warning("identity.jwks.refresh_failed", issuer=self._issuer, url=self._url,
-                                reason=str(exc), trigger="unknown_kid")
-                key = select_key(self._keys, kid)
-            if key is None:
-                raise UnknownKeyId
-            return key
+        if key is None:
+            raise UnknownKeyId
+        return key
 
-    def _scheduled_refresh(self, now: float) -> None:
+    def _may_force_refresh(self) -> bool:
+        with self._cond:
+            now = self._clock()
+            if now - self._last_forced_at < self._cooldown:
+                return False
+            self._last_forced_at = now
+            return True
+
+    def _refresh(self, *, trigger: str) -> bool:
+        """Fetch the set (or wait for the fetch in flight). True if a fetch was attempted or awaited."""
+        with self._cond:
+            if self._fetching:
+                if trigger == "expiry" and self._keys:
+                    return False  # serve the cached set meanwhile
+                while self._fetching:
+                    self._cond.wait()
+                self._raise_if_no_keys()
+                return True
+            if trigger == "expiry" and self._clock() < self._next_refresh_at:
+                return True  # another thread refreshed while we queued for the lock
+            self._fetching = True
+        keys: tuple[VerificationKey, ...] | None = None
         try:
-            self._fetch(now)
-            return
+            keys = self._fetch()
         except _FetchFailed as exc:
             log.warning("identity.jwks.refresh_failed", issuer=self._issuer, url=self._url,
-                        reason=str(exc), trigger="expiry")
-        self._next_refresh_at = now + min(self._cache_seconds, JWKS_RETRY_AFTER_FAILURE_SECONDS)
-        if now - self._fetched_at > self._cache_seconds + JWKS_MAX_STALE_SECONDS:
-            self._keys = ()
+                        reason=str(exc), trigger=trigger)
+        finally:
+            with self._cond:
+                now = self._clock()
+                if keys is not None:
+                    self._keys, self._fetched_at = keys, now
+                    self._next_refresh_at = now + self._cache_seconds
+                elif trigger == "expiry":
+                    self._next_refresh_at = now + min(self._cache_seconds, JWKS_RETRY_AFTER_FAILURE_SECONDS)
+                    if now - self._fetched_at > self._cache_seconds + JWKS_MAX_STALE_SECONDS:
+                        self._keys = ()
+                self._fetching = False
+                self._cond.notify_all()
+        with self._cond:
+            self._raise_if_no_keys()
+        return True
+
+    def _raise_if_no_keys(self) -> None:
         if not self._keys:
             raise UpstreamUnavailable(
                 "the signing keys of the token's issuer could not be fetched; try again later"
             )
 
-    def _fetch(self, now: float) -> None:
+    def _fetch(self) -> tuple[VerificationKey, ...]:
         body = self._get()
         try:
             keys = parse_jwks(json.loads(body), strict=False)
         except (ValueError, RecursionError) as exc:
             raise _FetchFailed(f"unusable JWKS: {exc}") from None
-        self._keys = keys
-        self._fetched_at = now
-        self._next_refresh_at = now + self._cache_seconds
         log.info("identity.jwks.fetched", issuer=self._issuer, url=self._url, keys=len(keys))
+        return keys
 
     def _get(self) -> bytes:
         try:
@@ -285,10 +314,13 @@ class RemoteJwks:
                 if response.status_code != 200:
                     raise _FetchFailed(f"HTTP {response.status_code}")
                 body = bytearray()
+                deadline = time.monotonic() + 2 * self._timeout  # a slow drip must not hold the fetch
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > JWKS_MAX_BYTES:
                         raise _FetchFailed(f"JWKS larger than {JWKS_MAX_BYTES} bytes")
+                    if time.monotonic() > deadline:
+                        raise _FetchFailed("JWKS download took too long")
                 return bytes(body)
         except httpx.HTTPError as exc:
             raise _FetchFailed(f"{type(exc).__name__}: {exc}") from None

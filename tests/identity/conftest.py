@@ -104,6 +104,7 @@ class JwksServer:
     url: str
     jwks: dict[str, Any]
     status: int = 200
+    delay: float = 0.0
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,7 +117,8 @@ def jwks_server() -> Iterator[JwksServer]:
         def do_GET(self) -> None:
             with state.lock:
                 state.requests += 1
-                status, body = state.status, json.dumps(state.jwks).encode()
+                status, body, delay = state.status, json.dumps(state.jwks).encode(), state.delay
+            time.sleep(delay)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -139,3 +140,23 @@ def test_concurrent_verifies_on_a_cold_cache_fetch_the_jwks_once(idt, rsa_key, j
     with ThreadPoolExecutor(max_workers=16) as pool:
         assert len(list(pool.map(verify, tokens))) == 16
     assert jwks_server.requests == 1
+
+
+def test_slow_jwks_refresh_does_not_stall_verifications_that_have_cached_keys(
+    idt, rsa_key, jwks_server, fake_clock
+):
+    jwks_server.jwks = {"keys": [idt.public_jwk(rsa_key, "k1")]}
+    source = RemoteJwks(idt.ISSUER, jwks_server.url, cache_seconds=300, clock=fake_clock)
+    source.key_for("k1")
+    fake_clock.advance(301)
+    jwks_server.delay = 1.0
+
+    refresher = threading.Thread(target=source.key_for, args=("k1",))
+    refresher.start()
+    while jwks_server.requests < 2:  # the scheduled refresh is now in flight
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert source.key_for("k1").kid == "k1"
+    assert time.monotonic() - started < 0.5
+    refresher.join()
+    assert jwks_server.requests == 2
