@@ -1,6 +1,7 @@
 """Fixtures for the backend adapter tests: real OpenBao, real PostgreSQL, a moto server.
 
-Servers are session-scoped (each starts in about a second); every test gets its own names.
+Servers are session-scoped (each starts in about a second) and shared with the rest of the suite
+where tests/conftest.py already provides them; every test gets its own names.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
 
-from support.moto import MotoServer, start_moto  # noqa: E402
-from support.postgres import PostgresServer, find_or_start  # noqa: E402
+from support.moto import MotoServer, start_moto
+from support.postgres import PostgresServer
 
-from broker.backends._openbao_http import OpenBaoHTTP  # noqa: E402
-from broker.backends.port import IssueRequest  # noqa: E402
-from broker.models import (  # noqa: E402
+from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.port import IssueRequest
+from broker.models import (
     Action,
     Agent,
     Consequence,
@@ -35,34 +36,19 @@ from broker.models import (  # noqa: E402
     TaskState,
     TrustLevel,
 )
-from broker.openbao_server import OpenBaoServer, start_dev_server  # noqa: E402
+from broker.openbao_server import OpenBaoServer
 
 
-# -- OpenBao -------------------------------------------------------------------------------------
+# -- OpenBao (the session's dev server from tests/conftest.py) ------------------------------------
 @pytest.fixture(scope="session")
-def backend_openbao() -> Iterator[OpenBaoServer]:
-    server = start_dev_server()
-    try:
-        yield server
-    finally:
-        server.stop()
+def openbao_http(openbao: OpenBaoServer) -> OpenBaoHTTP:
+    return OpenBaoHTTP(openbao.address, openbao.root_token)
 
 
+# -- PostgreSQL (tests/conftest.py's pg_server: 127.0.0.1:5432 or a private cluster) ---------------
 @pytest.fixture(scope="session")
-def openbao_http(backend_openbao: OpenBaoServer) -> OpenBaoHTTP:
-    return OpenBaoHTTP(backend_openbao.address, backend_openbao.root_token)
-
-
-# -- PostgreSQL ----------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    found = find_or_start()
-    if isinstance(found, str):
-        pytest.skip(found)
-    try:
-        yield found
-    finally:
-        found.stop()
+def postgres_server(pg_server: PostgresServer) -> PostgresServer:
+    return pg_server
 
 
 # -- moto ----------------------------------------------------------------------------------------
