@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "broker.cli.up",
     "broker.cli.agent",
     "broker.cli.audit",
+    "broker.cli.policy",
     "broker.cli.terraform",
 ]
 
