@@ -125,10 +125,12 @@ def parse_jwks(data: object, *, strict: bool) -> tuple[VerificationKey, ...]:
         except ValueError as exc:
             if strict:
                 raise ValueError(f"key {index}: {exc}") from None
-            log.warning("identity.jwks.key_skipped", index=index, reason=str(exc))
+            reason = str(exc)
+        else:
+            if parsed is not None:
+                keys.append(parsed)
             continue
-        if parsed is not None:
-            keys.append(parsed)
+        log.warning("identity.jwks.key_skipped", index=index, reason=reason)
     if not keys:
         raise ValueError("the JWKS has no usable signing keys")
     return tuple(keys)

@@ -18,6 +18,8 @@ from typing import Any
 
 import jwt
 import pytest
+import structlog
+import structlog.testing
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -90,6 +92,14 @@ def ec_key() -> ec.EllipticCurvePrivateKey:
 @pytest.fixture(scope="session")
 def ed_key() -> ed25519.Ed25519PrivateKey:
     return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(autouse=True)
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """Log events of the test, captured: isolates these tests from whatever logging another test
+    configured, and lets them check what the identity module logs."""
+    with structlog.testing.capture_logs() as events:
+        yield events
 
 
 @pytest.fixture

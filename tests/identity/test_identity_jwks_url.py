@@ -92,7 +92,7 @@ def test_jwks_cache_expires_after_jwks_cache_seconds(idt, rsa_key, jwks_server, 
 
 
 def test_cached_keys_keep_working_through_a_jwks_outage_for_a_bounded_time(
-    idt, rsa_key, jwks_server, fake_clock
+    idt, rsa_key, jwks_server, fake_clock, captured_logs
 ):
     jwks_server.jwks = {"keys": [idt.public_jwk(rsa_key, "k1")]}
     source = RemoteJwks(idt.ISSUER, jwks_server.url, cache_seconds=300, clock=fake_clock)
@@ -101,6 +101,9 @@ def test_cached_keys_keep_working_through_a_jwks_outage_for_a_bounded_time(
     jwks_server.status = 503
     fake_clock.advance(301)
     assert source.key_for("k1").kid == "k1"  # stale but still the issuer's last published key
+
+    failures = [e for e in captured_logs if e["event"] == "identity.jwks.refresh_failed"]
+    assert failures and failures[-1]["reason"] == "HTTP 503"
 
     fake_clock.advance(JWKS_MAX_STALE_SECONDS)
     with pytest.raises(UpstreamUnavailable, match="could not be fetched"):

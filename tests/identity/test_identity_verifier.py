@@ -299,7 +299,8 @@ def test_token_with_critical_header_extensions_is_rejected(idt, rsa_key, rsa_ver
         rsa_verifier.verify(token)
 
 
-def test_error_messages_never_contain_the_token(idt, rsa_key, rsa_key_2, rsa_verifier):
+def test_error_messages_and_logs_never_contain_the_token(idt, rsa_key, rsa_key_2, rsa_verifier,
+                                                          captured_logs):
     now = int(time.time())
     header = {"alg": "HS256", "typ": "JWT"}
     bad_tokens = [
@@ -327,6 +328,9 @@ def test_error_messages_never_contain_the_token(idt, rsa_key, rsa_key_2, rsa_ver
                 assert part not in rendered
         assert error.__cause__ is None
         assert error.__suppress_context__
+    logged = json.dumps(captured_logs, default=str)
+    for token in bad_tokens:
+        assert token.split(".")[1] not in logged
 
 
 def test_two_issuers_with_the_same_iss_are_refused(idt, rsa_key):
