@@ -45,6 +45,7 @@ _ASSIGN: Final = r"(?i:{context})[\w.\-]{{0,30}}?[\"']?\s*(?:=>|:=|[:=])\s*[\"'`
 GLOBAL_ALLOW: Final = re.compile(
     r"(?i)example|x{5,}|\*{3,}|placeholder|redacted|your[_-]|<[^>]*>|\$\{|\{\{|\$\(|%s|dummy"
     r"|changeme|change[_-]me|replace[_-]?me|insert[_-]|0{8,}|1{8,}|12345678|abcdefgh|fake"
+    r"|^(?:password|passwd|secret|pass(?:word)?\d*|pwd|token|none|null)$"
 )
 
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "broker.cli.audit",
     "broker.cli.policy",
     "broker.cli.terraform",
+    "broker.cli.scan",
 ]
 
 for _module in COMMAND_MODULES:
