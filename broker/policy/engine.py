@@ -19,6 +19,7 @@ Order of a decision (any exception anywhere: ``deny``, with the error in the rea
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cedarpy
@@ -30,6 +31,7 @@ from broker.policy.problems import Problem
 from broker.policy.request import build, synthetic_input
 from broker.risk.model import RiskInput
 
+_POLICY_ERROR = re.compile(r"error while evaluating policy `([^`]+)`")
 _MODE_STRICTNESS = {Mode.MONITOR: 0, Mode.REVIEW: 1, Mode.INLINE: 2}
 
 
@@ -174,7 +176,13 @@ def smoke_check(bundle: Bundle) -> list[Problem]:
         except Exception as exc:
             errors = [f"{type(exc).__name__}: {exc}"]
         for err in errors[:1]:
-            problems.append(Problem(SCHEMA, None, f"the broker's request for action {name!r} is rejected: {err}"))
+            match = _POLICY_ERROR.match(err)
+            info = bundle.policies.get(match.group(1)) if match else None
+            if info is not None:
+                problems.append(Problem(info.file, info.line, f"policy {info.policy_id!r} fails to evaluate on a "
+                                                              f"well-formed request for action {name!r}: {err}"))
+            else:
+                problems.append(Problem(SCHEMA, None, f"the broker's request for action {name!r} is rejected: {err}"))
         if errors:
             break  # one is enough: the same drift breaks every action
     return problems
