@@ -59,11 +59,10 @@ class AuditLog:
                outcome: str | None = None, data: Mapping[str, Any] | None = None) -> str:
         """Append inside the caller's write transaction (so the event commits with the change)."""
         # lock the head first (row lock on PostgreSQL; SQLite writers are serialised by Store)
-        bumped = conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(
-            seq=t.audit_head.c.seq + 1))
-        if not bumped.rowcount:  # the migration creates the head row; its absence is tampering
+        head = conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(
+            seq=t.audit_head.c.seq + 1).returning(t.audit_head.c.seq, t.audit_head.c.hash)).first()
+        if head is None:  # the migration creates the head row; its absence is tampering
             raise RuntimeError("audit head row is missing; run `nhi-broker audit verify`")
-        head = conn.execute(select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)).one()
         event = {
             "seq": int(head.seq), "event_id": uuid.uuid4().hex, "ts": utcnow().isoformat(), "kind": kind,
             "actor": actor, "task_id": task_id, "outcome": outcome,

@@ -27,6 +27,7 @@ class IssuerSettings(BaseModel):
     max_token_age_seconds: int = Field(default=3600, ge=10, le=86400)
     leeway_seconds: int = Field(default=30, ge=0, le=300)
     require_jti: bool = True
+    jwks_cache_seconds: int = Field(default=300, ge=10, le=86400)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> IssuerSettings:

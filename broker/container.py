@@ -225,7 +225,8 @@ def _build_verifier(settings: Settings, store: Store) -> Any:
     configs = [IssuerConfig(issuer=i.issuer, audiences=tuple(i.audiences), jwks_file=i.jwks_file,
                             jwks_url=i.jwks_url, public_key_pem=i.public_key_pem, algorithms=tuple(i.algorithms),
                             max_token_age_seconds=i.max_token_age_seconds, leeway_seconds=i.leeway_seconds,
-                            require_jti=i.require_jti) for i in settings.issuers]
+                            require_jti=i.require_jti, jwks_cache_seconds=i.jwks_cache_seconds)
+               for i in settings.issuers]
     if settings.dev_issuer:
         configs.append(DevIssuer.load_or_create(settings.data_dir).issuer_config())
     return IdentityVerifier(configs, StoreReplayGuard(store))

@@ -41,6 +41,16 @@ def redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, A
     return {k: (MASK if _secret_key(k) and v not in (None, "") else _redact(v)) for k, v in event_dict.items()}
 
 
+class _Stderr:
+    """Looks ``sys.stderr`` up at write time, so a replaced stream (tests, daemons) is honoured."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
@@ -54,7 +64,7 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

@@ -24,17 +24,23 @@ class OpenBaoHTTP:
         self.token = token
         self.timeout = timeout
         self.session = requests.Session()
+        self.session.trust_env = False  # no proxy/netrc lookups per request: OpenBao is addressed directly
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self._root = self.make_client()
 
     def __repr__(self) -> str:
         return f"OpenBaoHTTP(addr={self.addr!r})"
 
+    def make_client(self, token: Secret | None = None) -> hvac.Client:
+        return hvac.Client(url=self.addr, token=(token or self.token).reveal(), timeout=self.timeout,
+                           session=self.session)
+
     @contextmanager
-    def client(self, token: Secret | None = None) -> Iterator[hvac.Client]:
-        c = hvac.Client(url=self.addr, token=(token or self.token).reveal(), timeout=self.timeout,
-                        session=self.session)
+    def client(self, token: Secret | None = None, *, bound: hvac.Client | None = None) -> Iterator[hvac.Client]:
+        """Yield a client (``bound`` to reuse one already made for ``token``) and translate errors."""
+        c = bound if bound is not None else (self._root if token is None else self.make_client(token))
         try:
             yield c
         except BrokerError:

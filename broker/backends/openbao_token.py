@@ -35,7 +35,8 @@ class OpenBaoTokenBackend:
 
     def __init__(self, http: OpenBaoHTTP) -> None:
         self.http = http
-        self._parents: dict[str, tuple[Secret, str, datetime]] = {}
+        # task id -> (parent token, its accessor, its expiry, a client bound to it)
+        self._parents: dict[str, tuple[Secret, str, datetime, hvac.Client]] = {}
         self._lock = threading.Lock()
         self._task_locks: dict[str, threading.Lock] = {}
         self._role_policies: set[str] | None = None
@@ -100,13 +101,13 @@ class OpenBaoTokenBackend:
         with self._lock:
             return self._task_locks.setdefault(task_id, threading.Lock())
 
-    def _parent(self, request: IssueRequest) -> tuple[Secret, str, dict[str, Any] | None]:
+    def _parent(self, request: IssueRequest) -> tuple[hvac.Client, str]:
         task = request.task
         now = datetime.now(UTC)
         with self._task_lock(task.task_id):
             held = self._parents.get(task.task_id)
             if held and held[2] > now:
-                return held[0], held[1], None
+                return held[3], held[1]
             ttl = max(1, int((task.expires_at - now).total_seconds()))
             with self.http.client() as c:
                 resp = c.auth.token.create_orphan(
@@ -115,11 +116,20 @@ class OpenBaoTokenBackend:
                     meta={"nhi_task": task.task_id, "nhi_agent": task.agent, "nhi_role": "task-parent"})
             auth = resp["auth"]
             token, accessor = Secret(auth["client_token"]), auth["accessor"]
-            self._parents[task.task_id] = (token, accessor, now + timedelta(seconds=ttl))
-            return token, accessor, {"accessor": accessor, "kind": "task-parent"}
+            # write-ahead: the parent's accessor is in the store before any child exists under it,
+            # so a crash after this point can never leave an unrevokable token behind
+            if request.persist_handle is not None:
+                try:
+                    request.persist_handle({"accessor": accessor, "kind": "task-parent"})
+                except Exception:
+                    self.revoke({"accessor": accessor, "kind": "task-parent"})
+                    raise
+            client = self.http.make_client(token)
+            self._parents[task.task_id] = (token, accessor, now + timedelta(seconds=ttl), client)
+            return client, accessor
 
     def issue(self, request: IssueRequest) -> IssuedCredential:
-        parent, parent_accessor, new_handle = self._parent(request)
+        parent_client, parent_accessor = self._parent(request)
         policies = list(request.resource.settings["vault"]["policies"])
         body: dict[str, Any] = {
             "policies": policies, "ttl": f"{request.ttl_seconds}s", "explicit_max_ttl": f"{request.ttl_seconds}s",
@@ -130,7 +140,7 @@ class OpenBaoTokenBackend:
         }
         if request.uses:
             body["num_uses"] = request.uses
-        with self.http.client(parent) as c:
+        with self.http.client(bound=parent_client) as c:
             try:
                 resp = c.adapter.post(f"/v1/auth/token/create/{GRANT_ROLE}", json=body)
             except hvac.exceptions.Forbidden:
@@ -147,7 +157,6 @@ class OpenBaoTokenBackend:
             expires_at=expires,
             revocation={"accessor": auth["accessor"], "parent_accessor": parent_accessor},
             accessor=auth["accessor"],
-            task_handle=new_handle,
             covered_by_task_handle=True,
         )
 

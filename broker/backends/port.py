@@ -13,7 +13,7 @@ attempted, so a worker can retry them after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,6 +32,9 @@ class IssueRequest:
     uses: int  # 0 = unlimited; 1 = single use where the backend can enforce it
     decision_id: DecisionId
     grant_id: GrantId
+    # write-ahead hook: a backend that creates a task-level handle (e.g. a parent token) calls
+    # this with the handle's revocation reference BEFORE issuing anything under it
+    persist_handle: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

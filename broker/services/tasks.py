@@ -17,7 +17,7 @@ from broker.backends.port import CredentialBackend, IssuedCredential, IssueReque
 from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
 from broker.errors import BrokerError, Conflict, Denied, InvalidInput, NotFound
 from broker.logging import get_logger
-from broker.models import Action, Agent, DecisionId, GrantId, Outcome, Task, TaskId, TaskState, Tier
+from broker.models import Action, Agent, DecisionId, GrantId, Outcome, Resource, Task, TaskId, TaskState, Tier
 from broker.secrets import Fingerprinter
 from broker.services.revocation import RevocationService
 from broker.store.repo import Store, utcnow
@@ -103,28 +103,32 @@ class TaskService:
     # -- credentials ---------------------------------------------------------------------
     def chain_summary(self, task_id: str) -> ChainSummary:
         with self.store.read() as conn:
-            rows = self.store.decisions(conn, task_id=task_id)
-            active = self.store.count_active_grants(conn, task_id)
-        allowed = [r for r in rows if r["outcome"] == Outcome.ALLOW.value]
+            return self._chain(conn, task_id)
+
+    def _chain(self, conn: Any, task_id: str) -> ChainSummary:
+        rows = self.store.decision_steps(conn, task_id)
+        active = self.store.count_active_grants(conn, task_id)
+        allowed = [r for r in rows if r.outcome == Outcome.ALLOW.value]
         catalog = self.catalog()
-        max_tier = max((Tier(r["tier"]) for r in allowed), key=lambda t: t.rank, default=None)
+        max_tier = max((Tier(r.tier) for r in allowed), key=lambda t: t.rank, default=None)
         return ChainSummary(
-            steps=len(rows), actions=tuple(r["action"] for r in allowed),
-            consequences=tuple(catalog[r["action"]].consequence.value for r in allowed if r["action"] in catalog),
+            steps=len(rows), actions=tuple(r.action for r in allowed),
+            consequences=tuple(catalog[r.action].consequence.value for r in allowed if r.action in catalog),
             max_tier=max_tier, grants_active=active)
 
     def decide(self, agent: Agent, task: Task, action_name: str, resource_name: str,
-               approval: ApprovalContext | None = None) -> Decision:
+               approval: ApprovalContext | None = None) -> tuple[Decision, Resource | None]:
         with self.store.read() as conn:
             profile = self.store.get_profile(conn, task.profile)
             resource = self.store.get_resource(conn, resource_name)
+            chain = self._chain(conn, task.task_id)
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
         request = DecisionInput(
             decision_id=DecisionId("dec_" + uuid.uuid4().hex), agent=agent, profile=profile, task=task,
             action_name=action_name, resource_name=resource_name, action=self.catalog().get(action_name),
-            resource=resource, chain=self.chain_summary(task.task_id), now=datetime.now(UTC), approval=approval)
-        return self.engine().decide(request)
+            resource=resource, chain=chain, now=datetime.now(UTC), approval=approval)
+        return self.engine().decide(request), resource
 
     def record_decision(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
         kind = {Outcome.ALLOW: "decision.allowed", Outcome.DENY: "decision.denied",
@@ -138,23 +142,27 @@ class TaskService:
                                     "factors": decision.factors, "policy_ids": list(decision.policy_ids),
                                     "bundle_hash": decision.bundle_hash})
 
+    def _persist_handle(self, task_id: str, backend: str, reference: dict[str, Any]) -> None:
+        with self.store.write() as conn:
+            self.store.add_handle(conn, task_id, backend, reference)
+
     def request_credential(self, agent: Agent, task_id: str, action_name: str, resource_name: str,
                            approval: ApprovalContext | None = None) -> CredentialResult:
         task = self.task_for(agent, task_id)
         self.ensure_active(task, datetime.now(UTC))
-        decision = self.decide(agent, task, action_name, resource_name, approval)
+        decision, resource = self.decide(agent, task, action_name, resource_name, approval)
         self.record_decision(agent, task, decision, action_name, resource_name)
         if decision.outcome is not Outcome.ALLOW:
             return CredentialResult(decision=decision, credential=None)
-        return self.issue(agent, task, decision, action_name, resource_name)
+        if resource is None:  # an allow always has a resolved resource; fail closed if not
+            raise Conflict(f'resource "{resource_name}" vanished; try again')
+        return self.issue(agent, task, decision, action_name, resource)
 
     def issue(self, agent: Agent, task: Task, decision: Decision, action_name: str,
-              resource_name: str) -> CredentialResult:
-        with self.store.read() as conn:
-            resource = self.store.get_resource(conn, resource_name)
+              resource: Resource) -> CredentialResult:
         action = self.catalog().get(action_name)
-        if resource is None or action is None:  # removed between decision and issuance
-            raise Conflict(f'resource "{resource_name}" or action "{action_name}" vanished; try again')
+        if action is None:  # the catalog was reloaded between decision and issuance
+            raise Conflict(f'action "{action_name}" is no longer in the catalog; try again')
         backend = self.backends.get(resource.kind)
         if backend is None:
             raise BrokerError(f'no backend is configured for resource kind "{resource.kind}"')
@@ -162,7 +170,8 @@ class TaskService:
         try:
             credential = backend.issue(IssueRequest(
                 task=task, agent=agent, action=action, resource=resource, ttl_seconds=decision.ttl_seconds,
-                uses=decision.uses, decision_id=decision.decision_id, grant_id=grant_id))
+                uses=decision.uses, decision_id=decision.decision_id, grant_id=grant_id,
+                persist_handle=lambda ref: self._persist_handle(task.task_id, resource.kind, ref)))
         except BrokerError as exc:
             with self.store.write() as conn:
                 self.audit.append(conn, "credential.failed", actor=agent.name, task_id=task.task_id,

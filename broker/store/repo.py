@@ -240,6 +240,12 @@ class Store:
             q = q.where(t.decisions.c.created_at >= since)
         return [dict(r._mapping) for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))]
 
+    def decision_steps(self, conn: Connection, task_id: str) -> list[Any]:
+        """The chain's decisions in order, without their (large) JSON records."""
+        d = t.decisions.c
+        return list(conn.execute(select(d.action, d.tier, d.outcome).where(d.task_id == task_id)
+                                 .order_by(d.created_at)))
+
     # -- replay guard ----------------------------------------------------------------------
     def record_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
         try:
