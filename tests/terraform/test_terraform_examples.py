@@ -1,0 +1,94 @@
+"""Every example and module is formatted and valid, with real Terraform and the real provider
+schema; plan-time validation names the attribute; cli-config writes what Terraform needs.
+No broker needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TERRAFORM_DIR
+
+pytestmark = pytest.mark.terraform
+
+CONFIG_DIRS = sorted(str(p.parent.relative_to(TERRAFORM_DIR))
+                     for p in TERRAFORM_DIR.glob("**/*.tf") if ".terraform" not in p.parts)
+CONFIG_DIRS = sorted(set(CONFIG_DIRS))
+
+
+def test_every_example_and_module_is_found() -> None:
+    assert "examples/quickstart" in CONFIG_DIRS
+    assert "modules/agent" in CONFIG_DIRS
+
+
+@pytest.mark.parametrize("relative", CONFIG_DIRS)
+def test_terraform_config_is_formatted_and_valid(relative: str, tf_workspace) -> None:
+    tf = tf_workspace(relative)
+    fmt = tf.fmt_check()
+    assert fmt.returncode == 0, f"terraform fmt -check {relative}:\n{fmt.output}"
+    tf.init()
+    validate = tf.validate()
+    assert validate.returncode == 0, f"terraform validate {relative}:\n{validate.output}"
+    assert "Warning" not in validate.output, validate.output  # e.g. "Using default upgrade"
+
+
+BAD_AGENT = '''
+terraform {
+  required_providers {
+    nhibroker = { source = "nhi-broker/nhibroker" }
+  }
+}
+
+resource "nhibroker_agent" "bad" {
+  name        = "Not A Name"
+  owner       = "platform"
+  trust_level = "root"
+}
+
+resource "nhibroker_resource" "bad" {
+  name        = "bad-resource"
+  kind        = "vault_token"
+  sensitivity = "secret"
+  environment = "dev"
+}
+'''
+
+
+def test_validate_names_the_attribute_when_a_value_is_not_allowed(tf_workspace) -> None:
+    tf = tf_workspace(files={"main.tf": BAD_AGENT})
+    tf.init()
+    result = tf.run("validate", "-json", check=False)
+    assert result.returncode == 1
+    import json
+
+    diags = json.loads(result.stdout)["diagnostics"]
+    by_summary = {d["summary"]: d for d in diags}
+    assert 'invalid trust_level "root"' in by_summary
+    assert "trust_level" in by_summary['invalid trust_level "root"']["snippet"]["code"]
+    assert 'invalid name "Not A Name"' in by_summary
+    assert 'invalid sensitivity "secret"' in by_summary
+    assert "kind vault_token needs a vault block" in by_summary
+
+
+def test_cli_config_points_terraform_at_a_local_mirror_only(tf_sandbox) -> None:
+    text = tf_sandbox.cli_config.read_text()
+    assert "filesystem_mirror" in text and "direct" not in text and "disable_checkpoint = true" in text
+    assert f'"{tf_sandbox.mirror}"' in text
+    launchers = list(tf_sandbox.mirror.glob(
+        "registry.terraform.io/nhi-broker/nhibroker/0.1.0/*/terraform-provider-nhibroker_v0.1.0"))
+    assert len(launchers) == 1 and launchers[0].stat().st_mode & 0o111
+
+
+def test_cli_config_can_write_dev_overrides_to_stdout() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([str(Path(sys.executable).parent / "nhi-broker"), "terraform", "cli-config",
+                          "--dev-overrides"], check=True, capture_output=True, text=True).stdout
+    assert "dev_overrides" in out and '"nhi-broker/nhibroker"' in out
+    assert str(Path(sys.executable).parent) in out
+
+
+def test_examples_directory_is_in_the_repository() -> None:
+    assert (REPO / "terraform" / "examples" / "quickstart" / "main.tf").is_file()
