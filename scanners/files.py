@@ -30,7 +30,7 @@ def _gitignore(dir_: Path) -> pathspec.PathSpec | None:
     f = dir_ / ".gitignore"
     if not f.is_file():
         return None
-    return pathspec.PathSpec.from_lines("gitwildmatch", f.read_text(errors="replace").splitlines())
+    return pathspec.PathSpec.from_lines("gitignore", f.read_text(errors="replace").splitlines())
 
 
 def _inside(path: Path, root: Path) -> bool:

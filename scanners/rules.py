@@ -1,4 +1,4 @@
-"""Rules as data: load ``scanners/rules/*.yaml``, validate every field, compile once.
+r"""Rules as data: load ``scanners/rules/*.yaml``, validate every field, compile once.
 
 A rule file holds a ``family`` and a list of ``rules``; each rule::
 
