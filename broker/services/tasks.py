@@ -49,6 +49,7 @@ class TaskService:
         self.revocations = revocations
         self.fingerprint = fingerprint
         self.on_issued = on_issued if on_issued is not None else []
+        self.chain_guard: Any = None  # broker.chain.service.ChainService, wired by the container
 
     # -- tasks ---------------------------------------------------------------------------
     def open_task(self, agent: Agent, profile_name: str, purpose: str, on_behalf_of: str | None,
@@ -151,7 +152,14 @@ class TaskService:
         task = self.task_for(agent, task_id)
         self.ensure_active(task, datetime.now(UTC))
         decision, resource = self.decide(agent, task, action_name, resource_name, approval)
+        # chain detectors (broker.chain), inline and before issuance: on a hit the decision is a deny
+        # naming the detector, it is recorded, the task escalates and this request raises (403)
+        hit = None
+        if self.chain_guard is not None:
+            decision, hit = self.chain_guard.review_request(agent, task, decision, action_name, resource_name)
         self.record_decision(agent, task, decision, action_name, resource_name)
+        if self.chain_guard is not None and hit is not None:
+            raise self.chain_guard.escalate_request(agent, task, decision, hit)
         if decision.outcome is not Outcome.ALLOW:
             return CredentialResult(decision=decision, credential=None)
         if resource is None:  # an allow always has a resolved resource; fail closed if not
