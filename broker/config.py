@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     dev_issuer: bool = False  # trust the dev issuer whose key lives in data_dir
     default_task_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
     alert_webhook_url: str | None = None
+    alert_webhook_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
+    revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
+    revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets as _secrets
 import threading
+import time as _time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,12 +19,16 @@ from broker.audit import AuditLog
 from broker.backends._openbao_http import OpenBaoHTTP
 from broker.backends.openbao_token import OpenBaoTokenBackend
 from broker.backends.port import CredentialBackend
+from broker.chain import config as chain_config
+from broker.chain.alerts import WebhookAlerter
+from broker.chain.service import ChainService
+from broker.chain.view import chain_view
 from broker.config import Settings
 from broker.decisions import ApprovalContext, DecisionEngine
 from broker.errors import BrokerError, NotFound
 from broker.logging import get_logger
 from broker.metrics import Metrics
-from broker.models import Action, Agent, Task, TaskState
+from broker.models import Action, Agent, Task
 from broker.risk.engine import TableDecisionEngine
 from broker.secrets import Fingerprinter, Secret
 from broker.services.authn import AgentAuthenticator
@@ -71,6 +76,7 @@ class Container:
     authenticator: AgentAuthenticator
     metrics: Metrics
     engine_holder: Any
+    chain: ChainService | None = None
     extra_routers: list[Any] = field(default_factory=list)
     workers: list[Any] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -98,15 +104,37 @@ class Container:
         tasks = TaskService(store, audit, holder.engine, holder.catalog, backends, revocations, fingerprint)
         registry = RegistryService(store, audit, backends, holder.catalog)
         authenticator = AgentAuthenticator(_build_verifier(settings, store), store, audit)
-        return cls(settings=settings, store=store, audit=audit, fingerprint=fingerprint, backends=backends,
-                   registry=registry, tasks=tasks, revocations=revocations, authenticator=authenticator,
-                   metrics=metrics, engine_holder=holder)
+        container = cls(settings=settings, store=store, audit=audit, fingerprint=fingerprint, backends=backends,
+                        registry=registry, tasks=tasks, revocations=revocations, authenticator=authenticator,
+                        metrics=metrics, engine_holder=holder)
+        container.wire_chain()
+        return container
+
+    def wire_chain(self) -> None:
+        """Chain detectors (``chain.yaml`` of the policy bundle) into the request flow."""
+        holder = self.engine_holder
+        alerter = (WebhookAlerter(self.settings.alert_webhook_url,
+                                  timeout=self.settings.alert_webhook_timeout_seconds)
+                   if self.settings.alert_webhook_url else None)
+        self.chain = ChainService(
+            self.store, self.audit, self.revocations,
+            chain_config.load(self.settings.policy_dir, catalog=holder.catalog()), holder.catalog,
+            self.fingerprint, alerter=alerter,
+            on_escalated=lambda detector: self.metrics.escalations.labels(detector).inc())
+        self.tasks.chain_guard = self.chain
+        self.tasks.on_issued.append(self.chain.after_issue)
+
+    def chain_service(self) -> ChainService:
+        if self.chain is None:
+            raise BrokerError("the chain service is not wired")
+        return self.chain
 
     # -- request flow ---------------------------------------------------------------------------
     def credentials(self, agent: Agent, task_id: str, action: str, resource: str,
                     approval_id: str | None = None) -> CredentialResult:
         approval = ApprovalContext(approval_id=approval_id, approved=False) if approval_id else None
-        result = self.tasks.request_credential(agent, task_id, action, resource, approval)
+        with self.chain_service().lock(task_id):  # one request of a task at a time through the detectors
+            result = self.tasks.request_credential(agent, task_id, action, resource, approval)
         self.metrics.decisions.labels(result.decision.outcome.value, result.decision.tier.value,
                                       result.decision.mode.value).inc()
         if result.credential is not None:
@@ -122,34 +150,21 @@ class Container:
 
     def escalate(self, task_id: str, *, detector: str, reason: str, actor: str,
                  steps: list[str]) -> dict[str, Any]:
-        report = self.revocations.revoke_task(
-            task_id, reason=f"{detector}: {reason}", state=TaskState.QUARANTINED, actor=actor,
-            audit_kind="task.escalated", extra={"detector": detector, "steps": steps})
-        self.metrics.escalations.labels(detector).inc()
-        return {"revocations_queued": report.queued, "revocations_completed": report.completed,
-                "revocations_pending": report.pending}
+        """Escalate from outside the request flow (admin revoke: ``admin_revoke``)."""
+        from broker.chain.model import Hit
+
+        chain = self.chain_service()
+        with chain.lock(task_id):
+            report = chain.escalate(task_id, Hit(detector=detector, reason=reason, steps=(),
+                                                 extra={"step_refs": steps} if steps else {}), actor=actor)
+        return {k: report[k] for k in ("revocations_queued", "revocations_completed", "revocations_pending")}
 
     def task_view(self, task_id: str) -> dict[str, Any]:
         from broker.api.presenters import task_body  # presentation helper, no HTTP dependency
 
         task = self.get_task(task_id)
-        with self.store.read() as conn:
-            decisions = self.store.decisions(conn, task_id=task_id)
-            grants = self.store.grants(conn, task_id)
-        by_decision: dict[str, list[dict[str, Any]]] = {}
-        for g in grants:
-            by_decision.setdefault(g["decision_id"], []).append({
-                "grant_id": g["grant_id"], "backend": g["backend"], "resource": g["resource"],
-                "action": g["action"], "state": g["state"], "accessor": g["accessor"], "lease_id": g["lease_id"],
-                "issued_at": _iso(g["issued_at"]), "expires_at": _iso(g["expires_at"]),
-                "revoked_at": _iso(g["revoked_at"])})
-        steps = [{"step": i + 1, "kind": "credential_request", "at": _iso(d["created_at"]),
-                  "action": d["action"], "resource": d["resource"],
-                  "decision": {k: d["record"].get(k) for k in ("decision_id", "outcome", "tier", "mode",
-                                                                "ttl_seconds", "reasons", "policy_ids")},
-                  "grants": by_decision.get(d["decision_id"], [])} for i, d in enumerate(decisions)]
         summary = self.tasks.chain_summary(task_id)
-        return {"task": task_body(task), "chain": {"summary": summary.to_dict(), "steps": steps}}
+        return {"task": task_body(task), "chain": {"summary": summary.to_dict(), **chain_view(self.store, task_id)}}
 
     # -- ops --------------------------------------------------------------------------------------
     def revocation_backlog(self) -> tuple[int, float | None]:
@@ -163,9 +178,12 @@ class Container:
                 pending = outbox.pending_count(conn)
                 oldest = outbox.oldest_pending_age(conn, utcnow())
             checks["store"] = "ok"
-            stuck = oldest is not None and oldest > 60
+            stuck = oldest is not None and oldest > self.settings.revocation_stuck_seconds
+            runs = [w.last_run for w in self.workers if getattr(w, "last_run", None)]
             checks["revocations"] = {"pending": pending, "oldest_pending_seconds": oldest,
-                                     "status": "stuck" if stuck else "ok"}
+                                     "status": "stuck" if stuck else "ok",
+                                     "worker_last_run_seconds_ago": round(_time.time() - max(runs), 3)
+                                     if runs else None}
         except Exception as exc:  # readiness reports, never raises
             checks["store"] = f"error: {type(exc).__name__}"
             stuck = True
@@ -186,6 +204,9 @@ class Container:
         self._stop.set()
         for w in self.workers:
             w.stop()
+        alerter = self.chain.alerter if self.chain is not None else None
+        if isinstance(alerter, WebhookAlerter):
+            alerter.close(timeout=2.0)
         self.store.engine.dispose()
 
 

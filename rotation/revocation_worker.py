@@ -1,18 +1,30 @@
 """The revocation worker and the expiry sweeper (one background thread).
 
-Every ``interval`` seconds: retry due revocations from the outbox (backoff per row), end and
-revoke tasks past their lifetime, and mark grants past their expiry as ``expired``.
+Every ``interval`` seconds:
+
+1. if a backend that was unreachable answers again, its backed-off revocations become due now
+   (revocations queued during an outage complete as soon as the backend is back);
+2. retry due revocations from the outbox (exponential backoff per row, see ``broker.store.outbox``);
+3. end and revoke tasks past their lifetime, exactly like an explicit ``DELETE`` (state ``expired``);
+4. mark grants past their expiry ``expired``, and queue a revocation for those whose backend does
+   not expire credentials on its own (a backend says so with ``self_expiring = False``).
+
+The worker survives anything (an iteration that fails is logged and the next one runs); its
+last run is visible to ``/readyz`` and ``/metrics`` through ``last_run``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, select, update
 
+from broker.errors import BrokerError
 from broker.logging import get_logger
 from broker.models import TaskState
+from broker.store import outbox
 from broker.store import tables as t
 from broker.store.repo import utcnow
 
@@ -20,12 +32,13 @@ log = get_logger("nhi-broker.worker")
 
 
 class RevocationWorker:
-    def __init__(self, container: Any, interval: float = 0.5) -> None:
+    def __init__(self, container: Any, interval: float | None = None) -> None:
         self.container = container
-        self.interval = interval
+        self.interval = interval or float(getattr(container.settings, "revocation_worker_interval_seconds", 0.5))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_run: float | None = None
+        self.last_error: str | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="nhi-revocation-worker", daemon=True)
@@ -40,26 +53,61 @@ class RevocationWorker:
         while not self._stop.is_set():
             try:
                 self.run_once()
+                self.last_error = None
             except Exception as exc:  # the worker must survive anything
+                self.last_error = type(exc).__name__
                 log.error("worker.iteration_failed", error_type=type(exc).__name__, error=str(exc)[:200])
             self._stop.wait(self.interval)
 
+    def wake_recovered_backends(self) -> int:
+        c = self.container
+        with c.store.read() as conn:
+            waiting = outbox.waiting_on_unavailable(conn, utcnow())
+        woken = 0
+        for kind in waiting:
+            backend = c.backends.get(kind)
+            if backend is None:
+                continue
+            try:
+                backend.check_alive()
+            except BrokerError:
+                continue
+            with c.store.write() as conn:
+                woken += outbox.retry_now(conn, kind)
+            log.info("revocation.backend_recovered", backend=kind, due_now=woken)
+        return woken
+
+    def sweep_expired_grants(self) -> tuple[int, int]:
+        """Mark expired grants; queue revocations where the backend does not expire them itself."""
+        c = self.container
+        now = utcnow()
+        g = t.grants.c
+        cleanup = {kind for kind, b in c.backends.items() if not getattr(b, "self_expiring", True)}
+        queued = 0
+        with c.store.write() as conn:
+            if cleanup:
+                rows = conn.execute(select(t.grants).where(and_(
+                    g.state == "active", g.expires_at <= now, g.backend.in_(sorted(cleanup))))).all()
+                for r in rows:
+                    outbox.enqueue(conn, task_id=r.task_id, backend=r.backend, reference=r.revocation,
+                                   reason="grant expired; the backend does not expire it", grant_id=r.grant_id)
+                    queued += 1
+            expired = conn.execute(update(t.grants).where(and_(g.state == "active", g.expires_at <= now))
+                                   .values(state="expired")).rowcount
+        return int(expired or 0), queued
+
     def run_once(self) -> dict[str, int]:
         c = self.container
+        woken = self.wake_recovered_backends()
         completed, failed = c.revocations.process()
         expired_tasks = 0
-        now = utcnow()
         with c.store.read() as conn:
-            due = c.store.expired_active_tasks(conn, now)
+            due = c.store.expired_active_tasks(conn, utcnow())
         for task_id in due:
             c.revocations.revoke_task(task_id, reason="task lifetime exceeded", state=TaskState.EXPIRED,
                                       actor="broker", audit_kind="task.expired")
             expired_tasks += 1
-        with c.store.write() as conn:
-            expired_grants = conn.execute(update(t.grants).where(and_(
-                t.grants.c.state == "active", t.grants.c.expires_at <= now)).values(state="expired")).rowcount
-        import time
-
+        expired_grants, cleanup_queued = self.sweep_expired_grants()
         self.last_run = time.time()
-        return {"revoked": completed, "failed": failed, "expired_tasks": expired_tasks,
-                "expired_grants": int(expired_grants or 0)}
+        return {"woken": woken, "revoked": completed, "failed": failed, "expired_tasks": expired_tasks,
+                "expired_grants": expired_grants, "cleanup_queued": cleanup_queued}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -9,7 +10,8 @@ from fastapi.responses import JSONResponse
 
 from broker.api.deps import AgentDep, ContainerDep
 from broker.api.presenters import credential_body, task_body
-from broker.api.schemas import CredentialIn, TaskIn
+from broker.api.schemas import CredentialIn, EventIn, TaskIn
+from broker.chain.model import StepKind
 
 router = APIRouter(prefix="/v1", tags=["agent"])
 
@@ -34,6 +36,18 @@ def request_credential(task_id: str, body: CredentialIn, agent: AgentDep, c: Con
     if result.approval_id:
         payload["approval_id"] = result.approval_id
     return JSONResponse(payload, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/tasks/{task_id}/events", status_code=201,
+             responses={409: {"description": "task ended or quarantined"}})
+def report_event(task_id: str, body: EventIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
+    """A chain step the agent reports. The text is never stored: its length and fingerprint are.
+    A reported tool call runs the chain's sequence detectors (``escalation`` says if it fired)."""
+    task = c.tasks.task_for(agent, task_id)
+    chain = c.chain_service()
+    with chain.lock(task_id):
+        c.tasks.ensure_active(task, datetime.now(UTC))
+        return chain.record_event(agent, task, StepKind(body.kind), body.text, body.action, body.resource)
 
 
 @router.delete("/tasks/{task_id}")

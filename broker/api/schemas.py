@@ -69,3 +69,13 @@ class CredentialIn(Strict):
 
 class RevokeIn(Strict):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+class EventIn(Strict):
+    """A chain step reported by the agent (``POST /v1/tasks/{task_id}/events``)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    kind: Literal["prompt", "output", "tool_call", "tool_result"]
+    text: str | None = Field(default=None, max_length=1_000_000)
+    action: str | None = Field(default=None, min_length=1, max_length=128)
+    resource: str | None = Field(default=None, min_length=1, max_length=128)

@@ -8,13 +8,15 @@ audit event — all in one transaction — and only then calls the backends. Wha
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
+
 from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend
-from broker.errors import BrokerError
+from broker.errors import BrokerError, UpstreamUnavailable
 from broker.logging import get_logger
 from broker.models import TaskState
 from broker.store import outbox
@@ -39,10 +41,16 @@ class RevocationService:
 
     def revoke_task(self, task_id: str, *, reason: str, state: TaskState, actor: str,
                     audit_kind: str = "task.revoked", extra: Mapping[str, Any] | None = None,
-                    from_states: tuple[TaskState, ...] = (TaskState.ACTIVE,)) -> RevocationReport:
+                    from_states: tuple[TaskState, ...] = (TaskState.ACTIVE,),
+                    in_transaction: Callable[[Connection], None] | None = None) -> RevocationReport:
+        """``in_transaction(conn)`` runs inside the same transaction (e.g. the chain's escalation
+        marker), so the state change, the outbox rows and the audit event commit together."""
         queued = 0
         with self.store.write() as conn:
-            self.store.set_task_state(conn, task_id, state, reason, only_from=from_states)
+            if from_states:
+                self.store.set_task_state(conn, task_id, state, reason, only_from=from_states)
+            if in_transaction is not None:
+                in_transaction(conn)
             handles = self.store.handles(conn, task_id)
             handled_backends = {h["backend"] for h in handles}
             for h in handles:
@@ -81,16 +89,19 @@ class RevocationService:
                 if backend is None:
                     raise BrokerError(f'backend "{row["backend"]}" is not configured')
                 backend.revoke(row["reference"])
-            except BrokerError as exc:
+            except Exception as exc:  # an adapter bug must not stop the queue: retried with backoff
                 failed += 1
+                kind = "unavailable" if isinstance(exc, UpstreamUnavailable) else "error"
+                message = exc.message if isinstance(exc, BrokerError) else f"unexpected {type(exc).__name__}"
                 with self.store.write() as conn:
-                    outbox.mark_failed(conn, row, exc.message)
+                    outbox.mark_failed(conn, row, message, kind=kind)
                 log.warning("revocation.failed", task_id=row["task_id"], backend=row["backend"],
-                            attempts=row["attempts"] + 1, error=exc.message)
+                            attempts=row["attempts"] + 1, error=message)
                 continue
             completed += 1
             with self.store.write() as conn:
-                outbox.mark_done(conn, row)
+                if not outbox.mark_done(conn, row):
+                    continue  # another worker/replica confirmed it first: audit once
                 self.audit.append(conn, "credential.revoked", actor="broker", task_id=row["task_id"],
                                   outcome="revoked",
                                   data={"backend": row["backend"], "grant_id": row["grant_id"],

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 from broker.store import tables as t
 from broker.store.repo import utcnow
 
+BASE_BACKOFF_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 60.0
 
 
@@ -36,10 +37,14 @@ def due(conn: Connection, now: datetime, limit: int = 100, task_id: str | None =
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def mark_done(conn: Connection, row: Mapping[str, Any]) -> None:
+def mark_done(conn: Connection, row: Mapping[str, Any]) -> bool:
+    """Confirm a revocation. False when the row was already done (someone else confirmed it)."""
     now = utcnow()
-    conn.execute(update(t.revocations).where(t.revocations.c.id == row["id"]).values(
-        state="done", completed_at=now, attempts=row["attempts"] + 1, last_error=None))
+    result = conn.execute(update(t.revocations).where(and_(
+        t.revocations.c.id == row["id"], t.revocations.c.state == "pending")).values(
+        state="done", completed_at=now, attempts=row["attempts"] + 1, last_error=None, last_error_kind=None))
+    if not result.rowcount:
+        return False
     if row.get("grant_id"):
         conn.execute(update(t.grants).where(and_(t.grants.c.grant_id == row["grant_id"],
                                                  t.grants.c.state != "revoked")).values(
@@ -51,13 +56,38 @@ def mark_done(conn: Connection, row: Mapping[str, Any]) -> None:
             t.grants.c.task_id == row["task_id"], t.grants.c.backend == row["backend"],
             t.grants.c.covered_by_task_handle.is_(True), t.grants.c.state == "active")).values(
             state="revoked", revoked_at=now))
+    return True
 
 
-def mark_failed(conn: Connection, row: Mapping[str, Any], error: str) -> None:
+def backoff_seconds(attempts: int) -> float:
+    """0.5 s after the first failure, doubling, at most ``MAX_BACKOFF_SECONDS``."""
+    return float(min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * (2 ** min(max(attempts, 1), 16))))
+
+
+def mark_failed(conn: Connection, row: Mapping[str, Any], error: str, *, kind: str = "error") -> None:
+    """Schedule the next attempt. ``kind`` is ``unavailable`` (the backend could not be reached:
+    retried as soon as it answers again, see :func:`retry_now`) or ``error`` (it answered no)."""
     attempts = int(row["attempts"]) + 1
-    delay = min(MAX_BACKOFF_SECONDS, 0.25 * (2 ** min(attempts, 10)))
     conn.execute(update(t.revocations).where(t.revocations.c.id == row["id"]).values(
-        attempts=attempts, last_error=error[:500], next_attempt_at=utcnow() + timedelta(seconds=delay)))
+        attempts=attempts, last_error=error[:500], last_error_kind=kind,
+        next_attempt_at=utcnow() + timedelta(seconds=backoff_seconds(attempts))))
+
+
+def waiting_on_unavailable(conn: Connection, now: datetime) -> list[str]:
+    """Backends with pending rows backing off because the backend was unreachable."""
+    r = t.revocations.c
+    q = select(r.backend).where(and_(r.state == "pending", r.last_error_kind == "unavailable",
+                                     r.next_attempt_at > now)).distinct()
+    return [row[0] for row in conn.execute(q)]
+
+
+def retry_now(conn: Connection, backend: str) -> int:
+    """The backend answers again: make its unavailable-backoff rows due now (drain at once)."""
+    r = t.revocations.c
+    result = conn.execute(update(t.revocations).where(and_(
+        r.state == "pending", r.backend == backend, r.last_error_kind == "unavailable")).values(
+        next_attempt_at=utcnow()))
+    return int(result.rowcount or 0)
 
 
 def pending_count(conn: Connection) -> int:

@@ -140,6 +140,7 @@ revocations = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     _ts("created_at"), _ts("next_attempt_at"), _ts("completed_at", nullable=True),
+    Column("last_error_kind", String(16)),  # unavailable | error (0002)
 )
 
 audit_events = Table(
@@ -176,4 +177,21 @@ kv = Table(
     "kv", metadata,
     Column("key", String(128), primary_key=True),
     Column("value", JSON, nullable=False),
+)
+
+# -- chains (issue 4) ---------------------------------------------------------------------------
+# each event an agent reports (POST /v1/tasks/{id}/events), each leak/review report, and each
+# escalation is a chain step; the raw text is never stored (its length and an HMAC fingerprint)
+chain_events = Table(
+    "chain_events", metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("task_id", String(64), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("action", String(128)),
+    Column("resource", String(128)),
+    Column("text_length", Integer),
+    Column("text_fingerprint", String(64)),
+    Column("detail", JSON, nullable=False),
+    _ts("created_at"),
+    Index("ix_chain_events_task_created", "task_id", "created_at"),
 )

@@ -1,0 +1,228 @@
+"""The chain service: track each task's steps, run the detectors inline, escalate.
+
+``review_request`` runs before issuance on every credential request (from
+:meth:`broker.services.tasks.TaskService.request_credential`): the detectors see the chain so far
+and this request with its decision. On a hit the decision becomes a ``deny`` naming the detector,
+it is recorded, and ``escalate`` revokes everything the task holds (outbox first), quarantines the
+task, audits ``task.escalated`` with the detector and the steps, and alerts; the caller gets 403
+:class:`Escalated` and no credential. ``report_leak``, ``flag_review`` and ``admin_revoke`` are
+the entry points for the scanner, the review queue and the admin API.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+from broker.audit import AuditLog
+from broker.chain import store as chain_store
+from broker.chain.config import ChainConfig, OnEscalation
+from broker.chain.detectors import ADMIN_REVOKE, LEAKED_SECRET, REVIEW_FLAGGED, inline_detectors
+from broker.chain.model import ChainContext, ChainStep, Hit, StepKind
+from broker.decisions import Decision
+from broker.errors import Conflict, Denied, InvalidInput, NotFound
+from broker.logging import get_logger
+from broker.models import Action, Agent, Outcome, Task, TaskState
+from broker.secrets import Fingerprinter
+from broker.services.revocation import RevocationService
+from broker.store.repo import Store, utcnow
+
+log = get_logger("nhi-broker.chain")
+LOCK_STRIPES = 64
+# what a finding summary may carry into the store and the audit trail (never the match itself)
+FINDING_KEYS = ("rule", "rule_id", "source", "location", "line", "offset", "kind", "event_id", "fingerprint")
+
+
+class Escalated(Denied):
+    """403: this request escalated the chain; it gets no credential and the task is revoked."""
+
+    code = "task_escalated"
+
+
+class Alerter(Protocol):
+    def send(self, payload: dict[str, Any]) -> None: ...
+
+
+class ChainService:
+    def __init__(self, store: Store, audit: AuditLog, revocations: RevocationService, config: ChainConfig,
+                 catalog: Callable[[], Mapping[str, Action]], fingerprint: Fingerprinter,
+                 alerter: Alerter | None = None, on_escalated: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.audit = audit
+        self.revocations = revocations
+        self.config = config
+        self.catalog = catalog
+        self.fingerprint = fingerprint
+        self.alerter = alerter
+        self.on_escalated = on_escalated
+        self.detectors = inline_detectors(config)
+        self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
+
+    def lock(self, task_id: str) -> threading.RLock:
+        """Serialises a task's requests in this process, so two cannot pass the detectors blind
+        to each other (across replicas, the post-issue check in ``after_issue`` closes the gap)."""
+        return self._locks[hash(task_id) % LOCK_STRIPES]
+
+    # -- reading the chain ---------------------------------------------------------------------
+    def _consequences(self) -> dict[str, str]:
+        return {name: a.consequence.value for name, a in self.catalog().items()}
+
+    def history(self, task_id: str) -> list[ChainStep]:
+        with self.store.read() as conn:
+            return chain_store.history(conn, task_id, self._consequences())
+
+    def _detect(self, history: list[ChainStep], candidate: ChainStep, task: Task) -> Hit | None:
+        with self.store.read() as conn:
+            profile = self.store.get_profile(conn, task.profile)
+        if profile is None:
+            raise Conflict(f'task profile "{task.profile}" no longer exists')
+        ctx = ChainContext(history=tuple(s for s in history if s.kind is not StepKind.ESCALATION),
+                           candidate=candidate, ceiling=profile.ceiling, now=utcnow())
+        for detector in self.detectors:
+            hit = detector.check(ctx)
+            if hit is not None:
+                return hit
+        return None
+
+    def _resolve(self, action: str | None, resource: str | None) -> dict[str, Any]:
+        act = self.catalog().get(action) if action else None
+        with self.store.read() as conn:
+            res = self.store.get_resource(conn, resource) if resource else None
+        return {"consequence": act.consequence.value if act else None,
+                "sensitivity": res.sensitivity.value if res else None,
+                "external": res.external if res else None}
+
+    # -- inline, before issuance -----------------------------------------------------------------
+    def review_request(self, agent: Agent, task: Task, decision: Decision, action: str,
+                       resource: str) -> tuple[Decision, Hit | None]:
+        facts = self._resolve(action, resource)
+        candidate = ChainStep(ref=decision.decision_id, kind=StepKind.CREDENTIAL_REQUEST, at=utcnow(),
+                              action=action, resource=resource, tier=decision.tier, outcome=decision.outcome,
+                              **facts)
+        history = self.history(task.task_id)
+        hit = self._detect(history, candidate, task)
+        if hit is not None:
+            return replace(decision, outcome=Outcome.DENY, ttl_seconds=0, uses=0, reasons=(
+                *decision.reasons, f"chain escalated by detector {hit.detector}: {hit.reason}")), hit
+        escalated_before = any(s.kind is StepKind.ESCALATION for s in history)
+        if (self.config.on_escalation is OnEscalation.STEP_UP_ONLY and escalated_before
+                and decision.outcome is Outcome.ALLOW and not decision.inputs.get("approval_approved")):
+            return replace(decision, outcome=Outcome.STEP_UP, ttl_seconds=0, reasons=(
+                *decision.reasons, "the task's chain escalated earlier: every request needs step-up approval")), None
+        return decision, None
+
+    def escalate_request(self, agent: Agent, task: Task, decision: Decision, hit: Hit) -> Escalated:
+        report = self.escalate(task.task_id, hit, actor=agent.name)
+        return Escalated(
+            f'the task\'s chain escalated (detector "{hit.detector}"): {hit.reason}; this request gets no '
+            f"credential and every credential of the task is revoked",
+            details={"decision": decision.public(), "detector": hit.detector, "rule": hit.rule,
+                     "task_state": report["task_state"]})
+
+    def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: list[str]) -> None:
+        """Issued-hook: if the task stopped being active while we issued (another replica
+        escalated it), revoke what it holds again, including what we just issued."""
+        with self.store.read() as conn:
+            task = self.store.get_task(conn, task_id)
+        if task is not None and task.state is not TaskState.ACTIVE:
+            log.warning("chain.issued_after_escalation", task_id=task_id, grant_id=grant_id)
+            self.revocations.revoke_task(task_id, reason=f"issued while the task became {task.state.value}",
+                                         state=task.state, actor="broker", audit_kind="task.revoked",
+                                         from_states=())
+
+    # -- escalation --------------------------------------------------------------------------------
+    def escalate(self, task_id: str, hit: Hit, *, actor: str) -> dict[str, Any]:
+        mode = self.config.on_escalation
+        detail = {**hit.audit_data(), "reason": hit.reason, "mode": mode.value, "actor": actor}
+
+        def mark(conn: Connection) -> None:
+            chain_store.add_event(conn, task_id=task_id, kind=StepKind.ESCALATION, detail=detail)
+
+        report = self.revocations.revoke_task(
+            task_id, reason=f"{hit.detector}: {hit.reason}", state=TaskState.QUARANTINED, actor=actor,
+            audit_kind="task.escalated", extra={**hit.audit_data(), "mode": mode.value},
+            from_states=(TaskState.ACTIVE,) if mode is OnEscalation.QUARANTINE else (), in_transaction=mark)
+        with self.store.read() as conn:
+            task = self.store.get_task(conn, task_id)
+        state = task.state.value if task else None
+        if self.on_escalated is not None:
+            self.on_escalated(hit.detector)
+        log.warning("task.escalated", task_id=task_id, detector=hit.detector, rule=hit.rule)
+        if self.alerter is not None:
+            self.alerter.send({"event": "task.escalated", "task_id": task_id, "agent": task.agent if task else None,
+                               "task_state": state, "at": utcnow().isoformat(), **detail,
+                               "revocations": {"queued": report.queued, "completed": report.completed,
+                                               "pending": report.pending}})
+        return {"task_id": task_id, "task_state": state, "detector": hit.detector,
+                "revocations_queued": report.queued, "revocations_completed": report.completed,
+                "revocations_pending": report.pending}
+
+    def admin_revoke(self, task_id: str, reason: str, actor: str) -> dict[str, Any]:
+        return self.escalate(task_id, Hit(detector=ADMIN_REVOKE, reason=reason, steps=()), actor=actor)
+
+    def report_leak(self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]) -> dict[str, Any]:
+        """A broker-issued secret was seen (scanner): revoke that grant now, then escalate."""
+        with self.store.read() as conn:
+            grant = self.store.get_grant(conn, grant_id)
+        if grant is None or grant["task_id"] != task_id:
+            raise NotFound(f'grant "{grant_id}" of task "{task_id}" does not exist')
+        finding = {k: finding_summary[k] for k in FINDING_KEYS
+                   if k in finding_summary and isinstance(finding_summary[k], str | int)}
+        with self.store.write() as conn:
+            ref, at = chain_store.add_event(conn, task_id=task_id, kind=StepKind.LEAK,
+                                            detail={"grant_id": grant_id, "finding": finding})
+        if grant["state"] == "active":
+            self.revocations.revoke_grant(grant, reason=f"{LEAKED_SECRET}: grant seen by the scanner",
+                                          actor="scanner")
+        step = ChainStep(ref=ref, kind=StepKind.LEAK, at=at, action=grant["action"], resource=grant["resource"])
+        hit = Hit(detector=LEAKED_SECRET, steps=(step,), extra={"grant_id": grant_id, "finding": finding},
+                  reason=f"grant {grant_id} ({grant['action']} on {grant['resource']}) was seen in "
+                         f"{finding.get('source') or finding.get('location') or 'reported text'}")
+        if not self.config.detectors.leaked_secret.enabled:
+            return {"task_id": task_id, "detector": None, "grant_revoked": True}
+        return self.escalate(task_id, hit, actor="scanner")
+
+    def flag_review(self, task_id: str, review_id: str, reason: str = "post-action review flagged") -> dict[str, Any]:
+        with self.store.read() as conn:
+            if self.store.get_task(conn, task_id) is None:
+                raise NotFound(f'task "{task_id}" does not exist')
+        with self.store.write() as conn:
+            ref, at = chain_store.add_event(conn, task_id=task_id, kind=StepKind.REVIEW,
+                                            detail={"review_id": review_id})
+        if not self.config.detectors.review_flagged.enabled:
+            return {"task_id": task_id, "detector": None}
+        step = ChainStep(ref=ref, kind=StepKind.REVIEW, at=at)
+        return self.escalate(task_id, Hit(detector=REVIEW_FLAGGED, steps=(step,), reason=f"{reason} ({review_id})",
+                                          extra={"review_id": review_id}), actor="review")
+
+    # -- events reported by the agent ---------------------------------------------------------------
+    def record_event(self, agent: Agent, task: Task, kind: StepKind, text: str | None, action: str | None,
+                     resource: str | None) -> dict[str, Any]:
+        if action is not None and action not in self.catalog():
+            raise InvalidInput("action", f'"{action}" is not in the action catalog')
+        facts = self._resolve(action, resource)
+        if resource is not None and facts["sensitivity"] is None:
+            raise InvalidInput("resource", f'"{resource}" is not a registered resource')
+        length = len(text) if text is not None else None
+        fp = self.fingerprint(text) if text else None
+        with self.store.write() as conn:
+            event_id, at = chain_store.add_event(conn, task_id=task.task_id, kind=kind, action=action,
+                                                 resource=resource, text_length=length, text_fingerprint=fp,
+                                                 detail=facts)
+            self.audit.append(conn, "chain.event", actor=agent.name, task_id=task.task_id, outcome=kind.value,
+                              data={"event_id": event_id, "kind": kind.value, "action": action,
+                                    "resource": resource, "text_length": length, "text_fingerprint": fp})
+        body: dict[str, Any] = {"event_id": event_id, "task_id": task.task_id, "kind": kind.value,
+                                "at": at.isoformat(), "text_length": length, "text_fingerprint": fp,
+                                "escalation": None}
+        if kind is StepKind.TOOL_CALL and action is not None:
+            candidate = ChainStep(ref=event_id, kind=kind, at=at, action=action, resource=resource, **facts)
+            history = [s for s in self.history(task.task_id) if s.ref != event_id]
+            hit = self._detect(history, candidate, task)
+            if hit is not None:
+                body["escalation"] = self.escalate(task.task_id, hit, actor=agent.name)
+        return body
