@@ -11,19 +11,20 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from broker.cli._common import handle_errors
 from policies import DEFAULT_BUNDLE
 
 out = Console(highlight=False, soft_wrap=True)
-BundleDir = typer.Argument(DEFAULT_BUNDLE, help="Policy bundle directory (default: the shipped bundle).",
-                           show_default=False)
+BundleDir = typer.Argument(
+    DEFAULT_BUNDLE, help="Policy bundle directory (default: the shipped bundle).", show_default=False
+)
 
 
 def register(app: typer.Typer) -> None:
-    policy_app = typer.Typer(help="Policy-as-code: validate, test and replay a Cedar policy bundle.",
-                             no_args_is_help=True)
+    policy_app = typer.Typer(
+        help="Policy-as-code: validate, test and replay a Cedar policy bundle.", no_args_is_help=True
+    )
 
     @policy_app.command("validate")
     @handle_errors
@@ -34,48 +35,72 @@ def register(app: typer.Typer) -> None:
         bundle, problems = check_bundle(directory)
         if problems or bundle is None:
             for p in problems:
-                out.print(f"[red]{directory / p.file}{':' + str(p.line) if p.line else ''}[/red]: {p.message}")
+                out.print(
+                    f"[red]{directory / p.file}{':' + str(p.line) if p.line else ''}[/red]: {p.message}"
+                )
             out.print(f"[red]invalid[/red]: {len(problems)} problem(s) in {directory}")
             raise typer.Exit(1)
-        out.print(f"[green]valid[/green]: {directory} — {len(bundle.policies)} policies, "
-                  f"{len(bundle.catalog)} actions, bundle {bundle.bundle_hash[:16]}")
+        out.print(
+            f"[green]valid[/green]: {directory} — {len(bundle.policies)} policies, "
+            f"{len(bundle.catalog)} actions, bundle {bundle.bundle_hash[:16]}"
+        )
 
     @policy_app.command("test")
     @handle_errors
-    def test(directory: Path = BundleDir,
-             verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every case, not only failures.")) -> None:
+    def test(
+        directory: Path = BundleDir,
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every case, not only failures."),
+    ) -> None:
         """Run the bundle's test cases (tests/*.yaml) and report pass/fail."""
         from broker.policy.testing import run_tests
 
         report = run_tests(directory)
         for p in report.problems:
-            out.print(f"[red]ERROR[/red] {directory / p.file}{':' + str(p.line) if p.line else ''}: {p.message}")
+            out.print(
+                f"[red]ERROR[/red] {directory / p.file}{':' + str(p.line) if p.line else ''}: {p.message}"
+            )
         for r in report.results:
             if r.passed and not verbose:
                 continue
             mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
             d = r.decision
-            out.print(f"{mark} {r.file}:{r.line} {r.name} — {d.outcome.value}, {d.tier.value}, {d.mode.value}, "
-                      f"ttl {d.ttl_seconds}s, policies {list(d.policy_ids)}")
+            out.print(
+                f"{mark} {r.file}:{r.line} {r.name} — {d.outcome.value}, {d.tier.value}, {d.mode.value}, "
+                f"ttl {d.ttl_seconds}s, policies {list(d.policy_ids)}"
+            )
             for f in r.failures:
                 out.print(f"     {f}")
         failed = sum(not r.passed for r in report.results)
         if report.uncovered:
-            out.print(f"[yellow]note[/yellow]: no case exercises consequence class(es) {', '.join(report.uncovered)}")
+            out.print(
+                "[yellow]note[/yellow]: no case exercises consequence class(es) "
+                f"{', '.join(report.uncovered)}"
+            )
         summary = f"{len(report.results) - failed} passed, {failed} failed, {len(report.problems)} error(s)"
-        out.print(("[green]" if report.passed else "[red]") + summary + ("[/green]" if report.passed else "[/red]"))
+        out.print(
+            ("[green]" if report.passed else "[red]") + summary + ("[/green]" if report.passed else "[/red]")
+        )
         if not report.passed:
             raise typer.Exit(1)
 
     @policy_app.command("replay")
     @handle_errors
-    def replay_cmd(bundle_dir: Path = typer.Option(..., "--bundle", help="Candidate policy bundle directory."),
-                   records: Path = typer.Option(..., "--records", exists=True, dir_okay=False,
-                                                help="Decision records, one JSON object a line (JSONL)."),
-                   since: datetime | None = typer.Option(None, "--since", help="Only decisions at or after this "
-                                                         "time (ISO 8601 with timezone)."),
-                   fail_on_change: bool = typer.Option(False, "--fail-on-change",
-                                                       help="Exit 1 when any decision would change.")) -> None:
+    def replay_cmd(
+        bundle_dir: Path = typer.Option(..., "--bundle", help="Candidate policy bundle directory."),
+        records: Path = typer.Option(
+            ...,
+            "--records",
+            exists=True,
+            dir_okay=False,
+            help="Decision records, one JSON object a line (JSONL).",
+        ),
+        since: datetime | None = typer.Option(
+            None, "--since", help="Only decisions at or after this time (ISO 8601 with timezone)."
+        ),
+        fail_on_change: bool = typer.Option(
+            False, "--fail-on-change", help="Exit 1 when any decision would change."
+        ),
+    ) -> None:
         """Re-decide recorded decisions with a candidate bundle and print what would change."""
         from broker.errors import InvalidInput
         from broker.policy import CedarDecisionEngine, load_bundle
@@ -86,18 +111,20 @@ def register(app: typer.Typer) -> None:
         engine = CedarDecisionEngine(load_bundle(bundle_dir))
         report = replay(read_jsonl(records), engine, since=since)
         if report.changes:
-            table = Table(title=f"{len(report.changes)} decision(s) would change under bundle "
-                                f"{report.bundle_hash[:16]}")
-            for col in ("decision", "at", "agent", "action", "resource", "change", "now decided by"):
-                table.add_column(col)
-            for c in report.changes:
-                table.add_row(c.decision_id, c.decided_at, c.agent, c.action, c.resource, ", ".join(c.kinds),
-                              ", ".join(c.after.policy_ids) or "-")
-            out.print(table)
+            out.print(
+                f"{len(report.changes)} decision(s) would change under bundle {report.bundle_hash[:16]}:"
+            )
+        for c in report.changes:
+            out.print(
+                f"  {c.decision_id}  {c.decided_at}  {c.agent}  {c.action} on {c.resource}: "
+                f"[bold]{', '.join(c.kinds)}[/bold]  (now decided by {', '.join(c.after.policy_ids) or '-'})"
+            )
         for s in report.skipped:
             out.print(f"[yellow]skipped[/yellow] {s.decision_id}: {s.reason}")
-        out.print(f"replayed {report.replayed}: {len(report.changes)} changed, {report.unchanged} unchanged, "
-                  f"{len(report.skipped)} skipped, {report.filtered} before --since")
+        out.print(
+            f"replayed {report.replayed}: {len(report.changes)} changed, {report.unchanged} unchanged, "
+            f"{len(report.skipped)} skipped, {report.filtered} before --since"
+        )
         if fail_on_change and report.changes:
             raise typer.Exit(1)
 

@@ -13,5 +13,16 @@ from broker.policy.engine import CedarDecisionEngine
 from broker.policy.holder import PolicyHolder, ReloadResult, Watcher
 from broker.policy.problems import BundleError, Problem
 
-__all__ = ["Bundle", "BundleError", "CedarDecisionEngine", "PolicyHolder", "PolicyInfo", "Problem", "ReloadResult", "Watcher", "check_bundle",
-           "content_hash", "load_bundle"]
+__all__ = [
+    "Bundle",
+    "BundleError",
+    "CedarDecisionEngine",
+    "PolicyHolder",
+    "PolicyInfo",
+    "Problem",
+    "ReloadResult",
+    "Watcher",
+    "check_bundle",
+    "content_hash",
+    "load_bundle",
+]

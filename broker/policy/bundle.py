@@ -32,7 +32,13 @@ from broker.policy import cedar_source as src
 from broker.policy.problems import BundleError, Problem, yaml_error_problem, yaml_line
 from broker.risk.model import RiskModel, parse_catalog, parse_risk_table
 
-CATALOG, RISK, SCHEMA, POLICY_DIR, TEST_DIR = "catalog.yaml", "risk.yaml", "schema.cedarschema", "policies", "tests"
+CATALOG, RISK, SCHEMA, POLICY_DIR, TEST_DIR = (
+    "catalog.yaml",
+    "risk.yaml",
+    "schema.cedarschema",
+    "policies",
+    "tests",
+)
 ANNOTATIONS = frozenset({"id", "reason", "step_up", "max_ttl", "single_use", "mode"})
 MAX_TTL_LIMIT = 43200
 
@@ -125,10 +131,17 @@ def check_bundle(directory: Path) -> tuple[Bundle | None, list[Problem]]:
         return None, [Problem(f"{POLICY_DIR}/", None, "no permit policy: every request would be denied")]
 
     bundle = Bundle(
-        directory=directory, bundle_hash=hash_contents(contents), catalog=catalog, risk=RiskModel(risk),
-        schema=schema, policy_set=_policy_set(ests), policies=policies, files=tuple(names),
+        directory=directory,
+        bundle_hash=hash_contents(contents),
+        catalog=catalog,
+        risk=RiskModel(risk),
+        schema=schema,
+        policy_set=_policy_set(ests),
+        policies=policies,
+        files=tuple(names),
         lifted_set=_policy_set({k: v for k, v in ests.items() if not policies[k].step_up}),
-        loaded_at=datetime.now(UTC))
+        loaded_at=datetime.now(UTC),
+    )
     from broker.policy.engine import smoke_check  # the engine depends on Bundle, not the reverse
 
     problems = smoke_check(bundle)
@@ -144,17 +157,26 @@ def _yaml_part(texts: Mapping[str, str], name: str, parse: Any, problems: list[P
         problems.append(yaml_error_problem(name, exc))
     except InvalidInput as exc:
         path = exc.field.split(": ", 1)[1] if ": " in exc.field else ""
-        message = exc.message[len(exc.field) + 2:] if exc.message.startswith(exc.field + ": ") else exc.message
+        message = (
+            exc.message[len(exc.field) + 2 :] if exc.message.startswith(exc.field + ": ") else exc.message
+        )
         problems.append(Problem(name, yaml_line(texts[name], path), f"{path or name}: {message}"))
     return None
 
 
-def _schema(texts: Mapping[str, str], catalog: Mapping[str, Action] | None,
-            problems: list[Problem]) -> cedarpy.Schema | None:
+def _schema(
+    texts: Mapping[str, str], catalog: Mapping[str, Action] | None, problems: list[Problem]
+) -> cedarpy.Schema | None:
     text = texts[SCHEMA]
     for line in src.declares_actions(text):
-        problems.append(Problem(SCHEMA, line, "declare actions in catalog.yaml, not in the schema "
-                                              "(the loader generates them, grouped by consequence class)"))
+        problems.append(
+            Problem(
+                SCHEMA,
+                line,
+                "declare actions in catalog.yaml, not in the schema "
+                "(the loader generates them, grouped by consequence class)",
+            )
+        )
     if problems and any(p.file == SCHEMA for p in problems):
         return None
     full = text if text.endswith("\n") else text + "\n"
@@ -162,20 +184,29 @@ def _schema(texts: Mapping[str, str], catalog: Mapping[str, Action] | None,
     try:
         return cedarpy.Schema.from_str(full)
     except ValueError as exc:
-        line = src.error_line(full, cedarpy.Schema.from_str)
-        file_lines = text.count("\n") + 1
-        if line is not None and line > file_lines:
-            problems.append(Problem(SCHEMA, None, f"{exc} (with the actions generated from catalog.yaml: the "
-                                                  f"schema must define entity Agent, entity Resource and "
-                                                  f"type {src.CONTEXT_TYPE})"))
+        at = src.error_line(full, cedarpy.Schema.from_str)
+        if at is not None and at > text.count("\n") + 1:
+            problems.append(
+                Problem(
+                    SCHEMA,
+                    None,
+                    f"{exc} (with the actions generated from catalog.yaml: the "
+                    f"schema must define entity Agent, entity Resource and "
+                    f"type {src.CONTEXT_TYPE})",
+                )
+            )
         else:
-            problems.append(Problem(SCHEMA, line, str(exc)))
+            problems.append(Problem(SCHEMA, at, str(exc)))
         return None
 
 
-def _policies(texts: Mapping[str, str], files: list[str], catalog: Mapping[str, Action] | None,
-              schema: cedarpy.Schema | None, problems: list[Problem]
-              ) -> tuple[dict[str, PolicyInfo], dict[str, Any]]:
+def _policies(
+    texts: Mapping[str, str],
+    files: list[str],
+    catalog: Mapping[str, Action] | None,
+    schema: cedarpy.Schema | None,
+    problems: list[Problem],
+) -> tuple[dict[str, PolicyInfo], dict[str, Any]]:
     infos: dict[str, PolicyInfo] = {}
     ests: dict[str, Any] = {}
     known_actions = set(catalog or ()) | {c.value for c in Consequence}
@@ -198,19 +229,28 @@ def _policies(texts: Mapping[str, str], files: list[str], catalog: Mapping[str, 
             positional[pid] = info.policy_id
             if info.policy_id in infos:
                 first = infos[info.policy_id]
-                problems.append(Problem(name, line, f'duplicate @id("{info.policy_id}"): also at '
-                                                    f"{first.file}:{first.line}"))
+                problems.append(
+                    Problem(
+                        name, line, f'duplicate @id("{info.policy_id}"): also at {first.file}:{first.line}'
+                    )
+                )
                 continue
             if catalog is not None:
                 for ref in sorted(set(src.action_refs(policy)) - known_actions):
-                    problems.append(Problem(name, line, f'policy "{info.policy_id}" names Action::"{ref}", which '
-                                                        f"is not in catalog.yaml nor a consequence class"))
+                    problems.append(
+                        Problem(
+                            name,
+                            line,
+                            f'policy "{info.policy_id}" names Action::"{ref}", which '
+                            f"is not in catalog.yaml nor a consequence class",
+                        )
+                    )
             infos[info.policy_id] = info
             ests[info.policy_id] = policy
         if schema is not None:
             for err in cedarpy.validate_policies(text, schema).errors:
                 pid = err.policy_id
-                index = int(pid[len("policy"):]) if pid.startswith("policy") and pid[6:].isdigit() else -1
+                index = int(pid[len("policy") :]) if pid.startswith("policy") and pid[6:].isdigit() else -1
                 line = statements[index].line if 0 <= index < len(statements) else None
                 message = err.error.replace(f"for policy `{pid}`, ", "")
                 label = f'policy "{positional[pid]}": ' if pid in positional else ""
@@ -218,12 +258,15 @@ def _policies(texts: Mapping[str, str], files: list[str], catalog: Mapping[str, 
     return infos, ests
 
 
-def _policy_info(file: str, line: int | None, policy: Mapping[str, Any],
-                 problems: list[Problem]) -> PolicyInfo | None:
+def _policy_info(
+    file: str, line: int | None, policy: Mapping[str, Any], problems: list[Problem]
+) -> PolicyInfo | None:
     notes: Mapping[str, str | None] = policy.get("annotations") or {}
     pid = notes.get("id")
     if not pid:
-        problems.append(Problem(file, line, 'policy has no @id("...") annotation (every policy needs a unique id)'))
+        problems.append(
+            Problem(file, line, 'policy has no @id("...") annotation (every policy needs a unique id)')
+        )
         return None
     before = len(problems)
 
@@ -256,11 +299,21 @@ def _policy_info(file: str, line: int | None, policy: Mapping[str, Any],
         bad("@max_ttl, @single_use and @mode are obligations of a permit; on a forbid they never apply")
     if len(problems) > before:
         return None
-    return PolicyInfo(policy_id=pid, effect=effect, file=file, line=line, reason=notes.get("reason"),
-                      step_up=step_up, max_ttl=max_ttl, single_use=single_use, mode=mode)
+    return PolicyInfo(
+        policy_id=pid,
+        effect=effect,
+        file=file,
+        line=line,
+        reason=notes.get("reason"),
+        step_up=step_up,
+        max_ttl=max_ttl,
+        single_use=single_use,
+        mode=mode,
+    )
 
 
 def _policy_set(ests: Mapping[str, Any]) -> cedarpy.PolicySet:
     """One PolicySet whose policy ids are the @id values (so diagnostics name them directly)."""
-    return cedarpy.PolicySet.from_json_str(json.dumps(
-        {"staticPolicies": dict(ests), "templates": {}, "templateLinks": []}))
+    return cedarpy.PolicySet.from_json_str(
+        json.dumps({"staticPolicies": dict(ests), "templates": {}, "templateLinks": []})
+    )

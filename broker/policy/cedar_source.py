@@ -75,8 +75,9 @@ def error_line(text: str, parse: Callable[[str], object], first_line: int = 1) -
         message = str(exc)
     lines = text.split("\n")
     if _EOF in message:  # the text stops too early: blame its last non-blank line
-        last = max((k for k, ln in enumerate(lines) if ln.strip() and not ln.strip().startswith("//")),
-                   default=0)
+        last = max(
+            (k for k, ln in enumerate(lines) if ln.strip() and not ln.strip().startswith("//")), default=0
+        )
         return first_line + last
     for k in range(1, len(lines) + 1):
         try:
@@ -155,15 +156,16 @@ def generated_actions(catalog: Mapping[str, Action]) -> str:
     groups = ", ".join(json.dumps(c.value) for c in Consequence)
     lines = [GENERATED_HEADER, f"action {groups};"]
     for name, action in sorted(catalog.items()):
-        lines.append(f"action {json.dumps(name)} in [{json.dumps(action.consequence.value)}] appliesTo "
-                     f"{{ principal: [Agent], resource: [Resource], context: {CONTEXT_TYPE} }};")
+        lines.append(
+            f"action {json.dumps(name)} in [{json.dumps(action.consequence.value)}] appliesTo "
+            f"{{ principal: [Agent], resource: [Resource], context: {CONTEXT_TYPE} }};"
+        )
     return "\n".join(lines) + "\n"
 
 
 def declares_actions(schema_text: str) -> list[int]:
     """Lines of top-level ``action`` declarations in a hand-written schema (not allowed)."""
-    return [st.line for st in split_statements(schema_text)
-            if _first_word(st.text) == "action"]
+    return [st.line for st in split_statements(schema_text) if _first_word(st.text) == "action"]
 
 
 def _first_word(text: str) -> str:

@@ -55,17 +55,35 @@ class CedarDecisionEngine:
             return self._decide(request)
         except Exception as exc:  # fail closed, and say why
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
-            return self._deny(request, f"evaluation error ({type(exc).__name__}{': ' + detail if detail else ''}); "
-                                       "denied (fail closed)")
+            return self._deny(
+                request,
+                f"evaluation error ({type(exc).__name__}{': ' + detail if detail else ''}); "
+                "denied (fail closed)",
+            )
 
     # -- internals ---------------------------------------------------------------------------------
-    def _deny(self, request: DecisionInput, *reasons: str, risk: RiskAssessment | None = None,
-              mode: Mode = Mode.INLINE, policy_ids: tuple[str, ...] = ()) -> Decision:
+    def _deny(
+        self,
+        request: DecisionInput,
+        *reasons: str,
+        risk: RiskAssessment | None = None,
+        mode: Mode = Mode.INLINE,
+        policy_ids: tuple[str, ...] = (),
+    ) -> Decision:
         return Decision(
-            decision_id=request.decision_id, outcome=Outcome.DENY, tier=risk.tier if risk else Tier.CRITICAL,
-            score=risk.score if risk else 0, factors=dict(risk.factors) if risk else {}, mode=mode,
-            ttl_seconds=0, uses=0, reasons=reasons, policy_ids=policy_ids, bundle_hash=self.bundle_hash,
-            inputs=request.to_record())
+            decision_id=request.decision_id,
+            outcome=Outcome.DENY,
+            tier=risk.tier if risk else Tier.CRITICAL,
+            score=risk.score if risk else 0,
+            factors=dict(risk.factors) if risk else {},
+            mode=mode,
+            ttl_seconds=0,
+            uses=0,
+            reasons=reasons,
+            policy_ids=policy_ids,
+            bundle_hash=self.bundle_hash,
+            inputs=request.to_record(),
+        )
 
     def _decide(self, request: DecisionInput) -> Decision:
         b = self.bundle
@@ -75,70 +93,145 @@ class CedarDecisionEngine:
         resource = request.resource
         if resource is None:
             return self._deny(request, f"resource {request.resource_name!r} is not registered")
-        risk = b.risk.assess(RiskInput(agent=request.agent, action=action, resource=resource,
-                                       human_present=request.human_present, chain_max_tier=request.chain.max_tier))
+        risk = b.risk.assess(
+            RiskInput(
+                agent=request.agent,
+                action=action,
+                resource=resource,
+                human_present=request.human_present,
+                chain_max_tier=request.chain.max_tier,
+            )
+        )
         mode = b.risk.mode(action, resource, risk.tier)
         cost = b.risk.cost(risk.tier)
         remaining = int((request.task.expires_at - request.now).total_seconds())
-        why = (f"tier {risk.tier.value} (score {risk.score}) from consequence {action.consequence.value}, "
-               f"sensitivity {resource.sensitivity.value}, environment {resource.environment.value}")
+        why = (
+            f"tier {risk.tier.value} (score {risk.score}) from consequence {action.consequence.value}, "
+            f"sensitivity {resource.sensitivity.value}, environment {resource.environment.value}"
+        )
         profile = request.profile
         if request.action_name not in profile.allowed_actions:
-            return self._deny(request, why, f"action {request.action_name!r} is not allowed by profile "
-                                            f"{profile.name!r}", risk=risk, mode=mode)
+            return self._deny(
+                request,
+                why,
+                f"action {request.action_name!r} is not allowed by profile {profile.name!r}",
+                risk=risk,
+                mode=mode,
+            )
         if risk.tier.rank > profile.ceiling.rank:
-            return self._deny(request, why, f"tier {risk.tier.value} is above the ceiling "
-                                            f"{profile.ceiling.value} of profile {profile.name!r}", risk=risk, mode=mode)
+            return self._deny(
+                request,
+                why,
+                f"tier {risk.tier.value} is above the ceiling "
+                f"{profile.ceiling.value} of profile {profile.name!r}",
+                risk=risk,
+                mode=mode,
+            )
         if remaining < 1:
             return self._deny(request, why, "the task has no lifetime left", risk=risk, mode=mode)
 
         cr = build(request, action, resource, risk, mode=mode, tier_ttl=cost.ttl_seconds, remaining=remaining)
         approved = bool(request.approval and request.approval.approved)
-        result = cedarpy.is_authorized(cr.request, b.lifted_set if approved else b.policy_set, cr.entities, b.schema)
+        result = cedarpy.is_authorized(
+            cr.request, b.lifted_set if approved else b.policy_set, cr.entities, b.schema
+        )
         errors = result.diagnostics.errors
         if errors:
-            return self._deny(request, why, *(f"policy evaluation error: {e}" for e in errors),
-                              "denied (fail closed)", risk=risk, mode=mode)
+            return self._deny(
+                request,
+                why,
+                *(f"policy evaluation error: {e}" for e in errors),
+                "denied (fail closed)",
+                risk=risk,
+                mode=mode,
+            )
         ids = tuple(sorted(result.diagnostics.reasons))
         if result.decision is cedarpy.Decision.Allow:
             if cost.requires_approval and not approved:
-                return self._step_up(request, why, risk, ids, f"risk table: tier {risk.tier.value} requires "
-                                                              "step-up approval")
+                return self._step_up(
+                    request, why, risk, ids, f"risk table: tier {risk.tier.value} requires step-up approval"
+                )
             return self._allow(request, why, risk, mode, cost.ttl_seconds, cost.uses, remaining, ids)
         if result.decision is not cedarpy.Decision.Deny:
-            return self._deny(request, why, f"Cedar gave no decision ({result.decision.value}); denied (fail closed)",
-                              risk=risk, mode=mode)
+            return self._deny(
+                request,
+                why,
+                f"Cedar gave no decision ({result.decision.value}); denied (fail closed)",
+                risk=risk,
+                mode=mode,
+            )
         if not ids:
             return self._deny(request, why, "no permit policy matched (default deny)", risk=risk, mode=mode)
         infos = [b.policies[i] for i in ids]
         if approved or not all(i.step_up for i in infos):
             hard = [i for i in infos if not i.step_up] or infos
-            return self._deny(request, why, *(_describe(i) for i in hard), risk=risk, mode=mode, policy_ids=ids)
+            return self._deny(
+                request, why, *(_describe(i) for i in hard), risk=risk, mode=mode, policy_ids=ids
+            )
         # only step-up forbids fired: would the request pass once they are lifted?
         lifted = cedarpy.is_authorized(cr.request, b.lifted_set, cr.entities, b.schema)
         if lifted.diagnostics.errors:
-            return self._deny(request, why, *(f"policy evaluation error: {e}" for e in lifted.diagnostics.errors),
-                              "denied (fail closed)", risk=risk, mode=mode)
+            return self._deny(
+                request,
+                why,
+                *(f"policy evaluation error: {e}" for e in lifted.diagnostics.errors),
+                "denied (fail closed)",
+                risk=risk,
+                mode=mode,
+            )
         if lifted.decision is not cedarpy.Decision.Allow:
             more = tuple(sorted(lifted.diagnostics.reasons))
-            reason = ("no permit policy matched (default deny); an approval would not help" if not more
-                      else "an approval would not help")
-            return self._deny(request, why, *(_describe(b.policies[i]) for i in more), reason, risk=risk,
-                              mode=mode, policy_ids=more)
+            reason = (
+                "no permit policy matched (default deny); an approval would not help"
+                if not more
+                else "an approval would not help"
+            )
+            return self._deny(
+                request,
+                why,
+                *(_describe(b.policies[i]) for i in more),
+                reason,
+                risk=risk,
+                mode=mode,
+                policy_ids=more,
+            )
         return self._step_up(request, why, risk, ids, *(_describe(i) for i in infos))
 
-    def _step_up(self, request: DecisionInput, why: str, risk: RiskAssessment, ids: tuple[str, ...],
-                 *reasons: str) -> Decision:
+    def _step_up(
+        self, request: DecisionInput, why: str, risk: RiskAssessment, ids: tuple[str, ...], *reasons: str
+    ) -> Decision:
         pending = request.approval is not None and not request.approval.approved
-        tail = (f"approval {request.approval.approval_id!r} is not granted yet" if pending and request.approval
-                else "step-up approval required")
+        tail = (
+            f"approval {request.approval.approval_id!r} is not granted yet"
+            if pending and request.approval
+            else "step-up approval required"
+        )
         return Decision(
-            decision_id=request.decision_id, outcome=Outcome.STEP_UP, tier=risk.tier, score=risk.score,
-            factors=dict(risk.factors), mode=Mode.INLINE, ttl_seconds=0, uses=0, reasons=(why, *reasons, tail),
-            policy_ids=ids, bundle_hash=self.bundle_hash, inputs=request.to_record())
+            decision_id=request.decision_id,
+            outcome=Outcome.STEP_UP,
+            tier=risk.tier,
+            score=risk.score,
+            factors=dict(risk.factors),
+            mode=Mode.INLINE,
+            ttl_seconds=0,
+            uses=0,
+            reasons=(why, *reasons, tail),
+            policy_ids=ids,
+            bundle_hash=self.bundle_hash,
+            inputs=request.to_record(),
+        )
 
-    def _allow(self, request: DecisionInput, why: str, risk: RiskAssessment, mode: Mode, tier_ttl: int,
-               tier_uses: int, remaining: int, ids: tuple[str, ...]) -> Decision:
+    def _allow(
+        self,
+        request: DecisionInput,
+        why: str,
+        risk: RiskAssessment,
+        mode: Mode,
+        tier_ttl: int,
+        tier_uses: int,
+        remaining: int,
+        ids: tuple[str, ...],
+    ) -> Decision:
         infos = [self.bundle.policies[i] for i in ids]
         caps = [i.max_ttl for i in infos if i.max_ttl is not None]
         ttl = min(tier_ttl, remaining, *caps)
@@ -149,9 +242,19 @@ class CedarDecisionEngine:
         reasons = [why, *(_describe(i) for i in infos)]
         reasons.append(f"allowed in {mode.value} mode, ttl {ttl}s" + (f", {uses} use(s)" if uses else ""))
         return Decision(
-            decision_id=request.decision_id, outcome=Outcome.ALLOW, tier=risk.tier, score=risk.score,
-            factors=dict(risk.factors), mode=mode, ttl_seconds=ttl, uses=uses, reasons=tuple(reasons),
-            policy_ids=ids, bundle_hash=self.bundle_hash, inputs=request.to_record())
+            decision_id=request.decision_id,
+            outcome=Outcome.ALLOW,
+            tier=risk.tier,
+            score=risk.score,
+            factors=dict(risk.factors),
+            mode=mode,
+            ttl_seconds=ttl,
+            uses=uses,
+            reasons=tuple(reasons),
+            policy_ids=ids,
+            bundle_hash=self.bundle_hash,
+            inputs=request.to_record(),
+        )
 
 
 def _describe(info: PolicyInfo) -> str:
@@ -166,8 +269,9 @@ def smoke_check(bundle: Bundle) -> list[Problem]:
     for name, action in sorted(bundle.catalog.items()):
         req = synthetic_input(action)
         assert req.resource is not None
-        risk = bundle.risk.assess(RiskInput(agent=req.agent, action=action, resource=req.resource,
-                                            human_present=req.human_present))
+        risk = bundle.risk.assess(
+            RiskInput(agent=req.agent, action=action, resource=req.resource, human_present=req.human_present)
+        )
         mode = bundle.risk.mode(action, req.resource, risk.tier)
         cr = build(req, action, req.resource, risk, mode=mode, tier_ttl=60, remaining=3600)
         try:
@@ -179,10 +283,18 @@ def smoke_check(bundle: Bundle) -> list[Problem]:
             match = _POLICY_ERROR.match(err)
             info = bundle.policies.get(match.group(1)) if match else None
             if info is not None:
-                problems.append(Problem(info.file, info.line, f"policy {info.policy_id!r} fails to evaluate on a "
-                                                              f"well-formed request for action {name!r}: {err}"))
+                problems.append(
+                    Problem(
+                        info.file,
+                        info.line,
+                        f"policy {info.policy_id!r} fails to evaluate on a "
+                        f"well-formed request for action {name!r}: {err}",
+                    )
+                )
             else:
-                problems.append(Problem(SCHEMA, None, f"the broker's request for action {name!r} is rejected: {err}"))
+                problems.append(
+                    Problem(SCHEMA, None, f"the broker's request for action {name!r} is rejected: {err}")
+                )
         if errors:
             break  # one is enough: the same drift breaks every action
     return problems

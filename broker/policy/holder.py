@@ -43,9 +43,16 @@ class ReloadResult:
         return "policy.reloaded" if self.changed else "policy.reload_unchanged"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "changed": self.changed, "trigger": self.trigger, "directory": self.directory,
-                "previous_hash": self.previous_hash, "active_hash": self.active_hash,
-                "candidate_hash": self.candidate_hash, "problems": [p.to_dict() for p in self.problems]}
+        return {
+            "ok": self.ok,
+            "changed": self.changed,
+            "trigger": self.trigger,
+            "directory": self.directory,
+            "previous_hash": self.previous_hash,
+            "active_hash": self.active_hash,
+            "candidate_hash": self.candidate_hash,
+            "problems": [p.to_dict() for p in self.problems],
+        }
 
     def audit_event(self) -> dict[str, Any]:
         """``{"kind": ..., "data": {...}}`` for the audit log."""
@@ -83,9 +90,13 @@ class PolicyHolder:
     def info(self) -> dict[str, Any]:
         """What ``GET /v1/admin/policies`` returns."""
         bundle = self._engine.bundle
-        return {"bundle_hash": bundle.bundle_hash, "directory": str(self.directory),
-                "loaded_at": bundle.loaded_at.isoformat(), "files": list(bundle.files),
-                "policies": sorted(bundle.policies)}
+        return {
+            "bundle_hash": bundle.bundle_hash,
+            "directory": str(self.directory),
+            "loaded_at": bundle.loaded_at.isoformat(),
+            "files": list(bundle.files),
+            "policies": sorted(bundle.policies),
+        }
 
     # -- reloads ------------------------------------------------------------------------------------
     def reload(self, trigger: str = "api") -> ReloadResult:
@@ -98,20 +109,41 @@ class PolicyHolder:
             try:
                 bundle, problems = check_bundle(self.directory)
             except Exception as exc:  # an unexpected loader failure refuses the bundle too
-                bundle, problems = None, [Problem(str(self.directory), None,
-                                                  f"bundle could not be loaded ({type(exc).__name__}: {exc})")]
+                bundle, problems = (
+                    None,
+                    [
+                        Problem(
+                            str(self.directory),
+                            None,
+                            f"bundle could not be loaded ({type(exc).__name__}: {exc})",
+                        )
+                    ],
+                )
             if bundle is None:
                 self._last_refused = candidate_hash
-                return ReloadResult(ok=False, changed=False, trigger=trigger, directory=str(self.directory),
-                                    previous_hash=previous, active_hash=previous, candidate_hash=candidate_hash,
-                                    problems=tuple(problems) or (Problem(str(self.directory), None, "refused"),))
+                return ReloadResult(
+                    ok=False,
+                    changed=False,
+                    trigger=trigger,
+                    directory=str(self.directory),
+                    previous_hash=previous,
+                    active_hash=previous,
+                    candidate_hash=candidate_hash,
+                    problems=tuple(problems) or (Problem(str(self.directory), None, "refused"),),
+                )
             self._last_refused = None
             changed = bundle.bundle_hash != previous
             if changed:
                 self._engine = CedarDecisionEngine(bundle)
-            return ReloadResult(ok=True, changed=changed, trigger=trigger, directory=str(self.directory),
-                                previous_hash=previous, active_hash=self._engine.bundle_hash,
-                                candidate_hash=bundle.bundle_hash)
+            return ReloadResult(
+                ok=True,
+                changed=changed,
+                trigger=trigger,
+                directory=str(self.directory),
+                previous_hash=previous,
+                active_hash=self._engine.bundle_hash,
+                candidate_hash=bundle.bundle_hash,
+            )
 
     def poll(self) -> ReloadResult | None:
         """Reload when the directory's content hash differs from the active bundle's.
@@ -132,7 +164,9 @@ class PolicyHolder:
 
 
 class Watcher:
-    def __init__(self, holder: PolicyHolder, interval: float, on_result: Callable[[ReloadResult], None]) -> None:
+    def __init__(
+        self, holder: PolicyHolder, interval: float, on_result: Callable[[ReloadResult], None]
+    ) -> None:
         self._holder, self._interval, self._on_result = holder, interval, on_result
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="policy-watcher", daemon=True)

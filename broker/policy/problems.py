@@ -43,8 +43,9 @@ class BundleError(BrokerError):
         self.problems = tuple(problems)
         head = str(self.problems[0]) if self.problems else "invalid policy bundle"
         more = f" (and {len(self.problems) - 1} more problem(s))" if len(self.problems) > 1 else ""
-        super().__init__(f"invalid policy bundle: {head}{more}",
-                         details={"problems": [p.to_dict() for p in self.problems]})
+        super().__init__(
+            f"invalid policy bundle: {head}{more}", details={"problems": [p.to_dict() for p in self.problems]}
+        )
 
 
 # -- YAML: map a dotted field path back to the line that holds it ---------------------------------
@@ -78,14 +79,14 @@ def yaml_line(text: str, path: str) -> int | None:
                 return line
             k, key_node, node = best
             line = key_node.start_mark.line + 1
-            rest = rest[len(k):].lstrip(".")
+            rest = rest[len(k) :].lstrip(".")
         elif isinstance(node, yaml.SequenceNode):
             m = re.match(r"\[(\d+)\]\.?", rest)
             if not m or int(m.group(1)) >= len(node.value):
                 return line
             node = node.value[int(m.group(1))]
             line = node.start_mark.line + 1
-            rest = rest[m.end():]
+            rest = rest[m.end() :]
         else:
             return line
     return line

@@ -19,8 +19,19 @@ from typing import Any
 from broker.decisions import ApprovalContext, ChainSummary, DecisionEngine, DecisionInput
 from broker.errors import InvalidInput
 from broker.models import (
-    Action, Agent, Consequence, DecisionId, Environment, Resource, Sensitivity, Task, TaskId, TaskProfile, TaskState,
-    Tier, TrustLevel,
+    Action,
+    Agent,
+    Consequence,
+    DecisionId,
+    Environment,
+    Resource,
+    Sensitivity,
+    Task,
+    TaskId,
+    TaskProfile,
+    TaskState,
+    Tier,
+    TrustLevel,
 )
 
 
@@ -35,8 +46,14 @@ class Summary:
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> Summary:
-        return cls(str(record["outcome"]), str(record["tier"]), str(record["mode"]), int(record["ttl_seconds"]),
-                   int(record.get("uses", 0)), tuple(record.get("policy_ids") or ()))
+        return cls(
+            str(record["outcome"]),
+            str(record["tier"]),
+            str(record["mode"]),
+            int(record["ttl_seconds"]),
+            int(record.get("uses", 0)),
+            tuple(record.get("policy_ids") or ()),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +87,9 @@ class ReplayReport:
         return self.replayed - len(self.changes)
 
 
-def replay(records: Iterable[Mapping[str, Any]], engine: DecisionEngine, *,
-           since: datetime | None = None) -> ReplayReport:
+def replay(
+    records: Iterable[Mapping[str, Any]], engine: DecisionEngine, *, since: datetime | None = None
+) -> ReplayReport:
     changes: list[Change] = []
     skipped: list[Skipped] = []
     replayed = filtered = 0
@@ -90,8 +108,18 @@ def replay(records: Iterable[Mapping[str, Any]], engine: DecisionEngine, *,
         replayed += 1
         kinds = _differences(before, after)
         if kinds:
-            changes.append(Change(decision_id, request.agent.name, request.action_name, request.resource_name,
-                                  request.now.isoformat(), before, after, kinds))
+            changes.append(
+                Change(
+                    decision_id,
+                    request.agent.name,
+                    request.action_name,
+                    request.resource_name,
+                    request.now.isoformat(),
+                    before,
+                    after,
+                    kinds,
+                )
+            )
     return ReplayReport(engine.bundle_hash, replayed, tuple(changes), tuple(skipped), filtered)
 
 
@@ -103,8 +131,11 @@ def _differences(a: Summary, b: Summary) -> tuple[str, ...]:
     kinds = []
     for name in ("outcome", "tier", "mode"):
         if getattr(a, name) != getattr(b, name):
-            kinds.append(f"{getattr(a, name)}→{getattr(b, name)}" if name == "outcome"
-                         else f"{name} {getattr(a, name)}→{getattr(b, name)}")
+            kinds.append(
+                f"{getattr(a, name)}→{getattr(b, name)}"
+                if name == "outcome"
+                else f"{name} {getattr(a, name)}→{getattr(b, name)}"
+            )
     if a.ttl_seconds != b.ttl_seconds:
         kinds.append(f"ttl {a.ttl_seconds}→{b.ttl_seconds}")
     if a.uses != b.uses:
@@ -115,31 +146,74 @@ def _differences(a: Summary, b: Summary) -> tuple[str, ...]:
 def input_from_record(record: Mapping[str, Any]) -> DecisionInput:
     """Rebuild the :class:`DecisionInput` a stored decision record was made from."""
     i = record["inputs"]
-    action = (Action(name=i["action"], consequence=Consequence(i["consequence"]), reversible=bool(i["reversible"]))
-              if i.get("consequence") is not None else None)
-    resource = (Resource(name=i["resource"], kind=str(i["resource_kind"]), sensitivity=Sensitivity(i["sensitivity"]),
-                         environment=Environment(i["environment"]), settings={},
-                         external=bool(i["resource_external"]))
-                if i.get("sensitivity") is not None else None)
-    agent = Agent(name=i["agent"], owner=str(i["agent_owner"]), trust_level=TrustLevel(i["agent_trust"]),
-                  bindings=(), profiles=tuple(i.get("agent_profiles") or (i["profile"],)))
-    profile = TaskProfile(name=i["profile"], allowed_actions=tuple(i["profile_allowed_actions"]),
-                          ceiling=Tier(i["profile_ceiling"]),
-                          max_lifetime_seconds=int(i["profile_max_lifetime_seconds"]))
+    action = (
+        Action(name=i["action"], consequence=Consequence(i["consequence"]), reversible=bool(i["reversible"]))
+        if i.get("consequence") is not None
+        else None
+    )
+    resource = (
+        Resource(
+            name=i["resource"],
+            kind=str(i["resource_kind"]),
+            sensitivity=Sensitivity(i["sensitivity"]),
+            environment=Environment(i["environment"]),
+            settings={},
+            external=bool(i["resource_external"]),
+        )
+        if i.get("sensitivity") is not None
+        else None
+    )
+    agent = Agent(
+        name=i["agent"],
+        owner=str(i["agent_owner"]),
+        trust_level=TrustLevel(i["agent_trust"]),
+        bindings=(),
+        profiles=tuple(i.get("agent_profiles") or (i["profile"],)),
+    )
+    profile = TaskProfile(
+        name=i["profile"],
+        allowed_actions=tuple(i["profile_allowed_actions"]),
+        ceiling=Tier(i["profile_ceiling"]),
+        max_lifetime_seconds=int(i["profile_max_lifetime_seconds"]),
+    )
     now = _aware(i["decided_at"])
     expires = _aware(i["task_expires_at"])
-    task = Task(task_id=TaskId(i["task_id"]), agent=agent.name, profile=profile.name, purpose=str(i["task_purpose"]),
-                on_behalf_of=i.get("on_behalf_of"), state=TaskState.ACTIVE, created_at=now, expires_at=expires)
+    task = Task(
+        task_id=TaskId(i["task_id"]),
+        agent=agent.name,
+        profile=profile.name,
+        purpose=str(i["task_purpose"]),
+        on_behalf_of=i.get("on_behalf_of"),
+        state=TaskState.ACTIVE,
+        created_at=now,
+        expires_at=expires,
+    )
     c = i.get("chain") or {}
-    chain = ChainSummary(steps=int(c.get("steps", 0)), actions=tuple(c.get("actions") or ()),
-                         consequences=tuple(c.get("consequences") or ()),
-                         max_tier=Tier(c["max_tier"]) if c.get("max_tier") else None,
-                         grants_active=int(c.get("grants_active", 0)))
-    approval = (ApprovalContext(approval_id=str(i["approval_id"]), approved=bool(i.get("approval_approved")))
-                if i.get("approval_id") else None)
-    return DecisionInput(decision_id=DecisionId(str(record["decision_id"])), agent=agent, profile=profile, task=task,
-                         action_name=i["action"], resource_name=i["resource"], action=action, resource=resource,
-                         chain=chain, now=now, approval=approval)
+    chain = ChainSummary(
+        steps=int(c.get("steps", 0)),
+        actions=tuple(c.get("actions") or ()),
+        consequences=tuple(c.get("consequences") or ()),
+        max_tier=Tier(c["max_tier"]) if c.get("max_tier") else None,
+        grants_active=int(c.get("grants_active", 0)),
+    )
+    approval = (
+        ApprovalContext(approval_id=str(i["approval_id"]), approved=bool(i.get("approval_approved")))
+        if i.get("approval_id")
+        else None
+    )
+    return DecisionInput(
+        decision_id=DecisionId(str(record["decision_id"])),
+        agent=agent,
+        profile=profile,
+        task=task,
+        action_name=i["action"],
+        resource_name=i["resource"],
+        action=action,
+        resource=resource,
+        chain=chain,
+        now=now,
+        approval=approval,
+    )
 
 
 def _aware(value: str) -> datetime:

@@ -43,25 +43,52 @@ def _uid(kind: str, ident: str) -> dict[str, str]:
     return {"type": kind, "id": ident}
 
 
-def build(req: DecisionInput, action: Action, resource: Resource, risk: RiskAssessment, *,
-          mode: Mode, tier_ttl: int, remaining: int) -> CedarRequest:
+def build(
+    req: DecisionInput,
+    action: Action,
+    resource: Resource,
+    risk: RiskAssessment,
+    *,
+    mode: Mode,
+    tier_ttl: int,
+    remaining: int,
+) -> CedarRequest:
     agent, profile, task = req.agent, req.profile, req.task
     task_attrs: dict[str, Any] = {"purpose": task.purpose}
     if task.on_behalf_of is not None:
         task_attrs["on_behalf_of"] = task.on_behalf_of
-    entities = [
-        {"uid": _uid("Agent", agent.name), "parents": [],
-         "attrs": {"owner": agent.owner, "trust_level": agent.trust_level.value,
-                   "profiles": list(agent.profiles)}},
-        {"uid": _uid("Profile", profile.name), "parents": [],
-         "attrs": {"ceiling": profile.ceiling.value, "ceiling_rank": profile.ceiling.rank,
-                   "max_lifetime_seconds": profile.max_lifetime_seconds,
-                   "allowed_actions": list(profile.allowed_actions)}},
+    entities: list[dict[str, Any]] = [
+        {
+            "uid": _uid("Agent", agent.name),
+            "parents": [],
+            "attrs": {
+                "owner": agent.owner,
+                "trust_level": agent.trust_level.value,
+                "profiles": list(agent.profiles),
+            },
+        },
+        {
+            "uid": _uid("Profile", profile.name),
+            "parents": [],
+            "attrs": {
+                "ceiling": profile.ceiling.value,
+                "ceiling_rank": profile.ceiling.rank,
+                "max_lifetime_seconds": profile.max_lifetime_seconds,
+                "allowed_actions": list(profile.allowed_actions),
+            },
+        },
         {"uid": _uid("Task", task.task_id), "parents": [_uid("Profile", profile.name)], "attrs": task_attrs},
-        {"uid": _uid("Resource", resource.name), "parents": [],
-         "attrs": {"kind": resource.kind, "sensitivity": resource.sensitivity.value,
-                   "sensitivity_rank": _SENSITIVITY_RANK[resource.sensitivity],
-                   "environment": resource.environment.value, "external": resource.external}},
+        {
+            "uid": _uid("Resource", resource.name),
+            "parents": [],
+            "attrs": {
+                "kind": resource.kind,
+                "sensitivity": resource.sensitivity.value,
+                "sensitivity_rank": _SENSITIVITY_RANK[resource.sensitivity],
+                "environment": resource.environment.value,
+                "external": resource.external,
+            },
+        },
     ]
     chain = req.chain
     context = {
@@ -76,17 +103,27 @@ def build(req: DecisionInput, action: Action, resource: Resource, risk: RiskAsse
         "environment": resource.environment.value,
         "mode": mode.value,
         "human_present": req.human_present,
-        "chain": {"steps": chain.steps, "actions": list(chain.actions), "consequences": list(chain.consequences),
-                  "max_tier": chain.max_tier.value if chain.max_tier else "none",
-                  "max_tier_rank": chain.max_tier.rank if chain.max_tier else -1,
-                  "grants_active": chain.grants_active},
-        "approval": {"present": req.approval is not None,
-                     "approved": bool(req.approval and req.approval.approved)},
+        "chain": {
+            "steps": chain.steps,
+            "actions": list(chain.actions),
+            "consequences": list(chain.consequences),
+            "max_tier": chain.max_tier.value if chain.max_tier else "none",
+            "max_tier_rank": chain.max_tier.rank if chain.max_tier else -1,
+            "grants_active": chain.grants_active,
+        },
+        "approval": {
+            "present": req.approval is not None,
+            "approved": bool(req.approval and req.approval.approved),
+        },
         "tier_ttl_seconds": tier_ttl,
         "task_remaining_seconds": remaining,
     }
-    request = {"principal": _uid("Agent", agent.name), "action": _uid("Action", req.action_name),
-               "resource": _uid("Resource", resource.name), "context": context}
+    request = {
+        "principal": _uid("Agent", agent.name),
+        "action": _uid("Action", req.action_name),
+        "resource": _uid("Resource", resource.name),
+        "context": context,
+    }
     return CedarRequest(request=request, entities=entities)
 
 
@@ -94,16 +131,43 @@ def synthetic_input(action: Action, *, decision_id: str = "smoke") -> DecisionIn
     """A well-formed request for ``action`` used to check, at load, that the bundle's schema
     accepts the context and entities the broker builds (a drifted schema would deny everything)."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    profile = TaskProfile(name="smoke", allowed_actions=(action.name,), ceiling=Tier.CRITICAL,
-                          max_lifetime_seconds=3600)
-    agent = Agent(name="smoke-agent", owner="smoke-owner", trust_level=TrustLevel.STANDARD, bindings=(),
-                  profiles=("smoke",))
-    task = Task(task_id=TaskId("smoke-task"), agent=agent.name, profile=profile.name, purpose="load check",
-                on_behalf_of="smoke-human", state=TaskState.ACTIVE, created_at=now,
-                expires_at=now + timedelta(hours=1))
-    resource = Resource(name="smoke-resource", kind="vault_token", sensitivity=Sensitivity.INTERNAL,
-                        environment=Environment.DEV, settings={})
-    return DecisionInput(decision_id=DecisionId(decision_id), agent=agent, profile=profile, task=task,
-                         action_name=action.name, resource_name=resource.name, action=action,
-                         resource=resource, chain=ChainSummary(), now=now,
-                         approval=ApprovalContext(approval_id="smoke-approval", approved=False))
+    profile = TaskProfile(
+        name="smoke", allowed_actions=(action.name,), ceiling=Tier.CRITICAL, max_lifetime_seconds=3600
+    )
+    agent = Agent(
+        name="smoke-agent",
+        owner="smoke-owner",
+        trust_level=TrustLevel.STANDARD,
+        bindings=(),
+        profiles=("smoke",),
+    )
+    task = Task(
+        task_id=TaskId("smoke-task"),
+        agent=agent.name,
+        profile=profile.name,
+        purpose="load check",
+        on_behalf_of="smoke-human",
+        state=TaskState.ACTIVE,
+        created_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+    resource = Resource(
+        name="smoke-resource",
+        kind="vault_token",
+        sensitivity=Sensitivity.INTERNAL,
+        environment=Environment.DEV,
+        settings={},
+    )
+    return DecisionInput(
+        decision_id=DecisionId(decision_id),
+        agent=agent,
+        profile=profile,
+        task=task,
+        action_name=action.name,
+        resource_name=resource.name,
+        action=action,
+        resource=resource,
+        chain=ChainSummary(),
+        now=now,
+        approval=ApprovalContext(approval_id="smoke-approval", approved=False),
+    )

@@ -30,15 +30,34 @@ import yaml
 
 from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionInput
 from broker.models import (
-    Agent, DecisionId, Environment, Resource, Sensitivity, Task, TaskId, TaskProfile, TaskState, Tier, TrustLevel,
+    Agent,
+    DecisionId,
+    Environment,
+    Resource,
+    Sensitivity,
+    Task,
+    TaskId,
+    TaskProfile,
+    TaskState,
+    Tier,
+    TrustLevel,
 )
 from broker.policy.bundle import TEST_DIR, Bundle, load_bundle
 from broker.policy.engine import CedarDecisionEngine
 from broker.policy.problems import Problem, yaml_error_problem, yaml_line
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-_REQUEST_KEYS = {"action", "resource", "trust_level", "on_behalf_of", "approval", "chain", "remaining_seconds",
-                 "allowed_actions", "ceiling"}
+_REQUEST_KEYS = {
+    "action",
+    "resource",
+    "trust_level",
+    "on_behalf_of",
+    "approval",
+    "chain",
+    "remaining_seconds",
+    "allowed_actions",
+    "ceiling",
+}
 _EXPECT_KEYS = {"outcome", "tier", "mode", "ttl", "ttl_max", "ttl_min", "uses", "policies", "reason_contains"}
 
 
@@ -80,7 +99,9 @@ def run_tests(directory: Path, bundle: Bundle | None = None) -> TestReport:
     engine = CedarDecisionEngine(bundle or load_bundle(Path(directory)))
     results: list[CaseResult] = []
     problems: list[Problem] = []
-    files = sorted((Path(directory) / TEST_DIR).glob("*.yaml")) if (Path(directory) / TEST_DIR).is_dir() else []
+    files = (
+        sorted((Path(directory) / TEST_DIR).glob("*.yaml")) if (Path(directory) / TEST_DIR).is_dir() else []
+    )
     if not files:
         problems.append(Problem(f"{TEST_DIR}/", None, "no test case file (*.yaml)"))
     for path in files:
@@ -95,7 +116,11 @@ def run_tests(directory: Path, bundle: Bundle | None = None) -> TestReport:
             results.extend(_run_file(engine, rel, text, doc))
         except CaseError as exc:
             problems.append(Problem(rel, yaml_line(text, exc.path), f"{exc.path}: {exc}"))
-    covered = {engine.bundle.catalog[r.action].consequence.value for r in results if r.action in engine.bundle.catalog}
+    covered = {
+        engine.bundle.catalog[r.action].consequence.value
+        for r in results
+        if r.action in engine.bundle.catalog
+    }
     uncovered = sorted({a.consequence.value for a in engine.bundle.catalog.values()} - covered)
     return TestReport(engine.bundle_hash, tuple(results), tuple(problems), tuple(uncovered))
 
@@ -110,16 +135,33 @@ def _run_file(engine: CedarDecisionEngine, rel: str, text: str, doc: Any) -> lis
         where = f"cases[{i}]"
         case = _mapping(case, where)
         name = str(case.get("name") or where)
-        request = _input(engine, _mapping(case.get("request"), f"{where}.request"), defaults, resources,
-                         where, f"{rel}#{i}")
+        request = _input(
+            engine,
+            _mapping(case.get("request"), f"{where}.request"),
+            defaults,
+            resources,
+            where,
+            f"{rel}#{i}",
+        )
         expect = _mapping(case.get("expect"), f"{where}.expect")
         unknown = set(expect) - _EXPECT_KEYS
         if unknown or "outcome" not in expect:
-            raise CaseError(f"{where}.expect", f"needs 'outcome'; allowed keys {sorted(_EXPECT_KEYS)}"
-                                               + (f", unknown {sorted(unknown)}" if unknown else ""))
+            raise CaseError(
+                f"{where}.expect",
+                f"needs 'outcome'; allowed keys {sorted(_EXPECT_KEYS)}"
+                + (f", unknown {sorted(unknown)}" if unknown else ""),
+            )
         decision = engine.decide(request)
-        out.append(CaseResult(rel, yaml_line(text, where), name, request.action_name,
-                              tuple(_compare(decision, expect)), decision))
+        out.append(
+            CaseResult(
+                rel,
+                yaml_line(text, where),
+                name,
+                request.action_name,
+                tuple(_compare(decision, expect)),
+                decision,
+            )
+        )
     return out
 
 
@@ -136,55 +178,102 @@ def _enum(kind: Any, value: Any, path: str) -> Any:
         raise CaseError(path, f"{value!r} is not one of {[m.value for m in kind]}") from None
 
 
-def _input(engine: CedarDecisionEngine, req: dict[str, Any], defaults: dict[str, Any],
-           resources: dict[str, Any], where: str, decision_id: str) -> DecisionInput:
+def _input(
+    engine: CedarDecisionEngine,
+    req: dict[str, Any],
+    defaults: dict[str, Any],
+    resources: dict[str, Any],
+    where: str,
+    decision_id: str,
+) -> DecisionInput:
     path = f"{where}.request"
     if set(req) - _REQUEST_KEYS or "action" not in req or "resource" not in req:
         raise CaseError(path, f"needs 'action' and 'resource'; allowed keys {sorted(_REQUEST_KEYS)}")
     agent_d = _mapping(defaults.get("agent") or {}, "defaults.agent")
     profile_d = _mapping(defaults.get("profile") or {}, "defaults.profile")
-    trust = _enum(TrustLevel, req.get("trust_level", agent_d.get("trust_level", "standard")), f"{path}.trust_level")
-    agent = Agent(name=str(agent_d.get("name", "test-agent")), owner=str(agent_d.get("owner", "test-owner")),
-                  trust_level=trust, bindings=(), profiles=(str(profile_d.get("name", "test")),))
+    trust = _enum(
+        TrustLevel, req.get("trust_level", agent_d.get("trust_level", "standard")), f"{path}.trust_level"
+    )
+    agent = Agent(
+        name=str(agent_d.get("name", "test-agent")),
+        owner=str(agent_d.get("owner", "test-owner")),
+        trust_level=trust,
+        bindings=(),
+        profiles=(str(profile_d.get("name", "test")),),
+    )
     allowed = req.get("allowed_actions", profile_d.get("allowed_actions", [req["action"]]))
-    profile = TaskProfile(name=str(profile_d.get("name", "test")), allowed_actions=tuple(allowed),
-                          ceiling=_enum(Tier, req.get("ceiling", profile_d.get("ceiling", "critical")), f"{path}.ceiling"),
-                          max_lifetime_seconds=int(profile_d.get("max_lifetime_seconds", 3600)))
+    profile = TaskProfile(
+        name=str(profile_d.get("name", "test")),
+        allowed_actions=tuple(allowed),
+        ceiling=_enum(Tier, req.get("ceiling", profile_d.get("ceiling", "critical")), f"{path}.ceiling"),
+        max_lifetime_seconds=int(profile_d.get("max_lifetime_seconds", 3600)),
+    )
     remaining = req.get("remaining_seconds", defaults.get("remaining_seconds", 3600))
     if not isinstance(remaining, int):
         raise CaseError(f"{path}.remaining_seconds", "must be an integer")
-    task = Task(task_id=TaskId(f"test-{decision_id}"), agent=agent.name, profile=profile.name, purpose="policy test",
-                on_behalf_of=req.get("on_behalf_of"), state=TaskState.ACTIVE, created_at=NOW - timedelta(minutes=1),
-                expires_at=NOW + timedelta(seconds=remaining))
+    task = Task(
+        task_id=TaskId(f"test-{decision_id}"),
+        agent=agent.name,
+        profile=profile.name,
+        purpose="policy test",
+        on_behalf_of=req.get("on_behalf_of"),
+        state=TaskState.ACTIVE,
+        created_at=NOW - timedelta(minutes=1),
+        expires_at=NOW + timedelta(seconds=remaining),
+    )
     res_name = str(req["resource"])
     resource = None
     if res_name in resources:
         spec = _mapping(resources[res_name], f"resources.{res_name}")
-        resource = Resource(name=res_name, kind=str(spec.get("kind", "vault_token")),
-                            sensitivity=_enum(Sensitivity, spec.get("sensitivity"), f"resources.{res_name}.sensitivity"),
-                            environment=_enum(Environment, spec.get("environment"), f"resources.{res_name}.environment"),
-                            settings={}, external=bool(spec.get("external", False)))
+        resource = Resource(
+            name=res_name,
+            kind=str(spec.get("kind", "vault_token")),
+            sensitivity=_enum(Sensitivity, spec.get("sensitivity"), f"resources.{res_name}.sensitivity"),
+            environment=_enum(Environment, spec.get("environment"), f"resources.{res_name}.environment"),
+            settings={},
+            external=bool(spec.get("external", False)),
+        )
     chain_d = _mapping(req.get("chain") or {}, f"{path}.chain")
     actions = tuple(chain_d.get("actions") or ())
     catalog = engine.bundle.catalog
-    chain = ChainSummary(steps=len(actions), actions=actions,
-                         consequences=tuple(catalog[a].consequence.value for a in actions if a in catalog),
-                         max_tier=_enum(Tier, chain_d["max_tier"], f"{path}.chain.max_tier")
-                         if chain_d.get("max_tier") else None)
+    chain = ChainSummary(
+        steps=len(actions),
+        actions=actions,
+        consequences=tuple(catalog[a].consequence.value for a in actions if a in catalog),
+        max_tier=_enum(Tier, chain_d["max_tier"], f"{path}.chain.max_tier")
+        if chain_d.get("max_tier")
+        else None,
+    )
     approval_raw = req.get("approval", "none")
     if approval_raw not in ("none", "pending", "approved"):
         raise CaseError(f"{path}.approval", "must be none, pending or approved")
-    approval = None if approval_raw == "none" else ApprovalContext("test-approval", approval_raw == "approved")
-    return DecisionInput(decision_id=DecisionId(decision_id), agent=agent, profile=profile, task=task,
-                         action_name=str(req["action"]), resource_name=res_name,
-                         action=catalog.get(str(req["action"])), resource=resource, chain=chain, now=NOW,
-                         approval=approval)
+    approval = (
+        None if approval_raw == "none" else ApprovalContext("test-approval", approval_raw == "approved")
+    )
+    return DecisionInput(
+        decision_id=DecisionId(decision_id),
+        agent=agent,
+        profile=profile,
+        task=task,
+        action_name=str(req["action"]),
+        resource_name=res_name,
+        action=catalog.get(str(req["action"])),
+        resource=resource,
+        chain=chain,
+        now=NOW,
+        approval=approval,
+    )
 
 
 def _compare(d: Decision, expect: Mapping[str, Any]) -> list[str]:
     failures = []
-    for key, actual in (("outcome", d.outcome.value), ("tier", d.tier.value), ("mode", d.mode.value),
-                        ("ttl", d.ttl_seconds), ("uses", d.uses)):
+    for key, actual in (
+        ("outcome", d.outcome.value),
+        ("tier", d.tier.value),
+        ("mode", d.mode.value),
+        ("ttl", d.ttl_seconds),
+        ("uses", d.uses),
+    ):
         if key in expect and expect[key] != actual:
             failures.append(f"{key}: expected {expect[key]!r}, got {actual!r}")
     if "ttl_max" in expect and d.ttl_seconds > expect["ttl_max"]:

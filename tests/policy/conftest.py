@@ -34,29 +34,65 @@ RESOURCES = {
 }
 
 
-def resource(name: str, sensitivity: Sensitivity | None = None, environment: Environment | None = None,
-             external: bool = False) -> Resource:
+def resource(
+    name: str,
+    sensitivity: Sensitivity | None = None,
+    environment: Environment | None = None,
+    external: bool = False,
+) -> Resource:
     s, e = RESOURCES.get(name, (Sensitivity.INTERNAL, Environment.DEV))
-    return Resource(name=name, kind="vault_token", sensitivity=sensitivity or s, environment=environment or e,
-                    settings={}, external=external)
+    return Resource(
+        name=name,
+        kind="vault_token",
+        sensitivity=sensitivity or s,
+        environment=environment or e,
+        settings={},
+        external=external,
+    )
 
 
-def make_input(action: str, resource_name: str, *, res: Resource | None = None, approved: bool | None = None,
-               on_behalf_of: str | None = None, trust: TrustLevel = TrustLevel.STANDARD,
-               allowed: tuple[str, ...] = DEMO_ACTIONS, ceiling: Tier = Tier.CRITICAL,
-               remaining: int = 3600, chain: ChainSummary | None = None, decision_id: str = "d-1",
-               engine: CedarDecisionEngine | None = None) -> DecisionInput:
+def make_input(
+    action: str,
+    resource_name: str,
+    *,
+    res: Resource | None = None,
+    approved: bool | None = None,
+    on_behalf_of: str | None = None,
+    trust: TrustLevel = TrustLevel.STANDARD,
+    allowed: tuple[str, ...] = DEMO_ACTIONS,
+    ceiling: Tier = Tier.CRITICAL,
+    remaining: int = 3600,
+    chain: ChainSummary | None = None,
+    decision_id: str = "d-1",
+    engine: CedarDecisionEngine | None = None,
+) -> DecisionInput:
     catalog = (engine or default_engine()).bundle.catalog
     agent = Agent(name="demo-agent", owner="demo-owner", trust_level=trust, bindings=(), profiles=("demo",))
     profile = TaskProfile(name="demo", allowed_actions=allowed, ceiling=ceiling, max_lifetime_seconds=3600)
-    task = Task(task_id=TaskId("t-1"), agent=agent.name, profile="demo", purpose="test",
-                on_behalf_of=on_behalf_of, state=TaskState.ACTIVE, created_at=NOW - timedelta(minutes=1),
-                expires_at=NOW + timedelta(seconds=remaining))
+    task = Task(
+        task_id=TaskId("t-1"),
+        agent=agent.name,
+        profile="demo",
+        purpose="test",
+        on_behalf_of=on_behalf_of,
+        state=TaskState.ACTIVE,
+        created_at=NOW - timedelta(minutes=1),
+        expires_at=NOW + timedelta(seconds=remaining),
+    )
     approval = None if approved is None else ApprovalContext(approval_id="ap-1", approved=approved)
-    return DecisionInput(decision_id=DecisionId(decision_id), agent=agent, profile=profile, task=task,
-                         action_name=action, resource_name=resource_name, action=catalog.get(action),
-                         resource=res if res is not None else resource(resource_name),
-                         chain=chain or ChainSummary(), now=NOW, approval=approval)
+    return DecisionInput(
+        decision_id=DecisionId(decision_id),
+        agent=agent,
+        profile=profile,
+        task=task,
+        action_name=action,
+        resource_name=resource_name,
+        action=catalog.get(action),
+        resource=res if res is not None else resource(resource_name),
+        chain=chain or ChainSummary(),
+        now=NOW,
+        approval=approval,
+    )
 
 
 _ENGINE: CedarDecisionEngine | None = None

@@ -32,48 +32,74 @@ def test_default_bundle_loads_with_every_policy_named() -> None:
 
 
 def test_policy_syntax_error_is_reported_with_file_and_line(bundle_copy: Path) -> None:
-    _write(bundle_copy, "policies/50-broken.cedar",
-           '// a comment\n\n@id("first")\npermit (principal, action, resource);\n\n'
-           '@id("broken")\nforbid (principal, action, resource)\nwhen { context.tier == };\n')
+    _write(
+        bundle_copy,
+        "policies/50-broken.cedar",
+        '// a comment\n\n@id("first")\npermit (principal, action, resource);\n\n'
+        '@id("broken")\nforbid (principal, action, resource)\nwhen { context.tier == };\n',
+    )
     assert _problems(bundle_copy) == ["policies/50-broken.cedar:8: syntax error: unexpected token `}`"]
 
 
 def test_unterminated_string_is_located_on_its_line(bundle_copy: Path) -> None:
-    _write(bundle_copy, "policies/50-broken.cedar",
-           '@id("a")\npermit (principal, action, resource)\nwhen { context.tier == "low };\n')
+    _write(
+        bundle_copy,
+        "policies/50-broken.cedar",
+        '@id("a")\npermit (principal, action, resource)\nwhen { context.tier == "low };\n',
+    )
     problems = _problems(bundle_copy)
     assert len(problems) == 1
     assert problems[0].startswith("policies/50-broken.cedar:3: syntax error")
 
 
 def test_policy_naming_an_action_outside_the_catalog_fails_lint(bundle_copy: Path) -> None:
-    _write(bundle_copy, "policies/50-typo.cedar",
-           '\n@id("typo")\nforbid (principal, action == Action::"db.drop", resource);\n')
+    _write(
+        bundle_copy,
+        "policies/50-typo.cedar",
+        '\n@id("typo")\nforbid (principal, action == Action::"db.drop", resource);\n',
+    )
     problems = _problems(bundle_copy)
-    assert any(p.startswith('policies/50-typo.cedar:2: policy "typo" names Action::"db.drop", which is not in '
-                            "catalog.yaml") for p in problems)
+    assert any(
+        p.startswith(
+            'policies/50-typo.cedar:2: policy "typo" names Action::"db.drop", which is not in catalog.yaml'
+        )
+        for p in problems
+    )
 
 
 def test_policy_without_id_is_refused(bundle_copy: Path) -> None:
     _write(bundle_copy, "policies/50-noid.cedar", "permit (principal, action, resource);\n")
-    assert _problems(bundle_copy) == ['policies/50-noid.cedar:1: policy has no @id("...") annotation '
-                                      "(every policy needs a unique id)"]
+    assert _problems(bundle_copy) == [
+        'policies/50-noid.cedar:1: policy has no @id("...") annotation (every policy needs a unique id)'
+    ]
 
 
 def test_duplicate_policy_id_names_both_places(bundle_copy: Path) -> None:
-    _write(bundle_copy, "policies/50-dup.cedar", '@id("layer-monitor")\npermit (principal, action, resource);\n')
+    _write(
+        bundle_copy, "policies/50-dup.cedar", '@id("layer-monitor")\npermit (principal, action, resource);\n'
+    )
     problems = _problems(bundle_copy)
-    assert problems == ['policies/50-dup.cedar:1: duplicate @id("layer-monitor"): also at '
-                        "policies/10-layers.cedar:13"]
+    assert problems == [
+        'policies/50-dup.cedar:1: duplicate @id("layer-monitor"): also at policies/10-layers.cedar:13'
+    ]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('@id("x")\n@max_tll("60")\npermit (principal, action, resource);\n', "unknown annotation @max_tll"),
-    ('@id("x")\n@max_ttl("1h")\npermit (principal, action, resource);\n', '@max_ttl("1h") must be a whole number'),
-    ('@id("x")\n@mode("strict")\npermit (principal, action, resource);\n', '@mode("strict") must be one of'),
-    ('@id("x")\n@step_up\npermit (principal, action, resource);\n', "@step_up belongs on a forbid"),
-    ('@id("x")\n@max_ttl("60")\nforbid (principal, action, resource);\n', "obligations of a permit"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('@id("x")\n@max_tll("60")\npermit (principal, action, resource);\n', "unknown annotation @max_tll"),
+        (
+            '@id("x")\n@max_ttl("1h")\npermit (principal, action, resource);\n',
+            '@max_ttl("1h") must be a whole number',
+        ),
+        (
+            '@id("x")\n@mode("strict")\npermit (principal, action, resource);\n',
+            '@mode("strict") must be one of',
+        ),
+        ('@id("x")\n@step_up\npermit (principal, action, resource);\n', "@step_up belongs on a forbid"),
+        ('@id("x")\n@max_ttl("60")\nforbid (principal, action, resource);\n', "obligations of a permit"),
+    ],
+)
 def test_bad_annotation_is_refused_with_its_line(bundle_copy: Path, text: str, message: str) -> None:
     _write(bundle_copy, "policies/50-ann.cedar", text)
     problems = _problems(bundle_copy)
@@ -83,8 +109,12 @@ def test_bad_annotation_is_refused_with_its_line(bundle_copy: Path, text: str, m
 
 
 def test_policy_that_does_not_typecheck_against_the_schema_is_refused(bundle_copy: Path) -> None:
-    _write(bundle_copy, "policies/50-type.cedar",
-           GOOD_POLICY + '\n@id("bad-attr")\nforbid (principal, action, resource)\nwhen { resource.colour == "red" };\n')
+    _write(
+        bundle_copy,
+        "policies/50-type.cedar",
+        GOOD_POLICY
+        + '\n@id("bad-attr")\nforbid (principal, action, resource)\nwhen { resource.colour == "red" };\n',
+    )
     problems = _problems(bundle_copy)
     assert len(problems) == 1
     assert problems[0].startswith('policies/50-type.cedar:4: schema: policy "bad-attr": attribute `colour`')
@@ -102,28 +132,45 @@ def test_schema_that_declares_actions_itself_is_refused(bundle_copy: Path) -> No
     path = bundle_copy / "schema.cedarschema"
     _write(bundle_copy, "schema.cedarschema", path.read_text() + '\naction "db.read";\n')
     line = len(path.read_text().splitlines())
-    assert any(p.startswith(f"schema.cedarschema:{line}: declare actions in catalog.yaml") for p in _problems(bundle_copy))
+    assert any(
+        p.startswith(f"schema.cedarschema:{line}: declare actions in catalog.yaml")
+        for p in _problems(bundle_copy)
+    )
 
 
 def test_schema_context_drift_is_caught_at_load(bundle_copy: Path) -> None:
     path = bundle_copy / "schema.cedarschema"
-    _write(bundle_copy, "schema.cedarschema", path.read_text().replace("  task_remaining_seconds: Long,",
-                                                                      "  task_remaining_seconds: String,"))
+    _write(
+        bundle_copy,
+        "schema.cedarschema",
+        path.read_text().replace("  task_remaining_seconds: Long,", "  task_remaining_seconds: String,"),
+    )
     problems = _problems(bundle_copy)
-    assert any(p.startswith("schema.cedarschema: the broker's request for action") and "failed to build request" in p
-               for p in problems)
+    assert any(
+        p.startswith("schema.cedarschema: the broker's request for action") and "failed to build request" in p
+        for p in problems
+    )
 
 
 def test_risk_table_error_names_the_yaml_line(bundle_copy: Path) -> None:
-    risk = (bundle_copy / "risk.yaml").read_text().replace("high:     {ttl_seconds: 300,", "high:     {ttl_seconds: 0,")
+    risk = (
+        (bundle_copy / "risk.yaml")
+        .read_text()
+        .replace("high:     {ttl_seconds: 300,", "high:     {ttl_seconds: 0,")
+    )
     _write(bundle_copy, "risk.yaml", risk)
     line = next(i for i, ln in enumerate(risk.splitlines(), 1) if "ttl_seconds: 0," in ln)
-    assert _problems(bundle_copy) == [f"risk.yaml:{line}: tiers.high.ttl_seconds: must be between 1 and 43200"]
+    assert _problems(bundle_copy) == [
+        f"risk.yaml:{line}: tiers.high.ttl_seconds: must be between 1 and 43200"
+    ]
 
 
 def test_catalog_error_names_the_yaml_line_even_for_dotted_action_names(bundle_copy: Path) -> None:
-    catalog = (bundle_copy / "catalog.yaml").read_text().replace(
-        "db.write:         {consequence: write,", "db.write:         {consequence: delete,")
+    catalog = (
+        (bundle_copy / "catalog.yaml")
+        .read_text()
+        .replace("db.write:         {consequence: write,", "db.write:         {consequence: delete,")
+    )
     _write(bundle_copy, "catalog.yaml", catalog)
     line = next(i for i, ln in enumerate(catalog.splitlines(), 1) if "consequence: delete" in ln)
     problems = _problems(bundle_copy)
@@ -153,7 +200,9 @@ def test_missing_required_files_are_each_named(tmp_path: Path) -> None:
 def test_load_bundle_raises_with_every_problem(bundle_copy: Path) -> None:
     _write(bundle_copy, "policies/50-a.cedar", "permit (principal, action, resource);\n")
     _write(bundle_copy, "policies/51-b.cedar", '@id("b")\npermit (principal, action, resource)\n')
-    with pytest.raises(BundleError, match=r"invalid policy bundle: policies/50-a.cedar:1: .*1 more problem") as info:
+    with pytest.raises(
+        BundleError, match=r"invalid policy bundle: policies/50-a.cedar:1: .*1 more problem"
+    ) as info:
         load_bundle(bundle_copy)
     assert [p.file for p in info.value.problems] == ["policies/50-a.cedar", "policies/51-b.cedar"]
 

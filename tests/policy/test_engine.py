@@ -28,14 +28,26 @@ def test_cedar_engine_satisfies_the_decision_engine_port(engine: CedarDecisionEn
 
 def test_demo_db_read_on_demo_data_is_low_monitored_and_allowed(engine: CedarDecisionEngine) -> None:
     d = engine.decide(make_input("db.read", "demo-data"))
-    assert (d.outcome, d.tier, d.mode, d.ttl_seconds, d.uses) == (Outcome.ALLOW, Tier.LOW, Mode.MONITOR, 3600, 0)
+    assert (d.outcome, d.tier, d.mode, d.ttl_seconds, d.uses) == (
+        Outcome.ALLOW,
+        Tier.LOW,
+        Mode.MONITOR,
+        3600,
+        0,
+    )
     assert d.policy_ids == ("layer-monitor",)
     assert d.bundle_hash == engine.bundle_hash
 
 
 def test_demo_secrets_read_is_allowed_inline_high_300s_single_use(engine: CedarDecisionEngine) -> None:
     d = engine.decide(make_input("secrets.read", "demo-secrets"))
-    assert (d.outcome, d.tier, d.mode, d.ttl_seconds, d.uses) == (Outcome.ALLOW, Tier.HIGH, Mode.INLINE, 300, 1)
+    assert (d.outcome, d.tier, d.mode, d.ttl_seconds, d.uses) == (
+        Outcome.ALLOW,
+        Tier.HIGH,
+        Mode.INLINE,
+        300,
+        1,
+    )
     assert "secret-retrieval-single-use" in d.policy_ids
 
 
@@ -46,7 +58,9 @@ def test_demo_payments_charge_without_approval_is_step_up_not_deny(engine: Cedar
     assert d.reasons[-1] == "step-up approval required"
 
 
-def test_demo_payments_charge_with_granted_approval_is_allowed_120s_single_use(engine: CedarDecisionEngine) -> None:
+def test_demo_payments_charge_with_granted_approval_is_allowed_120s_single_use(
+    engine: CedarDecisionEngine,
+) -> None:
     d = engine.decide(make_input("payments.charge", "prod-payments", approved=True))
     assert (d.outcome, d.tier, d.ttl_seconds, d.uses) == (Outcome.ALLOW, Tier.CRITICAL, 120, 1)
     assert d.inputs["approval_id"] == "ap-1"
@@ -59,9 +73,16 @@ def test_pending_approval_keeps_the_request_at_step_up(engine: CedarDecisionEngi
 
 
 def test_forbid_policy_denies_with_its_id_in_the_decision(engine: CedarDecisionEngine) -> None:
-    d = engine.decide(make_input("data.export", "demo-data", on_behalf_of="alice",
-                                 chain=ChainSummary(steps=1, actions=("secrets.read",),
-                                                    consequences=("secret-access",), max_tier=Tier.HIGH)))
+    d = engine.decide(
+        make_input(
+            "data.export",
+            "demo-data",
+            on_behalf_of="alice",
+            chain=ChainSummary(
+                steps=1, actions=("secrets.read",), consequences=("secret-access",), max_tier=Tier.HIGH
+            ),
+        )
+    )
     assert d.outcome is Outcome.DENY
     assert d.policy_ids == ("forbid-export-after-secret-retrieval",)
     assert any("forbid-export-after-secret-retrieval" in r for r in d.reasons)
@@ -69,16 +90,20 @@ def test_forbid_policy_denies_with_its_id_in_the_decision(engine: CedarDecisionE
 
 
 def test_hard_forbid_is_not_lifted_by_an_approval(engine: CedarDecisionEngine) -> None:
-    d = engine.decide(make_input("iam.modify", "staging-app", trust=TrustLevel.LOW, approved=True,
-                                 allowed=("iam.modify",)))
+    d = engine.decide(
+        make_input("iam.modify", "staging-app", trust=TrustLevel.LOW, approved=True, allowed=("iam.modify",))
+    )
     assert d.outcome is Outcome.DENY
     assert "forbid-low-trust-privilege" in d.policy_ids
 
 
 def test_step_up_is_refused_when_an_approval_would_not_help(bundle_copy: Path) -> None:
-    engine = _engine_with(bundle_copy, "50-no-prod-payments.cedar",
-                          '@id("no-payments-on-fridays")\nforbid (principal, action in Action::"financial", resource)\n'
-                          'when { resource.environment == "prod" && context.task_remaining_seconds > 0 };\n')
+    engine = _engine_with(
+        bundle_copy,
+        "50-no-prod-payments.cedar",
+        '@id("no-payments-on-fridays")\nforbid (principal, action in Action::"financial", resource)\n'
+        'when { resource.environment == "prod" && context.task_remaining_seconds > 0 };\n',
+    )
     d = engine.decide(make_input("payments.charge", "prod-payments"))
     assert d.outcome is Outcome.DENY
     assert "no-payments-on-fridays" in d.policy_ids
@@ -126,18 +151,32 @@ def test_unknown_action_and_unregistered_resource_are_denied(engine: CedarDecisi
 
 def test_policy_evaluation_error_denies_even_when_a_permit_matched(bundle_copy: Path) -> None:
     # in prod the forbid reads an entity that does not exist: Cedar skips the forbid and allows
-    engine = _engine_with(bundle_copy, "50-ghost.cedar",
-                          '@id("ghost-check")\nforbid (principal, action, resource)\n'
-                          'when { resource.environment == "prod" && Resource::"ghost".environment == "prod" };\n')
-    req = make_input("db.read", "prod-metrics", res=resource("prod-metrics", Sensitivity.INTERNAL, Environment.PROD))
+    engine = _engine_with(
+        bundle_copy,
+        "50-ghost.cedar",
+        '@id("ghost-check")\nforbid (principal, action, resource)\n'
+        'when { resource.environment == "prod" && Resource::"ghost".environment == "prod" };\n',
+    )
+    req = make_input(
+        "db.read", "prod-metrics", res=resource("prod-metrics", Sensitivity.INTERNAL, Environment.PROD)
+    )
     b = engine.bundle
     assert req.resource is not None
     action = b.catalog["db.read"]
     risk = b.risk.assess(RiskInput(req.agent, action, req.resource, req.human_present))
-    cr = build(req, action, req.resource, risk, mode=b.risk.mode(action, req.resource, risk.tier), tier_ttl=900,
-               remaining=3600)
+    cr = build(
+        req,
+        action,
+        req.resource,
+        risk,
+        mode=b.risk.mode(action, req.resource, risk.tier),
+        tier_ttl=900,
+        remaining=3600,
+    )
     premise = cedarpy.is_authorized(cr.request, b.policy_set, cr.entities, b.schema)
-    assert premise.allowed and premise.diagnostics.errors  # real Cedar skips the erroring forbid and allows ...
+    assert (
+        premise.allowed and premise.diagnostics.errors
+    )  # real Cedar skips the erroring forbid and allows ...
     d = engine.decide(req)
     assert d.outcome is Outcome.DENY  # ... and the engine refuses to trust the rest
     assert any("policy evaluation error" in r and "ghost-check" in r for r in d.reasons)
@@ -147,13 +186,19 @@ def test_policy_evaluation_error_denies_even_when_a_permit_matched(bundle_copy: 
 
 def test_policy_that_errors_on_every_request_is_refused_at_load(bundle_copy: Path) -> None:
     (bundle_copy / "policies" / "50-ghost.cedar").write_text(
-        '\n@id("ghost-check")\nforbid (principal, action, resource)\nwhen { Resource::"ghost".environment == "prod" };\n')
-    with pytest.raises(BundleError, match=r"policies/50-ghost.cedar:2: policy 'ghost-check' fails to evaluate"):
+        '\n@id("ghost-check")\nforbid (principal, action, resource)\n'
+        'when { Resource::"ghost".environment == "prod" };\n'
+    )
+    with pytest.raises(
+        BundleError, match=r"policies/50-ghost.cedar:2: policy 'ghost-check' fails to evaluate"
+    ):
         load_bundle(bundle_copy)
 
 
 def test_exception_inside_evaluation_denies_and_says_why(engine: CedarDecisionEngine) -> None:
-    with mock.patch("broker.policy.engine.cedarpy.is_authorized", side_effect=RuntimeError("engine exploded")):
+    with mock.patch(
+        "broker.policy.engine.cedarpy.is_authorized", side_effect=RuntimeError("engine exploded")
+    ):
         d = engine.decide(make_input("db.read", "demo-data"))
     assert d.outcome is Outcome.DENY and d.ttl_seconds == 0
     assert d.reasons == ("evaluation error (RuntimeError: engine exploded); denied (fail closed)",)

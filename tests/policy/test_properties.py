@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -16,32 +15,49 @@ from broker.policy import CedarDecisionEngine, load_bundle
 from policies import DEFAULT_BUNDLE
 from tests.policy.conftest import default_engine, make_input, resource
 
-ACTIONS = sorted(default_engine().bundle.catalog) + ["db.drop"]
+ACTIONS = [*sorted(default_engine().bundle.catalog), "db.drop"]
 
 
 @st.composite
 def requests(draw: st.DrawFn) -> DecisionInput:
     action = draw(st.sampled_from(ACTIONS))
     registered = draw(st.sampled_from([True] * 9 + [False]))
-    res = resource("r", draw(st.sampled_from(list(Sensitivity))), draw(st.sampled_from(list(Environment))),
-                   external=draw(st.booleans()))
+    res = resource(
+        "r",
+        draw(st.sampled_from(list(Sensitivity))),
+        draw(st.sampled_from(list(Environment))),
+        external=draw(st.booleans()),
+    )
     chain_actions = tuple(draw(st.lists(st.sampled_from(ACTIONS), max_size=4)))
     catalog = default_engine().bundle.catalog
-    chain = ChainSummary(steps=len(chain_actions), actions=chain_actions,
-                         consequences=tuple(catalog[a].consequence.value for a in chain_actions if a in catalog),
-                         max_tier=draw(st.none() | st.sampled_from(list(Tier))),
-                         grants_active=draw(st.integers(0, 5)))
+    chain = ChainSummary(
+        steps=len(chain_actions),
+        actions=chain_actions,
+        consequences=tuple(catalog[a].consequence.value for a in chain_actions if a in catalog),
+        max_tier=draw(st.none() | st.sampled_from(list(Tier))),
+        grants_active=draw(st.integers(0, 5)),
+    )
     # mostly plausible requests (in the profile, under a high ceiling, task alive), some not
     likely = st.sampled_from([True, True, True, True, False])
-    allowed = tuple(draw(st.lists(st.sampled_from(ACTIONS), max_size=3))) + ((action,) if draw(likely) else ())
-    req = make_input(action, "r", res=res, approved=draw(st.none() | st.booleans()),
-                     on_behalf_of=draw(st.none() | st.just("alice")), trust=draw(st.sampled_from(list(TrustLevel))),
-                     allowed=allowed,
-                     ceiling=Tier.CRITICAL if draw(likely) else draw(st.sampled_from(list(Tier))),
-                     remaining=draw(st.integers(1, 50_000) if draw(likely) else st.integers(-600, 600)),
-                     chain=chain)
+    allowed = tuple(draw(st.lists(st.sampled_from(ACTIONS), max_size=3))) + (
+        (action,) if draw(likely) else ()
+    )
+    req = make_input(
+        action,
+        "r",
+        res=res,
+        approved=draw(st.none() | st.booleans()),
+        on_behalf_of=draw(st.none() | st.just("alice")),
+        trust=draw(st.sampled_from(list(TrustLevel))),
+        allowed=allowed,
+        ceiling=Tier.CRITICAL if draw(likely) else draw(st.sampled_from(list(Tier))),
+        remaining=draw(st.integers(1, 50_000) if draw(likely) else st.integers(-600, 600)),
+        chain=chain,
+    )
     if not registered:
-        req = DecisionInput(**{f: getattr(req, f) for f in DecisionInput.__slots__ if f != "resource"}, resource=None)
+        req = DecisionInput(
+            **{f: getattr(req, f) for f in DecisionInput.__slots__ if f != "resource"}, resource=None
+        )
     return req
 
 
@@ -52,7 +68,8 @@ def ghost_engine(tmp_path_factory: pytest.TempPathFactory) -> CedarDecisionEngin
     shutil.copytree(DEFAULT_BUNDLE, target)
     (target / "policies" / "50-ghost.cedar").write_text(
         '@id("ghost-check")\nforbid (principal, action, resource)\n'
-        'when { resource.environment == "prod" && Resource::"ghost".environment == "prod" };\n')
+        'when { resource.environment == "prod" && Resource::"ghost".environment == "prod" };\n'
+    )
     return CedarDecisionEngine(load_bundle(target))
 
 
@@ -82,8 +99,9 @@ def test_ttl_never_exceeds_the_tier_bound_or_the_task_remaining_lifetime(req: De
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(req=requests())
-def test_no_request_with_an_evaluation_error_is_ever_allowed(ghost_engine: CedarDecisionEngine,
-                                                             req: DecisionInput) -> None:
+def test_no_request_with_an_evaluation_error_is_ever_allowed(
+    ghost_engine: CedarDecisionEngine, req: DecisionInput
+) -> None:
     d = ghost_engine.decide(req)
     errored = any("policy evaluation error" in r for r in d.reasons)
     event("evaluation error" if errored else "no evaluation error")
@@ -95,11 +113,20 @@ def test_no_request_with_an_evaluation_error_is_ever_allowed(ghost_engine: Cedar
 
 
 @settings(max_examples=150, deadline=None)
-@given(req=requests(), where=st.sampled_from(["broker.policy.engine.cedarpy.is_authorized",
-                                              "broker.policy.engine.build",
-                                              "broker.risk.model.RiskModel.assess"]),
-       exc=st.sampled_from([RuntimeError, ValueError, KeyError, MemoryError]))
-def test_an_exception_anywhere_in_evaluation_denies(req: DecisionInput, where: str, exc: type[BaseException]) -> None:
+@given(
+    req=requests(),
+    where=st.sampled_from(
+        [
+            "broker.policy.engine.cedarpy.is_authorized",
+            "broker.policy.engine.build",
+            "broker.risk.model.RiskModel.assess",
+        ]
+    ),
+    exc=st.sampled_from([RuntimeError, ValueError, KeyError, MemoryError]),
+)
+def test_an_exception_anywhere_in_evaluation_denies(
+    req: DecisionInput, where: str, exc: type[BaseException]
+) -> None:
     with mock.patch(where, side_effect=exc("boom")):
         d = default_engine().decide(req)
     assert d.outcome is Outcome.DENY and d.ttl_seconds == 0 and d.uses == 0
