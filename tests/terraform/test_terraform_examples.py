@@ -4,17 +4,19 @@ No broker needed."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TERRAFORM_DIR
+from conftest import TERRAFORM_DIR
 
 pytestmark = pytest.mark.terraform
 
-CONFIG_DIRS = sorted(str(p.parent.relative_to(TERRAFORM_DIR))
-                     for p in TERRAFORM_DIR.glob("**/*.tf") if ".terraform" not in p.parts)
-CONFIG_DIRS = sorted(set(CONFIG_DIRS))
+CONFIG_DIRS = sorted({str(p.parent.relative_to(TERRAFORM_DIR))
+                      for p in TERRAFORM_DIR.glob("**/*.tf") if ".terraform" not in p.parts})
 
 
 def test_every_example_and_module_is_found() -> None:
@@ -60,8 +62,6 @@ def test_validate_names_the_attribute_when_a_value_is_not_allowed(tf_workspace) 
     tf.init()
     result = tf.run("validate", "-json", check=False)
     assert result.returncode == 1
-    import json
-
     diags = json.loads(result.stdout)["diagnostics"]
     by_summary = {d["summary"]: d for d in diags}
     assert 'invalid trust_level "root"' in by_summary
@@ -81,14 +81,32 @@ def test_cli_config_points_terraform_at_a_local_mirror_only(tf_sandbox) -> None:
 
 
 def test_cli_config_can_write_dev_overrides_to_stdout() -> None:
-    import subprocess
-    import sys
-
     out = subprocess.run([str(Path(sys.executable).parent / "nhi-broker"), "terraform", "cli-config",
                           "--dev-overrides"], check=True, capture_output=True, text=True).stdout
     assert "dev_overrides" in out and '"nhi-broker/nhibroker"' in out
     assert str(Path(sys.executable).parent) in out
 
 
-def test_examples_directory_is_in_the_repository() -> None:
-    assert (REPO / "terraform" / "examples" / "quickstart" / "main.tf").is_file()
+DOC_EXAMPLES = {
+    "docs/resources/agent.md": "examples/resources/agent/main.tf",
+    "docs/resources/task_profile.md": "examples/resources/task_profile/main.tf",
+    "docs/resources/resource.md": "examples/resources/resource/main.tf",
+    "docs/data-sources/agent.md": "examples/resources/data_sources/main.tf",
+    "docs/data-sources/policy_bundle.md": "examples/resources/data_sources/main.tf",
+}
+
+
+@pytest.mark.parametrize("page", sorted(DOC_EXAMPLES))
+def test_docs_page_shows_the_example_that_is_validated(page: str) -> None:
+    text = (TERRAFORM_DIR / page).read_text()
+    assert (TERRAFORM_DIR / DOC_EXAMPLES[page]).read_text() in text
+
+
+def test_every_resource_and_data_source_has_a_docs_page() -> None:
+    from terraform.provider.provider import NhiBrokerProvider
+
+    provider = NhiBrokerProvider()
+    for klass in provider.get_resources():
+        assert (TERRAFORM_DIR / "docs" / "resources" / f"{klass.get_name()}.md").is_file()
+    for klass in provider.get_data_sources():
+        assert (TERRAFORM_DIR / "docs" / "data-sources" / f"{klass.get_name()}.md").is_file()
