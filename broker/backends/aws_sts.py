@@ -168,11 +168,23 @@ class AwsStsBackend:
         mode = AwsRevocationMode(aws.get("revocation", self.mode.value))
         task_id = request.task.task_id
         where = {k: aws[k] for k in ("region", "endpoint_url") if k in aws}
+        role_name = aws["role_name"] if mode is AwsRevocationMode.TAG_DENY else _task_role_name(task_id, aws)
+        handle = self._task_handle(request, mode, role_name, where)  # write-ahead, before any role exists
+        try:
+            return self._issue(request, aws, actions, mode, role_name, where, handle)
+        except BaseException:
+            if handle is not None:  # not recorded anywhere: the next grant must hand it out again
+                with self._lock:
+                    self._handled.discard((task_id, role_name))
+            raise
+
+    def _issue(self, request: IssueRequest, aws: Mapping[str, Any], actions: list[str], mode: AwsRevocationMode,
+               role_name: str, where: dict[str, Any], handle: dict[str, Any] | None) -> IssuedCredential:
+        task_id = request.task.task_id
         fresh = False
-        if mode is AwsRevocationMode.TAG_DENY:
-            role_arn, role_name = aws["role_arn"], aws["role_name"]
-        else:
-            role_arn, role_name, fresh = self._task_role(task_id, aws, where)
+        role_arn = aws["role_arn"]
+        if mode is AwsRevocationMode.PER_TASK_ROLE:
+            role_arn, fresh = self._task_role(task_id, role_name, aws, where)
         duration = max(STS_MIN, min(request.ttl_seconds, int(aws.get("max_session_duration", 3600)), STS_MAX))
         tags = [{"Key": pol.TAG_TASK, "Value": pol.tag_value(task_id)},
                 {"Key": pol.TAG_AGENT, "Value": pol.tag_value(request.agent.name)},
@@ -188,12 +200,6 @@ class AwsStsBackend:
         expires = min(aws_expiry, datetime.now(UTC) + timedelta(seconds=request.ttl_seconds))
         reference: dict[str, Any] = {"mode": mode.value, "scope": "grant", "role_name": role_name,
                                      "task_id": task_id, "grant_id": request.grant_id, **where}
-        handle = None
-        with self._lock:
-            if (task_id, role_name) not in self._handled:
-                self._handled.add((task_id, role_name))
-                handle = {**reference, "scope": "task"}
-                handle.pop("grant_id")
         public = {"access_key_id": creds["AccessKeyId"], "expires_at": expires.isoformat(),
                   "aws_expires_at": aws_expiry.isoformat(), "region": aws["region"], "role_arn": role_arn,
                   "assumed_role_arn": resp.get("AssumedRoleUser", {}).get("Arn"),
@@ -208,6 +214,28 @@ class AwsStsBackend:
             expires_at=expires, revocation=reference, accessor=creds["AccessKeyId"], task_handle=handle,
             covered_by_task_handle=True,
         )
+
+    def _task_handle(self, request: IssueRequest, mode: AwsRevocationMode, role_name: str,
+                     where: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The task-level revocation reference for (task, role), once per process: handed to
+        ``request.persist_handle`` before anything is created (write-ahead), else returned as
+        ``task_handle`` with the credential. Duplicates after a restart are harmless (idempotent)."""
+        key = (request.task.task_id, role_name)
+        with self._lock:
+            if key in self._handled:
+                return None
+            self._handled.add(key)
+        handle = {"mode": mode.value, "scope": "task", "role_name": role_name, "task_id": request.task.task_id,
+                  **where}
+        if request.persist_handle is None:
+            return handle
+        try:
+            request.persist_handle(handle)
+        except BaseException:
+            with self._lock:
+                self._handled.discard(key)
+            raise
+        return None
 
     def _assume(self, where: Mapping[str, Any], kwargs: dict[str, Any], *, retry_access_denied: bool) -> Any:
         deadline = time.monotonic() + (self.role_ready_timeout if retry_access_denied else 0)
@@ -286,14 +314,13 @@ class AwsStsBackend:
         return json.loads(doc) if isinstance(doc, str) else dict(doc)
 
     # -- per_task_role ----------------------------------------------------------------------
-    def _task_role(self, task_id: str, aws: Mapping[str, Any], where: Mapping[str, Any]) -> tuple[str, str, bool]:
+    def _task_role(self, task_id: str, name: str, aws: Mapping[str, Any],
+                   where: Mapping[str, Any]) -> tuple[str, bool]:
         key = (task_id, aws["role_arn"])
         with self._lock:
             known = self._task_roles.get(key)
         if known:
-            return known, known.rsplit("/", 1)[1], False
-        digest = hashlib.sha256(f"{task_id}|{aws['role_arn']}".encode()).hexdigest()[:8]
-        name = f"nhi-{pol.session_name(task_id)[4:44]}-{digest}"
+            return known, False
         iam = self._iam(where)
         trust = json.dumps({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"AWS": self._broker_principal(where)},
@@ -314,11 +341,10 @@ class AwsStsBackend:
                 if _code(exc) != "EntityAlreadyExists":
                     raise
                 arn, fresh = iam.get_role(RoleName=name)["Role"]["Arn"], False
-        if fresh:
-            self._copy_permissions(iam, aws["role_name"], name)
+        self._copy_permissions(iam, aws["role_name"], name)  # idempotent: also completes an interrupted create
         with self._lock:
             self._task_roles[key] = arn
-        return arn, name, fresh
+        return arn, fresh
 
     @staticmethod
     def _copy_permissions(iam: Any, base: str, target: str) -> None:
@@ -355,6 +381,12 @@ class AwsStsBackend:
                     arn = str(self._iam(where).get_role(RoleName=m.group(3))["Role"]["Arn"])
             self._principal = arn
         return self._principal
+
+
+def _task_role_name(task_id: str, aws: Mapping[str, Any]) -> str:
+    """Deterministic per (task, base role), at most 64 characters, so a restart finds it again."""
+    digest = hashlib.sha256(f"{task_id}|{aws['role_arn']}".encode()).hexdigest()[:8]
+    return f"nhi-{pol.session_name(task_id)[4:44]}-{digest}"
 
 
 # -- boundary: botocore exceptions become the broker's --------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pathlib
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,6 +69,7 @@ ACTIONS = {
     "storage.write": Action("storage.write", Consequence.WRITE, True),
     "secrets.read": Action("secrets.read", Consequence.SECRET_ACCESS, False),
     "iam.modify": Action("iam.modify", Consequence.PRIVILEGE, False),
+    "data.export": Action("data.export", Consequence.EXPORT, False),
 }
 
 
@@ -85,9 +86,10 @@ def make_task(task_id: str | None = None, agent: str = "demo-agent") -> Task:
 
 
 def make_request(resource: Resource, action: str, *, ttl: int = 300, uses: int = 0,
-                 task: Task | None = None) -> IssueRequest:
+                 task: Task | None = None,
+                 persist_handle: Callable[[dict[str, Any]], None] | None = None) -> IssueRequest:
     task = task or make_task()
     agent = Agent(name=task.agent, owner="owner", trust_level=TrustLevel.STANDARD, bindings=(), profiles=("demo",))
     return IssueRequest(task=task, agent=agent, action=ACTIONS[action], resource=resource, ttl_seconds=ttl,
                         uses=uses, decision_id=DecisionId("dec_" + uuid.uuid4().hex),
-                        grant_id=GrantId("grt_" + uuid.uuid4().hex))
+                        grant_id=GrantId("grt_" + uuid.uuid4().hex), persist_handle=persist_handle)
