@@ -53,11 +53,17 @@ def load(path: Path) -> Baseline:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BaselineError(f"baseline {path}: cannot read ({exc.__class__.__name__})") from exc
-    if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("findings"), list):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("version") != VERSION
+        or not isinstance(doc.get("findings"), list)
+    ):
         raise BaselineError(f"baseline {path}: expected {{'version': {VERSION}, 'findings': [...]}}")
     entries = set()
     for i, e in enumerate(doc["findings"]):
-        if not isinstance(e, dict) or not all(isinstance(e.get(k), str) for k in ("path", "rule", "fingerprint")):
+        if not isinstance(e, dict) or not all(
+            isinstance(e.get(k), str) for k in ("path", "rule", "fingerprint")
+        ):
             raise BaselineError(f"baseline {path}: findings[{i}] needs string path, rule, fingerprint")
         entries.add((e["path"], e["rule"], e["fingerprint"]))
     salt = doc.get("salt")
@@ -66,6 +72,9 @@ def load(path: Path) -> Baseline:
 
 def write(path: Path, findings: Iterable[Finding], salt: str | None) -> None:
     items = sorted({(f.path or "", f.rule_id, f.fingerprint, f.line) for f in findings})
-    doc = {"version": VERSION, "salt": salt,
-           "findings": [{"path": p, "rule": r, "fingerprint": fp, "line": ln} for p, r, fp, ln in items]}
+    doc = {
+        "version": VERSION,
+        "salt": salt,
+        "findings": [{"path": p, "rule": r, "fingerprint": fp, "line": ln} for p, r, fp, ln in items],
+    }
     path.write_text(json.dumps(doc, indent=2) + "\n")

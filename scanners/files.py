@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pathspec
 
@@ -26,7 +26,7 @@ def is_binary(path: Path) -> bool:
         return b"\0" in fh.read(8192)
 
 
-def _gitignore(dir_: Path) -> pathspec.PathSpec | None:
+def _gitignore(dir_: Path) -> pathspec.PathSpec[Any] | None:
     f = dir_ / ".gitignore"
     if not f.is_file():
         return None
@@ -47,7 +47,7 @@ def iter_files(root: Path) -> Iterator[Path]:
         yield root
         return
     real_root = root.resolve()
-    stack: list[tuple[Path, list[tuple[Path, pathspec.PathSpec]]]] = [(root, [])]
+    stack: list[tuple[Path, list[tuple[Path, pathspec.PathSpec[Any]]]]] = [(root, [])]
     while stack:
         dir_, specs = stack.pop()
         spec = _gitignore(dir_)
@@ -74,7 +74,7 @@ def iter_files(root: Path) -> Iterator[Path]:
                 yield path
 
 
-def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, pathspec.PathSpec]]) -> bool:
+def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, pathspec.PathSpec[Any]]]) -> bool:
     for base, spec in specs:
         rel = path.relative_to(base).as_posix() + ("/" if is_dir else "")
         if spec.match_file(rel):

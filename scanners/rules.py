@@ -35,17 +35,33 @@ from scanners.checksums import CHECKS
 
 RULES_DIR: Final = Path(__file__).parent / "rules"
 _ID_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
-_FIELDS: Final = {"id", "description", "severity", "keywords", "pattern", "entropy", "checksum",
-                  "allow", "window", "priority", "global_allow", "context", "value", "prefilter"}
+_FIELDS: Final = {
+    "id",
+    "description",
+    "severity",
+    "keywords",
+    "pattern",
+    "entropy",
+    "checksum",
+    "allow",
+    "window",
+    "priority",
+    "global_allow",
+    "context",
+    "value",
+    "prefilter",
+}
 # ``context`` + ``value`` build an assignment pattern: NAME ... [:=] "VALUE"
-_ASSIGN: Final = r"(?i:{context})[\w.\-]{{0,30}}?[\"']?\s*(?:=>|:=|[:=])\s*[\"'`]?(?P<secret>{value})(?![\w\-+/])"
+_ASSIGN: Final = (
+    r"(?i:{context})[\w.\-]{{0,30}}?[\"']?\s*(?:=>|:=|[:=])\s*[\"'`]?(?P<secret>{value})(?![\w\-+/])"
+)
 
 # a pattern may name alternative secret groups s2, s3 (Python forbids reusing a group name)
 # placeholders and documentation examples, checked against every secret unless global_allow: false
 GLOBAL_ALLOW: Final = re.compile(
     r"(?i)example|x{5,}|\*{3,}|placeholder|redacted|your[_-]|<[^>]*>|\$\{|\{\{|\$\(|%s|dummy"
     r"|changeme|change[_-]me|replace[_-]?me|insert[_-]|0{8,}|1{8,}|12345678|abcdefgh|fake"
-    r"|^(?:password|passwd|secret|pass(?:word)?\d*|pwd|token|none|null)$"
+    r"|%\{|^(?:password|passwd|secret|pass(?:word)?\d*|pwd|token|none|null)$"
 )
 
 
@@ -110,25 +126,34 @@ def parse_rule(raw: Any, family: str, where: str) -> Rule:
     if not isinstance(description, str) or not description.strip():
         raise _fail(where, "description", "must be a non-empty string")
     try:
-        severity = Severity(raw.get("severity"))
+        severity = Severity(str(raw.get("severity")))
     except ValueError:
-        raise _fail(where, "severity", f"{raw.get('severity')!r} is not one of "
-                    f"{[s.value for s in Severity]}") from None
+        raise _fail(
+            where, "severity", f"{raw.get('severity')!r} is not one of {[s.value for s in Severity]}"
+        ) from None
     keywords = raw.get("keywords", [])
     prefilter = raw.get("prefilter", [])
-    if (not isinstance(keywords, list)
-            or not all(isinstance(k, str) and len(k) >= 2 for k in keywords)):
+    if not isinstance(keywords, list) or not all(isinstance(k, str) and len(k) >= 2 for k in keywords):
         raise _fail(where, "keywords", "must be a list of literals of 2+ characters")
     if not isinstance(prefilter, list) or not all(isinstance(p, str) and p for p in prefilter):
         raise _fail(where, "prefilter", "must be a list of regular expressions")
     if not keywords and not prefilter:
-        raise _fail(where, "keywords", "a rule needs keywords or prefilter (the engine never runs "
-                    "a rule on text no prefilter flagged)")
+        raise _fail(
+            where,
+            "keywords",
+            "a rule needs keywords or prefilter (the engine never runs a rule on text no prefilter flagged)",
+        )
     for p in prefilter:
         _compile(where, "prefilter", p)
     if "context" in raw or "value" in raw:
-        if "pattern" in raw or not isinstance(raw.get("context"), str) or not isinstance(raw.get("value"), str):
-            raise _fail(where, "context", "context and value (strings) replace pattern; give both, no pattern")
+        if (
+            "pattern" in raw
+            or not isinstance(raw.get("context"), str)
+            or not isinstance(raw.get("value"), str)
+        ):
+            raise _fail(
+                where, "context", "context and value (strings) replace pattern; give both, no pattern"
+            )
         source: Any = _ASSIGN.format(context=raw["context"], value=raw["value"])
     else:
         source = raw.get("pattern")
@@ -152,12 +177,19 @@ def parse_rule(raw: Any, family: str, where: str) -> Rule:
     if not isinstance(global_allow, bool):
         raise _fail(where, "global_allow", "must be true or false")
     return Rule(
-        id=rid, description=description.strip(), severity=severity, family=family,
-        keywords=tuple(dict.fromkeys(k.lower() for k in keywords)), pattern=pattern,
+        id=rid,
+        description=description.strip(),
+        severity=severity,
+        family=family,
+        keywords=tuple(dict.fromkeys(k.lower() for k in keywords)),
+        pattern=pattern,
         prefilter=tuple(prefilter),
-        entropy=float(entropy) if entropy is not None else None, checksum=checksum,
-        allow=tuple(_compile(where, "allow", a) for a in allow_raw), window=window,
-        priority=priority, global_allow=global_allow,
+        entropy=float(entropy) if entropy is not None else None,
+        checksum=checksum,
+        allow=tuple(_compile(where, "allow", a) for a in allow_raw),
+        window=window,
+        priority=priority,
+        global_allow=global_allow,
     )
 
 

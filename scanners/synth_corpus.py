@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """A generated prose/log/code corpus with planted fake secrets (for tests and the benchmark).
 
 ``build(rng, size)`` returns the text and the planted secrets ``(start, end, format)``. Noise is
