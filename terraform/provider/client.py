@@ -37,9 +37,11 @@ class BrokerClient:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.TimeoutException as exc:
-            raise ApiError(0, f"nhi-broker at {self.endpoint} did not answer {method} {path} in time") from exc
+            raise ApiError(0, f"nhi-broker at {self.endpoint} did not answer {method} {path} in time"
+                           ) from exc
         except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach nhi-broker at {self.endpoint}: {type(exc).__name__}: {exc}") from exc
+            raise ApiError(0, f"cannot reach nhi-broker at {self.endpoint}: {type(exc).__name__}: {exc}"
+                           ) from exc
         if response.status_code >= 400:
             raise _error_from(response, method, path)
         return response

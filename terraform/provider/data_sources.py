@@ -1,3 +1,4 @@
+# mypy: disallow-subclassing-any=False
 """Data sources: ``nhibroker_agent`` (read an agent by name) and ``nhibroker_policy_bundle``
 (the hash of the policy bundle the broker is enforcing, e.g. to pin it in a check block)."""
 

@@ -17,9 +17,17 @@ SOCKET_DIR_MAX = 70  # sun_path is 108 bytes; tf appends "/tmpXXXXXXXX/py-tf-plu
 
 
 def _private_dir() -> Path:
-    path = Path("/tmp") / f"nhibroker-provider-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
+    """A short directory only this user can use (a fresh one if the usual one is not ours)."""
+    path = Path("/tmp") / f"nhibroker-provider-{os.getuid()}"  # noqa: S108 - ownership checked below
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+        private = st.st_uid == os.getuid() and (st.st_mode & 0o777) == 0o700
+        if private and path.is_dir() and not path.is_symlink():
+            return path
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="nhibroker-", dir="/tmp"))
 
 
 def _defuse_environment() -> None:

@@ -1,3 +1,4 @@
+# mypy: disallow-subclassing-any=False
 """The provider: schema, configuration and the list of resource and data source types.
 
 Configuration: ``endpoint`` and ``admin_token`` in the provider block, else ``NHI_BROKER_ADDR``
@@ -74,12 +75,13 @@ class NhiBrokerProvider(Provider):
             client.close()
             if exc.status == 0:
                 diags.add_error(f"nhibroker: cannot reach nhi-broker at {endpoint}",
-                                f"{exc.message}. Is `nhi-broker up` (or serve) running there?", path=["endpoint"])
+                                f"{exc.message}. Is `nhi-broker up` (or serve) running there?",
+                                path=["endpoint"])
             elif exc.status == 401:
                 diags.add_error("nhibroker: the admin token was rejected", exc.message, path=["admin_token"])
             else:
-                diags.add_error(f"nhibroker: nhi-broker at {endpoint} answered HTTP {exc.status}", exc.message,
-                                path=["endpoint"])
+                diags.add_error(f"nhibroker: nhi-broker at {endpoint} answered HTTP {exc.status}",
+                                exc.message, path=["endpoint"])
             return
         self.client = client
 

@@ -1,3 +1,4 @@
+# mypy: disallow-subclassing-any=False
 """What the ``tf`` package lacks, kept small: a single nested block, an object type for
 computed attributes, and broker errors turned into diagnostics on the right attribute."""
 

@@ -26,7 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tf_harness import Terraform  # noqa: E402
+from tf_harness import Terraform
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "terraform"
@@ -96,8 +96,8 @@ class BrokerUp:
 
     def agent_token(self, name: str) -> str:
         """A dev-issuer JWT from the real CLI (single use)."""
-        out = subprocess.run([str(BIN / "nhi-broker"), "agent", "token", name, "--data-dir", str(self.data_dir)],
-                             check=True, capture_output=True, text=True)
+        argv = [str(BIN / "nhi-broker"), "agent", "token", name, "--data-dir", str(self.data_dir)]
+        out = subprocess.run(argv, check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
 

@@ -28,7 +28,8 @@ def test_quickstart_agent_obtains_a_credential_after_terraform_apply(broker_up, 
                         headers={"Authorization": f"Bearer {broker_up.agent_token('quickstart-agent')}"})
         assert task.status_code == 201, task.text
         task_id = task.json()["task_id"]
-        cred = api.post(f"/v1/tasks/{task_id}/credentials", json={"action": "db.read", "resource": "quickstart-data"},
+        cred = api.post(f"/v1/tasks/{task_id}/credentials",
+                        json={"action": "db.read", "resource": "quickstart-data"},
                         headers={"Authorization": f"Bearer {broker_up.agent_token('quickstart-agent')}"})
         assert cred.status_code == 200, cred.json().get("error")
         body = cred.json()
@@ -43,5 +44,6 @@ def test_quickstart_agent_obtains_a_credential_after_terraform_apply(broker_up, 
     assert "nhi-demo-data" in lookup.json()["data"]["policies"]
 
     tf.destroy()
-    with httpx.Client(base_url=broker_up.url, headers={"Authorization": f"Bearer {broker_up.admin_token}"}) as admin:
+    auth = {"Authorization": f"Bearer {broker_up.admin_token}"}
+    with httpx.Client(base_url=broker_up.url, headers=auth) as admin:
         assert admin.get("/v1/admin/agents/quickstart-agent").status_code == 404

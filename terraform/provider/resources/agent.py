@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from tf.blocks import SetNestedBlock
 from tf.iface import Config, State
 from tf.schema import Attribute, Block, Schema
-from tf.blocks import SetNestedBlock
 from tf.types import Map, Set, String
 from tf.utils import Diagnostics
 
 from broker.models import TrustLevel
-from terraform.provider.resources.base import BrokerResource, check_enum, known as _known
+from terraform.provider.resources.base import BrokerResource, check_enum
+from terraform.provider.resources.base import known as _known
 
 
 class AgentResource(BrokerResource):

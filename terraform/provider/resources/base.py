@@ -1,3 +1,4 @@
+# mypy: disallow-subclassing-any=False
 """Shared lifecycle of every broker object managed by name (docs/api.md, admin API).
 
 - create: refuse to adopt an object that already exists (import it instead), then ``PUT``;

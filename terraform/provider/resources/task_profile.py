@@ -10,7 +10,8 @@ from tf.types import Number, Set, String
 from tf.utils import Diagnostics
 
 from broker.models import Tier
-from terraform.provider.resources.base import BrokerResource, check_enum, known as _known
+from terraform.provider.resources.base import BrokerResource, check_enum
+from terraform.provider.resources.base import known as _known
 
 
 class TaskProfileResource(BrokerResource):
@@ -46,7 +47,8 @@ class TaskProfileResource(BrokerResource):
         life = config.get("max_lifetime_seconds")
         if isinstance(life, (int, float)) and not 60 <= life <= 86400:
             diags.add_error(f"invalid max_lifetime_seconds {life}",
-                            "max_lifetime_seconds must be between 60 and 86400", path=["max_lifetime_seconds"])
+                            "max_lifetime_seconds must be between 60 and 86400",
+                            path=["max_lifetime_seconds"])
 
     def to_body(self, state: State) -> dict[str, Any]:
         body: dict[str, Any] = {"allowed_actions": list(state["allowed_actions"] or []),
