@@ -109,3 +109,15 @@ def test_every_resource_and_data_source_has_a_docs_page() -> None:
         assert (TERRAFORM_DIR / "docs" / "resources" / f"{klass.get_name()}.md").is_file()
     for klass in provider.get_data_sources():
         assert (TERRAFORM_DIR / "docs" / "data-sources" / f"{klass.get_name()}.md").is_file()
+
+
+def test_provider_starts_with_a_long_tmpdir_and_an_unusable_home(tf_workspace, tf_sandbox) -> None:
+    """The tf runner binds a unix socket under $TMPDIR and caches a certificate under $HOME/.cache;
+    the executable falls back to a private short directory instead of failing the handshake."""
+    long_tmp = tf_sandbox.base / ("t" * 90)
+    long_tmp.mkdir(exist_ok=True)
+    tf = tf_workspace("examples/resources/task_profile")
+    tf.tmpdir, tf.home = long_tmp, tf_sandbox.base / "no-such-home"
+    tf.init()
+    result = tf.validate()
+    assert result.returncode == 0, result.output
