@@ -121,3 +121,15 @@ def test_provider_starts_with_a_long_tmpdir_and_an_unusable_home(tf_workspace, t
     tf.init()
     result = tf.validate()
     assert result.returncode == 0, result.output
+
+
+def test_terraform_sees_the_token_and_secret_bearing_settings_as_sensitive(tf_workspace) -> None:
+    tf = tf_workspace("examples/resources/resource")
+    tf.init()
+    schema = json.loads(tf.run("providers", "schema", "-json").stdout)
+    [provider] = schema["provider_schemas"].values()
+    assert provider["provider"]["block"]["attributes"]["admin_token"]["sensitive"] is True
+    resource = provider["resource_schemas"]["nhibroker_resource"]["block"]
+    assert resource["block_types"]["aws"]["block"]["attributes"]["external_id"]["sensitive"] is True
+    assert resource["block_types"]["vault"]["nesting_mode"] == "single"
+    assert {d["version"] for d in provider["resource_schemas"].values()} == {0}

@@ -154,6 +154,9 @@ def test_terraform_manages_agents_profiles_and_resources_through_their_whole_lif
         assert get(path).status_code == 404, path
     assert tf.state_list() == []
 
+    # the admin token never shows in anything Terraform printed
+    assert not [r.argv for r in tf.log if broker_up.admin_token in r.output]
+
     elapsed = time.monotonic() - started
     steps = ", ".join(f"{' '.join(r.argv[:1])} {r.seconds:.1f}s" for r in tf.log)
     print(f"\nterraform lifecycle: {elapsed:.1f}s for {len(tf.log)} terraform runs ({steps})")
