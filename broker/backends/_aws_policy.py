@@ -31,16 +31,36 @@ SESSION_POLICY_LIMIT = 2048  # packed size STS accepts for an inline session pol
 #: the resource maps them explicitly.
 DEFAULT_ACTIONS: Mapping[str, tuple[str, ...]] = {
     "metrics.read": ("cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics"),
-    "logs.read": ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogGroups",
-                  "logs:DescribeLogStreams"),
+    "logs.read": (
+        "logs:GetLogEvents",
+        "logs:FilterLogEvents",
+        "logs:DescribeLogGroups",
+        "logs:DescribeLogStreams",
+    ),
     "storage.read": ("s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation"),
     "storage.write": ("s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject", "s3:ListBucket"),
-    "db.read": ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan",
-                "dynamodb:DescribeTable"),
-    "db.write": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
-                 "dynamodb:GetItem", "dynamodb:Query", "dynamodb:DescribeTable"),
-    "secrets.read": ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "ssm:GetParameter",
-                     "ssm:GetParameters"),
+    "db.read": (
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:DescribeTable",
+    ),
+    "db.write": (
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:DescribeTable",
+    ),
+    "secrets.read": (
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+        "ssm:GetParameter",
+        "ssm:GetParameters",
+    ),
     "data.export": ("s3:GetObject", "s3:ListBucket", "s3:PutObject"),
     "deploy.run": ("lambda:InvokeFunction", "ecs:RunTask", "ecs:DescribeTasks"),
 }
@@ -59,9 +79,17 @@ def actions_for(action: str, overrides: Mapping[str, Iterable[str]] | None) -> l
 def session_policy(actions: list[str], resources: list[str]) -> str:
     """The inline session policy: the role's permissions narrowed to these actions on these
     resources (AWS intersects it with the role's own policies)."""
-    doc = {"Version": "2012-10-17",
-           "Statement": [{"Sid": "NhiScope", "Effect": "Allow", "Action": sorted(set(actions)),
-                          "Resource": resources[0] if len(resources) == 1 else resources}]}
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "NhiScope",
+                "Effect": "Allow",
+                "Action": sorted(set(actions)),
+                "Resource": resources[0] if len(resources) == 1 else resources,
+            }
+        ],
+    }
     return json.dumps(doc, separators=(",", ":"))
 
 
@@ -80,12 +108,21 @@ def source_identity(agent: str) -> str:
 
 
 def deny_all_policy() -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Sid": "NhiTaskRevoked", "Effect": "Deny", "Action": "*", "Resource": "*"}]})
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Sid": "NhiTaskRevoked", "Effect": "Deny", "Action": "*", "Resource": "*"}],
+        }
+    )
 
 
-def add_revocation(doc: Mapping[str, Any] | None, tag_key: str, value: str, now: datetime | None = None,
-                   budget: int = POLICY_BUDGET) -> dict[str, Any]:
+def add_revocation(
+    doc: Mapping[str, Any] | None,
+    tag_key: str,
+    value: str,
+    now: datetime | None = None,
+    budget: int = POLICY_BUDGET,
+) -> dict[str, Any]:
     """Return the revocation policy with ``value`` of session tag ``tag_key`` denied (idempotent),
     entries older than :data:`RETENTION` pruned, and the size budget kept."""
     now = now or datetime.now(UTC)
@@ -96,8 +133,13 @@ def add_revocation(doc: Mapping[str, Any] | None, tag_key: str, value: str, now:
         sid = f"NhiRevoked{kind}{now:%Y%m%d%H}"
         target = next((s for s in statements if s.get("Sid") == sid), None)
         if target is None:
-            target = {"Sid": sid, "Effect": "Deny", "Action": "*", "Resource": "*",
-                      "Condition": {"StringEquals": {f"aws:PrincipalTag/{tag_key}": []}}}
+            target = {
+                "Sid": sid,
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {"StringEquals": {f"aws:PrincipalTag/{tag_key}": []}},
+            }
             statements.append(target)
         values = target["Condition"]["StringEquals"][f"aws:PrincipalTag/{tag_key}"]
         if isinstance(values, str):
@@ -105,9 +147,18 @@ def add_revocation(doc: Mapping[str, Any] | None, tag_key: str, value: str, now:
         target["Condition"]["StringEquals"][f"aws:PrincipalTag/{tag_key}"] = [*values, value]
     out = {"Version": "2012-10-17", "Statement": statements}
     if len(json.dumps(out, separators=(",", ":"))) > budget:
-        out = {"Version": "2012-10-17", "Statement": [
-            {"Sid": f"NhiRevokedBefore{now:%Y%m%d%H%M%S}", "Effect": "Deny", "Action": "*", "Resource": "*",
-             "Condition": {"DateLessThan": {"aws:TokenIssueTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}}}]}
+        out = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": f"NhiRevokedBefore{now:%Y%m%d%H%M%S}",
+                    "Effect": "Deny",
+                    "Action": "*",
+                    "Resource": "*",
+                    "Condition": {"DateLessThan": {"aws:TokenIssueTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+                }
+            ],
+        }
     return out
 
 

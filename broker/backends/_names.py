@@ -21,8 +21,11 @@ def vault_path(field: str, value: Any, *, what: str) -> str:
         raise InvalidInput(field, f"required: the {what} (a non-empty string)")
     parts = value.split("/")
     if any(p in ("", ".", "..") or not _SEGMENT.match(p) for p in parts):
-        raise InvalidInput(field, f'invalid {what} "{value}": use letters, digits and _.@+=- separated '
-                                  "by single slashes, without leading or trailing slash")
+        raise InvalidInput(
+            field,
+            f'invalid {what} "{value}": use letters, digits and _.@+=- separated '
+            "by single slashes, without leading or trailing slash",
+        )
     return value
 
 
@@ -44,5 +47,6 @@ def section(settings: Mapping[str, Any], key: str, kind: str, example: str) -> M
 def refuse_unknown(section_name: str, value: Mapping[str, Any], allowed: set[str], kind: str) -> None:
     unknown = sorted(set(value) - allowed)
     if unknown:
-        raise InvalidInput(f"{section_name}.{unknown[0]}",
-                           f"unknown setting for kind {kind}; allowed: {sorted(allowed)}")
+        raise InvalidInput(
+            f"{section_name}.{unknown[0]}", f"unknown setting for kind {kind}; allowed: {sorted(allowed)}"
+        )

@@ -73,9 +73,15 @@ class AwsClientSettings:
 class AwsStsBackend:
     kind = KIND
 
-    def __init__(self, client_settings: AwsClientSettings | None = None, *,
-                 mode: AwsRevocationMode = AwsRevocationMode.TAG_DENY, task_role_path: str = "/nhi-broker/tasks/",
-                 permissions_boundary_arn: str | None = None, role_ready_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        client_settings: AwsClientSettings | None = None,
+        *,
+        mode: AwsRevocationMode = AwsRevocationMode.TAG_DENY,
+        task_role_path: str = "/nhi-broker/tasks/",
+        permissions_boundary_arn: str | None = None,
+        role_ready_timeout: float = 15.0,
+    ) -> None:
         self.settings = client_settings or AwsClientSettings()
         self.mode = AwsRevocationMode(mode)
         self.task_role_path = task_role_path
@@ -103,9 +109,14 @@ class AwsStsBackend:
                 session = boto3.session.Session(
                     aws_access_key_id=s.access_key_id,
                     aws_secret_access_key=s.secret_access_key.reveal() if s.secret_access_key else None,
-                    aws_session_token=s.session_token.reveal() if s.session_token else None, region_name=region)
-                config = botocore.config.Config(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
-                                                retries={"max_attempts": 2, "mode": "standard"})
+                    aws_session_token=s.session_token.reveal() if s.session_token else None,
+                    region_name=region,
+                )
+                config = botocore.config.Config(
+                    connect_timeout=s.connect_timeout,
+                    read_timeout=s.read_timeout,
+                    retries={"max_attempts": 2, "mode": "standard"},
+                )
                 client = session.client(service, endpoint_url=endpoint_url, config=config)
                 self._clients[key] = client
             return client
@@ -119,12 +130,27 @@ class AwsStsBackend:
     # -- settings ---------------------------------------------------------------------------
     def validate_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         aws = section(settings, "aws", KIND, '{"role_arn": "arn:aws:iam::123456789012:role/...", ...}')
-        refuse_unknown("aws", aws, {"role_arn", "region", "endpoint_url", "resources", "actions", "revocation",
-                                    "role_name", "max_session_duration"}, KIND)
+        refuse_unknown(
+            "aws",
+            aws,
+            {
+                "role_arn",
+                "region",
+                "endpoint_url",
+                "resources",
+                "actions",
+                "revocation",
+                "role_name",
+                "max_session_duration",
+            },
+            KIND,
+        )
         role_arn = aws.get("role_arn")
         m = ROLE_ARN.match(role_arn) if isinstance(role_arn, str) else None
         if m is None:
-            raise InvalidInput("aws.role_arn", "must be an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>")
+            raise InvalidInput(
+                "aws.role_arn", "must be an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>"
+            )
         out: dict[str, Any] = {"role_arn": role_arn, "role_name": m.group(4)}
         region = aws.get("region", self.settings.region)
         if not isinstance(region, str) or not REGION.match(region):
@@ -137,24 +163,37 @@ class AwsStsBackend:
             out["actions"] = _actions(aws["actions"])
         revocation = aws.get("revocation", self.mode.value)
         if revocation not in {m.value for m in AwsRevocationMode}:
-            raise InvalidInput("aws.revocation", f'"{revocation}" is not one of ["per_task_role", "tag_deny"]')
+            raise InvalidInput(
+                "aws.revocation", f'"{revocation}" is not one of ["per_task_role", "tag_deny"]'
+            )
         out["revocation"] = revocation
         for action in sorted(set(pol.DEFAULT_ACTIONS) | set(out.get("actions", {}))):
-            if len(pol.session_policy(pol.actions_for(action, out.get("actions")) or ["s3:x"],
-                                      out["resources"])) > pol.SESSION_POLICY_LIMIT:
-                raise InvalidInput("aws.resources", f'the session policy for "{action}" exceeds STS\'s '
-                                                    f"{pol.SESSION_POLICY_LIMIT} characters; use wildcards")
+            if (
+                len(
+                    pol.session_policy(
+                        pol.actions_for(action, out.get("actions")) or ["s3:x"], out["resources"]
+                    )
+                )
+                > pol.SESSION_POLICY_LIMIT
+            ):
+                raise InvalidInput(
+                    "aws.resources",
+                    f'the session policy for "{action}" exceeds STS\'s '
+                    f"{pol.SESSION_POLICY_LIMIT} characters; use wildcards",
+                )
         with _translate("iam:GetRole"):
             try:
                 role = self._iam(out).get_role(RoleName=out["role_name"])["Role"]
             except botocore.exceptions.ClientError as exc:
                 if _code(exc) != "NoSuchEntity":
                     raise
-                raise InvalidInput("aws.role_arn", f'role "{out["role_name"]}" does not exist in account '
-                                                   f"{m.group(2)}") from exc
+                raise InvalidInput(
+                    "aws.role_arn", f'role "{out["role_name"]}" does not exist in account {m.group(2)}'
+                ) from exc
         if role.get("Arn") != role_arn:
-            raise InvalidInput("aws.role_arn", f'the role "{out["role_name"]}" has ARN {role.get("Arn")}, '
-                                               f"not {role_arn}")
+            raise InvalidInput(
+                "aws.role_arn", f'the role "{out["role_name"]}" has ARN {role.get("Arn")}, not {role_arn}'
+            )
         out["max_session_duration"] = int(role.get("MaxSessionDuration") or 3600)
         return {"aws": out}
 
@@ -163,8 +202,11 @@ class AwsStsBackend:
         aws = request.resource.settings["aws"]
         actions = pol.actions_for(request.action.name, aws.get("actions"))
         if not actions:
-            raise InvalidInput("action", f'resource "{request.resource.name}" maps no AWS actions to '
-                                         f'"{request.action.name}"; set aws.actions["{request.action.name}"]')
+            raise InvalidInput(
+                "action",
+                f'resource "{request.resource.name}" maps no AWS actions to '
+                f'"{request.action.name}"; set aws.actions["{request.action.name}"]',
+            )
         mode = AwsRevocationMode(aws.get("revocation", self.mode.value))
         task_id = request.task.task_id
         where = {k: aws[k] for k in ("region", "endpoint_url") if k in aws}
@@ -178,45 +220,79 @@ class AwsStsBackend:
                     self._handled.discard((task_id, role_name))
             raise
 
-    def _issue(self, request: IssueRequest, aws: Mapping[str, Any], actions: list[str], mode: AwsRevocationMode,
-               role_name: str, where: dict[str, Any], handle: dict[str, Any] | None) -> IssuedCredential:
+    def _issue(
+        self,
+        request: IssueRequest,
+        aws: Mapping[str, Any],
+        actions: list[str],
+        mode: AwsRevocationMode,
+        role_name: str,
+        where: dict[str, Any],
+        handle: dict[str, Any] | None,
+    ) -> IssuedCredential:
         task_id = request.task.task_id
         fresh = False
         role_arn = aws["role_arn"]
         if mode is AwsRevocationMode.PER_TASK_ROLE:
             role_arn, fresh = self._task_role(task_id, role_name, aws, where)
         duration = max(STS_MIN, min(request.ttl_seconds, int(aws.get("max_session_duration", 3600)), STS_MAX))
-        tags = [{"Key": pol.TAG_TASK, "Value": pol.tag_value(task_id)},
-                {"Key": pol.TAG_AGENT, "Value": pol.tag_value(request.agent.name)},
-                {"Key": pol.TAG_ACTION, "Value": pol.tag_value(request.action.name)},
-                {"Key": pol.TAG_GRANT, "Value": pol.tag_value(request.grant_id)}]
-        kwargs = {"RoleArn": role_arn, "RoleSessionName": pol.session_name(task_id), "DurationSeconds": duration,
-                  "Policy": pol.session_policy(actions, aws["resources"]), "Tags": tags,
-                  "TransitiveTagKeys": [pol.TAG_TASK, pol.TAG_GRANT],
-                  "SourceIdentity": pol.source_identity(request.agent.name)}
+        tags = [
+            {"Key": pol.TAG_TASK, "Value": pol.tag_value(task_id)},
+            {"Key": pol.TAG_AGENT, "Value": pol.tag_value(request.agent.name)},
+            {"Key": pol.TAG_ACTION, "Value": pol.tag_value(request.action.name)},
+            {"Key": pol.TAG_GRANT, "Value": pol.tag_value(request.grant_id)},
+        ]
+        kwargs = {
+            "RoleArn": role_arn,
+            "RoleSessionName": pol.session_name(task_id),
+            "DurationSeconds": duration,
+            "Policy": pol.session_policy(actions, aws["resources"]),
+            "Tags": tags,
+            "TransitiveTagKeys": [pol.TAG_TASK, pol.TAG_GRANT],
+            "SourceIdentity": pol.source_identity(request.agent.name),
+        }
         resp = self._assume(where, kwargs, retry_access_denied=fresh)
         creds = resp["Credentials"]
         aws_expiry = _aware(creds["Expiration"])
         expires = min(aws_expiry, datetime.now(UTC) + timedelta(seconds=request.ttl_seconds))
-        reference: dict[str, Any] = {"mode": mode.value, "scope": "grant", "role_name": role_name,
-                                     "task_id": task_id, "grant_id": request.grant_id, **where}
-        public = {"access_key_id": creds["AccessKeyId"], "expires_at": expires.isoformat(),
-                  "aws_expires_at": aws_expiry.isoformat(), "region": aws["region"], "role_arn": role_arn,
-                  "assumed_role_arn": resp.get("AssumedRoleUser", {}).get("Arn"),
-                  "session_name": kwargs["RoleSessionName"], "actions": sorted(set(actions))}
+        reference: dict[str, Any] = {
+            "mode": mode.value,
+            "scope": "grant",
+            "role_name": role_name,
+            "task_id": task_id,
+            "grant_id": request.grant_id,
+            **where,
+        }
+        public = {
+            "access_key_id": creds["AccessKeyId"],
+            "expires_at": expires.isoformat(),
+            "aws_expires_at": aws_expiry.isoformat(),
+            "region": aws["region"],
+            "role_arn": role_arn,
+            "assumed_role_arn": resp.get("AssumedRoleUser", {}).get("Arn"),
+            "session_name": kwargs["RoleSessionName"],
+            "actions": sorted(set(actions)),
+        }
         if "endpoint_url" in aws:
             public["endpoint_url"] = aws["endpoint_url"]
         return IssuedCredential(
-            kind=KIND, public=public,
-            secrets={"access_key_id": Secret(creds["AccessKeyId"]),
-                     "secret_access_key": Secret(creds["SecretAccessKey"]),
-                     "session_token": Secret(creds["SessionToken"])},
-            expires_at=expires, revocation=reference, accessor=creds["AccessKeyId"], task_handle=handle,
+            kind=KIND,
+            public=public,
+            secrets={
+                "access_key_id": Secret(creds["AccessKeyId"]),
+                "secret_access_key": Secret(creds["SecretAccessKey"]),
+                "session_token": Secret(creds["SessionToken"]),
+            },
+            expires_at=expires,
+            revocation=reference,
+            accessor=creds["AccessKeyId"],
+            task_handle=handle,
             covered_by_task_handle=True,
         )
 
-    def _task_handle(self, request: IssueRequest, mode: AwsRevocationMode, role_name: str,
-                     where: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _task_handle(
+        self, request: IssueRequest, mode: AwsRevocationMode, role_name: str, where: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
         """The task-level revocation reference for (task, role), once per process: handed to
         ``request.persist_handle`` before anything is created (write-ahead), else returned as
         ``task_handle`` with the credential. Duplicates after a restart are harmless (idempotent)."""
@@ -225,8 +301,13 @@ class AwsStsBackend:
             if key in self._handled:
                 return None
             self._handled.add(key)
-        handle = {"mode": mode.value, "scope": "task", "role_name": role_name, "task_id": request.task.task_id,
-                  **where}
+        handle = {
+            "mode": mode.value,
+            "scope": "task",
+            "role_name": role_name,
+            "task_id": request.task.task_id,
+            **where,
+        }
         if request.persist_handle is None:
             return handle
         try:
@@ -292,12 +373,16 @@ class AwsStsBackend:
                     return
                 new = pol.add_revocation(doc, tag_key, value)
                 with _translate("iam:PutRolePolicy"):
-                    iam.put_role_policy(RoleName=role_name, PolicyName=pol.REVOCATION_POLICY_NAME,
-                                        PolicyDocument=json.dumps(new))
+                    iam.put_role_policy(
+                        RoleName=role_name,
+                        PolicyName=pol.REVOCATION_POLICY_NAME,
+                        PolicyDocument=json.dumps(new),
+                    )
                 check = self._read_inline(iam, role_name, pol.REVOCATION_POLICY_NAME) or {}
                 statements = check.get("Statement", [])
                 if pol.is_revoked(statements, tag_key, value) or any(
-                        str(s.get("Sid", "")).startswith("NhiRevokedBefore") for s in statements):
+                    str(s.get("Sid", "")).startswith("NhiRevokedBefore") for s in statements
+                ):
                     return
         raise UpstreamError(f'could not record the revocation on role "{role_name}" (concurrent updates)')
 
@@ -314,23 +399,38 @@ class AwsStsBackend:
         return json.loads(doc) if isinstance(doc, str) else dict(doc)
 
     # -- per_task_role ----------------------------------------------------------------------
-    def _task_role(self, task_id: str, name: str, aws: Mapping[str, Any],
-                   where: Mapping[str, Any]) -> tuple[str, bool]:
+    def _task_role(
+        self, task_id: str, name: str, aws: Mapping[str, Any], where: Mapping[str, Any]
+    ) -> tuple[str, bool]:
         key = (task_id, aws["role_arn"])
         with self._lock:
             known = self._task_roles.get(key)
         if known:
             return known, False
         iam = self._iam(where)
-        trust = json.dumps({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"AWS": self._broker_principal(where)},
-            "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]}]})
+        trust = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": self._broker_principal(where)},
+                        "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+                    }
+                ],
+            }
+        )
         create: dict[str, Any] = {
-            "Path": self.task_role_path, "RoleName": name, "AssumeRolePolicyDocument": trust,
+            "Path": self.task_role_path,
+            "RoleName": name,
+            "AssumeRolePolicyDocument": trust,
             "MaxSessionDuration": int(aws.get("max_session_duration", 3600)),
             "Description": f"nhi-broker task role for {task_id} (base {aws['role_name']})"[:1000],
-            "Tags": [{"Key": pol.TAG_TASK, "Value": pol.tag_value(task_id)},
-                     {"Key": "nhi-base-role", "Value": pol.tag_value(aws["role_arn"])}]}
+            "Tags": [
+                {"Key": pol.TAG_TASK, "Value": pol.tag_value(task_id)},
+                {"Key": "nhi-base-role", "Value": pol.tag_value(aws["role_arn"])},
+            ],
+        }
         if self.permissions_boundary_arn:
             create["PermissionsBoundary"] = self.permissions_boundary_arn
         fresh = True
@@ -341,7 +441,9 @@ class AwsStsBackend:
                 if _code(exc) != "EntityAlreadyExists":
                     raise
                 arn, fresh = iam.get_role(RoleName=name)["Role"]["Arn"], False
-        self._copy_permissions(iam, aws["role_name"], name)  # idempotent: also completes an interrupted create
+        self._copy_permissions(
+            iam, aws["role_name"], name
+        )  # idempotent: also completes an interrupted create
         with self._lock:
             self._task_roles[key] = arn
         return arn, fresh
@@ -357,19 +459,33 @@ class AwsStsBackend:
                     if name in (pol.REVOCATION_POLICY_NAME, pol.DENY_ALL_POLICY_NAME):
                         continue
                     doc = iam.get_role_policy(RoleName=base, PolicyName=name)["PolicyDocument"]
-                    iam.put_role_policy(RoleName=target, PolicyName=name,
-                                        PolicyDocument=doc if isinstance(doc, str) else json.dumps(doc))
+                    iam.put_role_policy(
+                        RoleName=target,
+                        PolicyName=name,
+                        PolicyDocument=doc if isinstance(doc, str) else json.dumps(doc),
+                    )
 
     def _close_task_role(self, where: Mapping[str, Any], role_name: str) -> None:
         iam = self._iam(where)
         with _translate("iam:revoke task role"):
-            iam.put_role_policy(RoleName=role_name, PolicyName=pol.DENY_ALL_POLICY_NAME,
-                                PolicyDocument=pol.deny_all_policy())
-            iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps({
-                "Version": "2012-10-17", "Statement": [
-                    {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
-            iam.tag_role(RoleName=role_name, Tags=[{"Key": "nhi-revoked-at",
-                                                    "Value": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}])
+            iam.put_role_policy(
+                RoleName=role_name, PolicyName=pol.DENY_ALL_POLICY_NAME, PolicyDocument=pol.deny_all_policy()
+            )
+            iam.update_assume_role_policy(
+                RoleName=role_name,
+                PolicyDocument=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+                        ],
+                    }
+                ),
+            )
+            iam.tag_role(
+                RoleName=role_name,
+                Tags=[{"Key": "nhi-revoked-at", "Value": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}],
+            )
 
     def _broker_principal(self, where: Mapping[str, Any]) -> str:
         if self._principal is None:
@@ -400,8 +516,14 @@ def _translate(operation: str) -> Iterator[None]:
         code = _code(exc)
         if code in ("NoSuchEntity", "NoSuchEntityException"):
             raise NotFound(f"AWS {operation}: not found") from exc
-        if code in ("Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable",
-                    "ServiceFailure", "InternalFailure"):
+        if code in (
+            "Throttling",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+            "ServiceUnavailable",
+            "ServiceFailure",
+            "InternalFailure",
+        ):
             raise UpstreamUnavailable(f"AWS {operation} is unavailable ({code})") from exc
         raise UpstreamError(f"AWS {operation} failed: {code}: {_message(exc)}") from exc
     except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as exc:
@@ -451,15 +573,22 @@ def _resources(value: Any) -> list[str]:
 
 def _actions(value: Any) -> dict[str, list[str]]:
     if not isinstance(value, Mapping):
-        raise InvalidInput("aws.actions", 'must map broker actions to AWS actions: {"storage.read": ["s3:GetObject"]}')
+        raise InvalidInput(
+            "aws.actions", 'must map broker actions to AWS actions: {"storage.read": ["s3:GetObject"]}'
+        )
     out: dict[str, list[str]] = {}
     for action, iam_actions in value.items():
-        if not isinstance(iam_actions, list) or not all(isinstance(a, str) and pol.IAM_ACTION.match(a)
-                                                        for a in iam_actions):
+        if not isinstance(iam_actions, list) or not all(
+            isinstance(a, str) and pol.IAM_ACTION.match(a) for a in iam_actions
+        ):
             raise InvalidInput(f"aws.actions.{action}", 'must be a list of AWS actions like "s3:GetObject"')
-        if any(a in ("*", "*:*") or a.startswith(("iam:", "sts:", "organizations:")) for a in iam_actions) \
-                and action != "iam.modify":
-            raise InvalidInput(f"aws.actions.{action}", "IAM, STS and Organizations actions may only be "
-                                                         'mapped to "iam.modify"')
+        if (
+            any(a in ("*", "*:*") or a.startswith(("iam:", "sts:", "organizations:")) for a in iam_actions)
+            and action != "iam.modify"
+        ):
+            raise InvalidInput(
+                f"aws.actions.{action}",
+                'IAM, STS and Organizations actions may only be mapped to "iam.modify"',
+            )
         out[str(action)] = list(iam_actions)
     return out

@@ -52,8 +52,9 @@ class UnwrapVerdict(enum.StrEnum):
 class OpenBaoKVBackend:
     kind = KIND
 
-    def __init__(self, http: OpenBaoHTTP, *, fingerprinter: Fingerprinter | None = None,
-                 public_addr: str | None = None) -> None:
+    def __init__(
+        self, http: OpenBaoHTTP, *, fingerprinter: Fingerprinter | None = None, public_addr: str | None = None
+    ) -> None:
         """``public_addr``: the OpenBao address agents unwrap at (default: the broker's)."""
         self.http = http
         self.fingerprinter = fingerprinter
@@ -74,15 +75,18 @@ class OpenBaoKVBackend:
             except (hvac.exceptions.InvalidRequest, hvac.exceptions.InvalidPath) as exc:
                 raise InvalidInput("vault.mount", f'no secrets engine is mounted at "{mount}"') from exc
             if info.get("type") not in ("kv", "generic"):
-                raise InvalidInput("vault.mount", f'"{mount}" is a {info.get("type")} engine, not a KV engine')
+                raise InvalidInput(
+                    "vault.mount", f'"{mount}" is a {info.get("type")} engine, not a KV engine'
+                )
             version = 2 if str((info.get("options") or {}).get("version", "1")) == "2" else 1
             try:
                 c.adapter.get(_read_path(mount, path, version))
             except hvac.exceptions.InvalidPath as exc:
                 raise InvalidInput("vault.path", f'no secret at "{path}" in KV mount "{mount}"') from exc
             except hvac.exceptions.Forbidden as exc:
-                raise InvalidInput("vault.path", f'the broker\'s OpenBao token cannot read "{path}" '
-                                                 f'in KV mount "{mount}"') from exc
+                raise InvalidInput(
+                    "vault.path", f'the broker\'s OpenBao token cannot read "{path}" in KV mount "{mount}"'
+                ) from exc
         return {"vault": {"mount": mount, "path": path, "kv_version": version}}
 
     # -- port -------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ class OpenBaoKVBackend:
         with self.http.client() as c:
             if self.fingerprinter is not None:
                 current = c.adapter.get(url) or {}
-                data = (current.get("data") or {})
+                data = current.get("data") or {}
                 values = data.get("data") if version == 2 else data
                 fingerprints = sorted({self.fingerprinter(v) for v in _strings(values)})
                 kv_meta = data.get("metadata") or {}
@@ -109,10 +113,15 @@ class OpenBaoKVBackend:
         expires = datetime.now(UTC) + timedelta(seconds=ttl)
         return IssuedCredential(
             kind=KIND,
-            public={"wrapping_accessor": info["accessor"], "wrap_ttl": ttl, "expires_at": expires.isoformat(),
-                    "creation_path": info.get("creation_path"), "unwrap_addr": self.public_addr,
-                    "unwrap": "POST /v1/sys/wrapping/unwrap with X-Vault-Token: <wrapping_token>; single use",
-                    "single_use": True},
+            public={
+                "wrapping_accessor": info["accessor"],
+                "wrap_ttl": ttl,
+                "expires_at": expires.isoformat(),
+                "creation_path": info.get("creation_path"),
+                "unwrap_addr": self.public_addr,
+                "unwrap": "POST /v1/sys/wrapping/unwrap with X-Vault-Token: <wrapping_token>; single use",
+                "single_use": True,
+            },
             secrets={"wrapping_token": Secret(str(info["token"]))},
             expires_at=expires,
             revocation={"wrapping_accessor": info["accessor"]},
@@ -150,8 +159,14 @@ class OpenBaoKVBackend:
                 raise
         return WrapState.PENDING
 
-    def judge_unwrap_failure(self, reference: Mapping[str, Any], *, expires_at: datetime, revoked: bool,
-                             now: datetime | None = None) -> UnwrapVerdict:
+    def judge_unwrap_failure(
+        self,
+        reference: Mapping[str, Any],
+        *,
+        expires_at: datetime,
+        revoked: bool,
+        now: datetime | None = None,
+    ) -> UnwrapVerdict:
         """The agent says its unwrap failed. Tampering unless the broker revoked the token, it
         expired, or it is in fact still there. A TAMPERED verdict is an incident: audit it and
         escalate the task (the caller's job)."""
@@ -171,8 +186,9 @@ class OpenBaoKVBackend:
             try:
                 data = c.adapter.post("/v1/sys/wrapping/lookup", json={"token": token.reveal()})["data"]
             except hvac.exceptions.InvalidRequest as exc:
-                raise UpstreamError("the wrapping token is not valid (already unwrapped, revoked or "
-                                    "expired)") from exc
+                raise UpstreamError(
+                    "the wrapping token is not valid (already unwrapped, revoked or expired)"
+                ) from exc
         return {k: data.get(k) for k in ("creation_path", "creation_time", "creation_ttl")}
 
 

@@ -33,28 +33,35 @@ from broker.secrets import Secret
 
 KIND = "postgres"
 
+
 def creation_statements(group_role: str) -> list[str]:
     """Recommended creation statement: a login role that only inherits a NOLOGIN group role
     holding the privileges, so revocation is a plain DROP ROLE (the dynamic role owns nothing
     and is granted nothing directly)."""
-    return ["CREATE ROLE \"{{name}}\" WITH LOGIN INHERIT PASSWORD '{{password}}' "
-            "VALID UNTIL '{{expiration}}' IN ROLE " + _ident(group_role) + ";"]
+    return [
+        "CREATE ROLE \"{{name}}\" WITH LOGIN INHERIT PASSWORD '{{password}}' "
+        "VALID UNTIL '{{expiration}}' IN ROLE " + _ident(group_role) + ";"
+    ]
 
 
 #: Recommended revocation statements: refuse new logins, terminate open sessions, drop the role.
 #: Without ``pg_terminate_backend`` an open session keeps working after the lease is revoked.
 REVOCATION_STATEMENTS: tuple[str, ...] = (
-    "ALTER ROLE \"{{name}}\" NOLOGIN;",
+    'ALTER ROLE "{{name}}" NOLOGIN;',
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{{name}}';",
-    "DROP ROLE IF EXISTS \"{{name}}\";",
+    'DROP ROLE IF EXISTS "{{name}}";',
 )
 
 
 def writer_revocation_statements(group_role: str) -> list[str]:
     """For roles that may create objects: hand them to the group role before dropping."""
-    return [REVOCATION_STATEMENTS[0], REVOCATION_STATEMENTS[1],
-            "REASSIGN OWNED BY \"{{name}}\" TO " + _ident(group_role) + ";",
-            "DROP OWNED BY \"{{name}}\";", REVOCATION_STATEMENTS[2]]
+    return [
+        REVOCATION_STATEMENTS[0],
+        REVOCATION_STATEMENTS[1],
+        'REASSIGN OWNED BY "{{name}}" TO ' + _ident(group_role) + ";",
+        'DROP OWNED BY "{{name}}";',
+        REVOCATION_STATEMENTS[2],
+    ]
 
 
 def _ident(name: str) -> str:
@@ -107,8 +114,9 @@ class PostgresBackend:
         except (hvac.exceptions.InvalidRequest, hvac.exceptions.InvalidPath) as exc:
             raise InvalidInput("vault.mount", f'no secrets engine is mounted at "{mount}"') from exc
         if mount_info.get("type") != "database":
-            raise InvalidInput("vault.mount", f'"{mount}" is a {mount_info.get("type")} engine, '
-                                              "not a database engine")
+            raise InvalidInput(
+                "vault.mount", f'"{mount}" is a {mount_info.get("type")} engine, not a database engine'
+            )
         raise InvalidInput("vault.role", f'role "{role}" does not exist at mount "{mount}"')
 
     # -- port -------------------------------------------------------------------------------
@@ -125,30 +133,43 @@ class PostgresBackend:
             raise UpstreamError(f'OpenBao returned no database credential for role "{role}"')
         username, password = str(data["username"]), Secret(str(data["password"]))
         try:
-            duration = self._apply_ttl(lease_id, int(resp.get("lease_duration") or 0), request.ttl_seconds,
-                                       bool(resp.get("renewable")))
+            duration = self._apply_ttl(
+                lease_id,
+                int(resp.get("lease_duration") or 0),
+                request.ttl_seconds,
+                bool(resp.get("renewable")),
+            )
         except BrokerError:
             self._revoke_lease(lease_id)  # fail closed: never hand out a lease longer than the tier
             raise
         expires = datetime.now(UTC) + timedelta(seconds=duration)
-        public: dict[str, Any] = {"username": username, "lease_id": lease_id,
-                                  "expires_at": expires.isoformat()}
+        public: dict[str, Any] = {
+            "username": username,
+            "lease_id": lease_id,
+            "expires_at": expires.isoformat(),
+        }
         connection = settings.get("connection")
         if connection:
             public.update({k: v for k, v in connection.items() if k in ("host", "port", "dbname", "sslmode")})
             public["dsn"] = _dsn(connection, username, "****")
             public["dsn_template"] = _dsn(connection, username, "{password}")
         return IssuedCredential(
-            kind=KIND, public=public, secrets={"password": password}, expires_at=expires,
-            revocation={"lease_id": lease_id}, lease_id=lease_id,
+            kind=KIND,
+            public=public,
+            secrets={"password": password},
+            expires_at=expires,
+            revocation={"lease_id": lease_id},
+            lease_id=lease_id,
         )
 
     def _apply_ttl(self, lease_id: str, duration: int, ttl: int, renewable: bool) -> int:
         if 0 < duration <= ttl:
             return duration
         if not renewable:
-            raise UpstreamError("the database lease is not renewable, so the tier's TTL cannot be applied; "
-                                "make the role's default_ttl at most the shortest tier TTL")
+            raise UpstreamError(
+                "the database lease is not renewable, so the tier's TTL cannot be applied; "
+                "make the role's default_ttl at most the shortest tier TTL"
+            )
         with self.http.client() as c:
             renewed = c.adapter.put("/v1/sys/leases/renew", json={"lease_id": lease_id, "increment": ttl})
         new = int((renewed or {}).get("lease_duration") or 0)
@@ -224,10 +245,19 @@ def _dsn(conn: Mapping[str, Any], username: str, password: str) -> str:
 
 
 # -- setup (used by ``nhi-broker up`` and the tests) -------------------------------------------
-def configure_openbao_role(http: OpenBaoHTTP, *, role: str, group_role: str, connection_url: str,
-                           username: str, password: Secret, mount: str = "database",
-                           connection_name: str = "nhi-postgres", default_ttl: int = 300,
-                           max_ttl: int = 3600) -> None:
+def configure_openbao_role(
+    http: OpenBaoHTTP,
+    *,
+    role: str,
+    group_role: str,
+    connection_url: str,
+    username: str,
+    password: Secret,
+    mount: str = "database",
+    connection_name: str = "nhi-postgres",
+    default_ttl: int = 300,
+    max_ttl: int = 3600,
+) -> None:
     """Mount the database engine (if needed), point it at PostgreSQL and create ``role`` with the
     recommended statements. ``connection_url`` holds ``{{username}}``/``{{password}}`` templates,
     never the password itself. Idempotent."""
@@ -236,14 +266,28 @@ def configure_openbao_role(http: OpenBaoHTTP, *, role: str, group_role: str, con
         mounts = mounts.get("data", mounts)
         if f"{mount}/" not in mounts:
             c.sys.enable_secrets_engine("database", path=mount)
-        c.adapter.post(f"/v1/{mount}/config/{connection_name}", json={
-            "plugin_name": "postgresql-database-plugin", "connection_url": connection_url,
-            "username": username, "password": password.reveal(), "verify_connection": True,
-            "allowed_roles": "*", "password_authentication": "scram-sha-256"})
-        c.adapter.post(f"/v1/{mount}/roles/{role}", json={
-            "db_name": connection_name, "creation_statements": creation_statements(group_role),
-            "revocation_statements": list(REVOCATION_STATEMENTS),
-            "default_ttl": default_ttl, "max_ttl": max_ttl})
+        c.adapter.post(
+            f"/v1/{mount}/config/{connection_name}",
+            json={
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": connection_url,
+                "username": username,
+                "password": password.reveal(),
+                "verify_connection": True,
+                "allowed_roles": "*",
+                "password_authentication": "scram-sha-256",
+            },
+        )
+        c.adapter.post(
+            f"/v1/{mount}/roles/{role}",
+            json={
+                "db_name": connection_name,
+                "creation_statements": creation_statements(group_role),
+                "revocation_statements": list(REVOCATION_STATEMENTS),
+                "default_ttl": default_ttl,
+                "max_ttl": max_ttl,
+            },
+        )
 
 
 def ensure_group_role(conninfo: str, group_role: str, *, dbname: str, read_only: bool = True) -> None:
@@ -261,10 +305,14 @@ def ensure_group_role(conninfo: str, group_role: str, *, dbname: str, read_only:
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(group))
             conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), group))
             conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(group))
-            conn.execute(sql.SQL("GRANT " + privileges
-                                 + " ON ALL TABLES IN SCHEMA public TO {}").format(group))
-            conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT " + privileges
-                                 + " ON TABLES TO {}").format(group))
+            conn.execute(
+                sql.SQL("GRANT " + privileges + " ON ALL TABLES IN SCHEMA public TO {}").format(group)
+            )
+            conn.execute(
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT " + privileges + " ON TABLES TO {}"
+                ).format(group)
+            )
     except psycopg.OperationalError as exc:
         from broker.errors import UpstreamUnavailable
 

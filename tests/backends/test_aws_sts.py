@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import make_request, make_resource, make_task
+from support.backend_requests import make_request, make_resource, make_task
 from support.moto import REGION, MotoServer
 
 from broker.backends import _aws_policy as pol
@@ -48,9 +48,16 @@ class AwsEnv:
 
     def backend(self, mode: AwsRevocationMode = AwsRevocationMode.TAG_DENY) -> AwsStsBackend:
         assert self.moto.admin is not None
-        return AwsStsBackend(AwsClientSettings(
-            region=REGION, endpoint_url=self.moto.endpoint, access_key_id=self.moto.admin.access_key_id,
-            secret_access_key=Secret(self.moto.admin.secret_access_key)), mode=mode, role_ready_timeout=0)
+        return AwsStsBackend(
+            AwsClientSettings(
+                region=REGION,
+                endpoint_url=self.moto.endpoint,
+                access_key_id=self.moto.admin.access_key_id,
+                secret_access_key=Secret(self.moto.admin.secret_access_key),
+            ),
+            mode=mode,
+            role_ready_timeout=0,
+        )
 
 
 @pytest.fixture
@@ -62,27 +69,64 @@ def aws_env(moto_server: MotoServer) -> Iterator[AwsEnv]:
     s3, iam = env.admin("s3"), env.admin("iam")
     s3.create_bucket(Bucket=env.bucket)
     s3.put_object(Bucket=env.bucket, Key="report.csv", Body=OBJECT)
-    iam.create_role(RoleName=env.role_name, MaxSessionDuration=7200, AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nhi-broker"},
-            "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]}]}))
-    iam.put_role_policy(RoleName=env.role_name, PolicyName="data", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": [
-            f"arn:aws:s3:::{env.bucket}", f"arn:aws:s3:::{env.bucket}/*"]}]}))
+    iam.create_role(
+        RoleName=env.role_name,
+        MaxSessionDuration=7200,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nhi-broker"},
+                        "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+                    }
+                ],
+            }
+        ),
+    )
+    iam.put_role_policy(
+        RoleName=env.role_name,
+        PolicyName="data",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "s3:*",
+                        "Resource": [f"arn:aws:s3:::{env.bucket}", f"arn:aws:s3:::{env.bucket}/*"],
+                    }
+                ],
+            }
+        ),
+    )
     yield env
 
 
 def _settings(env: AwsEnv, backend: AwsStsBackend, **extra: Any) -> dict[str, Any]:
-    return backend.validate_settings({"aws": {
-        "role_arn": env.role_arn, "region": REGION, "endpoint_url": env.moto.endpoint,
-        "resources": [f"arn:aws:s3:::{env.bucket}", f"arn:aws:s3:::{env.bucket}/*"], **extra}})
+    return backend.validate_settings(
+        {
+            "aws": {
+                "role_arn": env.role_arn,
+                "region": REGION,
+                "endpoint_url": env.moto.endpoint,
+                "resources": [f"arn:aws:s3:::{env.bucket}", f"arn:aws:s3:::{env.bucket}/*"],
+                **extra,
+            }
+        }
+    )
 
 
 def _as_agent(env: AwsEnv, cred: IssuedCredential, service: str) -> Any:
-    return boto3.client(service, region_name=REGION, endpoint_url=env.moto.endpoint,
-                        aws_access_key_id=cred.secrets["access_key_id"].reveal(),
-                        aws_secret_access_key=cred.secrets["secret_access_key"].reveal(),
-                        aws_session_token=cred.secrets["session_token"].reveal())
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=env.moto.endpoint,
+        aws_access_key_id=cred.secrets["access_key_id"].reveal(),
+        aws_secret_access_key=cred.secrets["secret_access_key"].reveal(),
+        aws_session_token=cred.secrets["session_token"].reveal(),
+    )
 
 
 def _read_object(env: AwsEnv, cred: IssuedCredential) -> bytes:
@@ -99,22 +143,28 @@ def test_aws_settings_are_normalised_when_the_role_exists(aws_env: AwsEnv) -> No
 
 
 def test_aws_settings_are_refused_when_the_role_does_not_exist(aws_env: AwsEnv) -> None:
-    with pytest.raises(InvalidInput, match=rf'^aws\.role_arn: role "nope" does not exist in account {ACCOUNT}$'):
-        aws_env.backend().validate_settings({"aws": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/nope",
-                                                     "endpoint_url": aws_env.moto.endpoint}})
+    with pytest.raises(
+        InvalidInput, match=rf'^aws\.role_arn: role "nope" does not exist in account {ACCOUNT}$'
+    ):
+        aws_env.backend().validate_settings(
+            {"aws": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/nope", "endpoint_url": aws_env.moto.endpoint}}
+        )
 
 
-@pytest.mark.parametrize(("aws", "field"), [
-    ({"role_arn": "arn:aws:iam::1:user/x"}, "aws.role_arn"),
-    ({"region": "mars-1"}, "aws.region"),
-    ({"endpoint_url": "http://sts.example.com"}, "aws.endpoint_url"),
-    ({"resources": []}, "aws.resources"),
-    ({"resources": ["bucket"]}, "aws.resources[0]"),
-    ({"actions": {"storage.read": ["GetObject"]}}, "aws.actions.storage.read"),
-    ({"actions": {"storage.read": ["iam:PassRole"]}}, "aws.actions.storage.read"),
-    ({"revocation": "hope"}, "aws.revocation"),
-    ({"duration": 5}, "aws.duration"),
-])
+@pytest.mark.parametrize(
+    ("aws", "field"),
+    [
+        ({"role_arn": "arn:aws:iam::1:user/x"}, "aws.role_arn"),
+        ({"region": "mars-1"}, "aws.region"),
+        ({"endpoint_url": "http://sts.example.com"}, "aws.endpoint_url"),
+        ({"resources": []}, "aws.resources"),
+        ({"resources": ["bucket"]}, "aws.resources[0]"),
+        ({"actions": {"storage.read": ["GetObject"]}}, "aws.actions.storage.read"),
+        ({"actions": {"storage.read": ["iam:PassRole"]}}, "aws.actions.storage.read"),
+        ({"revocation": "hope"}, "aws.revocation"),
+        ({"duration": 5}, "aws.duration"),
+    ],
+)
 def test_aws_settings_name_the_bad_field(aws_env: AwsEnv, aws: dict[str, Any], field: str) -> None:
     base = {"role_arn": aws_env.role_arn, "endpoint_url": aws_env.moto.endpoint}
     with pytest.raises(InvalidInput) as info:
@@ -132,20 +182,37 @@ def test_aws_session_works_and_carries_the_scope_tags_and_identity_the_broker_se
     (sent,) = aws_env.moto.recorded("AssumeRole")
 
     identity = _as_agent(aws_env, cred, "sts").get_caller_identity()
-    assert identity["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{aws_env.role_name}/nhi-{request.task.task_id}"
+    assert (
+        identity["Arn"]
+        == f"arn:aws:sts::{ACCOUNT}:assumed-role/{aws_env.role_name}/nhi-{request.task.task_id}"
+    )
     assert _read_object(aws_env, cred) == OBJECT
 
-    assert json.loads(sent["Policy"][0]) == {"Version": "2012-10-17", "Statement": [{
-        "Sid": "NhiScope", "Effect": "Allow", "Action": sorted(pol.DEFAULT_ACTIONS["storage.read"]),
-        "Resource": [f"arn:aws:s3:::{aws_env.bucket}", f"arn:aws:s3:::{aws_env.bucket}/*"]}]}
+    assert json.loads(sent["Policy"][0]) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "NhiScope",
+                "Effect": "Allow",
+                "Action": sorted(pol.DEFAULT_ACTIONS["storage.read"]),
+                "Resource": [f"arn:aws:s3:::{aws_env.bucket}", f"arn:aws:s3:::{aws_env.bucket}/*"],
+            }
+        ],
+    }
     tags = {sent[f"Tags.member.{i}.Key"][0]: sent[f"Tags.member.{i}.Value"][0] for i in range(1, 5)}
-    assert tags == {"nhi-task": request.task.task_id, "nhi-agent": "demo-agent", "nhi-action": "storage.read",
-                    "nhi-grant": request.grant_id}
+    assert tags == {
+        "nhi-task": request.task.task_id,
+        "nhi-agent": "demo-agent",
+        "nhi-action": "storage.read",
+        "nhi-grant": request.grant_id,
+    }
     assert sent["SourceIdentity"] == ["demo-agent"]
     assert sent["RoleSessionName"] == [f"nhi-{request.task.task_id}"]
     assert sent["DurationSeconds"] == ["900"]  # the tier says 300 s; STS's minimum is 900 s
     assert {sent["TransitiveTagKeys.member.1"][0], sent["TransitiveTagKeys.member.2"][0]} == {
-        "nhi-task", "nhi-grant"}
+        "nhi-task",
+        "nhi-grant",
+    }
     # ... and the broker's own expiry is the tier's, not AWS's
     assert cred.expires_at <= datetime.now(UTC) + timedelta(seconds=300)
     assert datetime.fromisoformat(cred.public["aws_expires_at"]) > cred.expires_at + timedelta(seconds=500)
@@ -163,7 +230,8 @@ def test_aws_session_policy_follows_the_resource_action_mapping(aws_env: AwsEnv)
 def test_aws_credential_is_refused_when_the_action_maps_to_no_aws_action(aws_env: AwsEnv) -> None:
     backend = aws_env.backend()
     resource = make_resource("aws", _settings(aws_env, backend), name="bucket")
-    with pytest.raises(InvalidInput, match='^action: resource "bucket" maps no AWS actions to "iam.modify"'):
+    with pytest.raises(InvalidInput,
+                       match=r"^action: resource .bucket. maps no AWS actions to .iam\.modify"):
         backend.issue(make_request(resource, "iam.modify"))
 
 
@@ -183,22 +251,33 @@ def test_aws_tag_deny_revocation_attaches_deny_on_the_task_and_grant_tags(aws_en
     task = make_task()
     first = backend.issue(make_request(resource, "storage.read", task=task))
     second = backend.issue(make_request(resource, "storage.read", task=task))
-    assert first.task_handle == {"mode": "tag_deny", "scope": "task", "role_name": aws_env.role_name,
-                                 "task_id": task.task_id, "region": REGION, "endpoint_url": aws_env.moto.endpoint}
+    assert first.task_handle == {
+        "mode": "tag_deny",
+        "scope": "task",
+        "role_name": aws_env.role_name,
+        "task_id": task.task_id,
+        "region": REGION,
+        "endpoint_url": aws_env.moto.endpoint,
+    }
     assert second.task_handle is None and second.covered_by_task_handle
 
     backend.revoke(first.revocation)  # one grant (e.g. it leaked)
     backend.revoke(first.task_handle)  # the task ends
     backend.revoke(first.task_handle)  # idempotent
 
-    doc = aws_env.admin("iam").get_role_policy(RoleName=aws_env.role_name,
-                                               PolicyName=pol.REVOCATION_POLICY_NAME)["PolicyDocument"]
+    doc = aws_env.admin("iam").get_role_policy(
+        RoleName=aws_env.role_name, PolicyName=pol.REVOCATION_POLICY_NAME
+    )["PolicyDocument"]
     denies = {s["Sid"].rstrip("0123456789"): s for s in doc["Statement"]}
     assert denies["NhiRevokedGrant"]["Condition"] == {
-        "StringEquals": {"aws:PrincipalTag/nhi-grant": [first.revocation["grant_id"]]}}
+        "StringEquals": {"aws:PrincipalTag/nhi-grant": [first.revocation["grant_id"]]}
+    }
     assert denies["NhiRevokedTask"]["Condition"] == {
-        "StringEquals": {"aws:PrincipalTag/nhi-task": [task.task_id]}}
-    assert all(s["Effect"] == "Deny" and s["Action"] == "*" and s["Resource"] == "*" for s in doc["Statement"])
+        "StringEquals": {"aws:PrincipalTag/nhi-task": [task.task_id]}
+    }
+    assert all(
+        s["Effect"] == "Deny" and s["Action"] == "*" and s["Resource"] == "*" for s in doc["Statement"]
+    )
 
 
 def test_aws_task_handle_is_persisted_before_the_session_is_issued(aws_env: AwsEnv) -> None:
@@ -216,17 +295,40 @@ def test_aws_task_handle_is_persisted_before_the_session_is_issued(aws_env: AwsE
     cred = backend.issue(make_request(resource, "storage.read", task=task, persist_handle=persist))
     backend.issue(make_request(resource, "storage.read", task=task, persist_handle=persist))
     assert cred.task_handle is None
-    assert seen == [{"mode": "per_task_role", "scope": "task", "role_name": cred.revocation["role_name"],
-                     "task_id": task.task_id, "region": REGION, "endpoint_url": aws_env.moto.endpoint}]
+    assert seen == [
+        {
+            "mode": "per_task_role",
+            "scope": "task",
+            "role_name": cred.revocation["role_name"],
+            "task_id": task.task_id,
+            "region": REGION,
+            "endpoint_url": aws_env.moto.endpoint,
+        }
+    ]
 
 
 def test_aws_revocation_is_success_when_the_role_is_gone(aws_env: AwsEnv) -> None:
     backend = aws_env.backend()
     for mode in ("tag_deny", "per_task_role"):
-        backend.revoke({"mode": mode, "scope": "task", "role_name": "no-such-role", "task_id": "t",
-                        "endpoint_url": aws_env.moto.endpoint})
-        backend.revoke({"mode": mode, "scope": "grant", "role_name": "no-such-role", "task_id": "t",
-                        "grant_id": "g", "endpoint_url": aws_env.moto.endpoint})
+        backend.revoke(
+            {
+                "mode": mode,
+                "scope": "task",
+                "role_name": "no-such-role",
+                "task_id": "t",
+                "endpoint_url": aws_env.moto.endpoint,
+            }
+        )
+        backend.revoke(
+            {
+                "mode": mode,
+                "scope": "grant",
+                "role_name": "no-such-role",
+                "task_id": "t",
+                "grant_id": "g",
+                "endpoint_url": aws_env.moto.endpoint,
+            }
+        )
 
 
 # -- revocation: per_task_role (hard) ----------------------------------------------------------------
@@ -241,8 +343,11 @@ def test_aws_per_task_role_credentials_stop_working_after_the_task_is_revoked(aw
     assert role_name != aws_env.role_name and second.revocation["role_name"] == role_name
     assert first.task_handle is not None and second.task_handle is None
     assert ":role/nhi-broker/tasks/" in first.public["role_arn"]
-    assert _as_agent(aws_env, first, "sts").get_caller_identity()["Arn"].startswith(
-        f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/")
+    assert (
+        _as_agent(aws_env, first, "sts")
+        .get_caller_identity()["Arn"]
+        .startswith(f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/")
+    )
     assert _read_object(aws_env, first) == _read_object(aws_env, second) == OBJECT
 
     backend.revoke(first.task_handle)
@@ -254,7 +359,8 @@ def test_aws_per_task_role_credentials_stop_working_after_the_task_is_revoked(aw
     assert _read_object(aws_env, other_task) == OBJECT  # another task is untouched
     iam = aws_env.admin("iam")
     assert iam.get_role_policy(RoleName=role_name, PolicyName=pol.DENY_ALL_POLICY_NAME)["PolicyDocument"][
-        "Statement"] == [{"Sid": "NhiTaskRevoked", "Effect": "Deny", "Action": "*", "Resource": "*"}]
+        "Statement"
+    ] == [{"Sid": "NhiTaskRevoked", "Effect": "Deny", "Action": "*", "Resource": "*"}]
     trust = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
     assert [s["Effect"] for s in trust["Statement"]] == ["Deny"]
 
@@ -262,12 +368,21 @@ def test_aws_per_task_role_credentials_stop_working_after_the_task_is_revoked(aw
 # -- health ------------------------------------------------------------------------------------------
 def test_aws_backend_is_alive_with_valid_credentials_and_unavailable_otherwise(aws_env: AwsEnv) -> None:
     aws_env.backend().check_alive()
-    wrong = AwsStsBackend(AwsClientSettings(endpoint_url=aws_env.moto.endpoint, access_key_id="AKIAWRONG",
-                                            secret_access_key=Secret("wrong")))
+    wrong = AwsStsBackend(
+        AwsClientSettings(
+            endpoint_url=aws_env.moto.endpoint, access_key_id="AKIAWRONG", secret_access_key=Secret("wrong")
+        )
+    )
     with pytest.raises(UpstreamUnavailable, match="rejected the broker's credentials"):
         wrong.check_alive()
-    dead = AwsStsBackend(AwsClientSettings(endpoint_url="http://127.0.0.1:9", access_key_id="AKIAX",
-                                           secret_access_key=Secret("x"), connect_timeout=0.5))
+    dead = AwsStsBackend(
+        AwsClientSettings(
+            endpoint_url="http://127.0.0.1:9",
+            access_key_id="AKIAX",
+            secret_access_key=Secret("x"),
+            connect_timeout=0.5,
+        )
+    )
     with pytest.raises(UpstreamUnavailable, match="cannot reach AWS"):
         dead.check_alive()
 
@@ -290,6 +405,13 @@ def test_revocation_policy_falls_back_to_revoking_every_earlier_session_when_ful
     assert doc is not None
     assert len(json.dumps(doc, separators=(",", ":"))) <= pol.POLICY_BUDGET
     before = [s for s in doc["Statement"] if s["Sid"].startswith("NhiRevokedBefore")]
-    assert before == [{"Sid": "NhiRevokedBefore20260101120000", "Effect": "Deny", "Action": "*", "Resource": "*",
-                       "Condition": {"DateLessThan": {"aws:TokenIssueTime": "2026-01-01T12:00:00Z"}}}]
+    assert before == [
+        {
+            "Sid": "NhiRevokedBefore20260101120000",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"DateLessThan": {"aws:TokenIssueTime": "2026-01-01T12:00:00Z"}},
+        }
+    ]
     assert pol.is_revoked(doc["Statement"], pol.TAG_TASK, f"tsk_{399:032d}")  # later ones are listed again

@@ -9,7 +9,7 @@ from typing import Any
 
 import hvac
 import pytest
-from conftest import make_request, make_resource
+from support.backend_requests import make_request, make_resource
 
 from broker.backends._openbao_http import OpenBaoHTTP
 from broker.backends.openbao_kv import OpenBaoKVBackend, UnwrapVerdict, WrapState
@@ -32,8 +32,9 @@ def planted(openbao_http: OpenBaoHTTP) -> tuple[str, str]:
     path = f"agents/{uuid.uuid4().hex[:8]}/api-key"
     value = "sk_live_" + uuid.uuid4().hex
     with openbao_http.client() as c:
-        c.secrets.kv.v2.create_or_update_secret(path=path, secret={"api_key": value, "note": "demo"},
-                                                mount_point="secret")
+        c.secrets.kv.v2.create_or_update_secret(
+            path=path, secret={"api_key": value, "note": "demo"}, mount_point="secret"
+        )
     return path, value
 
 
@@ -47,29 +48,39 @@ def _resource(backend: OpenBaoKVBackend, path: str) -> Any:
     return make_resource("vault_kv", backend.validate_settings({"vault": {"mount": "secret", "path": path}}))
 
 
-def test_kv_settings_detect_the_kv_version_when_the_path_is_readable(backend: OpenBaoKVBackend,
-                                                                      planted: tuple[str, str]) -> None:
+def test_kv_settings_detect_the_kv_version_when_the_path_is_readable(
+    backend: OpenBaoKVBackend, planted: tuple[str, str]
+) -> None:
     assert backend.validate_settings({"vault": {"mount": "secret", "path": planted[0]}}) == {
-        "vault": {"mount": "secret", "path": planted[0], "kv_version": 2}}
+        "vault": {"mount": "secret", "path": planted[0], "kv_version": 2}
+    }
 
 
-@pytest.mark.parametrize(("settings", "message"), [
-    ({"vault": {"mount": "nokv", "path": "a"}}, 'vault.mount: no secrets engine is mounted at "nokv"'),
-    ({"vault": {"mount": "sys", "path": "a"}}, 'vault.mount: "sys" is a system engine, not a KV engine'),
-    ({"vault": {"mount": "secret", "path": "missing/x"}}, 'vault.path: no secret at "missing/x" in KV mount "secret"'),
-    ({"vault": {"mount": "secret", "path": "../sys"}}, "vault.path: invalid secret path"),
-    ({"vault": {"mount": "secret"}}, "vault.path: required"),
-    ({"vault": {"mount": "secret", "path": "a", "wrap": 1}}, "vault.wrap: unknown setting"),
-])
-def test_kv_settings_are_refused_naming_the_field(backend: OpenBaoKVBackend, settings: dict[str, Any],
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"vault": {"mount": "nokv", "path": "a"}}, 'vault.mount: no secrets engine is mounted at "nokv"'),
+        ({"vault": {"mount": "sys", "path": "a"}}, 'vault.mount: "sys" is a system engine, not a KV engine'),
+        (
+            {"vault": {"mount": "secret", "path": "missing/x"}},
+            'vault.path: no secret at "missing/x" in KV mount "secret"',
+        ),
+        ({"vault": {"mount": "secret", "path": "../sys"}}, "vault.path: invalid secret path"),
+        ({"vault": {"mount": "secret"}}, "vault.path: required"),
+        ({"vault": {"mount": "secret", "path": "a", "wrap": 1}}, "vault.wrap: unknown setting"),
+    ],
+)
+def test_kv_settings_are_refused_naming_the_field(
+    backend: OpenBaoKVBackend, settings: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidInput) as info:
         backend.validate_settings(settings)
     assert info.value.message.startswith(message)
 
 
 def test_kv_wrapped_secret_unwraps_once_and_a_second_unwrap_is_judged_tampering(
-        backend: OpenBaoKVBackend, planted: tuple[str, str]) -> None:
+    backend: OpenBaoKVBackend, planted: tuple[str, str]
+) -> None:
     path, value = planted
     cred = backend.issue(make_request(_resource(backend, path), "secrets.read", ttl=120))
     token = cred.secrets["wrapping_token"]
@@ -88,17 +99,24 @@ def test_kv_wrapped_secret_unwraps_once_and_a_second_unwrap_is_judged_tampering(
 
 
 def test_kv_unwrap_failure_is_not_tampering_when_revoked_expired_or_still_pending(
-        backend: OpenBaoKVBackend, planted: tuple[str, str]) -> None:
+    backend: OpenBaoKVBackend, planted: tuple[str, str]
+) -> None:
     cred = backend.issue(make_request(_resource(backend, planted[0]), "secrets.read", ttl=120))
-    assert backend.judge_unwrap_failure(cred.revocation, expires_at=cred.expires_at,
-                                        revoked=False) is UnwrapVerdict.NOT_CONSUMED
+    assert (
+        backend.judge_unwrap_failure(cred.revocation, expires_at=cred.expires_at, revoked=False)
+        is UnwrapVerdict.NOT_CONSUMED
+    )
     backend.revoke(cred.revocation)
     with pytest.raises(hvac.exceptions.InvalidRequest):
         _unwrap(cred.public["unwrap_addr"], cred.secrets["wrapping_token"])
-    assert backend.judge_unwrap_failure(cred.revocation, expires_at=cred.expires_at,
-                                        revoked=True) is UnwrapVerdict.REVOKED
+    assert (
+        backend.judge_unwrap_failure(cred.revocation, expires_at=cred.expires_at, revoked=True)
+        is UnwrapVerdict.REVOKED
+    )
     past = datetime.now(UTC) - timedelta(seconds=1)
-    assert backend.judge_unwrap_failure(cred.revocation, expires_at=past, revoked=False) is UnwrapVerdict.EXPIRED
+    assert (
+        backend.judge_unwrap_failure(cred.revocation, expires_at=past, revoked=False) is UnwrapVerdict.EXPIRED
+    )
 
 
 def test_kv_wrap_ttl_is_the_tier_ttl(backend: OpenBaoKVBackend, planted: tuple[str, str]) -> None:
@@ -116,8 +134,11 @@ def test_kv_revocation_is_idempotent(backend: OpenBaoKVBackend, planted: tuple[s
 
 
 def test_kv_secret_value_never_appears_in_what_the_broker_keeps_or_logs(
-        backend: OpenBaoKVBackend, planted: tuple[str, str], caplog: pytest.LogCaptureFixture,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    backend: OpenBaoKVBackend,
+    planted: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     path, value = planted
     caplog.set_level(logging.DEBUG)
     cred = backend.issue(make_request(_resource(backend, path), "secrets.read"))
@@ -132,12 +153,15 @@ def test_kv_secret_value_never_appears_in_what_the_broker_keeps_or_logs(
     assert FP(value) in cred.extra["fingerprints"]
 
 
-def test_kv_wraps_the_version_it_fingerprinted(backend: OpenBaoKVBackend, planted: tuple[str, str],
-                                               openbao_http: OpenBaoHTTP) -> None:
+def test_kv_wraps_the_version_it_fingerprinted(
+    backend: OpenBaoKVBackend, planted: tuple[str, str], openbao_http: OpenBaoHTTP
+) -> None:
     path, value = planted
     cred = backend.issue(make_request(_resource(backend, path), "secrets.read"))
     with openbao_http.client() as c:  # the secret is rotated after issuance
-        c.secrets.kv.v2.create_or_update_secret(path=path, secret={"api_key": "rotated"}, mount_point="secret")
+        c.secrets.kv.v2.create_or_update_secret(
+            path=path, secret={"api_key": "rotated"}, mount_point="secret"
+        )
     assert _unwrap(cred.public["unwrap_addr"], cred.secrets["wrapping_token"])["data"]["api_key"] == value
 
 
@@ -145,7 +169,9 @@ def test_kv_version_1_mount_is_wrapped_too(openbao_http: OpenBaoHTTP) -> None:
     mount = "kv1-" + uuid.uuid4().hex[:6]
     with openbao_http.client() as c:
         c.sys.enable_secrets_engine("kv", path=mount, options={"version": "1"})
-        c.secrets.kv.v1.create_or_update_secret(path="app/token", secret={"token": "v1-value"}, mount_point=mount)
+        c.secrets.kv.v1.create_or_update_secret(
+            path="app/token", secret={"token": "v1-value"}, mount_point=mount
+        )
     backend = OpenBaoKVBackend(openbao_http)
     settings = backend.validate_settings({"vault": {"mount": mount, "path": "app/token"}})
     assert settings["vault"]["kv_version"] == 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import make_request, make_resource
+from support.backend_requests import make_request, make_resource
 from support.postgres import PostgresServer
 
 from broker.backends._openbao_http import OpenBaoHTTP
@@ -32,18 +32,26 @@ class PgEnv:
 @pytest.fixture(scope="module")
 def pg_env(postgres_server: PostgresServer, openbao_http: OpenBaoHTTP) -> Iterator[PgEnv]:
     suffix = uuid.uuid4().hex[:10]
-    env = PgEnv(server=postgres_server, dbname=f"nhi_be_{suffix}", group=f"nhi_be_read_{suffix}",
-                role="readonly")
+    env = PgEnv(
+        server=postgres_server, dbname=f"nhi_be_{suffix}", group=f"nhi_be_read_{suffix}", role="readonly"
+    )
     with psycopg.connect(postgres_server.conninfo(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{env.dbname}"')
     with psycopg.connect(postgres_server.conninfo(env.dbname), autocommit=True) as conn:
         conn.execute("CREATE TABLE widgets (id int PRIMARY KEY, name text)")
         conn.execute("INSERT INTO widgets VALUES (1, 'sprocket'), (2, 'gear')")
     ensure_group_role(postgres_server.conninfo(env.dbname), env.group, dbname=env.dbname)
-    configure_openbao_role(openbao_http, role=env.role, group_role=env.group,
-                           connection_url=postgres_server.connection_url(env.dbname), username="postgres",
-                           password=Secret("unused-with-trust-auth"), connection_name=f"pg-{suffix}",
-                           default_ttl=600, max_ttl=3600)
+    configure_openbao_role(
+        openbao_http,
+        role=env.role,
+        group_role=env.group,
+        connection_url=postgres_server.connection_url(env.dbname),
+        username="postgres",
+        password=Secret("unused-with-trust-auth"),
+        connection_name=f"pg-{suffix}",
+        default_ttl=600,
+        max_ttl=3600,
+    )
     try:
         yield env
     finally:
@@ -65,44 +73,59 @@ def _resource(backend: PostgresBackend, env: PgEnv) -> Any:
 
 
 def _login(env: PgEnv, public: dict[str, Any], password: Secret) -> psycopg.Connection[Any]:
-    return psycopg.connect(env.server.conninfo(public["dbname"], user=public["username"],
-                                               password=password.reveal()), autocommit=True)
+    return psycopg.connect(
+        env.server.conninfo(public["dbname"], user=public["username"], password=password.reveal()),
+        autocommit=True,
+    )
 
 
 # -- settings ---------------------------------------------------------------------------------------
 def test_postgres_settings_are_accepted_and_connection_derived_when_role_exists(
-        backend: PostgresBackend, pg_env: PgEnv) -> None:
+    backend: PostgresBackend, pg_env: PgEnv
+) -> None:
     settings = backend.validate_settings({"vault": {"mount": "database", "role": pg_env.role}})
     assert settings["vault"] == {"mount": "database", "role": pg_env.role}
-    assert settings["connection"] == {"host": pg_env.server.host, "port": pg_env.server.port,
-                                      "dbname": pg_env.dbname, "sslmode": "disable"}
+    assert settings["connection"] == {
+        "host": pg_env.server.host,
+        "port": pg_env.server.port,
+        "dbname": pg_env.dbname,
+        "sslmode": "disable",
+    }
 
 
-def test_postgres_settings_are_refused_when_role_does_not_exist(backend: PostgresBackend, pg_env: PgEnv) -> None:
-    with pytest.raises(InvalidInput, match='^vault.role: role "nope" does not exist at mount "database"$'):
+def test_postgres_settings_are_refused_when_role_does_not_exist(
+    backend: PostgresBackend, pg_env: PgEnv
+) -> None:
+    with pytest.raises(InvalidInput, match=r'^vault\.role: role "nope" does not exist at mount "database"$'):
         backend.validate_settings({"vault": {"mount": "database", "role": "nope"}})
 
 
-def test_postgres_settings_are_refused_when_mount_does_not_exist(backend: PostgresBackend, pg_env: PgEnv) -> None:
-    with pytest.raises(InvalidInput, match='^vault.mount: no secrets engine is mounted at "nodb"$'):
+def test_postgres_settings_are_refused_when_mount_does_not_exist(
+    backend: PostgresBackend, pg_env: PgEnv
+) -> None:
+    with pytest.raises(InvalidInput, match=r'^vault\.mount: no secrets engine is mounted at "nodb"$'):
         backend.validate_settings({"vault": {"mount": "nodb", "role": pg_env.role}})
 
 
 def test_postgres_settings_are_refused_when_mount_is_not_a_database_engine(backend: PostgresBackend) -> None:
-    with pytest.raises(InvalidInput, match='^vault.mount: "secret" is a kv engine'):
+    with pytest.raises(InvalidInput, match=r'^vault\.mount: "secret" is a kv engine'):
         backend.validate_settings({"vault": {"mount": "secret", "role": "x"}})
 
 
-@pytest.mark.parametrize(("settings", "field"), [
-    ({}, "vault"),
-    ({"vault": {"mount": "database"}}, "vault.role"),
-    ({"vault": {"mount": "database", "role": "../../sys/raw"}}, "vault.role"),
-    ({"vault": {"mount": "/database", "role": "r"}}, "vault.mount"),
-    ({"vault": {"mount": "database", "role": "r", "ttl": 5}}, "vault.ttl"),
-    ({"vault": {"mount": "database", "role": "r"}, "connection": {"host": "a@b"}}, "connection.host"),
-])
-def test_postgres_settings_name_the_bad_field(backend: PostgresBackend, settings: dict[str, Any],
-                                              field: str) -> None:
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({}, "vault"),
+        ({"vault": {"mount": "database"}}, "vault.role"),
+        ({"vault": {"mount": "database", "role": "../../sys/raw"}}, "vault.role"),
+        ({"vault": {"mount": "/database", "role": "r"}}, "vault.mount"),
+        ({"vault": {"mount": "database", "role": "r", "ttl": 5}}, "vault.ttl"),
+        ({"vault": {"mount": "database", "role": "r"}, "connection": {"host": "a@b"}}, "connection.host"),
+    ],
+)
+def test_postgres_settings_name_the_bad_field(
+    backend: PostgresBackend, settings: dict[str, Any], field: str
+) -> None:
     with pytest.raises(InvalidInput) as info:
         backend.validate_settings(settings)
     assert info.value.field == field
@@ -110,7 +133,8 @@ def test_postgres_settings_name_the_bad_field(backend: PostgresBackend, settings
 
 # -- issue and revoke -------------------------------------------------------------------------------
 def test_postgres_credential_logs_in_and_revocation_kills_login_and_open_session(
-        backend: PostgresBackend, pg_env: PgEnv) -> None:
+    backend: PostgresBackend, pg_env: PgEnv
+) -> None:
     cred = backend.issue(make_request(_resource(backend, pg_env), "db.read", ttl=300))
     password = cred.secrets["password"]
     with _login(pg_env, cred.public, password) as first:
@@ -127,42 +151,55 @@ def test_postgres_credential_logs_in_and_revocation_kills_login_and_open_session
     with pytest.raises(psycopg.OperationalError):
         _login(pg_env, cred.public, password)
     with psycopg.connect(pg_env.server.conninfo()) as admin:
-        row = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (cred.public["username"],)).fetchone()
+        row = admin.execute(
+            "SELECT 1 FROM pg_roles WHERE rolname = %s", (cred.public["username"],)
+        ).fetchone()
     assert row is None
 
 
-def test_postgres_credential_cannot_write_through_a_read_role(backend: PostgresBackend, pg_env: PgEnv) -> None:
+def test_postgres_credential_cannot_write_through_a_read_role(
+    backend: PostgresBackend, pg_env: PgEnv
+) -> None:
     cred = backend.issue(make_request(_resource(backend, pg_env), "db.read"))
     try:
-        with _login(pg_env, cred.public, cred.secrets["password"]) as conn, \
-                pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with (
+            _login(pg_env, cred.public, cred.secrets["password"]) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
             conn.execute("INSERT INTO widgets VALUES (3, 'bolt')")
     finally:
         backend.revoke(cred.revocation)
 
 
-def test_postgres_lease_is_shortened_to_the_tier_ttl(backend: PostgresBackend, pg_env: PgEnv,
-                                                     openbao_http: OpenBaoHTTP) -> None:
+def test_postgres_lease_is_shortened_to_the_tier_ttl(
+    backend: PostgresBackend, pg_env: PgEnv, openbao_http: OpenBaoHTTP
+) -> None:
     cred = backend.issue(make_request(_resource(backend, pg_env), "db.read", ttl=120))  # role default: 600 s
     with openbao_http.client() as c:
         lease = c.adapter.put("/v1/sys/leases/lookup", json={"lease_id": cred.lease_id})["data"]
     assert 100 <= lease["ttl"] <= 120
     with psycopg.connect(pg_env.server.conninfo()) as admin:
-        (valid_until,) = admin.execute("SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s",
-                                       (cred.public["username"],)).fetchone()  # type: ignore[misc]
+        (valid_until,) = admin.execute(
+            "SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", (cred.public["username"],)
+        ).fetchone()  # type: ignore[misc]
     assert abs((valid_until - cred.expires_at).total_seconds()) < 5
     backend.revoke(cred.revocation)
 
 
 def test_postgres_credential_has_the_documented_shape_and_hides_the_password(
-        backend: PostgresBackend, pg_env: PgEnv) -> None:
+    backend: PostgresBackend, pg_env: PgEnv
+) -> None:
     cred = backend.issue(make_request(_resource(backend, pg_env), "db.read"))
     try:
         password = cred.secrets["password"].reveal()
         assert cred.kind == "postgres"
         assert {"username", "lease_id", "expires_at", "dsn", "dsn_template"} <= set(cred.public)
         assert cred.revocation == {"lease_id": cred.lease_id}
-        assert password not in repr(cred) and password not in str(cred.public) and password not in str(cred.revocation)
+        assert (
+            password not in repr(cred)
+            and password not in str(cred.public)
+            and password not in str(cred.revocation)
+        )
         assert ":****@" in cred.public["dsn"]
         full = cred.public["dsn_template"].format(password=password)
         with psycopg.connect(full, connect_timeout=5) as conn:

@@ -35,9 +35,14 @@ class AwsKeys:
     secret_access_key: str
 
     def client(self, service: str, endpoint: str, session_token: str | None = None) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=endpoint,
-                            aws_access_key_id=self.access_key_id,
-                            aws_secret_access_key=self.secret_access_key, aws_session_token=session_token)
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=endpoint,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            aws_session_token=session_token,
+        )
 
 
 @dataclass
@@ -99,8 +104,14 @@ def start_moto(workdir: Path) -> MotoServer:
     log = open(workdir / "moto.log", "ab")  # noqa: SIM115
     env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(recording), "AWS_DEFAULT_REGION": REGION}
     env.pop("MOTO_ENABLE_RECORDING", None)
-    proc = subprocess.Popen([_moto_binary(), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [_moto_binary(), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     server = MotoServer(endpoint=f"http://127.0.0.1:{port}", process=proc, recording=recording)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -121,12 +132,21 @@ def start_moto(workdir: Path) -> MotoServer:
 def bootstrap(server: MotoServer) -> AwsKeys:
     """Create the broker's IAM user (allow-all) with an access key, then turn IAM auth on."""
     server.set_auth(False)
-    iam = boto3.client("iam", region_name=REGION, endpoint_url=server.endpoint,
-                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    iam = boto3.client(
+        "iam",
+        region_name=REGION,
+        endpoint_url=server.endpoint,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+    )
     iam.create_user(UserName="nhi-broker")
-    iam.put_user_policy(UserName="nhi-broker", PolicyName="broker-admin", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    iam.put_user_policy(
+        UserName="nhi-broker",
+        PolicyName="broker-admin",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
     key = iam.create_access_key(UserName="nhi-broker")["AccessKey"]
     server.admin = AwsKeys(key["AccessKeyId"], key["SecretAccessKey"])
     server.set_auth(True)

@@ -29,21 +29,41 @@ class PostgresServer:
     _pg_ctl: str | None = field(default=None, repr=False)
 
     def conninfo(self, dbname: str = "postgres", user: str | None = None, password: str | None = None) -> str:
-        info = (f"host={self.host} port={self.port} dbname={dbname} user={user or self.superuser}"
-                " connect_timeout=5")
+        info = (
+            f"host={self.host} port={self.port} dbname={dbname} user={user or self.superuser}"
+            " connect_timeout=5"
+        )
         if password is not None:
             info += f" password={password}"
         return info
 
     def connection_url(self, dbname: str) -> str:
         """The OpenBao connection URL (templated: OpenBao fills in its own user and password)."""
-        return f"postgresql://{{{{username}}}}:{{{{password}}}}@{self.host}:{self.port}/{dbname}?sslmode=disable"
+        return (
+            f"postgresql://{{{{username}}}}:{{{{password}}}}@{self.host}:{self.port}/{dbname}?sslmode=disable"
+        )
 
     def stop(self) -> None:
         if self.private_dir is None or self._pg_ctl is None:
             return
-        subprocess.run(["runuser", "-u", "postgres", "--", self._pg_ctl, "-D", str(self.private_dir / "data"),
-                        "-m", "immediate", "-w", "stop"], capture_output=True, timeout=30, check=False)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                self._pg_ctl,
+                "-D",
+                str(self.private_dir / "data"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
         shutil.rmtree(self.private_dir, ignore_errors=True)
 
 
@@ -78,8 +98,10 @@ def find_or_start(host: str = "127.0.0.1", port: int = 5432) -> PostgresServer |
     if bindir is None:
         return "no PostgreSQL at 127.0.0.1:5432 and no PostgreSQL binaries (initdb/pg_ctl) to start one"
     if shutil.which("runuser") is None or os.geteuid() != 0:
-        return ("no PostgreSQL at 127.0.0.1:5432 and cannot start one as the postgres user "
-                "(needs root and runuser)")
+        return (
+            "no PostgreSQL at 127.0.0.1:5432 and cannot start one as the postgres user "
+            "(needs root and runuser)"
+        )
     base = Path(tempfile.mkdtemp(prefix="nhi-pg-", dir="/tmp"))
     os.chmod(base, 0o755)
     shutil.chown(base, user="postgres")
@@ -87,20 +109,48 @@ def find_or_start(host: str = "127.0.0.1", port: int = 5432) -> PostgresServer |
     sock.mkdir()
     shutil.chown(sock, user="postgres")
     run = ["runuser", "-u", "postgres", "--"]
-    init = subprocess.run([*run, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--no-sync",
-                           "--auth=trust", "-E", "UTF8"], capture_output=True, timeout=60, check=False)
+    init = subprocess.run(
+        [
+            *run,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--no-sync",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     if init.returncode != 0:
         shutil.rmtree(base, ignore_errors=True)
         return f"initdb failed: {init.stderr.decode(errors='replace')[:300]}"
     (data / "pg_hba.conf").write_text(
-        "local all all trust\n"
-        "host all postgres 127.0.0.1/32 trust\n"
-        "host all all 127.0.0.1/32 scram-sha-256\n")
+        "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+    )
     port = _free_port()
     server = PostgresServer(host="127.0.0.1", port=port, private_dir=base, _pg_ctl=str(bindir / "pg_ctl"))
-    start = subprocess.run([*run, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "pg.log"), "-w",
-                            "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off",
-                            "start"], capture_output=True, timeout=60, check=False)
+    start = subprocess.run(
+        [
+            *run,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "pg.log"),
+            "-w",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off",
+            "start",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     if start.returncode != 0:
         server.stop()
         return f"pg_ctl start failed: {start.stderr.decode(errors='replace')[:300]}"
