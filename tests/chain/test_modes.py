@@ -1,0 +1,64 @@
+"""Configurable behaviour after an escalation, and the alert webhook's delivery."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+from conftest import WebhookRecorder, token_is_dead
+from support.broker import start_broker
+
+from broker.chain.alerts import WebhookAlerter
+from broker.client import CredentialDenied
+from policies import DEFAULT_BUNDLE
+
+
+@pytest.mark.openbao
+def test_step_up_only_mode_revokes_everything_but_keeps_the_task_behind_step_up(openbao, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    raw = yaml.safe_load((bundle / "chain.yaml").read_text())
+    raw["on_escalation"] = "step_up_only"
+    (bundle / "chain.yaml").write_text(yaml.safe_dump(raw))
+    running = start_broker(tmp_path / "broker", openbao, policy_dir=bundle)
+    try:
+        agent = running.agent()
+        task_id = agent.open_task("demo", "step up after escalation")["task_id"]
+        token = agent.request_credential(task_id, "db.read", "demo-data").secret("token")
+        agent.request_credential(task_id, "secrets.read", "demo-secrets")
+        with pytest.raises(CredentialDenied) as exc:
+            agent.request_credential(task_id, "data.export", "demo-data")
+        assert exc.value.body["error"]["task_state"] == "active"
+        assert token_is_dead(openbao.address, token)
+        later = agent.request_credential(task_id, "db.read", "demo-data")  # 202: step-up, no credential
+        assert later.decision["outcome"] == "step_up" and not later.issued
+        assert any("step-up" in r for r in later.decision["reasons"])
+    finally:
+        running.stop()
+
+
+def test_alert_webhook_retries_a_failed_delivery():
+    rec = WebhookRecorder()
+    rec.fail_next = 1
+    alerter = WebhookAlerter(rec.url, timeout=1.0, attempts=3, backoff=0.05)
+    try:
+        alerter.send({"event": "task.escalated", "task_id": "tsk_retry", "detector": "burst"})
+        assert rec.wait_for("tsk_retry")["detector"] == "burst"
+        assert alerter.sent == 1 and alerter.failed == 0
+    finally:
+        alerter.close()
+        rec.close()
+
+
+def test_alert_webhook_that_never_answers_does_not_block_the_sender():
+    alerter = WebhookAlerter("http://127.0.0.1:9/unreachable", timeout=0.2, attempts=2, backoff=0.01)
+    try:
+        import time
+
+        start = time.monotonic()
+        alerter.send({"event": "task.escalated", "task_id": "tsk_x"})
+        assert time.monotonic() - start < 0.05  # queued, never sent inline
+    finally:
+        alerter.close(timeout=3)
+    assert alerter.failed == 1
