@@ -28,7 +28,7 @@ from broker.decisions import ApprovalContext, DecisionEngine
 from broker.errors import BrokerError, NotFound
 from broker.logging import get_logger
 from broker.metrics import Metrics
-from broker.models import Action, Agent, Task
+from broker.models import Action, Agent, Task, TaskState
 from broker.risk.engine import TableDecisionEngine
 from broker.secrets import Fingerprinter, Secret
 from broker.services.authn import AgentAuthenticator
@@ -77,6 +77,7 @@ class Container:
     metrics: Metrics
     engine_holder: Any
     chain: ChainService | None = None
+    scanning: Any = None  # broker.services.scanning.ScanService
     extra_routers: list[Any] = field(default_factory=list)
     workers: list[Any] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -108,7 +109,30 @@ class Container:
                         registry=registry, tasks=tasks, revocations=revocations, authenticator=authenticator,
                         metrics=metrics, engine_holder=holder)
         container.wire_chain()
+        container.scanning = _build_scanning(container, key)
+        tasks.on_issued.append(container.scanning.on_issued)
         return container
+
+    def handle_leak(self, match: Any, fingerprint: str, source: str) -> dict[str, Any]:
+        """A broker-issued secret was seen in ``source``: an incident. While its grant is active, the
+        grant is revoked and its task escalated (detector ``leaked_secret``) through the chain."""
+        with self.store.read() as conn:
+            grant = self.store.get_grant(conn, match.grant_id)
+            task = self.store.get_task(conn, match.task_id)
+        active = grant is not None and grant["state"] == "active"
+        self.audit.record("finding.leaked_grant", actor=source, task_id=match.task_id,
+                          outcome="escalating" if active else "already_inactive",
+                          data={"grant_id": match.grant_id, "agent": match.agent, "fingerprint": fingerprint,
+                                "source": source})
+        if not active:
+            return {"action": "none"}
+        if task is not None and task.state is TaskState.ACTIVE:
+            chain = self.chain_service()
+            with chain.lock(match.task_id):
+                chain.report_leak(match.task_id, match.grant_id, {"source": source, "fingerprint": fingerprint})
+            return {"action": "task_escalated"}
+        self.revocations.revoke_grant(grant, reason=f"leaked in {source}", actor="broker")
+        return {"action": "grant_revoked"}
 
     def wire_chain(self) -> None:
         """Chain detectors (``chain.yaml`` of the policy bundle) into the request flow."""
@@ -238,6 +262,18 @@ class EngineHolder:
 def _iso(value: Any) -> str | None:
     v = aware(value) if isinstance(value, datetime) else None
     return v.isoformat() if v else None
+
+
+def _build_scanning(container: Container, key: bytes) -> Any:
+    from broker.services.scanning import ScanService
+    from scanners.engine import Scanner
+    from scanners.known import KnownSecretIndex
+
+    known = KnownSecretIndex(key)
+    service = ScanService(Scanner(key=key, known=known), known, container.store, container.audit,
+                          container.handle_leak)
+    service.load_known()
+    return service
 
 
 def _build_verifier(settings: Settings, store: Store) -> Any:

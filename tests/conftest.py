@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.append(str(Path(__file__).parent))  # for `support`; never ahead of the real packages
 
 from support.broker import RunningBroker, start_broker  # noqa: E402
 

@@ -52,7 +52,7 @@ def create_app(container: Container) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.error("request.failed", error_type=type(exc).__name__)
+        log.error("request.failed", error_type=type(exc).__name__, exc_info=exc)
         return JSONResponse({"error": {"code": "internal_error", "message": "internal error; see broker logs"}},
                             status_code=500)
 

@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 
 from broker.api.deps import AgentDep, ContainerDep
 from broker.api.presenters import credential_body, task_body
-from broker.api.schemas import CredentialIn, EventIn, TaskIn
+from broker.api.schemas import CredentialIn, EventIn, ScanIn, TaskIn
 from broker.chain.model import StepKind
+from broker.services.scanning import finding_body
 
 router = APIRouter(prefix="/v1", tags=["agent"])
 
@@ -48,6 +49,16 @@ def report_event(task_id: str, body: EventIn, agent: AgentDep, c: ContainerDep) 
     with chain.lock(task_id):
         c.tasks.ensure_active(task, datetime.now(UTC))
         return chain.record_event(agent, task, StepKind(body.kind), body.text, body.action, body.resource)
+
+
+@router.post("/scan")
+async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
+    """Scan text for secrets; returns findings and a redacted copy. A broker-issued secret found
+    here is an incident: its task is escalated (revoked and quarantined)."""
+    outcome = await c.scanning.scan(body.text, source=f"scan:{agent.name}")
+    return {"findings": [finding_body(f, agent.name) for f in outcome.result.findings],
+            "redacted_text": outcome.result.redacted_text,
+            "leaks": [{"action": leak["action"]} for leak in outcome.leaks]}
 
 
 @router.delete("/tasks/{task_id}")

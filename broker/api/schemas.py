@@ -79,3 +79,8 @@ class EventIn(Strict):
     text: str | None = Field(default=None, max_length=1_000_000)
     action: str | None = Field(default=None, min_length=1, max_length=128)
     resource: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class ScanIn(Strict):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    text: str = Field(max_length=1_048_576, description="text to scan (up to 1 MiB)")

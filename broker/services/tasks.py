@@ -33,7 +33,8 @@ class CredentialResult:
     approval_id: str | None = None
 
 
-IssuedHook = Callable[[str, str, str, list[str]], None]  # grant_id, task_id, agent, fingerprints
+# grant_id, task_id, agent, {fingerprint: secret length} (the length narrows leak matching)
+IssuedHook = Callable[[str, str, str, dict[str, int]], None]
 
 
 class TaskService:
@@ -186,7 +187,8 @@ class TaskService:
                                   outcome="error", data={"decision_id": decision.decision_id,
                                                          "backend": resource.kind, "error": exc.message})
             raise
-        fingerprints = [self.fingerprint(s) for s in credential.secrets.values()]
+        lengths = {self.fingerprint(s): len(s.reveal()) for s in credential.secrets.values()}
+        fingerprints = list(lengths)
         # the broker's own expiry is the tier's TTL even when the backend's is longer
         expires_at = min(credential.expires_at, datetime.now(UTC) + timedelta(seconds=decision.ttl_seconds))
         with self.store.write() as conn:
@@ -207,7 +209,7 @@ class TaskService:
                                     "uses": decision.uses})
         for hook in self.on_issued:
             try:
-                hook(grant_id, task.task_id, agent.name, fingerprints)
+                hook(grant_id, task.task_id, agent.name, lengths)
             except Exception:  # a hook must never lose a credential's record
                 log.exception("issued_hook.failed", grant_id=grant_id)
         return CredentialResult(decision=decision, credential=credential, grant_id=grant_id)

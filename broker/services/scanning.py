@@ -1,0 +1,82 @@
+"""Secret scanning wired to the broker: every issued secret is known; a leak is an incident.
+
+The engine (``scanners``) knows nothing of the broker. This service keeps the engine's
+:class:`KnownSecretIndex` in step with issuance (fingerprints only, never the secret), scans text
+off the event loop, and turns a broker-issued secret found anywhere into an audited incident:
+its task is escalated (every grant revoked, task quarantined) through ``on_leak``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from broker.audit import AuditLog
+from broker.logging import get_logger
+from broker.store.repo import Store
+from scanners.engine import Finding, ScanResult, Scanner, scan_text_async
+from scanners.known import GrantMatch, KnownSecretIndex
+
+log = get_logger("nhi-broker.scanning")
+
+LeakHandler = Callable[[GrantMatch, str, str], dict[str, Any]]  # match, fingerprint, source -> outcome
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOutcome:
+    result: ScanResult
+    leaks: tuple[dict[str, Any], ...]
+
+
+class ScanService:
+    def __init__(self, scanner: Scanner, known: KnownSecretIndex, store: Store, audit: AuditLog,
+                 on_leak: LeakHandler) -> None:
+        self.scanner = scanner
+        self.known = known
+        self.store = store
+        self.audit = audit
+        self.on_leak = on_leak
+
+    def load_known(self) -> int:
+        """Rebuild the index from the store's active grants (at start-up and periodically)."""
+        with self.store.read() as conn:
+            rows = self.store.active_grant_fingerprints(conn)
+        for row in rows:
+            for fp in row["fingerprints"] or []:
+                self.known.add(fp, GrantMatch(row["grant_id"], row["task_id"], row["agent"]))
+        return len(rows)
+
+    def on_issued(self, grant_id: str, task_id: str, agent: str, lengths: dict[str, int]) -> None:
+        match = GrantMatch(grant_id, task_id, agent)
+        for fp, length in lengths.items():
+            self.known.add(fp, match, length=length)
+
+    def scan_sync(self, text: str, *, source: str) -> ScanOutcome:
+        result = self.scanner.scan_and_redact(text)
+        return ScanOutcome(result, self._handle(result.findings, source))
+
+    async def scan(self, text: str, *, source: str) -> ScanOutcome:
+        result = await scan_text_async(self.scanner, text)
+        leaks = await asyncio.to_thread(self._handle, result.findings, source) if any(
+            f.grant is not None for f in result.findings) else ()
+        return ScanOutcome(result, tuple(leaks))
+
+    def _handle(self, findings: tuple[Finding, ...] | list[Finding], source: str) -> tuple[dict[str, Any], ...]:
+        leaks = []
+        for f in findings:
+            if f.grant is None:
+                continue
+            outcome = self.on_leak(f.grant, f.fingerprint, source)
+            leaks.append({"grant_id": f.grant.grant_id, "task_id": f.grant.task_id, "agent": f.grant.agent,
+                          "fingerprint": f.fingerprint, **outcome})
+        return tuple(leaks)
+
+
+def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
+    """A finding as the API shows it; another agent's grant is named only as broker-issued."""
+    body = f.to_dict()
+    if f.grant is not None and caller is not None and f.grant.agent != caller:
+        body["grant"] = {"issued_by_broker": True}
+    return body
