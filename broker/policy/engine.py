@@ -19,7 +19,9 @@ Order of a decision (any exception anywhere: ``deny``, with the error in the rea
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from pathlib import Path
 
 import cedarpy
@@ -28,10 +30,11 @@ from broker.decisions import Decision, DecisionInput
 from broker.models import Action, Mode, Outcome, RiskAssessment, Tier
 from broker.policy.bundle import SCHEMA, Bundle, PolicyInfo, load_bundle
 from broker.policy.problems import Problem
-from broker.policy.request import build, synthetic_input
+from broker.policy.request import CedarRequest, action_entities, build, synthetic_input
 from broker.risk.model import RiskInput
 
 _POLICY_ERROR = re.compile(r"error while evaluating policy `([^`]+)`")
+_ENTITY_CACHE_SIZE = 4096
 _MODE_STRICTNESS = {Mode.MONITOR: 0, Mode.REVIEW: 1, Mode.INLINE: 2}
 
 
@@ -41,6 +44,24 @@ class CedarDecisionEngine:
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.bundle_hash = bundle.bundle_hash
+        self._actions = cedarpy.Entities.from_json_str(json.dumps(action_entities(bundle.catalog)))
+        # agent+profile+resource+task JSON -> parsed handle: a task's later requests parse nothing
+        self._entities: dict[str, cedarpy.Entities] = {}
+        self._cache_lock = threading.Lock()
+
+    def _evaluate(self, cr: CedarRequest, policies: cedarpy.PolicySet) -> cedarpy.AuthzResult:
+        """One Cedar call. The schema is not passed: the policies were validated against it at load
+        and the smoke check proved the request shape conforms; what remains (a missing entity, an
+        overflow) surfaces as a diagnostics error, which denies. Parsed entities are cached by content."""
+        key = json.dumps(cr.entities, separators=(",", ":"))
+        entities = self._entities.get(key)
+        if entities is None:
+            entities = self._actions.with_added_json_str(key)
+            with self._cache_lock:  # misses only; hits read the dict without a lock
+                while len(self._entities) >= _ENTITY_CACHE_SIZE:
+                    del self._entities[next(iter(self._entities))]  # oldest first
+                self._entities[key] = entities
+        return cedarpy.is_authorized(cr.request, policies, entities)
 
     @classmethod
     def from_dir(cls, directory: Path) -> CedarDecisionEngine:
@@ -132,9 +153,7 @@ class CedarDecisionEngine:
 
         cr = build(request, action, resource, risk, mode=mode, tier_ttl=cost.ttl_seconds, remaining=remaining)
         approved = bool(request.approval and request.approval.approved)
-        result = cedarpy.is_authorized(
-            cr.request, b.lifted_set if approved else b.policy_set, cr.entities, b.schema
-        )
+        result = self._evaluate(cr, b.lifted_set if approved else b.policy_set)
         errors = result.diagnostics.errors
         if errors:
             return self._deny(
@@ -169,7 +188,7 @@ class CedarDecisionEngine:
                 request, why, *(_describe(i) for i in hard), risk=risk, mode=mode, policy_ids=ids
             )
         # only step-up forbids fired: would the request pass once they are lifted?
-        lifted = cedarpy.is_authorized(cr.request, b.lifted_set, cr.entities, b.schema)
+        lifted = self._evaluate(cr, b.lifted_set)
         if lifted.diagnostics.errors:
             return self._deny(
                 request,

@@ -67,6 +67,8 @@ class PolicyHolder:
         self.directory = Path(directory)
         self._lock = threading.Lock()
         self._last_refused: str | None = None
+        # the active bundle's hash (an attribute, as the DecisionEngine port asks; updated on reload)
+        self.bundle_hash: str = engine.bundle_hash
 
     @classmethod
     def load(cls, directory: Path) -> PolicyHolder:
@@ -79,10 +81,6 @@ class PolicyHolder:
 
     def catalog(self) -> Mapping[str, Action]:
         return self._engine.bundle.catalog
-
-    @property
-    def bundle_hash(self) -> str:
-        return self._engine.bundle_hash
 
     def decide(self, request: DecisionInput) -> Decision:
         return self._engine.decide(request)
@@ -135,6 +133,7 @@ class PolicyHolder:
             changed = bundle.bundle_hash != previous
             if changed:
                 self._engine = CedarDecisionEngine(bundle)
+                self.bundle_hash = bundle.bundle_hash
             return ReloadResult(
                 ok=True,
                 changed=changed,

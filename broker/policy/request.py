@@ -7,6 +7,7 @@ summary. Nothing comes from the agent's own words. The shapes match ``schema.ced
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from broker.decisions import ApprovalContext, ChainSummary, DecisionInput
 from broker.models import (
     Action,
     Agent,
+    Consequence,
     DecisionId,
     Environment,
     Mode,
@@ -36,7 +38,12 @@ _FACTORS = ("consequence", "sensitivity", "environment", "trust", "unattended_ir
 @dataclass(frozen=True, slots=True)
 class CedarRequest:
     request: dict[str, Any]
-    entities: list[dict[str, Any]]
+    stable: list[dict[str, Any]]  # agent, profile, resource: the same across many requests (cacheable)
+    task: dict[str, Any]  # the task: new for every task
+
+    @property
+    def entities(self) -> list[dict[str, Any]]:
+        return [*self.stable, self.task]
 
 
 def _uid(kind: str, ident: str) -> dict[str, str]:
@@ -57,14 +64,18 @@ def build(
     task_attrs: dict[str, Any] = {"purpose": task.purpose}
     if task.on_behalf_of is not None:
         task_attrs["on_behalf_of"] = task.on_behalf_of
-    entities: list[dict[str, Any]] = [
+    task_entity = {
+        "uid": _uid("Task", task.task_id),
+        "parents": [_uid("Profile", profile.name)],
+        "attrs": task_attrs,
+    }
+    stable: list[dict[str, Any]] = [
         {
             "uid": _uid("Agent", agent.name),
             "parents": [],
             "attrs": {
                 "owner": agent.owner,
                 "trust_level": agent.trust_level.value,
-                "profiles": list(agent.profiles),
             },
         },
         {
@@ -74,10 +85,8 @@ def build(
                 "ceiling": profile.ceiling.value,
                 "ceiling_rank": profile.ceiling.rank,
                 "max_lifetime_seconds": profile.max_lifetime_seconds,
-                "allowed_actions": list(profile.allowed_actions),
             },
         },
-        {"uid": _uid("Task", task.task_id), "parents": [_uid("Profile", profile.name)], "attrs": task_attrs},
         {
             "uid": _uid("Resource", resource.name),
             "parents": [],
@@ -124,7 +133,7 @@ def build(
         "resource": _uid("Resource", resource.name),
         "context": context,
     }
-    return CedarRequest(request=request, entities=entities)
+    return CedarRequest(request=request, stable=stable, task=task_entity)
 
 
 def synthetic_input(action: Action, *, decision_id: str = "smoke") -> DecisionInput:
@@ -171,3 +180,14 @@ def synthetic_input(action: Action, *, decision_id: str = "smoke") -> DecisionIn
         now=now,
         approval=ApprovalContext(approval_id="smoke-approval", approved=False),
     )
+
+
+def action_entities(catalog: Mapping[str, Action]) -> list[dict[str, Any]]:
+    """The action hierarchy (each catalog action in its consequence group), as entities: evaluation
+    runs without the schema (it was applied at load), so the groups must be given explicitly."""
+    groups = [{"uid": _uid("Action", c.value), "parents": [], "attrs": {}} for c in Consequence]
+    members = [
+        {"uid": _uid("Action", name), "parents": [_uid("Action", a.consequence.value)], "attrs": {}}
+        for name, a in sorted(catalog.items())
+    ]
+    return groups + members

@@ -96,3 +96,10 @@ def test_info_names_the_active_bundle(bundle_copy: Path) -> None:
     info = holder.info()
     assert info["bundle_hash"] == holder.bundle_hash and info["directory"] == str(bundle_copy)
     assert "step-up-critical" in info["policies"] and "policies/40-step-up.cedar" in info["files"]
+
+
+def test_holder_satisfies_the_decision_engine_port(bundle_copy: Path) -> None:
+    from broker.decisions import DecisionEngine
+
+    holder: DecisionEngine = PolicyHolder.load(bundle_copy)
+    assert holder.bundle_hash == holder.decide(make_input("db.read", "demo-data")).bundle_hash
