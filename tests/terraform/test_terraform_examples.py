@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TERRAFORM_DIR
 
 pytestmark = pytest.mark.terraform
+
+TERRAFORM_DIR = Path(__file__).resolve().parents[2] / "terraform"
 
 CONFIG_DIRS = sorted({str(p.parent.relative_to(TERRAFORM_DIR))
                       for p in TERRAFORM_DIR.glob("**/*.tf") if ".terraform" not in p.parts})
