@@ -42,9 +42,11 @@ class OpenBaoSettings(BaseModel):
     token: SecretStr = SecretStr("")
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     token_ttl_max_seconds: int = 86400
+    public_addr: str | None = None  # where agents reach OpenBao (unwrap); default: addr
 
 
 class AwsSettings(BaseModel):
+    enabled: bool = False  # register the `aws` backend (credentials: boto3's standard chain)
     region: str = "us-east-1"
     endpoint_url: str | None = None
     revocation_mode: Literal["tag_deny", "per_task_role"] = "tag_deny"

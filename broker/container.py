@@ -99,7 +99,7 @@ class Container:
                            timeout=settings.openbao.timeout_seconds)
         token_backend = OpenBaoTokenBackend(http)
         token_backend.bootstrap()
-        backends: dict[str, CredentialBackend] = {"vault_token": token_backend}
+        backends = _build_backends(settings, http, token_backend, fingerprint)
         revocations = RevocationService(store, audit, backends)
         metrics = Metrics()
         tasks = TaskService(store, audit, holder.engine, holder.catalog, backends, revocations, fingerprint)
@@ -262,6 +262,25 @@ class EngineHolder:
 def _iso(value: Any) -> str | None:
     v = aware(value) if isinstance(value, datetime) else None
     return v.isoformat() if v else None
+
+
+def _build_backends(settings: Settings, http: OpenBaoHTTP, token_backend: OpenBaoTokenBackend,
+                    fingerprint: Fingerprinter) -> dict[str, CredentialBackend]:
+    from broker.backends.openbao_kv import OpenBaoKVBackend
+    from broker.backends.postgres import PostgresBackend
+
+    backends: dict[str, CredentialBackend] = {
+        "vault_token": token_backend,
+        "vault_kv": OpenBaoKVBackend(http, fingerprinter=fingerprint, public_addr=settings.openbao.public_addr),
+        "postgres": PostgresBackend(http),
+    }
+    if settings.aws.enabled:
+        from broker.backends.aws_sts import AwsClientSettings, AwsRevocationMode, AwsStsBackend
+
+        backends["aws"] = AwsStsBackend(AwsClientSettings(region=settings.aws.region,
+                                                          endpoint_url=settings.aws.endpoint_url),
+                                        mode=AwsRevocationMode(settings.aws.revocation_mode))
+    return backends
 
 
 def _build_scanning(container: Container, key: bytes) -> Any:

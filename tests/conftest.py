@@ -10,9 +10,9 @@ import pytest
 
 sys.path.append(str(Path(__file__).parent))  # for `support`; never ahead of the real packages
 
-from support.broker import RunningBroker, start_broker  # noqa: E402
+from support.broker import RunningBroker, start_broker
 
-from broker.openbao_server import OpenBaoServer, start_dev_server  # noqa: E402
+from broker.openbao_server import OpenBaoServer, start_dev_server
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +57,13 @@ def pg_database(pg_server):
     yield f"postgresql+psycopg://{pg_server.superuser}@{pg_server.host}:{pg_server.port}/{name}"
     with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real moto server on loopback with IAM auth on; ``.admin`` holds the broker's keys."""
+    from support.moto import start_moto
+
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()

@@ -95,12 +95,14 @@ class OpenBaoKVBackend:
         mount, path, version = vault["mount"], vault["path"], int(vault.get("kv_version", 1))
         url = _read_path(mount, path, version)
         fingerprints: list[str] = []
+        lengths: dict[str, int] = {}
         with self.http.client() as c:
             if self.fingerprinter is not None:
                 current = c.adapter.get(url) or {}
                 data = current.get("data") or {}
                 values = data.get("data") if version == 2 else data
-                fingerprints = sorted({self.fingerprinter(v) for v in _strings(values)})
+                lengths = {self.fingerprinter(v): len(v) for v in _strings(values)}
+                fingerprints = sorted(lengths)
                 kv_meta = data.get("metadata") or {}
                 if version == 2 and kv_meta.get("version"):
                     url += f"?version={int(kv_meta['version'])}"  # wrap exactly what was fingerprinted
@@ -126,7 +128,8 @@ class OpenBaoKVBackend:
             expires_at=expires,
             revocation={"wrapping_accessor": info["accessor"]},
             accessor=str(info["accessor"]),
-            extra={"fingerprints": fingerprints, "creation_path": info.get("creation_path")},
+            extra={"fingerprints": fingerprints, "fingerprint_lengths": lengths,
+                   "creation_path": info.get("creation_path")},
         )
 
     def revoke(self, reference: Mapping[str, Any]) -> None:

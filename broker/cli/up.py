@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
            port: int = typer.Option(8080, "--port", min=0, max=65535, help="API port on 127.0.0.1."),
            log_format: str = typer.Option("console", "--log-format", help="console | json")) -> None:
         """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
-        from broker.demo import seed_openbao, seed_registry
+        from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
         from broker.openbao_server import start_dev_server
 
         configure_logging(log_format)
@@ -96,11 +96,16 @@ def register(app: typer.Typer) -> None:
                                 openbao={"addr": bao.address, "token": bao.root_token.reveal()})  # type: ignore[arg-type]
             url = f"http://127.0.0.1:{port}"
 
+            postgres_note: dict[str, str | None] = {}
+
             def ready(container: Any) -> None:
                 from broker.backends._openbao_http import OpenBaoHTTP
 
-                seed_openbao(OpenBaoHTTP(bao.address, bao.root_token))
-                seed_registry(container)
+                http = OpenBaoHTTP(bao.address, bao.root_token)
+                seed_openbao(http)
+                seed_kv(http)
+                postgres_note["skipped"] = seed_postgres(http)
+                seed_registry(container, with_postgres=postgres_note["skipped"] is None)
 
             def listening(container: Any) -> None:
                 up_json.write_text("")
@@ -110,7 +115,7 @@ def register(app: typer.Typer) -> None:
                     "openbao_addr": bao.address, "openbao_token": bao.root_token.reveal(),
                     "data_dir": str(data_dir.resolve()), "pid": os.getpid(),
                     "database_url": settings.resolved_database_url()}, indent=2))
-                _summary(url, data_dir, bao.address, container)
+                _summary(url, data_dir, bao.address, container, postgres_note.get("skipped"))
 
             run_server(settings, on_ready=ready, on_listening=listening)
         finally:
@@ -128,15 +133,18 @@ def register(app: typer.Typer) -> None:
         run_server(settings)
 
 
-def _summary(url: str, data_dir: Path, bao_addr: str, container: Any) -> None:
+def _summary(url: str, data_dir: Path, bao_addr: str, container: Any, pg_skipped: str | None) -> None:
     dd = str(data_dir)
+    pg = ("demo-db (dynamic PostgreSQL login via OpenBao's database engine)" if pg_skipped is None
+          else f"demo-db NOT configured: {pg_skipped}")
     console.print(f"""
 [bold green]nhi-broker is up[/bold green]
   API        {url}   (OpenAPI docs: {url}/docs)
   OpenBao    {bao_addr}   (dev server, in memory)
   store      {container.settings.resolved_database_url()}
   admin      token in {dd}/up.json (and {dd}/admin.token)
-  demo       agent demo-agent (profile demo); resources demo-data, demo-secrets, prod-payments
+  demo       agent demo-agent (profile demo); resources demo-data, demo-secrets, prod-payments, demo-kv
+             {pg}
 
 Try it:
   TOKEN=$(nhi-broker agent token demo-agent --data-dir {dd})

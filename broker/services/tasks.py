@@ -188,7 +188,10 @@ class TaskService:
                                                          "backend": resource.kind, "error": exc.message})
             raise
         lengths = {self.fingerprint(s): len(s.reveal()) for s in credential.secrets.values()}
-        fingerprints = list(lengths)
+        # a backend may also fingerprint the secret material behind the credential (e.g. the KV
+        # values a wrapping token unwraps to), so the scanner recognises those when they leak
+        lengths.update(credential.extra.get("fingerprint_lengths") or {})
+        fingerprints = list(dict.fromkeys([*lengths, *(credential.extra.get("fingerprints") or [])]))
         # the broker's own expiry is the tier's TTL even when the backend's is longer
         expires_at = min(credential.expires_at, datetime.now(UTC) + timedelta(seconds=decision.ttl_seconds))
         with self.store.write() as conn:

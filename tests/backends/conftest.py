@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import pathlib
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 sys.path.append(str(pathlib.Path(__file__).parents[1]))
 
-from support.moto import MotoServer, start_moto
 from support.postgres import PostgresServer
 
 from broker.backends._openbao_http import OpenBaoHTTP
@@ -32,12 +30,4 @@ def openbao_http(openbao: OpenBaoServer) -> OpenBaoHTTP:
 def postgres_server(pg_server: PostgresServer) -> PostgresServer:
     return pg_server
 
-
-# -- moto ----------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = start_moto(tmp_path_factory.mktemp("moto"))
-    try:
-        yield server
-    finally:
-        server.stop()
+# the session-scoped `moto_server` fixture lives in tests/conftest.py

@@ -16,7 +16,7 @@ from broker.backends._openbao_http import OpenBaoHTTP
 from broker.client import AdminClient, BrokerClient
 from broker.config import Settings
 from broker.container import Container
-from broker.demo import seed_openbao, seed_registry
+from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
 from broker.identity import DevIssuer
 from broker.openbao_server import OpenBaoServer
 from rotation.revocation_worker import RevocationWorker
@@ -66,14 +66,20 @@ class RunningBroker:
 
 
 def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = "", workers: bool = True,
-                 **overrides: Any) -> RunningBroker:
+                 postgres: Any = None, **overrides: Any) -> RunningBroker:
+    """``postgres``: a tests.support.postgres.PostgresServer to configure `demo-db` against."""
     settings = Settings(dev_mode=True, data_dir=data_dir, database_url=database_url, dev_issuer=True,
                         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
                         openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},  # type: ignore[arg-type]
                         **overrides)
     container = Container.build(settings)
-    seed_openbao(OpenBaoHTTP(openbao.address, openbao.root_token))
-    seed_registry(container)
+    http = OpenBaoHTTP(openbao.address, openbao.root_token)
+    seed_openbao(http)
+    seed_kv(http)
+    pg_skipped = seed_postgres(http, postgres.host, postgres.port) if postgres is not None else "not requested"
+    if postgres is not None and pg_skipped:
+        raise RuntimeError(f"demo-db could not be configured: {pg_skipped}")
+    seed_registry(container, with_postgres=pg_skipped is None)
     if workers:
         worker = RevocationWorker(container, interval=0.2)
         worker.start()

@@ -1,0 +1,52 @@
+"""Every backend through the broker's HTTP API: dynamic PostgreSQL logins and wrapped KV reads."""
+
+from __future__ import annotations
+
+import hvac
+import psycopg
+import pytest
+
+from support.broker import start_broker
+
+pytestmark = [pytest.mark.openbao]
+
+
+@pytest.fixture(scope="module")
+def pg_broker(openbao, pg_server, tmp_path_factory):
+    running = start_broker(tmp_path_factory.mktemp("pgbroker"), openbao, postgres=pg_server)
+    yield running
+    running.stop()
+
+
+@pytest.mark.postgres
+def test_postgres_credential_logs_in_and_dies_with_its_task(pg_broker, pg_server):
+    agent = pg_broker.agent()
+    info = agent.open_task("demo", "query the demo db")
+    cred = agent.request_credential(info["task_id"], "db.read", "demo-db")
+    assert cred.fields["kind"] == "postgres" and cred.fields["lease_id"].startswith("database/creds/")
+    assert "****" in cred.fields.get("dsn", "****") and cred.secret("password") not in str(cred.fields)
+    conninfo = pg_server.conninfo(user=cred.fields["username"], password=cred.secret("password"))
+    session = psycopg.connect(conninfo, autocommit=True)
+    assert session.execute("SELECT 1").fetchone() == (1,)
+    agent.end_task(info["task_id"])
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(conninfo)
+    with pytest.raises(psycopg.Error):  # the open session was terminated too
+        session.execute("SELECT 1")
+    session.close()
+
+
+def test_secret_read_on_kv_resource_returns_single_use_wrapping_token(broker):
+    agent = broker.agent()
+    with agent.task("demo", "fetch the api key") as task:
+        cred = task.credential("secrets.read", "demo-kv")
+        assert cred.decision["mode"] == "inline" and cred.fields["kind"] == "vault_kv"
+        client = hvac.Client(url=broker.openbao.address, token=cred.secret("wrapping_token"))
+        first = client.sys.unwrap()
+        assert first["data"]["data"]["api_key"].startswith("demo_")
+        with pytest.raises(hvac.exceptions.VaultError):
+            client.sys.unwrap()
+        # the unwrapped value itself is known to the scanner as broker-issued
+        api_key = first["data"]["data"]["api_key"]
+        found = broker.container.scanning.scanner.scan(f"leaked: {api_key}")
+        assert any(f.grant is not None and f.grant.task_id == task.task_id for f in found)
