@@ -45,6 +45,20 @@ def decision_rows(conn: Connection, task_id: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
+def decision_facts(conn: Connection, task_id: str) -> list[dict[str, Any]]:
+    """Like :func:`decision_rows` but only the facts detectors need, extracted in SQL (the full
+    JSON records are large; this runs on every request, before issuance)."""
+    d = t.decisions.c
+    inputs = d.record["inputs"]
+    rows = conn.execute(select(
+        d.decision_id, d.action, d.resource, d.outcome, d.tier, d.created_at,
+        inputs["consequence"].as_string().label("consequence"),
+        inputs["sensitivity"].as_string().label("sensitivity"),
+        inputs["resource_external"].as_boolean().label("external"),
+    ).where(d.task_id == task_id).order_by(d.created_at))
+    return [dict(r._mapping) for r in rows]
+
+
 def _ts(value: Any) -> datetime:
     v = aware(value)
     assert v is not None
@@ -52,13 +66,12 @@ def _ts(value: Any) -> datetime:
 
 
 def step_from_decision(row: Mapping[str, Any], consequence_of: Mapping[str, str]) -> ChainStep:
-    inputs = (row.get("record") or {}).get("inputs") or {}
-    external = inputs.get("resource_external")
+    external = row.get("external")
     return ChainStep(
         ref=row["decision_id"], kind=StepKind.CREDENTIAL_REQUEST, at=_ts(row["created_at"]),
         action=row["action"], resource=row["resource"],
-        consequence=inputs.get("consequence") or consequence_of.get(row["action"]),
-        sensitivity=inputs.get("sensitivity"), external=bool(external) if external is not None else None,
+        consequence=row.get("consequence") or consequence_of.get(row["action"]),
+        sensitivity=row.get("sensitivity"), external=bool(external) if external is not None else None,
         tier=Tier(row["tier"]), outcome=Outcome(row["outcome"]))
 
 
@@ -72,7 +85,7 @@ def step_from_event(row: Mapping[str, Any]) -> ChainStep:
 
 
 def history(conn: Connection, task_id: str, consequence_of: Mapping[str, str]) -> list[ChainStep]:
-    steps = [step_from_decision(r, consequence_of) for r in decision_rows(conn, task_id)]
+    steps = [step_from_decision(r, consequence_of) for r in decision_facts(conn, task_id)]
     steps += [step_from_event(r) for r in events(conn, task_id)]
     steps.sort(key=lambda s: s.at)
     return steps

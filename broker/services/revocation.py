@@ -57,9 +57,7 @@ class RevocationService:
                 outbox.enqueue(conn, task_id=task_id, backend=h["backend"], reference=h["reference"],
                                reason=reason, handle_id=h["id"])
                 queued += 1
-            for g in self.store.grants(conn, task_id, state="active"):
-                if g["covered_by_task_handle"] and g["backend"] in handled_backends:
-                    continue
+            for g in outbox.grants_to_revoke(conn, task_id, handled_backends):
                 outbox.enqueue(conn, task_id=task_id, backend=g["backend"], reference=g["revocation"],
                                reason=reason, grant_id=g["grant_id"])
                 queued += 1

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from broker.store import tables as t
 from broker.store.repo import utcnow
@@ -26,6 +26,16 @@ def enqueue(conn: Connection, *, task_id: str, backend: str, reference: Mapping[
         task_id=task_id, grant_id=grant_id, handle_id=handle_id, backend=backend, reference=dict(reference),
         reason=reason, state="pending", attempts=0, created_at=now, next_attempt_at=now))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def grants_to_revoke(conn: Connection, task_id: str, handled_backends: set[str]) -> list[dict[str, Any]]:
+    """The task's active grants that need a revocation of their own: those not covered by a task
+    handle of their backend (an OpenBao child dies with its parent: no row, no call)."""
+    g = t.grants.c
+    q = select(g.grant_id, g.backend, g.revocation).where(and_(g.task_id == task_id, g.state == "active"))
+    if handled_backends:
+        q = q.where(or_(g.covered_by_task_handle.is_(False), g.backend.not_in(sorted(handled_backends))))
+    return [dict(r._mapping) for r in conn.execute(q.order_by(g.issued_at))]
 
 
 def due(conn: Connection, now: datetime, limit: int = 100, task_id: str | None = None) -> list[dict[str, Any]]:
