@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "broker.cli.policy",
     "broker.cli.terraform",
     "broker.cli.scan",
+    "broker.cli.rotate",
 ]
 
 for _module in COMMAND_MODULES:

@@ -195,3 +195,26 @@ chain_events = Table(
     _ts("created_at"),
     Index("ix_chain_events_task_created", "task_id", "created_at"),
 )
+
+# -- rotation of managed static secrets (issue 7) -------------------------------------------------
+# values live only in OpenBao KV; the store keeps where they are, HMAC fingerprints and the state
+managed_secrets = Table(
+    "managed_secrets", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("kv_mount", String(128)),
+    Column("kv_path", String(512)),
+    Column("settings", JSON, nullable=False),
+    Column("max_age_seconds", Integer),
+    Column("overlap_seconds", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | active | rotating | failed
+    Column("fingerprints_current", JSON, nullable=False),
+    Column("fingerprints_previous", JSON, nullable=False),
+    Column("current_ref", JSON, nullable=False),  # non-secret handle: kv_version, access_key_id, ...
+    Column("previous_ref", JSON),  # what retire_due still has to retire
+    _ts("retire_at", nullable=True),
+    _ts("rotated_at", nullable=True),
+    _ts("next_attempt_at", nullable=True),
+    Column("last_error", Text),
+    _ts("created_at"), _ts("updated_at"),
+)
