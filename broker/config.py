@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     # key for HMAC fingerprints of secrets (hex, >= 32 bytes); default: generated in data_dir
     fingerprint_key: SecretStr = SecretStr("")
     policy_dir: Path = DEFAULT_BUNDLE
+    policy_watch_seconds: float = Field(default=2.0, ge=0, le=3600)  # 0: reload only on API call
     openbao: OpenBaoSettings = OpenBaoSettings()
     aws: AwsSettings = AwsSettings()
     issuers: list[IssuerSettings] = []

@@ -9,9 +9,8 @@ from __future__ import annotations
 import secrets as _secrets
 import threading
 import time as _time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,12 @@ from broker.chain.alerts import WebhookAlerter
 from broker.chain.service import ChainService
 from broker.chain.view import chain_view
 from broker.config import Settings
-from broker.decisions import ApprovalContext, DecisionEngine
+from broker.decisions import ApprovalContext
 from broker.errors import BrokerError, NotFound
 from broker.logging import get_logger
 from broker.metrics import Metrics
-from broker.models import Action, Agent, Task, TaskState
-from broker.risk.engine import TableDecisionEngine
+from broker.models import Agent, Task, TaskState
+from broker.policy import PolicyHolder
 from broker.secrets import Fingerprinter, Secret
 from broker.services.authn import AgentAuthenticator
 from broker.services.registry import RegistryService
@@ -78,7 +77,6 @@ class Container:
     engine_holder: Any
     chain: ChainService | None = None
     scanning: Any = None  # broker.services.scanning.ScanService
-    rotation: Any = None  # rotation.service.RotationService (static secrets the broker rotates)
     extra_routers: list[Any] = field(default_factory=list)
     workers: list[Any] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -95,7 +93,7 @@ class Container:
                if settings.fingerprint_key.get_secret_value()
                else load_or_create_key(settings.data_dir / "fingerprint.key"))
         fingerprint = Fingerprinter(key)
-        holder = EngineHolder.load(settings.policy_dir)
+        holder = PolicyHolder.load(settings.policy_dir)  # a bad bundle stops start-up (file:line)
         http = OpenBaoHTTP(settings.openbao.addr, Secret(settings.openbao.token.get_secret_value()),
                            timeout=settings.openbao.timeout_seconds)
         token_backend = OpenBaoTokenBackend(http)
@@ -112,7 +110,6 @@ class Container:
         container.wire_chain()
         container.scanning = _build_scanning(container, key)
         tasks.on_issued.append(container.scanning.on_issued)
-        _wire_rotation(container, http)
         return container
 
     def handle_leak(self, match: Any, fingerprint: str, source: str) -> dict[str, Any]:
@@ -223,6 +220,29 @@ class Container:
             v == "ok" for k, v in checks.items() if k.startswith("backend."))
         return {"ready": ready, "checks": checks}
 
+    def reload_policies(self, trigger: str = "api", actor: str = "broker") -> dict[str, Any]:
+        """Reload the policy bundle; a bad bundle is refused and the old one stays in force.
+        Either way the attempt is audited (``policy.reloaded`` / ``policy.reload_refused``)."""
+        result = self.engine_holder.reload(trigger)
+        self._after_reload(result, actor)
+        return result.to_dict()
+
+    def watch_policies(self, interval_seconds: float) -> None:
+        """Reload the bundle when its files change (polled), audited like an API reload."""
+        if interval_seconds > 0:
+            self.workers.append(self.engine_holder.watch(interval_seconds,
+                                                         lambda r: self._after_reload(r, "policy-watcher")))
+
+    def _after_reload(self, result: Any, actor: str) -> None:
+        event = result.audit_event()
+        self.audit.record(event["kind"], actor=actor, outcome="ok" if result.ok else "refused", data=event["data"])
+        if result.ok and result.changed and self.chain is not None:
+            # the chain detectors are configured in the same bundle (chain.yaml)
+            from broker.chain.detectors import inline_detectors
+
+            config = chain_config.load(self.settings.policy_dir, catalog=self.engine_holder.catalog())
+            self.chain.config, self.chain.detectors = config, inline_detectors(config)
+
     def policy_info(self) -> dict[str, Any]:
         return self.engine_holder.info()
 
@@ -234,31 +254,6 @@ class Container:
         if isinstance(alerter, WebhookAlerter):
             alerter.close(timeout=2.0)
         self.store.engine.dispose()
-
-
-class EngineHolder:
-    """Holds the active decision engine and catalog (swapped atomically on reload)."""
-
-    def __init__(self, engine: DecisionEngine, catalog: Mapping[str, Action], directory: Path) -> None:
-        self._engine = engine
-        self._catalog = dict(catalog)
-        self.directory = directory
-        self.loaded_at = datetime.now(UTC)
-
-    @classmethod
-    def load(cls, directory: Path) -> EngineHolder:
-        table = TableDecisionEngine.from_dir(directory)
-        return cls(table, table.catalog, directory)  # type: ignore[arg-type]
-
-    def engine(self) -> DecisionEngine:
-        return self._engine
-
-    def catalog(self) -> Mapping[str, Action]:
-        return self._catalog
-
-    def info(self) -> dict[str, Any]:
-        return {"bundle_hash": self._engine.bundle_hash, "directory": str(self.directory),
-                "loaded_at": self.loaded_at.isoformat()}
 
 
 def _iso(value: Any) -> str | None:
@@ -283,29 +278,6 @@ def _build_backends(settings: Settings, http: OpenBaoHTTP, token_backend: OpenBa
                                                           endpoint_url=settings.aws.endpoint_url),
                                         mode=AwsRevocationMode(settings.aws.revocation_mode))
     return backends
-
-
-def _wire_rotation(container: Container, http: OpenBaoHTTP) -> None:
-    """Rotation of managed static secrets: playbooks, service, admin routes, schedule worker."""
-    from broker.api import routes_rotation
-    from rotation.kv import OpenBaoKV
-    from rotation.playbooks.aws_iam_key import AwsIamKeyPlaybook
-    from rotation.playbooks.base import Kind
-    from rotation.playbooks.database_root import DatabaseRootPlaybook
-    from rotation.playbooks.kv_generated import KvGeneratedPlaybook
-    from rotation.playbooks.postgres_password import PostgresPasswordPlaybook
-    from rotation.service import RotationService
-    from rotation.worker import RotationWorker
-
-    kv = OpenBaoKV(http)
-    container.rotation = RotationService(container.store, container.audit, container.fingerprint, kv, {
-        Kind.KV_GENERATED: KvGeneratedPlaybook(kv, container.fingerprint),
-        Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(http),
-        Kind.DATABASE_ROOT: DatabaseRootPlaybook(http),
-        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(),  # the broker's AWS credentials: boto3's standard chain
-    })
-    container.extra_routers.append(routes_rotation.router)
-    container.workers.append(RotationWorker(container.rotation).start())
 
 
 def _build_scanning(container: Container, key: bytes) -> Any:

@@ -104,4 +104,12 @@ def policies(_: AdminDep, c: ContainerDep) -> dict[str, Any]:
     return c.policy_info()
 
 
+@router.post("/admin/policies/reload")
+def reload_policies(actor: AdminDep, c: ContainerDep) -> JSONResponse:
+    """Reload the bundle from its directory. A bad bundle is refused (422, with file, line and
+    message for each problem) and the bundle in force stays; both outcomes are audited."""
+    result = c.reload_policies(trigger="api", actor=actor)
+    return JSONResponse(result, status_code=200 if result.get("ok") else 422)
+
+
 __all__ = ["TaskState", "router"]

@@ -51,13 +51,12 @@ def test_secret_read_is_inline_high_tier_short_ttl_single_use(broker):
                                                      raise_on_deleted_version=True)
 
 
-def test_payment_on_production_is_critical_and_denied_without_approval(broker):
-    with broker.agent().task("demo", purpose="charge") as task, pytest.raises(CredentialDenied) as exc:
-        task.credential("payments.charge", "prod-payments")
-    assert exc.value.status == 403
-    decision = exc.value.decision
-    assert decision["tier"] == "critical" and decision["outcome"] in ("deny", "step_up")
-    assert "credential" not in exc.value.body or not exc.value.body.get("credential")
+def test_payment_on_production_is_critical_and_needs_step_up(broker):
+    with broker.agent().task("demo", purpose="charge") as task:
+        cred = task.credential("payments.charge", "prod-payments")
+    assert cred.decision["tier"] == "critical" and cred.decision["outcome"] == "step_up"
+    assert cred.decision["mode"] == "inline"
+    assert not cred.issued and not cred.secrets
 
 
 def test_ending_task_revokes_every_token_it_was_issued(broker):
