@@ -26,11 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support.broker import start_broker  # noqa: E402
+from pipelined_checker import PipelinedChecker
+from support.broker import start_broker
 
-from broker.client import CredentialDenied  # noqa: E402
-from broker.openbao_server import start_dev_server  # noqa: E402
-from pipelined_checker import PipelinedChecker  # noqa: E402
+from broker.client import CredentialDenied
+from broker.openbao_server import start_dev_server
 
 
 def pct(values: list[float], p: float) -> float:

@@ -22,7 +22,7 @@ class WebhookRecorder:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if recorder.fail_next > 0:
                     recorder.fail_next -= 1

@@ -4,6 +4,7 @@ caught in it hangs exactly like one to a backend that stopped answering mid-call
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -53,10 +54,8 @@ class BlackholeProxy:
             pass
         finally:
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.close()
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._closed = True

@@ -7,7 +7,6 @@ stopped and started again with the same storage.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -202,4 +201,3 @@ def test_revocations_queued_during_an_openbao_outage_complete_when_it_returns(tm
         bao.stop()
 
 
-assert os.sep  # keep os imported for path handling on other platforms

@@ -188,7 +188,7 @@ def test_reported_leak_revokes_that_grant_and_escalates(chain_broker):
         assert token_is_dead(b.openbao.address, c.secret("token"))
     events = b.admin().audit(task_id=task_id)
     assert cred.secret("token") not in str(events)
-    escalated = [e for e in events if e["kind"] == "task.escalated"][0]["data"]
+    escalated = next(e for e in events if e["kind"] == "task.escalated")["data"]
     assert escalated["grant_id"] == grant_id and escalated["finding"]["rule"] == "vault-service-token"
     revoked = [e["data"]["grant_id"] for e in events if e["kind"] == "credential.revoked"]
     assert grant_id in revoked  # that grant was revoked by itself, before the task's parent
