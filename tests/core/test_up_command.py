@@ -1,0 +1,68 @@
+"""`nhi-broker up` as a user runs it: a real process, real OpenBao, SQLite, the demo seed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.openbao, pytest.mark.slow]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_up_serves_demo_writes_up_json_and_stops_everything_on_sigterm(tmp_path):
+    data_dir, port = tmp_path / "nhi", _free_port()
+    proc = subprocess.Popen([str(BIN / "nhi-broker"), "up", "--data-dir", str(data_dir), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (data_dir / "up.json").exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "up.json never appeared"
+            time.sleep(0.1)
+        info = json.loads((data_dir / "up.json").read_text())
+        assert {"url", "admin_token", "openbao_addr", "openbao_token"} <= set(info)
+        assert oct((data_dir / "up.json").stat().st_mode & 0o777) == "0o600"
+        assert info["url"] == f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{info['url']}/healthz").status_code == 200
+        names = {r["name"] for r in httpx.get(f"{info['url']}/v1/admin/resources",
+                                              headers={"Authorization": f"Bearer {info['admin_token']}"}
+                                              ).json()["items"]}
+        assert {"demo-data", "demo-secrets", "prod-payments", "demo-kv"} <= names
+        # the CLI mints a dev token that the running broker accepts
+        token = subprocess.run([str(BIN / "nhi-broker"), "agent", "token", "demo-agent", "--data-dir", str(data_dir)],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert token.count(".") == 2
+        r = httpx.post(f"{info['url']}/v1/tasks", json={"profile": "demo", "purpose": "smoke"},
+                       headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 201
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode is not None
+        assert "stopped" in err
+        assert not (data_dir / "up.json").exists()
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{info['openbao_addr']}/v1/sys/health", timeout=2)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{info['url']}/healthz", timeout=2)
+        summary = err
+        assert "nhi-broker agent token demo-agent" in summary and "Ctrl-C" in summary
+        assert info["admin_token"] not in summary and info["openbao_token"] not in summary
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
