@@ -77,6 +77,7 @@ class Container:
     engine_holder: Any
     chain: ChainService | None = None
     scanning: Any = None  # broker.services.scanning.ScanService
+    scans: Any = None  # rotation.scans.ScanService (scheduled leak scans, issue 7)
     extra_routers: list[Any] = field(default_factory=list)
     workers: list[Any] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -110,6 +111,7 @@ class Container:
         container.wire_chain()
         container.scanning = _build_scanning(container, key)
         tasks.on_issued.append(container.scanning.on_issued)
+        _wire_scans(container)
         return container
 
     def handle_leak(self, match: Any, fingerprint: str, source: str) -> dict[str, Any]:
@@ -278,6 +280,16 @@ def _build_backends(settings: Settings, http: OpenBaoHTTP, token_backend: OpenBa
                                                           endpoint_url=settings.aws.endpoint_url),
                                         mode=AwsRevocationMode(settings.aws.revocation_mode))
     return backends
+
+
+def _wire_scans(container: Container) -> None:
+    """Scheduled leak scans: the service and its admin routes; the scheduler starts with the
+    workers (``rotation.scans.start_scheduler`` in ``run_server``)."""
+    from broker.api import routes_scans
+    from rotation.scans import build_scans
+
+    container.scans = build_scans(container)
+    container.extra_routers.append(routes_scans.router)
 
 
 def _build_scanning(container: Container, key: bytes) -> Any:

@@ -218,3 +218,66 @@ managed_secrets = Table(
     Column("last_error", Text),
     _ts("created_at"), _ts("updated_at"),
 )
+
+# -- scheduled leak scans (issue 7) ---------------------------------------------------------------
+# job definitions (the schedule itself also lives in APScheduler's own ``apscheduler_jobs`` table)
+scan_jobs = Table(
+    "scan_jobs", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("spec", JSON, nullable=False),  # {"source": ..., "schedule": ..., "on_finding": ...}
+    Column("last_run", JSON),  # {"run_id", "status", "started_at", "duration_ms", "bytes", "findings", ...}
+    _ts("created_at"), _ts("updated_at"),
+)
+
+# one row per job: who runs it now, until when, and the last scheduled slot that ran (once-only
+# across replicas sharing one store)
+scan_job_leases = Table(
+    "scan_job_leases", metadata,
+    Column("job", String(128), primary_key=True),
+    Column("holder", String(128)),
+    _ts("until", nullable=True),
+    Column("last_slot", Integer),
+)
+
+# incremental state of a job's source (file offsets/inodes, git tips, S3 ETags), written in the
+# same transaction as the findings of the chunk that advanced it
+scan_state = Table(
+    "scan_state", metadata,
+    Column("job", String(128), primary_key=True),
+    Column("key", String(1024), primary_key=True),
+    Column("value", JSON, nullable=False),
+)
+
+scan_runs = Table(
+    "scan_runs", metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("job", String(128), nullable=False, index=True),
+    Column("holder", String(128), nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule | manual
+    Column("status", String(16), nullable=False),  # running | ok | failed
+    _ts("started_at"), _ts("finished_at", nullable=True),
+    Column("bytes", Integer, nullable=False, default=0),
+    Column("findings", Integer, nullable=False, default=0),
+    Column("new_findings", Integer, nullable=False, default=0),
+    Column("error", Text),
+)
+
+# a detected secret: never the secret, only its fingerprint, rule and a redacted excerpt;
+# de-duplicated by (fingerprint, location) through ``dedup_key``
+scan_findings = Table(
+    "scan_findings", metadata,
+    Column("finding_id", String(64), primary_key=True),
+    Column("dedup_key", String(64), nullable=False, unique=True),
+    Column("job", String(128), nullable=False, index=True),
+    Column("source_kind", String(16), nullable=False),
+    Column("location", Text, nullable=False),
+    Column("line", Integer),
+    Column("rule", String(128), nullable=False, index=True),
+    Column("severity", String(16), nullable=False),
+    Column("fingerprint", String(64), nullable=False, index=True),
+    Column("excerpt", Text, nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # open|resolved|false_positive|revoked|rotated
+    Column("detail", JSON, nullable=False),  # commit, path, grant/task, managed secret, action taken
+    Column("occurrences", Integer, nullable=False, default=1),
+    _ts("first_seen"), _ts("last_seen"),
+)

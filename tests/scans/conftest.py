@@ -1,0 +1,32 @@
+"""Fixtures for scheduled scans: a running broker (real OpenBao, SQLite) with the scan scheduler."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from support.broker import RunningBroker, start_broker
+
+from broker.openbao_server import OpenBaoServer
+from rotation.scans import start_scheduler
+
+
+@pytest.fixture(scope="module")
+def scan_broker(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+    running = start_broker(tmp_path_factory.mktemp("scan-broker"), openbao)
+    start_scheduler(running.container, running.container.scans, poll_seconds=0.3)
+    yield running
+    running.stop()
+
+
+def wait_for(probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        time.sleep(interval)
