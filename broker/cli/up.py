@@ -52,6 +52,10 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
         worker = RevocationWorker(container)
         worker.start()
         container.workers.append(worker)
+        if container.scans is not None:  # scheduled leak scans (APScheduler, job store in the database)
+            from rotation.scans import start_scheduler
+
+            start_scheduler(container, container.scans)
         container.watch_policies(settings.policy_watch_seconds)
         config = uvicorn.Config(create_app(container), host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False, lifespan="on")
