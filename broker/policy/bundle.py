@@ -74,7 +74,8 @@ class Bundle:
 
 def decision_files(directory: Path) -> list[str]:
     """The files whose content decides (and is hashed), as sorted relative paths."""
-    names = [n for n in (CATALOG, RISK, SCHEMA) if (directory / n).is_file()]
+    # chain.yaml (escalation detectors) decides too: it is hashed, so a change is a new bundle
+    names = [n for n in (CATALOG, RISK, SCHEMA, "chain.yaml") if (directory / n).is_file()]
     policy_root = directory / POLICY_DIR
     if policy_root.is_dir():
         names += [p.relative_to(directory).as_posix() for p in policy_root.rglob("*.cedar") if p.is_file()]

@@ -152,6 +152,6 @@ def test_task_past_lifetime_is_ended_and_revoked_by_worker(broker):
     token = agent.request_credential(info["task_id"], "db.read", "demo-data").secret("token")
     with broker.container.store.write() as conn:
         conn.execute(update(t.tasks).where(t.tasks.c.task_id == info["task_id"]).values(expires_at=utcnow()))
-    broker.container.workers[0].run_once()
+    broker.revocation_worker.run_once()
     assert broker.admin().task(info["task_id"])["task"]["state"] == "expired"
     assert token_is_dead(broker, token)

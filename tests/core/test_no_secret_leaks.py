@@ -23,7 +23,7 @@ def test_issued_tokens_and_admin_token_never_appear_in_logs_audit_or_store(broke
             planted.append(task.credential(action, resource).secret("token"))
         assert task.credential("payments.charge", "prod-payments").decision["outcome"] == "step_up"
     broker.admin().revoke_task(agent.open_task("demo", "x")["task_id"], reason="test")
-    broker.container.workers[0].run_once()
+    broker.revocation_worker.run_once()
 
     dumps = []
     with broker.container.store.read() as conn:

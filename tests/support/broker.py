@@ -41,6 +41,10 @@ class RunningBroker:
     dev_issuer: DevIssuer
     clients: list[Any] = field(default_factory=list)
 
+    @property
+    def revocation_worker(self) -> RevocationWorker:
+        return next(w for w in self.container.workers if isinstance(w, RevocationWorker))
+
     def token(self, subject: str = "demo-agent", **kw: Any) -> str:
         return self.dev_issuer.mint(subject, **kw)
 
