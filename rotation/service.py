@@ -231,7 +231,9 @@ class RotationService:
         # nothing to retire when there was no value before (a first rotation onto an empty KV entry)
         has_previous = switched.old is not None or bool(secret.current_ref) or not pb.stores_in_kv
         immediate = has_previous and (reason == LEAK or pb.old_dies_at_create or secret.overlap_seconds == 0)
-        retire_at = (now if immediate else now + timedelta(seconds=secret.overlap_seconds)) if has_previous else None
+        retire_at = None
+        if has_previous:
+            retire_at = now if immediate else now + timedelta(seconds=secret.overlap_seconds)
         previous_ref = {
             **dict(secret.current_ref),
             "kv_version": switched.old.version if switched.old else None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -49,21 +50,17 @@ def register(app: typer.Typer) -> None:
             )
         except httpx.HTTPError as exc:
             raise BrokerError(f"the broker at {url} is unreachable ({type(exc).__name__})") from exc
-        body = resp.json() if resp.content else {}
-        result = body if resp.status_code == 200 else (body.get("error") or {}).get("rotation")
-        if as_json and result:
-            typer.echo(json.dumps(result, indent=2))
+        body: dict[str, Any] = resp.json() if resp.content else {}
         if resp.status_code != 200:
-            raise BrokerError(
-                str((body.get("error") or {}).get("message") or f"broker answered {resp.status_code}")
-            )
-        if not as_json:
-            retired = (
-                "old value retired"
-                if result.get("retired")
-                else f"old value retired at {result.get('retire_at')}"
-            )
-            typer.echo(
-                f'rotated "{name}" ({result["kind"]}): steps {", ".join(result["steps"])}; '
-                f"KV version {result.get('kv_version')}; {retired}"
-            )
+            error = body.get("error") or {}
+            if as_json and error.get("rotation"):
+                typer.echo(json.dumps(error["rotation"], indent=2))
+            raise BrokerError(str(error.get("message") or f"broker answered {resp.status_code}"))
+        if as_json:
+            typer.echo(json.dumps(body, indent=2))
+            return
+        when = "at once" if body.get("retired") else f"at {body.get('retire_at')}"
+        typer.echo(
+            f'rotated "{name}" ({body["kind"]}): steps {", ".join(body["steps"])}; '
+            f"KV version {body.get('kv_version')}; old value retired {when}"
+        )

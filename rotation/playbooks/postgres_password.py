@@ -86,11 +86,12 @@ class PostgresPasswordPlaybook:
 
     def create(self, secret: ManagedSecret) -> NewValue:
         s, role = secret.settings, self._role(secret)
-        with self.http.client() as c:
-            try:
-                existing: Any = c.adapter.get(f"/v1/{s['mount']}/static-roles/{role}")
-            except NotFound:
-                existing = None
+        existing: Any
+        try:
+            with self.http.client() as c:
+                existing = c.adapter.get(f"/v1/{s['mount']}/static-roles/{role}")
+        except NotFound:
+            existing = None
         with self.http.client() as c:
             if existing is None:  # creating the static role sets a new password (OpenBao rotates on import)
                 c.adapter.post(
@@ -141,7 +142,7 @@ class PostgresPasswordPlaybook:
                     f'PostgreSQL still accepts the old password of role "{username}" '
                     "(is password authentication enforced for it?)"
                 )
-        return {"login": "ok", "role": username, "old_password_refused": old_refused}
+        return {"login": "ok", "role": username, "old_value_refused": old_refused}
 
     def _login(self, secret: ManagedSecret, username: str, password: Secret) -> str:
         conn = secret.settings["connection"]

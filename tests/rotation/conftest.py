@@ -4,6 +4,7 @@ real check), a moto server with IAM auth on, and a RotationService on a fresh SQ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import secrets
@@ -19,22 +20,22 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
 
-from support.moto import MotoServer, start_moto  # noqa: E402
-from support.postgres import PostgresServer, find_or_start  # noqa: E402
+from support.moto import MotoServer, start_moto
+from support.postgres import PostgresServer, find_or_start
 
-from broker.audit import AuditLog  # noqa: E402
-from broker.backends._openbao_http import OpenBaoHTTP  # noqa: E402
-from broker.openbao_server import OpenBaoServer  # noqa: E402
-from broker.secrets import Fingerprinter, Secret  # noqa: E402
-from broker.store.db import make_engine, migrate  # noqa: E402
-from broker.store.repo import Store  # noqa: E402
-from rotation.kv import OpenBaoKV  # noqa: E402
-from rotation.playbooks.aws_iam_key import AwsCredentials, AwsIamKeyPlaybook  # noqa: E402
-from rotation.playbooks.base import Kind  # noqa: E402
-from rotation.playbooks.database_root import DatabaseRootPlaybook  # noqa: E402
-from rotation.playbooks.kv_generated import KvGeneratedPlaybook  # noqa: E402
-from rotation.playbooks.postgres_password import PostgresPasswordPlaybook  # noqa: E402
-from rotation.service import RotationService  # noqa: E402
+from broker.audit import AuditLog
+from broker.backends._openbao_http import OpenBaoHTTP
+from broker.openbao_server import OpenBaoServer
+from broker.secrets import Fingerprinter, Secret
+from broker.store.db import make_engine, migrate
+from broker.store.repo import Store
+from rotation.kv import OpenBaoKV
+from rotation.playbooks.aws_iam_key import AwsCredentials, AwsIamKeyPlaybook
+from rotation.playbooks.base import Kind
+from rotation.playbooks.database_root import DatabaseRootPlaybook
+from rotation.playbooks.kv_generated import KvGeneratedPlaybook
+from rotation.playbooks.postgres_password import PostgresPasswordPlaybook
+from rotation.service import RotationService
 
 
 @pytest.fixture(scope="session")
@@ -94,8 +95,11 @@ class Rig:
         return bool(meta["data"]["versions"][str(version)]["destroyed"])
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.audit.events(limit=10000) if e["kind"].startswith("rotation.")
-                and e["data"].get("name") == name]
+        return [
+            e
+            for e in self.audit.events(limit=10000)
+            if e["kind"].startswith("rotation.") and e["data"].get("name") == name
+        ]
 
 
 @pytest.fixture
@@ -143,8 +147,14 @@ def pg_setup(scram_pg: PostgresServer, bao: OpenBaoHTTP) -> Iterator[PgSetup]:
     """A dedicated OpenBao admin role (CREATEROLE, never the superuser) and an application role,
     both with passwords, and an OpenBao database connection logging in as the admin role."""
     sfx = uuid.uuid4().hex[:8]
-    setup = PgSetup(scram_pg, f"pg-rot-{sfx}", f"nhi_rot_admin_{sfx}", "admin-" + secrets.token_hex(12),
-                    f"nhi_rot_app_{sfx}", "app-" + secrets.token_hex(12))
+    setup = PgSetup(
+        scram_pg,
+        f"pg-rot-{sfx}",
+        f"nhi_rot_admin_{sfx}",
+        "admin-" + secrets.token_hex(12),
+        f"nhi_rot_app_{sfx}",
+        "app-" + secrets.token_hex(12),
+    )
     with psycopg.connect(scram_pg.conninfo(), autocommit=True) as c:
         c.execute(f"CREATE ROLE {setup.admin_role} LOGIN CREATEROLE PASSWORD '{setup.admin_password}'")
         c.execute(f"CREATE ROLE {setup.app_role} LOGIN PASSWORD '{setup.app_password}'")
@@ -152,17 +162,23 @@ def pg_setup(scram_pg: PostgresServer, bao: OpenBaoHTTP) -> Iterator[PgSetup]:
         mounts = c.sys.list_mounted_secrets_engines()
         if "database/" not in mounts.get("data", mounts):
             c.sys.enable_secrets_engine("database", path="database")
-        c.adapter.post(f"/v1/database/config/{setup.db_name}", json={
-            "plugin_name": "postgresql-database-plugin", "connection_url": scram_pg.connection_url("postgres"),
-            "username": setup.admin_role, "password": setup.admin_password, "verify_connection": True,
-            "allowed_roles": "*", "password_authentication": "scram-sha-256"})
+        c.adapter.post(
+            f"/v1/database/config/{setup.db_name}",
+            json={
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": scram_pg.connection_url("postgres"),
+                "username": setup.admin_role,
+                "password": setup.admin_password,
+                "verify_connection": True,
+                "allowed_roles": "*",
+                "password_authentication": "scram-sha-256",
+            },
+        )
     yield setup
     with bao.client() as c:
         for path in (f"database/static-roles/{setup.app_role}", f"database/config/{setup.db_name}"):
-            try:
+            with contextlib.suppress(Exception):  # cleanup of a test fixture
                 c.adapter.delete(f"/v1/{path}")
-            except Exception:  # noqa: BLE001,S110 - cleanup of a test fixture
-                pass
     with psycopg.connect(scram_pg.conninfo(), autocommit=True) as c:
         c.execute(f"DROP ROLE IF EXISTS {setup.app_role}")
         c.execute(f"DROP ROLE IF EXISTS {setup.admin_role}")

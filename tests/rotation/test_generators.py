@@ -35,14 +35,23 @@ def test_password_generator_always_includes_every_character_class() -> None:
         assert any(c.islower() for c in v) and any(c.isupper() for c in v) and any(c.isdigit() for c in v)
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"format": "uuid"}, r'settings\.generator\.format: "uuid" is not one of'),
-    ({"format": "hex", "length": 8}, r"settings\.generator\.length: must be an integer between 32 and 256"),
-    ({"format": "password", "prefix": "x_"}, r"settings\.generator\.prefix: is allowed only with format api_key"),
-    ({"format": "api_key", "prefix": "bad prefix"}, r"settings\.generator\.prefix: must be at most 32"),
-    ({"format": "hex", "colour": "red"}, r"settings\.generator\.colour: unknown key"),
-    ("password", r"settings\.generator: must be an object"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"format": "uuid"}, r'settings\.generator\.format: "uuid" is not one of'),
+        (
+            {"format": "hex", "length": 8},
+            r"settings\.generator\.length: must be an integer between 32 and 256",
+        ),
+        (
+            {"format": "password", "prefix": "x_"},
+            r"settings\.generator\.prefix: is allowed only with format api_key",
+        ),
+        ({"format": "api_key", "prefix": "bad prefix"}, r"settings\.generator\.prefix: must be at most 32"),
+        ({"format": "hex", "colour": "red"}, r"settings\.generator\.colour: unknown key"),
+        ("password", r"settings\.generator: must be an object"),
+    ],
+)
 def test_invalid_generator_spec_is_refused_naming_the_field(spec: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         generators.parse_spec(spec)

@@ -20,8 +20,16 @@ STEPS = ["rotation.started", "rotation.created", "rotation.stored", "rotation.ve
 
 def _register(rig: Rig, overlap: int = 3600, max_age: int | None = None) -> tuple[str, str]:
     name, path = f"api-key-{uuid.uuid4().hex[:8]}", f"apps/{uuid.uuid4().hex[:8]}/api"
-    rig.service.put(name, "kv_generated", {"generator": {"format": "api_key", "prefix": "sk_", "length": 40}},
-                    kv_mount="secret", kv_path=path, overlap_seconds=overlap, max_age_seconds=max_age, actor="test")
+    rig.service.put(
+        name,
+        "kv_generated",
+        {"generator": {"format": "api_key", "prefix": "sk_", "length": 40}},
+        kv_mount="secret",
+        kv_path=path,
+        overlap_seconds=overlap,
+        max_age_seconds=max_age,
+        actor="test",
+    )
     return name, path
 
 
@@ -35,7 +43,9 @@ def test_rotation_writes_a_new_kv_version_consumers_read_and_audits_every_step(r
     assert value.startswith("sk_") and len(value) == 43
     assert result.fingerprints == (rig.fingerprint(value),)
     assert rig.service.match_fingerprint(rig.fingerprint(value)) == name
-    assert [e["kind"] for e in rig.events(name)] == STEPS  # first rotation onto an empty entry: nothing to retire
+    assert [
+        e["kind"] for e in rig.events(name)
+    ] == STEPS  # first rotation onto an empty entry: nothing to retire
     assert result.retire_at is None and rig.service.get(name).previous_ref is None
     assert rig.kv_read(f"nhi-broker/rotation-staging/{name}") is None  # staging removed after switch
     assert rig.service.get(name).state is SecretState.ACTIVE
@@ -122,8 +132,11 @@ def test_no_value_reaches_the_store_or_the_audit_trail(rig: Rig) -> None:
         rig.service.rotate(name, reason="manual", actor="test")
         values.append(rig.kv_read(path)["data"]["value"])  # type: ignore[index]
     with rig.store.engine.connect() as conn:
-        dump = "\n".join(str(tuple(row)) for table in ("managed_secrets", "audit_events")
-                         for row in conn.exec_driver_sql(f"SELECT * FROM {table}"))  # noqa: S608
+        dump = "\n".join(
+            str(tuple(row))
+            for table in ("managed_secrets", "audit_events")
+            for row in conn.exec_driver_sql(f"SELECT * FROM {table}")
+        )
     dump += json.dumps(rig.audit.events(limit=10000))
     for v in values:
         assert v not in dump and v[3:] not in dump
@@ -133,7 +146,9 @@ def test_no_value_reaches_the_store_or_the_audit_trail(rig: Rig) -> None:
 def test_registration_refuses_bad_input_naming_the_field(rig: Rig) -> None:
     with pytest.raises(InvalidInput, match=r'kind: "ssh_key" is not one of'):
         rig.service.put("x", "ssh_key", {}, kv_mount="secret", kv_path="a", actor="t")
-    with pytest.raises(InvalidInput, match=r"kv\.mount: .*not a KV version 2 engine|kv\.mount: no secrets engine"):
+    with pytest.raises(
+        InvalidInput, match=r"kv\.mount: .*not a KV version 2 engine|kv\.mount: no secrets engine"
+    ):
         rig.service.put("x", "kv_generated", {}, kv_mount="sys", kv_path="a", actor="t")
     with pytest.raises(InvalidInput, match=r"kv\.path: required"):
         rig.service.put("x", "kv_generated", {}, kv_mount="secret", kv_path=None, actor="t")
