@@ -48,7 +48,21 @@ def report_event(task_id: str, body: EventIn, agent: AgentDep, c: ContainerDep) 
     chain = c.chain_service()
     with chain.lock(task_id):
         c.tasks.ensure_active(task, datetime.now(UTC))
-        return chain.record_event(agent, task, StepKind(body.kind), body.text, body.action, body.resource)
+        result = chain.record_event(agent, task, StepKind(body.kind), body.text, body.action, body.resource)
+        # the text is scanned (never stored): a broker-issued secret in it revokes that grant and
+        # escalates its task (leaked_secret); other secrets come back as findings, redacted
+        findings: list[dict[str, Any]] = []
+        if body.text:
+            outcome = c.scanning.scan_sync(body.text, source=f"event:{task_id}:{body.kind}")
+            findings = [finding_body(f, agent.name) for f in outcome.result.findings]
+            if findings:
+                c.audit.record("finding.detected", actor=agent.name, task_id=task_id, outcome=str(len(findings)),
+                               data={"source": f"event:{body.kind}", "event_id": result.get("event_id"),
+                                     "findings": [{k: f[k] for k in ("rule", "fingerprint", "line", "span")}
+                                                  for f in findings]})
+            result["leaks"] = [{"action": leak["action"]} for leak in outcome.leaks]
+        result["findings"] = findings
+        return result
 
 
 @router.post("/scan")

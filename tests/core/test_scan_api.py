@@ -68,3 +68,28 @@ def test_scan_rejects_oversized_text_naming_the_field(broker):
     r = httpx.post(f"{broker.url}/v1/scan", json={"text": "a" * (1_048_576 + 1)},
                    headers={"Authorization": f"Bearer {broker.token()}"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "text"
+
+
+def test_event_text_with_broker_issued_token_revokes_and_escalates(broker):
+    agent = broker.agent()
+    info = agent.open_task("demo", "echoes its token")
+    token = agent.request_credential(info["task_id"], "db.read", "demo-data").secret("token")
+    body = agent.report_event(info["task_id"], "output", text=f"I used the token {token} to read the data")
+    assert body["leaks"] == [{"action": "task_escalated"}]
+    assert [f["rule"] for f in body["findings"] if f["grant"]] and token not in str(body)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hvac.Client(url=broker.openbao.address, token=token).auth.token.lookup_self()
+    assert broker.admin().task(info["task_id"])["task"]["state"] == "quarantined"
+    audit = broker.admin().audit(task_id=info["task_id"])
+    assert token not in str(audit)
+    assert any(e["kind"] == "task.escalated" and e["data"]["detector"] == "leaked_secret" for e in audit)
+
+
+def test_event_text_with_foreign_secret_is_reported_redacted_without_escalation(broker):
+    agent = broker.agent()
+    with agent.task("demo", "prompt contains a key") as task:
+        key = "sk_live_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
+        body = task.event("prompt", text=f"use {key} for billing")
+        assert [f["rule"] for f in body["findings"]] == ["stripe-live-secret-key"]
+        assert body["leaks"] == [] and key not in str(body)
+        assert broker.admin().task(task.task_id)["task"]["state"] == "active"
