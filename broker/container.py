@@ -77,6 +77,7 @@ class Container:
     engine_holder: Any
     chain: ChainService | None = None
     scanning: Any = None  # broker.services.scanning.ScanService
+    rotation: Any = None  # rotation.service.RotationService (static secrets the broker rotates)
     scans: Any = None  # rotation.scans.ScanService (scheduled leak scans, issue 7)
     extra_routers: list[Any] = field(default_factory=list)
     workers: list[Any] = field(default_factory=list)
@@ -111,6 +112,7 @@ class Container:
         container.wire_chain()
         container.scanning = _build_scanning(container, key)
         tasks.on_issued.append(container.scanning.on_issued)
+        _wire_rotation(container, http)
         _wire_scans(container)
         return container
 
@@ -280,6 +282,29 @@ def _build_backends(settings: Settings, http: OpenBaoHTTP, token_backend: OpenBa
                                                           endpoint_url=settings.aws.endpoint_url),
                                         mode=AwsRevocationMode(settings.aws.revocation_mode))
     return backends
+
+
+def _wire_rotation(container: Container, http: OpenBaoHTTP) -> None:
+    """Rotation of managed static secrets: playbooks, service, admin routes, schedule worker."""
+    from broker.api import routes_rotation
+    from rotation.kv import OpenBaoKV
+    from rotation.playbooks.aws_iam_key import AwsIamKeyPlaybook
+    from rotation.playbooks.base import Kind
+    from rotation.playbooks.database_root import DatabaseRootPlaybook
+    from rotation.playbooks.kv_generated import KvGeneratedPlaybook
+    from rotation.playbooks.postgres_password import PostgresPasswordPlaybook
+    from rotation.service import RotationService
+    from rotation.worker import RotationWorker
+
+    kv = OpenBaoKV(http)
+    container.rotation = RotationService(container.store, container.audit, container.fingerprint, kv, {
+        Kind.KV_GENERATED: KvGeneratedPlaybook(kv, container.fingerprint),
+        Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(http),
+        Kind.DATABASE_ROOT: DatabaseRootPlaybook(http),
+        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(),  # the broker's AWS credentials: boto3's standard chain
+    })
+    container.extra_routers.append(routes_rotation.router)
+    container.workers.append(RotationWorker(container.rotation).start())
 
 
 def _wire_scans(container: Container) -> None:
