@@ -27,13 +27,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def broker_up(extra_args: list[str] | None = None) -> Iterator[dict[str, Any]]:
+def broker_up(extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """Run `nhi-broker up` in its own process (the real thing, its own GIL) and yield up.json."""
     data_dir = Path(tempfile.mkdtemp(prefix="nhi-bench-", dir="/tmp"))
     port = free_port()
     proc = subprocess.Popen([str(BIN / "nhi-broker"), "up", "--data-dir", str(data_dir), "--port", str(port),
                              "--log-format", "json", *(extra_args or [])],
-                            stdout=subprocess.DEVNULL, stderr=open(data_dir / "broker.log", "wb"))
+                            stdout=subprocess.DEVNULL, stderr=open(data_dir / "broker.log", "wb"),
+                            env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + 60
         while not (data_dir / "up.json").exists():

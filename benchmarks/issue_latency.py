@@ -1,16 +1,26 @@
 """Credential issuance through the broker vs the raw backend call, in one run.
 
 Broker: a full `POST /v1/tasks/{id}/credentials` over HTTP (identity JWT verification + replay
-guard, decision, audit writes, OpenBao child token under the task's parent) against a real
-`nhi-broker up` process. Raw: `POST /v1/auth/token/create` straight to the same OpenBao from the
-same HTTP client library. Sequential latency and 8-way concurrent throughput.
+guard, chain detectors, Cedar decision, audit writes, backend call, grant record) against a real
+`nhi-broker up` process. Raw: the backend call the broker makes, from the same client library in
+the same run:
 
-    .venv/bin/python benchmarks/issue_latency.py [--n 400]
+- vault_token: `POST auth/token/create` on the same OpenBao (the broker creates a child token
+  under the task's parent via a token role);
+- postgres:    `GET database/creds/demo-readonly` (OpenBao creates a PostgreSQL role);
+- aws:         `sts:AssumeRole` with the broker's keys on a moto server (no tags/policy).
+
+Sequential latency (tasks of 10 requests) and 8-way concurrent throughput for vault_token.
+
+    .venv/bin/python benchmarks/issue_latency.py [--n 400] [--n-slow 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,10 +28,16 @@ from typing import Any
 
 import httpx
 
-from _harness import broker_up, print_table, summarize, timed
-from broker.identity import DevIssuer
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
+
+from _harness import broker_up, print_table, summarize, timed  # noqa: E402
+from support.moto import REGION, start_moto  # noqa: E402
+
+from broker.identity import DevIssuer  # noqa: E402
 
 STEPS_PER_TASK = 10
+ACCOUNT = "123456789012"
 
 
 def concurrent(fn_factory: Any, total: int, workers: int = 8) -> float:
@@ -44,52 +60,125 @@ def concurrent(fn_factory: Any, total: int, workers: int = 8) -> float:
     return per * workers / (time.perf_counter() - t0)
 
 
+class BrokerCaller:
+    """Agent-side caller: tokens minted ahead (that is the agent's cost), tasks of N steps."""
+
+    def __init__(self, up: dict[str, Any], issuer: DevIssuer, action: str, resource: str, profile: str,
+                 n: int) -> None:
+        self.c = httpx.Client(base_url=up["url"], timeout=30)
+        self.tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(2 * n + 200)])
+        self.action, self.resource, self.profile = action, resource, profile
+        self.task, self.steps, self.tasks = "", STEPS_PER_TASK, []
+        self.samples: list[float] = []
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {next(self.tokens)}"}
+
+    def __call__(self) -> None:
+        if self.steps >= STEPS_PER_TASK:
+            self.task = self.c.post("/v1/tasks", json={"profile": self.profile, "purpose": "bench"},
+                                    headers=self._auth()).json()["task_id"]
+            self.tasks.append(self.task)
+            self.steps = 0
+        self.steps += 1
+        t0 = time.perf_counter()
+        r = self.c.post(f"/v1/tasks/{self.task}/credentials", json={"action": self.action, "resource": self.resource},
+                        headers=self._auth())
+        r.raise_for_status()
+        self.samples.append(time.perf_counter() - t0)
+
+    def end_all(self) -> None:
+        for task in self.tasks:
+            self.c.delete(f"/v1/tasks/{task}", headers=self._auth())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--n-slow", type=int, default=60, help="samples for postgres and aws")
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
-    with broker_up() as up:
-        issuer = DevIssuer.load_or_create(Path(up["data_dir"]))
-        root = {"X-Vault-Token": up["openbao_token"]}
+    workdir = Path(tempfile.mkdtemp(prefix="nhi-bench-moto-", dir="/tmp"))
+    moto = start_moto(workdir)
+    keys = moto.admin
+    assert keys is not None
+    env = {"NHI_BROKER_AWS__ENABLED": "true", "NHI_BROKER_AWS__ENDPOINT_URL": moto.endpoint,
+           "AWS_ACCESS_KEY_ID": keys.access_key_id, "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
+           "AWS_DEFAULT_REGION": REGION}
+    try:
+        with broker_up(env=env) as up:
+            issuer = DevIssuer.load_or_create(Path(up["data_dir"]))
+            root = {"X-Vault-Token": up["openbao_token"]}
+            admin = httpx.Client(base_url=up["url"], headers={"Authorization": f"Bearer {up['admin_token']}"})
+            bao = httpx.Client(base_url=up["openbao_addr"], headers=root)
 
-        def raw_factory() -> Any:
-            c = httpx.Client(base_url=up["openbao_addr"], headers=root)
-            return lambda: c.post("/v1/auth/token/create",
-                                  json={"policies": ["nhi-demo-data"], "ttl": "3600s"}).raise_for_status()
+            # -- vault_token -------------------------------------------------------------------
+            def raw_token_factory() -> Any:
+                c = httpx.Client(base_url=up["openbao_addr"], headers=root)
+                return lambda: c.post("/v1/auth/token/create",
+                                      json={"policies": ["nhi-demo-data"], "ttl": "3600s"}).raise_for_status()
 
-        def broker_factory() -> Any:
-            c = httpx.Client(base_url=up["url"])
-            # identity tokens are single-use: mint them before timing (that is the agent's cost)
-            tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(2 * args.n + 200)])
-            state = {"task": "", "steps": STEPS_PER_TASK}
+            raw = summarize(timed(raw_token_factory(), args.n))
+            caller = BrokerCaller(up, issuer, "db.read", "demo-data", "demo", args.n)
+            timed(caller, args.n)
+            brk = summarize(caller.samples[-args.n:])
+            raw_tp = concurrent(raw_token_factory, args.n)
+            brk_tp = concurrent(lambda: BrokerCaller(up, issuer, "db.read", "demo-data", "demo", args.n), args.n)
+            rows.append({"backend": "vault_token", "path": "raw auth/token/create", **raw, "8-way req/s": raw_tp})
+            rows.append({"backend": "vault_token", "path": "broker credential", **brk, "8-way req/s": brk_tp})
+            ratios = {"vault_token": (brk["median_ms"] / raw["median_ms"], brk["p99_ms"] / raw["p99_ms"])}
 
-            def call() -> None:
-                if state["steps"] >= STEPS_PER_TASK:  # a task of STEPS_PER_TASK credential requests
-                    state["task"] = c.post("/v1/tasks", json={"profile": "demo", "purpose": "bench"},
-                                           headers={"Authorization": f"Bearer {next(tokens)}"}).json()["task_id"]
-                    state["steps"] = 0
-                state["steps"] += 1
-                t0 = time.perf_counter()
-                r = c.post(f"/v1/tasks/{state['task']}/credentials",
-                           json={"action": "db.read", "resource": "demo-data"},
-                           headers={"Authorization": f"Bearer {next(tokens)}"})
-                r.raise_for_status()
-                samples.append(time.perf_counter() - t0)
-            return call
+            # -- postgres (demo-db, configured by `up` when PostgreSQL answers) ---------------
+            names = {r["name"] for r in admin.get("/v1/admin/resources").json()["items"]}
+            if "demo-db" in names:
+                raw_pg = summarize(timed(lambda: bao.get("/v1/database/creds/demo-readonly").raise_for_status(),
+                                         args.n_slow, warmup=5))
+                bao.put("/v1/sys/leases/revoke-prefix/database/creds/demo-readonly").raise_for_status()
+                pg = BrokerCaller(up, issuer, "db.read", "demo-db", "demo", args.n_slow)
+                timed(pg, args.n_slow, warmup=5)
+                pg.end_all()
+                brk_pg = summarize(pg.samples[-args.n_slow:])
+                rows.append({"backend": "postgres", "path": "raw database/creds", **raw_pg})
+                rows.append({"backend": "postgres", "path": "broker credential", **brk_pg})
+                ratios["postgres"] = (brk_pg["median_ms"] / raw_pg["median_ms"], brk_pg["p99_ms"] / raw_pg["p99_ms"])
+            else:
+                print("postgres rows skipped: `up` found no PostgreSQL at 127.0.0.1:5432")
 
-        raw = summarize(timed(raw_factory(), args.n))
-        samples: list[float] = []
-        timed(broker_factory(), args.n)
-        brk = summarize(samples[-args.n:])  # the credential request only, not the task opening
-        raw_tp = concurrent(raw_factory, args.n)
-        brk_tp = concurrent(broker_factory, args.n)
-        rows.append({"path": "raw OpenBao token create", **raw, "8-way req/s": raw_tp})
-        rows.append({"path": "broker credential (vault_token)", **brk, "8-way req/s": brk_tp})
-    print_table(f"Issuance latency, sequential n={args.n}; throughput 8 threads",
-                rows, ["path", "n", "median_ms", "p90_ms", "p99_ms", "mean_ms", "8-way req/s"])
-    print(f"\nratio broker/raw: median {brk['median_ms'] / raw['median_ms']:.2f}x, "
-          f"p99 {brk['p99_ms'] / raw['p99_ms']:.2f}x  (target: median <= 2x, broker p99 < 25 ms)")
+            # -- aws (moto, IAM enforcement on) ----------------------------------------------
+            iam = keys.client("iam", moto.endpoint)
+            trust = {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nhi-broker"},
+                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]}]}
+            iam.create_role(RoleName="bench-reader", AssumeRolePolicyDocument=json.dumps(trust),
+                            MaxSessionDuration=7200)
+            admin.put("/v1/admin/resources/bench-s3", json={
+                "kind": "aws", "sensitivity": "internal", "environment": "dev",
+                "aws": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/bench-reader", "region": REGION,
+                        "endpoint_url": moto.endpoint}}).raise_for_status()
+            admin.put("/v1/admin/profiles/bench-cloud", json={"allowed_actions": ["storage.read"],
+                                                               "ceiling": "high"}).raise_for_status()
+            me = admin.get("/v1/admin/agents/demo-agent").json()
+            admin.put("/v1/admin/agents/demo-agent", json={
+                "owner": me["owner"], "identities": me["identities"],
+                "profiles": sorted({*me["profiles"], "bench-cloud"})}).raise_for_status()
+            sts = keys.client("sts", moto.endpoint)
+            arn = f"arn:aws:iam::{ACCOUNT}:role/bench-reader"
+            raw_aws = summarize(timed(lambda: sts.assume_role(RoleArn=arn, RoleSessionName="raw", DurationSeconds=900),
+                                      args.n_slow, warmup=5))
+            aws = BrokerCaller(up, issuer, "storage.read", "bench-s3", "bench-cloud", args.n_slow)
+            timed(aws, args.n_slow, warmup=5)
+            brk_aws = summarize(aws.samples[-args.n_slow:])
+            rows.append({"backend": "aws", "path": "raw sts:AssumeRole", **raw_aws})
+            rows.append({"backend": "aws", "path": "broker credential", **brk_aws})
+            ratios["aws"] = (brk_aws["median_ms"] / raw_aws["median_ms"], brk_aws["p99_ms"] / raw_aws["p99_ms"])
+    finally:
+        moto.stop()
+    print_table(f"Issuance latency (sequential; tasks of {STEPS_PER_TASK} requests); 8-way throughput for vault_token",
+                rows, ["backend", "path", "n", "median_ms", "p90_ms", "p99_ms", "mean_ms", "8-way req/s"])
+    print()
+    for backend, (med, p99) in ratios.items():
+        print(f"ratio broker/raw {backend:12s} median {med:.2f}x  p99 {p99:.2f}x")
+    print("targets (vault_token): median <= 2x raw, broker p99 < 25 ms")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from broker.logging import _redact
 from broker.store import tables as t
@@ -55,24 +55,28 @@ class AuditLog:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    # statements built once (bound at execution): this runs twice per credential request
+    _BUMP = (update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=t.audit_head.c.seq + 1)
+             .returning(t.audit_head.c.seq, t.audit_head.c.hash))
+    _INSERT = insert(t.audit_events)
+    _SET_HEAD = update(t.audit_head).where(t.audit_head.c.id == 1).values(hash=bindparam("new_hash"))
+
     def append(self, conn: Connection, kind: str, *, actor: str, task_id: str | None = None,
                outcome: str | None = None, data: Mapping[str, Any] | None = None) -> str:
         """Append inside the caller's write transaction (so the event commits with the change)."""
         # lock the head first (row lock on PostgreSQL; SQLite writers are serialised by Store)
-        head = conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(
-            seq=t.audit_head.c.seq + 1).returning(t.audit_head.c.seq, t.audit_head.c.hash)).first()
+        head = conn.execute(self._BUMP).first()
         if head is None:  # the migration creates the head row; its absence is tampering
             raise RuntimeError("audit head row is missing; run `nhi-broker audit verify`")
+        now = utcnow()
         event = {
-            "seq": int(head.seq), "event_id": uuid.uuid4().hex, "ts": utcnow().isoformat(), "kind": kind,
+            "seq": int(head.seq), "event_id": uuid.uuid4().hex, "ts": now.isoformat(), "kind": kind,
             "actor": actor, "task_id": task_id, "outcome": outcome,
             "data": _redact(json.loads(json.dumps(dict(data or {}), default=str))),
         }
         digest = _digest(head.hash, event)
-        conn.execute(insert(t.audit_events).values(
-            seq=event["seq"], event_id=event["event_id"], ts=datetime.fromisoformat(event["ts"]), kind=kind,
-            actor=actor, task_id=task_id, outcome=outcome, data=event["data"], prev_hash=head.hash, hash=digest))
-        conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(hash=digest))
+        conn.execute(self._INSERT, {**event, "ts": now, "prev_hash": head.hash, "hash": digest})
+        conn.execute(self._SET_HEAD, {"new_hash": digest})
         return str(event["event_id"])
 
     def record(self, kind: str, **kwargs: Any) -> str:

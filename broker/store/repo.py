@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from broker.models import (
@@ -29,6 +29,24 @@ from broker.models import (
     TrustLevel,
 )
 from broker.store import tables as t
+
+
+# hot-path statements, built once and bound at execution (SQLAlchemy's statement construction
+# costs more than SQLite's execution for these one-row lookups)
+_AGENT_BY_IDENTITY = select(t.agent_identities.c.agent).where(and_(
+    t.agent_identities.c.issuer == bindparam("issuer"), t.agent_identities.c.subject == bindparam("subject")))
+_AGENT = select(t.agents).where(t.agents.c.name == bindparam("name"))
+_PROFILE = select(t.profiles).where(t.profiles.c.name == bindparam("name"))
+_RESOURCE = select(t.resources).where(t.resources.c.name == bindparam("name"))
+_TASK = select(t.tasks).where(t.tasks.c.task_id == bindparam("task_id"))
+_GRANT = select(t.grants).where(t.grants.c.grant_id == bindparam("grant_id"))
+_DECISION_STEPS = (select(t.decisions.c.action, t.decisions.c.tier, t.decisions.c.outcome)
+                   .where(t.decisions.c.task_id == bindparam("task_id")).order_by(t.decisions.c.created_at))
+_ACTIVE_GRANTS = select(func.count()).select_from(t.grants).where(and_(
+    t.grants.c.task_id == bindparam("task_id"), t.grants.c.state == "active"))
+_INSERT_DECISION = insert(t.decisions)
+_INSERT_GRANT = insert(t.grants)
+_INSERT_JTI = insert(t.seen_jti)
 
 
 def utcnow() -> datetime:
@@ -92,8 +110,7 @@ class Store:
         return created
 
     def identity_owner(self, conn: Connection, issuer: str, subject: str) -> str | None:
-        row = conn.execute(select(t.agent_identities.c.agent).where(
-            and_(t.agent_identities.c.issuer == issuer, t.agent_identities.c.subject == subject))).first()
+        row = conn.execute(_AGENT_BY_IDENTITY, {"issuer": issuer, "subject": subject}).first()
         return row[0] if row else None
 
     @staticmethod
@@ -104,7 +121,7 @@ class Store:
                      profiles=tuple(row.profiles), description=row.description)
 
     def get_agent(self, conn: Connection, name: str) -> Agent | None:
-        row = conn.execute(select(t.agents).where(t.agents.c.name == name)).first()
+        row = conn.execute(_AGENT, {"name": name}).first()
         return self._agent(row) if row else None
 
     def agent_row(self, conn: Connection, name: str) -> dict[str, Any] | None:
@@ -133,7 +150,7 @@ class Store:
             "max_lifetime_seconds": p.max_lifetime_seconds, "description": p.description})
 
     def get_profile(self, conn: Connection, name: str) -> TaskProfile | None:
-        row = conn.execute(select(t.profiles).where(t.profiles.c.name == name)).first()
+        row = conn.execute(_PROFILE, {"name": name}).first()
         if row is None:
             return None
         return TaskProfile(name=row.name, allowed_actions=tuple(row.allowed_actions), ceiling=Tier(row.ceiling),
@@ -145,7 +162,7 @@ class Store:
             "external": r.external, "description": r.description, "settings": dict(r.settings)})
 
     def get_resource(self, conn: Connection, name: str) -> Resource | None:
-        row = conn.execute(select(t.resources).where(t.resources.c.name == name)).first()
+        row = conn.execute(_RESOURCE, {"name": name}).first()
         if row is None:
             return None
         return Resource(name=row.name, kind=row.kind, sensitivity=Sensitivity(row.sensitivity),
@@ -170,7 +187,7 @@ class Store:
                     expires_at=_aware(row.expires_at), state_reason=row.state_reason)
 
     def get_task(self, conn: Connection, task_id: str) -> Task | None:
-        row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
+        row = conn.execute(_TASK, {"task_id": task_id}).first()
         return self._task(row) if row else None
 
     def set_task_state(self, conn: Connection, task_id: str, state: TaskState, reason: str,
@@ -197,7 +214,7 @@ class Store:
         return [dict(r._mapping) for r in conn.execute(q.order_by(t.task_handles.c.id))]
 
     def add_grant(self, conn: Connection, **values: Any) -> None:
-        conn.execute(insert(t.grants).values(**values))
+        conn.execute(_INSERT_GRANT, values)
 
     def grants(self, conn: Connection, task_id: str, state: str | None = None) -> list[dict[str, Any]]:
         q = select(t.grants).where(t.grants.c.task_id == task_id)
@@ -206,7 +223,7 @@ class Store:
         return [dict(r._mapping) for r in conn.execute(q.order_by(t.grants.c.issued_at))]
 
     def get_grant(self, conn: Connection, grant_id: str) -> dict[str, Any] | None:
-        row = conn.execute(select(t.grants).where(t.grants.c.grant_id == grant_id)).first()
+        row = conn.execute(_GRANT, {"grant_id": grant_id}).first()
         return dict(row._mapping) if row else None
 
     def active_grant_fingerprints(self, conn: Connection) -> list[dict[str, Any]]:
@@ -215,13 +232,12 @@ class Store:
         return [dict(r._mapping) for r in conn.execute(q)]
 
     def count_active_grants(self, conn: Connection, task_id: str) -> int:
-        return int(conn.execute(select(func.count()).select_from(t.grants).where(and_(
-            t.grants.c.task_id == task_id, t.grants.c.state == "active"))).scalar_one())
+        return int(conn.execute(_ACTIVE_GRANTS, {"task_id": task_id}).scalar_one())
 
     # -- decisions -----------------------------------------------------------------------
     def add_decision(self, conn: Connection, record: Mapping[str, Any], task_id: str, agent: str,
                      action: str, resource: str, created_at: datetime) -> None:
-        conn.execute(insert(t.decisions).values(
+        conn.execute(_INSERT_DECISION, dict(
             decision_id=record["decision_id"], task_id=task_id, agent=agent, action=action, resource=resource,
             outcome=record["outcome"], tier=record["tier"], mode=record["mode"],
             ttl_seconds=record["ttl_seconds"], bundle_hash=record["bundle_hash"],
@@ -242,15 +258,13 @@ class Store:
 
     def decision_steps(self, conn: Connection, task_id: str) -> list[Any]:
         """The chain's decisions in order, without their (large) JSON records."""
-        d = t.decisions.c
-        return list(conn.execute(select(d.action, d.tier, d.outcome).where(d.task_id == task_id)
-                                 .order_by(d.created_at)))
+        return list(conn.execute(_DECISION_STEPS, {"task_id": task_id}))
 
     # -- replay guard ----------------------------------------------------------------------
     def record_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
         try:
             with self.write() as conn:
-                conn.execute(insert(t.seen_jti).values(issuer=issuer, jti=jti, expires_at=expires_at))
+                conn.execute(_INSERT_JTI, {"issuer": issuer, "jti": jti, "expires_at": expires_at})
             return True
         except IntegrityError:
             return False
