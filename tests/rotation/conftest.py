@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
+sys.path.append(str(pathlib.Path(__file__).parents[1]))  # never ahead of the real packages
 
 from support.moto import MotoServer, start_moto
 from support.postgres import PostgresServer, find_or_start
