@@ -1,0 +1,61 @@
+"""Two broker processes on one PostgreSQL store: every scheduled run happens once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from broker.config import Settings
+from broker.container import Container
+from broker.store import tables as t
+from rotation.scan_spec import ScanJobIn
+
+from .test_e2e_sources import aws_key
+
+pytestmark = [pytest.mark.openbao, pytest.mark.postgres, pytest.mark.slow]
+REPLICA = Path(__file__).with_name("replica.py")
+ADMIN = "replica-admin-token-0123456789"
+
+
+def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(openbao, pg_database, tmp_path: Path) -> None:
+    env = {**os.environ, "NHI_BROKER_DATABASE_URL": pg_database, "NHI_BROKER_ADMIN_TOKEN": ADMIN,
+           "NHI_BROKER_FINGERPRINT_KEY": "ab" * 32, "NHI_BROKER_OPENBAO__ADDR": openbao.address,
+           "NHI_BROKER_OPENBAO__TOKEN": openbao.root_token.reveal(), "NHI_BROKER_DEV_MODE": "true",
+           "PYTHONPATH": str(Path(__file__).parents[2])}
+    log = tmp_path / "shared.log"
+    log.write_text(f"leaked {aws_key()}\n")
+    settings = Settings(data_dir=tmp_path / "admin", database_url=pg_database, admin_token=ADMIN,  # type: ignore[arg-type]
+                        fingerprint_key="ab" * 32, dev_mode=True,  # type: ignore[arg-type]
+                        openbao={"addr": openbao.address, "token": openbao.root_token.reveal()})  # type: ignore[arg-type]
+    admin = Container.build(settings)
+    try:
+        admin.scans.put_job("shared", ScanJobIn.model_validate({
+            "source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 1}}), "test")
+        procs = [subprocess.Popen([sys.executable, str(REPLICA), str(tmp_path / f"r{i}"), "6"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+        outs = [p.communicate(timeout=60) for p in procs]
+        for p, (out, err) in zip(procs, outs, strict=True):
+            assert p.returncode == 0 and "ready" in out, err[-2000:]
+        fired = [int(out.strip().rsplit("fired=", 1)[1]) for out, _ in outs]
+        with admin.store.read() as conn:
+            runs = conn.execute(select(t.scan_runs).where(t.scan_runs.c.job == "shared")).all()
+            findings = conn.execute(select(t.scan_findings).where(t.scan_findings.c.job == "shared")).all()
+        starts = sorted(_epoch(r.started_at) for r in runs)
+        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        assert len(runs) >= 3 and all(r.status == "ok" for r in runs)
+        assert min(gaps) > 0.5, f"two runs in one 1-second slot: {gaps}"  # a double run is ms apart
+        assert min(fired) >= 3 and sum(fired) > len(runs)  # both replicas fired; the lease let one run
+        assert len(findings) == 1 and findings[0].occurrences == 1  # the line was read once in all
+        assert sum(r.bytes for r in runs) == log.stat().st_size
+    finally:
+        admin.close()
+
+
+def _epoch(value: datetime) -> float:
+    return value.timestamp()
