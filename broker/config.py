@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     default_task_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
     alert_webhook_url: str | None = None
     alert_webhook_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    # step-up approvals (docs/approvals.md): window to approve and collect; webhook called when pending
+    approval_ttl_seconds: int = Field(default=600, ge=5, le=86400)
+    approval_webhook_url: str | None = None
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
     revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)

@@ -23,7 +23,6 @@ from broker.chain.alerts import WebhookAlerter
 from broker.chain.service import ChainService
 from broker.chain.view import chain_view
 from broker.config import Settings
-from broker.decisions import ApprovalContext
 from broker.errors import BrokerError, NotFound
 from broker.logging import get_logger
 from broker.metrics import Metrics
@@ -77,6 +76,9 @@ class Container:
     engine_holder: Any
     chain: ChainService | None = None
     scanning: Any = None  # broker.services.scanning.ScanService
+    approvals: Any = None  # broker.approvals.ApprovalService (step-up approvals)
+    reviews: Any = None  # broker.approvals.ReviewService (post-action review queue)
+    credential_flow: Any = None  # broker.approvals.flow.CredentialFlow
     rotation: Any = None  # rotation.service.RotationService (static secrets the broker rotates)
     scans: Any = None  # rotation.scans.ScanService (scheduled leak scans, issue 7)
     extra_routers: list[Any] = field(default_factory=list)
@@ -112,6 +114,7 @@ class Container:
         container.wire_chain()
         container.scanning = _build_scanning(container, key)
         tasks.on_issued.append(container.scanning.on_issued)
+        _wire_approvals(container)
         _wire_rotation(container, http)
         _wire_scans(container)
         return container
@@ -159,9 +162,11 @@ class Container:
     # -- request flow ---------------------------------------------------------------------------
     def credentials(self, agent: Agent, task_id: str, action: str, resource: str,
                     approval_id: str | None = None) -> CredentialResult:
-        approval = ApprovalContext(approval_id=approval_id, approved=False) if approval_id else None
+        """Decide and issue; step-up approvals are opened, checked and consumed by the credential
+        flow (broker.approvals.flow); an error looking an approval up never yields a credential."""
         with self.chain_service().lock(task_id):  # one request of a task at a time through the detectors
-            result = self.tasks.request_credential(agent, task_id, action, resource, approval)
+            result: CredentialResult = self.credential_flow.request(agent, task_id, action, resource,
+                                                                    approval_id)
         self.metrics.decisions.labels(result.decision.outcome.value, result.decision.tier.value,
                                       result.decision.mode.value).inc()
         if result.credential is not None:
@@ -327,6 +332,12 @@ def _build_scanning(container: Container, key: bytes) -> Any:
                           container.handle_leak)
     service.load_known()
     return service
+
+
+def _wire_approvals(container: Container) -> None:
+    from broker.approvals.wiring import wire
+
+    wire(container)
 
 
 def _build_verifier(settings: Settings, store: Store) -> Any:

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "broker.cli.terraform",
     "broker.cli.scan",
     "broker.cli.rotate",
+    "broker.cli.approvals",
 ]
 
 for _module in COMMAND_MODULES:

@@ -281,3 +281,48 @@ scan_findings = Table(
     Column("occurrences", Integer, nullable=False, default=1),
     _ts("first_seen"), _ts("last_seen"),
 )
+
+# -- step-up approvals and post-action reviews (issue 3, phase 2) ----------------------------------
+# an approval is bound to the exact request that needed it: task, agent, action, resource and a
+# hash of the resource's scope (kind, settings, sensitivity, environment) at request time.
+# ``votes``: [{"approver", "reason", "at", "owner": bool}]; never a secret.
+approvals = Table(
+    "approvals", metadata,
+    Column("approval_id", String(64), primary_key=True),
+    Column("task_id", String(64), nullable=False, index=True),
+    Column("agent", String(128), nullable=False),
+    Column("owner", String(256), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("resource", String(128), nullable=False),
+    Column("scope_hash", String(64), nullable=False),
+    Column("decision_id", String(64), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # pending|approved|denied|expired|collected
+    Column("votes", JSON, nullable=False),
+    Column("decided_by", String(256)),
+    Column("decision_reason", Text),
+    _ts("created_at"), _ts("expires_at"), _ts("decided_at", nullable=True),
+    _ts("collected_at", nullable=True),
+    Column("collected_decision_id", String(64)),
+    Column("grant_id", String(64)),
+    Column("collect_error", Text),
+)
+
+# actions decided in mode ``review`` (and allowed): a human marks each fine or flags it
+reviews = Table(
+    "reviews", metadata,
+    Column("review_id", String(64), primary_key=True),
+    Column("decision_id", String(64), nullable=False, unique=True),
+    Column("task_id", String(64), nullable=False, index=True),
+    Column("agent", String(128), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("resource", String(128), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("grant_id", String(64)),
+    Column("state", String(16), nullable=False, index=True),  # pending | fine | flagged
+    Column("reviewer", String(256)),
+    Column("reason", Text),
+    Column("escalation", JSON),
+    _ts("created_at"), _ts("resolved_at", nullable=True),
+)

@@ -1,0 +1,106 @@
+"""The credential request with approvals and reviews around it (called by ``Container.credentials``
+under the task's chain lock).
+
+- No ``approval_id``: decide as usual; a ``step_up`` opens (or reuses) an approval whose id goes
+  back with the 202.
+- An ``approval_id`` still pending: decide as usual with the approval presented but not granted
+  (``step_up`` again, 202, nothing consumed).
+- An approved one: check the binding, consume it (single use) *before* issuing, decide again with
+  the approval granted (hard forbids, the ceiling and the chain detectors still apply) and issue.
+  If anything fails after consumption, the approval stays consumed and the failure is recorded.
+- An allowed ``review``-mode action with a credential is queued for post-action review.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+from broker.approvals.model import ApprovalState
+from broker.approvals.reviews import ReviewService
+from broker.approvals.service import ApprovalService
+from broker.decisions import ApprovalContext
+from broker.errors import BrokerError
+from broker.models import Agent, Mode, Outcome, Resource
+from broker.services.tasks import CredentialResult, TaskService
+
+
+class CredentialFlow:
+    def __init__(self, tasks: TaskService, approvals: ApprovalService, reviews: ReviewService) -> None:
+        self.tasks = tasks
+        self.approvals = approvals
+        self.reviews = reviews
+
+    def request(
+        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str | None
+    ) -> CredentialResult:
+        if approval_id is not None:
+            result = self._with_approval(agent, task_id, action, resource, approval_id)
+        else:
+            result = self.tasks.request_credential(agent, task_id, action, resource, None)
+            if result.decision.outcome is Outcome.STEP_UP:
+                task = self.tasks.task_for(agent, task_id)
+                target = self._resource(resource)
+                if target is None:  # the engine never asks for step-up on an unknown resource
+                    raise BrokerError(f'resource "{resource}" vanished while opening an approval')
+                approval = self.approvals.open_for(agent, task, result.decision, action, target)
+                result = dataclasses.replace(result, approval_id=approval.approval_id)
+        d = result.decision
+        if d.outcome is Outcome.ALLOW and d.mode is Mode.REVIEW and result.credential is not None:
+            self.reviews.enqueue(agent.name, task_id, d, action, resource, result.grant_id)
+        return result
+
+    def _resource(self, name: str) -> Resource | None:
+        store = self.tasks.store
+        with store.read() as conn:
+            return store.get_resource(conn, name)
+
+    def _with_approval(
+        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str
+    ) -> CredentialResult:
+        task = self.tasks.task_for(agent, task_id)
+        self.tasks.ensure_active(task, datetime.now(UTC))  # a dead task must not burn the approval
+        state = self.approvals.check(agent, task, action, self._resource(resource), approval_id, resource)
+        if state is ApprovalState.PENDING:
+            result = self.tasks.request_credential(
+                agent, task_id, action, resource, ApprovalContext(approval_id=approval_id, approved=False)
+            )
+            return (
+                dataclasses.replace(result, approval_id=approval_id)
+                if result.decision.outcome is Outcome.STEP_UP
+                else result
+            )
+        self.approvals.consume(agent, task, approval_id)
+        try:
+            result = self.tasks.request_credential(
+                agent, task_id, action, resource, ApprovalContext(approval_id=approval_id, approved=True)
+            )
+        except BrokerError as exc:
+            self.approvals.finish(
+                agent, task, approval_id, decision_id=None, grant_id=None, error=exc.message
+            )
+            raise
+        except Exception as exc:
+            self.approvals.finish(
+                agent,
+                task,
+                approval_id,
+                decision_id=None,
+                grant_id=None,
+                error=f"internal error ({type(exc).__name__})",
+            )
+            raise
+        error = (
+            None
+            if result.credential is not None
+            else (f"decision at collection was {result.decision.outcome.value}; nothing issued")
+        )
+        self.approvals.finish(
+            agent,
+            task,
+            approval_id,
+            decision_id=result.decision.decision_id,
+            grant_id=result.grant_id,
+            error=error,
+        )
+        return result

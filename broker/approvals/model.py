@@ -1,0 +1,172 @@
+"""Approval and review records: frozen dataclasses over closed state sets.
+
+An approval is bound to the exact request that needed it: (task, agent, action, resource) and the
+**scope hash** — SHA-256 over the canonical JSON of what the credential would reach (the
+resource's kind, backend settings, sensitivity and environment). If an administrator re-points
+the resource between approval and collection, the hash no longer matches and the approval does
+not carry over.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NewType
+
+from broker.models import ApprovalId, Resource
+
+ReviewId = NewType("ReviewId", str)
+
+
+class ApprovalState(enum.StrEnum):
+    PENDING = "pending"  # waiting for an approver
+    APPROVED = "approved"  # granted; the agent may collect once before it expires
+    DENIED = "denied"
+    EXPIRED = "expired"
+    COLLECTED = "collected"  # consumed by one credential request (single use)
+
+
+class ReviewState(enum.StrEnum):
+    PENDING = "pending"
+    FINE = "fine"
+    FLAGGED = "flagged"
+
+
+def normalise_name(name: str) -> str:
+    """Names compared for four-eyes: case and surrounding blanks do not make a new person."""
+    return " ".join(name.split()).casefold()
+
+
+def scope_hash(action: str, resource: Resource) -> str:
+    scope = {
+        "action": action,
+        "resource": resource.name,
+        "kind": resource.kind,
+        "settings": resource.settings,
+        "sensitivity": resource.sensitivity.value,
+        "environment": resource.environment.value,
+        "external": resource.external,
+    }
+    return hashlib.sha256(
+        json.dumps(scope, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    approver: str
+    reason: str
+    at: datetime
+    owner: bool  # the approver is the agent's owner (cannot approve alone)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "approver": self.approver,
+            "reason": self.reason,
+            "at": self.at.isoformat(),
+            "owner": self.owner,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Vote:
+        return cls(
+            str(raw["approver"]), str(raw["reason"]), datetime.fromisoformat(raw["at"]), bool(raw["owner"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    approval_id: ApprovalId
+    task_id: str
+    agent: str
+    owner: str
+    action: str
+    resource: str
+    scope_hash: str
+    decision_id: str
+    tier: str
+    reasons: tuple[str, ...]
+    state: ApprovalState
+    votes: tuple[Vote, ...]
+    decided_by: str | None
+    decision_reason: str | None
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    collected_at: datetime | None
+    collected_decision_id: str | None
+    grant_id: str | None
+    collect_error: str | None
+
+    def state_at(self, now: datetime) -> ApprovalState:
+        """The stored state, with ``expired`` once the window passed for an open approval."""
+        if self.state in (ApprovalState.PENDING, ApprovalState.APPROVED) and now >= self.expires_at:
+            return ApprovalState.EXPIRED
+        return self.state
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        def iso(v: datetime | None) -> str | None:
+            return v.isoformat() if v else None
+
+        return {
+            "approval_id": self.approval_id,
+            "state": self.state_at(now).value,
+            "task_id": self.task_id,
+            "agent": self.agent,
+            "owner": self.owner,
+            "action": self.action,
+            "resource": self.resource,
+            "scope_hash": self.scope_hash,
+            "decision_id": self.decision_id,
+            "tier": self.tier,
+            "reasons": list(self.reasons),
+            "votes": [v.to_dict() for v in self.votes],
+            "decided_by": self.decided_by,
+            "decision_reason": self.decision_reason,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "decided_at": iso(self.decided_at),
+            "collected_at": iso(self.collected_at),
+            "collected_decision_id": self.collected_decision_id,
+            "grant_id": self.grant_id,
+            "collect_error": self.collect_error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    review_id: ReviewId
+    decision_id: str
+    task_id: str
+    agent: str
+    action: str
+    resource: str
+    tier: str
+    grant_id: str | None
+    state: ReviewState
+    reviewer: str | None
+    reason: str | None
+    escalation: dict[str, Any] | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "review_id": self.review_id,
+            "state": self.state.value,
+            "decision_id": self.decision_id,
+            "task_id": self.task_id,
+            "agent": self.agent,
+            "action": self.action,
+            "resource": self.resource,
+            "tier": self.tier,
+            "grant_id": self.grant_id,
+            "reviewer": self.reviewer,
+            "reason": self.reason,
+            "escalation": self.escalation,
+            "created_at": self.created_at.isoformat(),
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+        }

@@ -1,0 +1,125 @@
+"""The post-action review queue: allowed actions decided in mode ``review`` wait for a human.
+
+A reviewer marks each one ``fine`` or ``flagged``; a flag escalates the task through the chain
+(detector ``review_flagged``: every grant of the task revoked, the task quarantined, an alert). A
+review is resolved once. Audited: ``review.queued``, ``review.fine``, ``review.flagged``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from broker.approvals import store as db
+from broker.approvals.model import Review, ReviewId, ReviewState
+from broker.audit import AuditLog
+from broker.decisions import Decision
+from broker.errors import Conflict, NotFound
+from broker.store.repo import Store, utcnow
+
+# (task_id, review_id, reason) -> the escalation report; the chain service's flag_review under its lock
+Escalate = Callable[[str, str, str], dict[str, Any]]
+
+
+class ReviewService:
+    def __init__(self, store: Store, audit: AuditLog, escalate: Escalate) -> None:
+        self.store = store
+        self.audit = audit
+        self.escalate = escalate
+
+    def enqueue(
+        self, agent: str, task_id: str, decision: Decision, action: str, resource: str, grant_id: str | None
+    ) -> Review:
+        review = Review(
+            review_id=ReviewId("rev_" + uuid.uuid4().hex),
+            decision_id=decision.decision_id,
+            task_id=task_id,
+            agent=agent,
+            action=action,
+            resource=resource,
+            tier=decision.tier.value,
+            grant_id=grant_id,
+            state=ReviewState.PENDING,
+            reviewer=None,
+            reason=None,
+            escalation=None,
+            created_at=utcnow(),
+            resolved_at=None,
+        )
+        with self.store.write() as conn:
+            db.insert_review(conn, review)
+            self.audit.append(
+                conn,
+                "review.queued",
+                actor=agent,
+                task_id=task_id,
+                outcome="pending",
+                data={
+                    "review_id": review.review_id,
+                    "decision_id": decision.decision_id,
+                    "action": action,
+                    "resource": resource,
+                    "grant_id": grant_id,
+                },
+            )
+        return review
+
+    def list(
+        self, state: ReviewState | None = None, task_id: str | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            return [r.to_dict() for r in db.list_reviews(conn, state, task_id, limit)]
+
+    def get(self, review_id: str) -> Review:
+        with self.store.read() as conn:
+            review = db.get_review(conn, review_id)
+        if review is None:
+            raise NotFound(f'review "{review_id}" does not exist')
+        return review
+
+    def mark_fine(self, review_id: str, reviewer: str, reason: str) -> dict[str, Any]:
+        review = self._resolve(review_id, ReviewState.FINE, reviewer, reason)
+        return review.to_dict()
+
+    def flag(self, review_id: str, reviewer: str, reason: str) -> dict[str, Any]:
+        review = self._resolve(review_id, ReviewState.FLAGGED, reviewer, reason)
+        report = self.escalate(
+            review.task_id, review.review_id, f"post-action review flagged by {reviewer}: {reason}"
+        )
+        escalation: dict[str, Any] = {
+            k: report.get(k)
+            for k in (
+                "detector",
+                "task_state",
+                "revocations_queued",
+                "revocations_completed",
+                "revocations_pending",
+            )
+            if k in report
+        }
+        with self.store.write() as conn:
+            db.set_escalation(conn, review.review_id, escalation)
+        return self.get(review_id).to_dict()
+
+    def _resolve(self, review_id: str, state: ReviewState, reviewer: str, reason: str) -> Review:
+        review = self.get(review_id)
+        with self.store.write() as conn:
+            if not db.resolve_review(
+                conn, review_id, state=state, reviewer=reviewer, reason=reason, now=utcnow()
+            ):
+                current = db.get_review(conn, review_id)
+                was = current.state.value if current else "gone"
+                raise Conflict(
+                    f'review "{review_id}" is already {was}; a review is resolved once',
+                    details={"state": was},
+                )
+            self.audit.append(
+                conn,
+                f"review.{state.value}",
+                actor=reviewer,
+                task_id=review.task_id,
+                outcome=state.value,
+                data={"review_id": review_id, "decision_id": review.decision_id, "reason": reason},
+            )
+        return review

@@ -1,0 +1,394 @@
+"""Step-up approvals: open one for a ``step_up`` decision, approve (four-eyes) or deny it, and check
+and consume it when the agent collects its credential.
+
+Rules (docs/approvals.md):
+
+- **Bound** to the exact request: task, agent, action, resource and the resource's scope hash.
+- **Expires** ``approval_ttl_seconds`` after it was opened (default 600 s); approve and collect
+  must both happen inside that window.
+- **Four-eyes**: it is granted when an approver who is *not* the agent's owner approves. The
+  owner's approval is recorded as a co-signature but alone is refused (403
+  ``four_eyes_required``). The agent itself may never approve.
+- **Single use**: collection flips ``approved`` to ``collected`` with one conditional update
+  *before* anything is issued; a second collection finds nothing to flip (403).
+
+Every step is audited (``approval.requested|vote_recorded|approved|denied|expired|refused|
+collected|collect_failed``). No secret ever reaches an approval, its audit events or the webhook.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from broker.approvals import store as db
+from broker.approvals.model import Approval, ApprovalState, Vote, normalise_name, scope_hash
+from broker.audit import AuditLog
+from broker.decisions import Decision
+from broker.errors import Conflict, Denied, InvalidInput, NotFound
+from broker.logging import get_logger
+from broker.models import Agent, ApprovalId, Resource, Task
+from broker.store.repo import Store, utcnow
+
+log = get_logger("nhi-broker.approvals")
+Notifier = Callable[[dict[str, Any]], None]
+
+
+class FourEyesRequired(Denied):
+    code = "four_eyes_required"
+
+
+class ApprovalRefused(Denied):
+    """The agent's collection was refused: unknown, bound elsewhere, denied, expired or used."""
+
+    code = "approval_refused"
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        *,
+        ttl_seconds: int,
+        notify: Notifier | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.ttl = timedelta(seconds=ttl_seconds)
+        self.notify = notify
+        self.clock = clock
+
+    # -- opening ----------------------------------------------------------------------------------
+    def open_for(
+        self, agent: Agent, task: Task, decision: Decision, action: str, resource: Resource
+    ) -> Approval:
+        """The approval for a ``step_up`` decision; an open one for the same request is reused."""
+        now = self.clock()
+        scope = scope_hash(action, resource)
+        with self.store.write() as conn:
+            existing = db.find_pending(
+                conn,
+                task_id=task.task_id,
+                agent=agent.name,
+                action=action,
+                resource=resource.name,
+                scope=scope,
+                now=now,
+            )
+            if existing is not None:
+                return existing
+            approval = Approval(
+                approval_id=ApprovalId("apr_" + uuid.uuid4().hex),
+                task_id=task.task_id,
+                agent=agent.name,
+                owner=agent.owner,
+                action=action,
+                resource=resource.name,
+                scope_hash=scope,
+                decision_id=decision.decision_id,
+                tier=decision.tier.value,
+                reasons=decision.reasons,
+                state=ApprovalState.PENDING,
+                votes=(),
+                decided_by=None,
+                decision_reason=None,
+                created_at=now,
+                expires_at=now + self.ttl,
+                decided_at=None,
+                collected_at=None,
+                collected_decision_id=None,
+                grant_id=None,
+                collect_error=None,
+            )
+            db.insert_approval(conn, approval)
+            self.audit.append(
+                conn,
+                "approval.requested",
+                actor=agent.name,
+                task_id=task.task_id,
+                outcome=ApprovalState.PENDING.value,
+                data=self._facts(approval),
+            )
+        if self.notify is not None:
+            self.notify(
+                {
+                    "event": "approval.pending",
+                    **self._facts(approval),
+                    "owner": approval.owner,
+                    "reasons": list(approval.reasons),
+                    "approve": f"/v1/approvals/{approval.approval_id}/approve",
+                    "deny": f"/v1/approvals/{approval.approval_id}/deny",
+                }
+            )
+        return approval
+
+    @staticmethod
+    def _facts(a: Approval) -> dict[str, Any]:
+        return {
+            "approval_id": a.approval_id,
+            "task_id": a.task_id,
+            "agent": a.agent,
+            "action": a.action,
+            "resource": a.resource,
+            "tier": a.tier,
+            "decision_id": a.decision_id,
+            "expires_at": a.expires_at.isoformat(),
+        }
+
+    # -- reading ----------------------------------------------------------------------------------
+    def expire_due(self) -> int:
+        """Mark open approvals whose window passed as ``expired`` (audited once each)."""
+        now = self.clock()
+        count = 0
+        with self.store.write() as conn:
+            for a in db.due_to_expire(conn, now):
+                if db.mark_expired(conn, a.approval_id, now):
+                    count += 1
+                    self.audit.append(
+                        conn,
+                        "approval.expired",
+                        actor="broker",
+                        task_id=a.task_id,
+                        outcome=ApprovalState.EXPIRED.value,
+                        data=self._facts(a),
+                    )
+        return count
+
+    def list(self, state: ApprovalState | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        self.expire_due()
+        now = self.clock()
+        with self.store.read() as conn:
+            return [a.to_dict(now) for a in db.list_approvals(conn, state, limit)]
+
+    def get(self, approval_id: str) -> Approval:
+        with self.store.read() as conn:
+            approval = db.get_approval(conn, approval_id)
+        if approval is None:
+            raise NotFound(f'approval "{approval_id}" does not exist')
+        return approval
+
+    def view(self, approval_id: str) -> dict[str, Any]:
+        return self.get(approval_id).to_dict(self.clock())
+
+    # -- approvers ----------------------------------------------------------------------------------
+    def approve(self, approval_id: str, approver: str, reason: str) -> dict[str, Any]:
+        a = self._actionable(approval_id, "approve")
+        who = normalise_name(approver)
+        if not who:
+            raise InvalidInput("approver", "must name the person approving")
+        if who == normalise_name(a.agent):
+            self._refuse_vote(a, approver, "the agent may not approve its own request")
+        is_owner = who == normalise_name(a.owner)
+        now = self.clock()
+        votes = [v for v in a.votes if normalise_name(v.approver) != who] + [
+            Vote(approver, reason, now, is_owner)
+        ]
+        if is_owner and not any(not v.owner for v in a.votes):
+            with self.store.write() as conn:
+                if not db.set_votes(conn, a.approval_id, votes, now):
+                    raise Conflict(f'approval "{approval_id}" changed meanwhile; read it again')
+                self.audit.append(
+                    conn,
+                    "approval.vote_recorded",
+                    actor=approver,
+                    task_id=a.task_id,
+                    outcome="four_eyes_required",
+                    data={**self._facts(a), "reason": reason},
+                )
+            raise FourEyesRequired(
+                f'four-eyes rule: "{approver}" is the owner of agent "{a.agent}" and cannot approve alone; '
+                f"the approval is recorded and still needs an approver who is not the owner",
+                details={
+                    "approval_id": a.approval_id,
+                    "rule": "four_eyes",
+                    "state": ApprovalState.PENDING.value,
+                },
+            )
+        with self.store.write() as conn:
+            if not db.decide(
+                conn,
+                a.approval_id,
+                state=ApprovalState.APPROVED,
+                votes=votes,
+                by=approver,
+                reason=reason,
+                now=now,
+                from_states=(ApprovalState.PENDING.value,),
+            ):
+                raise Conflict(f'approval "{approval_id}" changed meanwhile; read it again')
+            self.audit.append(
+                conn,
+                "approval.approved",
+                actor=approver,
+                task_id=a.task_id,
+                outcome="approved",
+                data={**self._facts(a), "reason": reason, "approvers": [v.approver for v in votes]},
+            )
+        return self.view(approval_id)
+
+    def deny(self, approval_id: str, approver: str, reason: str) -> dict[str, Any]:
+        """Anyone may deny (also the owner): saying no needs no second pair of eyes. An approved
+        approval not yet collected can still be denied."""
+        a = self._actionable(approval_id, "deny", also=(ApprovalState.APPROVED,))
+        now = self.clock()
+        with self.store.write() as conn:
+            if not db.decide(
+                conn,
+                a.approval_id,
+                state=ApprovalState.DENIED,
+                votes=a.votes,
+                by=approver,
+                reason=reason,
+                now=now,
+                from_states=db.OPEN,
+            ):
+                raise Conflict(f'approval "{approval_id}" changed meanwhile; read it again')
+            self.audit.append(
+                conn,
+                "approval.denied",
+                actor=approver,
+                task_id=a.task_id,
+                outcome="denied",
+                data={**self._facts(a), "reason": reason},
+            )
+        return self.view(approval_id)
+
+    def _actionable(self, approval_id: str, verb: str, also: tuple[ApprovalState, ...] = ()) -> Approval:
+        self.expire_due()
+        a = self.get(approval_id)
+        state = a.state_at(self.clock())
+        if state is not ApprovalState.PENDING and state not in also:
+            raise Conflict(
+                f'approval "{approval_id}" is {state.value}; only a pending approval can be '
+                f"{'approved' if verb == 'approve' else 'denied'}",
+                details={"state": state.value},
+            )
+        return a
+
+    def _refuse_vote(self, a: Approval, approver: str, why: str) -> None:
+        self.audit.record(
+            "approval.vote_refused",
+            actor=approver,
+            task_id=a.task_id,
+            outcome="denied",
+            data={**self._facts(a), "why": why},
+        )
+        raise FourEyesRequired(
+            f"four-eyes rule: {why}", details={"approval_id": a.approval_id, "rule": "four_eyes"}
+        )
+
+    # -- the agent collects ---------------------------------------------------------------------------
+    def check(
+        self,
+        agent: Agent,
+        task: Task,
+        action: str,
+        resource: Resource | None,
+        approval_id: str,
+        resource_name: str,
+    ) -> ApprovalState:
+        """``pending`` or ``approved`` for a request that matches its approval; otherwise 403."""
+        self.expire_due()
+        with self.store.read() as conn:
+            a = db.get_approval(conn, approval_id)
+        if a is None:
+            self._refused(agent, task, approval_id, f'approval "{approval_id}" does not exist', None)
+        assert a is not None
+        mismatch = [
+            name
+            for name, ok in (
+                ("agent", a.agent == agent.name),
+                ("task", a.task_id == task.task_id),
+                ("action", a.action == action),
+                ("resource", a.resource == resource_name),
+                ("scope", resource is not None and a.scope_hash == scope_hash(action, resource)),
+            )
+            if not ok
+        ]
+        if mismatch:
+            shown = ["agent"] if "agent" in mismatch else mismatch  # never describe another agent's request
+            self._refused(
+                agent,
+                task,
+                approval_id,
+                f"approval is bound to a different request (differs in: {', '.join(shown)})",
+                a,
+            )
+        state = a.state_at(self.clock())
+        if state is ApprovalState.DENIED:
+            self._refused(
+                agent, task, approval_id, f'approval was denied by "{a.decided_by}": {a.decision_reason}', a
+            )
+        if state is ApprovalState.EXPIRED:
+            self._refused(agent, task, approval_id, f"approval expired at {a.expires_at.isoformat()}", a)
+        if state is ApprovalState.COLLECTED:
+            self._refused(agent, task, approval_id, "approval was already used (single use)", a)
+        return state
+
+    def consume(self, agent: Agent, task: Task, approval_id: str) -> None:
+        with self.store.write() as conn:
+            if not db.consume(conn, approval_id, self.clock()):
+                won = False
+            else:
+                won = True
+                self.audit.append(
+                    conn,
+                    "approval.consumed",
+                    actor=agent.name,
+                    task_id=task.task_id,
+                    outcome="collected",
+                    data={"approval_id": approval_id},
+                )
+        if not won:
+            a = self.get(approval_id)
+            self._refused(
+                agent,
+                task,
+                approval_id,
+                f"approval is {a.state_at(self.clock()).value}, not approved (already used?)",
+                a,
+            )
+
+    def finish(
+        self,
+        agent: Agent,
+        task: Task,
+        approval_id: str,
+        *,
+        decision_id: str | None,
+        grant_id: str | None,
+        error: str | None,
+    ) -> None:
+        """What the consumed approval produced. It stays consumed whatever happened (fail closed)."""
+        with self.store.write() as conn:
+            db.record_collection(conn, approval_id, decision_id=decision_id, grant_id=grant_id, error=error)
+            self.audit.append(
+                conn,
+                "approval.collected" if error is None else "approval.collect_failed",
+                actor=agent.name,
+                task_id=task.task_id,
+                outcome="issued" if error is None else "error",
+                data={
+                    "approval_id": approval_id,
+                    "decision_id": decision_id,
+                    "grant_id": grant_id,
+                    "error": error,
+                },
+            )
+
+    def _refused(self, agent: Agent, task: Task, approval_id: str, why: str, a: Approval | None) -> None:
+        state = a.state_at(self.clock()).value if a is not None and a.agent == agent.name else None
+        self.audit.record(
+            "approval.refused",
+            actor=agent.name,
+            task_id=task.task_id,
+            outcome="denied",
+            data={"approval_id": approval_id, "reason": why, "state": state},
+        )
+        raise ApprovalRefused(
+            why, details={"approval_id": approval_id, "reason": why, "approval_state": state}
+        )
