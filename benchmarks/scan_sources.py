@@ -42,9 +42,13 @@ def aws_key(rng: random.Random) -> str:
 
 
 def log_line(rng: random.Random, i: int) -> str:
-    words = " ".join("".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(rng.randint(6, 14)))
-    return (f"2026-11-24T12:{i % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z {rng.choice(LEVELS)} agent-{i % 17} "
-            f"task=tsk_{i:08x} req={rng.getrandbits(48):012x} {words} latency_ms={rng.randint(1, 900)}\n")
+    words = " ".join(
+        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(rng.randint(6, 14))
+    )
+    return (
+        f"2026-11-24T12:{i % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z {rng.choice(LEVELS)} agent-{i % 17} "
+        f"task=tsk_{i:08x} req={rng.getrandbits(48):012x} {words} latency_ms={rng.randint(1, 900)}\n"
+    )
 
 
 def make_logs(root: Path, mb: int, rng: random.Random) -> int:
@@ -83,12 +87,18 @@ def make_repo(root: Path, commits: int, rng: random.Random) -> int:
             planted += 1
         data = "".join(lines).encode()
         msg = f"commit {c}\n".encode()
-        proc.stdin.write(b"commit refs/heads/main\n" + f"mark :{c}\n".encode()
-                         + f"committer bench <b@example.test> {1700000000 + c} +0000\n".encode()
-                         + f"data {len(msg)}\n".encode() + msg
-                         + (f"from :{c - 1}\n".encode() if c > 1 else b"")
-                         + f"M 100644 inline src/file{n:02d}.cfg\n".encode() + f"data {len(data)}\n".encode()
-                         + data + b"\n")
+        proc.stdin.write(
+            b"commit refs/heads/main\n"
+            + f"mark :{c}\n".encode()
+            + f"committer bench <b@example.test> {1700000000 + c} +0000\n".encode()
+            + f"data {len(msg)}\n".encode()
+            + msg
+            + (f"from :{c - 1}\n".encode() if c > 1 else b"")
+            + f"M 100644 inline src/file{n:02d}.cfg\n".encode()
+            + f"data {len(data)}\n".encode()
+            + data
+            + b"\n"
+        )
     proc.stdin.close()
     if proc.wait() != 0:
         raise SystemExit("git fast-import failed")
@@ -134,27 +144,49 @@ def main() -> None:
         t0 = time.perf_counter()
         planted = make_logs(tmp / "logs", args.mb, rng)
         size = sum(f.stat().st_size for f in (tmp / "logs").iterdir())
-        print(f"\nlog directory: {size / 1e6:.0f} MB in 20 files, {planted} keys planted "
-              f"(generated in {time.perf_counter() - t0:.1f} s)")
-        scans.put_job("logs", ScanJobSpec.load({"source": {"kind": "files", "path": str(tmp / "logs")},
-                                                "schedule": {"every_seconds": 300}}).dump())
+        print(
+            f"\nlog directory: {size / 1e6:.0f} MB in 20 files, {planted} keys planted "
+            f"(generated in {time.perf_counter() - t0:.1f} s)"
+        )
+        scans.put_job(
+            "logs",
+            ScanJobSpec.load(
+                {"source": {"kind": "files", "path": str(tmp / "logs")}, "schedule": {"every_seconds": 300}}
+            ).dump(),
+        )
         result, elapsed, grown = timed(r, "logs")
-        print(f"  first run:  {result['bytes'] / 1e6:.0f} MB in {elapsed:.2f} s = {result['bytes'] / 1e6 / elapsed:.1f} MB/s"
-              f"; findings {result['findings']}; max RSS +{grown:.0f} MB")
+        print(
+            f"  first run:  {result['bytes'] / 1e6:.0f} MB in {elapsed:.2f} s = "
+            f"{result['bytes'] / 1e6 / elapsed:.1f} MB/s; findings {result['findings']}; "
+            f"max RSS +{grown:.0f} MB"
+        )
         with (tmp / "logs" / "agent-00.log").open("a") as fh:
             fh.write("".join(log_line(rng, i) for i in range(6000)))
         result, elapsed, grown = timed(r, "logs")
-        print(f"  after appending {result['bytes'] / 1e6:.2f} MB: {elapsed * 1000:.0f} ms (only the new bytes read)")
+        print(
+            f"  after appending {result['bytes'] / 1e6:.2f} MB: {elapsed * 1000:.0f} ms "
+            "(only the new bytes read)"
+        )
 
         t0 = time.perf_counter()
         planted = make_repo(tmp / "repo", args.commits, rng)
-        print(f"\ngit history: {args.commits} commits, {planted} keys planted (built in {time.perf_counter() - t0:.1f} s)")
-        scans.put_job("repo", ScanJobSpec.load({"source": {"kind": "git", "repo": str(tmp / "repo")},
-                                                "schedule": {"every_seconds": 300}}).dump())
+        print(
+            f"\ngit history: {args.commits} commits, {planted} keys planted "
+            f"(built in {time.perf_counter() - t0:.1f} s)"
+        )
+        scans.put_job(
+            "repo",
+            ScanJobSpec.load(
+                {"source": {"kind": "git", "repo": str(tmp / "repo")}, "schedule": {"every_seconds": 300}}
+            ).dump(),
+        )
         result, elapsed, grown = timed(r, "repo")
-        print(f"  first run:  {args.commits} commits, {result['bytes'] / 1e6:.1f} MB added lines in {elapsed:.2f} s"
-              f" = {args.commits / elapsed:.0f} commits/s, {result['bytes'] / 1e6 / elapsed:.1f} MB/s; "
-              f"findings {result['findings']}; max RSS +{grown:.0f} MB")
+        print(
+            f"  first run:  {args.commits} commits, {result['bytes'] / 1e6:.1f} MB added lines "
+            f"in {elapsed:.2f} s"
+            f" = {args.commits / elapsed:.0f} commits/s, {result['bytes'] / 1e6 / elapsed:.1f} MB/s; "
+            f"findings {result['findings']}; max RSS +{grown:.0f} MB"
+        )
         result, elapsed, _ = timed(r, "repo")
         print(f"  second run (no new commits): {elapsed * 1000:.0f} ms")
         print(f"\npeak max RSS of the process: {rss_mb():.0f} MB")

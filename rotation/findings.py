@@ -101,8 +101,14 @@ class Matches:
 
 
 class FindingsService:
-    def __init__(self, store: Store, audit: AuditLog, on_leak: LeakHandler, managed: ManagedSecretMatcher,
-                 alert: Alert | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        on_leak: LeakHandler,
+        managed: ManagedSecretMatcher,
+        alert: Alert | None = None,
+    ) -> None:
         self.store = store
         self.audit = audit
         self.on_leak = on_leak
@@ -117,20 +123,38 @@ class FindingsService:
         now = utcnow()
         for raw in raws:
             key = dedup_key(raw.fingerprint, raw.location)
-            row = conn.execute(select(f.finding_id, f.status, f.detail, f.occurrences)
-                               .where(f.dedup_key == key)).first()
+            row = conn.execute(
+                select(f.finding_id, f.status, f.detail, f.occurrences).where(f.dedup_key == key)
+            ).first()
             if row is None:
                 fid = "fnd_" + uuid.uuid4().hex[:20]
-                conn.execute(insert(t.scan_findings).values(
-                    finding_id=fid, dedup_key=key, job=job, source_kind=kind, location=raw.location,
-                    line=raw.line, rule=raw.rule, severity=raw.severity, fingerprint=raw.fingerprint,
-                    excerpt=raw.excerpt[:500], status=FindingStatus.OPEN.value, detail=dict(raw.meta),
-                    occurrences=1, first_seen=now, last_seen=now))
+                conn.execute(
+                    insert(t.scan_findings).values(
+                        finding_id=fid,
+                        dedup_key=key,
+                        job=job,
+                        source_kind=kind,
+                        location=raw.location,
+                        line=raw.line,
+                        rule=raw.rule,
+                        severity=raw.severity,
+                        fingerprint=raw.fingerprint,
+                        excerpt=raw.excerpt[:500],
+                        status=FindingStatus.OPEN.value,
+                        detail=dict(raw.meta),
+                        occurrences=1,
+                        first_seen=now,
+                        last_seen=now,
+                    )
+                )
                 out.append(Recorded(fid, raw, True, FindingStatus.OPEN.value))
             else:
                 detail = {**(row.detail or {}), "last": dict(raw.meta)} if raw.meta else row.detail
-                conn.execute(update(t.scan_findings).where(f.finding_id == row.finding_id).values(
-                    last_seen=now, occurrences=row.occurrences + 1, detail=detail))
+                conn.execute(
+                    update(t.scan_findings)
+                    .where(f.finding_id == row.finding_id)
+                    .values(last_seen=now, occurrences=row.occurrences + 1, detail=detail)
+                )
                 out.append(Recorded(row.finding_id, raw, False, row.status))
         return out
 
@@ -145,13 +169,31 @@ class FindingsService:
             try:
                 if grant is not None and on_finding.broker_issued == "revoke":
                     outcome = dict(self.on_leak(grant, fp, f"scan:{job}:{rec.raw.location}"))
-                    self._set(rec.finding_id, FindingStatus.REVOKED, {"action": {"kind": "revoke", **outcome,
-                              "grant_id": grant.grant_id, "task_id": grant.task_id}})
+                    self._set(
+                        rec.finding_id,
+                        FindingStatus.REVOKED,
+                        {
+                            "action": {
+                                "kind": "revoke",
+                                **outcome,
+                                "grant_id": grant.grant_id,
+                                "task_id": grant.task_id,
+                            }
+                        },
+                    )
                 elif managed is not None and on_finding.managed == "rotate":
-                    outcome = dict(self.managed.rotate(managed.name, reason=f"found by scan job {job} at "
-                                                       f"{rec.raw.location}", actor=f"scan:{job}"))
-                    self._set(rec.finding_id, FindingStatus.ROTATED, {"action": {
-                        "kind": "rotate", "managed": managed.name, **_safe(outcome)}})
+                    outcome = dict(
+                        self.managed.rotate(
+                            managed.name,
+                            reason=f"found by scan job {job} at {rec.raw.location}",
+                            actor=f"scan:{job}",
+                        )
+                    )
+                    self._set(
+                        rec.finding_id,
+                        FindingStatus.ROTATED,
+                        {"action": {"kind": "rotate", "managed": managed.name, **_safe(outcome)}},
+                    )
                 elif rec.new:
                     self._opened(job, rec, grant, managed)
                     continue
@@ -163,41 +205,89 @@ class FindingsService:
                 self._set(rec.finding_id, FindingStatus.OPEN, {"action_error": str(error)[:300]})
                 self._opened(job, rec, grant, managed, error=str(error)[:300])
 
-    def _opened(self, job: str, rec: Recorded, grant: GrantMatch | None, managed: ManagedRef | None,
-                error: str | None = None) -> None:
+    def _opened(
+        self,
+        job: str,
+        rec: Recorded,
+        grant: GrantMatch | None,
+        managed: ManagedRef | None,
+        error: str | None = None,
+    ) -> None:
         self._audit_opened(job, rec, grant, managed, error)
         if self.alert is not None:
-            self.alert({"event": "finding.opened", "finding_id": rec.finding_id, "job": job,
-                        "rule": rec.raw.rule, "severity": rec.raw.severity, "fingerprint": rec.raw.fingerprint,
-                        "location": rec.raw.location, "line": rec.raw.line, "excerpt": rec.raw.excerpt,
-                        "at": utcnow().isoformat(), **({"action_error": error} if error else {})})
+            self.alert(
+                {
+                    "event": "finding.opened",
+                    "finding_id": rec.finding_id,
+                    "job": job,
+                    "rule": rec.raw.rule,
+                    "severity": rec.raw.severity,
+                    "fingerprint": rec.raw.fingerprint,
+                    "location": rec.raw.location,
+                    "line": rec.raw.line,
+                    "excerpt": rec.raw.excerpt,
+                    "at": utcnow().isoformat(),
+                    **({"action_error": error} if error else {}),
+                }
+            )
 
-    def _audit_opened(self, job: str, rec: Recorded, grant: GrantMatch | None, managed: ManagedRef | None,
-                      error: str | None = None) -> None:
-        self.audit.record("finding.opened", actor=f"scan:{job}", task_id=grant.task_id if grant else None,
-                          outcome="action_failed" if error else None,
-                          data={"finding_id": rec.finding_id, "rule": rec.raw.rule, "location": rec.raw.location,
-                                "line": rec.raw.line, "fingerprint": rec.raw.fingerprint,
-                                "grant_id": grant.grant_id if grant else None,
-                                "managed": managed.name if managed else None,
-                                **{k: v for k, v in rec.raw.meta.items() if k in ("commit", "path", "key")}})
+    def _audit_opened(
+        self,
+        job: str,
+        rec: Recorded,
+        grant: GrantMatch | None,
+        managed: ManagedRef | None,
+        error: str | None = None,
+    ) -> None:
+        self.audit.record(
+            "finding.opened",
+            actor=f"scan:{job}",
+            task_id=grant.task_id if grant else None,
+            outcome="action_failed" if error else None,
+            data={
+                "finding_id": rec.finding_id,
+                "rule": rec.raw.rule,
+                "location": rec.raw.location,
+                "line": rec.raw.line,
+                "fingerprint": rec.raw.fingerprint,
+                "grant_id": grant.grant_id if grant else None,
+                "managed": managed.name if managed else None,
+                **{k: v for k, v in rec.raw.meta.items() if k in ("commit", "path", "key")},
+            },
+        )
 
     def _set(self, finding_id: str, status: FindingStatus, extra: Mapping[str, Any]) -> None:
         f = t.scan_findings.c
         with self.store.write() as conn:
             row = conn.execute(select(f.detail).where(f.finding_id == finding_id)).first()
             detail = {**((row.detail if row else None) or {}), **extra}
-            conn.execute(update(t.scan_findings).where(f.finding_id == finding_id)
-                         .values(status=status.value, detail=detail))
+            conn.execute(
+                update(t.scan_findings)
+                .where(f.finding_id == finding_id)
+                .values(status=status.value, detail=detail)
+            )
 
     # -- reading and triage ------------------------------------------------------------------------
-    def list(self, *, status: str | None = None, job: str | None = None, rule: str | None = None,
-             source: str | None = None, fingerprint: str | None = None, since: datetime | None = None,
-             limit: int = 100) -> list[dict[str, Any]]:
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        job: str | None = None,
+        rule: str | None = None,
+        source: str | None = None,
+        fingerprint: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         f = t.scan_findings.c
         q = select(t.scan_findings)
-        for col, value in ((f.status, status), (f.job, job), (f.rule, rule), (f.source_kind, source),
-                           (f.fingerprint, fingerprint)):
+        for col, value in (
+            (f.status, status),
+            (f.job, job),
+            (f.rule, rule),
+            (f.source_kind, source),
+            (f.fingerprint, fingerprint),
+        ):
             if value is not None:
                 q = q.where(col == value)
         if since is not None:
@@ -208,7 +298,9 @@ class FindingsService:
 
     def get(self, finding_id: str) -> dict[str, Any]:
         with self.store.read() as conn:
-            row = conn.execute(select(t.scan_findings).where(t.scan_findings.c.finding_id == finding_id)).first()
+            row = conn.execute(
+                select(t.scan_findings).where(t.scan_findings.c.finding_id == finding_id)
+            ).first()
         if row is None:
             raise NotFound(f'finding "{finding_id}" does not exist')
         return finding_body(dict(row._mapping))
@@ -217,10 +309,16 @@ class FindingsService:
         if status not in {s.value for s in HUMAN_STATUSES}:
             raise InvalidInput("status", f'"{status}" is not allowed: one of open, resolved, false_positive')
         before = self.get(finding_id)
-        self._set(finding_id, FindingStatus(status), {"triage": {"by": actor, "note": note[:500],
-                                                                 "at": utcnow().isoformat()}})
-        self.audit.record("finding.status_changed", actor=actor, data={
-            "finding_id": finding_id, "from": before["status"], "to": status, "note": note[:500]})
+        self._set(
+            finding_id,
+            FindingStatus(status),
+            {"triage": {"by": actor, "note": note[:500], "at": utcnow().isoformat()}},
+        )
+        self.audit.record(
+            "finding.status_changed",
+            actor=actor,
+            data={"finding_id": finding_id, "from": before["status"], "to": status, "note": note[:500]},
+        )
         return self.get(finding_id)
 
 
@@ -234,5 +332,9 @@ def finding_body(row: dict[str, Any]) -> dict[str, Any]:
 
 def _safe(outcome: Mapping[str, Any]) -> dict[str, Any]:
     """What of a rotation outcome may be stored: plain, non-secret scalars."""
-    return {k: v for k, v in outcome.items() if isinstance(v, str | int | bool | None)
-            and not any(s in k.lower() for s in ("secret", "password", "token", "value"))}
+    return {
+        k: v
+        for k, v in outcome.items()
+        if isinstance(v, str | int | bool | None)
+        and not any(s in k.lower() for s in ("secret", "password", "token", "value"))
+    }

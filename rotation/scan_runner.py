@@ -45,9 +45,18 @@ class Skipped:
 
 
 class ScanRunner:
-    def __init__(self, store: Store, scans: ScanStore, findings: FindingsService, key: bytes, settings: Any,
-                 *, holder: str, lease_seconds: float = 60.0,
-                 grants_index: Callable[[], KnownSecretIndex] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        scans: ScanStore,
+        findings: FindingsService,
+        key: bytes,
+        settings: Any,
+        *,
+        holder: str,
+        lease_seconds: float = 60.0,
+        grants_index: Callable[[], KnownSecretIndex] | None = None,
+    ) -> None:
         self.store = store
         self.scans = scans
         self.findings = findings
@@ -80,8 +89,9 @@ class ScanRunner:
         if not self.scans.claim(name, self.holder, utcnow() + timedelta(seconds=self.lease_seconds), slot):
             return Skipped("running elsewhere or slot taken")
         stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(name, stop), name=f"nhi-scan-lease-{name}",
-                                daemon=True)
+        beat = threading.Thread(
+            target=self._heartbeat, args=(name, stop), name=f"nhi-scan-lease-{name}", daemon=True
+        )
         beat.start()
         try:
             return self._run_claimed(name, spec, trigger)
@@ -115,12 +125,27 @@ class ScanRunner:
             error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             error = f"{type(exc).__name__}: {error}"[:500]
             log.error("scan.run_failed", job=name, run_id=run_id, error=error)
-        summary = {"run_id": run_id, "status": status, "trigger": trigger, "started_at": started.isoformat(),
-                   "duration_ms": round((time.perf_counter() - t0) * 1000, 1), **totals, "error": error,
-                   "holder": self.holder}
+        summary = {
+            "run_id": run_id,
+            "status": status,
+            "trigger": trigger,
+            "started_at": started.isoformat(),
+            "duration_ms": round((time.perf_counter() - t0) * 1000, 1),
+            **totals,
+            "error": error,
+            "holder": self.holder,
+        }
         self.scans.finish_run(name, run_id, summary)
-        log.info("scan.run", job=name, run_id=run_id, status=status, bytes=totals["bytes"],
-                 findings=totals["findings"], new=totals["new_findings"], duration_ms=summary["duration_ms"])
+        log.info(
+            "scan.run",
+            job=name,
+            run_id=run_id,
+            status=status,
+            bytes=totals["bytes"],
+            findings=totals["findings"],
+            new=totals["new_findings"],
+            duration_ms=summary["duration_ms"],
+        )
         return summary
 
     def _stream(self, name: str, spec: ScanJobSpec, totals: dict[str, int]) -> None:
@@ -130,11 +155,16 @@ class ScanRunner:
         for fp in managed:
             managed_index.add(fp, GrantMatch("managed", "", ""))
         matches = Matches(grants=grants.lookup, managed=managed)
-        ctx = SourceContext(job=name, fingerprint=self._fp, settings=self.settings,
-                            cache_dir=Path(self.settings.data_dir) / "scan-cache",
-                            is_managed=lambda fp: ({"name": managed[fp].name, "location": managed[fp].location}
-                                                   if fp in managed else None),
-                            is_grant=lambda fp: grants.lookup(fp) is not None)
+        ctx = SourceContext(
+            job=name,
+            fingerprint=self._fp,
+            settings=self.settings,
+            cache_dir=Path(self.settings.data_dir) / "scan-cache",
+            is_managed=lambda fp: (
+                {"name": managed[fp].name, "location": managed[fp].location} if fp in managed else None
+            ),
+            is_grant=lambda fp: grants.lookup(fp) is not None,
+        )
         source = build_source(spec.source, ctx)
         scanner = copy.copy(self.scanner)  # shares the compiled rules; this run's index of grants
         scanner.known = grants
@@ -144,8 +174,17 @@ class ScanRunner:
                 totals["bytes"] += item.nbytes
                 buffered.extend(self._scan_piece(scanner, managed_index, managed, item))
             elif isinstance(item, Observation):
-                buffered.append(RawFinding(item.rule, item.severity, item.fingerprint, item.location, None,
-                                           item.excerpt, dict(item.meta)))
+                buffered.append(
+                    RawFinding(
+                        item.rule,
+                        item.severity,
+                        item.fingerprint,
+                        item.location,
+                        None,
+                        item.excerpt,
+                        dict(item.meta),
+                    )
+                )
             elif isinstance(item, Checkpoint):
                 totals["bytes"] += item.nbytes
                 self._commit(name, spec, item.state, buffered, totals, matches)
@@ -153,33 +192,60 @@ class ScanRunner:
         if buffered:
             self._commit(name, spec, {}, buffered, totals, matches)
 
-    def _commit(self, name: str, spec: ScanJobSpec, state: Any, raws: list[RawFinding],
-                totals: dict[str, int], matches: Matches) -> None:
+    def _commit(
+        self,
+        name: str,
+        spec: ScanJobSpec,
+        state: Any,
+        raws: list[RawFinding],
+        totals: dict[str, int],
+        matches: Matches,
+    ) -> None:
         with self.store.write() as conn:
-            recorded: list[Recorded] = self.findings.record(conn, name, spec.source.kind, raws) if raws else []
+            recorded: list[Recorded] = (
+                self.findings.record(conn, name, spec.source.kind, raws) if raws else []
+            )
             self.scans.apply_state(conn, name, state)
         totals["findings"] += len(recorded)
         totals["new_findings"] += sum(1 for r in recorded if r.new)
         if recorded:
             self.findings.act(name, spec.on_finding, recorded, matches)
 
-    def _scan_piece(self, scanner: Scanner, managed_index: KnownSecretIndex, managed: dict[str, Any],
-                    piece: Piece) -> list[RawFinding]:
+    def _scan_piece(
+        self, scanner: Scanner, managed_index: KnownSecretIndex, managed: dict[str, Any], piece: Piece
+    ) -> list[RawFinding]:
         out: list[RawFinding] = []
         found = scanner.scan(piece.text)
         for f in found:
             rule = f.rule_id if f.fingerprint not in managed else MANAGED_RULE
-            out.append(RawFinding(rule, f.severity.value, f.fingerprint, piece.location, piece.line_of(f.line),
-                                  f.excerpt, dict(piece.meta)))
+            out.append(
+                RawFinding(
+                    rule,
+                    f.severity.value,
+                    f.fingerprint,
+                    piece.location,
+                    piece.line_of(f.line),
+                    f.excerpt,
+                    dict(piece.meta),
+                )
+            )
         if managed:
             spans = [(f.start, f.end) for f in found]
             for s, e, fp, _ in managed_index.find(piece.text):
                 if (s, e) in spans:
                     continue
                 line = piece.text.count("\n", 0, s) + 1
-                out.append(RawFinding(MANAGED_RULE, "critical", fp, piece.location, piece.line_of(line),
-                                      _excerpt(piece.text, s, e, f"[MANAGED-SECRET:{managed[fp].name}]", found),
-                                      dict(piece.meta)))
+                out.append(
+                    RawFinding(
+                        MANAGED_RULE,
+                        "critical",
+                        fp,
+                        piece.location,
+                        piece.line_of(line),
+                        _excerpt(piece.text, s, e, f"[MANAGED-SECRET:{managed[fp].name}]", found),
+                        dict(piece.meta),
+                    )
+                )
         return out
 
 
@@ -188,8 +254,14 @@ def _excerpt(text: str, start: int, end: int, label: str, others: Any) -> str:
     ls = text.rfind("\n", 0, start) + 1
     le = text.find("\n", end)
     le = len(text) if le < 0 else le
-    spans = sorted([(start, end, label)] + [(f.start, f.end, f"[REDACTED:{f.rule_id}]") for f in others
-                                             if f.start < le and f.end > ls and not (f.start, f.end) == (start, end)])
+    spans = sorted(
+        [(start, end, label)]
+        + [
+            (f.start, f.end, f"[REDACTED:{f.rule_id}]")
+            for f in others
+            if f.start < le and f.end > ls and (f.start, f.end) != (start, end)
+        ]
+    )
     parts, pos = [], ls
     for s, e, lab in spans:
         if s < pos:

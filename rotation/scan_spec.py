@@ -28,8 +28,11 @@ class _Strict(BaseModel):
 
 class FilesSource(_Strict):
     kind: Literal["files"]
-    path: str = Field(min_length=1, max_length=1024,
-                      description="a directory (every file under it) or a glob such as /var/log/agents/*.log")
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="a directory (every file under it) or a glob such as /var/log/agents/*.log",
+    )
 
     @field_validator("path")
     @classmethod
@@ -41,10 +44,16 @@ class FilesSource(_Strict):
 
 class GitSource(_Strict):
     kind: Literal["git"]
-    repo: str = Field(min_length=1, max_length=1024,
-                      description="a local repository path, or an https://, ssh:// or file:// URL (mirrored)")
-    refs: list[str] = Field(default_factory=lambda: ["--all"], max_length=64,
-                            description='refs to follow; default every branch and tag ("--all")')
+    repo: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="a local repository path, or an https://, ssh:// or file:// URL (mirrored)",
+    )
+    refs: list[str] = Field(
+        default_factory=lambda: ["--all"],
+        max_length=64,
+        description='refs to follow; default every branch and tag ("--all")',
+    )
 
     @field_validator("repo")
     @classmethod
@@ -98,7 +107,9 @@ Source = Annotated[FilesSource | GitSource | S3Source | OpenBaoKvSource, Field(d
 
 class Schedule(_Strict):
     every_seconds: int | None = Field(default=None, ge=1, le=7 * 86400)
-    cron: str | None = Field(default=None, max_length=128, description='five-field crontab, e.g. "0 * * * *" (UTC)')
+    cron: str | None = Field(
+        default=None, max_length=128, description='five-field crontab, e.g. "0 * * * *" (UTC)'
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Schedule:

@@ -40,11 +40,19 @@ class ScanStore:
         with self.store.write() as conn:
             exists = conn.execute(select(t.scan_jobs.c.name).where(t.scan_jobs.c.name == name)).first()
             if exists is None:
-                conn.execute(insert(t.scan_jobs).values(name=name, spec=dict(spec), created_at=now, updated_at=now))
+                conn.execute(
+                    insert(t.scan_jobs).values(name=name, spec=dict(spec), created_at=now, updated_at=now)
+                )
             else:
-                conn.execute(update(t.scan_jobs).where(t.scan_jobs.c.name == name)
-                             .values(spec=dict(spec), updated_at=now))
-            if conn.execute(select(t.scan_job_leases.c.job).where(t.scan_job_leases.c.job == name)).first() is None:
+                conn.execute(
+                    update(t.scan_jobs)
+                    .where(t.scan_jobs.c.name == name)
+                    .values(spec=dict(spec), updated_at=now)
+                )
+            if (
+                conn.execute(select(t.scan_job_leases.c.job).where(t.scan_job_leases.c.job == name)).first()
+                is None
+            ):
                 conn.execute(insert(t.scan_job_leases).values(job=name))
         return exists is None
 
@@ -76,21 +84,31 @@ class ScanStore:
             with self.store.write() as conn:
                 if conn.execute(select(lease.job).where(lease.job == job)).first() is None:
                     conn.execute(insert(t.scan_job_leases).values(job=job))
-                return bool(conn.execute(update(t.scan_job_leases).where(and_(*cond)).values(**values)).rowcount)
+                return bool(
+                    conn.execute(update(t.scan_job_leases).where(and_(*cond)).values(**values)).rowcount
+                )
         except IntegrityError:  # another replica inserted the row at the same moment
             return False
 
     def renew(self, job: str, holder: str, until: datetime) -> bool:
         lease = t.scan_job_leases.c
         with self.store.write() as conn:
-            return bool(conn.execute(update(t.scan_job_leases).where(and_(lease.job == job, lease.holder == holder))
-                                     .values(until=until)).rowcount)
+            return bool(
+                conn.execute(
+                    update(t.scan_job_leases)
+                    .where(and_(lease.job == job, lease.holder == holder))
+                    .values(until=until)
+                ).rowcount
+            )
 
     def release(self, job: str, holder: str) -> None:
         lease = t.scan_job_leases.c
         with self.store.write() as conn:
-            conn.execute(update(t.scan_job_leases).where(and_(lease.job == job, lease.holder == holder))
-                         .values(until=None))
+            conn.execute(
+                update(t.scan_job_leases)
+                .where(and_(lease.job == job, lease.holder == holder))
+                .values(until=None)
+            )
 
     def lease(self, job: str) -> dict[str, Any] | None:
         with self.store.read() as conn:
@@ -100,7 +118,9 @@ class ScanStore:
     # -- state ------------------------------------------------------------------------------------
     def load_state(self, job: str) -> dict[str, Any]:
         with self.store.read() as conn:
-            rows = conn.execute(select(t.scan_state.c.key, t.scan_state.c.value).where(t.scan_state.c.job == job))
+            rows = conn.execute(
+                select(t.scan_state.c.key, t.scan_state.c.value).where(t.scan_state.c.job == job)
+            )
             return {r.key: r.value for r in rows}
 
     @staticmethod
@@ -115,28 +135,52 @@ class ScanStore:
     def start_run(self, job: str, holder: str, trigger: str) -> tuple[str, datetime]:
         run_id, now = "run_" + uuid.uuid4().hex[:20], utcnow()
         with self.store.write() as conn:
-            conn.execute(insert(t.scan_runs).values(run_id=run_id, job=job, holder=holder, trigger=trigger,
-                                                    status="running", started_at=now, bytes=0, findings=0,
-                                                    new_findings=0))
+            conn.execute(
+                insert(t.scan_runs).values(
+                    run_id=run_id,
+                    job=job,
+                    holder=holder,
+                    trigger=trigger,
+                    status="running",
+                    started_at=now,
+                    bytes=0,
+                    findings=0,
+                    new_findings=0,
+                )
+            )
         return run_id, now
 
     def finish_run(self, job: str, run_id: str, summary: Mapping[str, Any]) -> None:
         with self.store.write() as conn:
-            conn.execute(update(t.scan_runs).where(t.scan_runs.c.run_id == run_id).values(
-                status=summary["status"], finished_at=utcnow(), bytes=summary["bytes"],
-                findings=summary["findings"], new_findings=summary["new_findings"], error=summary.get("error")))
+            conn.execute(
+                update(t.scan_runs)
+                .where(t.scan_runs.c.run_id == run_id)
+                .values(
+                    status=summary["status"],
+                    finished_at=utcnow(),
+                    bytes=summary["bytes"],
+                    findings=summary["findings"],
+                    new_findings=summary["new_findings"],
+                    error=summary.get("error"),
+                )
+            )
             conn.execute(update(t.scan_jobs).where(t.scan_jobs.c.name == job).values(last_run=dict(summary)))
 
     def runs(self, job: str, limit: int = 50) -> list[dict[str, Any]]:
         r = t.scan_runs.c
         with self.store.read() as conn:
-            rows = conn.execute(select(t.scan_runs).where(r.job == job).order_by(r.started_at.desc()).limit(limit))
+            rows = conn.execute(
+                select(t.scan_runs).where(r.job == job).order_by(r.started_at.desc()).limit(limit)
+            )
             return [_iso_row(dict(x._mapping)) for x in rows]
 
     def count_runs(self, job: str) -> int:
         with self.store.read() as conn:
-            return int(conn.execute(select(func.count()).select_from(t.scan_runs)
-                                    .where(t.scan_runs.c.job == job)).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(t.scan_runs).where(t.scan_runs.c.job == job)
+                ).scalar_one()
+            )
 
 
 def _iso_row(row: dict[str, Any]) -> dict[str, Any]:

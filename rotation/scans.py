@@ -37,13 +37,22 @@ class ScanService:
             if existing is None:
                 raise InvalidInput("source", "required when the job is created")
             source = ScanJobSpec.load(existing["spec"]).source
-        spec = ScanJobSpec(source=source, schedule=body.schedule, on_finding=body.on_finding, enabled=body.enabled)
+        spec = ScanJobSpec(
+            source=source, schedule=body.schedule, on_finding=body.on_finding, enabled=body.enabled
+        )
         created = self.scans.put_job(name, spec.dump())
         if self.scheduler is not None:
             self.scheduler.schedule(name, spec)
-        self.audit.record("scan_job.put", actor=actor, outcome="created" if created else "replaced",
-                          data={"job": name, "source_kind": spec.source.kind, "schedule": spec.schedule.model_dump(
-                              exclude_none=True)})
+        self.audit.record(
+            "scan_job.put",
+            actor=actor,
+            outcome="created" if created else "replaced",
+            data={
+                "job": name,
+                "source_kind": spec.source.kind,
+                "schedule": spec.schedule.model_dump(exclude_none=True),
+            },
+        )
         return self.get_job(name), created
 
     def get_job(self, name: str) -> dict[str, Any]:
@@ -71,10 +80,14 @@ class ScanService:
 
     def _body(self, row: Mapping[str, Any]) -> dict[str, Any]:
         spec = row["spec"]
-        return {"name": row["name"], **spec, "last_run": row.get("last_run"),
-                "next_run": self.scheduler.next_run(row["name"]) if self.scheduler is not None else None,
-                "created_at": row["created_at"].isoformat() if row.get("created_at") else None,
-                "updated_at": row["updated_at"].isoformat() if row.get("updated_at") else None}
+        return {
+            "name": row["name"],
+            **spec,
+            "last_run": row.get("last_run"),
+            "next_run": self.scheduler.next_run(row["name"]) if self.scheduler is not None else None,
+            "created_at": row["created_at"].isoformat() if row.get("created_at") else None,
+            "updated_at": row["updated_at"].isoformat() if row.get("updated_at") else None,
+        }
 
 
 class RotationManagedSecrets:
@@ -108,8 +121,13 @@ class RotationManagedSecrets:
         result = self._service().rotate(name, reason=LEAK, actor=actor)
         if not result.ok:
             raise BrokerError(f'rotation of "{name}" failed at {result.failed_step}: {result.error}')
-        return {"rotation_id": result.rotation_id, "outcome": result.outcome, "retired": result.retired,
-                "kv_version": result.kv_version, "why": reason[:200]}
+        return {
+            "rotation_id": result.rotation_id,
+            "outcome": result.outcome,
+            "retired": result.retired,
+            "kv_version": result.kv_version,
+            "why": reason[:200],
+        }
 
 
 def _leak_handler(container: Any) -> Any:
@@ -120,28 +138,46 @@ def _leak_handler(container: Any) -> Any:
     def report(match: GrantMatch, fingerprint: str, source: str) -> Mapping[str, Any]:
         chain = container.chain_service()
         with chain.lock(match.task_id):
-            report = chain.report_leak(match.task_id, match.grant_id, {"source": source, "fingerprint": fingerprint})
+            report = chain.report_leak(
+                match.task_id, match.grant_id, {"source": source, "fingerprint": fingerprint}
+            )
         return {"action": "task_escalated", "task_state": report.get("task_state")}
+
     return report
 
 
 def build_scans(container: Any, *, managed: ManagedSecretMatcher | None = None) -> ScanService:
     alerter = container.chain.alerter if container.chain is not None else None
-    findings = FindingsService(container.store, container.audit, _leak_handler(container),
-                               managed or RotationManagedSecrets(container),
-                               alert=alerter.send if alerter is not None else None)
+    findings = FindingsService(
+        container.store,
+        container.audit,
+        _leak_handler(container),
+        managed or RotationManagedSecrets(container),
+        alert=alerter.send if alerter is not None else None,
+    )
     scans = ScanStore(container.store)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     settings = container.settings
-    runner = ScanRunner(container.store, scans, findings, key_of(settings), settings, holder=holder,
-                        lease_seconds=float(getattr(settings, "scan_lease_seconds", 60.0)))
+    runner = ScanRunner(
+        container.store,
+        scans,
+        findings,
+        key_of(settings),
+        settings,
+        holder=holder,
+        lease_seconds=float(getattr(settings, "scan_lease_seconds", 60.0)),
+    )
     return ScanService(scans, runner, findings, container.audit)
 
 
 def start_scheduler(container: Any, service: ScanService, *, poll_seconds: float = 1.0) -> ScanScheduler:
-    scheduler = ScanScheduler(service.runner, service.scans, container.store.engine,
-                              max_workers=int(getattr(container.settings, "scan_max_workers", 4)),
-                              poll_seconds=poll_seconds)
+    scheduler = ScanScheduler(
+        service.runner,
+        service.scans,
+        container.store.engine,
+        max_workers=int(getattr(container.settings, "scan_max_workers", 4)),
+        poll_seconds=poll_seconds,
+    )
     scheduler.start()
     service.scheduler = scheduler
     container.workers.append(scheduler)

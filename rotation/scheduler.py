@@ -15,6 +15,7 @@ the job's lease for its slot (:mod:`rotation.scan_store`), so a scheduled run ha
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import UTC
@@ -48,8 +49,15 @@ def run_scheduled(name: str) -> None:
 
 
 class ScanScheduler:
-    def __init__(self, runner: ScanRunner, scans: ScanStore, engine: Engine, *, max_workers: int = 4,
-                 poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        runner: ScanRunner,
+        scans: ScanStore,
+        engine: Engine,
+        *,
+        max_workers: int = 4,
+        poll_seconds: float = 1.0,
+    ) -> None:
         self.runner = runner
         self.scans = scans
         self.engine = engine
@@ -66,7 +74,8 @@ class ScanScheduler:
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs")},
             executors={"default": ThreadPoolExecutor(self.max_workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-            timezone=UTC)
+            timezone=UTC,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -117,20 +126,24 @@ class ScanScheduler:
         for job_id, spec in wanted.items():
             job = existing.get(job_id)
             if job is None or str(job.trigger) != str(spec.schedule.trigger()):
-                self.schedule(job_id[len(JOB_PREFIX):], spec)
+                self.schedule(job_id[len(JOB_PREFIX) :], spec)
         for job_id in existing:
             if job_id.startswith(JOB_PREFIX) and job_id not in wanted:
-                self.unschedule(job_id[len(JOB_PREFIX):])
+                self.unschedule(job_id[len(JOB_PREFIX) :])
 
     def schedule(self, name: str, spec: ScanJobSpec) -> None:
-        self._require().add_job(run_scheduled, trigger=spec.schedule.trigger(), args=[name],
-                                id=JOB_PREFIX + name, name=name, replace_existing=True)
+        self._require().add_job(
+            run_scheduled,
+            trigger=spec.schedule.trigger(),
+            args=[name],
+            id=JOB_PREFIX + name,
+            name=name,
+            replace_existing=True,
+        )
 
     def unschedule(self, name: str) -> None:
-        try:
+        with contextlib.suppress(JobLookupError):
             self._require().remove_job(JOB_PREFIX + name)
-        except JobLookupError:
-            pass
 
     def next_run(self, name: str) -> str | None:
         if self._aps is None:

@@ -65,31 +65,39 @@ def run_scan_job(name: JobName, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
 
 
 @router.get("/admin/scan-jobs/{name}/runs")
-def scan_job_runs(name: JobName, _: AdminDep, c: ContainerDep,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+def scan_job_runs(
+    name: JobName, _: AdminDep, c: ContainerDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
     return {"items": _service(c).runs(name, limit)}
 
 
 @router.get("/findings")
-def list_findings(_: AdminDep, c: ContainerDep,
-                  status: Status | None = None,
-                  job: Annotated[str | None, Query(pattern=NAME, max_length=128)] = None,
-                  rule: Annotated[str | None, Query(max_length=128)] = None,
-                  source: Literal["files", "git", "s3", "openbao_kv"] | None = None,
-                  fingerprint: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
-                  since: datetime | None = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    items = _service(c).findings.list(status=status, job=job, rule=rule, source=source,
-                                      fingerprint=fingerprint, since=since, limit=limit)
+def list_findings(
+    _: AdminDep,
+    c: ContainerDep,
+    status: Status | None = None,
+    job: Annotated[str | None, Query(pattern=NAME, max_length=128)] = None,
+    rule: Annotated[str | None, Query(max_length=128)] = None,
+    source: Literal["files", "git", "s3", "openbao_kv"] | None = None,
+    fingerprint: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    items = _service(c).findings.list(
+        status=status, job=job, rule=rule, source=source, fingerprint=fingerprint, since=since, limit=limit
+    )
     return {"items": items}
 
 
 @router.get("/findings/{finding_id}")
-def get_finding(finding_id: Annotated[str, Path(max_length=64)], _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def get_finding(
+    finding_id: Annotated[str, Path(max_length=64)], _: AdminDep, c: ContainerDep
+) -> dict[str, Any]:
     return _service(c).findings.get(finding_id)
 
 
 @router.patch("/findings/{finding_id}")
-def triage_finding(finding_id: Annotated[str, Path(max_length=64)], body: FindingStatusIn, actor: AdminDep,
-                   c: ContainerDep) -> dict[str, Any]:
+def triage_finding(
+    finding_id: Annotated[str, Path(max_length=64)], body: FindingStatusIn, actor: AdminDep, c: ContainerDep
+) -> dict[str, Any]:
     return _service(c).findings.set_status(finding_id, body.status, actor=actor, note=body.note)

@@ -110,4 +110,4 @@ def split_block(data: bytes, final: bool) -> tuple[bytes, bytes]:
         return data, b""
     if cut < 0:
         return b"", data
-    return data[: cut + 1], data[cut + 1:]
+    return data[: cut + 1], data[cut + 1 :]

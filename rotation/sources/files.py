@@ -49,15 +49,12 @@ class FilesSource:
 
     def _paths(self) -> list[str]:
         p = Path(self.path)
-        if p.is_dir():
-            out = [str(f) for f in p.rglob("*")]
-        else:
-            out = glob.glob(self.path, recursive=True)
+        out = [str(f) for f in p.rglob("*")] if p.is_dir() else glob.glob(self.path, recursive=True)
         return sorted(f for f in out if _is_regular(f))
 
     def items(self, state: StateView) -> Iterator[Item]:
         known = dict(state.items(PREFIX))
-        by_inode = {(v["dev"], v["ino"]): k[len(PREFIX):] for k, v in known.items()}
+        by_inode = {(v["dev"], v["ino"]): k[len(PREFIX) :] for k, v in known.items()}
         present: set[str] = set()
         for path in self._paths():
             present.add(path)
@@ -65,12 +62,18 @@ class FilesSource:
                 yield from self._file(path, known, by_inode)
             except FileNotFoundError:  # rotated away between listing and reading
                 continue
-        gone = {k: None for k in known if k[len(PREFIX):] not in present}
+        gone = {k: None for k in known if k[len(PREFIX) :] not in present}
         if gone:
             yield Checkpoint(gone)
 
-    def _start(self, path: str, st: os.stat_result, known: dict[str, Any],
-               by_inode: dict[tuple[int, int], str], head: bytes) -> _Start:
+    def _start(
+        self,
+        path: str,
+        st: os.stat_result,
+        known: dict[str, Any],
+        by_inode: dict[tuple[int, int], str],
+        head: bytes,
+    ) -> _Start:
         prev = known.get(PREFIX + path)
         moved_from = None
         if prev is None or (prev["dev"], prev["ino"]) != (st.st_dev, st.st_ino):
@@ -96,8 +99,12 @@ class FilesSource:
             if start.offset >= st.st_size and start.moved_from is None:
                 return
             head = head[:HEAD_BYTES]
-            base = {"dev": st.st_dev, "ino": st.st_ino, "head": self.ctx.fingerprint(head.decode("latin-1")),
-                    "head_len": len(head)}
+            base = {
+                "dev": st.st_dev,
+                "ino": st.st_ino,
+                "head": self.ctx.fingerprint(head.decode("latin-1")),
+                "head_len": len(head),
+            }
             quiet = time.time() - st.st_mtime > QUIET_SECONDS
             offset, line = start.offset, start.line
             fh.seek(offset)
@@ -108,8 +115,13 @@ class FilesSource:
                 eof = not block
                 data, pending = split_block(pending + block, final=eof and quiet)
                 if data:
-                    yield Piece(text=data.decode("utf-8", "replace"), location=path, first_line=line + 1,
-                                meta={"path": path}, nbytes=len(data))
+                    yield Piece(
+                        text=data.decode("utf-8", "replace"),
+                        location=path,
+                        first_line=line + 1,
+                        meta={"path": path},
+                        nbytes=len(data),
+                    )
                     offset += len(data)
                     line += data.count(b"\n")
                     yield Checkpoint({PREFIX + path: {**base, "offset": offset, "line": line}})

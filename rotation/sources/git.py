@@ -36,13 +36,22 @@ class GitSource:
 
     def _git(self, *args: str, cwd: Path, input: bytes | None = None) -> bytes:
         try:
-            proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, timeout=600,
-                                  check=False, env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"})
+            proc = subprocess.run(  # noqa: S603 - argv list, no shell; refs validated in scan_spec
+                ["git", *args],  # noqa: S607 - git from the fixed PATH below
+                cwd=cwd,
+                input=input,
+                capture_output=True,
+                timeout=600,
+                check=False,
+                env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SourceError(f"git {args[0]} failed for {self._name()}: {type(exc).__name__}") from exc
         if proc.returncode != 0:
-            raise SourceError(f"git {args[0]} failed for {self._name()}: "
-                              f"{proc.stderr.decode(errors='replace').strip()[:200]}")
+            raise SourceError(
+                f"git {args[0]} failed for {self._name()}: "
+                f"{proc.stderr.decode(errors='replace').strip()[:200]}"
+            )
         return proc.stdout
 
     def _name(self) -> str:
@@ -83,10 +92,29 @@ class GitSource:
 
     def _pass(self, cwd: Path, target: list[str], base: list[str], skip: int) -> Iterator[Item]:
         revs = "\n".join([*target, *(f"^{b}" for b in base)]) + "\n"
-        cmd = ["git", "log", "--stdin", "--ignore-missing", "--reverse", "--topo-order", "-p", "-U0",
-               "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv", "--format=%x00%x00%H"]
-        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
+        cmd = [
+            "git",
+            "log",
+            "--stdin",
+            "--ignore-missing",
+            "--reverse",
+            "--topo-order",
+            "-p",
+            "-U0",
+            "--no-color",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--format=%x00%x00%H",
+        ]
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv; revisions go through stdin
+            cmd,
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin:/usr/local/bin"},
+        )
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(revs.encode())
         proc.stdin.close()
@@ -104,8 +132,13 @@ class GitSource:
             nonlocal buf, lines, size
             if buf and commit is not None and path is not None and done >= skip:
                 text = "\n".join(buf) + "\n"
-                yield Piece(text=text, location=f"{self._name()}:{path}", line_map=tuple(lines),
-                            meta={"commit": commit, "path": path}, nbytes=size)
+                yield Piece(
+                    text=text,
+                    location=f"{self._name()}:{path}",
+                    line_map=tuple(lines),
+                    meta={"commit": commit, "path": path},
+                    nbytes=size,
+                )
             buf, lines, size = [], [], 0
 
         try:

@@ -40,14 +40,17 @@ def secret_like(field: str, value: str) -> bool:
 class OpenBaoKvSource:
     kind = "openbao_kv"
 
-    def __init__(self, mount: str, path: str, version: int, ctx: SourceContext, *,
-                 http: OpenBaoHTTP | None = None) -> None:
+    def __init__(
+        self, mount: str, path: str, version: int, ctx: SourceContext, *, http: OpenBaoHTTP | None = None
+    ) -> None:
         self.mount = mount
         self.path = path
         self.version = version
         self.ctx = ctx
         bao = ctx.settings.openbao
-        self.http = http or OpenBaoHTTP(bao.addr, Secret(bao.token.get_secret_value()), timeout=bao.timeout_seconds)
+        self.http = http or OpenBaoHTTP(
+            bao.addr, Secret(bao.token.get_secret_value()), timeout=bao.timeout_seconds
+        )
 
     def _list(self, client: Any, path: str) -> list[str]:
         try:
@@ -63,8 +66,9 @@ class OpenBaoKvSource:
 
     def _read(self, client: Any, path: str) -> dict[str, Any]:
         if self.version == 2:
-            resp = client.secrets.kv.v2.read_secret_version(path=path, mount_point=self.mount,
-                                                            raise_on_deleted_version=False)
+            resp = client.secrets.kv.v2.read_secret_version(
+                path=path, mount_point=self.mount, raise_on_deleted_version=False
+            )
             return dict(((resp or {}).get("data") or {}).get("data") or {})
         resp = client.secrets.kv.v1.read_secret(path=path, mount_point=self.mount)
         return dict((resp or {}).get("data") or {})
@@ -107,16 +111,33 @@ class OpenBaoKvSource:
             field = loc.rsplit("#", 1)[1]
             others = [w for w in where if w != loc]
             if self.ctx.is_grant(fp):
-                yield Observation("broker-issued-secret", fp, loc, f"{field}: [broker-issued secret]",
-                                  "critical", {"path": loc})
+                yield Observation(
+                    "broker-issued-secret",
+                    fp,
+                    loc,
+                    f"{field}: [broker-issued secret]",
+                    "critical",
+                    {"path": loc},
+                )
             elif managed is not None and not _home(loc, str(managed.get("location", ""))):
-                yield Observation("managed-secret-copy", fp, loc,
-                                  f"{field}: [copy of managed secret {managed.get('name')}]", "high",
-                                  {"path": loc, "managed": managed.get("name")})
+                yield Observation(
+                    "managed-secret-copy",
+                    fp,
+                    loc,
+                    f"{field}: [copy of managed secret {managed.get('name')}]",
+                    "high",
+                    {"path": loc, "managed": managed.get("name")},
+                )
             elif managed is None and others:
                 shown = ", ".join(others[:5]) + (f" (+{len(others) - 5})" if len(others) > 5 else "")
-                yield Observation("kv-secret-sprawl", fp, loc, f"{field}: [same value also at {shown}]", "medium",
-                                  {"path": loc, "also_at": others[:20]})
+                yield Observation(
+                    "kv-secret-sprawl",
+                    fp,
+                    loc,
+                    f"{field}: [same value also at {shown}]",
+                    "medium",
+                    {"path": loc, "also_at": others[:20]},
+                )
 
 
 def _home(loc: str, managed_location: str) -> bool:

@@ -15,7 +15,16 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from rotation.sources.base import BLOCK, Checkpoint, Item, Piece, SourceContext, SourceError, StateView, split_block
+from rotation.sources.base import (
+    BLOCK,
+    Checkpoint,
+    Item,
+    Piece,
+    SourceContext,
+    SourceError,
+    StateView,
+    split_block,
+)
 
 PREFIX = "s3:"
 
@@ -23,8 +32,15 @@ PREFIX = "s3:"
 class S3Source:
     kind = "s3"
 
-    def __init__(self, bucket: str, prefix: str, ctx: SourceContext, *, endpoint_url: str | None = None,
-                 region: str | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        ctx: SourceContext,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
         self.ctx = ctx
@@ -33,29 +49,38 @@ class S3Source:
         self.region = region or (aws.region if aws is not None else "us-east-1")
 
     def _client(self) -> Any:
-        return boto3.client("s3", region_name=self.region, endpoint_url=self.endpoint_url,
-                            config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3}))
+        return boto3.client(
+            "s3",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3}),
+        )
 
     def items(self, state: StateView) -> Iterator[Item]:
         try:
             client = self._client()
             seen: set[str] = set()
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            ):
                 for obj in page.get("Contents", []):
                     key, etag = obj["Key"], obj.get("ETag", "").strip('"')
                     seen.add(key)
                     if state.get(PREFIX + key) == etag:
                         continue
                     yield from self._object(client, key, etag)
-            gone = {k: None for k, _ in state.items(PREFIX) if k[len(PREFIX):] not in seen}
+            gone = {k: None for k, _ in state.items(PREFIX) if k[len(PREFIX) :] not in seen}
             if gone:
                 yield Checkpoint(gone)
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"S3 bucket {self.bucket}: {_reason(exc)}") from exc
 
     def _object(self, client: Any, key: str, etag: str) -> Iterator[Item]:
-        resp = client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag) if etag else \
-            client.get_object(Bucket=self.bucket, Key=key)
+        resp = (
+            client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+            if etag
+            else client.get_object(Bucket=self.bucket, Key=key)
+        )
         body = resp["Body"]
         location = f"s3://{self.bucket}/{key}"
         line = 1
@@ -69,8 +94,13 @@ class S3Source:
                 first = False
                 data, pending = split_block(pending + block, final=not block)
                 if data:
-                    yield Piece(text=data.decode("utf-8", "replace"), location=location, first_line=line,
-                                meta={"bucket": self.bucket, "key": key, "etag": etag}, nbytes=len(data))
+                    yield Piece(
+                        text=data.decode("utf-8", "replace"),
+                        location=location,
+                        first_line=line,
+                        meta={"bucket": self.bucket, "key": key, "etag": etag},
+                        nbytes=len(data),
+                    )
                     line += data.count(b"\n")
                 if not block:
                     break

@@ -20,13 +20,18 @@ def token_is_dead(address: str, token: str) -> bool:
     return False
 
 
-def test_broker_issued_token_planted_in_a_watched_log_is_found_and_revoked(scan_broker, tmp_path: Path) -> None:
+def test_broker_issued_token_planted_in_a_watched_log_is_found_and_revoked(
+    scan_broker, tmp_path: Path
+) -> None:
     admin = scan_broker.admin()
     logs = tmp_path / "agents"
     logs.mkdir()
     (logs / "agent.log").write_text("startup ok\n")
-    job = admin.request("PUT", "/v1/admin/scan-jobs/agent-logs", {
-        "source": {"kind": "files", "path": str(logs)}, "schedule": {"every_seconds": 2}})
+    job = admin.request(
+        "PUT",
+        "/v1/admin/scan-jobs/agent-logs",
+        {"source": {"kind": "files", "path": str(logs)}, "schedule": {"every_seconds": 2}},
+    )
     assert job["source"]["kind"] == "files" and job["schedule"] == {"every_seconds": 2}
     wait_for(lambda: admin.request("GET", "/v1/admin/scan-jobs/agent-logs")["last_run"], timeout=6)
 
@@ -35,8 +40,9 @@ def test_broker_issued_token_planted_in_a_watched_log_is_found_and_revoked(scan_
         assert not token_is_dead(scan_broker.openbao.address, token)
         with (logs / "agent.log").open("a") as fh:
             fh.write(f"2026-11-24T12:00:00Z DEBUG calling vault with token={token} ok\n")
-        found = wait_for(lambda: admin.request("GET", "/v1/findings", params={"job": "agent-logs"})["items"],
-                         timeout=8)
+        found = wait_for(
+            lambda: admin.request("GET", "/v1/findings", params={"job": "agent-logs"})["items"], timeout=8
+        )
         assert len(found) == 1
         f = found[0]
         assert f["location"] == str(logs / "agent.log") and f["line"] == 2

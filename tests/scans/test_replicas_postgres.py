@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -23,22 +24,48 @@ REPLICA = Path(__file__).with_name("replica.py")
 ADMIN = "replica-admin-token-0123456789"
 
 
-def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(openbao, pg_database, tmp_path: Path) -> None:
-    env = {**os.environ, "NHI_BROKER_DATABASE_URL": pg_database, "NHI_BROKER_ADMIN_TOKEN": ADMIN,
-           "NHI_BROKER_FINGERPRINT_KEY": "ab" * 32, "NHI_BROKER_OPENBAO__ADDR": openbao.address,
-           "NHI_BROKER_OPENBAO__TOKEN": openbao.root_token.reveal(), "NHI_BROKER_DEV_MODE": "true",
-           "PYTHONPATH": str(Path(__file__).parents[2])}
+def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
+    openbao, pg_database, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "NHI_BROKER_DATABASE_URL": pg_database,
+        "NHI_BROKER_ADMIN_TOKEN": ADMIN,
+        "NHI_BROKER_FINGERPRINT_KEY": "ab" * 32,
+        "NHI_BROKER_OPENBAO__ADDR": openbao.address,
+        "NHI_BROKER_OPENBAO__TOKEN": openbao.root_token.reveal(),
+        "NHI_BROKER_DEV_MODE": "true",
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
     log = tmp_path / "shared.log"
     log.write_text(f"leaked {aws_key()}\n")
-    settings = Settings(data_dir=tmp_path / "admin", database_url=pg_database, admin_token=ADMIN,  # type: ignore[arg-type]
-                        fingerprint_key="ab" * 32, dev_mode=True,  # type: ignore[arg-type]
-                        openbao={"addr": openbao.address, "token": openbao.root_token.reveal()})  # type: ignore[arg-type]
+    settings = Settings(
+        data_dir=tmp_path / "admin",
+        database_url=pg_database,
+        admin_token=ADMIN,  # type: ignore[arg-type]
+        fingerprint_key="ab" * 32,
+        dev_mode=True,  # type: ignore[arg-type]
+        openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},
+    )  # type: ignore[arg-type]
     admin = Container.build(settings)
     try:
-        admin.scans.put_job("shared", ScanJobIn.model_validate({
-            "source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 1}}), "test")
-        procs = [subprocess.Popen([sys.executable, str(REPLICA), str(tmp_path / f"r{i}"), "6"], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+        admin.scans.put_job(
+            "shared",
+            ScanJobIn.model_validate(
+                {"source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 1}}
+            ),
+            "test",
+        )
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(REPLICA), str(tmp_path / f"r{i}"), "6"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
         outs = [p.communicate(timeout=60) for p in procs]
         for p, (out, err) in zip(procs, outs, strict=True):
             assert p.returncode == 0 and "ready" in out, err[-2000:]
@@ -47,7 +74,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(openbao, pg_d
             runs = conn.execute(select(t.scan_runs).where(t.scan_runs.c.job == "shared")).all()
             findings = conn.execute(select(t.scan_findings).where(t.scan_findings.c.job == "shared")).all()
         starts = sorted(_epoch(r.started_at) for r in runs)
-        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
         assert len(runs) >= 3 and all(r.status == "ok" for r in runs)
         assert min(gaps) > 0.5, f"two runs in one 1-second slot: {gaps}"  # a double run is ms apart
         assert min(fired) >= 3 and sum(fired) > len(runs)  # both replicas fired; the lease let one run

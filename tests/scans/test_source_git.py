@@ -11,9 +11,16 @@ from .helpers import Drive, ctx
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.test", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.test", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout.strip()
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.test",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.test",
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def commit(repo: Path, path: str, content: str, message: str = "c") -> str:
@@ -40,12 +47,14 @@ def test_git_source_scans_all_history_first_then_only_new_commits(tmp_path: Path
     pieces = d.run(src)
     assert [(p.meta["commit"], Drive.lines([p])) for p in pieces] == [
         (c1, [(f"{repo}:a.txt", 1, "alpha"), (f"{repo}:a.txt", 2, "beta")]),
-        (c2, [(f"{repo}:a.txt", 3, "gamma")])]
+        (c2, [(f"{repo}:a.txt", 3, "gamma")]),
+    ]
     assert d.run(src) == []
     c3 = commit(repo, "dir/b.cfg", "x=1\n", "third")
     new = d.run(src)
     assert [(p.meta["commit"], p.meta["path"], Drive.lines([p])[0][1:]) for p in new] == [
-        (c3, "dir/b.cfg", (1, "x=1"))]
+        (c3, "dir/b.cfg", (1, "x=1"))
+    ]
 
 
 def test_git_source_sees_commits_on_a_new_branch_once(tmp_path: Path) -> None:
@@ -60,7 +69,9 @@ def test_git_source_sees_commits_on_a_new_branch_once(tmp_path: Path) -> None:
     assert d.run(src) == []
 
 
-def test_git_source_resumes_an_interrupted_pass_without_repeating_commits(tmp_path: Path, monkeypatch) -> None:
+def test_git_source_resumes_an_interrupted_pass_without_repeating_commits(
+    tmp_path: Path, monkeypatch
+) -> None:
     import rotation.sources.git as gitmod
 
     monkeypatch.setattr(gitmod, "CHECKPOINT_COMMITS", 2)

@@ -6,6 +6,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-24 15:00:00
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -25,7 +26,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("last_run", sa.JSON(), nullable=True),
-        _ts("created_at"), _ts("updated_at"),
+        _ts("created_at"),
+        _ts("updated_at"),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_scan_jobs")),
     )
     op.create_table(
@@ -50,7 +52,8 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(length=128), nullable=False),
         sa.Column("trigger", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        _ts("started_at"), _ts("finished_at", nullable=True),
+        _ts("started_at"),
+        _ts("finished_at", nullable=True),
         sa.Column("bytes", sa.Integer(), nullable=False),
         sa.Column("findings", sa.Integer(), nullable=False),
         sa.Column("new_findings", sa.Integer(), nullable=False),
@@ -73,7 +76,8 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.Column("occurrences", sa.Integer(), nullable=False),
-        _ts("first_seen"), _ts("last_seen"),
+        _ts("first_seen"),
+        _ts("last_seen"),
         sa.PrimaryKeyConstraint("finding_id", name=op.f("pk_scan_findings")),
         sa.UniqueConstraint("dedup_key", name=op.f("uq_scan_findings_dedup_key")),
     )
