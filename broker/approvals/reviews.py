@@ -79,8 +79,8 @@ class ReviewService:
         return review
 
     def mark_fine(self, review_id: str, reviewer: str, reason: str) -> dict[str, Any]:
-        review = self._resolve(review_id, ReviewState.FINE, reviewer, reason)
-        return review.to_dict()
+        self._resolve(review_id, ReviewState.FINE, reviewer, reason)
+        return self.get(review_id).to_dict()
 
     def flag(self, review_id: str, reviewer: str, reason: str) -> dict[str, Any]:
         review = self._resolve(review_id, ReviewState.FLAGGED, reviewer, reason)

@@ -6,8 +6,10 @@ Exit codes: 0 when everything is fine, 1 on any problem, failing case or (with
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,6 +21,35 @@ out = Console(highlight=False, soft_wrap=True)
 BundleDir = typer.Argument(
     DEFAULT_BUNDLE, help="Policy bundle directory (default: the shipped bundle).", show_default=False
 )
+
+
+def _store_records(
+    data_dir: Path | None, database_url: str, since: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    """The ``Decision.record()`` of every stored decision (oldest first), read-only."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from broker.errors import BrokerError, InvalidInput
+    from broker.store.db import make_engine
+    from broker.store.repo import Store
+
+    if not database_url:
+        assert data_dir is not None
+        db_file = data_dir / "broker.db"
+        if not db_file.exists():
+            raise InvalidInput("--data-dir", f"no store at {db_file}")
+        database_url = f"sqlite:///{db_file.resolve()}"
+    store = Store(make_engine(database_url))
+    try:
+        with store.read() as conn:
+            rows = store.decisions(conn, since=since.astimezone(UTC) if since else None, limit=limit)
+    except SQLAlchemyError as exc:
+        raise BrokerError(f"cannot read decisions from the store ({type(exc).__name__})") from None
+    finally:
+        store.engine.dispose()
+    if len(rows) >= limit:
+        out.print(f"[yellow]note[/yellow]: read the first {limit} stored decisions only (--limit)")
+    return [dict(row["record"]) for row in rows]
 
 
 def register(app: typer.Typer) -> None:
@@ -87,13 +118,23 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def replay_cmd(
         bundle_dir: Path = typer.Option(..., "--bundle", help="Candidate policy bundle directory."),
-        records: Path = typer.Option(
-            ...,
+        records: Path | None = typer.Option(
+            None,
             "--records",
             exists=True,
             dir_okay=False,
             help="Decision records, one JSON object a line (JSONL).",
         ),
+        data_dir: Path | None = typer.Option(
+            None, "--data-dir", help="Read the recorded decisions from the store in this data directory."
+        ),
+        database_url: str = typer.Option(
+            "",
+            "--database-url",
+            envvar="NHI_BROKER_DATABASE_URL",
+            help="Read the recorded decisions from this store (no OpenBao needed).",
+        ),
+        limit: int = typer.Option(100_000, "--limit", min=1, help="At most this many stored decisions."),
         since: datetime | None = typer.Option(
             None, "--since", help="Only decisions at or after this time (ISO 8601 with timezone)."
         ),
@@ -101,7 +142,8 @@ def register(app: typer.Typer) -> None:
             False, "--fail-on-change", help="Exit 1 when any decision would change."
         ),
     ) -> None:
-        """Re-decide recorded decisions with a candidate bundle and print what would change."""
+        """Re-decide recorded decisions (from --records JSONL, or the broker's store with --data-dir /
+        --database-url) with a candidate bundle and print what would change."""
         from broker.errors import InvalidInput
         from broker.policy import CedarDecisionEngine, load_bundle
         from broker.policy.replay import read_jsonl, replay
@@ -109,7 +151,17 @@ def register(app: typer.Typer) -> None:
         if since is not None and since.tzinfo is None:
             raise InvalidInput("--since", f"{since.isoformat()} has no timezone (add Z or +00:00)")
         engine = CedarDecisionEngine(load_bundle(bundle_dir))
-        report = replay(read_jsonl(records), engine, since=since)
+        if records is not None and data_dir is not None:
+            raise InvalidInput("--records", "give either --records or --data-dir/--database-url, not both")
+        if records is not None:
+            source: Iterable[dict[str, Any]] = read_jsonl(records)
+        elif data_dir is not None or database_url:
+            source = _store_records(data_dir, database_url, since, limit)
+        else:
+            raise InvalidInput(
+                "--records", "give --records FILE.jsonl, or --data-dir / --database-url to read the store"
+            )
+        report = replay(source, engine, since=since)
         if report.changes:
             out.print(
                 f"{len(report.changes)} decision(s) would change under bundle {report.bundle_hash[:16]}:"

@@ -1,0 +1,82 @@
+"""The post-action review queue over real HTTP and real OpenBao (issue 3, item 7)."""
+
+from __future__ import annotations
+
+import time
+
+import hvac
+import pytest
+
+pytestmark = pytest.mark.openbao
+
+
+def accessor_is_dead(broker, accessor: str) -> bool:
+    client = hvac.Client(url=broker.openbao.address, token=broker.openbao.root_token.reveal())
+    try:
+        client.auth.token.lookup_accessor(accessor)
+    except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+        return True
+    return False
+
+
+def write(api, task_id: str) -> dict:
+    resp = api.credential(task_id, "db.write", "demo-data")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert (body["decision"]["outcome"], body["decision"]["mode"]) == ("allow", "review")
+    return body
+
+
+def test_allowed_review_mode_action_is_queued_and_can_be_marked_fine_once(api):
+    task_id = api.open_task()
+    body = write(api, task_id)
+    read = api.credential(task_id, "db.read", "demo-data")  # monitor mode: not queued
+    assert read.status_code == 200 and read.json()["decision"]["mode"] == "monitor"
+
+    items = api.admin("GET", "/v1/reviews", params={"status": "pending", "task_id": task_id}).json()["items"]
+    assert len(items) == 1
+    [review] = items
+    assert review["decision_id"] == body["decision"]["decision_id"]
+    assert (review["agent"], review["action"], review["resource"]) == ("demo-agent", "db.write", "demo-data")
+    assert review["grant_id"] == body["credential"]["grant_id"] and review["state"] == "pending"
+
+    fine = api.admin(
+        "POST", f"/v1/reviews/{review['review_id']}/fine", {"reviewer": "dana", "reason": "expected write"}
+    )
+    assert fine.status_code == 200
+    assert (fine.json()["state"], fine.json()["reviewer"]) == ("fine", "dana")
+    again = api.admin("POST", f"/v1/reviews/{review['review_id']}/flag", {"reviewer": "eve", "reason": "hmm"})
+    assert again.status_code == 409 and again.json()["error"]["state"] == "fine"
+    assert not api.admin("GET", "/v1/reviews", params={"status": "pending", "task_id": task_id}).json()[
+        "items"
+    ]
+
+
+def test_flagging_a_review_escalates_the_task_and_revokes_what_it_holds(api, approvals_broker):
+    task_id = api.open_task()
+    body = write(api, task_id)
+    [review] = api.admin("GET", "/v1/reviews", params={"task_id": task_id}).json()["items"]
+    flagged = api.admin(
+        "POST", f"/v1/reviews/{review['review_id']}/flag", {"reviewer": "dana", "reason": "wrong table"}
+    )
+    assert flagged.status_code == 200, flagged.text
+    assert flagged.json()["state"] == "flagged"
+    assert flagged.json()["escalation"]["task_state"] == "quarantined"
+
+    task = api.admin("GET", f"/v1/admin/tasks/{task_id}").json()
+    assert task["task"]["state"] == "quarantined"
+    deadline = time.monotonic() + 5
+    while not accessor_is_dead(approvals_broker, body["credential"]["accessor"]):
+        assert time.monotonic() < deadline, "the reviewed grant was not revoked"
+        time.sleep(0.05)
+    assert api.credential(task_id, "db.read", "demo-data").status_code == 409
+    kinds = [e["kind"] for e in api.admin("GET", "/v1/audit", params={"task_id": task_id}).json()["items"]]
+    assert "review.queued" in kinds and "review.flagged" in kinds and "task.escalated" in kinds
+
+
+def test_review_endpoints_name_bad_fields_and_unknown_ids(api):
+    assert api.admin("POST", "/v1/reviews/rev_nope/fine", {"reviewer": "a", "reason": "b"}).status_code == 404
+    bad = api.admin("POST", "/v1/reviews/rev_nope/fine", {"reviewer": "a"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "reason"
+    bad = api.admin("GET", "/v1/reviews", params={"status": "meh"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"
