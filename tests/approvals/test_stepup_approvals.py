@@ -248,3 +248,26 @@ def test_an_error_looking_up_the_approval_never_yields_a_credential(api, approva
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE approvals_away RENAME TO approvals"))
     assert "credential.issued" not in audit_kinds(api, task_id)
+
+
+def test_approval_stays_consumed_when_the_decision_at_collection_denies(api):
+    task_id = api.open_task()
+    approval_id = api.step_up(task_id)
+    assert api.approve(approval_id, "alice").status_code == 200
+    profile = api.admin("GET", "/v1/admin/profiles/demo").json()
+    body = {k: profile[k] for k in ("allowed_actions", "ceiling", "max_lifetime_seconds", "description")}
+    assert api.admin("PUT", "/v1/admin/profiles/demo", {**body, "ceiling": "high"}).status_code == 200
+    try:
+        resp = api.credential(task_id, "payments.charge", "prod-payments", approval_id)
+        assert resp.status_code == 403 and resp.json()["decision"]["outcome"] == "deny"
+        assert "ceiling" in resp.json()["error"]["message"]
+    finally:
+        assert api.admin("PUT", "/v1/admin/profiles/demo", body).status_code == 200
+    view = api.admin("GET", f"/v1/approvals/{approval_id}").json()
+    assert view["state"] == "collected" and view["grant_id"] is None
+    # the ceiling detector escalated the task at collection; the failure is kept on the approval
+    assert "ceiling" in view["collect_error"]
+    assert "approval.collect_failed" in audit_kinds(api, task_id)
+    # fail closed: nothing is issued afterwards (the task is quarantined, the approval consumed)
+    assert api.credential(task_id, "payments.charge", "prod-payments", approval_id).status_code == 409
+    assert api.admin("GET", f"/v1/approvals/{approval_id}").json()["state"] == "collected"
