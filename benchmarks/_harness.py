@@ -33,7 +33,7 @@ def broker_up(extra_args: list[str] | None = None, env: dict[str, str] | None = 
     port = free_port()
     proc = subprocess.Popen([str(BIN / "nhi-broker"), "up", "--data-dir", str(data_dir), "--port", str(port),
                              "--log-format", "json", *(extra_args or [])],
-                            stdout=subprocess.DEVNULL, stderr=open(data_dir / "broker.log", "wb"),
+                            stdout=subprocess.DEVNULL, stderr=open(data_dir / "broker.log", "wb"),  # noqa: SIM115
                             env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + 60

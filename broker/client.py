@@ -12,6 +12,7 @@ Identity tokens are single-use (jti replay protection), so the agent client take
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -129,10 +130,9 @@ class BrokerClient:
         try:
             yield session
         finally:
-            try:
+            # already ended, quarantined or expired: nothing left to revoke from here
+            with contextlib.suppress(TaskNotActive):
                 self.end_task(session.task_id)
-            except TaskNotActive:
-                pass  # already ended, quarantined or expired: nothing left to revoke from here
 
 
 @dataclass

@@ -15,8 +15,8 @@ import structlog
 
 from broker.secrets import MASK, Secret
 
-SECRET_KEY = re.compile(r"(token|secret|password|passwd|authorization|x-vault-token|api[_-]?key|private|credential)",
-                        re.IGNORECASE)
+SECRET_KEY = re.compile(
+    r"(token|secret|password|passwd|authorization|x-vault-token|api[_-]?key|private|credential)", re.IGNORECASE)
 # keys that contain a secret-looking word but carry no secret
 SAFE_KEYS = frozenset({"token_accessor", "accessor", "fingerprint", "fingerprints", "token_type", "secret_kind"})
 
@@ -27,7 +27,8 @@ def _redact(value: Any, depth: int = 0) -> Any:
     if depth > 6:
         return value
     if isinstance(value, dict):
-        return {k: (MASK if _secret_key(k) and v not in (None, "") else _redact(v, depth + 1)) for k, v in value.items()}
+        return {k: (MASK if _secret_key(k) and v not in (None, "") else _redact(v, depth + 1))
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(v, depth + 1) for v in value]
     return value

@@ -16,7 +16,7 @@ from typing import Any
 from broker.audit import AuditLog
 from broker.logging import get_logger
 from broker.store.repo import Store
-from scanners.engine import Finding, ScanResult, Scanner, scan_text_async
+from scanners.engine import Finding, Scanner, ScanResult, scan_text_async
 from scanners.known import GrantMatch, KnownSecretIndex
 
 log = get_logger("nhi-broker.scanning")

@@ -30,7 +30,6 @@ from broker.models import (
 )
 from broker.store import tables as t
 
-
 # hot-path statements, built once and bound at execution (SQLAlchemy's statement construction
 # costs more than SQLite's execution for these one-row lookups)
 _AGENT_BY_IDENTITY = select(t.agent_identities.c.agent).where(and_(

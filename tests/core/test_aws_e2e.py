@@ -8,7 +8,6 @@ import os
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-
 from support.broker import start_broker
 from support.moto import REGION
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hvac
 import psycopg
 import pytest
-
 from support.broker import start_broker
 
 pytestmark = [pytest.mark.openbao]

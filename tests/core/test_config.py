@@ -17,7 +17,7 @@ def test_example_production_config_loads_with_secrets_from_environment(monkeypat
     monkeypatch.setenv("NHI_BROKER_OPENBAO__TOKEN", "a-real-openbao-token-0123456789")
     settings = load_settings(EXAMPLE)
     assert settings.database_url.startswith("postgresql+psycopg://")
-    assert [i.issuer for i in settings.issuers][0] == "https://kubernetes.default.svc.cluster.local"
+    assert settings.issuers[0].issuer == "https://kubernetes.default.svc.cluster.local"
     assert "a-real-admin-token" not in repr(settings)
 
 

@@ -6,10 +6,10 @@ import shutil
 
 import httpx
 import pytest
+from support.broker import start_broker
 
 from broker.client import CredentialDenied
 from policies import DEFAULT_BUNDLE
-from support.broker import start_broker
 
 pytestmark = pytest.mark.openbao
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 import string
 
-import hvac
 import httpx
+import hvac
 import pytest
 
 pytestmark = pytest.mark.openbao
@@ -31,7 +31,8 @@ def test_scan_finds_provider_secret_and_redacts_it(broker):
 
 
 def test_scan_of_clean_text_finds_nothing(broker):
-    body = _scan(broker, "deploy finished in 42s, sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    digest = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    body = _scan(broker, f"deploy finished in 42s, sha256 {digest}")
     assert body["findings"] == [] and body["leaks"] == []
 
 

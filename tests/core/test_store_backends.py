@@ -6,11 +6,11 @@ import threading
 
 import hvac
 import pytest
+from support.broker import start_broker
 
 from broker.audit import AuditLog
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
-from support.broker import start_broker
 
 pytestmark = [pytest.mark.openbao, pytest.mark.postgres]
 

@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Every rule has a true positive and a near-miss negative; positives cover the whole secret."""
 
 from __future__ import annotations
