@@ -40,8 +40,14 @@ def test_broker_issued_token_planted_in_a_watched_log_is_found_and_revoked(
         assert not token_is_dead(scan_broker.openbao.address, token)
         with (logs / "agent.log").open("a") as fh:
             fh.write(f"2026-11-24T12:00:00Z DEBUG calling vault with token={token} ok\n")
+        # the finding is committed first, then acted on: wait until the action is recorded
         found = wait_for(
-            lambda: admin.request("GET", "/v1/findings", params={"job": "agent-logs"})["items"], timeout=8
+            lambda: [
+                f
+                for f in admin.request("GET", "/v1/findings", params={"job": "agent-logs"})["items"]
+                if f["status"] != "open"
+            ],
+            timeout=8,
         )
         assert len(found) == 1
         f = found[0]
