@@ -21,7 +21,9 @@ from terraform.provider import PROVIDER_HOSTNAME, PROVIDER_SOURCE
 from terraform.provider.client import ApiError, BrokerClient
 from terraform.provider.data_sources import AgentData, PolicyBundleData
 from terraform.provider.resources.agent import AgentResource
+from terraform.provider.resources.managed_secret import ManagedSecretResource
 from terraform.provider.resources.resource import ResourceResource
+from terraform.provider.resources.scan_job import ScanJobResource
 from terraform.provider.resources.task_profile import TaskProfileResource
 
 ENV_ADDR = "NHI_BROKER_ADDR"
@@ -86,7 +88,7 @@ class NhiBrokerProvider(Provider):
         self.client = client
 
     def get_resources(self) -> list[type[Resource]]:
-        return [AgentResource, TaskProfileResource, ResourceResource]
+        return [AgentResource, TaskProfileResource, ResourceResource, ScanJobResource, ManagedSecretResource]
 
     def get_data_sources(self) -> list[type[DataSource]]:
         return [AgentData, PolicyBundleData]

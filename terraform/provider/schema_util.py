@@ -73,10 +73,15 @@ _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 def attribute_path(field: str | None, renames: dict[str, str], sets: frozenset[str]) -> list[Any] | None:
     """Broker field (``identities[0].issuer``, ``vault.policies``) -> Terraform attribute path.
 
-    ``renames`` maps API names to schema names (``identities`` -> ``identity``). Elements of a set
-    have no index in Terraform, so the path stops at the set."""
+    ``renames`` maps API names to schema names (``identities`` -> ``identity``); a dotted key
+    renames a whole field (``kv.mount`` -> ``kv_mount``). Elements of a set have no index in
+    Terraform and a JSON string has no attributes, so the path stops at any name in ``sets``."""
     if not field:
         return None
+    for api, schema in renames.items():
+        if "." in api and (field == api or field.startswith(api + ".")):
+            field = schema + field[len(api):]
+            break
     path: list[Any] = []
     for name, index in _STEP.findall(field):
         if index:

@@ -55,7 +55,7 @@ class BrokerResource(Resource):
     collection: ClassVar[str]     # /v1/admin/<collection>
     noun: ClassVar[str]           # what the docs call it
     renames: ClassVar[dict[str, str]] = {}      # API field -> schema name
-    sets: ClassVar[frozenset[str]] = frozenset()  # schema names that are sets
+    sets: ClassVar[frozenset[str]] = frozenset()  # schema names a diagnostic path stops at (sets, JSON)
 
     def __init__(self, provider: NhiBrokerProvider) -> None:
         self.provider = provider
