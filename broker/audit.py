@@ -95,12 +95,12 @@ class AuditLog:
         return [self._public(r._mapping) for r in rows]
 
     @staticmethod
-    def _public(row: Mapping[str, Any]) -> dict[str, Any]:
+    def _public(row: Mapping[str, Any] | Any) -> dict[str, Any]:
         return {"seq": row["seq"], "event_id": row["event_id"], "ts": _ts(row["ts"]), "kind": row["kind"],
                 "actor": row["actor"], "task_id": row["task_id"], "outcome": row["outcome"], "data": row["data"],
                 "prev_hash": row["prev_hash"], "hash": row["hash"]}
 
-    def _iter_all(self, batch: int = 5000) -> Iterator[Mapping[str, Any]]:
+    def _iter_all(self, batch: int = 5000) -> Iterator[Any]:
         last = 0
         while True:
             with self.store.read() as conn:

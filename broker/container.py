@@ -137,6 +137,7 @@ class Container:
             with chain.lock(match.task_id):
                 chain.report_leak(match.task_id, match.grant_id, {"source": source, "fingerprint": fingerprint})
             return {"action": "task_escalated"}
+        assert grant is not None  # active implies found
         self.revocations.revoke_grant(grant, reason=f"leaked in {source}", actor="broker")
         return {"action": "grant_revoked"}
 
@@ -234,7 +235,7 @@ class Container:
         Either way the attempt is audited (``policy.reloaded`` / ``policy.reload_refused``)."""
         result = self.engine_holder.reload(trigger)
         self._after_reload(result, actor)
-        return result.to_dict()
+        return dict(result.to_dict())
 
     def watch_policies(self, interval_seconds: float) -> None:
         """Reload the bundle when its files change (polled), audited like an API reload."""
@@ -253,7 +254,7 @@ class Container:
             self.chain.config, self.chain.detectors = config, inline_detectors(config)
 
     def policy_info(self) -> dict[str, Any]:
-        return self.engine_holder.info()
+        return dict(self.engine_holder.info())
 
     def close(self) -> None:
         self._stop.set()

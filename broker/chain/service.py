@@ -123,7 +123,7 @@ class ChainService:
             details={"decision": decision.public(), "detector": hit.detector, "rule": hit.rule,
                      "task_state": report["task_state"]})
 
-    def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: list[str]) -> None:
+    def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None:
         """Issued-hook: if the task stopped being active while we issued (another replica
         escalated it), revoke what it holds again, including what we just issued."""
         with self.store.read() as conn:

@@ -215,7 +215,7 @@ def parse_catalog(raw: Any, where: str = "catalog.yaml") -> dict[str, Action]:
         if not isinstance(spec, dict):
             raise InvalidInput(f"{where}: actions.{name}", "must be a mapping")
         try:
-            consequence = Consequence(spec.get("consequence"))
+            consequence = Consequence(str(spec.get("consequence")))
         except ValueError as exc:
             raise InvalidInput(f"{where}: actions.{name}.consequence",
                                f"must be one of {[c.value for c in Consequence]}") from exc

@@ -14,7 +14,7 @@ branch_labels = None
 depends_on = None
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column:
+def _ts(name: str, nullable: bool = False) -> "sa.Column[object]":
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
