@@ -71,6 +71,47 @@ def test_validate_names_the_attribute_when_a_value_is_not_allowed(tf_workspace) 
     assert "kind vault_token needs a vault block" in by_summary
 
 
+BAD_SCAN_JOB_AND_SECRET = '''
+terraform {
+  required_providers {
+    nhibroker = { source = "nhi-broker/nhibroker" }
+  }
+}
+
+resource "nhibroker_scan_job" "bad" {
+  name = "bad-job"
+  source {
+    kind = "files"
+    repo = "https://example.invalid/x.git"
+  }
+  schedule {
+    every_seconds = 60
+    cron          = "* * * * *"
+  }
+}
+
+resource "nhibroker_managed_secret" "bad" {
+  name     = "bad-secret"
+  kind     = "database_root"
+  kv_mount = "secret"
+  settings = "[1]"
+}
+'''
+
+
+def test_validate_names_the_attribute_when_a_scan_job_or_managed_secret_is_malformed(tf_workspace) -> None:
+    tf = tf_workspace(files={"main.tf": BAD_SCAN_JOB_AND_SECRET})
+    tf.init()
+    result = tf.run("validate", "-json", check=False)
+    assert result.returncode == 1
+    by_summary = {d["summary"]: d for d in json.loads(result.stdout)["diagnostics"]}
+    assert "repo" in by_summary["source.repo does not apply to kind files"]["snippet"]["code"]
+    assert "kind files needs source.path" in by_summary
+    assert "schedule needs exactly one of every_seconds, cron" in by_summary
+    assert "kv_mount" in by_summary["kind database_root takes no kv_mount"]["snippet"]["code"]
+    assert "settings must be a JSON object" in by_summary
+
+
 def test_cli_config_points_terraform_at_a_local_mirror_only(tf_sandbox) -> None:
     text = tf_sandbox.cli_config.read_text()
     assert "filesystem_mirror" in text and "direct" not in text and "disable_checkpoint = true" in text
@@ -91,6 +132,8 @@ DOC_EXAMPLES = {
     "docs/resources/agent.md": "examples/resources/agent/main.tf",
     "docs/resources/task_profile.md": "examples/resources/task_profile/main.tf",
     "docs/resources/resource.md": "examples/resources/resource/main.tf",
+    "docs/resources/scan_job.md": "examples/resources/scan_job/main.tf",
+    "docs/resources/managed_secret.md": "examples/resources/managed_secret/main.tf",
     "docs/data-sources/agent.md": "examples/resources/data_sources/main.tf",
     "docs/data-sources/policy_bundle.md": "examples/resources/data_sources/main.tf",
 }
@@ -133,4 +176,6 @@ def test_terraform_sees_the_token_and_secret_bearing_settings_as_sensitive(tf_wo
     resource = provider["resource_schemas"]["nhibroker_resource"]["block"]
     assert resource["block_types"]["aws"]["block"]["attributes"]["external_id"]["sensitive"] is True
     assert resource["block_types"]["vault"]["nesting_mode"] == "single"
+    scan_job = provider["resource_schemas"]["nhibroker_scan_job"]["block"]
+    assert scan_job["block_types"]["source"]["block"]["attributes"]["repo"]["sensitive"] is True
     assert {d["version"] for d in provider["resource_schemas"].values()} == {0}
