@@ -195,7 +195,7 @@ class FindingsService:
                         {"action": {"kind": "rotate", "managed": managed.name, **_safe(outcome)}},
                     )
                 elif rec.new:
-                    self._opened(job, rec, grant, managed)
+                    self._opened(job, rec, grant, managed, alert=on_finding.alert)
                     continue
                 if rec.new:
                     self._audit_opened(job, rec, grant, managed)
@@ -203,7 +203,7 @@ class FindingsService:
                 error = getattr(exc, "message", None) or type(exc).__name__
                 log.error("finding.action_failed", job=job, finding_id=rec.finding_id, error=str(error)[:200])
                 self._set(rec.finding_id, FindingStatus.OPEN, {"action_error": str(error)[:300]})
-                self._opened(job, rec, grant, managed, error=str(error)[:300])
+                self._opened(job, rec, grant, managed, error=str(error)[:300], alert=True)  # always
 
     def _opened(
         self,
@@ -212,9 +212,11 @@ class FindingsService:
         grant: GrantMatch | None,
         managed: ManagedRef | None,
         error: str | None = None,
+        *,
+        alert: bool,
     ) -> None:
         self._audit_opened(job, rec, grant, managed, error)
-        if self.alert is not None:
+        if alert and self.alert is not None:
             self.alert(
                 {
                     "event": "finding.opened",
