@@ -12,7 +12,13 @@ from broker.models import Agent
 from broker.secrets import constant_time_equals
 
 
-def container(request: Request) -> Container:
+async def container(request: Request) -> Container:
+    """Async on purpose: no I/O, so it runs on the event loop instead of costing a thread hop."""
+    c: Container = request.app.state.container
+    return c
+
+
+def _container(request: Request) -> Container:
     c: Container = request.app.state.container
     return c
 
@@ -27,7 +33,7 @@ def _bearer(authorization: str | None) -> str | None:
 
 
 def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-    c = container(request)
+    c = _container(request)
     token = _bearer(authorization)
     if token is None or not constant_time_equals(token, c.settings.admin_token.get_secret_value()):
         c.audit.record("auth.failed", actor="unknown", outcome="denied",
@@ -37,7 +43,7 @@ def admin(request: Request, authorization: Annotated[str | None, Header()] = Non
 
 
 def agent(request: Request, authorization: Annotated[str | None, Header()] = None) -> Agent:
-    c = container(request)
+    c = _container(request)
     return c.authenticator.authenticate(_bearer(authorization), source=request.url.path)
 
 
