@@ -88,8 +88,8 @@ class ScanJobResource(BrokerResource):
             ],
             block_types=[
                 SingleNestedBlock("source", Block(attributes=SOURCE, description="What to scan (required).")),
-                SingleNestedBlock("schedule", Block(attributes=SCHEDULE,
-                                                    description="When to scan (required): one of every_seconds, cron.")),
+                SingleNestedBlock("schedule", Block(
+                    attributes=SCHEDULE, description="When to scan (required): one of every_seconds, cron.")),
                 SingleNestedBlock("on_finding", Block(attributes=ON_FINDING, description="What to do on a finding.")),
             ],
         )
@@ -148,7 +148,7 @@ class ScanJobResource(BrokerResource):
 
     def from_body(self, body: dict[str, Any], prior: State | None) -> State:
         source = body.get("source") or {}
-        kind = source.get("kind")
+        kind = str(source.get("kind"))
         return {
             "id": body["name"], "name": body["name"], "enabled": _enabled(body, prior),
             "source": _block(SOURCE, source, (prior or {}).get("source"), SOURCE_DEFAULTS.get(kind, {}),
