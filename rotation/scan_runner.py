@@ -74,8 +74,9 @@ class ScanRunner:
         index = KnownSecretIndex(self.key)
         with self.store.read() as conn:
             for row in self.store.active_grant_fingerprints(conn):
+                lengths = row.get("secret_lengths") or {}
                 for fp in row["fingerprints"] or []:
-                    index.add(fp, GrantMatch(row["grant_id"], row["task_id"], row["agent"]))
+                    index.add(fp, GrantMatch(row["grant_id"], row["task_id"], row["agent"]), length=lengths.get(fp))
         return index
 
     # -- one run -------------------------------------------------------------------------------------

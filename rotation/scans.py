@@ -19,7 +19,7 @@ from rotation.scan_runner import ScanRunner, key_of
 from rotation.scan_spec import ScanJobIn, ScanJobSpec
 from rotation.scan_store import ScanStore
 from rotation.scheduler import ScanScheduler
-from scanners.known import GrantMatch
+from scanners.known import GrantMatch, KnownSecretIndex
 
 
 class ScanService:
@@ -166,8 +166,29 @@ def build_scans(container: Any, *, managed: ManagedSecretMatcher | None = None) 
         settings,
         holder=holder,
         lease_seconds=float(getattr(settings, "scan_lease_seconds", 60.0)),
+        grants_index=lambda: run_index(container, key_of(settings)),
     )
     return ScanService(scans, runner, findings, container.audit)
+
+
+def run_index(container: Any, key: bytes) -> KnownSecretIndex:
+    """This run's index of broker-issued secrets: the process's live index (it knows each secret's
+    length, which narrows candidate extraction), plus any active grant in the store it lacks
+    (issued by another replica or before a restart; matched without a length)."""
+    index = KnownSecretIndex(key)
+    live = getattr(getattr(container, "scanning", None), "known", None)
+    known: set[str] = set()
+    if live is not None:
+        for fp, match, length in live.entries():
+            index.add(fp, match, length=length)
+            known.add(fp)
+    with container.store.read() as conn:
+        for row in container.store.active_grant_fingerprints(conn):
+            lengths = row.get("secret_lengths") or {}
+            for fp in row["fingerprints"] or []:
+                if fp not in known:
+                    index.add(fp, GrantMatch(row["grant_id"], row["task_id"], row["agent"]), length=lengths.get(fp))
+    return index
 
 
 def start_scheduler(container: Any, service: ScanService, *, poll_seconds: float = 1.0) -> ScanScheduler:

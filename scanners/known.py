@@ -132,6 +132,11 @@ class KnownSecretIndex:
         lengths = set(self._length_of.values())
         self._lengths = None if None in lengths else frozenset(x for x in lengths if x is not None)
 
+    def entries(self) -> list[tuple[str, GrantMatch, int | None]]:
+        """A snapshot of ``(fingerprint, match, secret length or None)``."""
+        with self._lock:
+            return [(fp, m, self._length_of.get(fp)) for fp, m in self._by_fp.items()]
+
     def lookup(self, fp: str) -> GrantMatch | None:
         return self._by_fp.get(fp)
 

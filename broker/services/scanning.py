@@ -44,8 +44,9 @@ class ScanService:
         with self.store.read() as conn:
             rows = self.store.active_grant_fingerprints(conn)
         for row in rows:
+            lengths = row.get("secret_lengths") or {}
             for fp in row["fingerprints"] or []:
-                self.known.add(fp, GrantMatch(row["grant_id"], row["task_id"], row["agent"]))
+                self.known.add(fp, GrantMatch(row["grant_id"], row["task_id"], row["agent"]), length=lengths.get(fp))
         return len(rows)
 
     def on_issued(self, grant_id: str, task_id: str, agent: str, lengths: dict[str, int]) -> None:

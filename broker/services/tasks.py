@@ -202,7 +202,8 @@ class TaskService:
                                  lease_id=credential.lease_id, accessor=credential.accessor,
                                  fingerprints=fingerprints, revocation=dict(credential.revocation),
                                  covered_by_task_handle=credential.covered_by_task_handle,
-                                 public=credential.public, issued_at=utcnow(), expires_at=expires_at,
+                                 public=credential.public, secret_lengths=lengths,
+                                 issued_at=utcnow(), expires_at=expires_at,
                                  state="active")
             self.audit.append(conn, "credential.issued", actor=agent.name, task_id=task.task_id, outcome="issued",
                               data={"grant_id": grant_id, "decision_id": decision.decision_id,

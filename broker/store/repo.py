@@ -226,7 +226,8 @@ class Store:
         return dict(row._mapping) if row else None
 
     def active_grant_fingerprints(self, conn: Connection) -> list[dict[str, Any]]:
-        q = select(t.grants.c.grant_id, t.grants.c.task_id, t.grants.c.fingerprints, t.tasks.c.agent).join(
+        q = select(t.grants.c.grant_id, t.grants.c.task_id, t.grants.c.fingerprints, t.grants.c.secret_lengths,
+                   t.tasks.c.agent).join(
             t.tasks, t.tasks.c.task_id == t.grants.c.task_id).where(t.grants.c.state == "active")
         return [dict(r._mapping) for r in conn.execute(q)]
 

@@ -121,6 +121,7 @@ grants = Table(
     Column("revocation", JSON, nullable=False),
     Column("covered_by_task_handle", Boolean, nullable=False, default=False),
     Column("public", JSON, nullable=False),
+    Column("secret_lengths", JSON),  # {fingerprint: length}, narrows leak matching (0007)
     _ts("issued_at"), _ts("expires_at"),
     Column("state", String(16), nullable=False, index=True),
     _ts("revoked_at", nullable=True),
