@@ -60,6 +60,11 @@ class GitSource(_Strict):
     def _repo(cls, v: str) -> str:
         if not (v.startswith("/") or re.match(r"^(https|ssh|file)://", v)):
             raise ValueError("must be an absolute path or an https://, ssh:// or file:// URL")
+        # a password or token in the URL would be stored and shown back by the API: refuse it
+        # (use an SSH key or a git credential helper on the broker host instead)
+        if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", v):
+            raise ValueError("must not carry credentials (user:password@); use an SSH key or a git "
+                             "credential helper on the broker host")
         return v
 
     @field_validator("refs")

@@ -166,3 +166,12 @@ def test_restart_keeps_schedules_and_offsets_nothing_scanned_twice_or_skipped(
         assert len({r["holder"] for r in runs}) == 2
     finally:
         second.stop()
+
+
+def test_git_source_url_with_credentials_is_refused_so_no_secret_is_stored(broker):
+    r = broker.admin()._http.put("/v1/admin/scan-jobs/leaky-url", json={
+        "source": {"kind": "git", "repo": "https://user:hunter2-token@example.com/org/repo.git"},
+        "schedule": {"every_seconds": 300}})
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "source.git.repo"
+    assert "hunter2-token" not in r.text
