@@ -19,7 +19,7 @@ test: $(STAMP)          ## run the whole test suite against real OpenBao, Postgr
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check broker scanners rotation policies tests benchmarks
+	$(VENV)/bin/ruff check broker scanners rotation policies tests benchmarks terraform
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from broker.chain.model import ChainStep, StepKind
 from broker.models import Outcome, Tier
@@ -32,10 +32,21 @@ def add_event(conn: Connection, *, task_id: str, kind: StepKind, action: str | N
     return event_id, created
 
 
+_EVENTS = (select(t.chain_events).where(t.chain_events.c.task_id == bindparam("task_id"))
+           .order_by(t.chain_events.c.created_at, t.chain_events.c.event_id))
+_d = t.decisions.c
+_inputs = _d.record["inputs"]
+# columns written since revision 0008; older rows fall back to the JSON record (coalesce)
+_DECISION_FACTS = select(
+    _d.decision_id, _d.action, _d.resource, _d.outcome, _d.tier, _d.created_at,
+    func.coalesce(_d.consequence, _inputs["consequence"].as_string()).label("consequence"),
+    func.coalesce(_d.sensitivity, _inputs["sensitivity"].as_string()).label("sensitivity"),
+    func.coalesce(_d.external, _inputs["resource_external"].as_boolean()).label("external"),
+).where(_d.task_id == bindparam("task_id")).order_by(_d.created_at)
+
+
 def events(conn: Connection, task_id: str) -> list[dict[str, Any]]:
-    c = t.chain_events.c
-    rows = conn.execute(select(t.chain_events).where(c.task_id == task_id).order_by(c.created_at, c.event_id))
-    return [dict(r._mapping) for r in rows]
+    return [dict(r._mapping) for r in conn.execute(_EVENTS, {"task_id": task_id})]
 
 
 def decision_rows(conn: Connection, task_id: str) -> list[dict[str, Any]]:
@@ -48,15 +59,7 @@ def decision_rows(conn: Connection, task_id: str) -> list[dict[str, Any]]:
 def decision_facts(conn: Connection, task_id: str) -> list[dict[str, Any]]:
     """Like :func:`decision_rows` but only the facts detectors need, extracted in SQL (the full
     JSON records are large; this runs on every request, before issuance)."""
-    d = t.decisions.c
-    inputs = d.record["inputs"]
-    rows = conn.execute(select(
-        d.decision_id, d.action, d.resource, d.outcome, d.tier, d.created_at,
-        inputs["consequence"].as_string().label("consequence"),
-        inputs["sensitivity"].as_string().label("sensitivity"),
-        inputs["resource_external"].as_boolean().label("external"),
-    ).where(d.task_id == task_id).order_by(d.created_at))
-    return [dict(r._mapping) for r in rows]
+    return [dict(r._mapping) for r in conn.execute(_DECISION_FACTS, {"task_id": task_id})]
 
 
 def _ts(value: Any) -> datetime:

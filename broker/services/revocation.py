@@ -8,6 +8,7 @@ audit event — all in one transaction — and only then calls the backends. Wha
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ class RevocationService:
         self.store = store
         self.audit = audit
         self.backends = backends
+        self._inflight: set[int] = set()
+        self._inflight_lock = threading.Lock()
 
     def revoke_task(self, task_id: str, *, reason: str, state: TaskState, actor: str,
                     audit_kind: str = "task.revoked", extra: Mapping[str, Any] | None = None,
@@ -80,6 +83,18 @@ class RevocationService:
         """Attempt due revocations (all, or one task's). Returns (completed, still pending)."""
         with self.store.read() as conn:
             rows = outbox.due(conn, utcnow(), limit=limit, task_id=task_id)
+        # rows another thread of this process is attempting right now are left to it (the inline
+        # attempt of an escalation and the worker would otherwise call the backend twice)
+        with self._inflight_lock:
+            rows = [r for r in rows if r["id"] not in self._inflight]
+            self._inflight.update(r["id"] for r in rows)
+        try:
+            return self._attempt(rows)
+        finally:
+            with self._inflight_lock:
+                self._inflight.difference_update(r["id"] for r in rows)
+
+    def _attempt(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
         completed = failed = 0
         for row in rows:
             backend = self.backends.get(row["backend"])

@@ -237,11 +237,14 @@ class Store:
     # -- decisions -----------------------------------------------------------------------
     def add_decision(self, conn: Connection, record: Mapping[str, Any], task_id: str, agent: str,
                      action: str, resource: str, created_at: datetime) -> None:
+        inputs = record.get("inputs") or {}
         conn.execute(_INSERT_DECISION, dict(
             decision_id=record["decision_id"], task_id=task_id, agent=agent, action=action, resource=resource,
             outcome=record["outcome"], tier=record["tier"], mode=record["mode"],
             ttl_seconds=record["ttl_seconds"], bundle_hash=record["bundle_hash"],
-            record=dict(record), created_at=created_at))
+            record=dict(record), created_at=created_at,
+            consequence=inputs.get("consequence"), sensitivity=inputs.get("sensitivity"),
+            external=inputs.get("resource_external")))
 
     def get_decision(self, conn: Connection, decision_id: str) -> dict[str, Any] | None:
         row = conn.execute(select(t.decisions).where(t.decisions.c.decision_id == decision_id)).first()

@@ -103,6 +103,10 @@ decisions = Table(
     Column("ttl_seconds", Integer, nullable=False),
     Column("bundle_hash", String(64), nullable=False),
     Column("record", JSON, nullable=False),
+    # facts the chain detectors read on every request (0008); NULL on older rows: read the record
+    Column("consequence", String(32)),
+    Column("sensitivity", String(16)),
+    Column("external", Boolean),
     _ts("created_at"),
     Index("ix_decisions_created_at", "created_at"),
 )

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import accessor_is_dead, token_is_dead
+from tests.chain.conftest import accessor_is_dead, token_is_dead
 from support.broker import free_port, start_broker
 from tcp_proxy import BlackholeProxy
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hvac
 import pytest
-from conftest import accessor_is_dead, token_is_dead
+from tests.chain.conftest import accessor_is_dead, token_is_dead
 
 from broker.client import CredentialDenied, InvalidRequest, TaskNotActive
 

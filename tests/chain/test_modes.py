@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import WebhookRecorder, token_is_dead
+from tests.chain.conftest import WebhookRecorder, token_is_dead
 from support.broker import start_broker
 
 from broker.chain.alerts import WebhookAlerter
