@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -87,6 +88,7 @@ class KnownSecretIndex:
         self._lock = threading.Lock()
         self._by_fp: dict[str, GrantMatch] = {}
         self._length_of: dict[str, int | None] = {}
+        self._length_count: Counter[int | None] = Counter()  # kept incrementally: O(1) per add/remove
         self._lengths: frozenset[int] | None = frozenset()
 
     def __repr__(self) -> str:
@@ -104,8 +106,11 @@ class KnownSecretIndex:
         if not re.fullmatch(r"[0-9a-f]{32}", fp):
             raise ValueError("fingerprint must be 32 lowercase hex characters")
         with self._lock:
+            if fp in self._length_of:
+                self._forget_length(fp)
             self._by_fp[fp] = match
             self._length_of[fp] = length
+            self._length_count[length] += 1
             self._recompute()
 
     def add_secret(self, secret: str | _Revealable, match: GrantMatch) -> str:
@@ -117,19 +122,29 @@ class KnownSecretIndex:
 
     def remove(self, fp: str) -> None:
         with self._lock:
-            self._by_fp.pop(fp, None)
-            self._length_of.pop(fp, None)
+            if fp in self._by_fp:
+                self._forget_length(fp)
+                del self._by_fp[fp]
+                del self._length_of[fp]
             self._recompute()
 
     def remove_grant(self, grant_id: str) -> None:
         with self._lock:
             for fp in [f for f, m in self._by_fp.items() if m.grant_id == grant_id]:
+                self._forget_length(fp)
                 del self._by_fp[fp]
                 del self._length_of[fp]
             self._recompute()
 
+    def _forget_length(self, fp: str) -> None:
+        length = self._length_of[fp]
+        self._length_count[length] -= 1
+        if self._length_count[length] <= 0:
+            del self._length_count[length]
+
     def _recompute(self) -> None:
-        lengths = set(self._length_of.values())
+        # distinct lengths are few (token formats), so this is cheap whatever the index size
+        lengths = self._length_count.keys()
         self._lengths = None if None in lengths else frozenset(x for x in lengths if x is not None)
 
     def entries(self) -> list[tuple[str, GrantMatch, int | None]]:
