@@ -120,6 +120,10 @@ class BrokerClient:
         body = {k: v for k, v in {"kind": kind, "text": text, "action": action, "resource": resource}.items() if v}
         return dict(self._call("POST", f"/v1/tasks/{task_id}/events", body).json())
 
+    def report_unwrap_failed(self, task_id: str, grant_id: str) -> dict[str, Any]:
+        """Unwrapping a wrapped secret failed: the broker judges tampering (and escalates)."""
+        return dict(self._call("POST", f"/v1/tasks/{task_id}/credentials/{grant_id}/unwrap-failed").json())
+
     def end_task(self, task_id: str) -> dict[str, Any]:
         return dict(self._call("DELETE", f"/v1/tasks/{task_id}").json())
 

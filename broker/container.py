@@ -23,7 +23,7 @@ from broker.chain.alerts import WebhookAlerter
 from broker.chain.service import ChainService
 from broker.chain.view import chain_view
 from broker.config import Settings
-from broker.errors import BrokerError, NotFound
+from broker.errors import BrokerError, InvalidInput, NotFound
 from broker.logging import get_logger
 from broker.metrics import Metrics
 from broker.models import Agent, Task, TaskState
@@ -173,6 +173,36 @@ class Container:
         if result.credential is not None:
             self.metrics.issued.labels(result.credential.kind).inc()
         return result
+
+    def report_unwrap_failure(self, agent: Agent, task_id: str, grant_id: str) -> dict[str, Any]:
+        """The agent says unwrapping its wrapped secret failed. If nobody but the agent could have
+        unwrapped it (not revoked, not expired, no longer pending), someone intercepted it: the
+        credential was tampered with — audited and the task escalated (``unwrap_tampered``)."""
+        task = self.tasks.task_for(agent, task_id)
+        with self.store.read() as conn:
+            grant = self.store.get_grant(conn, grant_id)
+        if grant is None or grant["task_id"] != task.task_id:
+            raise NotFound(f'grant "{grant_id}" of task "{task_id}" not found')
+        backend = self.backends.get(grant["backend"])
+        judge = getattr(backend, "judge_unwrap_failure", None)
+        if judge is None:
+            raise InvalidInput("grant_id", f'grant "{grant_id}" is not a wrapped secret (backend {grant["backend"]})')
+        expires_at = aware(grant["expires_at"])
+        assert expires_at is not None
+        verdict = str(judge(grant["revocation"], expires_at=expires_at, revoked=grant["state"] == "revoked"))
+        body: dict[str, Any] = {"grant_id": grant_id, "verdict": verdict, "escalation": None}
+        if verdict == "tampered":
+            self.audit.record("credential.tampered", actor=agent.name, task_id=task_id, outcome="tampered",
+                              data={"grant_id": grant_id, "backend": grant["backend"],
+                                    "wrapping_accessor": grant["accessor"]})
+            if task.state is TaskState.ACTIVE:
+                body["escalation"] = self.escalate(
+                    task_id, detector="unwrap_tampered", actor=agent.name, steps=[grant_id],
+                    reason=f"the wrapped secret of grant {grant_id} was unwrapped by someone else")
+        else:
+            self.audit.record("credential.unwrap_failed", actor=agent.name, task_id=task_id, outcome=verdict,
+                              data={"grant_id": grant_id, "backend": grant["backend"]})
+        return body
 
     def get_task(self, task_id: str) -> Task:
         with self.store.read() as conn:

@@ -65,6 +65,15 @@ def report_event(task_id: str, body: EventIn, agent: AgentDep, c: ContainerDep) 
         return result
 
 
+@router.post("/tasks/{task_id}/credentials/{grant_id}/unwrap-failed",
+             responses={404: {"description": "no such grant in this task"}})
+def unwrap_failed(task_id: str, grant_id: str, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
+    """Report that unwrapping a wrapped secret failed. The broker judges why: ``tampered``
+    (someone else unwrapped it: audited, task escalated), ``expired``, ``revoked`` or
+    ``not_consumed`` (still waiting: retry)."""
+    return c.report_unwrap_failure(agent, task_id, grant_id)
+
+
 @router.post("/scan")
 async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
     """Scan text for secrets; returns findings and a redacted copy. A broker-issued secret found

@@ -49,3 +49,22 @@ def test_secret_read_on_kv_resource_returns_single_use_wrapping_token(broker):
         api_key = first["data"]["data"]["api_key"]
         found = broker.container.scanning.scanner.scan(f"leaked: {api_key}")
         assert any(f.grant is not None and f.grant.task_id == task.task_id for f in found)
+
+
+def test_wrapped_secret_unwrapped_by_someone_else_is_tampering_and_escalates(broker):
+    agent = broker.agent()
+    info = agent.open_task("demo", "intercepted")
+    cred = agent.request_credential(info["task_id"], "secrets.read", "demo-kv")
+    other = agent.request_credential(info["task_id"], "db.read", "demo-data").secret("token")
+    # not consumed yet: the agent's failure was something else
+    r = agent.report_unwrap_failed(info["task_id"], cred.fields["grant_id"])
+    assert r["verdict"] == "not_consumed" and r["escalation"] is None
+    # an interceptor unwraps it first
+    hvac.Client(url=broker.openbao.address, token=cred.secret("wrapping_token")).sys.unwrap()
+    r = agent.report_unwrap_failed(info["task_id"], cred.fields["grant_id"])
+    assert r["verdict"] == "tampered" and r["escalation"] is not None
+    assert broker.admin().task(info["task_id"])["task"]["state"] == "quarantined"
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hvac.Client(url=broker.openbao.address, token=other).auth.token.lookup_self()
+    kinds = [e["kind"] for e in broker.admin().audit(task_id=info["task_id"])]
+    assert "credential.tampered" in kinds and "task.escalated" in kinds
