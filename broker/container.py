@@ -199,10 +199,23 @@ class Container:
                 body["escalation"] = self.escalate(
                     task_id, detector="unwrap_tampered", actor=agent.name, steps=[grant_id],
                     reason=f"the wrapped secret of grant {grant_id} was unwrapped by someone else")
+            # the secret itself is now in unknown hands: rotate it when the broker manages it
+            body["rotated"] = self._rotate_managed(grant["fingerprints"] or [], actor=agent.name,
+                                                   why=f"wrapped secret of grant {grant_id} intercepted")
         else:
             self.audit.record("credential.unwrap_failed", actor=agent.name, task_id=task_id, outcome=verdict,
                               data={"grant_id": grant_id, "backend": grant["backend"]})
         return body
+
+    def _rotate_managed(self, fingerprints: list[str], *, actor: str, why: str) -> list[str]:
+        rotated: list[str] = []
+        if self.rotation is None:
+            return rotated
+        for name in dict.fromkeys(n for n in map(self.rotation.match_fingerprint, fingerprints) if n):
+            result = self.rotation.rotate(name, reason="leak", actor=actor)
+            log.warning("managed_secret.rotated_after_tampering", name=name, outcome=result.outcome, why=why)
+            rotated.append(name)
+        return rotated
 
     def get_task(self, task_id: str) -> Task:
         with self.store.read() as conn:

@@ -68,3 +68,25 @@ def test_wrapped_secret_unwrapped_by_someone_else_is_tampering_and_escalates(bro
         hvac.Client(url=broker.openbao.address, token=other).auth.token.lookup_self()
     kinds = [e["kind"] for e in broker.admin().audit(task_id=info["task_id"])]
     assert "credential.tampered" in kinds and "task.escalated" in kinds
+
+
+def test_intercepted_wrapped_secret_that_the_broker_manages_is_rotated(broker):
+    admin = broker.admin()
+    path = "tamper-demo/api-key"
+    admin.request("PUT", "/v1/admin/managed-secrets/tamper-demo", {
+        "kind": "kv_generated", "kv": {"mount": "secret", "path": path},
+        "settings": {"generator": {"format": "hex", "length": 48}}, "overlap_seconds": 600})
+    admin.request("POST", "/v1/admin/managed-secrets/tamper-demo/rotate", {"reason": "initial"})
+    admin.put("resources", "tamper-kv", {"kind": "vault_kv", "sensitivity": "confidential", "environment": "dev",
+                                         "vault": {"mount": "secret", "path": path}})
+    bao = hvac.Client(url=broker.openbao.address, token=broker.openbao.root_token.reveal())
+    before = bao.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)
+    agent = broker.agent()
+    info = agent.open_task("demo", "intercepted managed secret")
+    cred = agent.request_credential(info["task_id"], "secrets.read", "tamper-kv")
+    hvac.Client(url=broker.openbao.address, token=cred.secret("wrapping_token")).sys.unwrap()  # the interceptor
+    r = agent.report_unwrap_failed(info["task_id"], cred.fields["grant_id"])
+    assert r["verdict"] == "tampered" and r["rotated"] == ["tamper-demo"]
+    after = bao.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)
+    assert after["data"]["metadata"]["version"] > before["data"]["metadata"]["version"]
+    assert after["data"]["data"] != before["data"]["data"]
