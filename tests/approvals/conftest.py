@@ -3,50 +3,21 @@ is pending; helpers to drive the agent and admin APIs over real HTTP."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 from support.broker import ADMIN_TOKEN, RunningBroker, start_broker
+from support.webhook import WebhookRecorder
 
 
-class ApprovalWebhook:
+class ApprovalWebhook(WebhookRecorder):
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.raw: list[bytes] = []
-        recorder = self
+        super().__init__("/approvals")
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                recorder.raw.append(body)
-                recorder.requests.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/approvals"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, approval_id: str, timeout: float = 5.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for r in self.requests:
-                if r.get("approval_id") == approval_id:
-                    return r
-            time.sleep(0.02)
-        raise AssertionError(f"no webhook call for {approval_id} within {timeout}s")
-
-    def close(self) -> None:
-        self.server.shutdown()
+    def wait_for_approval(self, approval_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        return self.wait_for("approval_id", approval_id, timeout)
 
 
 @pytest.fixture(scope="module")

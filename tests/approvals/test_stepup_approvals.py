@@ -46,7 +46,7 @@ def test_critical_payment_answers_202_with_a_pending_approval_bound_to_the_reque
     )
     assert mine["decision_id"] == body["decision"]["decision_id"] and len(mine["scope_hash"]) == 64
 
-    hook = approval_webhook.wait_for(approval_id)
+    hook = approval_webhook.wait_for_approval(approval_id)
     assert hook["event"] == "approval.pending" and hook["task_id"] == task_id
     assert hook["approve"] == f"/v1/approvals/{approval_id}/approve"
     # asking again while it is pending reuses the same approval (no flood of approvals)

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from tests.chain.conftest import accessor_is_dead, token_is_dead
 from support.broker import free_port, start_broker
 from tcp_proxy import BlackholeProxy
 
@@ -27,6 +26,7 @@ from broker.client import AdminClient, BrokerClient, CredentialDenied
 from broker.demo import DEMO_ACTIONS, DEMO_RESOURCES, policy_name, seed_openbao
 from broker.identity import DEV_ISSUER, DevIssuer
 from broker.openbao_server import start_persistent_server
+from tests.chain.conftest import accessor_is_dead, token_is_dead
 
 pytestmark = [pytest.mark.openbao, pytest.mark.slow]
 ADMIN = "crash-test-admin-token-0123456789"

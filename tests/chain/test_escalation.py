@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hvac
 import pytest
-from tests.chain.conftest import accessor_is_dead, token_is_dead
 
 from broker.client import CredentialDenied, InvalidRequest, TaskNotActive
+from tests.chain.conftest import accessor_is_dead, token_is_dead
 
 pytestmark = pytest.mark.openbao
 
@@ -72,7 +72,7 @@ def test_secret_read_then_export_escalates_on_third_request_and_revokes_everythi
     assert chain["grants"] == {"active": 0, "total": 2}
 
     # the alert went out, with no secret in it
-    alert = webhook.wait_for(task_id)
+    alert = webhook.wait_for("task_id", task_id)
     assert alert["detector"] == "dangerous_sequence" and alert["task_state"] == "quarantined"
     raw = b"".join(webhook.raw)
     for cred in (read, secret):

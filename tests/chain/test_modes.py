@@ -6,12 +6,13 @@ import shutil
 
 import pytest
 import yaml
-from tests.chain.conftest import WebhookRecorder, token_is_dead
 from support.broker import start_broker
+from support.webhook import WebhookRecorder
 
 from broker.chain.alerts import WebhookAlerter
 from broker.client import CredentialDenied
 from policies import DEFAULT_BUNDLE
+from tests.chain.conftest import token_is_dead
 
 
 @pytest.mark.openbao
@@ -44,7 +45,7 @@ def test_alert_webhook_retries_a_failed_delivery():
     alerter = WebhookAlerter(rec.url, timeout=1.0, attempts=3, backoff=0.05)
     try:
         alerter.send({"event": "task.escalated", "task_id": "tsk_retry", "detector": "burst"})
-        assert rec.wait_for("tsk_retry")["detector"] == "burst"
+        assert rec.wait_for("task_id", "tsk_retry")["detector"] == "burst"
         assert alerter.sent == 1 and alerter.failed == 0
     finally:
         alerter.close()
