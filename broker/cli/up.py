@@ -36,7 +36,8 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = None) -> None:
+def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = None,
+               on_exit: Any = None) -> None:
     """Build the container, start the workers and serve until SIGINT/SIGTERM.
 
     ``on_ready(container)`` runs before the socket opens (seeding); ``on_listening(container)``
@@ -77,7 +78,11 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
         if not server.started:
             raise BrokerError(f"could not serve on {settings.host}:{settings.port} (port in use?)")
     finally:
-        container.close()
+        try:
+            if on_exit is not None:
+                on_exit(container)
+        finally:
+            container.close()
 
 
 def register(app: typer.Typer) -> None:
@@ -122,7 +127,7 @@ def register(app: typer.Typer) -> None:
                     "database_url": settings.resolved_database_url()}, indent=2))
                 _summary(url, data_dir, bao.address, container, postgres_note.get("skipped"))
 
-            run_server(settings, on_ready=ready, on_listening=listening)
+            run_server(settings, on_ready=ready, on_listening=listening, on_exit=end_active_tasks)
         finally:
             up_json.unlink(missing_ok=True)
             bao.stop()
@@ -136,6 +141,26 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(config)
         configure_logging(settings.log_format, settings.log_level)
         run_server(settings)
+
+
+def end_active_tasks(container: Any) -> None:
+    """`up` only: the embedded OpenBao dies with the broker, and the credentials it issued into
+    real systems (PostgreSQL roles) would outlive it. End every active task first."""
+    from sqlalchemy import select
+
+    from broker.models import TaskState
+    from broker.store import tables as t
+
+    with container.store.read() as conn:
+        active = [r[0] for r in conn.execute(select(t.tasks.c.task_id).where(t.tasks.c.state == "active"))]
+    for task_id in active:
+        try:
+            container.revocations.revoke_task(task_id, reason="broker stopped (nhi-broker up)",
+                                              state=TaskState.ENDED, actor="broker", audit_kind="task.ended")
+        except Exception as exc:  # best effort on the way out; never block the shutdown
+            console.print(f"[yellow]could not end task {task_id}: {type(exc).__name__}[/yellow]")
+    if active:
+        console.print(f"ended {len(active)} active task(s) and revoked what they held")
 
 
 def _summary(url: str, data_dir: Path, bao_addr: str, container: Any, pg_skipped: str | None) -> None:

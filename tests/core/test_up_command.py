@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -49,11 +50,16 @@ def test_up_serves_demo_writes_up_json_and_stops_everything_on_sigterm(tmp_path)
         r = httpx.post(f"{info['url']}/v1/tasks", json={"profile": "demo", "purpose": "smoke"},
                        headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 201
+        task_id = r.json()["task_id"]
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode is not None
         assert "stopped" in err
         assert not (data_dir / "up.json").exists()
+        # the task still open at shutdown was ended (its credentials revoked) before OpenBao stopped
+        assert "ended 1 active task(s)" in err
+        with sqlite3.connect(data_dir / "broker.db") as db:
+            assert db.execute("SELECT state FROM tasks WHERE task_id = ?", (task_id,)).fetchone() == ("ended",)
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{info['openbao_addr']}/v1/sys/health", timeout=2)
         with pytest.raises(httpx.HTTPError):
