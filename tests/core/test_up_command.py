@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
