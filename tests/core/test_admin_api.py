@@ -102,3 +102,16 @@ def test_health_ready_and_metrics(broker):
     assert ready["ready"] is True and ready["checks"]["backend.vault_token"] == "ok"
     metrics = httpx.get(f"{broker.url}/metrics").text
     assert "nhi_revocations_pending" in metrics and "nhi_http_request_seconds" in metrics
+
+
+def test_openapi_schema_documents_every_contract_path(broker):
+    spec = httpx.get(f"{broker.url}/openapi.json").json()
+    paths = set(spec["paths"])
+    for path in ("/v1/tasks", "/v1/tasks/{task_id}/credentials", "/v1/tasks/{task_id}/events",
+                 "/v1/tasks/{task_id}", "/v1/scan", "/v1/admin/agents/{name}", "/v1/admin/profiles/{name}",
+                 "/v1/admin/resources/{name}", "/v1/admin/tasks/{task_id}", "/v1/approvals",
+                 "/v1/audit", "/v1/decisions/{decision_id}", "/v1/admin/policies/reload",
+                 "/v1/admin/scan-jobs/{name}", "/v1/findings", "/v1/admin/managed-secrets/{name}",
+                 "/healthz", "/readyz", "/metrics"):
+        assert path in paths, path
+    assert httpx.get(f"{broker.url}/docs").status_code == 200
