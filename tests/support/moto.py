@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 import boto3
 import httpx
 
-from broker.openbao_server import _die_with_parent
+from broker.openbao_server import die_with_parent
 
 REGION = "us-east-1"
 
@@ -113,7 +113,7 @@ def start_moto(workdir: Path) -> MotoServer:
         stdin=subprocess.DEVNULL,
         env=env,
         start_new_session=True,
-        preexec_fn=_die_with_parent,  # never outlives a crashed test run
+        preexec_fn=die_with_parent,  # never outlives a crashed test run
     )
     server = MotoServer(endpoint=f"http://127.0.0.1:{port}", process=proc, recording=recording)
     deadline = time.monotonic() + 20
