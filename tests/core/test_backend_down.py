@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from support.broker import start_broker
 
 from broker.client import BackendUnavailable
 from broker.openbao_server import start_dev_server
-from support.broker import start_broker
 
 pytestmark = pytest.mark.openbao
 
