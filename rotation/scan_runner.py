@@ -26,6 +26,7 @@ from typing import Any
 
 from broker.errors import Conflict, NotFound
 from broker.logging import get_logger
+from broker.services.scanning import add_active_grants
 from broker.store.repo import Store, utcnow
 from rotation.findings import FindingsService, Matches, RawFinding, Recorded
 from rotation.scan_spec import ScanJobSpec
@@ -72,11 +73,7 @@ class ScanRunner:
 
     def _index_from_store(self) -> KnownSecretIndex:
         index = KnownSecretIndex(self.key)
-        with self.store.read() as conn:
-            for row in self.store.active_grant_fingerprints(conn):
-                lengths = row.get("secret_lengths") or {}
-                for fp in row["fingerprints"] or []:
-                    index.add(fp, GrantMatch(row["grant_id"], row["task_id"], row["agent"]), length=lengths.get(fp))
+        add_active_grants(index, self.store)
         return index
 
     # -- one run -------------------------------------------------------------------------------------

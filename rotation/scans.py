@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from broker.errors import BrokerError, InvalidInput, NotFound
+from broker.services.scanning import add_active_grants
 from rotation.findings import FindingsService, ManagedRef, ManagedSecretMatcher, NoManagedSecrets
 from rotation.scan_runner import ScanRunner, key_of
 from rotation.scan_spec import ScanJobIn, ScanJobSpec
@@ -182,12 +183,7 @@ def run_index(container: Any, key: bytes) -> KnownSecretIndex:
         for fp, match, length in live.entries():
             index.add(fp, match, length=length)
             known.add(fp)
-    with container.store.read() as conn:
-        for row in container.store.active_grant_fingerprints(conn):
-            lengths = row.get("secret_lengths") or {}
-            for fp in row["fingerprints"] or []:
-                if fp not in known:
-                    index.add(fp, GrantMatch(row["grant_id"], row["task_id"], row["agent"]), length=lengths.get(fp))
+    add_active_grants(index, container.store, skip=frozenset(known))
     return index
 
 

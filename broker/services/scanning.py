@@ -41,13 +41,7 @@ class ScanService:
 
     def load_known(self) -> int:
         """Rebuild the index from the store's active grants (at start-up and periodically)."""
-        with self.store.read() as conn:
-            rows = self.store.active_grant_fingerprints(conn)
-        for row in rows:
-            lengths = row.get("secret_lengths") or {}
-            for fp in row["fingerprints"] or []:
-                self.known.add(fp, GrantMatch(row["grant_id"], row["task_id"], row["agent"]), length=lengths.get(fp))
-        return len(rows)
+        return add_active_grants(self.known, self.store)
 
     def on_issued(self, grant_id: str, task_id: str, agent: str, lengths: dict[str, int]) -> None:
         match = GrantMatch(grant_id, task_id, agent)
@@ -73,6 +67,20 @@ class ScanService:
             leaks.append({"grant_id": f.grant.grant_id, "task_id": f.grant.task_id, "agent": f.grant.agent,
                           "fingerprint": f.fingerprint, **outcome})
         return tuple(leaks)
+
+
+def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[str] = frozenset()) -> int:
+    """Add every active grant's fingerprints (with their secrets' lengths) from the store to
+    ``index``, except fingerprints in ``skip``. Returns the number of grants read."""
+    with store.read() as conn:
+        rows = store.active_grant_fingerprints(conn)
+    for row in rows:
+        lengths = row.get("secret_lengths") or {}
+        match = GrantMatch(row["grant_id"], row["task_id"], row["agent"])
+        for fp in row["fingerprints"] or []:
+            if fp not in skip:
+                index.add(fp, match, length=lengths.get(fp))
+    return len(rows)
 
 
 def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
