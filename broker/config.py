@@ -97,6 +97,28 @@ class Settings(BaseSettings):
                                      f"(at least 16 characters) outside dev mode")
         return self
 
+    @field_validator("fingerprint_key")
+    @classmethod
+    def _fingerprint_key(cls, v: SecretStr) -> SecretStr:
+        raw = v.get_secret_value()
+        if raw:
+            try:
+                ok = len(bytes.fromhex(raw)) >= 32
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("fingerprint_key must be hex of at least 32 bytes (64 hex characters)")
+        return v
+
+    @model_validator(mode="after")
+    def _shared_keys_with_a_shared_store(self) -> Settings:
+        """Replicas on one PostgreSQL store must share their keys: a key generated per data dir
+        would make each replica's fingerprints unmatchable by the others."""
+        if self.database_url.startswith("postgresql") and not self.fingerprint_key.get_secret_value():
+            raise ValueError("fingerprint_key is required with a PostgreSQL store (every replica must use the "
+                             "same key; set NHI_BROKER_FINGERPRINT_KEY to 64 hex characters)")
+        return self
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'broker.db').resolve()}"
 

@@ -150,7 +150,7 @@ class Container:
         self.chain = ChainService(
             self.store, self.audit, self.revocations,
             chain_config.load(self.settings.policy_dir, catalog=holder.catalog()), holder.catalog,
-            self.fingerprint, alerter=alerter,
+            self.fingerprint, locks=_task_locks(self.settings), alerter=alerter,
             on_escalated=lambda detector: self.metrics.escalations.labels(detector).inc())
         self.tasks.chain_guard = self.chain
         self.tasks.on_issued.append(self.chain.after_issue)
@@ -306,6 +306,8 @@ class Container:
         alerter = self.chain.alerter if self.chain is not None else None
         if isinstance(alerter, WebhookAlerter):
             alerter.close(timeout=2.0)
+        if self.chain is not None:
+            self.chain.locks.close()
         self.store.engine.dispose()
 
 
@@ -331,6 +333,14 @@ def _build_backends(settings: Settings, http: OpenBaoHTTP, token_backend: OpenBa
                                                           endpoint_url=settings.aws.endpoint_url),
                                         mode=AwsRevocationMode(settings.aws.revocation_mode))
     return backends
+
+
+def _task_locks(settings: Settings) -> Any:
+    """In-process locks on SQLite; advisory locks shared by every replica on PostgreSQL."""
+    from broker.chain.locks import LocalTaskLocks, PostgresTaskLocks
+
+    url = settings.resolved_database_url()
+    return PostgresTaskLocks(url) if url.startswith("postgresql") else LocalTaskLocks()
 
 
 def _wire_rotation(container: Container, http: OpenBaoHTTP) -> None:

@@ -53,6 +53,10 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
         worker = RevocationWorker(container)
         worker.start()
         container.workers.append(worker)
+        if container.store.dialect == "postgresql":  # replicas: learn the grants the others issue
+            from broker.services.grant_feed import GrantFeed
+
+            container.workers.append(GrantFeed(container.store, container.scanning.known).start())
         if container.scans is not None:  # scheduled leak scans (APScheduler, job store in the database)
             from rotation.scans import start_scheduler
 

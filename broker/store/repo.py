@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from broker.models import (
@@ -46,6 +46,8 @@ _ACTIVE_GRANTS = select(func.count()).select_from(t.grants).where(and_(
 _INSERT_DECISION = insert(t.decisions)
 _INSERT_GRANT = insert(t.grants)
 _INSERT_JTI = insert(t.seen_jti)
+GRANT_CHANNEL = "nhi_grant_issued"  # PostgreSQL NOTIFY channel; payload: the grant id
+_NOTIFY_GRANT = text("SELECT pg_notify(:channel, :grant_id)")
 
 
 def utcnow() -> datetime:
@@ -214,6 +216,8 @@ class Store:
 
     def add_grant(self, conn: Connection, **values: Any) -> None:
         conn.execute(_INSERT_GRANT, values)
+        if not self._sqlite:  # delivered at commit to every replica's grant feed (LISTEN)
+            conn.execute(_NOTIFY_GRANT, {"channel": GRANT_CHANNEL, "grant_id": values["grant_id"]})
 
     def grants(self, conn: Connection, task_id: str, state: str | None = None) -> list[dict[str, Any]]:
         q = select(t.grants).where(t.grants.c.task_id == task_id)
@@ -225,10 +229,16 @@ class Store:
         row = conn.execute(_GRANT, {"grant_id": grant_id}).first()
         return dict(row._mapping) if row else None
 
-    def active_grant_fingerprints(self, conn: Connection) -> list[dict[str, Any]]:
+    def active_grant_fingerprints(self, conn: Connection, *, since: datetime | None = None,
+                                  grant_id: str | None = None) -> list[dict[str, Any]]:
+        """Active grants' fingerprints (all, issued at or after ``since``, or one grant)."""
         q = select(t.grants.c.grant_id, t.grants.c.task_id, t.grants.c.fingerprints, t.grants.c.secret_lengths,
                    t.tasks.c.agent).join(
             t.tasks, t.tasks.c.task_id == t.grants.c.task_id).where(t.grants.c.state == "active")
+        if since is not None:
+            q = q.where(t.grants.c.issued_at >= since)
+        if grant_id is not None:
+            q = q.where(t.grants.c.grant_id == grant_id)
         return [dict(r._mapping) for r in conn.execute(q)]
 
     def count_active_grants(self, conn: Connection, task_id: str) -> int:

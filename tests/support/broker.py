@@ -22,6 +22,7 @@ from broker.openbao_server import OpenBaoServer
 from rotation.revocation_worker import RevocationWorker
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+FINGERPRINT_KEY = "5e" * 32
 
 
 def free_port() -> int:
@@ -72,6 +73,8 @@ class RunningBroker:
 def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = "", workers: bool = True,
                  postgres: Any = None, **overrides: Any) -> RunningBroker:
     """``postgres``: a tests.support.postgres.PostgresServer to configure `demo-db` against."""
+    if database_url.startswith("postgresql"):  # a shared store needs a configured, shared key
+        overrides.setdefault("fingerprint_key", FINGERPRINT_KEY)
     settings = Settings(dev_mode=True, data_dir=data_dir, database_url=database_url, dev_issuer=True,
                         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
                         openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},  # type: ignore[arg-type]
