@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
     revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    # PostgreSQL store: besides LISTEN/NOTIFY, re-read grants issued by other replicas this often
+    grant_feed_resync_seconds: float = Field(default=5.0, gt=0, le=86400)
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 

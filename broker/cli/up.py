@@ -56,7 +56,8 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
         if container.store.dialect == "postgresql":  # replicas: learn the grants the others issue
             from broker.services.grant_feed import GrantFeed
 
-            container.workers.append(GrantFeed(container.store, container.scanning.known).start())
+            container.workers.append(GrantFeed(container.store, container.scanning.known,
+                                                 resync_seconds=settings.grant_feed_resync_seconds).start())
         if container.scans is not None:  # scheduled leak scans (APScheduler, job store in the database)
             from rotation.scans import start_scheduler
 
