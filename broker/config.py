@@ -39,7 +39,20 @@ class IssuerSettings(BaseModel):
 
 class OpenBaoSettings(BaseModel):
     addr: str = "http://127.0.0.1:8200"
+    # how the broker authenticates itself (broker/backends/openbao_auth.py, docs/deploy.md)
+    auth: Literal["token", "approle"] = "token"
     token: SecretStr = SecretStr("")
+    renew_token: bool = False  # auth token: renew it (renew-self) at 2/3 of its TTL
+    approle_mount: str = Field(default="approle", pattern=r"^[A-Za-z0-9_\-/]{1,100}$")
+    approle_role_id: str = Field(default="", max_length=200)
+    approle_secret_id: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _approle_complete(self) -> OpenBaoSettings:
+        if self.auth == "approle" and not (self.approle_role_id and self.approle_secret_id.get_secret_value()):
+            raise ValueError("openbao.auth approle needs openbao.approle_role_id and openbao.approle_secret_id "
+                             "(NHI_BROKER_OPENBAO__APPROLE_SECRET_ID)")
+        return self
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     token_ttl_max_seconds: int = 86400
     public_addr: str | None = None  # where agents reach OpenBao (unwrap); default: addr
@@ -93,7 +106,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_placeholders_in_production(self) -> Settings:
         if not self.dev_mode:
-            for name, value in (("admin_token", self.admin_token), ("openbao.token", self.openbao.token)):
+            checked = [("admin_token", self.admin_token)]
+            if self.openbao.auth == "token":
+                checked.append(("openbao.token", self.openbao.token))
+            for name, value in checked:
                 if value.get_secret_value().strip().lower() in PLACEHOLDERS or len(value.get_secret_value()) < 16:
                     raise ValueError(f"{name} is missing or a placeholder; set a real secret "
                                      f"(at least 16 characters) outside dev mode")

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.audit import AuditLog
+from broker.backends import openbao_auth
+from broker.backends.openbao_auth import TokenRenewer
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_token import OpenBaoTokenBackend
 from broker.backends.port import CredentialBackend
@@ -75,6 +77,7 @@ class Container:
     metrics: Metrics
     engine_holder: Any
     chain: ChainService | None = None
+    openbao_renewer: TokenRenewer | None = None  # started by the runner (`serve`), not by building
     scanning: Any = None  # broker.services.scanning.ScanService
     approvals: Any = None  # broker.approvals.ApprovalService (step-up approvals)
     reviews: Any = None  # broker.approvals.ReviewService (post-action review queue)
@@ -98,8 +101,11 @@ class Container:
                else load_or_create_key(settings.data_dir / "fingerprint.key"))
         fingerprint = Fingerprinter(key)
         holder = PolicyHolder.load(settings.policy_dir)  # a bad bundle stops start-up (file:line)
-        http = OpenBaoHTTP(settings.openbao.addr, Secret(settings.openbao.token.get_secret_value()),
-                           timeout=settings.openbao.timeout_seconds)
+        bao = settings.openbao
+        http, renewer = openbao_auth.connect(
+            bao.addr, timeout=bao.timeout_seconds, auth=bao.auth, token=Secret(bao.token.get_secret_value()),
+            renew_token=bao.renew_token, approle_mount=bao.approle_mount, approle_role_id=bao.approle_role_id,
+            approle_secret_id=Secret(bao.approle_secret_id.get_secret_value()))
         token_backend = OpenBaoTokenBackend(http)
         token_backend.bootstrap()
         backends = _build_backends(settings, http, token_backend, fingerprint)
@@ -110,7 +116,7 @@ class Container:
         authenticator = AgentAuthenticator(_build_verifier(settings, store), store, audit)
         container = cls(settings=settings, store=store, audit=audit, fingerprint=fingerprint, backends=backends,
                         registry=registry, tasks=tasks, revocations=revocations, authenticator=authenticator,
-                        metrics=metrics, engine_holder=holder)
+                        metrics=metrics, engine_holder=holder, openbao_renewer=renewer)
         container.wire_chain()
         container.scanning = _build_scanning(container, key)
         tasks.on_issued.append(container.scanning.on_issued)

@@ -33,6 +33,11 @@ class OpenBaoHTTP:
     def __repr__(self) -> str:
         return f"OpenBaoHTTP(addr={self.addr!r})"
 
+    def set_token(self, token: Secret) -> None:
+        """Swap the broker's own token (AppRole login, renewal): later calls use the new one."""
+        self.token = token
+        self._root = self.make_client()
+
     def make_client(self, token: Secret | None = None) -> hvac.Client:
         return hvac.Client(url=self.addr, token=(token or self.token).reveal(), timeout=self.timeout,
                            session=self.session)

@@ -53,6 +53,8 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
         worker = RevocationWorker(container)
         worker.start()
         container.workers.append(worker)
+        if container.openbao_renewer is not None:  # the broker's own OpenBao token (AppRole / renewable)
+            container.workers.append(container.openbao_renewer.start())
         if container.store.dialect == "postgresql":  # replicas: learn the grants the others issue
             from broker.services.grant_feed import GrantFeed
 
