@@ -97,8 +97,20 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def up(data_dir: Path = DataDirOption,
            port: int = typer.Option(8080, "--port", min=0, max=65535, help="API port on 127.0.0.1."),
-           log_format: str = typer.Option("console", "--log-format", help="console | json")) -> None:
+           log_format: str = typer.Option("console", "--log-format", help="console | json"),
+           ha: bool = typer.Option(False, "--ha", help="Production-shaped topology: HAProxy, N serve replicas, "
+                                   "PostgreSQL, a 3-node OpenBao raft cluster (uses --port .. --port+31)."),
+           replicas: int = typer.Option(3, "--replicas", min=1, max=9, help="With --ha: broker replicas."),
+           database_url: str | None = typer.Option(None, "--database-url", envvar="NHI_BROKER_DATABASE_URL",
+                                                   help="With --ha: an existing PostgreSQL (default: a private "
+                                                   "cluster in the data dir).")) -> None:
         """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
+        if ha:
+            from broker.cli.up_ha import run_ha
+
+            configure_logging(log_format)
+            run_ha(data_dir, port=port, replicas=replicas, database_url=database_url)
+            return
         from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
         from broker.openbao_server import start_dev_server
 
