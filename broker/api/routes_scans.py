@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.api.deps import AdminDep, ContainerDep
 from broker.api.schemas import NAME
 from broker.container import Container
-from rotation.scan_spec import ScanJobIn
-from rotation.scans import ScanJobService
+from broker.services.scan_jobs import ScanJobService
+from scanners.jobs.spec import ScanJobIn
 
 router = APIRouter(prefix="/v1", tags=["scans"])
 JobName = Annotated[str, Path(pattern=NAME, max_length=128, description="lower-case name: a-z 0-9 . _ -")]
