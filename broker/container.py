@@ -28,7 +28,7 @@ from broker.identity import DevIssuer, IdentityVerifier, IssuerConfig
 from broker.keys import fingerprint_key
 from broker.metrics import Metrics
 from broker.policy import PolicyHolder
-from broker.policy.service import PolicyService
+from broker.services.policies import PolicyService
 from broker.secrets import Fingerprinter, Secret
 from broker.services.authn import AgentAuthenticator
 from broker.services.events import EventService
