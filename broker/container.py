@@ -28,12 +28,12 @@ from broker.identity import DevIssuer, IdentityVerifier, IssuerConfig
 from broker.keys import fingerprint_key
 from broker.metrics import Metrics
 from broker.policy import PolicyHolder
-from broker.services.policies import PolicyService
 from broker.secrets import Fingerprinter, Secret
 from broker.services.authn import AgentAuthenticator
 from broker.services.events import EventService
 from broker.services.health import HealthService
 from broker.services.incidents import IncidentService
+from broker.services.policies import PolicyService
 from broker.services.registry import RegistryService
 from broker.services.revocation import RevocationService
 from broker.services.scan_jobs import ScanJobService, build_scan_jobs
