@@ -31,9 +31,11 @@ class ScanOutcome:
     leaks: tuple[dict[str, Any], ...]
 
 
-class ScanService:
+class LiveScanner:
+    """The live scanner of ``/v1/scan`` and agent events (scheduled scan jobs: ``ScanJobService``)."""
+
     def __init__(self, scanner: Scanner, known: KnownSecretIndex, store: Store, audit: AuditLog,
-                 on_leak: LeakHandler) -> None:
+                 *, on_leak: LeakHandler) -> None:
         self.scanner = scanner
         self.known = known
         self.store = store
@@ -41,7 +43,7 @@ class ScanService:
         self.on_leak = on_leak
 
     def load_known(self) -> int:
-        """Fill the index from the store's active grants (at start-up; with several replicas the
+        """Load the index from the store's active grants (at start-up; with several replicas the
         grant feed, :mod:`broker.services.grant_feed`, adds what the others issue)."""
         return add_active_grants(self.known, self.store)
 
@@ -85,11 +87,3 @@ def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[
             if fp not in skip:
                 index.add(fp, match, length=lengths.get(fp))
     return len(rows)
-
-
-def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
-    """A finding as the API shows it; another agent's grant is named only as broker-issued."""
-    body = f.to_dict()
-    if f.grant is not None and caller is not None and f.grant.agent != caller:
-        body["grant"] = {"issued_by_broker": True}
-    return body

@@ -77,12 +77,14 @@ def test_dangerous_sequence_split_across_two_replicas_never_lets_both_halves_thr
             barrier = threading.Barrier(2)
             out: dict[str, httpx.Response] = {}
 
-            def read(task_id: str = task_id, h: dict[str, str] = ha) -> None:
+            def read(task_id: str = task_id, h: dict[str, str] = ha, barrier: threading.Barrier = barrier,
+                     out: dict[str, httpx.Response] = out) -> None:
                 barrier.wait()
                 out["read"] = ca.post(f"{a.url}/v1/tasks/{task_id}/credentials", headers=h,
                                       json={"action": "secrets.read", "resource": "demo-secrets"})
 
-            def export(task_id: str = task_id, h: dict[str, str] = hb) -> None:
+            def export(task_id: str = task_id, h: dict[str, str] = hb, barrier: threading.Barrier = barrier,
+                       out: dict[str, httpx.Response] = out) -> None:
                 barrier.wait()
                 out["export"] = cb.post(f"{b.url}/v1/tasks/{task_id}/credentials", headers=h,
                                         json={"action": "data.export", "resource": "demo-data"})

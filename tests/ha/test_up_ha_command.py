@@ -3,6 +3,7 @@ Debian binaries), a 3-node OpenBao raft cluster, HAProxy and the replicas; Ctrl-
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -81,10 +82,8 @@ def test_up_ha_starts_the_topology_serves_through_haproxy_and_stops_everything()
             proc.kill()
             proc.wait(30)
         for pid in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         pg_ctl = shutil.which("pg_ctl") or next(iter(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")), None)
         if pg_ctl and (data_dir / "postgres" / "data" / "postmaster.pid").exists():
             subprocess.run(["runuser", "-u", "postgres", "--", str(pg_ctl), "-D", str(data_dir / "postgres" / "data"),

@@ -19,14 +19,14 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from rotation.sources.base import BLOCK, Checkpoint, Item, Piece, SourceContext, SourceError, StateView
+from scanners.sources.base import BLOCK, Checkpoint, Item, Piece, SourceContext, SourceError, StateView
 
 CHECKPOINT_COMMITS = 100
 _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 _MARK = b"\0\0"
 
 
-class GitSource:
+class GitAdapter:
     kind = "git"
 
     def __init__(self, repo: str, refs: list[str], ctx: SourceContext) -> None:
