@@ -37,6 +37,25 @@ class IssuerSettings(BaseModel):
         return self
 
 
+class HumanIssuerSettings(IssuerSettings):
+    """An OIDC issuer of people (``actor_token`` in a token exchange): its ID tokens prove who the
+    agent acts for. ``claims`` are the claims kept as the person's attributes (Cedar, audit)."""
+
+    require_jti: bool = False  # ID tokens are presented once per exchange and may be reused
+    claims: list[str] = ["groups", "email"]
+
+
+class TokenExchangeSettings(BaseModel):
+    """``POST /v1/token`` (RFC 8693) and DPoP (RFC 9449); see docs/identity.md."""
+
+    issuer: str = ""  # the broker's issuer URL (iss and aud of its access tokens); default: its own URL
+    max_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    dpop_iat_window_seconds: int = Field(default=60, ge=5, le=300)
+    require_dpop: bool = False  # refuse exchanges without a DPoP proof (bearer access tokens)
+    signing_key_file: Path | None = None  # EC P-256 PEM; default: token-signing.pem in data_dir
+    public_url: str = ""  # the URL agents use (DPoP htu behind a proxy); default: the request's URL
+
+
 class OpenBaoSettings(BaseModel):
     addr: str = "http://127.0.0.1:8200"
     token: SecretStr = SecretStr("")
@@ -68,6 +87,8 @@ class Settings(BaseSettings):
     openbao: OpenBaoSettings = OpenBaoSettings()
     aws: AwsSettings = AwsSettings()
     issuers: list[IssuerSettings] = []
+    human_issuers: list[HumanIssuerSettings] = []
+    token_exchange: TokenExchangeSettings = TokenExchangeSettings()
     dev_issuer: bool = False  # trust the dev issuer whose key lives in data_dir
     default_task_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
     alert_webhook_url: str | None = None
@@ -99,6 +120,9 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name} is missing or a placeholder; set a real secret "
                                      f"(at least 16 characters) outside dev mode")
         return self
+
+    def token_issuer(self) -> str:
+        return self.token_exchange.issuer or f"http://{self.host}:{self.port}"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'broker.db').resolve()}"

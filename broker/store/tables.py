@@ -77,6 +77,7 @@ tasks = Table(
     Column("state", String(16), nullable=False, index=True),
     Column("state_reason", Text),
     _ts("created_at"), _ts("expires_at"), _ts("ended_at", nullable=True),
+    Column("acting_for", JSON),  # the verified person (issuer, subject, attributes), migration 0009
 )
 
 # task-level handles a backend created (e.g. the OpenBao parent token's accessor)
