@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import random
 import resource
+import secrets
 import string
 import subprocess
 import tempfile
@@ -25,7 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from broker.audit import AuditLog
+from broker.audit import AuditLog, LocalAuditKey
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
 from rotation.findings import FindingsService, NoManagedSecrets
@@ -114,7 +115,7 @@ def runner(tmp: Path) -> tuple[ScanRunner, ScanStore]:
     engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
     migrate(engine)
     store = Store(engine)
-    findings = FindingsService(store, AuditLog(store), lambda *_: {}, NoManagedSecrets(), alert=None)
+    findings = FindingsService(store, AuditLog(store, LocalAuditKey(secrets.token_bytes(32))), lambda *_: {}, NoManagedSecrets(), alert=None)
     scans = ScanStore(store)
     settings = SimpleNamespace(data_dir=tmp, aws=None)
     return ScanRunner(store, scans, findings, KEY, settings, holder="bench"), scans

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker.audit.settings import AuditSettings
 from policies import DEFAULT_BUNDLE
 
 PLACEHOLDERS = {"", "changeme", "change-me", "root", "admin", "password", "secret", "token", "xxx"}
@@ -63,6 +64,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr = SecretStr("")
     # key for HMAC fingerprints of secrets (hex, >= 32 bytes); default: generated in data_dir
     fingerprint_key: SecretStr = SecretStr("")
+    # the keyed audit trail: key (not in the database), checkpoint sinks, verification schedule
+    audit: AuditSettings = AuditSettings()
     policy_dir: Path = DEFAULT_BUNDLE
     policy_watch_seconds: float = Field(default=2.0, ge=0, le=3600)  # 0: reload only on API call
     openbao: OpenBaoSettings = OpenBaoSettings()

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.audit import AuditLog
+from broker.audit.guard import AuditGuard
+from broker.audit.wiring import audit_key, build_guard
 from broker.backends._openbao_http import OpenBaoHTTP
 from broker.backends.openbao_token import OpenBaoTokenBackend
 from broker.backends.port import CredentialBackend
@@ -83,6 +85,7 @@ class Container:
     scans: Any = None  # rotation.scans.ScanService (scheduled leak scans, issue 7)
     extra_routers: list[Any] = field(default_factory=list)
     workers: list[Any] = field(default_factory=list)
+    audit_guard: AuditGuard | None = None  # started by the runner (run_server), not here
     _stop: threading.Event = field(default_factory=threading.Event)
 
     # -- construction ------------------------------------------------------------------------
@@ -92,7 +95,8 @@ class Container:
         engine = make_engine(settings.resolved_database_url())
         migrate(engine)
         store = Store(engine)
-        audit = AuditLog(store)
+        audit = AuditLog(store, audit_key(settings.audit, settings.data_dir, create=True))
+        audit.check_key()  # a chain keyed with another key stops start-up (restore the key)
         key = (bytes.fromhex(settings.fingerprint_key.get_secret_value())
                if settings.fingerprint_key.get_secret_value()
                else load_or_create_key(settings.data_dir / "fingerprint.key"))
@@ -112,6 +116,9 @@ class Container:
                         registry=registry, tasks=tasks, revocations=revocations, authenticator=authenticator,
                         metrics=metrics, engine_holder=holder)
         container.wire_chain()
+        assert container.chain is not None
+        container.audit_guard = build_guard(audit, settings.audit, settings.data_dir, metrics.registry,
+                                            container.chain.alerter)
         container.scanning = _build_scanning(container, key)
         tasks.on_issued.append(container.scanning.on_issued)
         _wire_approvals(container)

@@ -53,6 +53,8 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
         worker = RevocationWorker(container)
         worker.start()
         container.workers.append(worker)
+        if container.audit_guard is not None:  # verifies now and on a schedule, exports checkpoints
+            container.workers.append(container.audit_guard.start())
         if container.scans is not None:  # scheduled leak scans (APScheduler, job store in the database)
             from rotation.scans import start_scheduler
 
