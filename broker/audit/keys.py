@@ -69,7 +69,7 @@ class LocalAuditKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:  # pickling would write the key somewhere
+    def __reduce__(self) -> str | tuple[object, ...]:  # pickling would write the key somewhere
         raise TypeError("audit keys cannot be pickled")
 
 

@@ -152,7 +152,7 @@ class AuditLog:
             raise BrokerError("the audit head row is missing (the table was tampered with)")
         return ChainHead(seq=int(row.seq), hash=str(row.hash), key_id=row.key_id)
 
-    def _rows(self, after: int, upto: int, batch: int = 5000) -> Iterator[Mapping[str, Any]]:
+    def _rows(self, after: int, upto: int, batch: int = 5000) -> Iterator[Any]:
         last = after
         while last < upto:
             with self.store.read() as conn:

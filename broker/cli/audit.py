@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
                no_checkpoints: bool = typer.Option(False, "--no-checkpoints",
                                                    help="Check the chain alone (cannot detect truncation).")) -> None:
         """Verify the audit trail: exit 1 when it was tampered with."""
-        from broker.audit.checkpoints import parse
+        from broker.audit.checkpoints import Checkpoint, parse
         from broker.audit.log import AuditLog
         from broker.audit.settings import AuditSettings
         from broker.audit.sinks import FileSink, build_sinks
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         key = audit_key(audit_settings, data_dir, create=False)
         files = ([FileSink(p) for p in checkpoints] if checkpoints else
                  [s for s in build_sinks(audit_settings.sinks, data_dir) if isinstance(s, FileSink)])
-        found = []
+        found: list[Checkpoint] = []
         for sink in [] if no_checkpoints else files:
             parsed = parse(sink.read_lines(), key, source=str(sink.path))
             for note in parsed.notes:
