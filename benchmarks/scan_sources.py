@@ -115,7 +115,8 @@ def runner(tmp: Path) -> tuple[ScanRunner, ScanStore]:
     engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
     migrate(engine)
     store = Store(engine)
-    findings = FindingsService(store, AuditLog(store, LocalAuditKey(secrets.token_bytes(32))), lambda *_: {}, NoManagedSecrets(), alert=None)
+    audit = AuditLog(store, LocalAuditKey(secrets.token_bytes(32)))
+    findings = FindingsService(store, audit, lambda *_: {}, NoManagedSecrets(), alert=None)
     scans = ScanStore(store)
     settings = SimpleNamespace(data_dir=tmp, aws=None)
     return ScanRunner(store, scans, findings, KEY, settings, holder="bench"), scans

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def _store(url: str) -> Store:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "broker.cli", "audit", "verify", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "1000"})
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+                                                             "COLUMNS": "1000"})
 
 
 # -- the key --------------------------------------------------------------------------------------
@@ -270,9 +272,44 @@ def test_replicas_anchor_once_append_one_chain_and_export_safely_to_one_sink(pg_
         assert g.run_incremental().ok
     found = parse(sink.read_text().splitlines(keepends=True), LocalAuditKey(key_bytes), source="shared")
     assert not found.problems and not found.notes
-    assert max(c.seq for c in found.checkpoints) == 121  # the anchor and 3 × 40 events
+    assert max(c.seq for c in found.checkpoints) == 121  # the anchor and 3 x 40 events
     assert {c.replica for c in found.checkpoints} == {"r0", "r1", "r2"}
     result = replicas[0].verify(found.checkpoints)
     assert result.ok and result.events == 121
     for a in replicas:
         a.store.engine.dispose()
+
+
+# -- the scheduled job ----------------------------------------------------------------------------------
+def test_running_guard_checkpoints_new_events_and_alerts_on_tampering_found_by_its_schedule(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from broker.chain.alerts import WebhookAlerter
+
+    store = _store(f"sqlite:///{tmp_path / 'b.db'}")
+    audit = AuditLog(store, LocalAuditKey(secrets.token_bytes(32)))
+    hook = WebhookRecorder()
+    alerter = WebhookAlerter(hook.url, timeout=5.0)
+    registry = CollectorRegistry()
+    sink = tmp_path / "cp.jsonl"
+    guard = AuditGuard(audit, [FileSink(sink)], AuditMetrics(registry), alert=alerter,
+                       checkpoint_interval=0.1, verify_interval=0.3, replica="r1").start()
+    try:
+        assert guard.first_run.wait(60)  # the start-up verification keyed the empty chain
+        audit.record("task.opened", actor="a")
+        deadline = time.monotonic() + 60
+        while registry.get_sample_value("nhi_audit_last_checkpoint_seq") != 2:
+            assert time.monotonic() < deadline, "the new event was never checkpointed"
+            guard._stop.wait(0.05)
+        with store.write() as conn:
+            conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2"))
+        alert = hook.wait_for("event", "audit.chain_broken", timeout=60)  # found by the full walk
+        assert alert["problem"].startswith("event 2 was modified") and alert["replica"] == "r1"
+        assert registry.get_sample_value("nhi_audit_chain_intact") == 0
+    finally:
+        guard.stop()
+        alerter.close()
+        hook.close()
+        store.engine.dispose()
+    # the anchor (start-up) and event 2 were checkpointed; nothing after the tampering was signed
+    assert [json.loads(line)["seq"] for line in sink.read_text().splitlines()] == [1, 2]

@@ -62,7 +62,8 @@ class Rig:
         cmd = [sys.executable, "-m", "broker.cli", "audit", "verify", "--data-dir", str(self.data_dir),
                "--database-url", self.url, *extra]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "1000"})
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+                                                             "COLUMNS": "1000"})
 
 
 def _fields(row: dict[str, object], **changes: object) -> dict[str, object]:
