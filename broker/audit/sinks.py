@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from broker.audit.checkpoints import Checkpoint
-from broker.audit.settings import CheckpointSinkSettings
+from broker.config import CheckpointSinkSettings
 from broker.errors import BrokerError
 
 FACILITIES = {"user": 1, "daemon": 3, "auth": 4, "authpriv": 10, **{f"local{i}": 16 + i for i in range(8)}}

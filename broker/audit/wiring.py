@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from broker.audit.guard import AlertSender, AuditGuard, AuditMetrics
 from broker.audit.keys import AuditKey, load_key_file, parse_hex_key
 from broker.audit.log import AuditLog
-from broker.audit.settings import AuditSettings
 from broker.audit.sinks import build_sinks
+from broker.config import AuditSettings
 
 
 def audit_key(settings: AuditSettings, data_dir: Path, *, create: bool) -> AuditKey:

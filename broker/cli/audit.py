@@ -38,10 +38,9 @@ def register(app: typer.Typer) -> None:
         """Verify the audit trail: exit 1 when it was tampered with."""
         from broker.audit.checkpoints import Checkpoint, parse
         from broker.audit.log import AuditLog
-        from broker.audit.settings import AuditSettings
         from broker.audit.sinks import FileSink, build_sinks
         from broker.audit.wiring import audit_key
-        from broker.config import load_settings
+        from broker.config import AuditSettings, load_settings
         from broker.store.db import make_engine
         from broker.store.repo import Store
 

@@ -9,19 +9,20 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import uvicorn
 from rich.console import Console
 
-from broker.cli import shutdown
 from broker.cli._common import DataDirOption, handle_errors
-from broker.cli.shutdown import ShutdownReport
 from broker.config import Settings, load_settings
 from broker.errors import BrokerError
 from broker.logging import configure_logging
 from broker.secrets import Secret
+
+if TYPE_CHECKING:
+    from broker.cli.shutdown import ShutdownReport
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -44,24 +45,18 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
 
     ``on_ready(container)`` runs before the socket opens (seeding); ``on_listening(container)``
     runs once the server accepts connections (so files that announce the URL are never early)."""
+    # the service stack is imported here, not at module level: every CLI command imports this
+    # module, and `nhi-broker scan` must start without loading the broker (issue 18: < 1 s)
     from broker.api.app import create_app
     from broker.container import Container
-    from rotation.revocation_worker import RevocationWorker
+    from broker.runtime import Workers, start_workers
 
     container = Container.build(settings)
+    workers: Workers | None = None
     try:
         if on_ready is not None:
             on_ready(container)
-        worker = RevocationWorker(container)
-        worker.start()
-        container.workers.append(worker)
-        if container.audit_guard is not None:  # verifies now and on a schedule, exports checkpoints
-            container.workers.append(container.audit_guard.start())
-        if container.scans is not None:  # scheduled leak scans (APScheduler, job store in the database)
-            from rotation.scans import start_scheduler
-
-            start_scheduler(container, container.scans)
-        container.watch_policies(settings.policy_watch_seconds)
+        workers = start_workers(container)
         config = uvicorn.Config(create_app(container), host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False, lifespan="on")
         server = uvicorn.Server(config)
@@ -86,6 +81,8 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
             if on_exit is not None:
                 on_exit(container)
         finally:
+            if workers is not None:
+                workers.stop()
             container.close()
 
 
@@ -113,7 +110,7 @@ def register(app: typer.Typer) -> None:
             postgres_note: dict[str, str | None] = {}
 
             def ready(container: Any) -> None:
-                from broker.backends._openbao_http import OpenBaoHTTP
+                from broker.backends.openbao_http import OpenBaoHTTP
 
                 http = OpenBaoHTTP(bao.address, bao.root_token)
                 seed_openbao(http)
@@ -151,6 +148,8 @@ def end_active_tasks(container: Any) -> ShutdownReport:
     """`up` only: the embedded OpenBao dies with the broker, and the credentials it issued into
     real systems (PostgreSQL roles) would outlive it. End every active task first, and say what
     was confirmed and what is still pending (and where it will complete)."""
+    from broker.cli import shutdown
+
     report = shutdown.end_active_tasks(container)
     text = report.message(restart_hint=f"nhi-broker up --data-dir {container.settings.data_dir}")
     if text:
@@ -160,6 +159,8 @@ def end_active_tasks(container: Any) -> ShutdownReport:
 
 def report_backlog(container: Any) -> ShutdownReport:
     """`serve`: tasks outlive a replica; report the outbox backlog this replica leaves."""
+    from broker.cli import shutdown
+
     report = shutdown.outbox_backlog(container)
     text = report.message(restart_hint="nhi-broker serve --config ...")
     if text:

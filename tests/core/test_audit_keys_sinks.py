@@ -24,9 +24,9 @@ from broker.audit.chain import GENESIS, canonical, event_fields
 from broker.audit.checkpoints import parse
 from broker.audit.guard import AuditGuard, AuditMetrics
 from broker.audit.keys import load_key_file
-from broker.audit.settings import AuditSettings, CheckpointSinkSettings
 from broker.audit.sinks import FileSink, SyslogSink, WebhookSink
 from broker.audit.wiring import audit_key
+from broker.config import AuditSettings, CheckpointSinkSettings
 from broker.store import tables as t
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store, utcnow
