@@ -72,6 +72,7 @@ class AuditGuard:
         self._verified: tuple[int, str] | None = None  # a keyed (seq, hash) this guard verified
         self._chain: str | None = None
         self._alerted: str | None = None
+        self._failing_sinks: set[str] = set()  # alerted once until the sink takes a checkpoint again
         self._lock = threading.Lock()  # one verification/export at a time (thread and stop())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,10 +177,14 @@ class AuditGuard:
             try:
                 sink.export(cp)
                 exported = True
+                self._failing_sinks.discard(sink.name)
             except SinkError as exc:
                 self.metrics.export_failures.labels(sink.name).inc()
                 log.error("audit.checkpoint_export_failed", sink=sink.name, error=exc.message)
-                self._send({"event": "audit.checkpoint_export_failed", "sink": sink.name, "error": exc.message})
+                if sink.name not in self._failing_sinks:
+                    self._failing_sinks.add(sink.name)
+                    self._send({"event": "audit.checkpoint_export_failed", "sink": sink.name,
+                                "error": exc.message})
         if exported:
             self.last_exported = cp
             self.metrics.checkpoint_seq.set(seq)
