@@ -206,12 +206,14 @@ def test_a_failing_sink_is_counted_and_alerted_and_the_others_still_get_the_chec
     try:
         guard = _guard(audit, [WebhookSink(down.url), FileSink(tmp_path / "cp.jsonl")], registry, Collect())
         assert guard.run_full().ok
+        audit.record("task.opened", actor="b")
+        assert guard.run_incremental().ok  # still failing: counted again, alerted once
     finally:
         down.close()
-    assert registry.get_sample_value("nhi_audit_checkpoint_export_failures_total", {"sink": "webhook"}) == 1
+    assert registry.get_sample_value("nhi_audit_checkpoint_export_failures_total", {"sink": "webhook"}) == 2
     assert alerts == [{"event": "audit.checkpoint_export_failed", "sink": "webhook",
                        "error": "checkpoint sink webhook: status 500"}]
-    assert len((tmp_path / "cp.jsonl").read_text().splitlines()) == 1
+    assert len((tmp_path / "cp.jsonl").read_text().splitlines()) == 2
     store.engine.dispose()
 
 
@@ -313,3 +315,28 @@ def test_running_guard_checkpoints_new_events_and_alerts_on_tampering_found_by_i
         store.engine.dispose()
     # the anchor (start-up) and event 2 were checkpointed; nothing after the tampering was signed
     assert [json.loads(line)["seq"] for line in sink.read_text().splitlines()] == [1, 2]
+
+
+@pytest.mark.openbao
+def test_the_composed_broker_alerts_its_configured_webhook_when_the_chain_is_tampered_with(
+        openbao, tmp_path: Path) -> None:
+    from sqlalchemy import text
+    from support.broker import start_broker
+
+    hook = WebhookRecorder()
+    running = start_broker(tmp_path / "data", openbao, alert_webhook_url=hook.url,
+                           audit={"checkpoint_interval_seconds": 3600})
+    try:
+        guard = running.container.audit_guard
+        assert guard.run_full().ok  # what the runner's start-up verification does
+        assert (tmp_path / "data" / "audit-checkpoints.jsonl").exists()
+        with running.container.store.write() as conn:
+            conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3"))
+        assert not guard.run_full().ok
+        alert = hook.wait_for("event", "audit.chain_broken", timeout=30)
+        assert alert["problem"].startswith("event 3 was modified")
+        metrics = running.container.metrics.registry
+        assert metrics.get_sample_value("nhi_audit_chain_intact") == 0
+    finally:
+        running.stop()
+        hook.close()
