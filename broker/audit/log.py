@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from broker.audit.chain import ANCHOR_KIND, GENESIS, event_fields, keyed_digest
+from broker.audit.checkpoints import Checkpoint
 from broker.audit.keys import ALGORITHM, AuditKey, AuditKeyError
 from broker.audit.verify import ChainHead, VerifyResult, walk
 from broker.errors import BrokerError
@@ -165,7 +166,8 @@ class AuditLog:
                 yield r._mapping
             last = rows[-1].seq
 
-    def verify(self, checkpoints: Any = (), *, start: tuple[int, str] | None = None) -> VerifyResult:
+    def verify(self, checkpoints: Sequence[Checkpoint] = (), *,
+               start: tuple[int, str] | None = None) -> VerifyResult:
         """Walk the chain up to the head read *first* (appends racing the walk are left to the next
         run). ``checkpoints`` (:class:`~broker.audit.checkpoints.Checkpoint`, already signature-
         checked) must all match; ``start`` = a (seq, hash) verified before: walk only what follows."""
