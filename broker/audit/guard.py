@@ -1,6 +1,7 @@
 """The audit guard: verification at start-up and on a schedule, signed checkpoints, alerts.
 
-Started by the runner (``run_server``), never by building the container. Its thread:
+Started by the runner (``broker.runtime.start_workers``), never by building the container. It
+ticks on a :class:`~broker.workers.PeriodicWorker`:
 
 1. keys an unkeyed chain (the ``audit.chain_keyed`` anchor; a no-op once keyed);
 2. walks the whole chain against every checkpoint the readable sinks hold (start-up);
@@ -30,6 +31,7 @@ from broker.audit.sinks import CheckpointSink, ReadableSink, SinkError
 from broker.audit.verify import VerifyResult
 from broker.logging import get_logger
 from broker.store.repo import utcnow
+from broker.workers import PeriodicWorker
 
 log = get_logger("nhi-broker.audit")
 
@@ -74,44 +76,39 @@ class AuditGuard:
         self._alerted: str | None = None
         self._failing_sinks: set[str] = set()  # alerted once until the sink takes a checkpoint again
         self._lock = threading.Lock()  # one verification/export at a time (thread and stop())
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.first_run = threading.Event()
+        self._worker: PeriodicWorker | None = None
+        self._since_full = 0.0
+        self.first_run = threading.Event()  # set once the start-up verification has run
 
     # -- lifecycle (the runner's) --------------------------------------------------------------
     def start(self) -> AuditGuard:
-        self._thread = threading.Thread(target=self._loop, name="nhi-audit-guard", daemon=True)
-        self._thread.start()
+        """Tick now (key the chain, walk it all), then every ``checkpoint_interval`` seconds."""
+        self._worker = PeriodicWorker("audit-guard", self.checkpoint_interval, self.tick,
+                                      first_tick_now=True).start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        if self._worker is not None:
+            self._worker.stop(timeout=30)
         try:
             self.run_incremental()  # a last checkpoint of everything written before the stop
         except Exception as exc:  # the shutdown goes on; the next start verifies everything
             log.error("audit.final_checkpoint_failed", error_type=type(exc).__name__)
 
-    def _loop(self) -> None:
+    def tick(self) -> None:
         try:
-            self.audit.anchor()
-            self.run_full()
-        except Exception as exc:  # the guard survives anything; a failed run is retried next time
-            log.error("audit.verify_error", error_type=type(exc).__name__, error=str(exc)[:200])
+            if not self.first_run.is_set():
+                self.audit.anchor()
+                self.run_full()
+                return
+            self._since_full += self.checkpoint_interval
+            if self._since_full >= self.verify_interval:
+                self._since_full = 0.0
+                self.run_full()
+            else:
+                self.run_incremental()
         finally:
             self.first_run.set()
-        since_full = 0.0
-        while not self._stop.wait(self.checkpoint_interval):
-            since_full += self.checkpoint_interval
-            try:
-                if since_full >= self.verify_interval:
-                    since_full = 0.0
-                    self.run_full()
-                else:
-                    self.run_incremental()
-            except Exception as exc:
-                log.error("audit.verify_error", error_type=type(exc).__name__, error=str(exc)[:200])
 
     # -- one run -------------------------------------------------------------------------------
     def read_checkpoints(self) -> CheckpointFile:

@@ -302,7 +302,7 @@ def test_running_guard_checkpoints_new_events_and_alerts_on_tampering_found_by_i
         deadline = time.monotonic() + 60
         while registry.get_sample_value("nhi_audit_last_checkpoint_seq") != 2:
             assert time.monotonic() < deadline, "the new event was never checkpointed"
-            guard._stop.wait(0.05)
+            time.sleep(0.05)
         with store.write() as conn:
             conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2"))
         alert = hook.wait_for("event", "audit.chain_broken", timeout=60)  # found by the full walk
