@@ -340,3 +340,33 @@ def test_the_composed_broker_alerts_its_configured_webhook_when_the_chain_is_tam
     finally:
         running.stop()
         hook.close()
+
+
+@pytest.mark.openbao
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_an_untouched_store_verifies_after_the_broker_restarts(backend: str, openbao, tmp_path: Path,
+                                                               request: pytest.FixtureRequest) -> None:
+    from support.broker import start_broker
+
+    url = "" if backend == "sqlite" else request.getfixturevalue("pg_database")
+    data = tmp_path / "data"
+    seqs = []
+    for run in range(2):
+        running = start_broker(data, openbao, database_url=url)
+        try:
+            guard = running.container.audit_guard
+            guard.tick()  # the runner's first tick: key the chain, walk it against the sink, checkpoint
+            assert guard.first_run.is_set() and guard.last_result is not None and guard.last_result.ok
+            with running.agent().task("demo", purpose=f"run {run}") as task:
+                task.credential("db.read", "demo-data")
+            guard.stop()  # what the runner does last: verify the tail, export the final checkpoint
+            assert guard.last_result.ok and guard.last_exported is not None
+            seqs.append(guard.last_exported.seq)
+        finally:
+            running.stop()
+    assert seqs[1] > seqs[0]
+    lines = [json.loads(x) for x in (data / "audit-checkpoints.jsonl").read_text().splitlines()]
+    assert len({x["chain"] for x in lines}) == 1  # one chain across restarts: one key anchor
+    args = ["--data-dir", str(data)] + (["--database-url", url] if url else [])
+    verify = _cli(*args)
+    assert verify.returncode == 0 and f"latest checkpoint: event {seqs[1]}" in verify.stdout, verify.stderr
