@@ -14,6 +14,8 @@ from broker.approvals.flow import CredentialFlow
 from broker.approvals.reviews import ReviewService
 from broker.approvals.service import ApprovalService
 from broker.audit import AuditLog
+from broker.audit.guard import AuditGuard
+from broker.audit.wiring import audit_key, build_guard
 from broker.backends.kinds import BackendDeps, build_backends
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_kv_reader import kv_reader_factory
@@ -88,6 +90,7 @@ class Container:
     metrics: Metrics
     alerter: WebhookAlerter | None
     approval_notifier: WebhookAlerter | None
+    audit_guard: AuditGuard  # verification + signed checkpoints; the runner starts it
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -95,7 +98,8 @@ class Container:
         engine = make_engine(settings.resolved_database_url())
         migrate(engine)
         store = Store(engine)
-        audit = AuditLog(store)
+        audit = AuditLog(store, audit_key(settings.audit, settings.data_dir, create=True))
+        audit.check_key()  # a chain keyed with another key stops start-up (restore the key)
         key = fingerprint_key(settings)
         fingerprint = Fingerprinter(key)
         policies = PolicyHolder.load(settings.policy_dir)  # a bad bundle stops start-up (file:line)
@@ -161,6 +165,7 @@ class Container:
             health=HealthService(store, backends, stuck_after_seconds=settings.revocation_stuck_seconds,
                                  revocation_heartbeat=heartbeat),
             metrics=metrics, alerter=alerter, approval_notifier=approval_notifier,
+            audit_guard=build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter),
         )
 
     def close(self) -> None:

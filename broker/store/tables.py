@@ -168,6 +168,7 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("key_id", String(64)),  # the audit key the chain is keyed with (0009); NULL: not keyed yet
 )
 
 seen_jti = Table(
