@@ -10,6 +10,7 @@ Building the container starts nothing; ``nhi-broker up``/``serve`` (and the test
 | rotation worker | ``rotation/worker.py`` | rotates managed static secrets on schedule, retires old values |
 | scan scheduler | ``rotation/scheduler.py`` | runs scheduled leak scans (APScheduler, job store in the DB) |
 | policy watcher | ``broker/policy/holder.py`` | reloads the policy bundle when its files change |
+| audit guard | ``broker/audit/guard.py`` | verifies the audit chain (start-up, schedule), exports signed checkpoints |
 | OpenBao token renewer | ``broker/backends/openbao_auth.py`` | renews the broker's own token (AppRole: logs in again) |
 | grant feed | ``broker/services/grant_feed.py`` | PostgreSQL: the leak index learns other replicas' grants |
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from broker.audit.guard import AuditGuard
 from broker.container import Container
 from broker.services.grant_feed import GrantFeed
 from broker.workers import Worker
@@ -30,13 +32,15 @@ from rotation.worker import RotationWorker
 class Workers:
     revocation: RevocationWorker | None = None
     scans: ScanScheduler | None = None
+    audit: AuditGuard | None = None
     others: list[Worker] = field(default_factory=list)
 
     def add(self, worker: Worker) -> None:
         self.others.append(worker)
 
     def stop(self) -> None:
-        """Stop in reverse order of start; the revocation worker last (it may still drain)."""
+        """Stop in reverse order of start; the revocation worker last (it may still drain), then the
+        audit guard, whose last checkpoint covers everything written before the stop."""
         for worker in reversed(self.others):
             worker.stop()
         self.others.clear()
@@ -46,6 +50,9 @@ class Workers:
         if self.revocation is not None:
             self.revocation.stop()
             self.revocation = None
+        if self.audit is not None:
+            self.audit.stop()
+            self.audit = None
 
 
 def revocation_worker(container: Container, interval: float | None = None) -> RevocationWorker:
@@ -67,9 +74,12 @@ def start_scan_scheduler(container: Container, *, poll_seconds: float = 1.0) -> 
 
 
 def start_workers(container: Container, *, revocation_interval: float | None = None, rotation: bool = True,
-                  scans: bool = True, scan_poll_seconds: float = 1.0, policy_watch: bool = True) -> Workers:
+                  scans: bool = True, scan_poll_seconds: float = 1.0, policy_watch: bool = True,
+                  audit: bool = True) -> Workers:
     workers = Workers()
     try:
+        if audit:  # keys an unkeyed chain, verifies it now and on a schedule, exports checkpoints
+            workers.audit = container.audit_guard.start()
         workers.revocation = revocation_worker(container, revocation_interval).start()
         if container.openbao_renewer is not None:
             workers.add(container.openbao_renewer.start())

@@ -51,6 +51,7 @@ class HAStack:
     pg_note: str | None = None  # why demo-db was not configured, if it was not
     admin_token: Secret = field(default_factory=lambda: Secret(""), repr=False)
     _fingerprint_key: Secret = field(default_factory=lambda: Secret(""), repr=False)
+    _audit_key: Secret = field(default_factory=lambda: Secret(""), repr=False)
 
     @property
     def url(self) -> str:
@@ -92,6 +93,7 @@ class HAStack:
         self.admin_token = Secret(_key_file(self.data_dir / "admin.token",
                                             "nhi-admin-" + secrets.token_urlsafe(32)))
         self._fingerprint_key = Secret(_key_file(self.data_dir / "fingerprint.key", secrets.token_hex(32)))
+        self._audit_key = Secret(_key_file(self.data_dir / "audit.key", secrets.token_hex(32)))
         role_id, secret_id = self._bootstrap_and_seed()
         settings = {
             "dev_mode": False, "database_url": self.database_url, "host": "127.0.0.1",
@@ -102,6 +104,7 @@ class HAStack:
         }
         env = {"NHI_BROKER_ADMIN_TOKEN": self.admin_token.reveal(),
                "NHI_BROKER_FINGERPRINT_KEY": self._fingerprint_key.reveal(),
+               "NHI_BROKER_AUDIT__KEY": self._audit_key.reveal(),
                "NHI_BROKER_OPENBAO__APPROLE_SECRET_ID": secret_id.reveal()}
         if os.environ.get("PYTHONPATH"):
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
@@ -155,6 +158,7 @@ class HAStack:
         settings = Settings(dev_mode=False, data_dir=self.data_dir, database_url=self.database_url,
                             admin_token=self.admin_token.reveal(),  # type: ignore[arg-type]
                             fingerprint_key=self._fingerprint_key.reveal(),  # type: ignore[arg-type]
+                            audit={"key": self._audit_key.reveal()},  # type: ignore[arg-type]
                             openbao={"addr": self.openbao_addr,  # type: ignore[arg-type]
                                      "token": self.openbao.root_token.reveal()},
                             policy_watch_seconds=0, log_format="json")

@@ -14,6 +14,7 @@ EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "broker.yaml"
 
 def test_example_production_config_loads_with_secrets_from_environment(monkeypatch):
     monkeypatch.setenv("NHI_BROKER_FINGERPRINT_KEY", "ab" * 32)
+    monkeypatch.setenv("NHI_BROKER_AUDIT__KEY", "cd" * 32)
     monkeypatch.setenv("NHI_BROKER_ADMIN_TOKEN", "a-real-admin-token-0123456789")
     monkeypatch.setenv("NHI_BROKER_OPENBAO__TOKEN", "a-real-openbao-token-0123456789")
     settings = load_settings(EXAMPLE)
@@ -26,6 +27,7 @@ def test_example_production_config_loads_with_secrets_from_environment(monkeypat
 def test_placeholder_admin_token_is_refused_outside_dev_mode(monkeypatch, token):
     monkeypatch.setenv("NHI_BROKER_ADMIN_TOKEN", token)
     monkeypatch.setenv("NHI_BROKER_FINGERPRINT_KEY", "ab" * 32)
+    monkeypatch.setenv("NHI_BROKER_AUDIT__KEY", "cd" * 32)
     monkeypatch.setenv("NHI_BROKER_OPENBAO__TOKEN", "a-real-openbao-token-0123456789")
     with pytest.raises(ValidationError, match="admin_token is missing or a placeholder"):
         load_settings(EXAMPLE)
@@ -43,8 +45,20 @@ def test_postgresql_store_without_a_shared_fingerprint_key_is_refused(monkeypatc
     monkeypatch.setenv("NHI_BROKER_ADMIN_TOKEN", "a-real-admin-token-0123456789")
     monkeypatch.setenv("NHI_BROKER_OPENBAO__TOKEN", "a-real-openbao-token-0123456789")
     monkeypatch.delenv("NHI_BROKER_FINGERPRINT_KEY", raising=False)
-    with pytest.raises(ValidationError, match="fingerprint_key is required with a PostgreSQL store"):
+    monkeypatch.delenv("NHI_BROKER_AUDIT__KEY", raising=False)
+    with pytest.raises(ValidationError, match=r"fingerprint_key .* and audit.key .* required with a PostgreSQL"):
         load_settings(EXAMPLE)
+
+
+def test_postgresql_store_without_a_shared_audit_key_is_refused(monkeypatch):
+    monkeypatch.setenv("NHI_BROKER_ADMIN_TOKEN", "a-real-admin-token-0123456789")
+    monkeypatch.setenv("NHI_BROKER_OPENBAO__TOKEN", "a-real-openbao-token-0123456789")
+    monkeypatch.setenv("NHI_BROKER_FINGERPRINT_KEY", "ab" * 32)
+    monkeypatch.delenv("NHI_BROKER_AUDIT__KEY", raising=False)
+    with pytest.raises(ValidationError, match=r"audit.key \(NHI_BROKER_AUDIT__KEY.* required with a PostgreSQL"):
+        load_settings(EXAMPLE)
+    monkeypatch.setenv("NHI_BROKER_AUDIT__KEY_FILE", "/run/secrets/nhi-audit.key")  # a shared mounted file
+    assert load_settings(EXAMPLE).audit.key_file is not None
 
 
 @pytest.mark.parametrize("key", ["not-hex-" * 8, "ab" * 16])
@@ -68,4 +82,4 @@ def test_serve_refuses_to_start_on_postgresql_without_a_fingerprint_key(tmp_path
     out = subprocess.run([sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg)], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
-    assert "fingerprint_key is required with a PostgreSQL store" in out.stdout + out.stderr
+    assert "required with a PostgreSQL store" in out.stdout + out.stderr

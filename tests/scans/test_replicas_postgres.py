@@ -32,6 +32,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
         "NHI_BROKER_DATABASE_URL": pg_database,
         "NHI_BROKER_ADMIN_TOKEN": ADMIN,
         "NHI_BROKER_FINGERPRINT_KEY": "ab" * 32,
+        "NHI_BROKER_AUDIT__KEY": "cd" * 32,
         "NHI_BROKER_OPENBAO__ADDR": openbao.address,
         "NHI_BROKER_OPENBAO__TOKEN": openbao.root_token.reveal(),
         "NHI_BROKER_DEV_MODE": "true",
@@ -44,6 +45,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
         database_url=pg_database,
         admin_token=ADMIN,  # type: ignore[arg-type]
         fingerprint_key="ab" * 32,
+        audit={"key": "cd" * 32},
         dev_mode=True,  # type: ignore[arg-type]
         openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},
     )  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from rotation.revocation_worker import RevocationWorker
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 FINGERPRINT_KEY = "5e" * 32
+AUDIT_KEY = "a0" * 32
 
 
 def free_port() -> int:
@@ -81,6 +82,7 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     """``postgres``: a tests.support.postgres.PostgresServer to configure `demo-db` against."""
     if database_url.startswith("postgresql"):  # a shared store needs a configured, shared key
         overrides.setdefault("fingerprint_key", FINGERPRINT_KEY)
+        overrides.setdefault("audit", {"key": AUDIT_KEY})
     settings = Settings(dev_mode=True, data_dir=data_dir, database_url=database_url, dev_issuer=True,
                         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
                         openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},  # type: ignore[arg-type]

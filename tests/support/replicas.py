@@ -28,6 +28,7 @@ from broker.openbao_server import die_with_parent
 ROOT = Path(__file__).parents[2]
 ADMIN_TOKEN = "replica-admin-token-0123456789abcdef"
 FINGERPRINT_KEY = "7c" * 32
+AUDIT_KEY = "a7" * 32
 
 
 def free_port() -> int:
@@ -120,7 +121,8 @@ class ReplicaSet:
 def replica_env(openbao_token: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NHI_BROKER_")}
     env.update({"NHI_BROKER_ADMIN_TOKEN": ADMIN_TOKEN, "NHI_BROKER_OPENBAO__TOKEN": openbao_token,
-                "NHI_BROKER_FINGERPRINT_KEY": FINGERPRINT_KEY, "PYTHONPATH": str(ROOT)})
+                "NHI_BROKER_FINGERPRINT_KEY": FINGERPRINT_KEY, "NHI_BROKER_AUDIT__KEY": AUDIT_KEY,
+                "PYTHONPATH": str(ROOT)})
     env.update(extra or {})
     return env
 
