@@ -20,8 +20,11 @@ broker's AppRole: creating policies and auth methods is the operator's power, no
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import hvac
 
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_token import GRANT_ROLE, PARENT_POLICY, PARENT_POLICY_HCL
@@ -101,9 +104,19 @@ def bootstrap_openbao(http: OpenBaoHTTP, *, approle: bool = False,
             else:
                 c.sys.enable_auth_method("approle", path=APPROLE_MOUNT)
                 report.created.append(f"auth {APPROLE_MOUNT}/")
-            c.adapter.post(f"/v1/auth/{APPROLE_MOUNT}/role/{APPROLE_ROLE}", json={
-                "token_policies": [BROKER_POLICY, PARENT_POLICY], "token_ttl": "1h", "token_max_ttl": "24h",
-                "token_type": "service", "secret_id_ttl": "0", "bind_secret_id": True})
+            role_body = {"token_policies": [BROKER_POLICY, PARENT_POLICY], "token_ttl": "1h",
+                         "token_max_ttl": "24h", "token_type": "service", "secret_id_ttl": "0",
+                         "bind_secret_id": True}
+            # a freshly enabled auth mount can answer 404 for a moment on a raft cluster
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    c.adapter.post(f"/v1/auth/{APPROLE_MOUNT}/role/{APPROLE_ROLE}", json=role_body)
+                    break
+                except hvac.exceptions.InvalidPath:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
             report.unchanged.append(f"approle role {APPROLE_ROLE}")
             role = c.adapter.get(f"/v1/auth/{APPROLE_MOUNT}/role/{APPROLE_ROLE}/role-id")
             report.approle_role_id = str(role["data"]["role_id"])
@@ -114,8 +127,6 @@ def bootstrap_openbao(http: OpenBaoHTTP, *, approle: bool = False,
 
 
 def _put_policy(c: Any, name: str, hcl: str, report: BootstrapReport) -> None:
-    import hvac
-
     try:
         current = c.sys.read_acl_policy(name=name)
         text = (current.get("data") or current).get("policy", "")

@@ -25,6 +25,14 @@ from pathlib import Path
 from broker.errors import BrokerError
 from broker.topology.process import Child
 
+# a replica that dies mid-request (HAProxy would say 502): the request may or may not have taken
+# effect; the agent retries (the task lock and the chain make that safe) — never a bare 502
+REPLICA_FAILED = (
+    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\n"
+    "connection: close\r\n\r\n"
+    '{"error":{"code":"upstream_unavailable","message":"the broker replica handling the request failed; '
+    'retry (load balancer)"}}\n'
+)
 NO_REPLICA = (
     "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\n"
     "connection: close\r\n\r\n"
@@ -69,6 +77,8 @@ backend replicas
   http-check expect status 200
   default-server inter 500ms fall 2 rise 2
   errorfile 503 {errorfile}
+  errorfile 502 {errorfile.with_name("502.http")}
+  errorfile 504 {errorfile.with_name("502.http")}
 {servers}
 
 backend replicas_live
@@ -77,6 +87,8 @@ backend replicas_live
   http-check expect status 200
   default-server inter 500ms fall 2 rise 1
   errorfile 503 {errorfile}
+  errorfile 502 {errorfile.with_name("502.http")}
+  errorfile 504 {errorfile.with_name("502.http")}
 {servers}
 
 frontend openbao
@@ -104,6 +116,7 @@ class HAProxy:
         directory.mkdir(parents=True, exist_ok=True)
         errorfile = directory / "503.http"
         errorfile.write_text(NO_REPLICA)
+        (directory / "502.http").write_text(REPLICA_FAILED)
         config = directory / "haproxy.cfg"
         socket_path = directory / "haproxy.sock"
         config.write_text(render(port=port, replicas=replicas, openbao_port=openbao_port,

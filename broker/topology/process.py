@@ -19,7 +19,7 @@ class Child:
     name: str
     argv: list[str]
     log: Path
-    env: Mapping[str, str] | None = None
+    env: Mapping[str, str] | None = field(default=None, repr=False)  # holds the replica's secrets
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -64,7 +64,8 @@ class Child:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise UpstreamUnavailable(f"{self.name} exited ({self.proc.returncode}); see {self.log}")
+                raise UpstreamUnavailable(f"{self.name} exited ({self.proc.returncode}); see {self.log}: "
+                                          f"{self.tail(1500)}")
             if ready():
                 return
             time.sleep(0.1)

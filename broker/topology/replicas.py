@@ -8,6 +8,7 @@ through the config file or the command line.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
+from broker.errors import UpstreamUnavailable
 from broker.topology.process import Child, clean_env
 
 
@@ -50,8 +52,18 @@ class ServeReplica:
     def start(self) -> None:
         self.child.start()
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        self.child.wait_for(self.ready, timeout, "ready (/readyz)")
+    def wait_ready(self, timeout: float = 120.0, restarts: int = 3) -> None:
+        """Wait for ``/readyz``; a replica that exits while starting (e.g. OpenBao electing a leader
+        just then) is started again, like a supervisor (systemd, Kubernetes) would."""
+        for attempt in range(restarts + 1):
+            try:
+                self.child.wait_for(self.ready, timeout, "ready (/readyz)")
+                return
+            except UpstreamUnavailable:
+                if self.child.alive() or attempt == restarts:
+                    raise
+                time.sleep(1.0)
+                self.child.start()
 
     def stop(self) -> None:
         self.child.stop()
