@@ -39,7 +39,7 @@ class SoakReport:
     latencies: list[float] = field(default_factory=list)
     scenarios: Counter[str] = field(default_factory=Counter)
     bad_5xx: list[tuple[float, int, str]] = field(default_factory=list)
-    connection_errors: list[float] = field(default_factory=list)
+    connection_errors: list[tuple[float, str]] = field(default_factory=list)
     failovers: list[tuple[str, float, float]] = field(default_factory=list)  # (what, start, end)
     escalation_to_dead: list[float] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -60,6 +60,7 @@ class SoakReport:
             "p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None, "p99_ms": round(p99 * 1000, 1),
             "status_counts": dict(sorted(self.statuses.items())), "count_503": self.statuses.get(503, 0),
             "connection_errors": len(self.connection_errors),
+            "connection_error_kinds": dict(Counter(w.split(" ")[0] for _, w in self.connection_errors)),
             "failovers": [(w, round(e - s, 2)) for w, s, e in self.failovers],
             "longest_failover_s": round(max((e - s for _, s, e in self.failovers), default=0.0), 2),
             "escalation_to_all_dead_p99_ms": round(dead99 * 1000, 1),
@@ -84,9 +85,9 @@ class _Agent:
         t0 = time.monotonic()
         try:
             r = self.http.request(method, path, headers=headers, json=json)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:  # when it failed (a request in flight at a kill fails at the kill)
             with self.lock:
-                self.report.connection_errors.append(t0)
+                self.report.connection_errors.append((time.monotonic(), f"{type(exc).__name__} {method} {path}"))
             return None
         with self.lock:
             self.report.statuses[r.status_code] += 1
@@ -228,9 +229,9 @@ def check(stack: HAStack, report: SoakReport) -> None:
     assert stack.database_url is not None and stack.openbao is not None
     for t, status, body in report.bad_5xx:
         report.violations.append(f"{status} outside 503 at t={t:.1f}: {body}")
-    for t in report.connection_errors:
+    for t, what in report.connection_errors:
         if not report.in_window(t):
-            report.violations.append(f"connection error outside a failover window at t={t:.1f}")
+            report.violations.append(f"connection error outside a failover window at t={t:.1f}: {what}")
     engine = create_engine(stack.database_url)
     deadline = time.monotonic() + 120
     with engine.connect() as conn:  # the outbox drains once everything is back
