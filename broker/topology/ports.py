@@ -31,8 +31,10 @@ def check_block(base: int, offsets: list[int]) -> None:
                           f"(up --ha uses --port .. --port+{BLOCK - 1})")
 
 
-def free_block(size: int = BLOCK, start: int = 20000, stop: int = 60000) -> int:
-    """A base port such that base .. base+size-1 are all free (for tests)."""
+def free_block(size: int = BLOCK, start: int = 20000, stop: int = 32000) -> int:
+    """A base port such that base .. base+size-1 are all free (for tests). Below Linux's ephemeral
+    range (32768+), so ports the kernel hands out to other processes' ``bind(0)`` and outgoing
+    connections cannot take one between this check and the bind."""
     import random
 
     for _ in range(200):
