@@ -16,7 +16,8 @@ from broker.backends._openbao_http import OpenBaoHTTP
 from broker.client import AdminClient, BrokerClient
 from broker.config import Settings
 from broker.container import Container
-from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
+from broker.demo import seed_kv, seed_openbao, seed_registry
+from broker.demo_postgres import drop_demo_roles, seed_postgres
 from broker.identity import DevIssuer
 from broker.openbao_server import OpenBaoServer
 from rotation.revocation_worker import RevocationWorker
@@ -40,6 +41,7 @@ class RunningBroker:
     openbao: OpenBaoServer
     dev_issuer: DevIssuer
     clients: list[Any] = field(default_factory=list)
+    postgres: Any = None  # the server `demo-db` was configured against (its roles are dropped on stop)
 
     @property
     def revocation_worker(self) -> RevocationWorker:
@@ -67,6 +69,8 @@ class RunningBroker:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.container.close()
+        if self.postgres is not None:
+            drop_demo_roles(self.data_dir, self.postgres.host, self.postgres.port)
 
 
 def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = "", workers: bool = True,
@@ -80,7 +84,8 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     http = OpenBaoHTTP(openbao.address, openbao.root_token)
     seed_openbao(http)
     seed_kv(http)
-    pg_skipped = seed_postgres(http, postgres.host, postgres.port) if postgres is not None else "not requested"
+    pg_skipped = (seed_postgres(http, postgres.host, postgres.port, data_dir=data_dir) if postgres is not None
+                  else "not requested")
     if postgres is not None and pg_skipped:
         raise RuntimeError(f"demo-db could not be configured: {pg_skipped}")
     seed_registry(container, with_postgres=pg_skipped is None)
@@ -99,4 +104,5 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
             raise RuntimeError("test broker did not start")
         time.sleep(0.02)
     return RunningBroker(container=container, server=server, thread=thread, url=f"http://127.0.0.1:{port}",
-                         data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir))
+                         data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir),
+                         postgres=postgres)
