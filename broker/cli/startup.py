@@ -94,10 +94,20 @@ def translate_build_errors(settings: Settings) -> Iterator[None]:
         raise StartupError(f"database_url: cannot use the database at {target} ({type(exc).__name__}: "
                            f"{_first_line(getattr(exc, 'orig', None) or exc)})") from exc
     except BrokerError as exc:
-        raise StartupError(exc.message) from exc
+        raise StartupError(_name_setting(exc.message)) from exc
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         raise StartupError(f"data_dir:{where} {exc.strerror or type(exc).__name__}") from exc
+
+
+def _name_setting(message: str) -> str:
+    """Prefix an adapter's (safe) message with the setting to look at."""
+    if "OpenBao" in message:
+        setting = "openbao.token" if "permission denied" in message else "openbao.addr"
+        return f"{setting}: {message}"
+    if "policy" in message.lower() or "bundle" in message.lower():
+        return f"policy_dir: {message}"
+    return message
 
 
 def _first_line(exc: BaseException) -> str:
