@@ -38,7 +38,8 @@ def fail(text: str) -> None:
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([NHI, *args], capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+    return subprocess.run([NHI, *args], capture_output=True, text=True, timeout=300, env=env,  # noqa: S603
+                          cwd=cwd)
 
 
 def free_port() -> int:
@@ -105,15 +106,16 @@ def agent_token(data_dir: Path) -> str:
 
 def up_and_one_credential(work: Path, sig: signal.Signals) -> None:
     data_dir, port = work / f"data-{sig.name.lower()}", free_port()
-    proc = subprocess.Popen([NHI, "up", "--data-dir", str(data_dir), "--port", str(port)], cwd=work,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([NHI, "up", "--data-dir", str(data_dir), "--port", str(port)],  # noqa: S603
+                            cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         info = wait_for_up(proc, data_dir / "up.json")
         url, bao = str(info["url"]), str(info["openbao_addr"])
         step(f"up: serving at {url} (OpenBao {bao})")
         with httpx.Client(base_url=url, timeout=30) as api:
             docs = api.get("/docs")
-            if docs.status_code != 200 or "://" in docs.text or api.get("/docs/static/swagger-ui.css").status_code != 200:
+            css = api.get("/docs/static/swagger-ui.css")
+            if docs.status_code != 200 or "://" in docs.text or css.status_code != 200:
                 fail(f"/docs is not served offline ({docs.status_code})")
             task = api.post("/v1/tasks", json={"profile": "demo", "purpose": "install smoke"},
                             headers={"Authorization": f"Bearer {agent_token(data_dir)}"})
@@ -159,7 +161,8 @@ def scan_small_tree(work: Path) -> None:
     clean = run("scan", str(tree))
     if clean.returncode != 0:
         fail(f"scan of a clean tree: exit {clean.returncode}: {clean.stdout[-500:]} {clean.stderr[-500:]}")
-    (tree / "src" / "config.py").write_text(f"TOKEN = '{github_token(random.Random(7), 'ghp_')}'\n")
+    token = github_token(random.Random(7), "ghp_")  # noqa: S311 - a fixed fixture, not a secret
+    (tree / "src" / "config.py").write_text(f"TOKEN = '{token}'\n")
     found = run("scan", str(tree), "--format", "json")
     if found.returncode != 1:
         fail(f"scan with a planted token: exit {found.returncode}: {found.stderr[-500:]}")

@@ -27,7 +27,7 @@ def _run(example: str, url: str, data_dir: Path) -> str:
     code = example.replace("http://127.0.0.1:8080", url).replace('".nhi-broker"', repr(str(data_dir)))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - our own README
+        exec(compile(code, "README.md", "exec"), {})
     return out.getvalue()
 
 
