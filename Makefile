@@ -33,8 +33,10 @@ up: $(UP_STAMP)         ## run the broker on its embedded default (OpenBao dev s
 test: $(TEST_STAMP)     ## run the whole test suite against real OpenBao, PostgreSQL, moto, Terraform
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: $(TEST_STAMP)
+lint: $(TEST_STAMP)     ## the checks CI runs before the tests: ruff, mypy --strict, import contracts
 	$(VENV)/bin/ruff check broker scanners rotation policies tests benchmarks terraform
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 BENCHMARKS := issue_latency decision_latency revocation_latency scan_bench scan_sources backend_latency
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.demo_postgres import DEMO_DB_ROLE, DemoRoles, drop_demo_roles, seed_postgres
 from broker.openbao_server import start_dev_server
 
