@@ -97,3 +97,16 @@ def test_dev_issuer_load_returns_the_issuer_the_broker_created(tmp_path):
     created = DevIssuer.load_or_create(tmp_path)
     loaded = DevIssuer.load(str(tmp_path))
     assert loaded.kid == created.kid
+
+
+def test_policy_replay_records_flag_wins_over_the_data_dir_from_the_environment(tmp_path):
+    records = tmp_path / "decisions.jsonl"
+    records.write_text("")
+    bundle = ROOT / "policies" / "default"
+    r = nhi("policy", "replay", "--bundle", str(bundle), "--records", str(records),
+            env={"NHI_BROKER_DATA_DIR": str(tmp_path / "dd")}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "replayed 0" in r.stdout
+    both = nhi("policy", "replay", "--bundle", str(bundle), "--records", str(records), "--data-dir",
+               str(tmp_path / "dd"), cwd=tmp_path)
+    assert both.returncode != 0 and "not both" in both.stderr
