@@ -176,7 +176,11 @@ def terraform_needs_its_extra(work: Path) -> None:
     r = run("terraform", "cli-config", "--data-dir", str(work / "tf"))
     if r.returncode != 1 or "nhi-broker[terraform]" not in r.stderr:
         fail(f"terraform cli-config without the extra: exit {r.returncode}: {r.stderr[-500:]}")
-    step("terraform cli-config without the terraform extra: a clear error naming the extra")
+    provider = subprocess.run([str(BIN / "terraform-provider-nhibroker")], capture_output=True, text=True,  # noqa: S603
+                              timeout=60)
+    if provider.returncode != 1 or "nhi-broker[terraform]" not in provider.stderr or "Traceback" in provider.stderr:
+        fail(f"terraform-provider-nhibroker without the extra: exit {provider.returncode}: {provider.stderr[-500:]}")
+    step("terraform cli-config and the provider without the terraform extra: a clear error naming the extra")
 
 
 def serve_startup_error(work: Path) -> None:
