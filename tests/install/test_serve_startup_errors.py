@@ -81,6 +81,18 @@ def test_serve_reports_an_unreachable_database_naming_database_url(tmp_path):
     assert "pw-9f3c" not in line
 
 
+def test_serve_reports_a_database_that_never_answers_instead_of_hanging(tmp_path):
+    # a listener that accepts the TCP connection and never speaks PostgreSQL (a stuck server, a
+    # firewall that swallows the startup packet): the connect timeout ends start-up with the error
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        cfg = tmp_path / "broker.yaml"
+        cfg.write_text(_good(tmp_path, database_url=f"'postgresql+psycopg://nhi@127.0.0.1:{port}/nhi'"))
+        _assert_one_line_error(serve(cfg), "database_url", f"127.0.0.1:{port}/nhi")
+
+
 def test_serve_reports_an_unreachable_openbao(tmp_path):
     cfg = tmp_path / "broker.yaml"
     cfg.write_text(_good(tmp_path))
