@@ -172,6 +172,14 @@ def scan_small_tree(work: Path) -> None:
     step("scan: clean tree exit 0; planted GitHub token found (exit 1)")
 
 
+def policy_bundle_ships(work: Path) -> None:
+    for command in (("policy", "validate"), ("policy", "test")):
+        r = run(*command, cwd=work)
+        if r.returncode != 0:
+            fail(f"{' '.join(command)} of the shipped bundle: exit {r.returncode}: {r.stdout[-500:]} {r.stderr[-500:]}")
+    step("policy validate and policy test of the bundle shipped in the wheel: ok")
+
+
 def terraform_needs_its_extra(work: Path) -> None:
     r = run("terraform", "cli-config", "--data-dir", str(work / "tf"))
     if r.returncode != 1 or "nhi-broker[terraform]" not in r.stderr:
@@ -202,6 +210,7 @@ def main() -> None:
         up_and_one_credential(work, signal.SIGINT)
         up_and_one_credential(work, signal.SIGTERM)
         scan_small_tree(work)
+        policy_bundle_ships(work)
         terraform_needs_its_extra(work)
         serve_startup_error(work)
     step("all passed")
