@@ -20,9 +20,6 @@ def register(app: typer.Typer) -> None:
         """Print a dev-issuer JWT for NAME on stdout (single use: mint one per request)."""
         from broker.identity import DevIssuer
 
-        if not (data_dir / "dev-issuer").exists():
-            raise typer.BadParameter(f"no dev issuer under {data_dir}: run `nhi-broker up --data-dir {data_dir}`",
-                                     param_hint="--data-dir")
-        typer.echo(DevIssuer.load_or_create(data_dir).mint(name, ttl_seconds=ttl))
+        typer.echo(DevIssuer.load(data_dir).mint(name, ttl_seconds=ttl))
 
     app.add_typer(agent_app, name="agent")

@@ -14,10 +14,15 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from broker.cli._common import handle_errors
+from broker.cli._common import DATA_DIR_ENV, handle_errors
 from policies import DEFAULT_BUNDLE
 
 out = Console(highlight=False, soft_wrap=True)
+
+
+def _from_environment(ctx: typer.Context, param: str) -> bool:
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name == "ENVIRONMENT"
 BundleDir = typer.Argument(
     DEFAULT_BUNDLE, help="Policy bundle directory (default: the shipped bundle).", show_default=False
 )
@@ -117,6 +122,7 @@ def register(app: typer.Typer) -> None:
     @policy_app.command("replay")
     @handle_errors
     def replay_cmd(
+        ctx: typer.Context,
         bundle_dir: Path = typer.Option(..., "--bundle", help="Candidate policy bundle directory."),
         records: Path | None = typer.Option(
             None,
@@ -126,7 +132,8 @@ def register(app: typer.Typer) -> None:
             help="Decision records, one JSON object a line (JSONL).",
         ),
         data_dir: Path | None = typer.Option(
-            None, "--data-dir", help="Read the recorded decisions from the store in this data directory."
+            None, "--data-dir", envvar=DATA_DIR_ENV,
+            help="Read the recorded decisions from the store in this data directory."
         ),
         database_url: str = typer.Option(
             "",
@@ -151,6 +158,9 @@ def register(app: typer.Typer) -> None:
         if since is not None and since.tzinfo is None:
             raise InvalidInput("--since", f"{since.isoformat()} has no timezone (add Z or +00:00)")
         engine = CedarDecisionEngine(load_bundle(bundle_dir))
+        if records is not None and data_dir is not None and \
+                _from_environment(ctx, "data_dir"):
+            data_dir = None  # an explicit --records wins over NHI_BROKER_DATA_DIR from the environment
         if records is not None and data_dir is not None:
             raise InvalidInput("--records", "give either --records or --data-dir/--database-url, not both")
         if records is not None:
