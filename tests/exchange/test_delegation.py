@@ -3,8 +3,8 @@ whole tree at OpenBao and PostgreSQL."""
 
 from __future__ import annotations
 
-import hvac
 import httpx
+import hvac
 import jwt
 import psycopg
 import pytest
