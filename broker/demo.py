@@ -5,6 +5,7 @@ Names are fixed (docs, Terraform examples and checks use them).
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from broker.backends.openbao_http import OpenBaoHTTP
@@ -44,8 +45,6 @@ DEMO_KV_PATH = "demo-kv/api-key"
 
 def seed_kv(http: OpenBaoHTTP) -> None:
     """A static API key the `demo-kv` resource hands out by response wrapping (single use)."""
-    import secrets
-
     with http.client() as c:
         c.secrets.kv.v2.create_or_update_secret(path=DEMO_KV_PATH, mount_point="secret",
                                                 secret={"api_key": "demo_" + secrets.token_urlsafe(24)})

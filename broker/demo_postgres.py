@@ -95,9 +95,11 @@ def seed_postgres(http: OpenBaoHTTP, host: str = "127.0.0.1", port: int = 5432, 
                   data_dir: Path) -> str | None:
     """Configure OpenBao's database engine against a local PostgreSQL for `demo-db`, with this
     instance's own roles. Returns None when done, else the reason it was skipped (for the summary)."""
+    # deferred: psycopg and the backends load only when `up` seeds PostgreSQL
     import psycopg
     from psycopg import sql
 
+    # deferred: psycopg and the backends load only when `up` seeds PostgreSQL
     from broker.backends.postgres import configure_openbao_role, ensure_group_role, reachable
 
     if not reachable(host, port):
@@ -136,9 +138,11 @@ def seed_postgres(http: OpenBaoHTTP, host: str = "127.0.0.1", port: int = 5432, 
 def drop_demo_roles(data_dir: Path, host: str = "127.0.0.1", port: int = 5432) -> list[str]:
     """On stop: drop this instance's roles and any dynamic login left in its group. Roles another
     live instance holds are left alone. Returns the roles dropped."""
+    # deferred: psycopg and the backends load only when `up` seeds PostgreSQL
     import psycopg
     from psycopg import sql
 
+    # deferred: psycopg and the backends load only when `up` seeds PostgreSQL
     from broker.backends.postgres import reachable
 
     if not reachable(host, port):

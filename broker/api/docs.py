@@ -18,7 +18,7 @@ STATIC_URL = "/docs/static"
 
 
 def static_dir() -> Path:
-    import fastapi_offline
+    import fastapi_offline  # imported only when /docs is served: it is heavy and not on the request path
 
     return Path(fastapi_offline.__file__).parent / "static"
 

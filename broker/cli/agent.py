@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
               data_dir: Path = DataDirOption,
               ttl: int = typer.Option(300, "--ttl", min=10, max=3600, help="Token lifetime in seconds.")) -> None:
         """Print a dev-issuer JWT for NAME on stdout (single use: mint one per request)."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.identity import DevIssuer
 
         typer.echo(DevIssuer.load(data_dir).mint(name, ttl_seconds=ttl))

@@ -27,12 +27,12 @@ COMMAND_MODULES = [
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import PackageNotFoundError, version  # deferred: only --version needs it
 
     try:
         return version("nhi-broker")
     except PackageNotFoundError:  # running from a checkout that is not installed
-        from broker import __version__
+        from broker import __version__  # deferred: only a checkout that is not installed
 
         return __version__
 

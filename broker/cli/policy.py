@@ -32,8 +32,10 @@ def _store_records(
     data_dir: Path | None, database_url: str, since: datetime | None, limit: int
 ) -> list[dict[str, Any]]:
     """The ``Decision.record()`` of every stored decision (oldest first), read-only."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from sqlalchemy.exc import SQLAlchemyError
 
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.errors import BrokerError, InvalidInput
     from broker.store.db import make_engine
     from broker.store.repo import Store
@@ -66,6 +68,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def validate(directory: Path = BundleDir) -> None:
         """Schema, syntax and lint checks; every problem as FILE:LINE: message."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.policy import check_bundle
 
         bundle, problems = check_bundle(directory)
@@ -88,6 +91,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every case, not only failures."),
     ) -> None:
         """Run the bundle's test cases (tests/*.yaml) and report pass/fail."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.policy.testing import run_tests
 
         report = run_tests(directory)
@@ -151,6 +155,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-decide recorded decisions (from --records JSONL, or the broker's store with --data-dir /
         --database-url) with a candidate bundle and print what would change."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.errors import InvalidInput
         from broker.policy import CedarDecisionEngine, load_bundle
         from broker.policy.replay import read_jsonl, replay

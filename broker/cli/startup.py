@@ -70,6 +70,7 @@ def load_settings_file(config: Path) -> Settings:
 
 def _database_target(url: str) -> str:
     try:
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from sqlalchemy.engine import make_url
 
         u = make_url(url)
@@ -81,6 +82,7 @@ def _database_target(url: str) -> str:
 @contextmanager
 def translate_build_errors(settings: Settings) -> Iterator[None]:
     """Around building the container: library errors become a :class:`StartupError`."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     try:

@@ -103,6 +103,7 @@ def register(app: typer.Typer) -> None:
            port: int = typer.Option(8080, "--port", min=0, max=65535, help="API port on 127.0.0.1."),
            log_format: str = typer.Option("console", "--log-format", help="console | json")) -> None:
         """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.demo import seed_kv, seed_openbao, seed_registry
         from broker.demo_postgres import drop_demo_roles, seed_postgres
         from broker.openbao_server import start_dev_server
@@ -121,6 +122,7 @@ def register(app: typer.Typer) -> None:
             postgres_note: dict[str, str | None] = {}
 
             def ready(container: Any) -> None:
+                # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
                 from broker.backends.openbao_http import OpenBaoHTTP
 
                 http = OpenBaoHTTP(bao.address, bao.root_token)
@@ -170,6 +172,7 @@ def end_active_tasks(container: Any) -> ShutdownReport:
     """`up` only: the embedded OpenBao dies with the broker, and the credentials it issued into
     real systems (PostgreSQL roles) would outlive it. End every active task first, and say what
     was confirmed and what is still pending (and where it will complete)."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.cli import shutdown
 
     report = shutdown.end_active_tasks(container)
@@ -181,6 +184,7 @@ def end_active_tasks(container: Any) -> ShutdownReport:
 
 def report_backlog(container: Any) -> ShutdownReport:
     """`serve`: tasks outlive a replica; report the outbox backlog this replica leaves."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.cli import shutdown
 
     report = shutdown.outbox_backlog(container)
