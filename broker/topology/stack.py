@@ -22,12 +22,15 @@ from urllib.parse import urlsplit
 import httpx
 
 from broker.errors import BrokerError
+from broker.logging import get_logger
 from broker.secrets import Secret
 from broker.topology import ports
 from broker.topology.haproxy import HAProxy
 from broker.topology.openbao_cluster import OpenBaoCluster
 from broker.topology.postgres_local import LocalPostgres
 from broker.topology.replicas import ServeReplica
+
+log = get_logger("nhi-broker.up-ha")
 
 
 def _key_file(path: Path, make: str) -> str:
@@ -49,6 +52,7 @@ class HAStack:
     haproxy: HAProxy | None = None
     replicas: list[ServeReplica] = field(default_factory=list)
     pg_note: str | None = None  # why demo-db was not configured, if it was not
+    _demo_pg: tuple[str, int] | None = None  # where demo-db's roles were created
     admin_token: Secret = field(default_factory=lambda: Secret(""), repr=False)
     _fingerprint_key: Secret = field(default_factory=lambda: Secret(""), repr=False)
     _audit_key: Secret = field(default_factory=lambda: Secret(""), repr=False)
@@ -143,7 +147,8 @@ class HAStack:
         from broker.bootstrap import bootstrap_openbao
         from broker.config import Settings
         from broker.container import Container
-        from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
+        from broker.demo import seed_kv, seed_openbao, seed_registry
+        from broker.demo_postgres import seed_postgres
         from broker.identity import DevIssuer
 
         assert self.openbao is not None and self.database_url is not None
@@ -153,7 +158,8 @@ class HAStack:
         seed_openbao(http)
         seed_kv(http)
         parts = urlsplit(self.database_url.replace("+psycopg", ""))
-        pg_skipped = seed_postgres(http, parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._demo_pg = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        pg_skipped = seed_postgres(http, *self._demo_pg, data_dir=self.data_dir)
         DevIssuer.load_or_create(self.data_dir)  # before the replicas, which share it
         settings = Settings(dev_mode=False, data_dir=self.data_dir, database_url=self.database_url,
                             admin_token=self.admin_token.reveal(),  # type: ignore[arg-type]
@@ -192,6 +198,13 @@ class HAStack:
             r.stop()
         if self.haproxy is not None:
             self.haproxy.stop()
+        if self._demo_pg is not None and self.postgres is None:  # a shared server: drop our demo roles
+            from broker.demo_postgres import drop_demo_roles
+
+            try:
+                drop_demo_roles(self.data_dir, *self._demo_pg)
+            except Exception as exc:  # best effort on the way out; never block the shutdown
+                log.warning("up_ha.demo_roles_not_dropped", error_type=type(exc).__name__)
         if self.openbao is not None:
             self.openbao.stop()
         if self.postgres is not None:
