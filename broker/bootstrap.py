@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,23 +108,28 @@ def bootstrap_openbao(http: OpenBaoHTTP, *, approle: bool = False,
             role_body = {"token_policies": [BROKER_POLICY, PARENT_POLICY], "token_ttl": "1h",
                          "token_max_ttl": "24h", "token_type": "service", "secret_id_ttl": "0",
                          "bind_secret_id": True}
-            # a freshly enabled auth mount can answer 404 for a moment on a raft cluster
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    c.adapter.post(f"/v1/auth/{APPROLE_MOUNT}/role/{APPROLE_ROLE}", json=role_body)
-                    break
-                except hvac.exceptions.InvalidPath:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            base = f"/v1/auth/{APPROLE_MOUNT}/role/{APPROLE_ROLE}"
+            _settled(lambda: c.adapter.post(base, json=role_body))
             report.unchanged.append(f"approle role {APPROLE_ROLE}")
-            role = c.adapter.get(f"/v1/auth/{APPROLE_MOUNT}/role/{APPROLE_ROLE}/role-id")
+            role = _settled(lambda: c.adapter.get(f"{base}/role-id"))
             report.approle_role_id = str(role["data"]["role_id"])
             if approle_secret_id:
-                sid = c.adapter.post(f"/v1/auth/{APPROLE_MOUNT}/role/{APPROLE_ROLE}/secret-id", json={})
+                sid = _settled(lambda: c.adapter.post(f"{base}/secret-id", json={}))
                 report.approle_secret_id = Secret(str(sid["data"]["secret_id"]))
     return report
+
+
+def _settled(call: Callable[[], Any], seconds: float = 30.0) -> Any:
+    """``call()``, retried while it answers 404: a freshly enabled auth mount (or role) can be
+    missing for a moment on a raft cluster under load."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except hvac.exceptions.InvalidPath:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _put_policy(c: Any, name: str, hcl: str, report: BootstrapReport) -> None:
