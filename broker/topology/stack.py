@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from broker.errors import BrokerError
+from broker.errors import BrokerError, UpstreamUnavailable
 from broker.logging import get_logger
 from broker.secrets import Secret
 from broker.topology import ports
@@ -133,14 +133,21 @@ class HAStack:
 
     def wait_lb_ready(self, timeout: float = 60.0) -> None:
         assert self.haproxy is not None
+        last: dict[str, str] = {}
 
         def ready() -> bool:
             try:
-                return httpx.get(f"{self.url}/readyz", timeout=2.0).status_code == 200
-            except httpx.HTTPError:
+                r = httpx.get(f"{self.url}/readyz", timeout=2.0)
+                last["body"] = r.text[:600]
+                return r.status_code == 200
+            except httpx.HTTPError as exc:
+                last["body"] = type(exc).__name__
                 return False
 
-        self.haproxy.child.wait_for(ready, timeout, "ready through the load balancer")
+        try:
+            self.haproxy.child.wait_for(ready, timeout, "ready through the load balancer")
+        except BrokerError as exc:
+            raise UpstreamUnavailable(f"{exc.message}; last /readyz: {last.get('body')}") from exc
 
     def _bootstrap_and_seed(self) -> tuple[str, Secret]:
         from broker.backends.openbao_http import OpenBaoHTTP
