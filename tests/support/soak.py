@@ -169,22 +169,31 @@ def _chaos(stack: HAStack, report: SoakReport, stop: threading.Event, rng: rando
     turn = 0
     while not stop.wait(period * (0.7 + 0.6 * rng.random())):
         start = time.monotonic()
-        if turn % 2 == 0:
-            replica = rng.choice(stack.replicas)
-            replica.kill()
-            time.sleep(1.0)
-            replica.start()
-            replica.wait_ready()
-            what = f"replica {replica.name} SIGKILL+restart"
-        else:
-            leader = stack.openbao.wait_leader(60)
-            stack.openbao.stop_node(leader, sigkill=True)
-            stack.openbao.wait_leader(60)
-            stack.wait_lb_ready(120)
-            what = f"OpenBao leader {leader.node_id} SIGKILL"
-            report.failovers.append((what, start, time.monotonic()))
-            stack.openbao.start_node(leader)
-            stack.openbao.wait_healthy(120)
+        try:
+            if turn % 2 == 0:
+                replica = rng.choice(stack.replicas)
+                replica.kill()
+                time.sleep(1.0)
+                replica.start()
+                replica.wait_ready()
+                what = f"replica {replica.name} SIGKILL+restart"
+            else:
+                leader = stack.openbao.wait_leader(60)
+                stack.openbao.stop_node(leader, sigkill=True)
+                try:
+                    stack.openbao.wait_leader(60)
+                    stack.wait_lb_ready(120)
+                    what = f"OpenBao leader {leader.node_id} SIGKILL"
+                finally:
+                    end = time.monotonic()
+                    stack.openbao.start_node(leader)
+                report.failovers.append((what, start, end))
+                stack.openbao.wait_healthy(180)
+                turn += 1
+                continue
+        except Exception as exc:  # a chaos step that does not recover is a finding, not a crash
+            report.violations.append(f"chaos step {turn} did not recover: {type(exc).__name__}: {exc}"[:800])
+            report.failovers.append((f"chaos step {turn} (failed)", start, time.monotonic()))
             turn += 1
             continue
         report.failovers.append((what, start, time.monotonic()))
@@ -250,12 +259,26 @@ def check(stack: HAStack, report: SoakReport) -> None:
             "SELECT task_id, min(created_at) FROM chain_events WHERE kind = 'escalation' GROUP BY task_id")).all())
     engine.dispose()
     root = {"X-Vault-Token": stack.openbao.root_token.reveal()}
+    stack.openbao.wait_leader(120)
     with httpx.Client(base_url=stack.openbao_addr, headers=root, timeout=10) as bao:
+
+        def lookup(accessor: str) -> int:
+            deadline = time.monotonic() + 60
+            while True:  # through the OpenBao load balancer: ride out a late leader change
+                try:
+                    code = bao.post("/v1/auth/token/lookup-accessor", json={"accessor": accessor}).status_code
+                    if code < 500:
+                        return code
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("OpenBao did not answer lookups for 60 s after the soak")
+                time.sleep(0.2)
+
         for g in grants:
             if g.accessor and g.backend in ("vault_token", "vault_kv"):
                 report.grants_checked += 1
-                r = bao.post("/v1/auth/token/lookup-accessor", json={"accessor": g.accessor})
-                if r.status_code == 200:
+                if lookup(g.accessor) == 200:
                     report.violations.append(f"live credential {g.grant_id} of {g.state} task {g.task_id}")
             esc = escalations.get(g.task_id)
             if esc is not None and g.issued_at > esc:
