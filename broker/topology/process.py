@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +24,17 @@ class Child:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        """Start the process. From the main thread it dies with us (PR_SET_PDEATHSIG); the kernel
+        ties that signal to the *thread* that forked, so a child restarted from a worker thread
+        (a chaos or supervisor thread) would die when that thread ends: there it is left out,
+        and ``stop()`` remains the way it ends."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        on_main = threading.current_thread() is threading.main_thread()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - fixed argv built by the topology
                 self.argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=die_with_parent, env=dict(self.env) if self.env is not None else None)
+                preexec_fn=die_with_parent if on_main else None,
+                env=dict(self.env) if self.env is not None else None)
 
     @property
     def pid(self) -> int | None:

@@ -262,8 +262,9 @@ def check(stack: HAStack, report: SoakReport) -> None:
     stack.openbao.wait_leader(120)
     with httpx.Client(base_url=stack.openbao_addr, headers=root, timeout=10) as bao:
 
+        deadline = time.monotonic() + 60  # for all lookups together
+
         def lookup(accessor: str) -> int:
-            deadline = time.monotonic() + 60
             while True:  # through the OpenBao load balancer: ride out a late leader change
                 try:
                     code = bao.post("/v1/auth/token/lookup-accessor", json={"accessor": accessor}).status_code
