@@ -13,7 +13,7 @@ import sys
 
 from _ha import ROOT, ha_stack
 
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.append(str(ROOT / "tests"))  # never ahead of the real packages (tests/rotation)
 
 from support.soak import run_soak
 
