@@ -13,7 +13,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.api import routes_admin, routes_agent, routes_approvals, routes_rotation, routes_scans, routes_token
+from broker.api import (
+    routes_admin,
+    routes_agent,
+    routes_approvals,
+    routes_gateway,
+    routes_rotation,
+    routes_scans,
+    routes_token,
+)
 from broker.api.docs import add_offline_docs
 from broker.container import Container
 from broker.errors import BrokerError, Denied
@@ -141,4 +149,5 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_rotation.router)
     app.include_router(routes_scans.router)
     app.include_router(routes_token.router)
+    app.include_router(routes_gateway.router)
     return app
