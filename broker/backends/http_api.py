@@ -219,7 +219,7 @@ class HttpApiBackend:
             revocation={"source": "vault_kv"})
 
     def revoke(self, reference: Mapping[str, Any]) -> None:
-        if reference.get("source") == "vault_token":
+        if reference.get("accessor"):  # a vault_token grant, or the task's parent token (its handle)
             self.tokens.revoke({k: v for k, v in reference.items() if k != "source"})
         # vault_kv: a static secret; the grant ends at the broker (rotation is the remedy for a leak)
 

@@ -46,6 +46,8 @@ def chain_view(store: Store, task_id: str) -> dict[str, Any]:
         step: dict[str, Any] = {"kind": e["kind"], "ref": e["event_id"]}
         if e["kind"] == StepKind.ESCALATION.value:
             step.update(e["detail"])
+        elif e["kind"] == StepKind.GATEWAY_CALL.value:  # method, path template, status, byte counts
+            step.update({"action": e["action"], "resource": e["resource"], "gateway": dict(e["detail"] or {})})
         else:
             step.update({"action": e["action"], "resource": e["resource"], "text_length": e["text_length"],
                          "text_fingerprint": e["text_fingerprint"]})
