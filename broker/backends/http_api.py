@@ -161,8 +161,11 @@ class HttpApiBackend:
         if source == "vault_kv":
             out.update(self._validate_kv(h))
         elif source == "vault_token":
-            out["policies"] = self.tokens.validate_settings({"vault": {"policies": h.get("policies")}})["vault"][
-                "policies"]
+            try:
+                checked = self.tokens.validate_settings({"vault": {"policies": h.get("policies")}})
+            except InvalidInput as exc:  # the token adapter names its own block; name ours
+                raise InvalidInput("http.policies", exc.message.split(": ", 1)[-1]) from exc
+            out["policies"] = checked["vault"]["policies"]
         else:
             raise InvalidInput("http.source", f"required: one of {list(SOURCES)}")
         out["source"] = source
