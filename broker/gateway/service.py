@@ -125,7 +125,7 @@ class Gateway:
                 self.audit.append(conn, "gateway.refused", actor=agent.name, task_id=task_id, outcome="denied",
                                   data={"resource": resource_name, "method": method, "reason": "no rule"})
             raise Denied(reason, details={"decision": {"outcome": "deny", "reasons": [reason]}})
-        result = self.flow.request(agent, task_id, rule.action, resource_name, req.approval_id)
+        result = self.flow.request(agent, task_id, rule.action, resource_name, req.approval_id, injected=True)
         decision = result.decision.public()
         if result.decision.outcome is Outcome.DENY:
             raise Denied("; ".join(result.decision.reasons[1:] or result.decision.reasons),

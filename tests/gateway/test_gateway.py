@@ -149,3 +149,11 @@ def test_ending_the_task_kills_the_dynamic_upstream_token(api, upstream):
     assert ended.status_code == 200, ended.text
     dead = httpx.get(f"{api.broker.openbao.address}/v1/auth/token/lookup-self", headers={"X-Vault-Token": token})
     assert dead.status_code == 403
+
+
+def test_the_credential_of_an_http_api_resource_is_never_handed_to_the_agent(api, api_key):
+    task = api.open_task()
+    resp = api.http.post(f"/v1/tasks/{task}/credentials", json={"action": "db.read", "resource": "crm-api"},
+                         headers=api.agent_headers())
+    assert resp.status_code == 403, resp.text
+    assert "only injected by the gateway" in resp.json()["error"]["message"] and api_key not in resp.text
