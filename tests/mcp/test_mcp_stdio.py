@@ -1,0 +1,97 @@
+"""``nhi-broker mcp`` driven by the MCP SDK's own stdio client against a real broker (in-process,
+real OpenBao) and a real upstream: open_task → call_api GET → end_task, the credential never in a
+tool result; the tools describe their consequence class."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from support.broker import ADMIN_TOKEN, RunningBroker, start_broker
+from support.upstream import Upstream
+
+ROOT = Path(__file__).resolve().parents[2]
+KV_PATH = "gateway/mcp-crm"
+API_KEY = "mcp-crm-key-4f1d2c9a8b7e6d5c"
+
+@pytest.fixture(scope="module")
+def mcp_broker(openbao, tmp_path_factory) -> Iterator[tuple[RunningBroker, Upstream]]:
+    running = start_broker(tmp_path_factory.mktemp("mcp-broker"), openbao)
+    with running.bao().client() as c:
+        c.secrets.kv.v2.create_or_update_secret(path=KV_PATH, secret={"api_key": API_KEY}, mount_point="secret")
+    up = Upstream(api_key=API_KEY, openbao_addr=openbao.address)
+    resp = httpx.put(f"{running.url}/v1/admin/resources/crm-api", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                     json={"kind": "http_api", "sensitivity": "internal", "environment": "dev",
+                           "http": {"base_url": up.base_url, "auth": "header", "auth_name": "X-Api-Key",
+                                    "source": "vault_kv", "mount": "secret", "path": KV_PATH, "field": "api_key",
+                                    "rules": ["GET /v1/customers/* db.read"]}}, timeout=20)
+    assert resp.status_code in (200, 201), resp.text
+    yield running, up
+    up.close()
+    running.stop()
+
+def server_params(broker: RunningBroker, *extra: str) -> StdioServerParameters:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NHI_BROKER_URL": broker.url}
+    return StdioServerParameters(command=sys.executable,
+                                 args=["-m", "broker.cli", "mcp", "--data-dir", str(broker.data_dir),
+                                       "--agent", "demo-agent", *extra], env=env)
+
+def structured(result) -> dict:
+    assert not result.is_error, result.content
+    if result.structured_content is not None:
+        data = result.structured_content
+        return data.get("result", data) if set(data) == {"result"} else data
+    return json.loads(result.content[0].text)
+
+async def _scenario(broker: RunningBroker) -> dict:
+    out: dict = {}
+    with anyio.fail_after(120):
+        async with stdio_client(server_params(broker)) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            tools = {t.name: t for t in (await session.list_tools()).tools}
+            out["tools"] = {name: t.description or "" for name, t in tools.items()}
+            task = structured(await session.call_tool("open_task", {"profile": "demo", "purpose": "mcp test"}))
+            out["task"] = task
+            call = await session.call_tool("call_api", {"task_id": task["task_id"], "resource": "crm-api",
+                                                        "method": "GET", "path": "/v1/customers/7"})
+            out["call_raw"] = [c.model_dump_json() for c in call.content]
+            out["call"] = structured(call)
+            refused = await session.call_tool("request_credential", {"task_id": task["task_id"],
+                                                                     "action": "db.read", "resource": "crm-api"})
+            out["refused"] = refused
+            out["end"] = structured(await session.call_tool("end_task", {"task_id": task["task_id"]}))
+    return out
+
+def test_mcp_stdio_open_task_call_api_end_task_without_the_credential(mcp_broker):
+    broker, upstream = mcp_broker
+    out = anyio.run(_scenario, broker)
+    assert set(out["tools"]) >= {"open_task", "call_api", "request_credential", "report_event", "scan_text",
+                                 "approval_status", "end_task"}
+    assert "Consequence" in out["tools"]["call_api"] and "financial" in out["tools"]["call_api"]
+    assert all("Consequence" in d for d in out["tools"].values())
+    assert out["call"]["status"] == 200 and json.loads(out["call"]["body"]) == {"id": "7", "name": "Ada Lovelace"}
+    assert upstream.received[-1]["headers"]["X-Api-Key"] == API_KEY
+    assert API_KEY not in json.dumps(out["call"]) and API_KEY not in "".join(out["call_raw"])
+    assert out["refused"].is_error and "only injected by the gateway" in out["refused"].content[0].text
+    assert out["end"]["state"] == "ended"
+    # the MCP server exchanged the identity for a DPoP-bound token (no per-call workload JWTs)
+    audit = httpx.get(f"{broker.url}/v1/audit", params={"kind": "token.exchanged"},
+                      headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()["items"]
+    assert audit and all(e["data"]["dpop_bound"] is True for e in audit)
+
+def test_mcp_refuses_to_start_without_an_identity(mcp_broker, tmp_path):
+    broker, _ = mcp_broker
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "broker.cli", "mcp", "--url", broker.url], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0 and "--identity-token-file" in done.stderr
