@@ -95,3 +95,16 @@ def test_mcp_refuses_to_start_without_an_identity(mcp_broker, tmp_path):
     done = subprocess.run([sys.executable, "-m", "broker.cli", "mcp", "--url", broker.url], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0 and "--identity-token-file" in done.stderr
+
+
+def test_the_example_agent_uses_only_mcp_and_gets_the_redacted_response(mcp_broker):
+    broker, upstream = mcp_broker
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "docs/examples/mcp_agent.py"), "--url", broker.url,
+                           "--data-dir", str(broker.data_dir), "--agent", "demo-agent", "--resource", "crm-api",
+                           "--path", "/v1/customers/3"], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"id": "3"' in done.stdout and "'state': 'ended'" in done.stdout
+    assert API_KEY not in done.stdout + done.stderr
+    assert upstream.received[-1]["path"] == "/api/v1/customers/3"
