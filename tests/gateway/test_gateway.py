@@ -4,6 +4,7 @@ broker: the agent's response never carries the credential, the upstream only eve
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -157,3 +158,24 @@ def test_the_credential_of_an_http_api_resource_is_never_handed_to_the_agent(api
                          headers=api.agent_headers())
     assert resp.status_code == 403, resp.text
     assert "only injected by the gateway" in resp.json()["error"]["message"] and api_key not in resp.text
+
+
+@pytest.mark.parametrize(("resource", "where"), [("crm-basic-api", "basic"), ("crm-query-api", "query")])
+def test_gateway_injects_basic_auth_and_query_credentials_and_never_logs_them(api, upstream, api_key, capfd,
+                                                                               resource, where):
+    task = api.open_task()
+    # an agent-supplied parameter of the credential's name is dropped, never forwarded
+    resp = api.call(task, "GET", resource, "/v1/customers/9", params={"api_key": "agent-guess", "page": "2"})
+    assert resp.status_code == 200, resp.text
+    got = upstream.received[-1]
+    if where == "basic":
+        assert got["headers"]["Authorization"].startswith("Basic ") and got["path"] == "/api/v1/customers/9?api_key=agent-guess&page=2"
+    else:
+        assert "agent-guess" not in got["path"] and f"api_key={api_key}" in got["path"] and "page=2" in got["path"]
+    logged, deadline = "", time.monotonic() + 10
+    while f"/gateway/{resource}/v1/customers/9" not in logged and time.monotonic() < deadline:
+        out, err = capfd.readouterr()  # the request log line is written once the response is sent
+        logged += out + err
+        time.sleep(0.05)
+    assert f"/gateway/{resource}/v1/customers/9" in logged  # the broker's log was captured
+    assert api_key not in logged and api_key not in resp.text and api_key not in audit_text(api, task)

@@ -4,6 +4,7 @@ records what it received."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+from urllib.parse import parse_qsl
 
 
 class Upstream:
@@ -33,7 +35,12 @@ class Upstream:
             def _auth_ok(self) -> bool:
                 if self.headers.get("X-Api-Key") == up.api_key:
                     return True
+                query = dict(parse_qsl(self.path.partition("?")[2]))
+                if query.get("api_key") == up.api_key:
+                    return True
                 auth = self.headers.get("Authorization", "")
+                if auth == "Basic " + base64.b64encode(f"svc:{up.api_key}".encode()).decode():
+                    return True
                 if auth.startswith("Bearer "):
                     token = auth.removeprefix("Bearer ")
                     if token == up.api_key:
