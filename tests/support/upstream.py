@@ -10,9 +10,9 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
-from urllib.parse import parse_qsl
 
 
 class Upstream:
