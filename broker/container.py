@@ -83,6 +83,7 @@ class Container:
     scans: Any = None  # rotation.scans.ScanService (scheduled leak scans, issue 7)
     extra_routers: list[Any] = field(default_factory=list)
     workers: list[Any] = field(default_factory=list)
+    _readiness: Any = None  # broker.services.readiness.Readiness, built on first use
     _stop: threading.Event = field(default_factory=threading.Event)
 
     # -- construction ------------------------------------------------------------------------
@@ -106,8 +107,9 @@ class Container:
         revocations = RevocationService(store, audit, backends)
         metrics = Metrics()
         tasks = TaskService(store, audit, holder.engine, holder.catalog, backends, revocations, fingerprint)
-        registry = RegistryService(store, audit, backends, holder.catalog)
-        authenticator = AgentAuthenticator(_build_verifier(settings, store), store, audit)
+        verifier = _build_verifier(settings, store)
+        registry = RegistryService(store, audit, backends, holder.catalog, lambda: verifier.issuers)
+        authenticator = AgentAuthenticator(verifier, store, audit)
         container = cls(settings=settings, store=store, audit=audit, fingerprint=fingerprint, backends=backends,
                         registry=registry, tasks=tasks, revocations=revocations, authenticator=authenticator,
                         metrics=metrics, engine_holder=holder)
@@ -135,8 +137,11 @@ class Container:
         if task is not None and task.state is TaskState.ACTIVE:
             chain = self.chain_service()
             with chain.lock(match.task_id):
-                chain.report_leak(match.task_id, match.grant_id, {"source": source, "fingerprint": fingerprint})
-            return {"action": "task_escalated"}
+                report = chain.report_leak(match.task_id, match.grant_id,
+                                           {"source": source, "fingerprint": fingerprint})
+            if report.get("detector") is None:  # leaked_secret switched off: the grant alone was revoked
+                return {"action": "grant_revoked"}
+            return {"action": "task_escalated", "escalation": report}
         assert grant is not None  # active implies found
         self.revocations.revoke_grant(grant, reason=f"leaked in {source}", actor="broker")
         return {"action": "grant_revoked"}
@@ -248,30 +253,26 @@ class Container:
             return outbox.pending_count(conn), outbox.oldest_pending_age(conn, utcnow())
 
     def readiness(self) -> dict[str, Any]:
-        checks: dict[str, Any] = {}
-        try:
-            with self.store.read() as conn:
-                pending = outbox.pending_count(conn)
-                oldest = outbox.oldest_pending_age(conn, utcnow())
-            checks["store"] = "ok"
-            stuck = oldest is not None and oldest > self.settings.revocation_stuck_seconds
-            runs = [w.last_run for w in self.workers if getattr(w, "last_run", None)]
-            checks["revocations"] = {"pending": pending, "oldest_pending_seconds": oldest,
-                                     "status": "stuck" if stuck else "ok",
-                                     "worker_last_run_seconds_ago": round(_time.time() - max(runs), 3)
-                                     if runs else None}
-        except Exception as exc:  # readiness reports, never raises
-            checks["store"] = f"error: {type(exc).__name__}"
-            stuck = True
-        for kind, backend in self.backends.items():
-            try:
-                backend.check_alive()
-                checks[f"backend.{kind}"] = "ok"
-            except BrokerError as exc:
-                checks[f"backend.{kind}"] = f"unavailable: {exc.message}"
-        ready = checks.get("store") == "ok" and not stuck and all(
-            v == "ok" for k, v in checks.items() if k.startswith("backend."))
-        return {"ready": ready, "checks": checks}
+        """``/readyz``: the store and every backend checked concurrently under one budget
+        (broker.services.readiness)."""
+        if self._readiness is None:
+            from broker.services.readiness import Readiness
+
+            checks: dict[str, Any] = {"store": self._store_ready}
+            for kind, backend in self.backends.items():
+                checks[f"backend.{kind}"] = _backend_check(kind, backend)
+            self._readiness = Readiness(checks, budget_seconds=self.settings.readiness_budget_seconds)
+        return dict(self._readiness.report())
+
+    def _store_ready(self) -> tuple[bool, dict[str, Any]]:
+        with self.store.read() as conn:
+            pending = outbox.pending_count(conn)
+            oldest = outbox.oldest_pending_age(conn, utcnow())
+        stuck = oldest is not None and oldest > self.settings.revocation_stuck_seconds
+        runs = [w.last_run for w in self.workers if getattr(w, "last_run", None)]
+        return not stuck, {"store": "ok", "revocations": {
+            "pending": pending, "oldest_pending_seconds": oldest, "status": "stuck" if stuck else "ok",
+            "worker_last_run_seconds_ago": round(_time.time() - max(runs), 3) if runs else None}}
 
     def reload_policies(self, trigger: str = "api", actor: str = "broker") -> dict[str, Any]:
         """Reload the policy bundle; a bad bundle is refused and the old one stays in force.
@@ -312,6 +313,17 @@ class Container:
 def _iso(value: Any) -> str | None:
     v = aware(value) if isinstance(value, datetime) else None
     return v.isoformat() if v else None
+
+
+def _backend_check(kind: str, backend: CredentialBackend) -> Any:
+    def check() -> tuple[bool, dict[str, Any]]:
+        try:
+            backend.check_alive()
+        except BrokerError as exc:
+            return False, {f"backend.{kind}": f"unavailable: {exc.message}"}
+        return True, {f"backend.{kind}": "ok"}
+
+    return check
 
 
 def _build_backends(settings: Settings, http: OpenBaoHTTP, token_backend: OpenBaoTokenBackend,

@@ -43,5 +43,9 @@ def wire(container: Any) -> None:
         return report
 
     container.reviews = ReviewService(container.store, container.audit, escalate)
+    # a quarantined, ended or expired task's open approvals and pending reviews are cancelled
+    container.revocations.on_task_closed.extend(
+        [container.approvals.cancel_for_task, container.reviews.cancel_for_task]
+    )
     container.credential_flow = CredentialFlow(container.tasks, container.approvals, container.reviews)
     container.extra_routers.append(routes_approvals.router)
