@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from broker.errors import BrokerError
 from broker.logging import get_logger
@@ -85,13 +85,16 @@ class RevocationWorker:
         cleanup = {kind for kind, b in c.backends.items() if not getattr(b, "self_expiring", True)}
         queued = 0
         with c.store.write() as conn:
-            if cleanup:
-                rows = conn.execute(select(t.grants).where(and_(
-                    g.state == "active", g.expires_at <= now, g.backend.in_(sorted(cleanup))))).all()
-                for r in rows:
-                    outbox.enqueue(conn, task_id=r.task_id, backend=r.backend, reference=r.revocation,
-                                   reason="grant expired; the backend does not expire it", grant_id=r.grant_id)
-                    queued += 1
+            # a grant whose credential outlives it at the backend (an STS session's 900 s minimum)
+            # says so in its reference: revoked when the broker's expiry passes
+            outlives = g.revocation["revoke_at_expiry"].as_boolean().is_(True)
+            rows = conn.execute(select(t.grants).where(and_(
+                g.state == "active", g.expires_at <= now,
+                or_(g.backend.in_(sorted(cleanup)), outlives) if cleanup else outlives))).all()
+            for r in rows:
+                outbox.enqueue(conn, task_id=r.task_id, backend=r.backend, reference=r.revocation,
+                               reason="grant expired; the backend does not expire it by then", grant_id=r.grant_id)
+                queued += 1
             expired = conn.execute(update(t.grants).where(and_(g.state == "active", g.expires_at <= now))
                                    .values(state="expired")).rowcount
         return int(expired or 0), queued
