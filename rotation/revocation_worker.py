@@ -7,7 +7,9 @@ Every ``interval`` seconds:
 2. retry due revocations from the outbox (exponential backoff per row, see ``broker.store.outbox``);
 3. end and revoke tasks past their lifetime, exactly like an explicit ``DELETE`` (state ``expired``);
 4. mark grants past their expiry ``expired``, and queue a revocation for those whose backend does
-   not expire credentials on its own (a backend says so with ``self_expiring = False``).
+   not expire credentials on its own (a backend says so with ``self_expiring = False``) or whose
+   credential outlives the grant there (its reference says ``revoke_at_expiry``: STS's 900 s);
+5. once a minute, forget replay-guard ``jti`` rows whose token could no longer verify.
 
 The worker survives anything (an iteration that fails is logged and the next one runs); its
 last run is visible to ``/readyz`` and ``/metrics`` through ``last_run``.
@@ -29,6 +31,7 @@ from broker.store import tables as t
 from broker.store.repo import utcnow
 
 log = get_logger("nhi-broker.worker")
+JTI_PURGE_INTERVAL = 60.0  # seconds between purges of expired replay-guard rows
 
 
 class RevocationWorker:
@@ -39,6 +42,7 @@ class RevocationWorker:
         self._thread: threading.Thread | None = None
         self.last_run: float | None = None
         self.last_error: str | None = None
+        self._last_jti_purge = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="nhi-revocation-worker", daemon=True)
@@ -111,6 +115,11 @@ class RevocationWorker:
                                       actor="broker", audit_kind="task.expired")
             expired_tasks += 1
         expired_grants, cleanup_queued = self.sweep_expired_grants()
+        jti_purged = 0
+        if time.monotonic() - self._last_jti_purge >= JTI_PURGE_INTERVAL:
+            # the replay guard's jti rows past the time their token could still verify (identity.md)
+            jti_purged = c.store.purge_jti(utcnow())
+            self._last_jti_purge = time.monotonic()
         self.last_run = time.time()
         return {"woken": woken, "revoked": completed, "failed": failed, "expired_tasks": expired_tasks,
-                "expired_grants": expired_grants, "cleanup_queued": cleanup_queued}
+                "expired_grants": expired_grants, "cleanup_queued": cleanup_queued, "jti_purged": jti_purged}
