@@ -6,7 +6,8 @@ from typing import Any
 
 from broker.errors import Denied
 from broker.models import Outcome, Task
-from broker.services.tasks import CredentialResult
+from broker.services.incidents import UnwrapReport
+from broker.services.tasks import CredentialResult, TaskView
 
 
 def task_body(task: Task) -> dict[str, Any]:
@@ -27,3 +28,14 @@ def credential_body(result: CredentialResult) -> dict[str, Any]:
                               **{k: v.reveal() for k, v in cred.secrets.items()},
                               "expires_at": cred.expires_at.isoformat(), "grant_id": result.grant_id}
     return body
+
+
+def unwrap_report_body(report: UnwrapReport) -> dict[str, Any]:
+    body: dict[str, Any] = {"grant_id": report.grant_id, "verdict": report.verdict, "escalation": report.escalation}
+    if report.rotated is not None:
+        body["rotated"] = list(report.rotated)
+    return body
+
+
+def task_view_body(view: TaskView) -> dict[str, Any]:
+    return {"task": task_body(view.task), "chain": {"summary": view.summary.to_dict(), **view.chain}}

@@ -9,7 +9,7 @@ audit event — all in one transaction — and only then calls the backends. Wha
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +41,11 @@ class RevocationReport:
 
 class RevocationService:
     def __init__(self, store: Store, audit: AuditLog, backends: Mapping[str, CredentialBackend],
-                 on_task_closed: list[TaskClosedHook] | None = None) -> None:
+                 on_task_closed: Sequence[TaskClosedHook] = ()) -> None:
         self.store = store
         self.audit = audit
         self.backends = backends
-        self.on_task_closed = on_task_closed if on_task_closed is not None else []
+        self.on_task_closed = tuple(on_task_closed)
         self._inflight: set[int] = set()
         self._inflight_lock = threading.Lock()
 

@@ -24,7 +24,7 @@ from support.moto import MotoServer, start_moto
 from support.postgres import PostgresServer, find_or_start
 
 from broker.audit import AuditLog
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.openbao_server import OpenBaoServer
 from broker.secrets import Fingerprinter, Secret
 from broker.store.db import make_engine, migrate

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from broker.models import FindingStatus
 from broker.store import tables as t
 from broker.store.repo import Store, aware, utcnow
+from scanners.jobs.ports import RawFinding, Recorded
 
 
 def dedup_key(fingerprint: str, location: str) -> str:
@@ -116,6 +118,21 @@ class ScanStore:
         return dict(row._mapping) if row else None
 
     # -- state ------------------------------------------------------------------------------------
+    # -- the runner's port (scanners.jobs.ports.JobStore) ------------------------------------------
+    def get_spec(self, name: str) -> Mapping[str, Any] | None:
+        job = self.get_job(name)
+        return None if job is None else dict(job["spec"])
+
+    def all_specs(self) -> Mapping[str, Mapping[str, Any]]:
+        return {j["name"]: dict(j["spec"]) for j in self.list_jobs()}
+
+    def commit_checkpoint(self, name: str, source_kind: str, state: Mapping[str, Any | None],
+                          raws: Sequence[RawFinding]) -> list[Recorded]:
+        with self.store.write() as conn:
+            recorded = _record_findings(conn, name, source_kind, raws) if raws else []
+            self.apply_state(conn, name, state)
+        return recorded
+
     def load_state(self, job: str) -> dict[str, Any]:
         with self.store.read() as conn:
             rows = conn.execute(
@@ -188,3 +205,46 @@ def _iso_row(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, datetime):
             row[k] = aware(v).isoformat()  # type: ignore[union-attr]
     return row
+
+
+def _record_findings(conn: Connection, job: str, kind: str, raws: Sequence[RawFinding]) -> list[Recorded]:
+    out: list[Recorded] = []
+    f = t.scan_findings.c
+    now = utcnow()
+    for raw in raws:
+        key = dedup_key(raw.fingerprint, raw.location)
+        row = conn.execute(
+            select(f.finding_id, f.status, f.detail, f.occurrences).where(f.dedup_key == key)
+        ).first()
+        if row is None:
+            fid = "fnd_" + uuid.uuid4().hex[:20]
+            conn.execute(
+                insert(t.scan_findings).values(
+                    finding_id=fid,
+                    dedup_key=key,
+                    job=job,
+                    source_kind=kind,
+                    location=raw.location,
+                    line=raw.line,
+                    rule=raw.rule,
+                    severity=raw.severity,
+                    fingerprint=raw.fingerprint,
+                    excerpt=raw.excerpt[:500],
+                    status=FindingStatus.OPEN.value,
+                    detail=dict(raw.meta),
+                    occurrences=1,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
+            out.append(Recorded(fid, raw, True, FindingStatus.OPEN.value))
+        else:
+            detail = {**(row.detail or {}), "last": dict(raw.meta)} if raw.meta else row.detail
+            conn.execute(
+                update(t.scan_findings)
+                .where(f.finding_id == row.finding_id)
+                .values(last_seen=now, occurrences=row.occurrences + 1, detail=detail)
+            )
+            out.append(Recorded(row.finding_id, raw, False, row.status))
+    return out
+
