@@ -21,7 +21,7 @@ test: $(STAMP)          ## run the whole test suite against real OpenBao, Postgr
 lint: $(STAMP)
 	$(VENV)/bin/ruff check broker scanners rotation policies tests benchmarks terraform
 
-BENCHMARKS := issue_latency decision_latency revocation_latency scan_bench scan_sources backend_latency
+BENCHMARKS := issue_latency decision_latency revocation_latency scan_bench scan_sources backend_latency walkthrough_latency
 
 bench: $(STAMP)         ## print every benchmark's figures (a few minutes; see docs/benchmarks.md)
 	for b in $(BENCHMARKS); do $(VENV)/bin/python benchmarks/$$b.py || exit 1; done
