@@ -6,8 +6,6 @@ revokes it when its own expiry passes."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ import hvac
 import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import update
+from support.aws_broker import aws_broker as support_aws_broker
 from support.broker import RunningBroker, start_broker
 from support.moto import REGION
 
@@ -27,7 +26,6 @@ from policies import DEFAULT_BUNDLE
 
 pytestmark = pytest.mark.openbao
 SLACK = 10  # seconds between the decision and the look at the backend, on a loaded machine
-ACCOUNT = "123456789012"
 
 
 def _root(broker: RunningBroker) -> hvac.Client:
@@ -91,40 +89,13 @@ permit (principal, action == Action::"storage.write", resource);
 
 @pytest.fixture(scope="module")
 def aws_broker(openbao, moto_server, tmp_path_factory) -> Iterator[RunningBroker]:
-    keys = moto_server.admin
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID=keys.access_key_id, AWS_SECRET_ACCESS_KEY=keys.secret_access_key,
-                      AWS_DEFAULT_REGION=REGION)
-    iam = keys.client("iam", moto_server.endpoint)
-    trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nhi-broker"},
-        "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]}]}
-    iam.create_role(RoleName="ttl-role", AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=7200)
-    iam.put_role_policy(RoleName="ttl-role", PolicyName="all", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"],
-                                                "Resource": "*"}]}))
-    keys.client("s3", moto_server.endpoint).create_bucket(Bucket="ttl-bucket")
     bundle = tmp_path_factory.mktemp("ttl-bundle") / "bundle"
     shutil.copytree(DEFAULT_BUNDLE, bundle, ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "policies" / "60-short-writes.cedar").write_text(SHORT_WRITES)
-    running = start_broker(tmp_path_factory.mktemp("ttl-aws"), openbao, policy_dir=Path(bundle),
-                           aws={"enabled": True, "endpoint_url": moto_server.endpoint,
-                                "revocation_mode": "per_task_role"})  # moto: any conditional Deny denies all
-    admin = running.admin()
-    admin.put("resources", "ttl-s3", {"kind": "aws", "sensitivity": "internal", "environment": "dev",
-                                      "aws": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/ttl-role",
-                                              "region": REGION, "endpoint_url": moto_server.endpoint}})
-    admin.put("profiles", "cloud-ttl", {"allowed_actions": ["storage.read", "storage.write"], "ceiling": "high"})
-    me = admin.get("agents", "demo-agent")
-    admin.put("agents", "demo-agent", {"owner": me["owner"], "identities": me["identities"],
-                                       "profiles": sorted({*me["profiles"], "cloud-ttl"})})
-    yield running
-    running.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with support_aws_broker(tmp_path_factory.mktemp("ttl-aws"), openbao, moto_server, role="ttl-role",
+                            bucket="ttl-bucket", resource="ttl-s3", profile="cloud-ttl",
+                            actions=["storage.read", "storage.write"], policy_dir=Path(bundle)) as running:
+        yield running
 
 
 @pytest.mark.aws
