@@ -11,7 +11,9 @@ decision. The wait is an ``asyncio`` coroutine on the event loop:
 - a decision taken on **this** replica (approve, deny, cancel) also sets an in-process
   :class:`asyncio.Event` (:class:`ApprovalSignals`), which wakes the waiter at once.
 
-N waiters cost N sleeping coroutines and one short store read per waiter every 2 s at most.
+N waiters cost N sleeping coroutines and one short store read per waiter every 2 s at most; past
+:data:`MAX_WAITERS` in one process a request answers at once with the current state instead of
+waiting (the agent asks again), so waiting cannot exhaust the replica.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from anyio import to_thread
 from broker.approvals.model import ApprovalState
 
 MAX_WAIT_SECONDS = 30
+MAX_WAITERS = 1000
 BACKOFF = (0.25, 0.5, 1.0, 2.0)
 
 
@@ -78,7 +81,7 @@ async def wait_for_decision(
     """Look at the approval (``look`` reads the store, in a worker thread) until it is no longer
     pending or ``wait_seconds`` have passed; returns the last state seen."""
     state = await to_thread.run_sync(look)
-    if state is not ApprovalState.PENDING or wait_seconds <= 0:
+    if state is not ApprovalState.PENDING or wait_seconds <= 0 or signals.waiting() >= MAX_WAITERS:
         return state
     deadline = clock() + min(wait_seconds, MAX_WAIT_SECONDS)
     event = signals.register(approval_id)
