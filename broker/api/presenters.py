@@ -6,8 +6,10 @@ from typing import Any
 
 from broker.errors import Denied
 from broker.models import Outcome, Task
+from broker.services.events import EventReport
 from broker.services.incidents import UnwrapReport
 from broker.services.tasks import CredentialResult, TaskView
+from scanners.engine import Finding
 
 
 def task_body(task: Task) -> dict[str, Any]:
@@ -39,3 +41,15 @@ def unwrap_report_body(report: UnwrapReport) -> dict[str, Any]:
 
 def task_view_body(view: TaskView) -> dict[str, Any]:
     return {"task": task_body(view.task), "chain": {"summary": view.summary.to_dict(), **view.chain}}
+
+
+def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
+    """A live scan's finding as the API shows it; another agent's grant is named only as broker-issued."""
+    body = f.to_dict()
+    if f.grant is not None and caller is not None and f.grant.agent != caller:
+        body["grant"] = {"issued_by_broker": True}
+    return body
+
+
+def event_body(report: EventReport, caller: str) -> dict[str, Any]:
+    return {**report.result, "findings": [finding_body(f, caller) for f in report.findings]}

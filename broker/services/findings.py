@@ -213,7 +213,7 @@ class FindingsService:
             q = q.where(f.last_seen >= since)
         with self.store.read() as conn:
             rows = conn.execute(q.order_by(f.last_seen.desc(), f.finding_id).limit(limit))
-            return [finding_body(dict(r._mapping)) for r in rows]
+            return [_finding_view(dict(r._mapping)) for r in rows]
 
     def get(self, finding_id: str) -> dict[str, Any]:
         with self.store.read() as conn:
@@ -222,7 +222,7 @@ class FindingsService:
             ).first()
         if row is None:
             raise NotFound(f'finding "{finding_id}" does not exist')
-        return finding_body(dict(row._mapping))
+        return _finding_view(dict(row._mapping))
 
     def set_status(self, finding_id: str, status: str, *, actor: str, note: str = "") -> dict[str, Any]:
         if status not in {s.value for s in HUMAN_STATUSES}:
@@ -241,7 +241,7 @@ class FindingsService:
         return self.get(finding_id)
 
 
-def finding_body(row: dict[str, Any]) -> dict[str, Any]:
+def _finding_view(row: dict[str, Any]) -> dict[str, Any]:
     row.pop("dedup_key", None)
     for k in ("first_seen", "last_seen"):
         if isinstance(row.get(k), datetime):
