@@ -14,10 +14,15 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from broker.cli._common import handle_errors
+from broker.cli._common import DATA_DIR_ENV, handle_errors
 from policies import DEFAULT_BUNDLE
 
 out = Console(highlight=False, soft_wrap=True)
+
+
+def _from_environment(ctx: typer.Context, param: str) -> bool:
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name == "ENVIRONMENT"
 BundleDir = typer.Argument(
     DEFAULT_BUNDLE, help="Policy bundle directory (default: the shipped bundle).", show_default=False
 )
@@ -30,6 +35,7 @@ def _store_records(
     was recorded, and the chain events of their tasks (for the chain detectors), read-only.
     With ``since``, the earlier decisions of the same tasks are read too: they are the chain
     the later ones were decided against (replay counts them as history, not as replayed)."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from sqlalchemy.exc import SQLAlchemyError
 
     from broker.chain import store as chain_store
@@ -77,6 +83,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def validate(directory: Path = BundleDir) -> None:
         """Schema, syntax and lint checks; every problem as FILE:LINE: message."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.policy import check_bundle
 
         bundle, problems = check_bundle(directory)
@@ -99,6 +106,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every case, not only failures."),
     ) -> None:
         """Run the bundle's test cases (tests/*.yaml) and report pass/fail."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.policy.testing import run_tests
 
         report = run_tests(directory)
@@ -133,6 +141,7 @@ def register(app: typer.Typer) -> None:
     @policy_app.command("replay")
     @handle_errors
     def replay_cmd(
+        ctx: typer.Context,
         bundle_dir: Path = typer.Option(..., "--bundle", help="Candidate policy bundle directory."),
         records: Path | None = typer.Option(
             None,
@@ -142,7 +151,8 @@ def register(app: typer.Typer) -> None:
             help="Decision records, one JSON object a line (JSONL).",
         ),
         data_dir: Path | None = typer.Option(
-            None, "--data-dir", help="Read the recorded decisions from the store in this data directory."
+            None, "--data-dir", envvar=DATA_DIR_ENV,
+            help="Read the recorded decisions from the store in this data directory."
         ),
         database_url: str = typer.Option(
             "",
@@ -160,6 +170,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-decide recorded decisions (from --records JSONL, or the broker's store with --data-dir /
         --database-url) with a candidate bundle and print what would change."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.chain import config as chain_config
         from broker.chain.replay import ChainReplay
         from broker.errors import InvalidInput
@@ -170,6 +181,9 @@ def register(app: typer.Typer) -> None:
             raise InvalidInput("--since", f"{since.isoformat()} has no timezone (add Z or +00:00)")
         bundle = load_bundle(bundle_dir)
         engine = CedarDecisionEngine(bundle)
+        if records is not None and data_dir is not None and \
+                _from_environment(ctx, "data_dir"):
+            data_dir = None  # an explicit --records wins over NHI_BROKER_DATA_DIR from the environment
         if records is not None and data_dir is not None:
             raise InvalidInput("--records", "give either --records or --data-dir/--database-url, not both")
         events: dict[str, list[Any]] = {}
