@@ -8,6 +8,7 @@ exchanges it for a DPoP-bound access token (RFC 8693 + RFC 9449) and keeps the k
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -84,11 +85,13 @@ def build_server(client: BrokerClient) -> MCPServer:
         "write, financial, export, privilege: may need a human's approval, then the answer is step_up with "
         "an approval_id), injects the credential and returns the response with secrets redacted. You never "
         "hold the credential. Consequence: that of the mapped action (a POST to a payment path moves money)."))
-    def call_api(task_id: str, resource: str, method: str, path: str, body: str | None = None,
-                 content_type: str = "application/json", approval_id: str | None = None) -> dict[str, Any]:
+    def call_api(task_id: str, resource: str, method: str, path: str,
+                 body: str | dict[str, Any] | list[Any] | None = None, content_type: str = "application/json",
+                 approval_id: str | None = None) -> dict[str, Any]:
+        raw = body if isinstance(body, str) or body is None else json.dumps(body)  # JSON bodies as objects too
         try:
             resp = client.call_api(task_id, resource, method.upper(), path,
-                                   body=body.encode() if body is not None else None,
+                                   body=raw.encode() if raw is not None else None,
                                    headers={"Content-Type": content_type} if body is not None else None,
                                    approval_id=approval_id)
         except BrokerClientError as exc:
@@ -96,7 +99,7 @@ def build_server(client: BrokerClient) -> MCPServer:
         if resp.status_code == 202 and "x-nhi-decision-id" not in resp.headers:
             data = resp.json()
             return {"step_up": True, "approval_id": data.get("approval_id"), "decision": data.get("decision"),
-                    "next": "a human must approve this; check approval_status, then call call_api again "
+                    "next": "a human must approve this; wait with approval_status, then call call_api again "
                             "with the same arguments and approval_id"}
         text = resp.text
         return {"status": resp.status_code, "content_type": resp.headers.get("content-type"),
@@ -141,16 +144,13 @@ def build_server(client: BrokerClient) -> MCPServer:
             raise _fail(exc) from exc
 
     @server.tool(description=(
-        "The state of a step-up approval (pending, approved, denied, expired), waiting up to wait_seconds. "
-        "Consequence: observe."))
+        "The state of a step-up approval (pending, approved, denied, expired, cancelled, collected), "
+        "waiting up to wait_seconds (at most 30) for a human's decision. Poll this, not call_api: it is "
+        "not a chain step. Consequence: observe."))
     def approval_status(task_id: str, approval_id: str, wait_seconds: int = 0) -> dict[str, Any]:
         try:
-            return client.approval_status(task_id, approval_id, max(0, min(wait_seconds, 60)))
+            return client.approval_status(task_id, approval_id, max(0, min(wait_seconds, 30)))
         except BrokerClientError as exc:
-            if exc.status == 404 and "approval" not in str(exc).lower():
-                return {"approval_id": approval_id, "state": "unknown",
-                        "note": "this broker has no agent approval-status endpoint; retry the call with "
-                                "approval_id: it answers step_up while pending"}
             raise _fail(exc) from exc
 
     @server.tool(description=(

@@ -5,7 +5,7 @@
 
 It starts ``nhi-broker mcp`` over stdio with the MCP SDK's own client, opens a task, calls the
 ``http_api`` resource through the broker's gateway (on a step-up it prints the approval id and
-retries until a human approved it), and ends the task.
+waits for a human's decision with ``approval_status``), and ends the task.
 """
 
 from __future__ import annotations
@@ -40,11 +40,18 @@ async def main(args: argparse.Namespace) -> None:
             answer = result(await mcp.call_tool("call_api", call))
             deadline = time.monotonic() + args.approval_wait
             while answer.get("step_up"):
-                print(f"needs approval {answer['approval_id']}: nhi-broker approvals approve {answer['approval_id']}")
-                if time.monotonic() > deadline:
-                    raise SystemExit("not approved in time")
-                await anyio.sleep(5)
-                answer = result(await mcp.call_tool("call_api", {**call, "approval_id": answer["approval_id"]}))
+                approval_id = answer["approval_id"]
+                print(f"needs approval {approval_id}: nhi-broker approvals approve {approval_id}")
+                state = "pending"
+                while state == "pending":  # the long-poll is not a chain step; retrying the call would be
+                    if time.monotonic() > deadline:
+                        raise SystemExit("not approved in time")
+                    status = result(await mcp.call_tool("approval_status", {
+                        "task_id": task["task_id"], "approval_id": approval_id, "wait_seconds": 30}))
+                    state = status.get("state", "pending")
+                if state != "approved":
+                    raise SystemExit(f"approval {approval_id} is {state}")
+                answer = result(await mcp.call_tool("call_api", {**call, "approval_id": approval_id}))
             print(f"{answer['status']} (redactions: {answer['redactions']})\n{answer['body']}")
         finally:
             print(result(await mcp.call_tool("end_task", {"task_id": task["task_id"]})))

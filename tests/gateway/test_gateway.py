@@ -8,11 +8,10 @@ import time
 
 import httpx
 import pytest
-from conftest import Api
 from support.upstream import Upstream
 
 
-def audit_text(api: Api, task_id: str) -> str:
+def audit_text(api, task_id: str) -> str:
     resp = api.admin("GET", "/v1/audit", params={"task_id": task_id, "limit": 1000})
     assert resp.status_code == 200, resp.text
     return resp.text

@@ -4,11 +4,12 @@ placement and source (checked at OpenBao), and the request rules (actions from t
 from __future__ import annotations
 
 import pytest
-from conftest import KV_PATH
 
 from broker.backends.http_api import Rule, parse_rule
 from broker.errors import InvalidInput
 from broker.netpolicy import check_outbound_url
+
+KV_PATH = "gateway/crm"  # written by this directory's conftest
 
 
 def body(upstream_url: str, **http: object) -> dict:

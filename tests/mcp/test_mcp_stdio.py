@@ -35,6 +35,12 @@ def mcp_broker(openbao, tmp_path_factory) -> Iterator[tuple[RunningBroker, Upstr
                                     "source": "vault_kv", "mount": "secret", "path": KV_PATH, "field": "api_key",
                                     "rules": ["GET /v1/customers/* db.read"]}}, timeout=20)
     assert resp.status_code in (200, 201), resp.text
+    resp = httpx.put(f"{running.url}/v1/admin/resources/pay-api", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                     json={"kind": "http_api", "sensitivity": "restricted", "environment": "prod",
+                           "http": {"base_url": up.base_url, "auth": "bearer", "source": "vault_kv",
+                                    "mount": "secret", "path": KV_PATH, "field": "api_key",
+                                    "rules": ["POST /v1/charges payments.charge"]}}, timeout=20)
+    assert resp.status_code in (200, 201), resp.text
     yield running, up
     up.close()
     running.stop()
@@ -52,7 +58,7 @@ def structured(result) -> dict:
         return data.get("result", data) if set(data) == {"result"} else data
     return json.loads(result.content[0].text)
 
-async def _scenario(broker: RunningBroker) -> dict:
+async def _scenario(broker: RunningBroker, upstream: Upstream) -> dict:
     out: dict = {}
     with anyio.fail_after(120):
         async with stdio_client(server_params(broker)) as (read, write), ClientSession(read, write) as session:
@@ -65,23 +71,47 @@ async def _scenario(broker: RunningBroker) -> dict:
                                                         "method": "GET", "path": "/v1/customers/7"})
             out["call_raw"] = [c.model_dump_json() for c in call.content]
             out["call"] = structured(call)
+            out["get_seen"] = upstream.received[-1]
+            # a payment: step-up as a tool result, a human approves, the model waits and retries once
+            pay = {"task_id": task["task_id"], "resource": "pay-api", "method": "POST", "path": "/v1/charges",
+                   "body": json.dumps({"amount": 500})}
+            out["charges_before"] = upstream.charges
+            step_up = structured(await session.call_tool("call_api", pay))
+            out["step_up"] = step_up
+            pending = structured(await session.call_tool("approval_status", {
+                "task_id": task["task_id"], "approval_id": step_up["approval_id"]}))
+            out["pending"] = pending
+            approved = httpx.post(f"{broker.url}/v1/approvals/{step_up['approval_id']}/approve",
+                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                                  json={"approver": "alice", "reason": "invoice 7"}, timeout=20)
+            assert approved.status_code == 200, approved.text
+            out["approved"] = structured(await session.call_tool("approval_status", {
+                "task_id": task["task_id"], "approval_id": step_up["approval_id"], "wait_seconds": 10}))
+            out["paid"] = structured(await session.call_tool("call_api", {**pay,
+                                                                          "approval_id": step_up["approval_id"]}))
+            out["charges_after"] = upstream.charges
             refused = await session.call_tool("request_credential", {"task_id": task["task_id"],
                                                                      "action": "db.read", "resource": "crm-api"})
             out["refused"] = refused
             out["end"] = structured(await session.call_tool("end_task", {"task_id": task["task_id"]}))
     return out
 
-def test_mcp_stdio_open_task_call_api_end_task_without_the_credential(mcp_broker):
+def test_mcp_stdio_open_task_call_api_step_up_and_end_task_without_the_credential(mcp_broker):
     broker, upstream = mcp_broker
-    out = anyio.run(_scenario, broker)
+    out = anyio.run(_scenario, broker, upstream)
     assert set(out["tools"]) >= {"open_task", "call_api", "request_credential", "report_event", "scan_text",
                                  "approval_status", "end_task"}
     assert "Consequence" in out["tools"]["call_api"] and "financial" in out["tools"]["call_api"]
     assert all("Consequence" in d for d in out["tools"].values())
     assert out["call"]["status"] == 200 and json.loads(out["call"]["body"]) == {"id": "7", "name": "Ada Lovelace"}
-    assert upstream.received[-1]["headers"]["X-Api-Key"] == API_KEY
-    assert API_KEY not in json.dumps(out["call"]) and API_KEY not in "".join(out["call_raw"])
+    assert out["get_seen"]["headers"]["X-Api-Key"] == API_KEY
+    assert upstream.received[-1]["headers"]["Authorization"] == f"Bearer {API_KEY}"  # the payment
+    assert API_KEY not in json.dumps(out["call"]) + json.dumps(out["paid"]) + "".join(out["call_raw"])
     assert out["refused"].is_error and "only injected by the gateway" in out["refused"].content[0].text
+    assert out["step_up"]["step_up"] is True and out["step_up"]["approval_id"].startswith("apr_")
+    assert out["pending"]["state"] == "pending" and out["approved"]["state"] == "approved"
+    assert out["paid"]["status"] == 201 and json.loads(out["paid"]["body"]) == {"charged": {"amount": 500}}
+    assert out["charges_after"] == out["charges_before"] + 1
     assert out["end"]["state"] == "ended"
     # the MCP server exchanged the identity for a DPoP-bound token (no per-call workload JWTs)
     audit = httpx.get(f"{broker.url}/v1/audit", params={"kind": "token.exchanged"},
