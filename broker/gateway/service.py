@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,6 +182,8 @@ class Gateway:
 
     def _send(self, request: httpx.Request, resource: str) -> tuple[int, bytes, dict[str, str]]:
         limit = self.settings.max_response_bytes
+        # httpx's timeout is per operation; a slow-drip upstream must not hold the call past one total
+        deadline = time.monotonic() + self.settings.timeout_seconds
         try:
             resp = self.http.send(request, stream=True)
             try:
@@ -195,6 +198,8 @@ class Gateway:
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in resp.iter_bytes():
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("total deadline", request=request)
                     size += len(chunk)
                     if size > limit:
                         raise UpstreamError(f'upstream response of resource "{resource}" exceeds '

@@ -26,7 +26,7 @@ def api_key() -> str:
 @pytest.fixture(scope="module")
 def gateway_broker(openbao, tmp_path_factory, api_key) -> Iterator[RunningBroker]:
     running = start_broker(tmp_path_factory.mktemp("gateway-broker"), openbao,
-                           gateway={"max_response_bytes": MAX_RESPONSE, "timeout_seconds": 10})
+                           gateway={"max_response_bytes": MAX_RESPONSE, "timeout_seconds": 3})
     with running.bao().client() as c:
         c.secrets.kv.v2.create_or_update_secret(path=KV_PATH, secret={"api_key": api_key}, mount_point="secret")
     yield running
@@ -41,7 +41,7 @@ def upstream(gateway_broker, api_key) -> Iterator[Upstream]:
 
 
 CRM_RULES = ["GET /v1/customers/* db.read", "GET /v1/echo db.read", "GET /v1/third-party db.read",
-             "GET /v1/redirect db.read", "GET /v1/big db.read", "GET /v1/admin/** db.read"]
+             "GET /v1/redirect db.read", "GET /v1/big db.read", "GET /v1/slow db.read", "GET /v1/admin/** db.read"]
 
 
 class Api:

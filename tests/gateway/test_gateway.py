@@ -179,3 +179,10 @@ def test_gateway_injects_basic_auth_and_query_credentials_and_never_logs_them(ap
         time.sleep(0.05)
     assert f"/gateway/{resource}/v1/customers/9" in logged  # the broker's log was captured
     assert api_key not in logged and api_key not in resp.text and api_key not in audit_text(api, task)
+
+
+def test_gateway_gives_up_on_an_upstream_that_drips_past_the_timeout(api):
+    task = api.open_task()
+    resp = api.call(task, "GET", "crm-api", "/v1/slow")
+    assert resp.status_code == 503, resp.text
+    assert 'upstream of resource "crm-api" did not answer within 3.0s' in resp.json()["error"]["message"]

@@ -23,6 +23,7 @@ class Upstream:
         self.received: list[dict[str, Any]] = []
         self.charges = 0
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
         up = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,6 +86,19 @@ class Upstream:
                     self._answer(200, b'{"config": "aws_access_key_id = AKIAQWERTYUIOPASDFGH"}')
                 elif path == "/api/v1/redirect":
                     self._answer(302, b"", extra={"Location": "http://example.org/steal"})
+                elif path == "/api/v1/slow":  # answers, then drips its body slower than the gateway waits
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    for _ in range(100):
+                        if up.stopping.wait(0.1):
+                            return
+                        try:
+                            self.wfile.write(b"x" * 10)
+                            self.wfile.flush()
+                        except OSError:
+                            return
                 elif path == "/api/v1/big":
                     self._answer(200, b"x" * up.big_bytes, ctype="text/plain")
                 else:
@@ -101,5 +115,6 @@ class Upstream:
         self.thread.start()
 
     def close(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
