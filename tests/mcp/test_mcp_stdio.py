@@ -41,6 +41,11 @@ def mcp_broker(openbao, tmp_path_factory) -> Iterator[tuple[RunningBroker, Upstr
                                     "mount": "secret", "path": KV_PATH, "field": "api_key",
                                     "rules": ["POST /v1/charges payments.charge"]}}, timeout=20)
     assert resp.status_code in (200, 201), resp.text
+    resp = httpx.put(f"{running.url}/v1/admin/resources/echo-api", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                     json={"kind": "http_api", "sensitivity": "internal", "environment": "dev",
+                           "http": {"base_url": up.base_url, "auth": "bearer", "source": "vault_token",
+                                    "policies": ["nhi-demo-data"], "rules": ["GET /v1/echo db.read"]}}, timeout=20)
+    assert resp.status_code in (200, 201), resp.text
     yield running, up
     up.close()
     running.stop()
@@ -90,10 +95,17 @@ async def _scenario(broker: RunningBroker, upstream: Upstream) -> dict:
             out["paid"] = structured(await session.call_tool("call_api", {**pay,
                                                                           "approval_id": step_up["approval_id"]}))
             out["charges_after"] = upstream.charges
+            out["pay_seen"] = upstream.received[-1]
             refused = await session.call_tool("request_credential", {"task_id": task["task_id"],
                                                                      "action": "db.read", "resource": "crm-api"})
             out["refused"] = refused
             out["end"] = structured(await session.call_tool("end_task", {"task_id": task["task_id"]}))
+            # an upstream that echoes the broker-issued token: redacted, and the task escalates
+            leaky = structured(await session.call_tool("open_task", {"profile": "demo", "purpose": "leak"}))
+            out["echo"] = structured(await session.call_tool("call_api", {
+                "task_id": leaky["task_id"], "resource": "echo-api", "method": "GET", "path": "/v1/echo"}))
+            out["echo_token"] = upstream.received[-1]["headers"]["Authorization"].removeprefix("Bearer ")
+            out["after_leak"] = await session.call_tool("end_task", {"task_id": leaky["task_id"]})
     return out
 
 def test_mcp_stdio_open_task_call_api_step_up_and_end_task_without_the_credential(mcp_broker):
@@ -105,7 +117,7 @@ def test_mcp_stdio_open_task_call_api_step_up_and_end_task_without_the_credentia
     assert all("Consequence" in d for d in out["tools"].values())
     assert out["call"]["status"] == 200 and json.loads(out["call"]["body"]) == {"id": "7", "name": "Ada Lovelace"}
     assert out["get_seen"]["headers"]["X-Api-Key"] == API_KEY
-    assert upstream.received[-1]["headers"]["Authorization"] == f"Bearer {API_KEY}"  # the payment
+    assert out["pay_seen"]["headers"]["Authorization"] == f"Bearer {API_KEY}"
     assert API_KEY not in json.dumps(out["call"]) + json.dumps(out["paid"]) + "".join(out["call_raw"])
     assert out["refused"].is_error and "only injected by the gateway" in out["refused"].content[0].text
     assert out["step_up"]["step_up"] is True and out["step_up"]["approval_id"].startswith("apr_")
@@ -113,6 +125,12 @@ def test_mcp_stdio_open_task_call_api_step_up_and_end_task_without_the_credentia
     assert out["paid"]["status"] == 201 and json.loads(out["paid"]["body"]) == {"charged": {"amount": 500}}
     assert out["charges_after"] == out["charges_before"] + 1
     assert out["end"]["state"] == "ended"
+    assert out["echo"]["status"] == 200 and out["echo"]["task_escalated"] is True and out["echo"]["redactions"] >= 1
+    assert out["echo_token"] and out["echo_token"] not in out["echo"]["body"]
+    assert out["after_leak"].is_error and "quarantined" in out["after_leak"].content[0].text
+    dead = httpx.get(f"{broker.openbao.address}/v1/auth/token/lookup-self",
+                     headers={"X-Vault-Token": out["echo_token"]})
+    assert dead.status_code == 403  # the dynamic upstream token died with the escalation
     # the MCP server exchanged the identity for a DPoP-bound token (no per-call workload JWTs)
     audit = httpx.get(f"{broker.url}/v1/audit", params={"kind": "token.exchanged"},
                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()["items"]
