@@ -17,12 +17,15 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-@router.api_route("/tasks/{task_id}/gateway/{resource}/{path:path}", methods=METHODS,
-                  responses={202: {"description": "step-up: approval pending (retry with X-NHI-Approval-Id)"},
-                             403: {"description": "no request rule, or the decision denied"},
-                             409: {"description": "task ended or quarantined"},
-                             502: {"description": "upstream redirected, or its response was too large"},
-                             503: {"description": "upstream unreachable or too slow"}})
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"description": "step-up: approval pending (retry with X-NHI-Approval-Id)"},
+    403: {"description": "no request rule, or the decision denied"},
+    409: {"description": "task ended or quarantined"},
+    422: {"description": "a path that could leave the resource's base URL"},
+    502: {"description": "upstream redirected, or its response was too large"},
+    503: {"description": "upstream unreachable or too slow"}}
+
+
 async def gateway(task_id: str, resource: str, path: str, request: Request, agent: AgentDep,
                   c: ContainerDep) -> Response:
     """Call the ``http_api`` resource's upstream at ``path`` with the credential injected by the
@@ -51,3 +54,9 @@ async def gateway(task_id: str, resource: str, path: str, request: Request, agen
         return JSONResponse(payload, status_code=202, headers={"Cache-Control": "no-store"})
     headers = {**result.headers, "Cache-Control": "no-store"}
     return Response(content=result.body, status_code=result.status, headers=headers)
+
+
+for _method in METHODS:  # one operation per method: distinct OpenAPI operation ids
+    router.add_api_route("/tasks/{task_id}/gateway/{resource}/{path:path}", gateway, methods=[_method],
+                         operation_id=f"gateway_{_method.lower()}", name=f"gateway_{_method.lower()}",
+                         responses=RESPONSES)
