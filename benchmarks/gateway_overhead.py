@@ -73,31 +73,54 @@ def main() -> None:
         bao.post("/v1/secret/data/bench/crm", json={"data": {"api_key": key}}).raise_for_status()
         c = httpx.Client(base_url=up["url"], timeout=30)
         admin = {"Authorization": f"Bearer {up['admin_token']}"}
-        c.put("/v1/admin/resources/bench-api", headers=admin, json={
-            "kind": "http_api", "sensitivity": "internal", "environment": "dev",
-            "http": {"base_url": base, "auth": "header", "auth_name": "X-Api-Key", "source": "vault_kv",
-                     "mount": "secret", "path": "bench/crm", "field": "api_key",
-                     "rules": ["GET /v1/customers/* db.read"]}}).raise_for_status()
+        c.put(
+            "/v1/admin/resources/bench-api",
+            headers=admin,
+            json={
+                "kind": "http_api",
+                "sensitivity": "internal",
+                "environment": "dev",
+                "http": {
+                    "base_url": base,
+                    "auth": "header",
+                    "auth_name": "X-Api-Key",
+                    "source": "vault_kv",
+                    "mount": "secret",
+                    "path": "bench/crm",
+                    "field": "api_key",
+                    "rules": ["GET /v1/customers/* db.read"],
+                },
+            },
+        ).raise_for_status()
         issuer = DevIssuer.load(Path(up["data_dir"]))
         pkey = ec.generate_private_key(ec.SECP256R1())
         jwk = ECAlgorithm.to_jwk(pkey.public_key(), as_dict=True)
-        r = c.post("/v1/token", data={"grant_type": GRANT, "subject_token": issuer.mint("demo-agent", ttl_seconds=3600),
-                                      "subject_token_type": JWT},
-                   headers={"DPoP": make_proof(pkey, jwk, method="POST", url=f"{up['url']}/v1/token")})
+        r = c.post(
+            "/v1/token",
+            data={
+                "grant_type": GRANT,
+                "subject_token": issuer.mint("demo-agent", ttl_seconds=3600),
+                "subject_token_type": JWT,
+            },
+            headers={"DPoP": make_proof(pkey, jwk, method="POST", url=f"{up['url']}/v1/token")},
+        )
         r.raise_for_status()
         access = r.json()["access_token"]
 
         def auth(method: str, path: str) -> dict[str, str]:
-            return {"Authorization": f"DPoP {access}",
-                    "DPoP": make_proof(pkey, jwk, method=method, url=f"{up['url']}{path}", access_token=access)}
+            return {
+                "Authorization": f"DPoP {access}",
+                "DPoP": make_proof(pkey, jwk, method=method, url=f"{up['url']}{path}", access_token=access),
+            }
 
         direct = httpx.Client(timeout=30)
         samples: dict[str, list[float]] = {"direct": [], "gateway": []}
         task, steps = "", STEPS_PER_TASK
         for i in range(args.requests + 20):
             if steps >= STEPS_PER_TASK:
-                task = c.post("/v1/tasks", json={"profile": "demo", "purpose": "bench"},
-                              headers=auth("POST", "/v1/tasks")).json()["task_id"]
+                task = c.post(
+                    "/v1/tasks", json={"profile": "demo", "purpose": "bench"}, headers=auth("POST", "/v1/tasks")
+                ).json()["task_id"]
                 steps = 0
             steps += 1
             t0 = time.perf_counter()
@@ -120,8 +143,10 @@ def main() -> None:
         print(f"{'path':10} {'p50 ms':>8} {'p99 ms':>8}")
         for name, values in samples.items():
             print(f"{name:10} {pct(values, 50) * 1000:8.2f} {pct(values, 99) * 1000:8.2f}")
-        print(f"ratio gateway/direct: p50 {pct(g, 50) / pct(d, 50):.1f}x, p99 {pct(g, 99) / pct(d, 99):.1f}x; "
-              f"added p50 {(pct(g, 50) - pct(d, 50)) * 1000:.2f} ms")
+        print(
+            f"ratio gateway/direct: p50 {pct(g, 50) / pct(d, 50):.1f}x, p99 {pct(g, 99) / pct(d, 99):.1f}x; "
+            f"added p50 {(pct(g, 50) - pct(d, 50)) * 1000:.2f} ms"
+        )
 
 
 if __name__ == "__main__":

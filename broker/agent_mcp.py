@@ -70,92 +70,131 @@ def _fail(exc: BrokerClientError) -> ToolError:
 def build_server(client: BrokerClient) -> MCPServer:
     server: MCPServer = MCPServer("nhi-broker", instructions=INSTRUCTIONS)
 
-    @server.tool(description=(
-        "Open a task: one unit of work under a task profile, with its purpose. Consequence: none by "
-        "itself; every later call is decided against this task and revoked with it. Returns task_id."))
+    @server.tool(
+        description=(
+            "Open a task: one unit of work under a task profile, with its purpose. Consequence: none by "
+            "itself; every later call is decided against this task and revoked with it. Returns task_id."
+        )
+    )
     def open_task(profile: str, purpose: str) -> dict[str, Any]:
         try:
             return client.open_task(profile, purpose)
         except BrokerClientError as exc:
             raise _fail(exc) from exc
 
-    @server.tool(description=(
-        "Call an HTTP API the platform registered (an http_api resource) through the broker: the broker "
-        "maps METHOD + path to an action, decides it by consequence (observe/read: usually immediate; "
-        "write, financial, export, privilege: may need a human's approval, then the answer is step_up with "
-        "an approval_id), injects the credential and returns the response with secrets redacted. You never "
-        "hold the credential. Consequence: that of the mapped action (a POST to a payment path moves money)."))
-    def call_api(task_id: str, resource: str, method: str, path: str,
-                 body: str | dict[str, Any] | list[Any] | None = None, content_type: str = "application/json",
-                 approval_id: str | None = None) -> dict[str, Any]:
+    @server.tool(
+        description=(
+            "Call an HTTP API the platform registered (an http_api resource) through the broker: the broker "
+            "maps METHOD + path to an action, decides it by consequence (observe/read: usually immediate; "
+            "write, financial, export, privilege: may need a human's approval, then the answer is step_up with "
+            "an approval_id), injects the credential and returns the response with secrets redacted. You never "
+            "hold the credential. Consequence: that of the mapped action (a POST to a payment path moves money)."
+        )
+    )
+    def call_api(
+        task_id: str,
+        resource: str,
+        method: str,
+        path: str,
+        body: str | dict[str, Any] | list[Any] | None = None,
+        content_type: str = "application/json",
+        approval_id: str | None = None,
+    ) -> dict[str, Any]:
         raw = body if isinstance(body, str) or body is None else json.dumps(body)  # JSON bodies as objects too
         try:
-            resp = client.call_api(task_id, resource, method.upper(), path,
-                                   body=raw.encode() if raw is not None else None,
-                                   headers={"Content-Type": content_type} if body is not None else None,
-                                   approval_id=approval_id)
+            resp = client.call_api(
+                task_id,
+                resource,
+                method.upper(),
+                path,
+                body=raw.encode() if raw is not None else None,
+                headers={"Content-Type": content_type} if body is not None else None,
+                approval_id=approval_id,
+            )
         except BrokerClientError as exc:
             raise _fail(exc) from exc
         if resp.status_code == 202 and "x-nhi-decision-id" not in resp.headers:
             data = resp.json()
-            return {"step_up": True, "approval_id": data.get("approval_id"), "decision": data.get("decision"),
-                    "next": "a human must approve this; wait with approval_status, then call call_api again "
-                            "with the same arguments and approval_id"}
+            return {
+                "step_up": True,
+                "approval_id": data.get("approval_id"),
+                "decision": data.get("decision"),
+                "next": "a human must approve this; wait with approval_status, then call call_api again "
+                "with the same arguments and approval_id",
+            }
         text = resp.text
-        return {"status": resp.status_code, "content_type": resp.headers.get("content-type"),
-                "body": text[:MAX_BODY_CHARS], "truncated": len(text) > MAX_BODY_CHARS,
-                "redactions": int(resp.headers.get("x-nhi-redactions", "0")),
-                "task_escalated": resp.headers.get("x-nhi-task-escalated") == "true",
-                "decision_id": resp.headers.get("x-nhi-decision-id")}
+        return {
+            "status": resp.status_code,
+            "content_type": resp.headers.get("content-type"),
+            "body": text[:MAX_BODY_CHARS],
+            "truncated": len(text) > MAX_BODY_CHARS,
+            "redactions": int(resp.headers.get("x-nhi-redactions", "0")),
+            "task_escalated": resp.headers.get("x-nhi-task-escalated") == "true",
+            "decision_id": resp.headers.get("x-nhi-decision-id"),
+        }
 
-    @server.tool(description=(
-        "Request a credential for a backend where the agent itself must hold one (a database login, a "
-        "cloud session). Consequence: that of the action; the credential is short-lived and revoked with "
-        "the task. An http_api resource is refused: use call_api. Prefer call_api whenever it fits."))
-    def request_credential(task_id: str, action: str, resource: str,
-                           approval_id: str | None = None) -> dict[str, Any]:
+    @server.tool(
+        description=(
+            "Request a credential for a backend where the agent itself must hold one (a database login, a "
+            "cloud session). Consequence: that of the action; the credential is short-lived and revoked with "
+            "the task. An http_api resource is refused: use call_api. Prefer call_api whenever it fits."
+        )
+    )
+    def request_credential(task_id: str, action: str, resource: str, approval_id: str | None = None) -> dict[str, Any]:
         try:
             cred = client.request_credential(task_id, action, resource, approval_id)
         except BrokerClientError as exc:
             raise _fail(exc) from exc
         if not cred.issued:
             return {"step_up": True, "approval_id": cred.approval_id, "decision": cred.decision}
-        return {"decision": cred.decision, **cred.fields,
-                **{name: cred.secret(name) for name in cred.secrets}}
+        return {"decision": cred.decision, **cred.fields, **{name: cred.secret(name) for name in cred.secrets}}
 
-    @server.tool(description=(
-        "Report a step of your work to the broker's chain (kind: prompt, output, tool_call, tool_result); "
-        "its text is scanned for leaked secrets and never stored. Consequence: observe; a broker-issued "
-        "secret in the text escalates (ends) the task."))
-    def report_event(task_id: str, kind: str, text: str | None = None, action: str | None = None,
-                     resource: str | None = None) -> dict[str, Any]:
+    @server.tool(
+        description=(
+            "Report a step of your work to the broker's chain (kind: prompt, output, tool_call, tool_result); "
+            "its text is scanned for leaked secrets and never stored. Consequence: observe; a broker-issued "
+            "secret in the text escalates (ends) the task."
+        )
+    )
+    def report_event(
+        task_id: str, kind: str, text: str | None = None, action: str | None = None, resource: str | None = None
+    ) -> dict[str, Any]:
         try:
             return client.report_event(task_id, kind, text, action, resource)
         except BrokerClientError as exc:
             raise _fail(exc) from exc
 
-    @server.tool(description=(
-        "Scan text for secrets before you show or send it; returns findings and a redacted copy. "
-        "Consequence: observe; a broker-issued secret found escalates its task."))
+    @server.tool(
+        description=(
+            "Scan text for secrets before you show or send it; returns findings and a redacted copy. "
+            "Consequence: observe; a broker-issued secret found escalates its task."
+        )
+    )
     def scan_text(text: str) -> dict[str, Any]:
         try:
             return client.scan(text)
         except BrokerClientError as exc:
             raise _fail(exc) from exc
 
-    @server.tool(description=(
-        "The state of a step-up approval (pending, approved, denied, expired, cancelled, collected), "
-        "waiting up to wait_seconds (at most 30) for a human's decision. Poll this, not call_api: it is "
-        "not a chain step. Consequence: observe."))
+    @server.tool(
+        description=(
+            "The state of a step-up approval (pending, approved, denied, expired, cancelled, collected), "
+            "waiting up to wait_seconds (at most 30) for a human's decision. Poll this, not call_api: it is "
+            "not a chain step. Consequence: observe."
+        )
+    )
     def approval_status(task_id: str, approval_id: str, wait_seconds: int = 0) -> dict[str, Any]:
         try:
             return client.approval_status(task_id, approval_id, max(0, min(wait_seconds, 30)))
         except BrokerClientError as exc:
             raise _fail(exc) from exc
 
-    @server.tool(description=(
-        "End the task: every credential it holds is revoked at its backend. Consequence: reversible "
-        "for you (open another task), final for the credentials."))
+    @server.tool(
+        description=(
+            "End the task: every credential it holds is revoked at its backend. Consequence: reversible "
+            "for you (open another task), final for the credentials."
+        )
+    )
     def end_task(task_id: str) -> dict[str, Any]:
         try:
             return client.end_task(task_id)

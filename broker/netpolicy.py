@@ -51,7 +51,6 @@ def check_outbound_url(field: str, url: object, allowed_hosts: Iterable[str] = (
         if parts.scheme != "https":
             raise InvalidInput(field, f'"{url}": an allow-listed host must be reached over https')
     else:
-        raise InvalidInput(field, f'host "{host}" is neither loopback nor in gateway.allowed_hosts '
-                                  f"{sorted(allowed)}")
+        raise InvalidInput(field, f'host "{host}" is neither loopback nor in gateway.allowed_hosts {sorted(allowed)}')
     del port
     return url.rstrip("/")

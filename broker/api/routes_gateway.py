@@ -23,11 +23,13 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "task ended or quarantined"},
     422: {"description": "a path that could leave the resource's base URL"},
     502: {"description": "upstream redirected, or its response was too large"},
-    503: {"description": "upstream unreachable or too slow"}}
+    503: {"description": "upstream unreachable or too slow"},
+}
 
 
-async def gateway(task_id: str, resource: str, path: str, request: Request, agent: AgentDep,
-                  c: ContainerDep) -> Response:
+async def gateway(
+    task_id: str, resource: str, path: str, request: Request, agent: AgentDep, c: ContainerDep
+) -> Response:
     """Call the ``http_api`` resource's upstream at ``path`` with the credential injected by the
     broker. Decided like a credential request for the action the resource's rules map
     ``METHOD path`` to; the response comes back with every secret in it redacted."""
@@ -40,23 +42,35 @@ async def gateway(task_id: str, resource: str, path: str, request: Request, agen
             raise InvalidInput("body", f"must be at most {limit} bytes (gateway.max_request_bytes)")
     raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
     prefix = f"/v1/tasks/{task_id}/gateway/{resource}"
-    sub = raw[len(prefix):] if raw.startswith(prefix) else None
+    sub = raw[len(prefix) :] if raw.startswith(prefix) else None
     if sub is None:
         raise InvalidInput("path", "task id and resource must be sent unencoded")
-    req = GatewayRequest(method=request.method, raw_path=sub,
-                         query=request.scope.get("query_string", b"").decode("latin-1"),
-                         headers=dict(request.headers), body=body,
-                         approval_id=request.headers.get(APPROVAL_HEADER))
+    req = GatewayRequest(
+        method=request.method,
+        raw_path=sub,
+        query=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=dict(request.headers),
+        body=body,
+        approval_id=request.headers.get(APPROVAL_HEADER),
+    )
     result = await run_in_threadpool(c.gateway.call, agent, task_id, resource, req)
     if result.status == 202 and result.approval_id is not None:
-        payload: dict[str, Any] = {"decision": result.decision, "approval_id": result.approval_id,
-                                   "retry": f"repeat the request with header X-NHI-Approval-Id: {result.approval_id}"}
+        payload: dict[str, Any] = {
+            "decision": result.decision,
+            "approval_id": result.approval_id,
+            "retry": f"repeat the request with header X-NHI-Approval-Id: {result.approval_id}",
+        }
         return JSONResponse(payload, status_code=202, headers={"Cache-Control": "no-store"})
     headers = {**result.headers, "Cache-Control": "no-store"}
     return Response(content=result.body, status_code=result.status, headers=headers)
 
 
 for _method in METHODS:  # one operation per method: distinct OpenAPI operation ids
-    router.add_api_route("/tasks/{task_id}/gateway/{resource}/{path:path}", gateway, methods=[_method],
-                         operation_id=f"gateway_{_method.lower()}", name=f"gateway_{_method.lower()}",
-                         responses=RESPONSES)
+    router.add_api_route(
+        "/tasks/{task_id}/gateway/{resource}/{path:path}",
+        gateway,
+        methods=[_method],
+        operation_id=f"gateway_{_method.lower()}",
+        name=f"gateway_{_method.lower()}",
+        responses=RESPONSES,
+    )

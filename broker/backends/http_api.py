@@ -51,8 +51,19 @@ _PARAM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.~@:+=,;!$'()-]+$")
 _FIELD = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "cookie", "dpop"})
-ALLOWED = {"base_url", "auth", "auth_name", "username", "source", "mount", "path", "field", "policies", "rules",
-           "kv_version"}
+ALLOWED = {
+    "base_url",
+    "auth",
+    "auth_name",
+    "username",
+    "source",
+    "mount",
+    "path",
+    "field",
+    "policies",
+    "rules",
+    "kv_version",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +93,16 @@ def parse_rule(field: str, text: object) -> Rule:
     if method not in METHODS:
         raise InvalidInput(field, f'method "{parts[0]}" is not one of {list(METHODS)}')
     segs = pattern.strip("/").split("/") if pattern != "/" else []
-    if not pattern.startswith("/") or any(
-        s in ("", ".", "..") or not (s in ("*", "**") or _SEGMENT.match(s)) for s in segs
-    ) or ("**" in segs[:-1]):
-        raise InvalidInput(field, f'path pattern "{pattern}" must be absolute, with plain segments, "*" for one '
-                                  f'segment and "**" only at the end')
+    if (
+        not pattern.startswith("/")
+        or any(s in ("", ".", "..") or not (s in ("*", "**") or _SEGMENT.match(s)) for s in segs)
+        or ("**" in segs[:-1])
+    ):
+        raise InvalidInput(
+            field,
+            f'path pattern "{pattern}" must be absolute, with plain segments, "*" for one '
+            f'segment and "**" only at the end',
+        )
     return Rule(method, pattern, action)
 
 
@@ -102,9 +118,14 @@ class HttpApiSettings:
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> HttpApiSettings:
         h = settings["http"]
-        return cls(base_url=h["base_url"], auth=h["auth"], auth_name=h.get("auth_name"),
-                   username=h.get("username"), source=h["source"],
-                   rules=tuple(parse_rule(f"http.rules[{i}]", r) for i, r in enumerate(h["rules"])))
+        return cls(
+            base_url=h["base_url"],
+            auth=h["auth"],
+            auth_name=h.get("auth_name"),
+            username=h.get("username"),
+            source=h["source"],
+            rules=tuple(parse_rule(f"http.rules[{i}]", r) for i, r in enumerate(h["rules"])),
+        )
 
     def match(self, method: str, path: str) -> Rule | None:
         return next((r for r in self.rules if r.matches(method, path)), None)
@@ -115,8 +136,14 @@ class HttpApiBackend:
     # vault_kv: a static secret the broker cannot end (nothing to revoke); vault_token: OpenBao TTL
     self_expiring = True
 
-    def __init__(self, http: OpenBaoHTTP, tokens: OpenBaoTokenBackend, *,
-                 catalog: Callable[[], Mapping[str, Action]], allowed_hosts: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        http: OpenBaoHTTP,
+        tokens: OpenBaoTokenBackend,
+        *,
+        catalog: Callable[[], Mapping[str, Action]],
+        allowed_hosts: Iterable[str] = (),
+    ) -> None:
         self.http = http
         self.tokens = tokens
         self.catalog = catalog
@@ -127,8 +154,13 @@ class HttpApiBackend:
 
     # -- settings ---------------------------------------------------------------------------
     def validate_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        h = section(settings, "http", KIND, '{"base_url": ..., "auth": "bearer", "source": "vault_kv", '
-                                            '"mount": ..., "path": ..., "field": ..., "rules": [...]}')
+        h = section(
+            settings,
+            "http",
+            KIND,
+            '{"base_url": ..., "auth": "bearer", "source": "vault_kv", '
+            '"mount": ..., "path": ..., "field": ..., "rules": [...]}',
+        )
         refuse_unknown("http", h, ALLOWED, KIND)
         out: dict[str, Any] = {"base_url": check_outbound_url("http.base_url", h.get("base_url"), self.allowed_hosts)}
         auth = h.get("auth", "bearer")
@@ -139,8 +171,9 @@ class HttpApiBackend:
             name = h.get("auth_name")
             pattern = _HEADER_NAME if auth == "header" else _PARAM_NAME
             if not isinstance(name, str) or not pattern.match(name) or name.lower() in FORBIDDEN_HEADERS:
-                raise InvalidInput("http.auth_name", f"required for auth {auth}: the {auth} name "
-                                                     "(letters, digits, - or _, at most 64)")
+                raise InvalidInput(
+                    "http.auth_name", f"required for auth {auth}: the {auth} name (letters, digits, - or _, at most 64)"
+                )
             out["auth_name"] = name
         if auth == "basic":
             user = h.get("username")
@@ -149,13 +182,14 @@ class HttpApiBackend:
             out["username"] = user
         rules = h.get("rules")
         if not isinstance(rules, list) or not rules or len(rules) > MAX_RULES:
-            raise InvalidInput("http.rules", f"required: 1 to {MAX_RULES} rules like \"GET /v1/items/* db.read\"")
+            raise InvalidInput("http.rules", f'required: 1 to {MAX_RULES} rules like "GET /v1/items/* db.read"')
         catalog = self.catalog()
         for i, text in enumerate(rules):
             rule = parse_rule(f"http.rules[{i}]", text)
             if rule.action not in catalog:
-                raise InvalidInput(f"http.rules[{i}]", f'action "{rule.action}" is not in the action catalog; '
-                                                        f"known: {sorted(catalog)}")
+                raise InvalidInput(
+                    f"http.rules[{i}]", f'action "{rule.action}" is not in the action catalog; known: {sorted(catalog)}'
+                )
         out["rules"] = [" ".join(str(r).split()) for r in rules]
         source = h.get("source")
         if source == "vault_kv":
@@ -195,31 +229,48 @@ class HttpApiBackend:
     def issue(self, request: IssueRequest) -> IssuedCredential:
         h = request.resource.settings["http"]
         if h["source"] == "vault_token":
-            inner = self.tokens.issue(IssueRequest(
-                task=request.task, agent=request.agent, action=request.action,
-                resource=_as_token_resource(request, h["policies"]), ttl_seconds=request.ttl_seconds,
-                uses=0, decision_id=request.decision_id, grant_id=request.grant_id,
-                persist_handle=request.persist_handle))
+            inner = self.tokens.issue(
+                IssueRequest(
+                    task=request.task,
+                    agent=request.agent,
+                    action=request.action,
+                    resource=_as_token_resource(request, h["policies"]),
+                    ttl_seconds=request.ttl_seconds,
+                    uses=0,
+                    decision_id=request.decision_id,
+                    grant_id=request.grant_id,
+                    persist_handle=request.persist_handle,
+                )
+            )
             return IssuedCredential(
-                kind=KIND, public={"injected": True, "source": "vault_token", "accessor": inner.accessor},
-                secrets={"credential": inner.secrets["token"]}, expires_at=inner.expires_at,
-                revocation={**inner.revocation, "source": "vault_token"}, accessor=inner.accessor,
-                covered_by_task_handle=inner.covered_by_task_handle)
+                kind=KIND,
+                public={"injected": True, "source": "vault_token", "accessor": inner.accessor},
+                secrets={"credential": inner.secrets["token"]},
+                expires_at=inner.expires_at,
+                revocation={**inner.revocation, "source": "vault_token"},
+                accessor=inner.accessor,
+                covered_by_task_handle=inner.covered_by_task_handle,
+            )
         version = int(h.get("kv_version", 1))
         with self.http.client() as c:
             try:
                 values = _kv_values(c.adapter.get(_kv_path(h["mount"], h["path"], version)), version)
             except (hvac.exceptions.InvalidPath, hvac.exceptions.Forbidden) as exc:
-                raise UpstreamError(f'the credential of resource "{request.resource.name}" is no longer '
-                                    f'readable at "{h["mount"]}/{h["path"]}"') from exc
+                raise UpstreamError(
+                    f'the credential of resource "{request.resource.name}" is no longer '
+                    f'readable at "{h["mount"]}/{h["path"]}"'
+                ) from exc
         value = values.get(h["field"])
         del values
         if not isinstance(value, str) or not value:
             raise UpstreamError(f'the secret of resource "{request.resource.name}" has no field "{h["field"]}"')
         return IssuedCredential(
-            kind=KIND, public={"injected": True, "source": "vault_kv"}, secrets={"credential": Secret(value)},
+            kind=KIND,
+            public={"injected": True, "source": "vault_kv"},
+            secrets={"credential": Secret(value)},
             expires_at=datetime.now(UTC) + timedelta(seconds=request.ttl_seconds),
-            revocation={"source": "vault_kv"})
+            revocation={"source": "vault_kv"},
+        )
 
     def revoke(self, reference: Mapping[str, Any]) -> None:
         if reference.get("accessor"):  # a vault_token grant, or the task's parent token (its handle)

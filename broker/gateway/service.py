@@ -44,8 +44,9 @@ log = get_logger("nhi-broker.gateway")
 
 APPROVAL_HEADER = "x-nhi-approval-id"
 # request headers an agent may pass through; everything else (Authorization, Cookie, DPoP...) stays here
-FORWARDED_REQUEST_HEADERS = frozenset({"accept", "accept-language", "content-type", "if-match", "if-none-match",
-                                       "idempotency-key", "x-request-id"})
+FORWARDED_REQUEST_HEADERS = frozenset(
+    {"accept", "accept-language", "content-type", "if-match", "if-none-match", "idempotency-key", "x-request-id"}
+)
 RETURNED_RESPONSE_HEADERS = frozenset({"content-type", "etag", "last-modified", "retry-after"})
 REDACTED_CREDENTIAL = "[REDACTED:injected-credential]"
 _BAD_ESCAPES = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
@@ -93,17 +94,28 @@ def normalise_path(raw: str) -> tuple[str, str]:
 
 
 class Gateway:
-    def __init__(self, flow: CredentialFlow, store: Store, audit: AuditLog, scanning: LiveScanner,
-                 fingerprint: Fingerprinter, settings: GatewaySettings,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        flow: CredentialFlow,
+        store: Store,
+        audit: AuditLog,
+        scanning: LiveScanner,
+        fingerprint: Fingerprinter,
+        settings: GatewaySettings,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.flow = flow
         self.store = store
         self.audit = audit
         self.scanning = scanning
         self.fingerprint = fingerprint
         self.settings = settings
-        self.http = httpx.Client(follow_redirects=False, trust_env=False, transport=transport,
-                                 timeout=httpx.Timeout(settings.timeout_seconds))
+        self.http = httpx.Client(
+            follow_redirects=False,
+            trust_env=False,
+            transport=transport,
+            timeout=httpx.Timeout(settings.timeout_seconds),
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -115,22 +127,30 @@ class Gateway:
             raise NotFound(f'"{resource_name}" is not an {KIND} resource')
         method = req.method.upper()
         if len(req.body) > self.settings.max_request_bytes:
-            raise InvalidInput("body", f"must be at most {self.settings.max_request_bytes} bytes "
-                                       "(gateway.max_request_bytes)")
+            raise InvalidInput(
+                "body", f"must be at most {self.settings.max_request_bytes} bytes (gateway.max_request_bytes)"
+            )
         decoded, raw = normalise_path(req.raw_path)
         api = HttpApiSettings.of(resource.settings)
         rule = api.match(method, decoded)
         if rule is None:
             reason = f'no request rule of resource "{resource_name}" allows {method} {decoded}'
             with self.store.write() as conn:
-                self.audit.append(conn, "gateway.refused", actor=agent.name, task_id=task_id, outcome="denied",
-                                  data={"resource": resource_name, "method": method, "reason": "no rule"})
+                self.audit.append(
+                    conn,
+                    "gateway.refused",
+                    actor=agent.name,
+                    task_id=task_id,
+                    outcome="denied",
+                    data={"resource": resource_name, "method": method, "reason": "no rule"},
+                )
             raise Denied(reason, details={"decision": {"outcome": "deny", "reasons": [reason]}})
         result = self.flow.request(agent, task_id, rule.action, resource_name, req.approval_id, injected=True)
         decision = result.decision.public()
         if result.decision.outcome is Outcome.DENY:
-            raise Denied("; ".join(result.decision.reasons[1:] or result.decision.reasons),
-                         details={"decision": decision})
+            raise Denied(
+                "; ".join(result.decision.reasons[1:] or result.decision.reasons), details={"decision": decision}
+            )
         if result.credential is None:  # step-up: the approval id goes back, nothing was called
             return GatewayResponse(status=202, body=b"", approval_id=result.approval_id, decision=decision)
         secret = result.credential.secrets["credential"]
@@ -140,13 +160,33 @@ class Gateway:
         body, redactions, leaked = self._redact(content, secret, agent, task_id, resource_name, grant_id)
         del secret
         with self.store.write() as conn:
-            detail = {"method": method, "path_template": rule.pattern, "status": status,
-                      "request_bytes": len(req.body), "response_bytes": len(content), "redactions": redactions,
-                      "leak": leaked, "grant_id": grant_id, "decision_id": result.decision.decision_id}
-            chain_store.add_event(conn, task_id=task_id, kind=StepKind.GATEWAY_CALL, action=rule.action,
-                                  resource=resource_name, detail=detail)
-            self.audit.append(conn, "gateway.called", actor=agent.name, task_id=task_id, outcome=str(status),
-                              data={"resource": resource_name, "action": rule.action, **detail})
+            detail = {
+                "method": method,
+                "path_template": rule.pattern,
+                "status": status,
+                "request_bytes": len(req.body),
+                "response_bytes": len(content),
+                "redactions": redactions,
+                "leak": leaked,
+                "grant_id": grant_id,
+                "decision_id": result.decision.decision_id,
+            }
+            chain_store.add_event(
+                conn,
+                task_id=task_id,
+                kind=StepKind.GATEWAY_CALL,
+                action=rule.action,
+                resource=resource_name,
+                detail=detail,
+            )
+            self.audit.append(
+                conn,
+                "gateway.called",
+                actor=agent.name,
+                task_id=task_id,
+                outcome=str(status),
+                data={"resource": resource_name, "action": rule.action, **detail},
+            )
         headers["X-NHI-Decision-Id"] = result.decision.decision_id
         headers["X-NHI-Redactions"] = str(redactions)
         if leaked:
@@ -154,16 +194,21 @@ class Gateway:
         return GatewayResponse(status=status, body=body, headers=headers, decision=decision)
 
     # -- the upstream call ---------------------------------------------------------------------
-    def _request(self, api: HttpApiSettings, method: str, raw: str, req: GatewayRequest,
-                 secret: Secret) -> httpx.Request:
+    def _request(
+        self, api: HttpApiSettings, method: str, raw: str, req: GatewayRequest, secret: Secret
+    ) -> httpx.Request:
         base = httpx.URL(api.base_url)
         url = httpx.URL(api.base_url.rstrip("/") + raw)
         base_path = base.path.rstrip("/")
         if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port) or not (
-                url.path == base_path or url.path.startswith(base_path + "/")):
+            url.path == base_path or url.path.startswith(base_path + "/")
+        ):
             raise InvalidInput("path", "must stay under the resource's base URL")
-        query = [(k, v) for k, v in parse_qsl(req.query, keep_blank_values=True)
-                 if not (api.auth == "query" and k == api.auth_name)]
+        query = [
+            (k, v)
+            for k, v in parse_qsl(req.query, keep_blank_values=True)
+            if not (api.auth == "query" and k == api.auth_name)
+        ]
         headers = {k: v for k, v in req.headers.items() if k.lower() in FORWARDED_REQUEST_HEADERS}
         value = secret.reveal()
         if api.auth == "bearer":
@@ -194,7 +239,8 @@ class Gateway:
                     raise UpstreamError(
                         f'upstream of resource "{resource}" answered {resp.status_code} redirecting to '
                         + (f'another host ("{where.host if where else ""}")' if other else "another location")
-                        + "; the gateway does not follow redirects")
+                        + "; the gateway does not follow redirects"
+                    )
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in resp.iter_bytes():
@@ -202,23 +248,28 @@ class Gateway:
                         raise httpx.ReadTimeout("total deadline", request=request)
                     size += len(chunk)
                     if size > limit:
-                        raise UpstreamError(f'upstream response of resource "{resource}" exceeds '
-                                            f"gateway.max_response_bytes ({limit} bytes); cut, nothing returned")
+                        raise UpstreamError(
+                            f'upstream response of resource "{resource}" exceeds '
+                            f"gateway.max_response_bytes ({limit} bytes); cut, nothing returned"
+                        )
                     chunks.append(chunk)
                 headers = {k: v for k, v in resp.headers.items() if k.lower() in RETURNED_RESPONSE_HEADERS}
                 return resp.status_code, b"".join(chunks), headers
             finally:
                 resp.close()
         except httpx.TimeoutException as exc:
-            raise UpstreamUnavailable(f'upstream of resource "{resource}" did not answer within '
-                                      f"{self.settings.timeout_seconds}s") from exc
+            raise UpstreamUnavailable(
+                f'upstream of resource "{resource}" did not answer within {self.settings.timeout_seconds}s'
+            ) from exc
         except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f'upstream of resource "{resource}" cannot be reached '
-                                      f"({type(exc).__name__})") from exc
+            raise UpstreamUnavailable(
+                f'upstream of resource "{resource}" cannot be reached ({type(exc).__name__})'
+            ) from exc
 
     # -- the response ----------------------------------------------------------------------------
-    def _redact(self, content: bytes, secret: Secret, agent: Agent, task_id: str, resource: str,
-                grant_id: str) -> tuple[bytes, int, bool]:
+    def _redact(
+        self, content: bytes, secret: Secret, agent: Agent, task_id: str, resource: str, grant_id: str
+    ) -> tuple[bytes, int, bool]:
         """The body with every secret the scanner finds redacted (and the injected credential, even
         if no rule knows its shape). A broker-issued secret in it escalates the task."""
         if not content:

@@ -28,8 +28,10 @@ def result(res) -> dict:  # type: ignore[no-untyped-def]
 
 
 async def main(args: argparse.Namespace) -> None:
-    server = StdioServerParameters(command=sys.executable, args=[
-        "-m", "broker.cli", "mcp", "--url", args.url, "--data-dir", args.data_dir, "--agent", args.agent])
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "broker.cli", "mcp", "--url", args.url, "--data-dir", args.data_dir, "--agent", args.agent],
+    )
     async with stdio_client(server) as (read, write), ClientSession(read, write) as mcp:
         await mcp.initialize()
         for tool in (await mcp.list_tools()).tools:
@@ -46,8 +48,12 @@ async def main(args: argparse.Namespace) -> None:
                 while state == "pending":  # the long-poll is not a chain step; retrying the call would be
                     if time.monotonic() > deadline:
                         raise SystemExit("not approved in time")
-                    status = result(await mcp.call_tool("approval_status", {
-                        "task_id": task["task_id"], "approval_id": approval_id, "wait_seconds": 30}))
+                    status = result(
+                        await mcp.call_tool(
+                            "approval_status",
+                            {"task_id": task["task_id"], "approval_id": approval_id, "wait_seconds": 30},
+                        )
+                    )
                     state = status.get("state", "pending")
                 if state != "approved":
                     raise SystemExit(f"approval {approval_id} is {state}")

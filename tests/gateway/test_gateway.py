@@ -10,6 +10,8 @@ import httpx
 import pytest
 from support.upstream import Upstream
 
+pytestmark = pytest.mark.openbao
+
 
 def audit_text(api, task_id: str) -> str:
     resp = api.admin("GET", "/v1/audit", params={"task_id": task_id, "limit": 1000})
@@ -52,8 +54,7 @@ def test_gateway_payment_steps_up_and_after_approval_calls_the_upstream_exactly_
     assert upstream.charges == charges  # nothing was called before approval
     pending = api.call(task, "POST", "pay-api", "/v1/charges", json={"amount": 1200}, approval_id=approval_id)
     assert pending.status_code == 202 and upstream.charges == charges
-    approved = api.admin("POST", f"/v1/approvals/{approval_id}/approve",
-                         {"approver": "alice", "reason": "invoice 42"})
+    approved = api.admin("POST", f"/v1/approvals/{approval_id}/approve", {"approver": "alice", "reason": "invoice 42"})
     assert approved.status_code == 200, approved.text
     done = api.call(task, "POST", "pay-api", "/v1/charges", json={"amount": 1200}, approval_id=approval_id)
     assert done.status_code == 201, done.text
@@ -99,14 +100,17 @@ def test_gateway_refuses_a_request_no_rule_maps_to_an_action(api, upstream):
     assert len(upstream.received) == before
 
 
-@pytest.mark.parametrize(("raw_path", "message"), [
-    ("/v1/customers/../admin/users", "dot segments"),
-    ("/v1/admin/%2e%2e/users", "encoded slashes, backslashes, dots"),
-    ("/v1/customers/1%2F..%2F..%2Fadmin", "encoded slashes, backslashes, dots"),
-    ("/http://evil.example/v1/customers/1", "not an absolute URL"),
-    ("//evil.example/v1/customers/1", "not an absolute URL"),
-    ("/v1/customers\\..\\admin", "encoded slashes, backslashes"),
-])
+@pytest.mark.parametrize(
+    ("raw_path", "message"),
+    [
+        ("/v1/customers/../admin/users", "dot segments"),
+        ("/v1/admin/%2e%2e/users", "encoded slashes, backslashes, dots"),
+        ("/v1/customers/1%2F..%2F..%2Fadmin", "encoded slashes, backslashes, dots"),
+        ("/http://evil.example/v1/customers/1", "not an absolute URL"),
+        ("//evil.example/v1/customers/1", "not an absolute URL"),
+        ("/v1/customers\\..\\admin", "encoded slashes, backslashes"),
+    ],
+)
 def test_gateway_refuses_a_path_that_could_escape_the_base_url(api, upstream, raw_path, message):
     task = api.open_task()
     before = len(upstream.received)
@@ -153,15 +157,17 @@ def test_ending_the_task_kills_the_dynamic_upstream_token(api, upstream):
 
 def test_the_credential_of_an_http_api_resource_is_never_handed_to_the_agent(api, api_key):
     task = api.open_task()
-    resp = api.http.post(f"/v1/tasks/{task}/credentials", json={"action": "db.read", "resource": "crm-api"},
-                         headers=api.agent_headers())
+    resp = api.http.post(
+        f"/v1/tasks/{task}/credentials", json={"action": "db.read", "resource": "crm-api"}, headers=api.agent_headers()
+    )
     assert resp.status_code == 403, resp.text
     assert "only injected by the gateway" in resp.json()["error"]["message"] and api_key not in resp.text
 
 
 @pytest.mark.parametrize(("resource", "where"), [("crm-basic-api", "basic"), ("crm-query-api", "query")])
-def test_gateway_injects_basic_auth_and_query_credentials_and_never_logs_them(api, upstream, api_key, capfd,
-                                                                               resource, where):
+def test_gateway_injects_basic_auth_and_query_credentials_and_never_logs_them(
+    api, upstream, api_key, capfd, resource, where
+):
     task = api.open_task()
     # an agent-supplied parameter of the credential's name is dropped, never forwarded
     resp = api.call(task, "GET", resource, "/v1/customers/9", params={"api_key": "agent-guess", "page": "2"})

@@ -46,13 +46,15 @@ class Upstream:
                     token = auth.removeprefix("Bearer ")
                     if token == up.api_key:
                         return True
-                    r = httpx.get(f"{up.openbao_addr}/v1/auth/token/lookup-self",
-                                  headers={"X-Vault-Token": token}, timeout=5)
+                    r = httpx.get(
+                        f"{up.openbao_addr}/v1/auth/token/lookup-self", headers={"X-Vault-Token": token}, timeout=5
+                    )
                     return r.status_code == 200
                 return False
 
-            def _answer(self, status: int, body: bytes, ctype: str = "application/json",
-                        extra: dict[str, str] | None = None) -> None:
+            def _answer(
+                self, status: int, body: bytes, ctype: str = "application/json", extra: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -65,23 +67,31 @@ class Upstream:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with up.lock:
-                    up.received.append({"method": self.command, "path": self.path,
-                                        "headers": dict(self.headers.items()), "body": body})
+                    up.received.append(
+                        {"method": self.command, "path": self.path, "headers": dict(self.headers.items()), "body": body}
+                    )
                 if not self._auth_ok():
                     self._answer(401, b'{"error": "bad credential"}')
                     return
                 path = self.path.split("?", 1)[0]
                 if self.command == "GET" and path.startswith("/api/v1/customers/"):
                     cid = path.rsplit("/", 1)[1]
-                    self._answer(200, json.dumps({"id": cid, "name": "Ada Lovelace"}).encode(),
-                                 extra={"X-Internal": "not-forwarded"})
+                    self._answer(
+                        200,
+                        json.dumps({"id": cid, "name": "Ada Lovelace"}).encode(),
+                        extra={"X-Internal": "not-forwarded"},
+                    )
                 elif self.command == "POST" and path == "/api/v1/charges":
                     with up.lock:
                         up.charges += 1
                     self._answer(201, json.dumps({"charged": json.loads(body or b"{}")}).encode())
                 elif path == "/api/v1/echo":  # a careless API that reflects the caller's credential
-                    self._answer(200, json.dumps({"you_sent": self.headers.get("Authorization") or
-                                                  self.headers.get("X-Api-Key")}).encode())
+                    self._answer(
+                        200,
+                        json.dumps(
+                            {"you_sent": self.headers.get("Authorization") or self.headers.get("X-Api-Key")}
+                        ).encode(),
+                    )
                 elif path == "/api/v1/third-party":  # a secret the broker did not issue
                     self._answer(200, b'{"config": "aws_access_key_id = AKIAQWERTYUIOPASDFGH"}')
                 elif path == "/api/v1/redirect":

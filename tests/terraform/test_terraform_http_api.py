@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.openbao]
 
-CONFIG = '''
+CONFIG = """
 terraform {
   required_providers {
     nhibroker = { source = "nhi-broker/nhibroker" }
@@ -49,13 +49,14 @@ resource "nhibroker_resource" "crm" {
     rules     = var.rules
   }
 }
-'''
+"""
 
 
 def test_terraform_manages_an_http_api_resource_without_drift(broker_up, tf_workspace) -> None:
     admin = httpx.Client(base_url=broker_up.url, headers={"Authorization": f"Bearer {broker_up.admin_token}"})
-    tf = tf_workspace(files={"main.tf": CONFIG},
-                      variables={"endpoint": broker_up.url, "admin_token": broker_up.admin_token})
+    tf = tf_workspace(
+        files={"main.tf": CONFIG}, variables={"endpoint": broker_up.url, "admin_token": broker_up.admin_token}
+    )
     # the provider process runs this checkout's provider code, not an installed copy
     tf.extra_env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     tf.init()
