@@ -44,6 +44,10 @@ class HumanIssuerSettings(IssuerSettings):
 
     require_jti: bool = False  # ID tokens are presented once per exchange and may be reused
     claims: list[str] = ["groups", "email"]
+    # audiences (client ids) of ID tokens people sign in to the broker with (approvals, reviews,
+    # audit, admin: docs/people.md). Kept apart from ``audiences`` on purpose: an actor token handed
+    # to an agent must never sign the agent in as that person. Empty: nobody signs in with this issuer.
+    sign_in_audiences: list[str] = Field(default=[], max_length=20)
 
 
 class TokenExchangeSettings(BaseModel):
@@ -147,6 +151,8 @@ class Settings(BaseSettings):
     # step-up approvals (docs/approvals.md): window to approve and collect; webhook called when pending
     approval_ttl_seconds: int = Field(default=600, ge=5, le=86400)
     approval_webhook_url: str | None = None
+    # per-person API tokens (docs/people.md): the longest lifetime an admin may give one
+    person_token_max_ttl_seconds: int = Field(default=90 * 86400, ge=3600, le=366 * 86400)
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
     revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)

@@ -8,7 +8,7 @@ workers through :mod:`broker.runtime` and calls :meth:`Container.close` on the w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from broker.approvals.flow import CredentialFlow
 from broker.approvals.reviews import ReviewService
@@ -31,6 +31,7 @@ from broker.identity.dpop import DPoPSettings, DPoPVerifier
 from broker.identity.replay import StoreReplayGuard
 from broker.keys import fingerprint_key
 from broker.metrics import Metrics
+from broker.people.service import PeopleService, token_key
 from broker.policy import PolicyHolder
 from broker.secrets import Fingerprinter, Secret
 from broker.services.authn import AgentAuthenticator
@@ -78,6 +79,7 @@ class Container:
     incidents: IncidentService
     events: EventService
     scanning: LiveScanner
+    people: PeopleService
     approvals: ApprovalService
     reviews: ReviewService
     credentials: CredentialFlow
@@ -133,9 +135,14 @@ class Container:
         incidents = IncidentService(store, audit, tasks, chain, revocations, backends, rotation)
         scanning.load_known()
         approval_notifier = _webhook(settings.approval_webhook_url, settings)
-        approvals = ApprovalService(store, audit, ttl_seconds=settings.approval_ttl_seconds,
+        people = PeopleService(store, audit, token_key=token_key(key),
+                               admin_token=Secret(settings.admin_token.get_secret_value()),
+                               sign_in=_sign_in_verifier(settings, store),
+                               human_issuers=[h.issuer for h in settings.human_issuers],
+                               max_token_ttl_seconds=settings.person_token_max_ttl_seconds)
+        approvals = ApprovalService(store, audit, ttl_seconds=settings.approval_ttl_seconds, parties=people.parties,
                                     notify=approval_notifier.send if approval_notifier is not None else None)
-        reviews = ReviewService(store, audit, chain.flag_review_locked)
+        reviews = ReviewService(store, audit, chain.flag_review_locked, people.parties)
         heartbeat = Heartbeat()
         workloads = _verifier(settings, store)
         signing_key = BrokerSigningKey.load_or_create(
@@ -150,7 +157,7 @@ class Container:
             backends=backends, registry=RegistryService(store, audit, backends, policies.catalog),
             revocations=revocations, revocation_heartbeat=heartbeat, chain=chain, tasks=tasks,
             incidents=incidents, events=EventService(tasks, chain, scanning, audit), scanning=scanning,
-            approvals=approvals, reviews=reviews,
+            people=people, approvals=approvals, reviews=reviews,
             credentials=CredentialFlow(tasks, approvals, reviews, chain, metrics), rotation=rotation,
             scan_jobs=build_scan_jobs(store, audit, settings, key, on_leak=incidents.handle_leak,
                                       managed=RotationManagedSecrets(rotation), live_index=known,
@@ -192,6 +199,14 @@ def _human_verifier(settings: Settings, store: Store) -> IdentityVerifier | None
     if not settings.human_issuers:
         return None
     return IdentityVerifier([_issuer_config(i) for i in settings.human_issuers], StoreReplayGuard(store))
+
+
+def _sign_in_verifier(settings: Settings, store: Store) -> IdentityVerifier | None:
+    """People signing in (approvals, reviews, audit, admin) with an ID token: only the human issuers
+    that name ``sign_in_audiences``, and only those audiences (never the actor-token audiences)."""
+    configs = [replace(_issuer_config(i), audiences=tuple(i.sign_in_audiences))
+               for i in settings.human_issuers if i.sign_in_audiences]
+    return IdentityVerifier(configs, StoreReplayGuard(store)) if configs else None
 
 
 def _verifier(settings: Settings, store: Store) -> IdentityVerifier:
