@@ -35,6 +35,7 @@ class Via(enum.StrEnum):
     TOKEN = "person_token"  # a per-person API token
     OIDC = "oidc"  # an ID token from a configured human issuer
     ADMIN_TOKEN = "admin_token"  # the shared bootstrap token (not a person)
+    SYSTEM = "system"  # the broker itself (the demo seed); never authenticated over HTTP
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,20 +114,27 @@ class Caller:
     subject: str  # the OIDC subject, or the person's name for an API token
     token_id: TokenId | None = None
 
+    @classmethod
+    def system(cls, name: str) -> Caller:
+        """The broker acting by itself (e.g. ``seed``): an audit actor, no roles."""
+        return cls(via=Via.SYSTEM, person=None, issuer="", subject=name)
+
     @property
     def is_admin_token(self) -> bool:
         return self.via is Via.ADMIN_TOKEN
 
     @property
     def roles(self) -> frozenset[Role]:
-        if self.person is None:  # the bootstrap token: administration and reading, never a vote
+        if self.via is Via.ADMIN_TOKEN:  # the bootstrap token: administration and reading, never a vote
             return frozenset({Role.ADMIN, Role.AUDITOR})
-        return self.person.roles
+        return self.person.roles if self.person is not None else frozenset()
 
     @property
     def actor(self) -> str:
         """The audit ``actor`` of what this caller does."""
-        return ADMIN_TOKEN_ACTOR if self.person is None else f"person:{self.person.name}"
+        if self.person is not None:
+            return f"person:{self.person.name}"
+        return ADMIN_TOKEN_ACTOR if self.via is Via.ADMIN_TOKEN else self.subject
 
     def subject_keys(self) -> frozenset[tuple[str, str]]:
         """Every (issuer, subject) this caller is known as: compared for four-eyes."""
