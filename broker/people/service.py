@@ -166,9 +166,11 @@ class PeopleService:
                       token_id=record.token_id)
 
     def _id_token(self, token: str) -> Caller:
+        if token.count(".") != 2:
+            raise Unauthenticated("bearer token is not the admin token, a person token or an ID token")
         if self.sign_in is None:
-            raise Unauthenticated("token is not a person token, and no human issuer accepts sign-in "
-                                  "(human_issuers[].sign_in_audiences)")
+            raise Unauthenticated("bearer token is not the admin token or a person token, and no human issuer "
+                                  "accepts ID tokens for sign-in (human_issuers[].sign_in_audiences)")
         identity = self.sign_in.verify(token, spend_jti=False)
         with self.store.read() as conn:
             agent = self.store.identity_owner(conn, identity.issuer, identity.subject)
