@@ -50,6 +50,7 @@ def call(
     *,
     person_required: bool = False,
 ) -> Any:
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.client import AdminClient, BrokerClientError
 
     url, token = credentials(url, data_dir, person_required=person_required)

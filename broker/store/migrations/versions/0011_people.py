@@ -7,15 +7,18 @@ authenticated approver); ``approvals.decided_by_subject`` and ``reviews.reviewer
 person who decided authenticated). Agents registered before this revision have NULL: nothing they ask is
 approvable until an admin binds their owner.
 
+Its number was reserved before 0012 (task delegation) landed on main revising 0010; it revises
+0012 so that a store already at 0012 upgrades through it (one linear history: 0010, 0012, 0011).
+
 Revision ID: 0011
-Revises: 0010
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0010"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
