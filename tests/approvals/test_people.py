@@ -265,3 +265,30 @@ def test_no_route_answers_a_people_request_without_credentials(approvals_broker)
             assert http.get(path).status_code == 401
             assert http.get(path, headers={"Authorization": "Basic YWxpY2U6eA=="}).status_code == 401
             assert http.get(path, headers=bearer("nbp_" + "0" * 24 + "_" + "x" * 43)).status_code == 401
+
+
+def test_the_owner_may_deny_their_agents_request(api):
+    task_id = api.open_task()
+    approval_id = api.step_up(task_id)
+    denied = api.deny(approval_id, "demo-owner", "I did not ask for this")
+    assert denied.status_code == 200 and denied.json()["decided_by"] == "person:demo-owner"
+    assert api.credential(task_id, "payments.charge", "prod-payments", approval_id).status_code == 403
+
+
+def test_an_identity_that_is_also_an_agent_never_signs_in_as_a_person(api, people):
+    pat = {"roles": ["approver"], "identities": [{"issuer": PEOPLE_ISSUER, "subject": "pat-1"}]}
+    assert api.admin("PUT", "/v1/admin/people/pat", pat).status_code == 201
+    assert api.http.get("/v1/people/me", headers=bearer(people.id_token(subject="pat-1"))).status_code == 200
+    # an admin then binds the same (issuer, subject) to an agent: that identity is an agent now
+    agent = {"owner": "x", "profiles": ["demo"], "identities": [{"issuer": PEOPLE_ISSUER, "subject": "pat-1"}],
+             "owner_identity": {"person": "demo-owner"}}
+    assert api.admin("PUT", "/v1/admin/agents/pat-agent", agent).status_code == 201
+    try:
+        task_id = api.open_task()
+        approval_id = api.step_up(task_id)
+        resp = api.http.post(f"/v1/approvals/{approval_id}/approve", json={"reason": "ok"},
+                             headers=bearer(people.id_token(subject="pat-1")))
+        assert resp.status_code == 401 and "bound to an agent" in resp.json()["error"]["message"]
+        assert api.admin("GET", f"/v1/approvals/{approval_id}").json()["state"] == "pending"
+    finally:
+        assert api.admin("DELETE", "/v1/admin/agents/pat-agent").status_code == 204
