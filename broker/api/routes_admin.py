@@ -29,6 +29,8 @@ def put_agent(name: Name, body: AgentIn, actor: AdminDep, c: ContainerDep) -> JS
                   bindings=tuple(IdentityBinding(i.issuer, i.subject, dict(i.claims)) for i in body.identities),
                   profiles=tuple(dict.fromkeys(body.profiles)),
                   owner_identity=body.owner_identity.to_model() if body.owner_identity is not None else None)
+    if agent.owner_identity is not None:
+        c.people.check_owner(agent.owner_identity)
     return _put(c.registry.put_agent(agent, actor))
 
 

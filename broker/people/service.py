@@ -31,6 +31,7 @@ from typing import Any, Final, Protocol
 from broker.audit import AuditLog
 from broker.errors import Denied, InvalidInput, NotFound, Unauthenticated
 from broker.identity.verifier import VerifiedIdentity
+from broker.models import OwnerIdentity
 from broker.people import store as db
 from broker.people.model import (
     ADMIN_TOKEN_ACTOR,
@@ -212,6 +213,18 @@ class PeopleService:
                     held = db.get_person(conn, holder)
                     keys.update((i.issuer, i.subject) for i in (held.identities if held else ()))
         return Parties(owner=frozenset(keys), agent=agent_keys)
+
+    def check_owner(self, owner: OwnerIdentity) -> None:
+        """An agent's bound owner must be someone the broker can recognise: a registered person, or
+        an identity at a configured human issuer (a typo would bind nobody and guard nothing)."""
+        if owner.person is not None:
+            with self.store.read() as conn:
+                if db.get_person(conn, owner.person) is None:
+                    raise InvalidInput("owner_identity.person", f'person "{owner.person}" does not exist; '
+                                                                f"add them first (PUT /v1/admin/people/{owner.person})")
+        elif owner.issuer not in self.human_issuers:
+            raise InvalidInput("owner_identity.issuer", f'"{owner.issuer}" is not a configured human issuer; '
+                                                        f"known: {list(self.human_issuers)}")
 
     # -- administration -------------------------------------------------------------------------
     def put(self, name: str, *, display_name: str, roles: Iterable[Role],

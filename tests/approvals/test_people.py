@@ -256,6 +256,10 @@ def test_person_and_owner_identity_inputs_are_validated_with_the_field_named(api
                   {"person": "Demo\u2010Owner"}):
         resp = api.admin("PUT", "/v1/admin/agents/demo-agent", {**body, "owner_identity": owner})
         assert resp.status_code == 422 and "owner_identity" in resp.json()["error"]["field"], resp.text
+    for owner, field in (({"person": "ghost"}, "owner_identity.person"),
+                         ({"issuer": "https://elsewhere.test", "subject": "x"}, "owner_identity.issuer")):
+        resp = api.admin("PUT", "/v1/admin/agents/demo-agent", {**body, "owner_identity": owner})
+        assert resp.status_code == 422 and resp.json()["error"]["field"] == field, resp.text
     assert api.admin("GET", "/v1/admin/agents/demo-agent").json()["owner_identity"] == {"person": "demo-owner"}
 
 
