@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from broker.approvals.flow import CredentialFlow
+from broker.approvals.notify import formatter
 from broker.approvals.reviews import ReviewService
-from broker.approvals.service import ApprovalService
+from broker.approvals.service import ApprovalService, Notifier
 from broker.audit import AuditLog
 from broker.audit.guard import AuditGuard
 from broker.audit.wiring import audit_key, build_guard
@@ -141,7 +142,8 @@ class Container:
                                human_issuers=[h.issuer for h in settings.human_issuers],
                                max_token_ttl_seconds=settings.person_token_max_ttl_seconds)
         approvals = ApprovalService(store, audit, ttl_seconds=settings.approval_ttl_seconds, parties=people.parties,
-                                    notify=approval_notifier.send if approval_notifier is not None else None)
+                                    console_url=settings.resolved_console_url(),
+                                    notify=_approval_notify(approval_notifier, settings))
         reviews = ReviewService(store, audit, chain.flag_review_locked, people.parties)
         heartbeat = Heartbeat()
         workloads = _verifier(settings, store)
@@ -185,6 +187,13 @@ class Container:
 
 def _webhook(url: str | None, settings: Settings) -> WebhookAlerter | None:
     return WebhookAlerter(url, timeout=settings.alert_webhook_timeout_seconds) if url else None
+
+
+def _approval_notify(hook: WebhookAlerter | None, settings: Settings) -> Notifier | None:
+    if hook is None:
+        return None
+    shape = formatter(settings.approval_webhook_format)
+    return lambda payload: hook.send(shape(payload))
 
 
 def _issuer_config(i: IssuerSettings) -> IssuerConfig:

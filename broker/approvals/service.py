@@ -64,6 +64,7 @@ class ApprovalService:
         *,
         ttl_seconds: int,
         parties: PartiesOf,
+        console_url: str = "",
         notify: Notifier | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -71,6 +72,7 @@ class ApprovalService:
         self.audit = audit
         self.ttl = timedelta(seconds=ttl_seconds)
         self.parties = parties
+        self.console_url = console_url.rstrip("/")  # notifications link to the approval's page
         self.notify = notify
         self.clock = clock
 
@@ -135,6 +137,7 @@ class ApprovalService:
                     "reasons": list(approval.reasons),
                     "approve": f"/v1/approvals/{approval.approval_id}/approve",
                     "deny": f"/v1/approvals/{approval.approval_id}/deny",
+                    "url": f"{self.console_url}/approvals/{approval.approval_id}",
                 }
             )
         return approval

@@ -52,6 +52,7 @@ def test_critical_payment_answers_202_with_a_pending_approval_bound_to_the_reque
     hook = approval_webhook.wait_for_approval(approval_id)
     assert hook["event"] == "approval.pending" and hook["task_id"] == task_id
     assert hook["approve"] == f"/v1/approvals/{approval_id}/approve"
+    assert hook["url"].endswith(f"/console/approvals/{approval_id}")  # the console page of the approval
     # asking again while it is pending reuses the same approval (no flood of approvals)
     again = api.credential(task_id, "payments.charge", "prod-payments")
     assert again.status_code == 202 and again.json()["approval_id"] == approval_id
