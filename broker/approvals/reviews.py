@@ -3,8 +3,9 @@
 A person with the ``reviewer`` role — authenticated, neither the agent nor its bound owner (docs/people.md) —
 marks each one ``fine`` or ``flagged``; a flag escalates the task through the chain
 (detector ``review_flagged``: every grant of the task revoked, the task quarantined, an alert). A
-review is resolved once. Audited: ``review.queued``, ``review.fine``, ``review.flagged``, ``review.refused``, with the
-reviewer's authenticated subject.
+review is resolved once. When the task is quarantined, ended or expires, its pending reviews are
+``cancelled``. Audited: ``review.queued``, ``review.fine``, ``review.flagged``, ``review.refused``,
+``review.cancelled``, with the reviewer's authenticated subject.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import Connection
+
 from broker.approvals import store as db
 from broker.approvals.model import Review, ReviewId, ReviewState
 from broker.approvals.service import FourEyesRequired, OwnerUnbound, PartiesOf
 from broker.audit import AuditLog
 from broker.decisions import Decision
 from broker.errors import Conflict, Denied, NotFound
+from broker.models import TaskState
 from broker.people.model import Caller, Role
 from broker.people.service import RoleRequired
 from broker.store.repo import Store, utcnow
@@ -108,6 +112,19 @@ class ReviewService:
         with self.store.write() as conn:
             db.set_escalation(conn, review.review_id, escalation)
         return self.get(review_id).to_dict()
+
+    def cancel_for_task(self, conn: Connection, task_id: str, state: TaskState, reason: str) -> None:
+        """In the transaction that quarantines, ends or expires the task (audited ``review.cancelled``)."""
+        why = f"task {state.value}: {reason}"
+        for r in db.cancel_pending_reviews(conn, task_id, reason=why, now=utcnow()):
+            self.audit.append(
+                conn,
+                "review.cancelled",
+                actor="broker",
+                task_id=task_id,
+                outcome=ReviewState.CANCELLED.value,
+                data={"review_id": r.review_id, "decision_id": r.decision_id, "reason": why},
+            )
 
     def _check_reviewer(self, review: Review, caller: Caller) -> None:
         """A person with the reviewer role who is neither the agent nor its bound owner."""
