@@ -63,6 +63,8 @@ def approvals_broker(openbao, approval_webhook, people_issuer, tmp_path_factory)
         openbao,
         approval_webhook_url=approval_webhook.url,
         human_issuers=[people_issuer.settings(ACTOR_AUDIENCE, sign_in_audiences=[SIGN_IN_AUDIENCE])],
+        # one IdP for workloads and people too (it happens): an identity must never be both
+        issuers=[people_issuer.settings("nhi-broker-agents")],
     )
     yield running
     running.stop()

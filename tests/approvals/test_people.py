@@ -283,7 +283,8 @@ def test_an_identity_that_is_also_an_agent_never_signs_in_as_a_person(api, peopl
     pat = {"roles": ["approver"], "identities": [{"issuer": PEOPLE_ISSUER, "subject": "pat-1"}]}
     assert api.admin("PUT", "/v1/admin/people/pat", pat).status_code == 201
     assert api.http.get("/v1/people/me", headers=bearer(people.id_token(subject="pat-1"))).status_code == 200
-    # an admin then binds the same (issuer, subject) to an agent: that identity is an agent now
+    # the IdP also issues workload identities (it is in `issuers` too), and an admin binds the same
+    # (issuer, subject) to an agent: that identity is an agent now
     agent = {"owner": "x", "profiles": ["demo"], "identities": [{"issuer": PEOPLE_ISSUER, "subject": "pat-1"}],
              "owner_identity": {"person": "demo-owner"}}
     assert api.admin("PUT", "/v1/admin/agents/pat-agent", agent).status_code == 201
