@@ -24,7 +24,6 @@ never the secret itself.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import functools
 import hashlib
@@ -33,17 +32,19 @@ import re
 import secrets as _stdlib_secrets
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from scanners._ruleset import RuleSet, RuleCandidate
+from scanners.checksums import CHECKS
 from scanners.known import GrantMatch, KnownSecretIndex, fingerprint
 from scanners.redact import labels_for, mask, redact_text
 from scanners.rules import GLOBAL_ALLOW, Confidence, Rule, Severity, load_rules
 from scanners.structured import Detection, detect_text
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from scanners.kingfisher import EngineMatch, KingfisherEngine
     from scanners.plugins import ExtraDetector
 
@@ -148,6 +149,7 @@ class Scanner:
             keep = set(supplement)
             self.supplement = RuleSet([r for r in self.rules if r.id in keep], cache_dir=cache_dir)
         self._prefixes = tuple(sorted({k for r in self.rules for k in r.keywords}, key=len))
+        self._checksum_rules = tuple(r for r in self.rules if r.checksum is not None)
         self.rules_by_id = {r.id: r for r in self.rules}
 
     def __repr__(self) -> str:
@@ -195,6 +197,11 @@ class Scanner:
                               best.start + ls, best.end + ls, r.keywords)
         if m.end - m.start <= 512 and GLOBAL_ALLOW.search(text[m.start:m.end]):
             return None  # the broker's placeholder filter applies to the engine's findings too
+        for r in self._checksum_rules:
+            for cm in r.pattern.finditer(text, ls, le):
+                s, e = r.secret_span(cm)
+                if s < m.end and m.start < e and r.checksum is not None and not CHECKS[r.checksum](text[s:e]):
+                    return None  # a format with a checksum (GitHub, npm, JWT) that fails it is no secret
         return _Candidate(m.rule_id, m.name, _ENGINE_SEVERITY.get(m.confidence, Severity.HIGH), conf, 50,
                           m.start, m.end)
 
@@ -352,6 +359,8 @@ _POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor  # lazily: the CLI never needs asyncio
+
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
@@ -362,6 +371,8 @@ def _pool() -> ThreadPoolExecutor:
 
 async def scan_text_async(scanner: Scanner, text: str) -> ScanResult:
     """Scan and redact in a worker thread so the event loop never blocks on a large message."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool(), scanner.scan_and_redact, text)
 

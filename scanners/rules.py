@@ -36,6 +36,7 @@ import yaml
 from scanners.checksums import CHECKS
 
 RULES_DIR: Final = Path(__file__).parent / "rules"
+_SafeLoader: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~7x faster
 _ID_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 _FIELDS: Final = {
     "id",
@@ -249,7 +250,7 @@ def parse_rule(raw: Any, family: str, where: str) -> Rule:
 def load_file(path: Path) -> list[Rule]:
     where = path.name
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         raise _fail(where, "yaml", f"cannot parse ({exc})") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("family"), str):
