@@ -369,10 +369,11 @@ def _wire_scans(container: Container) -> None:
 def _build_scanning(container: Container, key: bytes) -> Any:
     from broker.services.scanning import ScanService
     from scanners.engine import Scanner
+    from scanners.kingfisher import default_engine
     from scanners.known import KnownSecretIndex
 
     known = KnownSecretIndex(key)
-    service = ScanService(Scanner(key=key, known=known), known, container.store, container.audit,
+    service = ScanService(Scanner(key=key, known=known, engine=default_engine()), known, container.store, container.audit,
                           container.handle_leak)
     service.load_known()
     return service

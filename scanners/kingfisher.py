@@ -158,3 +158,21 @@ class KingfisherEngine:
                 e = s + len(data[loc["start_offset"]:e].decode("utf-8", errors="ignore"))
             out.append(EngineMatch(f.rule_id, f.rule_name, s, e, f.confidence))
         return out
+
+
+ENGINE_ENV: Final = "NHI_BROKER_SCAN_ENGINE"
+
+
+def default_engine() -> KingfisherEngine | None:
+    """The engine the broker's process uses: ``NHI_BROKER_SCAN_ENGINE`` = ``auto`` (default:
+    Kingfisher when installed), ``kingfisher`` (required: fail at start-up if missing) or
+    ``builtin`` (the broker's own rules only). It compiles lazily, in the background, at the
+    first scan (or at :meth:`KingfisherEngine.start`)."""
+    choice = os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "kingfisher", "builtin"):
+        raise ValueError(f"{ENGINE_ENV}={choice!r}: must be one of auto, kingfisher, builtin")
+    if choice == "builtin" or (choice == "auto" and not available()):
+        return None
+    if not available():
+        raise EngineUnavailable(f"{ENGINE_ENV}=kingfisher but kingfisher-secret-scanner is not installed")
+    return KingfisherEngine()

@@ -1,0 +1,53 @@
+"""Findings carry confidence; --min-confidence filters; SARIF levels follow it."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from typer.testing import CliRunner
+
+from broker.cli.main import app
+from scanners import Scanner
+from scanners.rules import Confidence
+from scanners.synth import github_token
+from tests.scanners.conftest import KEY
+
+RNG = random.Random(5)
+runner = CliRunner()
+GENERIC = 'DB_PASSWORD = "Qm7rT2xZ9wLp4K"\n'
+
+
+def test_checksum_valid_token_is_high_and_generic_assignment_is_low() -> None:
+    tok = github_token(RNG, "ghp_")
+    found = Scanner(key=KEY).scan(f"T={tok}\n{GENERIC}")
+    assert [(f.rule_id, f.confidence) for f in found] == [
+        ("github-classic-pat", Confidence.HIGH), ("generic-password-assignment", Confidence.LOW)]
+
+
+def test_min_confidence_filters_low_findings() -> None:
+    tok = github_token(RNG, "ghp_")
+    found = Scanner(key=KEY, min_confidence=Confidence.MEDIUM).scan(f"T={tok}\n{GENERIC}")
+    assert [f.rule_id for f in found] == ["github-classic-pat"]
+
+
+def test_cli_min_confidence_and_sarif_levels_follow_confidence(tmp_path) -> None:
+    tok = github_token(RNG, "ghp_")
+    (tmp_path / "a.py").write_text(f"T = '{tok}'\n{GENERIC}")
+    res = runner.invoke(app, ["scan", str(tmp_path), "--format", "sarif"])
+    assert res.exit_code == 1, res.output
+    results = json.loads(res.stdout)["runs"][0]["results"]
+    assert sorted((r["ruleId"], r["level"]) for r in results) == [
+        ("generic-password-assignment", "note"), ("github-classic-pat", "error")]
+    res = runner.invoke(app, ["scan", str(tmp_path), "--format", "json", "--min-confidence", "high"])
+    assert [f["rule"] for f in json.loads(res.stdout)["findings"]] == ["github-classic-pat"]
+    (tmp_path / "a.py").write_text(GENERIC)
+    assert runner.invoke(app, ["scan", str(tmp_path), "--min-confidence", "medium"]).exit_code == 0
+
+
+def test_allow_file_marker_suppresses_a_fixture_file_in_the_cli(tmp_path) -> None:
+    tok = github_token(RNG, "ghp_")
+    (tmp_path / "fixture.txt").write_text(f"# nhi-broker: allow-file\n{tok}\n")
+    assert runner.invoke(app, ["scan", str(tmp_path)]).exit_code == 0
+    (tmp_path / "fixture.txt").write_text(f"# header\n{tok}\n")
+    assert runner.invoke(app, ["scan", str(tmp_path)]).exit_code == 1
