@@ -50,6 +50,7 @@ class Baseline:
     entries: frozenset[tuple[str, str, str]]
     sha1_by_path: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # detect-secrets
     format: str = "nhi-broker"
+    root: Path | None = None  # detect-secrets file names are relative to the baseline's directory
 
     def suppresses(self, f: Finding, secret_of: SecretOf | None = None) -> bool:
         if (f.path or "", f.rule_id, f.fingerprint) in self.entries:
@@ -58,11 +59,16 @@ class Baseline:
             secret = secret_of(f)
             if secret is not None:
                 digest = hashlib.sha1(secret.encode(), usedforsecurity=False).hexdigest()
-                return (_norm(f.path or ""), digest) in self.sha1_by_path
+                return (_norm(f.path or "", self.root), digest) in self.sha1_by_path
         return False
 
 
-def _norm(path: str) -> str:
+def _norm(path: str, root: Path | None = None) -> str:
+    if root is not None and path:
+        try:
+            return Path(path).resolve().relative_to(root.resolve()).as_posix()
+        except (ValueError, OSError):
+            pass
     return path[2:] if path.startswith("./") else path
 
 
@@ -115,18 +121,19 @@ def _load_detect_secrets(path: Path, doc: dict[str, Any]) -> Baseline:
             if not isinstance(e, dict) or not isinstance(e.get("hashed_secret"), str):
                 raise BaselineError(f"baseline {path}: results[{fname!r}][{i}] needs a string hashed_secret")
             pairs.add((_norm(fname), e["hashed_secret"]))
-    return Baseline(None, frozenset(), frozenset(pairs), "detect-secrets")
+    return Baseline(None, frozenset(), frozenset(pairs), "detect-secrets", path.parent)
 
 
 def write_detect_secrets(path: Path, findings: Iterable[Finding], secret_of: SecretOf) -> None:
-    """A detect-secrets 1.5 baseline (``results`` keyed by file; SHA-1 of each secret)."""
+    """A detect-secrets 1.5 baseline (``results`` keyed by file relative to the baseline's
+    directory; SHA-1 of each secret)."""
     results: dict[str, list[dict[str, Any]]] = {}
     seen = set()
     for f in sorted(findings, key=lambda f: (f.path or "", f.line)):
         secret = secret_of(f)
         if secret is None:
             continue
-        fname = _norm(f.path or "")
+        fname = _norm(f.path or "", path.parent)
         digest = hashlib.sha1(secret.encode(), usedforsecurity=False).hexdigest()
         if (fname, digest) in seen:
             continue

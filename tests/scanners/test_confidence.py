@@ -1,3 +1,4 @@
+# nhi-broker: allow-file  (deliberate fixtures: fake credentials built for these tests)
 """Findings carry confidence; --min-confidence filters; SARIF levels follow it."""
 
 from __future__ import annotations

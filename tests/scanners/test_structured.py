@@ -1,3 +1,4 @@
+# nhi-broker: allow-file  (deliberate fixtures: fake credentials built for these tests)
 """Structured and path-aware detectors: (path, text, should_flag) tables, and key containers."""
 
 from __future__ import annotations
