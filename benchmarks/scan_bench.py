@@ -34,15 +34,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._realcode import build as build_realcode  # noqa: E402
-from scanners import GrantMatch, KnownSecretIndex, Scanner  # noqa: E402
-from scanners.files import iter_files, scan_file  # noqa: E402
-from scanners.format_corpus import LabelledCase, load  # noqa: E402
-from scanners.kingfisher import KingfisherEngine  # noqa: E402
+from benchmarks._realcode import build as build_realcode
+from scanners import GrantMatch, KnownSecretIndex, Scanner
+from scanners.files import iter_files, scan_file
+from scanners.format_corpus import LabelledCase, load
+from scanners.kingfisher import KingfisherEngine
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +86,7 @@ def _betterleaks_lines() -> LinesOf | None:
     def run(p: Path, data: bytes) -> list[Span]:
         try:
             found = betterleaks.scan_file(str(p))
-        except Exception:  # noqa: BLE001 - a binding error on one file counts as no finding
+        except Exception:
             return []
         return [(f.location.start_line, f.location.end_line) for f in found]
     return run
@@ -277,7 +276,8 @@ def main() -> None:
             print(f"{n:<20}{cnt:>8}{per:>10.3f}/MB" + ("  (detect-secrets sample)" if n == "detect-secrets" else ""))
 
         print("\n3. whole process: MB/s, wall s, peak RSS")
-        for label, target, ds in (("real code", tmp / "realcode", tmp / "ds"), ("log/prompt mix", tmp / "logmix", None)):
+        targets = (("real code", tmp / "realcode", tmp / "ds"), ("log/prompt mix", tmp / "logmix", None))
+        for label, target, ds in targets:
             wp = whole_process(target, ds)
             for n, (mbs, wall, rss) in wp.items():
                 print(f"  {label:<16}{n:<18}{mbs:>8.2f} MB/s{wall:>8.2f} s{rss / 1024:>8.0f} MB")
@@ -293,7 +293,8 @@ def main() -> None:
             fns["betterleaks"] = betterleaks.scan_string
         fns["detect-secrets"] = _ds_text
         for n, (p50, p99) in latency(fns, mix, args.messages).items():
-            print(f"  {n:<18}p50 {p50:>7.3f} ms   p99 {p99:>7.3f} ms" + ("  (30 messages)" if n == "detect-secrets" else ""))
+            note = "  (30 messages)" if n == "detect-secrets" else ""
+            print(f"  {n:<18}p50 {p50:>7.3f} ms   p99 {p99:>7.3f} ms{note}")
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nbenchmark ran in {time.perf_counter() - t0:.0f} s")
 

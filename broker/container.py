@@ -373,8 +373,8 @@ def _build_scanning(container: Container, key: bytes) -> Any:
     from scanners.known import KnownSecretIndex
 
     known = KnownSecretIndex(key)
-    service = ScanService(Scanner(key=key, known=known, engine=default_engine()), known, container.store, container.audit,
-                          container.handle_leak)
+    scanner = Scanner(key=key, known=known, engine=default_engine())
+    service = ScanService(scanner, known, container.store, container.audit, container.handle_leak)
     service.load_known()
     return service
 

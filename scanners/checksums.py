@@ -94,7 +94,7 @@ def basic_credentials(token: str) -> bool:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    user, sep, password = text.strip().partition(":")
+    _user, sep, password = text.strip().partition(":")
     return bool(sep) and len(password) >= 4 and password.lower() not in WELL_KNOWN_EXAMPLES
 
 

@@ -49,7 +49,7 @@ def compute(rules: Sequence[Rule], seed: int = 1) -> tuple[list[str], dict[str, 
     from scanners.synth import expand
 
     engine = KingfisherEngine().load()
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible fake test data, not secrets
     positives: dict[str, list[tuple[str, list[tuple[int, int]]]]] = {}
     for line in RULE_CASES.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):

@@ -28,14 +28,13 @@ import bisect
 import functools
 import hashlib
 import os
-import re
 import secrets as _stdlib_secrets
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from scanners._ruleset import RuleSet, RuleCandidate
+from scanners._ruleset import RuleCandidate, RuleSet
 from scanners.checksums import CHECKS
 from scanners.known import GrantMatch, KnownSecretIndex, fingerprint
 from scanners.redact import labels_for, mask, redact_text

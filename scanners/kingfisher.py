@@ -15,6 +15,7 @@ Only this module imports ``kingfisher_sdk``; it never uses the network (validati
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -71,7 +72,8 @@ class KingfisherEngine:
         self.confidence = confidence
         self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir() / "kingfisher"
         self._ready = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held by the compile
+        self._start_lock = threading.Lock()  # held only to create the compile thread
         self._thread: threading.Thread | None = None
         self._scanner: Any = None
         self._rules: Any = None
@@ -87,7 +89,9 @@ class KingfisherEngine:
 
     def start(self) -> KingfisherEngine:
         """Compile in a daemon thread (idempotent); returns at once."""
-        with self._lock:
+        if self._thread is not None or self._ready.is_set():
+            return self  # never waits on the compile (a scan calls this while the engine loads)
+        with self._start_lock:
             if self._thread is None and not self._ready.is_set():
                 self._thread = threading.Thread(target=self._compile_quietly, name="nhi-kingfisher-compile",
                                                 daemon=True)
@@ -105,10 +109,8 @@ class KingfisherEngine:
         return self._ready.wait(timeout) and self._scanner is not None
 
     def _compile_quietly(self) -> None:
-        try:
+        with contextlib.suppress(EngineUnavailable):  # recorded in self.error; own rules keep running
             self._compile()
-        except EngineUnavailable:
-            pass  # recorded in self.error; the Scanner keeps running its own rules
 
     def _compile(self) -> None:
         with self._lock:

@@ -43,7 +43,8 @@ class DetectSecretsPlugins:
             from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
         except ImportError as exc:
             raise PluginError("detect-secrets plugins: the detect-secrets package is not installed") from exc
-        by_class = {cls.__name__: cls for cls in get_mapping_from_secret_type_to_class().values()}
+        mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
+        by_class: dict[str, Any] = {cls.__name__: cls for cls in mapping.values()}
         self.plugins: list[Any] = []
         for name in names:
             if name.startswith("file:"):
@@ -79,7 +80,7 @@ def _from_file(path: str) -> list[Any]:
     from detect_secrets.core.plugins.util import get_plugins_from_file
 
     try:
-        classes = list(get_plugins_from_file(path))
+        classes: list[Any] = list(get_plugins_from_file(path))
     except (OSError, ImportError, SyntaxError) as exc:
         raise PluginError(f"detect-secrets plugin file {path!r}: cannot load ({exc.__class__.__name__})") from exc
     if not classes:

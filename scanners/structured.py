@@ -97,7 +97,8 @@ _NUGET: Final = re.compile(r"<add\s+key=\"((?:ClearText)?Password)\"\s+value=\"(
 _NETRC_TOKEN: Final = re.compile(r"\b(password|passwd|account)\s+(\S+)")
 _DOCKER_AUTH: Final = re.compile(r"\"(auth|identitytoken|password)\"\s*:\s*\"([^\"]{8,})\"")
 _CURL_USER: Final = re.compile(
-    r"\bcurl\b[^\n]*?\s(?:-u|--user)(?:=|[ \t]+)(?:\"([^\"\s:]+):([^\"\s]+)\"|'([^'\s:]+):([^'\s]+)'|([^\s:\"']+):(\S+))")
+    r"\bcurl\b[^\n]*?\s(?:-u|--user)(?:=|[ \t]+)"
+    r"(?:\"([^\"\s:]+):([^\"\s]+)\"|'([^'\s:]+):([^'\s]+)'|([^\s:\"']+):(\S+))")
 _CURL_HEADER: Final = re.compile(
     r"\bcurl\b[^\n]*?\s(?:-H|--header)(?:=|[ \t]+)[\"']"
     r"(?:(?i:authorization):[ \t]*(?:(?i:basic|bearer|token|apikey)[ \t]+)?|(?i:x-[\w-]*(?:key|token)|api-key):[ \t]*)"

@@ -29,8 +29,8 @@ def test_detect_secrets_baseline_suppresses_audited_secrets_and_new_ones_are_rep
     repo.mkdir()
     (repo / "old.py").write_text(f"GH = '{github_token(RNG, 'ghp_')}'\nAWS = '{_aws_key()}'\n")
     # the team's baseline, written by detect-secrets itself
-    made = subprocess.run([sys.executable, "-m", "detect_secrets", "scan", "--all-files"], cwd=repo, capture_output=True,
-                          text=True, check=True)
+    made = subprocess.run([sys.executable, "-m", "detect_secrets", "scan", "--all-files"], cwd=repo,
+                          capture_output=True, text=True, check=True)
     baseline = repo / ".secrets.baseline"
     baseline.write_text(made.stdout)
     assert json.loads(made.stdout)["results"]["old.py"]

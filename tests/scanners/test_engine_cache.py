@@ -55,3 +55,18 @@ def test_engine_compiles_in_the_background_and_reports_ready(engine: KingfisherE
     eng = KingfisherEngine(cache_dir=engine.cache_dir).start()
     assert eng.wait(timeout=300)
     assert [m.rule_id for m in eng.scan("DIGITALOCEAN_TOKEN=dop_v1_" + "a1b2c3d4" * 8)] != []
+
+
+def test_start_never_waits_on_a_compile_in_progress(engine: KingfisherEngine) -> None:
+    """Regression: scans call start() while the engine loads; start() once waited on the compile's
+    lock, so API requests stalled for the whole load."""
+    import threading
+
+    eng = KingfisherEngine(cache_dir=engine.cache_dir)
+    with eng._lock:  # what a compile in progress holds
+        eng.start()  # the compile thread now waits for the lock
+        returned = threading.Event()
+        threading.Thread(target=lambda: (eng.start(), returned.set()), daemon=True).start()
+        assert returned.wait(timeout=60)
+        assert not eng.ready
+    assert eng.wait(timeout=300)

@@ -22,7 +22,8 @@ CASES = [
     ("k8s.yaml", f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: {B64PW}\n", PW and B64PW),
     ("k8s.yaml", f"---\nkind: ConfigMap\ndata:\n  a: b\n---\nkind: Secret\nstringData:\n  token: {PW}\n", PW),
     ("k8s.yaml", f"kind: ConfigMap\ndata:\n  password: {B64PW}\n", None),
-    ("k8s.yaml", "kind: Secret\ndata:\n  password: ${DB_PASSWORD}\n  ca.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t\n", None),
+    ("k8s.yaml", "kind: Secret\ndata:\n  password: ${DB_PASSWORD}\n"
+                 "  ca.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t\n", None),
     # .npmrc
     (".npmrc", f"//registry.npmjs.org/:_authToken={PW}\n", PW),
     (".npmrc", f"//npm.corp.io/:_auth={B64CREDS}\n", B64CREDS),
