@@ -73,9 +73,10 @@ class Finding:
     path: str | None = None
     grant: GrantMatch | None = None
     confidence: Confidence = Confidence.MEDIUM
+    validation: str | None = None  # the provider's answer, only with ``scan --validate``
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "rule": self.rule_id, "description": self.description, "severity": self.severity.value,
             "confidence": self.confidence.value,
             "span": [self.start, self.end], "line": self.line, "column": self.column,
@@ -85,6 +86,9 @@ class Finding:
                 "grant_id": self.grant.grant_id, "task_id": self.grant.task_id,
                 "agent": self.grant.agent},
         }
+        if self.validation is not None:
+            body["validation"] = self.validation
+        return body
 
 
 @dataclass(frozen=True, slots=True)

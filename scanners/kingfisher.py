@@ -161,6 +161,36 @@ class KingfisherEngine:
             out.append(EngineMatch(f.rule_id, f.rule_name, s, e, f.confidence))
         return out
 
+    def validate(self, text: str, path: str | None, *, timeout: float = 30.0) -> list[tuple[int, int, str]]:
+        """Ask the providers whether the engine's findings in ``text`` are live credentials.
+
+        THIS CALLS THIRD-PARTY SERVICES with the found secrets. Only ``nhi-broker scan --validate``
+        uses it (off by default; never in tests). Returns ``(start, end, outcome)`` in character
+        offsets; outcomes are Kingfisher's (``verified_active``, ``verified_inactive``,
+        ``unavailable``, ``skipped``, ...). Internal IP addresses are never contacted.
+        """
+        import kingfisher_sdk as kf
+
+        scanner = self._scanner
+        if scanner is None:
+            raise EngineUnavailable(self.error or "kingfisher engine is not ready")
+        data = text.encode("utf-8", errors="surrogatepass")
+        native = scanner._native.scan_input(data, path) if path else scanner._native.scan_bytes(data)
+        findings = [kf.Finding(f) for f in native]  # the complete list: validation needs the helpers
+        if not findings:
+            return []
+        results = kf.Validator(timeout=min(timeout, 30.0), allow_internal_ips=False).validate(
+            findings, timeout=timeout)
+        out = []
+        for r in results:
+            if not r.finding.visible:
+                continue
+            loc = r.finding.location
+            s = len(data[:loc["start_offset"]].decode("utf-8", errors="ignore"))
+            e = s + len(data[loc["start_offset"]:loc["end_offset"]].decode("utf-8", errors="ignore"))
+            out.append((s, e, r.outcome))
+        return out
+
 
 ENGINE_ENV: Final = "NHI_BROKER_SCAN_ENGINE"
 

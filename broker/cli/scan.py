@@ -17,8 +17,12 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from scanners.engine import Finding, Scanner
 
 
 class Format(StrEnum):
@@ -65,6 +69,10 @@ def scan(
     plugins: list[str] = typer.Option(
         [], "--detect-secrets-plugin", help="Run a detect-secrets plugin (class name or file:PATH) too."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to FILE."),
+    validate: bool = typer.Option(
+        False, "--validate",
+        help="Ask each provider whether found credentials are live. Sends the secrets to third parties; "
+             "off by default."),
 ) -> None:
     """Scan PATH... for secrets; exit 1 on new findings."""
     for p in paths:
@@ -78,7 +86,7 @@ def scan(
         engine = kingfisher.KingfisherEngine().start()  # loads while the own rules are read
 
     from scanners import baseline as bl
-    from scanners.engine import Finding, Scanner
+    from scanners.engine import Scanner
     from scanners.files import iter_files, scan_file
     from scanners.plugins import DetectSecretsPlugins, ExtraDetector, PluginError, from_env
     from scanners.report import to_json, to_sarif, to_text
@@ -102,6 +110,9 @@ def scan(
     for root in paths:
         for f in iter_files(root):
             findings.extend(scan_file(scanner, f, _display(f)))
+
+    if validate:
+        findings = _validated(findings, scanner)
 
     texts: dict[str, str] = {}
 
@@ -127,6 +138,24 @@ def scan(
     else:
         sys.stdout.write(report)
     raise typer.Exit(1 if new and write_baseline is None else 0)
+
+
+def _validated(findings: list[Finding], scanner: Scanner) -> list[Finding]:
+    """Attach the provider's answer to engine findings (explicit ``--validate`` only)."""
+    from dataclasses import replace
+
+    if scanner.engine is None or not scanner.engine.ready:
+        typer.echo("--validate needs the Kingfisher engine; no finding was validated", err=True)
+        return findings
+    out: list[Finding] = []
+    by_path: dict[str | None, list[tuple[int, int, str]]] = {}
+    for f in findings:
+        if f.path is not None and f.path not in by_path:
+            text = Path(f.path).read_text(encoding="utf-8", errors="replace")
+            by_path[f.path] = scanner.engine.validate(text, f.path)
+        outcome = next((o for s, e, o in by_path.get(f.path, []) if s < f.end and f.start < e), None)
+        out.append(replace(f, validation=outcome) if outcome else f)
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -52,3 +52,17 @@ def test_allow_file_marker_suppresses_a_fixture_file_in_the_cli(tmp_path) -> Non
     assert runner.invoke(app, ["scan", str(tmp_path)]).exit_code == 0
     (tmp_path / "fixture.txt").write_text(f"# header\n{tok}\n")
     assert runner.invoke(app, ["scan", str(tmp_path)]).exit_code == 1
+
+
+def test_provider_validation_is_off_unless_asked_for(tmp_path, monkeypatch) -> None:
+    """Validation would send secrets to providers: without --validate it must never be called."""
+    from scanners.kingfisher import KingfisherEngine
+
+    def refuse(*_a: object, **_k: object) -> object:
+        raise AssertionError("provider validation ran without --validate")
+
+    monkeypatch.setattr(KingfisherEngine, "validate", refuse)
+    (tmp_path / "a.py").write_text(f"T = '{github_token(RNG, 'ghp_')}'\n")
+    res = runner.invoke(app, ["scan", str(tmp_path), "--format", "json"])
+    [finding] = json.loads(res.stdout)["findings"]
+    assert res.exit_code == 1 and "validation" not in finding
