@@ -198,8 +198,9 @@ class Scanner:
             r = best.rule
             return _Candidate(r.id, r.description, r.severity, max(conf, r.confidence), max(r.priority, 50),
                               best.start + ls, best.end + ls, r.keywords)
-        if m.end - m.start <= 512 and GLOBAL_ALLOW.search(text[m.start:m.end]):
-            return None  # the broker's placeholder filter applies to the engine's findings too
+        if m.end - m.start < 4 or (m.end - m.start <= 512 and GLOBAL_ALLOW.search(text[m.start:m.end])):
+            return None  # the broker's placeholder filter applies to the engine's findings too (and a
+            # 1-3 character "password" in a URL is a documentation example, not a credential)
         for r in self._checksum_rules:
             for cm in r.pattern.finditer(text, ls, le):
                 s, e = r.secret_span(cm)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from scanners.checksums import WELL_KNOWN_EXAMPLES
 from scanners.rules import Confidence, Severity
 
 
@@ -38,8 +39,9 @@ _PLACEHOLDER: Final = re.compile(
 
 
 def _is_value(v: str) -> bool:
-    v = v.strip().strip("'\"")
-    return len(v) >= 4 and not _PLACEHOLDER.match(v) and "${" not in v and "{{" not in v
+    v = v.strip().strip("'\"`")
+    return (len(v) >= 4 and not _PLACEHOLDER.match(v) and "${" not in v and "{{" not in v
+            and v.lower() not in WELL_KNOWN_EXAMPLES)
 
 
 def _b64_text(v: str) -> str | None:
@@ -185,10 +187,10 @@ def _curl_line(text: str, ls: int, le: int) -> list[Detection]:
     out = []
     for m in _CURL_USER.finditer(text, ls, le):
         grp = 2 if m.group(2) else 4 if m.group(4) else 6
-        pw = m.group(grp)
+        pw = m.group(grp).rstrip("`'\"")
         if _is_value(pw) and not pw.startswith("$"):
             out.append(Detection("curl-user-password", "Password on a curl command line (-u user:password)",
-                                 Severity.HIGH, Confidence.MEDIUM, m.start(grp), m.end(grp)))
+                                 Severity.HIGH, Confidence.MEDIUM, m.start(grp), m.start(grp) + len(pw)))
     for m in _CURL_HEADER.finditer(text, ls, le):
         if _is_value(m.group(1)) and not m.group(1).startswith("$"):
             out.append(Detection("curl-auth-header", "Credential in a curl -H header", Severity.HIGH,
