@@ -31,12 +31,26 @@ def _issued() -> list[str]:
     ]
 
 
-def _real_code_texts(limit: int = 40) -> list[str]:
+def _real_code_texts(limit: int = 20) -> list[str]:
+    """This repository's code, the venv's site-packages and /usr/share/doc (the benchmark's
+    real-code corpus), a few files of each."""
+    import sysconfig
+
     import scanners
 
-    root = Path(scanners.__file__).resolve().parents[1]
-    files = sorted(p for p in (root / "broker").rglob("*.py"))[:limit]
-    return [p.read_text() for p in files]
+    roots = [Path(scanners.__file__).resolve().parents[1] / "broker", Path(sysconfig.get_paths()["purelib"]),
+             Path("/usr/share/doc")]
+    texts: list[str] = []
+    for root in roots:
+        picked = 0
+        for p in sorted(root.rglob("*")):
+            if picked >= limit:
+                break
+            if p.suffix in (".py", ".md", ".txt", ".rst", ".json", ".yaml") and p.is_file() \
+                    and 0 < p.stat().st_size < 200_000:
+                texts.append(p.read_text(encoding="utf-8", errors="replace"))
+                picked += 1
+    return texts
 
 
 def test_issued_secret_planted_in_corpus_and_real_code_is_found_with_its_grant(shipped: Scanner) -> None:
