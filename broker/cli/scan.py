@@ -103,6 +103,9 @@ def scan(
                       min_confidence=Confidence(min_confidence.value),
                       cache_dir=kingfisher.default_cache_dir())
     if engine is not None and not engine.wait(timeout=600):
+        if engine_choice is EngineChoice.kingfisher:
+            typer.echo(f"--engine kingfisher: {engine.error or 'engine not ready'}", err=True)
+            raise typer.Exit(2)
         typer.echo(f"warning: {engine.error or 'engine not ready'}; scanning with the built-in rules only",
                    err=True)
         scanner.engine = None
