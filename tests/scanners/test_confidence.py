@@ -66,3 +66,19 @@ def test_provider_validation_is_off_unless_asked_for(tmp_path, monkeypatch) -> N
     res = runner.invoke(app, ["scan", str(tmp_path), "--format", "json"])
     [finding] = json.loads(res.stdout)["findings"]
     assert res.exit_code == 1 and "validation" not in finding
+
+
+def test_engine_that_cannot_load_fails_when_required_and_falls_back_when_auto(tmp_path, monkeypatch) -> None:
+    from scanners.kingfisher import EngineUnavailable, KingfisherEngine
+
+    def broken(self: KingfisherEngine) -> None:
+        self.error = "kingfisher rules failed to compile (OSError)"
+        self._ready.set()
+        raise EngineUnavailable(self.error)
+
+    monkeypatch.setattr(KingfisherEngine, "_compile", broken)
+    (tmp_path / "a.py").write_text(f"T = '{github_token(RNG, 'ghp_')}'\n")
+    res = runner.invoke(app, ["scan", str(tmp_path), "--engine", "kingfisher"])
+    assert res.exit_code == 2 and "failed to compile" in res.output
+    res = runner.invoke(app, ["scan", str(tmp_path), "--engine", "auto", "--format", "json"])
+    assert res.exit_code == 1 and "built-in rules only" in res.output
