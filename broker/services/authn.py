@@ -64,8 +64,8 @@ class AgentAuthenticator:
                           source: str = "") -> Principal:
         try:
             if not authorization:
-                raise Unauthenticated("missing credentials: send Authorization: Bearer <identity JWT> "
-                                      "or Authorization: DPoP <access token> with a DPoP proof")
+                raise Unauthenticated("missing bearer token: send Authorization: Bearer <identity JWT> "
+                                      "(or DPoP <access token> with a DPoP proof)")
             scheme, _, token = authorization.partition(" ")
             token = token.strip()
             if not token:
