@@ -127,8 +127,8 @@ class Container:
         # the live scanner and the task service meet in two directions: issuance feeds the
         # scanner's index (``on_issued``) and a leak the scanner sees reaches the chain through the
         # incident service, which needs the task service; the leak handler is therefore bound late
-        # Kingfisher (when installed) under the broker's layers; it compiles in the background at
-        # the first scan, meanwhile the broker's full own rule set runs (docs/scanning.md)
+        # Kingfisher (when installed) under the broker's layers; the runner starts its compile in the
+        # background (start_workers), meanwhile the broker's full own rule set runs (docs/scanning.md)
         scanning = LiveScanner(Scanner(key=key, known=known, engine=default_engine()), known, store, audit,
                                on_leak=lambda match, fp, source: incidents.handle_leak(match, fp, source))
         tasks = TaskService(store, audit, policies.engine, policies.catalog, backends, revocations, fingerprint,
