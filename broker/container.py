@@ -158,7 +158,7 @@ class Container:
             scan_jobs=build_scan_jobs(store, audit, settings, key, on_leak=incidents.handle_leak,
                                       managed=RotationManagedSecrets(rotation), live_index=known,
                                       alert=alerter.send if alerter is not None else None,
-                                      kv=kv_reader_factory(openbao)),
+                                      kv=kv_reader_factory(openbao), engine=scanning.scanner.engine),
             authenticator=authenticator, signing_key=signing_key,
             token_exchange=TokenExchangeService(
                 workloads, agents=authenticator,
