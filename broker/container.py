@@ -58,6 +58,7 @@ from rotation.playbooks.kv_generated import KvGeneratedPlaybook
 from rotation.playbooks.postgres_password import PostgresPasswordPlaybook
 from rotation.service import RotationService
 from scanners.engine import Scanner
+from scanners.kingfisher import default_engine
 from scanners.known import KnownSecretIndex
 
 
@@ -142,7 +143,9 @@ class Container:
         # the live scanner and the task service meet in two directions: issuance feeds the
         # scanner's index (``on_issued``) and a leak the scanner sees reaches the chain through the
         # incident service, which needs the task service; the leak handler is therefore bound late
-        scanning = LiveScanner(Scanner(key=key, known=known), known, store, audit,
+        # Kingfisher (when installed) under the broker's layers; the runner starts its compile in the
+        # background (start_workers), meanwhile the broker's full own rule set runs (docs/scanning.md)
+        scanning = LiveScanner(Scanner(key=key, known=known, engine=default_engine()), known, store, audit,
                                on_leak=lambda match, fp, source: incidents.handle_leak(match, fp, source))
         tasks = TaskService(store, audit, policies.engine, policies.catalog, backends, revocations, fingerprint,
                             chain, on_issued=(scanning.on_issued,))
@@ -169,7 +172,7 @@ class Container:
             scan_jobs=build_scan_jobs(store, audit, settings, key, on_leak=incidents.handle_leak,
                                       managed=RotationManagedSecrets(rotation), live_index=known,
                                       alert=alerter.send if alerter is not None else None,
-                                      kv=kv_reader_factory(openbao)),
+                                      kv=kv_reader_factory(openbao), engine=scanning.scanner.engine),
             authenticator=authenticator, signing_key=signing_key,
             token_exchange=TokenExchangeService(
                 workloads, agents=authenticator,
