@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "broker.cli.rotate",
     "broker.cli.approvals",
     "broker.cli.mcp",
+    "broker.cli.people",
 ]
 
 
