@@ -3,11 +3,15 @@ broker: the agent's response never carries the credential, the upstream only eve
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import time
 
 import httpx
 import pytest
+from support.approver import approve, approver_token
+from support.broker import ADMIN_TOKEN
 from support.upstream import Upstream
 
 pytestmark = pytest.mark.openbao
@@ -54,7 +58,7 @@ def test_gateway_payment_steps_up_and_after_approval_calls_the_upstream_exactly_
     assert upstream.charges == charges  # nothing was called before approval
     pending = api.call(task, "POST", "pay-api", "/v1/charges", json={"amount": 1200}, approval_id=approval_id)
     assert pending.status_code == 202 and upstream.charges == charges
-    approved = api.admin("POST", f"/v1/approvals/{approval_id}/approve", {"approver": "alice", "reason": "invoice 42"})
+    approved = approve(api.broker.url, approver_token(api.broker.url, ADMIN_TOKEN), approval_id, "invoice 42")
     assert approved.status_code == 200, approved.text
     done = api.call(task, "POST", "pay-api", "/v1/charges", json={"amount": 1200}, approval_id=approval_id)
     assert done.status_code == 201, done.text
@@ -70,7 +74,7 @@ def test_gateway_redacts_a_broker_issued_token_in_the_response_and_escalates_the
     resp = api.call(task, "GET", "crm-token-api", "/v1/echo")
     assert resp.status_code == 200, resp.text
     token = upstream.received[-1]["headers"]["Authorization"].removeprefix("Bearer ")
-    assert token and token not in resp.text and "[vault-legacy-token:s.****" in resp.text
+    assert token and token not in resp.text and "[vault-legacy-token:" in resp.text
     assert resp.headers["x-nhi-task-escalated"] == "true"
     assert api.task_state(task) == "quarantined"
     # the token the upstream saw is dead at OpenBao once the task escalated
@@ -166,8 +170,11 @@ def test_the_credential_of_an_http_api_resource_is_never_handed_to_the_agent(api
 
 @pytest.mark.parametrize(("resource", "where"), [("crm-basic-api", "basic"), ("crm-query-api", "query")])
 def test_gateway_injects_basic_auth_and_query_credentials_and_never_logs_them(
-    api, upstream, api_key, capfd, resource, where
+    api, upstream, api_key, monkeypatch, resource, where
 ):
+    # the broker in this process logs to whatever sys.stderr is when it writes: read its lines here
+    logs = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", logs)
     task = api.open_task()
     # an agent-supplied parameter of the credential's name is dropped, never forwarded
     resp = api.call(task, "GET", resource, "/v1/customers/9", params={"api_key": "agent-guess", "page": "2"})
@@ -178,11 +185,10 @@ def test_gateway_injects_basic_auth_and_query_credentials_and_never_logs_them(
         assert got["path"] == "/api/v1/customers/9?api_key=agent-guess&page=2"
     else:
         assert "agent-guess" not in got["path"] and f"api_key={api_key}" in got["path"] and "page=2" in got["path"]
-    logged, deadline = "", time.monotonic() + 10
-    while f"/gateway/{resource}/v1/customers/9" not in logged and time.monotonic() < deadline:
-        out, err = capfd.readouterr()  # the request log line is written once the response is sent
-        logged += out + err
-        time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while f"/gateway/{resource}/v1/customers/9" not in logs.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the request log line is written once the response is sent
+    logged = logs.getvalue()
     assert f"/gateway/{resource}/v1/customers/9" in logged  # the broker's log was captured
     assert api_key not in logged and api_key not in resp.text and api_key not in audit_text(api, task)
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from support.approver import approve, approver_token
 from support.broker import ADMIN_TOKEN, RunningBroker, start_broker
 from support.upstream import Upstream
 
@@ -146,12 +147,7 @@ async def _scenario(broker: RunningBroker, upstream: Upstream) -> dict:
                 )
             )
             out["pending"] = pending
-            approved = httpx.post(
-                f"{broker.url}/v1/approvals/{step_up['approval_id']}/approve",
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                json={"approver": "alice", "reason": "invoice 7"},
-                timeout=20,
-            )
+            approved = approve(broker.url, approver_token(broker.url, ADMIN_TOKEN), step_up["approval_id"], "invoice 7")
             assert approved.status_code == 200, approved.text
             out["approved"] = structured(
                 await session.call_tool(
