@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from broker.cli._common import handle_errors
+from broker.cli._common import DATA_DIR_ENV, handle_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
         identity_token_file: Path | None = typer.Option(
             None, "--identity-token-file", help="Workload identity token file (re-read when it changes)."
         ),
-        data_dir: Path | None = typer.Option(None, "--data-dir", help="Dev issuer: `nhi-broker up`'s data dir."),
+        data_dir: Path | None = typer.Option(
+            None, "--data-dir", envvar=DATA_DIR_ENV, help="Dev issuer: `nhi-broker up`'s data dir."
+        ),
         agent: str | None = typer.Option(None, "--agent", help="Dev issuer: the agent's subject."),
         transport: str = typer.Option("stdio", "--transport", help="stdio (http: not built yet)."),
     ) -> None:
