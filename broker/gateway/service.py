@@ -32,7 +32,7 @@ from broker.backends.http_api import KIND, HttpApiSettings
 from broker.chain import store as chain_store
 from broker.chain.model import StepKind
 from broker.config import GatewaySettings
-from broker.errors import Denied, InvalidInput, NotFound, UpstreamError, UpstreamUnavailable
+from broker.errors import BrokerError, Denied, InvalidInput, NotFound, UpstreamError, UpstreamUnavailable
 from broker.logging import get_logger
 from broker.models import Agent, Outcome
 from broker.secrets import Fingerprinter, Secret
@@ -121,6 +121,7 @@ class Gateway:
         self.http.close()
 
     def call(self, agent: Agent, task_id: str, resource_name: str, req: GatewayRequest) -> GatewayResponse:
+        self.flow.tasks.task_for(agent, task_id)  # another agent's task is a 404 before anything is recorded
         with self.store.read() as conn:
             resource = self.store.get_resource(conn, resource_name)
         if resource is None or resource.kind != KIND:
@@ -155,43 +156,48 @@ class Gateway:
             return GatewayResponse(status=202, body=b"", approval_id=result.approval_id, decision=decision)
         secret = result.credential.secrets["credential"]
         grant_id = result.grant_id or ""
+        record = {
+            "method": method,
+            "path_template": rule.pattern,
+            "request_bytes": len(req.body),
+            "grant_id": grant_id,
+            "decision_id": result.decision.decision_id,
+        }
         upstream = self._request(api, method, raw, req, secret)
-        status, content, headers = self._send(upstream, resource_name)
+        try:
+            status, content, headers = self._send(upstream, resource_name)
+        except BrokerError as exc:  # refused redirect, oversized, unreachable: the failed call is a step too
+            self._record(agent, task_id, resource_name, rule.action, {**record, "status": None, "error": exc.code})
+            raise
         body, redactions, leaked = self._redact(content, secret, agent, task_id, resource_name, grant_id)
-        del secret
+        del secret, upstream
+        self._record(
+            agent,
+            task_id,
+            resource_name,
+            rule.action,
+            {**record, "status": status, "response_bytes": len(content), "redactions": redactions, "leak": leaked},
+        )
+        headers["X-NHI-Decision-Id"] = result.decision.decision_id
+        headers["X-NHI-Redactions"] = str(redactions)
+        if leaked:
+            headers["X-NHI-Task-Escalated"] = "true"
+        return GatewayResponse(status=status, body=body, headers=headers, decision=decision)
+
+    def _record(self, agent: Agent, task_id: str, resource: str, action: str, detail: dict[str, Any]) -> None:
+        """The call as a chain event and an audit event: no credential, no bodies, no query."""
         with self.store.write() as conn:
-            detail = {
-                "method": method,
-                "path_template": rule.pattern,
-                "status": status,
-                "request_bytes": len(req.body),
-                "response_bytes": len(content),
-                "redactions": redactions,
-                "leak": leaked,
-                "grant_id": grant_id,
-                "decision_id": result.decision.decision_id,
-            }
             chain_store.add_event(
-                conn,
-                task_id=task_id,
-                kind=StepKind.GATEWAY_CALL,
-                action=rule.action,
-                resource=resource_name,
-                detail=detail,
+                conn, task_id=task_id, kind=StepKind.GATEWAY_CALL, action=action, resource=resource, detail=detail
             )
             self.audit.append(
                 conn,
                 "gateway.called",
                 actor=agent.name,
                 task_id=task_id,
-                outcome=str(status),
-                data={"resource": resource_name, "action": rule.action, **detail},
+                outcome=str(detail.get("status") or detail.get("error")),
+                data={"resource": resource, "action": action, **detail},
             )
-        headers["X-NHI-Decision-Id"] = result.decision.decision_id
-        headers["X-NHI-Redactions"] = str(redactions)
-        if leaked:
-            headers["X-NHI-Task-Escalated"] = "true"
-        return GatewayResponse(status=status, body=body, headers=headers, decision=decision)
 
     # -- the upstream call ---------------------------------------------------------------------
     def _request(

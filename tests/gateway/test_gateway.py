@@ -131,6 +131,10 @@ def test_gateway_does_not_follow_a_redirect_to_another_host(api, upstream):
     assert resp.status_code == 502, resp.text
     assert 'redirecting to another host ("example.org")' in resp.json()["error"]["message"]
     assert "does not follow redirects" in resp.json()["error"]["message"]
+    # the failed call is a chain step too, with its error and no status
+    view = api.admin("GET", f"/v1/admin/tasks/{task}").json()
+    [call] = [s["gateway"] for s in view["chain"]["steps"] if s["kind"] == "gateway_call"]
+    assert call["status"] is None and call["error"] == "upstream_error" and call["path_template"] == "/v1/redirect"
 
 
 def test_gateway_cuts_an_oversized_upstream_response_with_a_clear_error(api, upstream: Upstream):
@@ -198,3 +202,24 @@ def test_gateway_gives_up_on_an_upstream_that_drips_past_the_timeout(api):
     resp = api.call(task, "GET", "crm-api", "/v1/slow")
     assert resp.status_code == 503, resp.text
     assert 'upstream of resource "crm-api" did not answer within 3.0s' in resp.json()["error"]["message"]
+
+
+def test_gateway_answers_404_for_another_agents_task_and_records_nothing_there(api, upstream):
+    made = api.admin(
+        "PUT",
+        "/v1/admin/agents/other-agent",
+        {
+            "owner": "someone",
+            "profiles": ["demo"],
+            "identities": [{"issuer": "urn:nhi-broker:dev", "subject": "other-agent"}],
+        },
+    )
+    assert made.status_code in (200, 201), made.text
+    task = api.open_task()
+    before = len(upstream.received)
+    other = api.http.get(
+        f"/v1/tasks/{task}/gateway/crm-api/v1/nope",
+        headers={"Authorization": f"Bearer {api.broker.token('other-agent')}"},
+    )
+    assert other.status_code == 404, other.text
+    assert len(upstream.received) == before and "gateway.refused" not in audit_text(api, task)
