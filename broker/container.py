@@ -26,7 +26,7 @@ from broker.config import Settings
 from broker.errors import BrokerError, InvalidInput, NotFound
 from broker.logging import get_logger
 from broker.metrics import Metrics
-from broker.models import Agent, Task, TaskState
+from broker.models import Agent, GrantState, Task, TaskState
 from broker.policy import PolicyHolder
 from broker.secrets import Fingerprinter, Secret
 from broker.services.authn import AgentAuthenticator
@@ -125,7 +125,7 @@ class Container:
         with self.store.read() as conn:
             grant = self.store.get_grant(conn, match.grant_id)
             task = self.store.get_task(conn, match.task_id)
-        active = grant is not None and grant["state"] == "active"
+        active = grant is not None and grant.active
         self.audit.record("finding.leaked_grant", actor=source, task_id=match.task_id,
                           outcome="escalating" if active else "already_inactive",
                           data={"grant_id": match.grant_id, "agent": match.agent, "fingerprint": fingerprint,
@@ -181,30 +181,29 @@ class Container:
         task = self.tasks.task_for(agent, task_id)
         with self.store.read() as conn:
             grant = self.store.get_grant(conn, grant_id)
-        if grant is None or grant["task_id"] != task.task_id:
+        if grant is None or grant.task_id != task.task_id:
             raise NotFound(f'grant "{grant_id}" of task "{task_id}" not found')
-        backend = self.backends.get(grant["backend"])
+        backend = self.backends.get(grant.backend)
         judge = getattr(backend, "judge_unwrap_failure", None)
         if judge is None:
-            raise InvalidInput("grant_id", f'grant "{grant_id}" is not a wrapped secret (backend {grant["backend"]})')
-        expires_at = aware(grant["expires_at"])
-        assert expires_at is not None
-        verdict = str(judge(grant["revocation"], expires_at=expires_at, revoked=grant["state"] == "revoked"))
+            raise InvalidInput("grant_id", f'grant "{grant_id}" is not a wrapped secret (backend {grant.backend})')
+        verdict = str(judge(dict(grant.revocation), expires_at=grant.expires_at,
+                            revoked=grant.state is GrantState.REVOKED))
         body: dict[str, Any] = {"grant_id": grant_id, "verdict": verdict, "escalation": None}
         if verdict == "tampered":
             self.audit.record("credential.tampered", actor=agent.name, task_id=task_id, outcome="tampered",
-                              data={"grant_id": grant_id, "backend": grant["backend"],
-                                    "wrapping_accessor": grant["accessor"]})
+                              data={"grant_id": grant_id, "backend": grant.backend,
+                                    "wrapping_accessor": grant.accessor})
             if task.state is TaskState.ACTIVE:
                 body["escalation"] = self.escalate(
                     task_id, detector="unwrap_tampered", actor=agent.name, steps=[grant_id],
                     reason=f"the wrapped secret of grant {grant_id} was unwrapped by someone else")
             # the secret itself is now in unknown hands: rotate it when the broker manages it
-            body["rotated"] = self._rotate_managed(grant["fingerprints"] or [], actor=agent.name,
+            body["rotated"] = self._rotate_managed(list(grant.fingerprints), actor=agent.name,
                                                    why=f"wrapped secret of grant {grant_id} intercepted")
         else:
             self.audit.record("credential.unwrap_failed", actor=agent.name, task_id=task_id, outcome=verdict,
-                              data={"grant_id": grant_id, "backend": grant["backend"]})
+                              data={"grant_id": grant_id, "backend": grant.backend})
         return body
 
     def _rotate_managed(self, fingerprints: list[str], *, actor: str, why: str) -> list[str]:

@@ -7,6 +7,7 @@ grant, approval, finding, audit event.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NewType
@@ -158,6 +159,8 @@ class RiskAssessment:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
+    """An issued credential as the broker recorded it (never the secret: its fingerprints)."""
+
     grant_id: GrantId
     task_id: TaskId
     decision_id: DecisionId
@@ -170,3 +173,12 @@ class Grant:
     issued_at: datetime
     expires_at: datetime
     state: GrantState
+    revocation: Mapping[str, Any] = field(default_factory=dict)  # the backend's reference (opaque)
+    covered_by_task_handle: bool = False
+    public: Mapping[str, Any] = field(default_factory=dict)
+    secret_lengths: Mapping[str, int] = field(default_factory=dict)  # {fingerprint: length}
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state is GrantState.ACTIVE

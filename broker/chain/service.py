@@ -168,19 +168,19 @@ class ChainService:
         """A broker-issued secret was seen (scanner): revoke that grant now, then escalate."""
         with self.store.read() as conn:
             grant = self.store.get_grant(conn, grant_id)
-        if grant is None or grant["task_id"] != task_id:
+        if grant is None or grant.task_id != task_id:
             raise NotFound(f'grant "{grant_id}" of task "{task_id}" does not exist')
         finding = {k: finding_summary[k] for k in FINDING_KEYS
                    if k in finding_summary and isinstance(finding_summary[k], str | int)}
         with self.store.write() as conn:
             ref, at = chain_store.add_event(conn, task_id=task_id, kind=StepKind.LEAK,
                                             detail={"grant_id": grant_id, "finding": finding})
-        if grant["state"] == "active":
+        if grant.active:
             self.revocations.revoke_grant(grant, reason=f"{LEAKED_SECRET}: grant seen by the scanner",
                                           actor="scanner")
-        step = ChainStep(ref=ref, kind=StepKind.LEAK, at=at, action=grant["action"], resource=grant["resource"])
+        step = ChainStep(ref=ref, kind=StepKind.LEAK, at=at, action=grant.action, resource=grant.resource)
         hit = Hit(detector=LEAKED_SECRET, steps=(step,), extra={"grant_id": grant_id, "finding": finding},
-                  reason=f"grant {grant_id} ({grant['action']} on {grant['resource']}) was seen in "
+                  reason=f"grant {grant_id} ({grant.action} on {grant.resource}) was seen in "
                          f"{finding.get('source') or finding.get('location') or 'reported text'}")
         if not self.config.detectors.leaked_secret.enabled:
             return {"task_id": task_id, "detector": None, "grant_revoked": True}

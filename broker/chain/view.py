@@ -9,7 +9,7 @@ from typing import Any
 
 from broker.chain import store as chain_store
 from broker.chain.model import StepKind
-from broker.models import Outcome, Tier
+from broker.models import Grant, Outcome, Tier
 from broker.store.repo import Store, aware
 
 DECISION_KEYS = ("decision_id", "outcome", "tier", "mode", "ttl_seconds", "uses", "reasons", "policy_ids")
@@ -20,11 +20,11 @@ def _iso(value: Any) -> str | None:
     return v.isoformat() if v else None
 
 
-def _grant(g: dict[str, Any]) -> dict[str, Any]:
-    return {"grant_id": g["grant_id"], "backend": g["backend"], "resource": g["resource"], "action": g["action"],
-            "state": g["state"], "accessor": g["accessor"], "lease_id": g["lease_id"],
-            "fingerprints": g["fingerprints"], "issued_at": _iso(g["issued_at"]),
-            "expires_at": _iso(g["expires_at"]), "revoked_at": _iso(g["revoked_at"])}
+def _grant(g: Grant) -> dict[str, Any]:
+    return {"grant_id": g.grant_id, "backend": g.backend, "resource": g.resource, "action": g.action,
+            "state": g.state.value, "accessor": g.accessor, "lease_id": g.lease_id,
+            "fingerprints": list(g.fingerprints), "issued_at": _iso(g.issued_at),
+            "expires_at": _iso(g.expires_at), "revoked_at": _iso(g.revoked_at)}
 
 
 def chain_view(store: Store, task_id: str) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def chain_view(store: Store, task_id: str) -> dict[str, Any]:
         grants = store.grants(conn, task_id)
     by_decision: dict[str, list[dict[str, Any]]] = {}
     for g in grants:
-        by_decision.setdefault(g["decision_id"], []).append(_grant(g))
+        by_decision.setdefault(g.decision_id, []).append(_grant(g))
     rows: list[tuple[datetime, dict[str, Any]]] = []
     for d in decisions:
         record = d["record"] or {}
@@ -57,5 +57,5 @@ def chain_view(store: Store, task_id: str) -> dict[str, Any]:
     tier = max(allowed, key=lambda t: t.rank).value if allowed else None
     escalations = [s for s in steps if s["kind"] == StepKind.ESCALATION.value]
     return {"tier": tier, "escalated": bool(escalations),
-            "grants": {"active": sum(g["state"] == "active" for g in grants), "total": len(grants)},
+            "grants": {"active": sum(g.active for g in grants), "total": len(grants)},
             "escalations": escalations, "steps": steps}

@@ -75,11 +75,10 @@ def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[
     with store.read() as conn:
         rows = store.active_grant_fingerprints(conn)
     for row in rows:
-        lengths = row.get("secret_lengths") or {}
-        match = GrantMatch(row["grant_id"], row["task_id"], row["agent"])
-        for fp in row["fingerprints"] or []:
+        match = GrantMatch(row.grant_id, row.task_id, row.agent)
+        for fp in row.fingerprints:
             if fp not in skip:
-                index.add(fp, match, length=lengths.get(fp))
+                index.add(fp, match, length=row.secret_lengths.get(fp))
     return len(rows)
 
 

@@ -17,7 +17,20 @@ from broker.backends.port import CredentialBackend, IssuedCredential, IssueReque
 from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
 from broker.errors import BrokerError, Conflict, Denied, InvalidInput, NotFound
 from broker.logging import get_logger
-from broker.models import Action, Agent, DecisionId, GrantId, Outcome, Resource, Task, TaskId, TaskState, Tier
+from broker.models import (
+    Action,
+    Agent,
+    DecisionId,
+    Grant,
+    GrantId,
+    GrantState,
+    Outcome,
+    Resource,
+    Task,
+    TaskId,
+    TaskState,
+    Tier,
+)
 from broker.secrets import Fingerprinter
 from broker.services.revocation import RevocationService
 from broker.store.repo import Store, utcnow
@@ -197,14 +210,14 @@ class TaskService:
         with self.store.write() as conn:
             if credential.task_handle is not None:
                 self.store.add_handle(conn, task.task_id, resource.kind, credential.task_handle)
-            self.store.add_grant(conn, grant_id=grant_id, task_id=task.task_id, decision_id=decision.decision_id,
-                                 backend=resource.kind, resource=resource.name, action=action.name,
-                                 lease_id=credential.lease_id, accessor=credential.accessor,
-                                 fingerprints=fingerprints, revocation=dict(credential.revocation),
-                                 covered_by_task_handle=credential.covered_by_task_handle,
-                                 public=credential.public, secret_lengths=lengths,
-                                 issued_at=utcnow(), expires_at=expires_at,
-                                 state="active")
+            self.store.add_grant(conn, Grant(
+                grant_id=grant_id, task_id=task.task_id, decision_id=decision.decision_id,
+                backend=resource.kind, resource=resource.name, action=action.name,
+                lease_id=credential.lease_id, accessor=credential.accessor,
+                fingerprints=tuple(fingerprints), revocation=dict(credential.revocation),
+                covered_by_task_handle=credential.covered_by_task_handle,
+                public=dict(credential.public), secret_lengths=lengths,
+                issued_at=utcnow(), expires_at=expires_at, state=GrantState.ACTIVE))
             self.audit.append(conn, "credential.issued", actor=agent.name, task_id=task.task_id, outcome="issued",
                               data={"grant_id": grant_id, "decision_id": decision.decision_id,
                                     "backend": resource.kind, "resource": resource.name, "action": action.name,

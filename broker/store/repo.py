@@ -18,6 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from broker.models import (
     Agent,
     Environment,
+    Grant,
+    GrantId,
+    GrantState,
     IdentityBinding,
     Resource,
     Sensitivity,
@@ -29,6 +32,14 @@ from broker.models import (
     TrustLevel,
 )
 from broker.store import tables as t
+from broker.store.rows import (
+    GrantFingerprints,
+    HandleId,
+    HandleState,
+    TaskHandle,
+    aware_ts,
+    grant_from_row,
+)
 
 # hot-path statements, built once and bound at execution (SQLAlchemy's statement construction
 # costs more than SQLite's execution for these one-row lookups)
@@ -203,33 +214,47 @@ class Store:
     # -- task handles, grants ------------------------------------------------------------
     def add_handle(self, conn: Connection, task_id: str, backend: str, reference: Mapping[str, Any]) -> int:
         result = conn.execute(insert(t.task_handles).values(
-            task_id=task_id, backend=backend, reference=dict(reference), state="active", created_at=utcnow()))
+            task_id=task_id, backend=backend, reference=dict(reference), state=HandleState.ACTIVE.value,
+            created_at=utcnow()))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def handles(self, conn: Connection, task_id: str, state: str | None = "active") -> list[dict[str, Any]]:
+    def handles(self, conn: Connection, task_id: str,
+                state: HandleState | None = HandleState.ACTIVE) -> list[TaskHandle]:
         q = select(t.task_handles).where(t.task_handles.c.task_id == task_id)
         if state:
-            q = q.where(t.task_handles.c.state == state)
-        return [dict(r._mapping) for r in conn.execute(q.order_by(t.task_handles.c.id))]
+            q = q.where(t.task_handles.c.state == state.value)
+        return [TaskHandle(id=HandleId(r.id), task_id=TaskId(r.task_id), backend=r.backend,
+                           reference=dict(r.reference or {}), state=HandleState(r.state),
+                           created_at=aware_ts(r.created_at))
+                for r in conn.execute(q.order_by(t.task_handles.c.id))]
 
-    def add_grant(self, conn: Connection, **values: Any) -> None:
-        conn.execute(_INSERT_GRANT, values)
+    def add_grant(self, conn: Connection, grant: Grant) -> None:
+        conn.execute(_INSERT_GRANT, {
+            "grant_id": grant.grant_id, "task_id": grant.task_id, "decision_id": grant.decision_id,
+            "backend": grant.backend, "resource": grant.resource, "action": grant.action,
+            "lease_id": grant.lease_id, "accessor": grant.accessor, "fingerprints": list(grant.fingerprints),
+            "revocation": dict(grant.revocation), "covered_by_task_handle": grant.covered_by_task_handle,
+            "public": dict(grant.public), "secret_lengths": dict(grant.secret_lengths),
+            "issued_at": grant.issued_at, "expires_at": grant.expires_at, "state": grant.state.value})
 
-    def grants(self, conn: Connection, task_id: str, state: str | None = None) -> list[dict[str, Any]]:
+    def grants(self, conn: Connection, task_id: str, state: GrantState | None = None) -> list[Grant]:
         q = select(t.grants).where(t.grants.c.task_id == task_id)
         if state:
-            q = q.where(t.grants.c.state == state)
-        return [dict(r._mapping) for r in conn.execute(q.order_by(t.grants.c.issued_at))]
+            q = q.where(t.grants.c.state == state.value)
+        return [grant_from_row(r._mapping) for r in conn.execute(q.order_by(t.grants.c.issued_at))]
 
-    def get_grant(self, conn: Connection, grant_id: str) -> dict[str, Any] | None:
+    def get_grant(self, conn: Connection, grant_id: str) -> Grant | None:
         row = conn.execute(_GRANT, {"grant_id": grant_id}).first()
-        return dict(row._mapping) if row else None
+        return grant_from_row(row._mapping) if row else None
 
-    def active_grant_fingerprints(self, conn: Connection) -> list[dict[str, Any]]:
+    def active_grant_fingerprints(self, conn: Connection) -> list[GrantFingerprints]:
         q = select(t.grants.c.grant_id, t.grants.c.task_id, t.grants.c.fingerprints, t.grants.c.secret_lengths,
                    t.tasks.c.agent).join(
-            t.tasks, t.tasks.c.task_id == t.grants.c.task_id).where(t.grants.c.state == "active")
-        return [dict(r._mapping) for r in conn.execute(q)]
+            t.tasks, t.tasks.c.task_id == t.grants.c.task_id).where(t.grants.c.state == GrantState.ACTIVE.value)
+        return [GrantFingerprints(grant_id=GrantId(r.grant_id), task_id=TaskId(r.task_id), agent=r.agent,
+                                  fingerprints=tuple(r.fingerprints or ()),
+                                  secret_lengths=dict(r.secret_lengths or {}))
+                for r in conn.execute(q)]
 
     def count_active_grants(self, conn: Connection, task_id: str) -> int:
         return int(conn.execute(_ACTIVE_GRANTS, {"task_id": task_id}).scalar_one())
