@@ -7,6 +7,7 @@ from typing import Any
 from broker.errors import Denied
 from broker.models import Outcome, Task
 from broker.services.tasks import CredentialResult
+from broker.store.rows import StoredDecision
 
 
 def task_body(task: Task) -> dict[str, Any]:
@@ -27,3 +28,13 @@ def credential_body(result: CredentialResult) -> dict[str, Any]:
                               **{k: v.reveal() for k, v in cred.secrets.items()},
                               "expires_at": cred.expires_at.isoformat(), "grant_id": result.grant_id}
     return body
+
+
+def decision_body(d: StoredDecision, *, naive_timestamps: bool) -> dict[str, Any]:
+    """``GET /v1/decisions/{id}`` (explain): the stored record and where it was decided.
+
+    ``naive_timestamps``: SQLite keeps UTC without its zone and this body has always shown
+    ``created_at`` as stored (no ``+00:00``); kept so the body stays byte-compatible."""
+    created = d.created_at.replace(tzinfo=None) if naive_timestamps else d.created_at
+    return {**d.record, "task_id": d.task_id, "agent": d.agent, "action": d.action, "resource": d.resource,
+            "created_at": created.isoformat()}

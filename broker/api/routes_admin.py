@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AdminDep, ContainerDep
-from broker.api.presenters import task_body
+from broker.api.presenters import decision_body, task_body
 from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
 from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
@@ -93,10 +92,7 @@ def explain(decision_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
         row = c.store.get_decision(conn, decision_id)
     if row is None:
         raise NotFound(f'decision "{decision_id}" does not exist')
-    created = row["created_at"]
-    return {**row["record"], "task_id": row["task_id"], "agent": row["agent"], "action": row["action"],
-            "resource": row["resource"],
-            "created_at": created.isoformat() if isinstance(created, datetime) else created}
+    return decision_body(row, naive_timestamps=c.store.dialect == "sqlite")
 
 
 @router.get("/admin/policies")

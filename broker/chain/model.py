@@ -9,11 +9,12 @@ step (the request or event being handled now) and say whether the chain escalate
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from broker.models import Outcome, Tier
+from broker.models import Outcome, TaskId, Tier
 
 
 class StepKind(enum.StrEnum):
@@ -59,6 +60,23 @@ class ChainStep:
         return {"ref": self.ref, "kind": self.kind.value, "action": self.action, "resource": self.resource,
                 "tier": self.tier.value if self.tier else None,
                 "outcome": self.outcome.value if self.outcome else None}
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEvent:
+    """A stored chain event: a reported prompt, output or tool step (its text's length and HMAC
+    fingerprint, never the text), a leak or review report, or an escalation (``detail`` holds the
+    detector's audit data)."""
+
+    event_id: str
+    task_id: TaskId
+    kind: StepKind
+    action: str | None
+    resource: str | None
+    text_length: int | None
+    text_fingerprint: str | None
+    detail: Mapping[str, Any]
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ def _store_records(
         store.engine.dispose()
     if len(rows) >= limit:
         out.print(f"[yellow]note[/yellow]: read the first {limit} stored decisions only (--limit)")
-    return [dict(row["record"]) for row in rows]
+    return [dict(row.record) for row in rows]
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,6 @@ from broker.models import (
     Task,
     TaskId,
     TaskState,
-    Tier,
 )
 from broker.secrets import Fingerprinter
 from broker.services.revocation import RevocationService
@@ -123,9 +122,9 @@ class TaskService:
     def _chain(self, conn: Any, task_id: str) -> ChainSummary:
         rows = self.store.decision_steps(conn, task_id)
         active = self.store.count_active_grants(conn, task_id)
-        allowed = [r for r in rows if r.outcome == Outcome.ALLOW.value]
+        allowed = [r for r in rows if r.outcome is Outcome.ALLOW]
         catalog = self.catalog()
-        max_tier = max((Tier(r.tier) for r in allowed), key=lambda t: t.rank, default=None)
+        max_tier = max((r.tier for r in allowed), key=lambda t: t.rank, default=None)
         return ChainSummary(
             steps=len(rows), actions=tuple(r.action for r in allowed),
             consequences=tuple(catalog[r.action].consequence.value for r in allowed if r.action in catalog),

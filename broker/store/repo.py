@@ -22,6 +22,7 @@ from broker.models import (
     GrantId,
     GrantState,
     IdentityBinding,
+    Outcome,
     Resource,
     Sensitivity,
     Task,
@@ -33,9 +34,11 @@ from broker.models import (
 )
 from broker.store import tables as t
 from broker.store.rows import (
+    DecisionStep,
     GrantFingerprints,
     HandleId,
     HandleState,
+    StoredDecision,
     TaskHandle,
     aware_ts,
     grant_from_row,
@@ -271,22 +274,24 @@ class Store:
             consequence=inputs.get("consequence"), sensitivity=inputs.get("sensitivity"),
             external=inputs.get("resource_external")))
 
-    def get_decision(self, conn: Connection, decision_id: str) -> dict[str, Any] | None:
+    def get_decision(self, conn: Connection, decision_id: str) -> StoredDecision | None:
         row = conn.execute(select(t.decisions).where(t.decisions.c.decision_id == decision_id)).first()
-        return dict(row._mapping) if row else None
+        return StoredDecision.from_row(row._mapping) if row else None
 
     def decisions(self, conn: Connection, *, task_id: str | None = None, since: datetime | None = None,
-                  limit: int = 10000) -> list[dict[str, Any]]:
+                  limit: int = 10000) -> list[StoredDecision]:
         q = select(t.decisions)
         if task_id:
             q = q.where(t.decisions.c.task_id == task_id)
         if since:
             q = q.where(t.decisions.c.created_at >= since)
-        return [dict(r._mapping) for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))]
+        return [StoredDecision.from_row(r._mapping)
+                for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))]
 
-    def decision_steps(self, conn: Connection, task_id: str) -> list[Any]:
+    def decision_steps(self, conn: Connection, task_id: str) -> list[DecisionStep]:
         """The chain's decisions in order, without their (large) JSON records."""
-        return list(conn.execute(_DECISION_STEPS, {"task_id": task_id}))
+        return [DecisionStep(action=r.action, tier=Tier(r.tier), outcome=Outcome(r.outcome))
+                for r in conn.execute(_DECISION_STEPS, {"task_id": task_id})]
 
     # -- replay guard ----------------------------------------------------------------------
     def record_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, NewType
 
 from sqlalchemy import RowMapping
 
-from broker.models import DecisionId, Grant, GrantId, GrantState, TaskId
+from broker.models import DecisionId, Grant, GrantId, GrantState, Mode, Outcome, TaskId, Tier
 
 HandleId = NewType("HandleId", int)
 RevocationId = NewType("RevocationId", int)
@@ -120,3 +120,43 @@ class Revocation:
             state=RevocationState(m["state"]), attempts=int(m["attempts"]), last_error=m["last_error"],
             last_error_kind=FailureKind(kind) if kind else None, created_at=aware_ts(m["created_at"]),
             next_attempt_at=aware_ts(m["next_attempt_at"]), completed_at=aware_opt(m["completed_at"]))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """A decision as recorded: the columns the store indexes and the full JSON ``record``
+    (the decision's public fields plus its inputs, for explain and replay)."""
+
+    decision_id: DecisionId
+    task_id: TaskId
+    agent: str
+    action: str
+    resource: str
+    outcome: Outcome
+    tier: Tier
+    mode: Mode
+    ttl_seconds: int
+    bundle_hash: str
+    record: Mapping[str, Any]
+    created_at: datetime
+    consequence: str | None  # NULL on rows before revision 0008: read the record
+    sensitivity: str | None
+    external: bool | None
+
+    @classmethod
+    def from_row(cls, m: RowMapping) -> StoredDecision:
+        return cls(
+            decision_id=DecisionId(m["decision_id"]), task_id=TaskId(m["task_id"]), agent=m["agent"],
+            action=m["action"], resource=m["resource"], outcome=Outcome(m["outcome"]), tier=Tier(m["tier"]),
+            mode=Mode(m["mode"]), ttl_seconds=int(m["ttl_seconds"]), bundle_hash=m["bundle_hash"],
+            record=dict(m["record"] or {}), created_at=aware_ts(m["created_at"]), consequence=m["consequence"],
+            sensitivity=m["sensitivity"], external=m["external"])
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionStep:
+    """A chain's decision without its (large) JSON record: what the risk model counts."""
+
+    action: str
+    tier: Tier
+    outcome: Outcome
