@@ -25,6 +25,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from broker.logging import _redact
 from broker.store import tables as t
 from broker.store.repo import Store, aware, utcnow
+from broker.store.rows import aware_ts
 
 GENESIS = "0" * 64
 
@@ -41,6 +42,28 @@ def _ts(value: datetime) -> str:
     v = aware(value)
     assert v is not None
     return v.astimezone(UTC).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """A stored audit event. ``hash`` is SHA-256 over ``prev_hash`` and the canonical JSON of the
+    event (seq, event_id, ts, kind, actor, task_id, outcome, data)."""
+
+    seq: int
+    event_id: str
+    ts: datetime
+    kind: str
+    actor: str
+    task_id: str | None
+    outcome: str | None
+    data: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+    @property
+    def ts_text(self) -> str:
+        """The timestamp as it is hashed and shown: ISO 8601 in UTC."""
+        return self.ts.astimezone(UTC).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +107,7 @@ class AuditLog:
             return self.append(conn, kind, **kwargs)
 
     def events(self, *, task_id: str | None = None, kind: str | None = None, after_seq: int = 0,
-               limit: int = 1000) -> list[dict[str, Any]]:
+               limit: int = 1000) -> list[AuditEvent]:
         q = select(t.audit_events).where(t.audit_events.c.seq > after_seq)
         if task_id:
             q = q.where(t.audit_events.c.task_id == task_id)
@@ -92,13 +115,9 @@ class AuditLog:
             q = q.where(t.audit_events.c.kind == kind)
         with self.store.read() as conn:
             rows = conn.execute(q.order_by(t.audit_events.c.seq).limit(limit)).all()
-        return [self._public(r._mapping) for r in rows]
-
-    @staticmethod
-    def _public(row: Mapping[str, Any] | Any) -> dict[str, Any]:
-        return {"seq": row["seq"], "event_id": row["event_id"], "ts": _ts(row["ts"]), "kind": row["kind"],
-                "actor": row["actor"], "task_id": row["task_id"], "outcome": row["outcome"], "data": row["data"],
-                "prev_hash": row["prev_hash"], "hash": row["hash"]}
+        return [AuditEvent(seq=int(r.seq), event_id=r.event_id, ts=aware_ts(r.ts), kind=r.kind, actor=r.actor,
+                           task_id=r.task_id, outcome=r.outcome, data=r.data, prev_hash=r.prev_hash,
+                           hash=r.hash) for r in rows]
 
     def _iter_all(self, batch: int = 5000) -> Iterator[Any]:
         last = 0

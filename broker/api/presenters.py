@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from broker.audit import AuditEvent
 from broker.errors import Denied
 from broker.models import Outcome, Task
 from broker.services.tasks import CredentialResult
@@ -38,3 +39,10 @@ def decision_body(d: StoredDecision, *, naive_timestamps: bool) -> dict[str, Any
     created = d.created_at.replace(tzinfo=None) if naive_timestamps else d.created_at
     return {**d.record, "task_id": d.task_id, "agent": d.agent, "action": d.action, "resource": d.resource,
             "created_at": created.isoformat()}
+
+
+def audit_event_body(e: AuditEvent) -> dict[str, Any]:
+    """An audit event as ``GET /v1/audit`` lists it (with its hash links, to verify offline)."""
+    return {"seq": e.seq, "event_id": e.event_id, "ts": e.ts_text, "kind": e.kind, "actor": e.actor,
+            "task_id": e.task_id, "outcome": e.outcome, "data": e.data, "prev_hash": e.prev_hash,
+            "hash": e.hash}

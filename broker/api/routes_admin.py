@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AdminDep, ContainerDep
-from broker.api.presenters import decision_body, task_body
+from broker.api.presenters import audit_event_body, decision_body, task_body
 from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
 from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
@@ -83,7 +83,8 @@ def revoke_task(task_id: str, body: RevokeIn, actor: AdminDep, c: ContainerDep) 
 def audit(_: AdminDep, c: ContainerDep, task_id: str | None = None, kind: str | None = None,
           after_seq: Annotated[int, Query(ge=0)] = 0,
           limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
-    return {"items": c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)}
+    return {"items": [audit_event_body(e)
+                      for e in c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)]}
 
 
 @router.get("/decisions/{decision_id}")
