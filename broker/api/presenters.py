@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from broker.approvals.model import Approval, Review, Vote
 from broker.audit import AuditEvent
 from broker.errors import Denied
 from broker.models import Outcome, Task
@@ -46,3 +48,35 @@ def audit_event_body(e: AuditEvent) -> dict[str, Any]:
     return {"seq": e.seq, "event_id": e.event_id, "ts": e.ts_text, "kind": e.kind, "actor": e.actor,
             "task_id": e.task_id, "outcome": e.outcome, "data": e.data, "prev_hash": e.prev_hash,
             "hash": e.hash}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def vote_body(v: Vote) -> dict[str, Any]:
+    return {"approver": v.approver, "reason": v.reason, "at": v.at.isoformat(), "owner": v.owner}
+
+
+def approval_body(a: Approval) -> dict[str, Any]:
+    """An approval as the approvals API shows it; ``state`` as of the read (see ``Approval.as_of``)."""
+    return {
+        "approval_id": a.approval_id, "state": a.state.value, "task_id": a.task_id, "agent": a.agent,
+        "owner": a.owner, "action": a.action, "resource": a.resource, "scope_hash": a.scope_hash,
+        "decision_id": a.decision_id, "tier": a.tier.value, "reasons": list(a.reasons),
+        "votes": [vote_body(v) for v in a.votes], "decided_by": a.decided_by,
+        "decision_reason": a.decision_reason, "created_at": _iso(a.created_at), "expires_at": _iso(a.expires_at),
+        "decided_at": _iso(a.decided_at), "collected_at": _iso(a.collected_at),
+        "collected_decision_id": a.collected_decision_id, "grant_id": a.grant_id,
+        "collect_error": a.collect_error,
+    }
+
+
+def review_body(r: Review) -> dict[str, Any]:
+    return {
+        "review_id": r.review_id, "state": r.state.value, "decision_id": r.decision_id, "task_id": r.task_id,
+        "agent": r.agent, "action": r.action, "resource": r.resource, "tier": r.tier.value,
+        "grant_id": r.grant_id, "reviewer": r.reviewer, "reason": r.reason,
+        "escalation": dict(r.escalation) if r.escalation is not None else None,
+        "created_at": r.created_at.isoformat(), "resolved_at": _iso(r.resolved_at),
+    }

@@ -16,6 +16,7 @@ from broker.approvals.model import Review, ReviewId, ReviewState
 from broker.audit import AuditLog
 from broker.decisions import Decision
 from broker.errors import Conflict, NotFound
+from broker.models import TaskId
 from broker.store.repo import Store, utcnow
 
 # (task_id, review_id, reason) -> the escalation report; the chain service's flag_review under its lock
@@ -34,11 +35,11 @@ class ReviewService:
         review = Review(
             review_id=ReviewId("rev_" + uuid.uuid4().hex),
             decision_id=decision.decision_id,
-            task_id=task_id,
+            task_id=TaskId(task_id),
             agent=agent,
             action=action,
             resource=resource,
-            tier=decision.tier.value,
+            tier=decision.tier,
             grant_id=grant_id,
             state=ReviewState.PENDING,
             reviewer=None,
@@ -67,9 +68,9 @@ class ReviewService:
 
     def list(
         self, state: ReviewState | None = None, task_id: str | None = None, limit: int = 500
-    ) -> list[dict[str, Any]]:
+    ) -> list[Review]:
         with self.store.read() as conn:
-            return [r.to_dict() for r in db.list_reviews(conn, state, task_id, limit)]
+            return db.list_reviews(conn, state, task_id, limit)
 
     def get(self, review_id: str) -> Review:
         with self.store.read() as conn:
@@ -78,11 +79,11 @@ class ReviewService:
             raise NotFound(f'review "{review_id}" does not exist')
         return review
 
-    def mark_fine(self, review_id: str, reviewer: str, reason: str) -> dict[str, Any]:
+    def mark_fine(self, review_id: str, reviewer: str, reason: str) -> Review:
         self._resolve(review_id, ReviewState.FINE, reviewer, reason)
-        return self.get(review_id).to_dict()
+        return self.get(review_id)
 
-    def flag(self, review_id: str, reviewer: str, reason: str) -> dict[str, Any]:
+    def flag(self, review_id: str, reviewer: str, reason: str) -> Review:
         review = self._resolve(review_id, ReviewState.FLAGGED, reviewer, reason)
         report = self.escalate(
             review.task_id, review.review_id, f"post-action review flagged by {reviewer}: {reason}"
@@ -100,7 +101,7 @@ class ReviewService:
         }
         with self.store.write() as conn:
             db.set_escalation(conn, review.review_id, escalation)
-        return self.get(review_id).to_dict()
+        return self.get(review_id)
 
     def _resolve(self, review_id: str, state: ReviewState, reviewer: str, reason: str) -> Review:
         review = self.get(review_id)

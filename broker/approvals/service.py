@@ -90,7 +90,7 @@ class ApprovalService:
                 resource=resource.name,
                 scope_hash=scope,
                 decision_id=decision.decision_id,
-                tier=decision.tier.value,
+                tier=decision.tier,
                 reasons=decision.reasons,
                 state=ApprovalState.PENDING,
                 votes=(),
@@ -134,7 +134,7 @@ class ApprovalService:
             "agent": a.agent,
             "action": a.action,
             "resource": a.resource,
-            "tier": a.tier,
+            "tier": a.tier.value,
             "decision_id": a.decision_id,
             "expires_at": a.expires_at.isoformat(),
         }
@@ -158,11 +158,12 @@ class ApprovalService:
                     )
         return count
 
-    def list(self, state: ApprovalState | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    def list(self, state: ApprovalState | None = None, limit: int = 500) -> list[Approval]:
+        """Approvals as of now (oldest first)."""
         self.expire_due()
         now = self.clock()
         with self.store.read() as conn:
-            return [a.to_dict(now) for a in db.list_approvals(conn, state, limit)]
+            return [a.as_of(now) for a in db.list_approvals(conn, state, limit)]
 
     def get(self, approval_id: str) -> Approval:
         with self.store.read() as conn:
@@ -171,11 +172,12 @@ class ApprovalService:
             raise NotFound(f'approval "{approval_id}" does not exist')
         return approval
 
-    def view(self, approval_id: str) -> dict[str, Any]:
-        return self.get(approval_id).to_dict(self.clock())
+    def view(self, approval_id: str) -> Approval:
+        """The approval as of now (``expired`` once its window passed while open)."""
+        return self.get(approval_id).as_of(self.clock())
 
     # -- approvers ----------------------------------------------------------------------------------
-    def approve(self, approval_id: str, approver: str, reason: str) -> dict[str, Any]:
+    def approve(self, approval_id: str, approver: str, reason: str) -> Approval:
         a = self._actionable(approval_id, "approve")
         who = normalise_name(approver)
         if not who:
@@ -230,7 +232,7 @@ class ApprovalService:
             )
         return self.view(approval_id)
 
-    def deny(self, approval_id: str, approver: str, reason: str) -> dict[str, Any]:
+    def deny(self, approval_id: str, approver: str, reason: str) -> Approval:
         """Anyone may deny (also the owner): saying no needs no second pair of eyes. An approved
         approval not yet collected can still be denied."""
         a = self._actionable(approval_id, "deny", also=(ApprovalState.APPROVED,))

@@ -6,14 +6,14 @@ racing, or two collections of one approval, cannot both succeed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, update
 
 from broker.approvals.model import Approval, ApprovalState, Review, ReviewId, ReviewState, Vote
-from broker.models import ApprovalId
+from broker.models import ApprovalId, TaskId, Tier
 from broker.store import tables as t
 from broker.store.repo import aware
 
@@ -36,14 +36,14 @@ def _approval(row: Any) -> Approval:
     m = row._mapping
     return Approval(
         approval_id=ApprovalId(m["approval_id"]),
-        task_id=m["task_id"],
+        task_id=TaskId(m["task_id"]),
         agent=m["agent"],
         owner=m["owner"],
         action=m["action"],
         resource=m["resource"],
         scope_hash=m["scope_hash"],
         decision_id=m["decision_id"],
-        tier=m["tier"],
+        tier=Tier(m["tier"]),
         reasons=tuple(m["reasons"] or ()),
         state=ApprovalState(m["state"]),
         votes=tuple(Vote.from_dict(v) for v in (m["votes"] or ())),
@@ -70,7 +70,7 @@ def insert_approval(conn: Connection, a: Approval) -> None:
             resource=a.resource,
             scope_hash=a.scope_hash,
             decision_id=a.decision_id,
-            tier=a.tier,
+            tier=a.tier.value,
             reasons=list(a.reasons),
             state=a.state.value,
             votes=[v.to_dict() for v in a.votes],
@@ -205,11 +205,11 @@ def _review(row: Any) -> Review:
     return Review(
         review_id=ReviewId(m["review_id"]),
         decision_id=m["decision_id"],
-        task_id=m["task_id"],
+        task_id=TaskId(m["task_id"]),
         agent=m["agent"],
         action=m["action"],
         resource=m["resource"],
-        tier=m["tier"],
+        tier=Tier(m["tier"]),
         grant_id=m["grant_id"],
         state=ReviewState(m["state"]),
         reviewer=m["reviewer"],
@@ -229,7 +229,7 @@ def insert_review(conn: Connection, r: Review) -> None:
             agent=r.agent,
             action=r.action,
             resource=r.resource,
-            tier=r.tier,
+            tier=r.tier.value,
             grant_id=r.grant_id,
             state=r.state.value,
             created_at=r.created_at,
@@ -264,5 +264,5 @@ def resolve_review(
     return res.rowcount == 1
 
 
-def set_escalation(conn: Connection, review_id: str, escalation: dict[str, Any]) -> None:
-    conn.execute(update(t.reviews).where(R.review_id == review_id).values(escalation=escalation))
+def set_escalation(conn: Connection, review_id: str, escalation: Mapping[str, Any]) -> None:
+    conn.execute(update(t.reviews).where(R.review_id == review_id).values(escalation=dict(escalation)))
