@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.audit import AuditLog
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_token import OpenBaoTokenBackend
 from broker.backends.port import CredentialBackend
 from broker.chain import config as chain_config

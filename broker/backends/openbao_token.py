@@ -20,7 +20,7 @@ from typing import Any
 import hvac
 import requests
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.port import IssuedCredential, IssueRequest
 from broker.errors import InvalidInput, UpstreamError
 from broker.secrets import Secret

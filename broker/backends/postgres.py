@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import hvac
 
-from broker.backends._names import refuse_unknown, section, vault_name, vault_path
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.names import refuse_unknown, section, vault_name, vault_path
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.port import IssuedCredential, IssueRequest
 from broker.errors import BrokerError, InvalidInput, UpstreamError
 from broker.secrets import Secret
@@ -85,7 +85,7 @@ class PostgresBackend:
         role = vault_name("vault.role", vault.get("role"), what="database role")
         connection = settings.get("connection")
         if connection is not None:
-            connection = _validate_connection(connection)
+            connection = validate_connection(connection)
         with self.http.client() as c:
             try:
                 role_data = c.adapter.get(f"/v1/{mount}/roles/{role}")["data"]
@@ -98,7 +98,7 @@ class PostgresBackend:
             if db_name:
                 try:
                     config = c.adapter.get(f"/v1/{mount}/config/{db_name}")["data"]
-                    derived = _connection_from_url(config.get("connection_details", {}).get("connection_url"))
+                    derived = connection_from_url(config.get("connection_details", {}).get("connection_url"))
                 except (hvac.exceptions.InvalidPath, hvac.exceptions.Forbidden):
                     derived = None
         if connection is None:
@@ -193,7 +193,7 @@ class PostgresBackend:
 
 
 # -- connection (what the agent dials) --------------------------------------------------------
-def _connection_from_url(url: Any) -> dict[str, Any] | None:
+def connection_from_url(url: Any) -> dict[str, Any] | None:
     if not isinstance(url, str) or not url:
         return None
     try:
@@ -211,7 +211,7 @@ def _connection_from_url(url: Any) -> dict[str, Any] | None:
     return conn
 
 
-def _validate_connection(value: Any) -> dict[str, Any]:
+def validate_connection(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidInput("connection", 'must be an object: {"host", "port", "dbname", "sslmode"?}')
     refuse_unknown("connection", value, {"host", "port", "dbname", "sslmode"}, KIND)

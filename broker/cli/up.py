@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
             postgres_note: dict[str, str | None] = {}
 
             def ready(container: Any) -> None:
-                from broker.backends._openbao_http import OpenBaoHTTP
+                from broker.backends.openbao_http import OpenBaoHTTP
 
                 http = OpenBaoHTTP(bao.address, bao.root_token)
                 seed_openbao(http)

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.errors import BrokerError
 from broker.secrets import Secret
 from rotation.sources.base import Checkpoint, Item, Observation, SourceContext, SourceError, StateView

@@ -25,7 +25,7 @@ from support.postgres import PostgresServer, find_or_start
 
 from broker.api.presenters import audit_event_body
 from broker.audit import AuditLog
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.openbao_server import OpenBaoServer
 from broker.secrets import Fingerprinter, Secret
 from broker.store.db import make_engine, migrate

@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 
 from broker.api.app import create_app
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.client import AdminClient, BrokerClient
 from broker.config import Settings
 from broker.container import Container
