@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from broker.approvals.model import Approval, Review, Vote
 from broker.audit import AuditEvent
 from broker.errors import Denied
-from broker.models import Outcome, Task
+from broker.models import Agent, Outcome, Resource, Task, TaskProfile
 from broker.services.tasks import CredentialResult
-from broker.store.rows import StoredDecision
+from broker.store.rows import Registered, StoredDecision
 
 
 def task_body(task: Task) -> dict[str, Any]:
@@ -80,3 +80,24 @@ def review_body(r: Review) -> dict[str, Any]:
         "escalation": dict(r.escalation) if r.escalation is not None else None,
         "created_at": r.created_at.isoformat(), "resolved_at": _iso(r.resolved_at),
     }
+
+
+def registered_body(entry: Registered) -> dict[str, Any]:
+    """An agent, profile or resource as the admin API shows it (the table's columns in order;
+    a resource's backend settings flattened in after its timestamps)."""
+    stamps = {"created_at": entry.created_at.isoformat(), "updated_at": entry.updated_at.isoformat()}
+    item = entry.item
+    if isinstance(item, Agent):
+        return {"name": item.name, "owner": item.owner, "trust_level": item.trust_level.value,
+                "description": item.description,
+                "identities": [{"issuer": b.issuer, "subject": b.subject, "claims": dict(b.claims)}
+                               for b in item.bindings],
+                "profiles": list(item.profiles), **stamps}
+    if isinstance(item, TaskProfile):
+        return {"name": item.name, "allowed_actions": list(item.allowed_actions), "ceiling": item.ceiling.value,
+                "max_lifetime_seconds": item.max_lifetime_seconds, "description": item.description, **stamps}
+    if isinstance(item, Resource):
+        return {"name": item.name, "kind": item.kind, "sensitivity": item.sensitivity.value,
+                "environment": item.environment.value, "external": item.external,
+                "description": item.description, **stamps, **item.settings}
+    assert_never(item)

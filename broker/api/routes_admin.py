@@ -8,18 +8,19 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AdminDep, ContainerDep
-from broker.api.presenters import audit_event_body, decision_body, task_body
+from broker.api.presenters import audit_event_body, decision_body, registered_body, task_body
 from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
 from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
+from broker.store.rows import Entity, Registered
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 Name = Annotated[str, Path(pattern=NAME, description="lower-case name: a-z 0-9 . _ -")]
 
 
-def _put(result: tuple[dict[str, Any], bool]) -> JSONResponse:
-    body, created = result
-    return JSONResponse(body, status_code=201 if created else 200)
+def _put(result: tuple[Registered, bool]) -> JSONResponse:
+    entry, created = result
+    return JSONResponse(registered_body(entry), status_code=201 if created else 200)
 
 
 @router.put("/admin/agents/{name}")
@@ -45,22 +46,22 @@ def put_resource(name: Name, body: ResourceIn, actor: AdminDep, c: ContainerDep)
     return _put(c.registry.put_resource(resource, actor))
 
 
-def _entity_routes(entity: str, plural: str) -> None:
+def _entity_routes(entity: Entity, plural: str) -> None:
     @router.get(f"/admin/{plural}", name=f"list_{plural}")
     def _list(_: AdminDep, c: ContainerDep) -> dict[str, Any]:
-        return {"items": c.registry.list(entity)}
+        return {"items": [registered_body(e) for e in c.registry.list(entity)]}
 
-    @router.get(f"/admin/{plural}/{{name}}", name=f"get_{entity}")
+    @router.get(f"/admin/{plural}/{{name}}", name=f"get_{entity.value}")
     def _get(name: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
-        return c.registry.get(entity, name)
+        return registered_body(c.registry.get(entity, name))
 
-    @router.delete(f"/admin/{plural}/{{name}}", status_code=204, name=f"delete_{entity}")
+    @router.delete(f"/admin/{plural}/{{name}}", status_code=204, name=f"delete_{entity.value}")
     def _delete(name: str, actor: AdminDep, c: ContainerDep) -> Response:
         c.registry.delete(entity, name, actor)
         return Response(status_code=204)
 
 
-for _entity, _plural in (("agent", "agents"), ("profile", "profiles"), ("resource", "resources")):
+for _entity, _plural in ((Entity.AGENT, "agents"), (Entity.PROFILE, "profiles"), (Entity.RESOURCE, "resources")):
     _entity_routes(_entity, _plural)
 
 

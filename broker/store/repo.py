@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -35,9 +35,11 @@ from broker.models import (
 from broker.store import tables as t
 from broker.store.rows import (
     DecisionStep,
+    Entity,
     GrantFingerprints,
     HandleId,
     HandleState,
+    Registered,
     StoredDecision,
     TaskHandle,
     aware_ts,
@@ -60,6 +62,7 @@ _ACTIVE_GRANTS = select(func.count()).select_from(t.grants).where(and_(
 _INSERT_DECISION = insert(t.decisions)
 _INSERT_GRANT = insert(t.grants)
 _INSERT_JTI = insert(t.seen_jti)
+_REGISTRY_TABLES = {Entity.AGENT: t.agents, Entity.PROFILE: t.profiles, Entity.RESOURCE: t.resources}
 
 
 def utcnow() -> datetime:
@@ -137,23 +140,32 @@ class Store:
         row = conn.execute(_AGENT, {"name": name}).first()
         return self._agent(row) if row else None
 
-    def agent_row(self, conn: Connection, name: str) -> dict[str, Any] | None:
-        row = conn.execute(select(t.agents).where(t.agents.c.name == name)).first()
-        return dict(row._mapping) if row else None
+    def _registered(self, entity: Entity, row: Any) -> Registered:
+        item: Agent | TaskProfile | Resource
+        match entity:
+            case Entity.AGENT:
+                item = self._agent(row)
+            case Entity.PROFILE:
+                item = self._profile(row)
+            case Entity.RESOURCE:
+                item = self._resource(row)
+            case _:
+                assert_never(entity)
+        return Registered(item=item, created_at=aware_ts(row.created_at), updated_at=aware_ts(row.updated_at))
 
-    def list_rows(self, conn: Connection, table_name: str) -> list[dict[str, Any]]:
-        table = t.metadata.tables[table_name]
-        key = next(iter(table.primary_key.columns))
-        return [dict(r._mapping) for r in conn.execute(select(table).order_by(key))]
-
-    def get_row(self, conn: Connection, table_name: str, name: str) -> dict[str, Any] | None:
-        table = t.metadata.tables[table_name]
+    def registered(self, conn: Connection, entity: Entity, name: str) -> Registered | None:
+        """A registry entry with its timestamps (agent, profile or resource by name)."""
+        table = _REGISTRY_TABLES[entity]
         row = conn.execute(select(table).where(table.c.name == name)).first()
-        return dict(row._mapping) if row else None
+        return self._registered(entity, row) if row else None
 
-    def delete_named(self, conn: Connection, table_name: str, name: str) -> bool:
-        table = t.metadata.tables[table_name]
-        if table_name == "agents":
+    def list_registered(self, conn: Connection, entity: Entity) -> list[Registered]:
+        table = _REGISTRY_TABLES[entity]
+        return [self._registered(entity, r) for r in conn.execute(select(table).order_by(table.c.name))]
+
+    def delete_named(self, conn: Connection, entity: Entity, name: str) -> bool:
+        table = _REGISTRY_TABLES[entity]
+        if entity is Entity.AGENT:
             conn.execute(delete(t.agent_identities).where(t.agent_identities.c.agent == name))
         return bool(conn.execute(delete(table).where(table.c.name == name)).rowcount)
 
@@ -162,25 +174,29 @@ class Store:
             "allowed_actions": list(p.allowed_actions), "ceiling": p.ceiling.value,
             "max_lifetime_seconds": p.max_lifetime_seconds, "description": p.description})
 
-    def get_profile(self, conn: Connection, name: str) -> TaskProfile | None:
-        row = conn.execute(_PROFILE, {"name": name}).first()
-        if row is None:
-            return None
+    @staticmethod
+    def _profile(row: Any) -> TaskProfile:
         return TaskProfile(name=row.name, allowed_actions=tuple(row.allowed_actions), ceiling=Tier(row.ceiling),
                            max_lifetime_seconds=row.max_lifetime_seconds, description=row.description)
+
+    def get_profile(self, conn: Connection, name: str) -> TaskProfile | None:
+        row = conn.execute(_PROFILE, {"name": name}).first()
+        return self._profile(row) if row else None
 
     def put_resource(self, conn: Connection, r: Resource) -> bool:
         return self._upsert(conn, t.resources, "name", r.name, {
             "kind": r.kind, "sensitivity": r.sensitivity.value, "environment": r.environment.value,
             "external": r.external, "description": r.description, "settings": dict(r.settings)})
 
-    def get_resource(self, conn: Connection, name: str) -> Resource | None:
-        row = conn.execute(_RESOURCE, {"name": name}).first()
-        if row is None:
-            return None
+    @staticmethod
+    def _resource(row: Any) -> Resource:
         return Resource(name=row.name, kind=row.kind, sensitivity=Sensitivity(row.sensitivity),
                         environment=Environment(row.environment), settings=dict(row.settings),
                         description=row.description, external=bool(row.external))
+
+    def get_resource(self, conn: Connection, name: str) -> Resource | None:
+        row = conn.execute(_RESOURCE, {"name": name}).first()
+        return self._resource(row) if row else None
 
     def agents_using_profile(self, conn: Connection, profile: str) -> list[str]:
         return [r.name for r in conn.execute(select(t.agents.c.name, t.agents.c.profiles))

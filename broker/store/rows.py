@@ -17,7 +17,19 @@ from typing import Any, NewType
 
 from sqlalchemy import RowMapping
 
-from broker.models import DecisionId, Grant, GrantId, GrantState, Mode, Outcome, TaskId, Tier
+from broker.models import (
+    Agent,
+    DecisionId,
+    Grant,
+    GrantId,
+    GrantState,
+    Mode,
+    Outcome,
+    Resource,
+    TaskId,
+    TaskProfile,
+    Tier,
+)
 
 HandleId = NewType("HandleId", int)
 RevocationId = NewType("RevocationId", int)
@@ -160,3 +172,21 @@ class DecisionStep:
     action: str
     tier: Tier
     outcome: Outcome
+
+
+class Entity(enum.StrEnum):
+    """What the registry holds (the admin API's ``/v1/admin/{agents,profiles,resources}``)."""
+
+    AGENT = "agent"
+    PROFILE = "profile"
+    RESOURCE = "resource"
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A registry entry as stored: the agent, profile or resource, and when it was created and
+    last changed."""
+
+    item: Agent | TaskProfile | Resource
+    created_at: datetime
+    updated_at: datetime
