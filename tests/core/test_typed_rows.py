@@ -1,0 +1,167 @@
+"""The store hands typed rows upward (frozen dataclasses, enums, aware timestamps) on SQLite and
+PostgreSQL, and the HTTP presenters turn them into the same bodies as before."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from broker.api.presenters import audit_event_body, decision_body, registered_body
+from broker.audit import AuditLog
+from broker.models import (
+    Agent,
+    DecisionId,
+    Environment,
+    Grant,
+    GrantId,
+    GrantState,
+    IdentityBinding,
+    Mode,
+    Outcome,
+    Resource,
+    Sensitivity,
+    Task,
+    TaskId,
+    TaskProfile,
+    TaskState,
+    Tier,
+    TrustLevel,
+)
+from broker.store import outbox
+from broker.store import tables as t
+from broker.store.db import make_engine, migrate
+from broker.store.repo import Store, utcnow
+from broker.store.rows import Entity, FailureKind, HandleState, RevocationState
+
+AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'rows.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_database")
+    engine = make_engine(url)
+    migrate(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+def _task(store: Store, task_id: str = "tsk_rows") -> Task:
+    task = Task(task_id=TaskId(task_id), agent="a1", profile="p1", purpose="rows", on_behalf_of=None,
+                state=TaskState.ACTIVE, created_at=AT, expires_at=AT + timedelta(hours=1))
+    with store.write() as conn:
+        store.create_task(conn, task)
+    return task
+
+
+def _grant(task: Task, grant_id: str = "grt_1", **over: object) -> Grant:
+    values: dict[str, object] = dict(
+        grant_id=GrantId(grant_id), task_id=task.task_id, decision_id=DecisionId("dec_1"), backend="vault_token",
+        resource="demo-data", action="db.read", lease_id=None, accessor="acc-1", fingerprints=("fp1", "fp2"),
+        issued_at=AT, expires_at=AT + timedelta(minutes=5), state=GrantState.ACTIVE,
+        revocation={"accessor": "acc-1"}, covered_by_task_handle=True, public={"ttl": 300},
+        secret_lengths={"fp1": 26}, revoked_at=None)
+    values.update(over)
+    return Grant(**values)  # type: ignore[arg-type]
+
+
+def test_a_stored_grant_comes_back_as_the_frozen_grant_that_was_written(store):
+    task = _task(store)
+    written = _grant(task)
+    with store.write() as conn:
+        store.add_grant(conn, written)
+    with store.read() as conn:
+        read = store.get_grant(conn, "grt_1")
+        active = store.grants(conn, task.task_id, GrantState.ACTIVE)
+        index = store.active_grant_fingerprints(conn)
+    assert read == written
+    assert read.state is GrantState.ACTIVE and read.active
+    assert read.issued_at.tzinfo is not None and read.issued_at == AT
+    assert active == [written]
+    assert [(f.grant_id, f.agent, f.fingerprints, dict(f.secret_lengths)) for f in index] == [
+        ("grt_1", "a1", ("fp1", "fp2"), {"fp1": 26})]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.state = GrantState.REVOKED  # type: ignore[misc]
+
+
+def test_outbox_rows_are_typed_and_confirming_one_revokes_what_the_handle_covered(store):
+    task = _task(store)
+    with store.write() as conn:
+        store.add_grant(conn, _grant(task))
+        store.add_handle(conn, task.task_id, "vault_token", {"accessor": "parent"})
+    with store.read() as conn:
+        (handle,) = store.handles(conn, task.task_id)
+        assert outbox.grants_to_revoke(conn, task.task_id, {"vault_token"}) == []  # covered by the handle
+    assert handle.state is HandleState.ACTIVE and handle.reference == {"accessor": "parent"}
+    with store.write() as conn:
+        rid = outbox.enqueue(conn, task_id=task.task_id, backend=handle.backend, reference=handle.reference,
+                             reason="test", handle_id=handle.id)
+    with store.read() as conn:
+        (row,) = outbox.due(conn, utcnow())
+    assert (row.id, row.handle_id, row.grant_id, row.state, row.attempts) == (
+        rid, handle.id, None, RevocationState.PENDING, 0)
+    with store.write() as conn:
+        outbox.mark_failed(conn, row, "unreachable", kind=FailureKind.UNAVAILABLE)
+        failed = outbox.get(conn, rid)
+        assert failed is not None and failed.last_error_kind is FailureKind.UNAVAILABLE
+        assert outbox.mark_done(conn, failed) is True
+    with store.read() as conn:
+        grant = store.get_grant(conn, "grt_1")
+        assert store.handles(conn, task.task_id) == []
+        assert [h.state for h in store.handles(conn, task.task_id, HandleState.REVOKED)] == [HandleState.REVOKED]
+    assert grant is not None and grant.state is GrantState.REVOKED and grant.revoked_at is not None
+
+
+def test_registry_bodies_keep_the_columns_in_order_with_resource_settings_last(store):
+    with store.write() as conn:
+        store.put_profile(conn, TaskProfile("p1", ("db.read", "db.write"), Tier.HIGH, 600, "profile"))
+        store.put_agent(conn, Agent("a1", "owner", TrustLevel.HIGH,
+                                    (IdentityBinding("iss", "sub", {"k": "v"}),), ("p1",), "agent"))
+        store.put_resource(conn, Resource("r1", "vault_kv", Sensitivity.RESTRICTED, Environment.PROD,
+                                          {"mount": "kv", "path": "x/y"}, "res", True))
+        for table in (t.agents, t.profiles, t.resources):
+            conn.execute(update(table).values(created_at=AT, updated_at=AT))
+    with store.read() as conn:
+        bodies = [registered_body(e) for entity in Entity for e in store.list_registered(conn, entity)]
+    stamps = '"created_at": "2026-12-01T09:30:15.123456+00:00", "updated_at": "2026-12-01T09:30:15.123456+00:00"'
+    assert [json.dumps(b) for b in bodies] == [
+        '{"name": "a1", "owner": "owner", "trust_level": "high", "description": "agent", "identities": '
+        '[{"issuer": "iss", "subject": "sub", "claims": {"k": "v"}}], "profiles": ["p1"], ' + stamps + '}',
+        '{"name": "p1", "allowed_actions": ["db.read", "db.write"], "ceiling": "high", '
+        '"max_lifetime_seconds": 600, "description": "profile", ' + stamps + '}',
+        '{"name": "r1", "kind": "vault_kv", "sensitivity": "restricted", "environment": "prod", '
+        '"external": true, "description": "res", ' + stamps + ', "mount": "kv", "path": "x/y"}',
+    ]
+
+
+def test_a_stored_decision_is_typed_and_explained_with_its_timestamp_as_stored(store):
+    task = _task(store)
+    record = {"decision_id": "dec_1", "outcome": "allow", "tier": "medium", "mode": "monitor", "ttl_seconds": 900,
+              "bundle_hash": "h" * 64, "inputs": {"consequence": "observe"}}
+    with store.write() as conn:
+        store.add_decision(conn, record, task.task_id, "a1", "db.read", "demo-data", AT)
+    with store.read() as conn:
+        d = store.get_decision(conn, "dec_1")
+        (step,) = store.decision_steps(conn, task.task_id)
+    assert d is not None and (d.outcome, d.tier, d.mode) == (Outcome.ALLOW, Tier.MEDIUM, Mode.MONITOR)
+    assert (step.outcome, step.tier) == (Outcome.ALLOW, Tier.MEDIUM) and d.consequence == "observe"
+    body = decision_body(d, naive_timestamps=store.dialect == "sqlite")
+    if store.dialect == "sqlite":  # SQLite keeps UTC without its zone; the explain body always showed that
+        assert body["created_at"] == "2026-12-01T09:30:15.123456"
+    else:
+        assert datetime.fromisoformat(body["created_at"]) == AT
+    assert list(body)[:len(record)] == list(record) and body["task_id"] == task.task_id
+
+
+def test_audit_events_are_typed_and_their_body_carries_the_hashed_timestamp(store):
+    audit = AuditLog(store)
+    audit.record("task.opened", actor="a1", task_id="tsk_rows", outcome="opened", data={"n": 1})
+    (event,) = audit.events(task_id="tsk_rows")
+    assert (event.kind, event.seq, dict(event.data)) == ("task.opened", 1, {"n": 1})
+    body = audit_event_body(event)
+    assert list(body) == ["seq", "event_id", "ts", "kind", "actor", "task_id", "outcome", "data", "prev_hash",
+                          "hash"]
+    assert body["ts"].endswith("+00:00") and audit.verify().ok
