@@ -8,7 +8,8 @@ from typing import Any, assert_never
 from broker.approvals.model import Approval, Review, Vote
 from broker.audit import AuditEvent
 from broker.errors import Denied
-from broker.models import Agent, Outcome, Resource, Task, TaskProfile
+from broker.models import Agent, Outcome, Resource, Task, TaskProfile, TaskState
+from broker.services.revocation import RevocationReport
 from broker.services.tasks import CredentialResult
 from broker.store.rows import Registered, StoredDecision
 
@@ -17,6 +18,12 @@ def task_body(task: Task) -> dict[str, Any]:
     return {"task_id": task.task_id, "agent": task.agent, "profile": task.profile, "purpose": task.purpose,
             "on_behalf_of": task.on_behalf_of, "state": task.state.value, "state_reason": task.state_reason,
             "created_at": task.created_at.isoformat(), "expires_at": task.expires_at.isoformat()}
+
+
+def ended_task_body(report: RevocationReport) -> dict[str, Any]:
+    """``DELETE /v1/tasks/{task_id}``: the task ended and what its revocation did."""
+    return {"task_id": report.task_id, "state": TaskState.ENDED.value, "revocations_queued": report.queued,
+            "revocations_completed": report.completed, "revocations_pending": report.pending}
 
 
 def credential_body(result: CredentialResult) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AgentDep, ContainerDep
-from broker.api.presenters import credential_body, task_body
+from broker.api.presenters import credential_body, ended_task_body, task_body
 from broker.api.schemas import CredentialIn, EventIn, ScanIn, TaskIn
 from broker.chain.model import StepKind
 from broker.services.scanning import finding_body
@@ -86,4 +86,4 @@ async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]
 
 @router.delete("/tasks/{task_id}")
 def end_task(task_id: str, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
-    return c.tasks.end_task(agent, task_id)
+    return ended_task_body(c.tasks.end_task(agent, task_id))

@@ -31,7 +31,7 @@ from broker.models import (
     TaskState,
 )
 from broker.secrets import Fingerprinter
-from broker.services.revocation import RevocationService
+from broker.services.revocation import RevocationReport, RevocationService
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.tasks")
@@ -105,14 +105,13 @@ class TaskService:
             raise Conflict(f'task "{task.task_id}" is {task.state.value}: {task.state_reason or "no reason"}',
                            details={"state": task.state.value, "reason": task.state_reason})
 
-    def end_task(self, agent: Agent, task_id: str) -> dict[str, Any]:
+    def end_task(self, agent: Agent, task_id: str) -> RevocationReport:
+        """End the agent's task (state ``ended``) and revoke what it holds."""
         task = self.task_for(agent, task_id)
         if task.state is not TaskState.ACTIVE:
             raise Conflict(f'task "{task_id}" is already {task.state.value}', details={"state": task.state.value})
-        report = self.revocations.revoke_task(task_id, reason="ended by agent", state=TaskState.ENDED,
-                                              actor=agent.name, audit_kind="task.ended")
-        return {"task_id": task_id, "state": TaskState.ENDED.value, "revocations_queued": report.queued,
-                "revocations_completed": report.completed, "revocations_pending": report.pending}
+        return self.revocations.revoke_task(task_id, reason="ended by agent", state=TaskState.ENDED,
+                                            actor=agent.name, audit_kind="task.ended")
 
     # -- credentials ---------------------------------------------------------------------
     def chain_summary(self, task_id: str) -> ChainSummary:
