@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
     revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    rotation_worker_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    scan_lease_seconds: float = Field(default=60.0, gt=1, le=3600)
+    scan_max_workers: int = Field(default=4, ge=1, le=32)
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 

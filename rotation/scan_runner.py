@@ -269,11 +269,3 @@ def _excerpt(text: str, start: int, end: int, label: str, others: Any) -> str:
     parts.append(text[pos:le])
     line = "".join(parts).strip()
     return line if len(line) <= 200 else line[:200] + "…"
-
-
-def key_of(settings: Any) -> bytes:
-    """The broker's fingerprint key, exactly as the composition root derives it."""
-    from broker.container import load_or_create_key
-
-    raw = settings.fingerprint_key.get_secret_value()
-    return bytes.fromhex(raw) if raw else load_or_create_key(Path(settings.data_dir) / "fingerprint.key")

@@ -1,8 +1,9 @@
-"""Scheduled leak scans, wired: the service the admin API calls and how the container builds it.
+"""Scheduled leak scans, wired: the service the admin API calls.
 
-``build_scans(container)`` picks the adapters (store, findings actions, managed-secret registry,
-alert webhook); ``ScanService`` defines, lists, runs and deletes jobs; ``start_scheduler`` starts
-the APScheduler worker (from ``nhi-broker up``/``serve``).
+``ScanJobService`` defines, lists, runs and deletes jobs (the live scanner of ``/v1/scan`` is
+:class:`broker.services.scanning.LiveScanner`); the composition root builds it with
+:func:`build_scan_jobs`; the runner starts the APScheduler worker (:func:`start_scheduler`) and
+attaches it to the service's :class:`ScheduleSlot`.
 """
 
 from __future__ import annotations
@@ -13,23 +14,50 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import Engine
+
+from broker.audit import AuditLog
+from broker.config import Settings
 from broker.errors import BrokerError, InvalidInput, NotFound
 from broker.services.scanning import add_active_grants
-from rotation.findings import FindingsService, ManagedRef, ManagedSecretMatcher, NoManagedSecrets
-from rotation.scan_runner import ScanRunner, key_of
+from broker.store.repo import Store
+from rotation.findings import Alert, FindingsService, LeakHandler, ManagedRef, NoManagedSecrets
+from rotation.scan_runner import ScanRunner
 from rotation.scan_spec import ScanJobIn, ScanJobSpec
 from rotation.scan_store import ScanStore
 from rotation.scheduler import ScanScheduler
-from scanners.known import GrantMatch, KnownSecretIndex
+from rotation.service import LEAK, RotationService
+from scanners.known import KnownSecretIndex
 
 
-class ScanService:
-    def __init__(self, scans: ScanStore, runner: ScanRunner, findings: FindingsService, audit: Any) -> None:
+class ScheduleSlot:
+    """Where the scan scheduler plugs in once the runner has started it. Until then (or in a
+    process that runs no scheduler, like a CLI), schedules are stored and picked up by whichever
+    replica's scheduler reconciles next."""
+
+    def __init__(self) -> None:
+        self.scheduler: ScanScheduler | None = None
+
+    def schedule(self, name: str, spec: ScanJobSpec) -> None:
+        if self.scheduler is not None:
+            self.scheduler.schedule(name, spec)
+
+    def unschedule(self, name: str) -> None:
+        if self.scheduler is not None:
+            self.scheduler.unschedule(name)
+
+    def next_run(self, name: str) -> str | None:
+        return self.scheduler.next_run(name) if self.scheduler is not None else None
+
+
+class ScanJobService:
+    def __init__(self, scans: ScanStore, runner: ScanRunner, findings: FindingsService, audit: AuditLog,
+                 slot: ScheduleSlot) -> None:
         self.scans = scans
         self.runner = runner
         self.findings = findings
         self.audit = audit
-        self.scheduler: ScanScheduler | None = None
+        self.slot = slot
 
     def put_job(self, name: str, body: ScanJobIn, actor: str) -> tuple[dict[str, Any], bool]:
         existing = self.scans.get_job(name)
@@ -42,8 +70,7 @@ class ScanService:
             source=source, schedule=body.schedule, on_finding=body.on_finding, enabled=body.enabled
         )
         created = self.scans.put_job(name, spec.dump())
-        if self.scheduler is not None:
-            self.scheduler.schedule(name, spec)
+        self.slot.schedule(name, spec)
         self.audit.record(
             "scan_job.put",
             actor=actor,
@@ -68,8 +95,7 @@ class ScanService:
     def delete_job(self, name: str, actor: str) -> None:
         if not self.scans.delete_job(name):
             raise NotFound(f'scan job "{name}" does not exist')
-        if self.scheduler is not None:
-            self.scheduler.unschedule(name)
+        self.slot.unschedule(name)
         self.audit.record("scan_job.deleted", actor=actor, data={"job": name})
 
     def run_now(self, name: str) -> dict[str, Any]:
@@ -85,41 +111,30 @@ class ScanService:
             "name": row["name"],
             **spec,
             "last_run": row.get("last_run"),
-            "next_run": self.scheduler.next_run(row["name"]) if self.scheduler is not None else None,
+            "next_run": self.slot.next_run(row["name"]),
             "created_at": row["created_at"].isoformat() if row.get("created_at") else None,
             "updated_at": row["updated_at"].isoformat() if row.get("updated_at") else None,
         }
 
 
 class RotationManagedSecrets:
-    """The rotation side's registry (:class:`rotation.service.RotationService` on the container):
-    fingerprints of current values (and of previous ones still inside an overlap window), and
+    """The rotation side's registry (:class:`rotation.service.RotationService`): fingerprints of
+    current values (and of previous ones still inside an overlap window), and
     ``rotate(name, reason="leak")`` — a leak retires the old value at once, no overlap."""
 
-    def __init__(self, container: Any) -> None:
-        self.container = container
-
-    def _service(self) -> Any:
-        service = getattr(self.container, "rotation", None)
-        if service is None:
-            raise NotFound("no rotation service: managed secrets cannot be rotated by this broker")
-        return service
+    def __init__(self, service: RotationService) -> None:
+        self.service = service
 
     def fingerprints(self) -> Mapping[str, ManagedRef]:
-        service = getattr(self.container, "rotation", None)
-        if service is None:
-            return {}
         out: dict[str, ManagedRef] = {}
-        for s in service.all():
+        for s in self.service.all():
             home = f"{s.kv_mount}/{s.kv_path}" if s.kv_mount and s.kv_path else ""
             for fp in (*s.fingerprints_previous, *s.fingerprints_current):
                 out[fp] = ManagedRef(s.name, home)
         return out
 
     def rotate(self, name: str, *, reason: str, actor: str) -> Mapping[str, Any]:
-        from rotation.service import LEAK
-
-        result = self._service().rotate(name, reason=LEAK, actor=actor)
+        result = self.service.rotate(name, reason=LEAK, actor=actor)
         if not result.ok:
             raise BrokerError(f'rotation of "{name}" failed at {result.failed_step}: {result.error}')
         return {
@@ -131,74 +146,62 @@ class RotationManagedSecrets:
         }
 
 
-def _leak_handler(container: Any) -> Any:
-    handle = getattr(container, "handle_leak", None)
-    if handle is not None:
-        return handle
-
-    def report(match: GrantMatch, fingerprint: str, source: str) -> Mapping[str, Any]:
-        chain = container.chain_service()
-        with chain.lock(match.task_id):
-            report = chain.report_leak(
-                match.task_id, match.grant_id, {"source": source, "fingerprint": fingerprint}
-            )
-        return {"action": "task_escalated", "task_state": report.get("task_state")}
-
-    return report
-
-
-def build_scans(container: Any, *, managed: ManagedSecretMatcher | None = None) -> ScanService:
-    alerter = container.chain.alerter if container.chain is not None else None
+def build_scan_jobs(
+    store: Store,
+    audit: AuditLog,
+    settings: Settings,
+    key: bytes,
+    *,
+    on_leak: LeakHandler,
+    rotation: RotationService | None,
+    live_index: KnownSecretIndex,
+    alert: Alert | None,
+) -> ScanJobService:
     findings = FindingsService(
-        container.store,
-        container.audit,
-        _leak_handler(container),
-        managed or RotationManagedSecrets(container),
-        alert=alerter.send if alerter is not None else None,
+        store,
+        audit,
+        on_leak,
+        RotationManagedSecrets(rotation) if rotation is not None else NoManagedSecrets(),
+        alert=alert,
     )
-    scans = ScanStore(container.store)
+    scans = ScanStore(store)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    settings = container.settings
     runner = ScanRunner(
-        container.store,
+        store,
         scans,
         findings,
-        key_of(settings),
+        key,
         settings,
         holder=holder,
-        lease_seconds=float(getattr(settings, "scan_lease_seconds", 60.0)),
-        grants_index=lambda: run_index(container, key_of(settings)),
+        lease_seconds=settings.scan_lease_seconds,
+        grants_index=lambda: run_index(live_index, store, key),
     )
-    return ScanService(scans, runner, findings, container.audit)
+    return ScanJobService(scans, runner, findings, audit, ScheduleSlot())
 
 
-def run_index(container: Any, key: bytes) -> KnownSecretIndex:
+def run_index(live: KnownSecretIndex, store: Store, key: bytes) -> KnownSecretIndex:
     """This run's index of broker-issued secrets: the process's live index (it knows each secret's
     length, which narrows candidate extraction), plus any active grant in the store it lacks
     (issued by another replica or before a restart; matched without a length)."""
     index = KnownSecretIndex(key)
-    live = getattr(getattr(container, "scanning", None), "known", None)
     known: set[str] = set()
-    if live is not None:
-        for fp, match, length in live.entries():
-            index.add(fp, match, length=length)
-            known.add(fp)
-    add_active_grants(index, container.store, skip=frozenset(known))
+    for fp, match, length in live.entries():
+        index.add(fp, match, length=length)
+        known.add(fp)
+    add_active_grants(index, store, skip=frozenset(known))
     return index
 
 
-def start_scheduler(container: Any, service: ScanService, *, poll_seconds: float = 1.0) -> ScanScheduler:
+def start_scheduler(
+    service: ScanJobService, engine: Engine, *, max_workers: int = 4, poll_seconds: float = 1.0
+) -> ScanScheduler:
+    """Start the scan scheduler (APScheduler, job store in the broker's database) and attach it."""
     scheduler = ScanScheduler(
-        service.runner,
-        service.scans,
-        container.store.engine,
-        max_workers=int(getattr(container.settings, "scan_max_workers", 4)),
-        poll_seconds=poll_seconds,
+        service.runner, service.scans, engine, max_workers=max_workers, poll_seconds=poll_seconds
     )
     scheduler.start()
-    service.scheduler = scheduler
-    container.workers.append(scheduler)
+    service.slot.scheduler = scheduler
     return scheduler
 
 
-__all__ = ["NoManagedSecrets", "ScanService", "build_scans", "start_scheduler"]
+__all__ = ["NoManagedSecrets", "ScanJobService", "ScheduleSlot", "build_scan_jobs", "start_scheduler"]

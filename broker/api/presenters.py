@@ -7,10 +7,12 @@ from typing import Any, assert_never
 
 from broker.approvals.model import Approval, Review, Vote
 from broker.audit import AuditEvent
+from broker.chain.view import chain_body
 from broker.errors import Denied
 from broker.models import Agent, Outcome, Resource, Task, TaskProfile, TaskState
+from broker.services.incidents import UnwrapReport
 from broker.services.revocation import RevocationReport
-from broker.services.tasks import CredentialResult
+from broker.services.tasks import CredentialResult, TaskView
 from broker.store.rows import Registered, StoredDecision
 
 
@@ -108,3 +110,14 @@ def registered_body(entry: Registered) -> dict[str, Any]:
                 "environment": item.environment.value, "external": item.external,
                 "description": item.description, **stamps, **item.settings}
     assert_never(item)
+
+
+def unwrap_report_body(report: UnwrapReport) -> dict[str, Any]:
+    body: dict[str, Any] = {"grant_id": report.grant_id, "verdict": report.verdict, "escalation": report.escalation}
+    if report.rotated is not None:
+        body["rotated"] = list(report.rotated)
+    return body
+
+
+def task_view_body(view: TaskView) -> dict[str, Any]:
+    return {"task": task_body(view.task), "chain": {"summary": view.summary.to_dict(), **chain_body(view.chain)}}

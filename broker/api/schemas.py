@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from broker.backends.kinds import ResourceKind
 from broker.models import Environment, Sensitivity, Tier, TrustLevel
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
@@ -37,7 +38,7 @@ class ProfileIn(Strict):
 
 
 class ResourceIn(Strict):
-    kind: Literal["vault_token", "vault_kv", "postgres", "aws"]
+    kind: ResourceKind  # the registry of kinds: broker/backends/kinds.py
     sensitivity: Sensitivity
     environment: Environment
     external: bool = False

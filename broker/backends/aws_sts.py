@@ -72,6 +72,7 @@ class AwsClientSettings:
 
 class AwsStsBackend:
     kind = KIND
+    self_expiring = True  # see CredentialBackend.self_expiring
 
     def __init__(
         self,

@@ -51,6 +51,7 @@ class UnwrapVerdict(enum.StrEnum):
 
 class OpenBaoKVBackend:
     kind = KIND
+    self_expiring = True  # see CredentialBackend.self_expiring
 
     def __init__(
         self, http: OpenBaoHTTP, *, fingerprinter: Fingerprinter | None = None, public_addr: str | None = None

@@ -32,6 +32,7 @@ PARENT_POLICY_HCL = f'path "auth/token/create/{GRANT_ROLE}" {{ capabilities = ["
 
 class OpenBaoTokenBackend:
     kind = "vault_token"
+    self_expiring = True  # see CredentialBackend.self_expiring
 
     def __init__(self, http: OpenBaoHTTP) -> None:
         self.http = http

@@ -70,6 +70,7 @@ def _ident(name: str) -> str:
 
 class PostgresBackend:
     kind = KIND
+    self_expiring = True  # see CredentialBackend.self_expiring
 
     def __init__(self, http: OpenBaoHTTP) -> None:
         self.http = http

@@ -44,10 +44,6 @@ def load(store: Store, task_id: str) -> ChainRecords:
                             grants=tuple(store.grants(conn, task_id)))
 
 
-def chain_view(store: Store, task_id: str) -> dict[str, Any]:
-    return chain_body(load(store, task_id))
-
-
 def chain_body(chain: ChainRecords) -> dict[str, Any]:
     by_decision: dict[str, list[dict[str, Any]]] = {}
     for g in chain.grants:

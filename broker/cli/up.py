@@ -42,22 +42,18 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
 
     ``on_ready(container)`` runs before the socket opens (seeding); ``on_listening(container)``
     runs once the server accepts connections (so files that announce the URL are never early)."""
+    # the service stack is imported here, not at module level: every CLI command imports this
+    # module, and `nhi-broker scan` must start without loading the broker (issue 18: < 1 s)
     from broker.api.app import create_app
     from broker.container import Container
-    from rotation.revocation_worker import RevocationWorker
+    from broker.runtime import Workers, start_workers
 
     container = Container.build(settings)
+    workers: Workers | None = None
     try:
         if on_ready is not None:
             on_ready(container)
-        worker = RevocationWorker(container)
-        worker.start()
-        container.workers.append(worker)
-        if container.scans is not None:  # scheduled leak scans (APScheduler, job store in the database)
-            from rotation.scans import start_scheduler
-
-            start_scheduler(container, container.scans)
-        container.watch_policies(settings.policy_watch_seconds)
+        workers = start_workers(container)
         config = uvicorn.Config(create_app(container), host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False, lifespan="on")
         server = uvicorn.Server(config)
@@ -82,6 +78,8 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
             if on_exit is not None:
                 on_exit(container)
         finally:
+            if workers is not None:
+                workers.stop()
             container.close()
 
 

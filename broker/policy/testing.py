@@ -42,8 +42,9 @@ from broker.models import (
     Tier,
     TrustLevel,
 )
-from broker.policy.bundle import TEST_DIR, Bundle, load_bundle
+from broker.policy.bundle import TEST_DIR, Bundle
 from broker.policy.engine import CedarDecisionEngine
+from broker.policy.loader import load_bundle
 from broker.policy.problems import Problem, yaml_error_problem, yaml_line
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

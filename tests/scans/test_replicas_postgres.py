@@ -49,7 +49,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
     )  # type: ignore[arg-type]
     admin = Container.build(settings)
     try:
-        admin.scans.put_job(
+        admin.scan_jobs.put_job(
             "shared",
             ScanJobIn.model_validate(
                 {"source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 1}}
