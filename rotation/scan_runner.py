@@ -30,7 +30,7 @@ from broker.services.scanning import add_active_grants
 from broker.store.repo import Store, utcnow
 from rotation.findings import FindingsService, Matches, RawFinding, Recorded
 from rotation.scan_spec import ScanJobSpec
-from rotation.scan_store import ScanStore
+from rotation.scan_store import RunStatus, RunSummary, ScanStore, Trigger
 from rotation.sources import build_source
 from rotation.sources.base import Checkpoint, DictState, Observation, Piece, SourceContext
 from scanners.engine import Scanner
@@ -77,12 +77,12 @@ class ScanRunner:
         return index
 
     # -- one run -------------------------------------------------------------------------------------
-    def run(self, name: str, *, trigger: str = "manual", slot: int | None = None) -> dict[str, Any] | Skipped:
+    def run(self, name: str, *, trigger: Trigger = Trigger.MANUAL, slot: int | None = None) -> RunSummary | Skipped:
         job = self.scans.get_job(name)
         if job is None:
             raise NotFound(f'scan job "{name}" does not exist')
-        spec = ScanJobSpec.load(job["spec"])
-        if trigger == "schedule" and not spec.enabled:
+        spec = job.spec
+        if trigger is Trigger.SCHEDULE and not spec.enabled:
             return Skipped("disabled")
         if not self.scans.claim(name, self.holder, utcnow() + timedelta(seconds=self.lease_seconds), slot):
             return Skipped("running elsewhere or slot taken")
@@ -98,8 +98,8 @@ class ScanRunner:
             beat.join(timeout=5)
             self.scans.release(name, self.holder)
 
-    def run_now(self, name: str) -> dict[str, Any]:
-        result = self.run(name, trigger="manual")
+    def run_now(self, name: str) -> RunSummary:
+        result = self.run(name, trigger=Trigger.MANUAL)
         if isinstance(result, Skipped):
             raise Conflict(f'scan job "{name}" is running now; try again when it has finished')
         return result
@@ -111,38 +111,40 @@ class ScanRunner:
             except Exception as exc:  # the run goes on; the next beat retries
                 log.warning("scan.lease_renew_failed", job=name, error_type=type(exc).__name__)
 
-    def _run_claimed(self, name: str, spec: ScanJobSpec, trigger: str) -> dict[str, Any]:
+    def _run_claimed(self, name: str, spec: ScanJobSpec, trigger: Trigger) -> RunSummary:
         run_id, started = self.scans.start_run(name, self.holder, trigger)
         t0 = time.perf_counter()
         totals = {"bytes": 0, "findings": 0, "new_findings": 0}
-        status, error = "ok", None
+        status, error = RunStatus.OK, None
         try:
             self._stream(name, spec, totals)
         except Exception as exc:  # one job failing never stops the others; the run records why
-            status = "failed"
+            status = RunStatus.FAILED
             error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             error = f"{type(exc).__name__}: {error}"[:500]
             log.error("scan.run_failed", job=name, run_id=run_id, error=error)
-        summary = {
-            "run_id": run_id,
-            "status": status,
-            "trigger": trigger,
-            "started_at": started.isoformat(),
-            "duration_ms": round((time.perf_counter() - t0) * 1000, 1),
-            **totals,
-            "error": error,
-            "holder": self.holder,
-        }
-        self.scans.finish_run(name, run_id, summary)
+        summary = RunSummary(
+            run_id=run_id,
+            status=status,
+            trigger=trigger,
+            started_at=started,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
+            bytes=totals["bytes"],
+            findings=totals["findings"],
+            new_findings=totals["new_findings"],
+            error=error,
+            holder=self.holder,
+        )
+        self.scans.finish_run(name, summary)
         log.info(
             "scan.run",
             job=name,
             run_id=run_id,
-            status=status,
+            status=status.value,
             bytes=totals["bytes"],
             findings=totals["findings"],
             new=totals["new_findings"],
-            duration_ms=summary["duration_ms"],
+            duration_ms=summary.duration_ms,
         )
         return summary
 

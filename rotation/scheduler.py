@@ -19,7 +19,6 @@ import contextlib
 import threading
 import time
 from datetime import UTC
-from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -31,7 +30,7 @@ from broker.logging import get_logger
 from broker.store.repo import utcnow
 from rotation.scan_runner import ScanRunner, Skipped
 from rotation.scan_spec import ScanJobSpec
-from rotation.scan_store import ScanStore
+from rotation.scan_store import RunSummary, ScanStore, Trigger
 
 log = get_logger("nhi-broker.scheduler")
 JOB_PREFIX = "scan:"
@@ -121,7 +120,7 @@ class ScanScheduler:
     def reconcile(self) -> None:
         """Make APScheduler's jobs match ``scan_jobs`` (after a restart, or a crash between them)."""
         aps = self._require()
-        wanted = {JOB_PREFIX + j["name"]: ScanJobSpec.load(j["spec"]) for j in self.scans.list_jobs()}
+        wanted = {JOB_PREFIX + j.name: j.spec for j in self.scans.list_jobs()}
         existing = {job.id: job for job in aps.get_jobs()}
         for job_id, spec in wanted.items():
             job = existing.get(job_id)
@@ -157,15 +156,14 @@ class ScanScheduler:
         return self._aps
 
     # -- a fire -------------------------------------------------------------------------------------
-    def fire(self, name: str) -> dict[str, Any] | Skipped | None:
+    def fire(self, name: str) -> RunSummary | Skipped | None:
         job = self.scans.get_job(name)
         if job is None:
             self.unschedule(name)
             return None
-        spec = ScanJobSpec.load(job["spec"])
         self.fired += 1
         try:
-            return self.runner.run(name, trigger="schedule", slot=spec.schedule.slot(utcnow()))
+            return self.runner.run(name, trigger=Trigger.SCHEDULE, slot=job.spec.schedule.slot(utcnow()))
         except Exception as exc:  # never let a job's failure reach APScheduler's thread
             log.error("scan.fire_failed", job=name, error_type=type(exc).__name__)
             return None

@@ -14,6 +14,8 @@ from broker.services.incidents import UnwrapReport
 from broker.services.revocation import RevocationReport
 from broker.services.tasks import CredentialResult, TaskView
 from broker.store.rows import Registered, StoredDecision
+from rotation.scan_store import RunSummary, ScanRun
+from rotation.scans import ScheduledJob
 
 
 def task_body(task: Task) -> dict[str, Any]:
@@ -121,3 +123,28 @@ def unwrap_report_body(report: UnwrapReport) -> dict[str, Any]:
 
 def task_view_body(view: TaskView) -> dict[str, Any]:
     return {"task": task_body(view.task), "chain": {"summary": view.summary.to_dict(), **chain_body(view.chain)}}
+
+
+def scan_job_body(view: ScheduledJob, *, naive_timestamps: bool) -> dict[str, Any]:
+    """A scan job: its name, its spec's fields, the last and next run, when it was defined.
+
+    ``naive_timestamps``: on SQLite this body has always shown ``created_at``/``updated_at`` as
+    stored (UTC without a zone); kept so the body stays byte-compatible."""
+    job = view.job
+
+    def stamp(value: datetime) -> str:
+        return (value.replace(tzinfo=None) if naive_timestamps else value).isoformat()
+
+    return {"name": job.name, **job.spec.dump(), "last_run": job.last_run.to_json() if job.last_run else None,
+            "next_run": view.next_run, "created_at": stamp(job.created_at), "updated_at": stamp(job.updated_at)}
+
+
+def scan_run_body(run: ScanRun) -> dict[str, Any]:
+    return {"run_id": run.run_id, "job": run.job, "holder": run.holder, "trigger": run.trigger.value,
+            "status": run.status.value, "started_at": run.started_at.isoformat(),
+            "finished_at": _iso(run.finished_at), "bytes": run.bytes, "findings": run.findings,
+            "new_findings": run.new_findings, "error": run.error}
+
+
+def run_summary_body(summary: RunSummary) -> dict[str, Any]:
+    return summary.to_json()
