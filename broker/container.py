@@ -17,6 +17,7 @@ from broker.approvals.service import ApprovalService
 from broker.audit import AuditLog
 from broker.backends.kinds import BackendDeps, build_backends
 from broker.backends.openbao_http import OpenBaoHTTP
+from broker.backends.openbao_kv_reader import kv_reader_factory
 from broker.backends.openbao_token import OpenBaoTokenBackend
 from broker.backends.port import CredentialBackend
 from broker.chain.alerts import WebhookAlerter
@@ -27,26 +28,27 @@ from broker.identity import DevIssuer, IdentityVerifier, IssuerConfig
 from broker.keys import fingerprint_key
 from broker.metrics import Metrics
 from broker.policy import PolicyHolder
-from broker.policy.service import PolicyService
 from broker.secrets import Fingerprinter, Secret
 from broker.services.authn import AgentAuthenticator
 from broker.services.events import EventService
 from broker.services.health import HealthService
 from broker.services.incidents import IncidentService
+from broker.services.policies import PolicyService
 from broker.services.registry import RegistryService
 from broker.services.revocation import RevocationService
+from broker.services.scan_jobs import ScanJobService, build_scan_jobs
 from broker.services.scanning import LiveScanner
 from broker.services.tasks import TaskService
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
 from broker.workers import Heartbeat
 from rotation.kv import OpenBaoKV
+from rotation.managed import RotationManagedSecrets
 from rotation.playbooks.aws_iam_key import AwsIamKeyPlaybook
 from rotation.playbooks.base import Kind
 from rotation.playbooks.database_root import DatabaseRootPlaybook
 from rotation.playbooks.kv_generated import KvGeneratedPlaybook
 from rotation.playbooks.postgres_password import PostgresPasswordPlaybook
-from rotation.scans import ScanJobService, build_scan_jobs
 from rotation.service import RotationService
 from scanners.engine import Scanner
 from scanners.known import KnownSecretIndex
@@ -145,8 +147,9 @@ class Container:
             approvals=approvals, reviews=reviews,
             credentials=CredentialFlow(tasks, approvals, reviews, chain, metrics), rotation=rotation,
             scan_jobs=build_scan_jobs(store, audit, settings, key, on_leak=incidents.handle_leak,
-                                      rotation=rotation, live_index=known,
-                                      alert=alerter.send if alerter is not None else None),
+                                      managed=RotationManagedSecrets(rotation), live_index=known,
+                                      alert=alerter.send if alerter is not None else None,
+                                      kv=kv_reader_factory(openbao)),
             authenticator=AgentAuthenticator(_verifier(settings, store), store, audit),
             health=HealthService(store, backends, stuck_after_seconds=settings.revocation_stuck_seconds,
                                  revocation_heartbeat=heartbeat),

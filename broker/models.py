@@ -86,6 +86,16 @@ class GrantState(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class FindingStatus(enum.StrEnum):
+    """A scheduled scan's finding."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+    FALSE_POSITIVE = "false_positive"
+    REVOKED = "revoked"
+    ROTATED = "rotated"
+
+
 class TrustLevel(enum.StrEnum):
     LOW = "low"
     STANDARD = "standard"

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from broker.container import Container
 from broker.workers import Worker
 from rotation.revocation_worker import RevocationWorker
-from rotation.scans import start_scheduler
 from rotation.scheduler import ScanScheduler
 from rotation.worker import RotationWorker
 
@@ -54,8 +53,14 @@ def revocation_worker(container: Container, interval: float | None = None) -> Re
 
 
 def start_scan_scheduler(container: Container, *, poll_seconds: float = 1.0) -> ScanScheduler:
-    return start_scheduler(container.scan_jobs, container.store.engine,
-                           max_workers=container.settings.scan_max_workers, poll_seconds=poll_seconds)
+    """Start the scan scheduler (APScheduler, job store in the broker's database) and attach it to
+    the scan-job service, so a PUT schedules at once on this replica."""
+    service = container.scan_jobs
+    scheduler = ScanScheduler(service.runner, service.scans, container.store.engine,
+                              max_workers=container.settings.scan_max_workers, poll_seconds=poll_seconds)
+    scheduler.start()
+    service.slot.scheduler = scheduler
+    return scheduler
 
 
 def start_workers(container: Container, *, revocation_interval: float | None = None, rotation: bool = True,

@@ -12,10 +12,11 @@ from broker.errors import Denied
 from broker.models import Agent, Outcome, Resource, Task, TaskProfile, TaskState
 from broker.services.incidents import UnwrapReport
 from broker.services.revocation import RevocationReport
+from broker.services.scan_jobs import ScheduledJob
 from broker.services.tasks import CredentialResult, TaskView
 from broker.store.rows import Registered, StoredDecision
-from rotation.scan_store import RunSummary, ScanRun
-from rotation.scans import ScheduledJob
+from broker.store.scan_jobs import ScanRun
+from scanners.jobs.ports import RunSummary
 
 
 def task_body(task: Task) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from broker.api.deps import AdminDep, ContainerDep
 from broker.api.presenters import run_summary_body, scan_job_body, scan_run_body
 from broker.api.schemas import NAME
 from broker.container import Container
-from rotation.scan_spec import ScanJobIn
-from rotation.scans import ScanJobService
+from broker.services.scan_jobs import ScanJobService
+from scanners.jobs.spec import ScanJobIn
 
 router = APIRouter(prefix="/v1", tags=["scans"])
 JobName = Annotated[str, Path(pattern=NAME, max_length=128, description="lower-case name: a-z 0-9 . _ -")]

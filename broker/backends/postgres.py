@@ -18,17 +18,20 @@ OpenBao cannot limit a PostgreSQL login to one use: ``uses`` is not enforced by 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import hvac
+import psycopg
+from psycopg import sql
 
 from broker.backends.names import refuse_unknown, section, vault_name, vault_path
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.port import IssuedCredential, IssueRequest
-from broker.errors import BrokerError, InvalidInput, UpstreamError
+from broker.errors import BrokerError, InvalidInput, UpstreamError, UpstreamUnavailable
 from broker.secrets import Secret
 
 KIND = "postgres"
@@ -294,9 +297,6 @@ def configure_openbao_role(
 def ensure_group_role(conninfo: str, group_role: str, *, dbname: str, read_only: bool = True) -> None:
     """Create the NOLOGIN group role that holds the privileges dynamic roles inherit
     (``SELECT`` on ``public``; also ``INSERT/UPDATE/DELETE`` unless ``read_only``)."""
-    import psycopg
-    from psycopg import sql
-
     privileges = "SELECT" if read_only else "SELECT, INSERT, UPDATE, DELETE"
     try:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
@@ -315,8 +315,6 @@ def ensure_group_role(conninfo: str, group_role: str, *, dbname: str, read_only:
                 ).format(group)
             )
     except psycopg.OperationalError as exc:
-        from broker.errors import UpstreamUnavailable
-
         raise UpstreamUnavailable("PostgreSQL is unreachable for setup") from exc
     except psycopg.Error as exc:
         raise UpstreamError(f"PostgreSQL refused the setup ({type(exc).__name__})") from exc
@@ -324,8 +322,6 @@ def ensure_group_role(conninfo: str, group_role: str, *, dbname: str, read_only:
 
 def reachable(host: str = "127.0.0.1", port: int = 5432, timeout: float = 0.5) -> bool:
     """Whether something accepts TCP connections at host:port (for ``nhi-broker up``'s summary)."""
-    import socket
-
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True

@@ -90,10 +90,11 @@ def test_every_resource_kind_has_one_registry_entry_and_every_surface_agrees():
     values = schema["$defs"][ref]["enum"] if ref else kind_schema["enum"]
     assert sorted(values) == sorted(k.value for k in ResourceKind)
     # the Terraform provider (a separate process talking HTTP) lists the same kinds
-    from terraform.provider.resources.resource import BLOCK_OF_KIND, KINDS as TF_KINDS
+    from terraform.provider.resources.resource import BLOCK_OF_KIND
+    from terraform.provider.resources.resource import KINDS as TF_KINDS
 
     assert sorted(TF_KINDS) == sorted(k.value for k in ResourceKind)
-    assert BLOCK_OF_KIND == {k.value: spec.settings_block for k, spec in KINDS.items()}
+    assert {k.value: spec.settings_block for k, spec in KINDS.items()} == BLOCK_OF_KIND
     # the Cedar schema documents the kind attribute with the same list
     cedar = (ROOT / "policies/default/schema.cedarschema").read_text()
     listed = re.search(r"kind: String,\s*//\s*(.+)", cedar)

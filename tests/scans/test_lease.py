@@ -7,8 +7,8 @@ from pathlib import Path
 
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store, utcnow
-from rotation.scan_spec import ScanJobSpec
-from rotation.scan_store import ScanStore
+from broker.store.scan_jobs import ScanStore
+from scanners.jobs.spec import ScanJobSpec
 
 
 def _scans(tmp: Path) -> ScanStore:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from broker.config import Settings
 from broker.container import Container
 from broker.store import tables as t
-from rotation.scan_spec import ScanJobIn
+from scanners.jobs.spec import ScanJobIn
 
 from .test_e2e_sources import aws_key
 

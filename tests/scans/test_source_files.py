@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rotation.sources.base import BLOCK
-from rotation.sources.files import FilesSource
+from scanners.sources.base import BLOCK
+from scanners.sources.files import FilesSource
 
 from .helpers import Drive, ctx
 

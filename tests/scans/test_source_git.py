@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from rotation.sources.git import GitSource
+from scanners.sources.git import GitSource
 
 from .helpers import Drive, ctx
 
@@ -72,7 +72,7 @@ def test_git_source_sees_commits_on_a_new_branch_once(tmp_path: Path) -> None:
 def test_git_source_resumes_an_interrupted_pass_without_repeating_commits(
     tmp_path: Path, monkeypatch
 ) -> None:
-    import rotation.sources.git as gitmod
+    import scanners.sources.git as gitmod
 
     monkeypatch.setattr(gitmod, "CHECKPOINT_COMMITS", 2)
     repo = make_repo(tmp_path)

@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from rotation.sources.base import BLOCK, Checkpoint, Item, Piece, SourceContext, SourceError, StateView
+from scanners.sources.base import BLOCK, Checkpoint, Item, Piece, SourceContext, SourceError, StateView
 
 CHECKPOINT_COMMITS = 100
 _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rotation.sources.base import BLOCK, Checkpoint, Item, Piece, SourceContext, StateView, split_block
+from scanners.sources.base import BLOCK, Checkpoint, Item, Piece, SourceContext, StateView, split_block
 
 HEAD_BYTES = 64
 QUIET_SECONDS = 5.0

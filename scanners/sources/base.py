@@ -17,7 +17,9 @@ Sources read their previous state through :class:`StateView` (a snapshot taken a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 BLOCK = 1 << 20  # 1 MiB of text per piece
@@ -79,15 +81,28 @@ class DictState:
                 yield k, v
 
 
+class KvReader(Protocol):
+    """Read access to a KV secrets engine (the broker's adapter: ``broker/backends/openbao_kv_reader.py``).
+    Both methods raise :class:`SourceError` with a message that is safe to show."""
+
+    def list(self, mount: str, path: str, version: int) -> list[str]:
+        """Keys under ``path`` (sub-folders end with ``/``); empty when the path does not exist."""
+        ...
+
+    def read(self, mount: str, path: str, version: int) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SourceContext:
-    """What a source may use: the keyed fingerprint (for state and sprawl), the broker's
-    settings (endpoints), a private cache directory, and matchers for known fingerprints."""
+    """What a source may use: the keyed fingerprint (for state and sprawl), a private cache
+    directory, default endpoints, a KV reader, and matchers for known fingerprints."""
 
     job: str
     fingerprint: Fingerprint
-    settings: Any
-    cache_dir: Any
+    cache_dir: Path
+    aws_region: str | None = None  # default region and endpoint for S3 sources
+    aws_endpoint_url: str | None = None
+    kv: Callable[[], AbstractContextManager[KvReader]] | None = None
     is_managed: Callable[[str], Mapping[str, Any] | None] = lambda _fp: None  # -> {"name", "location"}
     is_grant: Callable[[str], bool] = lambda _fp: False
 

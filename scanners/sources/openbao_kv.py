@@ -18,13 +18,9 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
 
-from broker.backends.openbao_http import OpenBaoHTTP
-from broker.errors import BrokerError
-from broker.secrets import Secret
-from rotation.sources.base import Checkpoint, Item, Observation, SourceContext, SourceError, StateView
 from scanners.checksums import shannon_entropy
+from scanners.sources.base import Checkpoint, Item, KvReader, Observation, SourceContext, SourceError, StateView
 
 _SECRETISH = re.compile(r"pass|secret|token|key|cred|auth|private|api", re.IGNORECASE)
 MAX_SECRETS = 100_000
@@ -40,45 +36,18 @@ def secret_like(field: str, value: str) -> bool:
 class OpenBaoKvSource:
     kind = "openbao_kv"
 
-    def __init__(
-        self, mount: str, path: str, version: int, ctx: SourceContext, *, http: OpenBaoHTTP | None = None
-    ) -> None:
+    def __init__(self, mount: str, path: str, version: int, ctx: SourceContext) -> None:
         self.mount = mount
         self.path = path
         self.version = version
         self.ctx = ctx
-        bao = ctx.settings.openbao
-        self.http = http or OpenBaoHTTP(
-            bao.addr, Secret(bao.token.get_secret_value()), timeout=bao.timeout_seconds
-        )
 
-    def _list(self, client: Any, path: str) -> list[str]:
-        try:
-            if self.version == 2:
-                resp = client.secrets.kv.v2.list_secrets(path=path, mount_point=self.mount)
-            else:
-                resp = client.secrets.kv.v1.list_secrets(path=path, mount_point=self.mount)
-        except BrokerError as exc:
-            if exc.status_code == 404:
-                return []
-            raise
-        return list((resp or {}).get("data", {}).get("keys", []))
-
-    def _read(self, client: Any, path: str) -> dict[str, Any]:
-        if self.version == 2:
-            resp = client.secrets.kv.v2.read_secret_version(
-                path=path, mount_point=self.mount, raise_on_deleted_version=False
-            )
-            return dict(((resp or {}).get("data") or {}).get("data") or {})
-        resp = client.secrets.kv.v1.read_secret(path=path, mount_point=self.mount)
-        return dict((resp or {}).get("data") or {})
-
-    def _walk(self, client: Any) -> Iterator[str]:
+    def _walk(self, kv: KvReader) -> Iterator[str]:
         stack = [self.path]
         count = 0
         while stack:
             prefix = stack.pop()
-            for key in sorted(self._list(client, prefix)):
+            for key in sorted(kv.list(self.mount, prefix, self.version)):
                 full = f"{prefix}/{key}" if prefix else key
                 if key.endswith("/"):
                     stack.append(full.rstrip("/"))
@@ -91,16 +60,15 @@ class OpenBaoKvSource:
     def items(self, state: StateView) -> Iterator[Item]:
         places: dict[str, list[str]] = defaultdict(list)
         nbytes = 0
-        try:
-            with self.http.client() as client:
-                for path in self._walk(client):
-                    for name, value in sorted(self._read(client, path).items()):
-                        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-                        nbytes += len(text)
-                        if secret_like(name, text):
-                            places[self.ctx.fingerprint(text)].append(f"{self.mount}/{path}#{name}")
-        except BrokerError as exc:
-            raise SourceError(f"OpenBao KV mount {self.mount}: {exc.message}") from exc
+        if self.ctx.kv is None:
+            raise SourceError(f"OpenBao KV mount {self.mount}: no KV reader is configured for scans")
+        with self.ctx.kv() as kv:
+            for path in self._walk(kv):
+                for name, value in sorted(kv.read(self.mount, path, self.version).items()):
+                    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                    nbytes += len(text)
+                    if secret_like(name, text):
+                        places[self.ctx.fingerprint(text)].append(f"{self.mount}/{path}#{name}")
         for fp, where in places.items():
             yield from self._observe(fp, where)
         yield Checkpoint({}, nbytes=nbytes)

@@ -13,10 +13,9 @@ finds the slot taken; a manual run claims no slot but still cannot overlap a run
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,55 +23,16 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from broker.models import FindingStatus
 from broker.store import tables as t
 from broker.store.repo import Store, utcnow
 from broker.store.rows import aware_opt, aware_ts
-from rotation.scan_spec import ScanJobSpec
+from scanners.jobs.ports import RawFinding, Recorded, RunStatus, RunSummary, Trigger
+from scanners.jobs.spec import ScanJobSpec
 
 
 def dedup_key(fingerprint: str, location: str) -> str:
     return hashlib.sha256(f"{fingerprint}\0{location}".encode()).hexdigest()
-
-
-class RunStatus(enum.StrEnum):
-    RUNNING = "running"
-    OK = "ok"
-    FAILED = "failed"
-
-
-class Trigger(enum.StrEnum):
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """What one run did: returned by a manual run and kept as the job's ``last_run``."""
-
-    run_id: str
-    status: RunStatus
-    trigger: Trigger
-    started_at: datetime
-    duration_ms: float
-    bytes: int
-    findings: int
-    new_findings: int
-    error: str | None
-    holder: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The stored form (``scan_jobs.last_run``); the API shows the same object."""
-        return {"run_id": self.run_id, "status": self.status.value, "trigger": self.trigger.value,
-                "started_at": self.started_at.isoformat(), "duration_ms": self.duration_ms, "bytes": self.bytes,
-                "findings": self.findings, "new_findings": self.new_findings, "error": self.error,
-                "holder": self.holder}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> RunSummary:
-        return cls(run_id=raw["run_id"], status=RunStatus(raw["status"]), trigger=Trigger(raw["trigger"]),
-                   started_at=datetime.fromisoformat(raw["started_at"]), duration_ms=raw["duration_ms"],
-                   bytes=int(raw["bytes"]), findings=int(raw["findings"]), new_findings=int(raw["new_findings"]),
-                   error=raw["error"], holder=raw["holder"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +168,21 @@ class ScanStore:
         return ScanLease(job=row.job, holder=row.holder, until=aware_opt(row.until), last_slot=row.last_slot)
 
     # -- state ------------------------------------------------------------------------------------
+    # -- the runner's port (scanners.jobs.ports.JobStore) ------------------------------------------
+    def get_spec(self, name: str) -> ScanJobSpec | None:
+        job = self.get_job(name)
+        return None if job is None else job.spec
+
+    def all_specs(self) -> Mapping[str, ScanJobSpec]:
+        return {j.name: j.spec for j in self.list_jobs()}
+
+    def commit_checkpoint(self, name: str, source_kind: str, state: Mapping[str, Any | None],
+                          raws: Sequence[RawFinding]) -> list[Recorded]:
+        with self.store.write() as conn:
+            recorded = _record_findings(conn, name, source_kind, raws) if raws else []
+            self.apply_state(conn, name, state)
+        return recorded
+
     def load_state(self, job: str) -> dict[str, Any]:
         with self.store.read() as conn:
             rows = conn.execute(
@@ -281,4 +256,46 @@ class ScanStore:
                     select(func.count()).select_from(t.scan_runs).where(t.scan_runs.c.job == job)
                 ).scalar_one()
             )
+
+
+def _record_findings(conn: Connection, job: str, kind: str, raws: Sequence[RawFinding]) -> list[Recorded]:
+    out: list[Recorded] = []
+    f = t.scan_findings.c
+    now = utcnow()
+    for raw in raws:
+        key = dedup_key(raw.fingerprint, raw.location)
+        row = conn.execute(
+            select(f.finding_id, f.status, f.detail, f.occurrences).where(f.dedup_key == key)
+        ).first()
+        if row is None:
+            fid = "fnd_" + uuid.uuid4().hex[:20]
+            conn.execute(
+                insert(t.scan_findings).values(
+                    finding_id=fid,
+                    dedup_key=key,
+                    job=job,
+                    source_kind=kind,
+                    location=raw.location,
+                    line=raw.line,
+                    rule=raw.rule,
+                    severity=raw.severity,
+                    fingerprint=raw.fingerprint,
+                    excerpt=raw.excerpt[:500],
+                    status=FindingStatus.OPEN.value,
+                    detail=dict(raw.meta),
+                    occurrences=1,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
+            out.append(Recorded(fid, raw, True, FindingStatus.OPEN.value))
+        else:
+            detail = {**(row.detail or {}), "last": dict(raw.meta)} if raw.meta else row.detail
+            conn.execute(
+                update(t.scan_findings)
+                .where(f.finding_id == row.finding_id)
+                .values(last_seen=now, occurrences=row.occurrences + 1, detail=detail)
+            )
+            out.append(Recorded(row.finding_id, raw, False, row.status))
+    return out
 

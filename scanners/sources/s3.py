@@ -15,7 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from rotation.sources.base import (
+from scanners.sources.base import (
     BLOCK,
     Checkpoint,
     Item,
@@ -44,9 +44,8 @@ class S3Source:
         self.bucket = bucket
         self.prefix = prefix
         self.ctx = ctx
-        aws = getattr(ctx.settings, "aws", None)
-        self.endpoint_url = endpoint_url or (aws.endpoint_url if aws is not None else None)
-        self.region = region or (aws.region if aws is not None else "us-east-1")
+        self.endpoint_url = endpoint_url or ctx.aws_endpoint_url
+        self.region = region or ctx.aws_region or "us-east-1"
 
     def _client(self) -> Any:
         return boto3.client(

@@ -1,9 +1,10 @@
-"""Scheduled leak scans, wired: the service the admin API calls.
+"""Scheduled leak scans: the service the admin API calls.
 
 ``ScanJobService`` defines, lists, runs and deletes jobs (the live scanner of ``/v1/scan`` is
 :class:`broker.services.scanning.LiveScanner`); the composition root builds it with
-:func:`build_scan_jobs`; the runner starts the APScheduler worker (:func:`start_scheduler`) and
-attaches it to the service's :class:`ScheduleSlot`.
+:func:`build_scan_jobs`. The runner (``scanners/jobs/runner.py``) streams each job's source; the
+scheduler (``rotation/scheduler.py``, a worker the runtime starts) attaches to the service's
+:class:`ScheduleSlot`.
 """
 
 from __future__ import annotations
@@ -11,33 +12,40 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import Engine
+from typing import Protocol
 
 from broker.audit import AuditLog
 from broker.config import Settings
-from broker.errors import BrokerError, InvalidInput, NotFound
+from broker.errors import Conflict, InvalidInput, NotFound
+from broker.services.findings import Alert, FindingsService, LeakHandler, ManagedSecretMatcher
 from broker.services.scanning import add_active_grants
 from broker.store.repo import Store
-from rotation.findings import Alert, FindingsService, LeakHandler, ManagedRef, NoManagedSecrets
-from rotation.scan_runner import ScanRunner
-from rotation.scan_spec import ScanJobIn, ScanJobSpec
-from rotation.scan_store import RunSummary, ScanJob, ScanRun, ScanStore
-from rotation.scheduler import ScanScheduler
-from rotation.service import LEAK, RotationService
+from broker.store.scan_jobs import ScanJob, ScanRun, ScanStore
+from scanners.jobs.ports import JobBusy, JobNotFound, RunSummary
+from scanners.jobs.runner import ScanRunner, SourceEnv
+from scanners.jobs.spec import ScanJobIn, ScanJobSpec
 from scanners.known import KnownSecretIndex
+from scanners.sources.base import KvReader
+
+
+class Scheduler(Protocol):
+    def schedule(self, name: str, spec: ScanJobSpec) -> None: ...
+
+    def unschedule(self, name: str) -> None: ...
+
+    def next_run(self, name: str) -> str | None: ...
 
 
 class ScheduleSlot:
-    """Where the scan scheduler plugs in once the runner has started it. Until then (or in a
+    """Where the scan scheduler plugs in once the runtime has started it. Until then (or in a
     process that runs no scheduler, like a CLI), schedules are stored and picked up by whichever
     replica's scheduler reconciles next."""
 
     def __init__(self) -> None:
-        self.scheduler: ScanScheduler | None = None
+        self.scheduler: Scheduler | None = None
 
     def schedule(self, name: str, spec: ScanJobSpec) -> None:
         if self.scheduler is not None:
@@ -109,40 +117,16 @@ class ScanJobService:
         self.audit.record("scan_job.deleted", actor=actor, data={"job": name})
 
     def run_now(self, name: str) -> RunSummary:
-        return self.runner.run_now(name)
+        try:
+            return self.runner.run_now(name)
+        except JobNotFound:
+            raise NotFound(f'scan job "{name}" does not exist') from None
+        except JobBusy:
+            raise Conflict(f'scan job "{name}" is running now; try again when it has finished') from None
 
     def runs(self, name: str, limit: int = 50) -> list[ScanRun]:
         self.get_job(name)
         return self.scans.runs(name, limit)
-
-
-class RotationManagedSecrets:
-    """The rotation side's registry (:class:`rotation.service.RotationService`): fingerprints of
-    current values (and of previous ones still inside an overlap window), and
-    ``rotate(name, reason="leak")`` — a leak retires the old value at once, no overlap."""
-
-    def __init__(self, service: RotationService) -> None:
-        self.service = service
-
-    def fingerprints(self) -> Mapping[str, ManagedRef]:
-        out: dict[str, ManagedRef] = {}
-        for s in self.service.all():
-            home = f"{s.kv_mount}/{s.kv_path}" if s.kv_mount and s.kv_path else ""
-            for fp in (*s.fingerprints_previous, *s.fingerprints_current):
-                out[fp] = ManagedRef(s.name, home)
-        return out
-
-    def rotate(self, name: str, *, reason: str, actor: str) -> Mapping[str, Any]:
-        result = self.service.rotate(name, reason=LEAK, actor=actor)
-        if not result.ok:
-            raise BrokerError(f'rotation of "{name}" failed at {result.failed_step}: {result.error}')
-        return {
-            "rotation_id": result.rotation_id,
-            "outcome": result.outcome,
-            "retired": result.retired,
-            "kv_version": result.kv_version,
-            "why": reason[:200],
-        }
 
 
 def build_scan_jobs(
@@ -152,25 +136,21 @@ def build_scan_jobs(
     key: bytes,
     *,
     on_leak: LeakHandler,
-    rotation: RotationService | None,
+    managed: ManagedSecretMatcher,
     live_index: KnownSecretIndex,
     alert: Alert | None,
+    kv: Callable[[], AbstractContextManager[KvReader]] | None,
 ) -> ScanJobService:
-    findings = FindingsService(
-        store,
-        audit,
-        on_leak,
-        RotationManagedSecrets(rotation) if rotation is not None else NoManagedSecrets(),
-        alert=alert,
-    )
+    findings = FindingsService(store, audit, on_leak, managed, alert=alert)
     scans = ScanStore(store)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    env = SourceEnv(cache_dir=settings.data_dir / "scan-cache", aws_region=settings.aws.region,
+                    aws_endpoint_url=settings.aws.endpoint_url, kv=kv)
     runner = ScanRunner(
-        store,
         scans,
         findings,
         key,
-        settings,
+        env,
         holder=holder,
         lease_seconds=settings.scan_lease_seconds,
         grants_index=lambda: run_index(live_index, store, key),
@@ -191,16 +171,4 @@ def run_index(live: KnownSecretIndex, store: Store, key: bytes) -> KnownSecretIn
     return index
 
 
-def start_scheduler(
-    service: ScanJobService, engine: Engine, *, max_workers: int = 4, poll_seconds: float = 1.0
-) -> ScanScheduler:
-    """Start the scan scheduler (APScheduler, job store in the broker's database) and attach it."""
-    scheduler = ScanScheduler(
-        service.runner, service.scans, engine, max_workers=max_workers, poll_seconds=poll_seconds
-    )
-    scheduler.start()
-    service.slot.scheduler = scheduler
-    return scheduler
-
-
-__all__ = ["NoManagedSecrets", "ScanJobService", "ScheduleSlot", "build_scan_jobs", "start_scheduler"]
+__all__ = ["ScanJobService", "ScheduleSlot", "build_scan_jobs"]

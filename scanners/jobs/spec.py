@@ -8,6 +8,7 @@ field, e.g. ``schedule.cron: invalid cron expression "61 * * * *"``. Stored as J
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -170,7 +171,7 @@ class ScanJobSpec(_Strict):
     enabled: bool = True
 
     @classmethod
-    def load(cls, raw: dict[str, Any]) -> ScanJobSpec:
+    def load(cls, raw: Mapping[str, Any]) -> ScanJobSpec:
         return cls.model_validate(raw)
 
     def dump(self) -> dict[str, Any]:

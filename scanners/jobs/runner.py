@@ -19,24 +19,33 @@ import copy
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from broker.errors import Conflict, NotFound
-from broker.logging import get_logger
-from broker.services.scanning import add_active_grants
-from broker.store.repo import Store, utcnow
-from rotation.findings import FindingsService, Matches, RawFinding, Recorded
-from rotation.scan_spec import ScanJobSpec
-from rotation.scan_store import RunStatus, RunSummary, ScanStore, Trigger
-from rotation.sources import build_source
-from rotation.sources.base import Checkpoint, DictState, Observation, Piece, SourceContext
-from scanners.engine import Scanner
-from scanners.known import GrantMatch, KnownSecretIndex
+import structlog
 
-log = get_logger("nhi-broker.scans")
+from scanners.engine import Scanner
+from scanners.jobs.ports import (
+    FindingActions,
+    JobBusy,
+    JobNotFound,
+    JobStore,
+    Matches,
+    RawFinding,
+    Recorded,
+    RunStatus,
+    RunSummary,
+    Trigger,
+)
+from scanners.jobs.spec import ScanJobSpec
+from scanners.known import GrantMatch, KnownSecretIndex
+from scanners.sources import build_source
+from scanners.sources.base import Checkpoint, DictState, KvReader, Observation, Piece, SourceContext
+
+log = structlog.get_logger("nhi-broker.scans")
 MANAGED_RULE = "managed-static-secret"
 
 
@@ -45,46 +54,52 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class SourceEnv:
+    """What sources may reach beyond the job's own spec."""
+
+    cache_dir: Path  # private per-job caches (git mirrors)
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+    kv: Callable[[], AbstractContextManager[KvReader]] | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 class ScanRunner:
     def __init__(
         self,
-        store: Store,
-        scans: ScanStore,
-        findings: FindingsService,
+        scans: JobStore,
+        findings: FindingActions,
         key: bytes,
-        settings: Any,
+        env: SourceEnv,
         *,
         holder: str,
+        grants_index: Callable[[], KnownSecretIndex],
         lease_seconds: float = 60.0,
-        grants_index: Callable[[], KnownSecretIndex] | None = None,
     ) -> None:
-        self.store = store
         self.scans = scans
         self.findings = findings
         self.key = key
-        self.settings = settings
+        self.env = env
         self.holder = holder
         self.lease_seconds = lease_seconds
         self.scanner = Scanner(key=key)
-        self._grants_index = grants_index or self._index_from_store
+        self._grants_index = grants_index
 
     def _fp(self, value: str) -> str:
         return self.scanner.fingerprint(value)
 
-    def _index_from_store(self) -> KnownSecretIndex:
-        index = KnownSecretIndex(self.key)
-        add_active_grants(index, self.store)
-        return index
-
     # -- one run -------------------------------------------------------------------------------------
     def run(self, name: str, *, trigger: Trigger = Trigger.MANUAL, slot: int | None = None) -> RunSummary | Skipped:
-        job = self.scans.get_job(name)
-        if job is None:
-            raise NotFound(f'scan job "{name}" does not exist')
-        spec = job.spec
+        spec = self.scans.get_spec(name)
+        if spec is None:
+            raise JobNotFound(name)
         if trigger is Trigger.SCHEDULE and not spec.enabled:
             return Skipped("disabled")
-        if not self.scans.claim(name, self.holder, utcnow() + timedelta(seconds=self.lease_seconds), slot):
+        if not self.scans.claim(name, self.holder, _now() + timedelta(seconds=self.lease_seconds), slot):
             return Skipped("running elsewhere or slot taken")
         stop = threading.Event()
         beat = threading.Thread(
@@ -101,13 +116,13 @@ class ScanRunner:
     def run_now(self, name: str) -> RunSummary:
         result = self.run(name, trigger=Trigger.MANUAL)
         if isinstance(result, Skipped):
-            raise Conflict(f'scan job "{name}" is running now; try again when it has finished')
+            raise JobBusy(name)
         return result
 
     def _heartbeat(self, name: str, stop: threading.Event) -> None:
         while not stop.wait(self.lease_seconds / 3):
             try:
-                self.scans.renew(name, self.holder, utcnow() + timedelta(seconds=self.lease_seconds))
+                self.scans.renew(name, self.holder, _now() + timedelta(seconds=self.lease_seconds))
             except Exception as exc:  # the run goes on; the next beat retries
                 log.warning("scan.lease_renew_failed", job=name, error_type=type(exc).__name__)
 
@@ -150,7 +165,7 @@ class ScanRunner:
 
     def _stream(self, name: str, spec: ScanJobSpec, totals: dict[str, int]) -> None:
         grants = self._grants_index()
-        managed = dict(self.findings.managed.fingerprints())
+        managed = dict(self.findings.managed_fingerprints())
         managed_index = KnownSecretIndex(self.key)
         for fp in managed:
             managed_index.add(fp, GrantMatch("managed", "", ""))
@@ -158,8 +173,10 @@ class ScanRunner:
         ctx = SourceContext(
             job=name,
             fingerprint=self._fp,
-            settings=self.settings,
-            cache_dir=Path(self.settings.data_dir) / "scan-cache",
+            cache_dir=self.env.cache_dir,
+            aws_region=self.env.aws_region,
+            aws_endpoint_url=self.env.aws_endpoint_url,
+            kv=self.env.kv,
             is_managed=lambda fp: (
                 {"name": managed[fp].name, "location": managed[fp].location} if fp in managed else None
             ),
@@ -201,11 +218,7 @@ class ScanRunner:
         totals: dict[str, int],
         matches: Matches,
     ) -> None:
-        with self.store.write() as conn:
-            recorded: list[Recorded] = (
-                self.findings.record(conn, name, spec.source.kind, raws) if raws else []
-            )
-            self.scans.apply_state(conn, name, state)
+        recorded: list[Recorded] = self.scans.commit_checkpoint(name, spec.source.kind, state, raws)
         totals["findings"] += len(recorded)
         totals["new_findings"] += sum(1 for r in recorded if r.new)
         if recorded:

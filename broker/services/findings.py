@@ -16,41 +16,25 @@ An action that fails leaves the finding ``open`` with the error, audits it and a
 
 from __future__ import annotations
 
-import enum
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import select, update
 
 from broker.audit import AuditLog
 from broker.errors import InvalidInput, NotFound
 from broker.logging import get_logger
+from broker.models import FindingStatus
 from broker.store import tables as t
 from broker.store.repo import Store, aware, utcnow
-from rotation.scan_store import dedup_key
+from scanners.jobs.ports import ManagedRef, Matches, Recorded
 from scanners.known import GrantMatch
 
 log = get_logger("nhi-broker.findings")
 
 
-class FindingStatus(enum.StrEnum):
-    OPEN = "open"
-    RESOLVED = "resolved"
-    FALSE_POSITIVE = "false_positive"
-    REVOKED = "revoked"
-    ROTATED = "rotated"
-
-
 HUMAN_STATUSES = (FindingStatus.OPEN, FindingStatus.RESOLVED, FindingStatus.FALSE_POSITIVE)
-
-
-@dataclass(frozen=True, slots=True)
-class ManagedRef:
-    name: str
-    location: str  # "mount/path" of the managed secret's home (empty when not in KV)
 
 
 class ManagedSecretMatcher(Protocol):
@@ -73,33 +57,6 @@ LeakHandler = Callable[[GrantMatch, str, str], Mapping[str, Any]]  # match, fing
 Alert = Callable[[dict[str, Any]], None]
 
 
-@dataclass(frozen=True, slots=True)
-class RawFinding:
-    rule: str
-    severity: str
-    fingerprint: str
-    location: str
-    line: int | None
-    excerpt: str
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    finding_id: str
-    raw: RawFinding
-    new: bool
-    status: str
-
-
-@dataclass
-class Matches:
-    """Fingerprints the run acts on: grants the broker issued, static secrets it manages."""
-
-    grants: Callable[[str], GrantMatch | None]
-    managed: Mapping[str, ManagedRef]
-
-
 class FindingsService:
     def __init__(
         self,
@@ -115,48 +72,8 @@ class FindingsService:
         self.managed = managed
         self.alert = alert
 
-    # -- recording (inside the runner's checkpoint transaction) ------------------------------------
-    @staticmethod
-    def record(conn: Connection, job: str, kind: str, raws: Sequence[RawFinding]) -> list[Recorded]:
-        out: list[Recorded] = []
-        f = t.scan_findings.c
-        now = utcnow()
-        for raw in raws:
-            key = dedup_key(raw.fingerprint, raw.location)
-            row = conn.execute(
-                select(f.finding_id, f.status, f.detail, f.occurrences).where(f.dedup_key == key)
-            ).first()
-            if row is None:
-                fid = "fnd_" + uuid.uuid4().hex[:20]
-                conn.execute(
-                    insert(t.scan_findings).values(
-                        finding_id=fid,
-                        dedup_key=key,
-                        job=job,
-                        source_kind=kind,
-                        location=raw.location,
-                        line=raw.line,
-                        rule=raw.rule,
-                        severity=raw.severity,
-                        fingerprint=raw.fingerprint,
-                        excerpt=raw.excerpt[:500],
-                        status=FindingStatus.OPEN.value,
-                        detail=dict(raw.meta),
-                        occurrences=1,
-                        first_seen=now,
-                        last_seen=now,
-                    )
-                )
-                out.append(Recorded(fid, raw, True, FindingStatus.OPEN.value))
-            else:
-                detail = {**(row.detail or {}), "last": dict(raw.meta)} if raw.meta else row.detail
-                conn.execute(
-                    update(t.scan_findings)
-                    .where(f.finding_id == row.finding_id)
-                    .values(last_seen=now, occurrences=row.occurrences + 1, detail=detail)
-                )
-                out.append(Recorded(row.finding_id, raw, False, row.status))
-        return out
+    def managed_fingerprints(self) -> Mapping[str, ManagedRef]:
+        return self.managed.fingerprints()
 
     # -- acting (after the commit) -------------------------------------------------------------------
     def act(self, job: str, on_finding: Any, recorded: Sequence[Recorded], matches: Matches) -> None:
