@@ -14,6 +14,7 @@ from broker.services.incidents import UnwrapReport
 from broker.services.revocation import RevocationReport
 from broker.services.scan_jobs import ScheduledJob
 from broker.services.tasks import CredentialResult, TaskView
+from broker.store.findings import StoredFinding
 from broker.store.rows import Registered, StoredDecision
 from broker.store.scan_jobs import ScanRun
 from scanners.jobs.ports import RunSummary
@@ -149,3 +150,11 @@ def scan_run_body(run: ScanRun) -> dict[str, Any]:
 
 def run_summary_body(summary: RunSummary) -> dict[str, Any]:
     return summary.to_json()
+
+
+def stored_finding_body(f: StoredFinding) -> dict[str, Any]:
+    """A scheduled scan's finding as ``/v1/findings`` shows it (never the secret)."""
+    return {"finding_id": f.finding_id, "job": f.job, "source_kind": f.source_kind, "location": f.location,
+            "line": f.line, "rule": f.rule, "severity": f.severity, "fingerprint": f.fingerprint,
+            "excerpt": f.excerpt, "status": f.status.value, "detail": dict(f.detail), "occurrences": f.occurrences,
+            "first_seen": f.first_seen.isoformat(), "last_seen": f.last_seen.isoformat()}

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.api.deps import AdminDep, ContainerDep
-from broker.api.presenters import run_summary_body, scan_job_body, scan_run_body
+from broker.api.presenters import run_summary_body, scan_job_body, scan_run_body, stored_finding_body
 from broker.api.schemas import NAME
 from broker.container import Container
 from broker.services.scan_jobs import ScanJobService
@@ -87,18 +87,18 @@ def list_findings(
     items = _service(c).findings.list(
         status=status, job=job, rule=rule, source=source, fingerprint=fingerprint, since=since, limit=limit
     )
-    return {"items": items}
+    return {"items": [stored_finding_body(f) for f in items]}
 
 
 @router.get("/findings/{finding_id}")
 def get_finding(
     finding_id: Annotated[str, Path(max_length=64)], _: AdminDep, c: ContainerDep
 ) -> dict[str, Any]:
-    return _service(c).findings.get(finding_id)
+    return stored_finding_body(_service(c).findings.get(finding_id))
 
 
 @router.patch("/findings/{finding_id}")
 def triage_finding(
     finding_id: Annotated[str, Path(max_length=64)], body: FindingStatusIn, actor: AdminDep, c: ContainerDep
 ) -> dict[str, Any]:
-    return _service(c).findings.set_status(finding_id, body.status, actor=actor, note=body.note)
+    return stored_finding_body(_service(c).findings.set_status(finding_id, body.status, actor=actor, note=body.note))

@@ -10,12 +10,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from broker.api.presenters import audit_event_body, decision_body, registered_body
+from broker.api.presenters import (
+    audit_event_body,
+    decision_body,
+    registered_body,
+    scan_job_body,
+    scan_run_body,
+    stored_finding_body,
+)
 from broker.audit import AuditLog
 from broker.models import (
     Agent,
     DecisionId,
     Environment,
+    FindingStatus,
     Grant,
     GrantId,
     GrantState,
@@ -31,11 +39,16 @@ from broker.models import (
     Tier,
     TrustLevel,
 )
+from broker.services.scan_jobs import ScheduledJob
 from broker.store import outbox
 from broker.store import tables as t
 from broker.store.db import make_engine, migrate
+from broker.store.findings import list_findings
 from broker.store.repo import Store, utcnow
 from broker.store.rows import Entity, FailureKind, HandleState, RevocationState
+from broker.store.scan_jobs import ScanStore
+from scanners.jobs.ports import RawFinding, RunStatus, RunSummary, Trigger
+from scanners.jobs.spec import ScanJobSpec
 
 AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -165,3 +178,29 @@ def test_audit_events_are_typed_and_their_body_carries_the_hashed_timestamp(stor
     assert list(body) == ["seq", "event_id", "ts", "kind", "actor", "task_id", "outcome", "data", "prev_hash",
                           "hash"]
     assert body["ts"].endswith("+00:00") and audit.verify().ok
+
+
+def test_scan_jobs_runs_and_findings_are_typed_and_presented_with_the_same_keys(store):
+    scans = ScanStore(store)
+    spec = ScanJobSpec.load({"source": {"kind": "files", "path": "/var/log/*.log"}, "schedule": {"every_seconds": 60}})
+    scans.put_job("j", spec)
+    run_id, started = scans.start_run("j", "replica-a", Trigger.MANUAL)
+    summary = RunSummary(run_id, RunStatus.OK, Trigger.MANUAL, started, 1.5, 10, 1, 1, None, "replica-a")
+    scans.finish_run("j", summary)
+    scans.commit_checkpoint("j", "files", {}, [RawFinding("aws-key", "high", "ab" * 16, "/var/log/a.log", 3, "AKIA**")])
+    job = scans.get_job("j")
+    (run,) = scans.runs("j")
+    with store.read() as conn:
+        (finding,) = list_findings(conn)
+    assert job is not None and job.spec == spec and job.last_run == summary
+    assert (run.status, run.trigger, run.findings) == (RunStatus.OK, Trigger.MANUAL, 1)
+    assert finding.status is FindingStatus.OPEN and finding.first_seen.tzinfo is not None
+    body = scan_job_body(ScheduledJob(job, None), naive_timestamps=store.dialect == "sqlite")
+    assert list(body) == ["name", "source", "schedule", "on_finding", "enabled", "last_run", "next_run",
+                          "created_at", "updated_at"]
+    assert body["last_run"] == summary.to_json() and body["last_run"]["started_at"] == started.isoformat()
+    assert list(scan_run_body(run)) == ["run_id", "job", "holder", "trigger", "status", "started_at", "finished_at",
+                                        "bytes", "findings", "new_findings", "error"]
+    assert list(stored_finding_body(finding)) == [
+        "finding_id", "job", "source_kind", "location", "line", "rule", "severity", "fingerprint", "excerpt",
+        "status", "detail", "occurrences", "first_seen", "last_seen"]
