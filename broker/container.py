@@ -9,7 +9,6 @@ workers through :mod:`broker.runtime` and calls :meth:`Container.close` on the w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from broker.approvals.flow import CredentialFlow
 from broker.approvals.reviews import ReviewService
@@ -25,6 +24,7 @@ from broker.chain.rules import ChainRules
 from broker.chain.service import ChainService
 from broker.config import Settings
 from broker.identity import DevIssuer, IdentityVerifier, IssuerConfig
+from broker.identity.replay import StoreReplayGuard
 from broker.keys import fingerprint_key
 from broker.metrics import Metrics
 from broker.policy import PolicyHolder
@@ -52,16 +52,6 @@ from rotation.playbooks.postgres_password import PostgresPasswordPlaybook
 from rotation.service import RotationService
 from scanners.engine import Scanner
 from scanners.known import KnownSecretIndex
-
-
-class StoreReplayGuard:
-    """Replay guard shared by every replica: a jti is recorded once in the store."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def check_and_record(self, issuer: str, jti: str, expires_at: datetime) -> bool:
-        return self.store.record_jti(issuer, jti, expires_at)
 
 
 @dataclass(frozen=True, slots=True)

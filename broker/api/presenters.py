@@ -10,6 +10,7 @@ from broker.audit import AuditEvent
 from broker.chain.view import chain_body
 from broker.errors import Denied
 from broker.models import Agent, Outcome, Resource, Task, TaskProfile, TaskState
+from broker.services.events import EventReport
 from broker.services.incidents import UnwrapReport
 from broker.services.revocation import RevocationReport
 from broker.services.scan_jobs import ScheduledJob
@@ -17,6 +18,7 @@ from broker.services.tasks import CredentialResult, TaskView
 from broker.store.findings import StoredFinding
 from broker.store.rows import Registered, StoredDecision
 from broker.store.scan_jobs import ScanRun
+from scanners.engine import Finding
 from scanners.jobs.ports import RunSummary
 
 
@@ -158,3 +160,15 @@ def stored_finding_body(f: StoredFinding) -> dict[str, Any]:
             "line": f.line, "rule": f.rule, "severity": f.severity, "fingerprint": f.fingerprint,
             "excerpt": f.excerpt, "status": f.status.value, "detail": dict(f.detail), "occurrences": f.occurrences,
             "first_seen": f.first_seen.isoformat(), "last_seen": f.last_seen.isoformat()}
+
+
+def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
+    """A live scan's finding as the API shows it; another agent's grant is named only as broker-issued."""
+    body = f.to_dict()
+    if f.grant is not None and caller is not None and f.grant.agent != caller:
+        body["grant"] = {"issued_by_broker": True}
+    return body
+
+
+def event_body(report: EventReport, caller: str) -> dict[str, Any]:
+    return {**report.result, "findings": [finding_body(f, caller) for f in report.findings]}

@@ -8,10 +8,16 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AgentDep, ContainerDep
-from broker.api.presenters import credential_body, ended_task_body, task_body, unwrap_report_body
+from broker.api.presenters import (
+    credential_body,
+    ended_task_body,
+    event_body,
+    finding_body,
+    task_body,
+    unwrap_report_body,
+)
 from broker.api.schemas import CredentialIn, EventIn, ScanIn, TaskIn
 from broker.chain.model import StepKind
-from broker.services.scanning import finding_body
 
 router = APIRouter(prefix="/v1", tags=["agent"])
 
@@ -43,7 +49,8 @@ def request_credential(task_id: str, body: CredentialIn, agent: AgentDep, c: Con
 def report_event(task_id: str, body: EventIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
     """A chain step the agent reports. The text is never stored: its length and fingerprint are.
     A reported tool call runs the chain's sequence detectors (``escalation`` says if it fired)."""
-    return c.events.report(agent, task_id, StepKind(body.kind), body.text, body.action, body.resource)
+    report = c.events.report(agent, task_id, StepKind(body.kind), body.text, body.action, body.resource)
+    return event_body(report, agent.name)
 
 
 @router.post("/tasks/{task_id}/credentials/{grant_id}/unwrap-failed",

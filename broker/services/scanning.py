@@ -82,11 +82,3 @@ def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[
             if fp not in skip:
                 index.add(fp, match, length=row.secret_lengths.get(fp))
     return len(rows)
-
-
-def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
-    """A finding as the API shows it; another agent's grant is named only as broker-issued."""
-    body = f.to_dict()
-    if f.grant is not None and caller is not None and f.grant.agent != caller:
-        body["grant"] = {"issued_by_broker": True}
-    return body

@@ -40,7 +40,7 @@ class _Start:
     moved_from: str | None = None
 
 
-class FilesSource:
+class FilesAdapter:
     kind = "files"
 
     def __init__(self, path: str, ctx: SourceContext) -> None:

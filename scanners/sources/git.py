@@ -26,7 +26,7 @@ _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 _MARK = b"\0\0"
 
 
-class GitSource:
+class GitAdapter:
     kind = "git"
 
     def __init__(self, repo: str, refs: list[str], ctx: SourceContext) -> None:

@@ -33,7 +33,7 @@ def secret_like(field: str, value: str) -> bool:
     return bool(_SECRETISH.search(field)) or (len(value) >= 16 and shannon_entropy(value) >= 3.5)
 
 
-class OpenBaoKvSource:
+class OpenBaoKvAdapter:
     kind = "openbao_kv"
 
     def __init__(self, mount: str, path: str, version: int, ctx: SourceContext) -> None:

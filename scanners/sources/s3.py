@@ -29,7 +29,7 @@ from scanners.sources.base import (
 PREFIX = "s3:"
 
 
-class S3Source:
+class S3Adapter:
     kind = "s3"
 
     def __init__(
