@@ -7,9 +7,10 @@ from typing import Any, assert_never
 
 from broker.approvals.model import Approval, Review, Vote
 from broker.audit import AuditEvent
-from broker.chain.view import chain_body
+from broker.chain.model import StepKind
+from broker.chain.view import ChainRecords
 from broker.errors import Denied
-from broker.models import Agent, Outcome, Resource, Task, TaskProfile, TaskState
+from broker.models import Agent, Grant, Outcome, Resource, Task, TaskProfile, TaskState
 from broker.services.events import EventReport
 from broker.services.incidents import UnwrapReport
 from broker.services.revocation import RevocationReport
@@ -172,3 +173,45 @@ def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
 
 def event_body(report: EventReport, caller: str) -> dict[str, Any]:
     return {**report.result, "findings": [finding_body(f, caller) for f in report.findings]}
+
+
+CHAIN_DECISION_KEYS = ("decision_id", "outcome", "tier", "mode", "ttl_seconds", "uses", "reasons", "policy_ids")
+
+
+def chain_grant_body(g: Grant) -> dict[str, Any]:
+    return {"grant_id": g.grant_id, "backend": g.backend, "resource": g.resource, "action": g.action,
+            "state": g.state.value, "accessor": g.accessor, "lease_id": g.lease_id,
+            "fingerprints": list(g.fingerprints), "issued_at": _iso(g.issued_at),
+            "expires_at": _iso(g.expires_at), "revoked_at": _iso(g.revoked_at)}
+
+
+def chain_body(chain: ChainRecords) -> dict[str, Any]:
+    """The admin chain view: every step in order, with its decision and its grants; events with
+    their length and fingerprint (never their text); leak and review reports; the escalations with
+    their detector and triggering steps."""
+    by_decision: dict[str, list[dict[str, Any]]] = {}
+    for g in chain.grants:
+        by_decision.setdefault(g.decision_id, []).append(chain_grant_body(g))
+    rows: list[tuple[datetime, dict[str, Any]]] = []
+    for d in chain.decisions:
+        rows.append((d.created_at, {
+            "kind": StepKind.CREDENTIAL_REQUEST.value, "ref": d.decision_id, "action": d.action,
+            "resource": d.resource, "decision": {k: d.record.get(k) for k in CHAIN_DECISION_KEYS},
+            "grants": by_decision.get(d.decision_id, [])}))
+    for e in chain.events:
+        step: dict[str, Any] = {"kind": e.kind.value, "ref": e.event_id}
+        if e.kind is StepKind.ESCALATION:
+            step.update(e.detail)
+        else:
+            step.update({"action": e.action, "resource": e.resource, "text_length": e.text_length,
+                         "text_fingerprint": e.text_fingerprint})
+            step.update({k: v for k, v in e.detail.items() if k in ("grant_id", "finding", "review_id")})
+        rows.append((e.created_at, step))
+    rows.sort(key=lambda r: r[0])
+    steps = [{"step": i + 1, "at": _iso(at), **body} for i, (at, body) in enumerate(rows)]
+    allowed = [d.tier for d in chain.decisions if d.outcome is Outcome.ALLOW]
+    tier = max(allowed, key=lambda t: t.rank).value if allowed else None
+    escalations = [s for s in steps if s["kind"] == StepKind.ESCALATION.value]
+    return {"tier": tier, "escalated": bool(escalations),
+            "grants": {"active": sum(g.active for g in chain.grants), "total": len(chain.grants)},
+            "escalations": escalations, "steps": steps}
