@@ -7,7 +7,7 @@ from typing import Any, assert_never
 
 from broker.approvals.model import Approval, Review, Vote
 from broker.audit import AuditEvent
-from broker.chain.model import StepKind
+from broker.chain.model import Escalation, StepKind
 from broker.chain.view import ChainRecords
 from broker.errors import Denied
 from broker.models import Agent, Grant, Outcome, Resource, Task, TaskProfile, TaskState
@@ -120,7 +120,8 @@ def registered_body(entry: Registered) -> dict[str, Any]:
 
 
 def unwrap_report_body(report: UnwrapReport) -> dict[str, Any]:
-    body: dict[str, Any] = {"grant_id": report.grant_id, "verdict": report.verdict, "escalation": report.escalation}
+    escalation = revocations_body(report.escalation) if report.escalation is not None else None
+    body: dict[str, Any] = {"grant_id": report.grant_id, "verdict": report.verdict, "escalation": escalation}
     if report.rotated is not None:
         body["rotated"] = list(report.rotated)
     return body
@@ -171,8 +172,28 @@ def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
     return body
 
 
+def revocations_body(e: Escalation) -> dict[str, Any]:
+    """What an escalation's revocation did (admin revoke, unwrap tampering)."""
+    return {"revocations_queued": e.revocations_queued, "revocations_completed": e.revocations_completed,
+            "revocations_pending": e.revocations_pending}
+
+
+def escalation_body(e: Escalation) -> dict[str, Any]:
+    return {"task_id": e.task_id, "task_state": e.task_state.value if e.task_state else None,
+            "detector": e.detector, **revocations_body(e)}
+
+
 def event_body(report: EventReport, caller: str) -> dict[str, Any]:
-    return {**report.result, "findings": [finding_body(f, caller) for f in report.findings]}
+    """``POST /v1/tasks/{id}/events``: the step as recorded (never its text), the escalation it set
+    off, what broker-issued secrets in the text set off, and the other findings (redacted)."""
+    e = report.event
+    body: dict[str, Any] = {
+        "event_id": e.event_id, "task_id": e.task_id, "kind": e.kind.value, "at": e.at.isoformat(),
+        "text_length": e.text_length, "text_fingerprint": e.text_fingerprint,
+        "escalation": escalation_body(e.escalation) if e.escalation is not None else None}
+    if report.leaks is not None:
+        body["leaks"] = [{"action": leak["action"]} for leak in report.leaks]
+    return {**body, "findings": [finding_body(f, caller) for f in report.findings]}
 
 
 CHAIN_DECISION_KEYS = ("decision_id", "outcome", "tier", "mode", "ttl_seconds", "uses", "reasons", "policy_ids")

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AdminDep, ContainerDep
-from broker.api.presenters import audit_event_body, decision_body, registered_body, task_body, task_view_body
+from broker.api.presenters import (
+    audit_event_body,
+    decision_body,
+    registered_body,
+    revocations_body,
+    task_body,
+    task_view_body,
+)
 from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
 from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
@@ -74,7 +81,7 @@ def get_task(task_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
 def revoke_task(task_id: str, body: RevokeIn, actor: AdminDep, c: ContainerDep) -> dict[str, Any]:
     c.tasks.get(task_id)  # 404 before anything is revoked
     report = c.chain.escalate_task(task_id, detector="admin_revoke", reason=body.reason, actor=actor, steps=[])
-    return {"task": task_body(c.tasks.get(task_id)), **report}
+    return {"task": task_body(c.tasks.get(task_id)), **revocations_body(report)}
 
 
 @router.get("/audit")

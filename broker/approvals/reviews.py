@@ -14,13 +14,15 @@ from typing import Any
 from broker.approvals import store as db
 from broker.approvals.model import Review, ReviewId, ReviewState
 from broker.audit import AuditLog
+from broker.chain.model import Escalation
 from broker.decisions import Decision
 from broker.errors import Conflict, NotFound
 from broker.models import TaskId
 from broker.store.repo import Store, utcnow
 
-# (task_id, review_id, reason) -> the escalation report; the chain service's flag_review under its lock
-Escalate = Callable[[str, str, str], dict[str, Any]]
+# (task_id, review_id, reason) -> the escalation (None: the detector is disabled); the chain
+# service's flag_review under its lock
+Escalate = Callable[[str, str, str], Escalation | None]
 
 
 class ReviewService:
@@ -88,17 +90,16 @@ class ReviewService:
         report = self.escalate(
             review.task_id, review.review_id, f"post-action review flagged by {reviewer}: {reason}"
         )
-        escalation: dict[str, Any] = {
-            k: report.get(k)
-            for k in (
-                "detector",
-                "task_state",
-                "revocations_queued",
-                "revocations_completed",
-                "revocations_pending",
-            )
-            if k in report
-        }
+        # kept on the review as it was reported (the review body shows it)
+        escalation: dict[str, Any] = {"detector": None}
+        if report is not None:
+            escalation = {
+                "detector": report.detector,
+                "task_state": report.task_state.value if report.task_state else None,
+                "revocations_queued": report.revocations_queued,
+                "revocations_completed": report.revocations_completed,
+                "revocations_pending": report.revocations_pending,
+            }
         with self.store.write() as conn:
             db.set_escalation(conn, review.review_id, escalation)
         return self.get(review_id)

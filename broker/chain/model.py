@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from broker.models import Outcome, TaskId, Tier
+from broker.models import Outcome, TaskId, TaskState, Tier
 
 
 class StepKind(enum.StrEnum):
@@ -77,6 +77,33 @@ class ChainEvent:
     text_fingerprint: str | None
     detail: Mapping[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """What escalating a task did: the detector that fired, the task's state afterwards, and what
+    revoking its grants queued, completed and left pending (the worker retries those)."""
+
+    task_id: str
+    task_state: TaskState | None
+    detector: str
+    revocations_queued: int
+    revocations_completed: int
+    revocations_pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """A chain event the agent reported, as recorded (never its text), and the escalation a
+    reported tool call set off, if any."""
+
+    event_id: str
+    task_id: str
+    kind: StepKind
+    at: datetime
+    text_length: int | None
+    text_fingerprint: str | None
+    escalation: Escalation | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,13 @@ grant and escalates its task (``leaked_secret``); other secrets come back as fin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from broker.audit import AuditLog
-from broker.chain.model import StepKind
+from broker.chain.model import RecordedEvent, StepKind
 from broker.chain.service import ChainService
 from broker.models import Agent
 from broker.services.scanning import LiveScanner
@@ -22,7 +23,8 @@ from scanners.engine import Finding
 
 @dataclass(frozen=True, slots=True)
 class EventReport:
-    result: dict[str, Any]  # the step as recorded, escalation, leaks
+    event: RecordedEvent  # the step as recorded, and the escalation it set off
+    leaks: tuple[Mapping[str, Any], ...] | None  # what each broker-issued secret in the text set off (None: no text)
     findings: tuple[Finding, ...]  # secrets found in the text (presented per caller by the API)
 
 
@@ -38,17 +40,18 @@ class EventService:
         task = self.tasks.task_for(agent, task_id)
         with self.chain.lock(task_id):
             self.tasks.ensure_active(task, datetime.now(UTC))
-            result = self.chain.record_event(agent, task, kind, text, action, resource)
+            event = self.chain.record_event(agent, task, kind, text, action, resource)
             findings: tuple[Finding, ...] = ()
+            leaks: tuple[Mapping[str, Any], ...] | None = None
             if text:
                 outcome = self.scanning.scan_sync(text, source=f"event:{task_id}:{kind.value}")
                 findings = outcome.result.findings
                 if findings:
                     self.audit.record("finding.detected", actor=agent.name, task_id=task_id,
                                       outcome=str(len(findings)),
-                                      data={"source": f"event:{kind.value}", "event_id": result.get("event_id"),
+                                      data={"source": f"event:{kind.value}", "event_id": event.event_id,
                                             "findings": [{"rule": f.rule_id, "fingerprint": f.fingerprint,
                                                           "line": f.line, "span": [f.start, f.end]}
                                                          for f in findings]})
-                result["leaks"] = [{"action": leak["action"]} for leak in outcome.leaks]
-            return EventReport(result, findings)
+                leaks = outcome.leaks
+            return EventReport(event, leaks, findings)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend, UnwrapJudge
+from broker.chain.model import Escalation
 from broker.errors import InvalidInput, NotFound
 from broker.logging import get_logger
 from broker.models import Agent, GrantState, TaskState
@@ -42,17 +43,17 @@ class Escalator(Protocol):
     """The chain's entry points for incidents (:class:`broker.chain.service.ChainService`)."""
 
     def report_leak_locked(self, task_id: str, grant_id: str,
-                           finding_summary: Mapping[str, Any]) -> dict[str, Any]: ...
+                           finding_summary: Mapping[str, Any]) -> Escalation | None: ...
 
     def escalate_task(self, task_id: str, *, detector: str, reason: str, actor: str,
-                      steps: list[str]) -> dict[str, Any]: ...
+                      steps: list[str]) -> Escalation: ...
 
 
 @dataclass(frozen=True, slots=True)
 class UnwrapReport:
     grant_id: str
     verdict: str
-    escalation: dict[str, Any] | None
+    escalation: Escalation | None
     rotated: tuple[str, ...] | None  # None: not tampered, nothing to rotate
 
 

@@ -13,12 +13,17 @@ from sqlalchemy import update
 from broker.api.presenters import (
     audit_event_body,
     decision_body,
+    event_body,
     registered_body,
     scan_job_body,
     scan_run_body,
     stored_finding_body,
 )
+from broker.approvals import store as review_db
+from broker.approvals.model import Review, ReviewId, ReviewState
+from broker.approvals.reviews import ReviewService
 from broker.audit import AuditLog
+from broker.chain.model import Escalation, RecordedEvent, StepKind
 from broker.models import (
     Agent,
     DecisionId,
@@ -39,6 +44,7 @@ from broker.models import (
     Tier,
     TrustLevel,
 )
+from broker.services.events import EventReport
 from broker.services.scan_jobs import ScheduledJob
 from broker.store import outbox
 from broker.store import tables as t
@@ -204,3 +210,35 @@ def test_scan_jobs_runs_and_findings_are_typed_and_presented_with_the_same_keys(
     assert list(stored_finding_body(finding)) == [
         "finding_id", "job", "source_kind", "location", "line", "rule", "severity", "fingerprint", "excerpt",
         "status", "detail", "occurrences", "first_seen", "last_seen"]
+
+
+def test_an_event_body_keeps_its_keys_with_the_escalation_it_set_off():
+    escalation = Escalation(task_id="tsk_1", task_state=TaskState.QUARANTINED, detector="exfil", revocations_queued=2,
+                            revocations_completed=1, revocations_pending=1)
+    event = RecordedEvent(event_id="evt_1", task_id="tsk_1", kind=StepKind.TOOL_CALL, at=AT, text_length=4,
+                          text_fingerprint="ab" * 16, escalation=escalation)
+    body = event_body(EventReport(event, ({"action": "none", "grant_id": "grt_1"},), ()), "a1")
+    assert json.dumps(body) == (
+        '{"event_id": "evt_1", "task_id": "tsk_1", "kind": "tool_call", "at": "2026-12-01T09:30:15.123456+00:00", '
+        '"text_length": 4, "text_fingerprint": "' + "ab" * 16 + '", "escalation": {"task_id": "tsk_1", '
+        '"task_state": "quarantined", "detector": "exfil", "revocations_queued": 2, "revocations_completed": 1, '
+        '"revocations_pending": 1}, "leaks": [{"action": "none"}], "findings": []}')
+    no_text = event_body(EventReport(dataclasses.replace(event, escalation=None), None, ()), "a1")
+    assert "leaks" not in no_text and no_text["escalation"] is None
+
+
+@pytest.mark.parametrize("escalation", [None, Escalation("tsk_rows", TaskState.QUARANTINED, "review_flagged", 1, 1, 0)])
+def test_a_flagged_review_keeps_the_escalation_it_reported(store, escalation):
+    reviews = ReviewService(store, AuditLog(store), lambda task_id, review_id, reason: escalation)
+    with store.write() as conn:
+        review_db.insert_review(conn, Review(
+            review_id=ReviewId("rev_1"), decision_id="dec_1", task_id=TaskId("tsk_rows"), agent="a1",
+            action="db.write", resource="demo-data", tier=Tier.LOW, grant_id=None, state=ReviewState.PENDING,
+            reviewer=None, reason=None, escalation=None, created_at=AT, resolved_at=None))
+    flagged = reviews.flag("rev_1", "dana", "looked odd")
+    assert flagged.state is ReviewState.FLAGGED and flagged.tier is Tier.LOW
+    if escalation is None:  # review_flagged disabled: the flag is recorded, nothing escalated
+        assert flagged.escalation == {"detector": None}
+    else:
+        assert flagged.escalation == {"detector": "review_flagged", "task_state": "quarantined",
+                                      "revocations_queued": 1, "revocations_completed": 1, "revocations_pending": 0}
