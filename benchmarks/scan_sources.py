@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import random
 import resource
+import secrets
 import string
 import subprocess
 import tempfile
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from broker.audit import AuditLog
+from broker.audit import AuditLog, LocalAuditKey
 from broker.services.findings import FindingsService, NoManagedSecrets
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
@@ -114,7 +115,8 @@ def runner(tmp: Path) -> tuple[ScanRunner, ScanStore]:
     engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
     migrate(engine)
     store = Store(engine)
-    findings = FindingsService(store, AuditLog(store), lambda *_: {}, NoManagedSecrets(), alert=None)
+    audit = AuditLog(store, LocalAuditKey(secrets.token_bytes(32)))
+    findings = FindingsService(store, audit, lambda *_: {}, NoManagedSecrets(), alert=None)
     scans = ScanStore(store)
     index = KnownSecretIndex(KEY)
     return ScanRunner(scans, findings, KEY, SourceEnv(cache_dir=tmp / "scan-cache"), holder="bench",

@@ -14,6 +14,8 @@ from broker.approvals.flow import CredentialFlow
 from broker.approvals.reviews import ReviewService
 from broker.approvals.service import ApprovalService
 from broker.audit import AuditLog
+from broker.audit.guard import AuditGuard
+from broker.audit.wiring import audit_key, build_guard
 from broker.backends.kinds import BackendDeps, build_backends
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_kv_reader import kv_reader_factory
@@ -22,8 +24,10 @@ from broker.backends.port import CredentialBackend
 from broker.chain.alerts import WebhookAlerter
 from broker.chain.rules import ChainRules
 from broker.chain.service import ChainService
-from broker.config import Settings
+from broker.config import IssuerSettings, Settings
 from broker.identity import DevIssuer, IdentityVerifier, IssuerConfig
+from broker.identity.access_tokens import AccessTokens, BrokerSigningKey
+from broker.identity.dpop import DPoPSettings, DPoPVerifier
 from broker.identity.replay import StoreReplayGuard
 from broker.keys import fingerprint_key
 from broker.metrics import Metrics
@@ -39,6 +43,7 @@ from broker.services.revocation import RevocationService
 from broker.services.scan_jobs import ScanJobService, build_scan_jobs
 from broker.services.scanning import LiveScanner
 from broker.services.tasks import TaskService
+from broker.services.token_exchange import TokenExchangeService
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
 from broker.workers import Heartbeat
@@ -79,10 +84,13 @@ class Container:
     rotation: RotationService
     scan_jobs: ScanJobService
     authenticator: AgentAuthenticator
+    signing_key: BrokerSigningKey
+    token_exchange: TokenExchangeService
     health: HealthService
     metrics: Metrics
     alerter: WebhookAlerter | None
     approval_notifier: WebhookAlerter | None
+    audit_guard: AuditGuard  # verification + signed checkpoints; the runner starts it
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -90,7 +98,8 @@ class Container:
         engine = make_engine(settings.resolved_database_url())
         migrate(engine)
         store = Store(engine)
-        audit = AuditLog(store)
+        audit = AuditLog(store, audit_key(settings.audit, settings.data_dir, create=True))
+        audit.check_key()  # a chain keyed with another key stops start-up (restore the key)
         key = fingerprint_key(settings)
         fingerprint = Fingerprinter(key)
         policies = PolicyHolder.load(settings.policy_dir)  # a bad bundle stops start-up (file:line)
@@ -128,6 +137,13 @@ class Container:
                                     notify=approval_notifier.send if approval_notifier is not None else None)
         reviews = ReviewService(store, audit, chain.flag_review_locked)
         heartbeat = Heartbeat()
+        workloads = _verifier(settings, store)
+        signing_key = BrokerSigningKey.load_or_create(
+            settings.token_exchange.signing_key_file or settings.data_dir / "token-signing.pem")
+        access = AccessTokens(signing_key, issuer=settings.token_issuer(),
+                              max_ttl_seconds=settings.token_exchange.max_ttl_seconds)
+        dpop = DPoPVerifier(StoreReplayGuard(store), DPoPSettings(settings.token_exchange.dpop_iat_window_seconds))
+        authenticator = AgentAuthenticator(workloads, store, audit, access, dpop)
         return cls(
             settings=settings, store=store, audit=audit, fingerprint=fingerprint, fingerprint_key=key,
             policies=policies, policy_admin=PolicyService(policies, chain_rules, audit), openbao=openbao,
@@ -140,10 +156,16 @@ class Container:
                                       managed=RotationManagedSecrets(rotation), live_index=known,
                                       alert=alerter.send if alerter is not None else None,
                                       kv=kv_reader_factory(openbao)),
-            authenticator=AgentAuthenticator(_verifier(settings, store), store, audit),
+            authenticator=authenticator, signing_key=signing_key,
+            token_exchange=TokenExchangeService(
+                workloads, agents=authenticator,
+                humans=_human_verifier(settings, store),
+                human_claims={h.issuer: tuple(h.claims) for h in settings.human_issuers}, tokens=access, dpop=dpop,
+                audit=audit, require_dpop=settings.token_exchange.require_dpop),
             health=HealthService(store, backends, stuck_after_seconds=settings.revocation_stuck_seconds,
                                  revocation_heartbeat=heartbeat),
             metrics=metrics, alerter=alerter, approval_notifier=approval_notifier,
+            audit_guard=build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter),
         )
 
     def close(self) -> None:
@@ -158,12 +180,22 @@ def _webhook(url: str | None, settings: Settings) -> WebhookAlerter | None:
     return WebhookAlerter(url, timeout=settings.alert_webhook_timeout_seconds) if url else None
 
 
+def _issuer_config(i: IssuerSettings) -> IssuerConfig:
+    return IssuerConfig(issuer=i.issuer, audiences=tuple(i.audiences), jwks_file=i.jwks_file, jwks_url=i.jwks_url,
+                        public_key_pem=i.public_key_pem, algorithms=tuple(i.algorithms),
+                        max_token_age_seconds=i.max_token_age_seconds, leeway_seconds=i.leeway_seconds,
+                        require_jti=i.require_jti, jwks_cache_seconds=i.jwks_cache_seconds)
+
+
+def _human_verifier(settings: Settings, store: Store) -> IdentityVerifier | None:
+    """People (actor tokens of a token exchange) come from their own issuers, never the agents'."""
+    if not settings.human_issuers:
+        return None
+    return IdentityVerifier([_issuer_config(i) for i in settings.human_issuers], StoreReplayGuard(store))
+
+
 def _verifier(settings: Settings, store: Store) -> IdentityVerifier:
-    configs = [IssuerConfig(issuer=i.issuer, audiences=tuple(i.audiences), jwks_file=i.jwks_file,
-                            jwks_url=i.jwks_url, public_key_pem=i.public_key_pem, algorithms=tuple(i.algorithms),
-                            max_token_age_seconds=i.max_token_age_seconds, leeway_seconds=i.leeway_seconds,
-                            require_jti=i.require_jti, jwks_cache_seconds=i.jwks_cache_seconds)
-               for i in settings.issuers]
+    configs = [_issuer_config(i) for i in settings.issuers]
     if settings.dev_issuer:
         configs.append(DevIssuer.load_or_create(settings.data_dir).issuer_config())
     return IdentityVerifier(configs, StoreReplayGuard(store))

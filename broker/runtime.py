@@ -10,12 +10,14 @@ Building the container starts nothing; ``nhi-broker up``/``serve`` (and the test
 | rotation worker | ``rotation/worker.py`` | rotates managed static secrets on schedule, retires old values |
 | scan scheduler | ``rotation/scheduler.py`` | runs scheduled leak scans (APScheduler, job store in the DB) |
 | policy watcher | ``broker/policy/holder.py`` | reloads the policy bundle when its files change |
+| audit guard | ``broker/audit/guard.py`` | verifies the audit chain (start-up, schedule), exports signed checkpoints |
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from broker.audit.guard import AuditGuard
 from broker.container import Container
 from broker.workers import Worker
 from rotation.revocation_worker import RevocationWorker
@@ -27,13 +29,15 @@ from rotation.worker import RotationWorker
 class Workers:
     revocation: RevocationWorker | None = None
     scans: ScanScheduler | None = None
+    audit: AuditGuard | None = None
     others: list[Worker] = field(default_factory=list)
 
     def add(self, worker: Worker) -> None:
         self.others.append(worker)
 
     def stop(self) -> None:
-        """Stop in reverse order of start; the revocation worker last (it may still drain)."""
+        """Stop in reverse order of start; the revocation worker last (it may still drain), then the
+        audit guard, whose last checkpoint covers everything written before the stop."""
         for worker in reversed(self.others):
             worker.stop()
         self.others.clear()
@@ -43,6 +47,9 @@ class Workers:
         if self.revocation is not None:
             self.revocation.stop()
             self.revocation = None
+        if self.audit is not None:
+            self.audit.stop()
+            self.audit = None
 
 
 def revocation_worker(container: Container, interval: float | None = None) -> RevocationWorker:
@@ -64,9 +71,12 @@ def start_scan_scheduler(container: Container, *, poll_seconds: float = 1.0) -> 
 
 
 def start_workers(container: Container, *, revocation_interval: float | None = None, rotation: bool = True,
-                  scans: bool = True, scan_poll_seconds: float = 1.0, policy_watch: bool = True) -> Workers:
+                  scans: bool = True, scan_poll_seconds: float = 1.0, policy_watch: bool = True,
+                  audit: bool = True) -> Workers:
     workers = Workers()
     try:
+        if audit:  # keys an unkeyed chain, verifies it now and on a schedule, exports checkpoints
+            workers.audit = container.audit_guard.start()
         workers.revocation = revocation_worker(container, revocation_interval).start()
         if rotation:
             workers.add(RotationWorker(container.rotation,

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.api import routes_admin, routes_agent, routes_approvals, routes_rotation, routes_scans
+from broker.api import routes_admin, routes_agent, routes_approvals, routes_rotation, routes_scans, routes_token
 from broker.container import Container
 from broker.errors import BrokerError, Denied
 from broker.logging import get_logger
@@ -138,4 +138,5 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_approvals.router)
     app.include_router(routes_rotation.router)
     app.include_router(routes_scans.router)
+    app.include_router(routes_token.router)
     return app

@@ -26,7 +26,9 @@ from scanners.jobs.ports import RunSummary
 def task_body(task: Task) -> dict[str, Any]:
     return {"task_id": task.task_id, "agent": task.agent, "profile": task.profile, "purpose": task.purpose,
             "on_behalf_of": task.on_behalf_of, "state": task.state.value, "state_reason": task.state_reason,
-            "created_at": task.created_at.isoformat(), "expires_at": task.expires_at.isoformat()}
+            "created_at": task.created_at.isoformat(), "expires_at": task.expires_at.isoformat(),
+            "acting_for": ({"issuer": task.acting_for.issuer, "subject": task.acting_for.subject, "verified": True}
+                           if task.acting_for is not None else None)}
 
 
 def ended_task_body(report: RevocationReport) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from broker.api.deps import AgentDep, ContainerDep
+from broker.api.deps import AgentDep, ContainerDep, PrincipalDep
 from broker.api.presenters import (
     credential_body,
     ended_task_body,
@@ -23,8 +23,9 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 
 
 @router.post("/tasks", status_code=201)
-def open_task(body: TaskIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
-    task = c.tasks.open_task(agent, body.profile, body.purpose, body.on_behalf_of, body.lifetime_seconds)
+def open_task(body: TaskIn, caller: PrincipalDep, c: ContainerDep) -> dict[str, Any]:
+    task = c.tasks.open_task(caller.agent, body.profile, body.purpose, body.on_behalf_of, body.lifetime_seconds,
+                             acting_for=caller.human, scope=caller.scope)
     return task_body(task)
 
 

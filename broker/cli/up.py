@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import uvicorn
@@ -20,6 +20,9 @@ from broker.config import Settings, load_settings
 from broker.errors import BrokerError
 from broker.logging import configure_logging
 from broker.secrets import Secret
+
+if TYPE_CHECKING:
+    from broker.cli.shutdown import ShutdownReport
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -138,27 +141,31 @@ def register(app: typer.Typer) -> None:
         """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers."""
         settings = load_settings(config)
         configure_logging(settings.log_format, settings.log_level)
-        run_server(settings)
+        run_server(settings, on_exit=report_backlog)
 
 
-def end_active_tasks(container: Any) -> None:
+def end_active_tasks(container: Any) -> ShutdownReport:
     """`up` only: the embedded OpenBao dies with the broker, and the credentials it issued into
-    real systems (PostgreSQL roles) would outlive it. End every active task first."""
-    from sqlalchemy import select
+    real systems (PostgreSQL roles) would outlive it. End every active task first, and say what
+    was confirmed and what is still pending (and where it will complete)."""
+    from broker.cli import shutdown
 
-    from broker.models import TaskState
-    from broker.store import tables as t
+    report = shutdown.end_active_tasks(container)
+    text = report.message(restart_hint=f"nhi-broker up --data-dir {container.settings.data_dir}")
+    if text:
+        console.print(text, markup=False, highlight=False)
+    return report
 
-    with container.store.read() as conn:
-        active = [r[0] for r in conn.execute(select(t.tasks.c.task_id).where(t.tasks.c.state == "active"))]
-    for task_id in active:
-        try:
-            container.revocations.revoke_task(task_id, reason="broker stopped (nhi-broker up)",
-                                              state=TaskState.ENDED, actor="broker", audit_kind="task.ended")
-        except Exception as exc:  # best effort on the way out; never block the shutdown
-            console.print(f"[yellow]could not end task {task_id}: {type(exc).__name__}[/yellow]")
-    if active:
-        console.print(f"ended {len(active)} active task(s) and revoked what they held")
+
+def report_backlog(container: Any) -> ShutdownReport:
+    """`serve`: tasks outlive a replica; report the outbox backlog this replica leaves."""
+    from broker.cli import shutdown
+
+    report = shutdown.outbox_backlog(container)
+    text = report.message(restart_hint="nhi-broker serve --config ...")
+    if text:
+        console.print(text, markup=False, highlight=False)
+    return report
 
 
 def _summary(url: str, data_dir: Path, bao_addr: str, container: Any, pg_skipped: str | None) -> None:

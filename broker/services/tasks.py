@@ -33,6 +33,7 @@ from broker.models import (
     Task,
     TaskId,
     TaskState,
+    VerifiedHuman,
 )
 from broker.secrets import Fingerprinter
 from broker.services.revocation import RevocationReport, RevocationService
@@ -99,7 +100,21 @@ class TaskService:
 
     # -- tasks ---------------------------------------------------------------------------
     def open_task(self, agent: Agent, profile_name: str, purpose: str, on_behalf_of: str | None,
-                  lifetime_seconds: int | None = None) -> Task:
+                  lifetime_seconds: int | None = None, *, acting_for: VerifiedHuman | None = None,
+                  scope: tuple[str, ...] | None = None) -> Task:
+        """``acting_for``: the person an exchanged token proved; a typed ``on_behalf_of`` that names
+        someone else is refused. ``scope``: the profiles an exchanged token was narrowed to."""
+        if scope is not None and profile_name not in scope:
+            with self.store.write() as conn:
+                self.audit.append(conn, "task.refused", actor=agent.name, outcome="denied",
+                                  data={"profile": profile_name, "reason": "profile outside the token's scope"})
+            raise Denied(f'this access token is scoped to profiles {list(scope)}; it may not open a task '
+                         f'under "{profile_name}"')
+        if acting_for is not None:
+            if on_behalf_of is not None and on_behalf_of not in (acting_for.subject, acting_for.principal):
+                raise InvalidInput("on_behalf_of", f"the access token proves this task acts for "
+                                                   f"{acting_for.principal}; leave on_behalf_of out or name them")
+            on_behalf_of = acting_for.principal
         if profile_name not in agent.profiles:
             with self.store.write() as conn:
                 self.audit.append(conn, "task.refused", actor=agent.name, outcome="denied",
@@ -114,12 +129,13 @@ class TaskService:
         now = utcnow()
         task = Task(task_id=TaskId("tsk_" + uuid.uuid4().hex), agent=agent.name, profile=profile.name,
                     purpose=purpose, on_behalf_of=on_behalf_of, state=TaskState.ACTIVE, created_at=now,
-                    expires_at=now + timedelta(seconds=lifetime))
+                    expires_at=now + timedelta(seconds=lifetime), acting_for=acting_for)
         structlog.contextvars.bind_contextvars(task_id=task.task_id)  # this request's log lines from here on
         with self.store.write() as conn:
             self.store.create_task(conn, task)
             self.audit.append(conn, "task.opened", actor=agent.name, task_id=task.task_id, outcome="active",
                               data={"profile": profile.name, "purpose": purpose, "on_behalf_of": on_behalf_of,
+                                    "acting_for_verified": acting_for is not None,
                                     "expires_at": task.expires_at.isoformat()})
         return task
 

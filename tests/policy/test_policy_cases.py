@@ -61,6 +61,6 @@ def test_a_malformed_case_is_an_error_naming_file_and_line(bundle_copy: Path) ->
     assert not report.passed
     assert [str(p) for p in report.problems] == [
         "tests/bad.yaml:3: cases[0].request: needs 'action' and 'resource'; allowed keys "
-        "['action', 'allowed_actions', "
+        "['acting_for', 'action', 'allowed_actions', "
         "'approval', 'ceiling', 'chain', 'on_behalf_of', 'remaining_seconds', 'resource', 'trust_level']"
     ]
