@@ -86,6 +86,14 @@ class GrantState(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class LeakAction(enum.StrEnum):
+    """What the broker did about one of its own secrets seen where it should not be."""
+
+    NONE = "none"  # the grant was no longer active
+    TASK_ESCALATED = "task_escalated"  # the grant revoked and its task escalated (leaked_secret)
+    GRANT_REVOKED = "grant_revoked"  # the task was no longer active: the grant alone revoked
+
+
 class FindingStatus(enum.StrEnum):
     """A scheduled scan's finding."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, assert_never
 
@@ -15,6 +16,7 @@ from broker.services.events import EventReport
 from broker.services.incidents import UnwrapReport
 from broker.services.revocation import RevocationReport
 from broker.services.scan_jobs import ScheduledJob
+from broker.services.scanning import Leak
 from broker.services.tasks import CredentialResult, TaskView
 from broker.store.findings import StoredFinding
 from broker.store.rows import Registered, StoredDecision
@@ -174,6 +176,11 @@ def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
     return body
 
 
+def leaks_body(leaks: Sequence[Leak]) -> list[dict[str, Any]]:
+    """What the broker did about its own secrets in the text (the grant is named to no one)."""
+    return [{"action": leak.action.value} for leak in leaks]
+
+
 def revocations_body(e: Escalation) -> dict[str, Any]:
     """What an escalation's revocation did (admin revoke, unwrap tampering)."""
     return {"revocations_queued": e.revocations_queued, "revocations_completed": e.revocations_completed,
@@ -194,7 +201,7 @@ def event_body(report: EventReport, caller: str) -> dict[str, Any]:
         "text_length": e.text_length, "text_fingerprint": e.text_fingerprint,
         "escalation": escalation_body(e.escalation) if e.escalation is not None else None}
     if report.leaks is not None:
-        body["leaks"] = [{"action": leak["action"]} for leak in report.leaks]
+        body["leaks"] = leaks_body(report.leaks)
     return {**body, "findings": [finding_body(f, caller) for f in report.findings]}
 
 

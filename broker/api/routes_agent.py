@@ -13,6 +13,7 @@ from broker.api.presenters import (
     ended_task_body,
     event_body,
     finding_body,
+    leaks_body,
     task_body,
     unwrap_report_body,
 )
@@ -70,7 +71,7 @@ async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]
     outcome = await c.scanning.scan(body.text, source=f"scan:{agent.name}")
     return {"findings": [finding_body(f, agent.name) for f in outcome.result.findings],
             "redacted_text": outcome.result.redacted_text,
-            "leaks": [{"action": leak["action"]} for leak in outcome.leaks]}
+            "leaks": leaks_body(outcome.leaks)}
 
 
 @router.delete("/tasks/{task_id}")

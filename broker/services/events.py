@@ -7,16 +7,14 @@ grant and escalates its task (``leaked_secret``); other secrets come back as fin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from broker.audit import AuditLog
 from broker.chain.model import RecordedEvent, StepKind
 from broker.chain.service import ChainService
 from broker.models import Agent
-from broker.services.scanning import LiveScanner
+from broker.services.scanning import Leak, LiveScanner
 from broker.services.tasks import TaskService
 from scanners.engine import Finding
 
@@ -24,7 +22,7 @@ from scanners.engine import Finding
 @dataclass(frozen=True, slots=True)
 class EventReport:
     event: RecordedEvent  # the step as recorded, and the escalation it set off
-    leaks: tuple[Mapping[str, Any], ...] | None  # what each broker-issued secret in the text set off (None: no text)
+    leaks: tuple[Leak, ...] | None  # what each broker-issued secret in the text set off (None: no text)
     findings: tuple[Finding, ...]  # secrets found in the text (presented per caller by the API)
 
 
@@ -42,7 +40,7 @@ class EventService:
             self.tasks.ensure_active(task, datetime.now(UTC))
             event = self.chain.record_event(agent, task, kind, text, action, resource)
             findings: tuple[Finding, ...] = ()
-            leaks: tuple[Mapping[str, Any], ...] | None = None
+            leaks: tuple[Leak, ...] | None = None
             if text:
                 outcome = self.scanning.scan_sync(text, source=f"event:{task_id}:{kind.value}")
                 findings = outcome.result.findings

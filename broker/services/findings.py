@@ -24,6 +24,7 @@ from broker.audit import AuditLog
 from broker.errors import InvalidInput, NotFound
 from broker.logging import get_logger
 from broker.models import FindingStatus
+from broker.services.scanning import LeakHandler
 from broker.store import findings as findings_db
 from broker.store.findings import StoredFinding
 from broker.store.repo import Store, utcnow
@@ -52,7 +53,6 @@ class NoManagedSecrets:
         raise NotFound(f'managed secret "{name}" does not exist')
 
 
-LeakHandler = Callable[[GrantMatch, str, str], Mapping[str, Any]]  # match, fingerprint, source
 Alert = Callable[[dict[str, Any]], None]
 
 
@@ -84,14 +84,14 @@ class FindingsService:
                 continue
             try:
                 if grant is not None and on_finding.broker_issued == "revoke":
-                    outcome = dict(self.on_leak(grant, fp, f"scan:{job}:{rec.raw.location}"))
+                    done = self.on_leak(grant, fp, f"scan:{job}:{rec.raw.location}")
                     self._set(
                         rec.finding_id,
                         FindingStatus.REVOKED,
                         {
                             "action": {
                                 "kind": "revoke",
-                                **outcome,
+                                "action": done.value,
                                 "grant_id": grant.grant_id,
                                 "task_id": grant.task_id,
                             }

@@ -20,8 +20,8 @@ from typing import Protocol
 from broker.audit import AuditLog
 from broker.config import Settings
 from broker.errors import Conflict, InvalidInput, NotFound
-from broker.services.findings import Alert, FindingsService, LeakHandler, ManagedSecretMatcher
-from broker.services.scanning import add_active_grants
+from broker.services.findings import Alert, FindingsService, ManagedSecretMatcher
+from broker.services.scanning import LeakHandler, add_active_grants
 from broker.store.repo import Store
 from broker.store.scan_jobs import ScanJob, ScanRun, ScanStore
 from scanners.jobs.ports import JobBusy, JobNotFound, RunSummary
