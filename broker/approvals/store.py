@@ -15,21 +15,11 @@ from sqlalchemy import Connection, and_, insert, select, update
 from broker.approvals.model import Approval, ApprovalState, Review, ReviewId, ReviewState, Vote
 from broker.models import ApprovalId, TaskId, Tier
 from broker.store import tables as t
-from broker.store.repo import aware
+from broker.store.rows import aware_opt, aware_ts
 
 A = t.approvals.c
 R = t.reviews.c
 OPEN = (ApprovalState.PENDING.value, ApprovalState.APPROVED.value)
-
-
-def _ts(value: datetime | None) -> datetime | None:
-    return aware(value)
-
-
-def _req(value: datetime) -> datetime:
-    out = aware(value)
-    assert out is not None  # a NOT NULL column
-    return out
 
 
 def _approval(row: Any) -> Approval:
@@ -49,10 +39,10 @@ def _approval(row: Any) -> Approval:
         votes=tuple(Vote.from_dict(v) for v in (m["votes"] or ())),
         decided_by=m["decided_by"],
         decision_reason=m["decision_reason"],
-        created_at=_req(m["created_at"]),
-        expires_at=_req(m["expires_at"]),
-        decided_at=_ts(m["decided_at"]),
-        collected_at=_ts(m["collected_at"]),
+        created_at=aware_ts(m["created_at"]),
+        expires_at=aware_ts(m["expires_at"]),
+        decided_at=aware_opt(m["decided_at"]),
+        collected_at=aware_opt(m["collected_at"]),
         collected_decision_id=m["collected_decision_id"],
         grant_id=m["grant_id"],
         collect_error=m["collect_error"],
@@ -215,8 +205,8 @@ def _review(row: Any) -> Review:
         reviewer=m["reviewer"],
         reason=m["reason"],
         escalation=m["escalation"],
-        created_at=_req(m["created_at"]),
-        resolved_at=_ts(m["resolved_at"]),
+        created_at=aware_ts(m["created_at"]),
+        resolved_at=aware_opt(m["resolved_at"]),
     )
 
 

@@ -70,16 +70,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -214,8 +204,8 @@ class Store:
     @staticmethod
     def _task(row: Any) -> Task:
         return Task(task_id=TaskId(row.task_id), agent=row.agent, profile=row.profile, purpose=row.purpose,
-                    on_behalf_of=row.on_behalf_of, state=TaskState(row.state), created_at=_aware(row.created_at),
-                    expires_at=_aware(row.expires_at), state_reason=row.state_reason,
+                    on_behalf_of=row.on_behalf_of, state=TaskState(row.state), created_at=aware_ts(row.created_at),
+                    expires_at=aware_ts(row.expires_at), state_reason=row.state_reason,
                     acting_for=VerifiedHuman.from_dict(row.acting_for) if row.acting_for else None)
 
     def get_task(self, conn: Connection, task_id: str) -> Task | None:
