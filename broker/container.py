@@ -161,7 +161,7 @@ class Container:
                 workloads, agents=authenticator,
                 humans=_human_verifier(settings, store),
                 human_claims={h.issuer: tuple(h.claims) for h in settings.human_issuers}, tokens=access, dpop=dpop,
-                audit=audit, require_dpop=settings.token_exchange.require_dpop),
+                audit=audit, tasks=tasks, require_dpop=settings.token_exchange.require_dpop),
             health=HealthService(store, backends, stuck_after_seconds=settings.revocation_stuck_seconds,
                                  revocation_heartbeat=heartbeat),
             metrics=metrics, alerter=alerter, approval_notifier=approval_notifier,

@@ -104,6 +104,14 @@ class RevocationWorker:
             self.revocations.revoke_task(task_id, reason="task lifetime exceeded", state=TaskState.EXPIRED,
                                          actor="broker", audit_kind="task.expired")
             expired_tasks += 1
+        with self.store.read() as conn:
+            orphans = self.store.active_children_of_inactive_parents(conn)
+        for child, parent in orphans:  # a cascade a crash interrupted
+            with self.store.read() as conn:
+                parent_task = self.store.get_task(conn, parent)
+            state = parent_task.state if parent_task is not None else TaskState.ENDED
+            self.revocations.revoke_task(child, reason=f"parent task {parent} is {state.value}", state=state,
+                                         actor="broker", audit_kind="task.revoked", extra={"cascade_from": parent})
         expired_grants, cleanup_queued = self.sweep_expired_grants()
         self.heartbeat.beat()
         return {"woken": woken, "revoked": completed, "failed": failed, "expired_tasks": expired_tasks,

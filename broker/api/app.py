@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from broker.api import routes_admin, routes_agent, routes_approvals, routes_rotation, routes_scans, routes_token
+from broker.api.docs import add_offline_docs
 from broker.container import Container
 from broker.errors import BrokerError, Denied
 from broker.logging import get_logger
@@ -88,8 +89,9 @@ def _request_id(scope: dict[str, Any]) -> str:
 
 
 def create_app(container: Container) -> FastAPI:
-    app = FastAPI(title="nhi-broker", version="0.1.0",
+    app = FastAPI(title="nhi-broker", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Credential broker for non-human identities. See docs/api.md.")
+    add_offline_docs(app)  # /docs and /redoc from the package's own assets (no CDN)
     app.state.container = container
 
     @app.exception_handler(BrokerError)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from broker.container import Container
-from broker.errors import Unauthenticated
+from broker.errors import Denied, Unauthenticated
 from broker.models import Agent
 from broker.secrets import constant_time_equals
 from broker.services.authn import Principal
@@ -53,9 +53,14 @@ def request_url(request: Request, public_url: str) -> str:
 def principal(request: Request, authorization: Annotated[str | None, Header()] = None,
               dpop: Annotated[str | None, Header(alias="DPoP")] = None) -> Principal:
     c = _container(request)
-    return c.authenticator.authenticate_http(
+    caller = c.authenticator.authenticate_http(
         authorization, dpop, method=request.method,
         url=request_url(request, c.settings.token_exchange.public_url), source=request.url.path)
+    bound = caller.task_id
+    if bound is not None and (request.path_params.get("task_id", bound) != bound or request.url.path == "/v1/tasks"):
+        # a delegated sub-task's token works on that task only (not another task, not a new one)
+        raise Denied(f"this access token is bound to task {caller.task_id}")
+    return caller
 
 
 def agent(caller: Annotated[Principal, Depends(principal)]) -> Agent:

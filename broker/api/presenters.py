@@ -17,7 +17,7 @@ from broker.services.incidents import UnwrapReport
 from broker.services.revocation import RevocationReport
 from broker.services.scan_jobs import ScheduledJob
 from broker.services.scanning import Leak
-from broker.services.tasks import CredentialResult, TaskView
+from broker.services.tasks import CredentialResult, DelegationNode, TaskView
 from broker.store.findings import StoredFinding
 from broker.store.rows import Registered, StoredDecision
 from broker.store.scan_jobs import ScanRun
@@ -30,7 +30,9 @@ def task_body(task: Task) -> dict[str, Any]:
             "on_behalf_of": task.on_behalf_of, "state": task.state.value, "state_reason": task.state_reason,
             "created_at": task.created_at.isoformat(), "expires_at": task.expires_at.isoformat(),
             "acting_for": ({"issuer": task.acting_for.issuer, "subject": task.acting_for.subject, "verified": True}
-                           if task.acting_for is not None else None)}
+                           if task.acting_for is not None else None),
+            "parent_task_id": task.parent_task_id,
+            "delegation": task.delegation.to_dict() if task.delegation is not None else None}
 
 
 def ended_task_body(report: RevocationReport) -> dict[str, Any]:
@@ -132,7 +134,15 @@ def unwrap_report_body(report: UnwrapReport) -> dict[str, Any]:
 
 
 def task_view_body(view: TaskView) -> dict[str, Any]:
-    return {"task": task_body(view.task), "chain": {"summary": view.summary.to_dict(), **chain_body(view.chain)}}
+    return {"task": task_body(view.task), "chain": {"summary": view.summary.to_dict(), **chain_body(view.chain)},
+            "delegations": delegations_body(view.delegations)}
+
+
+def delegations_body(nodes: Sequence[DelegationNode]) -> list[dict[str, Any]]:
+    return [{"task_id": n.task.task_id, "agent": n.task.agent, "state": n.task.state.value,
+             "actions": list(n.task.delegation.actions) if n.task.delegation else [],
+             "ceiling": n.task.delegation.ceiling.value if n.task.delegation else None,
+             "children": delegations_body(n.children)} for n in nodes]
 
 
 def scan_job_body(view: ScheduledJob, *, naive_timestamps: bool) -> dict[str, Any]:

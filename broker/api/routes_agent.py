@@ -17,7 +17,7 @@ from broker.api.presenters import (
     task_body,
     unwrap_report_body,
 )
-from broker.api.schemas import CredentialIn, EventIn, ScanIn, TaskIn
+from broker.api.schemas import CredentialIn, DelegationIn, EventIn, ScanIn, TaskIn
 from broker.chain.model import StepKind
 
 router = APIRouter(prefix="/v1", tags=["agent"])
@@ -28,6 +28,17 @@ def open_task(body: TaskIn, caller: PrincipalDep, c: ContainerDep) -> dict[str, 
     task = c.tasks.open_task(caller.agent, body.profile, body.purpose, body.on_behalf_of, body.lifetime_seconds,
                              acting_for=caller.human, scope=caller.scope)
     return task_body(task)
+
+
+@router.post("/tasks/{task_id}/delegations", status_code=201,
+             responses={403: {"description": "widening refused, with the reason"},
+                        409: {"description": "task ended or quarantined"}})
+def delegate(task_id: str, body: DelegationIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
+    """Hand a narrower sub-task to another registered agent. The sub-agent then exchanges its own
+    workload identity with ``delegation=<sub-task id>`` for a token bound to that sub-task."""
+    child = c.tasks.delegate(agent, task_id, to_agent=body.agent, actions=body.actions, ceiling=body.ceiling,
+                             lifetime_seconds=body.lifetime_seconds, purpose=body.purpose)
+    return task_body(child)
 
 
 @router.get("/tasks/{task_id}")

@@ -16,6 +16,8 @@ import structlog
 
 from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend, IssuedCredential, IssueRequest
+from broker.chain import store as chain_store
+from broker.chain.model import StepKind
 from broker.chain.view import ChainRecords
 from broker.chain.view import load as chain_records
 from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
@@ -25,6 +27,7 @@ from broker.models import (
     Action,
     Agent,
     DecisionId,
+    Delegation,
     Grant,
     GrantId,
     GrantState,
@@ -33,13 +36,16 @@ from broker.models import (
     Task,
     TaskId,
     TaskState,
+    Tier,
     VerifiedHuman,
+    effective_profile,
 )
 from broker.secrets import Fingerprinter
 from broker.services.revocation import RevocationReport, RevocationService
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.tasks")
+MAX_DELEGATION_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +61,21 @@ IssuedHook = Callable[[str, str, str, dict[str, int]], None]
 
 
 @dataclass(frozen=True, slots=True)
+class DelegationNode:
+    """A delegated sub-task and the sub-tasks it delegated in turn."""
+
+    task: Task
+    children: tuple[DelegationNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskView:
     """A task with its chain, for the admin chain view."""
 
     task: Task
     summary: ChainSummary
     chain: ChainRecords
+    delegations: tuple[DelegationNode, ...]  # the tree of delegated sub-tasks
 
 
 class ChainGate(Protocol):
@@ -139,6 +154,65 @@ class TaskService:
                                     "expires_at": task.expires_at.isoformat()})
         return task
 
+    def delegate(self, agent: Agent, task_id: str, *, to_agent: str, actions: Sequence[str], ceiling: Tier,
+                 lifetime_seconds: int | None, purpose: str) -> Task:
+        """Hand a narrower sub-task to another registered agent: actions ⊆ the parent's, ceiling ≤
+        the parent's, lifetime ≤ the parent's remaining. Widening is refused with the reason."""
+        parent = self.task_for(agent, task_id)
+        now = datetime.now(UTC)
+        self.ensure_active(parent, now)
+        with self.store.read() as conn:
+            profile = self.store.get_profile(conn, parent.profile)
+            sub = self.store.get_agent(conn, to_agent)
+        if profile is None:
+            raise Conflict(f'task profile "{parent.profile}" no longer exists')
+        if sub is None:
+            raise InvalidInput("agent", f'"{to_agent}" is not a registered agent')
+        if sub.name == agent.name:
+            raise InvalidInput("agent", "a task cannot be delegated to its own agent")
+        mine = effective_profile(profile, parent)
+        wider = [a for a in actions if a not in mine.allowed_actions]
+        if wider or not actions:
+            raise Denied(f"delegation refused: actions must be a non-empty subset of this task's "
+                         f"{list(mine.allowed_actions)}; not allowed: {wider}", details={"reason": "widening"})
+        if ceiling.rank > mine.ceiling.rank:
+            raise Denied(f"delegation refused: ceiling {ceiling.value} is above this task's ceiling "
+                         f"{mine.ceiling.value}", details={"reason": "widening"})
+        remaining = int((parent.expires_at - now).total_seconds())
+        if lifetime_seconds is not None and lifetime_seconds > remaining:
+            raise Denied(f"delegation refused: lifetime {lifetime_seconds}s is longer than this task's remaining "
+                         f"{remaining}s", details={"reason": "widening"})
+        lifetime = min(lifetime_seconds or remaining, remaining)
+        child = Task(task_id=TaskId("tsk_" + uuid.uuid4().hex), agent=sub.name, profile=parent.profile,
+                     purpose=purpose, on_behalf_of=parent.on_behalf_of, state=TaskState.ACTIVE, created_at=utcnow(),
+                     expires_at=utcnow() + timedelta(seconds=lifetime), acting_for=parent.acting_for,
+                     parent_task_id=parent.task_id,
+                     delegation=Delegation(tuple(dict.fromkeys(actions)), ceiling, agent.name))
+        with self.store.write() as conn:
+            self.store.create_task(conn, child)
+            chain_store.add_event(conn, task_id=parent.task_id, kind=StepKind.DELEGATION,
+                                  detail={"child_task_id": child.task_id, "agent": sub.name,
+                                          "actions": list(child.delegation.actions) if child.delegation else [],
+                                          "ceiling": ceiling.value})
+            self.audit.append(conn, "task.delegated", actor=agent.name, task_id=parent.task_id, outcome="active",
+                              data={"child_task_id": child.task_id, "agent": sub.name, "actions": list(actions),
+                                    "ceiling": ceiling.value, "expires_at": child.expires_at.isoformat()})
+            self.audit.append(conn, "task.opened", actor=agent.name, task_id=child.task_id, outcome="active",
+                              data={"profile": child.profile, "purpose": purpose, "delegated_from": parent.task_id,
+                                    "agent": sub.name, "expires_at": child.expires_at.isoformat()})
+        return child
+
+    def tree(self, task_id: str) -> tuple[DelegationNode, ...]:
+        """The delegation tree under a task (children, their children...), for the chain view."""
+        with self.store.read() as conn:
+            return self._tree(conn, task_id, depth=0)
+
+    def _tree(self, conn: Any, task_id: str, depth: int) -> tuple[DelegationNode, ...]:
+        if depth >= MAX_DELEGATION_DEPTH:
+            return ()
+        return tuple(DelegationNode(c, self._tree(conn, c.task_id, depth + 1))
+                     for c in self.store.child_tasks(conn, task_id))
+
     def get(self, task_id: str) -> Task:
         with self.store.read() as conn:
             task = self.store.get_task(conn, task_id)
@@ -148,7 +222,7 @@ class TaskService:
 
     def view(self, task_id: str) -> TaskView:
         task = self.get(task_id)
-        return TaskView(task, self.chain_summary(task_id), chain_records(self.store, task_id))
+        return TaskView(task, self.chain_summary(task_id), chain_records(self.store, task_id), self.tree(task_id))
 
     def task_for(self, agent: Agent, task_id: str) -> Task:
         with self.store.read() as conn:
@@ -198,6 +272,7 @@ class TaskService:
             chain = self._chain(conn, task.task_id)
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
+        profile = effective_profile(profile, task)
         request = DecisionInput(
             decision_id=DecisionId("dec_" + uuid.uuid4().hex), agent=agent, profile=profile, task=task,
             action_name=action_name, resource_name=resource_name, action=self.catalog().get(action_name),

@@ -229,3 +229,58 @@ def test_the_python_client_reports_a_refused_exchange(xbroker, issuers):
     with BrokerClient(xbroker.url, lambda: expired, exchange=True) as client, pytest.raises(Unauthenticated) as exc:
         client.open_task("demo", "x")
     assert exc.value.code == "invalid_grant"
+
+
+def test_a_policy_on_the_verified_persons_group_decides_payments(openbao, issuers, tmp_path):
+    """The example bundle: payments.charge only on behalf of a verified member of finance."""
+    from pathlib import Path
+
+    from support.broker import start_broker
+
+    bundle = Path(__file__).resolve().parents[2] / "policies" / "examples" / "finance-payments"
+    broker = start_broker(tmp_path / "finance", openbao, policy_dir=bundle,
+                          issuers=[issuers.spiffe.settings(AUDIENCE, require_jti=False)],
+                          human_issuers=[issuers.people.settings(HUMAN_CLIENT)])
+    try:
+        broker.admin().put("agents", "spiffe-agent", {
+            "owner": "platform-team", "profiles": ["demo"],
+            "identities": [{"issuer": issuers.spiffe.issuer, "subject": SPIFFE_ID}]})
+
+        def charge(groups: list[str] | None, typed: str | None = None) -> httpx.Response:
+            key = Key()
+            form = {}
+            if groups is not None:
+                person = issuers.people.mint(id_token(issuers.people, "alice", HUMAN_CLIENT,
+                                                      email="alice@example.test", groups=groups))
+                form = {"actor_token": person, "actor_token_type": ID_TOKEN}
+            token = exchange(broker, svid(issuers), key=key, **form).json()["access_token"]
+            body = {"profile": "demo", "purpose": "charge"} | ({"on_behalf_of": typed} if typed else {})
+            task = call(broker, "POST", "/v1/tasks", token, key, body)
+            assert task.status_code == 201, task.text
+            return call(broker, "POST", f"/v1/tasks/{task.json()['task_id']}/credentials", token, key,
+                        {"action": "payments.charge", "resource": "prod-payments"})
+
+        member = charge(["finance"])
+        assert member.status_code == 202 and member.json()["decision"]["outcome"] == "step_up"
+        outsider = charge(["engineering"])
+        assert outsider.status_code == 403
+        assert "forbid-charge-without-finance-person" in outsider.json()["decision"]["policy_ids"]
+        typed = charge(None, typed="alice")  # a typed name proves nothing
+        assert typed.status_code == 403
+        assert "forbid-charge-without-finance-person" in typed.json()["decision"]["policy_ids"]
+    finally:
+        broker.stop()
+
+
+def test_a_typed_on_behalf_of_that_contradicts_the_verified_person_is_refused(xbroker, issuers):
+    person = issuers.people.mint(id_token(issuers.people, "alice", HUMAN_CLIENT, email="a@example.test",
+                                          groups=["finance"]))
+    key = Key()
+    token = exchange(xbroker, svid(issuers), key=key, actor_token=person, actor_token_type=ID_TOKEN).json()
+    r = call(xbroker, "POST", "/v1/tasks", token["access_token"], key,
+             {"profile": "demo", "purpose": "x", "on_behalf_of": "mallory"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "on_behalf_of"
+    ok = call(xbroker, "POST", "/v1/tasks", token["access_token"], key, {"profile": "demo", "purpose": "x"})
+    assert ok.status_code == 201
+    assert ok.json()["acting_for"] == {"issuer": issuers.people.issuer, "subject": "alice", "verified": True}
+    assert ok.json()["on_behalf_of"] == f"{issuers.people.issuer}#alice"
