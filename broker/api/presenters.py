@@ -188,7 +188,7 @@ def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
 
 def leaks_body(leaks: Sequence[Leak]) -> list[dict[str, Any]]:
     """What the broker did about its own secrets in the text (the grant is named to no one)."""
-    return [{"action": leak.action.value} for leak in leaks]
+    return [{"action": leak.outcome.action.value} for leak in leaks]
 
 
 def revocations_body(e: Escalation) -> dict[str, Any]:
@@ -198,8 +198,7 @@ def revocations_body(e: Escalation) -> dict[str, Any]:
 
 
 def escalation_body(e: Escalation) -> dict[str, Any]:
-    return {"task_id": e.task_id, "task_state": e.task_state.value if e.task_state else None,
-            "detector": e.detector, **revocations_body(e)}
+    return e.to_json()
 
 
 def event_body(report: EventReport, caller: str) -> dict[str, Any]:

@@ -45,6 +45,9 @@ class ChainStep:
     external: bool | None = None
     tier: Tier | None = None
     outcome: Outcome | None = None
+    # a credential request naming an approval (an agent collecting or polling a step-up):
+    # a repeat of a request already counted, never counted toward ``burst``
+    collection: bool = False
 
     @property
     def done(self) -> bool:
@@ -92,6 +95,12 @@ class Escalation:
     revocations_queued: int
     revocations_completed: int
     revocations_pending: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The escalation as it is kept (on a scan finding) and shown."""
+        return {"task_id": self.task_id, "task_state": self.task_state.value if self.task_state else None,
+                "detector": self.detector, "revocations_queued": self.revocations_queued,
+                "revocations_completed": self.revocations_completed, "revocations_pending": self.revocations_pending}
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ _DECISION_FACTS = select(
     func.coalesce(_d.consequence, _inputs["consequence"].as_string()).label("consequence"),
     func.coalesce(_d.sensitivity, _inputs["sensitivity"].as_string()).label("sensitivity"),
     func.coalesce(_d.external, _inputs["resource_external"].as_boolean()).label("external"),
+    _inputs["approval_id"].as_string().label("approval_id"),
 ).where(_d.task_id == bindparam("task_id")).order_by(_d.created_at)
 
 
@@ -68,7 +69,7 @@ def decision_steps(conn: Connection, task_id: str, consequence_of: Mapping[str, 
         ref=r.decision_id, kind=StepKind.CREDENTIAL_REQUEST, at=aware_ts(r.created_at), action=r.action,
         resource=r.resource, consequence=r.consequence or consequence_of.get(r.action),
         sensitivity=r.sensitivity, external=bool(r.external) if r.external is not None else None,
-        tier=Tier(r.tier), outcome=Outcome(r.outcome))
+        tier=Tier(r.tier), outcome=Outcome(r.outcome), collection=bool(r.approval_id))
         for r in conn.execute(_DECISION_FACTS, {"task_id": task_id})]
 
 

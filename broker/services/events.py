@@ -2,12 +2,13 @@
 
 The step is recorded (its text never is: length and fingerprint only), a reported tool call runs
 the chain's sequence detectors, and the text is scanned: a broker-issued secret in it revokes that
-grant and escalates its task (``leaked_secret``); other secrets come back as findings, redacted.
+grant and escalates its task (``leaked_secret``) — the answer's ``escalation`` says so when it was
+this task's own grant; other secrets come back as findings, redacted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from broker.audit import AuditLog
@@ -52,4 +53,9 @@ class EventService:
                                                           "line": f.line, "span": [f.start, f.end]}
                                                          for f in findings]})
                 leaks = outcome.leaks
+                # a leak of this task's own grant escalated it: say so, like a detector hit would
+                own = next((leak.outcome.escalation for leak in leaks
+                            if leak.task_id == task_id and leak.outcome.escalation is not None), None)
+                if event.escalation is None and own is not None:
+                    event = replace(event, escalation=own)
             return EventReport(event, leaks, findings)

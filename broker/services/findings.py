@@ -85,13 +85,15 @@ class FindingsService:
             try:
                 if grant is not None and on_finding.broker_issued == "revoke":
                     done = self.on_leak(grant, fp, f"scan:{job}:{rec.raw.location}")
+                    escalated = {"escalation": done.escalation.to_json()} if done.escalation else {}
                     self._set(
                         rec.finding_id,
                         FindingStatus.REVOKED,
                         {
                             "action": {
                                 "kind": "revoke",
-                                "action": done.value,
+                                "action": done.action.value,
+                                **escalated,
                                 "grant_id": grant.grant_id,
                                 "task_id": grant.task_id,
                             }

@@ -19,6 +19,7 @@ from broker.errors import InvalidInput, NotFound
 from broker.logging import get_logger
 from broker.models import Agent, GrantState, LeakAction, TaskState
 from broker.services.revocation import RevocationService
+from broker.services.scanning import LeakOutcome
 from broker.services.tasks import TaskService
 from broker.store.repo import Store
 from scanners.known import GrantMatch
@@ -70,7 +71,7 @@ class IncidentService:
         self.judges: dict[str, UnwrapJudge] = {k: b for k, b in backends.items() if isinstance(b, UnwrapJudge)}
         self.managed = managed
 
-    def handle_leak(self, match: GrantMatch, fingerprint: str, source: str) -> LeakAction:
+    def handle_leak(self, match: GrantMatch, fingerprint: str, source: str) -> LeakOutcome:
         """A broker-issued secret was seen in ``source``: an incident. While its grant is active, the
         grant is revoked and its task escalated (detector ``leaked_secret``) through the chain."""
         with self.store.read() as conn:
@@ -82,13 +83,16 @@ class IncidentService:
                           data={"grant_id": match.grant_id, "agent": match.agent, "fingerprint": fingerprint,
                                 "source": source})
         if not active:
-            return LeakAction.NONE
+            return LeakOutcome(LeakAction.NONE)
         if task is not None and task.state is TaskState.ACTIVE:
-            self.chain.report_leak_locked(match.task_id, match.grant_id, {"source": source, "fingerprint": fingerprint})
-            return LeakAction.TASK_ESCALATED
+            report = self.chain.report_leak_locked(match.task_id, match.grant_id,
+                                                   {"source": source, "fingerprint": fingerprint})
+            if report is None:  # leaked_secret switched off: the grant alone was revoked
+                return LeakOutcome(LeakAction.GRANT_REVOKED)
+            return LeakOutcome(LeakAction.TASK_ESCALATED, report)
         assert grant is not None  # active implies found
         self.revocations.revoke_grant(grant, reason=f"leaked in {source}", actor="broker")
-        return LeakAction.GRANT_REVOKED
+        return LeakOutcome(LeakAction.GRANT_REVOKED)
 
     def report_unwrap_failure(self, agent: Agent, task_id: str, grant_id: str) -> UnwrapReport:
         """The agent says unwrapping its wrapped secret failed. If nobody but the agent could have

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker.audit import AuditLog
+from broker.chain.model import Escalation
 from broker.logging import get_logger
 from broker.models import LeakAction
 from broker.store.repo import Store
@@ -21,7 +22,15 @@ from scanners.known import GrantMatch, KnownSecretIndex
 
 log = get_logger("nhi-broker.scanning")
 
-LeakHandler = Callable[[GrantMatch, str, str], LeakAction]  # match, fingerprint, source -> what was done
+@dataclass(frozen=True, slots=True)
+class LeakOutcome:
+    """What answering a leaked grant did, and the escalation of its task when there was one."""
+
+    action: LeakAction
+    escalation: Escalation | None = None
+
+
+LeakHandler = Callable[[GrantMatch, str, str], LeakOutcome]  # match, fingerprint, source -> what was done
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +41,7 @@ class Leak:
     task_id: str
     agent: str
     fingerprint: str
-    action: LeakAction
+    outcome: LeakOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +82,7 @@ class LiveScanner:
 
     def _handle(self, findings: tuple[Finding, ...] | list[Finding], source: str) -> tuple[Leak, ...]:
         return tuple(Leak(grant_id=f.grant.grant_id, task_id=f.grant.task_id, agent=f.grant.agent,
-                          fingerprint=f.fingerprint, action=self.on_leak(f.grant, f.fingerprint, source))
+                          fingerprint=f.fingerprint, outcome=self.on_leak(f.grant, f.fingerprint, source))
                      for f in findings if f.grant is not None)
 
 

@@ -47,7 +47,7 @@ from broker.models import (
 )
 from broker.services.events import EventReport
 from broker.services.scan_jobs import ScheduledJob
-from broker.services.scanning import Leak
+from broker.services.scanning import Leak, LeakOutcome
 from broker.store import outbox
 from broker.store import tables as t
 from broker.store.db import make_engine, migrate
@@ -219,7 +219,8 @@ def test_an_event_body_keeps_its_keys_with_the_escalation_it_set_off():
                             revocations_completed=1, revocations_pending=1)
     event = RecordedEvent(event_id="evt_1", task_id="tsk_1", kind=StepKind.TOOL_CALL, at=AT, text_length=4,
                           text_fingerprint="ab" * 16, escalation=escalation)
-    leak = Leak(grant_id="grt_1", task_id="tsk_1", agent="a2", fingerprint="cd" * 16, action=LeakAction.NONE)
+    leak = Leak(grant_id="grt_1", task_id="tsk_1", agent="a2", fingerprint="cd" * 16,
+                outcome=LeakOutcome(LeakAction.NONE))
     body = event_body(EventReport(event, (leak,), ()), "a1")
     assert json.dumps(body) == (
         '{"event_id": "evt_1", "task_id": "tsk_1", "kind": "tool_call", "at": "2026-12-01T09:30:15.123456+00:00", '
