@@ -13,7 +13,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.api import routes_admin, routes_agent, routes_approvals, routes_rotation, routes_scans, routes_token
+from broker.api import (
+    routes_admin,
+    routes_agent,
+    routes_approvals,
+    routes_people,
+    routes_rotation,
+    routes_scans,
+    routes_token,
+)
 from broker.api.docs import add_offline_docs
 from broker.container import Container
 from broker.errors import BrokerError, Denied
@@ -138,6 +146,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_agent.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_approvals.router)
+    app.include_router(routes_people.router)
     app.include_router(routes_rotation.router)
     app.include_router(routes_scans.router)
     app.include_router(routes_token.router)

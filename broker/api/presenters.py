@@ -77,7 +77,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def vote_body(v: Vote) -> dict[str, Any]:
-    return {"approver": v.approver, "reason": v.reason, "at": v.at.isoformat(), "owner": v.owner}
+    return {"approver": v.approver, "subject": dict(v.subject), "reason": v.reason, "at": v.at.isoformat()}
 
 
 def approval_body(a: Approval) -> dict[str, Any]:
@@ -87,7 +87,8 @@ def approval_body(a: Approval) -> dict[str, Any]:
         "owner": a.owner, "action": a.action, "resource": a.resource, "scope_hash": a.scope_hash,
         "decision_id": a.decision_id, "tier": a.tier.value, "reasons": list(a.reasons),
         "votes": [vote_body(v) for v in a.votes], "decided_by": a.decided_by,
-        "decision_reason": a.decision_reason, "created_at": _iso(a.created_at), "expires_at": _iso(a.expires_at),
+        "decided_by_subject": a.decided_by_subject, "decision_reason": a.decision_reason,
+        "created_at": _iso(a.created_at), "expires_at": _iso(a.expires_at),
         "decided_at": _iso(a.decided_at), "collected_at": _iso(a.collected_at),
         "collected_decision_id": a.collected_decision_id, "grant_id": a.grant_id,
         "collect_error": a.collect_error,
@@ -98,15 +99,16 @@ def review_body(r: Review) -> dict[str, Any]:
     return {
         "review_id": r.review_id, "state": r.state.value, "decision_id": r.decision_id, "task_id": r.task_id,
         "agent": r.agent, "action": r.action, "resource": r.resource, "tier": r.tier.value,
-        "grant_id": r.grant_id, "reviewer": r.reviewer, "reason": r.reason,
+        "grant_id": r.grant_id, "reviewer": r.reviewer, "reviewer_subject": r.reviewer_subject, "reason": r.reason,
         "escalation": dict(r.escalation) if r.escalation is not None else None,
         "created_at": r.created_at.isoformat(), "resolved_at": _iso(r.resolved_at),
     }
 
 
 def registered_body(entry: Registered) -> dict[str, Any]:
-    """An agent, profile or resource as the admin API shows it (the table's columns in order;
-    a resource's backend settings flattened in after its timestamps)."""
+    """An agent, profile or resource as the admin API shows it (the table's columns in order, so
+    an agent's ``owner_identity`` (migration 0011) after its timestamps; a resource's backend
+    settings flattened in after its timestamps)."""
     stamps = {"created_at": entry.created_at.isoformat(), "updated_at": entry.updated_at.isoformat()}
     item = entry.item
     if isinstance(item, Agent):
@@ -114,7 +116,8 @@ def registered_body(entry: Registered) -> dict[str, Any]:
                 "description": item.description,
                 "identities": [{"issuer": b.issuer, "subject": b.subject, "claims": dict(b.claims)}
                                for b in item.bindings],
-                "profiles": list(item.profiles), **stamps}
+                "profiles": list(item.profiles), **stamps,
+                "owner_identity": item.owner_identity.to_dict() if item.owner_identity is not None else None}
     if isinstance(item, TaskProfile):
         return {"name": item.name, "allowed_actions": list(item.allowed_actions), "ceiling": item.ceiling.value,
                 "max_lifetime_seconds": item.max_lifetime_seconds, "description": item.description, **stamps}

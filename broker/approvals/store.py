@@ -38,6 +38,7 @@ def _approval(row: Any) -> Approval:
         state=ApprovalState(m["state"]),
         votes=tuple(Vote.from_dict(v) for v in (m["votes"] or ())),
         decided_by=m["decided_by"],
+        decided_by_subject=m["decided_by_subject"],
         decision_reason=m["decision_reason"],
         created_at=aware_ts(m["created_at"]),
         expires_at=aware_ts(m["expires_at"]),
@@ -119,16 +120,6 @@ def mark_expired(conn: Connection, approval_id: str, now: datetime) -> bool:
     return res.rowcount == 1
 
 
-def set_votes(conn: Connection, approval_id: str, votes: Sequence[Vote], now: datetime) -> bool:
-    """Record a vote that does not decide (the owner's alone), while the approval is pending."""
-    res = conn.execute(
-        update(t.approvals)
-        .where(and_(A.approval_id == approval_id, A.state == ApprovalState.PENDING.value, A.expires_at > now))
-        .values(votes=[v.to_dict() for v in votes])
-    )
-    return res.rowcount == 1
-
-
 def decide(
     conn: Connection,
     approval_id: str,
@@ -136,6 +127,7 @@ def decide(
     state: ApprovalState,
     votes: Sequence[Vote],
     by: str,
+    by_subject: dict[str, Any],
     reason: str,
     now: datetime,
     from_states: tuple[str, ...],
@@ -154,6 +146,7 @@ def decide(
             state=state.value,
             votes=[v.to_dict() for v in votes],
             decided_by=by,
+            decided_by_subject=by_subject,
             decision_reason=reason,
             decided_at=now,
         )
@@ -222,6 +215,7 @@ def _review(row: Any) -> Review:
         grant_id=m["grant_id"],
         state=ReviewState(m["state"]),
         reviewer=m["reviewer"],
+        reviewer_subject=m["reviewer_subject"],
         reason=m["reason"],
         escalation=m["escalation"],
         created_at=aware_ts(m["created_at"]),
@@ -263,12 +257,25 @@ def list_reviews(
 
 
 def resolve_review(
-    conn: Connection, review_id: str, *, state: ReviewState, reviewer: str, reason: str, now: datetime
+    conn: Connection,
+    review_id: str,
+    *,
+    state: ReviewState,
+    reviewer: str,
+    reviewer_subject: dict[str, Any],
+    reason: str,
+    now: datetime,
 ) -> bool:
     res = conn.execute(
         update(t.reviews)
         .where(and_(R.review_id == review_id, R.state == ReviewState.PENDING.value))
-        .values(state=state.value, reviewer=reviewer, reason=reason, resolved_at=now)
+        .values(
+            state=state.value,
+            reviewer=reviewer,
+            reviewer_subject=reviewer_subject,
+            reason=reason,
+            resolved_at=now,
+        )
     )
     return res.rowcount == 1
 

@@ -47,7 +47,9 @@ class RegistryService:
                               data={"entity": "agent", "name": agent.name, "owner": agent.owner,
                                     "trust_level": agent.trust_level.value, "profiles": list(agent.profiles),
                                     "identities": [{"issuer": b.issuer, "subject": b.subject}
-                                                   for b in agent.bindings]})
+                                                   for b in agent.bindings],
+                                    "owner_identity": agent.owner_identity.to_dict()
+                                    if agent.owner_identity is not None else None})
         return self.get(Entity.AGENT, agent.name), created
 
     # -- profiles ------------------------------------------------------------------------

@@ -45,6 +45,8 @@ from broker.models import (
     Tier,
     TrustLevel,
 )
+from broker.people.model import Caller, Person, PersonName, Role, Via
+from broker.people.service import Parties
 from broker.services.events import EventReport
 from broker.services.scan_jobs import ScheduledJob
 from broker.services.scanning import Leak, LeakOutcome
@@ -150,7 +152,8 @@ def test_registry_bodies_keep_the_columns_in_order_with_resource_settings_last(s
     stamps = '"created_at": "2026-12-01T09:30:15.123456+00:00", "updated_at": "2026-12-01T09:30:15.123456+00:00"'
     assert [json.dumps(b) for b in bodies] == [
         '{"name": "a1", "owner": "owner", "trust_level": "high", "description": "agent", "identities": '
-        '[{"issuer": "iss", "subject": "sub", "claims": {"k": "v"}}], "profiles": ["p1"], ' + stamps + '}',
+        '[{"issuer": "iss", "subject": "sub", "claims": {"k": "v"}}], "profiles": ["p1"], ' + stamps
+        + ', "owner_identity": null}',
         '{"name": "p1", "allowed_actions": ["db.read", "db.write"], "ceiling": "high", '
         '"max_lifetime_seconds": 600, "description": "profile", ' + stamps + '}',
         '{"name": "r1", "kind": "vault_kv", "sensitivity": "restricted", "environment": "prod", '
@@ -234,13 +237,17 @@ def test_an_event_body_keeps_its_keys_with_the_escalation_it_set_off():
 @pytest.mark.parametrize("escalation", [None, Escalation("tsk_rows", TaskState.QUARANTINED, "review_flagged", 1, 1, 0)])
 def test_a_flagged_review_keeps_the_escalation_it_reported(store, escalation):
     audit = AuditLog(store, LocalAuditKey(b"k" * 32))
-    reviews = ReviewService(store, audit, lambda task_id, review_id, reason: escalation)
+    parties = Parties(owner=frozenset({("people", "olga")}), agent=frozenset({("https://agents", "a1")}))
+    reviews = ReviewService(store, audit, lambda task_id, review_id, reason: escalation, lambda agent: parties)
+    dana = Person(name=PersonName("dana"), roles=frozenset({Role.REVIEWER}), identities=(), display_name="Dana",
+                  disabled=False, created_at=AT, updated_at=AT)
     with store.write() as conn:
         review_db.insert_review(conn, Review(
             review_id=ReviewId("rev_1"), decision_id="dec_1", task_id=TaskId("tsk_rows"), agent="a1",
             action="db.write", resource="demo-data", tier=Tier.LOW, grant_id=None, state=ReviewState.PENDING,
-            reviewer=None, reason=None, escalation=None, created_at=AT, resolved_at=None))
-    flagged = reviews.flag("rev_1", "dana", "looked odd")
+            reviewer=None, reviewer_subject=None, reason=None, escalation=None, created_at=AT, resolved_at=None))
+    flagged = reviews.flag("rev_1", Caller(via=Via.TOKEN, person=dana, issuer="people", subject="dana"),
+                           "looked odd")
     assert flagged.state is ReviewState.FLAGGED and flagged.tier is Tier.LOW
     if escalation is None:  # review_flagged disabled: the flag is recorded, nothing escalated
         assert flagged.escalation == {"detector": None}
