@@ -25,7 +25,7 @@ from broker.api import (
 from broker.api.docs import add_offline_docs
 from broker.container import Container
 from broker.errors import BrokerError, Denied
-from broker.logging import get_logger
+from broker.logging import configure_logging, get_logger
 from broker.metrics import Metrics
 
 log = get_logger("nhi-broker.api")
@@ -97,6 +97,10 @@ def _request_id(scope: dict[str, Any]) -> str:
 
 
 def create_app(container: Container) -> FastAPI:
+    if not structlog.is_configured():
+        # structlog's own default renders rich tracebacks with local variables: slow under load
+        # (a 500 took over 15 s) and a secret in a frame would reach the log
+        configure_logging(container.settings.log_format, container.settings.log_level)
     app = FastAPI(title="nhi-broker", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Credential broker for non-human identities. See docs/api.md.")
     add_offline_docs(app)  # /docs and /redoc from the package's own assets (no CDN)

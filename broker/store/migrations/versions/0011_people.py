@@ -11,14 +11,14 @@ Its number was reserved before 0012 (task delegation) landed on main revising 00
 0012 so that a store already at 0012 upgrades through it (one linear history: 0010, 0012, 0011).
 
 Revision ID: 0011
-Revises: 0012
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0012"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
