@@ -160,10 +160,12 @@ class BrokerClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> httpx.Response:
+    def _call(self, method: str, path: str, json: dict[str, Any] | None = None, *,
+              params: dict[str, Any] | None = None, timeout: float | None = None) -> httpx.Response:
         headers = (self._dpop.headers(method, path) if self._dpop is not None
                    else {"Authorization": f"Bearer {self._token()}"})
-        resp = self._http.request(method, path, json=json, headers=headers)
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        resp = self._http.request(method, path, json=json, params=params, headers=headers, **extra)
         _raise_for(resp)
         return resp
 
@@ -185,6 +187,13 @@ class BrokerClient:
                           secrets={k: Secret(v) for k, v in cred.items() if k in SECRET_FIELDS and v},
                           approval_id=data.get("approval_id"))
 
+    def approval_status(self, task_id: str, approval_id: str, wait: int = 0) -> dict[str, Any]:
+        """The state of a step-up approval of the task (``pending``, ``approved``, ``denied``,
+        ``expired``, ``cancelled``, ``collected``); with ``wait`` (at most 30 s) the broker answers
+        as soon as it is decided. Not a chain step: poll this, not the credential request."""
+        return dict(self._call("GET", f"/v1/tasks/{task_id}/approvals/{approval_id}",
+                               params={"wait": int(wait)} if wait else None, timeout=wait + 15.0).json())
+
     def report_event(self, task_id: str, kind: str, text: str | None = None, action: str | None = None,
                      resource: str | None = None) -> dict[str, Any]:
         body = {k: v for k, v in {"kind": kind, "text": text, "action": action, "resource": resource}.items() if v}
@@ -196,6 +205,25 @@ class BrokerClient:
 
     def end_task(self, task_id: str) -> dict[str, Any]:
         return dict(self._call("DELETE", f"/v1/tasks/{task_id}").json())
+
+    def scan(self, text: str) -> dict[str, Any]:
+        return dict(self._call("POST", "/v1/scan", {"text": text}).json())
+
+    def call_api(self, task_id: str, resource: str, method: str, path: str, *,
+                 query: dict[str, str] | None = None, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, approval_id: str | None = None) -> httpx.Response:
+        """One call through the broker's gateway (the broker injects the credential). Returns the
+        upstream's (redacted) response, or the 202 of a step-up; raises for the broker's own errors
+        (no rule, denied, path refused, upstream unreachable...)."""
+        route = f"/v1/tasks/{task_id}/gateway/{resource}/{path.lstrip('/')}"
+        auth = (self._dpop.headers(method, route) if self._dpop is not None
+                else {"Authorization": f"Bearer {self._token()}"})
+        extra = {"X-NHI-Approval-Id": approval_id} if approval_id else {}
+        resp = self._http.request(method, route, params=query, content=body,
+                                  headers={**(headers or {}), **extra, **auth})
+        if "x-nhi-decision-id" not in resp.headers and resp.status_code != 202:
+            _raise_for(resp)  # not the upstream's answer: the broker's own error
+        return resp
 
     @contextmanager
     def task(self, profile: str, purpose: str, on_behalf_of: str | None = None) -> Iterator[TaskSession]:

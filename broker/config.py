@@ -44,6 +44,10 @@ class HumanIssuerSettings(IssuerSettings):
 
     require_jti: bool = False  # ID tokens are presented once per exchange and may be reused
     claims: list[str] = ["groups", "email"]
+    # audiences (client ids) of ID tokens people sign in to the broker with (approvals, reviews,
+    # audit, admin: docs/people.md). Kept apart from ``audiences`` on purpose: an actor token handed
+    # to an agent must never sign the agent in as that person. Empty: nobody signs in with this issuer.
+    sign_in_audiences: list[str] = Field(default=[], max_length=20)
 
 
 class TokenExchangeSettings(BaseModel):
@@ -83,6 +87,16 @@ class AwsSettings(BaseModel):
     region: str = "us-east-1"
     endpoint_url: str | None = None
     revocation_mode: Literal["tag_deny", "per_task_role"] = "tag_deny"
+
+
+class GatewaySettings(BaseModel):
+    """The credential-injecting gateway (resource kind ``http_api``, docs/backends.md)."""
+
+    # upstream hosts an ``http_api`` resource may name besides loopback (exact host names, https only)
+    allowed_hosts: list[str] = []
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    max_response_bytes: int = Field(default=4_194_304, ge=1024, le=64 * 1_048_576)
 
 
 # -- the keyed audit trail (docs/operations.md, "Audit"; used by broker.audit) --------------------
@@ -150,6 +164,7 @@ class Settings(BaseSettings):
     policy_watch_seconds: float = Field(default=2.0, ge=0, le=3600)  # 0: reload only on API call
     openbao: OpenBaoSettings = OpenBaoSettings()
     aws: AwsSettings = AwsSettings()
+    gateway: GatewaySettings = GatewaySettings()
     issuers: list[IssuerSettings] = []
     human_issuers: list[HumanIssuerSettings] = []
     token_exchange: TokenExchangeSettings = TokenExchangeSettings()
@@ -160,8 +175,15 @@ class Settings(BaseSettings):
     # step-up approvals (docs/approvals.md): window to approve and collect; webhook called when pending
     approval_ttl_seconds: int = Field(default=600, ge=5, le=86400)
     approval_webhook_url: str | None = None
+    approval_webhook_format: Literal["json", "slack"] = "json"  # slack: a Slack-compatible message body
+    # the web console's base URL as people open it (links in notifications); default http://host:port/console
+    console_url: str = Field(default="", max_length=2048)
+    # per-person API tokens (docs/people.md): the longest lifetime an admin may give one
+    person_token_max_ttl_seconds: int = Field(default=90 * 86400, ge=3600, le=366 * 86400)
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
     revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
+    # /readyz runs its checks concurrently and answers within this budget (unanswered: unready)
+    readiness_budget_seconds: float = Field(default=2.0, gt=0, le=30)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     # PostgreSQL store: besides LISTEN/NOTIFY, re-read grants issued by other replicas this often
     grant_feed_resync_seconds: float = Field(default=5.0, gt=0, le=86400)
@@ -219,6 +241,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{' and '.join(missing)} required with a PostgreSQL store: every replica must "
                              "use the same keys, so none may generate its own")
         return self
+
+    @field_validator("console_url")
+    @classmethod
+    def _console_url(cls, v: str) -> str:
+        if v:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+                raise ValueError("console_url must be an http(s) URL with a host and no credentials")
+        return v
+
+    def resolved_console_url(self) -> str:
+        return (self.console_url or f"http://{self.host}:{self.port}/console").rstrip("/")
 
     def token_issuer(self) -> str:
         return self.token_exchange.issuer or f"http://{self.host}:{self.port}"
