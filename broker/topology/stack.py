@@ -174,7 +174,7 @@ class HAStack:
                             audit={"key": self._audit_key.reveal()},  # type: ignore[arg-type]
                             openbao={"addr": self.openbao_addr,  # type: ignore[arg-type]
                                      "token": self.openbao.root_token.reveal()},
-                            policy_watch_seconds=0, log_format="json")
+                            policy_watch_seconds=0, log_format="json", dev_issuer=True)
         container = Container.build(settings)
         try:
             seed_registry(container, with_postgres=pg_skipped is None)
