@@ -69,12 +69,14 @@ def stack(pg_server) -> Iterator[HAStack]:
     url = f"postgresql+psycopg://{pg_server.superuser}@{pg_server.host}:{pg_server.port}/{name}"
     data_dir = Path("/tmp") / f"nhi-ha-{uuid.uuid4().hex[:8]}"
     s = HAStack(data_dir=data_dir, port=free_block(), replica_count=3, database_url=url)
-    s.start()
-    yield s
-    s.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
-    with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        s.start()  # stops what it started when it fails
+        yield s
+    finally:
+        s.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _bao(stack: HAStack, token: str | None = None) -> hvac.Client:
