@@ -26,6 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from broker.audit import AuditLog
+from broker.netpolicy import OutboundPolicy
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
 from rotation.findings import FindingsService, NoManagedSecrets
@@ -116,7 +117,9 @@ def runner(tmp: Path) -> tuple[ScanRunner, ScanStore]:
     store = Store(engine)
     findings = FindingsService(store, AuditLog(store), lambda *_: {}, NoManagedSecrets(), alert=None)
     scans = ScanStore(store)
-    settings = SimpleNamespace(data_dir=tmp, aws=None)
+    # the scan cache lives in data_dir (never scanned); the planted logs and repo are the scan root
+    settings = SimpleNamespace(data_dir=tmp / "data", aws=None, scan_roots=[tmp],
+                               outbound_policy=lambda: OutboundPolicy())
     return ScanRunner(store, scans, findings, KEY, settings, holder="bench"), scans
 
 

@@ -12,6 +12,8 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker.errors import InvalidInput
+from broker.netpolicy import OutboundPolicy
 from policies import DEFAULT_BUNDLE
 
 PLACEHOLDERS = {"", "changeme", "change-me", "root", "admin", "password", "secret", "token", "xxx"}
@@ -52,6 +54,40 @@ class AwsSettings(BaseModel):
     revocation_mode: Literal["tag_deny", "per_task_role"] = "tag_deny"
 
 
+class OutboundSettings(BaseModel):
+    """Where admin-defined URLs may point (broker/netpolicy.py, docs/operations.md)."""
+
+    allow_loopback: bool | None = None  # plain http:// and 127.0.0.0/8 / ::1; default: dev mode only
+    allow_networks: list[str] = Field(default=[], max_length=64)  # private CIDRs the deployment uses
+
+
+MiB = 1024 * 1024
+
+
+class LimitsSettings(BaseModel):
+    """Request size and rate limits (broker/api/limits.py, docs/operations.md)."""
+
+    max_body_bytes: int = Field(default=MiB, ge=1024, le=64 * MiB)
+    # per route template (the path as the OpenAPI document writes it); these carry up to 1 MiB of text
+    route_max_body_bytes: dict[str, int] = {"/v1/scan": 4 * MiB, "/v1/tasks/{task_id}/events": 4 * MiB}
+    auth_failures_per_minute: int = Field(default=30, ge=1, le=100_000)  # per source address
+    scans_per_minute: int = Field(default=120, ge=1, le=100_000)  # per agent and per source address
+    auth_failed_audit_interval_seconds: float = Field(default=60.0, ge=1, le=3600)
+    max_concurrent_scans: int = Field(default=4, ge=1, le=256)
+    max_queued_scans: int = Field(default=16, ge=0, le=10_000)
+    # trust X-Forwarded-For from these proxy addresses (HAProxy); otherwise the peer address counts
+    trusted_proxies: list[str] = Field(default=[], max_length=64)
+
+    @field_validator("route_max_body_bytes")
+    @classmethod
+    def _route_limits(cls, v: dict[str, int]) -> dict[str, int]:
+        for route, n in v.items():
+            if not route.startswith("/") or not 1024 <= n <= 64 * MiB:
+                raise ValueError(f"limits.route_max_body_bytes[{route!r}]: route must start with / and the "
+                                 "limit be from 1024 to 67108864 bytes")
+        return v
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NHI_BROKER_", env_nested_delimiter="__", extra="forbid")
 
@@ -78,6 +114,11 @@ class Settings(BaseSettings):
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
     revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    outbound: OutboundSettings = OutboundSettings()
+    limits: LimitsSettings = LimitsSettings()
+    # directories `files` scan jobs may read (broker/pathpolicy.py); `serve`: none until configured,
+    # `up`: the working directory and the system temp directory
+    scan_roots: list[Path] = Field(default=[], max_length=64)
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 
@@ -95,6 +136,29 @@ class Settings(BaseSettings):
                 if value.get_secret_value().strip().lower() in PLACEHOLDERS or len(value.get_secret_value()) < 16:
                     raise ValueError(f"{name} is missing or a placeholder; set a real secret "
                                      f"(at least 16 characters) outside dev mode")
+        return self
+
+    def outbound_policy(self) -> OutboundPolicy:
+        allow = self.dev_mode if self.outbound.allow_loopback is None else self.outbound.allow_loopback
+        return OutboundPolicy.from_config(allow, self.outbound.allow_networks)
+
+    @model_validator(mode="after")
+    def _outbound_urls(self) -> Settings:
+        policy = self.outbound_policy()  # a bad allow_networks entry fails here, naming the setting
+        for name, url in (("alert_webhook_url", self.alert_webhook_url),
+                          ("approval_webhook_url", self.approval_webhook_url),
+                          ("aws.endpoint_url", self.aws.endpoint_url)):
+            if url is not None:
+                try:
+                    policy.check_url(url, field=name)
+                except InvalidInput as exc:
+                    raise ValueError(exc.message) from None
+        for i, issuer in enumerate(self.issuers):
+            if issuer.jwks_url is not None:
+                try:
+                    policy.check_url(issuer.jwks_url, field=f"issuers[{i}].jwks_url")
+                except InvalidInput as exc:
+                    raise ValueError(exc.message) from None
         return self
 
     def resolved_database_url(self) -> str:

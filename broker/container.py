@@ -145,7 +145,8 @@ class Container:
         """Chain detectors (``chain.yaml`` of the policy bundle) into the request flow."""
         holder = self.engine_holder
         alerter = (WebhookAlerter(self.settings.alert_webhook_url,
-                                  timeout=self.settings.alert_webhook_timeout_seconds)
+                                  timeout=self.settings.alert_webhook_timeout_seconds,
+                                  policy=self.settings.outbound_policy())
                    if self.settings.alert_webhook_url else None)
         self.chain = ChainService(
             self.store, self.audit, self.revocations,
@@ -350,7 +351,8 @@ def _wire_rotation(container: Container, http: OpenBaoHTTP) -> None:
         Kind.KV_GENERATED: KvGeneratedPlaybook(kv, container.fingerprint),
         Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(http),
         Kind.DATABASE_ROOT: DatabaseRootPlaybook(http),
-        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(),  # the broker's AWS credentials: boto3's standard chain
+        # the broker's AWS credentials: boto3's standard chain; endpoints under the outbound policy
+        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(outbound=container.settings.outbound_policy()),
     })
     container.extra_routers.append(routes_rotation.router)
     container.workers.append(RotationWorker(container.rotation).start())
@@ -394,4 +396,4 @@ def _build_verifier(settings: Settings, store: Store) -> Any:
                for i in settings.issuers]
     if settings.dev_issuer:
         configs.append(DevIssuer.load_or_create(settings.data_dir).issuer_config())
-    return IdentityVerifier(configs, StoreReplayGuard(store))
+    return IdentityVerifier(configs, StoreReplayGuard(store), outbound=settings.outbound_policy())

@@ -24,15 +24,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from broker.errors import Conflict, NotFound
+from broker.errors import Conflict, InvalidInput, NotFound
 from broker.logging import get_logger
 from broker.services.scanning import add_active_grants
 from broker.store.repo import Store, utcnow
 from rotation.findings import FindingsService, Matches, RawFinding, Recorded
 from rotation.scan_spec import ScanJobSpec
 from rotation.scan_store import ScanStore
+from rotation.source_guard import SourceGuard
 from rotation.sources import build_source
-from rotation.sources.base import Checkpoint, DictState, Observation, Piece, SourceContext
+from rotation.sources.base import Checkpoint, DictState, Observation, Piece, SourceContext, SourceError
 from scanners.engine import Scanner
 from scanners.known import GrantMatch, KnownSecretIndex
 
@@ -66,6 +67,7 @@ class ScanRunner:
         self.holder = holder
         self.lease_seconds = lease_seconds
         self.scanner = Scanner(key=key)
+        self.guard = SourceGuard.from_settings(settings)
         self._grants_index = grants_index or self._index_from_store
 
     def _fp(self, value: str) -> str:
@@ -153,6 +155,10 @@ class ScanRunner:
         for fp in managed:
             managed_index.add(fp, GrantMatch("managed", "", ""))
         matches = Matches(grants=grants.lookup, managed=managed)
+        try:  # the roots or a name's addresses may have changed since the job was accepted
+            self.guard.before_run(spec.source)
+        except InvalidInput as exc:
+            raise SourceError(f"refused: {exc.message}") from None
         ctx = SourceContext(
             job=name,
             fingerprint=self._fp,
@@ -162,6 +168,7 @@ class ScanRunner:
                 {"name": managed[fp].name, "location": managed[fp].location} if fp in managed else None
             ),
             is_grant=lambda fp: grants.lookup(fp) is not None,
+            path_allowed=self.guard.roots.allows,
         )
         source = build_source(spec.source, ctx)
         scanner = copy.copy(self.scanner)  # shares the compiled rules; this run's index of grants

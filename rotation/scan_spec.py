@@ -16,10 +16,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from broker.netpolicy import shape_error
+
 # interval slots are counted from here, so every replica computes the same fire times
 ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KV_PATH = re.compile(r"^[A-Za-z0-9_.\-/]*$")
+GIT_SCHEMES = ("https", "ssh")
 
 
 class _Strict(BaseModel):
@@ -47,7 +50,7 @@ class GitSource(_Strict):
     repo: str = Field(
         min_length=1,
         max_length=1024,
-        description="a local repository path, or an https://, ssh:// or file:// URL (mirrored)",
+        description="a local repository path (under a scan root), or an https:// or ssh:// URL (mirrored)",
     )
     refs: list[str] = Field(
         default_factory=lambda: ["--all"],
@@ -58,13 +61,15 @@ class GitSource(_Strict):
     @field_validator("repo")
     @classmethod
     def _repo(cls, v: str) -> str:
-        if not (v.startswith("/") or re.match(r"^(https|ssh|file)://", v)):
-            raise ValueError("must be an absolute path or an https://, ssh:// or file:// URL")
-        # a password or token in the URL would be stored and shown back by the API: refuse it
-        # (use an SSH key or a git credential helper on the broker host instead)
-        if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", v):
-            raise ValueError("must not carry credentials (user:password@); use an SSH key or a git "
-                             "credential helper on the broker host")
+        if v.startswith("/"):
+            return v
+        if not re.match(r"^(https|ssh|http)://", v):
+            raise ValueError("must be an absolute path or an https:// or ssh:// URL")
+        # a token before the @ would be stored and shown back by the API: refused (use an SSH key
+        # or a git credential helper on the broker host); metadata and link-local hosts too
+        error = shape_error(v, schemes=GIT_SCHEMES)
+        if error is not None:
+            raise ValueError(error)
         return v
 
     @field_validator("refs")
@@ -82,8 +87,17 @@ class S3Source(_Strict):
     kind: Literal["s3"]
     bucket: str
     prefix: str = Field(default="", max_length=1024)
-    endpoint_url: str | None = Field(default=None, description="default: the broker's aws.endpoint_url")
-    region: str | None = None
+    endpoint_url: str | None = Field(default=None, max_length=2048,
+                                     description="default: the broker's aws.endpoint_url (https://)")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        error = shape_error(v) if v is not None else None
+        if error is not None:
+            raise ValueError(error)
+        return v
 
     @field_validator("bucket")
     @classmethod

@@ -20,11 +20,14 @@ from rotation.scan_runner import ScanRunner, key_of
 from rotation.scan_spec import ScanJobIn, ScanJobSpec
 from rotation.scan_store import ScanStore
 from rotation.scheduler import ScanScheduler
+from rotation.source_guard import SourceGuard
 from scanners.known import GrantMatch, KnownSecretIndex
 
 
 class ScanService:
-    def __init__(self, scans: ScanStore, runner: ScanRunner, findings: FindingsService, audit: Any) -> None:
+    def __init__(self, scans: ScanStore, runner: ScanRunner, findings: FindingsService, audit: Any,
+                 guard: SourceGuard) -> None:
+        self.guard = guard
         self.scans = scans
         self.runner = runner
         self.findings = findings
@@ -38,6 +41,7 @@ class ScanService:
             if existing is None:
                 raise InvalidInput("source", "required when the job is created")
             source = ScanJobSpec.load(existing["spec"]).source
+        self.guard.accept(source)  # scan roots and outbound policy: 422 naming the field
         spec = ScanJobSpec(
             source=source, schedule=body.schedule, on_finding=body.on_finding, enabled=body.enabled
         )
@@ -169,7 +173,7 @@ def build_scans(container: Any, *, managed: ManagedSecretMatcher | None = None) 
         lease_seconds=float(getattr(settings, "scan_lease_seconds", 60.0)),
         grants_index=lambda: run_index(container, key_of(settings)),
     )
-    return ScanService(scans, runner, findings, container.audit)
+    return ScanService(scans, runner, findings, container.audit, runner.guard)
 
 
 def run_index(container: Any, key: bytes) -> KnownSecretIndex:

@@ -28,7 +28,8 @@ def wire(container: Any) -> None:
     notify = None
     if settings.approval_webhook_url:
         alerter = WebhookAlerter(
-            settings.approval_webhook_url, timeout=settings.alert_webhook_timeout_seconds
+            settings.approval_webhook_url, timeout=settings.alert_webhook_timeout_seconds,
+            policy=settings.outbound_policy(), field="approval_webhook_url",
         )
         notify = alerter.send
         container.workers.append(_CloseOnStop(alerter))

@@ -28,6 +28,7 @@ from broker.errors import Unauthenticated
 from broker.identity.config import IssuerConfig
 from broker.identity.keys import KeySource, UnknownKeyId, key_fits_algorithm, key_source_for
 from broker.identity.replay import ReplayGuard
+from broker.netpolicy import OutboundPolicy
 
 MAX_TOKEN_BYTES: Final = 8 * 1024
 MAX_JTI_LENGTH: Final = 256
@@ -59,12 +60,14 @@ class IdentityVerifier:
 
     __slots__ = ("_issuers", "_replay_guard")
 
-    def __init__(self, issuers: Sequence[IssuerConfig], replay_guard: ReplayGuard) -> None:
+    def __init__(self, issuers: Sequence[IssuerConfig], replay_guard: ReplayGuard, *,
+                 outbound: OutboundPolicy | None = None) -> None:
+        """``outbound``: where a JWKS URL may point when it is fetched (broker/netpolicy.py)."""
         by_name: dict[str, _Issuer] = {}
         for config in issuers:
             if config.issuer in by_name:
                 raise ValueError(f"issuer {config.issuer!r} is configured more than once")
-            by_name[config.issuer] = _Issuer(config=config, keys=key_source_for(config))
+            by_name[config.issuer] = _Issuer(config=config, keys=key_source_for(config, policy=outbound))
         self._issuers: Mapping[str, _Issuer] = by_name
         self._replay_guard = replay_guard
 

@@ -25,6 +25,7 @@ from support.postgres import PostgresServer, find_or_start
 
 from broker.audit import AuditLog
 from broker.backends._openbao_http import OpenBaoHTTP
+from broker.netpolicy import OutboundPolicy
 from broker.openbao_server import OpenBaoServer
 from broker.secrets import Fingerprinter, Secret
 from broker.store.db import make_engine, migrate
@@ -118,7 +119,8 @@ def rig(bao: OpenBaoHTTP, tmp_path: Path, request: pytest.FixtureRequest) -> Rig
         Kind.KV_GENERATED: KvGeneratedPlaybook(kv, fingerprint),
         Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(bao),
         Kind.DATABASE_ROOT: DatabaseRootPlaybook(bao),
-        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(creds, verify_wait=2.0),
+        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(creds, verify_wait=2.0,
+                                              outbound=OutboundPolicy(allow_loopback=True)),
     }
     return Rig(RotationService(store, audit, fingerprint, kv, playbooks), audit, store, fingerprint, kv, bao)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class RunningBroker:
 def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = "", workers: bool = True,
                  postgres: Any = None, **overrides: Any) -> RunningBroker:
     """``postgres``: a tests.support.postgres.PostgresServer to configure `demo-db` against."""
+    overrides.setdefault("scan_roots", [tempfile.gettempdir()])  # like `up`: tests plant files in tmp
     settings = Settings(dev_mode=True, data_dir=data_dir, database_url=database_url, dev_issuer=True,
                         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
                         openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},  # type: ignore[arg-type]
