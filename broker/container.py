@@ -29,6 +29,7 @@ from broker.metrics import Metrics
 from broker.models import Agent, Task, TaskState
 from broker.policy import PolicyHolder
 from broker.secrets import Fingerprinter, Secret
+from broker.services.auth_failures import AuthFailureLog
 from broker.services.authn import AgentAuthenticator
 from broker.services.registry import RegistryService
 from broker.services.revocation import RevocationService
@@ -107,7 +108,8 @@ class Container:
         metrics = Metrics()
         tasks = TaskService(store, audit, holder.engine, holder.catalog, backends, revocations, fingerprint)
         registry = RegistryService(store, audit, backends, holder.catalog)
-        authenticator = AgentAuthenticator(_build_verifier(settings, store), store, audit)
+        authenticator = AgentAuthenticator(_build_verifier(settings, store), store, audit, AuthFailureLog(
+            audit, interval_seconds=settings.limits.auth_failed_audit_interval_seconds))
         container = cls(settings=settings, store=store, audit=audit, fingerprint=fingerprint, backends=backends,
                         registry=registry, tasks=tasks, revocations=revocations, authenticator=authenticator,
                         metrics=metrics, engine_holder=holder)
@@ -307,6 +309,7 @@ class Container:
         alerter = self.chain.alerter if self.chain is not None else None
         if isinstance(alerter, WebhookAlerter):
             alerter.close(timeout=2.0)
+        self.authenticator.failures.flush()  # counts of aggregated auth.failed events
         self.store.engine.dispose()
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from broker.api import routes_admin, routes_agent
+from broker.api.limits import RequestGuard, ScanGate, TooManyRequests
 from broker.container import Container
 from broker.errors import BrokerError, Denied
 from broker.logging import get_logger
@@ -65,7 +66,9 @@ def create_app(container: Container) -> FastAPI:
         if isinstance(exc, Denied) and "decision" in exc.details:
             body = {"error": {k: v for k, v in exc.to_dict().items() if k != "decision"},
                     "decision": exc.details["decision"]}
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -84,7 +87,11 @@ def create_app(container: Container) -> FastAPI:
         return JSONResponse({"error": {"code": "internal_error", "message": "internal error; see broker logs"}},
                             status_code=500)
 
+    # innermost first: the guard (size, authentication, rates) runs before any body is read
+    app.add_middleware(RequestGuard, container=container, fastapi_app=app, limits=container.settings.limits)
     app.add_middleware(_RequestMetrics, metrics=container.metrics)
+    limits = container.settings.limits
+    app.state.scan_gate = ScanGate(limits.max_concurrent_scans, limits.max_queued_scans)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

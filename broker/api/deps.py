@@ -1,4 +1,9 @@
-"""Request dependencies: the container, the admin principal, the calling agent."""
+"""Request dependencies: the container, the admin principal, the calling agent.
+
+Authentication happens in :class:`broker.api.limits.RequestGuard` before the body is read; these
+dependencies hand its result to the route (and mark the route as admin or agent for the guard).
+Without the guard (an app built without it) they authenticate themselves, the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from broker.api.limits import PRINCIPAL, admin_principal, bearer
 from broker.container import Container
-from broker.errors import Unauthenticated
 from broker.models import Agent
-from broker.secrets import constant_time_equals
 
 
 async def container(request: Request) -> Container:
@@ -23,28 +27,22 @@ def _container(request: Request) -> Container:
     return c
 
 
-def _bearer(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise Unauthenticated("authorization header must be: Bearer <token>")
-    return value.strip()
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-    c = _container(request)
-    token = _bearer(authorization)
-    if token is None or not constant_time_equals(token, c.settings.admin_token.get_secret_value()):
-        c.audit.record("auth.failed", actor="unknown", outcome="denied",
-                       data={"reason": "admin token missing or wrong", "path": request.url.path})
-        raise Unauthenticated("admin token missing or wrong")
-    return "admin"
+    if request.scope.get("state", {}).get(PRINCIPAL) == "admin":
+        return "admin"
+    return admin_principal(_container(request), authorization, path=request.url.path, address=_address(request))
 
 
 def agent(request: Request, authorization: Annotated[str | None, Header()] = None) -> Agent:
-    c = _container(request)
-    return c.authenticator.authenticate(_bearer(authorization), source=request.url.path)
+    principal = request.scope.get("state", {}).get(PRINCIPAL)
+    if isinstance(principal, Agent):
+        return principal
+    return _container(request).authenticator.authenticate(bearer(authorization), source=request.url.path,
+                                                          address=_address(request))
 
 
 ContainerDep = Annotated[Container, Depends(container)]

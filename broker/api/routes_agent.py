@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AgentDep, ContainerDep
+from broker.api.limits import ScanGate
 from broker.api.presenters import credential_body, task_body
 from broker.api.schemas import CredentialIn, EventIn, ScanIn, TaskIn
 from broker.chain.model import StepKind
@@ -74,11 +75,16 @@ def unwrap_failed(task_id: str, grant_id: str, agent: AgentDep, c: ContainerDep)
     return c.report_unwrap_failure(agent, task_id, grant_id)
 
 
-@router.post("/scan")
-async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
+@router.post("/scan", response_model=None,
+             responses={429: {"description": "rate limited or too many scans queued (Retry-After)"}})
+async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep, request: Request) -> Response | dict[str, Any]:
     """Scan text for secrets; returns findings and a redacted copy. A broker-issued secret found
-    here is an incident: its task is escalated (revoked and quarantined)."""
-    outcome = await c.scanning.scan(body.text, source=f"scan:{agent.name}")
+    here is an incident: its task is escalated (revoked and quarantined). Scans queue for a
+    bounded number of slots; a scan whose client disconnects is cancelled."""
+    gate: ScanGate = request.app.state.scan_gate
+    outcome = await gate.until_disconnect(request.receive, c.scanning.scan(body.text, source=f"scan:{agent.name}"))
+    if outcome is None:  # the client is gone; nobody reads this
+        return Response(status_code=499)
     return {"findings": [finding_body(f, agent.name) for f in outcome.result.findings],
             "redacted_text": outcome.result.redacted_text,
             "leaks": [{"action": leak["action"]} for leak in outcome.leaks]}

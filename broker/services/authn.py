@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from broker.audit import AuditLog
 from broker.errors import Unauthenticated
 from broker.models import Agent
+from broker.services.auth_failures import AuthFailureLog
 from broker.store.repo import Store
 
 
@@ -21,20 +22,21 @@ class Verifier(Protocol):
 
 
 class AgentAuthenticator:
-    def __init__(self, verifier: Verifier, store: Store, audit: AuditLog) -> None:
+    def __init__(self, verifier: Verifier, store: Store, audit: AuditLog,
+                 failures: AuthFailureLog | None = None) -> None:
         self.verifier = verifier
         self.store = store
         self.audit = audit
+        self.failures = failures if failures is not None else AuthFailureLog(audit)
 
-    def authenticate(self, token: str | None, *, source: str = "") -> Agent:
+    def authenticate(self, token: str | None, *, source: str = "", address: str = "") -> Agent:
         try:
             if not token:
                 raise Unauthenticated("missing bearer token: send Authorization: Bearer <identity JWT>")
             identity = self.verifier.verify(token)
             return self._agent_for(identity)
         except Unauthenticated as exc:
-            self.audit.record("auth.failed", actor="unknown", outcome="denied",
-                              data={"reason": exc.message, "source": source})
+            self.failures.record(reason=exc.message, address=address, path=source)
             raise
 
     def _agent_for(self, identity: Verified) -> Agent:
@@ -45,6 +47,17 @@ class AgentAuthenticator:
             raise Unauthenticated("identity is valid but not bound to a registered agent")
         binding = next(b for b in agent.bindings if b.issuer == identity.issuer and b.subject == identity.subject)
         for claim, expected in binding.claims.items():
-            if str(identity.claims.get(claim)) != expected:
+            if not claim_matches(identity.claims.get(claim), expected):
                 raise Unauthenticated(f'identity token claim "{claim}" does not match the agent\'s binding')
         return agent
+
+
+def claim_matches(value: object, expected: str) -> bool:
+    """A bound claim matches only a string equal to ``expected``, or an integer whose decimal form
+    is (numeric ids such as GitHub's ``repository_id``). A missing claim, ``null``, a boolean, a
+    list or an object never matches (``str(None) == "None"`` used to)."""
+    if isinstance(value, str):
+        return value == expected
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) == expected
+    return False
