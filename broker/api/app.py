@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from broker.api import routes_admin, routes_agent
@@ -87,9 +88,6 @@ def create_app(container: Container) -> FastAPI:
         return JSONResponse({"error": {"code": "internal_error", "message": "internal error; see broker logs"}},
                             status_code=500)
 
-    # innermost first: the guard (size, authentication, rates) runs before any body is read
-    app.add_middleware(RequestGuard, container=container, fastapi_app=app, limits=container.settings.limits)
-    app.add_middleware(_RequestMetrics, metrics=container.metrics)
     limits = container.settings.limits
     app.state.scan_gate = ScanGate(limits.max_concurrent_scans, limits.max_queued_scans)
 
@@ -107,8 +105,11 @@ def create_app(container: Container) -> FastAPI:
         container.metrics.refresh(container)
         return PlainTextResponse(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(routes_agent.router)
-    app.include_router(routes_admin.router)
-    for extra in container.extra_routers:
-        app.include_router(extra)
+    routers = [routes_agent.router, routes_admin.router, *container.extra_routers]
+    for router in routers:
+        app.include_router(router)
+    # innermost first: the guard (size, authentication, rates) runs before any body is read
+    api_routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+    app.add_middleware(RequestGuard, container=container, routes=api_routes, limits=limits)
+    app.add_middleware(_RequestMetrics, metrics=container.metrics)
     return app

@@ -28,7 +28,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Final, Literal, TypeVar
 
@@ -114,11 +114,13 @@ class ScanGate:
         self.concurrent, self.queued = concurrent, queued
         self.running = self.waiting = self.cancelled = self.refused = 0
         self._sem: asyncio.Semaphore | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's, once a scan came in
 
     @property
     def semaphore(self) -> asyncio.Semaphore:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.concurrent)
+            self.loop = asyncio.get_running_loop()
         return self._sem
 
     @asynccontextmanager
@@ -138,12 +140,15 @@ class ScanGate:
             self.running -= 1
             self.semaphore.release()
 
-    async def until_disconnect(self, receive: Receive, work: Awaitable[T]) -> T | None:
+    async def until_disconnect(self, receive: Receive, work: Coroutine[Any, Any, T]) -> T | None:
         """Run ``work`` (queueing for a slot); ``None`` if the client went away first."""
 
         async def admitted() -> T:
-            async with self.slot():
-                return await work
+            try:
+                async with self.slot():
+                    return await work
+            finally:
+                work.close()  # never started (queue full, or cancelled while queued): no warning
 
         job = asyncio.ensure_future(admitted())
         gone = asyncio.ensure_future(_disconnected(receive))
@@ -168,10 +173,11 @@ async def _disconnected(receive: Receive) -> None:
 class RequestGuard:
     """The ASGI middleware described in the module docstring."""
 
-    def __init__(self, app: Any, *, container: Any, fastapi_app: Any, limits: LimitsSettings) -> None:
+    def __init__(self, app: Any, *, container: Any, routes: list[APIRoute], limits: LimitsSettings) -> None:
+        """``routes``: every API route the app serves (from the routers it includes)."""
         self.app = app
         self.container = container
-        self.fastapi_app = fastapi_app
+        self.routes = routes
         self.limits = limits
         self.auth_failures = RateLimiter(limits.auth_failures_per_minute)
         self.scans = RateLimiter(limits.scans_per_minute)
@@ -241,11 +247,10 @@ class RequestGuard:
         return str(peer)
 
     def _route(self, scope: Scope) -> APIRoute | None:
-        for route in self.fastapi_app.router.routes:
-            if isinstance(route, APIRoute):
-                match, _ = route.matches(scope)
-                if match is Match.FULL:
-                    return route
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route
         return None
 
     def _kind(self, route: APIRoute) -> AuthKind | None:
