@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from broker.api.deps import AdminDep, ContainerDep
 from broker.api.presenters import task_body
-from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
+from broker.api.schemas import MAX_SEQ, NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
 from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
 
@@ -82,7 +82,7 @@ def revoke_task(task_id: str, body: RevokeIn, actor: AdminDep, c: ContainerDep) 
 
 @router.get("/audit")
 def audit(_: AdminDep, c: ContainerDep, task_id: str | None = None, kind: str | None = None,
-          after_seq: Annotated[int, Query(ge=0)] = 0,
+          after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
           limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
     return {"items": c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)}
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.api.deps import AdminDep, ContainerDep
-from broker.api.schemas import NAME
+from broker.api.schemas import NAME, TEN_YEARS
 from broker.container import Container
 from broker.errors import BrokerError
 
@@ -40,7 +40,7 @@ class ManagedSecretIn(BaseModel):
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="kind-specific; see docs/rotation.md")
     max_age_seconds: int | None = Field(
-        default=None, ge=60, description="rotate when older; null: only on demand"
+        default=None, ge=60, le=TEN_YEARS, description="rotate when older (60 s to 10 years); null: only on demand"
     )
     overlap_seconds: int = Field(default=0, ge=0, le=30 * 86400, description="old value kept valid this long")
 
@@ -66,11 +66,14 @@ def _service(c: Container) -> Any:
 
 
 def view(secret: Any) -> dict[str, Any]:
-    next_at = (
-        secret.rotated_at + timedelta(seconds=secret.max_age_seconds)
-        if secret.max_age_seconds and secret.rotated_at
-        else None
-    )
+    try:  # a row stored before max_age_seconds was bounded must not make the list answer 500
+        next_at = (
+            secret.rotated_at + timedelta(seconds=secret.max_age_seconds)
+            if secret.max_age_seconds and secret.rotated_at
+            else None
+        )
+    except OverflowError:
+        next_at = None
     return {
         "name": secret.name,
         "kind": secret.kind.value,

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.models import Environment, Sensitivity, Tier, TrustLevel
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+MAX_SEQ = 2**62  # audit sequence numbers: far beyond any trail, inside a signed 64-bit column
+TEN_YEARS = 10 * 365 * 86400
 
 
 class Strict(BaseModel):

@@ -15,6 +15,7 @@ what was wrong and never carries the token:
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from broker.netpolicy import OutboundPolicy
 
 MAX_TOKEN_BYTES: Final = 8 * 1024
 MAX_JTI_LENGTH: Final = 256
+MAX_TIMESTAMP: Final = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
 _PRINTABLE_ALG = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 
@@ -188,6 +190,12 @@ class IdentityVerifier:
         # PyJWT has checked both are numbers (bool is an int in Python, so check again).
         if isinstance(exp, bool) or isinstance(iat, bool):
             _fail("identity token exp and iat claims must be numbers")
+        # NaN passes every comparison PyJWT makes, and exp=1e20 is no date: both are a 401, never a 500
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)
+                                          and 0 <= value <= MAX_TIMESTAMP):
+                _fail(f"identity token {name} claim is out of range")
         age = time.time() - float(iat)
         if age > config.max_token_age_seconds + config.leeway_seconds:
             _fail(f"identity token is too old (issued more than {config.max_token_age_seconds} seconds ago)")
