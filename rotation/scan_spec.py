@@ -17,6 +17,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from broker.netpolicy import shape_error
+from broker.text import first_bad
+from broker.text import message as text_message
 
 # interval slots are counted from here, so every replica computes the same fire times
 ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
@@ -27,6 +29,14 @@ GIT_SCHEMES = ("https", "ssh")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        found = first_bad(value)  # NUL, controls, bidi overrides (broker/text.py)
+        if found is not None:
+            raise ValueError(text_message(found, free_text=False))
+        return value
 
 
 class FilesSource(_Strict):

@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Final, Literal, TypeVar
+from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from fastapi.dependencies.models import Dependant
@@ -38,8 +39,10 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 
 from broker.config import LimitsSettings
-from broker.errors import BrokerError, Unauthenticated
+from broker.errors import BrokerError, InvalidInput, Unauthenticated
 from broker.secrets import constant_time_equals
+from broker.text import first_bad
+from broker.text import message as text_message
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -188,6 +191,11 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        try:
+            _check_characters(scope)
+        except BrokerError as exc:
+            await _send_error(send, exc)
+            return
         route = self._route(scope)
         if route is None:  # 404/405: the router answers, nothing is read
             await self.app(scope, receive, send)
@@ -258,6 +266,19 @@ class RequestGuard:
         if key not in self._kinds:
             self._kinds[key] = _auth_kind(route.dependant)
         return self._kinds[key]
+
+
+def _check_characters(scope: Scope) -> None:
+    """Path and query parameters are identifiers: no control, invisible or bidi characters
+    (a NUL in a task id reaches PostgreSQL as an error, a U+202E reaches the audit trail)."""
+    found = first_bad(scope.get("path", ""))
+    if found is not None:
+        raise InvalidInput("path", text_message(found, free_text=False))
+    query = scope.get("query_string", b"").decode("latin-1")
+    for key, value in parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace"):
+        found = first_bad(key) or first_bad(value)
+        if found is not None:
+            raise InvalidInput(key if first_bad(key) is None else "query", text_message(found, free_text=False))
 
 
 def _auth_kind(dependant: Dependant) -> AuthKind | None:

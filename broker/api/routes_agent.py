@@ -13,6 +13,7 @@ from broker.api.limits import ScanGate
 from broker.api.presenters import credential_body, task_body
 from broker.api.schemas import CredentialIn, EventIn, ScanIn, TaskIn
 from broker.chain.model import StepKind
+from broker.services.free_text import screen
 from broker.services.scanning import finding_body
 
 router = APIRouter(prefix="/v1", tags=["agent"])
@@ -20,8 +21,17 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 
 @router.post("/tasks", status_code=201)
 def open_task(body: TaskIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
-    task = c.tasks.open_task(agent, body.profile, body.purpose, body.on_behalf_of, body.lifetime_seconds)
-    return task_body(task)
+    """Open a task. ``purpose`` and ``on_behalf_of`` are scanned before they are stored: a secret
+    in them is stored redacted and reported under ``findings``; a broker-issued one is a leak
+    (its task escalates, ``leaks``)."""
+    purpose = screen(c.scanning, c.audit, agent, body.purpose, field="purpose", max_length=4000)
+    for_whom = (screen(c.scanning, c.audit, agent, body.on_behalf_of, field="on_behalf_of", max_length=512)
+                if body.on_behalf_of else None)
+    task = c.tasks.open_task(agent, body.profile, purpose.text, for_whom.text if for_whom else None,
+                             body.lifetime_seconds)
+    screened = [purpose, *([for_whom] if for_whom else [])]
+    return {**task_body(task), "findings": [f for s in screened for f in s.findings],
+            "leaks": [leak for s in screened for leak in s.leaks]}
 
 
 @router.get("/tasks/{task_id}")

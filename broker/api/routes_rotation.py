@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from broker.api.deps import AdminDep, ContainerDep
-from broker.api.schemas import NAME, TEN_YEARS
+from broker.api.schemas import NAME, TEN_YEARS, Strict
 from broker.container import Container
 from broker.errors import BrokerError
 
@@ -26,14 +26,12 @@ router = APIRouter(prefix="/v1/admin", tags=["rotation"])
 Name = Annotated[str, Path(pattern=NAME, description="lower-case name: a-z 0-9 . _ -")]
 
 
-class KvLocation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KvLocation(Strict):
     mount: str = Field(description="KV v2 mount, e.g. secret")
     path: str = Field(description="path under the mount that consumers read, e.g. apps/billing/db")
 
 
-class ManagedSecretIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ManagedSecretIn(Strict):
     kind: Literal["kv_generated", "postgres_password", "database_root", "aws_iam_key"]
     kv: KvLocation | None = Field(
         default=None, description="where consumers read the value (not for database_root)"
@@ -45,8 +43,7 @@ class ManagedSecretIn(BaseModel):
     overlap_seconds: int = Field(default=0, ge=0, le=30 * 86400, description="old value kept valid this long")
 
 
-class RotateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RotateIn(Strict):
     reason: str = Field(
         default="manual",
         pattern=r"^[a-z_]{1,32}$",

@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from broker.api.deps import AdminDep, ContainerDep
-from broker.api.schemas import NAME
+from broker.api.schemas import NAME, Strict
 from broker.container import Container
 from broker.errors import BrokerError
 from rotation.scan_spec import ScanJobIn
@@ -21,8 +21,7 @@ JobName = Annotated[str, Path(pattern=NAME, max_length=128, description="lower-c
 Status = Literal["open", "resolved", "false_positive", "revoked", "rotated"]
 
 
-class FindingStatusIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FindingStatusIn(Strict):
     status: Literal["open", "resolved", "false_positive"]
     note: str = Field(default="", max_length=500)
 
