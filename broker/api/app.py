@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.api import routes_admin, routes_agent
+from broker.api import openapi, routes_admin, routes_agent
 from broker.api.limits import RequestGuard, ScanGate, TooManyRequests
 from broker.container import Container
 from broker.errors import BrokerError, Denied
@@ -109,7 +109,9 @@ def create_app(container: Container) -> FastAPI:
     for router in routers:
         app.include_router(router)
     # innermost first: the guard (size, authentication, rates) runs before any body is read
-    api_routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+    api_routes = [r for r in (*app.router.routes, *(r for router in routers for r in router.routes))
+                  if isinstance(r, APIRoute)]
+    openapi.install(app, api_routes)
     app.add_middleware(RequestGuard, container=container, routes=api_routes, limits=limits)
     app.add_middleware(_RequestMetrics, metrics=container.metrics)
     return app

@@ -70,6 +70,16 @@ class PayloadTooLarge(BrokerError):
     code = "payload_too_large"
 
 
+class MethodNotAllowed(BrokerError):
+    status_code = 405
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: list[str]) -> None:
+        super().__init__(f"method {method[:16]} is not allowed here; allowed: {', '.join(allowed)}",
+                         details={"allowed": allowed})
+        self.allowed = allowed
+
+
 class RateLimiter:
     """A token bucket per key: ``per_minute`` requests, refilled evenly. Thread-safe; at most
     ``max_keys`` keys are tracked (the least recently used are forgotten first)."""
@@ -197,8 +207,12 @@ class RequestGuard:
             await _send_error(send, exc)
             return
         route = self._route(scope)
-        if route is None:  # 404/405: the router answers, nothing is read
-            await self.app(scope, receive, send)
+        if route is None:
+            allowed = self._allowed_methods(scope)
+            if allowed:  # the path exists, the method does not: 405 naming every method of the path
+                await _send_error(send, MethodNotAllowed(scope["method"], allowed))
+            else:  # 404: the router answers, nothing is read
+                await self.app(scope, receive, send)
             return
         try:
             receive = await self._guard(scope, receive, route)
@@ -254,6 +268,14 @@ class RequestGuard:
                 return forwarded.split(",")[-1].strip()[:64] or str(peer)
         return str(peer)
 
+    def _allowed_methods(self, scope: Scope) -> list[str]:
+        methods: set[str] = set()
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.PARTIAL:
+                methods |= set(route.methods or ())
+        return sorted(methods)
+
     def _route(self, scope: Scope) -> APIRoute | None:
         for route in self.routes:
             match, _ = route.matches(scope)
@@ -264,7 +286,7 @@ class RequestGuard:
     def _kind(self, route: APIRoute) -> AuthKind | None:
         key = id(route)
         if key not in self._kinds:
-            self._kinds[key] = _auth_kind(route.dependant)
+            self._kinds[key] = auth_kind(route)
         return self._kinds[key]
 
 
@@ -279,6 +301,11 @@ def _check_characters(scope: Scope) -> None:
         found = first_bad(key) or first_bad(value)
         if found is not None:
             raise InvalidInput(key if first_bad(key) is None else "query", text_message(found, free_text=False))
+
+
+def auth_kind(route: APIRoute) -> AuthKind | None:
+    """``admin`` or ``agent``: the route depends on :func:`broker.api.deps.admin` or ``agent``."""
+    return _auth_kind(route.dependant)
 
 
 def _auth_kind(dependant: Dependant) -> AuthKind | None:
@@ -344,6 +371,8 @@ async def _send_error(send: Send, exc: BrokerError) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if isinstance(exc, TooManyRequests):
         headers.append((b"retry-after", str(exc.retry_after).encode()))
+    if isinstance(exc, MethodNotAllowed):
+        headers.append((b"allow", ", ".join(exc.allowed).encode()))
     if exc.status_code == 401:
         headers.append((b"www-authenticate", b"Bearer"))
     if exc.status_code == 413:
