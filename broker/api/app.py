@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.api import openapi, routes_admin, routes_agent
 from broker.api.limits import RequestGuard, ScanGate, TooManyRequests
@@ -82,6 +83,16 @@ def create_app(container: Container) -> FastAPI:
                                        "errors": [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg")}
                                                   for e in exc.errors()[:20]]}}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the framework's own errors, in the broker's shape; an unparseable body is bad input (422)
+        if exc.status_code == 400:
+            return JSONResponse({"error": {"code": "invalid_input", "field": "body",
+                                           "message": "body: must be a JSON document"}},
+                                status_code=422)
+        return JSONResponse({"error": {"code": f"http_{exc.status_code}", "message": str(exc.detail)}},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("request.failed", error_type=type(exc).__name__, exc_info=exc)
@@ -100,7 +111,8 @@ def create_app(container: Container) -> FastAPI:
         report = container.readiness()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     def metrics() -> PlainTextResponse:
         container.metrics.refresh(container)
         return PlainTextResponse(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from broker.api.limits import PRINCIPAL, admin_principal, bearer
 from broker.container import Container
@@ -31,18 +31,21 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+# The Authorization header is read from the request, not declared as a parameter: the OpenAPI
+# document describes it as a bearer security scheme (broker/api/openapi.py), not as a header field.
+def admin(request: Request) -> str:
     if request.scope.get("state", {}).get(PRINCIPAL) == "admin":
         return "admin"
-    return admin_principal(_container(request), authorization, path=request.url.path, address=_address(request))
+    return admin_principal(_container(request), request.headers.get("authorization"), path=request.url.path,
+                           address=_address(request))
 
 
-def agent(request: Request, authorization: Annotated[str | None, Header()] = None) -> Agent:
+def agent(request: Request) -> Agent:
     principal = request.scope.get("state", {}).get(PRINCIPAL)
     if isinstance(principal, Agent):
         return principal
-    return _container(request).authenticator.authenticate(bearer(authorization), source=request.url.path,
-                                                          address=_address(request))
+    return _container(request).authenticator.authenticate(bearer(request.headers.get("authorization")),
+                                                          source=request.url.path, address=_address(request))
 
 
 ContainerDep = Annotated[Container, Depends(container)]

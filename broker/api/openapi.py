@@ -50,6 +50,11 @@ CONFLICTS: Final[dict[tuple[str, str], str]] = {
                                                           "already holds two keys",
     ("DELETE", "/v1/admin/managed-secrets/{name}"): "the secret is being rotated",
 }
+DENIALS: Final[dict[tuple[str, str], str]] = {
+    ("POST", "/v1/tasks"): "the agent may not open tasks under this profile",
+    ("POST", "/v1/tasks/{task_id}/credentials"): "denied, with the decision",
+    ("POST", "/v1/approvals/{approval_id}/approve"): "four-eyes: the agent's owner cannot approve alone",
+}
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -67,7 +72,13 @@ def install(app: FastAPI, routes: Iterable[APIRoute]) -> None:
 
 
 def complete(doc: dict[str, Any], routes: dict[tuple[str, str], APIRoute]) -> dict[str, Any]:
-    doc.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    components = doc.setdefault("components", {})
+    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    components["securitySchemes"] = {
+        "admin": {"type": "http", "scheme": "bearer", "description": "the broker's admin token"},
+        "agent": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                  "description": "a workload identity token (single use: one jti per request)"},
+    }
     for path, operations in doc.get("paths", {}).items():
         for method, op in operations.items():
             route = routes.get((method.upper(), path))
@@ -76,11 +87,22 @@ def complete(doc: dict[str, Any], routes: dict[tuple[str, str], APIRoute]) -> di
             def add(status: int, description: str, responses: dict[str, Any] = responses) -> None:
                 responses.setdefault(str(status), {"description": description, "content": ERROR})
 
-            if route is not None and auth_kind(route) is not None:
+            kind = auth_kind(route) if route is not None else None
+            if kind is not None:
+                op["security"] = [{kind: []}]
                 add(401, "identity missing or not accepted (audited as auth.failed)")
                 add(429, "too many failed authentications or requests from this source (Retry-After)")
             if "{" in path:
                 add(404, "no such " + path.rsplit("{", 1)[1].rstrip("}").removesuffix("_id").replace("_", " "))
+            if method.upper() == "PUT" and "200" in responses:  # PUT by name: 201 created, 200 replaced
+                responses.setdefault("201", {**responses["200"], "description": "created"})
+                responses["200"] = {**responses["200"], "description": "replaced"}
+            if (method.upper(), path) == ("POST", "/v1/tasks/{task_id}/credentials"):
+                responses.setdefault("202", {**responses.get("200", {}),
+                                             "description": "step-up: an approval is pending (approval_id)"})
+            denial = DENIALS.get((method.upper(), path))
+            if denial is not None:
+                add(403, denial)
             conflict = CONFLICTS.get((method.upper(), path))
             if conflict is not None:
                 add(409, conflict)
