@@ -333,7 +333,8 @@ def _build_backends(settings: Settings, http: OpenBaoHTTP, token_backend: OpenBa
 
         backends["aws"] = AwsStsBackend(AwsClientSettings(region=settings.aws.region,
                                                           endpoint_url=settings.aws.endpoint_url),
-                                        mode=AwsRevocationMode(settings.aws.revocation_mode))
+                                        mode=AwsRevocationMode(settings.aws.revocation_mode),
+                                        outbound=settings.outbound_policy())
     return backends
 
 

@@ -183,3 +183,31 @@ def test_iam_endpoint_answer_is_never_logged_or_echoed(broker, hostile, capfd, m
     out = capfd.readouterr()
     for text in (r.text, out.out, out.err, json.dumps(broker.admin().audit())):
         assert "BODY-MARKER-7f3a9c" not in text and "AKIAHOSTILEBODY0001" not in text
+
+
+@pytest.mark.parametrize("endpoint", ["http://169.254.169.254", "https://AKIAX:s3cr3t@sts.example.com",
+                                      "gopher://127.0.0.1:1/", "https://[fd00:ec2::254]/"])
+def test_aws_resource_endpoint_is_checked_before_the_role_is_looked_up(endpoint: str, hostile) -> None:
+    from broker.backends.aws_sts import AwsStsBackend
+
+    backend = AwsStsBackend(outbound=STRICT)
+    with pytest.raises(InvalidInput, match=r"^aws\.endpoint_url: ") as err:
+        backend.validate_settings({"aws": {"role_arn": "arn:aws:iam::123456789012:role/r", "endpoint_url": endpoint}})
+    assert "s3cr3t" not in err.value.message
+    with pytest.raises(InvalidInput, match=r"^aws\.endpoint_url: "):  # loopback only where allowed
+        backend.validate_settings({"aws": {"role_arn": "arn:aws:iam::123456789012:role/r",
+                                           "endpoint_url": hostile.url}})
+    assert hostile.hits == 0
+
+
+def test_jwks_url_that_resolves_to_a_refused_address_is_not_fetched(capfd) -> None:
+    from broker.errors import UpstreamUnavailable
+    from broker.identity.keys import RemoteJwks
+
+    name = socket.gethostname()
+    assert resolves_non_global(name)
+    configure_logging("json", "INFO")
+    jwks = RemoteJwks("https://issuer.example", f"https://{name}:9/jwks", cache_seconds=60, policy=STRICT)
+    with pytest.raises(UpstreamUnavailable, match="could not be fetched"):
+        jwks.key_for("kid")
+    assert "loopback addresses are not allowed" in capfd.readouterr().err  # refused, not a failed connect
