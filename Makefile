@@ -18,10 +18,12 @@ up: $(STAMP)            ## run the broker on its embedded default (OpenBao dev s
 test: $(STAMP)          ## run the whole test suite against real OpenBao, PostgreSQL, moto, Terraform
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)          ## the checks CI runs before the tests: ruff, mypy --strict, import contracts
 	$(VENV)/bin/ruff check broker scanners rotation policies tests benchmarks terraform
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
-BENCHMARKS := issue_latency decision_latency revocation_latency scan_bench scan_sources backend_latency
+BENCHMARKS := issue_latency decision_latency revocation_latency scan_bench scan_sources backend_latency audit_chain
 
 bench: $(STAMP)         ## print every benchmark's figures (a few minutes; see docs/benchmarks.md)
 	for b in $(BENCHMARKS); do $(VENV)/bin/python benchmarks/$$b.py || exit 1; done

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.identity import DEV_ISSUER
 from broker.models import Agent, Environment, IdentityBinding, Resource, Sensitivity, TaskProfile, Tier, TrustLevel
 

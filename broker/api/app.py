@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -12,11 +15,20 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker.api import openapi, routes_admin, routes_agent
+from broker.api import (
+    openapi,
+    routes_admin,
+    routes_agent,
+    routes_approvals,
+    routes_rotation,
+    routes_scans,
+    routes_token,
+)
 from broker.api.limits import RequestGuard, ScanGate, TooManyRequests
 from broker.container import Container
 from broker.errors import BrokerError, Denied
 from broker.logging import get_logger
+from broker.metrics import Metrics
 
 log = get_logger("nhi-broker.api")
 
@@ -30,11 +42,14 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-class _RequestMetrics:
-    """Pure ASGI middleware timing each request (Starlette's ``BaseHTTPMiddleware`` costs a task
+class _RequestContext:
+    """Pure ASGI middleware: binds ``request_id`` (the caller's ``X-Request-ID`` when it is a
+    sane token, else a new one) and the path's ``task_id`` to every log line of the request
+    through structlog's contextvars, returns the id in ``X-Request-ID``, writes one access-log
+    line and times the request for ``/metrics`` (Starlette's ``BaseHTTPMiddleware`` costs a task
     and a stream copy per request; this costs two clock reads)."""
 
-    def __init__(self, app: Any, metrics: Any) -> None:
+    def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
@@ -44,17 +59,43 @@ class _RequestMetrics:
             return
         start = time.perf_counter()
         status = 500
+        request_id = _request_id(scope)
+        ids: dict[str, str] = {"request_id": request_id}
+        task = _TASK_IN_PATH.search(scope["path"])
+        if task is not None:
+            ids["task_id"] = task.group(1)
+        tokens = structlog.contextvars.bind_contextvars(**ids)
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", request_id.encode())]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.metrics.observe_request(scope["method"], scope["path"], status, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.observe_request(scope["method"], scope["path"], status, elapsed)
+            log.info("request", method=scope["method"], route=self.metrics.route_of(scope["path"]), status=status,
+                     duration_ms=round(elapsed * 1000, 2))
+            structlog.contextvars.reset_contextvars(**tokens)
+
+
+_TASK_IN_PATH = re.compile(r"^/v1/(?:admin/)?tasks/(tsk_[0-9a-f]{32})(?:/|$)")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def _request_id(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return "req_" + uuid.uuid4().hex
 
 
 def create_app(container: Container) -> FastAPI:
@@ -108,16 +149,17 @@ def create_app(container: Container) -> FastAPI:
 
     @app.get("/readyz", tags=["ops"])
     def readyz() -> JSONResponse:
-        report = container.readiness()
+        report = container.health.readiness()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     def metrics() -> PlainTextResponse:
-        container.metrics.refresh(container)
+        container.metrics.refresh(container.health.revocation_backlog())
         return PlainTextResponse(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    routers = [routes_agent.router, routes_admin.router, *container.extra_routers]
+    routers = [routes_agent.router, routes_admin.router, routes_approvals.router, routes_rotation.router,
+               routes_scans.router, routes_token.router]
     for router in routers:
         app.include_router(router)
     # innermost first: the guard (size, authentication, rates) runs before any body is read
@@ -125,5 +167,5 @@ def create_app(container: Container) -> FastAPI:
                   if isinstance(r, APIRoute)]
     openapi.install(app, api_routes)
     app.add_middleware(RequestGuard, container=container, routes=api_routes, limits=limits)
-    app.add_middleware(_RequestMetrics, metrics=container.metrics)
+    app.add_middleware(_RequestContext, metrics=container.metrics)
     return app

@@ -3,6 +3,9 @@
 Authentication happens in :class:`broker.api.limits.RequestGuard` before the body is read; these
 dependencies hand its result to the route (and mark the route as admin or agent for the guard).
 Without the guard (an app built without it) they authenticate themselves, the same way.
+
+The ``Authorization`` and ``DPoP`` headers are read from the request, not declared as parameters:
+the OpenAPI document describes them as security schemes (broker/api/openapi.py).
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from broker.api.limits import PRINCIPAL, admin_principal, bearer
+from broker.api.limits import PRINCIPAL, admin_principal, agent_principal, request_url
 from broker.container import Container
 from broker.models import Agent
+from broker.services.authn import Principal
 
 
 async def container(request: Request) -> Container:
@@ -31,8 +35,6 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-# The Authorization header is read from the request, not declared as a parameter: the OpenAPI
-# document describes it as a bearer security scheme (broker/api/openapi.py), not as a header field.
 def admin(request: Request) -> str:
     if request.scope.get("state", {}).get(PRINCIPAL) == "admin":
         return "admin"
@@ -40,14 +42,21 @@ def admin(request: Request) -> str:
                            address=_address(request))
 
 
-def agent(request: Request) -> Agent:
-    principal = request.scope.get("state", {}).get(PRINCIPAL)
-    if isinstance(principal, Agent):
-        return principal
-    return _container(request).authenticator.authenticate(bearer(request.headers.get("authorization")),
-                                                          source=request.url.path, address=_address(request))
+def principal(request: Request) -> Principal:
+    cached = request.scope.get("state", {}).get(PRINCIPAL)
+    if isinstance(cached, Principal):
+        return cached
+    found: Principal = agent_principal(_container(request), request.scope, address=_address(request))
+    return found
+
+
+def agent(caller: Annotated[Principal, Depends(principal)]) -> Agent:
+    return caller.agent
 
 
 ContainerDep = Annotated[Container, Depends(container)]
 AdminDep = Annotated[str, Depends(admin)]
 AgentDep = Annotated[Agent, Depends(agent)]
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+__all__ = ["AdminDep", "AgentDep", "ContainerDep", "PrincipalDep", "request_url"]

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl
 import anyio.to_thread
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.requests import Request
 from starlette.routing import Match
 
 from broker.config import LimitsSettings
@@ -52,6 +53,8 @@ AuthKind = Literal["admin", "agent"]
 T = TypeVar("T")
 
 PRINCIPAL: Final = "nhi_principal"  # key in the ASGI scope's ``state``
+# routes that authenticate from the body (token exchange): their 400/401 answers count as failures
+TOKEN_ENDPOINTS: Final = frozenset({"/v1/token"})
 ADMIN_FAILURE: Final = "admin token missing or wrong"
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -219,29 +222,44 @@ class RequestGuard:
         except BrokerError as exc:
             await _send_error(send, exc)
             return
+        if route.path_format in TOKEN_ENDPOINTS:  # credentials in the body: count refusals by status
+            send = self._count_refusals(send, self._address(scope, _headers(scope)))
         await self.app(scope, receive, send)
+
+    def _count_refusals(self, send: Send, address: str) -> Send:
+        async def counting(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (400, 401):
+                self.auth_failures.hit(address)
+            await send(message)
+
+        return counting
 
     async def _guard(self, scope: Scope, receive: Receive, route: APIRoute) -> Receive:
         limit = self.limits.route_max_body_bytes.get(route.path_format, self.limits.max_body_bytes)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = _headers(scope)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             raise PayloadTooLarge(f"request body: must be at most {limit} bytes")
         address = self._address(scope, headers)
         kind = self._kind(route)
         if kind is not None:
-            principal = await self._authenticate(kind, headers.get("authorization"), scope["path"], address)
+            principal = await self._authenticate(kind, scope, headers.get("authorization"), scope["path"], address)
             scope.setdefault("state", {})[PRINCIPAL] = principal
             if route.path_format == "/v1/scan":
-                for key in (f"agent:{principal.name}", f"address:{address}"):
+                for key in (f"agent:{principal.agent.name}", f"address:{address}"):
                     wait = self.scans.hit(key)
                     if wait is not None:
                         raise TooManyRequests("too many scan requests; retry later", retry_after=wait)
+        elif route.path_format in TOKEN_ENDPOINTS:
+            wait = self.auth_failures.blocked_for(address)
+            if wait is not None:
+                raise TooManyRequests("too many failed authentications from this address; retry later", wait)
         if scope["method"] not in _BODY_METHODS:
             return receive
         return await _read_body(receive, limit)
 
-    async def _authenticate(self, kind: AuthKind, authorization: str | None, path: str, address: str) -> Any:
+    async def _authenticate(self, kind: AuthKind, scope: Scope, authorization: str | None, path: str,
+                            address: str) -> Any:
         wait = self.auth_failures.blocked_for(address)
         if wait is not None:
             raise TooManyRequests("too many failed authentications from this address; retry later", wait)
@@ -249,9 +267,7 @@ class RequestGuard:
         try:
             if kind == "admin":
                 return admin_principal(c, authorization, path=path, address=address)
-            token = bearer(authorization)
-            return await anyio.to_thread.run_sync(
-                lambda: c.authenticator.authenticate(token, source=path, address=address))
+            return await anyio.to_thread.run_sync(lambda: agent_principal(c, scope, address=address))
         except Unauthenticated:
             self.auth_failures.hit(address)
             raise
@@ -290,6 +306,10 @@ class RequestGuard:
         return self._kinds[key]
 
 
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
 def _check_characters(scope: Scope) -> None:
     """Path and query parameters are identifiers: no control, invisible or bidi characters
     (a NUL in a task id reaches PostgreSQL as an error, a U+202E reaches the audit trail)."""
@@ -314,7 +334,7 @@ def _auth_kind(dependant: Dependant) -> AuthKind | None:
     for dep in dependant.dependencies:
         if dep.call is deps.admin:
             return "admin"
-        if dep.call is deps.agent:
+        if dep.call is deps.agent or dep.call is deps.principal:
             return "agent"
         found = _auth_kind(dep)
         if found is not None:
@@ -329,6 +349,22 @@ def bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthenticated("authorization header must be: Bearer <token>")
     return value.strip()
+
+
+def request_url(request: Request, public_url: str) -> str:
+    """The URL the caller used (DPoP ``htu``): the configured public URL behind a proxy."""
+    if public_url:
+        return public_url.rstrip("/") + request.url.path
+    return str(request.url)
+
+
+def agent_principal(c: Any, scope: Scope, *, address: str) -> Any:
+    """The calling agent (a workload JWT, or a broker access token as Bearer or DPoP-bound), from
+    the headers alone; a :class:`broker.services.authn.Principal`."""
+    request = Request(scope)
+    return c.authenticator.authenticate_http(
+        request.headers.get("authorization"), request.headers.get("dpop"), method=request.method,
+        url=request_url(request, c.settings.token_exchange.public_url), source=request.url.path, address=address)
 
 
 def admin_principal(c: Any, authorization: str | None, *, path: str, address: str) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Final
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from broker.api.limits import auth_kind
+from broker.api.limits import TOKEN_ENDPOINTS, auth_kind
 
 ERROR: Final = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 ERROR_SCHEMA: Final = {
@@ -88,6 +88,8 @@ def complete(doc: dict[str, Any], routes: dict[tuple[str, str], APIRoute]) -> di
                 responses.setdefault(str(status), {"description": description, "content": ERROR})
 
             kind = auth_kind(route) if route is not None else None
+            if path in TOKEN_ENDPOINTS:
+                add(429, "too many refused exchanges from this source (Retry-After)")
             if kind is not None:
                 op["security"] = [{kind: []}]
                 add(401, "identity missing or not accepted (audited as auth.failed)")

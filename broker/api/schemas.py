@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from broker.backends.kinds import ResourceKind
 from broker.models import Environment, Sensitivity, Tier, TrustLevel
 from broker.text import FREE_TEXT_FIELDS, first_bad
 from broker.text import message as text_message
@@ -58,7 +59,7 @@ class ProfileIn(Strict):
 
 
 class ResourceIn(Strict):
-    kind: Literal["vault_token", "vault_kv", "postgres", "aws"]
+    kind: ResourceKind  # the registry of kinds: broker/backends/kinds.py
     sensitivity: Sensitivity
     environment: Environment
     external: bool = False

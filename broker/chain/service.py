@@ -21,8 +21,9 @@ from sqlalchemy import Connection
 from broker.audit import AuditLog
 from broker.chain import store as chain_store
 from broker.chain.config import ChainConfig, OnEscalation
-from broker.chain.detectors import ADMIN_REVOKE, LEAKED_SECRET, REVIEW_FLAGGED, inline_detectors
+from broker.chain.detectors import ADMIN_REVOKE, LEAKED_SECRET, REVIEW_FLAGGED
 from broker.chain.model import ChainContext, ChainStep, Hit, StepKind
+from broker.chain.rules import ChainRules
 from broker.decisions import Decision
 from broker.errors import Conflict, Denied, InvalidInput, NotFound
 from broker.logging import get_logger
@@ -48,19 +49,22 @@ class Alerter(Protocol):
 
 
 class ChainService:
-    def __init__(self, store: Store, audit: AuditLog, revocations: RevocationService, config: ChainConfig,
+    def __init__(self, store: Store, audit: AuditLog, revocations: RevocationService, rules: ChainRules,
                  catalog: Callable[[], Mapping[str, Action]], fingerprint: Fingerprinter,
                  alerter: Alerter | None = None, on_escalated: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.audit = audit
         self.revocations = revocations
-        self.config = config
+        self.rules = rules
         self.catalog = catalog
         self.fingerprint = fingerprint
         self.alerter = alerter
         self.on_escalated = on_escalated
-        self.detectors = inline_detectors(config)
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
+
+    @property
+    def config(self) -> ChainConfig:
+        return self.rules.current.config
 
     def lock(self, task_id: str) -> threading.RLock:
         """Serialises a task's requests in this process, so two cannot pass the detectors blind
@@ -82,7 +86,7 @@ class ChainService:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
         ctx = ChainContext(history=tuple(s for s in history if s.kind is not StepKind.ESCALATION),
                            candidate=candidate, ceiling=profile.ceiling, now=utcnow())
-        for detector in self.detectors:
+        for detector in self.rules.current.detectors:
             hit = detector.check(ctx)
             if hit is not None:
                 return hit
@@ -163,6 +167,22 @@ class ChainService:
 
     def admin_revoke(self, task_id: str, reason: str, actor: str) -> dict[str, Any]:
         return self.escalate(task_id, Hit(detector=ADMIN_REVOKE, reason=reason, steps=()), actor=actor)
+
+    def escalate_task(self, task_id: str, *, detector: str, reason: str, actor: str,
+                      steps: list[str]) -> dict[str, Any]:
+        """Escalate from outside the request flow (admin revoke, tampering), under the task's lock."""
+        hit = Hit(detector=detector, reason=reason, steps=(), extra={"step_refs": steps} if steps else {})
+        with self.lock(task_id):
+            report = self.escalate(task_id, hit, actor=actor)
+        return {k: report[k] for k in ("revocations_queued", "revocations_completed", "revocations_pending")}
+
+    def report_leak_locked(self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]) -> dict[str, Any]:
+        with self.lock(task_id):
+            return self.report_leak(task_id, grant_id, finding_summary)
+
+    def flag_review_locked(self, task_id: str, review_id: str, reason: str) -> dict[str, Any]:
+        with self.lock(task_id):
+            return self.flag_review(task_id, review_id, reason)
 
     def report_leak(self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]) -> dict[str, Any]:
         """A broker-issued secret was seen (scanner): revoke that grant now, then escalate."""

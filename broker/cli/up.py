@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import uvicorn
@@ -21,6 +21,9 @@ from broker.config import Settings, load_settings
 from broker.errors import BrokerError
 from broker.logging import configure_logging
 from broker.secrets import Secret
+
+if TYPE_CHECKING:
+    from broker.cli.shutdown import ShutdownReport
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -43,22 +46,18 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
 
     ``on_ready(container)`` runs before the socket opens (seeding); ``on_listening(container)``
     runs once the server accepts connections (so files that announce the URL are never early)."""
+    # the service stack is imported here, not at module level: every CLI command imports this
+    # module, and `nhi-broker scan` must start without loading the broker (issue 18: < 1 s)
     from broker.api.app import create_app
     from broker.container import Container
-    from rotation.revocation_worker import RevocationWorker
+    from broker.runtime import Workers, start_workers
 
     container = Container.build(settings)
+    workers: Workers | None = None
     try:
         if on_ready is not None:
             on_ready(container)
-        worker = RevocationWorker(container)
-        worker.start()
-        container.workers.append(worker)
-        if container.scans is not None:  # scheduled leak scans (APScheduler, job store in the database)
-            from rotation.scans import start_scheduler
-
-            start_scheduler(container, container.scans)
-        container.watch_policies(settings.policy_watch_seconds)
+        workers = start_workers(container)
         config = uvicorn.Config(create_app(container), host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False, lifespan="on")
         server = uvicorn.Server(config)
@@ -83,6 +82,8 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
             if on_exit is not None:
                 on_exit(container)
         finally:
+            if workers is not None:
+                workers.stop()
             container.close()
 
 
@@ -113,7 +114,7 @@ def register(app: typer.Typer) -> None:
             postgres_note: dict[str, str | None] = {}
 
             def ready(container: Any) -> None:
-                from broker.backends._openbao_http import OpenBaoHTTP
+                from broker.backends.openbao_http import OpenBaoHTTP
 
                 http = OpenBaoHTTP(bao.address, bao.root_token)
                 seed_openbao(http)
@@ -144,27 +145,31 @@ def register(app: typer.Typer) -> None:
         """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers."""
         settings = load_settings(config)
         configure_logging(settings.log_format, settings.log_level)
-        run_server(settings)
+        run_server(settings, on_exit=report_backlog)
 
 
-def end_active_tasks(container: Any) -> None:
+def end_active_tasks(container: Any) -> ShutdownReport:
     """`up` only: the embedded OpenBao dies with the broker, and the credentials it issued into
-    real systems (PostgreSQL roles) would outlive it. End every active task first."""
-    from sqlalchemy import select
+    real systems (PostgreSQL roles) would outlive it. End every active task first, and say what
+    was confirmed and what is still pending (and where it will complete)."""
+    from broker.cli import shutdown
 
-    from broker.models import TaskState
-    from broker.store import tables as t
+    report = shutdown.end_active_tasks(container)
+    text = report.message(restart_hint=f"nhi-broker up --data-dir {container.settings.data_dir}")
+    if text:
+        console.print(text, markup=False, highlight=False)
+    return report
 
-    with container.store.read() as conn:
-        active = [r[0] for r in conn.execute(select(t.tasks.c.task_id).where(t.tasks.c.state == "active"))]
-    for task_id in active:
-        try:
-            container.revocations.revoke_task(task_id, reason="broker stopped (nhi-broker up)",
-                                              state=TaskState.ENDED, actor="broker", audit_kind="task.ended")
-        except Exception as exc:  # best effort on the way out; never block the shutdown
-            console.print(f"[yellow]could not end task {task_id}: {type(exc).__name__}[/yellow]")
-    if active:
-        console.print(f"ended {len(active)} active task(s) and revoked what they held")
+
+def report_backlog(container: Any) -> ShutdownReport:
+    """`serve`: tasks outlive a replica; report the outbox backlog this replica leaves."""
+    from broker.cli import shutdown
+
+    report = shutdown.outbox_backlog(container)
+    text = report.message(restart_hint="nhi-broker serve --config ...")
+    if text:
+        console.print(text, markup=False, highlight=False)
+    return report
 
 
 def _summary(url: str, data_dir: Path, bao_addr: str, container: Any, pg_skipped: str | None) -> None:

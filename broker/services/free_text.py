@@ -11,24 +11,26 @@ from typing import Any
 
 from broker.audit import AuditLog
 from broker.models import Agent
-from broker.services.scanning import ScanService, finding_body
+from broker.services.scanning import LiveScanner
+from scanners.engine import Finding
 
 
 @dataclass(frozen=True, slots=True)
 class Screened:
     text: str  # what may be stored: every secret replaced by its label
-    findings: tuple[dict[str, Any], ...]
+    findings: tuple[Finding, ...]  # presented per caller by the API
     leaks: tuple[dict[str, Any], ...]
 
 
-def screen(scanning: ScanService, audit: AuditLog, agent: Agent, text: str, *, field: str,
+def screen(scanning: LiveScanner, audit: AuditLog, agent: Agent, text: str, *, field: str,
            max_length: int) -> Screened:
     outcome = scanning.scan_sync(text, source=f"{field}:{agent.name}")
-    if not outcome.result.findings:
+    findings = outcome.result.findings
+    if not findings:
         return Screened(text, (), ())
-    findings = tuple(finding_body(f, agent.name) for f in outcome.result.findings)
     audit.record("finding.detected", actor=agent.name, outcome=str(len(findings)),
-                 data={"source": field, "findings": [{k: f[k] for k in ("rule", "fingerprint", "line", "span")}
+                 data={"source": field, "findings": [{"rule": f.rule_id, "fingerprint": f.fingerprint,
+                                                      "line": f.line, "span": [f.start, f.end]}
                                                      for f in findings]})
     leaks = tuple({"action": leak["action"]} for leak in outcome.leaks)
-    return Screened(outcome.result.redacted_text[:max_length], findings, leaks)
+    return Screened(outcome.result.redacted_text[:max_length], tuple(findings), leaks)

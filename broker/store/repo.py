@@ -27,6 +27,7 @@ from broker.models import (
     TaskState,
     Tier,
     TrustLevel,
+    VerifiedHuman,
 )
 from broker.store import tables as t
 
@@ -177,13 +178,15 @@ class Store:
         conn.execute(insert(t.tasks).values(
             task_id=task.task_id, agent=task.agent, profile=task.profile, purpose=task.purpose,
             on_behalf_of=task.on_behalf_of, state=task.state.value, state_reason=task.state_reason,
-            created_at=task.created_at, expires_at=task.expires_at))
+            created_at=task.created_at, expires_at=task.expires_at,
+            acting_for=task.acting_for.to_dict() if task.acting_for is not None else None))
 
     @staticmethod
     def _task(row: Any) -> Task:
         return Task(task_id=TaskId(row.task_id), agent=row.agent, profile=row.profile, purpose=row.purpose,
                     on_behalf_of=row.on_behalf_of, state=TaskState(row.state), created_at=_aware(row.created_at),
-                    expires_at=_aware(row.expires_at), state_reason=row.state_reason)
+                    expires_at=_aware(row.expires_at), state_reason=row.state_reason,
+                    acting_for=VerifiedHuman.from_dict(row.acting_for) if row.acting_for else None)
 
     def get_task(self, conn: Connection, task_id: str) -> Task | None:
         row = conn.execute(_TASK, {"task_id": task_id}).first()

@@ -21,7 +21,7 @@ import yaml
 from support.broker import free_port, start_broker
 from tcp_proxy import BlackholeProxy
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.client import AdminClient, BrokerClient, CredentialDenied
 from broker.demo import DEMO_ACTIONS, DEMO_RESOURCES, policy_name, seed_openbao
 from broker.identity import DEV_ISSUER, DevIssuer

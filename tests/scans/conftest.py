@@ -11,14 +11,14 @@ import pytest
 from support.broker import RunningBroker, start_broker
 
 from broker.openbao_server import OpenBaoServer
-from rotation.scans import start_scheduler
+from broker.runtime import start_scan_scheduler
 
 
 @pytest.fixture(scope="module")
 def scan_broker(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
     running = start_broker(tmp_path_factory.mktemp("scan-broker"), openbao,
                            scan_roots=[tempfile.gettempdir(), "/var/log/agents"])
-    start_scheduler(running.container, running.container.scans, poll_seconds=0.3)
+    running.workers.scans = start_scan_scheduler(running.container, poll_seconds=0.3)
     yield running
     running.stop()
 

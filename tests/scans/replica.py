@@ -12,15 +12,16 @@ from pathlib import Path
 
 from broker.config import Settings
 from broker.container import Container
-from rotation.scans import start_scheduler
+from broker.runtime import start_scan_scheduler
 
 
 def main() -> None:
     data_dir, seconds = Path(sys.argv[1]), float(sys.argv[2])
     container = Container.build(Settings(data_dir=data_dir))
-    scheduler = start_scheduler(container, container.scans, poll_seconds=0.2)
+    scheduler = start_scan_scheduler(container, poll_seconds=0.2)
     print("ready", flush=True)
-    time.sleep(seconds)
+    time.sleep(seconds)  # the replica's lifetime in this test
+    scheduler.stop()
     container.close()
     print(f"fired={scheduler.fired}", flush=True)
 

@@ -100,6 +100,13 @@ def test_auth_failures_from_one_address_are_429_with_retry_after(limited) -> Non
     assert [r["data"].get("count") for r in rows] == [None, 4]
 
 
+def test_refused_token_exchanges_count_as_auth_failures(limited) -> None:
+    form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": "x.y.z",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}
+    codes = [httpx.post(f"{limited.url}/v1/token", data=form).status_code for _ in range(6)]
+    assert codes[:5] == [400] * 5 and codes[5] == 429
+
+
 def test_auth_failed_rows_are_aggregated_per_source_and_interval(broker) -> None:
     now = [0.0]
     log = AuthFailureLog(broker.container.audit, interval_seconds=60, clock=lambda: now[0])

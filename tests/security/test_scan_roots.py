@@ -3,6 +3,7 @@ a .ssh directory or the broker's own data directory, whatever the path's spellin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import tempfile
@@ -15,6 +16,7 @@ from support.broker import ADMIN_TOKEN
 from broker.config import Settings
 from broker.errors import InvalidInput
 from broker.pathpolicy import ScanRoots
+from broker.services.source_guard import SourceGuard
 
 pytestmark = pytest.mark.openbao
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -87,12 +89,13 @@ def test_a_job_stored_before_the_roots_changed_does_not_run(broker, tmp_path: Pa
     d.mkdir()
     (d / "a.log").write_text(f"{aws_key()}\n")
     assert _put(broker, "later", {"kind": "files", "path": str(d)}).status_code == 201
-    runner = broker.container.scans.runner
-    saved = runner.guard
-    try:
-        runner.guard = type(saved)(ScanRoots.build([], data_dir=broker.data_dir), saved.outbound)
+    runner = broker.container.scan_jobs.runner
+    saved = runner.env
+    try:  # the broker restarted with no roots: the runner's policy is what the new settings give
+        no_roots = SourceGuard(ScanRoots.build([], data_dir=broker.data_dir), saved.policy.outbound)
+        runner.env = dataclasses.replace(saved, policy=no_roots)
         run = httpx.post(f"{broker.url}/v1/admin/scan-jobs/later/run", headers=HEADERS, timeout=60).json()
     finally:
-        runner.guard = saved
+        runner.env = saved
     assert run["status"] == "failed" and "scan roots" in str(run), run
     assert run["bytes"] == 0

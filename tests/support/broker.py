@@ -13,13 +13,14 @@ from typing import Any
 import uvicorn
 
 from broker.api.app import create_app
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.client import AdminClient, BrokerClient
 from broker.config import Settings
 from broker.container import Container
 from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
 from broker.identity import DevIssuer
 from broker.openbao_server import OpenBaoServer
+from broker.runtime import Workers, revocation_worker
 from rotation.revocation_worker import RevocationWorker
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -42,9 +43,13 @@ class RunningBroker:
     dev_issuer: DevIssuer
     clients: list[Any] = field(default_factory=list)
 
+    workers: Workers = field(default_factory=Workers)
+
     @property
     def revocation_worker(self) -> RevocationWorker:
-        return next(w for w in self.container.workers if isinstance(w, RevocationWorker))
+        if self.workers.revocation is None:
+            raise RuntimeError("this test broker runs no revocation worker")
+        return self.workers.revocation
 
     def token(self, subject: str = "demo-agent", **kw: Any) -> str:
         return self.dev_issuer.mint(subject, **kw)
@@ -67,6 +72,7 @@ class RunningBroker:
             c.close()
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.workers.stop()
         self.container.close()
 
 
@@ -86,10 +92,9 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     if postgres is not None and pg_skipped:
         raise RuntimeError(f"demo-db could not be configured: {pg_skipped}")
     seed_registry(container, with_postgres=pg_skipped is None)
+    running_workers = Workers()
     if workers:
-        worker = RevocationWorker(container, interval=0.2)
-        worker.start()
-        container.workers.append(worker)
+        running_workers.revocation = revocation_worker(container, interval=0.2).start()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(container), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False, lifespan="off"))
@@ -101,4 +106,5 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
             raise RuntimeError("test broker did not start")
         time.sleep(0.02)
     return RunningBroker(container=container, server=server, thread=thread, url=f"http://127.0.0.1:{port}",
-                         data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir))
+                         data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir),
+                         workers=running_workers)
