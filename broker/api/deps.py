@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from broker.api.limits import PRINCIPAL, admin_principal, agent_principal, request_url
+from broker.api.limits import PRINCIPAL, admin_principal, agent_principal, authenticates, request_url
 from broker.container import Container
 from broker.models import Agent
 from broker.services.authn import Principal
@@ -35,6 +35,7 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+@authenticates("admin")
 def admin(request: Request) -> str:
     if request.scope.get("state", {}).get(PRINCIPAL) == "admin":
         return "admin"
@@ -42,6 +43,7 @@ def admin(request: Request) -> str:
                            address=_address(request))
 
 
+@authenticates("agent")
 def principal(request: Request) -> Principal:
     cached = request.scope.get("state", {}).get(PRINCIPAL)
     if isinstance(cached, Principal):
@@ -50,6 +52,7 @@ def principal(request: Request) -> Principal:
     return found
 
 
+@authenticates("agent")
 def agent(caller: Annotated[Principal, Depends(principal)]) -> Agent:
     return caller.agent
 

@@ -324,18 +324,29 @@ def _check_characters(scope: Scope) -> None:
 
 
 def auth_kind(route: APIRoute) -> AuthKind | None:
-    """``admin`` or ``agent``: the route depends on :func:`broker.api.deps.admin` or ``agent``."""
+    """``admin`` or ``agent``: the route depends on a dependency marked :func:`authenticates`."""
     return _auth_kind(route.dependant)
 
 
-def _auth_kind(dependant: Dependant) -> AuthKind | None:
-    from broker.api import deps
+_AUTH_DEPENDENCIES: dict[Callable[..., Any], AuthKind] = {}
 
+
+def authenticates(kind: AuthKind) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Marks a FastAPI dependency as the one that authenticates ``kind`` callers
+    (:mod:`broker.api.deps`); routes that depend on it are guarded as such."""
+
+    def mark(dependency: Callable[..., T]) -> Callable[..., T]:
+        _AUTH_DEPENDENCIES[dependency] = kind
+        return dependency
+
+    return mark
+
+
+def _auth_kind(dependant: Dependant) -> AuthKind | None:
     for dep in dependant.dependencies:
-        if dep.call is deps.admin:
-            return "admin"
-        if dep.call is deps.agent or dep.call is deps.principal:
-            return "agent"
+        kind = _AUTH_DEPENDENCIES.get(dep.call) if dep.call is not None else None
+        if kind is not None:
+            return kind
         found = _auth_kind(dep)
         if found is not None:
             return found

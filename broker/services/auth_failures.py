@@ -1,6 +1,7 @@
 """``auth.failed`` audit events, aggregated per source so a flood cannot flood the audit trail.
 
-The first failure of a kind (source address, reason) in an interval is written at once, so a single
+``data.source`` is the path asked for (as before), ``data.address`` the caller's address.
+The first failure of a kind (address, reason) in an interval is written at once, so a single
 failed login is visible immediately. Repeats within the interval are counted, and one more
 ``auth.failed`` event with ``data.count`` (repeats since the first) and ``data.aggregated: true``
 is written when the interval has passed: at the next failure from anywhere, or when the broker
@@ -52,7 +53,7 @@ class AuthFailureLog:
             self._write_summary(addr, why, w)
         if first:
             self.audit.record("auth.failed", actor=actor, outcome="denied",
-                              data={"reason": reason, "source": address, "path": path})
+                              data={"reason": reason, "source": path, "address": address})
 
     def flush(self) -> None:
         """Write every pending count (on shutdown)."""
@@ -73,7 +74,7 @@ class AuthFailureLog:
     def _write_summary(self, address: str, reason: str, window: _Window) -> None:
         if window.repeats == 0:
             return
-        data: dict[str, Any] = {"reason": reason, "source": address, "path": window.path,
+        data: dict[str, Any] = {"reason": reason, "source": window.path, "address": address,
                                 "count": window.repeats, "aggregated": True,
                                 "window_seconds": self.interval}
         self.audit.record("auth.failed", actor="unknown", outcome="denied", data=data)
