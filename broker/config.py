@@ -185,6 +185,8 @@ class Settings(BaseSettings):
     approval_webhook_url: str | None = None
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
     revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
+    # /readyz runs its checks concurrently and answers within this budget (unanswered: unready)
+    readiness_budget_seconds: float = Field(default=2.0, gt=0, le=30)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     outbound: OutboundSettings = OutboundSettings()
     limits: LimitsSettings = LimitsSettings()

@@ -111,7 +111,14 @@ class Container:
         token_backend.bootstrap()
         backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend))
         metrics = Metrics()
-        revocations = RevocationService(store, audit, backends)
+        approval_notifier = _webhook(settings.approval_webhook_url, settings, field="approval_webhook_url")
+        approvals = ApprovalService(store, audit, ttl_seconds=settings.approval_ttl_seconds,
+                                    notify=approval_notifier.send if approval_notifier is not None else None)
+        # a quarantined, ended or expired task's open approvals and pending reviews are cancelled in
+        # the transaction that ends it; the review service needs the chain, so it is bound late
+        revocations = RevocationService(store, audit, backends, on_task_closed=(
+            approvals.cancel_for_task,
+            lambda conn, task_id, state, reason: reviews.cancel_for_task(conn, task_id, state, reason)))
         alerter = _webhook(settings.alert_webhook_url, settings, field="alert_webhook_url")
         chain = ChainService(store, audit, revocations, chain_rules, policies.catalog, fingerprint,
                              alerter=alerter,
@@ -134,9 +141,6 @@ class Container:
                             chain, on_issued=(scanning.on_issued,))
         incidents = IncidentService(store, audit, tasks, chain, revocations, backends, rotation)
         scanning.load_known()
-        approval_notifier = _webhook(settings.approval_webhook_url, settings, field="approval_webhook_url")
-        approvals = ApprovalService(store, audit, ttl_seconds=settings.approval_ttl_seconds,
-                                    notify=approval_notifier.send if approval_notifier is not None else None)
         reviews = ReviewService(store, audit, chain.flag_review_locked)
         heartbeat = Heartbeat()
         workloads = _verifier(settings, store)
@@ -150,7 +154,8 @@ class Container:
         return cls(
             settings=settings, store=store, audit=audit, fingerprint=fingerprint, fingerprint_key=key,
             policies=policies, policy_admin=PolicyService(policies, chain_rules, audit), openbao=openbao,
-            backends=backends, registry=RegistryService(store, audit, backends, policies.catalog),
+            backends=backends,
+            registry=RegistryService(store, audit, backends, policies.catalog, lambda: workloads.issuers),
             revocations=revocations, revocation_heartbeat=heartbeat, chain=chain, tasks=tasks,
             incidents=incidents, events=EventService(tasks, chain, scanning, audit), scanning=scanning,
             approvals=approvals, reviews=reviews,
@@ -164,9 +169,10 @@ class Container:
                 workloads, agents=authenticator,
                 humans=_human_verifier(settings, store),
                 human_claims={h.issuer: tuple(h.claims) for h in settings.human_issuers}, tokens=access, dpop=dpop,
-                audit=audit, require_dpop=settings.token_exchange.require_dpop),
+                audit=audit, tasks=tasks, require_dpop=settings.token_exchange.require_dpop),
             health=HealthService(store, backends, stuck_after_seconds=settings.revocation_stuck_seconds,
-                                 revocation_heartbeat=heartbeat),
+                                 revocation_heartbeat=heartbeat,
+                                 budget_seconds=settings.readiness_budget_seconds),
             metrics=metrics, alerter=alerter, approval_notifier=approval_notifier,
             audit_guard=build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter),
         )

@@ -160,6 +160,22 @@ class VerifiedHuman:
 
 
 @dataclass(frozen=True, slots=True)
+class Delegation:
+    """The narrower scope a task's agent handed to a sub-agent: actions ⊆ the parent's, ceiling ≤."""
+
+    actions: tuple[str, ...]
+    ceiling: Tier
+    delegated_by: str  # the parent task's agent
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"actions": list(self.actions), "ceiling": self.ceiling.value, "delegated_by": self.delegated_by}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Delegation:
+        return cls(tuple(raw["actions"]), Tier(raw["ceiling"]), str(raw["delegated_by"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     task_id: TaskId
     agent: str
@@ -171,6 +187,8 @@ class Task:
     expires_at: datetime
     state_reason: str | None = None
     acting_for: VerifiedHuman | None = None  # the person an exchanged token proved (docs/identity.md)
+    parent_task_id: TaskId | None = None  # set on a delegated sub-task
+    delegation: Delegation | None = None  # what the parent handed down (narrower than its own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +220,14 @@ class Grant:
     issued_at: datetime
     expires_at: datetime
     state: GrantState
+
+
+def effective_profile(profile: TaskProfile, task: Task) -> TaskProfile:
+    """The profile a task is decided under: a delegated task's is narrowed to what it was handed."""
+    if task.delegation is None:
+        return profile
+    d = task.delegation
+    ceiling = min(profile.ceiling, d.ceiling, key=lambda t: t.rank)
+    return TaskProfile(name=profile.name, allowed_actions=tuple(a for a in d.actions if a in profile.allowed_actions),
+                       ceiling=ceiling, max_lifetime_seconds=profile.max_lifetime_seconds,
+                       description=f"{profile.description} (delegated by {d.delegated_by})".strip())

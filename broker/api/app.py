@@ -24,6 +24,7 @@ from broker.api import (
     routes_scans,
     routes_token,
 )
+from broker.api.docs import add_offline_docs
 from broker.api.limits import RequestGuard, ScanGate, TooManyRequests
 from broker.container import Container
 from broker.errors import BrokerError, Denied
@@ -99,8 +100,9 @@ def _request_id(scope: dict[str, Any]) -> str:
 
 
 def create_app(container: Container) -> FastAPI:
-    app = FastAPI(title="nhi-broker", version="0.1.0",
+    app = FastAPI(title="nhi-broker", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Credential broker for non-human identities. See docs/api.md.")
+    add_offline_docs(app)  # /docs and /redoc from the package's own assets (no CDN)
     app.state.container = container
 
     @app.exception_handler(BrokerError)

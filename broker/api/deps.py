@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 
 from broker.api.limits import PRINCIPAL, admin_principal, agent_principal, authenticates, request_url
 from broker.container import Container
+from broker.errors import Denied
 from broker.models import Agent
 from broker.services.authn import Principal
 
@@ -46,10 +47,13 @@ def admin(request: Request) -> str:
 @authenticates("agent")
 def principal(request: Request) -> Principal:
     cached = request.scope.get("state", {}).get(PRINCIPAL)
-    if isinstance(cached, Principal):
-        return cached
-    found: Principal = agent_principal(_container(request), request.scope, address=_address(request))
-    return found
+    caller: Principal = (cached if isinstance(cached, Principal)
+                         else agent_principal(_container(request), request.scope, address=_address(request)))
+    bound = caller.task_id
+    if bound is not None and (request.path_params.get("task_id", bound) != bound or request.url.path == "/v1/tasks"):
+        # a delegated sub-task's token works on that task only (not another task, not a new one)
+        raise Denied(f"this access token is bound to task {caller.task_id}")
+    return caller
 
 
 @authenticates("agent")

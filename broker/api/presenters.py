@@ -17,7 +17,9 @@ def task_body(task: Task) -> dict[str, Any]:
             "on_behalf_of": task.on_behalf_of, "state": task.state.value, "state_reason": task.state_reason,
             "created_at": task.created_at.isoformat(), "expires_at": task.expires_at.isoformat(),
             "acting_for": ({"issuer": task.acting_for.issuer, "subject": task.acting_for.subject, "verified": True}
-                           if task.acting_for is not None else None)}
+                           if task.acting_for is not None else None),
+            "parent_task_id": task.parent_task_id,
+            "delegation": task.delegation.to_dict() if task.delegation is not None else None}
 
 
 def credential_body(result: CredentialResult) -> dict[str, Any]:
@@ -42,7 +44,8 @@ def unwrap_report_body(report: UnwrapReport) -> dict[str, Any]:
 
 
 def task_view_body(view: TaskView) -> dict[str, Any]:
-    return {"task": task_body(view.task), "chain": {"summary": view.summary.to_dict(), **view.chain}}
+    return {"task": task_body(view.task), "chain": {"summary": view.summary.to_dict(), **view.chain},
+            "delegations": view.delegations}
 
 
 def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:

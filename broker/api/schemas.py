@@ -83,6 +83,14 @@ class TaskIn(Strict):
     lifetime_seconds: int | None = Field(default=None, ge=60, le=86400)
 
 
+class DelegationIn(Strict):
+    agent: str = Field(min_length=1, max_length=128, description="the registered agent that gets the sub-task")
+    actions: list[str] = Field(min_length=1, max_length=100, description="a subset of this task's actions")
+    ceiling: Tier = Field(description="at most this task's ceiling")
+    lifetime_seconds: int | None = Field(default=None, ge=60, le=86400, description="at most this task's remaining")
+    purpose: str = Field(min_length=1, max_length=2000)
+
+
 class CredentialIn(Strict):
     action: str = Field(min_length=1, max_length=128)
     resource: str = Field(min_length=1, max_length=128)

@@ -27,12 +27,14 @@ class ApprovalState(enum.StrEnum):
     DENIED = "denied"
     EXPIRED = "expired"
     COLLECTED = "collected"  # consumed by one credential request (single use)
+    CANCELLED = "cancelled"  # its task was quarantined, ended or expired before it was used
 
 
 class ReviewState(enum.StrEnum):
     PENDING = "pending"
     FINE = "fine"
     FLAGGED = "flagged"
+    CANCELLED = "cancelled"  # its task was quarantined, ended or expired while it waited
 
 
 def normalise_name(name: str) -> str:

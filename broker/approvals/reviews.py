@@ -2,7 +2,8 @@
 
 A reviewer marks each one ``fine`` or ``flagged``; a flag escalates the task through the chain
 (detector ``review_flagged``: every grant of the task revoked, the task quarantined, an alert). A
-review is resolved once. Audited: ``review.queued``, ``review.fine``, ``review.flagged``.
+review is resolved once. When the task is quarantined, ended or expires, its pending reviews are
+``cancelled``. Audited: ``review.queued``, ``review.fine``, ``review.flagged``, ``review.cancelled``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import Connection
+
 from broker.approvals import store as db
 from broker.approvals.model import Review, ReviewId, ReviewState
 from broker.audit import AuditLog
 from broker.decisions import Decision
 from broker.errors import Conflict, NotFound
+from broker.models import TaskState
 from broker.store.repo import Store, utcnow
 
 # (task_id, review_id, reason) -> the escalation report; the chain service's flag_review under its lock
@@ -101,6 +105,19 @@ class ReviewService:
         with self.store.write() as conn:
             db.set_escalation(conn, review.review_id, escalation)
         return self.get(review_id).to_dict()
+
+    def cancel_for_task(self, conn: Connection, task_id: str, state: TaskState, reason: str) -> None:
+        """In the transaction that quarantines, ends or expires the task (audited ``review.cancelled``)."""
+        why = f"task {state.value}: {reason}"
+        for r in db.cancel_pending_reviews(conn, task_id, reason=why, now=utcnow()):
+            self.audit.append(
+                conn,
+                "review.cancelled",
+                actor="broker",
+                task_id=task_id,
+                outcome=ReviewState.CANCELLED.value,
+                data={"review_id": r.review_id, "decision_id": r.decision_id, "reason": why},
+            )
 
     def _resolve(self, review_id: str, state: ReviewState, reviewer: str, reason: str) -> Review:
         review = self.get(review_id)

@@ -12,8 +12,14 @@ Rules (docs/approvals.md):
 - **Single use**: collection flips ``approved`` to ``collected`` with one conditional update
   *before* anything is issued; a second collection finds nothing to flip (403).
 
+- **Cancelled** with its task: when the task is quarantined, ended or expires, its open approvals
+  become ``cancelled`` (in the transaction that ends the task).
+
+The agent reads the state of its own task's approvals (``status``, long-polled through
+:mod:`broker.approvals.waiting`); that read is not a chain step.
+
 Every step is audited (``approval.requested|vote_recorded|approved|denied|expired|refused|
-collected|collect_failed``). No secret ever reaches an approval, its audit events or the webhook.
+collected|collect_failed|cancelled``). No secret ever reaches an approval, its audit events or the webhook.
 """
 
 from __future__ import annotations
@@ -23,13 +29,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
+
 from broker.approvals import store as db
 from broker.approvals.model import Approval, ApprovalState, Vote, normalise_name, scope_hash
+from broker.approvals.waiting import ApprovalSignals, wait_for_decision
 from broker.audit import AuditLog
 from broker.decisions import Decision
 from broker.errors import Conflict, Denied, InvalidInput, NotFound
 from broker.logging import get_logger
-from broker.models import Agent, ApprovalId, Resource, Task
+from broker.models import Agent, ApprovalId, Resource, Task, TaskState
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.approvals")
@@ -55,12 +64,14 @@ class ApprovalService:
         ttl_seconds: int,
         notify: Notifier | None = None,
         clock: Callable[[], datetime] = utcnow,
+        signals: ApprovalSignals | None = None,
     ) -> None:
         self.store = store
         self.audit = audit
         self.ttl = timedelta(seconds=ttl_seconds)
         self.notify = notify
         self.clock = clock
+        self.signals = signals if signals is not None else ApprovalSignals()
 
     # -- opening ----------------------------------------------------------------------------------
     def open_for(
@@ -174,6 +185,62 @@ class ApprovalService:
     def view(self, approval_id: str) -> dict[str, Any]:
         return self.get(approval_id).to_dict(self.clock())
 
+    # -- the agent waits ---------------------------------------------------------------------------
+    def _own(self, task: Task, approval_id: str) -> Approval:
+        """The approval, when it belongs to ``task`` (already checked to be the caller's)."""
+        with self.store.read() as conn:
+            a = db.get_approval(conn, approval_id)
+        if a is None or a.task_id != task.task_id:
+            raise NotFound(f'approval "{approval_id}" of task "{task.task_id}" not found')
+        return a
+
+    async def status(self, task: Task, approval_id: str, wait_seconds: float) -> dict[str, Any]:
+        """The state of an approval of the caller's task, waiting up to ``wait_seconds`` for a
+        decision while it is pending. Not a chain step: nothing is recorded."""
+        self._own(task, approval_id)  # 404 before any wait
+
+        def look() -> ApprovalState:
+            return self._own(task, approval_id).state_at(self.clock())
+
+        await wait_for_decision(approval_id, look, wait_seconds, self.signals)
+        a = self._own(task, approval_id)
+        state = a.state_at(self.clock())
+        body: dict[str, Any] = {
+            "approval_id": a.approval_id,
+            "task_id": a.task_id,
+            "state": state.value,
+            "action": a.action,
+            "resource": a.resource,
+            "tier": a.tier,
+            "expires_at": a.expires_at.isoformat(),
+            "decided_at": a.decided_at.isoformat() if a.decided_at else None,
+        }
+        if state in (ApprovalState.DENIED, ApprovalState.CANCELLED):
+            body["reason"] = a.decision_reason
+        if state is ApprovalState.APPROVED:
+            body["next"] = (
+                "repeat the credential request with this approval_id before expires_at (single use)"
+            )
+        return body
+
+    # -- the task ends ------------------------------------------------------------------------------
+    def cancel_for_task(self, conn: Connection, task_id: str, state: TaskState, reason: str) -> None:
+        """In the transaction that quarantines, ends or expires the task: its open approvals are
+        ``cancelled`` (audited ``approval.cancelled``); waiters here are woken."""
+        why = f"task {state.value}: {reason}"
+        cancelled = db.cancel_open_for_task(conn, task_id, reason=why, now=self.clock())
+        for a in cancelled:
+            self.audit.append(
+                conn,
+                "approval.cancelled",
+                actor="broker",
+                task_id=task_id,
+                outcome=ApprovalState.CANCELLED.value,
+                data={**self._facts(a), "reason": why, "was": a.state.value},
+            )
+        for a in cancelled:
+            self.signals.notify(a.approval_id)
+
     # -- approvers ----------------------------------------------------------------------------------
     def approve(self, approval_id: str, approver: str, reason: str) -> dict[str, Any]:
         a = self._actionable(approval_id, "approve")
@@ -228,6 +295,7 @@ class ApprovalService:
                 outcome="approved",
                 data={**self._facts(a), "reason": reason, "approvers": [v.approver for v in votes]},
             )
+        self.signals.notify(a.approval_id)
         return self.view(approval_id)
 
     def deny(self, approval_id: str, approver: str, reason: str) -> dict[str, Any]:
@@ -255,6 +323,7 @@ class ApprovalService:
                 outcome="denied",
                 data={**self._facts(a), "reason": reason},
             )
+        self.signals.notify(a.approval_id)
         return self.view(approval_id)
 
     def _actionable(self, approval_id: str, verb: str, also: tuple[ApprovalState, ...] = ()) -> Approval:
@@ -327,6 +396,8 @@ class ApprovalService:
             self._refused(agent, task, approval_id, f"approval expired at {a.expires_at.isoformat()}", a)
         if state is ApprovalState.COLLECTED:
             self._refused(agent, task, approval_id, "approval was already used (single use)", a)
+        if state is ApprovalState.CANCELLED:
+            self._refused(agent, task, approval_id, f"approval was cancelled: {a.decision_reason}", a)
         return state
 
     def consume(self, agent: Agent, task: Task, approval_id: str) -> None:

@@ -189,6 +189,25 @@ def consume(conn: Connection, approval_id: str, now: datetime) -> bool:
     return res.rowcount == 1
 
 
+def cancel_open_for_task(conn: Connection, task_id: str, *, reason: str, now: datetime) -> list[Approval]:
+    """Cancel the task's open (pending, or approved and not collected) approvals; returns those
+    this caller cancelled."""
+    rows = conn.execute(
+        select(t.approvals).where(and_(A.task_id == task_id, A.state.in_(OPEN), A.collected_at.is_(None)))
+    ).all()
+    cancelled = []
+    for a in map(_approval, rows):
+        res = conn.execute(
+            update(t.approvals)
+            .where(and_(A.approval_id == a.approval_id, A.state.in_(OPEN), A.collected_at.is_(None)))
+            .values(state=ApprovalState.CANCELLED.value, decided_by="broker", decision_reason=reason,
+                    decided_at=now)
+        )
+        if res.rowcount == 1:
+            cancelled.append(a)
+    return cancelled
+
+
 def record_collection(
     conn: Connection, approval_id: str, *, decision_id: str | None, grant_id: str | None, error: str | None
 ) -> None:
@@ -262,6 +281,22 @@ def resolve_review(
         .values(state=state.value, reviewer=reviewer, reason=reason, resolved_at=now)
     )
     return res.rowcount == 1
+
+
+def cancel_pending_reviews(conn: Connection, task_id: str, *, reason: str, now: datetime) -> list[Review]:
+    rows = conn.execute(
+        select(t.reviews).where(and_(R.task_id == task_id, R.state == ReviewState.PENDING.value))
+    ).all()
+    cancelled = []
+    for r in map(_review, rows):
+        res = conn.execute(
+            update(t.reviews)
+            .where(and_(R.review_id == r.review_id, R.state == ReviewState.PENDING.value))
+            .values(state=ReviewState.CANCELLED.value, reviewer="broker", reason=reason, resolved_at=now)
+        )
+        if res.rowcount == 1:
+            cancelled.append(r)
+    return cancelled
 
 
 def set_escalation(conn: Connection, review_id: str, escalation: dict[str, Any]) -> None:

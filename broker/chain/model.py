@@ -25,6 +25,8 @@ class StepKind(enum.StrEnum):
     LEAK = "leak_reported"
     REVIEW = "review_flagged"
     ESCALATION = "escalation"
+    DELEGATION = "delegation"  # this task handed a narrower sub-task to another agent
+    DELEGATE_ESCALATED = "delegate_escalated"  # a descendant task escalated
 
 
 EVENT_KINDS = (StepKind.PROMPT, StepKind.OUTPUT, StepKind.TOOL_CALL, StepKind.TOOL_RESULT)
@@ -42,6 +44,9 @@ class ChainStep:
     external: bool | None = None
     tier: Tier | None = None
     outcome: Outcome | None = None
+    # a credential request naming an approval (an agent collecting or polling a step-up):
+    # a repeat of a request already counted, never counted toward ``burst``
+    collection: bool = False
 
     @property
     def done(self) -> bool:

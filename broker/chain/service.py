@@ -21,13 +21,13 @@ from sqlalchemy import Connection
 from broker.audit import AuditLog
 from broker.chain import store as chain_store
 from broker.chain.config import ChainConfig, OnEscalation
-from broker.chain.detectors import ADMIN_REVOKE, LEAKED_SECRET, REVIEW_FLAGGED
+from broker.chain.detectors import ADMIN_REVOKE, DELEGATE_ESCALATED, LEAKED_SECRET, REVIEW_FLAGGED
 from broker.chain.model import ChainContext, ChainStep, Hit, StepKind
 from broker.chain.rules import ChainRules
 from broker.decisions import Decision
 from broker.errors import Conflict, Denied, InvalidInput, NotFound
 from broker.logging import get_logger
-from broker.models import Action, Agent, Outcome, Task, TaskState
+from broker.models import Action, Agent, Outcome, Task, TaskState, effective_profile
 from broker.secrets import Fingerprinter
 from broker.services.revocation import RevocationService
 from broker.store.repo import Store, utcnow
@@ -36,6 +36,10 @@ log = get_logger("nhi-broker.chain")
 LOCK_STRIPES = 64
 # what a finding summary may carry into the store and the audit trail (never the match itself)
 FINDING_KEYS = ("rule", "rule_id", "source", "location", "line", "offset", "kind", "event_id", "fingerprint")
+
+
+# chain entries that are not steps of this task's own work (the detectors do not count them)
+_NOT_STEPS = (StepKind.ESCALATION, StepKind.DELEGATION, StepKind.DELEGATE_ESCALATED)
 
 
 class Escalated(Denied):
@@ -84,8 +88,8 @@ class ChainService:
             profile = self.store.get_profile(conn, task.profile)
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
-        ctx = ChainContext(history=tuple(s for s in history if s.kind is not StepKind.ESCALATION),
-                           candidate=candidate, ceiling=profile.ceiling, now=utcnow())
+        ctx = ChainContext(history=tuple(s for s in history if s.kind not in _NOT_STEPS),
+                           candidate=candidate, ceiling=effective_profile(profile, task).ceiling, now=utcnow())
         for detector in self.rules.current.detectors:
             hit = detector.check(ctx)
             if hit is not None:
@@ -106,7 +110,7 @@ class ChainService:
         facts = self._resolve(action, resource)
         candidate = ChainStep(ref=decision.decision_id, kind=StepKind.CREDENTIAL_REQUEST, at=utcnow(),
                               action=action, resource=resource, tier=decision.tier, outcome=decision.outcome,
-                              **facts)
+                              collection=bool(decision.inputs.get("approval_id")), **facts)
         history = self.history(task.task_id)
         hit = self._detect(history, candidate, task)
         if hit is not None:
@@ -156,6 +160,8 @@ class ChainService:
         if self.on_escalated is not None:
             self.on_escalated(hit.detector)
         log.warning("task.escalated", task_id=task_id, detector=hit.detector, rule=hit.rule)
+        if task is not None and task.parent_task_id is not None:
+            self._report_to_parent(task.parent_task_id, task_id, hit, actor)
         if self.alerter is not None:
             self.alerter.send({"event": "task.escalated", "task_id": task_id, "agent": task.agent if task else None,
                                "task_state": state, "at": utcnow().isoformat(), **detail,
@@ -164,6 +170,21 @@ class ChainService:
         return {"task_id": task_id, "task_state": state, "detector": hit.detector,
                 "revocations_queued": report.queued, "revocations_completed": report.completed,
                 "revocations_pending": report.pending}
+
+    def _report_to_parent(self, parent_id: str, child_id: str, hit: Hit, actor: str) -> None:
+        """A delegated sub-task escalated: say so on the parent's chain; escalate the parent too
+        when ``chain.yaml`` says ``delegation.escalate_parent`` (the default)."""
+        with self.store.write() as conn:
+            ref, at = chain_store.add_event(conn, task_id=parent_id, kind=StepKind.DELEGATE_ESCALATED,
+                                            detail={"child_task_id": child_id, "detector": hit.detector})
+        with self.store.read() as conn:
+            parent = self.store.get_task(conn, parent_id)
+        if not self.config.delegation.escalate_parent or parent is None or parent.state is not TaskState.ACTIVE:
+            return
+        step = ChainStep(ref=ref, kind=StepKind.DELEGATE_ESCALATED, at=at)
+        self.escalate(parent_id, Hit(detector=DELEGATE_ESCALATED, steps=(step,),
+                                     reason=f"delegated task {child_id} escalated ({hit.detector})",
+                                     extra={"child_task_id": child_id}), actor=actor)
 
     def admin_revoke(self, task_id: str, reason: str, actor: str) -> dict[str, Any]:
         return self.escalate(task_id, Hit(detector=ADMIN_REVOKE, reason=reason, steps=()), actor=actor)

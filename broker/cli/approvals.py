@@ -31,6 +31,7 @@ def _call(
     body: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
 ) -> Any:
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.client import AdminClient, BrokerClientError
 
     token = os.environ.get("NHI_BROKER_ADMIN_TOKEN", "")
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def list_cmd(
         status: str = typer.Option(
-            "pending", "--status", help="pending|approved|denied|expired|collected|all"
+            "pending", "--status", help="pending|approved|denied|expired|collected|cancelled|all"
         ),
         url: str = UrlOption,
         data_dir: Path = DataDirOption,
@@ -130,7 +131,7 @@ def register(app: typer.Typer) -> None:
     @reviews_app.command("list")
     @handle_errors
     def reviews_list(
-        status: str = typer.Option("pending", "--status", help="pending|fine|flagged|all"),
+        status: str = typer.Option("pending", "--status", help="pending|fine|flagged|cancelled|all"),
         url: str = UrlOption,
         data_dir: Path = DataDirOption,
         as_json: bool = JsonOption,

@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
                no_checkpoints: bool = typer.Option(False, "--no-checkpoints",
                                                    help="Check the chain alone (cannot detect truncation).")) -> None:
         """Verify the audit trail: exit 1 when it was tampered with."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.audit.checkpoints import Checkpoint, parse
         from broker.audit.log import AuditLog
         from broker.audit.sinks import FileSink, build_sinks

@@ -17,7 +17,8 @@ import uvicorn
 from rich.console import Console
 
 from broker.cli._common import DataDirOption, handle_errors
-from broker.config import Settings, load_settings
+from broker.cli.startup import load_settings_file, startup_errors, translate_build_errors
+from broker.config import Settings
 from broker.errors import BrokerError
 from broker.logging import configure_logging
 from broker.secrets import Secret
@@ -36,8 +37,12 @@ def _admin_token(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+class _Stopped(Exception):
+    """SIGINT/SIGTERM after uvicorn's graceful shutdown: the run ends normally (exit 0)."""
+
+
+def _stop_on_signal(signum: int, frame: Any) -> None:
+    raise _Stopped(signum)
 
 
 def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = None,
@@ -52,7 +57,8 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
     from broker.container import Container
     from broker.runtime import Workers, start_workers
 
-    container = Container.build(settings)
+    with translate_build_errors(settings):
+        container = Container.build(settings)
     workers: Workers | None = None
     try:
         if on_ready is not None:
@@ -68,13 +74,17 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
                 if server.started:
                     on_listening(container)
             threading.Thread(target=announce, name="nhi-announce", daemon=True).start()
-        # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so every
-        # `finally` (workers, store, the OpenBao dev server) still runs
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; end the run normally so
+        # every `finally` (workers, store, the OpenBao dev server) runs and the exit status is 0
+        # (`make up` then reports no "Error 143"/"Error 130" after a clean stop)
+        previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run()
+        except _Stopped:
+            pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if not server.started:
             raise BrokerError(f"could not serve on {settings.host}:{settings.port} (port in use?)")
     finally:
@@ -94,7 +104,9 @@ def register(app: typer.Typer) -> None:
            port: int = typer.Option(8080, "--port", min=0, max=65535, help="API port on 127.0.0.1."),
            log_format: str = typer.Option("console", "--log-format", help="console | json")) -> None:
         """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
-        from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
+        from broker.demo import seed_kv, seed_openbao, seed_registry
+        from broker.demo_postgres import drop_demo_roles, seed_postgres
         from broker.openbao_server import start_dev_server
 
         configure_logging(log_format)
@@ -114,12 +126,13 @@ def register(app: typer.Typer) -> None:
             postgres_note: dict[str, str | None] = {}
 
             def ready(container: Any) -> None:
+                # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
                 from broker.backends.openbao_http import OpenBaoHTTP
 
                 http = OpenBaoHTTP(bao.address, bao.root_token)
                 seed_openbao(http)
                 seed_kv(http)
-                postgres_note["skipped"] = seed_postgres(http)
+                postgres_note["skipped"] = seed_postgres(http, data_dir=data_dir)
                 seed_registry(container, with_postgres=postgres_note["skipped"] is None)
 
             def listening(container: Any) -> None:
@@ -136,22 +149,34 @@ def register(app: typer.Typer) -> None:
         finally:
             up_json.unlink(missing_ok=True)
             bao.stop()
+            try:  # after OpenBao: its connections as the role are gone
+                dropped = drop_demo_roles(data_dir)
+            except Exception as exc:  # best effort on the way out
+                console.print(f"[yellow]could not drop the demo PostgreSQL roles: {type(exc).__name__}[/yellow]")
+            else:
+                if dropped:
+                    console.print(f"dropped the demo PostgreSQL roles {', '.join(dropped)}")
             console.print("[bold]nhi-broker stopped[/bold] (OpenBao dev server stopped too)")
 
     @app.command()
-    @handle_errors
-    def serve(config: Path = typer.Option(..., "--config", exists=True, dir_okay=False,
-                                          help="YAML settings file (see docs/operations.md)")) -> None:
-        """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers."""
-        settings = load_settings(config)
-        configure_logging(settings.log_format, settings.log_level)
-        run_server(settings, on_exit=report_backlog)
+    def serve(config: Path = typer.Option(..., "--config", dir_okay=False,
+                                          help="YAML settings file (see docs/operations.md)"),
+              debug: bool = typer.Option(False, "--debug", help="Print the traceback of a start-up error.")) -> None:
+        """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers.
+
+        A start-up error (bad YAML, a missing or invalid setting, an unreachable database or
+        OpenBao) prints one line naming the setting and exits 2."""
+        with startup_errors(debug):
+            settings = load_settings_file(config)
+            configure_logging(settings.log_format, settings.log_level)
+            run_server(settings, on_exit=report_backlog)
 
 
 def end_active_tasks(container: Any) -> ShutdownReport:
     """`up` only: the embedded OpenBao dies with the broker, and the credentials it issued into
     real systems (PostgreSQL roles) would outlive it. End every active task first, and say what
     was confirmed and what is still pending (and where it will complete)."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.cli import shutdown
 
     report = shutdown.end_active_tasks(container)
@@ -163,6 +188,7 @@ def end_active_tasks(container: Any) -> ShutdownReport:
 
 def report_backlog(container: Any) -> ShutdownReport:
     """`serve`: tasks outlive a replica; report the outbox backlog this replica leaves."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.cli import shutdown
 
     report = shutdown.outbox_backlog(container)

@@ -114,6 +114,7 @@ class AccessClaims:
     expires_at: datetime
     workload: dict[str, str]
     scope: tuple[str, ...] | None = None  # task profiles this token may open tasks under (None: all the agent's)
+    task_id: str | None = None  # a token for one delegated sub-task
 
 
 class AccessTokens:
@@ -123,21 +124,33 @@ class AccessTokens:
         self.max_ttl_seconds = max_ttl_seconds
 
     def mint(self, *, agent: str, workload_issuer: str, workload_subject: str, subject_expires_at: datetime,
-             human: VerifiedHuman | None, jkt: str | None, scope: tuple[str, ...] | None = None) -> AccessToken:
+             human: VerifiedHuman | None, jkt: str | None, scope: tuple[str, ...] | None = None,
+             delegated_by: tuple[str, ...] = (), task_id: str | None = None) -> AccessToken:
+        """``delegated_by``: the agents of the parent tasks, nearest first (the RFC 8693 ``act``
+        chain nests: this agent, acting for its parent's agent, ..., acting for the person);
+        ``task_id``: a token for one delegated sub-task, dead once that task stops."""
         now = int(time.time())
         exp = min(int(subject_expires_at.timestamp()), now + self.max_ttl_seconds)
         if exp <= now:
             _fail("subject token expires too soon to be exchanged")
-        principal = f"agent:{agent}"
+        chain = [f"agent:{a}" for a in (agent, *delegated_by)]
         claims: dict[str, Any] = {
             "iss": self.issuer, "aud": self.issuer, "iat": now, "nbf": now, "exp": exp,
             "jti": "at_" + secrets.token_hex(16), "agent": agent,
             "wid": {"iss": workload_issuer, "sub": workload_subject},
-            "sub": principal if human is None else human.subject,
+            # the principal on whose behalf: the person, else the outermost agent of the chain
+            "sub": human.subject if human is not None else chain[-1],
         }
+        actors = chain if human is not None else chain[:-1]
+        act: dict[str, Any] | None = None
+        for actor in reversed(actors):  # innermost (the calling agent) ends up outermost in the claim
+            act = {"sub": actor, **({"act": act} if act else {})}
+        if act is not None:
+            claims["act"] = act
         if human is not None:
-            claims["act"] = {"sub": principal}
             claims["human"] = human.to_dict()
+        if task_id is not None:
+            claims["task"] = task_id
         if jkt is not None:
             claims["cnf"] = {"jkt": jkt}
         if scope is not None:
@@ -169,4 +182,5 @@ class AccessTokens:
         return AccessClaims(agent=agent, jti=str(claims["jti"]), jkt=jkt, human=human,
                             expires_at=datetime.fromtimestamp(float(claims["exp"]), tz=UTC),
                             workload={k: str(v) for k, v in dict(wid or {}).items()},
-                            scope=tuple(scope.split()) if isinstance(scope, str) else None)
+                            scope=tuple(scope.split()) if isinstance(scope, str) else None,
+                            task_id=str(claims["task"]) if isinstance(claims.get("task"), str) else None)

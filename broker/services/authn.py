@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 from broker.audit import AuditLog
 from broker.errors import Unauthenticated
-from broker.identity.access_tokens import AccessTokens
+from broker.identity.access_tokens import AccessClaims, AccessTokens
 from broker.identity.dpop import DPoPVerifier
-from broker.models import Agent, VerifiedHuman
+from broker.models import Agent, TaskState, VerifiedHuman
 from broker.secrets import constant_time_equals
 from broker.services.auth_failures import AuthFailureLog
 from broker.store.repo import Store
@@ -44,6 +44,7 @@ class Principal:
     agent: Agent
     human: VerifiedHuman | None = None  # proven by an actor token at the exchange, never typed
     scope: tuple[str, ...] | None = None  # task profiles an exchanged token was narrowed to
+    task_id: str | None = None  # a token for one delegated sub-task only
 
 
 class AgentAuthenticator:
@@ -67,8 +68,8 @@ class AgentAuthenticator:
                           source: str = "", address: str = "") -> Principal:
         try:
             if not authorization:
-                raise Unauthenticated("missing credentials: send Authorization: Bearer <identity JWT> "
-                                      "or Authorization: DPoP <access token> with a DPoP proof")
+                raise Unauthenticated("missing bearer token: send Authorization: Bearer <identity JWT> "
+                                      "(or DPoP <access token> with a DPoP proof)")
             scheme, _, token = authorization.partition(" ")
             token = token.strip()
             if not token:
@@ -82,7 +83,7 @@ class AgentAuthenticator:
                 if claims.jkt is not None:
                     raise Unauthenticated("this access token is DPoP-bound: send Authorization: DPoP <token> "
                                           "with a DPoP proof")
-                return Principal(self._agent_named(claims.agent), claims.human, claims.scope)
+                return self._principal(claims)
             return Principal(self.agent_for(self.verifier.verify(token)))
         except Unauthenticated as exc:
             self.failures.record(reason=exc.message, address=address, path=source)
@@ -95,7 +96,17 @@ class AgentAuthenticator:
         thumbprint = self.dpop.verify(proof, method=method, url=url, access_token=token)
         if not constant_time_equals(thumbprint, claims.jkt):
             raise Unauthenticated("DPoP proof is signed by another key than the one the token is bound to")
-        return Principal(self._agent_named(claims.agent), claims.human, claims.scope)
+        return self._principal(claims)
+
+    def _principal(self, claims: AccessClaims) -> Principal:
+        if claims.task_id is not None:
+            # a sub-task's token dies with its task, on every replica (the state is in the store)
+            with self.store.read() as conn:
+                task = self.store.get_task(conn, claims.task_id)
+            if task is None or task.state is not TaskState.ACTIVE:
+                state = task.state.value if task is not None else "gone"
+                raise Unauthenticated(f"the task this access token was issued for is {state}")
+        return Principal(self._agent_named(claims.agent), claims.human, claims.scope, claims.task_id)
 
     def _agent_named(self, name: str) -> Agent:
         with self.store.read() as conn:

@@ -9,14 +9,14 @@ audit event — all in one transaction — and only then calls the backends. Wha
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
 
 from broker.audit import AuditLog
-from broker.backends.port import CredentialBackend
+from broker.backends.port import CredentialBackend, TaskScopedBackend
 from broker.errors import BrokerError, UpstreamUnavailable
 from broker.logging import get_logger
 from broker.models import TaskState
@@ -24,6 +24,11 @@ from broker.store import outbox
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.revocation")
+
+
+# (conn, task_id, new state, reason): runs inside the transaction that ended the task, e.g. to
+# cancel the task's open approvals and reviews (broker.approvals.wiring)
+TaskClosedHook = Callable[[Connection, str, TaskState, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +40,14 @@ class RevocationReport:
 
 
 class RevocationService:
-    def __init__(self, store: Store, audit: AuditLog, backends: Mapping[str, CredentialBackend]) -> None:
+    def __init__(self, store: Store, audit: AuditLog, backends: Mapping[str, CredentialBackend],
+                 on_task_closed: Sequence[TaskClosedHook] = ()) -> None:
         self.store = store
         self.audit = audit
         self.backends = backends
+        # optional capability, checked once: backends that keep per-task state in process
+        self._task_scoped = [b for b in backends.values() if isinstance(b, TaskScopedBackend)]
+        self.on_task_closed = tuple(on_task_closed)
         self._inflight: set[int] = set()
         self._inflight_lock = threading.Lock()
 
@@ -50,8 +59,10 @@ class RevocationService:
         marker), so the state change, the outbox rows and the audit event commit together."""
         queued = 0
         with self.store.write() as conn:
-            if from_states:
-                self.store.set_task_state(conn, task_id, state, reason, only_from=from_states)
+            if from_states and self.store.set_task_state(conn, task_id, state, reason, only_from=from_states) \
+                    and state is not TaskState.ACTIVE:
+                for hook in self.on_task_closed:
+                    hook(conn, task_id, state, reason)
             if in_transaction is not None:
                 in_transaction(conn)
             handles = self.store.handles(conn, task_id)
@@ -66,12 +77,27 @@ class RevocationService:
                 queued += 1
             self.audit.append(conn, audit_kind, actor=actor, task_id=task_id, outcome=state.value,
                               data={"reason": reason, "revocations_queued": queued, **dict(extra or {})})
-        for backend in self.backends.values():
-            forget = getattr(backend, "forget_task", None)
-            if forget is not None:
-                forget(task_id)
+        for backend in self._task_scoped:
+            backend.forget_task(task_id)
         completed, pending = self.process(task_id=task_id)
-        return RevocationReport(task_id=task_id, queued=queued, completed=completed, pending=pending)
+        report = RevocationReport(task_id=task_id, queued=queued, completed=completed, pending=pending)
+        if state is not TaskState.ACTIVE:
+            for child in self.cascade(task_id, state, reason, actor):
+                report = RevocationReport(task_id=task_id, queued=report.queued + child.queued,
+                                          completed=report.completed + child.completed,
+                                          pending=report.pending + child.pending)
+        return report
+
+    def cascade(self, task_id: str, state: TaskState, reason: str, actor: str) -> list[RevocationReport]:
+        """A task that stopped takes every delegated descendant with it, across every backend
+        (a crash in between is finished by the revocation worker: see
+        ``Store.active_children_of_inactive_parents``)."""
+        with self.store.read() as conn:
+            children = [c.task_id for c in self.store.child_tasks(conn, task_id) if c.state is TaskState.ACTIVE]
+        return [self.revoke_task(child, reason=f"parent task {task_id} is {state.value}: {reason}"[:500],
+                                 state=state, actor=actor, audit_kind="task.revoked",
+                                 extra={"cascade_from": task_id})
+                for child in children]
 
     def revoke_grant(self, grant: Mapping[str, Any], *, reason: str, actor: str) -> None:
         with self.store.write() as conn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -16,6 +16,8 @@ import structlog
 
 from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend, IssuedCredential, IssueRequest
+from broker.chain import store as chain_store
+from broker.chain.model import StepKind
 from broker.chain.view import chain_view
 from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
 from broker.errors import BrokerError, Conflict, Denied, InvalidInput, NotFound
@@ -24,6 +26,7 @@ from broker.models import (
     Action,
     Agent,
     DecisionId,
+    Delegation,
     GrantId,
     Outcome,
     Resource,
@@ -32,12 +35,14 @@ from broker.models import (
     TaskState,
     Tier,
     VerifiedHuman,
+    effective_profile,
 )
 from broker.secrets import Fingerprinter
 from broker.services.revocation import RevocationService
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.tasks")
+MAX_DELEGATION_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,7 @@ class TaskView:
     task: Task
     summary: ChainSummary
     chain: dict[str, Any]
+    delegations: list[dict[str, Any]]  # the tree of delegated sub-tasks
 
 
 class ChainGate(Protocol):
@@ -137,6 +143,68 @@ class TaskService:
                                     "expires_at": task.expires_at.isoformat()})
         return task
 
+    def delegate(self, agent: Agent, task_id: str, *, to_agent: str, actions: Sequence[str], ceiling: Tier,
+                 lifetime_seconds: int | None, purpose: str) -> Task:
+        """Hand a narrower sub-task to another registered agent: actions ⊆ the parent's, ceiling ≤
+        the parent's, lifetime ≤ the parent's remaining. Widening is refused with the reason."""
+        parent = self.task_for(agent, task_id)
+        now = datetime.now(UTC)
+        self.ensure_active(parent, now)
+        with self.store.read() as conn:
+            profile = self.store.get_profile(conn, parent.profile)
+            sub = self.store.get_agent(conn, to_agent)
+        if profile is None:
+            raise Conflict(f'task profile "{parent.profile}" no longer exists')
+        if sub is None:
+            raise InvalidInput("agent", f'"{to_agent}" is not a registered agent')
+        if sub.name == agent.name:
+            raise InvalidInput("agent", "a task cannot be delegated to its own agent")
+        mine = effective_profile(profile, parent)
+        wider = [a for a in actions if a not in mine.allowed_actions]
+        if wider or not actions:
+            raise Denied(f"delegation refused: actions must be a non-empty subset of this task's "
+                         f"{list(mine.allowed_actions)}; not allowed: {wider}", details={"reason": "widening"})
+        if ceiling.rank > mine.ceiling.rank:
+            raise Denied(f"delegation refused: ceiling {ceiling.value} is above this task's ceiling "
+                         f"{mine.ceiling.value}", details={"reason": "widening"})
+        remaining = int((parent.expires_at - now).total_seconds())
+        if lifetime_seconds is not None and lifetime_seconds > remaining:
+            raise Denied(f"delegation refused: lifetime {lifetime_seconds}s is longer than this task's remaining "
+                         f"{remaining}s", details={"reason": "widening"})
+        lifetime = min(lifetime_seconds or remaining, remaining)
+        child = Task(task_id=TaskId("tsk_" + uuid.uuid4().hex), agent=sub.name, profile=parent.profile,
+                     purpose=purpose, on_behalf_of=parent.on_behalf_of, state=TaskState.ACTIVE, created_at=utcnow(),
+                     expires_at=utcnow() + timedelta(seconds=lifetime), acting_for=parent.acting_for,
+                     parent_task_id=parent.task_id,
+                     delegation=Delegation(tuple(dict.fromkeys(actions)), ceiling, agent.name))
+        with self.store.write() as conn:
+            self.store.create_task(conn, child)
+            chain_store.add_event(conn, task_id=parent.task_id, kind=StepKind.DELEGATION,
+                                  detail={"child_task_id": child.task_id, "agent": sub.name,
+                                          "actions": list(child.delegation.actions) if child.delegation else [],
+                                          "ceiling": ceiling.value})
+            self.audit.append(conn, "task.delegated", actor=agent.name, task_id=parent.task_id, outcome="active",
+                              data={"child_task_id": child.task_id, "agent": sub.name, "actions": list(actions),
+                                    "ceiling": ceiling.value, "expires_at": child.expires_at.isoformat()})
+            self.audit.append(conn, "task.opened", actor=agent.name, task_id=child.task_id, outcome="active",
+                              data={"profile": child.profile, "purpose": purpose, "delegated_from": parent.task_id,
+                                    "agent": sub.name, "expires_at": child.expires_at.isoformat()})
+        return child
+
+    def tree(self, task_id: str) -> list[dict[str, Any]]:
+        """The delegation tree under a task (children, their children...), for the chain view."""
+        with self.store.read() as conn:
+            return self._tree(conn, task_id, depth=0)
+
+    def _tree(self, conn: Any, task_id: str, depth: int) -> list[dict[str, Any]]:
+        if depth >= MAX_DELEGATION_DEPTH:
+            return []
+        return [{"task_id": c.task_id, "agent": c.agent, "state": c.state.value,
+                 "actions": list(c.delegation.actions) if c.delegation else [],
+                 "ceiling": c.delegation.ceiling.value if c.delegation else None,
+                 "children": self._tree(conn, c.task_id, depth + 1)}
+                for c in self.store.child_tasks(conn, task_id)]
+
     def get(self, task_id: str) -> Task:
         with self.store.read() as conn:
             task = self.store.get_task(conn, task_id)
@@ -146,7 +214,7 @@ class TaskService:
 
     def view(self, task_id: str) -> TaskView:
         task = self.get(task_id)
-        return TaskView(task, self.chain_summary(task_id), chain_view(self.store, task_id))
+        return TaskView(task, self.chain_summary(task_id), chain_view(self.store, task_id), self.tree(task_id))
 
     def task_for(self, agent: Agent, task_id: str) -> Task:
         with self.store.read() as conn:
@@ -197,6 +265,7 @@ class TaskService:
             chain = self._chain(conn, task.task_id)
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
+        profile = effective_profile(profile, task)
         request = DecisionInput(
             decision_id=DecisionId("dec_" + uuid.uuid4().hex), agent=agent, profile=profile, task=task,
             action_name=action_name, resource_name=resource_name, action=self.catalog().get(action_name),
@@ -262,7 +331,17 @@ class TaskService:
         lengths.update(credential.extra.get("fingerprint_lengths") or {})
         fingerprints = list(dict.fromkeys([*lengths, *(credential.extra.get("fingerprints") or [])]))
         # the broker's own expiry is the tier's TTL even when the backend's is longer
-        expires_at = min(credential.expires_at, datetime.now(UTC) + timedelta(seconds=decision.ttl_seconds))
+        now = datetime.now(UTC)
+        expires_at = min(credential.expires_at, now + timedelta(seconds=decision.ttl_seconds))
+        # what was granted: the decision's TTL, or less when the backend capped it (recorded and
+        # returned, never silently different); and how long the backend itself honours it
+        granted = {"ttl_seconds": decision.ttl_seconds,
+                   "granted_ttl_seconds": max(0, round((expires_at - now).total_seconds())),
+                   "backend_ttl_seconds": max(0, round(((credential.backend_expires_at or credential.expires_at)
+                                                        - now).total_seconds()))}
+        if granted["granted_ttl_seconds"] < decision.ttl_seconds - 5:
+            log.warning("credential.ttl_capped_by_backend", backend=resource.kind, **granted)
+        credential = replace(credential, public={**credential.public, **granted})
         with self.store.write() as conn:
             if credential.task_handle is not None:
                 self.store.add_handle(conn, task.task_id, resource.kind, credential.task_handle)
@@ -279,7 +358,8 @@ class TaskService:
                                     "backend": resource.kind, "resource": resource.name, "action": action.name,
                                     "accessor": credential.accessor, "lease_id": credential.lease_id,
                                     "fingerprints": fingerprints, "expires_at": expires_at.isoformat(),
-                                    "uses": decision.uses})
+                                    "uses": decision.uses, **granted,
+                                    "revoke_at_expiry": bool(credential.revocation.get("revoke_at_expiry"))})
         for hook in self.on_issued:
             try:
                 hook(grant_id, task.task_id, agent.name, lengths)

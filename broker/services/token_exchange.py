@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from broker.audit import AuditLog
-from broker.errors import BrokerError, Unauthenticated
+from broker.errors import BrokerError, NotFound, Unauthenticated
 from broker.identity.access_tokens import AccessTokens
 from broker.identity.dpop import DPoPVerifier
 from broker.identity.verifier import VerifiedIdentity
-from broker.models import Agent, VerifiedHuman
+from broker.models import Agent, Task, TaskState, VerifiedHuman
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 MAX_FIELD = 8192
+MAX_CHAIN = 16  # delegation depth walked for the act chain
 
 
 class OAuthError(BrokerError):
@@ -45,6 +46,10 @@ class AgentResolver(Protocol):
     def agent_for(self, identity: VerifiedIdentity) -> Agent: ...
 
 
+class TaskLookup(Protocol):
+    def get(self, task_id: str) -> Task: ...
+
+
 @dataclass(frozen=True, slots=True)
 class TokenResponse:
     body: dict[str, Any]
@@ -53,9 +58,10 @@ class TokenResponse:
 class TokenExchangeService:
     def __init__(self, workloads: IdentityVerifierPort, agents: AgentResolver, humans: IdentityVerifierPort | None,
                  human_claims: Mapping[str, tuple[str, ...]], tokens: AccessTokens, dpop: DPoPVerifier,
-                 audit: AuditLog, *, require_dpop: bool) -> None:
+                 audit: AuditLog, tasks: TaskLookup, *, require_dpop: bool) -> None:
         self.workloads = workloads
         self.agents = agents
+        self.tasks = tasks
         self.humans = humans
         self.human_claims = human_claims
         self.tokens = tokens
@@ -114,6 +120,14 @@ class TokenExchangeService:
                 raise OAuthError("invalid_scope", f"scope names task profiles agent {agent.name!r} may not use: "
                                                   f"{', '.join(beyond)}; allowed: {', '.join(agent.profiles)}")
         human = self._human(form)
+        task_id: str | None = None
+        delegated_by: tuple[str, ...] = ()
+        if form.get("delegation"):
+            if human is not None:
+                raise OAuthError("invalid_request", "a delegated token acts for the parent task's person; "
+                                                    "send no actor_token with delegation")
+            task_id = form["delegation"]
+            human, delegated_by = self._delegation(task_id, agent)
         jkt = None
         if dpop_proof is not None:
             try:
@@ -124,16 +138,34 @@ class TokenExchangeService:
             raise OAuthError("invalid_dpop_proof", "a DPoP proof is required: send a DPoP header")
         token = self.tokens.mint(agent=agent.name, workload_issuer=identity.issuer,
                                  workload_subject=identity.subject, subject_expires_at=identity.expires_at,
-                                 human=human, jkt=jkt, scope=scope)
+                                 human=human, jkt=jkt, scope=scope, delegated_by=delegated_by, task_id=task_id)
         self.audit.record("token.exchanged", actor=agent.name, outcome="issued",
                           data={"workload": {"iss": identity.issuer, "sub": identity.subject},
                                 "acting_for": human.principal if human else None, "dpop_bound": token.bound,
+                                "task_id": task_id, "delegated_by": list(delegated_by),
                                 "expires_in": token.expires_in})
         body = {"access_token": token.token, "issued_token_type": ACCESS_TOKEN_TYPE,
                 "token_type": "DPoP" if token.bound else "Bearer", "expires_in": token.expires_in}
         if scope is not None:
             body["scope"] = " ".join(scope)
         return TokenResponse(body)
+
+    def _delegation(self, task_id: str, agent: Agent) -> tuple[VerifiedHuman | None, tuple[str, ...]]:
+        """The sub-task delegated to ``agent``: its verified person and the agents up the tree."""
+        try:
+            task = self.tasks.get(task_id)
+        except NotFound:
+            raise OAuthError("invalid_grant", "delegation: no such task") from None
+        if task.parent_task_id is None or task.agent != agent.name:
+            raise OAuthError("invalid_grant", f"delegation: task {task_id} was not delegated to agent {agent.name!r}")
+        if task.state is not TaskState.ACTIVE:
+            raise OAuthError("invalid_grant", f"delegation: task {task_id} is {task.state.value}")
+        chain: list[str] = []
+        node = task
+        while node.parent_task_id is not None and len(chain) < MAX_CHAIN:
+            node = self.tasks.get(node.parent_task_id)
+            chain.append(node.agent)
+        return task.acting_for, tuple(chain)
 
     def _human(self, form: Mapping[str, str]) -> VerifiedHuman | None:
         actor = form.get("actor_token")

@@ -77,7 +77,9 @@ tasks = Table(
     Column("state", String(16), nullable=False, index=True),
     Column("state_reason", Text),
     _ts("created_at"), _ts("expires_at"), _ts("ended_at", nullable=True),
-    Column("acting_for", JSON),  # the verified person (issuer, subject, attributes), migration 0009
+    Column("acting_for", JSON),  # the verified person (issuer, subject, attributes), migration 0010
+    Column("parent_task_id", String(64), index=True),  # delegated sub-tasks, migration 0012
+    Column("delegation", JSON),
 )
 
 # task-level handles a backend created (e.g. the OpenBao parent token's accessor)

@@ -51,6 +51,15 @@ def test_up_serves_demo_writes_up_json_and_stops_everything_on_sigterm(tmp_path)
                        headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 201
         task_id = r.json()["task_id"]
+        # --exchange: a reusable bearer access token from the running broker, with a warning
+        exchanged = subprocess.run([str(BIN / "nhi-broker"), "agent", "token", "demo-agent",
+                                    "--data-dir", str(data_dir), "--exchange"],
+                                   capture_output=True, text=True, check=True)
+        access = exchanged.stdout.strip()
+        assert "NOT bound to a key" in exchanged.stderr and access != token
+        for _ in range(2):  # reusable, unlike the single-use identity token
+            assert httpx.get(f"{info['url']}/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {access}"},
+                             timeout=30).status_code == 200
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode is not None

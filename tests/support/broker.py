@@ -17,7 +17,8 @@ from broker.backends.openbao_http import OpenBaoHTTP
 from broker.client import AdminClient, BrokerClient
 from broker.config import Settings
 from broker.container import Container
-from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
+from broker.demo import seed_kv, seed_openbao, seed_registry
+from broker.demo_postgres import drop_demo_roles, seed_postgres
 from broker.identity import DevIssuer
 from broker.openbao_server import OpenBaoServer
 from broker.runtime import Workers, revocation_worker
@@ -42,8 +43,8 @@ class RunningBroker:
     openbao: OpenBaoServer
     dev_issuer: DevIssuer
     clients: list[Any] = field(default_factory=list)
-
     workers: Workers = field(default_factory=Workers)
+    postgres: Any = None  # the server `demo-db` was configured against (its roles are dropped on stop)
 
     @property
     def revocation_worker(self) -> RevocationWorker:
@@ -74,6 +75,8 @@ class RunningBroker:
         self.thread.join(timeout=10)
         self.workers.stop()
         self.container.close()
+        if self.postgres is not None:
+            drop_demo_roles(self.data_dir, self.postgres.host, self.postgres.port)
 
 
 def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = "", workers: bool = True,
@@ -88,7 +91,8 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     http = OpenBaoHTTP(openbao.address, openbao.root_token)
     seed_openbao(http)
     seed_kv(http)
-    pg_skipped = seed_postgres(http, postgres.host, postgres.port) if postgres is not None else "not requested"
+    pg_skipped = (seed_postgres(http, postgres.host, postgres.port, data_dir=data_dir) if postgres is not None
+                  else "not requested")
     if postgres is not None and pg_skipped:
         raise RuntimeError(f"demo-db could not be configured: {pg_skipped}")
     seed_registry(container, with_postgres=pg_skipped is None)
@@ -107,4 +111,4 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
         time.sleep(0.02)
     return RunningBroker(container=container, server=server, thread=thread, url=f"http://127.0.0.1:{port}",
                          data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir),
-                         workers=running_workers)
+                         workers=running_workers, postgres=postgres)
