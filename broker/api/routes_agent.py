@@ -40,10 +40,13 @@ def open_task(body: TaskIn, caller: PrincipalDep, c: ContainerDep) -> dict[str, 
                         409: {"description": "task ended or quarantined"}})
 def delegate(task_id: str, body: DelegationIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
     """Hand a narrower sub-task to another registered agent. The sub-agent then exchanges its own
-    workload identity with ``delegation=<sub-task id>`` for a token bound to that sub-task."""
+    workload identity with ``delegation=<sub-task id>`` for a token bound to that sub-task. The
+    ``purpose`` is scanned like a task's (stored redacted; a broker-issued secret escalates)."""
+    purpose = screen(c.scanning, c.audit, agent, body.purpose, field="purpose", max_length=4000)
     child = c.tasks.delegate(agent, task_id, to_agent=body.agent, actions=body.actions, ceiling=body.ceiling,
-                             lifetime_seconds=body.lifetime_seconds, purpose=body.purpose)
-    return task_body(child)
+                             lifetime_seconds=body.lifetime_seconds, purpose=purpose.text)
+    return {**task_body(child), "findings": [finding_body(f, agent.name) for f in purpose.findings],
+            "leaks": list(purpose.leaks)}
 
 
 @router.get("/tasks/{task_id}")
