@@ -29,6 +29,7 @@ from support.broker import start_broker
 
 from broker.approvals.service import ApprovalService
 from broker.openbao_server import start_dev_server
+from broker.people.model import Caller, Role
 from tests.chain.tcp_proxy import BlackholeProxy
 
 
@@ -64,14 +65,19 @@ def long_poll(polls: int, base: Path) -> None:
     bao = start_dev_server(log_path=base / "bao-poll.log")
     running = start_broker(base / "poll", bao)
     c = running.container
-    other_replica = ApprovalService(c.store, c.audit, ttl_seconds=600)
+    other_replica = ApprovalService(c.store, c.audit, ttl_seconds=600, parties=c.people.parties)
+    # the approver is an authenticated person (docs/people.md), not a typed name
+    c.people.put("alice", display_name="", roles=[Role.APPROVER], identities=(), disabled=False,
+                 actor=Caller.system("bench"))
+    token, _ = c.people.create_token("alice", ttl_seconds=3600, description="bench", actor=Caller.system("bench"))
+    alice = c.people.authenticate(f"Bearer {token.reveal()}", source="bench")
     try:
         with httpx.Client(base_url=running.url, timeout=60) as http:
             def agent(method: str, path: str, body: dict | None = None) -> httpx.Response:
                 return http.request(method, path, json=body, headers={"Authorization": f"Bearer {running.token()}"})
 
-            for label, decide in (("same process", lambda a: c.approvals.approve(a, "alice", "ok")),
-                                  ("other replica", lambda a: other_replica.approve(a, "alice", "ok"))):
+            for label, decide in (("same process", lambda a: c.approvals.approve(a, alice, "ok")),
+                                  ("other replica", lambda a: other_replica.approve(a, alice, "ok"))):
                 lat = []
                 for _ in range(polls):
                     task = agent("POST", "/v1/tasks", {"profile": "demo", "purpose": "bench"}).json()["task_id"]

@@ -86,6 +86,14 @@ class GrantState(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class LeakAction(enum.StrEnum):
+    """What the broker did about one of its own secrets seen where it should not be."""
+
+    NONE = "none"  # the grant was no longer active
+    TASK_ESCALATED = "task_escalated"  # the grant revoked and its task escalated (leaked_secret)
+    GRANT_REVOKED = "grant_revoked"  # the task was no longer active: the grant alone revoked
+
+
 class FindingStatus(enum.StrEnum):
     """A scheduled scan's finding."""
 
@@ -110,13 +118,40 @@ class IdentityBinding:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerIdentity:
+    """An agent's bound owner (four-eyes compares it with the authenticated approver, never a typed
+    name): ``person`` (a registered person's name) or an OIDC ``issuer`` + ``subject``."""
+
+    person: str | None = None
+    issuer: str | None = None
+    subject: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.person is None) == (self.issuer is None or self.subject is None):
+            raise ValueError("an owner identity is either a person or an issuer and a subject")
+
+    def to_dict(self) -> dict[str, str]:
+        if self.person is not None:
+            return {"person": self.person}
+        assert self.issuer is not None and self.subject is not None
+        return {"issuer": self.issuer, "subject": self.subject}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> OwnerIdentity:
+        if raw.get("person"):
+            return cls(person=str(raw["person"]))
+        return cls(issuer=str(raw["issuer"]), subject=str(raw["subject"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Agent:
     name: str
-    owner: str
+    owner: str  # the accountable team or person, as text (display only)
     trust_level: TrustLevel
     bindings: tuple[IdentityBinding, ...]
     profiles: tuple[str, ...]
     description: str = ""
+    owner_identity: OwnerIdentity | None = None  # the bound owner; without it nothing is approvable
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +243,8 @@ class RiskAssessment:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
+    """An issued credential as the broker recorded it (never the secret: its fingerprints)."""
+
     grant_id: GrantId
     task_id: TaskId
     decision_id: DecisionId
@@ -220,6 +257,15 @@ class Grant:
     issued_at: datetime
     expires_at: datetime
     state: GrantState
+    revocation: Mapping[str, Any] = field(default_factory=dict)  # the backend's reference (opaque)
+    covered_by_task_handle: bool = False
+    public: Mapping[str, Any] = field(default_factory=dict)
+    secret_lengths: Mapping[str, int] = field(default_factory=dict)  # {fingerprint: length}
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state is GrantState.ACTIVE
 
 
 def effective_profile(profile: TaskProfile, task: Task) -> TaskProfile:

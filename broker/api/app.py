@@ -20,6 +20,7 @@ from broker.api import (
     routes_admin,
     routes_agent,
     routes_approvals,
+    routes_people,
     routes_rotation,
     routes_scans,
     routes_token,
@@ -28,7 +29,7 @@ from broker.api.docs import add_offline_docs
 from broker.api.limits import RequestGuard, ScanGate, TooManyRequests
 from broker.container import Container
 from broker.errors import BrokerError, Denied
-from broker.logging import get_logger
+from broker.logging import configure_logging, get_logger
 from broker.metrics import Metrics
 
 log = get_logger("nhi-broker.api")
@@ -100,6 +101,10 @@ def _request_id(scope: dict[str, Any]) -> str:
 
 
 def create_app(container: Container) -> FastAPI:
+    if not structlog.is_configured():
+        # structlog's own default renders rich tracebacks with local variables: slow under load
+        # (a 500 took over 15 s) and a secret in a frame would reach the log
+        configure_logging(container.settings.log_format, container.settings.log_level)
     app = FastAPI(title="nhi-broker", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Credential broker for non-human identities. See docs/api.md.")
     add_offline_docs(app)  # /docs and /redoc from the package's own assets (no CDN)
@@ -160,8 +165,8 @@ def create_app(container: Container) -> FastAPI:
         container.metrics.refresh(container.health.revocation_backlog())
         return PlainTextResponse(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    routers = [routes_agent.router, routes_admin.router, routes_approvals.router, routes_rotation.router,
-               routes_scans.router, routes_token.router]
+    routers = [routes_agent.router, routes_admin.router, routes_approvals.router, routes_people.router,
+               routes_rotation.router, routes_scans.router, routes_token.router]
     for router in routers:
         app.include_router(router)
     # innermost first: the guard (size, authentication, rates) runs before any body is read

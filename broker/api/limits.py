@@ -4,7 +4,8 @@ Order, for every request that matches a route:
 
 1. **size**: a ``Content-Length`` over the route's limit is 413 at once (default 1 MiB,
    ``limits.max_body_bytes``; per route ``limits.route_max_body_bytes``, e.g. ``/v1/scan``);
-2. **authentication**, from the headers alone: the admin token, or the agent's identity token
+2. **authentication**, from the headers alone: a person (the admin token, an API token or an ID
+   token; roles are checked by the route's dependencies), or the agent's identity token
    (verified in a worker thread; the agent found is handed to the route, so a token's ``jti`` is
    spent once). An address over its budget of failures (``limits.auth_failures_per_minute``) is
    429 with ``Retry-After`` before any token is looked at; each failure is one
@@ -41,7 +42,6 @@ from starlette.routing import Match
 
 from broker.config import LimitsSettings
 from broker.errors import BrokerError, InvalidInput, Unauthenticated
-from broker.secrets import constant_time_equals
 from broker.text import first_bad
 from broker.text import message as text_message
 
@@ -49,13 +49,12 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-AuthKind = Literal["admin", "agent"]
+AuthKind = Literal["person", "agent"]
 T = TypeVar("T")
 
 PRINCIPAL: Final = "nhi_principal"  # key in the ASGI scope's ``state``
 # routes that authenticate from the body (token exchange): their 400/401 answers count as failures
 TOKEN_ENDPOINTS: Final = frozenset({"/v1/token"})
-ADMIN_FAILURE: Final = "admin token missing or wrong"
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -265,8 +264,9 @@ class RequestGuard:
             raise TooManyRequests("too many failed authentications from this address; retry later", wait)
         c = self.container
         try:
-            if kind == "admin":
-                return admin_principal(c, authorization, path=path, address=address)
+            if kind == "person":  # the admin token, a person's API token or ID token (docs/people.md)
+                source = f"{scope['method']} {path}"
+                return await anyio.to_thread.run_sync(lambda: c.people.authenticate(authorization, source=source))
             return await anyio.to_thread.run_sync(lambda: agent_principal(c, scope, address=address))
         except Unauthenticated:
             self.auth_failures.hit(address)
@@ -376,14 +376,6 @@ def agent_principal(c: Any, scope: Scope, *, address: str) -> Any:
     return c.authenticator.authenticate_http(
         request.headers.get("authorization"), request.headers.get("dpop"), method=request.method,
         url=request_url(request, c.settings.token_exchange.public_url), source=request.url.path, address=address)
-
-
-def admin_principal(c: Any, authorization: str | None, *, path: str, address: str) -> str:
-    token = bearer(authorization)
-    if token is None or not constant_time_equals(token, c.settings.admin_token.get_secret_value()):
-        c.authenticator.failures.record(reason=ADMIN_FAILURE, address=address, path=path)
-        raise Unauthenticated(ADMIN_FAILURE)
-    return "admin"
 
 
 async def _read_body(receive: Receive, limit: int) -> Receive:

@@ -75,7 +75,8 @@ def complete(doc: dict[str, Any], routes: dict[tuple[str, str], APIRoute]) -> di
     components = doc.setdefault("components", {})
     components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     components["securitySchemes"] = {
-        "admin": {"type": "http", "scheme": "bearer", "description": "the broker's admin token"},
+        "person": {"type": "http", "scheme": "bearer",
+                   "description": "the admin token, or a person's API token or ID token (docs/people.md)"},
         "agent": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                   "description": "a workload identity token (single use: one jti per request)"},
     }

@@ -10,7 +10,15 @@ from fastapi.responses import JSONResponse
 
 from broker.api.deps import AgentDep, ContainerDep, PrincipalDep
 from broker.api.limits import ScanGate
-from broker.api.presenters import credential_body, event_body, finding_body, task_body, unwrap_report_body
+from broker.api.presenters import (
+    credential_body,
+    ended_task_body,
+    event_body,
+    finding_body,
+    leaks_body,
+    task_body,
+    unwrap_report_body,
+)
 from broker.api.schemas import CredentialIn, DelegationIn, EventIn, ScanIn, TaskIn
 from broker.approvals.waiting import MAX_WAIT_SECONDS
 from broker.chain.model import StepKind
@@ -32,7 +40,7 @@ def open_task(body: TaskIn, caller: PrincipalDep, c: ContainerDep) -> dict[str, 
                              body.lifetime_seconds, acting_for=caller.human, scope=caller.scope)
     screened = [purpose, *([for_whom] if for_whom else [])]
     return {**task_body(task), "findings": [finding_body(f, agent.name) for s in screened for f in s.findings],
-            "leaks": [leak for s in screened for leak in s.leaks]}
+            "leaks": leaks_body([leak for s in screened for leak in s.leaks])}
 
 
 @router.post("/tasks/{task_id}/delegations", status_code=201,
@@ -46,7 +54,7 @@ def delegate(task_id: str, body: DelegationIn, agent: AgentDep, c: ContainerDep)
     child = c.tasks.delegate(agent, task_id, to_agent=body.agent, actions=body.actions, ceiling=body.ceiling,
                              lifetime_seconds=body.lifetime_seconds, purpose=purpose.text)
     return {**task_body(child), "findings": [finding_body(f, agent.name) for f in purpose.findings],
-            "leaks": list(purpose.leaks)}
+            "leaks": leaks_body(purpose.leaks)}
 
 
 @router.get("/tasks/{task_id}")
@@ -110,9 +118,9 @@ async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep, request: Request)
         return Response(status_code=499)
     return {"findings": [finding_body(f, agent.name) for f in outcome.result.findings],
             "redacted_text": outcome.result.redacted_text,
-            "leaks": [{"action": leak["action"]} for leak in outcome.leaks]}
+            "leaks": leaks_body(outcome.leaks)}
 
 
 @router.delete("/tasks/{task_id}")
 def end_task(task_id: str, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
-    return c.tasks.end_task(agent, task_id)
+    return ended_task_body(c.tasks.end_task(agent, task_id))

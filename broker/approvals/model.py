@@ -12,11 +12,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NewType
 
-from broker.models import ApprovalId, Resource
+from broker.models import ApprovalId, Resource, TaskId, Tier
 
 ReviewId = NewType("ReviewId", str)
 
@@ -37,11 +38,6 @@ class ReviewState(enum.StrEnum):
     CANCELLED = "cancelled"  # its task was quarantined, ended or expired while it waited
 
 
-def normalise_name(name: str) -> str:
-    """Names compared for four-eyes: case and surrounding blanks do not make a new person."""
-    return " ".join(name.split()).casefold()
-
-
 def scope_hash(action: str, resource: Resource) -> str:
     scope = {
         "action": action,
@@ -59,41 +55,40 @@ def scope_hash(action: str, resource: Resource) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Vote:
-    approver: str
+    """One approver's decision: who (the authenticated subject, never a typed name), why, when."""
+
+    approver: str  # the audit actor of the authenticated approver, e.g. "person:alice"
+    subject: dict[str, Any]  # how they authenticated: via, issuer, subject, person, token_id
     reason: str
     at: datetime
-    owner: bool  # the approver is the agent's owner (cannot approve alone)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "approver": self.approver,
-            "reason": self.reason,
-            "at": self.at.isoformat(),
-            "owner": self.owner,
-        }
+        return {"approver": self.approver, "subject": dict(self.subject), "reason": self.reason,
+                "at": self.at.isoformat()}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Vote:
-        return cls(
-            str(raw["approver"]), str(raw["reason"]), datetime.fromisoformat(raw["at"]), bool(raw["owner"])
-        )
+        # rows written before people were authenticated carry a typed name and no subject
+        return cls(str(raw["approver"]), dict(raw.get("subject") or {"via": "typed_name (legacy)"}),
+                   str(raw["reason"]), datetime.fromisoformat(raw["at"]))
 
 
 @dataclass(frozen=True, slots=True)
 class Approval:
     approval_id: ApprovalId
-    task_id: str
+    task_id: TaskId
     agent: str
     owner: str
     action: str
     resource: str
     scope_hash: str
     decision_id: str
-    tier: str
+    tier: Tier
     reasons: tuple[str, ...]
     state: ApprovalState
     votes: tuple[Vote, ...]
     decided_by: str | None
+    decided_by_subject: dict[str, Any] | None
     decision_reason: str | None
     created_at: datetime
     expires_at: datetime
@@ -109,66 +104,26 @@ class Approval:
             return ApprovalState.EXPIRED
         return self.state
 
-    def to_dict(self, now: datetime) -> dict[str, Any]:
-        def iso(v: datetime | None) -> str | None:
-            return v.isoformat() if v else None
-
-        return {
-            "approval_id": self.approval_id,
-            "state": self.state_at(now).value,
-            "task_id": self.task_id,
-            "agent": self.agent,
-            "owner": self.owner,
-            "action": self.action,
-            "resource": self.resource,
-            "scope_hash": self.scope_hash,
-            "decision_id": self.decision_id,
-            "tier": self.tier,
-            "reasons": list(self.reasons),
-            "votes": [v.to_dict() for v in self.votes],
-            "decided_by": self.decided_by,
-            "decision_reason": self.decision_reason,
-            "created_at": iso(self.created_at),
-            "expires_at": iso(self.expires_at),
-            "decided_at": iso(self.decided_at),
-            "collected_at": iso(self.collected_at),
-            "collected_decision_id": self.collected_decision_id,
-            "grant_id": self.grant_id,
-            "collect_error": self.collect_error,
-        }
+    def as_of(self, now: datetime) -> Approval:
+        """The approval as shown at ``now`` (``expired`` once the window passed while open)."""
+        state = self.state_at(now)
+        return self if state is self.state else replace(self, state=state)
 
 
 @dataclass(frozen=True, slots=True)
 class Review:
     review_id: ReviewId
     decision_id: str
-    task_id: str
+    task_id: TaskId
     agent: str
     action: str
     resource: str
-    tier: str
+    tier: Tier
     grant_id: str | None
     state: ReviewState
-    reviewer: str | None
+    reviewer: str | None  # the audit actor of the authenticated reviewer, e.g. "person:dana"
+    reviewer_subject: dict[str, Any] | None
     reason: str | None
-    escalation: dict[str, Any] | None
+    escalation: Mapping[str, Any] | None
     created_at: datetime
     resolved_at: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "review_id": self.review_id,
-            "state": self.state.value,
-            "decision_id": self.decision_id,
-            "task_id": self.task_id,
-            "agent": self.agent,
-            "action": self.action,
-            "resource": self.resource,
-            "tier": self.tier,
-            "grant_id": self.grant_id,
-            "reviewer": self.reviewer,
-            "reason": self.reason,
-            "escalation": self.escalation,
-            "created_at": self.created_at.isoformat(),
-            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
-        }

@@ -7,11 +7,10 @@ leak: its grant is revoked and its task escalated, like anywhere else (``finding
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from broker.audit import AuditLog
 from broker.models import Agent
-from broker.services.scanning import LiveScanner
+from broker.services.scanning import Leak, LiveScanner
 from scanners.engine import Finding
 
 
@@ -19,7 +18,7 @@ from scanners.engine import Finding
 class Screened:
     text: str  # what may be stored: every secret replaced by its label
     findings: tuple[Finding, ...]  # presented per caller by the API
-    leaks: tuple[dict[str, Any], ...]
+    leaks: tuple[Leak, ...]
 
 
 def screen(scanning: LiveScanner, audit: AuditLog, agent: Agent, text: str, *, field: str,
@@ -32,5 +31,4 @@ def screen(scanning: LiveScanner, audit: AuditLog, agent: Agent, text: str, *, f
                  data={"source": field, "findings": [{"rule": f.rule_id, "fingerprint": f.fingerprint,
                                                       "line": f.line, "span": [f.start, f.end]}
                                                      for f in findings]})
-    leaks = tuple({"action": leak["action"]} for leak in outcome.leaks)
-    return Screened(outcome.result.redacted_text[:max_length], tuple(findings), leaks)
+    return Screened(outcome.result.redacted_text[:max_length], tuple(findings), tuple(outcome.leaks))

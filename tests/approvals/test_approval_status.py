@@ -111,14 +111,16 @@ def test_long_poll_sees_a_decision_taken_on_another_replica(api, approvals_broke
     task_id = api.open_task("long-poll, other replica")
     approval_id = api.step_up(task_id)
     c = approvals_broker.container
-    other_replica = ApprovalService(c.store, c.audit, ttl_seconds=600)  # its own in-process signals
+    # its own in-process signals
+    other_replica = ApprovalService(c.store, c.audit, ttl_seconds=600, parties=c.people.parties)
+    alice = c.people.authenticate(f"Bearer {api.people.tokens['alice']}", source="test")
     signals = c.approvals.signals
     waiting_before = signals.waiting()
     answer: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: answer.update(status(api, task_id, approval_id, wait=30).json()))
     thread.start()
     _until(lambda: signals.waiting() > waiting_before, "the long-poll is waiting")
-    other_replica.approve(approval_id, "alice", "approved elsewhere")
+    other_replica.approve(approval_id, alice, "approved elsewhere")
     thread.join(timeout=60)
     assert answer["state"] == "approved"
 

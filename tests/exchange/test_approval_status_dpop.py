@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from broker.client import BrokerClient
+from broker.client import AdminClient, BrokerClient
 from tests.exchange.test_token_exchange import svid
 
 pytestmark = pytest.mark.openbao
@@ -21,8 +21,13 @@ def test_the_python_client_waits_for_an_approval_over_dpop(xbroker, issuers):
         assert approval_id
         assert client.approval_status(task_id, approval_id)["state"] == "pending"
         assert client.approval_status(task_id, approval_id, wait=1)["state"] == "pending"
-        approved: dict[str, Any] = xbroker.admin().request(
-            "POST", f"/v1/approvals/{approval_id}/approve", {"approver": "alice", "reason": "invoice 4711"})
+        admin = xbroker.admin()
+        admin.request("PUT", "/v1/admin/people/alice", {"roles": ["approver"]})
+        token = admin.request("POST", "/v1/admin/people/alice/tokens", {"ttl_seconds": 600})["token"]
+        alice = AdminClient(xbroker.url, token)  # a person's bearer client: the approver is alice
+        xbroker.clients.append(alice)
+        approved: dict[str, Any] = alice.request(
+            "POST", f"/v1/approvals/{approval_id}/approve", {"reason": "invoice 4711"})
         assert approved["state"] == "approved"
         assert client.approval_status(task_id, approval_id, wait=30)["state"] == "approved"
         cred = client.request_credential(task_id, "payments.charge", "prod-payments", approval_id)

@@ -92,12 +92,12 @@ def test_auth_failures_from_one_address_are_429_with_retry_after(limited) -> Non
     admin = httpx.get(f"{limited.url}/v1/admin/agents", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert admin.status_code == 429
     rows = [e for e in limited.container.audit.events(kind="auth.failed", limit=100)
-            if e["data"].get("reason") == "identity token is malformed"]
-    assert len(rows) == 1 and rows[0]["data"]["address"] == "127.0.0.1"  # one row, not five
+            if e.data.get("reason") == "identity token is malformed"]
+    assert len(rows) == 1 and rows[0].data["address"] == "127.0.0.1"  # one row, not five
     limited.container.authenticator.failures.flush()
     rows = [e for e in limited.container.audit.events(kind="auth.failed", limit=100)
-            if e["data"].get("reason") == "identity token is malformed"]
-    assert [r["data"].get("count") for r in rows] == [None, 4]
+            if e.data.get("reason") == "identity token is malformed"]
+    assert [r.data.get("count") for r in rows] == [None, 4]
 
 
 def test_refused_token_exchanges_count_as_auth_failures(limited) -> None:
@@ -117,7 +117,7 @@ def test_auth_failed_rows_are_aggregated_per_source_and_interval(broker) -> None
     now[0] = 61.0
     log.record(reason="identity token is expired", address="203.0.113.7", path="/v1/tasks")  # next window
     rows = broker.container.audit.events(kind="auth.failed", limit=10000)[before:]
-    assert [(r["data"]["address"], r["data"].get("count")) for r in rows] == [
+    assert [(r.data["address"], r.data.get("count")) for r in rows] == [
         ("203.0.113.7", None), ("203.0.113.8", None), ("203.0.113.7", 999), ("203.0.113.7", None)]
 
 
