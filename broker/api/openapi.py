@@ -3,7 +3,8 @@
 FastAPI documents 200/201 and 422 from the signatures; the rest comes from how the broker works,
 so it is added here in one place, from the routes themselves:
 
-- 401 (and 429, too many failed authentications) on every operation that authenticates;
+- 401 (and 429, too many failed authentications) on every operation that authenticates; 403
+  (``role_required``) where a person's role is checked;
 - 404 on every operation with a path parameter (the named thing may not exist);
 - 409 where a conflict can happen (a task that ended or is quarantined, a profile still in use,
   an approval no longer pending, a rotation or scan already running): :data:`CONFLICTS`;
@@ -91,6 +92,8 @@ def complete(doc: dict[str, Any], routes: dict[tuple[str, str], APIRoute]) -> di
             kind = auth_kind(route) if route is not None else None
             if path in TOKEN_ENDPOINTS:
                 add(429, "too many refused exchanges from this source (Retry-After)")
+            if kind == "person":
+                add(403, "role_required: the person lacks the role this operation needs (docs/people.md)")
             if kind is not None:
                 op["security"] = [{kind: []}]
                 add(401, "identity missing or not accepted (audited as auth.failed)")
