@@ -20,6 +20,7 @@ from broker.api import (
     routes_admin,
     routes_agent,
     routes_approvals,
+    routes_gateway,
     routes_people,
     routes_rotation,
     routes_scans,
@@ -33,6 +34,7 @@ from broker.logging import configure_logging, get_logger
 from broker.metrics import Metrics
 
 log = get_logger("nhi-broker.api")
+GATEWAY_ROUTE = "/v1/tasks/{task_id}/gateway/{resource}/{path}"
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -166,13 +168,16 @@ def create_app(container: Container) -> FastAPI:
         return PlainTextResponse(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     routers = [routes_agent.router, routes_admin.router, routes_approvals.router, routes_people.router,
-               routes_rotation.router, routes_scans.router, routes_token.router]
+               routes_rotation.router, routes_scans.router, routes_token.router, routes_gateway.router]
     for router in routers:
         app.include_router(router)
     # innermost first: the guard (size, authentication, rates) runs before any body is read
     api_routes = [r for r in (*app.router.routes, *(r for router in routers for r in router.routes))
                   if isinstance(r, APIRoute)]
     openapi.install(app, api_routes)
-    app.add_middleware(RequestGuard, container=container, routes=api_routes, limits=limits)
+    # the gateway forwards bodies up to its own limit (gateway.max_request_bytes)
+    gateway_limit = {GATEWAY_ROUTE: container.settings.gateway.max_request_bytes}
+    guard_limits = limits.model_copy(update={"route_max_body_bytes": {**gateway_limit, **limits.route_max_body_bytes}})
+    app.add_middleware(RequestGuard, container=container, routes=api_routes, limits=guard_limits)
     app.add_middleware(_RequestContext, metrics=container.metrics)
     return app

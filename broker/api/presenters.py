@@ -244,6 +244,8 @@ def chain_body(chain: ChainRecords) -> dict[str, Any]:
         step: dict[str, Any] = {"kind": e.kind.value, "ref": e.event_id}
         if e.kind is StepKind.ESCALATION:
             step.update(e.detail)
+        elif e.kind is StepKind.GATEWAY_CALL:  # method, path template, status, byte counts
+            step.update({"action": e.action, "resource": e.resource, "gateway": dict(e.detail)})
         else:
             step.update({"action": e.action, "resource": e.resource, "text_length": e.text_length,
                          "text_fingerprint": e.text_fingerprint})

@@ -28,6 +28,7 @@ class StepKind(enum.StrEnum):
     ESCALATION = "escalation"
     DELEGATION = "delegation"  # this task handed a narrower sub-task to another agent
     DELEGATE_ESCALATED = "delegate_escalated"  # a descendant task escalated
+    GATEWAY_CALL = "gateway_call"  # the gateway made a call for the task (its decision is the step before)
 
 
 EVENT_KINDS = (StepKind.PROMPT, StepKind.OUTPUT, StepKind.TOOL_CALL, StepKind.TOOL_RESULT)

@@ -38,8 +38,9 @@ LOCK_STRIPES = 64
 FINDING_KEYS = ("rule", "rule_id", "source", "location", "line", "offset", "kind", "event_id", "fingerprint")
 
 
-# chain entries that are not steps of this task's own work (the detectors do not count them)
-_NOT_STEPS = (StepKind.ESCALATION, StepKind.DELEGATION, StepKind.DELEGATE_ESCALATED)
+# chain entries that are not steps of this task's own work (the detectors do not count them); a
+# gateway call's decision is already a credential-request step, its call record is not counted twice
+_NOT_STEPS = (StepKind.ESCALATION, StepKind.DELEGATION, StepKind.DELEGATE_ESCALATED, StepKind.GATEWAY_CALL)
 
 
 class Escalated(Denied):

@@ -38,6 +38,7 @@ def _store_records(
     # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from sqlalchemy.exc import SQLAlchemyError
 
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.chain import store as chain_store
     from broker.errors import BrokerError, InvalidInput
     from broker.store.db import make_engine
