@@ -39,6 +39,7 @@ from broker.metrics import Metrics
 from broker.people.service import PeopleService, token_key
 from broker.policy import PolicyHolder
 from broker.secrets import Fingerprinter, Secret
+from broker.services.auth_failures import AuthFailureLog
 from broker.services.authn import AgentAuthenticator
 from broker.services.events import EventService
 from broker.services.health import HealthService
@@ -123,7 +124,7 @@ class Container:
         token_backend.bootstrap()
         backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend, policies.catalog))
         metrics = Metrics()
-        approval_notifier = _webhook(settings.approval_webhook_url, settings)
+        approval_notifier = _webhook(settings.approval_webhook_url, settings, field="approval_webhook_url")
         people = PeopleService(store, audit, token_key=token_key(key),
                                admin_token=Secret(settings.admin_token.get_secret_value()),
                                sign_in=_sign_in_verifier(settings, store),
@@ -137,7 +138,7 @@ class Container:
         revocations = RevocationService(store, audit, backends, on_task_closed=(
             approvals.cancel_for_task,
             lambda conn, task_id, state, reason: reviews.cancel_for_task(conn, task_id, state, reason)))
-        alerter = _webhook(settings.alert_webhook_url, settings)
+        alerter = _webhook(settings.alert_webhook_url, settings, field="alert_webhook_url")
         chain = ChainService(store, audit, revocations, chain_rules, policies.catalog, fingerprint,
                              task_locks(settings), alerter=alerter,
                              on_escalated=lambda detector: metrics.escalations.labels(detector).inc())
@@ -146,7 +147,8 @@ class Container:
             Kind.KV_GENERATED: KvGeneratedPlaybook(kv, fingerprint),
             Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(openbao),
             Kind.DATABASE_ROOT: DatabaseRootPlaybook(openbao),
-            Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(),  # the broker's AWS credentials: boto3's standard chain
+            # the broker's AWS credentials: boto3's standard chain; endpoints under the outbound policy
+            Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(outbound=settings.outbound_policy()),
         })
         known = KnownSecretIndex(key)
         # the live scanner and the task service meet in two directions: issuance feeds the
@@ -168,7 +170,8 @@ class Container:
         access = AccessTokens(signing_key, issuer=settings.token_issuer(),
                               max_ttl_seconds=settings.token_exchange.max_ttl_seconds)
         dpop = DPoPVerifier(StoreReplayGuard(store), DPoPSettings(settings.token_exchange.dpop_iat_window_seconds))
-        authenticator = AgentAuthenticator(workloads, store, audit, access, dpop)
+        authenticator = AgentAuthenticator(workloads, store, audit, access, dpop, AuthFailureLog(
+            audit, interval_seconds=settings.limits.auth_failed_audit_interval_seconds))
         credentials = CredentialFlow(tasks, approvals, reviews, chain, metrics)
         return cls(
             settings=settings, store=store, audit=audit, fingerprint=fingerprint, fingerprint_key=key,
@@ -205,6 +208,7 @@ class Container:
                 hook.close(timeout=2.0)
         self.chain.locks.close()
         self.gateway.close()
+        self.authenticator.failures.flush()  # counts of aggregated auth.failed events
         self.store.engine.dispose()
 
 
@@ -214,8 +218,10 @@ def task_locks(settings: Settings) -> TaskLocks:
     return PostgresTaskLocks(url) if url.startswith("postgresql") else LocalTaskLocks()
 
 
-def _webhook(url: str | None, settings: Settings) -> WebhookAlerter | None:
-    return WebhookAlerter(url, timeout=settings.alert_webhook_timeout_seconds) if url else None
+def _webhook(url: str | None, settings: Settings, *, field: str) -> WebhookAlerter | None:
+    """A webhook under the outbound policy: checked now, and before each delivery (names resolved)."""
+    return WebhookAlerter(url, timeout=settings.alert_webhook_timeout_seconds, policy=settings.outbound_policy(),
+                          field=field) if url else None
 
 
 def _approval_notify(hook: WebhookAlerter | None, settings: Settings) -> Notifier | None:
@@ -236,7 +242,8 @@ def _human_verifier(settings: Settings, store: Store) -> IdentityVerifier | None
     """People (actor tokens of a token exchange) come from their own issuers, never the agents'."""
     if not settings.human_issuers:
         return None
-    return IdentityVerifier([_issuer_config(i) for i in settings.human_issuers], StoreReplayGuard(store))
+    return IdentityVerifier([_issuer_config(i) for i in settings.human_issuers], StoreReplayGuard(store),
+                            outbound=settings.outbound_policy())
 
 
 def _sign_in_verifier(settings: Settings, store: Store) -> IdentityVerifier | None:
@@ -251,4 +258,4 @@ def _verifier(settings: Settings, store: Store) -> IdentityVerifier:
     configs = [_issuer_config(i) for i in settings.issuers]
     if settings.dev_issuer:
         configs.append(DevIssuer.load_or_create(settings.data_dir).issuer_config())
-    return IdentityVerifier(configs, StoreReplayGuard(store))
+    return IdentityVerifier(configs, StoreReplayGuard(store), outbound=settings.outbound_policy())

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -126,7 +127,10 @@ def register(app: typer.Typer) -> None:
         bao = start_dev_server(log_path=data_dir / "openbao.log")
         up_json = data_dir / "up.json"
         try:
+            # `files` scan jobs may read the working directory and the system temp directory
+            # (never the data dir: broker/pathpolicy.py)
             settings = Settings(dev_mode=True, data_dir=data_dir, port=port, dev_issuer=True,
+                                scan_roots=[Path.cwd(), Path(tempfile.gettempdir())],
                                 admin_token=_admin_token(data_dir), log_format=log_format,  # type: ignore[arg-type]
                                 openbao={"addr": bao.address, "token": bao.root_token.reveal()})  # type: ignore[arg-type]
             url = f"http://127.0.0.1:{port}"

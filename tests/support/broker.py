@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,10 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     if database_url.startswith("postgresql"):  # a shared store needs a configured, shared key
         overrides.setdefault("fingerprint_key", FINGERPRINT_KEY)
         overrides.setdefault("audit", {"key": AUDIT_KEY})
+    overrides.setdefault("scan_roots", [tempfile.gettempdir()])  # like `up`: tests plant files in tmp
+    # every test shares 127.0.0.1 and many provoke failed logins on purpose: the per-address budget
+    # is the limiter tests' to set (tests/security/test_limits.py passes its own limits)
+    overrides.setdefault("limits", {"auth_failures_per_minute": 100_000})
     settings = Settings(dev_mode=True, data_dir=data_dir, database_url=database_url, dev_issuer=True,
                         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
                         openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},  # type: ignore[arg-type]
