@@ -77,8 +77,14 @@ def kubernetes_secret(text: str, path: str | None) -> list[Detection]:
         if _K8S_KIND.search(doc):
             for block in _K8S_BLOCK.finditer(doc):
                 encoded = block.group(1) == "data"
+                # the keys are the block's first indentation level; deeper lines belong to a
+                # multi-line value (a config file in `stringData: {app.yaml: |}`), not keys
+                indents = [len(line) - len(line.lstrip()) for line in block.group(2).splitlines() if line.strip()]
+                top = min(indents, default=0)
                 for m in _K8S_ENTRY.finditer(block.group(2)):
                     key, value = m.group(1), m.group(2)
+                    if len(m.group(0)) - len(m.group(0).lstrip()) != top:
+                        continue
                     if _NOT_SECRET_KEYS.search(key) or not _is_value(value):
                         continue
                     decoded = _b64_text(value) if encoded else value

@@ -89,7 +89,7 @@ def test_gateway_redacts_a_third_party_secret_without_escalating(api):
     task = api.open_task()
     resp = api.call(task, "GET", "crm-api", "/v1/third-party")
     assert resp.status_code == 200, resp.text
-    assert "AKIAQWERTYUIOPASDFGH" not in resp.text and resp.headers["x-nhi-redactions"] == "1"
+    assert "AKIAQWERTYUIOPASDFGH" not in resp.text and resp.headers["x-nhi-redactions"] == "1"  # nhi-broker: allow
     assert "x-nhi-task-escalated" not in resp.headers and api.task_state(task) == "active"
 
 

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.openbao, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 KV_PATH = "gateway/mcp-crm"
-API_KEY = "mcp-crm-key-4f1d2c9a8b7e6d5c"
+API_KEY = "mcp-crm-key-4f1d2c9a8b7e6d5c"  # nhi-broker: allow (the test upstream's key)
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,8 @@ class Upstream:
                         ).encode(),
                     )
                 elif path == "/api/v1/third-party":  # a secret the broker did not issue
-                    self._answer(200, b'{"config": "aws_access_key_id = AKIAQWERTYUIOPASDFGH"}')
+                    planted = b'{"config": "aws_access_key_id = AKIAQWERTYUIOPASDFGH"}'  # nhi-broker: allow
+                    self._answer(200, planted)
                 elif path == "/api/v1/redirect":
                     self._answer(302, b"", extra={"Location": "http://example.org/steal"})
                 elif path == "/api/v1/slow":  # answers, then drips its body slower than the gateway waits
