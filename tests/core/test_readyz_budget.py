@@ -45,7 +45,7 @@ def test_readyz_is_unready_within_its_budget_when_openbao_hangs(openbao, tmp_pat
                                                          f"unavailable: OpenBao at {proxy.address} is unreachable")
                 assert took < BUDGET + TOLERANCE, f"/readyz took {took:.1f}s with a {BUDGET}s budget"
             hanging = [t for t in threading.enumerate() if t.name.startswith("readyz-backend.")]
-            assert len(hanging) <= 3  # at most one thread per check, however often it is probed
+            assert len(hanging) <= len(running.container.backends)  # one thread per check, however often probed
             proxy.hold.clear()
             deadline = time.monotonic() + 30
             while http.get("/readyz").status_code != 200:

@@ -78,9 +78,9 @@ def test_store_replay_of_the_unchanged_bundle_reproduces_every_chain_decision(br
 def test_store_replay_with_since_still_sees_the_earlier_chain(broker, chain_traffic):
     with broker.container.store.read() as conn:
         decision = broker.container.store.decisions(conn, limit=100000)
-    burst_row = next(r for r in decision if r["decision_id"] == chain_traffic["burst"])
+    burst_row = next(r for r in decision if r.decision_id == chain_traffic["burst"])
     output = _run("--bundle", str(DEFAULT_BUNDLE), "--data-dir", str(broker.data_dir),
-                  "--since", burst_row["created_at"].isoformat() + ("" if burst_row["created_at"].tzinfo else "+00:00"))
+                  "--since", burst_row.created_at.isoformat() + ("" if burst_row.created_at.tzinfo else "+00:00"))
     assert re.search(r"replayed \d+: 0 changed", output), output
 
 
@@ -103,7 +103,7 @@ def test_a_candidate_chain_config_changes_exactly_the_decisions_it_should(broker
 
 def test_jsonl_replay_rebuilds_the_chain_from_the_records_in_the_file(broker, chain_traffic):
     with broker.container.store.read() as conn:
-        records = [dict(r["record"]) for r in broker.container.store.decisions(conn, limit=100000)]
+        records = [dict(r.record) for r in broker.container.store.decisions(conn, limit=100000)]
     bundle = load_bundle(DEFAULT_BUNDLE)
     engine = CedarDecisionEngine(bundle)
     without_chain = replay(records, engine)
