@@ -11,14 +11,24 @@ import pytest
 sys.path.append(str(Path(__file__).parent))  # for `support`; never ahead of the real packages
 
 from support.broker import RunningBroker, start_broker
+from support.ports import free_port
 
+from broker.logging import configure_logging
 from broker.openbao_server import OpenBaoServer, start_dev_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker_logging() -> None:
+    """Logs as the broker's runners configure them (``serve``'s default, JSON), in every test
+    process whatever order its tests run in. Unconfigured, structlog renders an exception with
+    rich and every frame's locals: seconds per 500 on a busy machine, so a test's client timed out."""
+    configure_logging("json")
 
 
 @pytest.fixture(scope="session")
 def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBaoServer]:
     log = tmp_path_factory.mktemp("openbao") / "bao.log"
-    server = start_dev_server(log_path=log)
+    server = start_dev_server(port=free_port(pair=True), log_path=log)
     yield server
     server.stop()
 
