@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from support.broker import ADMIN_TOKEN, RunningBroker, start_broker
+from support.wait import DEADLINE, HTTP_TIMEOUT
 from support.webhook import WebhookRecorder
 
 
@@ -16,7 +17,7 @@ class ApprovalWebhook(WebhookRecorder):
     def __init__(self) -> None:
         super().__init__("/approvals")
 
-    def wait_for_approval(self, approval_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    def wait_for_approval(self, approval_id: str, timeout: float = DEADLINE) -> dict[str, Any]:
         return self.wait_for("approval_id", approval_id, timeout)
 
 
@@ -41,7 +42,7 @@ class Api:
 
     def __init__(self, broker: RunningBroker) -> None:
         self.broker = broker
-        self.http = httpx.Client(base_url=broker.url, timeout=15)
+        self.http = httpx.Client(base_url=broker.url, timeout=HTTP_TIMEOUT)
 
     def agent(
         self, method: str, path: str, body: dict[str, Any] | None = None, subject: str = "demo-agent"

@@ -38,7 +38,7 @@ def free_port(*, pair: bool = False) -> int:
     """A free loopback port (``pair``: P and P+1 both free, for servers that also bind P+1)."""
     candidates = _slice()
     for _ in range(500):
-        port = random.choice(candidates)  # noqa: S311 - not security relevant
+        port = random.choice(candidates)
         if _bindable(port) and (not pair or _bindable(port + 1)):
             return port
     raise RuntimeError(f"no free loopback port in {candidates.start}-{candidates.stop}")
