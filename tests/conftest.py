@@ -54,6 +54,31 @@ def pg_server():
     found.stop()
 
 
+@pytest.fixture(scope="session")
+def private_pg():
+    """A private PostgreSQL cluster of this test process (never the shared 127.0.0.1:5432) where
+    every role but ``postgres`` logs in with a SCRAM password. For tests that configure roles
+    other processes also configure (``nhi-broker up`` sets ``nhi_openbao``'s password on the shared
+    server), and for tests where "the old password no longer works" must be a real check."""
+    import os
+
+    from support.postgres import find_or_start
+
+    before = os.environ.get("NHI_TEST_PG_PRIVATE")
+    os.environ["NHI_TEST_PG_PRIVATE"] = "1"
+    try:
+        found = find_or_start()
+    finally:
+        if before is None:
+            os.environ.pop("NHI_TEST_PG_PRIVATE", None)
+        else:
+            os.environ["NHI_TEST_PG_PRIVATE"] = before
+    if isinstance(found, str):
+        pytest.skip(f"no private PostgreSQL cluster: {found}")
+    yield found
+    found.stop()
+
+
 @pytest.fixture()
 def pg_database(pg_server):
     """A fresh, empty database on the real server; dropped afterwards. Yields a SQLAlchemy URL."""

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.openbao]
 
@@ -73,7 +74,8 @@ resource "nhibroker_agent" "a" {
 def test_terraform_manages_agents_profiles_and_resources_through_their_whole_lifecycle(
         broker_up, tf_workspace) -> None:
     started = time.monotonic()
-    admin = httpx.Client(base_url=broker_up.url, headers={"Authorization": f"Bearer {broker_up.admin_token}"})
+    admin = httpx.Client(base_url=broker_up.url, headers={"Authorization": f"Bearer {broker_up.admin_token}"},
+                         timeout=HTTP_TIMEOUT)
     tf = tf_workspace(files={"main.tf": CONFIG},
                       variables={"endpoint": broker_up.url, "admin_token": broker_up.admin_token})
 
