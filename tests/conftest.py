@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 sys.path.append(str(Path(__file__).parent))  # for `support`; never ahead of the real packages
@@ -15,6 +16,12 @@ from support.ports import free_port
 
 from broker.logging import configure_logging
 from broker.openbao_server import OpenBaoServer, start_dev_server
+
+# Hypothesis: no per-example deadline and no "too slow" health check (both are stopwatches that a
+# busy machine trips); tests that need fewer examples say so with @settings.
+hypothesis.settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session", autouse=True)
