@@ -1,8 +1,9 @@
 # The two set-up commands of the README: `make up` and `make test`. Each installs what it needs.
 PYTHON ?= python3
 VENV   := .venv
-# the suite runs in parallel (pytest-xdist); each worker starts its own servers on its own ports
-TEST_WORKERS ?= 3
+# the suite runs in parallel (pytest-xdist): one worker per core, at most 4; each worker starts its
+# own servers on its own ports. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= auto
 TEST_DIST    ?= worksteal
 STAMP  := $(VENV)/.installed-stamp
 
@@ -19,7 +20,7 @@ up: $(STAMP)            ## run the broker on its embedded default (OpenBao dev s
 	$(VENV)/bin/nhi-broker up $(ARGS)
 
 test: $(STAMP)          ## run the whole test suite against real OpenBao, PostgreSQL, moto, Terraform
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist $(TEST_DIST) $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist $(TEST_DIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check broker scanners rotation policies tests benchmarks terraform
