@@ -24,8 +24,8 @@ from support.backend_requests import make_request, make_resource  # noqa: E402
 from support.moto import REGION, start_moto  # noqa: E402
 from support.postgres import find_or_start  # noqa: E402
 
-from broker.backends._openbao_http import OpenBaoHTTP  # noqa: E402
 from broker.backends.aws_sts import AwsClientSettings, AwsRevocationMode, AwsStsBackend  # noqa: E402
+from broker.backends.openbao_http import OpenBaoHTTP  # noqa: E402
 from broker.backends.openbao_kv import OpenBaoKVBackend  # noqa: E402
 from broker.backends.postgres import PostgresBackend, configure_openbao_role, ensure_group_role  # noqa: E402
 from broker.openbao_server import start_dev_server  # noqa: E402

@@ -107,7 +107,7 @@ def main() -> None:
            "AWS_DEFAULT_REGION": REGION}
     try:
         with broker_up(env=env) as up:
-            issuer = DevIssuer.load_or_create(Path(up["data_dir"]))
+            issuer = DevIssuer.load(Path(up["data_dir"]))
             root = {"X-Vault-Token": up["openbao_token"]}
             admin = httpx.Client(base_url=up["url"], headers={"Authorization": f"Bearer {up['admin_token']}"})
             bao = httpx.Client(base_url=up["openbao_addr"], headers=root)

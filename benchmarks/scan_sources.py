@@ -17,21 +17,22 @@ from __future__ import annotations
 import argparse
 import random
 import resource
+import secrets
 import string
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from broker.audit import AuditLog
+from broker.audit import AuditLog, LocalAuditKey
+from broker.services.findings import FindingsService, NoManagedSecrets
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
-from rotation.findings import FindingsService, NoManagedSecrets
-from rotation.scan_runner import ScanRunner
-from rotation.scan_spec import ScanJobSpec
-from rotation.scan_store import ScanStore
+from broker.store.scan_jobs import ScanStore
+from scanners.jobs.runner import ScanRunner, SourceEnv
+from scanners.jobs.spec import ScanJobSpec
+from scanners.known import KnownSecretIndex
 
 KEY = b"b" * 32
 LEVELS = ["INFO", "DEBUG", "WARN", "ERROR"]
@@ -114,10 +115,12 @@ def runner(tmp: Path) -> tuple[ScanRunner, ScanStore]:
     engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
     migrate(engine)
     store = Store(engine)
-    findings = FindingsService(store, AuditLog(store), lambda *_: {}, NoManagedSecrets(), alert=None)
+    audit = AuditLog(store, LocalAuditKey(secrets.token_bytes(32)))
+    findings = FindingsService(store, audit, lambda *_: {}, NoManagedSecrets(), alert=None)
     scans = ScanStore(store)
-    settings = SimpleNamespace(data_dir=tmp, aws=None)
-    return ScanRunner(store, scans, findings, KEY, settings, holder="bench"), scans
+    index = KnownSecretIndex(KEY)
+    return ScanRunner(scans, findings, KEY, SourceEnv(cache_dir=tmp / "scan-cache"), holder="bench",
+                      grants_index=lambda: index), scans
 
 
 def timed(r: ScanRunner, name: str) -> tuple[dict[str, Any], float, float]:

@@ -6,20 +6,30 @@
             use(cred.secret("token"))
         # the task is ended (every credential revoked) when the block exits
 
-Identity tokens are single-use (jti replay protection), so the agent client takes a
-``token_source`` callable that returns a fresh token per request.
+Two ways to authenticate (docs/identity.md):
+
+- ``exchange=True`` (recommended): the client exchanges the workload identity from
+  ``token_source`` once for a short-lived broker access token bound to a key it holds in memory
+  (RFC 8693 + DPoP, RFC 9449), signs a fresh DPoP proof per request and exchanges again shortly
+  before the token expires. The workload token may be reused (SPIRE, Kubernetes, CI tokens).
+- the simple mode (default): a fresh, single-use workload token per request from ``token_source``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from broker.identity.dpop import make_proof
 from broker.secrets import Secret
 
 SECRET_FIELDS = frozenset({"token", "password", "secret_access_key", "session_token", "wrapping_token"})
@@ -77,11 +87,69 @@ def _raise_for(resp: httpx.Response) -> None:
     raise cls(resp.status_code, str(err.get("code", "error")), str(err.get("message", resp.text[:200])), body)
 
 
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+
+
+class DPoPSession:
+    """An exchanged, DPoP-bound access token and the in-memory key it is bound to."""
+
+    def __init__(self, http: httpx.Client, identity_source: Callable[[], str], *,
+                 actor_token_source: Callable[[], str] | None = None, refresh_margin_seconds: float = 30.0) -> None:
+        self._http = http
+        self._identity = identity_source
+        self._actor = actor_token_source
+        self._margin = refresh_margin_seconds
+        self._key = ec.generate_private_key(ec.SECP256R1())  # never leaves this process
+        self._jwk = jwt.algorithms.ECAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
+        self._token: Secret | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def _url(self, path: str) -> str:
+        return str(self._http.base_url.join(path))
+
+    def proof(self, method: str, url: str, access_token: str | None = None) -> str:
+        return make_proof(self._key, self._jwk, method=method, url=url, access_token=access_token)
+
+    def access_token(self) -> str:
+        with self._lock:
+            if self._token is None or time.time() > self._expires - self._margin:
+                self._exchange()
+            assert self._token is not None
+            return self._token.reveal()
+
+    def _exchange(self) -> None:
+        form = {"grant_type": GRANT_TYPE, "subject_token": self._identity(), "subject_token_type": JWT_TYPE}
+        if self._actor is not None:
+            form |= {"actor_token": self._actor(), "actor_token_type": ID_TOKEN_TYPE}
+        url = self._url("/v1/token")
+        resp = self._http.post("/v1/token", data=form, headers={"DPoP": self.proof("POST", url)})
+        if resp.status_code != 200:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {}
+            raise Unauthenticated(resp.status_code, str(body.get("error", "invalid_grant")),
+                                  str(body.get("error_description", resp.text[:200])), body)
+        body = resp.json()
+        self._token = Secret(body["access_token"])
+        self._expires = time.time() + float(body["expires_in"])
+
+    def headers(self, method: str, path: str) -> dict[str, str]:
+        token = self.access_token()
+        return {"Authorization": f"DPoP {token}", "DPoP": self.proof(method, self._url(path), token)}
+
+
 class BrokerClient:
     def __init__(self, base_url: str, token_source: Callable[[], str], *, timeout: float = 15.0,
-                 http: httpx.Client | None = None) -> None:
+                 http: httpx.Client | None = None, exchange: bool = False,
+                 actor_token_source: Callable[[], str] | None = None) -> None:
         self._token = token_source
         self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self._dpop = (DPoPSession(self._http, token_source, actor_token_source=actor_token_source)
+                      if exchange else None)
 
     def __enter__(self) -> BrokerClient:
         return self
@@ -93,7 +161,9 @@ class BrokerClient:
         self._http.close()
 
     def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> httpx.Response:
-        resp = self._http.request(method, path, json=json, headers={"Authorization": f"Bearer {self._token()}"})
+        headers = (self._dpop.headers(method, path) if self._dpop is not None
+                   else {"Authorization": f"Bearer {self._token()}"})
+        resp = self._http.request(method, path, json=json, headers=headers)
         _raise_for(resp)
         return resp
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -37,6 +38,25 @@ class IssuerSettings(BaseModel):
         return self
 
 
+class HumanIssuerSettings(IssuerSettings):
+    """An OIDC issuer of people (``actor_token`` in a token exchange): its ID tokens prove who the
+    agent acts for. ``claims`` are the claims kept as the person's attributes (Cedar, audit)."""
+
+    require_jti: bool = False  # ID tokens are presented once per exchange and may be reused
+    claims: list[str] = ["groups", "email"]
+
+
+class TokenExchangeSettings(BaseModel):
+    """``POST /v1/token`` (RFC 8693) and DPoP (RFC 9449); see docs/identity.md."""
+
+    issuer: str = ""  # the broker's issuer URL (iss and aud of its access tokens); default: its own URL
+    max_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    dpop_iat_window_seconds: int = Field(default=60, ge=5, le=300)
+    require_dpop: bool = False  # refuse exchanges without a DPoP proof (bearer access tokens)
+    signing_key_file: Path | None = None  # EC P-256 PEM; default: token-signing.pem in data_dir
+    public_url: str = ""  # the URL agents use (DPoP htu behind a proxy); default: the request's URL
+
+
 class OpenBaoSettings(BaseModel):
     addr: str = "http://127.0.0.1:8200"
     token: SecretStr = SecretStr("")
@@ -52,6 +72,54 @@ class AwsSettings(BaseModel):
     revocation_mode: Literal["tag_deny", "per_task_role"] = "tag_deny"
 
 
+# -- the keyed audit trail (docs/operations.md, "Audit"; used by broker.audit) --------------------
+class CheckpointSinkSettings(BaseModel):
+    """One place checkpoints are exported to, outside the database."""
+
+    kind: Literal["file", "syslog", "webhook"]
+    # file: path of an append-only JSON-lines file (default: <data_dir>/audit-checkpoints.jsonl)
+    path: Path | None = None
+    # syslog: "host:port" (UDP) or the path of a unix socket such as /dev/log
+    address: str | None = Field(default=None, max_length=512)
+    facility: Literal["auth", "authpriv", "daemon", "local0", "local1", "local2", "local3", "local4",
+                      "local5", "local6", "local7", "user"] = "authpriv"
+    # webhook: a JSON POST per checkpoint
+    url: str | None = Field(default=None, max_length=2048)
+    timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an http(s) URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("url must not carry credentials (user:password@)")
+        return v
+
+    @model_validator(mode="after")
+    def _target(self) -> CheckpointSinkSettings:
+        if self.kind == "syslog" and not self.address:
+            raise ValueError("a syslog sink needs address (host:port or a unix socket path)")
+        if self.kind == "webhook" and not self.url:
+            raise ValueError("a webhook sink needs url")
+        return self
+
+
+class AuditSettings(BaseModel):
+    # hex, at least 32 bytes; when empty the key file is used (created 0600 on first start)
+    key: SecretStr = SecretStr("")
+    key_file: Path | None = None  # default: <data_dir>/audit.key
+    # verify the new events and export a checkpoint of the head this often (when it moved)
+    checkpoint_interval_seconds: float = Field(default=10.0, gt=0, le=86400)
+    # walk the whole chain again this often (and once at start-up)
+    verify_interval_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    sinks: list[CheckpointSinkSettings] = Field(
+        default_factory=lambda: [CheckpointSinkSettings(kind="file")], max_length=8)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NHI_BROKER_", env_nested_delimiter="__", extra="forbid")
 
@@ -63,11 +131,15 @@ class Settings(BaseSettings):
     admin_token: SecretStr = SecretStr("")
     # key for HMAC fingerprints of secrets (hex, >= 32 bytes); default: generated in data_dir
     fingerprint_key: SecretStr = SecretStr("")
+    # the keyed audit trail: key (not in the database), checkpoint sinks, verification schedule
+    audit: AuditSettings = AuditSettings()
     policy_dir: Path = DEFAULT_BUNDLE
     policy_watch_seconds: float = Field(default=2.0, ge=0, le=3600)  # 0: reload only on API call
     openbao: OpenBaoSettings = OpenBaoSettings()
     aws: AwsSettings = AwsSettings()
     issuers: list[IssuerSettings] = []
+    human_issuers: list[HumanIssuerSettings] = []
+    token_exchange: TokenExchangeSettings = TokenExchangeSettings()
     dev_issuer: bool = False  # trust the dev issuer whose key lives in data_dir
     default_task_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
     alert_webhook_url: str | None = None
@@ -78,6 +150,9 @@ class Settings(BaseSettings):
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
     revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    rotation_worker_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    scan_lease_seconds: float = Field(default=60.0, gt=1, le=3600)
+    scan_max_workers: int = Field(default=4, ge=1, le=32)
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 
@@ -96,6 +171,9 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name} is missing or a placeholder; set a real secret "
                                      f"(at least 16 characters) outside dev mode")
         return self
+
+    def token_issuer(self) -> str:
+        return self.token_exchange.issuer or f"http://{self.host}:{self.port}"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'broker.db').resolve()}"

@@ -56,7 +56,8 @@ class DecisionInput:
 
     @property
     def human_present(self) -> bool:
-        return self.task.on_behalf_of is not None
+        """Only a person the broker verified counts (a typed ``on_behalf_of`` proves nothing)."""
+        return self.task.acting_for is not None
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class DecisionInput:
             "sensitivity": self.resource.sensitivity.value if self.resource else None,
             "environment": self.resource.environment.value if self.resource else None,
             "on_behalf_of": self.task.on_behalf_of,
+            "acting_for": self.task.acting_for.to_dict() if self.task.acting_for is not None else None,
             "chain": self.chain.to_dict(),
             "approval_id": self.approval.approval_id if self.approval else None,
             # what replay needs to rebuild this input faithfully (broker.policy.replay)

@@ -5,9 +5,11 @@ Names are fixed (docs, Terraform examples and checks use them).
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
+from broker.demo_postgres import DEMO_DB_ROLE
 from broker.identity import DEV_ISSUER
 from broker.models import Agent, Environment, IdentityBinding, Resource, Sensitivity, TaskProfile, Tier, TrustLevel
 
@@ -39,56 +41,13 @@ def seed_openbao(http: OpenBaoHTTP) -> None:
 
 
 DEMO_KV_PATH = "demo-kv/api-key"
-DEMO_DB_ROLE = "demo-readonly"
-DEMO_DB_GROUP = "nhi_demo_readers"
 
 
 def seed_kv(http: OpenBaoHTTP) -> None:
     """A static API key the `demo-kv` resource hands out by response wrapping (single use)."""
-    import secrets
-
     with http.client() as c:
         c.secrets.kv.v2.create_or_update_secret(path=DEMO_KV_PATH, mount_point="secret",
                                                 secret={"api_key": "demo_" + secrets.token_urlsafe(24)})
-
-
-def seed_postgres(http: OpenBaoHTTP, host: str = "127.0.0.1", port: int = 5432) -> str | None:
-    """Configure OpenBao's database engine against a local PostgreSQL for `demo-db`.
-    Returns None when done, else the reason it was skipped (for the summary)."""
-    import secrets
-
-    import psycopg
-    from psycopg import sql
-
-    from broker.backends.postgres import configure_openbao_role, ensure_group_role, reachable
-    from broker.errors import BrokerError
-    from broker.secrets import Secret
-
-    if not reachable(host, port):
-        return f"no PostgreSQL at {host}:{port}"
-    admin = f"host={host} port={port} dbname=postgres user=postgres connect_timeout=3"
-    password = Secret(secrets.token_urlsafe(24))
-    try:
-        # OpenBao connects as a dedicated role that may create and drop roles, not as the superuser
-        with psycopg.connect(admin, autocommit=True) as conn:
-            role = sql.Identifier("nhi_openbao")
-            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'nhi_openbao'").fetchone():
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(role))
-            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN CREATEROLE PASSWORD {}").format(
-                role, sql.Literal(password.reveal())))
-            # revocation terminates the dynamic role's open sessions (pg_terminate_backend)
-            conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(role))
-        ensure_group_role(admin, DEMO_DB_GROUP, dbname="postgres")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(
-                sql.Identifier(DEMO_DB_GROUP), sql.Identifier("nhi_openbao")))
-        configure_openbao_role(http, role=DEMO_DB_ROLE, group_role=DEMO_DB_GROUP,
-                               connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@{host}:{port}/postgres"
-                                              "?sslmode=disable",
-                               username="nhi_openbao", password=password)
-    except (psycopg.Error, BrokerError) as exc:
-        return f"PostgreSQL at {host}:{port} could not be configured ({type(exc).__name__})"
-    return None
 
 
 def seed_registry(container: Any, *, with_postgres: bool = False) -> None:

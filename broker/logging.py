@@ -1,7 +1,9 @@
 """Structured logs (structlog) that never carry a secret.
 
-JSON outside dev; request/task ids bound through contextvars. The redaction processor masks
-``Secret`` values anywhere in an event and the values of keys that look secret-bearing.
+JSON outside dev; the API's request middleware binds ``request_id`` and the path's ``task_id``
+through structlog's contextvars (``merge_contextvars`` below), so every line of a request carries
+them; :meth:`broker.services.tasks.TaskService.open_task` binds the id of the task it creates.
+The redaction processor masks ``Secret`` values anywhere in an event and the values of keys that look secret-bearing.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -24,12 +22,17 @@ class Metrics:
         self.revocation_oldest = Gauge("nhi_revocations_oldest_pending_seconds",
                                        "Age of the oldest pending revocation", registry=self.registry)
 
-    def observe_request(self, method: str, path: str, status: int, seconds: float) -> None:
-        route = "/".join("{id}" if part.startswith(("tsk_", "dec_", "grt_", "apr_")) else part
-                         for part in path.split("/"))
-        self.requests.labels(method, route, str(status)).observe(seconds)
+    @staticmethod
+    def route_of(path: str) -> str:
+        """The path with its ids replaced, so labels (and log lines) do not grow with traffic."""
+        return "/".join("{id}" if part.startswith(("tsk_", "dec_", "grt_", "apr_")) else part
+                        for part in path.split("/"))
 
-    def refresh(self, container: Any) -> None:
-        pending, oldest = container.revocation_backlog()
+    def observe_request(self, method: str, path: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, self.route_of(path), str(status)).observe(seconds)
+
+    def refresh(self, backlog: tuple[int, float | None]) -> None:
+        """``backlog``: (pending revocations, age of the oldest) from the health service."""
+        pending, oldest = backlog
         self.revocations_pending.set(pending)
         self.revocation_oldest.set(oldest or 0)

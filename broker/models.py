@@ -7,6 +7,7 @@ grant, approval, finding, audit event.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NewType
@@ -85,6 +86,16 @@ class GrantState(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class FindingStatus(enum.StrEnum):
+    """A scheduled scan's finding."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+    FALSE_POSITIVE = "false_positive"
+    REVOKED = "revoked"
+    ROTATED = "rotated"
+
+
 class TrustLevel(enum.StrEnum):
     LOW = "low"
     STANDARD = "standard"
@@ -129,16 +140,55 @@ class Resource:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifiedHuman:
+    """A person proven by an ID token from a configured human issuer (never a typed name)."""
+
+    issuer: str
+    subject: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)  # the configured claims (groups, email)
+
+    @property
+    def principal(self) -> str:
+        return f"{self.issuer}#{self.subject}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"iss": self.issuer, "sub": self.subject, **self.attributes}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> VerifiedHuman:
+        return cls(str(raw["iss"]), str(raw["sub"]), {k: v for k, v in raw.items() if k not in ("iss", "sub")})
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """The narrower scope a task's agent handed to a sub-agent: actions ⊆ the parent's, ceiling ≤."""
+
+    actions: tuple[str, ...]
+    ceiling: Tier
+    delegated_by: str  # the parent task's agent
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"actions": list(self.actions), "ceiling": self.ceiling.value, "delegated_by": self.delegated_by}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Delegation:
+        return cls(tuple(raw["actions"]), Tier(raw["ceiling"]), str(raw["delegated_by"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     task_id: TaskId
     agent: str
     profile: str
     purpose: str
-    on_behalf_of: str | None
+    on_behalf_of: str | None  # as the agent stated it; proven only when ``acting_for`` is set
     state: TaskState
     created_at: datetime
     expires_at: datetime
     state_reason: str | None = None
+    acting_for: VerifiedHuman | None = None  # the person an exchanged token proved (docs/identity.md)
+    parent_task_id: TaskId | None = None  # set on a delegated sub-task
+    delegation: Delegation | None = None  # what the parent handed down (narrower than its own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +220,14 @@ class Grant:
     issued_at: datetime
     expires_at: datetime
     state: GrantState
+
+
+def effective_profile(profile: TaskProfile, task: Task) -> TaskProfile:
+    """The profile a task is decided under: a delegated task's is narrowed to what it was handed."""
+    if task.delegation is None:
+        return profile
+    d = task.delegation
+    ceiling = min(profile.ceiling, d.ceiling, key=lambda t: t.rank)
+    return TaskProfile(name=profile.name, allowed_actions=tuple(a for a in d.actions if a in profile.allowed_actions),
+                       ceiling=ceiling, max_lifetime_seconds=profile.max_lifetime_seconds,
+                       description=f"{profile.description} (delegated by {d.delegated_by})".strip())

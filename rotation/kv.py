@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.errors import InvalidInput, NotFound, UpstreamError
 from broker.secrets import Secret
 from rotation.playbooks.base import CurrentValue

@@ -10,84 +10,82 @@ Every ``interval`` seconds:
    not expire credentials on its own (a backend says so with ``self_expiring = False``).
 
 The worker survives anything (an iteration that fails is logged and the next one runs); its
-last run is visible to ``/readyz`` and ``/metrics`` through ``last_run``.
+last run is visible to ``/readyz`` through the heartbeat it shares with the health service.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
+from collections.abc import Mapping
 
 from sqlalchemy import and_, select, update
 
+from broker.backends.port import CredentialBackend
 from broker.errors import BrokerError
 from broker.logging import get_logger
 from broker.models import TaskState
+from broker.services.revocation import RevocationService
 from broker.store import outbox
 from broker.store import tables as t
-from broker.store.repo import utcnow
+from broker.store.repo import Store, utcnow
+from broker.workers import Heartbeat, PeriodicWorker
 
 log = get_logger("nhi-broker.worker")
 
 
 class RevocationWorker:
-    def __init__(self, container: Any, interval: float | None = None) -> None:
-        self.container = container
-        self.interval = interval or float(getattr(container.settings, "revocation_worker_interval_seconds", 0.5))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.last_run: float | None = None
-        self.last_error: str | None = None
+    """The revocation/expiry loop as one :class:`~broker.workers.PeriodicWorker` tick."""
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="nhi-revocation-worker", daemon=True)
-        self._thread.start()
+    def __init__(self, store: Store, revocations: RevocationService, backends: Mapping[str, CredentialBackend],
+                 *, interval: float, heartbeat: Heartbeat | None = None) -> None:
+        self.store = store
+        self.revocations = revocations
+        self.backends = backends
+        self.heartbeat = heartbeat or Heartbeat()
+        # the kinds whose credentials the broker must end itself at expiry, known once
+        self.cleanup_kinds = sorted(kind for kind, b in backends.items() if not b.self_expiring)
+        self.worker = PeriodicWorker("revocation-worker", interval, self.run_once)
+
+    @property
+    def last_run(self) -> float | None:
+        return self.heartbeat.last
+
+    @property
+    def last_error(self) -> str | None:
+        return self.worker.last_error
+
+    def start(self) -> RevocationWorker:
+        self.worker.start()
+        return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-                self.last_error = None
-            except Exception as exc:  # the worker must survive anything
-                self.last_error = type(exc).__name__
-                log.error("worker.iteration_failed", error_type=type(exc).__name__, error=str(exc)[:200])
-            self._stop.wait(self.interval)
+        self.worker.stop()
 
     def wake_recovered_backends(self) -> int:
-        c = self.container
-        with c.store.read() as conn:
+        with self.store.read() as conn:
             waiting = outbox.waiting_on_unavailable(conn, utcnow())
         woken = 0
         for kind in waiting:
-            backend = c.backends.get(kind)
+            backend = self.backends.get(kind)
             if backend is None:
                 continue
             try:
                 backend.check_alive()
             except BrokerError:
                 continue
-            with c.store.write() as conn:
+            with self.store.write() as conn:
                 woken += outbox.retry_now(conn, kind)
             log.info("revocation.backend_recovered", backend=kind, due_now=woken)
         return woken
 
     def sweep_expired_grants(self) -> tuple[int, int]:
         """Mark expired grants; queue revocations where the backend does not expire them itself."""
-        c = self.container
         now = utcnow()
         g = t.grants.c
-        cleanup = {kind for kind, b in c.backends.items() if not getattr(b, "self_expiring", True)}
         queued = 0
-        with c.store.write() as conn:
-            if cleanup:
+        with self.store.write() as conn:
+            if self.cleanup_kinds:
                 rows = conn.execute(select(t.grants).where(and_(
-                    g.state == "active", g.expires_at <= now, g.backend.in_(sorted(cleanup))))).all()
+                    g.state == "active", g.expires_at <= now, g.backend.in_(self.cleanup_kinds)))).all()
                 for r in rows:
                     outbox.enqueue(conn, task_id=r.task_id, backend=r.backend, reference=r.revocation,
                                    reason="grant expired; the backend does not expire it", grant_id=r.grant_id)
@@ -97,17 +95,24 @@ class RevocationWorker:
         return int(expired or 0), queued
 
     def run_once(self) -> dict[str, int]:
-        c = self.container
         woken = self.wake_recovered_backends()
-        completed, failed = c.revocations.process()
+        completed, failed = self.revocations.process()
         expired_tasks = 0
-        with c.store.read() as conn:
-            due = c.store.expired_active_tasks(conn, utcnow())
+        with self.store.read() as conn:
+            due = self.store.expired_active_tasks(conn, utcnow())
         for task_id in due:
-            c.revocations.revoke_task(task_id, reason="task lifetime exceeded", state=TaskState.EXPIRED,
-                                      actor="broker", audit_kind="task.expired")
+            self.revocations.revoke_task(task_id, reason="task lifetime exceeded", state=TaskState.EXPIRED,
+                                         actor="broker", audit_kind="task.expired")
             expired_tasks += 1
+        with self.store.read() as conn:
+            orphans = self.store.active_children_of_inactive_parents(conn)
+        for child, parent in orphans:  # a cascade a crash interrupted
+            with self.store.read() as conn:
+                parent_task = self.store.get_task(conn, parent)
+            state = parent_task.state if parent_task is not None else TaskState.ENDED
+            self.revocations.revoke_task(child, reason=f"parent task {parent} is {state.value}", state=state,
+                                         actor="broker", audit_kind="task.revoked", extra={"cascade_from": parent})
         expired_grants, cleanup_queued = self.sweep_expired_grants()
-        self.last_run = time.time()
+        self.heartbeat.beat()
         return {"woken": woken, "revoked": completed, "failed": failed, "expired_tasks": expired_tasks,
                 "expired_grants": expired_grants, "cleanup_queued": cleanup_queued}

@@ -3,7 +3,7 @@
 Schedules survive restarts (``apscheduler_jobs``, written by APScheduler's SQLAlchemyJobStore on
 the broker's own engine); the job definitions themselves are in ``scan_jobs`` and reconciled into
 APScheduler at start. Every replica runs a scheduler over the same job store; each fire claims
-the job's lease for its slot (:mod:`rotation.scan_store`), so a scheduled run happens once.
+the job's lease for its slot (:mod:`broker.store.scan_jobs`), so a scheduled run happens once.
 
 - ``max_instances=1``: a run that overruns its interval is not started again in this process
   (and the lease keeps other replicas off it); ``coalesce=True``: missed fires become one run.
@@ -29,9 +29,10 @@ from sqlalchemy import Engine
 
 from broker.logging import get_logger
 from broker.store.repo import utcnow
-from rotation.scan_runner import ScanRunner, Skipped
-from rotation.scan_spec import ScanJobSpec
-from rotation.scan_store import ScanStore
+from broker.workers import PeriodicWorker
+from scanners.jobs.ports import JobStore
+from scanners.jobs.runner import ScanRunner, Skipped
+from scanners.jobs.spec import ScanJobSpec
 
 log = get_logger("nhi-broker.scheduler")
 JOB_PREFIX = "scan:"
@@ -52,7 +53,7 @@ class ScanScheduler:
     def __init__(
         self,
         runner: ScanRunner,
-        scans: ScanStore,
+        scans: JobStore,
         engine: Engine,
         *,
         max_workers: int = 4,
@@ -63,11 +64,11 @@ class ScanScheduler:
         self.engine = engine
         self.max_workers = max_workers
         self.poll_seconds = poll_seconds
-        self.last_run: float | None = None
         self.fired = 0
         self._aps: BackgroundScheduler | None = None
-        self._stop = threading.Event()
-        self._poller: threading.Thread | None = None
+        # APScheduler's own loop sleeps until its next known fire time; a job another replica
+        # scheduled is found by waking it every ``poll_seconds``
+        self._poller = PeriodicWorker("scan-scheduler-poll", poll_seconds, self._wake)
 
     def _build(self) -> BackgroundScheduler:
         return BackgroundScheduler(
@@ -93,35 +94,31 @@ class ScanScheduler:
                 log.warning("scheduler.start_retry", error_type=type(exc).__name__)
                 time.sleep(0.2)
         self.reconcile()
-        self._poller = threading.Thread(target=self._poll, name="nhi-scan-scheduler-poll", daemon=True)
         self._poller.start()
-        log.info("scheduler.started", jobs=len(self.scans.list_jobs()), holder=self.runner.holder)
+        log.info("scheduler.started", jobs=len(self.scans.all_specs()), holder=self.runner.holder)
 
     def stop(self) -> None:
         global _current
-        self._stop.set()
-        if self._poller is not None:
-            self._poller.join(timeout=5)
+        self._poller.stop(timeout=5)
         if self._aps is not None and self._aps.running:
             self._aps.shutdown(wait=True)
         with _current_lock:
             if _current is self:
                 _current = None
 
-    def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                if self._aps is not None and self._aps.running:
-                    self._aps.wakeup()
-                self.last_run = time.time()
-            except Exception as exc:  # keep polling whatever happens
-                log.warning("scheduler.poll_failed", error_type=type(exc).__name__)
+    @property
+    def last_run(self) -> float | None:
+        return self._poller.last_run
+
+    def _wake(self) -> None:
+        if self._aps is not None and self._aps.running:
+            self._aps.wakeup()
 
     # -- schedules ----------------------------------------------------------------------------------
     def reconcile(self) -> None:
         """Make APScheduler's jobs match ``scan_jobs`` (after a restart, or a crash between them)."""
         aps = self._require()
-        wanted = {JOB_PREFIX + j["name"]: ScanJobSpec.load(j["spec"]) for j in self.scans.list_jobs()}
+        wanted = {JOB_PREFIX + name: ScanJobSpec.load(spec) for name, spec in self.scans.all_specs().items()}
         existing = {job.id: job for job in aps.get_jobs()}
         for job_id, spec in wanted.items():
             job = existing.get(job_id)
@@ -158,11 +155,11 @@ class ScanScheduler:
 
     # -- a fire -------------------------------------------------------------------------------------
     def fire(self, name: str) -> dict[str, Any] | Skipped | None:
-        job = self.scans.get_job(name)
-        if job is None:
+        stored = self.scans.get_spec(name)
+        if stored is None:
             self.unschedule(name)
             return None
-        spec = ScanJobSpec.load(job["spec"])
+        spec = ScanJobSpec.load(stored)
         self.fired += 1
         try:
             return self.runner.run(name, trigger="schedule", slot=spec.schedule.slot(utcnow()))

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from broker.audit import AuditLog
-from broker.backends._names import vault_path
+from broker.backends.names import vault_path
 from broker.errors import BrokerError, Conflict, InvalidInput, NotFound
 from broker.logging import get_logger
 from broker.secrets import Fingerprinter

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -93,8 +94,6 @@ def scan_file(scanner: Scanner, path: Path, display: str | None = None) -> list[
 
 
 def _scan_stream(scanner: Scanner, path: Path, name: str) -> list[Finding]:
-    from dataclasses import replace
-
     out: list[Finding] = []
     seen: set[tuple[str, int]] = set()
     base, base_line, carry = 0, 0, ""

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.api import routes_admin, routes_agent
+from broker.api import routes_admin, routes_agent, routes_approvals, routes_rotation, routes_scans, routes_token
+from broker.api.docs import add_offline_docs
 from broker.container import Container
 from broker.errors import BrokerError, Denied
 from broker.logging import get_logger
+from broker.metrics import Metrics
 
 log = get_logger("nhi-broker.api")
 
@@ -27,11 +32,14 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-class _RequestMetrics:
-    """Pure ASGI middleware timing each request (Starlette's ``BaseHTTPMiddleware`` costs a task
+class _RequestContext:
+    """Pure ASGI middleware: binds ``request_id`` (the caller's ``X-Request-ID`` when it is a
+    sane token, else a new one) and the path's ``task_id`` to every log line of the request
+    through structlog's contextvars, returns the id in ``X-Request-ID``, writes one access-log
+    line and times the request for ``/metrics`` (Starlette's ``BaseHTTPMiddleware`` costs a task
     and a stream copy per request; this costs two clock reads)."""
 
-    def __init__(self, app: Any, metrics: Any) -> None:
+    def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
@@ -41,22 +49,49 @@ class _RequestMetrics:
             return
         start = time.perf_counter()
         status = 500
+        request_id = _request_id(scope)
+        ids: dict[str, str] = {"request_id": request_id}
+        task = _TASK_IN_PATH.search(scope["path"])
+        if task is not None:
+            ids["task_id"] = task.group(1)
+        tokens = structlog.contextvars.bind_contextvars(**ids)
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", request_id.encode())]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.metrics.observe_request(scope["method"], scope["path"], status, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.observe_request(scope["method"], scope["path"], status, elapsed)
+            log.info("request", method=scope["method"], route=self.metrics.route_of(scope["path"]), status=status,
+                     duration_ms=round(elapsed * 1000, 2))
+            structlog.contextvars.reset_contextvars(**tokens)
+
+
+_TASK_IN_PATH = re.compile(r"^/v1/(?:admin/)?tasks/(tsk_[0-9a-f]{32})(?:/|$)")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def _request_id(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return "req_" + uuid.uuid4().hex
 
 
 def create_app(container: Container) -> FastAPI:
-    app = FastAPI(title="nhi-broker", version="0.1.0",
+    app = FastAPI(title="nhi-broker", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Credential broker for non-human identities. See docs/api.md.")
+    add_offline_docs(app)  # /docs and /redoc from the package's own assets (no CDN)
     app.state.container = container
 
     @app.exception_handler(BrokerError)
@@ -84,7 +119,7 @@ def create_app(container: Container) -> FastAPI:
         return JSONResponse({"error": {"code": "internal_error", "message": "internal error; see broker logs"}},
                             status_code=500)
 
-    app.add_middleware(_RequestMetrics, metrics=container.metrics)
+    app.add_middleware(_RequestContext, metrics=container.metrics)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -92,16 +127,18 @@ def create_app(container: Container) -> FastAPI:
 
     @app.get("/readyz", tags=["ops"])
     def readyz() -> JSONResponse:
-        report = container.readiness()
+        report = container.health.readiness()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
     @app.get("/metrics", tags=["ops"])
     def metrics() -> PlainTextResponse:
-        container.metrics.refresh(container)
+        container.metrics.refresh(container.health.revocation_backlog())
         return PlainTextResponse(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(routes_agent.router)
     app.include_router(routes_admin.router)
-    for extra in container.extra_routers:
-        app.include_router(extra)
+    app.include_router(routes_approvals.router)
+    app.include_router(routes_rotation.router)
+    app.include_router(routes_scans.router)
+    app.include_router(routes_token.router)
     return app

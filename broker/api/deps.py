@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from broker.container import Container
-from broker.errors import Unauthenticated
+from broker.errors import Denied, Unauthenticated
 from broker.models import Agent
 from broker.secrets import constant_time_equals
+from broker.services.authn import Principal
 
 
 async def container(request: Request) -> Container:
@@ -42,11 +43,31 @@ def admin(request: Request, authorization: Annotated[str | None, Header()] = Non
     return "admin"
 
 
-def agent(request: Request, authorization: Annotated[str | None, Header()] = None) -> Agent:
+def request_url(request: Request, public_url: str) -> str:
+    """The URL the caller used (DPoP ``htu``): the configured public URL behind a proxy."""
+    if public_url:
+        return public_url.rstrip("/") + request.url.path
+    return str(request.url)
+
+
+def principal(request: Request, authorization: Annotated[str | None, Header()] = None,
+              dpop: Annotated[str | None, Header(alias="DPoP")] = None) -> Principal:
     c = _container(request)
-    return c.authenticator.authenticate(_bearer(authorization), source=request.url.path)
+    caller = c.authenticator.authenticate_http(
+        authorization, dpop, method=request.method,
+        url=request_url(request, c.settings.token_exchange.public_url), source=request.url.path)
+    bound = caller.task_id
+    if bound is not None and (request.path_params.get("task_id", bound) != bound or request.url.path == "/v1/tasks"):
+        # a delegated sub-task's token works on that task only (not another task, not a new one)
+        raise Denied(f"this access token is bound to task {caller.task_id}")
+    return caller
+
+
+def agent(caller: Annotated[Principal, Depends(principal)]) -> Agent:
+    return caller.agent
 
 
 ContainerDep = Annotated[Container, Depends(container)]
 AdminDep = Annotated[str, Depends(admin)]
 AgentDep = Annotated[Agent, Depends(agent)]
+PrincipalDep = Annotated[Principal, Depends(principal)]

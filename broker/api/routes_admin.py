@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AdminDep, ContainerDep
-from broker.api.presenters import task_body
+from broker.api.presenters import task_body, task_view_body
 from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
 from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
@@ -41,7 +41,7 @@ def put_profile(name: Name, body: ProfileIn, actor: AdminDep, c: ContainerDep) -
 
 @router.put("/admin/resources/{name}")
 def put_resource(name: Name, body: ResourceIn, actor: AdminDep, c: ContainerDep) -> JSONResponse:
-    resource = Resource(name=name, kind=body.kind, sensitivity=body.sensitivity, environment=body.environment,
+    resource = Resource(name=name, kind=body.kind.value, sensitivity=body.sensitivity, environment=body.environment,
                         settings=body.settings(), description=body.description, external=body.external)
     return _put(c.registry.put_resource(resource, actor))
 
@@ -67,17 +67,14 @@ for _entity, _plural in (("agent", "agents"), ("profile", "profiles"), ("resourc
 
 @router.get("/admin/tasks/{task_id}")
 def get_task(task_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
-    return c.task_view(task_id)
+    return task_view_body(c.tasks.view(task_id))
 
 
 @router.post("/admin/tasks/{task_id}/revoke")
 def revoke_task(task_id: str, body: RevokeIn, actor: AdminDep, c: ContainerDep) -> dict[str, Any]:
-    with c.store.read() as conn:
-        task = c.store.get_task(conn, task_id)
-    if task is None:
-        raise NotFound(f'task "{task_id}" does not exist')
-    report = c.escalate(task_id, detector="admin_revoke", reason=body.reason, actor=actor, steps=[])
-    return {"task": task_body(c.get_task(task_id)), **report}
+    c.tasks.get(task_id)  # 404 before anything is revoked
+    report = c.chain.escalate_task(task_id, detector="admin_revoke", reason=body.reason, actor=actor, steps=[])
+    return {"task": task_body(c.tasks.get(task_id)), **report}
 
 
 @router.get("/audit")
@@ -101,14 +98,14 @@ def explain(decision_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
 
 @router.get("/admin/policies")
 def policies(_: AdminDep, c: ContainerDep) -> dict[str, Any]:
-    return c.policy_info()
+    return c.policy_admin.info()
 
 
 @router.post("/admin/policies/reload")
 def reload_policies(actor: AdminDep, c: ContainerDep) -> JSONResponse:
     """Reload the bundle from its directory. A bad bundle is refused (422, with file, line and
     message for each problem) and the bundle in force stays; both outcomes are audited."""
-    result = c.reload_policies(trigger="api", actor=actor)
+    result = c.policy_admin.reload(trigger="api", actor=actor)
     return JSONResponse(result, status_code=200 if result.get("ok") else 422)
 
 

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from broker.api.deps import AgentDep, ContainerDep
-from broker.api.presenters import credential_body, task_body
-from broker.api.schemas import CredentialIn, EventIn, ScanIn, TaskIn
+from broker.api.deps import AgentDep, ContainerDep, PrincipalDep
+from broker.api.presenters import credential_body, event_body, finding_body, task_body, unwrap_report_body
+from broker.api.schemas import CredentialIn, DelegationIn, EventIn, ScanIn, TaskIn
 from broker.chain.model import StepKind
-from broker.services.scanning import finding_body
 
 router = APIRouter(prefix="/v1", tags=["agent"])
 
 
 @router.post("/tasks", status_code=201)
-def open_task(body: TaskIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
-    task = c.tasks.open_task(agent, body.profile, body.purpose, body.on_behalf_of, body.lifetime_seconds)
+def open_task(body: TaskIn, caller: PrincipalDep, c: ContainerDep) -> dict[str, Any]:
+    task = c.tasks.open_task(caller.agent, body.profile, body.purpose, body.on_behalf_of, body.lifetime_seconds,
+                             acting_for=caller.human, scope=caller.scope)
     return task_body(task)
+
+
+@router.post("/tasks/{task_id}/delegations", status_code=201,
+             responses={403: {"description": "widening refused, with the reason"},
+                        409: {"description": "task ended or quarantined"}})
+def delegate(task_id: str, body: DelegationIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
+    """Hand a narrower sub-task to another registered agent. The sub-agent then exchanges its own
+    workload identity with ``delegation=<sub-task id>`` for a token bound to that sub-task."""
+    child = c.tasks.delegate(agent, task_id, to_agent=body.agent, actions=body.actions, ceiling=body.ceiling,
+                             lifetime_seconds=body.lifetime_seconds, purpose=body.purpose)
+    return task_body(child)
 
 
 @router.get("/tasks/{task_id}")
@@ -31,7 +41,7 @@ def get_task(task_id: str, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
 @router.post("/tasks/{task_id}/credentials", responses={403: {"description": "denied, with the decision"},
                                                        409: {"description": "task ended or quarantined"}})
 def request_credential(task_id: str, body: CredentialIn, agent: AgentDep, c: ContainerDep) -> JSONResponse:
-    result = c.credentials(agent, task_id, body.action, body.resource, body.approval_id)
+    result = c.credentials.request(agent, task_id, body.action, body.resource, body.approval_id)
     payload = credential_body(result)
     status = 202 if payload["credential"] is None else 200
     if result.approval_id:
@@ -44,25 +54,8 @@ def request_credential(task_id: str, body: CredentialIn, agent: AgentDep, c: Con
 def report_event(task_id: str, body: EventIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
     """A chain step the agent reports. The text is never stored: its length and fingerprint are.
     A reported tool call runs the chain's sequence detectors (``escalation`` says if it fired)."""
-    task = c.tasks.task_for(agent, task_id)
-    chain = c.chain_service()
-    with chain.lock(task_id):
-        c.tasks.ensure_active(task, datetime.now(UTC))
-        result = chain.record_event(agent, task, StepKind(body.kind), body.text, body.action, body.resource)
-        # the text is scanned (never stored): a broker-issued secret in it revokes that grant and
-        # escalates its task (leaked_secret); other secrets come back as findings, redacted
-        findings: list[dict[str, Any]] = []
-        if body.text:
-            outcome = c.scanning.scan_sync(body.text, source=f"event:{task_id}:{body.kind}")
-            findings = [finding_body(f, agent.name) for f in outcome.result.findings]
-            if findings:
-                c.audit.record("finding.detected", actor=agent.name, task_id=task_id, outcome=str(len(findings)),
-                               data={"source": f"event:{body.kind}", "event_id": result.get("event_id"),
-                                     "findings": [{k: f[k] for k in ("rule", "fingerprint", "line", "span")}
-                                                  for f in findings]})
-            result["leaks"] = [{"action": leak["action"]} for leak in outcome.leaks]
-        result["findings"] = findings
-        return result
+    report = c.events.report(agent, task_id, StepKind(body.kind), body.text, body.action, body.resource)
+    return event_body(report, agent.name)
 
 
 @router.post("/tasks/{task_id}/credentials/{grant_id}/unwrap-failed",
@@ -71,7 +64,7 @@ def unwrap_failed(task_id: str, grant_id: str, agent: AgentDep, c: ContainerDep)
     """Report that unwrapping a wrapped secret failed. The broker judges why: ``tampered``
     (someone else unwrapped it: audited, task escalated), ``expired``, ``revoked`` or
     ``not_consumed`` (still waiting: retry)."""
-    return c.report_unwrap_failure(agent, task_id, grant_id)
+    return unwrap_report_body(c.incidents.report_unwrap_failure(agent, task_id, grant_id))
 
 
 @router.post("/scan")

@@ -21,6 +21,7 @@ from broker.api.deps import AdminDep, ContainerDep
 from broker.api.schemas import NAME
 from broker.container import Container
 from broker.errors import BrokerError
+from rotation.service import RotationService
 
 router = APIRouter(prefix="/v1/admin", tags=["rotation"])
 Name = Annotated[str, Path(pattern=NAME, description="lower-case name: a-z 0-9 . _ -")]
@@ -59,9 +60,7 @@ class RotationFailed(BrokerError):
     code = "rotation_failed"
 
 
-def _service(c: Container) -> Any:
-    if c.rotation is None:
-        raise BrokerError("rotation is not wired on this broker")
+def _service(c: Container) -> RotationService:
     return c.rotation
 
 

@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.api.deps import AdminDep, ContainerDep
 from broker.api.schemas import NAME
 from broker.container import Container
-from broker.errors import BrokerError
-from rotation.scan_spec import ScanJobIn
-from rotation.scans import ScanService
+from broker.services.scan_jobs import ScanJobService
+from scanners.jobs.spec import ScanJobIn
 
 router = APIRouter(prefix="/v1", tags=["scans"])
 JobName = Annotated[str, Path(pattern=NAME, max_length=128, description="lower-case name: a-z 0-9 . _ -")]
@@ -27,11 +26,8 @@ class FindingStatusIn(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
-def _service(c: Container) -> ScanService:
-    service = getattr(c, "scans", None)
-    if service is None:
-        raise BrokerError("scheduled scans are not wired in this broker")
-    return service  # type: ignore[no-any-return]
+def _service(c: Container) -> ScanJobService:
+    return c.scan_jobs
 
 
 @router.put("/admin/scan-jobs/{name}")

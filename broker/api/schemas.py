@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from broker.backends.kinds import ResourceKind
 from broker.models import Environment, Sensitivity, Tier, TrustLevel
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
@@ -37,7 +38,7 @@ class ProfileIn(Strict):
 
 
 class ResourceIn(Strict):
-    kind: Literal["vault_token", "vault_kv", "postgres", "aws"]
+    kind: ResourceKind  # the registry of kinds: broker/backends/kinds.py
     sensitivity: Sensitivity
     environment: Environment
     external: bool = False
@@ -59,6 +60,14 @@ class TaskIn(Strict):
     purpose: str = Field(min_length=1, max_length=2000)
     on_behalf_of: str | None = Field(default=None, min_length=1, max_length=256)
     lifetime_seconds: int | None = Field(default=None, ge=60, le=86400)
+
+
+class DelegationIn(Strict):
+    agent: str = Field(min_length=1, max_length=128, description="the registered agent that gets the sub-task")
+    actions: list[str] = Field(min_length=1, max_length=100, description="a subset of this task's actions")
+    ceiling: Tier = Field(description="at most this task's ceiling")
+    lifetime_seconds: int | None = Field(default=None, ge=60, le=86400, description="at most this task's remaining")
+    purpose: str = Field(min_length=1, max_length=2000)
 
 
 class CredentialIn(Strict):

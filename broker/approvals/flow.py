@@ -1,5 +1,4 @@
-"""The credential request with approvals and reviews around it (called by ``Container.credentials``
-under the task's chain lock).
+"""The credential request with approvals and reviews around it, under the task's chain lock.
 
 - No ``approval_id``: decide as usual; a ``step_up`` opens (or reuses) an approval whose id goes
   back with the 202.
@@ -14,24 +13,54 @@ under the task's chain lock).
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from broker.approvals.model import ApprovalState
 from broker.approvals.reviews import ReviewService
 from broker.approvals.service import ApprovalService
 from broker.decisions import ApprovalContext
 from broker.errors import BrokerError
+from broker.metrics import Metrics
 from broker.models import Agent, Mode, Outcome, Resource
 from broker.services.tasks import CredentialResult, TaskService
 
 
+class TaskLocks(Protocol):
+    def lock(self, task_id: str) -> AbstractContextManager[Any]: ...
+
+
 class CredentialFlow:
-    def __init__(self, tasks: TaskService, approvals: ApprovalService, reviews: ReviewService) -> None:
+    def __init__(
+        self,
+        tasks: TaskService,
+        approvals: ApprovalService,
+        reviews: ReviewService,
+        locks: TaskLocks,
+        metrics: Metrics,
+    ) -> None:
         self.tasks = tasks
         self.approvals = approvals
         self.reviews = reviews
+        self.locks = locks
+        self.metrics = metrics
 
     def request(
+        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str | None = None
+    ) -> CredentialResult:
+        """Decide and issue; step-up approvals are opened, checked and consumed here; an error
+        looking an approval up never yields a credential. One request of a task at a time goes
+        through the chain detectors (the task's lock)."""
+        with self.locks.lock(task_id):
+            result = self._request(agent, task_id, action, resource, approval_id)
+        d = result.decision
+        self.metrics.decisions.labels(d.outcome.value, d.tier.value, d.mode.value).inc()
+        if result.credential is not None:
+            self.metrics.issued.labels(result.credential.kind).inc()
+        return result
+
+    def _request(
         self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str | None
     ) -> CredentialResult:
         if approval_id is not None:

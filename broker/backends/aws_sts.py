@@ -41,7 +41,7 @@ import botocore.config
 import botocore.exceptions
 
 from broker.backends import _aws_policy as pol
-from broker.backends._names import refuse_unknown, section
+from broker.backends.names import refuse_unknown, section
 from broker.backends.port import IssuedCredential, IssueRequest
 from broker.errors import BrokerError, InvalidInput, NotFound, UpstreamError, UpstreamUnavailable
 from broker.secrets import Secret
@@ -72,6 +72,7 @@ class AwsClientSettings:
 
 class AwsStsBackend:
     kind = KIND
+    self_expiring = True  # see CredentialBackend.self_expiring
 
     def __init__(
         self,

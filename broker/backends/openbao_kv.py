@@ -28,8 +28,8 @@ from typing import Any
 
 import hvac
 
-from broker.backends._names import refuse_unknown, section, vault_path
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.names import refuse_unknown, section, vault_path
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.port import IssuedCredential, IssueRequest
 from broker.errors import InvalidInput, UpstreamError
 from broker.secrets import Fingerprinter, Secret
@@ -51,6 +51,7 @@ class UnwrapVerdict(enum.StrEnum):
 
 class OpenBaoKVBackend:
     kind = KIND
+    self_expiring = True  # see CredentialBackend.self_expiring
 
     def __init__(
         self, http: OpenBaoHTTP, *, fingerprinter: Fingerprinter | None = None, public_addr: str | None = None

@@ -20,7 +20,7 @@ from typing import Any
 import hvac
 import requests
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.port import IssuedCredential, IssueRequest
 from broker.errors import InvalidInput, UpstreamError
 from broker.secrets import Secret
@@ -32,6 +32,7 @@ PARENT_POLICY_HCL = f'path "auth/token/create/{GRANT_ROLE}" {{ capabilities = ["
 
 class OpenBaoTokenBackend:
     kind = "vault_token"
+    self_expiring = True  # see CredentialBackend.self_expiring
 
     def __init__(self, http: OpenBaoHTTP) -> None:
         self.http = http

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from broker.models import Action, Agent, DecisionId, GrantId, Resource, Task
 from broker.secrets import Secret
@@ -58,9 +58,12 @@ class IssuedCredential:
 
 
 class CredentialBackend(Protocol):
-    """One per resource kind (``vault_token``, ``vault_kv``, ``postgres``, ``aws``)."""
+    """One per resource kind (the kinds and their adapters are listed in :mod:`broker.backends.kinds`)."""
 
     kind: str
+    # True when the backend ends a credential by itself at its expiry (OpenBao token/lease TTL,
+    # STS session duration); False asks the expiry sweeper to queue an explicit revocation
+    self_expiring: bool
 
     def validate_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         """Check a resource's settings against the real backend (the role/policy/path exists)
@@ -77,3 +80,22 @@ class CredentialBackend(Protocol):
     def check_alive(self) -> None:
         """Raise ``UpstreamUnavailable`` when the backend cannot be reached."""
         ...
+
+
+# -- optional capabilities: small protocols, checked once when the services are built -----------
+
+
+@runtime_checkable
+class TaskScopedBackend(Protocol):
+    """A backend that keeps per-task state in process (a parent token, a cached session) and must
+    drop it when the task's credentials are revoked."""
+
+    def forget_task(self, task_id: str) -> None: ...
+
+
+@runtime_checkable
+class UnwrapJudge(Protocol):
+    """A backend that hands out response-wrapped secrets and can tell, from the wrapping token's
+    accessor, whether a failed unwrap means someone else unwrapped it (``tampered``)."""
+
+    def judge_unwrap_failure(self, reference: Mapping[str, Any], *, expires_at: datetime, revoked: bool) -> str: ...

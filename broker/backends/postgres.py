@@ -18,17 +18,20 @@ OpenBao cannot limit a PostgreSQL login to one use: ``uses`` is not enforced by 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import hvac
+import psycopg
+from psycopg import sql
 
-from broker.backends._names import refuse_unknown, section, vault_name, vault_path
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.names import refuse_unknown, section, vault_name, vault_path
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.port import IssuedCredential, IssueRequest
-from broker.errors import BrokerError, InvalidInput, UpstreamError
+from broker.errors import BrokerError, InvalidInput, UpstreamError, UpstreamUnavailable
 from broker.secrets import Secret
 
 KIND = "postgres"
@@ -70,6 +73,7 @@ def _ident(name: str) -> str:
 
 class PostgresBackend:
     kind = KIND
+    self_expiring = True  # see CredentialBackend.self_expiring
 
     def __init__(self, http: OpenBaoHTTP) -> None:
         self.http = http
@@ -85,7 +89,7 @@ class PostgresBackend:
         role = vault_name("vault.role", vault.get("role"), what="database role")
         connection = settings.get("connection")
         if connection is not None:
-            connection = _validate_connection(connection)
+            connection = validate_connection(connection)
         with self.http.client() as c:
             try:
                 role_data = c.adapter.get(f"/v1/{mount}/roles/{role}")["data"]
@@ -98,7 +102,7 @@ class PostgresBackend:
             if db_name:
                 try:
                     config = c.adapter.get(f"/v1/{mount}/config/{db_name}")["data"]
-                    derived = _connection_from_url(config.get("connection_details", {}).get("connection_url"))
+                    derived = connection_from_url(config.get("connection_details", {}).get("connection_url"))
                 except (hvac.exceptions.InvalidPath, hvac.exceptions.Forbidden):
                     derived = None
         if connection is None:
@@ -193,7 +197,7 @@ class PostgresBackend:
 
 
 # -- connection (what the agent dials) --------------------------------------------------------
-def _connection_from_url(url: Any) -> dict[str, Any] | None:
+def connection_from_url(url: Any) -> dict[str, Any] | None:
     if not isinstance(url, str) or not url:
         return None
     try:
@@ -211,7 +215,7 @@ def _connection_from_url(url: Any) -> dict[str, Any] | None:
     return conn
 
 
-def _validate_connection(value: Any) -> dict[str, Any]:
+def validate_connection(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidInput("connection", 'must be an object: {"host", "port", "dbname", "sslmode"?}')
     refuse_unknown("connection", value, {"host", "port", "dbname", "sslmode"}, KIND)
@@ -293,9 +297,6 @@ def configure_openbao_role(
 def ensure_group_role(conninfo: str, group_role: str, *, dbname: str, read_only: bool = True) -> None:
     """Create the NOLOGIN group role that holds the privileges dynamic roles inherit
     (``SELECT`` on ``public``; also ``INSERT/UPDATE/DELETE`` unless ``read_only``)."""
-    import psycopg
-    from psycopg import sql
-
     privileges = "SELECT" if read_only else "SELECT, INSERT, UPDATE, DELETE"
     try:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
@@ -314,8 +315,6 @@ def ensure_group_role(conninfo: str, group_role: str, *, dbname: str, read_only:
                 ).format(group)
             )
     except psycopg.OperationalError as exc:
-        from broker.errors import UpstreamUnavailable
-
         raise UpstreamUnavailable("PostgreSQL is unreachable for setup") from exc
     except psycopg.Error as exc:
         raise UpstreamError(f"PostgreSQL refused the setup ({type(exc).__name__})") from exc
@@ -323,8 +322,6 @@ def ensure_group_role(conninfo: str, group_role: str, *, dbname: str, read_only:
 
 def reachable(host: str = "127.0.0.1", port: int = 5432, timeout: float = 0.5) -> bool:
     """Whether something accepts TCP connections at host:port (for ``nhi-broker up``'s summary)."""
-    import socket
-
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True

@@ -86,9 +86,16 @@ class Detectors(_Strict):
     review_flagged: Toggle = Toggle()
 
 
+class DelegationConfig(_Strict):
+    # a delegated sub-task that escalates is always reported on its parent's chain; with this on,
+    # it escalates the parent too (and with it the whole tree)
+    escalate_parent: bool = True
+
+
 class ChainConfig(_Strict):
     on_escalation: OnEscalation = OnEscalation.QUARANTINE
     detectors: Detectors = Detectors()
+    delegation: DelegationConfig = DelegationConfig()
 
 
 def _field(loc: Iterable[object]) -> str:

@@ -25,6 +25,8 @@ class StepKind(enum.StrEnum):
     LEAK = "leak_reported"
     REVIEW = "review_flagged"
     ESCALATION = "escalation"
+    DELEGATION = "delegation"  # this task handed a narrower sub-task to another agent
+    DELEGATE_ESCALATED = "delegate_escalated"  # a descendant task escalated
 
 
 EVENT_KINDS = (StepKind.PROMPT, StepKind.OUTPUT, StepKind.TOOL_CALL, StepKind.TOOL_RESULT)

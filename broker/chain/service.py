@@ -21,12 +21,13 @@ from sqlalchemy import Connection
 from broker.audit import AuditLog
 from broker.chain import store as chain_store
 from broker.chain.config import ChainConfig, OnEscalation
-from broker.chain.detectors import ADMIN_REVOKE, LEAKED_SECRET, REVIEW_FLAGGED, inline_detectors
+from broker.chain.detectors import ADMIN_REVOKE, DELEGATE_ESCALATED, LEAKED_SECRET, REVIEW_FLAGGED
 from broker.chain.model import ChainContext, ChainStep, Hit, StepKind
+from broker.chain.rules import ChainRules
 from broker.decisions import Decision
 from broker.errors import Conflict, Denied, InvalidInput, NotFound
 from broker.logging import get_logger
-from broker.models import Action, Agent, Outcome, Task, TaskState
+from broker.models import Action, Agent, Outcome, Task, TaskState, effective_profile
 from broker.secrets import Fingerprinter
 from broker.services.revocation import RevocationService
 from broker.store.repo import Store, utcnow
@@ -35,6 +36,10 @@ log = get_logger("nhi-broker.chain")
 LOCK_STRIPES = 64
 # what a finding summary may carry into the store and the audit trail (never the match itself)
 FINDING_KEYS = ("rule", "rule_id", "source", "location", "line", "offset", "kind", "event_id", "fingerprint")
+
+
+# chain entries that are not steps of this task's own work (the detectors do not count them)
+_NOT_STEPS = (StepKind.ESCALATION, StepKind.DELEGATION, StepKind.DELEGATE_ESCALATED)
 
 
 class Escalated(Denied):
@@ -48,19 +53,22 @@ class Alerter(Protocol):
 
 
 class ChainService:
-    def __init__(self, store: Store, audit: AuditLog, revocations: RevocationService, config: ChainConfig,
+    def __init__(self, store: Store, audit: AuditLog, revocations: RevocationService, rules: ChainRules,
                  catalog: Callable[[], Mapping[str, Action]], fingerprint: Fingerprinter,
                  alerter: Alerter | None = None, on_escalated: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.audit = audit
         self.revocations = revocations
-        self.config = config
+        self.rules = rules
         self.catalog = catalog
         self.fingerprint = fingerprint
         self.alerter = alerter
         self.on_escalated = on_escalated
-        self.detectors = inline_detectors(config)
         self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
+
+    @property
+    def config(self) -> ChainConfig:
+        return self.rules.current.config
 
     def lock(self, task_id: str) -> threading.RLock:
         """Serialises a task's requests in this process, so two cannot pass the detectors blind
@@ -80,9 +88,9 @@ class ChainService:
             profile = self.store.get_profile(conn, task.profile)
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
-        ctx = ChainContext(history=tuple(s for s in history if s.kind is not StepKind.ESCALATION),
-                           candidate=candidate, ceiling=profile.ceiling, now=utcnow())
-        for detector in self.detectors:
+        ctx = ChainContext(history=tuple(s for s in history if s.kind not in _NOT_STEPS),
+                           candidate=candidate, ceiling=effective_profile(profile, task).ceiling, now=utcnow())
+        for detector in self.rules.current.detectors:
             hit = detector.check(ctx)
             if hit is not None:
                 return hit
@@ -152,6 +160,8 @@ class ChainService:
         if self.on_escalated is not None:
             self.on_escalated(hit.detector)
         log.warning("task.escalated", task_id=task_id, detector=hit.detector, rule=hit.rule)
+        if task is not None and task.parent_task_id is not None:
+            self._report_to_parent(task.parent_task_id, task_id, hit, actor)
         if self.alerter is not None:
             self.alerter.send({"event": "task.escalated", "task_id": task_id, "agent": task.agent if task else None,
                                "task_state": state, "at": utcnow().isoformat(), **detail,
@@ -161,8 +171,39 @@ class ChainService:
                 "revocations_queued": report.queued, "revocations_completed": report.completed,
                 "revocations_pending": report.pending}
 
+    def _report_to_parent(self, parent_id: str, child_id: str, hit: Hit, actor: str) -> None:
+        """A delegated sub-task escalated: say so on the parent's chain; escalate the parent too
+        when ``chain.yaml`` says ``delegation.escalate_parent`` (the default)."""
+        with self.store.write() as conn:
+            ref, at = chain_store.add_event(conn, task_id=parent_id, kind=StepKind.DELEGATE_ESCALATED,
+                                            detail={"child_task_id": child_id, "detector": hit.detector})
+        with self.store.read() as conn:
+            parent = self.store.get_task(conn, parent_id)
+        if not self.config.delegation.escalate_parent or parent is None or parent.state is not TaskState.ACTIVE:
+            return
+        step = ChainStep(ref=ref, kind=StepKind.DELEGATE_ESCALATED, at=at)
+        self.escalate(parent_id, Hit(detector=DELEGATE_ESCALATED, steps=(step,),
+                                     reason=f"delegated task {child_id} escalated ({hit.detector})",
+                                     extra={"child_task_id": child_id}), actor=actor)
+
     def admin_revoke(self, task_id: str, reason: str, actor: str) -> dict[str, Any]:
         return self.escalate(task_id, Hit(detector=ADMIN_REVOKE, reason=reason, steps=()), actor=actor)
+
+    def escalate_task(self, task_id: str, *, detector: str, reason: str, actor: str,
+                      steps: list[str]) -> dict[str, Any]:
+        """Escalate from outside the request flow (admin revoke, tampering), under the task's lock."""
+        hit = Hit(detector=detector, reason=reason, steps=(), extra={"step_refs": steps} if steps else {})
+        with self.lock(task_id):
+            report = self.escalate(task_id, hit, actor=actor)
+        return {k: report[k] for k in ("revocations_queued", "revocations_completed", "revocations_pending")}
+
+    def report_leak_locked(self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]) -> dict[str, Any]:
+        with self.lock(task_id):
+            return self.report_leak(task_id, grant_id, finding_summary)
+
+    def flag_review_locked(self, task_id: str, review_id: str, reason: str) -> dict[str, Any]:
+        with self.lock(task_id):
+            return self.flag_review(task_id, review_id, reason)
 
     def report_leak(self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]) -> dict[str, Any]:
         """A broker-issued secret was seen (scanner): revoke that grant now, then escalate."""

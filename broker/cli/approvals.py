@@ -31,6 +31,7 @@ def _call(
     body: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
 ) -> Any:
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.client import AdminClient, BrokerClientError
 
     token = os.environ.get("NHI_BROKER_ADMIN_TOKEN", "")

@@ -25,5 +25,29 @@ COMMAND_MODULES = [
     "broker.cli.approvals",
 ]
 
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # deferred: only --version needs it
+
+    try:
+        return version("nhi-broker")
+    except PackageNotFoundError:  # running from a checkout that is not installed
+        from broker import __version__  # deferred: only a checkout that is not installed
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nhi-broker {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
+    """Credential broker for non-human identities."""
+
+
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)

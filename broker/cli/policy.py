@@ -14,10 +14,15 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from broker.cli._common import handle_errors
+from broker.cli._common import DATA_DIR_ENV, handle_errors
 from policies import DEFAULT_BUNDLE
 
 out = Console(highlight=False, soft_wrap=True)
+
+
+def _from_environment(ctx: typer.Context, param: str) -> bool:
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name == "ENVIRONMENT"
 BundleDir = typer.Argument(
     DEFAULT_BUNDLE, help="Policy bundle directory (default: the shipped bundle).", show_default=False
 )
@@ -27,8 +32,10 @@ def _store_records(
     data_dir: Path | None, database_url: str, since: datetime | None, limit: int
 ) -> list[dict[str, Any]]:
     """The ``Decision.record()`` of every stored decision (oldest first), read-only."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from sqlalchemy.exc import SQLAlchemyError
 
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.errors import BrokerError, InvalidInput
     from broker.store.db import make_engine
     from broker.store.repo import Store
@@ -61,6 +68,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def validate(directory: Path = BundleDir) -> None:
         """Schema, syntax and lint checks; every problem as FILE:LINE: message."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.policy import check_bundle
 
         bundle, problems = check_bundle(directory)
@@ -83,6 +91,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every case, not only failures."),
     ) -> None:
         """Run the bundle's test cases (tests/*.yaml) and report pass/fail."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.policy.testing import run_tests
 
         report = run_tests(directory)
@@ -117,6 +126,7 @@ def register(app: typer.Typer) -> None:
     @policy_app.command("replay")
     @handle_errors
     def replay_cmd(
+        ctx: typer.Context,
         bundle_dir: Path = typer.Option(..., "--bundle", help="Candidate policy bundle directory."),
         records: Path | None = typer.Option(
             None,
@@ -126,7 +136,8 @@ def register(app: typer.Typer) -> None:
             help="Decision records, one JSON object a line (JSONL).",
         ),
         data_dir: Path | None = typer.Option(
-            None, "--data-dir", help="Read the recorded decisions from the store in this data directory."
+            None, "--data-dir", envvar=DATA_DIR_ENV,
+            help="Read the recorded decisions from the store in this data directory."
         ),
         database_url: str = typer.Option(
             "",
@@ -144,6 +155,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-decide recorded decisions (from --records JSONL, or the broker's store with --data-dir /
         --database-url) with a candidate bundle and print what would change."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.errors import InvalidInput
         from broker.policy import CedarDecisionEngine, load_bundle
         from broker.policy.replay import read_jsonl, replay
@@ -151,6 +163,9 @@ def register(app: typer.Typer) -> None:
         if since is not None and since.tzinfo is None:
             raise InvalidInput("--since", f"{since.isoformat()} has no timezone (add Z or +00:00)")
         engine = CedarDecisionEngine(load_bundle(bundle_dir))
+        if records is not None and data_dir is not None and \
+                _from_environment(ctx, "data_dir"):
+            data_dir = None  # an explicit --records wins over NHI_BROKER_DATA_DIR from the environment
         if records is not None and data_dir is not None:
             raise InvalidInput("--records", "give either --records or --data-dir/--database-url, not both")
         if records is not None:

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the rotation result as JSON."),
     ) -> None:
         """Rotate NAME now: create, store, verify, switch, retire (per its playbook)."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         import httpx
 
         token = os.environ.get("NHI_BROKER_ADMIN_TOKEN", "")

@@ -1,8 +1,9 @@
 """``nhi-broker terraform ...``: helpers for the Terraform provider (``terraform/``).
 
 ``cli-config`` writes a Terraform CLI configuration that finds the installed
-``terraform-provider-nhibroker`` with no registry: a filesystem mirror (default) or
-``dev_overrides``. Point ``TF_CLI_CONFIG_FILE`` at it (an absolute path).
+``terraform-provider-nhibroker`` with no registry: a filesystem mirror (default; in the data
+directory, so one per checkout or data directory) or ``dev_overrides``. Point
+``TF_CLI_CONFIG_FILE`` at it (an absolute path).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import typer
 
+from broker.cli._common import DataDirOption
 from terraform.provider.cli_config import (
     CliConfigError,
     default_mirror_dir,
     provider_executable,
+    provider_installed,
     render_dev_overrides_config,
     render_mirror_config,
     write_mirror,
@@ -30,17 +33,19 @@ def cli_config(
                                        help="Write the CLI configuration here (default: stdout)."),
     mirror_dir: Path | None = typer.Option(None, "--mirror-dir",
                                            help="Where to put the provider mirror "
-                                                "(default: $XDG_DATA_HOME/nhi-broker/terraform-providers)."),
+                                                "(default: DATA_DIR/terraform-providers)."),
+    data_dir: Path = DataDirOption,
     dev_overrides: bool = typer.Option(False, "--dev-overrides",
                                        help="Use dev_overrides instead of a filesystem mirror (no init)."),
 ) -> None:
     """Write a Terraform CLI configuration so init/plan/apply never contact a registry."""
     try:
+        provider_installed()
         executable = provider_executable()
         if dev_overrides:
             text = render_dev_overrides_config(executable)
         else:
-            mirror = (mirror_dir or default_mirror_dir()).expanduser().absolute()
+            mirror = (mirror_dir or default_mirror_dir(data_dir)).expanduser().absolute()
             write_mirror(mirror, executable)
             text = render_mirror_config(mirror)
     except (CliConfigError, OSError) as exc:

@@ -9,17 +9,21 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import uvicorn
 from rich.console import Console
 
 from broker.cli._common import DataDirOption, handle_errors
-from broker.config import Settings, load_settings
+from broker.cli.startup import load_settings_file, startup_errors, translate_build_errors
+from broker.config import Settings
 from broker.errors import BrokerError
 from broker.logging import configure_logging
 from broker.secrets import Secret
+
+if TYPE_CHECKING:
+    from broker.cli.shutdown import ShutdownReport
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -32,8 +36,12 @@ def _admin_token(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+class _Stopped(Exception):
+    """SIGINT/SIGTERM after uvicorn's graceful shutdown: the run ends normally (exit 0)."""
+
+
+def _stop_on_signal(signum: int, frame: Any) -> None:
+    raise _Stopped(signum)
 
 
 def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = None,
@@ -42,22 +50,19 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
 
     ``on_ready(container)`` runs before the socket opens (seeding); ``on_listening(container)``
     runs once the server accepts connections (so files that announce the URL are never early)."""
+    # the service stack is imported here, not at module level: every CLI command imports this
+    # module, and `nhi-broker scan` must start without loading the broker (issue 18: < 1 s)
     from broker.api.app import create_app
     from broker.container import Container
-    from rotation.revocation_worker import RevocationWorker
+    from broker.runtime import Workers, start_workers
 
-    container = Container.build(settings)
+    with translate_build_errors(settings):
+        container = Container.build(settings)
+    workers: Workers | None = None
     try:
         if on_ready is not None:
             on_ready(container)
-        worker = RevocationWorker(container)
-        worker.start()
-        container.workers.append(worker)
-        if container.scans is not None:  # scheduled leak scans (APScheduler, job store in the database)
-            from rotation.scans import start_scheduler
-
-            start_scheduler(container, container.scans)
-        container.watch_policies(settings.policy_watch_seconds)
+        workers = start_workers(container)
         config = uvicorn.Config(create_app(container), host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False, lifespan="on")
         server = uvicorn.Server(config)
@@ -68,13 +73,17 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
                 if server.started:
                     on_listening(container)
             threading.Thread(target=announce, name="nhi-announce", daemon=True).start()
-        # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so every
-        # `finally` (workers, store, the OpenBao dev server) still runs
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; end the run normally so
+        # every `finally` (workers, store, the OpenBao dev server) runs and the exit status is 0
+        # (`make up` then reports no "Error 143"/"Error 130" after a clean stop)
+        previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run()
+        except _Stopped:
+            pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if not server.started:
             raise BrokerError(f"could not serve on {settings.host}:{settings.port} (port in use?)")
     finally:
@@ -82,6 +91,8 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
             if on_exit is not None:
                 on_exit(container)
         finally:
+            if workers is not None:
+                workers.stop()
             container.close()
 
 
@@ -92,7 +103,9 @@ def register(app: typer.Typer) -> None:
            port: int = typer.Option(8080, "--port", min=0, max=65535, help="API port on 127.0.0.1."),
            log_format: str = typer.Option("console", "--log-format", help="console | json")) -> None:
         """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
-        from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
+        from broker.demo import seed_kv, seed_openbao, seed_registry
+        from broker.demo_postgres import drop_demo_roles, seed_postgres
         from broker.openbao_server import start_dev_server
 
         configure_logging(log_format)
@@ -109,12 +122,13 @@ def register(app: typer.Typer) -> None:
             postgres_note: dict[str, str | None] = {}
 
             def ready(container: Any) -> None:
-                from broker.backends._openbao_http import OpenBaoHTTP
+                # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
+                from broker.backends.openbao_http import OpenBaoHTTP
 
                 http = OpenBaoHTTP(bao.address, bao.root_token)
                 seed_openbao(http)
                 seed_kv(http)
-                postgres_note["skipped"] = seed_postgres(http)
+                postgres_note["skipped"] = seed_postgres(http, data_dir=data_dir)
                 seed_registry(container, with_postgres=postgres_note["skipped"] is None)
 
             def listening(container: Any) -> None:
@@ -131,36 +145,53 @@ def register(app: typer.Typer) -> None:
         finally:
             up_json.unlink(missing_ok=True)
             bao.stop()
+            try:  # after OpenBao: its connections as the role are gone
+                dropped = drop_demo_roles(data_dir)
+            except Exception as exc:  # best effort on the way out
+                console.print(f"[yellow]could not drop the demo PostgreSQL roles: {type(exc).__name__}[/yellow]")
+            else:
+                if dropped:
+                    console.print(f"dropped the demo PostgreSQL roles {', '.join(dropped)}")
             console.print("[bold]nhi-broker stopped[/bold] (OpenBao dev server stopped too)")
 
     @app.command()
-    @handle_errors
-    def serve(config: Path = typer.Option(..., "--config", exists=True, dir_okay=False,
-                                          help="YAML settings file (see docs/operations.md)")) -> None:
-        """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers."""
-        settings = load_settings(config)
-        configure_logging(settings.log_format, settings.log_level)
-        run_server(settings)
+    def serve(config: Path = typer.Option(..., "--config", dir_okay=False,
+                                          help="YAML settings file (see docs/operations.md)"),
+              debug: bool = typer.Option(False, "--debug", help="Print the traceback of a start-up error.")) -> None:
+        """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers.
+
+        A start-up error (bad YAML, a missing or invalid setting, an unreachable database or
+        OpenBao) prints one line naming the setting and exits 2."""
+        with startup_errors(debug):
+            settings = load_settings_file(config)
+            configure_logging(settings.log_format, settings.log_level)
+            run_server(settings, on_exit=report_backlog)
 
 
-def end_active_tasks(container: Any) -> None:
+def end_active_tasks(container: Any) -> ShutdownReport:
     """`up` only: the embedded OpenBao dies with the broker, and the credentials it issued into
-    real systems (PostgreSQL roles) would outlive it. End every active task first."""
-    from sqlalchemy import select
+    real systems (PostgreSQL roles) would outlive it. End every active task first, and say what
+    was confirmed and what is still pending (and where it will complete)."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
+    from broker.cli import shutdown
 
-    from broker.models import TaskState
-    from broker.store import tables as t
+    report = shutdown.end_active_tasks(container)
+    text = report.message(restart_hint=f"nhi-broker up --data-dir {container.settings.data_dir}")
+    if text:
+        console.print(text, markup=False, highlight=False)
+    return report
 
-    with container.store.read() as conn:
-        active = [r[0] for r in conn.execute(select(t.tasks.c.task_id).where(t.tasks.c.state == "active"))]
-    for task_id in active:
-        try:
-            container.revocations.revoke_task(task_id, reason="broker stopped (nhi-broker up)",
-                                              state=TaskState.ENDED, actor="broker", audit_kind="task.ended")
-        except Exception as exc:  # best effort on the way out; never block the shutdown
-            console.print(f"[yellow]could not end task {task_id}: {type(exc).__name__}[/yellow]")
-    if active:
-        console.print(f"ended {len(active)} active task(s) and revoked what they held")
+
+def report_backlog(container: Any) -> ShutdownReport:
+    """`serve`: tasks outlive a replica; report the outbox backlog this replica leaves."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
+    from broker.cli import shutdown
+
+    report = shutdown.outbox_backlog(container)
+    text = report.message(restart_hint="nhi-broker serve --config ...")
+    if text:
+        console.print(text, markup=False, highlight=False)
+    return report
 
 
 def _summary(url: str, data_dir: Path, bao_addr: str, container: Any, pg_skipped: str | None) -> None:

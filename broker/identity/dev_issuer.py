@@ -25,7 +25,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker.errors import BrokerError, InvalidInput
+from broker.errors import BrokerError, InvalidInput, NotFound
 from broker.identity.config import IssuerConfig
 
 DEV_ISSUER: Final = "urn:nhi-broker:dev"
@@ -64,7 +64,20 @@ class DevIssuer:
         return self._kid
 
     @classmethod
+    def load(cls, data_dir: Path | str) -> DevIssuer:
+        """The dev issuer of a running ``nhi-broker up --data-dir DATA_DIR``; never creates a key.
+
+        A wrong directory fails here, naming the path, instead of minting with a fresh key that the
+        broker then rejects as "signature is invalid"."""
+        path = Path(data_dir) / KEY_DIR / KEY_FILE
+        if not path.is_file():
+            raise NotFound(f"no dev issuer key at {path}: is this the data directory of "
+                           f"`nhi-broker up --data-dir {data_dir}`?")
+        return cls(_load_key_file(path))
+
+    @classmethod
     def load_or_create(cls, data_dir: Path) -> DevIssuer:
+        """For the broker itself (``up``): creates the key on first start. Clients use :meth:`load`."""
         key_dir = Path(data_dir) / KEY_DIR
         key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = key_dir / KEY_FILE

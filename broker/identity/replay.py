@@ -26,6 +26,20 @@ class ReplayGuard(Protocol):
         ...
 
 
+class JtiLedger(Protocol):
+    def record_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool: ...
+
+
+class StoreReplayGuard:
+    """Replay guard shared by every replica: a jti is recorded once in the store."""
+
+    def __init__(self, ledger: JtiLedger) -> None:
+        self.ledger = ledger
+
+    def check_and_record(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        return self.ledger.record_jti(issuer, jti, expires_at)
+
+
 class ReplayCacheFull(UpstreamUnavailable):
     """The replay cache holds only live entries and has no room: refuse instead of forgetting."""
 

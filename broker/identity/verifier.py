@@ -72,7 +72,10 @@ class IdentityVerifier:
     def issuers(self) -> tuple[str, ...]:
         return tuple(self._issuers)
 
-    def verify(self, token: str) -> VerifiedIdentity:
+    def verify(self, token: str, *, spend_jti: bool = True) -> VerifiedIdentity:
+        """``spend_jti=False``: the token exchange, where a workload token is reusable within its
+        lifetime (SPIRE, Kubernetes and CI issuers hand out the same token many times); the issued
+        access token is then bound to a key by DPoP instead."""
         if not isinstance(token, str) or not token:
             _fail("identity token is missing")
         if len(token) > MAX_TOKEN_BYTES or len(token.encode("utf-8", "replace")) > MAX_TOKEN_BYTES:
@@ -107,7 +110,7 @@ class IdentityVerifier:
         claims = self._decode(token, key.key, config)
         subject, jti, expires_at = self._check_claims(claims, config)
 
-        if config.require_jti:
+        if config.require_jti and spend_jti:
             assert jti is not None  # required by _decode
             # Remember the jti for as long as the token could still pass every check above.
             iat = float(claims["iat"])

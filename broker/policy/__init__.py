@@ -8,9 +8,10 @@ Public surface (what the broker core calls):
 - :func:`run_tests` — the bundle's test cases; :func:`replay` — recorded decisions vs a bundle.
 """
 
-from broker.policy.bundle import Bundle, PolicyInfo, check_bundle, content_hash, load_bundle
+from broker.policy.bundle import Bundle, PolicyInfo, content_hash
 from broker.policy.engine import CedarDecisionEngine
-from broker.policy.holder import PolicyHolder, ReloadResult, Watcher
+from broker.policy.holder import PolicyHolder, ReloadResult
+from broker.policy.loader import check_bundle, load_bundle
 from broker.policy.problems import BundleError, Problem
 
 __all__ = [
@@ -21,7 +22,6 @@ __all__ = [
     "PolicyInfo",
     "Problem",
     "ReloadResult",
-    "Watcher",
     "check_bundle",
     "content_hash",
     "load_bundle",

@@ -22,13 +22,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-from pathlib import Path
 
 import cedarpy
 
 from broker.decisions import Decision, DecisionInput
 from broker.models import Action, Mode, Outcome, RiskAssessment, Tier
-from broker.policy.bundle import SCHEMA, Bundle, PolicyInfo, load_bundle
+from broker.policy.bundle import SCHEMA, Bundle, PolicyInfo
 from broker.policy.problems import Problem
 from broker.policy.request import CedarRequest, action_entities, build, synthetic_input
 from broker.risk.model import RiskInput
@@ -62,10 +61,6 @@ class CedarDecisionEngine:
                     del self._entities[next(iter(self._entities))]  # oldest first
                 self._entities[key] = entities
         return cedarpy.is_authorized(cr.request, policies, entities)
-
-    @classmethod
-    def from_dir(cls, directory: Path) -> CedarDecisionEngine:
-        return cls(load_bundle(directory))
 
     @property
     def catalog(self) -> dict[str, Action]:

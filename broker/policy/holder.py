@@ -20,9 +20,11 @@ from typing import Any
 
 from broker.decisions import Decision, DecisionInput
 from broker.models import Action
-from broker.policy.bundle import check_bundle, content_hash, load_bundle
+from broker.policy.bundle import content_hash
 from broker.policy.engine import CedarDecisionEngine
+from broker.policy.loader import check_bundle, load_bundle
 from broker.policy.problems import Problem
+from broker.workers import PeriodicWorker
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,33 +157,12 @@ class PolicyHolder:
             return None
         return self.reload(trigger="watch")
 
-    def watch(self, interval_seconds: float, on_result: Callable[[ReloadResult], None]) -> Watcher:
-        """Start a daemon thread that polls every ``interval_seconds`` and reports each reload."""
-        watcher = Watcher(self, interval_seconds, on_result)
-        watcher.start()
-        return watcher
+    def watch(self, interval_seconds: float, on_result: Callable[[ReloadResult], None]) -> PeriodicWorker:
+        """Start a worker that polls every ``interval_seconds`` and reports each reload."""
 
+        def tick() -> None:
+            result = self.poll()
+            if result is not None:
+                on_result(result)
 
-class Watcher:
-    def __init__(
-        self, holder: PolicyHolder, interval: float, on_result: Callable[[ReloadResult], None]
-    ) -> None:
-        self._holder, self._interval, self._on_result = holder, interval, on_result
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="policy-watcher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=max(1.0, self._interval * 2))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                result = self._holder.poll()
-                if result is not None:
-                    self._on_result(result)
-            except Exception:  # noqa: S112 - a failing poll must not kill the watcher; the next one retries
-                continue
+        return PeriodicWorker("policy-watcher", interval_seconds, tick).start()

@@ -32,6 +32,7 @@ from broker.models import (
     TaskState,
     Tier,
     TrustLevel,
+    VerifiedHuman,
 )
 
 
@@ -184,6 +185,7 @@ def input_from_record(record: Mapping[str, Any]) -> DecisionInput:
         profile=profile.name,
         purpose=str(i["task_purpose"]),
         on_behalf_of=i.get("on_behalf_of"),
+        acting_for=_acting_for(i),
         state=TaskState.ACTIVE,
         created_at=now,
         expires_at=expires,
@@ -236,3 +238,14 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             if not isinstance(value, dict):
                 raise InvalidInput(f"{path}:{number}", "each line must be a JSON object (a decision record)")
             yield value
+
+
+def _acting_for(record: Mapping[str, Any]) -> VerifiedHuman | None:
+    """The verified person of a recorded decision. Records written before verified persons existed
+    (no ``acting_for`` key) were decided with a typed ``on_behalf_of`` counting as present: replay
+    them that way, so an unchanged bundle reproduces them."""
+    if "acting_for" in record:
+        raw = record["acting_for"]
+        return VerifiedHuman.from_dict(raw) if isinstance(raw, Mapping) else None
+    typed = record.get("on_behalf_of")
+    return VerifiedHuman("unverified-legacy", str(typed)) if typed else None

@@ -29,6 +29,7 @@ from broker.models import (
     TaskState,
     Tier,
     TrustLevel,
+    VerifiedHuman,
 )
 
 _SENSITIVITY_RANK = {s: i for i, s in enumerate(Sensitivity)}
@@ -40,10 +41,11 @@ class CedarRequest:
     request: dict[str, Any]
     stable: list[dict[str, Any]]  # agent, profile, resource: the same across many requests (cacheable)
     task: dict[str, Any]  # the task: new for every task
+    people: tuple[dict[str, Any], ...] = ()  # the verified person the task acts for, if any
 
     @property
     def entities(self) -> list[dict[str, Any]]:
-        return [*self.stable, self.task]
+        return [*self.stable, self.task, *self.people]
 
 
 def _uid(kind: str, ident: str) -> dict[str, str]:
@@ -64,6 +66,18 @@ def build(
     task_attrs: dict[str, Any] = {"purpose": task.purpose}
     if task.on_behalf_of is not None:
         task_attrs["on_behalf_of"] = task.on_behalf_of
+    people: tuple[dict[str, Any], ...] = ()
+    if task.acting_for is not None:
+        person = task.acting_for
+        groups = person.attributes.get("groups")
+        human_attrs: dict[str, Any] = {
+            "issuer": person.issuer, "subject": person.subject,
+            "groups": [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else [],
+        }
+        if isinstance(person.attributes.get("email"), str):
+            human_attrs["email"] = person.attributes["email"]
+        people = ({"uid": _uid("Human", person.principal), "parents": [], "attrs": human_attrs},)
+        task_attrs["acting_for"] = {"__entity": _uid("Human", person.principal)}
     task_entity = {
         "uid": _uid("Task", task.task_id),
         "parents": [_uid("Profile", profile.name)],
@@ -133,7 +147,7 @@ def build(
         "resource": _uid("Resource", resource.name),
         "context": context,
     }
-    return CedarRequest(request=request, stable=stable, task=task_entity)
+    return CedarRequest(request=request, stable=stable, task=task_entity, people=people)
 
 
 def synthetic_input(action: Action, *, decision_id: str = "smoke") -> DecisionInput:
@@ -159,6 +173,7 @@ def synthetic_input(action: Action, *, decision_id: str = "smoke") -> DecisionIn
         state=TaskState.ACTIVE,
         created_at=now,
         expires_at=now + timedelta(hours=1),
+        acting_for=VerifiedHuman("https://smoke.example", "smoke-human", {"groups": ["smoke"], "email": "s@example"}),
     )
     resource = Resource(
         name="smoke-resource",

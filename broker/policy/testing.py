@@ -11,7 +11,8 @@ A case is a request and what the bundle must decide about it::
     cases:
       - name: routine read is monitored
         request: {action: db.read, resource: demo-data}
-        # optional: trust_level, on_behalf_of, approval (none|pending|approved),
+        # optional: trust_level, on_behalf_of (a verified person), acting_for: {sub, groups},
+        #           approval (none|pending|approved),
         #           chain: {actions: [secrets.read], max_tier: high}, remaining_seconds,
         #           allowed_actions, ceiling
         expect: {outcome: allow, tier: low, mode: monitor, ttl_max: 3600, uses: 0,
@@ -41,9 +42,11 @@ from broker.models import (
     TaskState,
     Tier,
     TrustLevel,
+    VerifiedHuman,
 )
-from broker.policy.bundle import TEST_DIR, Bundle, load_bundle
+from broker.policy.bundle import TEST_DIR, Bundle
 from broker.policy.engine import CedarDecisionEngine
+from broker.policy.loader import load_bundle
 from broker.policy.problems import Problem, yaml_error_problem, yaml_line
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -52,6 +55,7 @@ _REQUEST_KEYS = {
     "resource",
     "trust_level",
     "on_behalf_of",
+    "acting_for",
     "approval",
     "chain",
     "remaining_seconds",
@@ -217,6 +221,7 @@ def _input(
         profile=profile.name,
         purpose="policy test",
         on_behalf_of=req.get("on_behalf_of"),
+        acting_for=_acting_for(req, f"{path}.acting_for"),
         state=TaskState.ACTIVE,
         created_at=NOW - timedelta(minutes=1),
         expires_at=NOW + timedelta(seconds=remaining),
@@ -287,3 +292,16 @@ def _compare(d: Decision, expect: Mapping[str, Any]) -> list[str]:
     if needle and not any(needle in r for r in d.reasons):
         failures.append(f"reasons: none contains {needle!r}: {list(d.reasons)}")
     return failures
+
+
+def _acting_for(req: Mapping[str, Any], where: str) -> VerifiedHuman | None:
+    """In a policy test, ``on_behalf_of: alice`` names a verified person (the test stands in for the
+    token exchange that proved her); ``acting_for: {sub: alice, groups: [finance]}`` adds her
+    attributes."""
+    raw = req.get("acting_for")
+    if raw is not None:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("sub"), str):
+            raise CaseError(where, "must be a mapping with at least sub (and optional attributes such as groups)")
+        return VerifiedHuman.from_dict({"iss": "policy-test", **raw})
+    name = req.get("on_behalf_of")
+    return VerifiedHuman("policy-test", str(name)) if name else None

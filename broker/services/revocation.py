@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from broker.audit import AuditLog
-from broker.backends.port import CredentialBackend
+from broker.backends.port import CredentialBackend, TaskScopedBackend
 from broker.errors import BrokerError, UpstreamUnavailable
 from broker.logging import get_logger
 from broker.models import TaskState
@@ -39,6 +39,8 @@ class RevocationService:
         self.store = store
         self.audit = audit
         self.backends = backends
+        # optional capability, checked once: backends that keep per-task state in process
+        self._task_scoped = [b for b in backends.values() if isinstance(b, TaskScopedBackend)]
         self._inflight: set[int] = set()
         self._inflight_lock = threading.Lock()
 
@@ -66,12 +68,27 @@ class RevocationService:
                 queued += 1
             self.audit.append(conn, audit_kind, actor=actor, task_id=task_id, outcome=state.value,
                               data={"reason": reason, "revocations_queued": queued, **dict(extra or {})})
-        for backend in self.backends.values():
-            forget = getattr(backend, "forget_task", None)
-            if forget is not None:
-                forget(task_id)
+        for backend in self._task_scoped:
+            backend.forget_task(task_id)
         completed, pending = self.process(task_id=task_id)
-        return RevocationReport(task_id=task_id, queued=queued, completed=completed, pending=pending)
+        report = RevocationReport(task_id=task_id, queued=queued, completed=completed, pending=pending)
+        if state is not TaskState.ACTIVE:
+            for child in self.cascade(task_id, state, reason, actor):
+                report = RevocationReport(task_id=task_id, queued=report.queued + child.queued,
+                                          completed=report.completed + child.completed,
+                                          pending=report.pending + child.pending)
+        return report
+
+    def cascade(self, task_id: str, state: TaskState, reason: str, actor: str) -> list[RevocationReport]:
+        """A task that stopped takes every delegated descendant with it, across every backend
+        (a crash in between is finished by the revocation worker: see
+        ``Store.active_children_of_inactive_parents``)."""
+        with self.store.read() as conn:
+            children = [c.task_id for c in self.store.child_tasks(conn, task_id) if c.state is TaskState.ACTIVE]
+        return [self.revoke_task(child, reason=f"parent task {task_id} is {state.value}: {reason}"[:500],
+                                 state=state, actor=actor, audit_kind="task.revoked",
+                                 extra={"cascade_from": task_id})
+                for child in children]
 
     def revoke_grant(self, grant: Mapping[str, Any], *, reason: str, actor: str) -> None:
         with self.store.write() as conn:

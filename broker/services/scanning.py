@@ -30,9 +30,11 @@ class ScanOutcome:
     leaks: tuple[dict[str, Any], ...]
 
 
-class ScanService:
+class LiveScanner:
+    """The live scanner of ``/v1/scan`` and agent events (scheduled scan jobs: ``ScanJobService``)."""
+
     def __init__(self, scanner: Scanner, known: KnownSecretIndex, store: Store, audit: AuditLog,
-                 on_leak: LeakHandler) -> None:
+                 *, on_leak: LeakHandler) -> None:
         self.scanner = scanner
         self.known = known
         self.store = store
@@ -40,7 +42,7 @@ class ScanService:
         self.on_leak = on_leak
 
     def load_known(self) -> int:
-        """Rebuild the index from the store's active grants (at start-up and periodically)."""
+        """Load the index from the store's active grants (at start-up)."""
         return add_active_grants(self.known, self.store)
 
     def on_issued(self, grant_id: str, task_id: str, agent: str, lengths: dict[str, int]) -> None:
@@ -81,11 +83,3 @@ def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[
             if fp not in skip:
                 index.add(fp, match, length=lengths.get(fp))
     return len(rows)
-
-
-def finding_body(f: Finding, caller: str | None) -> dict[str, Any]:
-    """A finding as the API shows it; another agent's grant is named only as broker-issued."""
-    body = f.to_dict()
-    if f.grant is not None and caller is not None and f.grant.agent != caller:
-        body["grant"] = {"issued_by_broker": True}
-    return body

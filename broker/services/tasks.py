@@ -7,22 +7,42 @@ resource, a decision error, or a backend error never yields a credential.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+
+import structlog
 
 from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend, IssuedCredential, IssueRequest
+from broker.chain import store as chain_store
+from broker.chain.model import StepKind
+from broker.chain.view import chain_view
 from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
 from broker.errors import BrokerError, Conflict, Denied, InvalidInput, NotFound
 from broker.logging import get_logger
-from broker.models import Action, Agent, DecisionId, GrantId, Outcome, Resource, Task, TaskId, TaskState, Tier
+from broker.models import (
+    Action,
+    Agent,
+    DecisionId,
+    Delegation,
+    GrantId,
+    Outcome,
+    Resource,
+    Task,
+    TaskId,
+    TaskState,
+    Tier,
+    VerifiedHuman,
+    effective_profile,
+)
 from broker.secrets import Fingerprinter
 from broker.services.revocation import RevocationService
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.tasks")
+MAX_DELEGATION_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +57,40 @@ class CredentialResult:
 IssuedHook = Callable[[str, str, str, dict[str, int]], None]
 
 
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A task with its chain, for the admin chain view."""
+
+    task: Task
+    summary: ChainSummary
+    chain: dict[str, Any]
+    delegations: list[dict[str, Any]]  # the tree of delegated sub-tasks
+
+
+class ChainGate(Protocol):
+    """The chain detectors as the request flow sees them (:class:`broker.chain.service.ChainService`).
+
+    Not optional: a :class:`TaskService` cannot be built without one, so no request can pass
+    without the detectors having seen it."""
+
+    def review_request(self, agent: Agent, task: Task, decision: Decision, action: str,
+                       resource: str) -> tuple[Decision, Any]: ...
+
+    def escalate_request(self, agent: Agent, task: Task, decision: Decision, hit: Any) -> BrokerError: ...
+
+    def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None: ...
+
+
 class TaskService:
     def __init__(self, store: Store, audit: AuditLog, engine: Callable[[], DecisionEngine],
                  catalog: Callable[[], Mapping[str, Action]], backends: Mapping[str, CredentialBackend],
-                 revocations: RevocationService, fingerprint: Fingerprinter,
-                 on_issued: list[IssuedHook] | None = None) -> None:
+                 revocations: RevocationService, fingerprint: Fingerprinter, chain: ChainGate, *,
+                 on_issued: Sequence[IssuedHook] = ()) -> None:
+        # fail closed by construction: every collaborator the request flow relies on is required
+        for name, value in (("store", store), ("audit", audit), ("engine", engine), ("catalog", catalog),
+                            ("revocations", revocations), ("fingerprint", fingerprint), ("chain", chain)):
+            if value is None:
+                raise TypeError(f"TaskService needs {name}: the request flow cannot run without it")
         self.store = store
         self.audit = audit
         self.engine = engine
@@ -49,12 +98,27 @@ class TaskService:
         self.backends = backends
         self.revocations = revocations
         self.fingerprint = fingerprint
-        self.on_issued = on_issued if on_issued is not None else []
-        self.chain_guard: Any = None  # broker.chain.service.ChainService, wired by the container
+        self.chain = chain
+        # the chain's own post-issue check always runs, after the other hooks (the scanner index)
+        self.on_issued: tuple[IssuedHook, ...] = (*on_issued, chain.after_issue)
 
     # -- tasks ---------------------------------------------------------------------------
     def open_task(self, agent: Agent, profile_name: str, purpose: str, on_behalf_of: str | None,
-                  lifetime_seconds: int | None = None) -> Task:
+                  lifetime_seconds: int | None = None, *, acting_for: VerifiedHuman | None = None,
+                  scope: tuple[str, ...] | None = None) -> Task:
+        """``acting_for``: the person an exchanged token proved; a typed ``on_behalf_of`` that names
+        someone else is refused. ``scope``: the profiles an exchanged token was narrowed to."""
+        if scope is not None and profile_name not in scope:
+            with self.store.write() as conn:
+                self.audit.append(conn, "task.refused", actor=agent.name, outcome="denied",
+                                  data={"profile": profile_name, "reason": "profile outside the token's scope"})
+            raise Denied(f'this access token is scoped to profiles {list(scope)}; it may not open a task '
+                         f'under "{profile_name}"')
+        if acting_for is not None:
+            if on_behalf_of is not None and on_behalf_of not in (acting_for.subject, acting_for.principal):
+                raise InvalidInput("on_behalf_of", f"the access token proves this task acts for "
+                                                   f"{acting_for.principal}; leave on_behalf_of out or name them")
+            on_behalf_of = acting_for.principal
         if profile_name not in agent.profiles:
             with self.store.write() as conn:
                 self.audit.append(conn, "task.refused", actor=agent.name, outcome="denied",
@@ -69,13 +133,88 @@ class TaskService:
         now = utcnow()
         task = Task(task_id=TaskId("tsk_" + uuid.uuid4().hex), agent=agent.name, profile=profile.name,
                     purpose=purpose, on_behalf_of=on_behalf_of, state=TaskState.ACTIVE, created_at=now,
-                    expires_at=now + timedelta(seconds=lifetime))
+                    expires_at=now + timedelta(seconds=lifetime), acting_for=acting_for)
+        structlog.contextvars.bind_contextvars(task_id=task.task_id)  # this request's log lines from here on
         with self.store.write() as conn:
             self.store.create_task(conn, task)
             self.audit.append(conn, "task.opened", actor=agent.name, task_id=task.task_id, outcome="active",
                               data={"profile": profile.name, "purpose": purpose, "on_behalf_of": on_behalf_of,
+                                    "acting_for_verified": acting_for is not None,
                                     "expires_at": task.expires_at.isoformat()})
         return task
+
+    def delegate(self, agent: Agent, task_id: str, *, to_agent: str, actions: Sequence[str], ceiling: Tier,
+                 lifetime_seconds: int | None, purpose: str) -> Task:
+        """Hand a narrower sub-task to another registered agent: actions ⊆ the parent's, ceiling ≤
+        the parent's, lifetime ≤ the parent's remaining. Widening is refused with the reason."""
+        parent = self.task_for(agent, task_id)
+        now = datetime.now(UTC)
+        self.ensure_active(parent, now)
+        with self.store.read() as conn:
+            profile = self.store.get_profile(conn, parent.profile)
+            sub = self.store.get_agent(conn, to_agent)
+        if profile is None:
+            raise Conflict(f'task profile "{parent.profile}" no longer exists')
+        if sub is None:
+            raise InvalidInput("agent", f'"{to_agent}" is not a registered agent')
+        if sub.name == agent.name:
+            raise InvalidInput("agent", "a task cannot be delegated to its own agent")
+        mine = effective_profile(profile, parent)
+        wider = [a for a in actions if a not in mine.allowed_actions]
+        if wider or not actions:
+            raise Denied(f"delegation refused: actions must be a non-empty subset of this task's "
+                         f"{list(mine.allowed_actions)}; not allowed: {wider}", details={"reason": "widening"})
+        if ceiling.rank > mine.ceiling.rank:
+            raise Denied(f"delegation refused: ceiling {ceiling.value} is above this task's ceiling "
+                         f"{mine.ceiling.value}", details={"reason": "widening"})
+        remaining = int((parent.expires_at - now).total_seconds())
+        if lifetime_seconds is not None and lifetime_seconds > remaining:
+            raise Denied(f"delegation refused: lifetime {lifetime_seconds}s is longer than this task's remaining "
+                         f"{remaining}s", details={"reason": "widening"})
+        lifetime = min(lifetime_seconds or remaining, remaining)
+        child = Task(task_id=TaskId("tsk_" + uuid.uuid4().hex), agent=sub.name, profile=parent.profile,
+                     purpose=purpose, on_behalf_of=parent.on_behalf_of, state=TaskState.ACTIVE, created_at=utcnow(),
+                     expires_at=utcnow() + timedelta(seconds=lifetime), acting_for=parent.acting_for,
+                     parent_task_id=parent.task_id,
+                     delegation=Delegation(tuple(dict.fromkeys(actions)), ceiling, agent.name))
+        with self.store.write() as conn:
+            self.store.create_task(conn, child)
+            chain_store.add_event(conn, task_id=parent.task_id, kind=StepKind.DELEGATION,
+                                  detail={"child_task_id": child.task_id, "agent": sub.name,
+                                          "actions": list(child.delegation.actions) if child.delegation else [],
+                                          "ceiling": ceiling.value})
+            self.audit.append(conn, "task.delegated", actor=agent.name, task_id=parent.task_id, outcome="active",
+                              data={"child_task_id": child.task_id, "agent": sub.name, "actions": list(actions),
+                                    "ceiling": ceiling.value, "expires_at": child.expires_at.isoformat()})
+            self.audit.append(conn, "task.opened", actor=agent.name, task_id=child.task_id, outcome="active",
+                              data={"profile": child.profile, "purpose": purpose, "delegated_from": parent.task_id,
+                                    "agent": sub.name, "expires_at": child.expires_at.isoformat()})
+        return child
+
+    def tree(self, task_id: str) -> list[dict[str, Any]]:
+        """The delegation tree under a task (children, their children...), for the chain view."""
+        with self.store.read() as conn:
+            return self._tree(conn, task_id, depth=0)
+
+    def _tree(self, conn: Any, task_id: str, depth: int) -> list[dict[str, Any]]:
+        if depth >= MAX_DELEGATION_DEPTH:
+            return []
+        return [{"task_id": c.task_id, "agent": c.agent, "state": c.state.value,
+                 "actions": list(c.delegation.actions) if c.delegation else [],
+                 "ceiling": c.delegation.ceiling.value if c.delegation else None,
+                 "children": self._tree(conn, c.task_id, depth + 1)}
+                for c in self.store.child_tasks(conn, task_id)]
+
+    def get(self, task_id: str) -> Task:
+        with self.store.read() as conn:
+            task = self.store.get_task(conn, task_id)
+        if task is None:
+            raise NotFound(f'task "{task_id}" does not exist')
+        return task
+
+    def view(self, task_id: str) -> TaskView:
+        task = self.get(task_id)
+        return TaskView(task, self.chain_summary(task_id), chain_view(self.store, task_id), self.tree(task_id))
 
     def task_for(self, agent: Agent, task_id: str) -> Task:
         with self.store.read() as conn:
@@ -126,6 +265,7 @@ class TaskService:
             chain = self._chain(conn, task.task_id)
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
+        profile = effective_profile(profile, task)
         request = DecisionInput(
             decision_id=DecisionId("dec_" + uuid.uuid4().hex), agent=agent, profile=profile, task=task,
             action_name=action_name, resource_name=resource_name, action=self.catalog().get(action_name),
@@ -155,12 +295,10 @@ class TaskService:
         decision, resource = self.decide(agent, task, action_name, resource_name, approval)
         # chain detectors (broker.chain), inline and before issuance: on a hit the decision is a deny
         # naming the detector, it is recorded, the task escalates and this request raises (403)
-        hit = None
-        if self.chain_guard is not None:
-            decision, hit = self.chain_guard.review_request(agent, task, decision, action_name, resource_name)
+        decision, hit = self.chain.review_request(agent, task, decision, action_name, resource_name)
         self.record_decision(agent, task, decision, action_name, resource_name)
-        if self.chain_guard is not None and hit is not None:
-            raise self.chain_guard.escalate_request(agent, task, decision, hit)
+        if hit is not None:
+            raise self.chain.escalate_request(agent, task, decision, hit)
         if decision.outcome is not Outcome.ALLOW:
             return CredentialResult(decision=decision, credential=None)
         if resource is None:  # an allow always has a resolved resource; fail closed if not

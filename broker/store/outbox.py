@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from broker.store import tables as t
-from broker.store.repo import utcnow
+from broker.store.repo import aware, utcnow
 
 BASE_BACKOFF_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 60.0
@@ -110,7 +110,6 @@ def oldest_pending_age(conn: Connection, now: datetime) -> float | None:
         t.revocations.c.state == "pending")).scalar_one()
     if oldest is None:
         return None
-    from broker.store.repo import aware
     created = aware(oldest)
     assert created is not None
     return (now - created).total_seconds()

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from broker.models import (
     Agent,
+    Delegation,
     Environment,
     IdentityBinding,
     Resource,
@@ -27,6 +28,7 @@ from broker.models import (
     TaskState,
     Tier,
     TrustLevel,
+    VerifiedHuman,
 )
 from broker.store import tables as t
 
@@ -177,13 +179,19 @@ class Store:
         conn.execute(insert(t.tasks).values(
             task_id=task.task_id, agent=task.agent, profile=task.profile, purpose=task.purpose,
             on_behalf_of=task.on_behalf_of, state=task.state.value, state_reason=task.state_reason,
-            created_at=task.created_at, expires_at=task.expires_at))
+            created_at=task.created_at, expires_at=task.expires_at,
+            acting_for=task.acting_for.to_dict() if task.acting_for is not None else None,
+            parent_task_id=task.parent_task_id,
+            delegation=task.delegation.to_dict() if task.delegation is not None else None))
 
     @staticmethod
     def _task(row: Any) -> Task:
         return Task(task_id=TaskId(row.task_id), agent=row.agent, profile=row.profile, purpose=row.purpose,
                     on_behalf_of=row.on_behalf_of, state=TaskState(row.state), created_at=_aware(row.created_at),
-                    expires_at=_aware(row.expires_at), state_reason=row.state_reason)
+                    expires_at=_aware(row.expires_at), state_reason=row.state_reason,
+                    acting_for=VerifiedHuman.from_dict(row.acting_for) if row.acting_for else None,
+                    parent_task_id=TaskId(row.parent_task_id) if row.parent_task_id else None,
+                    delegation=Delegation.from_dict(row.delegation) if row.delegation else None)
 
     def get_task(self, conn: Connection, task_id: str) -> Task | None:
         row = conn.execute(_TASK, {"task_id": task_id}).first()
@@ -195,6 +203,20 @@ class Store:
             t.tasks.c.task_id == task_id, t.tasks.c.state.in_([s.value for s in only_from]))).values(
             state=state.value, state_reason=reason, ended_at=utcnow()))
         return bool(result.rowcount)
+
+    def child_tasks(self, conn: Connection, task_id: str) -> list[Task]:
+        rows = conn.execute(select(t.tasks).where(t.tasks.c.parent_task_id == task_id)
+                            .order_by(t.tasks.c.created_at)).all()
+        return [self._task(r) for r in rows]
+
+    def active_children_of_inactive_parents(self, conn: Connection, limit: int = 100) -> list[tuple[str, str]]:
+        """(child, parent) pairs where the parent ended, expired or escalated and the child is
+        still active: a cascade a crash interrupted, finished by the revocation worker."""
+        parent = t.tasks.alias("parent")
+        rows = conn.execute(select(t.tasks.c.task_id, parent.c.task_id).join(
+            parent, parent.c.task_id == t.tasks.c.parent_task_id).where(and_(
+                t.tasks.c.state == TaskState.ACTIVE.value, parent.c.state != TaskState.ACTIVE.value)).limit(limit))
+        return [(r[0], r[1]) for r in rows]
 
     def expired_active_tasks(self, conn: Connection, now: datetime, limit: int = 100) -> list[str]:
         return [r[0] for r in conn.execute(select(t.tasks.c.task_id).where(and_(

@@ -77,6 +77,9 @@ tasks = Table(
     Column("state", String(16), nullable=False, index=True),
     Column("state_reason", Text),
     _ts("created_at"), _ts("expires_at"), _ts("ended_at", nullable=True),
+    Column("acting_for", JSON),  # the verified person (issuer, subject, attributes), migration 0010
+    Column("parent_task_id", String(64), index=True),  # delegated sub-tasks, migration 0012
+    Column("delegation", JSON),
 )
 
 # task-level handles a backend created (e.g. the OpenBao parent token's accessor)
@@ -167,6 +170,7 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("key_id", String(64)),  # the audit key the chain is keyed with (0009); NULL: not keyed yet
 )
 
 seen_jti = Table(

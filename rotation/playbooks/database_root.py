@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from broker.backends._names import vault_name, vault_path
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.names import vault_name, vault_path
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.errors import BrokerError, InvalidInput, NotFound
 from rotation.playbooks.base import CurrentValue, Kind, ManagedSecret, NewValue, VerifyFailed
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import psycopg
 
-from broker.backends._names import vault_name, vault_path
-from broker.backends._openbao_http import OpenBaoHTTP
-from broker.backends.postgres import _connection_from_url, _validate_connection
+from broker.backends.names import vault_name, vault_path
+from broker.backends.openbao_http import OpenBaoHTTP
+from broker.backends.postgres import connection_from_url, validate_connection
 from broker.errors import InvalidInput, NotFound, UpstreamError
 from broker.secrets import Secret
 from rotation.playbooks.base import CurrentValue, Kind, ManagedSecret, NewValue, VerifyFailed
@@ -71,10 +71,10 @@ class PostgresPasswordPlaybook:
                 "settings.db_name", f'no database connection "{db_name}" at "{mount}"'
             ) from exc
         connection = settings.get("connection")
-        derived = _connection_from_url(
+        derived = connection_from_url(
             ((config or {}).get("data") or {}).get("connection_details", {}).get("connection_url")
         )
-        out["connection"] = _validate_connection(connection) if connection is not None else derived
+        out["connection"] = validate_connection(connection) if connection is not None else derived
         if out["connection"] is None:
             raise InvalidInput(
                 "settings.connection", "cannot be derived from the OpenBao connection; give it"

@@ -2,7 +2,8 @@
 
 Two ways, both offline:
 
-- ``filesystem_mirror`` (default): a mirror directory in Terraform's *unpacked* layout
+- ``filesystem_mirror`` (default): a mirror directory (default ``<data dir>/terraform-providers``,
+  so each checkout or data directory has its own) in Terraform's *unpacked* layout
   ``registry.terraform.io/nhi-broker/nhibroker/<version>/<os_arch>/terraform-provider-nhibroker_v<version>``
   holding a two-line launcher of the installed ``terraform-provider-nhibroker``; the CLI
   configuration allows only that mirror, so ``terraform init`` installs from it and records
@@ -93,6 +94,19 @@ def render_dev_overrides_config(executable: Path) -> str:
     )
 
 
-def default_mirror_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "nhi-broker" / "terraform-providers"
+MIRROR_SUBDIR = "terraform-providers"
+
+
+def default_mirror_dir(data_dir: Path) -> Path:
+    """The mirror lives in the data directory (``.nhi-broker/`` of the checkout by default): one
+    mirror per checkout or data directory, so a ``cli-config`` run elsewhere never repoints it."""
+    return Path(data_dir) / MIRROR_SUBDIR
+
+
+def provider_installed() -> None:
+    """The provider's own dependencies (the ``terraform`` extra) are importable, else a clear error."""
+    import importlib.util
+
+    if importlib.util.find_spec("tf") is None:
+        raise CliConfigError("the Terraform provider is not installed in this environment: "
+                             "pip install 'nhi-broker[terraform]' (from a checkout: pip install -e '.[terraform]')")

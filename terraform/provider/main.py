@@ -41,7 +41,12 @@ def _defuse_environment() -> None:
 def main(argv: list[str] | None = None) -> None:
     _defuse_environment()
 
-    from tf.runner import run_provider
+    try:
+        from tf.runner import run_provider
+    except ModuleNotFoundError:  # the base install: the provider is the `terraform` extra
+        sys.stderr.write("terraform-provider-nhibroker: the provider is not installed; "
+                         "pip install 'nhi-broker[terraform]'\n")
+        raise SystemExit(1) from None
 
     from terraform.provider.provider import NhiBrokerProvider
 

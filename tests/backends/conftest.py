@@ -15,7 +15,7 @@ sys.path.append(str(pathlib.Path(__file__).parents[1]))
 
 from support.postgres import PostgresServer
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.openbao_server import OpenBaoServer
 
 

@@ -11,7 +11,7 @@ import hvac
 import pytest
 from support.backend_requests import make_request, make_resource
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_kv import OpenBaoKVBackend, UnwrapVerdict, WrapState
 from broker.errors import InvalidInput
 from broker.secrets import Fingerprinter, Secret

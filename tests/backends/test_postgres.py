@@ -14,7 +14,7 @@ import pytest
 from support.backend_requests import make_request, make_resource
 from support.postgres import PostgresServer
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.postgres import PostgresBackend, configure_openbao_role, ensure_group_role
 from broker.errors import InvalidInput, UpstreamUnavailable
 from broker.secrets import Secret

@@ -25,7 +25,7 @@ from support.ports import free_port
 from support.wait import DEADLINE, HTTP_TIMEOUT, wait_until
 from tcp_proxy import BlackholeProxy
 
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.client import AdminClient, BrokerClient, CredentialDenied
 from broker.demo import DEMO_ACTIONS, DEMO_RESOURCES, policy_name, seed_openbao
 from broker.identity import DEV_ISSUER, DevIssuer

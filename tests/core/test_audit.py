@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from broker.audit import AuditLog
+from broker.audit.keys import load_key_file
 from broker.store import tables as t
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
@@ -18,7 +19,7 @@ from broker.store.repo import Store
 def audit(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
     migrate(engine)
-    log = AuditLog(Store(engine))
+    log = AuditLog(Store(engine), load_key_file(tmp_path / "audit.key", create=True))
     for i in range(5):
         log.record("decision.allowed", actor="agent-a", task_id=f"tsk_{i}", outcome="allow", data={"i": i})
     yield log
@@ -27,7 +28,7 @@ def audit(tmp_path):
 
 def test_audit_verify_accepts_untouched_chain(audit):
     result = audit.verify()
-    assert result.ok and result.events == 5
+    assert result.ok and result.events == 6  # the key anchor and the five events
 
 
 def test_audit_verify_detects_modified_event(audit):
@@ -46,7 +47,7 @@ def test_audit_verify_detects_deleted_event_in_the_middle(audit):
 
 def test_audit_verify_detects_deleted_last_event(audit):
     with audit.store.write() as conn:
-        conn.execute(delete(t.audit_events).where(t.audit_events.c.seq == 5))
+        conn.execute(delete(t.audit_events).where(t.audit_events.c.seq == 6))
     result = audit.verify()
     assert not result.ok and "deleted" in result.problem
 
@@ -64,10 +65,10 @@ def test_audit_verify_detects_rehashed_forgery_of_one_event(audit):
 
 
 def test_audit_verify_cli_exits_1_on_tampering(audit, tmp_path):
-    cmd = [sys.executable, "-m", "broker.cli", "audit", "verify", "--data-dir", str(tmp_path)]
+    cmd = [sys.executable, "-m", "broker.cli", "audit", "verify", "--data-dir", str(tmp_path), "--no-checkpoints"]
     ok = subprocess.run(cmd, capture_output=True, text=True)
-    assert ok.returncode == 0 and "intact: 5 events" in ok.stdout
+    assert ok.returncode == 0 and "intact: 6 events" in ok.stdout
     with audit.store.write() as conn:
-        conn.execute(update(t.audit_events).where(t.audit_events.c.seq == 1).values(actor="someone-else"))
+        conn.execute(update(t.audit_events).where(t.audit_events.c.seq == 2).values(actor="someone-else"))
     bad = subprocess.run(cmd, capture_output=True, text=True)
-    assert bad.returncode == 1 and "event 1 was modified" in bad.stderr
+    assert bad.returncode == 1 and "event 2 was modified" in bad.stderr

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.openbao
 def test_issued_tokens_and_admin_token_never_appear_in_logs_audit_or_store(broker, capsys):
     configure_logging("json", "DEBUG")
     agent = broker.agent()
-    planted: list[str] = [broker.openbao.root_token.reveal(), "test-admin-token-0123456789abcdef"]
+    planted: list[str] = [broker.openbao.root_token.reveal(), "test-admin-token-0123456789abcdef",
+                          (broker.data_dir / "audit.key").read_text().strip()]  # the audit key too
     with agent.task("demo", purpose="leak hunt") as task:
         for action, resource in (("db.read", "demo-data"), ("secrets.read", "demo-secrets")):
             planted.append(task.credential(action, resource).secret("token"))

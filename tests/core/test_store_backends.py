@@ -8,7 +8,7 @@ import hvac
 import pytest
 from support.broker import start_broker
 
-from broker.audit import AuditLog
+from broker.audit import AuditLog, LocalAuditKey
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
 
@@ -39,7 +39,7 @@ def test_concurrent_audit_appends_keep_one_unbroken_chain(backend, tmp_path, req
     engine = make_engine(url)
     migrate(engine)
     migrate(engine)  # idempotent
-    log = AuditLog(Store(engine))
+    log = AuditLog(Store(engine), LocalAuditKey(b"k" * 32))
 
     def writer(n: int) -> None:
         for i in range(25):
@@ -51,5 +51,5 @@ def test_concurrent_audit_appends_keep_one_unbroken_chain(backend, tmp_path, req
     for th in threads:
         th.join()
     result = log.verify()
-    assert result.ok and result.events == 150
+    assert result.ok and result.events == 151  # the key anchor and 6 x 25 events
     engine.dispose()

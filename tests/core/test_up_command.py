@@ -45,6 +45,15 @@ def test_up_serves_demo_writes_up_json_and_stops_everything_on_sigterm(tmp_path)
                        headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
         assert r.status_code == 201
         task_id = r.json()["task_id"]
+        # --exchange: a reusable bearer access token from the running broker, with a warning
+        exchanged = subprocess.run([str(BIN / "nhi-broker"), "agent", "token", "demo-agent",
+                                    "--data-dir", str(data_dir), "--exchange"],
+                                   capture_output=True, text=True, check=True)
+        access = exchanged.stdout.strip()
+        assert "NOT bound to a key" in exchanged.stderr and access != token
+        for _ in range(2):  # reusable, unlike the single-use identity token
+            assert httpx.get(f"{info['url']}/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {access}"},
+                             timeout=30).status_code == 200
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=2 * HTTP_TIMEOUT)
         assert proc.returncode is not None
@@ -58,6 +67,18 @@ def test_up_serves_demo_writes_up_json_and_stops_everything_on_sigterm(tmp_path)
             httpx.get(f"{info['openbao_addr']}/v1/sys/health", timeout=2)
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{info['url']}/healthz", timeout=2)
+        # the audit guard the runner started left a signed checkpoint of the final head (after the
+        # shutdown's own events), and the trail verifies against it
+        checkpoints = data_dir / "audit-checkpoints.jsonl"
+        assert oct(checkpoints.stat().st_mode & 0o777) == "0o600"
+        assert oct((data_dir / "audit.key").stat().st_mode & 0o777) == "0o600"
+        with sqlite3.connect(data_dir / "broker.db") as db:
+            head_seq = db.execute("SELECT seq FROM audit_head").fetchone()[0]
+        assert max(json.loads(line)["seq"] for line in checkpoints.read_text().splitlines()) == head_seq
+        verify = subprocess.run([str(BIN / "nhi-broker"), "audit", "verify", "--data-dir", str(data_dir)],
+                                capture_output=True, text=True, timeout=120)
+        assert verify.returncode == 0 and f"intact: {head_seq} events" in verify.stdout, verify.stderr
+        assert (data_dir / "audit.key").read_text().strip() not in err + checkpoints.read_text()
         summary = err
         assert "nhi-broker agent token demo-agent" in summary and "Ctrl-C" in summary
         assert info["admin_token"] not in summary and info["openbao_token"] not in summary

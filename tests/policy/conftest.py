@@ -21,6 +21,7 @@ from broker.models import (
     TaskState,
     Tier,
     TrustLevel,
+    VerifiedHuman,
 )
 from broker.policy import CedarDecisionEngine, load_bundle
 from policies import DEFAULT_BUNDLE
@@ -75,6 +76,8 @@ def make_input(
         profile="demo",
         purpose="test",
         on_behalf_of=on_behalf_of,
+        # a named person here stands for one the token exchange verified (human present)
+        acting_for=VerifiedHuman("policy-test", on_behalf_of) if on_behalf_of else None,
         state=TaskState.ACTIVE,
         created_at=NOW - timedelta(minutes=1),
         expires_at=NOW + timedelta(seconds=remaining),

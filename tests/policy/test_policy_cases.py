@@ -61,6 +61,14 @@ def test_a_malformed_case_is_an_error_naming_file_and_line(bundle_copy: Path) ->
     assert not report.passed
     assert [str(p) for p in report.problems] == [
         "tests/bad.yaml:3: cases[0].request: needs 'action' and 'resource'; allowed keys "
-        "['action', 'allowed_actions', "
+        "['acting_for', 'action', 'allowed_actions', "
         "'approval', 'ceiling', 'chain', 'on_behalf_of', 'remaining_seconds', 'resource', 'trust_level']"
     ]
+
+
+def test_the_example_finance_bundle_passes_its_own_cases() -> None:
+    example = Path(__file__).resolve().parents[2] / "policies" / "examples" / "finance-payments"
+    report = run_tests(example)
+    assert report.passed, [str(p) for p in report.problems] + [r.failures for r in report.results if r.failures]
+    names = {r.name for r in report.results}
+    assert "a charge for a verified person outside finance is denied, approval or not" in names

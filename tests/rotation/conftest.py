@@ -22,8 +22,8 @@ sys.path.append(str(pathlib.Path(__file__).parents[1]))  # never ahead of the re
 from support.moto import MotoServer, start_moto
 from support.postgres import PostgresServer
 
-from broker.audit import AuditLog
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.audit import AuditLog, LocalAuditKey
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.openbao_server import OpenBaoServer
 from broker.secrets import Fingerprinter, Secret
 from broker.store.db import make_engine, migrate
@@ -94,7 +94,7 @@ def rig(bao: OpenBaoHTTP, tmp_path: Path, request: pytest.FixtureRequest) -> Rig
     engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
     migrate(engine)
     store = Store(engine)
-    audit = AuditLog(store)
+    audit = AuditLog(store, LocalAuditKey(secrets.token_bytes(32)))
     fingerprint = Fingerprinter(secrets.token_bytes(32))
     kv = OpenBaoKV(bao)
     creds = None

@@ -10,13 +10,13 @@ from support.broker import RunningBroker, start_broker
 from support.wait import DEADLINE, wait_until
 
 from broker.openbao_server import OpenBaoServer
-from rotation.scans import start_scheduler
+from broker.runtime import start_scan_scheduler
 
 
 @pytest.fixture(scope="module")
 def scan_broker(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
     running = start_broker(tmp_path_factory.mktemp("scan-broker"), openbao)
-    start_scheduler(running.container, running.container.scans, poll_seconds=0.3)
+    running.workers.scans = start_scan_scheduler(running.container, poll_seconds=0.3)
     yield running
     running.stop()
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rotation.sources.base import Checkpoint, DictState, Observation, Piece, SourceContext
+from scanners.sources.base import Checkpoint, DictState, Observation, Piece, SourceContext
 
 KEY = b"k" * 32
 
@@ -18,7 +18,7 @@ def fp(value: str) -> str:
 
 
 def ctx(tmp: Path, **kw: Any) -> SourceContext:
-    return SourceContext(job="t", fingerprint=fp, settings=kw.pop("settings", None), cache_dir=tmp, **kw)
+    return SourceContext(job="t", fingerprint=fp, cache_dir=tmp, **kw)
 
 
 @dataclass

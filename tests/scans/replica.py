@@ -14,19 +14,20 @@ from pathlib import Path
 
 from broker.config import Settings
 from broker.container import Container
-from rotation.scans import start_scheduler
+from broker.runtime import start_scan_scheduler
 
 
 def main() -> None:
     data_dir = Path(sys.argv[1])
     container = Container.build(Settings(data_dir=data_dir))
-    scheduler = start_scheduler(container, container.scans, poll_seconds=0.2)
+    scheduler = start_scan_scheduler(container, poll_seconds=0.2)
     print("ready", flush=True)
     status, stop = data_dir / "fired", data_dir / "stop"
     while not stop.exists():
         status.with_suffix(".tmp").write_text(str(scheduler.fired))
         status.with_suffix(".tmp").replace(status)
         time.sleep(0.1)  # a poll interval, not a wait for something to happen
+    scheduler.stop()
     container.close()
     print(f"fired={scheduler.fired}", flush=True)
 

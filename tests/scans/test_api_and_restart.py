@@ -9,7 +9,7 @@ import pytest
 from support.broker import start_broker
 
 from broker.client import BrokerClientError as ClientError
-from rotation.scans import start_scheduler
+from broker.runtime import start_scan_scheduler
 
 from .conftest import wait_for
 from .test_e2e_sources import aws_key
@@ -133,7 +133,7 @@ def test_restart_keeps_schedules_and_offsets_nothing_scanned_twice_or_skipped(
     log.write_text(f"one {aws_key()}\n")
     first = start_broker(data, openbao)
     try:
-        start_scheduler(first.container, first.container.scans, poll_seconds=0.2)
+        first.workers.scans = start_scan_scheduler(first.container, poll_seconds=0.2)
         admin = first.admin()
         admin.request(
             "PUT",
@@ -147,9 +147,7 @@ def test_restart_keeps_schedules_and_offsets_nothing_scanned_twice_or_skipped(
         fh.write(f"two {aws_key()}\n")
     second = start_broker(data, openbao)
     try:
-        start_scheduler(
-            second.container, second.container.scans, poll_seconds=0.2
-        )  # no PUT: the stored schedule
+        second.workers.scans = start_scan_scheduler(second.container, poll_seconds=0.2)  # no PUT: the stored schedule
         admin = second.admin()
         found = wait_for(
             lambda: (

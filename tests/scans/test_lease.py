@@ -7,7 +7,7 @@ from pathlib import Path
 
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store, utcnow
-from rotation.scan_store import ScanStore
+from broker.store.scan_jobs import ScanStore
 
 
 def _scans(tmp: Path) -> ScanStore:

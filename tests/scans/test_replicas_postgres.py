@@ -16,7 +16,7 @@ from support.wait import DEADLINE, wait_until
 from broker.config import Settings
 from broker.container import Container
 from broker.store import tables as t
-from rotation.scan_spec import ScanJobIn
+from scanners.jobs.spec import ScanJobIn
 
 from .test_e2e_sources import aws_key
 
@@ -50,7 +50,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
     )  # type: ignore[arg-type]
     admin = Container.build(settings)
     try:
-        admin.scans.put_job(
+        admin.scan_jobs.put_job(
             "shared",
             ScanJobIn.model_validate(
                 {"source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 1}}

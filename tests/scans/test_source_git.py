@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from rotation.sources.git import GitSource
+from scanners.sources.git import GitAdapter
 
 from .helpers import Drive, ctx
 
@@ -43,7 +43,7 @@ def test_git_source_scans_all_history_first_then_only_new_commits(tmp_path: Path
     repo = make_repo(tmp_path)
     c1 = commit(repo, "a.txt", "alpha\nbeta\n")
     c2 = commit(repo, "a.txt", "alpha\nbeta\ngamma\n")
-    src, d = GitSource(str(repo), ["--all"], ctx(tmp_path)), Drive()
+    src, d = GitAdapter(str(repo), ["--all"], ctx(tmp_path)), Drive()
     pieces = d.run(src)
     assert [(p.meta["commit"], Drive.lines([p])) for p in pieces] == [
         (c1, [(f"{repo}:a.txt", 1, "alpha"), (f"{repo}:a.txt", 2, "beta")]),
@@ -60,7 +60,7 @@ def test_git_source_scans_all_history_first_then_only_new_commits(tmp_path: Path
 def test_git_source_sees_commits_on_a_new_branch_once(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     commit(repo, "a.txt", "one\n")
-    src, d = GitSource(str(repo), ["--all"], ctx(tmp_path)), Drive()
+    src, d = GitAdapter(str(repo), ["--all"], ctx(tmp_path)), Drive()
     d.run(src)
     git(repo, "checkout", "-q", "-b", "feature")
     c = commit(repo, "f.txt", "feature line\n")
@@ -72,12 +72,12 @@ def test_git_source_sees_commits_on_a_new_branch_once(tmp_path: Path) -> None:
 def test_git_source_resumes_an_interrupted_pass_without_repeating_commits(
     tmp_path: Path, monkeypatch
 ) -> None:
-    import rotation.sources.git as gitmod
+    import scanners.sources.git as gitmod
 
     monkeypatch.setattr(gitmod, "CHECKPOINT_COMMITS", 2)
     repo = make_repo(tmp_path)
     commits = [commit(repo, f"f{i}.txt", f"line {i}\n") for i in range(7)]
-    src, d = GitSource(str(repo), ["--all"], ctx(tmp_path)), Drive()
+    src, d = GitAdapter(str(repo), ["--all"], ctx(tmp_path)), Drive()
     first = d.run(src, crash_after_checkpoints=2)
     assert "git:pending" in d.state and "git:tips" not in d.state
     rest = d.run(src)
@@ -89,6 +89,6 @@ def test_git_source_maps_added_lines_to_their_line_in_the_new_file(tmp_path: Pat
     repo = make_repo(tmp_path)
     commit(repo, "m.txt", "l1\nl2\nl3\nl4\n")
     c = commit(repo, "m.txt", "l1\nINSERTED\nl2\nl3\nl4\nEND\n")
-    src, d = GitSource(str(repo), ["--all"], ctx(tmp_path)), Drive()
+    src, d = GitAdapter(str(repo), ["--all"], ctx(tmp_path)), Drive()
     pieces = [p for p in d.run(src) if p.meta["commit"] == c]
     assert [x[1:] for x in Drive.lines(pieces)] == [(2, "INSERTED"), (6, "END")]

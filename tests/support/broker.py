@@ -11,13 +11,15 @@ from typing import Any
 import uvicorn
 
 from broker.api.app import create_app
-from broker.backends._openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP
 from broker.client import AdminClient, BrokerClient
 from broker.config import Settings
 from broker.container import Container
-from broker.demo import seed_kv, seed_openbao, seed_postgres, seed_registry
+from broker.demo import seed_kv, seed_openbao, seed_registry
+from broker.demo_postgres import drop_demo_roles, seed_postgres
 from broker.identity import DevIssuer
 from broker.openbao_server import OpenBaoServer
+from broker.runtime import Workers, revocation_worker
 from rotation.revocation_worker import RevocationWorker
 
 from .ports import free_port
@@ -39,10 +41,14 @@ class RunningBroker:
     openbao: OpenBaoServer
     dev_issuer: DevIssuer
     clients: list[Any] = field(default_factory=list)
+    workers: Workers = field(default_factory=Workers)
+    postgres: Any = None  # the server `demo-db` was configured against (its roles are dropped on stop)
 
     @property
     def revocation_worker(self) -> RevocationWorker:
-        return next(w for w in self.container.workers if isinstance(w, RevocationWorker))
+        if self.workers.revocation is None:
+            raise RuntimeError("this test broker runs no revocation worker")
+        return self.workers.revocation
 
     def token(self, subject: str = "demo-agent", **kw: Any) -> str:
         return self.dev_issuer.mint(subject, **kw)
@@ -65,7 +71,10 @@ class RunningBroker:
             c.close()
         self.server.should_exit = True
         self.thread.join(timeout=60)
+        self.workers.stop()
         self.container.close()
+        if self.postgres is not None:
+            drop_demo_roles(self.data_dir, self.postgres.host, self.postgres.port)
 
 
 def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = "", workers: bool = True,
@@ -80,14 +89,14 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     http = OpenBaoHTTP(openbao.address, openbao.root_token)
     seed_openbao(http)
     seed_kv(http)
-    pg_skipped = seed_postgres(http, postgres.host, postgres.port) if postgres is not None else "not requested"
+    pg_skipped = (seed_postgres(http, postgres.host, postgres.port, data_dir=data_dir) if postgres is not None
+                  else "not requested")
     if postgres is not None and pg_skipped:
         raise RuntimeError(f"demo-db could not be configured: {pg_skipped}")
     seed_registry(container, with_postgres=pg_skipped is None)
+    running_workers = Workers()
     if workers:
-        worker = RevocationWorker(container, interval=0.2)
-        worker.start()
-        container.workers.append(worker)
+        running_workers.revocation = revocation_worker(container, interval=0.2).start()
     # bound here, handed to uvicorn: no other process can take the port in between
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -101,4 +110,5 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     if not server.started:
         raise RuntimeError("test broker did not start")
     return RunningBroker(container=container, server=server, thread=thread, url=f"http://127.0.0.1:{port}",
-                         data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir))
+                         data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir),
+                         workers=running_workers, postgres=postgres)

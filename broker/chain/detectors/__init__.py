@@ -17,6 +17,7 @@ from broker.chain.model import Detector
 LEAKED_SECRET = "leaked_secret"
 REVIEW_FLAGGED = "review_flagged"
 ADMIN_REVOKE = "admin_revoke"
+DELEGATE_ESCALATED = "delegate_escalated"
 
 
 def inline_detectors(config: ChainConfig) -> list[Detector]:
@@ -31,5 +32,5 @@ def inline_detectors(config: ChainConfig) -> list[Detector]:
     return out
 
 
-__all__ = ["ADMIN_REVOKE", "LEAKED_SECRET", "REVIEW_FLAGGED", "BurstDetector", "CeilingDetector",
+__all__ = ["ADMIN_REVOKE", "DELEGATE_ESCALATED", "LEAKED_SECRET", "REVIEW_FLAGGED", "BurstDetector", "CeilingDetector",
            "SequenceDetector", "inline_detectors"]

@@ -1,9 +1,14 @@
 # Quickstart: an agent of its own, with a task profile and a resource, on `nhi-broker up`.
+# From the checkout's root, with `make up` running in another shell:
 #
-#   nhi-broker terraform cli-config --output "$PWD/nhibroker.tfrc"
-#   export TF_CLI_CONFIG_FILE="$PWD/nhibroker.tfrc"
-#   terraform init && terraform apply -var endpoint=http://127.0.0.1:8080 \
-#     -var admin_token="$(jq -r .admin_token .nhi-broker/up.json)"
+#   .venv/bin/pip install -e '.[terraform]'    # the provider (`make up` installs the runtime only)
+#   .venv/bin/nhi-broker terraform cli-config --output .nhi-broker/terraform.tfrc    # mirror of this checkout's provider
+#   export TF_CLI_CONFIG_FILE="$PWD/.nhi-broker/terraform.tfrc" TF_VAR_endpoint=http://127.0.0.1:8080
+#   export TF_VAR_admin_token="$(.venv/bin/python -c 'import json; print(json.load(open(".nhi-broker/up.json"))["admin_token"])')"
+#   terraform -chdir=terraform/examples/quickstart init && terraform -chdir=terraform/examples/quickstart apply
+#
+# The admin token reaches Terraform through the environment (TF_VAR_admin_token), never -var:
+# a flag shows in `ps` to every user of the machine.
 
 terraform {
   required_version = ">= 1.5"

@@ -1,0 +1,176 @@
+"""The audit trail: append-only, keyed hash chain.
+
+Each event's hash is HMAC-SHA256, under the audit key (:mod:`broker.audit.keys`, never in the
+database), over the previous event's hash and the canonical JSON of the event (seq, event_id, ts,
+kind, actor, task_id, outcome, data). Without the key, a row cannot be rewritten, inserted or
+re-chained so that it verifies. What the chain alone cannot show — the last events deleted and the
+head moved back — the signed checkpoints exported outside the database show
+(:mod:`broker.audit.checkpoints`).
+
+Stores written before the chain was keyed (plain SHA-256 links) keep their rows as they are: the
+first keyed event is an ``audit.chain_keyed`` anchor whose MAC covers the last legacy hash, so from
+that moment the legacy prefix cannot change either (see docs/design-notes.md).
+
+A single ``audit_head`` row is updated *first* in each append: a row lock on PostgreSQL held to the
+end of the transaction (replicas append one at a time), and SQLite writers are serialised by
+:class:`~broker.store.repo.Store`.
+
+Event kinds are fixed names: ``auth.failed``, ``task.opened``, ``task.ended``, ``decision.allowed``,
+``decision.denied``, ``decision.step_up``, ``credential.issued``, ``credential.revoked``,
+``task.revoked``, ``admin.changed``, ``audit.chain_keyed``, ...
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from broker.audit.chain import ANCHOR_KIND, GENESIS, event_fields, keyed_digest
+from broker.audit.checkpoints import Checkpoint
+from broker.audit.keys import ALGORITHM, AuditKey, AuditKeyError
+from broker.audit.verify import ChainHead, VerifyResult, walk
+from broker.errors import BrokerError
+from broker.logging import _redact
+from broker.store import tables as t
+from broker.store.repo import Store, utcnow
+
+__all__ = ["ANCHOR_KIND", "GENESIS", "AuditLog", "VerifyResult"]
+
+
+class _Raced(Exception):
+    pass
+
+
+class AuditLog:
+    def __init__(self, store: Store, key: AuditKey) -> None:
+        self.store = store
+        self.key = key
+
+    # statements built once (bound at execution): this runs twice per credential request
+    _BUMP = (update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=t.audit_head.c.seq + 1)
+             .returning(t.audit_head.c.seq, t.audit_head.c.hash, t.audit_head.c.key_id))
+    _INSERT = insert(t.audit_events)
+    _SET_HEAD = update(t.audit_head).where(t.audit_head.c.id == 1).values(hash=bindparam("new_hash"))
+    _SET_KEY = update(t.audit_head).where(t.audit_head.c.id == 1).values(key_id=bindparam("new_key_id"))
+
+    def check_key(self) -> None:
+        """Start-up check: the chain is unkeyed (it will be anchored) or keyed with this key."""
+        with self.store.read() as conn:
+            head = conn.execute(select(t.audit_head)).first()
+        if head is None:
+            raise BrokerError("audit head row is missing; run `nhi-broker audit verify`")
+        if head.key_id is not None and head.key_id != self.key.key_id:
+            raise AuditKeyError(f"the audit chain is keyed with {head.key_id} but this broker's audit key is "
+                                f"{self.key.key_id}: restore the audit key (audit.key / audit.key_file)")
+
+    def append(self, conn: Connection, kind: str, *, actor: str, task_id: str | None = None,
+               outcome: str | None = None, data: Mapping[str, Any] | None = None) -> str:
+        """Append inside the caller's write transaction (so the event commits with the change)."""
+        # lock the head first (row lock on PostgreSQL; SQLite writers are serialised by Store)
+        seq, prev, key_id = self._bump(conn)
+        if key_id != self.key.key_id:
+            if key_id is not None:
+                raise AuditKeyError(f"the audit chain is keyed with {key_id}, not with this broker's key "
+                                    f"{self.key.key_id}")
+            prev = self._anchor(conn, seq, prev)
+            seq, _, _ = self._bump(conn)
+        event = self._event(seq, kind, actor, task_id, outcome, dict(data or {}))
+        return self._insert(conn, event, prev)
+
+    def anchor(self) -> bool:
+        """Key an unkeyed chain now (start-up of the guard). True when an anchor was written."""
+        try:
+            with self.store.write() as conn:
+                head = conn.execute(select(t.audit_head).where(t.audit_head.c.id == 1)).first()
+                if head is None or head.key_id is not None:
+                    return False
+                seq, prev, key_id = self._bump(conn)
+                if key_id is not None:  # another replica anchored between the read and the lock
+                    raise _Raced
+                self._anchor(conn, seq, prev)
+                return True
+        except _Raced:  # the bump is rolled back with the transaction
+            return False
+
+    def _bump(self, conn: Connection) -> tuple[int, str, str | None]:
+        head = conn.execute(self._BUMP).first()
+        if head is None:  # the migration creates the head row; its absence is tampering
+            raise BrokerError("audit head row is missing; run `nhi-broker audit verify`")
+        return int(head.seq), str(head.hash), head.key_id
+
+    def _anchor(self, conn: Connection, seq: int, prev: str) -> str:
+        """The first keyed event: its MAC covers the last legacy hash (``prev``)."""
+        event = self._event(seq, ANCHOR_KIND, "broker", None, "keyed", {
+            "key_id": self.key.key_id, "algorithm": ALGORITHM, "legacy_events": seq - 1, "legacy_head": prev})
+        digest = self._write(conn, event, prev)
+        conn.execute(self._SET_KEY, {"new_key_id": self.key.key_id})
+        return digest
+
+    def _event(self, seq: int, kind: str, actor: str, task_id: str | None, outcome: str | None,
+               data: dict[str, Any]) -> dict[str, Any]:
+        return {"seq": seq, "event_id": uuid.uuid4().hex, "ts": utcnow(), "kind": kind, "actor": actor,
+                "task_id": task_id, "outcome": outcome,
+                "data": _redact(json.loads(json.dumps(data, default=str)))}
+
+    def _write(self, conn: Connection, event: dict[str, Any], prev: str) -> str:
+        digest = keyed_digest(self.key, prev, event_fields(event))
+        conn.execute(self._INSERT, {**event, "prev_hash": prev, "hash": digest})
+        conn.execute(self._SET_HEAD, {"new_hash": digest})
+        return digest
+
+    def _insert(self, conn: Connection, event: dict[str, Any], prev: str) -> str:
+        self._write(conn, event, prev)
+        return str(event["event_id"])
+
+    def record(self, kind: str, **kwargs: Any) -> str:
+        with self.store.write() as conn:
+            return self.append(conn, kind, **kwargs)
+
+    def events(self, *, task_id: str | None = None, kind: str | None = None, after_seq: int = 0,
+               limit: int = 1000) -> list[dict[str, Any]]:
+        q = select(t.audit_events).where(t.audit_events.c.seq > after_seq)
+        if task_id:
+            q = q.where(t.audit_events.c.task_id == task_id)
+        if kind:
+            q = q.where(t.audit_events.c.kind == kind)
+        with self.store.read() as conn:
+            rows = conn.execute(q.order_by(t.audit_events.c.seq).limit(limit)).all()
+        return [self._public(r._mapping) for r in rows]
+
+    @staticmethod
+    def _public(row: Mapping[str, Any] | Any) -> dict[str, Any]:
+        return {**event_fields(row), "prev_hash": row["prev_hash"], "hash": row["hash"]}
+
+    # -- verification --------------------------------------------------------------------------
+    def head(self) -> ChainHead:
+        with self.store.read() as conn:
+            row = conn.execute(select(t.audit_head)).first()
+        if row is None:
+            raise BrokerError("the audit head row is missing (the table was tampered with)")
+        return ChainHead(seq=int(row.seq), hash=str(row.hash), key_id=row.key_id)
+
+    def _rows(self, after: int, upto: int, batch: int = 5000) -> Iterator[Any]:
+        last = after
+        while last < upto:
+            with self.store.read() as conn:
+                rows = conn.execute(select(t.audit_events).where(
+                    t.audit_events.c.seq > last, t.audit_events.c.seq <= upto)
+                    .order_by(t.audit_events.c.seq).limit(batch)).all()
+            if not rows:
+                return
+            for r in rows:
+                yield r._mapping
+            last = rows[-1].seq
+
+    def verify(self, checkpoints: Sequence[Checkpoint] = (), *,
+               start: tuple[int, str] | None = None) -> VerifyResult:
+        """Walk the chain up to the head read *first* (appends racing the walk are left to the next
+        run). ``checkpoints`` (:class:`~broker.audit.checkpoints.Checkpoint`, already signature-
+        checked) must all match; ``start`` = a (seq, hash) verified before: walk only what follows."""
+        head = self.head()
+        after = start[0] if start else 0
+        return walk(self.key, self._rows(after, head.seq), head, checkpoints, start=start)

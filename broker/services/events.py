@@ -1,0 +1,54 @@
+"""Chain events the agent reports (``POST /v1/tasks/{id}/events``).
+
+The step is recorded (its text never is: length and fingerprint only), a reported tool call runs
+the chain's sequence detectors, and the text is scanned: a broker-issued secret in it revokes that
+grant and escalates its task (``leaked_secret``); other secrets come back as findings, redacted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from broker.audit import AuditLog
+from broker.chain.model import StepKind
+from broker.chain.service import ChainService
+from broker.models import Agent
+from broker.services.scanning import LiveScanner
+from broker.services.tasks import TaskService
+from scanners.engine import Finding
+
+
+@dataclass(frozen=True, slots=True)
+class EventReport:
+    result: dict[str, Any]  # the step as recorded, escalation, leaks
+    findings: tuple[Finding, ...]  # secrets found in the text (presented per caller by the API)
+
+
+class EventService:
+    def __init__(self, tasks: TaskService, chain: ChainService, scanning: LiveScanner, audit: AuditLog) -> None:
+        self.tasks = tasks
+        self.chain = chain
+        self.scanning = scanning
+        self.audit = audit
+
+    def report(self, agent: Agent, task_id: str, kind: StepKind, text: str | None, action: str | None,
+               resource: str | None) -> EventReport:
+        task = self.tasks.task_for(agent, task_id)
+        with self.chain.lock(task_id):
+            self.tasks.ensure_active(task, datetime.now(UTC))
+            result = self.chain.record_event(agent, task, kind, text, action, resource)
+            findings: tuple[Finding, ...] = ()
+            if text:
+                outcome = self.scanning.scan_sync(text, source=f"event:{task_id}:{kind.value}")
+                findings = outcome.result.findings
+                if findings:
+                    self.audit.record("finding.detected", actor=agent.name, task_id=task_id,
+                                      outcome=str(len(findings)),
+                                      data={"source": f"event:{kind.value}", "event_id": result.get("event_id"),
+                                            "findings": [{"rule": f.rule_id, "fingerprint": f.fingerprint,
+                                                          "line": f.line, "span": [f.start, f.end]}
+                                                         for f in findings]})
+                result["leaks"] = [{"action": leak["action"]} for leak in outcome.leaks]
+            return EventReport(result, findings)

@@ -1,0 +1,90 @@
+"""What a scheduled scan run needs from outside the scanner: the ports the broker implements.
+
+The runner (:mod:`scanners.jobs.runner`) streams a job's source, scans each piece and commits the
+findings with the source's incremental state. Where jobs, leases, state and findings are stored
+(:class:`JobStore`) and what is done about a finding (:class:`FindingActions`: revoke a grant,
+rotate a managed secret, alert) belong to the broker: ``broker/store/scan_jobs.py`` and
+``broker/services/findings.py`` implement these protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from scanners.known import GrantMatch
+
+
+class JobNotFound(LookupError):
+    """No scan job of that name."""
+
+
+class JobBusy(RuntimeError):
+    """The job is running elsewhere (another replica or thread holds its lease)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedRef:
+    name: str
+    location: str  # "mount/path" of the managed secret's home (empty when not in KV)
+
+
+@dataclass(frozen=True, slots=True)
+class RawFinding:
+    rule: str
+    severity: str
+    fingerprint: str
+    location: str
+    line: int | None
+    excerpt: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    finding_id: str
+    raw: RawFinding
+    new: bool
+    status: str
+
+
+@dataclass
+class Matches:
+    """Fingerprints the run acts on: grants the broker issued, static secrets it manages."""
+
+    grants: Callable[[str], GrantMatch | None]
+    managed: Mapping[str, ManagedRef]
+
+
+class JobStore(Protocol):
+    def get_spec(self, name: str) -> Mapping[str, Any] | None:
+        """The job's stored spec (``ScanJobSpec.dump()``), or None when there is no such job."""
+        ...
+
+    def all_specs(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+    def claim(self, job: str, holder: str, until: datetime, slot: int | None) -> bool: ...
+
+    def renew(self, job: str, holder: str, until: datetime) -> bool: ...
+
+    def release(self, job: str, holder: str) -> None: ...
+
+    def start_run(self, job: str, holder: str, trigger: str) -> tuple[str, datetime]: ...
+
+    def finish_run(self, job: str, run_id: str, summary: Mapping[str, Any]) -> None: ...
+
+    def load_state(self, job: str) -> Mapping[str, Any]: ...
+
+    def commit_checkpoint(self, name: str, source_kind: str, state: Mapping[str, Any | None],
+                          raws: Sequence[RawFinding]) -> list[Recorded]:
+        """Record ``raws`` (de-duplicated by fingerprint and location) and apply ``state`` in one
+        transaction: a crash replays at most one chunk, never skips one."""
+        ...
+
+
+class FindingActions(Protocol):
+    def managed_fingerprints(self) -> Mapping[str, ManagedRef]: ...
+
+    def act(self, job: str, on_finding: Any, recorded: Sequence[Recorded], matches: Matches) -> None: ...
