@@ -53,7 +53,7 @@ def test_up_serves_demo_writes_up_json_and_stops_everything_on_sigterm(tmp_path)
         assert "NOT bound to a key" in exchanged.stderr and access != token
         for _ in range(2):  # reusable, unlike the single-use identity token
             assert httpx.get(f"{info['url']}/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {access}"},
-                             timeout=30).status_code == 200
+                             timeout=HTTP_TIMEOUT).status_code == 200
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=2 * HTTP_TIMEOUT)
         assert proc.returncode is not None
@@ -64,9 +64,9 @@ def test_up_serves_demo_writes_up_json_and_stops_everything_on_sigterm(tmp_path)
         with sqlite3.connect(data_dir / "broker.db") as db:
             assert db.execute("SELECT state FROM tasks WHERE task_id = ?", (task_id,)).fetchone() == ("ended",)
         with pytest.raises(httpx.HTTPError):
-            httpx.get(f"{info['openbao_addr']}/v1/sys/health", timeout=2)
+            httpx.get(f"{info['openbao_addr']}/v1/sys/health", timeout=HTTP_TIMEOUT)
         with pytest.raises(httpx.HTTPError):
-            httpx.get(f"{info['url']}/healthz", timeout=2)
+            httpx.get(f"{info['url']}/healthz", timeout=HTTP_TIMEOUT)
         # the audit guard the runner started left a signed checkpoint of the final head (after the
         # shutdown's own events), and the trail verifies against it
         checkpoints = data_dir / "audit-checkpoints.jsonl"

@@ -177,11 +177,9 @@ def test_provider_error_is_clear_when_the_admin_token_is_wrong(broker_up, tf_wor
 
 
 def test_provider_error_is_clear_when_the_broker_is_unreachable(tf_workspace) -> None:
-    import socket
+    from support.ports import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     tf = tf_workspace(files={"main.tf": CONFIG},
                       variables={"endpoint": f"http://127.0.0.1:{port}", "admin_token": "x" * 20})
     tf.init()
