@@ -160,10 +160,12 @@ class BrokerClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> httpx.Response:
+    def _call(self, method: str, path: str, json: dict[str, Any] | None = None, *,
+              params: dict[str, Any] | None = None, timeout: float | None = None) -> httpx.Response:
         headers = (self._dpop.headers(method, path) if self._dpop is not None
                    else {"Authorization": f"Bearer {self._token()}"})
-        resp = self._http.request(method, path, json=json, headers=headers)
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        resp = self._http.request(method, path, json=json, params=params, headers=headers, **extra)
         _raise_for(resp)
         return resp
 
@@ -184,6 +186,13 @@ class BrokerClient:
                           fields={k: v for k, v in cred.items() if k not in SECRET_FIELDS},
                           secrets={k: Secret(v) for k, v in cred.items() if k in SECRET_FIELDS and v},
                           approval_id=data.get("approval_id"))
+
+    def approval_status(self, task_id: str, approval_id: str, wait: int = 0) -> dict[str, Any]:
+        """The state of a step-up approval of the task (``pending``, ``approved``, ``denied``,
+        ``expired``, ``cancelled``, ``collected``); with ``wait`` (at most 30 s) the broker answers
+        as soon as it is decided. Not a chain step: poll this, not the credential request."""
+        return dict(self._call("GET", f"/v1/tasks/{task_id}/approvals/{approval_id}",
+                               params={"wait": int(wait)} if wait else None, timeout=wait + 15.0).json())
 
     def report_event(self, task_id: str, kind: str, text: str | None = None, action: str | None = None,
                      resource: str | None = None) -> dict[str, Any]:

@@ -44,6 +44,10 @@ class HumanIssuerSettings(IssuerSettings):
 
     require_jti: bool = False  # ID tokens are presented once per exchange and may be reused
     claims: list[str] = ["groups", "email"]
+    # audiences (client ids) of ID tokens people sign in to the broker with (approvals, reviews,
+    # audit, admin: docs/people.md). Kept apart from ``audiences`` on purpose: an actor token handed
+    # to an agent must never sign the agent in as that person. Empty: nobody signs in with this issuer.
+    sign_in_audiences: list[str] = Field(default=[], max_length=20)
 
 
 class TokenExchangeSettings(BaseModel):
@@ -147,8 +151,15 @@ class Settings(BaseSettings):
     # step-up approvals (docs/approvals.md): window to approve and collect; webhook called when pending
     approval_ttl_seconds: int = Field(default=600, ge=5, le=86400)
     approval_webhook_url: str | None = None
+    approval_webhook_format: Literal["json", "slack"] = "json"  # slack: a Slack-compatible message body
+    # the web console's base URL as people open it (links in notifications); default http://host:port/console
+    console_url: str = Field(default="", max_length=2048)
+    # per-person API tokens (docs/people.md): the longest lifetime an admin may give one
+    person_token_max_ttl_seconds: int = Field(default=90 * 86400, ge=3600, le=366 * 86400)
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
     revocation_stuck_seconds: float = Field(default=60.0, gt=0, le=86400)
+    # /readyz runs its checks concurrently and answers within this budget (unanswered: unready)
+    readiness_budget_seconds: float = Field(default=2.0, gt=0, le=30)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     rotation_worker_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     scan_lease_seconds: float = Field(default=60.0, gt=1, le=3600)
@@ -171,6 +182,18 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name} is missing or a placeholder; set a real secret "
                                      f"(at least 16 characters) outside dev mode")
         return self
+
+    @field_validator("console_url")
+    @classmethod
+    def _console_url(cls, v: str) -> str:
+        if v:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+                raise ValueError("console_url must be an http(s) URL with a host and no credentials")
+        return v
+
+    def resolved_console_url(self) -> str:
+        return (self.console_url or f"http://{self.host}:{self.port}/console").rstrip("/")
 
     def token_issuer(self) -> str:
         return self.token_exchange.issuer or f"http://{self.host}:{self.port}"

@@ -8,11 +8,12 @@ workers through :mod:`broker.runtime` and calls :meth:`Container.close` on the w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from broker.approvals.flow import CredentialFlow
+from broker.approvals.notify import formatter
 from broker.approvals.reviews import ReviewService
-from broker.approvals.service import ApprovalService
+from broker.approvals.service import ApprovalService, Notifier
 from broker.audit import AuditLog
 from broker.audit.guard import AuditGuard
 from broker.audit.wiring import audit_key, build_guard
@@ -31,6 +32,7 @@ from broker.identity.dpop import DPoPSettings, DPoPVerifier
 from broker.identity.replay import StoreReplayGuard
 from broker.keys import fingerprint_key
 from broker.metrics import Metrics
+from broker.people.service import PeopleService, token_key
 from broker.policy import PolicyHolder
 from broker.secrets import Fingerprinter, Secret
 from broker.services.authn import AgentAuthenticator
@@ -56,6 +58,7 @@ from rotation.playbooks.kv_generated import KvGeneratedPlaybook
 from rotation.playbooks.postgres_password import PostgresPasswordPlaybook
 from rotation.service import RotationService
 from scanners.engine import Scanner
+from scanners.kingfisher import default_engine
 from scanners.known import KnownSecretIndex
 
 
@@ -78,6 +81,7 @@ class Container:
     incidents: IncidentService
     events: EventService
     scanning: LiveScanner
+    people: PeopleService
     approvals: ApprovalService
     reviews: ReviewService
     credentials: CredentialFlow
@@ -110,7 +114,20 @@ class Container:
         token_backend.bootstrap()
         backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend))
         metrics = Metrics()
-        revocations = RevocationService(store, audit, backends)
+        approval_notifier = _webhook(settings.approval_webhook_url, settings)
+        people = PeopleService(store, audit, token_key=token_key(key),
+                               admin_token=Secret(settings.admin_token.get_secret_value()),
+                               sign_in=_sign_in_verifier(settings, store),
+                               human_issuers=[h.issuer for h in settings.human_issuers],
+                               max_token_ttl_seconds=settings.person_token_max_ttl_seconds)
+        approvals = ApprovalService(store, audit, ttl_seconds=settings.approval_ttl_seconds, parties=people.parties,
+                                    console_url=settings.resolved_console_url(),
+                                    notify=_approval_notify(approval_notifier, settings))
+        # a quarantined, ended or expired task's open approvals and pending reviews are cancelled in
+        # the transaction that ends it; the review service needs the chain, so it is bound late
+        revocations = RevocationService(store, audit, backends, on_task_closed=(
+            approvals.cancel_for_task,
+            lambda conn, task_id, state, reason: reviews.cancel_for_task(conn, task_id, state, reason)))
         alerter = _webhook(settings.alert_webhook_url, settings)
         chain = ChainService(store, audit, revocations, chain_rules, policies.catalog, fingerprint,
                              alerter=alerter,
@@ -126,16 +143,15 @@ class Container:
         # the live scanner and the task service meet in two directions: issuance feeds the
         # scanner's index (``on_issued``) and a leak the scanner sees reaches the chain through the
         # incident service, which needs the task service; the leak handler is therefore bound late
-        scanning = LiveScanner(Scanner(key=key, known=known), known, store, audit,
+        # Kingfisher (when installed) under the broker's layers; the runner starts its compile in the
+        # background (start_workers), meanwhile the broker's full own rule set runs (docs/scanning.md)
+        scanning = LiveScanner(Scanner(key=key, known=known, engine=default_engine()), known, store, audit,
                                on_leak=lambda match, fp, source: incidents.handle_leak(match, fp, source))
         tasks = TaskService(store, audit, policies.engine, policies.catalog, backends, revocations, fingerprint,
                             chain, on_issued=(scanning.on_issued,))
         incidents = IncidentService(store, audit, tasks, chain, revocations, backends, rotation)
         scanning.load_known()
-        approval_notifier = _webhook(settings.approval_webhook_url, settings)
-        approvals = ApprovalService(store, audit, ttl_seconds=settings.approval_ttl_seconds,
-                                    notify=approval_notifier.send if approval_notifier is not None else None)
-        reviews = ReviewService(store, audit, chain.flag_review_locked)
+        reviews = ReviewService(store, audit, chain.flag_review_locked, people.parties)
         heartbeat = Heartbeat()
         workloads = _verifier(settings, store)
         signing_key = BrokerSigningKey.load_or_create(
@@ -147,15 +163,16 @@ class Container:
         return cls(
             settings=settings, store=store, audit=audit, fingerprint=fingerprint, fingerprint_key=key,
             policies=policies, policy_admin=PolicyService(policies, chain_rules, audit), openbao=openbao,
-            backends=backends, registry=RegistryService(store, audit, backends, policies.catalog),
+            backends=backends,
+            registry=RegistryService(store, audit, backends, policies.catalog, lambda: workloads.issuers),
             revocations=revocations, revocation_heartbeat=heartbeat, chain=chain, tasks=tasks,
             incidents=incidents, events=EventService(tasks, chain, scanning, audit), scanning=scanning,
-            approvals=approvals, reviews=reviews,
+            people=people, approvals=approvals, reviews=reviews,
             credentials=CredentialFlow(tasks, approvals, reviews, chain, metrics), rotation=rotation,
             scan_jobs=build_scan_jobs(store, audit, settings, key, on_leak=incidents.handle_leak,
                                       managed=RotationManagedSecrets(rotation), live_index=known,
                                       alert=alerter.send if alerter is not None else None,
-                                      kv=kv_reader_factory(openbao)),
+                                      kv=kv_reader_factory(openbao), engine=scanning.scanner.engine),
             authenticator=authenticator, signing_key=signing_key,
             token_exchange=TokenExchangeService(
                 workloads, agents=authenticator,
@@ -163,7 +180,8 @@ class Container:
                 human_claims={h.issuer: tuple(h.claims) for h in settings.human_issuers}, tokens=access, dpop=dpop,
                 audit=audit, tasks=tasks, require_dpop=settings.token_exchange.require_dpop),
             health=HealthService(store, backends, stuck_after_seconds=settings.revocation_stuck_seconds,
-                                 revocation_heartbeat=heartbeat),
+                                 revocation_heartbeat=heartbeat,
+                                 budget_seconds=settings.readiness_budget_seconds),
             metrics=metrics, alerter=alerter, approval_notifier=approval_notifier,
             audit_guard=build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter),
         )
@@ -180,6 +198,13 @@ def _webhook(url: str | None, settings: Settings) -> WebhookAlerter | None:
     return WebhookAlerter(url, timeout=settings.alert_webhook_timeout_seconds) if url else None
 
 
+def _approval_notify(hook: WebhookAlerter | None, settings: Settings) -> Notifier | None:
+    if hook is None:
+        return None
+    shape = formatter(settings.approval_webhook_format)
+    return lambda payload: hook.send(shape(payload))
+
+
 def _issuer_config(i: IssuerSettings) -> IssuerConfig:
     return IssuerConfig(issuer=i.issuer, audiences=tuple(i.audiences), jwks_file=i.jwks_file, jwks_url=i.jwks_url,
                         public_key_pem=i.public_key_pem, algorithms=tuple(i.algorithms),
@@ -192,6 +217,14 @@ def _human_verifier(settings: Settings, store: Store) -> IdentityVerifier | None
     if not settings.human_issuers:
         return None
     return IdentityVerifier([_issuer_config(i) for i in settings.human_issuers], StoreReplayGuard(store))
+
+
+def _sign_in_verifier(settings: Settings, store: Store) -> IdentityVerifier | None:
+    """People signing in (approvals, reviews, audit, admin) with an ID token: only the human issuers
+    that name ``sign_in_audiences``, and only those audiences (never the actor-token audiences)."""
+    configs = [replace(_issuer_config(i), audiences=tuple(i.sign_in_audiences))
+               for i in settings.human_issuers if i.sign_in_audiences]
+    return IdentityVerifier(configs, StoreReplayGuard(store)) if configs else None
 
 
 def _verifier(settings: Settings, store: Store) -> IdentityVerifier:

@@ -11,7 +11,18 @@ from typing import Any
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.demo_postgres import DEMO_DB_ROLE
 from broker.identity import DEV_ISSUER
-from broker.models import Agent, Environment, IdentityBinding, Resource, Sensitivity, TaskProfile, Tier, TrustLevel
+from broker.models import (
+    Agent,
+    Environment,
+    IdentityBinding,
+    OwnerIdentity,
+    Resource,
+    Sensitivity,
+    TaskProfile,
+    Tier,
+    TrustLevel,
+)
+from broker.people.model import Caller
 
 DEMO_RESOURCES = {
     # name: (sensitivity, environment, KV path)
@@ -19,6 +30,7 @@ DEMO_RESOURCES = {
     "demo-secrets": (Sensitivity.CONFIDENTIAL, Environment.DEV, "demo-secrets"),
     "prod-payments": (Sensitivity.RESTRICTED, Environment.PROD, "prod-payments"),
 }
+DEMO_OWNER = "demo-owner"  # a registered person, demo-agent's bound owner
 DEMO_ACTIONS = ("db.read", "db.write", "secrets.read", "data.export", "payments.charge")
 
 
@@ -54,9 +66,13 @@ def seed_registry(container: Any, *, with_postgres: bool = False) -> None:
     reg = container.registry
     reg.put_profile(TaskProfile(name="demo", allowed_actions=DEMO_ACTIONS, ceiling=Tier.CRITICAL,
                                 max_lifetime_seconds=3600, description="demo profile"), "seed")
-    reg.put_agent(Agent(name="demo-agent", owner="demo-owner", trust_level=TrustLevel.STANDARD,
+    # the owner is a person (no roles): four-eyes refuses them on demo-agent's approvals and reviews
+    container.people.put(DEMO_OWNER, display_name="Demo Owner", roles=(), identities=(), disabled=False,
+                         actor=Caller.system("seed"))
+    reg.put_agent(Agent(name="demo-agent", owner=DEMO_OWNER, trust_level=TrustLevel.STANDARD,
                         bindings=(IdentityBinding(DEV_ISSUER, "demo-agent"),), profiles=("demo",),
-                        description="demo agent bound to the dev issuer"), "seed")
+                        description="demo agent bound to the dev issuer",
+                        owner_identity=OwnerIdentity(person=DEMO_OWNER)), "seed")
     for name, (sensitivity, environment, _) in DEMO_RESOURCES.items():
         reg.put_resource(Resource(name=name, kind="vault_token", sensitivity=sensitivity, environment=environment,
                                   settings={"vault": {"policies": [policy_name(name)]}},

@@ -57,7 +57,10 @@ class _Stderr:
 
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
-                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+                     # plain tracebacks: rich's would print local variables (a secret in a frame would
+                     # reach the log) and take seconds to render for a deep stack
+                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
+                                                        exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

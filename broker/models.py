@@ -110,13 +110,40 @@ class IdentityBinding:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerIdentity:
+    """An agent's bound owner (four-eyes compares it with the authenticated approver, never a typed
+    name): ``person`` (a registered person's name) or an OIDC ``issuer`` + ``subject``."""
+
+    person: str | None = None
+    issuer: str | None = None
+    subject: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.person is None) == (self.issuer is None or self.subject is None):
+            raise ValueError("an owner identity is either a person or an issuer and a subject")
+
+    def to_dict(self) -> dict[str, str]:
+        if self.person is not None:
+            return {"person": self.person}
+        assert self.issuer is not None and self.subject is not None
+        return {"issuer": self.issuer, "subject": self.subject}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> OwnerIdentity:
+        if raw.get("person"):
+            return cls(person=str(raw["person"]))
+        return cls(issuer=str(raw["issuer"]), subject=str(raw["subject"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Agent:
     name: str
-    owner: str
+    owner: str  # the accountable team or person, as text (display only)
     trust_level: TrustLevel
     bindings: tuple[IdentityBinding, ...]
     profiles: tuple[str, ...]
     description: str = ""
+    owner_identity: OwnerIdentity | None = None  # the bound owner; without it nothing is approvable
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,9 @@ def start_workers(container: Container, *, revocation_interval: float | None = N
                   scans: bool = True, scan_poll_seconds: float = 1.0, policy_watch: bool = True,
                   audit: bool = True) -> Workers:
     workers = Workers()
+    engine = container.scanning.scanner.engine
+    if engine is not None:  # compile the scan engine's rules now, in the background (docs/scanning.md);
+        engine.start()      # scans before it is ready run the broker's full own rule set
     try:
         if audit:  # keys an unkeyed chain, verifies it now and on a schedule, exports checkpoints
             workers.audit = container.audit_guard.start()

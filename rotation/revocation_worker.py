@@ -7,7 +7,9 @@ Every ``interval`` seconds:
 2. retry due revocations from the outbox (exponential backoff per row, see ``broker.store.outbox``);
 3. end and revoke tasks past their lifetime, exactly like an explicit ``DELETE`` (state ``expired``);
 4. mark grants past their expiry ``expired``, and queue a revocation for those whose backend does
-   not expire credentials on its own (a backend says so with ``self_expiring = False``).
+   not expire credentials on its own (a backend says so with ``self_expiring = False``) or whose
+   credential outlives the grant there (its reference says ``revoke_at_expiry``: STS's 900 s);
+5. once a minute, forget replay-guard ``jti`` rows whose token could no longer verify.
 
 The worker survives anything (an iteration that fails is logged and the next one runs); its
 last run is visible to ``/readyz`` through the heartbeat it shares with the health service.
@@ -15,9 +17,10 @@ last run is visible to ``/readyz`` through the heartbeat it shares with the heal
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from broker.backends.port import CredentialBackend
 from broker.errors import BrokerError
@@ -30,6 +33,7 @@ from broker.store.repo import Store, utcnow
 from broker.workers import Heartbeat, PeriodicWorker
 
 log = get_logger("nhi-broker.worker")
+JTI_PURGE_INTERVAL = 60.0  # seconds between purges of expired replay-guard rows
 
 
 class RevocationWorker:
@@ -44,6 +48,7 @@ class RevocationWorker:
         # the kinds whose credentials the broker must end itself at expiry, known once
         self.cleanup_kinds = sorted(kind for kind, b in backends.items() if not b.self_expiring)
         self.worker = PeriodicWorker("revocation-worker", interval, self.run_once)
+        self._last_jti_purge = 0.0
 
     @property
     def last_run(self) -> float | None:
@@ -83,13 +88,16 @@ class RevocationWorker:
         g = t.grants.c
         queued = 0
         with self.store.write() as conn:
-            if self.cleanup_kinds:
-                rows = conn.execute(select(t.grants).where(and_(
-                    g.state == "active", g.expires_at <= now, g.backend.in_(self.cleanup_kinds)))).all()
-                for r in rows:
-                    outbox.enqueue(conn, task_id=r.task_id, backend=r.backend, reference=r.revocation,
-                                   reason="grant expired; the backend does not expire it", grant_id=r.grant_id)
-                    queued += 1
+            # a grant whose credential outlives it at the backend (an STS session's 900 s minimum)
+            # says so in its reference: revoked when the broker's expiry passes
+            outlives = g.revocation["revoke_at_expiry"].as_boolean().is_(True)
+            rows = conn.execute(select(t.grants).where(and_(
+                g.state == "active", g.expires_at <= now,
+                or_(g.backend.in_(self.cleanup_kinds), outlives) if self.cleanup_kinds else outlives))).all()
+            for r in rows:
+                outbox.enqueue(conn, task_id=r.task_id, backend=r.backend, reference=r.revocation,
+                               reason="grant expired; the backend does not expire it by then", grant_id=r.grant_id)
+                queued += 1
             expired = conn.execute(update(t.grants).where(and_(g.state == "active", g.expires_at <= now))
                                    .values(state="expired")).rowcount
         return int(expired or 0), queued
@@ -113,6 +121,11 @@ class RevocationWorker:
             self.revocations.revoke_task(child, reason=f"parent task {parent} is {state.value}", state=state,
                                          actor="broker", audit_kind="task.revoked", extra={"cascade_from": parent})
         expired_grants, cleanup_queued = self.sweep_expired_grants()
+        jti_purged = 0
+        if time.monotonic() - self._last_jti_purge >= JTI_PURGE_INTERVAL:
+            # the replay guard's jti rows past the time their token could still verify (identity.md)
+            jti_purged = self.store.purge_jti(utcnow())
+            self._last_jti_purge = time.monotonic()
         self.heartbeat.beat()
         return {"woken": woken, "revoked": completed, "failed": failed, "expired_tasks": expired_tasks,
-                "expired_grants": expired_grants, "cleanup_queued": cleanup_queued}
+                "expired_grants": expired_grants, "cleanup_queued": cleanup_queued, "jti_purged": jti_purged}

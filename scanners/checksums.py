@@ -78,11 +78,32 @@ def not_repetitive(token: str) -> bool:
     return not any(seq in lowered for seq in ("0123456789", "abcdefghij", "1234567890"))
 
 
+# documentation's example credentials (SQLAlchemy's scott:tiger, curl's user:s3cr3t, ...)
+WELL_KNOWN_EXAMPLES: Final = frozenset({
+    "tiger", "s3cr3t", "p@ssw0rd", "hunter2", "letmein", "admin", "root", "test", "guest", "user", "pass",
+    "password", "passwd", "secret", "pass123", "secret123", "changeit", "changeme",
+})
+
+
+def basic_credentials(token: str) -> bool:
+    """HTTP Basic: base64 of ``user:password`` with a password that is not a documented example."""
+    raw = _b64decode(token.rstrip("="))
+    if raw is None:
+        return False
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    _user, sep, password = text.strip().partition(":")
+    return bool(sep) and len(password) >= 4 and password.lower() not in WELL_KNOWN_EXAMPLES
+
+
 CHECKS: Final[dict[str, Callable[[str], bool]]] = {
     "github_crc32": github_crc32,
     "jwt": jwt_structure,
     "base64_64_bytes": base64_64_bytes,
     "not_repetitive": not_repetitive,
+    "basic_credentials": basic_credentials,
 }
 
 

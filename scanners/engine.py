@@ -1,11 +1,22 @@
-"""The scanning engine: a Hyperscan keyword prefilter, then each rule's regex only where it hit.
+"""The scanner: a maintained pattern engine underneath, the broker's own layers on top.
 
-1. One Hyperscan database holds every rule's keywords (literal, case-insensitive) and prefilter
-   regexes. A single pass over the text reports ``(keyword, offset)`` hits.
-2. For each hit, the rules owning that keyword run their Python regex on the hit's line (or a
-   bounded window for multi-line rules / very long lines), at most once per rule and window.
-3. Candidates pass the rule's entropy, checksum and allow filters; overlapping candidates keep the
-   higher-priority rule; broker-issued secrets (``KnownSecretIndex``) are matched exactly.
+Layers, in the order a scan runs them:
+
+1. **Pattern rules.** With a :class:`scanners.kingfisher.KingfisherEngine` that is ready: the
+   engine's ~490 provider rules, plus the broker's own rules only where the engine lacks coverage
+   (the *supplement*, see ``scanners/rules/engine_coverage.yaml``). An engine finding is *named* by
+   the broker's own rule set when one of its rules matches the same secret on that line, so rule
+   ids, spans and redaction labels stay the broker's (``stripe-live-secret-key``, not the engine's
+   id). Without an engine, or before it is ready (its compile takes seconds), the broker's full
+   own rule set runs: a scan is never blind while the engine warms up.
+2. **Structured and path-aware detectors** (``scanners.structured``): Kubernetes Secret manifests,
+   .npmrc/.pypirc/nuget.config/.netrc/docker config auth entries, curl command lines.
+3. **Extra detectors** (``scanners.plugins``: detect-secrets plugins, when configured).
+4. **Known grants**: every secret the broker issued is matched exactly (HMAC fingerprints),
+   whatever the layers above said.
+
+Own rules run as a Hyperscan keyword prefilter, then each rule's regex only where it hit; the
+compiled database is cached on disk keyed by a hash of the rules.
 
 A :class:`Finding` carries the span of the *whole* secret, a keyed fingerprint and a masked form;
 never the secret itself.
@@ -13,27 +24,32 @@ never the secret itself.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import functools
+import hashlib
 import os
-import re
 import secrets as _stdlib_secrets
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import hyperscan
-
-from scanners.checksums import CHECKS, shannon_entropy
+from scanners._ruleset import RuleCandidate, RuleSet
+from scanners.checksums import CHECKS
 from scanners.known import GrantMatch, KnownSecretIndex, fingerprint
 from scanners.redact import labels_for, mask, redact_text
-from scanners.rules import GLOBAL_ALLOW, Rule, Severity, load_rules
+from scanners.rules import GLOBAL_ALLOW, Confidence, Rule, Severity, load_rules
+from scanners.structured import Detection, detect_text
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scanners.kingfisher import EngineMatch, KingfisherEngine
+    from scanners.plugins import ExtraDetector
 
 KNOWN_RULE_ID: Final = "broker-issued-secret"
 ALLOW_MARKER: Final = "nhi-broker: allow"
+ALLOW_FILE_MARKER: Final = "nhi-broker: allow-file"
 LONG_LINE: Final = 4096
 _EXCERPT_CONTEXT: Final = 60
 
@@ -56,10 +72,13 @@ class Finding:
     excerpt: str
     path: str | None = None
     grant: GrantMatch | None = None
+    confidence: Confidence = Confidence.MEDIUM
+    validation: str | None = None  # the provider's answer, only with ``scan --validate``
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "rule": self.rule_id, "description": self.description, "severity": self.severity.value,
+            "confidence": self.confidence.value,
             "span": [self.start, self.end], "line": self.line, "column": self.column,
             "fingerprint": self.fingerprint, "redacted": self.masked, "excerpt": self.excerpt,
             "path": self.path,
@@ -67,130 +86,132 @@ class Finding:
                 "grant_id": self.grant.grant_id, "task_id": self.grant.task_id,
                 "agent": self.grant.agent},
         }
+        if self.validation is not None:
+            body["validation"] = self.validation
+        return body
 
 
 @dataclass(frozen=True, slots=True)
 class ScanResult:
     findings: tuple[Finding, ...]
     redacted_text: str
+    engine_ready: bool = True  # False: the maintained engine was still compiling (own rules ran)
 
 
 @dataclass(slots=True)
 class _Candidate:
-    rule: Rule | None
+    rule_id: str
+    description: str
+    severity: Severity
+    confidence: Confidence
+    priority: int
     start: int
     end: int
+    prefixes: tuple[str, ...] = ()
     grant: GrantMatch | None = None
     fp: str | None = None
 
 
+def _from_rule(c: RuleCandidate) -> _Candidate:
+    r = c.rule
+    return _Candidate(r.id, r.description, r.severity, r.confidence, r.priority, c.start, c.end, r.keywords)
+
+
+def _from_detection(d: Detection) -> _Candidate:
+    return _Candidate(d.rule_id, d.description, d.severity, d.confidence, 30, d.start, d.end)
+
+
+_ENGINE_SEVERITY: Final = {"high": Severity.HIGH, "medium": Severity.HIGH, "low": Severity.MEDIUM}
+
+
 class Scanner:
-    """Compile once, scan many times (thread-safe: Hyperscan scratch space is per thread)."""
+    """Compile once, scan many times (thread-safe)."""
 
     def __init__(self, rules: Sequence[Rule] | None = None, *, key: bytes | None = None,
-                 known: KnownSecretIndex | None = None, honor_allow_comments: bool = False) -> None:
+                 known: KnownSecretIndex | None = None, honor_allow_comments: bool = False,
+                 engine: KingfisherEngine | None = None, supplement: Iterable[str] | None = None,
+                 structured: bool = True, min_confidence: Confidence = Confidence.LOW,
+                 extra: Sequence[ExtraDetector] = (), cache_dir: os.PathLike[str] | str | None = None) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules) if rules is not None else load_rules()
         if key is not None and len(key) < 32:
             raise ValueError("fingerprint key must be at least 32 bytes")
         self._key = key if key is not None else _stdlib_secrets.token_bytes(32)
         self.known = known
         self.honor_allow_comments = honor_allow_comments
-        self._local = threading.local()
-        exprs: list[bytes] = []
-        flags: list[int] = []
-        self._hit_rules: list[tuple[int, ...]] = []
-        self._hit_len: list[int] = []
-        by_keyword: dict[str, list[int]] = {}
-        for i, rule in enumerate(self.rules):
-            for kw in rule.keywords:
-                by_keyword.setdefault(kw, []).append(i)
-        for kw, idxs in by_keyword.items():
-            exprs.append(re.escape(kw).encode())
-            flags.append(hyperscan.HS_FLAG_CASELESS)
-            self._hit_rules.append(tuple(idxs))
-            self._hit_len.append(len(kw))
-        for i, rule in enumerate(self.rules):
-            for pf in rule.prefilter:
-                exprs.append(pf.encode())
-                flags.append(0)
-                self._hit_rules.append((i,))
-                self._hit_len.append(0)
-        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self._db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
-                         flags=flags)
+        self.structured = structured
+        self.min_confidence = min_confidence
+        self.extra = tuple(extra)
+        self.engine = engine
+        self.own = RuleSet(self.rules, cache_dir=cache_dir)
+        self.supplement: RuleSet | None = None
+        if engine is not None:
+            if supplement is None:
+                from scanners.coverage import supplement_ids
+
+                supplement = supplement_ids(self.rules)
+            keep = set(supplement)
+            self.supplement = RuleSet([r for r in self.rules if r.id in keep], cache_dir=cache_dir)
         self._prefixes = tuple(sorted({k for r in self.rules for k in r.keywords}, key=len))
+        self._checksum_rules = tuple(r for r in self.rules if r.checksum is not None)
         self.rules_by_id = {r.id: r for r in self.rules}
 
     def __repr__(self) -> str:
-        return f"Scanner(rules={len(self.rules)}, key=**********)"
+        return f"Scanner(rules={len(self.rules)}, engine={self.engine!r}, key=**********)"
 
     def fingerprint(self, value: str) -> str:
         return fingerprint(self._key, value)
 
-    # -- prefilter ---------------------------------------------------------------------------
-    def _hits(self, text: str) -> list[tuple[int, int]]:
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = self._local.scratch = hyperscan.Scratch(self._db)
-        hits: list[tuple[int, int]] = []
-        append = hits.append
+    @property
+    def engine_ready(self) -> bool:
+        """True when no engine is configured or it is compiled (the full layer stack runs)."""
+        return self.engine is None or self.engine.ready
 
-        def on_match(idx: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-            append((idx, to))
+    # -- layers ------------------------------------------------------------------------------
+    def _pattern_candidates(self, text: str, path: str | None) -> tuple[list[_Candidate], bool]:
+        engine = self.engine
+        if engine is None:
+            return [_from_rule(c) for c in self.own.candidates(text)], True
+        if not engine.ready:
+            engine.start()  # compile in the background; meanwhile the full own rule set runs
+            return [_from_rule(c) for c in self.own.candidates(text)], False
+        assert self.supplement is not None
+        cands = [_from_rule(c) for c in self.supplement.candidates(text)]
+        for m in engine.scan(text, path):
+            named = self._name(text, m)
+            if named is not None:
+                cands.append(named)
+        return cands, True
 
-        # non-ASCII characters become '?' so byte offsets equal character offsets
-        data = text.encode("ascii", "replace")
-        self._db.scan(data, match_event_handler=on_match, scratch=scratch)
-        return hits
-
-    # -- candidates --------------------------------------------------------------------------
-    def _candidates(self, text: str) -> list[_Candidate]:
-        n = len(text)
-        out: dict[tuple[str, int, int], _Candidate] = {}
-        done: dict[int, tuple[int, int]] = {}  # rule index -> last window
-        rules = self.rules
-        for idx, end in self._hits(text):
-            kw_start = end - self._hit_len[idx] if self._hit_len[idx] else max(0, end - 64)
-            line_start = text.rfind("\n", 0, kw_start) + 1
-            line_end = text.find("\n", end)
-            if line_end < 0:
-                line_end = n
-            long_line = line_end - line_start > LONG_LINE
-            for ri in self._hit_rules[idx]:
-                rule = rules[ri]
-                if rule.window:
-                    ws, we = line_start, min(n, end + rule.window)
-                elif long_line:
-                    ws, we = max(line_start, kw_start - 512), min(line_end, end + 2048)
-                else:
-                    ws, we = line_start, line_end
-                last = done.get(ri)
-                if last is not None and last[0] <= kw_start and end + 1024 <= last[1]:
-                    continue
-                if last is not None and last == (ws, we):
-                    continue
-                done[ri] = (ws, we)
-                for m in rule.pattern.finditer(text, ws, we):
-                    s, e = rule.secret_span(m)
-                    if e <= s or (rule.id, s, e) in out:
-                        continue
-                    if self._accept(rule, text[s:e]):
-                        out[(rule.id, s, e)] = _Candidate(rule, s, e)
-        return list(out.values())
-
-    @staticmethod
-    def _accept(rule: Rule, secret: str) -> bool:
-        if rule.entropy is not None and shannon_entropy(secret) < rule.entropy:
-            return False
-        if rule.checksum is not None and not CHECKS[rule.checksum](secret):
-            return False
-        if rule.global_allow and GLOBAL_ALLOW.search(secret):
-            return False
-        return not any(a.search(secret) for a in rule.allow)
+    def _name(self, text: str, m: EngineMatch) -> _Candidate | None:
+        """The broker's own rule for an engine finding when one matches it (id, span, label)."""
+        ls = text.rfind("\n", 0, m.start) + 1
+        le = text.find("\n", max(m.end - 1, m.start))
+        le = len(text) if le < 0 else le
+        conf = Confidence(m.confidence) if m.confidence in ("low", "medium", "high") else Confidence.MEDIUM
+        best: RuleCandidate | None = None
+        best_overlap = 0
+        for c in self.own.candidates(text[ls:le]):
+            overlap = min(c.end + ls, m.end) - max(c.start + ls, m.start)
+            if overlap > best_overlap:
+                best, best_overlap = c, overlap
+        if best is not None:
+            r = best.rule
+            return _Candidate(r.id, r.description, r.severity, max(conf, r.confidence), max(r.priority, 50),
+                              best.start + ls, best.end + ls, r.keywords)
+        if m.end - m.start < 4 or (m.end - m.start <= 512 and GLOBAL_ALLOW.search(text[m.start:m.end])):
+            return None  # the broker's placeholder filter applies to the engine's findings too (and a
+            # 1-3 character "password" in a URL is a documentation example, not a credential)
+        for r in self._checksum_rules:
+            for cm in r.pattern.finditer(text, ls, le):
+                s, e = r.secret_span(cm)
+                if s < m.end and m.start < e and r.checksum is not None and not CHECKS[r.checksum](text[s:e]):
+                    return None  # a format with a checksum (GitHub, npm, JWT) that fails it is no secret
+        return _Candidate(m.rule_id, m.name, _ENGINE_SEVERITY.get(m.confidence, Severity.HIGH), conf, 50,
+                          m.start, m.end)
 
     @staticmethod
     def _resolve_overlaps(cands: list[_Candidate]) -> list[_Candidate]:
-        """Among overlapping rule candidates keep the higher priority (then the longer span)."""
+        """Among overlapping candidates keep the higher priority (then the longer span)."""
         cands.sort(key=lambda c: (c.start, -c.end))
         kept: list[_Candidate] = []
         cluster: list[_Candidate] = []
@@ -198,8 +219,7 @@ class Scanner:
 
         def flush() -> None:
             chosen: list[_Candidate] = []
-            for c in sorted(cluster, key=lambda c: (-(c.rule.priority if c.rule else 100),
-                                                    -(c.end - c.start))):
+            for c in sorted(cluster, key=lambda c: (-c.priority, -(c.end - c.start))):
                 if all(c.end <= k.start or c.start >= k.end for k in chosen):
                     chosen.append(c)
             kept.extend(chosen)
@@ -218,7 +238,18 @@ class Scanner:
     # -- public ------------------------------------------------------------------------------
     def scan(self, text: str, *, path: str | None = None) -> list[Finding]:
         """Every secret in ``text``, in order of position."""
-        cands = self._resolve_overlaps(self._candidates(text)) if text else []
+        return self._scan(text, path)[0]
+
+    def _scan(self, text: str, path: str | None) -> tuple[list[Finding], bool]:
+        complete = True
+        cands: list[_Candidate] = []
+        if text:
+            cands, complete = self._pattern_candidates(text, path)
+            if self.structured:
+                cands.extend(_from_detection(d) for d in detect_text(text, path))
+            for det in self.extra:
+                cands.extend(_from_detection(d) for d in det.detect(text, path))
+            cands = self._resolve_overlaps(cands)
         if self.known is not None and len(self.known):
             by_span = {(c.start, c.end): c for c in cands}
             for s, e, fp, match in self.known.find(text):
@@ -226,35 +257,48 @@ class Scanner:
                 if existing is not None:
                     existing.grant = match
                 else:
-                    cands.append(_Candidate(None, s, e, grant=match, fp=fp))
+                    cands.append(_Candidate(KNOWN_RULE_ID, "Secret issued by the broker", Severity.CRITICAL,
+                                            Confidence.HIGH, 100, s, e, self._prefixes, grant=match, fp=fp))
             cands.sort(key=lambda c: c.start)
-        return self._findings(text, cands, path)
+        return self._findings(text, cands, path), complete
+
+    def scan_binary(self, data: bytes, *, path: str | None = None) -> list[Finding]:
+        """Key containers (PKCS#12, JKS, DER private keys) judged from their bytes; one finding
+        per file, fingerprinted over the file's SHA-256."""
+        from scanners.structured import detect_binary
+
+        out = []
+        for d in detect_binary(data, path):
+            if d.confidence < self.min_confidence:
+                continue
+            fp = self.fingerprint(hashlib.sha256(data).hexdigest())
+            out.append(Finding(d.rule_id, d.description, d.severity, 0, 0, 1, 1, fp, "****",
+                               "(binary key container)", path, None, d.confidence))
+        return out
 
     def scan_and_redact(self, text: str) -> ScanResult:
-        findings = self.scan(text)
-        return ScanResult(tuple(findings), redact_text(text, findings))
+        findings, complete = self._scan(text, None)
+        return ScanResult(tuple(findings), redact_text(text, findings), complete)
 
     def _findings(self, text: str, cands: list[_Candidate], path: str | None) -> list[Finding]:
         raw: list[Finding] = []
         line, pos = 1, 0
+        allow_file = self.honor_allow_comments and ALLOW_FILE_MARKER in text[:2048]
         for c in cands:
             line += text.count("\n", pos, c.start)
             pos = c.start
             line_start = text.rfind("\n", 0, c.start) + 1
-            if self.honor_allow_comments and c.grant is None and self._allowed(text, line_start):
-                continue
+            if c.grant is None:
+                if c.confidence < self.min_confidence:
+                    continue
+                if self.honor_allow_comments and (allow_file or self._allowed(text, line_start)):
+                    continue
             secret = text[c.start:c.end]
-            if c.rule is not None:
-                rid, desc, sev = c.rule.id, c.rule.description, c.rule.severity
-                masked = mask(secret, c.rule.keywords)
-            else:
-                rid, sev = KNOWN_RULE_ID, Severity.CRITICAL
-                desc = "Secret issued by the broker"
-                masked = mask(secret, self._prefixes)
-            if c.grant is not None:
-                sev = Severity.CRITICAL
-            raw.append(Finding(rid, desc, sev, c.start, c.end, line, c.start - line_start + 1,
-                               c.fp or self.fingerprint(secret), masked, "", path, c.grant))
+            sev = Severity.CRITICAL if c.grant is not None else c.severity
+            conf = Confidence.HIGH if c.grant is not None else c.confidence
+            raw.append(Finding(c.rule_id, c.description, sev, c.start, c.end, line, c.start - line_start + 1,
+                               c.fp or self.fingerprint(secret), mask(secret, c.prefixes or self._prefixes), "",
+                               path, c.grant, conf))
 
         if not raw:
             return raw
@@ -319,6 +363,8 @@ _POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor  # lazily: the CLI never needs asyncio
+
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
@@ -329,6 +375,8 @@ def _pool() -> ThreadPoolExecutor:
 
 async def scan_text_async(scanner: Scanner, text: str) -> ScanResult:
     """Scan and redact in a worker thread so the event loop never blocks on a large message."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool(), scanner.scan_and_redact, text)
 

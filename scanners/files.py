@@ -15,8 +15,10 @@ from typing import Any, Final
 import pathspec
 
 from scanners.engine import Finding, Scanner
+from scanners.structured import KEY_CONTAINER_SUFFIXES
 
 MAX_WHOLE_FILE: Final = 16 * 1024 * 1024
+MAX_KEY_CONTAINER: Final = 1024 * 1024
 CHUNK: Final = 4 * 1024 * 1024
 OVERLAP: Final = 64 * 1024
 SKIP_DIRS: Final = {".git", ".hg", ".svn"}
@@ -87,6 +89,8 @@ def scan_file(scanner: Scanner, path: Path, display: str | None = None) -> list[
     """Scan one file; big files are streamed in overlapping chunks cut at line ends."""
     name = display or path.as_posix()
     if is_binary(path):
+        if path.name.lower().endswith(KEY_CONTAINER_SUFFIXES) and path.stat().st_size <= MAX_KEY_CONTAINER:
+            return scanner.scan_binary(path.read_bytes(), path=name)
         return []
     if path.stat().st_size <= MAX_WHOLE_FILE:
         return scanner.scan(path.read_text(encoding="utf-8", errors="replace"), path=name)

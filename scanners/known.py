@@ -50,8 +50,11 @@ def iter_candidates(text: str, lengths: frozenset[int] | None = None) -> Iterato
     ``=``, ``/`` and ``.`` (``password=SECRET``, ``/v1/path/SECRET``, ``SECRET.``). With ``lengths``
     only candidates of those lengths are produced (the index knows its secrets' lengths).
     """
+    min_len = min(lengths) if lengths else MIN_CANDIDATE
     for m in _TOKEN_RE.finditer(text):
         start, end = m.span()
+        if end - start < min_len:
+            continue  # no piece of a shorter run can be as long as the shortest issued secret
         spans = {(start, end)}
         run = m.group()
         stripped = run.rstrip(".")

@@ -7,17 +7,19 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from scanners.engine import Finding
-from scanners.rules import Rule, Severity
+from scanners.rules import Confidence, Rule, Severity
 
 SARIF_SCHEMA: Final = "https://json.schemastore.org/sarif-2.1.0.json"
-_LEVEL: Final = {Severity.LOW: "note", Severity.MEDIUM: "warning", Severity.HIGH: "error",
-                 Severity.CRITICAL: "error"}
+# SARIF level follows confidence (how sure the finding is a credential); security-severity
+# follows severity (how bad it is if it is one)
+_LEVEL: Final = {Confidence.LOW: "note", Confidence.MEDIUM: "warning", Confidence.HIGH: "error"}
 _SCORE: Final = {Severity.LOW: "3.0", Severity.MEDIUM: "5.5", Severity.HIGH: "8.0",
                  Severity.CRITICAL: "9.5"}
 
 
 def to_text(findings: Sequence[Finding]) -> str:
-    lines = [f"{f.path or '-'}:{f.line}:{f.column}: {f.severity.value} {f.rule_id} {f.masked}  {f.excerpt}"
+    lines = [f"{f.path or '-'}:{f.line}:{f.column}: {f.severity.value} ({f.confidence.value} confidence) "
+             f"{f.rule_id} {f.masked}  {f.excerpt}"
              for f in findings]
     lines.append(f"{len(findings)} finding(s)")
     return "\n".join(lines) + "\n"
@@ -32,20 +34,23 @@ def to_sarif(findings: Sequence[Finding], rules: Sequence[Rule], version: str = 
     by_id = {r.id: r for r in rules}
     index = {rid: i for i, rid in enumerate(used)}
     sarif_rules: list[dict[str, Any]] = []
+    first = {f.rule_id: f for f in reversed(findings)}
     for rid in used:
         rule = by_id.get(rid)
-        desc = rule.description if rule else "Secret issued by the broker"
-        sev = rule.severity if rule else Severity.CRITICAL
+        desc = rule.description if rule else first[rid].description
+        sev = rule.severity if rule else first[rid].severity
+        conf = rule.confidence if rule else first[rid].confidence
         sarif_rules.append({
             "id": rid, "name": rid, "shortDescription": {"text": desc}, "fullDescription": {"text": desc},
-            "defaultConfiguration": {"level": _LEVEL[sev]},
+            "defaultConfiguration": {"level": _LEVEL[conf]},
             "help": {"text": "Revoke and rotate the credential, then remove it from the file."},
             "properties": {"security-severity": _SCORE[sev], "tags": ["security", "secret"]},
         })
     results = []
     for f in findings:
         results.append({
-            "ruleId": f.rule_id, "ruleIndex": index[f.rule_id], "level": _LEVEL[f.severity],
+            "ruleId": f.rule_id, "ruleIndex": index[f.rule_id], "level": _LEVEL[f.confidence],
+            "properties": {"confidence": f.confidence.value, "severity": f.severity.value},
             "message": {"text": f"{f.description}: {f.masked}"},
             "locations": [{"physicalLocation": {
                 "artifactLocation": {"uri": (f.path or "stdin").lstrip("/"), "uriBaseId": "%SRCROOT%"},

@@ -8,6 +8,10 @@ Templates expand ``%{kind:arg}`` markers with random, well-formed fake values::
     %{jwt}            a structurally valid (unsigned-by-anyone) JWT
     %{pem:RSA PRIVATE KEY}   PEM block; %{pemesc:PRIVATE KEY} the same with literal \\n (JSON)
     %{azkey}          base64 of 64 random bytes
+    %{b64creds}       base64 of ``user:password`` (HTTP Basic, .npmrc ``_auth``, docker ``auth``)
+    %{b64pw:20}       base64 of a random 20-character password (Kubernetes Secret ``data:``)
+    %{b64of:TEXT}     base64 of TEXT (a non-secret value encoded the same way)
+    %{jwtb64}         a JWT, base64-encoded again (as some configs store it)
 
 Secrets are built at run time, so the repository holds templates, not tokens.
 """
@@ -51,6 +55,10 @@ def github_token(rng: random.Random, prefix: str) -> str:
     return prefix + body + crc32_base62(body)
 
 
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -78,6 +86,10 @@ def _gen(rng: random.Random, kind: str, arg: str | None) -> str:
         "pem": lambda: pem(rng, arg or "PRIVATE KEY"),
         "pemesc": lambda: pem(rng, arg or "PRIVATE KEY", "\\n") + "\\n",
         "azkey": lambda: base64.b64encode(rng.randbytes(64)).decode(),
+        "b64creds": lambda: _b64(f"{rand(rng, _ALPHABETS['lower'], 8)}:{rand(rng, _ALPHABETS['b62'], 18)}"),
+        "b64pw": lambda: _b64(rand(rng, _ALPHABETS["b62"], int(arg or "20"))),
+        "b64of": lambda: _b64(arg or ""),
+        "jwtb64": lambda: _b64(jwt(rng)),
     }
     if kind not in special:
         raise ValueError(f"template kind {kind!r} is not one of {sorted([*_ALPHABETS, *special])}")

@@ -13,11 +13,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.api import routes_admin, routes_agent, routes_approvals, routes_rotation, routes_scans, routes_token
+from broker.api import (
+    routes_admin,
+    routes_agent,
+    routes_approvals,
+    routes_people,
+    routes_rotation,
+    routes_scans,
+    routes_token,
+)
 from broker.api.docs import add_offline_docs
 from broker.container import Container
 from broker.errors import BrokerError, Denied
-from broker.logging import get_logger
+from broker.logging import configure_logging, get_logger
 from broker.metrics import Metrics
 
 log = get_logger("nhi-broker.api")
@@ -89,6 +97,10 @@ def _request_id(scope: dict[str, Any]) -> str:
 
 
 def create_app(container: Container) -> FastAPI:
+    if not structlog.is_configured():
+        # structlog's own default renders rich tracebacks with local variables: slow under load
+        # (a 500 took over 15 s) and a secret in a frame would reach the log
+        configure_logging(container.settings.log_format, container.settings.log_level)
     app = FastAPI(title="nhi-broker", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Credential broker for non-human identities. See docs/api.md.")
     add_offline_docs(app)  # /docs and /redoc from the package's own assets (no CDN)
@@ -138,6 +150,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_agent.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_approvals.router)
+    app.include_router(routes_people.router)
     app.include_router(routes_rotation.router)
     app.include_router(routes_scans.router)
     app.include_router(routes_token.router)

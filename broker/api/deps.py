@@ -1,15 +1,17 @@
-"""Request dependencies: the container, the admin principal, the calling agent."""
+"""Request dependencies: the container, the calling person (or the admin token) and their roles,
+the calling agent. People and roles: docs/people.md."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
 from broker.container import Container
-from broker.errors import Denied, Unauthenticated
+from broker.errors import Denied
 from broker.models import Agent
-from broker.secrets import constant_time_equals
+from broker.people.model import Caller, Role
 from broker.services.authn import Principal
 
 
@@ -24,23 +26,35 @@ def _container(request: Request) -> Container:
     return c
 
 
-def _bearer(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise Unauthenticated("authorization header must be: Bearer <token>")
-    return value.strip()
+def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    """The person (API token or ID token) or the admin token behind a people route; 401 otherwise."""
+    return _container(request).people.authenticate(authorization, source=_source(request))
 
 
-def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-    c = _container(request)
-    token = _bearer(authorization)
-    if token is None or not constant_time_equals(token, c.settings.admin_token.get_secret_value()):
-        c.audit.record("auth.failed", actor="unknown", outcome="denied",
-                       data={"reason": "admin token missing or wrong", "path": request.url.path})
-        raise Unauthenticated("admin token missing or wrong")
-    return "admin"
+def _source(request: Request) -> str:
+    return f"{request.method} {request.url.path}"
+
+
+def _with_roles(*roles: Role) -> Callable[..., Caller]:
+    def dependency(request: Request, who: Annotated[Caller, Depends(caller)]) -> Caller:
+        return _container(request).people.require(who, roles, source=_source(request))
+
+    dependency.__name__ = "requires_" + "_or_".join(r.value for r in roles)
+    return dependency
+
+
+_admin = _with_roles(Role.ADMIN)
+_reader = _with_roles(Role.ADMIN, Role.AUDITOR)
+_queue_reader = _with_roles(Role.ADMIN, Role.AUDITOR, Role.APPROVER, Role.REVIEWER)
+
+
+def admin(who: Annotated[Caller, Depends(_admin)]) -> str:
+    """The audit actor of an administrator: ``admin-token`` or ``person:NAME`` (role admin)."""
+    return who.actor
+
+
+def reader(who: Annotated[Caller, Depends(_reader)]) -> str:
+    return who.actor
 
 
 def request_url(request: Request, public_url: str) -> str:
@@ -53,14 +67,14 @@ def request_url(request: Request, public_url: str) -> str:
 def principal(request: Request, authorization: Annotated[str | None, Header()] = None,
               dpop: Annotated[str | None, Header(alias="DPoP")] = None) -> Principal:
     c = _container(request)
-    caller = c.authenticator.authenticate_http(
+    who = c.authenticator.authenticate_http(
         authorization, dpop, method=request.method,
         url=request_url(request, c.settings.token_exchange.public_url), source=request.url.path)
-    bound = caller.task_id
+    bound = who.task_id
     if bound is not None and (request.path_params.get("task_id", bound) != bound or request.url.path == "/v1/tasks"):
         # a delegated sub-task's token works on that task only (not another task, not a new one)
-        raise Denied(f"this access token is bound to task {caller.task_id}")
-    return caller
+        raise Denied(f"this access token is bound to task {who.task_id}")
+    return who
 
 
 def agent(caller: Annotated[Principal, Depends(principal)]) -> Agent:
@@ -68,6 +82,11 @@ def agent(caller: Annotated[Principal, Depends(principal)]) -> Agent:
 
 
 ContainerDep = Annotated[Container, Depends(container)]
-AdminDep = Annotated[str, Depends(admin)]
+AdminDep = Annotated[str, Depends(admin)]  # role admin (or the admin token): writes and reads
+ReadDep = Annotated[str, Depends(reader)]  # role admin or auditor: reads
+AdminCallerDep = Annotated[Caller, Depends(_admin)]
+QueueReaderDep = Annotated[Caller, Depends(_queue_reader)]  # approvals, reviews, decisions
+ApproverDep = Annotated[Caller, Depends(_with_roles(Role.APPROVER))]
+ReviewerDep = Annotated[Caller, Depends(_with_roles(Role.REVIEWER))]
 AgentDep = Annotated[Agent, Depends(agent)]
 PrincipalDep = Annotated[Principal, Depends(principal)]

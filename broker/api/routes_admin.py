@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from broker.api.deps import AdminDep, ContainerDep
+from broker.api.deps import AdminDep, ContainerDep, QueueReaderDep, ReadDep
 from broker.api.presenters import task_body, task_view_body
 from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
@@ -27,7 +27,10 @@ def _put(result: tuple[dict[str, Any], bool]) -> JSONResponse:
 def put_agent(name: Name, body: AgentIn, actor: AdminDep, c: ContainerDep) -> JSONResponse:
     agent = Agent(name=name, owner=body.owner, trust_level=body.trust_level, description=body.description,
                   bindings=tuple(IdentityBinding(i.issuer, i.subject, dict(i.claims)) for i in body.identities),
-                  profiles=tuple(dict.fromkeys(body.profiles)))
+                  profiles=tuple(dict.fromkeys(body.profiles)),
+                  owner_identity=body.owner_identity.to_model() if body.owner_identity is not None else None)
+    if agent.owner_identity is not None:
+        c.people.check_owner(agent.owner_identity)
     return _put(c.registry.put_agent(agent, actor))
 
 
@@ -48,11 +51,11 @@ def put_resource(name: Name, body: ResourceIn, actor: AdminDep, c: ContainerDep)
 
 def _entity_routes(entity: str, plural: str) -> None:
     @router.get(f"/admin/{plural}", name=f"list_{plural}")
-    def _list(_: AdminDep, c: ContainerDep) -> dict[str, Any]:
+    def _list(_: ReadDep, c: ContainerDep) -> dict[str, Any]:
         return {"items": c.registry.list(entity)}
 
     @router.get(f"/admin/{plural}/{{name}}", name=f"get_{entity}")
-    def _get(name: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+    def _get(name: str, _: ReadDep, c: ContainerDep) -> dict[str, Any]:
         return c.registry.get(entity, name)
 
     @router.delete(f"/admin/{plural}/{{name}}", status_code=204, name=f"delete_{entity}")
@@ -66,7 +69,7 @@ for _entity, _plural in (("agent", "agents"), ("profile", "profiles"), ("resourc
 
 
 @router.get("/admin/tasks/{task_id}")
-def get_task(task_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def get_task(task_id: str, _: ReadDep, c: ContainerDep) -> dict[str, Any]:
     return task_view_body(c.tasks.view(task_id))
 
 
@@ -78,14 +81,14 @@ def revoke_task(task_id: str, body: RevokeIn, actor: AdminDep, c: ContainerDep) 
 
 
 @router.get("/audit")
-def audit(_: AdminDep, c: ContainerDep, task_id: str | None = None, kind: str | None = None,
+def audit(_: ReadDep, c: ContainerDep, task_id: str | None = None, kind: str | None = None,
           after_seq: Annotated[int, Query(ge=0)] = 0,
           limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
     return {"items": c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)}
 
 
 @router.get("/decisions/{decision_id}")
-def explain(decision_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def explain(decision_id: str, _: QueueReaderDep, c: ContainerDep) -> dict[str, Any]:
     with c.store.read() as conn:
         row = c.store.get_decision(conn, decision_id)
     if row is None:
@@ -97,7 +100,7 @@ def explain(decision_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
 
 
 @router.get("/admin/policies")
-def policies(_: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def policies(_: ReadDep, c: ContainerDep) -> dict[str, Any]:
     return c.policy_admin.info()
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from anyio import to_thread
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AgentDep, ContainerDep, PrincipalDep
 from broker.api.presenters import credential_body, event_body, finding_body, task_body, unwrap_report_body
 from broker.api.schemas import CredentialIn, DelegationIn, EventIn, ScanIn, TaskIn
+from broker.approvals.waiting import MAX_WAIT_SECONDS
 from broker.chain.model import StepKind
 
 router = APIRouter(prefix="/v1", tags=["agent"])
@@ -47,6 +49,21 @@ def request_credential(task_id: str, body: CredentialIn, agent: AgentDep, c: Con
     if result.approval_id:
         payload["approval_id"] = result.approval_id
     return JSONResponse(payload, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/tasks/{task_id}/approvals/{approval_id}",
+            responses={404: {"description": "no such approval in this agent's task"}})
+async def approval_status(
+    task_id: str, approval_id: str, agent: AgentDep, c: ContainerDep,
+    wait: Annotated[int, Query(ge=0, le=MAX_WAIT_SECONDS,
+                               description="seconds to wait while the approval is pending")] = 0,
+) -> JSONResponse:
+    """The state of a step-up approval of the caller's task: ``pending``, ``approved``, ``denied``,
+    ``expired``, ``cancelled`` or ``collected``. With ``wait`` the answer comes as soon as it is no
+    longer pending, or after ``wait`` seconds. Not a chain step (never counts toward ``burst``)."""
+    task = await to_thread.run_sync(c.tasks.task_for, agent, task_id)
+    body = await c.approvals.status(task, approval_id, wait)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/tasks/{task_id}/events", status_code=201,

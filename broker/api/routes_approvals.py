@@ -1,8 +1,10 @@
-"""Admin API for step-up approvals and the post-action review queue (bearer: admin token).
+"""People's API for step-up approvals and the post-action review queue.
 
-The admin token authenticates the *console*; the person acting is named in the body
-(``approver`` / ``reviewer``) and recorded on the approval and in the audit trail. A production
-deployment puts an identity provider in front of these routes (docs/approvals.md).
+The caller authenticates as themselves (``Authorization: Bearer`` a per-person API token or an ID
+token from a human issuer; docs/people.md) and the role decides what they may do: ``approver``
+approves and denies, ``reviewer`` resolves reviews, ``auditor`` and ``admin`` (and the admin token)
+read. There is no name in any body: the authenticated subject is who acted, recorded on the
+approval or review and in the audit trail.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from broker.api.deps import AdminDep, ContainerDep
+from broker.api.deps import ApproverDep, ContainerDep, QueueReaderDep, ReviewerDep
 from broker.api.schemas import Strict
 from broker.approvals.model import ApprovalState, ReviewState
 
@@ -20,13 +22,11 @@ router = APIRouter(prefix="/v1", tags=["approvals"])
 
 
 class ApprovalActIn(Strict):
-    approver: str = Field(min_length=1, max_length=256, description="the person approving or denying")
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, description="why (required; audited)")
 
 
 class ReviewActIn(Strict):
-    reviewer: str = Field(min_length=1, max_length=256, description="the person reviewing")
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, description="why (required; audited)")
 
 
 Limit = Annotated[int, Query(ge=1, le=5000)]
@@ -34,14 +34,14 @@ Limit = Annotated[int, Query(ge=1, le=5000)]
 
 @router.get("/approvals")
 def list_approvals(
-    _: AdminDep, c: ContainerDep, status: ApprovalState | None = None, limit: Limit = 500
+    _: QueueReaderDep, c: ContainerDep, status: ApprovalState | None = None, limit: Limit = 500
 ) -> dict[str, Any]:
     """Approvals, oldest first; ``status=pending`` for the ones waiting for an approver."""
     return {"items": c.approvals.list(status, limit)}
 
 
 @router.get("/approvals/{approval_id}")
-def get_approval(approval_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def get_approval(approval_id: str, _: QueueReaderDep, c: ContainerDep) -> dict[str, Any]:
     c.approvals.expire_due()
     result: dict[str, Any] = c.approvals.view(approval_id)
     return result
@@ -50,24 +50,26 @@ def get_approval(approval_id: str, _: AdminDep, c: ContainerDep) -> dict[str, An
 @router.post(
     "/approvals/{approval_id}/approve",
     responses={
-        403: {"description": "four-eyes: the agent's owner cannot approve alone"},
+        401: {"description": "not an authenticated person (or the admin token)"},
+        403: {"description": "role_required, four_eyes_required (the agent's bound owner or the agent), "
+                             "owner_unbound (the agent has no bound owner)"},
         409: {"description": "not pending (approved, denied, expired or collected)"},
     },
 )
-def approve(approval_id: str, body: ApprovalActIn, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
-    result: dict[str, Any] = c.approvals.approve(approval_id, body.approver, body.reason)
+def approve(approval_id: str, body: ApprovalActIn, who: ApproverDep, c: ContainerDep) -> dict[str, Any]:
+    result: dict[str, Any] = c.approvals.approve(approval_id, who, body.reason)
     return result
 
 
 @router.post("/approvals/{approval_id}/deny", responses={409: {"description": "no longer open"}})
-def deny(approval_id: str, body: ApprovalActIn, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
-    result: dict[str, Any] = c.approvals.deny(approval_id, body.approver, body.reason)
+def deny(approval_id: str, body: ApprovalActIn, who: ApproverDep, c: ContainerDep) -> dict[str, Any]:
+    result: dict[str, Any] = c.approvals.deny(approval_id, who, body.reason)
     return result
 
 
 @router.get("/reviews")
 def list_reviews(
-    _: AdminDep,
+    _: QueueReaderDep,
     c: ContainerDep,
     status: ReviewState | None = None,
     task_id: str | None = None,
@@ -78,19 +80,19 @@ def list_reviews(
 
 
 @router.get("/reviews/{review_id}")
-def get_review(review_id: str, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def get_review(review_id: str, _: QueueReaderDep, c: ContainerDep) -> dict[str, Any]:
     result: dict[str, Any] = c.reviews.get(review_id).to_dict()
     return result
 
 
 @router.post("/reviews/{review_id}/fine", responses={409: {"description": "already resolved"}})
-def mark_fine(review_id: str, body: ReviewActIn, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
-    result: dict[str, Any] = c.reviews.mark_fine(review_id, body.reviewer, body.reason)
+def mark_fine(review_id: str, body: ReviewActIn, who: ReviewerDep, c: ContainerDep) -> dict[str, Any]:
+    result: dict[str, Any] = c.reviews.mark_fine(review_id, who, body.reason)
     return result
 
 
 @router.post("/reviews/{review_id}/flag", responses={409: {"description": "already resolved"}})
-def flag(review_id: str, body: ReviewActIn, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def flag(review_id: str, body: ReviewActIn, who: ReviewerDep, c: ContainerDep) -> dict[str, Any]:
     """Flag the action: the task escalates (every grant revoked, the task quarantined, an alert)."""
-    result: dict[str, Any] = c.reviews.flag(review_id, body.reviewer, body.reason)
+    result: dict[str, Any] = c.reviews.flag(review_id, who, body.reason)
     return result

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.api.deps import AdminDep, ContainerDep
+from broker.api.deps import AdminDep, ContainerDep, ReadDep
 from broker.api.schemas import NAME
 from broker.container import Container
 from broker.errors import BrokerError
@@ -110,12 +110,12 @@ def put_managed_secret(name: Name, body: ManagedSecretIn, actor: AdminDep, c: Co
 
 
 @router.get("/managed-secrets")
-def list_managed_secrets(_: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def list_managed_secrets(_: ReadDep, c: ContainerDep) -> dict[str, Any]:
     return {"items": [view(s) for s in _service(c).all()]}
 
 
 @router.get("/managed-secrets/{name}")
-def get_managed_secret(name: Name, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def get_managed_secret(name: Name, _: ReadDep, c: ContainerDep) -> dict[str, Any]:
     return view(_service(c).get(name))
 
 

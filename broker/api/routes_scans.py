@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.api.deps import AdminDep, ContainerDep
+from broker.api.deps import AdminDep, ContainerDep, ReadDep
 from broker.api.schemas import NAME
 from broker.container import Container
 from broker.services.scan_jobs import ScanJobService
@@ -39,12 +39,12 @@ def put_scan_job(name: JobName, body: ScanJobIn, actor: AdminDep, c: ContainerDe
 
 
 @router.get("/admin/scan-jobs")
-def list_scan_jobs(_: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def list_scan_jobs(_: ReadDep, c: ContainerDep) -> dict[str, Any]:
     return {"items": _service(c).list_jobs()}
 
 
 @router.get("/admin/scan-jobs/{name}")
-def get_scan_job(name: JobName, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
+def get_scan_job(name: JobName, _: ReadDep, c: ContainerDep) -> dict[str, Any]:
     return _service(c).get_job(name)
 
 
@@ -62,14 +62,14 @@ def run_scan_job(name: JobName, _: AdminDep, c: ContainerDep) -> dict[str, Any]:
 
 @router.get("/admin/scan-jobs/{name}/runs")
 def scan_job_runs(
-    name: JobName, _: AdminDep, c: ContainerDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    name: JobName, _: ReadDep, c: ContainerDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> dict[str, Any]:
     return {"items": _service(c).runs(name, limit)}
 
 
 @router.get("/findings")
 def list_findings(
-    _: AdminDep,
+    _: ReadDep,
     c: ContainerDep,
     status: Status | None = None,
     job: Annotated[str | None, Query(pattern=NAME, max_length=128)] = None,
@@ -87,7 +87,7 @@ def list_findings(
 
 @router.get("/findings/{finding_id}")
 def get_finding(
-    finding_id: Annotated[str, Path(max_length=64)], _: AdminDep, c: ContainerDep
+    finding_id: Annotated[str, Path(max_length=64)], _: ReadDep, c: ContainerDep
 ) -> dict[str, Any]:
     return _service(c).findings.get(finding_id)
 

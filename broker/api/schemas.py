@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker.backends.kinds import ResourceKind
-from broker.models import Environment, Sensitivity, Tier, TrustLevel
+from broker.models import Environment, OwnerIdentity, Sensitivity, Tier, TrustLevel
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 
@@ -22,8 +22,29 @@ class IdentityIn(Strict):
     claims: dict[str, str] = {}
 
 
+class OwnerIdentityIn(Strict):
+    """The agent's bound owner: a registered person, or an OIDC issuer + subject."""
+
+    person: str | None = Field(default=None, pattern=NAME)
+    issuer: str | None = Field(default=None, min_length=1, max_length=512)
+    subject: str | None = Field(default=None, min_length=1, max_length=512)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> OwnerIdentityIn:
+        if (self.person is None) == (self.issuer is None or self.subject is None) or (
+                self.person is not None and (self.issuer or self.subject)):
+            raise ValueError("owner_identity is either {\"person\"} or {\"issuer\", \"subject\"}")
+        return self
+
+    def to_model(self) -> OwnerIdentity:
+        return OwnerIdentity(person=self.person, issuer=self.issuer, subject=self.subject)
+
+
 class AgentIn(Strict):
     owner: str = Field(min_length=1, max_length=256)
+    # the bound owner (four-eyes: never approves or reviews this agent's requests); without it,
+    # nothing this agent asks is approvable (docs/people.md)
+    owner_identity: OwnerIdentityIn | None = None
     trust_level: TrustLevel = TrustLevel.STANDARD
     description: str = Field(default="", max_length=2000)
     identities: list[IdentityIn] = Field(default=[], max_length=20)

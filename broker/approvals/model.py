@@ -27,17 +27,14 @@ class ApprovalState(enum.StrEnum):
     DENIED = "denied"
     EXPIRED = "expired"
     COLLECTED = "collected"  # consumed by one credential request (single use)
+    CANCELLED = "cancelled"  # its task was quarantined, ended or expired before it was used
 
 
 class ReviewState(enum.StrEnum):
     PENDING = "pending"
     FINE = "fine"
     FLAGGED = "flagged"
-
-
-def normalise_name(name: str) -> str:
-    """Names compared for four-eyes: case and surrounding blanks do not make a new person."""
-    return " ".join(name.split()).casefold()
+    CANCELLED = "cancelled"  # its task was quarantined, ended or expired while it waited
 
 
 def scope_hash(action: str, resource: Resource) -> str:
@@ -57,24 +54,22 @@ def scope_hash(action: str, resource: Resource) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Vote:
-    approver: str
+    """One approver's decision: who (the authenticated subject, never a typed name), why, when."""
+
+    approver: str  # the audit actor of the authenticated approver, e.g. "person:alice"
+    subject: dict[str, Any]  # how they authenticated: via, issuer, subject, person, token_id
     reason: str
     at: datetime
-    owner: bool  # the approver is the agent's owner (cannot approve alone)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "approver": self.approver,
-            "reason": self.reason,
-            "at": self.at.isoformat(),
-            "owner": self.owner,
-        }
+        return {"approver": self.approver, "subject": dict(self.subject), "reason": self.reason,
+                "at": self.at.isoformat()}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Vote:
-        return cls(
-            str(raw["approver"]), str(raw["reason"]), datetime.fromisoformat(raw["at"]), bool(raw["owner"])
-        )
+        # rows written before people were authenticated carry a typed name and no subject
+        return cls(str(raw["approver"]), dict(raw.get("subject") or {"via": "typed_name (legacy)"}),
+                   str(raw["reason"]), datetime.fromisoformat(raw["at"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +87,7 @@ class Approval:
     state: ApprovalState
     votes: tuple[Vote, ...]
     decided_by: str | None
+    decided_by_subject: dict[str, Any] | None
     decision_reason: str | None
     created_at: datetime
     expires_at: datetime
@@ -125,6 +121,7 @@ class Approval:
             "reasons": list(self.reasons),
             "votes": [v.to_dict() for v in self.votes],
             "decided_by": self.decided_by,
+            "decided_by_subject": self.decided_by_subject,
             "decision_reason": self.decision_reason,
             "created_at": iso(self.created_at),
             "expires_at": iso(self.expires_at),
@@ -147,7 +144,8 @@ class Review:
     tier: str
     grant_id: str | None
     state: ReviewState
-    reviewer: str | None
+    reviewer: str | None  # the audit actor of the authenticated reviewer, e.g. "person:dana"
+    reviewer_subject: dict[str, Any] | None
     reason: str | None
     escalation: dict[str, Any] | None
     created_at: datetime
@@ -165,6 +163,7 @@ class Review:
             "tier": self.tier,
             "grant_id": self.grant_id,
             "reviewer": self.reviewer,
+            "reviewer_subject": self.reviewer_subject,
             "reason": self.reason,
             "escalation": self.escalation,
             "created_at": self.created_at.isoformat(),

@@ -1,8 +1,11 @@
 """The post-action review queue: allowed actions decided in mode ``review`` wait for a human.
 
-A reviewer marks each one ``fine`` or ``flagged``; a flag escalates the task through the chain
+A person with the ``reviewer`` role — authenticated, neither the agent nor its bound owner (docs/people.md) —
+marks each one ``fine`` or ``flagged``; a flag escalates the task through the chain
 (detector ``review_flagged``: every grant of the task revoked, the task quarantined, an alert). A
-review is resolved once. Audited: ``review.queued``, ``review.fine``, ``review.flagged``.
+review is resolved once. When the task is quarantined, ended or expires, its pending reviews are
+``cancelled``. Audited: ``review.queued``, ``review.fine``, ``review.flagged``, ``review.refused``,
+``review.cancelled``, with the reviewer's authenticated subject.
 """
 
 from __future__ import annotations
@@ -11,11 +14,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import Connection
+
 from broker.approvals import store as db
 from broker.approvals.model import Review, ReviewId, ReviewState
+from broker.approvals.service import FourEyesRequired, OwnerUnbound, PartiesOf
 from broker.audit import AuditLog
 from broker.decisions import Decision
-from broker.errors import Conflict, NotFound
+from broker.errors import Conflict, Denied, NotFound
+from broker.models import TaskState
+from broker.people.model import Caller, Role
+from broker.people.service import RoleRequired
 from broker.store.repo import Store, utcnow
 
 # (task_id, review_id, reason) -> the escalation report; the chain service's flag_review under its lock
@@ -23,10 +32,11 @@ Escalate = Callable[[str, str, str], dict[str, Any]]
 
 
 class ReviewService:
-    def __init__(self, store: Store, audit: AuditLog, escalate: Escalate) -> None:
+    def __init__(self, store: Store, audit: AuditLog, escalate: Escalate, parties: PartiesOf) -> None:
         self.store = store
         self.audit = audit
         self.escalate = escalate
+        self.parties = parties
 
     def enqueue(
         self, agent: str, task_id: str, decision: Decision, action: str, resource: str, grant_id: str | None
@@ -42,6 +52,7 @@ class ReviewService:
             grant_id=grant_id,
             state=ReviewState.PENDING,
             reviewer=None,
+            reviewer_subject=None,
             reason=None,
             escalation=None,
             created_at=utcnow(),
@@ -78,14 +89,14 @@ class ReviewService:
             raise NotFound(f'review "{review_id}" does not exist')
         return review
 
-    def mark_fine(self, review_id: str, reviewer: str, reason: str) -> dict[str, Any]:
-        self._resolve(review_id, ReviewState.FINE, reviewer, reason)
+    def mark_fine(self, review_id: str, caller: Caller, reason: str) -> dict[str, Any]:
+        self._resolve(review_id, ReviewState.FINE, caller, reason)
         return self.get(review_id).to_dict()
 
-    def flag(self, review_id: str, reviewer: str, reason: str) -> dict[str, Any]:
-        review = self._resolve(review_id, ReviewState.FLAGGED, reviewer, reason)
+    def flag(self, review_id: str, caller: Caller, reason: str) -> dict[str, Any]:
+        review = self._resolve(review_id, ReviewState.FLAGGED, caller, reason)
         report = self.escalate(
-            review.task_id, review.review_id, f"post-action review flagged by {reviewer}: {reason}"
+            review.task_id, review.review_id, f"post-action review flagged by {caller.actor}: {reason}"
         )
         escalation: dict[str, Any] = {
             k: report.get(k)
@@ -102,11 +113,53 @@ class ReviewService:
             db.set_escalation(conn, review.review_id, escalation)
         return self.get(review_id).to_dict()
 
-    def _resolve(self, review_id: str, state: ReviewState, reviewer: str, reason: str) -> Review:
+    def cancel_for_task(self, conn: Connection, task_id: str, state: TaskState, reason: str) -> None:
+        """In the transaction that quarantines, ends or expires the task (audited ``review.cancelled``)."""
+        why = f"task {state.value}: {reason}"
+        for r in db.cancel_pending_reviews(conn, task_id, reason=why, now=utcnow()):
+            self.audit.append(
+                conn,
+                "review.cancelled",
+                actor="broker",
+                task_id=task_id,
+                outcome=ReviewState.CANCELLED.value,
+                data={"review_id": r.review_id, "decision_id": r.decision_id, "reason": why},
+            )
+
+    def _check_reviewer(self, review: Review, caller: Caller) -> None:
+        """A person with the reviewer role who is neither the agent nor its bound owner."""
+        why = None
+        error: type[Denied] = FourEyesRequired
+        parties = self.parties(review.agent)
+        keys = caller.subject_keys()
+        if caller.person is None or Role.REVIEWER not in caller.roles:
+            why, error = ("only an authenticated person with the reviewer role may review (the admin token "
+                          "is not a person)"), RoleRequired
+        elif keys & parties.agent:
+            why = "the agent may not review its own actions"
+        elif parties.owner is None:
+            why, error = (f'agent "{review.agent}" has no bound owner (owner_identity); its actions cannot be '
+                          f"reviewed until an admin binds one"), OwnerUnbound
+        elif keys & parties.owner:
+            why = f'{caller.actor} is the bound owner of agent "{review.agent}" and may not review its actions'
+        if why is None:
+            return
+        self.audit.record("review.refused", actor=caller.actor, task_id=review.task_id, outcome="denied",
+                          data={"review_id": review.review_id, "why": why, "subject": caller.to_dict()})
+        raise error(why, details={"review_id": review.review_id, "rule": "four_eyes"})
+
+    def _resolve(self, review_id: str, state: ReviewState, caller: Caller, reason: str) -> Review:
         review = self.get(review_id)
+        self._check_reviewer(review, caller)
         with self.store.write() as conn:
             if not db.resolve_review(
-                conn, review_id, state=state, reviewer=reviewer, reason=reason, now=utcnow()
+                conn,
+                review_id,
+                state=state,
+                reviewer=caller.actor,
+                reviewer_subject=caller.to_dict(),
+                reason=reason,
+                now=utcnow(),
             ):
                 current = db.get_review(conn, review_id)
                 was = current.state.value if current else "gone"
@@ -117,9 +170,14 @@ class ReviewService:
             self.audit.append(
                 conn,
                 f"review.{state.value}",
-                actor=reviewer,
+                actor=caller.actor,
                 task_id=review.task_id,
                 outcome=state.value,
-                data={"review_id": review_id, "decision_id": review.decision_id, "reason": reason},
+                data={
+                    "review_id": review_id,
+                    "decision_id": review.decision_id,
+                    "reason": reason,
+                    "subject": caller.to_dict(),
+                },
             )
         return review

@@ -6,14 +6,23 @@ Rules (docs/approvals.md):
 - **Bound** to the exact request: task, agent, action, resource and the resource's scope hash.
 - **Expires** ``approval_ttl_seconds`` after it was opened (default 600 s); approve and collect
   must both happen inside that window.
-- **Four-eyes**: it is granted when an approver who is *not* the agent's owner approves. The
-  owner's approval is recorded as a co-signature but alone is refused (403
-  ``four_eyes_required``). The agent itself may never approve.
+- **Four-eyes on authenticated subjects** (docs/people.md): only an authenticated person with the
+  ``approver`` role votes (never a typed name, never the admin token). The agent's bound owner
+  (``owner_identity``, compared by person and by every (issuer, subject) they are known as) is
+  refused (403 ``four_eyes_required``); so is the agent itself; an agent without a bound owner has
+  nothing approvable (403 ``owner_unbound``). Every refusal is audited (``approval.vote_refused``).
 - **Single use**: collection flips ``approved`` to ``collected`` with one conditional update
   *before* anything is issued; a second collection finds nothing to flip (403).
 
-Every step is audited (``approval.requested|vote_recorded|approved|denied|expired|refused|
-collected|collect_failed``). No secret ever reaches an approval, its audit events or the webhook.
+- **Cancelled** with its task: when the task is quarantined, ended or expires, its open approvals
+  become ``cancelled`` (in the transaction that ends the task).
+
+The agent reads the state of its own task's approvals (``status``, long-polled through
+:mod:`broker.approvals.waiting`); that read is not a chain step.
+
+Every step is audited (``approval.requested|vote_refused|approved|denied|expired|refused|
+collected|collect_failed|cancelled``), with the authenticated subject of whoever decided. No secret
+ever reaches an approval, its audit events or the webhook.
 """
 
 from __future__ import annotations
@@ -21,23 +30,33 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
+
+from sqlalchemy import Connection
 
 from broker.approvals import store as db
-from broker.approvals.model import Approval, ApprovalState, Vote, normalise_name, scope_hash
+from broker.approvals.model import Approval, ApprovalState, Vote, scope_hash
+from broker.approvals.waiting import ApprovalSignals, wait_for_decision
 from broker.audit import AuditLog
 from broker.decisions import Decision
-from broker.errors import Conflict, Denied, InvalidInput, NotFound
+from broker.errors import Conflict, Denied, NotFound
 from broker.logging import get_logger
-from broker.models import Agent, ApprovalId, Resource, Task
+from broker.models import Agent, ApprovalId, Resource, Task, TaskState
+from broker.people.model import Caller, Role
+from broker.people.service import Parties, RoleRequired
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.approvals")
 Notifier = Callable[[dict[str, Any]], None]
+PartiesOf = Callable[[str], Parties]  # agent name -> its bound owner's and its own identities
 
 
 class FourEyesRequired(Denied):
     code = "four_eyes_required"
+
+
+class OwnerUnbound(Denied):
+    code = "owner_unbound"
 
 
 class ApprovalRefused(Denied):
@@ -53,14 +72,20 @@ class ApprovalService:
         audit: AuditLog,
         *,
         ttl_seconds: int,
+        parties: PartiesOf,
+        console_url: str = "",
         notify: Notifier | None = None,
         clock: Callable[[], datetime] = utcnow,
+        signals: ApprovalSignals | None = None,
     ) -> None:
         self.store = store
         self.audit = audit
         self.ttl = timedelta(seconds=ttl_seconds)
+        self.parties = parties
+        self.console_url = console_url.rstrip("/")  # notifications link to the approval's page
         self.notify = notify
         self.clock = clock
+        self.signals = signals if signals is not None else ApprovalSignals()
 
     # -- opening ----------------------------------------------------------------------------------
     def open_for(
@@ -95,6 +120,7 @@ class ApprovalService:
                 state=ApprovalState.PENDING,
                 votes=(),
                 decided_by=None,
+                decided_by_subject=None,
                 decision_reason=None,
                 created_at=now,
                 expires_at=now + self.ttl,
@@ -122,6 +148,7 @@ class ApprovalService:
                     "reasons": list(approval.reasons),
                     "approve": f"/v1/approvals/{approval.approval_id}/approve",
                     "deny": f"/v1/approvals/{approval.approval_id}/deny",
+                    "url": f"{self.console_url}/approvals/{approval.approval_id}",
                 }
             )
         return approval
@@ -174,47 +201,78 @@ class ApprovalService:
     def view(self, approval_id: str) -> dict[str, Any]:
         return self.get(approval_id).to_dict(self.clock())
 
-    # -- approvers ----------------------------------------------------------------------------------
-    def approve(self, approval_id: str, approver: str, reason: str) -> dict[str, Any]:
-        a = self._actionable(approval_id, "approve")
-        who = normalise_name(approver)
-        if not who:
-            raise InvalidInput("approver", "must name the person approving")
-        if who == normalise_name(a.agent):
-            self._refuse_vote(a, approver, "the agent may not approve its own request")
-        is_owner = who == normalise_name(a.owner)
-        now = self.clock()
-        votes = [v for v in a.votes if normalise_name(v.approver) != who] + [
-            Vote(approver, reason, now, is_owner)
-        ]
-        if is_owner and not any(not v.owner for v in a.votes):
-            with self.store.write() as conn:
-                if not db.set_votes(conn, a.approval_id, votes, now):
-                    raise Conflict(f'approval "{approval_id}" changed meanwhile; read it again')
-                self.audit.append(
-                    conn,
-                    "approval.vote_recorded",
-                    actor=approver,
-                    task_id=a.task_id,
-                    outcome="four_eyes_required",
-                    data={**self._facts(a), "reason": reason},
-                )
-            raise FourEyesRequired(
-                f'four-eyes rule: "{approver}" is the owner of agent "{a.agent}" and cannot approve alone; '
-                f"the approval is recorded and still needs an approver who is not the owner",
-                details={
-                    "approval_id": a.approval_id,
-                    "rule": "four_eyes",
-                    "state": ApprovalState.PENDING.value,
-                },
+    # -- the agent waits ---------------------------------------------------------------------------
+    def _own(self, task: Task, approval_id: str) -> Approval:
+        """The approval, when it belongs to ``task`` (already checked to be the caller's)."""
+        with self.store.read() as conn:
+            a = db.get_approval(conn, approval_id)
+        if a is None or a.task_id != task.task_id:
+            raise NotFound(f'approval "{approval_id}" of task "{task.task_id}" not found')
+        return a
+
+    async def status(self, task: Task, approval_id: str, wait_seconds: float) -> dict[str, Any]:
+        """The state of an approval of the caller's task, waiting up to ``wait_seconds`` for a
+        decision while it is pending. Not a chain step: nothing is recorded."""
+        self._own(task, approval_id)  # 404 before any wait
+
+        def look() -> ApprovalState:
+            return self._own(task, approval_id).state_at(self.clock())
+
+        await wait_for_decision(approval_id, look, wait_seconds, self.signals)
+        a = self._own(task, approval_id)
+        state = a.state_at(self.clock())
+        body: dict[str, Any] = {
+            "approval_id": a.approval_id,
+            "task_id": a.task_id,
+            "state": state.value,
+            "action": a.action,
+            "resource": a.resource,
+            "tier": a.tier,
+            "expires_at": a.expires_at.isoformat(),
+            "decided_at": a.decided_at.isoformat() if a.decided_at else None,
+        }
+        if state in (ApprovalState.DENIED, ApprovalState.CANCELLED):
+            body["reason"] = a.decision_reason
+        if state is ApprovalState.APPROVED:
+            body["next"] = (
+                "repeat the credential request with this approval_id before expires_at (single use)"
             )
+        return body
+
+    # -- the task ends ------------------------------------------------------------------------------
+    def cancel_for_task(self, conn: Connection, task_id: str, state: TaskState, reason: str) -> None:
+        """In the transaction that quarantines, ends or expires the task: its open approvals are
+        ``cancelled`` (audited ``approval.cancelled``); waiters here are woken."""
+        why = f"task {state.value}: {reason}"
+        cancelled = db.cancel_open_for_task(conn, task_id, reason=why, now=self.clock())
+        for a in cancelled:
+            self.audit.append(
+                conn,
+                "approval.cancelled",
+                actor="broker",
+                task_id=task_id,
+                outcome=ApprovalState.CANCELLED.value,
+                data={**self._facts(a), "reason": why, "was": a.state.value},
+            )
+        for a in cancelled:
+            self.signals.notify(a.approval_id)
+
+    # -- approvers ----------------------------------------------------------------------------------
+    def approve(self, approval_id: str, caller: Caller, reason: str) -> dict[str, Any]:
+        """Granted by one authenticated approver who is neither the agent's bound owner nor the
+        agent; an agent without a bound owner has nothing approvable (fail closed)."""
+        a = self._actionable(approval_id, "approve")
+        self._check_voter(a, caller, "approve")
+        now = self.clock()
+        votes = [*a.votes, Vote(caller.actor, caller.to_dict(), reason, now)]
         with self.store.write() as conn:
             if not db.decide(
                 conn,
                 a.approval_id,
                 state=ApprovalState.APPROVED,
                 votes=votes,
-                by=approver,
+                by=caller.actor,
+                by_subject=caller.to_dict(),
                 reason=reason,
                 now=now,
                 from_states=(ApprovalState.PENDING.value,),
@@ -223,17 +281,19 @@ class ApprovalService:
             self.audit.append(
                 conn,
                 "approval.approved",
-                actor=approver,
+                actor=caller.actor,
                 task_id=a.task_id,
                 outcome="approved",
-                data={**self._facts(a), "reason": reason, "approvers": [v.approver for v in votes]},
+                data={**self._facts(a), "reason": reason, "subject": caller.to_dict()},
             )
+        self.signals.notify(a.approval_id)
         return self.view(approval_id)
 
-    def deny(self, approval_id: str, approver: str, reason: str) -> dict[str, Any]:
-        """Anyone may deny (also the owner): saying no needs no second pair of eyes. An approved
-        approval not yet collected can still be denied."""
+    def deny(self, approval_id: str, caller: Caller, reason: str) -> dict[str, Any]:
+        """Any approver may deny, the agent's owner too: saying no needs no second pair of eyes. An
+        approved approval not yet collected can still be denied."""
         a = self._actionable(approval_id, "deny", also=(ApprovalState.APPROVED,))
+        self._check_voter(a, caller, "deny")
         now = self.clock()
         with self.store.write() as conn:
             if not db.decide(
@@ -241,7 +301,8 @@ class ApprovalService:
                 a.approval_id,
                 state=ApprovalState.DENIED,
                 votes=a.votes,
-                by=approver,
+                by=caller.actor,
+                by_subject=caller.to_dict(),
                 reason=reason,
                 now=now,
                 from_states=db.OPEN,
@@ -250,12 +311,31 @@ class ApprovalService:
             self.audit.append(
                 conn,
                 "approval.denied",
-                actor=approver,
+                actor=caller.actor,
                 task_id=a.task_id,
                 outcome="denied",
-                data={**self._facts(a), "reason": reason},
+                data={**self._facts(a), "reason": reason, "subject": caller.to_dict()},
             )
+        self.signals.notify(a.approval_id)
         return self.view(approval_id)
+
+    def _check_voter(self, a: Approval, caller: Caller, verb: str) -> None:
+        if caller.person is None or Role.APPROVER not in caller.roles:
+            self._refuse_vote(a, caller, "only an authenticated person with the approver role may "
+                                         f"{verb} (the admin token is not a person)", RoleRequired)
+        parties = self.parties(a.agent)
+        keys = caller.subject_keys()
+        if keys & parties.agent:
+            self._refuse_vote(a, caller, "the agent may not approve or deny its own request")
+        if verb != "approve":
+            return
+        if parties.owner is None:
+            self._refuse_vote(
+                a, caller, f'agent "{a.agent}" has no bound owner (owner_identity); nothing it asks can be '
+                           f"approved until an admin binds one", OwnerUnbound)
+        if keys & parties.owner:
+            self._refuse_vote(a, caller, f'{caller.actor} is the bound owner of agent "{a.agent}" and may '
+                                         f"not approve its requests; another approver must")
 
     def _actionable(self, approval_id: str, verb: str, also: tuple[ApprovalState, ...] = ()) -> Approval:
         self.expire_due()
@@ -269,16 +349,18 @@ class ApprovalService:
             )
         return a
 
-    def _refuse_vote(self, a: Approval, approver: str, why: str) -> None:
+    def _refuse_vote(self, a: Approval, caller: Caller, why: str,
+                     error: type[Denied] | None = None) -> NoReturn:
         self.audit.record(
             "approval.vote_refused",
-            actor=approver,
+            actor=caller.actor,
             task_id=a.task_id,
             outcome="denied",
-            data={**self._facts(a), "why": why},
+            data={**self._facts(a), "why": why, "subject": caller.to_dict()},
         )
-        raise FourEyesRequired(
-            f"four-eyes rule: {why}", details={"approval_id": a.approval_id, "rule": "four_eyes"}
+        raise (error or FourEyesRequired)(
+            f"four-eyes rule: {why}" if error is None else why,
+            details={"approval_id": a.approval_id, "rule": "four_eyes"},
         )
 
     # -- the agent collects ---------------------------------------------------------------------------
@@ -327,6 +409,8 @@ class ApprovalService:
             self._refused(agent, task, approval_id, f"approval expired at {a.expires_at.isoformat()}", a)
         if state is ApprovalState.COLLECTED:
             self._refused(agent, task, approval_id, "approval was already used (single use)", a)
+        if state is ApprovalState.CANCELLED:
+            self._refused(agent, task, approval_id, f"approval was cancelled: {a.decision_reason}", a)
         return state
 
     def consume(self, agent: Agent, task: Task, approval_id: str) -> None:

@@ -48,6 +48,7 @@ def _approval(row: Any) -> Approval:
         state=ApprovalState(m["state"]),
         votes=tuple(Vote.from_dict(v) for v in (m["votes"] or ())),
         decided_by=m["decided_by"],
+        decided_by_subject=m["decided_by_subject"],
         decision_reason=m["decision_reason"],
         created_at=_req(m["created_at"]),
         expires_at=_req(m["expires_at"]),
@@ -129,16 +130,6 @@ def mark_expired(conn: Connection, approval_id: str, now: datetime) -> bool:
     return res.rowcount == 1
 
 
-def set_votes(conn: Connection, approval_id: str, votes: Sequence[Vote], now: datetime) -> bool:
-    """Record a vote that does not decide (the owner's alone), while the approval is pending."""
-    res = conn.execute(
-        update(t.approvals)
-        .where(and_(A.approval_id == approval_id, A.state == ApprovalState.PENDING.value, A.expires_at > now))
-        .values(votes=[v.to_dict() for v in votes])
-    )
-    return res.rowcount == 1
-
-
 def decide(
     conn: Connection,
     approval_id: str,
@@ -146,6 +137,7 @@ def decide(
     state: ApprovalState,
     votes: Sequence[Vote],
     by: str,
+    by_subject: dict[str, Any],
     reason: str,
     now: datetime,
     from_states: tuple[str, ...],
@@ -164,6 +156,7 @@ def decide(
             state=state.value,
             votes=[v.to_dict() for v in votes],
             decided_by=by,
+            decided_by_subject=by_subject,
             decision_reason=reason,
             decided_at=now,
         )
@@ -187,6 +180,25 @@ def consume(conn: Connection, approval_id: str, now: datetime) -> bool:
         .values(state=ApprovalState.COLLECTED.value, collected_at=now)
     )
     return res.rowcount == 1
+
+
+def cancel_open_for_task(conn: Connection, task_id: str, *, reason: str, now: datetime) -> list[Approval]:
+    """Cancel the task's open (pending, or approved and not collected) approvals; returns those
+    this caller cancelled."""
+    rows = conn.execute(
+        select(t.approvals).where(and_(A.task_id == task_id, A.state.in_(OPEN), A.collected_at.is_(None)))
+    ).all()
+    cancelled = []
+    for a in map(_approval, rows):
+        res = conn.execute(
+            update(t.approvals)
+            .where(and_(A.approval_id == a.approval_id, A.state.in_(OPEN), A.collected_at.is_(None)))
+            .values(state=ApprovalState.CANCELLED.value, decided_by="broker", decision_reason=reason,
+                    decided_at=now)
+        )
+        if res.rowcount == 1:
+            cancelled.append(a)
+    return cancelled
 
 
 def record_collection(
@@ -213,6 +225,7 @@ def _review(row: Any) -> Review:
         grant_id=m["grant_id"],
         state=ReviewState(m["state"]),
         reviewer=m["reviewer"],
+        reviewer_subject=m["reviewer_subject"],
         reason=m["reason"],
         escalation=m["escalation"],
         created_at=_req(m["created_at"]),
@@ -254,14 +267,43 @@ def list_reviews(
 
 
 def resolve_review(
-    conn: Connection, review_id: str, *, state: ReviewState, reviewer: str, reason: str, now: datetime
+    conn: Connection,
+    review_id: str,
+    *,
+    state: ReviewState,
+    reviewer: str,
+    reviewer_subject: dict[str, Any],
+    reason: str,
+    now: datetime,
 ) -> bool:
     res = conn.execute(
         update(t.reviews)
         .where(and_(R.review_id == review_id, R.state == ReviewState.PENDING.value))
-        .values(state=state.value, reviewer=reviewer, reason=reason, resolved_at=now)
+        .values(
+            state=state.value,
+            reviewer=reviewer,
+            reviewer_subject=reviewer_subject,
+            reason=reason,
+            resolved_at=now,
+        )
     )
     return res.rowcount == 1
+
+
+def cancel_pending_reviews(conn: Connection, task_id: str, *, reason: str, now: datetime) -> list[Review]:
+    rows = conn.execute(
+        select(t.reviews).where(and_(R.task_id == task_id, R.state == ReviewState.PENDING.value))
+    ).all()
+    cancelled = []
+    for r in map(_review, rows):
+        res = conn.execute(
+            update(t.reviews)
+            .where(and_(R.review_id == r.review_id, R.state == ReviewState.PENDING.value))
+            .values(state=ReviewState.CANCELLED.value, reviewer="broker", reason=reason, resolved_at=now)
+        )
+        if res.rowcount == 1:
+            cancelled.append(r)
+    return cancelled
 
 
 def set_escalation(conn: Connection, review_id: str, escalation: dict[str, Any]) -> None:

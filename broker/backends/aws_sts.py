@@ -8,7 +8,9 @@ ones in :class:`AwsClientSettings`) and narrows it with an inline session policy
 mapped to the broker action, on ``aws.resources``), session tags ``nhi-task``, ``nhi-agent``,
 ``nhi-action``, ``nhi-grant`` (task and grant transitive, so role chaining cannot shed them),
 ``SourceIdentity`` = the agent and ``RoleSessionName`` from the task. ``DurationSeconds`` is the
-tier's TTL raised to STS's 900 s minimum; the grant's own expiry stays the tier's TTL.
+tier's TTL raised to STS's 900 s minimum; the grant's own expiry stays the tier's TTL, and when the
+session outlasts it the grant's reference says ``revoke_at_expiry``: the expiry sweeper denies the
+session (as a revocation would) once the grant expires.
 
 STS cannot revoke one session, so revocation is a policy on the role (see docs/backends.md):
 
@@ -50,6 +52,7 @@ KIND = "aws"
 ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/((?:[\w+=,.@-]+/)*)([\w+=,.@-]{1,64})$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 STS_MIN, STS_MAX = 900, 43200
+OUTLIVES_SLACK = 5  # seconds of clock and rounding difference between STS's expiry and ours
 
 
 class AwsRevocationMode(enum.StrEnum):
@@ -264,6 +267,9 @@ class AwsStsBackend:
             "grant_id": request.grant_id,
             **where,
         }
+        outlives = aws_expiry - expires > timedelta(seconds=OUTLIVES_SLACK)
+        if outlives:  # STS's 900 s minimum outlasts the decision: deny the session at expiry
+            reference["revoke_at_expiry"] = True
         public = {
             "access_key_id": creds["AccessKeyId"],
             "expires_at": expires.isoformat(),
@@ -289,6 +295,7 @@ class AwsStsBackend:
             accessor=creds["AccessKeyId"],
             task_handle=handle,
             covered_by_task_handle=True,
+            backend_expires_at=aws_expiry if outlives else None,
         )
 
     def _task_handle(

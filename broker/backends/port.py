@@ -55,6 +55,10 @@ class IssuedCredential:
     # grants covered by a task handle need no call of their own when that handle is revoked
     covered_by_task_handle: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # when the backend itself stops honouring the credential, if later than ``expires_at`` (AWS:
+    # STS sessions last at least 900 s); the grant's reference then says ``revoke_at_expiry`` and
+    # the expiry sweeper revokes it when the broker's expiry passes
+    backend_expires_at: datetime | None = None
 
 
 class CredentialBackend(Protocol):

@@ -6,9 +6,10 @@ connection (what the agent dials) is read from the role's database connection in
 the resource gives one (when agents reach PostgreSQL by another address than OpenBao does).
 
 The grant is the lease: ``GET {mount}/creds/{role}`` creates a PostgreSQL role, then the lease is
-renewed with ``increment = tier TTL`` — which *shortens* it to the tier (OpenBao runs the renew
-statement, by default ``ALTER ROLE ... VALID UNTIL``). If the TTL cannot be applied the lease is
-revoked and the request fails: no credential outlives its tier. Revocation is
+renewed with ``increment = decision TTL`` — which shortens or extends it to exactly that TTL
+(OpenBao runs the renew statement, by default ``ALTER ROLE ... VALID UNTIL``), up to the role's
+``max_ttl``; a lease capped shorter is reported as what was granted (``ttl_seconds``). If the TTL
+cannot be applied the lease is revoked and the request fails: no credential outlives its tier. Revocation is
 ``sys/leases/revoke`` by lease id (synchronous; an unknown lease is success). The revocation
 statements of the role decide what revocation does in PostgreSQL; use
 :data:`REVOCATION_STATEMENTS` so open sessions are terminated too (see docs/backends.md).
@@ -167,9 +168,14 @@ class PostgresBackend:
         )
 
     def _apply_ttl(self, lease_id: str, duration: int, ttl: int, renewable: bool) -> int:
-        if 0 < duration <= ttl:
+        """Make the lease last the decision's TTL: renewing with ``increment = ttl`` shortens a
+        longer lease and extends a shorter one (the role's ``default_ttl``), up to the role's
+        ``max_ttl``. A lease OpenBao caps below the TTL is kept and reported as granted."""
+        if duration == ttl:
             return duration
         if not renewable:
+            if 0 < duration < ttl:
+                return duration  # shorter than decided: recorded as what was granted
             raise UpstreamError(
                 "the database lease is not renewable, so the tier's TTL cannot be applied; "
                 "make the role's default_ttl at most the shortest tier TTL"

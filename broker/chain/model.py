@@ -44,6 +44,9 @@ class ChainStep:
     external: bool | None = None
     tier: Tier | None = None
     outcome: Outcome | None = None
+    # a credential request naming an approval (an agent collecting or polling a step-up):
+    # a repeat of a request already counted, never counted toward ``burst``
+    collection: bool = False
 
     @property
     def done(self) -> bool:

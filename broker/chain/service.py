@@ -110,7 +110,7 @@ class ChainService:
         facts = self._resolve(action, resource)
         candidate = ChainStep(ref=decision.decision_id, kind=StepKind.CREDENTIAL_REQUEST, at=utcnow(),
                               action=action, resource=resource, tier=decision.tier, outcome=decision.outcome,
-                              **facts)
+                              collection=bool(decision.inputs.get("approval_id")), **facts)
         history = self.history(task.task_id)
         hit = self._detect(history, candidate, task)
         if hit is not None:

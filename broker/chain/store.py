@@ -42,6 +42,7 @@ _DECISION_FACTS = select(
     func.coalesce(_d.consequence, _inputs["consequence"].as_string()).label("consequence"),
     func.coalesce(_d.sensitivity, _inputs["sensitivity"].as_string()).label("sensitivity"),
     func.coalesce(_d.external, _inputs["resource_external"].as_boolean()).label("external"),
+    _inputs["approval_id"].as_string().label("approval_id"),
 ).where(_d.task_id == bindparam("task_id")).order_by(_d.created_at)
 
 
@@ -75,7 +76,7 @@ def step_from_decision(row: Mapping[str, Any], consequence_of: Mapping[str, str]
         action=row["action"], resource=row["resource"],
         consequence=row.get("consequence") or consequence_of.get(row["action"]),
         sensitivity=row.get("sensitivity"), external=bool(external) if external is not None else None,
-        tier=Tier(row["tier"]), outcome=Outcome(row["outcome"]))
+        tier=Tier(row["tier"]), outcome=Outcome(row["outcome"]), collection=bool(row.get("approval_id")))
 
 
 def step_from_event(row: Mapping[str, Any]) -> ChainStep:

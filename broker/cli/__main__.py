@@ -1,3 +1,3 @@
-from broker.cli.main import app
+from broker.cli.entry import main
 
-app(prog_name="nhi-broker")
+main()

@@ -30,15 +30,18 @@ BundleDir = typer.Argument(
 
 def _store_records(
     data_dir: Path | None, database_url: str, since: datetime | None, limit: int
-) -> list[dict[str, Any]]:
-    """The ``Decision.record()`` of every stored decision (oldest first), read-only."""
+) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+    """The ``Decision.record()`` of every stored decision (oldest first), each with the time it
+    was recorded, and the chain events of their tasks (for the chain detectors), read-only.
+    With ``since``, the earlier decisions of the same tasks are read too: they are the chain
+    the later ones were decided against (replay counts them as history, not as replayed)."""
     # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from sqlalchemy.exc import SQLAlchemyError
 
-    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
+    from broker.chain import store as chain_store
     from broker.errors import BrokerError, InvalidInput
     from broker.store.db import make_engine
-    from broker.store.repo import Store
+    from broker.store.repo import Store, aware
 
     if not database_url:
         assert data_dir is not None
@@ -50,13 +53,25 @@ def _store_records(
     try:
         with store.read() as conn:
             rows = store.decisions(conn, since=since.astimezone(UTC) if since else None, limit=limit)
+            tasks = list(dict.fromkeys(str(r["task_id"]) for r in rows))
+            if since is not None:
+                seen = {r["decision_id"] for r in rows}
+                earlier = [e for task in tasks for e in store.decisions(conn, task_id=task, limit=limit)
+                           if e["decision_id"] not in seen]
+                rows = earlier + rows
+            events = {task: [chain_store.step_from_event(e) for e in chain_store.events(conn, task)]
+                      for task in tasks}
     except SQLAlchemyError as exc:
         raise BrokerError(f"cannot read decisions from the store ({type(exc).__name__})") from None
     finally:
         store.engine.dispose()
     if len(rows) >= limit:
         out.print(f"[yellow]note[/yellow]: read the first {limit} stored decisions only (--limit)")
-    return [dict(row["record"]) for row in rows]
+    records = []
+    for row in rows:
+        recorded = aware(row["created_at"])
+        records.append({**dict(row["record"]), "recorded_at": recorded.isoformat() if recorded else None})
+    return records, events
 
 
 def register(app: typer.Typer) -> None:
@@ -156,27 +171,33 @@ def register(app: typer.Typer) -> None:
         """Re-decide recorded decisions (from --records JSONL, or the broker's store with --data-dir /
         --database-url) with a candidate bundle and print what would change."""
         # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
+        from broker.chain import config as chain_config
+        from broker.chain.replay import ChainReplay
         from broker.errors import InvalidInput
         from broker.policy import CedarDecisionEngine, load_bundle
         from broker.policy.replay import read_jsonl, replay
 
         if since is not None and since.tzinfo is None:
             raise InvalidInput("--since", f"{since.isoformat()} has no timezone (add Z or +00:00)")
-        engine = CedarDecisionEngine(load_bundle(bundle_dir))
+        bundle = load_bundle(bundle_dir)
+        engine = CedarDecisionEngine(bundle)
         if records is not None and data_dir is not None and \
                 _from_environment(ctx, "data_dir"):
             data_dir = None  # an explicit --records wins over NHI_BROKER_DATA_DIR from the environment
         if records is not None and data_dir is not None:
             raise InvalidInput("--records", "give either --records or --data-dir/--database-url, not both")
+        events: dict[str, list[Any]] = {}
         if records is not None:
             source: Iterable[dict[str, Any]] = read_jsonl(records)
         elif data_dir is not None or database_url:
-            source = _store_records(data_dir, database_url, since, limit)
+            source, events = _store_records(data_dir, database_url, since, limit)
         else:
             raise InvalidInput(
                 "--records", "give --records FILE.jsonl, or --data-dir / --database-url to read the store"
             )
-        report = replay(source, engine, since=since)
+        # the candidate bundle's chain detectors (chain.yaml) over each task's recorded chain
+        chain = ChainReplay(chain_config.load(bundle_dir, catalog=bundle.catalog), events)
+        report = replay(source, engine, since=since, chain=chain)
         if report.changes:
             out.print(
                 f"{len(report.changes)} decision(s) would change under bundle {report.bundle_hash[:16]}:"

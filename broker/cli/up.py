@@ -216,6 +216,11 @@ Try it:
   curl -s -X POST {url}/v1/tasks/TASK_ID/credentials -H "Authorization: Bearer $TOKEN" \\
        -H 'content-type: application/json' -d '{{"action":"db.read","resource":"demo-data"}}'
 
+Approve step-ups as a person (demo-owner, demo-agent's bound owner, never can: four-eyes):
+  nhi-broker people put alice --role approver --data-dir {dd}
+  export NHI_BROKER_PERSON_TOKEN=$(nhi-broker people token create alice --data-dir {dd})
+  nhi-broker approvals approve APPROVAL_ID --reason "checked" --data-dir {dd}
+
 Ctrl-C stops the broker and the OpenBao dev server.
 """)
 

@@ -5,6 +5,11 @@ carry ``inputs``) from anywhere — a JSONL export today, the broker's store lat
 :class:`DecisionInput`, decides it with the candidate engine and reports every difference in
 outcome, tier, mode, TTL or use count. Records too old to carry what replay needs are listed as
 skipped with the missing field, never guessed.
+
+With ``chain`` (a :class:`broker.chain.replay.ChainReplay`), the chain detectors run after the
+engine, over each task's chain rebuilt in time order, as they do live: a decision the ``burst``,
+``dangerous_sequence`` or ``ceiling_exceeded`` detector turned into a deny is reproduced, so an
+unchanged bundle reports no change.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from broker.decisions import ApprovalContext, ChainSummary, DecisionEngine, DecisionInput
+from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
 from broker.errors import InvalidInput
 from broker.models import (
     Action,
@@ -88,30 +93,49 @@ class ReplayReport:
         return self.replayed - len(self.changes)
 
 
+class ChainReview(Protocol):
+    """What the chain detectors make of a replayed decision (broker.chain.replay.ChainReplay)."""
+
+    def observe(self, record: Mapping[str, Any]) -> None: ...
+
+    def review(self, record: Mapping[str, Any], decision: Decision) -> Decision: ...
+
+
 def replay(
-    records: Iterable[Mapping[str, Any]], engine: DecisionEngine, *, since: datetime | None = None
+    records: Iterable[Mapping[str, Any]],
+    engine: DecisionEngine,
+    *,
+    since: datetime | None = None,
+    chain: ChainReview | None = None,
 ) -> ReplayReport:
     changes: list[Change] = []
     skipped: list[Skipped] = []
+    parsed: list[tuple[Mapping[str, Any], DecisionInput]] = []
     replayed = filtered = 0
     for record in records:
         decision_id = str(record.get("decision_id", "?"))
         try:
-            request = input_from_record(record)
+            parsed.append((record, input_from_record(record)))
         except (KeyError, ValueError, TypeError) as exc:
             skipped.append(Skipped(decision_id, f"not replayable: {_why(exc)}"))
-            continue
+    parsed.sort(key=lambda pair: pair[1].now)  # a task's chain is rebuilt in time order
+    for record, request in parsed:
         if since is not None and request.now < since:
             filtered += 1
+            if chain is not None:
+                chain.observe(record)
             continue
         before = Summary.of(record)
-        after = Summary.of(engine.decide(request).public())
+        decided = engine.decide(request)
+        if chain is not None:
+            decided = chain.review(record, decided)
+        after = Summary.of(decided.public())
         replayed += 1
         kinds = _differences(before, after)
         if kinds:
             changes.append(
                 Change(
-                    decision_id,
+                    str(record["decision_id"]),
                     request.agent.name,
                     request.action_name,
                     request.resource_name,

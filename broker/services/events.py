@@ -2,7 +2,8 @@
 
 The step is recorded (its text never is: length and fingerprint only), a reported tool call runs
 the chain's sequence detectors, and the text is scanned: a broker-issued secret in it revokes that
-grant and escalates its task (``leaked_secret``); other secrets come back as findings, redacted.
+grant and escalates its task (``leaked_secret``) — the answer's ``escalation`` says so when it was
+this task's own grant; other secrets come back as findings, redacted.
 """
 
 from __future__ import annotations
@@ -51,4 +52,8 @@ class EventService:
                                                           "line": f.line, "span": [f.start, f.end]}
                                                          for f in findings]})
                 result["leaks"] = [{"action": leak["action"]} for leak in outcome.leaks]
+                # a leak of this task's own grant escalated it: say so, like a detector hit would
+                for leak in outcome.leaks:
+                    if leak["task_id"] == task_id and leak.get("escalation") and result.get("escalation") is None:
+                        result["escalation"] = leak["escalation"]
             return EventReport(result, findings)

@@ -83,8 +83,11 @@ class IncidentService:
         if not active:
             return {"action": "none"}
         if task is not None and task.state is TaskState.ACTIVE:
-            self.chain.report_leak_locked(match.task_id, match.grant_id, {"source": source, "fingerprint": fingerprint})
-            return {"action": "task_escalated"}
+            report = self.chain.report_leak_locked(match.task_id, match.grant_id,
+                                                   {"source": source, "fingerprint": fingerprint})
+            if report.get("detector") is None:  # leaked_secret switched off: the grant alone was revoked
+                return {"action": "grant_revoked"}
+            return {"action": "task_escalated", "escalation": report}
         assert grant is not None  # active implies found
         self.revocations.revoke_grant(grant, reason=f"leaked in {source}", actor="broker")
         return {"action": "grant_revoked"}

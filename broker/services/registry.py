@@ -7,7 +7,7 @@ the edge (pydantic). Every change is an ``admin.changed`` audit event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -30,11 +30,12 @@ def _iso(row: dict[str, Any]) -> dict[str, Any]:
 
 class RegistryService:
     def __init__(self, store: Store, audit: AuditLog, backends: Mapping[str, CredentialBackend],
-                 catalog: Callable[[], Mapping[str, Action]]) -> None:
+                 catalog: Callable[[], Mapping[str, Action]], trusted_issuers: Callable[[], Collection[str]]) -> None:
         self.store = store
         self.audit = audit
         self.backends = backends
         self.catalog = catalog
+        self.trusted_issuers = trusted_issuers  # the identity verifier's configured issuers
 
     # -- agents --------------------------------------------------------------------------
     def put_agent(self, agent: Agent, actor: str) -> tuple[dict[str, Any], bool]:
@@ -42,7 +43,11 @@ class RegistryService:
             for i, profile in enumerate(agent.profiles):
                 if self.store.get_profile(conn, profile) is None:
                     raise InvalidInput(f"profiles[{i}]", f'task profile "{profile}" does not exist')
+            trusted = self.trusted_issuers()
             for i, b in enumerate(agent.bindings):
+                if b.issuer not in trusted:  # nobody could ever present a token for this binding
+                    raise InvalidInput(f"identities[{i}].issuer",
+                                       f'issuer "{b.issuer}" is not configured; configured: {sorted(trusted)}')
                 owner = self.store.identity_owner(conn, b.issuer, b.subject)
                 if owner is not None and owner != agent.name:
                     raise InvalidInput(f"identities[{i}]",
@@ -52,7 +57,9 @@ class RegistryService:
                               data={"entity": "agent", "name": agent.name, "owner": agent.owner,
                                     "trust_level": agent.trust_level.value, "profiles": list(agent.profiles),
                                     "identities": [{"issuer": b.issuer, "subject": b.subject}
-                                                   for b in agent.bindings]})
+                                                   for b in agent.bindings],
+                                    "owner_identity": agent.owner_identity.to_dict()
+                                    if agent.owner_identity is not None else None})
         return self.get("agent", agent.name), created
 
     # -- profiles ------------------------------------------------------------------------

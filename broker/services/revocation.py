@@ -9,7 +9,7 @@ audit event — all in one transaction — and only then calls the backends. Wha
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,11 @@ from broker.store.repo import Store, utcnow
 log = get_logger("nhi-broker.revocation")
 
 
+# (conn, task_id, new state, reason): runs inside the transaction that ended the task, e.g. to
+# cancel the task's open approvals and reviews (broker.approvals.wiring)
+TaskClosedHook = Callable[[Connection, str, TaskState, str], None]
+
+
 @dataclass(frozen=True, slots=True)
 class RevocationReport:
     task_id: str
@@ -35,12 +40,14 @@ class RevocationReport:
 
 
 class RevocationService:
-    def __init__(self, store: Store, audit: AuditLog, backends: Mapping[str, CredentialBackend]) -> None:
+    def __init__(self, store: Store, audit: AuditLog, backends: Mapping[str, CredentialBackend],
+                 on_task_closed: Sequence[TaskClosedHook] = ()) -> None:
         self.store = store
         self.audit = audit
         self.backends = backends
         # optional capability, checked once: backends that keep per-task state in process
         self._task_scoped = [b for b in backends.values() if isinstance(b, TaskScopedBackend)]
+        self.on_task_closed = tuple(on_task_closed)
         self._inflight: set[int] = set()
         self._inflight_lock = threading.Lock()
 
@@ -52,8 +59,10 @@ class RevocationService:
         marker), so the state change, the outbox rows and the audit event commit together."""
         queued = 0
         with self.store.write() as conn:
-            if from_states:
-                self.store.set_task_state(conn, task_id, state, reason, only_from=from_states)
+            if from_states and self.store.set_task_state(conn, task_id, state, reason, only_from=from_states) \
+                    and state is not TaskState.ACTIVE:
+                for hook in self.on_task_closed:
+                    hook(conn, task_id, state, reason)
             if in_transaction is not None:
                 in_transaction(conn)
             handles = self.store.handles(conn, task_id)

@@ -26,6 +26,7 @@ from broker.store.scan_jobs import ScanStore
 from scanners.jobs.ports import JobBusy, JobNotFound
 from scanners.jobs.runner import ScanRunner, SourceEnv
 from scanners.jobs.spec import ScanJobIn, ScanJobSpec
+from scanners.kingfisher import KingfisherEngine
 from scanners.known import KnownSecretIndex
 from scanners.sources.base import KvReader
 
@@ -141,6 +142,7 @@ def build_scan_jobs(
     live_index: KnownSecretIndex,
     alert: Alert | None,
     kv: Callable[[], AbstractContextManager[KvReader]] | None,
+    engine: KingfisherEngine | None = None,
 ) -> ScanJobService:
     findings = FindingsService(store, audit, on_leak, managed, alert=alert)
     scans = ScanStore(store)
@@ -155,6 +157,7 @@ def build_scan_jobs(
         holder=holder,
         lease_seconds=settings.scan_lease_seconds,
         grants_index=lambda: run_index(live_index, store, key),
+        engine=engine,
     )
     return ScanJobService(scans, runner, findings, audit, ScheduleSlot())
 

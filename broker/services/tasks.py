@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -331,7 +331,17 @@ class TaskService:
         lengths.update(credential.extra.get("fingerprint_lengths") or {})
         fingerprints = list(dict.fromkeys([*lengths, *(credential.extra.get("fingerprints") or [])]))
         # the broker's own expiry is the tier's TTL even when the backend's is longer
-        expires_at = min(credential.expires_at, datetime.now(UTC) + timedelta(seconds=decision.ttl_seconds))
+        now = datetime.now(UTC)
+        expires_at = min(credential.expires_at, now + timedelta(seconds=decision.ttl_seconds))
+        # what was granted: the decision's TTL, or less when the backend capped it (recorded and
+        # returned, never silently different); and how long the backend itself honours it
+        granted = {"ttl_seconds": decision.ttl_seconds,
+                   "granted_ttl_seconds": max(0, round((expires_at - now).total_seconds())),
+                   "backend_ttl_seconds": max(0, round(((credential.backend_expires_at or credential.expires_at)
+                                                        - now).total_seconds()))}
+        if granted["granted_ttl_seconds"] < decision.ttl_seconds - 5:
+            log.warning("credential.ttl_capped_by_backend", backend=resource.kind, **granted)
+        credential = replace(credential, public={**credential.public, **granted})
         with self.store.write() as conn:
             if credential.task_handle is not None:
                 self.store.add_handle(conn, task.task_id, resource.kind, credential.task_handle)
@@ -348,7 +358,8 @@ class TaskService:
                                     "backend": resource.kind, "resource": resource.name, "action": action.name,
                                     "accessor": credential.accessor, "lease_id": credential.lease_id,
                                     "fingerprints": fingerprints, "expires_at": expires_at.isoformat(),
-                                    "uses": decision.uses})
+                                    "uses": decision.uses, **granted,
+                                    "revoke_at_expiry": bool(credential.revocation.get("revoke_at_expiry"))})
         for hook in self.on_issued:
             try:
                 hook(grant_id, task.task_id, agent.name, lengths)

@@ -20,6 +20,7 @@ from broker.models import (
     Delegation,
     Environment,
     IdentityBinding,
+    OwnerIdentity,
     Resource,
     Sensitivity,
     Task,
@@ -104,6 +105,7 @@ class Store:
             "identities": [{"issuer": b.issuer, "subject": b.subject, "claims": dict(b.claims)}
                            for b in agent.bindings],
             "profiles": list(agent.profiles),
+            "owner_identity": agent.owner_identity.to_dict() if agent.owner_identity is not None else None,
         })
         conn.execute(delete(t.agent_identities).where(t.agent_identities.c.agent == agent.name))
         for b in agent.bindings:
@@ -119,7 +121,8 @@ class Store:
         return Agent(name=row.name, owner=row.owner, trust_level=TrustLevel(row.trust_level),
                      bindings=tuple(IdentityBinding(i["issuer"], i["subject"], dict(i.get("claims") or {}))
                                     for i in row.identities),
-                     profiles=tuple(row.profiles), description=row.description)
+                     profiles=tuple(row.profiles), description=row.description,
+                     owner_identity=OwnerIdentity.from_dict(row.owner_identity) if row.owner_identity else None)
 
     def get_agent(self, conn: Connection, name: str) -> Agent | None:
         row = conn.execute(_AGENT, {"name": name}).first()

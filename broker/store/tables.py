@@ -36,6 +36,7 @@ agents = Table(
     Column("identities", JSON, nullable=False),
     Column("profiles", JSON, nullable=False),
     _ts("created_at"), _ts("updated_at"),
+    Column("owner_identity", JSON),  # {"person"} or {"issuer", "subject"}; migration 0011
 )
 
 agent_identities = Table(
@@ -294,7 +295,7 @@ scan_findings = Table(
 # -- step-up approvals and post-action reviews (issue 3, phase 2) ----------------------------------
 # an approval is bound to the exact request that needed it: task, agent, action, resource and a
 # hash of the resource's scope (kind, settings, sensitivity, environment) at request time.
-# ``votes``: [{"approver", "reason", "at", "owner": bool}]; never a secret.
+# ``votes``: [{"approver", "subject", "reason", "at"}] — the authenticated approver (0011); never a secret.
 approvals = Table(
     "approvals", metadata,
     Column("approval_id", String(64), primary_key=True),
@@ -310,6 +311,7 @@ approvals = Table(
     Column("state", String(16), nullable=False, index=True),  # pending|approved|denied|expired|collected
     Column("votes", JSON, nullable=False),
     Column("decided_by", String(256)),
+    Column("decided_by_subject", JSON),  # how the decider authenticated (migration 0011)
     Column("decision_reason", Text),
     _ts("created_at"), _ts("expires_at"), _ts("decided_at", nullable=True),
     _ts("collected_at", nullable=True),
@@ -331,7 +333,40 @@ reviews = Table(
     Column("grant_id", String(64)),
     Column("state", String(16), nullable=False, index=True),  # pending | fine | flagged
     Column("reviewer", String(256)),
+    Column("reviewer_subject", JSON),  # how the reviewer authenticated (migration 0011)
     Column("reason", Text),
     Column("escalation", JSON),
     _ts("created_at"), _ts("resolved_at", nullable=True),
+)
+
+
+# -- people: the humans who approve, review, audit and administer (migration 0011) -----------------
+people = Table(
+    "people", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("display_name", String(256), nullable=False, default=""),
+    Column("roles", JSON, nullable=False),  # sorted list of admin|approver|reviewer|auditor
+    Column("identities", JSON, nullable=False),  # [{"issuer", "subject"}], mirrored in person_identities
+    Column("disabled", Boolean, nullable=False, default=False),
+    _ts("created_at"), _ts("updated_at"),
+)
+
+# an OIDC identity belongs to one person (the primary key makes that so)
+person_identities = Table(
+    "person_identities", metadata,
+    Column("issuer", String(512), primary_key=True),
+    Column("subject", String(512), primary_key=True),
+    Column("person", String(128), nullable=False, index=True),
+)
+
+# per-person API tokens: only a salted HMAC-SHA256 of the secret part is kept
+person_tokens = Table(
+    "person_tokens", metadata,
+    Column("token_id", String(64), primary_key=True),
+    Column("person", String(128), nullable=False, index=True),
+    Column("salt", String(64), nullable=False),
+    Column("secret_hmac", String(64), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_by", String(256), nullable=False),
+    _ts("created_at"), _ts("expires_at"), _ts("revoked_at", nullable=True), _ts("last_used_at", nullable=True),
 )

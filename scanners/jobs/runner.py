@@ -30,6 +30,7 @@ import structlog
 from scanners.engine import Scanner
 from scanners.jobs.ports import FindingActions, JobBusy, JobNotFound, JobStore, Matches, RawFinding, Recorded
 from scanners.jobs.spec import ScanJobSpec
+from scanners.kingfisher import KingfisherEngine
 from scanners.known import GrantMatch, KnownSecretIndex
 from scanners.sources import build_source
 from scanners.sources.base import Checkpoint, DictState, KvReader, Observation, Piece, SourceContext
@@ -68,6 +69,7 @@ class ScanRunner:
         holder: str,
         grants_index: Callable[[], KnownSecretIndex],
         lease_seconds: float = 60.0,
+        engine: KingfisherEngine | None = None,
     ) -> None:
         self.scans = scans
         self.findings = findings
@@ -75,7 +77,7 @@ class ScanRunner:
         self.env = env
         self.holder = holder
         self.lease_seconds = lease_seconds
-        self.scanner = Scanner(key=key)
+        self.scanner = Scanner(key=key, engine=engine)  # the live scanner's engine: one compile per process
         self._grants_index = grants_index
 
     def _fp(self, value: str) -> str:

@@ -39,12 +39,20 @@ def test_allowed_review_mode_action_is_queued_and_can_be_marked_fine_once(api):
     assert (review["agent"], review["action"], review["resource"]) == ("demo-agent", "db.write", "demo-data")
     assert review["grant_id"] == body["credential"]["grant_id"] and review["state"] == "pending"
 
-    fine = api.admin(
-        "POST", f"/v1/reviews/{review['review_id']}/fine", {"reviewer": "dana", "reason": "expected write"}
-    )
+    # the agent's bound owner may not review its actions, even with the reviewer role
+    by_owner = api.as_person("demo-owner", "POST", f"/v1/reviews/{review['review_id']}/fine", {"reason": "mine"})
+    assert by_owner.status_code == 403 and by_owner.json()["error"]["code"] == "four_eyes_required"
+    # nor may the agent itself, nor a person without the reviewer role
+    as_agent = api.agent("POST", f"/v1/reviews/{review['review_id']}/fine", {"reason": "all good"})
+    assert as_agent.status_code == 401
+    by_approver = api.as_person("alice", "POST", f"/v1/reviews/{review['review_id']}/fine", {"reason": "x"})
+    assert by_approver.status_code == 403 and by_approver.json()["error"]["code"] == "role_required"
+
+    fine = api.as_person("dana", "POST", f"/v1/reviews/{review['review_id']}/fine", {"reason": "expected write"})
     assert fine.status_code == 200
-    assert (fine.json()["state"], fine.json()["reviewer"]) == ("fine", "dana")
-    again = api.admin("POST", f"/v1/reviews/{review['review_id']}/flag", {"reviewer": "eve", "reason": "hmm"})
+    assert (fine.json()["state"], fine.json()["reviewer"]) == ("fine", "person:dana")
+    assert fine.json()["reviewer_subject"]["person"] == "dana"
+    again = api.as_person("dana", "POST", f"/v1/reviews/{review['review_id']}/flag", {"reason": "hmm"})
     assert again.status_code == 409 and again.json()["error"]["state"] == "fine"
     assert not api.admin("GET", "/v1/reviews", params={"status": "pending", "task_id": task_id}).json()[
         "items"
@@ -55,9 +63,7 @@ def test_flagging_a_review_escalates_the_task_and_revokes_what_it_holds(api, app
     task_id = api.open_task()
     body = write(api, task_id)
     [review] = api.admin("GET", "/v1/reviews", params={"task_id": task_id}).json()["items"]
-    flagged = api.admin(
-        "POST", f"/v1/reviews/{review['review_id']}/flag", {"reviewer": "dana", "reason": "wrong table"}
-    )
+    flagged = api.as_person("dana", "POST", f"/v1/reviews/{review['review_id']}/flag", {"reason": "wrong table"})
     assert flagged.status_code == 200, flagged.text
     assert flagged.json()["state"] == "flagged"
     assert flagged.json()["escalation"]["task_state"] == "quarantined"
@@ -72,8 +78,10 @@ def test_flagging_a_review_escalates_the_task_and_revokes_what_it_holds(api, app
 
 
 def test_review_endpoints_name_bad_fields_and_unknown_ids(api):
-    assert api.admin("POST", "/v1/reviews/rev_nope/fine", {"reviewer": "a", "reason": "b"}).status_code == 404
-    bad = api.admin("POST", "/v1/reviews/rev_nope/fine", {"reviewer": "a"})
+    assert api.as_person("dana", "POST", "/v1/reviews/rev_nope/fine", {"reason": "b"}).status_code == 404
+    bad = api.as_person("dana", "POST", "/v1/reviews/rev_nope/fine", {})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "reason"
+    bad = api.as_person("dana", "POST", "/v1/reviews/rev_nope/fine", {"reviewer": "dana", "reason": "b"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "reviewer"
     bad = api.admin("GET", "/v1/reviews", params={"status": "meh"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"

@@ -1,4 +1,7 @@
-"""Step-up approvals over real HTTP, real OpenBao and a real SQLite store (issue 3, item 6)."""
+"""Step-up approvals over real HTTP, real OpenBao and a real SQLite store (issue 3, item 6).
+
+Approvers are authenticated people (per-person API tokens, tests/approvals/conftest.py); the
+four-eyes rule compares authenticated subjects (issue 17, item 1)."""
 
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ def test_critical_payment_answers_202_with_a_pending_approval_bound_to_the_reque
     hook = approval_webhook.wait_for_approval(approval_id)
     assert hook["event"] == "approval.pending" and hook["task_id"] == task_id
     assert hook["approve"] == f"/v1/approvals/{approval_id}/approve"
+    assert hook["url"].endswith(f"/console/approvals/{approval_id}")  # the console page of the approval
     # asking again while it is pending reuses the same approval (no flood of approvals)
     again = api.credential(task_id, "payments.charge", "prod-payments")
     assert again.status_code == 202 and again.json()["approval_id"] == approval_id
@@ -62,7 +66,8 @@ def test_approved_payment_is_collected_once_with_the_critical_ttl_and_a_second_c
     approval_id = api.step_up(task_id)
     approved = api.approve(approval_id, "alice")
     assert approved.status_code == 200, approved.text
-    assert approved.json()["state"] == "approved" and approved.json()["decided_by"] == "alice"
+    assert approved.json()["state"] == "approved" and approved.json()["decided_by"] == "person:alice"
+    assert approved.json()["decided_by_subject"]["person"] == "alice"
 
     first = api.credential(task_id, "payments.charge", "prod-payments", approval_id)
     assert first.status_code == 200, first.text
@@ -99,43 +104,44 @@ def test_approved_payment_is_collected_once_with_the_critical_ttl_and_a_second_c
         assert kind in kinds, kind
 
 
-def test_owner_alone_cannot_approve_and_a_second_approver_completes_four_eyes(api):
+def test_owner_cannot_approve_and_another_approver_completes_four_eyes(api):
     task_id = api.open_task()
     approval_id = api.step_up(task_id)
+    # demo-owner holds the approver role, but is demo-agent's bound owner
     owner = api.approve(approval_id, "demo-owner")
     assert owner.status_code == 403
     err = owner.json()["error"]
     assert err["code"] == "four_eyes_required" and "owner" in err["message"]
-    # a different spelling of the owner's name is still the owner
-    assert api.approve(approval_id, "  Demo-Owner ").status_code == 403
+    # the admin token is not a person: it never votes
+    by_admin = api.admin("POST", f"/v1/approvals/{approval_id}/approve", {"reason": "bootstrap"})
+    assert by_admin.status_code == 403 and by_admin.json()["error"]["code"] == "role_required"
     view = api.admin("GET", f"/v1/approvals/{approval_id}").json()
-    assert view["state"] == "pending" and [v["approver"] for v in view["votes"]] == ["Demo-Owner"]
+    assert view["state"] == "pending" and view["votes"] == []
 
     # still pending: the agent gets 202 again, and nothing is consumed
     waiting = api.credential(task_id, "payments.charge", "prod-payments", approval_id)
     assert waiting.status_code == 202 and waiting.json()["approval_id"] == approval_id
     assert any("not granted yet" in r for r in waiting.json()["decision"]["reasons"])
 
-    # the agent itself never approves
-    assert api.approve(approval_id, "demo-agent").json()["error"]["code"] == "four_eyes_required"
+    # the agent itself never approves: its identity token is not a person's credential
+    as_agent = api.agent("POST", f"/v1/approvals/{approval_id}/approve", {"reason": "trust me"})
+    assert as_agent.status_code == 401
 
     done = api.approve(approval_id, "bob")
     assert done.status_code == 200
-    assert [(v["approver"], v["owner"]) for v in done.json()["votes"]] == [
-        ("Demo-Owner", True),
-        ("bob", False),
-    ]
+    assert [v["approver"] for v in done.json()["votes"]] == ["person:bob"]
+    assert done.json()["votes"][0]["subject"]["via"] == "person_token"
     assert api.credential(task_id, "payments.charge", "prod-payments", approval_id).status_code == 200
-    assert "approval.vote_recorded" in audit_kinds(api, task_id)
+    assert "approval.vote_refused" in audit_kinds(api, task_id)
 
 
 def test_denied_approval_is_refused_with_the_approvers_reason(api):
     task_id = api.open_task()
     approval_id = api.step_up(task_id)
-    assert api.deny(approval_id, "carol", "no such invoice").status_code == 200
+    assert api.deny(approval_id, "bob", "no such invoice").status_code == 200
     resp = api.credential(task_id, "payments.charge", "prod-payments", approval_id)
     assert resp.status_code == 403
-    assert 'denied by "carol": no such invoice' in resp.json()["error"]["message"]
+    assert 'denied by "person:bob": no such invoice' in resp.json()["error"]["message"]
     assert api.approve(approval_id, "alice").status_code == 409  # a denial is final
 
 
@@ -213,20 +219,22 @@ def test_concurrent_collections_of_one_approval_issue_exactly_one_credential(api
     assert sorted(statuses) == [200, 403, 403, 403]
 
 
-def test_unknown_approval_is_refused_and_approver_fields_are_named_in_422(api):
+def test_unknown_approval_is_refused_and_bad_bodies_are_named_in_422(api):
     task_id = api.open_task()
     resp = api.credential(task_id, "payments.charge", "prod-payments", "apr_doesnotexist")
     assert resp.status_code == 403 and "does not exist" in resp.json()["error"]["message"]
     approval_id = api.step_up(task_id)
-    bad = api.admin("POST", f"/v1/approvals/{approval_id}/approve", {"reason": "x"})
+    bad = api.as_person("alice", "POST", f"/v1/approvals/{approval_id}/approve", {})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "reason"
+    # there is no name field any more: a typed approver is refused, whatever it spells
+    bad = api.as_person("alice", "POST", f"/v1/approvals/{approval_id}/approve",
+                        {"approver": "alice", "reason": "x"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "approver"
     bad = api.admin("GET", "/v1/approvals", params={"status": "maybe"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"
-    assert (
-        api.admin("POST", "/v1/approvals/apr_nope/approve", {"approver": "a", "reason": "b"}).status_code
-        == 404
-    )
+    assert api.approve("apr_nope", "alice").status_code == 404
     assert api.http.get("/v1/approvals").status_code == 401
+    assert api.admin("GET", f"/v1/approvals/{approval_id}").json()["state"] == "pending"
 
 
 def test_an_error_looking_up_the_approval_never_yields_a_credential(api, approvals_broker):

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.openbao
 def test_put_agent_creates_then_replaces_and_reads_back_every_attribute(broker):
     admin = broker.admin()
     body = {"owner": "team-a", "trust_level": "high", "description": "reporting bot",
-            "identities": [{"issuer": "https://k8s.example", "subject": "system:serviceaccount:ns:bot",
+            "identities": [{"issuer": "urn:nhi-broker:dev", "subject": "system:serviceaccount:ns:bot",
                             "claims": {"kubernetes.io/namespace": "ns"}}], "profiles": ["demo"]}
     r1 = admin._http.put("/v1/admin/agents/report-bot", json=body)
     assert r1.status_code == 201
@@ -30,6 +30,18 @@ def test_put_agent_creates_then_replaces_and_reads_back_every_attribute(broker):
         admin.get("agents", "report-bot")
     with pytest.raises(NotFound):
         admin.delete("agents", "report-bot")
+
+
+def test_binding_an_agent_to_an_issuer_that_is_not_configured_is_422_naming_the_field(broker):
+    body = {"owner": "team-a", "profiles": ["demo"],
+            "identities": [{"issuer": "urn:nhi-broker:dev", "subject": "ok-bot"},
+                           {"issuer": "https://k8s.example", "subject": "system:serviceaccount:ns:bot"}]}
+    with pytest.raises(InvalidRequest) as exc:
+        broker.admin().put("agents", "unbound-bot", body)
+    assert exc.value.body["error"]["field"] == "identities[1].issuer"
+    assert "https://k8s.example" in exc.value.message and "urn:nhi-broker:dev" in exc.value.message
+    with pytest.raises(NotFound):
+        broker.admin().get("agents", "unbound-bot")
 
 
 def test_profile_with_action_outside_catalog_is_422_naming_the_field(broker):
@@ -114,6 +126,6 @@ def test_openapi_schema_documents_every_contract_path(broker):
                  "/v1/admin/resources/{name}", "/v1/admin/tasks/{task_id}", "/v1/approvals",
                  "/v1/audit", "/v1/decisions/{decision_id}", "/v1/admin/policies/reload",
                  "/v1/admin/scan-jobs/{name}", "/v1/findings", "/v1/admin/managed-secrets/{name}",
-                 "/healthz", "/readyz", "/metrics"):
+                 "/v1/tasks/{task_id}/approvals/{approval_id}", "/healthz", "/readyz", "/metrics"):
         assert path in paths, path
     assert httpx.get(f"{broker.url}/docs", timeout=HTTP_TIMEOUT).status_code == 200

@@ -95,3 +95,21 @@ def test_event_text_with_foreign_secret_is_reported_redacted_without_escalation(
         assert [f["rule"] for f in body["findings"]] == ["stripe-live-secret-key"]
         assert body["leaks"] == [] and key not in str(body)
         assert broker.admin().task(task.task_id)["task"]["state"] == "active"
+
+
+def test_scan_engine_compiles_at_start_up_and_then_finds_what_only_it_knows(broker):
+    """The runner starts the Kingfisher compile in the background; once ready, POST /v1/scan finds
+    a Sidekiq Enterprise credential (a format the broker's own rules do not have)."""
+    import time
+
+    engine = broker.container.scanning.scanner.engine
+    assert engine is not None
+    deadline = time.monotonic() + 600
+    while not engine.ready and time.monotonic() < deadline:
+        engine.wait(timeout=1)
+    assert engine.ready, engine.error
+    cred = "".join(secrets.choice("0123456789abcdef") for _ in range(8)) + ":" + \
+        "".join(secrets.choice("0123456789abcdef") for _ in range(8))
+    body = _scan(broker, f"BUNDLE_ENTERPRISE__CONTRIBSYS__COM={cred}\n")
+    assert [f["rule"] for f in body["findings"]] == ["betterleaks.sidekiq-secret"]
+    assert cred not in str(body)

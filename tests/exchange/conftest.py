@@ -45,7 +45,7 @@ def xbroker(openbao: OpenBaoServer, issuers: Issuers,
     )
     admin = running.admin()
     admin.put("agents", "spiffe-agent", {
-        "owner": "platform-team", "profiles": ["demo"],
+        "owner": "platform-team", "profiles": ["demo"], "owner_identity": {"person": "demo-owner"},
         "identities": [{"issuer": issuers.spiffe.issuer, "subject": "spiffe://example.org/ns/agents/sa/summarizer"}]})
     admin.put("agents", "k8s-agent", {
         "owner": "platform-team", "profiles": ["demo"],

@@ -36,6 +36,8 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
         "NHI_BROKER_OPENBAO__ADDR": openbao.address,
         "NHI_BROKER_OPENBAO__TOKEN": openbao.root_token.reveal(),
         "NHI_BROKER_DEV_MODE": "true",
+        # replicas of one store share the fingerprint and audit keys (docs/deploy.md)
+        "NHI_BROKER_AUDIT__KEY": AUDIT_KEY,
         "PYTHONPATH": str(Path(__file__).parents[2]),
     }
     log = tmp_path / "shared.log"
@@ -45,6 +47,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
         database_url=pg_database,
         admin_token=ADMIN,  # type: ignore[arg-type]
         fingerprint_key="ab" * 32,
+        audit={"key": AUDIT_KEY},  # type: ignore[arg-type]
         dev_mode=True,  # type: ignore[arg-type]
         openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},
     )  # type: ignore[arg-type]
@@ -96,6 +99,9 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
         assert sum(r.bytes for r in runs) == log.stat().st_size
     finally:
         admin.close()
+
+
+AUDIT_KEY = "cd" * 32
 
 
 def _fired(data_dir: Path) -> int:

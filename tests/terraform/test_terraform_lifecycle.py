@@ -67,6 +67,9 @@ resource "nhibroker_agent" "a" {
     issuer  = "urn:nhi-broker:dev"
     subject = "tf-e2e-agent"
   }
+  owner_identity {
+    person = "demo-owner"
+  }
 }
 '''
 
@@ -92,6 +95,7 @@ def test_terraform_manages_agents_profiles_and_resources_through_their_whole_lif
     agent = get("agents/tf-e2e-agent").json()
     assert agent["description"] == "v1" and agent["profiles"] == ["tf-e2e-profile"]
     assert agent["identities"][0]["subject"] == "tf-e2e-agent"
+    assert agent["owner_identity"] == {"person": "demo-owner"}  # the bound owner (four-eyes)
     assert get("profiles/tf-e2e-profile").json()["allowed_actions"] == ["db.read"]
     assert get("resources/tf-e2e-data").json()["vault"] == {"policies": ["nhi-demo-data"]}
     assert plan() == (0, {})

@@ -85,6 +85,8 @@ class Terraform:
             "CHECKPOINT_DISABLE": "1",
             "LANG": "C.UTF-8",
         }
+        if os.environ.get("PYTHONPATH"):  # a worktree's code first, for the provider too (as for `up`)
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         env.update({f"TF_VAR_{k}": v for k, v in self.variables.items()})
         env.update(self.extra_env)
         return env

@@ -1,4 +1,9 @@
-"""``burst``: more than N credential requests at or above a tier within T seconds."""
+"""``burst``: more than N credential requests at or above a tier within T seconds.
+
+A request naming an ``approval_id`` (the agent collecting, or asking again while the approval is
+pending) repeats a request already counted: it never counts, so waiting for an approver cannot
+trip the detector. Agents should wait with ``GET /v1/tasks/{id}/approvals/{approval_id}?wait=``.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,8 @@ class BurstDetector:
         self.config = config
 
     def _counts(self, step: ChainStep) -> bool:
-        return (step.kind is StepKind.CREDENTIAL_REQUEST and step.assessed and step.tier is not None
-                and step.tier.rank >= self.config.min_tier.rank)
+        return (step.kind is StepKind.CREDENTIAL_REQUEST and not step.collection and step.assessed
+                and step.tier is not None and step.tier.rank >= self.config.min_tier.rank)
 
     def check(self, ctx: ChainContext) -> Hit | None:
         cand = ctx.candidate

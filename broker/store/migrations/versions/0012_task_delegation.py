@@ -4,14 +4,14 @@ A delegated task names its parent and the narrower scope it was given (actions, 
 expiring or escalating a parent cascades to every descendant.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
