@@ -203,8 +203,9 @@ def test_revocations_queued_during_an_openbao_outage_complete_when_it_returns(tm
         bao = start_persistent_server(bao_dir, port=port, root_token=token)  # same storage, same port
         wait_until(lambda: token_is_dead(bao.address, read.secret("token")), what="revocation after the outage")
         assert accessor_is_dead(bao.address, token.reveal(), secret.fields["accessor"])
-        [row] = _revocations(running, task_id)
-        assert row["state"] == "done" and row["completed_at"] < far
+        [row] = wait_until(lambda: [r for r in _revocations(running, task_id) if r["state"] == "done"],
+                           what="the outbox row confirmed done")
+        assert row["completed_at"] < far
         wait_until(lambda: http.get("/readyz").status_code == 200, what="ready again")
         assert "nhi_revocations_pending 0.0" in http.get("/metrics").text
         revoked = running.admin().audit(task_id=task_id, kind="credential.revoked")
