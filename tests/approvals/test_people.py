@@ -12,11 +12,11 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from conftest import ACTOR_AUDIENCE, PEOPLE_ISSUER
 from sqlalchemy import select
 
 from broker.store import tables as t
 from broker.store.repo import utcnow
+from tests.approvals.conftest import ACTOR_AUDIENCE, PEOPLE_ISSUER
 
 pytestmark = pytest.mark.openbao
 
