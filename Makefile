@@ -42,7 +42,7 @@ lint: $(TEST_STAMP)     ## the checks CI runs before the tests: ruff, mypy --str
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-BENCHMARKS := issue_latency decision_latency revocation_latency scan_bench scan_sources backend_latency audit_chain exchange_latency walkthrough_latency
+BENCHMARKS := issue_latency decision_latency revocation_latency scan_bench scan_sources backend_latency audit_chain exchange_latency walkthrough_latency gateway_overhead
 
 bench: $(TEST_STAMP)    ## print every benchmark's figures (a few minutes; see docs/benchmarks.md)
 	for b in $(BENCHMARKS); do $(VENV)/bin/python benchmarks/$$b.py || exit 1; done

@@ -206,6 +206,25 @@ class BrokerClient:
     def end_task(self, task_id: str) -> dict[str, Any]:
         return dict(self._call("DELETE", f"/v1/tasks/{task_id}").json())
 
+    def scan(self, text: str) -> dict[str, Any]:
+        return dict(self._call("POST", "/v1/scan", {"text": text}).json())
+
+    def call_api(self, task_id: str, resource: str, method: str, path: str, *,
+                 query: dict[str, str] | None = None, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, approval_id: str | None = None) -> httpx.Response:
+        """One call through the broker's gateway (the broker injects the credential). Returns the
+        upstream's (redacted) response, or the 202 of a step-up; raises for the broker's own errors
+        (no rule, denied, path refused, upstream unreachable...)."""
+        route = f"/v1/tasks/{task_id}/gateway/{resource}/{path.lstrip('/')}"
+        auth = (self._dpop.headers(method, route) if self._dpop is not None
+                else {"Authorization": f"Bearer {self._token()}"})
+        extra = {"X-NHI-Approval-Id": approval_id} if approval_id else {}
+        resp = self._http.request(method, route, params=query, content=body,
+                                  headers={**(headers or {}), **extra, **auth})
+        if "x-nhi-decision-id" not in resp.headers and resp.status_code != 202:
+            _raise_for(resp)  # not the upstream's answer: the broker's own error
+        return resp
+
     @contextmanager
     def task(self, profile: str, purpose: str, on_behalf_of: str | None = None) -> Iterator[TaskSession]:
         info = self.open_task(profile, purpose, on_behalf_of)

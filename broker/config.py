@@ -76,6 +76,16 @@ class AwsSettings(BaseModel):
     revocation_mode: Literal["tag_deny", "per_task_role"] = "tag_deny"
 
 
+class GatewaySettings(BaseModel):
+    """The credential-injecting gateway (resource kind ``http_api``, docs/backends.md)."""
+
+    # upstream hosts an ``http_api`` resource may name besides loopback (exact host names, https only)
+    allowed_hosts: list[str] = []
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    max_response_bytes: int = Field(default=4_194_304, ge=1024, le=64 * 1_048_576)
+
+
 # -- the keyed audit trail (docs/operations.md, "Audit"; used by broker.audit) --------------------
 class CheckpointSinkSettings(BaseModel):
     """One place checkpoints are exported to, outside the database."""
@@ -141,6 +151,7 @@ class Settings(BaseSettings):
     policy_watch_seconds: float = Field(default=2.0, ge=0, le=3600)  # 0: reload only on API call
     openbao: OpenBaoSettings = OpenBaoSettings()
     aws: AwsSettings = AwsSettings()
+    gateway: GatewaySettings = GatewaySettings()
     issuers: list[IssuerSettings] = []
     human_issuers: list[HumanIssuerSettings] = []
     token_exchange: TokenExchangeSettings = TokenExchangeSettings()

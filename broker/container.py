@@ -26,6 +26,7 @@ from broker.chain.alerts import WebhookAlerter
 from broker.chain.rules import ChainRules
 from broker.chain.service import ChainService
 from broker.config import IssuerSettings, Settings
+from broker.gateway import Gateway
 from broker.identity import DevIssuer, IdentityVerifier, IssuerConfig
 from broker.identity.access_tokens import AccessTokens, BrokerSigningKey
 from broker.identity.dpop import DPoPSettings, DPoPVerifier
@@ -85,6 +86,7 @@ class Container:
     approvals: ApprovalService
     reviews: ReviewService
     credentials: CredentialFlow
+    gateway: Gateway  # the credential-injecting gateway (resource kind http_api)
     rotation: RotationService
     scan_jobs: ScanJobService
     authenticator: AgentAuthenticator
@@ -112,7 +114,7 @@ class Container:
                               timeout=settings.openbao.timeout_seconds)
         token_backend = OpenBaoTokenBackend(openbao)
         token_backend.bootstrap()
-        backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend))
+        backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend, policies.catalog))
         metrics = Metrics()
         approval_notifier = _webhook(settings.approval_webhook_url, settings)
         people = PeopleService(store, audit, token_key=token_key(key),
@@ -160,6 +162,7 @@ class Container:
                               max_ttl_seconds=settings.token_exchange.max_ttl_seconds)
         dpop = DPoPVerifier(StoreReplayGuard(store), DPoPSettings(settings.token_exchange.dpop_iat_window_seconds))
         authenticator = AgentAuthenticator(workloads, store, audit, access, dpop)
+        credentials = CredentialFlow(tasks, approvals, reviews, chain, metrics)
         return cls(
             settings=settings, store=store, audit=audit, fingerprint=fingerprint, fingerprint_key=key,
             policies=policies, policy_admin=PolicyService(policies, chain_rules, audit), openbao=openbao,
@@ -168,7 +171,8 @@ class Container:
             revocations=revocations, revocation_heartbeat=heartbeat, chain=chain, tasks=tasks,
             incidents=incidents, events=EventService(tasks, chain, scanning, audit), scanning=scanning,
             people=people, approvals=approvals, reviews=reviews,
-            credentials=CredentialFlow(tasks, approvals, reviews, chain, metrics), rotation=rotation,
+            credentials=credentials, rotation=rotation,
+            gateway=Gateway(credentials, store, audit, scanning, fingerprint, settings.gateway),
             scan_jobs=build_scan_jobs(store, audit, settings, key, on_leak=incidents.handle_leak,
                                       managed=RotationManagedSecrets(rotation), live_index=known,
                                       alert=alerter.send if alerter is not None else None,
@@ -191,6 +195,7 @@ class Container:
         for hook in (self.alerter, self.approval_notifier):
             if hook is not None:
                 hook.close(timeout=2.0)
+        self.gateway.close()
         self.store.engine.dispose()
 
 

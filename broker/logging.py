@@ -74,6 +74,14 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+    quiet_http_clients()
+
+
+def quiet_http_clients() -> None:
+    """httpx logs every request URL at INFO; a gateway URL may carry a credential in its query
+    (``http_api`` auth ``query``), so those loggers only ever say WARNING and above."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str = "nhi-broker") -> Any:

@@ -86,6 +86,14 @@ class GrantState(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class LeakAction(enum.StrEnum):
+    """What the broker did about one of its own secrets seen where it should not be."""
+
+    NONE = "none"  # the grant was no longer active
+    TASK_ESCALATED = "task_escalated"  # the grant revoked and its task escalated (leaked_secret)
+    GRANT_REVOKED = "grant_revoked"  # the task was no longer active: the grant alone revoked
+
+
 class FindingStatus(enum.StrEnum):
     """A scheduled scan's finding."""
 
@@ -235,6 +243,8 @@ class RiskAssessment:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
+    """An issued credential as the broker recorded it (never the secret: its fingerprints)."""
+
     grant_id: GrantId
     task_id: TaskId
     decision_id: DecisionId
@@ -247,6 +257,15 @@ class Grant:
     issued_at: datetime
     expires_at: datetime
     state: GrantState
+    revocation: Mapping[str, Any] = field(default_factory=dict)  # the backend's reference (opaque)
+    covered_by_task_handle: bool = False
+    public: Mapping[str, Any] = field(default_factory=dict)
+    secret_lengths: Mapping[str, int] = field(default_factory=dict)  # {fingerprint: length}
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state is GrantState.ACTIVE
 
 
 def effective_profile(profile: TaskProfile, task: Task) -> TaskProfile:

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from broker.store import tables as t
-from broker.store.repo import aware, utcnow
+from broker.store.repo import utcnow
+from broker.store.rows import aware_opt
 from rotation.playbooks.base import Kind, ManagedSecret, SecretState
 
 ms = t.managed_secrets
@@ -29,9 +30,9 @@ def to_secret(row: Any) -> ManagedSecret:
         fingerprints_previous=tuple(row["fingerprints_previous"] or ()),
         current_ref=dict(row["current_ref"] or {}),
         previous_ref=dict(row["previous_ref"]) if row["previous_ref"] is not None else None,
-        retire_at=aware(row["retire_at"]),
-        rotated_at=aware(row["rotated_at"]),
-        next_attempt_at=aware(row["next_attempt_at"]),
+        retire_at=aware_opt(row["retire_at"]),
+        rotated_at=aware_opt(row["rotated_at"]),
+        next_attempt_at=aware_opt(row["next_attempt_at"]),
         last_error=row["last_error"],
     )
 

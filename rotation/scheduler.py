@@ -19,7 +19,6 @@ import contextlib
 import threading
 import time
 from datetime import UTC
-from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -30,7 +29,7 @@ from sqlalchemy import Engine
 from broker.logging import get_logger
 from broker.store.repo import utcnow
 from broker.workers import PeriodicWorker
-from scanners.jobs.ports import JobStore
+from scanners.jobs.ports import JobStore, RunSummary, Trigger
 from scanners.jobs.runner import ScanRunner, Skipped
 from scanners.jobs.spec import ScanJobSpec
 
@@ -118,7 +117,7 @@ class ScanScheduler:
     def reconcile(self) -> None:
         """Make APScheduler's jobs match ``scan_jobs`` (after a restart, or a crash between them)."""
         aps = self._require()
-        wanted = {JOB_PREFIX + name: ScanJobSpec.load(spec) for name, spec in self.scans.all_specs().items()}
+        wanted = {JOB_PREFIX + name: spec for name, spec in self.scans.all_specs().items()}
         existing = {job.id: job for job in aps.get_jobs()}
         for job_id, spec in wanted.items():
             job = existing.get(job_id)
@@ -154,15 +153,14 @@ class ScanScheduler:
         return self._aps
 
     # -- a fire -------------------------------------------------------------------------------------
-    def fire(self, name: str) -> dict[str, Any] | Skipped | None:
-        stored = self.scans.get_spec(name)
-        if stored is None:
+    def fire(self, name: str) -> RunSummary | Skipped | None:
+        spec = self.scans.get_spec(name)
+        if spec is None:
             self.unschedule(name)
             return None
-        spec = ScanJobSpec.load(stored)
         self.fired += 1
         try:
-            return self.runner.run(name, trigger="schedule", slot=spec.schedule.slot(utcnow()))
+            return self.runner.run(name, trigger=Trigger.SCHEDULE, slot=spec.schedule.slot(utcnow()))
         except Exception as exc:  # never let a job's failure reach APScheduler's thread
             log.error("scan.fire_failed", job=name, error_type=type(exc).__name__)
             return None

@@ -24,6 +24,7 @@ never the secret itself.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import functools
 import hashlib
@@ -36,10 +37,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from scanners._ruleset import RuleCandidate, RuleSet
 from scanners.checksums import CHECKS
+from scanners.coverage import supplement_ids
 from scanners.known import GrantMatch, KnownSecretIndex, fingerprint
 from scanners.redact import labels_for, mask, redact_text
 from scanners.rules import GLOBAL_ALLOW, Confidence, Rule, Severity, load_rules
-from scanners.structured import Detection, detect_text
+from scanners.structured import Detection, detect_binary, detect_text
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -146,8 +148,6 @@ class Scanner:
         self.supplement: RuleSet | None = None
         if engine is not None:
             if supplement is None:
-                from scanners.coverage import supplement_ids
-
                 supplement = supplement_ids(self.rules)
             keep = set(supplement)
             self.supplement = RuleSet([r for r in self.rules if r.id in keep], cache_dir=cache_dir)
@@ -265,8 +265,6 @@ class Scanner:
     def scan_binary(self, data: bytes, *, path: str | None = None) -> list[Finding]:
         """Key containers (PKCS#12, JKS, DER private keys) judged from their bytes; one finding
         per file, fingerprinted over the file's SHA-256."""
-        from scanners.structured import detect_binary
-
         out = []
         for d in detect_binary(data, path):
             if d.confidence < self.min_confidence:
@@ -375,8 +373,6 @@ def _pool() -> ThreadPoolExecutor:
 
 async def scan_text_async(scanner: Scanner, text: str) -> ScanResult:
     """Scan and redact in a worker thread so the event loop never blocks on a large message."""
-    import asyncio
-
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool(), scanner.scan_and_redact, text)
 

@@ -38,6 +38,7 @@ class LabelledCase:
 
 
 def _pkcs12(rng: random.Random) -> bytes:
+    # deferred: only the corpus generator builds keys and certificates
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec

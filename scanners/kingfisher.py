@@ -117,6 +117,7 @@ class KingfisherEngine:
             if self._ready.is_set():
                 return
             try:
+                # deferred: importing the engine is paid only by a process that scans with it
                 import kingfisher_sdk as kf
             except ImportError as exc:
                 self.error = "kingfisher-secret-scanner is not installed"
@@ -172,6 +173,7 @@ class KingfisherEngine:
         offsets; outcomes are Kingfisher's (``verified_active``, ``verified_inactive``,
         ``unavailable``, ``skipped``, ...). Internal IP addresses are never contacted.
         """
+        # deferred: importing the engine is paid only by a process that scans with it
         import kingfisher_sdk as kf
 
         scanner = self._scanner

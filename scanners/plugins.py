@@ -40,6 +40,7 @@ class DetectSecretsPlugins:
 
     def __init__(self, names: Sequence[str]) -> None:
         try:
+            # optional dependency: detect-secrets is needed only when its plugins are configured
             from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
         except ImportError as exc:
             raise PluginError("detect-secrets plugins: the detect-secrets package is not installed") from exc
@@ -77,6 +78,7 @@ class DetectSecretsPlugins:
 
 
 def _from_file(path: str) -> list[Any]:
+    # optional dependency: detect-secrets is needed only when its plugins are configured
     from detect_secrets.core.plugins.util import get_plugins_from_file
 
     try:

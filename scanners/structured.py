@@ -235,6 +235,7 @@ def detect_binary(data: bytes, path: str | None) -> list[Detection]:
     if data[:4] == b"\xfe\xed\xfe\xed":
         return [Detection("java-keystore-file", "Java keystore (JKS)", Severity.HIGH, Confidence.MEDIUM, 0, 0)]
     if data[0] == 0x30:
+        # deferred: cryptography's DER parser loads only for a binary that looks like one
         from cryptography.hazmat.primitives.serialization import load_der_private_key
 
         try:

@@ -17,6 +17,7 @@ from broker.api import (
     routes_admin,
     routes_agent,
     routes_approvals,
+    routes_gateway,
     routes_people,
     routes_rotation,
     routes_scans,
@@ -154,4 +155,5 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(routes_rotation.router)
     app.include_router(routes_scans.router)
     app.include_router(routes_token.router)
+    app.include_router(routes_gateway.router)
     return app

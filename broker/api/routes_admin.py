@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AdminDep, ContainerDep, QueueReaderDep, ReadDep
-from broker.api.presenters import task_body, task_view_body
+from broker.api.presenters import (
+    audit_event_body,
+    decision_body,
+    registered_body,
+    revocations_body,
+    task_body,
+    task_view_body,
+)
 from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
 from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
+from broker.store.rows import Entity, Registered
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 Name = Annotated[str, Path(pattern=NAME, description="lower-case name: a-z 0-9 . _ -")]
 
 
-def _put(result: tuple[dict[str, Any], bool]) -> JSONResponse:
-    body, created = result
-    return JSONResponse(body, status_code=201 if created else 200)
+def _put(result: tuple[Registered, bool]) -> JSONResponse:
+    entry, created = result
+    return JSONResponse(registered_body(entry), status_code=201 if created else 200)
 
 
 @router.put("/admin/agents/{name}")
@@ -49,22 +56,22 @@ def put_resource(name: Name, body: ResourceIn, actor: AdminDep, c: ContainerDep)
     return _put(c.registry.put_resource(resource, actor))
 
 
-def _entity_routes(entity: str, plural: str) -> None:
+def _entity_routes(entity: Entity, plural: str) -> None:
     @router.get(f"/admin/{plural}", name=f"list_{plural}")
     def _list(_: ReadDep, c: ContainerDep) -> dict[str, Any]:
-        return {"items": c.registry.list(entity)}
+        return {"items": [registered_body(e) for e in c.registry.list(entity)]}
 
-    @router.get(f"/admin/{plural}/{{name}}", name=f"get_{entity}")
+    @router.get(f"/admin/{plural}/{{name}}", name=f"get_{entity.value}")
     def _get(name: str, _: ReadDep, c: ContainerDep) -> dict[str, Any]:
-        return c.registry.get(entity, name)
+        return registered_body(c.registry.get(entity, name))
 
-    @router.delete(f"/admin/{plural}/{{name}}", status_code=204, name=f"delete_{entity}")
+    @router.delete(f"/admin/{plural}/{{name}}", status_code=204, name=f"delete_{entity.value}")
     def _delete(name: str, actor: AdminDep, c: ContainerDep) -> Response:
         c.registry.delete(entity, name, actor)
         return Response(status_code=204)
 
 
-for _entity, _plural in (("agent", "agents"), ("profile", "profiles"), ("resource", "resources")):
+for _entity, _plural in ((Entity.AGENT, "agents"), (Entity.PROFILE, "profiles"), (Entity.RESOURCE, "resources")):
     _entity_routes(_entity, _plural)
 
 
@@ -77,14 +84,15 @@ def get_task(task_id: str, _: ReadDep, c: ContainerDep) -> dict[str, Any]:
 def revoke_task(task_id: str, body: RevokeIn, actor: AdminDep, c: ContainerDep) -> dict[str, Any]:
     c.tasks.get(task_id)  # 404 before anything is revoked
     report = c.chain.escalate_task(task_id, detector="admin_revoke", reason=body.reason, actor=actor, steps=[])
-    return {"task": task_body(c.tasks.get(task_id)), **report}
+    return {"task": task_body(c.tasks.get(task_id)), **revocations_body(report)}
 
 
 @router.get("/audit")
 def audit(_: ReadDep, c: ContainerDep, task_id: str | None = None, kind: str | None = None,
           after_seq: Annotated[int, Query(ge=0)] = 0,
           limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
-    return {"items": c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)}
+    return {"items": [audit_event_body(e)
+                      for e in c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)]}
 
 
 @router.get("/decisions/{decision_id}")
@@ -93,10 +101,7 @@ def explain(decision_id: str, _: QueueReaderDep, c: ContainerDep) -> dict[str, A
         row = c.store.get_decision(conn, decision_id)
     if row is None:
         raise NotFound(f'decision "{decision_id}" does not exist')
-    created = row["created_at"]
-    return {**row["record"], "task_id": row["task_id"], "agent": row["agent"], "action": row["action"],
-            "resource": row["resource"],
-            "created_at": created.isoformat() if isinstance(created, datetime) else created}
+    return decision_body(row, naive_timestamps=c.store.dialect == "sqlite")
 
 
 @router.get("/admin/policies")

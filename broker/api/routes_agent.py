@@ -9,7 +9,15 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from broker.api.deps import AgentDep, ContainerDep, PrincipalDep
-from broker.api.presenters import credential_body, event_body, finding_body, task_body, unwrap_report_body
+from broker.api.presenters import (
+    credential_body,
+    ended_task_body,
+    event_body,
+    finding_body,
+    leaks_body,
+    task_body,
+    unwrap_report_body,
+)
 from broker.api.schemas import CredentialIn, DelegationIn, EventIn, ScanIn, TaskIn
 from broker.approvals.waiting import MAX_WAIT_SECONDS
 from broker.chain.model import StepKind
@@ -91,9 +99,9 @@ async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]
     outcome = await c.scanning.scan(body.text, source=f"scan:{agent.name}")
     return {"findings": [finding_body(f, agent.name) for f in outcome.result.findings],
             "redacted_text": outcome.result.redacted_text,
-            "leaks": [{"action": leak["action"]} for leak in outcome.leaks]}
+            "leaks": leaks_body(outcome.leaks)}
 
 
 @router.delete("/tasks/{task_id}")
 def end_task(task_id: str, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
-    return c.tasks.end_task(agent, task_id)
+    return ended_task_body(c.tasks.end_task(agent, task_id))

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from broker.api.deps import ApproverDep, ContainerDep, QueueReaderDep, ReviewerDep
+from broker.api.presenters import approval_body, review_body
 from broker.api.schemas import Strict
 from broker.approvals.model import ApprovalState, ReviewState
 
@@ -37,14 +38,13 @@ def list_approvals(
     _: QueueReaderDep, c: ContainerDep, status: ApprovalState | None = None, limit: Limit = 500
 ) -> dict[str, Any]:
     """Approvals, oldest first; ``status=pending`` for the ones waiting for an approver."""
-    return {"items": c.approvals.list(status, limit)}
+    return {"items": [approval_body(a) for a in c.approvals.list(status, limit)]}
 
 
 @router.get("/approvals/{approval_id}")
 def get_approval(approval_id: str, _: QueueReaderDep, c: ContainerDep) -> dict[str, Any]:
     c.approvals.expire_due()
-    result: dict[str, Any] = c.approvals.view(approval_id)
-    return result
+    return approval_body(c.approvals.view(approval_id))
 
 
 @router.post(
@@ -57,14 +57,12 @@ def get_approval(approval_id: str, _: QueueReaderDep, c: ContainerDep) -> dict[s
     },
 )
 def approve(approval_id: str, body: ApprovalActIn, who: ApproverDep, c: ContainerDep) -> dict[str, Any]:
-    result: dict[str, Any] = c.approvals.approve(approval_id, who, body.reason)
-    return result
+    return approval_body(c.approvals.approve(approval_id, who, body.reason))
 
 
 @router.post("/approvals/{approval_id}/deny", responses={409: {"description": "no longer open"}})
 def deny(approval_id: str, body: ApprovalActIn, who: ApproverDep, c: ContainerDep) -> dict[str, Any]:
-    result: dict[str, Any] = c.approvals.deny(approval_id, who, body.reason)
-    return result
+    return approval_body(c.approvals.deny(approval_id, who, body.reason))
 
 
 @router.get("/reviews")
@@ -76,23 +74,20 @@ def list_reviews(
     limit: Limit = 500,
 ) -> dict[str, Any]:
     """Actions decided in mode ``review`` (and allowed), oldest first."""
-    return {"items": c.reviews.list(status, task_id, limit)}
+    return {"items": [review_body(r) for r in c.reviews.list(status, task_id, limit)]}
 
 
 @router.get("/reviews/{review_id}")
 def get_review(review_id: str, _: QueueReaderDep, c: ContainerDep) -> dict[str, Any]:
-    result: dict[str, Any] = c.reviews.get(review_id).to_dict()
-    return result
+    return review_body(c.reviews.get(review_id))
 
 
 @router.post("/reviews/{review_id}/fine", responses={409: {"description": "already resolved"}})
 def mark_fine(review_id: str, body: ReviewActIn, who: ReviewerDep, c: ContainerDep) -> dict[str, Any]:
-    result: dict[str, Any] = c.reviews.mark_fine(review_id, who, body.reason)
-    return result
+    return review_body(c.reviews.mark_fine(review_id, who, body.reason))
 
 
 @router.post("/reviews/{review_id}/flag", responses={409: {"description": "already resolved"}})
 def flag(review_id: str, body: ReviewActIn, who: ReviewerDep, c: ContainerDep) -> dict[str, Any]:
     """Flag the action: the task escalates (every grant revoked, the task quarantined, an alert)."""
-    result: dict[str, Any] = c.reviews.flag(review_id, who, body.reason)
-    return result
+    return review_body(c.reviews.flag(review_id, who, body.reason))

@@ -66,6 +66,7 @@ class ResourceIn(Strict):
     description: str = Field(default="", max_length=2000)
     vault: dict[str, Any] | None = None
     aws: dict[str, Any] | None = None
+    http: dict[str, Any] | None = None  # kind http_api (docs/backends.md)
 
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -73,6 +74,8 @@ class ResourceIn(Strict):
             out["vault"] = self.vault
         if self.aws is not None:
             out["aws"] = self.aws
+        if self.http is not None:
+            out["http"] = self.http
         return out
 
 

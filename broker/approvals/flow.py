@@ -21,10 +21,13 @@ from broker.approvals.model import ApprovalState
 from broker.approvals.reviews import ReviewService
 from broker.approvals.service import ApprovalService
 from broker.decisions import ApprovalContext
-from broker.errors import BrokerError
+from broker.errors import BrokerError, Denied
 from broker.metrics import Metrics
 from broker.models import Agent, Mode, Outcome, Resource
 from broker.services.tasks import CredentialResult, TaskService
+
+# kinds whose credential never leaves the broker: the gateway injects it (broker/gateway)
+INJECT_ONLY_KINDS = frozenset({"http_api"})
 
 
 class TaskLocks(Protocol):
@@ -47,11 +50,22 @@ class CredentialFlow:
         self.metrics = metrics
 
     def request(
-        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str | None = None
+        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str | None = None,
+        *, injected: bool = False,
     ) -> CredentialResult:
         """Decide and issue; step-up approvals are opened, checked and consumed here; an error
         looking an approval up never yields a credential. One request of a task at a time goes
-        through the chain detectors (the task's lock)."""
+        through the chain detectors (the task's lock).
+
+        ``injected``: the caller is the gateway, which injects the credential into one upstream
+        call and never returns it. A resource whose credential must stay with the broker (kind
+        ``http_api``) is refused to anyone else before anything is decided."""
+        if not injected:
+            target = self._resource(resource)
+            if target is not None and target.kind in INJECT_ONLY_KINDS:
+                raise Denied(f'resource "{resource}" is an {target.kind} resource: its credential is only '
+                             f"injected by the gateway (/v1/tasks/{task_id}/gateway/{resource}/...), never "
+                             "handed out")
         with self.locks.lock(task_id):
             result = self._request(agent, task_id, action, resource, approval_id)
         d = result.decision

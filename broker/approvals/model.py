@@ -12,11 +12,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NewType
 
-from broker.models import ApprovalId, Resource
+from broker.models import ApprovalId, Resource, TaskId, Tier
 
 ReviewId = NewType("ReviewId", str)
 
@@ -75,14 +76,14 @@ class Vote:
 @dataclass(frozen=True, slots=True)
 class Approval:
     approval_id: ApprovalId
-    task_id: str
+    task_id: TaskId
     agent: str
     owner: str
     action: str
     resource: str
     scope_hash: str
     decision_id: str
-    tier: str
+    tier: Tier
     reasons: tuple[str, ...]
     state: ApprovalState
     votes: tuple[Vote, ...]
@@ -103,69 +104,26 @@ class Approval:
             return ApprovalState.EXPIRED
         return self.state
 
-    def to_dict(self, now: datetime) -> dict[str, Any]:
-        def iso(v: datetime | None) -> str | None:
-            return v.isoformat() if v else None
-
-        return {
-            "approval_id": self.approval_id,
-            "state": self.state_at(now).value,
-            "task_id": self.task_id,
-            "agent": self.agent,
-            "owner": self.owner,
-            "action": self.action,
-            "resource": self.resource,
-            "scope_hash": self.scope_hash,
-            "decision_id": self.decision_id,
-            "tier": self.tier,
-            "reasons": list(self.reasons),
-            "votes": [v.to_dict() for v in self.votes],
-            "decided_by": self.decided_by,
-            "decided_by_subject": self.decided_by_subject,
-            "decision_reason": self.decision_reason,
-            "created_at": iso(self.created_at),
-            "expires_at": iso(self.expires_at),
-            "decided_at": iso(self.decided_at),
-            "collected_at": iso(self.collected_at),
-            "collected_decision_id": self.collected_decision_id,
-            "grant_id": self.grant_id,
-            "collect_error": self.collect_error,
-        }
+    def as_of(self, now: datetime) -> Approval:
+        """The approval as shown at ``now`` (``expired`` once the window passed while open)."""
+        state = self.state_at(now)
+        return self if state is self.state else replace(self, state=state)
 
 
 @dataclass(frozen=True, slots=True)
 class Review:
     review_id: ReviewId
     decision_id: str
-    task_id: str
+    task_id: TaskId
     agent: str
     action: str
     resource: str
-    tier: str
+    tier: Tier
     grant_id: str | None
     state: ReviewState
     reviewer: str | None  # the audit actor of the authenticated reviewer, e.g. "person:dana"
     reviewer_subject: dict[str, Any] | None
     reason: str | None
-    escalation: dict[str, Any] | None
+    escalation: Mapping[str, Any] | None
     created_at: datetime
     resolved_at: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "review_id": self.review_id,
-            "state": self.state.value,
-            "decision_id": self.decision_id,
-            "task_id": self.task_id,
-            "agent": self.agent,
-            "action": self.action,
-            "resource": self.resource,
-            "tier": self.tier,
-            "grant_id": self.grant_id,
-            "reviewer": self.reviewer,
-            "reviewer_subject": self.reviewer_subject,
-            "reason": self.reason,
-            "escalation": self.escalation,
-            "created_at": self.created_at.isoformat(),
-            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
-        }

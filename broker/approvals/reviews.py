@@ -20,15 +20,17 @@ from broker.approvals import store as db
 from broker.approvals.model import Review, ReviewId, ReviewState
 from broker.approvals.service import FourEyesRequired, OwnerUnbound, PartiesOf
 from broker.audit import AuditLog
+from broker.chain.model import Escalation
 from broker.decisions import Decision
 from broker.errors import Conflict, Denied, NotFound
-from broker.models import TaskState
+from broker.models import TaskId, TaskState
 from broker.people.model import Caller, Role
 from broker.people.service import RoleRequired
 from broker.store.repo import Store, utcnow
 
-# (task_id, review_id, reason) -> the escalation report; the chain service's flag_review under its lock
-Escalate = Callable[[str, str, str], dict[str, Any]]
+# (task_id, review_id, reason) -> the escalation (None: the detector is disabled); the chain
+# service's flag_review under its lock
+Escalate = Callable[[str, str, str], Escalation | None]
 
 
 class ReviewService:
@@ -44,11 +46,11 @@ class ReviewService:
         review = Review(
             review_id=ReviewId("rev_" + uuid.uuid4().hex),
             decision_id=decision.decision_id,
-            task_id=task_id,
+            task_id=TaskId(task_id),
             agent=agent,
             action=action,
             resource=resource,
-            tier=decision.tier.value,
+            tier=decision.tier,
             grant_id=grant_id,
             state=ReviewState.PENDING,
             reviewer=None,
@@ -78,9 +80,9 @@ class ReviewService:
 
     def list(
         self, state: ReviewState | None = None, task_id: str | None = None, limit: int = 500
-    ) -> list[dict[str, Any]]:
+    ) -> list[Review]:
         with self.store.read() as conn:
-            return [r.to_dict() for r in db.list_reviews(conn, state, task_id, limit)]
+            return db.list_reviews(conn, state, task_id, limit)
 
     def get(self, review_id: str) -> Review:
         with self.store.read() as conn:
@@ -89,29 +91,28 @@ class ReviewService:
             raise NotFound(f'review "{review_id}" does not exist')
         return review
 
-    def mark_fine(self, review_id: str, caller: Caller, reason: str) -> dict[str, Any]:
+    def mark_fine(self, review_id: str, caller: Caller, reason: str) -> Review:
         self._resolve(review_id, ReviewState.FINE, caller, reason)
-        return self.get(review_id).to_dict()
+        return self.get(review_id)
 
-    def flag(self, review_id: str, caller: Caller, reason: str) -> dict[str, Any]:
+    def flag(self, review_id: str, caller: Caller, reason: str) -> Review:
         review = self._resolve(review_id, ReviewState.FLAGGED, caller, reason)
         report = self.escalate(
             review.task_id, review.review_id, f"post-action review flagged by {caller.actor}: {reason}"
         )
-        escalation: dict[str, Any] = {
-            k: report.get(k)
-            for k in (
-                "detector",
-                "task_state",
-                "revocations_queued",
-                "revocations_completed",
-                "revocations_pending",
-            )
-            if k in report
-        }
+        # kept on the review as it was reported (the review body shows it)
+        escalation: dict[str, Any] = {"detector": None}
+        if report is not None:
+            escalation = {
+                "detector": report.detector,
+                "task_state": report.task_state.value if report.task_state else None,
+                "revocations_queued": report.revocations_queued,
+                "revocations_completed": report.revocations_completed,
+                "revocations_pending": report.revocations_pending,
+            }
         with self.store.write() as conn:
             db.set_escalation(conn, review.review_id, escalation)
-        return self.get(review_id).to_dict()
+        return self.get(review_id)
 
     def cancel_for_task(self, conn: Connection, task_id: str, state: TaskState, reason: str) -> None:
         """In the transaction that quarantines, ends or expires the task (audited ``review.cancelled``)."""

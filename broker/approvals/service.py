@@ -115,7 +115,7 @@ class ApprovalService:
                 resource=resource.name,
                 scope_hash=scope,
                 decision_id=decision.decision_id,
-                tier=decision.tier.value,
+                tier=decision.tier,
                 reasons=decision.reasons,
                 state=ApprovalState.PENDING,
                 votes=(),
@@ -161,7 +161,7 @@ class ApprovalService:
             "agent": a.agent,
             "action": a.action,
             "resource": a.resource,
-            "tier": a.tier,
+            "tier": a.tier.value,
             "decision_id": a.decision_id,
             "expires_at": a.expires_at.isoformat(),
         }
@@ -185,11 +185,12 @@ class ApprovalService:
                     )
         return count
 
-    def list(self, state: ApprovalState | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    def list(self, state: ApprovalState | None = None, limit: int = 500) -> list[Approval]:
+        """Approvals as of now (oldest first)."""
         self.expire_due()
         now = self.clock()
         with self.store.read() as conn:
-            return [a.to_dict(now) for a in db.list_approvals(conn, state, limit)]
+            return [a.as_of(now) for a in db.list_approvals(conn, state, limit)]
 
     def get(self, approval_id: str) -> Approval:
         with self.store.read() as conn:
@@ -198,8 +199,9 @@ class ApprovalService:
             raise NotFound(f'approval "{approval_id}" does not exist')
         return approval
 
-    def view(self, approval_id: str) -> dict[str, Any]:
-        return self.get(approval_id).to_dict(self.clock())
+    def view(self, approval_id: str) -> Approval:
+        """The approval as of now (``expired`` once its window passed while open)."""
+        return self.get(approval_id).as_of(self.clock())
 
     # -- the agent waits ---------------------------------------------------------------------------
     def _own(self, task: Task, approval_id: str) -> Approval:
@@ -227,7 +229,7 @@ class ApprovalService:
             "state": state.value,
             "action": a.action,
             "resource": a.resource,
-            "tier": a.tier,
+            "tier": a.tier.value,
             "expires_at": a.expires_at.isoformat(),
             "decided_at": a.decided_at.isoformat() if a.decided_at else None,
         }
@@ -258,7 +260,7 @@ class ApprovalService:
             self.signals.notify(a.approval_id)
 
     # -- approvers ----------------------------------------------------------------------------------
-    def approve(self, approval_id: str, caller: Caller, reason: str) -> dict[str, Any]:
+    def approve(self, approval_id: str, caller: Caller, reason: str) -> Approval:
         """Granted by one authenticated approver who is neither the agent's bound owner nor the
         agent; an agent without a bound owner has nothing approvable (fail closed)."""
         a = self._actionable(approval_id, "approve")
@@ -289,7 +291,7 @@ class ApprovalService:
         self.signals.notify(a.approval_id)
         return self.view(approval_id)
 
-    def deny(self, approval_id: str, caller: Caller, reason: str) -> dict[str, Any]:
+    def deny(self, approval_id: str, caller: Caller, reason: str) -> Approval:
         """Any approver may deny, the agent's owner too: saying no needs no second pair of eyes. An
         approved approval not yet collected can still be denied."""
         a = self._actionable(approval_id, "deny", also=(ApprovalState.APPROVED,))

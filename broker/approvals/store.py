@@ -6,54 +6,44 @@ racing, or two collections of one approval, cannot both succeed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, update
 
 from broker.approvals.model import Approval, ApprovalState, Review, ReviewId, ReviewState, Vote
-from broker.models import ApprovalId
+from broker.models import ApprovalId, TaskId, Tier
 from broker.store import tables as t
-from broker.store.repo import aware
+from broker.store.rows import aware_opt, aware_ts
 
 A = t.approvals.c
 R = t.reviews.c
 OPEN = (ApprovalState.PENDING.value, ApprovalState.APPROVED.value)
 
 
-def _ts(value: datetime | None) -> datetime | None:
-    return aware(value)
-
-
-def _req(value: datetime) -> datetime:
-    out = aware(value)
-    assert out is not None  # a NOT NULL column
-    return out
-
-
 def _approval(row: Any) -> Approval:
     m = row._mapping
     return Approval(
         approval_id=ApprovalId(m["approval_id"]),
-        task_id=m["task_id"],
+        task_id=TaskId(m["task_id"]),
         agent=m["agent"],
         owner=m["owner"],
         action=m["action"],
         resource=m["resource"],
         scope_hash=m["scope_hash"],
         decision_id=m["decision_id"],
-        tier=m["tier"],
+        tier=Tier(m["tier"]),
         reasons=tuple(m["reasons"] or ()),
         state=ApprovalState(m["state"]),
         votes=tuple(Vote.from_dict(v) for v in (m["votes"] or ())),
         decided_by=m["decided_by"],
         decided_by_subject=m["decided_by_subject"],
         decision_reason=m["decision_reason"],
-        created_at=_req(m["created_at"]),
-        expires_at=_req(m["expires_at"]),
-        decided_at=_ts(m["decided_at"]),
-        collected_at=_ts(m["collected_at"]),
+        created_at=aware_ts(m["created_at"]),
+        expires_at=aware_ts(m["expires_at"]),
+        decided_at=aware_opt(m["decided_at"]),
+        collected_at=aware_opt(m["collected_at"]),
         collected_decision_id=m["collected_decision_id"],
         grant_id=m["grant_id"],
         collect_error=m["collect_error"],
@@ -71,7 +61,7 @@ def insert_approval(conn: Connection, a: Approval) -> None:
             resource=a.resource,
             scope_hash=a.scope_hash,
             decision_id=a.decision_id,
-            tier=a.tier,
+            tier=a.tier.value,
             reasons=list(a.reasons),
             state=a.state.value,
             votes=[v.to_dict() for v in a.votes],
@@ -217,19 +207,19 @@ def _review(row: Any) -> Review:
     return Review(
         review_id=ReviewId(m["review_id"]),
         decision_id=m["decision_id"],
-        task_id=m["task_id"],
+        task_id=TaskId(m["task_id"]),
         agent=m["agent"],
         action=m["action"],
         resource=m["resource"],
-        tier=m["tier"],
+        tier=Tier(m["tier"]),
         grant_id=m["grant_id"],
         state=ReviewState(m["state"]),
         reviewer=m["reviewer"],
         reviewer_subject=m["reviewer_subject"],
         reason=m["reason"],
         escalation=m["escalation"],
-        created_at=_req(m["created_at"]),
-        resolved_at=_ts(m["resolved_at"]),
+        created_at=aware_ts(m["created_at"]),
+        resolved_at=aware_opt(m["resolved_at"]),
     )
 
 
@@ -242,7 +232,7 @@ def insert_review(conn: Connection, r: Review) -> None:
             agent=r.agent,
             action=r.action,
             resource=r.resource,
-            tier=r.tier,
+            tier=r.tier.value,
             grant_id=r.grant_id,
             state=r.state.value,
             created_at=r.created_at,
@@ -306,5 +296,5 @@ def cancel_pending_reviews(conn: Connection, task_id: str, *, reason: str, now: 
     return cancelled
 
 
-def set_escalation(conn: Connection, review_id: str, escalation: dict[str, Any]) -> None:
-    conn.execute(update(t.reviews).where(R.review_id == review_id).values(escalation=escalation))
+def set_escalation(conn: Connection, review_id: str, escalation: Mapping[str, Any]) -> None:
+    conn.execute(update(t.reviews).where(R.review_id == review_id).values(escalation=dict(escalation)))

@@ -8,7 +8,9 @@
 
 from broker.audit.chain import ANCHOR_KIND, GENESIS
 from broker.audit.keys import AuditKey, AuditKeyError, LocalAuditKey
-from broker.audit.log import AuditLog
+from broker.audit.log import AuditEvent, AuditLog
 from broker.audit.verify import VerifyResult
 
-__all__ = ["ANCHOR_KIND", "GENESIS", "AuditKey", "AuditKeyError", "AuditLog", "LocalAuditKey", "VerifyResult"]
+__all__ = [
+    "ANCHOR_KIND", "GENESIS", "AuditEvent", "AuditKey", "AuditKeyError", "AuditLog", "LocalAuditKey", "VerifyResult",
+]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.audit.keys import AuditKey
-from broker.store.repo import aware
+from broker.store.rows import aware_ts
 
 GENESIS = "0" * 64
 ANCHOR_KIND = "audit.chain_keyed"
@@ -25,9 +25,7 @@ EVENT_LABEL = b"nhi-broker audit event v1\n"
 
 
 def _ts(value: datetime) -> str:
-    v = aware(value)
-    assert v is not None
-    return v.astimezone(UTC).isoformat()
+    return aware_ts(value).astimezone(UTC).isoformat()
 
 
 def event_fields(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -37,12 +39,35 @@ from broker.errors import BrokerError
 from broker.logging import _redact
 from broker.store import tables as t
 from broker.store.repo import Store, utcnow
+from broker.store.rows import aware_ts
 
 __all__ = ["ANCHOR_KIND", "GENESIS", "AuditLog", "VerifyResult"]
 
 
 class _Raced(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """A stored audit event and its link: ``hash`` covers ``prev_hash`` and the event's fields
+    (:func:`broker.audit.chain.event_fields`)."""
+
+    seq: int
+    event_id: str
+    ts: datetime
+    kind: str
+    actor: str
+    task_id: str | None
+    outcome: str | None
+    data: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+    @property
+    def ts_text(self) -> str:
+        """The timestamp as it is hashed and shown: ISO 8601 in UTC."""
+        return self.ts.astimezone(UTC).isoformat()
 
 
 class AuditLog:
@@ -131,7 +156,7 @@ class AuditLog:
             return self.append(conn, kind, **kwargs)
 
     def events(self, *, task_id: str | None = None, kind: str | None = None, after_seq: int = 0,
-               limit: int = 1000) -> list[dict[str, Any]]:
+               limit: int = 1000) -> list[AuditEvent]:
         q = select(t.audit_events).where(t.audit_events.c.seq > after_seq)
         if task_id:
             q = q.where(t.audit_events.c.task_id == task_id)
@@ -139,11 +164,9 @@ class AuditLog:
             q = q.where(t.audit_events.c.kind == kind)
         with self.store.read() as conn:
             rows = conn.execute(q.order_by(t.audit_events.c.seq).limit(limit)).all()
-        return [self._public(r._mapping) for r in rows]
-
-    @staticmethod
-    def _public(row: Mapping[str, Any] | Any) -> dict[str, Any]:
-        return {**event_fields(row), "prev_hash": row["prev_hash"], "hash": row["hash"]}
+        return [AuditEvent(seq=int(r.seq), event_id=r.event_id, ts=aware_ts(r.ts), kind=r.kind, actor=r.actor,
+                           task_id=r.task_id, outcome=r.outcome, data=r.data, prev_hash=r.prev_hash,
+                           hash=r.hash) for r in rows]
 
     # -- verification --------------------------------------------------------------------------
     def head(self) -> ChainHead:

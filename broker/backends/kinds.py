@@ -17,12 +17,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from broker.backends.aws_sts import AwsClientSettings, AwsRevocationMode, AwsStsBackend
+from broker.backends.http_api import HttpApiBackend
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_kv import OpenBaoKVBackend
 from broker.backends.openbao_token import OpenBaoTokenBackend
 from broker.backends.port import CredentialBackend
 from broker.backends.postgres import PostgresBackend
 from broker.config import Settings
+from broker.models import Action
 from broker.secrets import Fingerprinter
 
 
@@ -31,6 +33,7 @@ class ResourceKind(enum.StrEnum):
     VAULT_KV = "vault_kv"
     POSTGRES = "postgres"
     AWS = "aws"
+    HTTP_API = "http_api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +44,14 @@ class BackendDeps:
     openbao: OpenBaoHTTP
     fingerprint: Fingerprinter
     token_backend: OpenBaoTokenBackend  # shared: the parent-token-per-task lives in one place
+    catalog: Callable[[], Mapping[str, Action]]  # the action catalog (request rules name actions)
 
 
 @dataclass(frozen=True, slots=True)
 class KindSpec:
     kind: ResourceKind
     summary: str
-    settings_block: str  # the key of the resource's settings (``vault`` or ``aws``)
+    settings_block: str  # the key of the resource's settings (``vault``, ``aws`` or ``http``)
     build: Callable[[BackendDeps], CredentialBackend]
     enabled: Callable[[Settings], bool] = lambda _s: True
 
@@ -67,6 +71,9 @@ KINDS: Mapping[ResourceKind, KindSpec] = {
                                                            endpoint_url=d.settings.aws.endpoint_url),
                                          mode=AwsRevocationMode(d.settings.aws.revocation_mode)),
                  enabled=lambda s: s.aws.enabled),
+        KindSpec(ResourceKind.HTTP_API, "an upstream HTTP API the gateway calls with the credential injected",
+                 "http", lambda d: HttpApiBackend(d.openbao, d.token_backend, catalog=d.catalog,
+                                                  allowed_hosts=d.settings.gateway.allowed_hosts)),
     )
 }
 

@@ -9,11 +9,12 @@ step (the request or event being handled now) and say whether the chain escalate
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from broker.models import Outcome, Tier
+from broker.models import Outcome, TaskId, TaskState, Tier
 
 
 class StepKind(enum.StrEnum):
@@ -27,6 +28,7 @@ class StepKind(enum.StrEnum):
     ESCALATION = "escalation"
     DELEGATION = "delegation"  # this task handed a narrower sub-task to another agent
     DELEGATE_ESCALATED = "delegate_escalated"  # a descendant task escalated
+    GATEWAY_CALL = "gateway_call"  # the gateway made a call for the task (its decision is the step before)
 
 
 EVENT_KINDS = (StepKind.PROMPT, StepKind.OUTPUT, StepKind.TOOL_CALL, StepKind.TOOL_RESULT)
@@ -64,6 +66,56 @@ class ChainStep:
         return {"ref": self.ref, "kind": self.kind.value, "action": self.action, "resource": self.resource,
                 "tier": self.tier.value if self.tier else None,
                 "outcome": self.outcome.value if self.outcome else None}
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEvent:
+    """A stored chain event: a reported prompt, output or tool step (its text's length and HMAC
+    fingerprint, never the text), a leak or review report, or an escalation (``detail`` holds the
+    detector's audit data)."""
+
+    event_id: str
+    task_id: TaskId
+    kind: StepKind
+    action: str | None
+    resource: str | None
+    text_length: int | None
+    text_fingerprint: str | None
+    detail: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """What escalating a task did: the detector that fired, the task's state afterwards, and what
+    revoking its grants queued, completed and left pending (the worker retries those)."""
+
+    task_id: str
+    task_state: TaskState | None
+    detector: str
+    revocations_queued: int
+    revocations_completed: int
+    revocations_pending: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The escalation as it is kept (on a scan finding) and shown."""
+        return {"task_id": self.task_id, "task_state": self.task_state.value if self.task_state else None,
+                "detector": self.detector, "revocations_queued": self.revocations_queued,
+                "revocations_completed": self.revocations_completed, "revocations_pending": self.revocations_pending}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """A chain event the agent reported, as recorded (never its text), and the escalation a
+    reported tool call set off, if any."""
+
+    event_id: str
+    task_id: str
+    kind: StepKind
+    at: datetime
+    text_length: int | None
+    text_fingerprint: str | None
+    escalation: Escalation | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from broker.audit import AuditLog
 from broker.chain import store as chain_store
 from broker.chain.config import ChainConfig, OnEscalation
 from broker.chain.detectors import ADMIN_REVOKE, DELEGATE_ESCALATED, LEAKED_SECRET, REVIEW_FLAGGED
-from broker.chain.model import ChainContext, ChainStep, Hit, StepKind
+from broker.chain.model import ChainContext, ChainStep, Escalation, Hit, RecordedEvent, StepKind
 from broker.chain.rules import ChainRules
 from broker.decisions import Decision
 from broker.errors import Conflict, Denied, InvalidInput, NotFound
@@ -38,8 +38,9 @@ LOCK_STRIPES = 64
 FINDING_KEYS = ("rule", "rule_id", "source", "location", "line", "offset", "kind", "event_id", "fingerprint")
 
 
-# chain entries that are not steps of this task's own work (the detectors do not count them)
-_NOT_STEPS = (StepKind.ESCALATION, StepKind.DELEGATION, StepKind.DELEGATE_ESCALATED)
+# chain entries that are not steps of this task's own work (the detectors do not count them); a
+# gateway call's decision is already a credential-request step, its call record is not counted twice
+_NOT_STEPS = (StepKind.ESCALATION, StepKind.DELEGATION, StepKind.DELEGATE_ESCALATED, StepKind.GATEWAY_CALL)
 
 
 class Escalated(Denied):
@@ -129,7 +130,7 @@ class ChainService:
             f'the task\'s chain escalated (detector "{hit.detector}"): {hit.reason}; this request gets no '
             f"credential and every credential of the task is revoked",
             details={"decision": decision.public(), "detector": hit.detector, "rule": hit.rule,
-                     "task_state": report["task_state"]})
+                     "task_state": report.task_state.value if report.task_state else None})
 
     def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None:
         """Issued-hook: if the task stopped being active while we issued (another replica
@@ -143,7 +144,7 @@ class ChainService:
                                          from_states=())
 
     # -- escalation --------------------------------------------------------------------------------
-    def escalate(self, task_id: str, hit: Hit, *, actor: str) -> dict[str, Any]:
+    def escalate(self, task_id: str, hit: Hit, *, actor: str) -> Escalation:
         mode = self.config.on_escalation
         detail = {**hit.audit_data(), "reason": hit.reason, "mode": mode.value, "actor": actor}
 
@@ -156,7 +157,7 @@ class ChainService:
             from_states=(TaskState.ACTIVE,) if mode is OnEscalation.QUARANTINE else (), in_transaction=mark)
         with self.store.read() as conn:
             task = self.store.get_task(conn, task_id)
-        state = task.state.value if task else None
+        state = task.state if task else None
         if self.on_escalated is not None:
             self.on_escalated(hit.detector)
         log.warning("task.escalated", task_id=task_id, detector=hit.detector, rule=hit.rule)
@@ -164,12 +165,12 @@ class ChainService:
             self._report_to_parent(task.parent_task_id, task_id, hit, actor)
         if self.alerter is not None:
             self.alerter.send({"event": "task.escalated", "task_id": task_id, "agent": task.agent if task else None,
-                               "task_state": state, "at": utcnow().isoformat(), **detail,
+                               "task_state": state.value if state else None, "at": utcnow().isoformat(), **detail,
                                "revocations": {"queued": report.queued, "completed": report.completed,
                                                "pending": report.pending}})
-        return {"task_id": task_id, "task_state": state, "detector": hit.detector,
-                "revocations_queued": report.queued, "revocations_completed": report.completed,
-                "revocations_pending": report.pending}
+        return Escalation(task_id=task_id, task_state=state, detector=hit.detector,
+                          revocations_queued=report.queued, revocations_completed=report.completed,
+                          revocations_pending=report.pending)
 
     def _report_to_parent(self, parent_id: str, child_id: str, hit: Hit, actor: str) -> None:
         """A delegated sub-task escalated: say so on the parent's chain; escalate the parent too
@@ -186,48 +187,51 @@ class ChainService:
                                      reason=f"delegated task {child_id} escalated ({hit.detector})",
                                      extra={"child_task_id": child_id}), actor=actor)
 
-    def admin_revoke(self, task_id: str, reason: str, actor: str) -> dict[str, Any]:
+    def admin_revoke(self, task_id: str, reason: str, actor: str) -> Escalation:
         return self.escalate(task_id, Hit(detector=ADMIN_REVOKE, reason=reason, steps=()), actor=actor)
 
     def escalate_task(self, task_id: str, *, detector: str, reason: str, actor: str,
-                      steps: list[str]) -> dict[str, Any]:
+                      steps: list[str]) -> Escalation:
         """Escalate from outside the request flow (admin revoke, tampering), under the task's lock."""
         hit = Hit(detector=detector, reason=reason, steps=(), extra={"step_refs": steps} if steps else {})
         with self.lock(task_id):
-            report = self.escalate(task_id, hit, actor=actor)
-        return {k: report[k] for k in ("revocations_queued", "revocations_completed", "revocations_pending")}
+            return self.escalate(task_id, hit, actor=actor)
 
-    def report_leak_locked(self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]) -> dict[str, Any]:
+    def report_leak_locked(self, task_id: str, grant_id: str,
+                           finding_summary: Mapping[str, Any]) -> Escalation | None:
         with self.lock(task_id):
             return self.report_leak(task_id, grant_id, finding_summary)
 
-    def flag_review_locked(self, task_id: str, review_id: str, reason: str) -> dict[str, Any]:
+    def flag_review_locked(self, task_id: str, review_id: str, reason: str) -> Escalation | None:
         with self.lock(task_id):
             return self.flag_review(task_id, review_id, reason)
 
-    def report_leak(self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]) -> dict[str, Any]:
-        """A broker-issued secret was seen (scanner): revoke that grant now, then escalate."""
+    def report_leak(self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]) -> Escalation | None:
+        """A broker-issued secret was seen (scanner): revoke that grant now, then escalate (None:
+        the ``leaked_secret`` detector is disabled — the leak is recorded and the grant revoked)."""
         with self.store.read() as conn:
             grant = self.store.get_grant(conn, grant_id)
-        if grant is None or grant["task_id"] != task_id:
+        if grant is None or grant.task_id != task_id:
             raise NotFound(f'grant "{grant_id}" of task "{task_id}" does not exist')
         finding = {k: finding_summary[k] for k in FINDING_KEYS
                    if k in finding_summary and isinstance(finding_summary[k], str | int)}
         with self.store.write() as conn:
             ref, at = chain_store.add_event(conn, task_id=task_id, kind=StepKind.LEAK,
                                             detail={"grant_id": grant_id, "finding": finding})
-        if grant["state"] == "active":
+        if grant.active:
             self.revocations.revoke_grant(grant, reason=f"{LEAKED_SECRET}: grant seen by the scanner",
                                           actor="scanner")
-        step = ChainStep(ref=ref, kind=StepKind.LEAK, at=at, action=grant["action"], resource=grant["resource"])
+        step = ChainStep(ref=ref, kind=StepKind.LEAK, at=at, action=grant.action, resource=grant.resource)
         hit = Hit(detector=LEAKED_SECRET, steps=(step,), extra={"grant_id": grant_id, "finding": finding},
-                  reason=f"grant {grant_id} ({grant['action']} on {grant['resource']}) was seen in "
+                  reason=f"grant {grant_id} ({grant.action} on {grant.resource}) was seen in "
                          f"{finding.get('source') or finding.get('location') or 'reported text'}")
         if not self.config.detectors.leaked_secret.enabled:
-            return {"task_id": task_id, "detector": None, "grant_revoked": True}
+            return None
         return self.escalate(task_id, hit, actor="scanner")
 
-    def flag_review(self, task_id: str, review_id: str, reason: str = "post-action review flagged") -> dict[str, Any]:
+    def flag_review(self, task_id: str, review_id: str,
+                    reason: str = "post-action review flagged") -> Escalation | None:
+        """A reviewer flagged an action: record it and escalate (None: ``review_flagged`` is disabled)."""
         with self.store.read() as conn:
             if self.store.get_task(conn, task_id) is None:
                 raise NotFound(f'task "{task_id}" does not exist')
@@ -235,14 +239,14 @@ class ChainService:
             ref, at = chain_store.add_event(conn, task_id=task_id, kind=StepKind.REVIEW,
                                             detail={"review_id": review_id})
         if not self.config.detectors.review_flagged.enabled:
-            return {"task_id": task_id, "detector": None}
+            return None
         step = ChainStep(ref=ref, kind=StepKind.REVIEW, at=at)
         return self.escalate(task_id, Hit(detector=REVIEW_FLAGGED, steps=(step,), reason=f"{reason} ({review_id})",
                                           extra={"review_id": review_id}), actor="review")
 
     # -- events reported by the agent ---------------------------------------------------------------
     def record_event(self, agent: Agent, task: Task, kind: StepKind, text: str | None, action: str | None,
-                     resource: str | None) -> dict[str, Any]:
+                     resource: str | None) -> RecordedEvent:
         if action is not None and action not in self.catalog():
             raise InvalidInput("action", f'"{action}" is not in the action catalog')
         facts = self._resolve(action, resource)
@@ -257,13 +261,12 @@ class ChainService:
             self.audit.append(conn, "chain.event", actor=agent.name, task_id=task.task_id, outcome=kind.value,
                               data={"event_id": event_id, "kind": kind.value, "action": action,
                                     "resource": resource, "text_length": length, "text_fingerprint": fp})
-        body: dict[str, Any] = {"event_id": event_id, "task_id": task.task_id, "kind": kind.value,
-                                "at": at.isoformat(), "text_length": length, "text_fingerprint": fp,
-                                "escalation": None}
+        escalation = None
         if kind is StepKind.TOOL_CALL and action is not None:
             candidate = ChainStep(ref=event_id, kind=kind, at=at, action=action, resource=resource, **facts)
             history = [s for s in self.history(task.task_id) if s.ref != event_id]
             hit = self._detect(history, candidate, task)
             if hit is not None:
-                body["escalation"] = self.escalate(task.task_id, hit, actor=agent.name)
-        return body
+                escalation = self.escalate(task.task_id, hit, actor=agent.name)
+        return RecordedEvent(event_id=event_id, task_id=task.task_id, kind=kind, at=at, text_length=length,
+                             text_fingerprint=fp, escalation=escalation)

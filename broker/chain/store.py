@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select
 
-from broker.chain.model import ChainStep, StepKind
-from broker.models import Outcome, Tier
+from broker.chain.model import ChainEvent, ChainStep, StepKind
+from broker.models import Outcome, TaskId, Tier
 from broker.store import tables as t
-from broker.store.repo import aware, utcnow
+from broker.store.repo import utcnow
+from broker.store.rows import StoredDecision, aware_ts
 
 
 def add_event(conn: Connection, *, task_id: str, kind: StepKind, action: str | None = None,
@@ -46,54 +47,42 @@ _DECISION_FACTS = select(
 ).where(_d.task_id == bindparam("task_id")).order_by(_d.created_at)
 
 
-def events(conn: Connection, task_id: str) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in conn.execute(_EVENTS, {"task_id": task_id})]
+def events(conn: Connection, task_id: str) -> list[ChainEvent]:
+    return [ChainEvent(
+        event_id=r.event_id, task_id=TaskId(r.task_id), kind=StepKind(r.kind), action=r.action,
+        resource=r.resource, text_length=r.text_length, text_fingerprint=r.text_fingerprint,
+        detail=dict(r.detail or {}), created_at=aware_ts(r.created_at))
+        for r in conn.execute(_EVENTS, {"task_id": task_id})]
 
 
-def decision_rows(conn: Connection, task_id: str) -> list[dict[str, Any]]:
-    d = t.decisions.c
-    rows = conn.execute(select(d.decision_id, d.action, d.resource, d.outcome, d.tier, d.created_at, d.record)
-                        .where(d.task_id == task_id).order_by(d.created_at))
-    return [dict(r._mapping) for r in rows]
+def decision_rows(conn: Connection, task_id: str) -> list[StoredDecision]:
+    rows = conn.execute(select(t.decisions).where(t.decisions.c.task_id == task_id)
+                        .order_by(t.decisions.c.created_at))
+    return [StoredDecision.from_row(r._mapping) for r in rows]
 
 
-def decision_facts(conn: Connection, task_id: str) -> list[dict[str, Any]]:
-    """Like :func:`decision_rows` but only the facts detectors need, extracted in SQL (the full
-    JSON records are large; this runs on every request, before issuance)."""
-    return [dict(r._mapping) for r in conn.execute(_DECISION_FACTS, {"task_id": task_id})]
+def decision_steps(conn: Connection, task_id: str, consequence_of: Mapping[str, str]) -> list[ChainStep]:
+    """The task's credential requests as chain steps, with only the facts detectors need,
+    extracted in SQL (the full JSON records are large; this runs on every request, before
+    issuance). Rows before revision 0008 take their facts from the record."""
+    return [ChainStep(
+        ref=r.decision_id, kind=StepKind.CREDENTIAL_REQUEST, at=aware_ts(r.created_at), action=r.action,
+        resource=r.resource, consequence=r.consequence or consequence_of.get(r.action),
+        sensitivity=r.sensitivity, external=bool(r.external) if r.external is not None else None,
+        tier=Tier(r.tier), outcome=Outcome(r.outcome), collection=bool(r.approval_id))
+        for r in conn.execute(_DECISION_FACTS, {"task_id": task_id})]
 
 
-def _ts(value: Any) -> datetime:
-    v = aware(value)
-    assert v is not None
-    return v
-
-
-def step_from_decision(row: Mapping[str, Any], consequence_of: Mapping[str, str]) -> ChainStep:
-    external = row.get("external")
+def step_from_event(e: ChainEvent) -> ChainStep:
+    external = e.detail.get("external")
     return ChainStep(
-        ref=row["decision_id"], kind=StepKind.CREDENTIAL_REQUEST, at=_ts(row["created_at"]),
-        action=row["action"], resource=row["resource"],
-        consequence=row.get("consequence") or consequence_of.get(row["action"]),
-        sensitivity=row.get("sensitivity"), external=bool(external) if external is not None else None,
-        tier=Tier(row["tier"]), outcome=Outcome(row["outcome"]), collection=bool(row.get("approval_id")))
-
-
-def step_from_event(row: Mapping[str, Any]) -> ChainStep:
-    detail = row.get("detail") or {}
-    external = detail.get("external")
-    return ChainStep(
-        ref=row["event_id"], kind=StepKind(row["kind"]), at=_ts(row["created_at"]), action=row["action"],
-        resource=row["resource"], consequence=detail.get("consequence"), sensitivity=detail.get("sensitivity"),
+        ref=e.event_id, kind=e.kind, at=e.created_at, action=e.action, resource=e.resource,
+        consequence=e.detail.get("consequence"), sensitivity=e.detail.get("sensitivity"),
         external=bool(external) if external is not None else None)
 
 
 def history(conn: Connection, task_id: str, consequence_of: Mapping[str, str]) -> list[ChainStep]:
-    steps = [step_from_decision(r, consequence_of) for r in decision_facts(conn, task_id)]
-    steps += [step_from_event(r) for r in events(conn, task_id)]
+    steps = decision_steps(conn, task_id, consequence_of)
+    steps += [step_from_event(e) for e in events(conn, task_id)]
     steps.sort(key=lambda s: s.at)
     return steps
-
-
-def escalations(conn: Connection, task_id: str) -> list[dict[str, Any]]:
-    return [e for e in events(conn, task_id) if e["kind"] == StepKind.ESCALATION.value]

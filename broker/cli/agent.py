@@ -25,8 +25,10 @@ def register(app: typer.Typer) -> None:
         # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         import json
 
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         import httpx
 
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.identity import DevIssuer
 
         jwt = DevIssuer.load(data_dir).mint(name, ttl_seconds=ttl)

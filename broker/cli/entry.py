@@ -13,8 +13,10 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["scan"]:
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         import typer
 
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.cli.scan import register
 
         app = typer.Typer(name="nhi-broker", add_completion=False)
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         register(app)
         app(args=args, prog_name="nhi-broker")
         return
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.cli.main import app as full
 
     full(args=args, prog_name="nhi-broker")

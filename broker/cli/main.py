@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "broker.cli.scan",
     "broker.cli.rotate",
     "broker.cli.approvals",
+    "broker.cli.mcp",
     "broker.cli.people",
 ]
 

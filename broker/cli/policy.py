@@ -38,10 +38,11 @@ def _store_records(
     # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from sqlalchemy.exc import SQLAlchemyError
 
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.chain import store as chain_store
     from broker.errors import BrokerError, InvalidInput
     from broker.store.db import make_engine
-    from broker.store.repo import Store, aware
+    from broker.store.repo import Store
 
     if not database_url:
         assert data_dir is not None
@@ -53,11 +54,11 @@ def _store_records(
     try:
         with store.read() as conn:
             rows = store.decisions(conn, since=since.astimezone(UTC) if since else None, limit=limit)
-            tasks = list(dict.fromkeys(str(r["task_id"]) for r in rows))
+            tasks = list(dict.fromkeys(str(r.task_id) for r in rows))
             if since is not None:
-                seen = {r["decision_id"] for r in rows}
+                seen = {r.decision_id for r in rows}
                 earlier = [e for task in tasks for e in store.decisions(conn, task_id=task, limit=limit)
-                           if e["decision_id"] not in seen]
+                           if e.decision_id not in seen]
                 rows = earlier + rows
             events = {task: [chain_store.step_from_event(e) for e in chain_store.events(conn, task)]
                       for task in tasks}
@@ -67,10 +68,7 @@ def _store_records(
         store.engine.dispose()
     if len(rows) >= limit:
         out.print(f"[yellow]note[/yellow]: read the first {limit} stored decisions only (--limit)")
-    records = []
-    for row in rows:
-        recorded = aware(row["created_at"])
-        records.append({**dict(row["record"]), "recorded_at": recorded.isoformat() if recorded else None})
+    records = [{**dict(row.record), "recorded_at": row.created_at.isoformat()} for row in rows]
     return records, events
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,12 +80,14 @@ def scan(
         if not p.exists():
             typer.echo(f"path {p}: does not exist", err=True)
             raise typer.Exit(2)
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from scanners import kingfisher
 
     engine = None
     if engine_choice is EngineChoice.kingfisher or (engine_choice is EngineChoice.auto and kingfisher.available()):
         engine = kingfisher.KingfisherEngine().start()  # loads while the own rules are read
 
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from scanners import baseline as bl
     from scanners.engine import Scanner
     from scanners.files import iter_files, scan_file
@@ -145,8 +148,6 @@ def scan(
 
 def _validated(findings: list[Finding], scanner: Scanner) -> list[Finding]:
     """Attach the provider's answer to engine findings (explicit ``--validate`` only)."""
-    from dataclasses import replace
-
     if scanner.engine is None or not scanner.engine.ready:
         typer.echo("--validate needs the Kingfisher engine; no finding was validated", err=True)
         return findings

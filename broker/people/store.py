@@ -9,17 +9,11 @@ from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from broker.people.model import Person, PersonIdentity, PersonName, PersonToken, Role, TokenId
 from broker.store import tables as t
-from broker.store.repo import aware
+from broker.store.rows import aware_opt, aware_ts
 
 P = t.people.c
 PI = t.person_identities.c
 PT = t.person_tokens.c
-
-
-def _req(value: datetime) -> datetime:
-    out = aware(value)
-    assert out is not None  # a NOT NULL column
-    return out
 
 
 def _person(row: Any) -> Person:
@@ -30,8 +24,8 @@ def _person(row: Any) -> Person:
         identities=tuple(PersonIdentity(i["issuer"], i["subject"]) for i in m["identities"] or ()),
         display_name=m["display_name"],
         disabled=bool(m["disabled"]),
-        created_at=_req(m["created_at"]),
-        updated_at=_req(m["updated_at"]),
+        created_at=aware_ts(m["created_at"]),
+        updated_at=aware_ts(m["updated_at"]),
     )
 
 
@@ -101,11 +95,11 @@ def _token(row: Any) -> PersonToken:
         token_id=TokenId(m["token_id"]),
         person=PersonName(m["person"]),
         description=m["description"],
-        created_at=_req(m["created_at"]),
+        created_at=aware_ts(m["created_at"]),
         created_by=m["created_by"],
-        expires_at=_req(m["expires_at"]),
-        revoked_at=aware(m["revoked_at"]),
-        last_used_at=aware(m["last_used_at"]),
+        expires_at=aware_ts(m["expires_at"]),
+        revoked_at=aware_opt(m["revoked_at"]),
+        last_used_at=aware_opt(m["last_used_at"]),
     )
 
 

@@ -8,22 +8,22 @@ this task's own grant; other secrets come back as findings, redacted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from broker.audit import AuditLog
-from broker.chain.model import StepKind
+from broker.chain.model import RecordedEvent, StepKind
 from broker.chain.service import ChainService
 from broker.models import Agent
-from broker.services.scanning import LiveScanner
+from broker.services.scanning import Leak, LiveScanner
 from broker.services.tasks import TaskService
 from scanners.engine import Finding
 
 
 @dataclass(frozen=True, slots=True)
 class EventReport:
-    result: dict[str, Any]  # the step as recorded, escalation, leaks
+    event: RecordedEvent  # the step as recorded, and the escalation it set off
+    leaks: tuple[Leak, ...] | None  # what each broker-issued secret in the text set off (None: no text)
     findings: tuple[Finding, ...]  # secrets found in the text (presented per caller by the API)
 
 
@@ -39,21 +39,23 @@ class EventService:
         task = self.tasks.task_for(agent, task_id)
         with self.chain.lock(task_id):
             self.tasks.ensure_active(task, datetime.now(UTC))
-            result = self.chain.record_event(agent, task, kind, text, action, resource)
+            event = self.chain.record_event(agent, task, kind, text, action, resource)
             findings: tuple[Finding, ...] = ()
+            leaks: tuple[Leak, ...] | None = None
             if text:
                 outcome = self.scanning.scan_sync(text, source=f"event:{task_id}:{kind.value}")
                 findings = outcome.result.findings
                 if findings:
                     self.audit.record("finding.detected", actor=agent.name, task_id=task_id,
                                       outcome=str(len(findings)),
-                                      data={"source": f"event:{kind.value}", "event_id": result.get("event_id"),
+                                      data={"source": f"event:{kind.value}", "event_id": event.event_id,
                                             "findings": [{"rule": f.rule_id, "fingerprint": f.fingerprint,
                                                           "line": f.line, "span": [f.start, f.end]}
                                                          for f in findings]})
-                result["leaks"] = [{"action": leak["action"]} for leak in outcome.leaks]
+                leaks = outcome.leaks
                 # a leak of this task's own grant escalated it: say so, like a detector hit would
-                for leak in outcome.leaks:
-                    if leak["task_id"] == task_id and leak.get("escalation") and result.get("escalation") is None:
-                        result["escalation"] = leak["escalation"]
-            return EventReport(result, findings)
+                own = next((leak.outcome.escalation for leak in leaks
+                            if leak.task_id == task_id and leak.outcome.escalation is not None), None)
+                if event.escalation is None and own is not None:
+                    event = replace(event, escalation=own)
+            return EventReport(event, leaks, findings)

@@ -20,14 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
-
 from broker.audit import AuditLog
 from broker.errors import InvalidInput, NotFound
 from broker.logging import get_logger
 from broker.models import FindingStatus
-from broker.store import tables as t
-from broker.store.repo import Store, aware, utcnow
+from broker.services.scanning import LeakHandler
+from broker.store import findings as findings_db
+from broker.store.findings import StoredFinding
+from broker.store.repo import Store, utcnow
 from scanners.jobs.ports import ManagedRef, Matches, Recorded
 from scanners.known import GrantMatch
 
@@ -53,7 +53,6 @@ class NoManagedSecrets:
         raise NotFound(f'managed secret "{name}" does not exist')
 
 
-LeakHandler = Callable[[GrantMatch, str, str], Mapping[str, Any]]  # match, fingerprint, source
 Alert = Callable[[dict[str, Any]], None]
 
 
@@ -85,14 +84,16 @@ class FindingsService:
                 continue
             try:
                 if grant is not None and on_finding.broker_issued == "revoke":
-                    outcome = dict(self.on_leak(grant, fp, f"scan:{job}:{rec.raw.location}"))
+                    done = self.on_leak(grant, fp, f"scan:{job}:{rec.raw.location}")
+                    escalated = {"escalation": done.escalation.to_json()} if done.escalation else {}
                     self._set(
                         rec.finding_id,
                         FindingStatus.REVOKED,
                         {
                             "action": {
                                 "kind": "revoke",
-                                **outcome,
+                                "action": done.action.value,
+                                **escalated,
                                 "grant_id": grant.grant_id,
                                 "task_id": grant.task_id,
                             }
@@ -176,15 +177,8 @@ class FindingsService:
         )
 
     def _set(self, finding_id: str, status: FindingStatus, extra: Mapping[str, Any]) -> None:
-        f = t.scan_findings.c
         with self.store.write() as conn:
-            row = conn.execute(select(f.detail).where(f.finding_id == finding_id)).first()
-            detail = {**((row.detail if row else None) or {}), **extra}
-            conn.execute(
-                update(t.scan_findings)
-                .where(f.finding_id == finding_id)
-                .values(status=status.value, detail=detail)
-            )
+            findings_db.set_status(conn, finding_id, status, extra)
 
     # -- reading and triage ------------------------------------------------------------------------
     def list(
@@ -197,34 +191,19 @@ class FindingsService:
         fingerprint: str | None = None,
         since: datetime | None = None,
         limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        f = t.scan_findings.c
-        q = select(t.scan_findings)
-        for col, value in (
-            (f.status, status),
-            (f.job, job),
-            (f.rule, rule),
-            (f.source_kind, source),
-            (f.fingerprint, fingerprint),
-        ):
-            if value is not None:
-                q = q.where(col == value)
-        if since is not None:
-            q = q.where(f.last_seen >= since)
+    ) -> list[StoredFinding]:
         with self.store.read() as conn:
-            rows = conn.execute(q.order_by(f.last_seen.desc(), f.finding_id).limit(limit))
-            return [_finding_view(dict(r._mapping)) for r in rows]
+            return findings_db.list_findings(conn, status=status, job=job, rule=rule, source=source,
+                                             fingerprint=fingerprint, since=since, limit=limit)
 
-    def get(self, finding_id: str) -> dict[str, Any]:
+    def get(self, finding_id: str) -> StoredFinding:
         with self.store.read() as conn:
-            row = conn.execute(
-                select(t.scan_findings).where(t.scan_findings.c.finding_id == finding_id)
-            ).first()
-        if row is None:
+            finding = findings_db.get_finding(conn, finding_id)
+        if finding is None:
             raise NotFound(f'finding "{finding_id}" does not exist')
-        return _finding_view(dict(row._mapping))
+        return finding
 
-    def set_status(self, finding_id: str, status: str, *, actor: str, note: str = "") -> dict[str, Any]:
+    def set_status(self, finding_id: str, status: str, *, actor: str, note: str = "") -> StoredFinding:
         if status not in {s.value for s in HUMAN_STATUSES}:
             raise InvalidInput("status", f'"{status}" is not allowed: one of open, resolved, false_positive')
         before = self.get(finding_id)
@@ -236,17 +215,9 @@ class FindingsService:
         self.audit.record(
             "finding.status_changed",
             actor=actor,
-            data={"finding_id": finding_id, "from": before["status"], "to": status, "note": note[:500]},
+            data={"finding_id": finding_id, "from": before.status.value, "to": status, "note": note[:500]},
         )
         return self.get(finding_id)
-
-
-def _finding_view(row: dict[str, Any]) -> dict[str, Any]:
-    row.pop("dedup_key", None)
-    for k in ("first_seen", "last_seen"):
-        if isinstance(row.get(k), datetime):
-            row[k] = aware(row[k]).isoformat()  # type: ignore[union-attr]
-    return row
 
 
 def _safe(outcome: Mapping[str, Any]) -> dict[str, Any]:

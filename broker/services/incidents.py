@@ -14,12 +14,14 @@ from typing import Any, Protocol
 
 from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend, UnwrapJudge
+from broker.chain.model import Escalation
 from broker.errors import InvalidInput, NotFound
 from broker.logging import get_logger
-from broker.models import Agent, TaskState
+from broker.models import Agent, GrantState, LeakAction, TaskState
 from broker.services.revocation import RevocationService
+from broker.services.scanning import LeakOutcome
 from broker.services.tasks import TaskService
-from broker.store.repo import Store, aware
+from broker.store.repo import Store
 from scanners.known import GrantMatch
 
 log = get_logger("nhi-broker.incidents")
@@ -42,17 +44,17 @@ class Escalator(Protocol):
     """The chain's entry points for incidents (:class:`broker.chain.service.ChainService`)."""
 
     def report_leak_locked(self, task_id: str, grant_id: str,
-                           finding_summary: Mapping[str, Any]) -> dict[str, Any]: ...
+                           finding_summary: Mapping[str, Any]) -> Escalation | None: ...
 
     def escalate_task(self, task_id: str, *, detector: str, reason: str, actor: str,
-                      steps: list[str]) -> dict[str, Any]: ...
+                      steps: list[str]) -> Escalation: ...
 
 
 @dataclass(frozen=True, slots=True)
 class UnwrapReport:
     grant_id: str
     verdict: str
-    escalation: dict[str, Any] | None
+    escalation: Escalation | None
     rotated: tuple[str, ...] | None  # None: not tampered, nothing to rotate
 
 
@@ -69,28 +71,28 @@ class IncidentService:
         self.judges: dict[str, UnwrapJudge] = {k: b for k, b in backends.items() if isinstance(b, UnwrapJudge)}
         self.managed = managed
 
-    def handle_leak(self, match: GrantMatch, fingerprint: str, source: str) -> dict[str, Any]:
+    def handle_leak(self, match: GrantMatch, fingerprint: str, source: str) -> LeakOutcome:
         """A broker-issued secret was seen in ``source``: an incident. While its grant is active, the
         grant is revoked and its task escalated (detector ``leaked_secret``) through the chain."""
         with self.store.read() as conn:
             grant = self.store.get_grant(conn, match.grant_id)
             task = self.store.get_task(conn, match.task_id)
-        active = grant is not None and grant["state"] == "active"
+        active = grant is not None and grant.active
         self.audit.record("finding.leaked_grant", actor=source, task_id=match.task_id,
                           outcome="escalating" if active else "already_inactive",
                           data={"grant_id": match.grant_id, "agent": match.agent, "fingerprint": fingerprint,
                                 "source": source})
         if not active:
-            return {"action": "none"}
+            return LeakOutcome(LeakAction.NONE)
         if task is not None and task.state is TaskState.ACTIVE:
             report = self.chain.report_leak_locked(match.task_id, match.grant_id,
                                                    {"source": source, "fingerprint": fingerprint})
-            if report.get("detector") is None:  # leaked_secret switched off: the grant alone was revoked
-                return {"action": "grant_revoked"}
-            return {"action": "task_escalated", "escalation": report}
+            if report is None:  # leaked_secret switched off: the grant alone was revoked
+                return LeakOutcome(LeakAction.GRANT_REVOKED)
+            return LeakOutcome(LeakAction.TASK_ESCALATED, report)
         assert grant is not None  # active implies found
         self.revocations.revoke_grant(grant, reason=f"leaked in {source}", actor="broker")
-        return {"action": "grant_revoked"}
+        return LeakOutcome(LeakAction.GRANT_REVOKED)
 
     def report_unwrap_failure(self, agent: Agent, task_id: str, grant_id: str) -> UnwrapReport:
         """The agent says unwrapping its wrapped secret failed. If nobody but the agent could have
@@ -99,29 +101,27 @@ class IncidentService:
         task = self.tasks.task_for(agent, task_id)
         with self.store.read() as conn:
             grant = self.store.get_grant(conn, grant_id)
-        if grant is None or grant["task_id"] != task.task_id:
+        if grant is None or grant.task_id != task.task_id:
             raise NotFound(f'grant "{grant_id}" of task "{task_id}" not found')
-        judge = self.judges.get(grant["backend"])
+        judge = self.judges.get(grant.backend)
         if judge is None:
-            raise InvalidInput("grant_id", f'grant "{grant_id}" is not a wrapped secret (backend {grant["backend"]})')
-        expires_at = aware(grant["expires_at"])
-        assert expires_at is not None
-        verdict = str(judge.judge_unwrap_failure(grant["revocation"], expires_at=expires_at,
-                                                 revoked=grant["state"] == "revoked"))
+            raise InvalidInput("grant_id", f'grant "{grant_id}" is not a wrapped secret (backend {grant.backend})')
+        verdict = str(judge.judge_unwrap_failure(grant.revocation, expires_at=grant.expires_at,
+                                                 revoked=grant.state is GrantState.REVOKED))
         if verdict != "tampered":
             self.audit.record("credential.unwrap_failed", actor=agent.name, task_id=task_id, outcome=verdict,
-                              data={"grant_id": grant_id, "backend": grant["backend"]})
+                              data={"grant_id": grant_id, "backend": grant.backend})
             return UnwrapReport(grant_id, verdict, None, None)
         self.audit.record("credential.tampered", actor=agent.name, task_id=task_id, outcome="tampered",
-                          data={"grant_id": grant_id, "backend": grant["backend"],
-                                "wrapping_accessor": grant["accessor"]})
+                          data={"grant_id": grant_id, "backend": grant.backend,
+                                "wrapping_accessor": grant.accessor})
         escalation = None
         if task.state is TaskState.ACTIVE:
             escalation = self.chain.escalate_task(
                 task_id, detector="unwrap_tampered", actor=agent.name, steps=[grant_id],
                 reason=f"the wrapped secret of grant {grant_id} was unwrapped by someone else")
         # the secret itself is now in unknown hands: rotate it when the broker manages it
-        rotated = self._rotate_managed(grant["fingerprints"] or [], actor=agent.name,
+        rotated = self._rotate_managed(grant.fingerprints, actor=agent.name,
                                        why=f"wrapped secret of grant {grant_id} intercepted")
         return UnwrapReport(grant_id, verdict, escalation, rotated)
 

@@ -9,23 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
-from typing import Any
 
 from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend
 from broker.errors import Conflict, InvalidInput, NotFound
 from broker.models import Action, Agent, Resource, TaskProfile
-from broker.store.repo import Store, aware
-
-TABLES = {"agent": "agents", "profile": "profiles", "resource": "resources"}
-
-
-def _iso(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("created_at", "updated_at"):
-        if key in row and row[key] is not None:
-            v = aware(row[key])
-            row[key] = v.isoformat() if v else None
-    return row
+from broker.store.repo import Store
+from broker.store.rows import Entity, Registered
 
 
 class RegistryService:
@@ -38,7 +28,7 @@ class RegistryService:
         self.trusted_issuers = trusted_issuers  # the identity verifier's configured issuers
 
     # -- agents --------------------------------------------------------------------------
-    def put_agent(self, agent: Agent, actor: str) -> tuple[dict[str, Any], bool]:
+    def put_agent(self, agent: Agent, actor: str) -> tuple[Registered, bool]:
         with self.store.write() as conn:
             for i, profile in enumerate(agent.profiles):
                 if self.store.get_profile(conn, profile) is None:
@@ -60,10 +50,10 @@ class RegistryService:
                                                    for b in agent.bindings],
                                     "owner_identity": agent.owner_identity.to_dict()
                                     if agent.owner_identity is not None else None})
-        return self.get("agent", agent.name), created
+        return self.get(Entity.AGENT, agent.name), created
 
     # -- profiles ------------------------------------------------------------------------
-    def put_profile(self, profile: TaskProfile, actor: str) -> tuple[dict[str, Any], bool]:
+    def put_profile(self, profile: TaskProfile, actor: str) -> tuple[Registered, bool]:
         catalog = self.catalog()
         for i, action in enumerate(profile.allowed_actions):
             if action not in catalog:
@@ -76,10 +66,10 @@ class RegistryService:
                                     "allowed_actions": list(profile.allowed_actions),
                                     "ceiling": profile.ceiling.value,
                                     "max_lifetime_seconds": profile.max_lifetime_seconds})
-        return self.get("profile", profile.name), created
+        return self.get(Entity.PROFILE, profile.name), created
 
     # -- resources -----------------------------------------------------------------------
-    def put_resource(self, resource: Resource, actor: str) -> tuple[dict[str, Any], bool]:
+    def put_resource(self, resource: Resource, actor: str) -> tuple[Registered, bool]:
         backend = self.backends.get(resource.kind)
         if backend is None:
             raise InvalidInput("kind", f'backend "{resource.kind}" is not available; configured: '
@@ -92,35 +82,27 @@ class RegistryService:
                               data={"entity": "resource", "name": resource.name, "kind": resource.kind,
                                     "sensitivity": resource.sensitivity.value,
                                     "environment": resource.environment.value, "settings": settings})
-        return self.get("resource", resource.name), created
+        return self.get(Entity.RESOURCE, resource.name), created
 
     # -- generic -------------------------------------------------------------------------
-    def get(self, entity: str, name: str) -> dict[str, Any]:
+    def get(self, entity: Entity, name: str) -> Registered:
         with self.store.read() as conn:
-            row = self.store.get_row(conn, TABLES[entity], name)
-        if row is None:
-            raise NotFound(f'{entity} "{name}" does not exist')
-        return self._present(entity, row)
+            entry = self.store.registered(conn, entity, name)
+        if entry is None:
+            raise NotFound(f'{entity.value} "{name}" does not exist')
+        return entry
 
-    def list(self, entity: str) -> list[dict[str, Any]]:
+    def list(self, entity: Entity) -> list[Registered]:
         with self.store.read() as conn:
-            return [self._present(entity, r) for r in self.store.list_rows(conn, TABLES[entity])]
+            return self.store.list_registered(conn, entity)
 
-    def delete(self, entity: str, name: str, actor: str) -> None:
+    def delete(self, entity: Entity, name: str, actor: str) -> None:
         with self.store.write() as conn:
-            if entity == "profile":
+            if entity is Entity.PROFILE:
                 users = self.store.agents_using_profile(conn, name)
                 if users:
                     raise Conflict(f'profile "{name}" is still allowed for agents {users}; remove it there first')
-            if not self.store.delete_named(conn, TABLES[entity], name):
-                raise NotFound(f'{entity} "{name}" does not exist')
+            if not self.store.delete_named(conn, entity, name):
+                raise NotFound(f'{entity.value} "{name}" does not exist')
             self.audit.append(conn, "admin.changed", actor=actor, outcome="deleted",
-                              data={"entity": entity, "name": name})
-
-    @staticmethod
-    def _present(entity: str, row: dict[str, Any]) -> dict[str, Any]:
-        row = _iso(dict(row))
-        if entity == "resource":
-            settings = row.pop("settings") or {}
-            row.update(settings)
-        return row
+                              data={"entity": entity.value, "name": name})

@@ -19,9 +19,10 @@ from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend, TaskScopedBackend
 from broker.errors import BrokerError, UpstreamUnavailable
 from broker.logging import get_logger
-from broker.models import TaskState
+from broker.models import Grant, TaskState
 from broker.store import outbox
 from broker.store.repo import Store, utcnow
+from broker.store.rows import FailureKind, Revocation
 
 log = get_logger("nhi-broker.revocation")
 
@@ -66,14 +67,14 @@ class RevocationService:
             if in_transaction is not None:
                 in_transaction(conn)
             handles = self.store.handles(conn, task_id)
-            handled_backends = {h["backend"] for h in handles}
+            handled_backends = {h.backend for h in handles}
             for h in handles:
-                outbox.enqueue(conn, task_id=task_id, backend=h["backend"], reference=h["reference"],
-                               reason=reason, handle_id=h["id"])
+                outbox.enqueue(conn, task_id=task_id, backend=h.backend, reference=h.reference,
+                               reason=reason, handle_id=h.id)
                 queued += 1
             for g in outbox.grants_to_revoke(conn, task_id, handled_backends):
-                outbox.enqueue(conn, task_id=task_id, backend=g["backend"], reference=g["revocation"],
-                               reason=reason, grant_id=g["grant_id"])
+                outbox.enqueue(conn, task_id=task_id, backend=g.backend, reference=g.revocation,
+                               reason=reason, grant_id=g.grant_id)
                 queued += 1
             self.audit.append(conn, audit_kind, actor=actor, task_id=task_id, outcome=state.value,
                               data={"reason": reason, "revocations_queued": queued, **dict(extra or {})})
@@ -99,11 +100,11 @@ class RevocationService:
                                  extra={"cascade_from": task_id})
                 for child in children]
 
-    def revoke_grant(self, grant: Mapping[str, Any], *, reason: str, actor: str) -> None:
+    def revoke_grant(self, grant: Grant, *, reason: str, actor: str) -> None:
         with self.store.write() as conn:
-            outbox.enqueue(conn, task_id=grant["task_id"], backend=grant["backend"],
-                           reference=grant["revocation"], reason=reason, grant_id=grant["grant_id"])
-        self.process(task_id=grant["task_id"])
+            outbox.enqueue(conn, task_id=grant.task_id, backend=grant.backend,
+                           reference=grant.revocation, reason=reason, grant_id=grant.grant_id)
+        self.process(task_id=grant.task_id)
 
     def process(self, *, task_id: str | None = None, limit: int = 200) -> tuple[int, int]:
         """Attempt due revocations (all, or one task's). Returns (completed, still pending)."""
@@ -112,41 +113,41 @@ class RevocationService:
         # rows another thread of this process is attempting right now are left to it (the inline
         # attempt of an escalation and the worker would otherwise call the backend twice)
         with self._inflight_lock:
-            rows = [r for r in rows if r["id"] not in self._inflight]
-            self._inflight.update(r["id"] for r in rows)
+            rows = [r for r in rows if r.id not in self._inflight]
+            self._inflight.update(r.id for r in rows)
         try:
             return self._attempt(rows)
         finally:
             with self._inflight_lock:
-                self._inflight.difference_update(r["id"] for r in rows)
+                self._inflight.difference_update(r.id for r in rows)
 
-    def _attempt(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
+    def _attempt(self, rows: list[Revocation]) -> tuple[int, int]:
         completed = failed = 0
         for row in rows:
-            backend = self.backends.get(row["backend"])
+            backend = self.backends.get(row.backend)
             try:
                 if backend is None:
-                    raise BrokerError(f'backend "{row["backend"]}" is not configured')
-                backend.revoke(row["reference"])
+                    raise BrokerError(f'backend "{row.backend}" is not configured')
+                backend.revoke(row.reference)
             except Exception as exc:  # an adapter bug must not stop the queue: retried with backoff
                 failed += 1
-                kind = "unavailable" if isinstance(exc, UpstreamUnavailable) else "error"
+                kind = FailureKind.UNAVAILABLE if isinstance(exc, UpstreamUnavailable) else FailureKind.ERROR
                 message = exc.message if isinstance(exc, BrokerError) else f"unexpected {type(exc).__name__}"
                 with self.store.write() as conn:
                     outbox.mark_failed(conn, row, message, kind=kind)
-                log.warning("revocation.failed", task_id=row["task_id"], backend=row["backend"],
-                            attempts=row["attempts"] + 1, error=message)
+                log.warning("revocation.failed", task_id=row.task_id, backend=row.backend,
+                            attempts=row.attempts + 1, error=message)
                 continue
             completed += 1
             with self.store.write() as conn:
                 if not outbox.mark_done(conn, row):
                     continue  # another worker/replica confirmed it first: audit once
-                self.audit.append(conn, "credential.revoked", actor="broker", task_id=row["task_id"],
+                self.audit.append(conn, "credential.revoked", actor="broker", task_id=row.task_id,
                                   outcome="revoked",
-                                  data={"backend": row["backend"], "grant_id": row["grant_id"],
-                                        "handle_id": row["handle_id"], "reason": row["reason"],
-                                        "attempts": row["attempts"] + 1,
-                                        "reference": {k: v for k, v in row["reference"].items()
+                                  data={"backend": row.backend, "grant_id": row.grant_id,
+                                        "handle_id": row.handle_id, "reason": row.reason,
+                                        "attempts": row.attempts + 1,
+                                        "reference": {k: v for k, v in row.reference.items()
                                                       if k in ("accessor", "lease_id", "kind", "role_name",
                                                                "mode", "wrapping_accessor")}})
         return completed, failed

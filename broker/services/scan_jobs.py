@@ -12,18 +12,19 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from broker.audit import AuditLog
 from broker.config import Settings
 from broker.errors import Conflict, InvalidInput, NotFound
-from broker.services.findings import Alert, FindingsService, LeakHandler, ManagedSecretMatcher
-from broker.services.scanning import add_active_grants
+from broker.services.findings import Alert, FindingsService, ManagedSecretMatcher
+from broker.services.scanning import LeakHandler, add_active_grants
 from broker.store.repo import Store
-from broker.store.scan_jobs import ScanStore
-from scanners.jobs.ports import JobBusy, JobNotFound
+from broker.store.scan_jobs import ScanJob, ScanRun, ScanStore
+from scanners.jobs.ports import JobBusy, JobNotFound, RunSummary
 from scanners.jobs.runner import ScanRunner, SourceEnv
 from scanners.jobs.spec import ScanJobIn, ScanJobSpec
 from scanners.kingfisher import KingfisherEngine
@@ -59,6 +60,15 @@ class ScheduleSlot:
         return self.scheduler.next_run(name) if self.scheduler is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    """A scan job and when this replica's scheduler runs it next (ISO 8601; None: not scheduled
+    here, e.g. disabled or no scheduler in this process)."""
+
+    job: ScanJob
+    next_run: str | None
+
+
 class ScanJobService:
     def __init__(self, scans: ScanStore, runner: ScanRunner, findings: FindingsService, audit: AuditLog,
                  slot: ScheduleSlot) -> None:
@@ -68,17 +78,17 @@ class ScanJobService:
         self.audit = audit
         self.slot = slot
 
-    def put_job(self, name: str, body: ScanJobIn, actor: str) -> tuple[dict[str, Any], bool]:
+    def put_job(self, name: str, body: ScanJobIn, actor: str) -> tuple[ScheduledJob, bool]:
         existing = self.scans.get_job(name)
         source = body.source
         if source is None:
             if existing is None:
                 raise InvalidInput("source", "required when the job is created")
-            source = ScanJobSpec.load(existing["spec"]).source
+            source = existing.spec.source
         spec = ScanJobSpec(
             source=source, schedule=body.schedule, on_finding=body.on_finding, enabled=body.enabled
         )
-        created = self.scans.put_job(name, spec.dump())
+        created = self.scans.put_job(name, spec)
         self.slot.schedule(name, spec)
         self.audit.record(
             "scan_job.put",
@@ -92,14 +102,14 @@ class ScanJobService:
         )
         return self.get_job(name), created
 
-    def get_job(self, name: str) -> dict[str, Any]:
-        row = self.scans.get_job(name)
-        if row is None:
+    def get_job(self, name: str) -> ScheduledJob:
+        job = self.scans.get_job(name)
+        if job is None:
             raise NotFound(f'scan job "{name}" does not exist')
-        return self._body(row)
+        return ScheduledJob(job, self.slot.next_run(name))
 
-    def list_jobs(self) -> list[dict[str, Any]]:
-        return [self._body(r) for r in self.scans.list_jobs()]
+    def list_jobs(self) -> list[ScheduledJob]:
+        return [ScheduledJob(j, self.slot.next_run(j.name)) for j in self.scans.list_jobs()]
 
     def delete_job(self, name: str, actor: str) -> None:
         if not self.scans.delete_job(name):
@@ -107,7 +117,7 @@ class ScanJobService:
         self.slot.unschedule(name)
         self.audit.record("scan_job.deleted", actor=actor, data={"job": name})
 
-    def run_now(self, name: str) -> dict[str, Any]:
+    def run_now(self, name: str) -> RunSummary:
         try:
             return self.runner.run_now(name)
         except JobNotFound:
@@ -115,20 +125,9 @@ class ScanJobService:
         except JobBusy:
             raise Conflict(f'scan job "{name}" is running now; try again when it has finished') from None
 
-    def runs(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, name: str, limit: int = 50) -> list[ScanRun]:
         self.get_job(name)
         return self.scans.runs(name, limit)
-
-    def _body(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        spec = row["spec"]
-        return {
-            "name": row["name"],
-            **spec,
-            "last_run": row.get("last_run"),
-            "next_run": self.slot.next_run(row["name"]),
-            "created_at": row["created_at"].isoformat() if row.get("created_at") else None,
-            "updated_at": row["updated_at"].isoformat() if row.get("updated_at") else None,
-        }
 
 
 def build_scan_jobs(

@@ -11,23 +11,43 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from broker.audit import AuditLog
+from broker.chain.model import Escalation
 from broker.logging import get_logger
+from broker.models import LeakAction
 from broker.store.repo import Store
 from scanners.engine import Finding, Scanner, ScanResult, scan_text_async
 from scanners.known import GrantMatch, KnownSecretIndex
 
 log = get_logger("nhi-broker.scanning")
 
-LeakHandler = Callable[[GrantMatch, str, str], dict[str, Any]]  # match, fingerprint, source -> outcome
+@dataclass(frozen=True, slots=True)
+class LeakOutcome:
+    """What answering a leaked grant did, and the escalation of its task when there was one."""
+
+    action: LeakAction
+    escalation: Escalation | None = None
+
+
+LeakHandler = Callable[[GrantMatch, str, str], LeakOutcome]  # match, fingerprint, source -> what was done
+
+
+@dataclass(frozen=True, slots=True)
+class Leak:
+    """A secret the broker issued, found in scanned text, and what the broker did about it."""
+
+    grant_id: str
+    task_id: str
+    agent: str
+    fingerprint: str
+    outcome: LeakOutcome
 
 
 @dataclass(frozen=True, slots=True)
 class ScanOutcome:
     result: ScanResult
-    leaks: tuple[dict[str, Any], ...]
+    leaks: tuple[Leak, ...]
 
 
 class LiveScanner:
@@ -60,15 +80,10 @@ class LiveScanner:
             f.grant is not None for f in result.findings) else ()
         return ScanOutcome(result, tuple(leaks))
 
-    def _handle(self, findings: tuple[Finding, ...] | list[Finding], source: str) -> tuple[dict[str, Any], ...]:
-        leaks = []
-        for f in findings:
-            if f.grant is None:
-                continue
-            outcome = self.on_leak(f.grant, f.fingerprint, source)
-            leaks.append({"grant_id": f.grant.grant_id, "task_id": f.grant.task_id, "agent": f.grant.agent,
-                          "fingerprint": f.fingerprint, **outcome})
-        return tuple(leaks)
+    def _handle(self, findings: tuple[Finding, ...] | list[Finding], source: str) -> tuple[Leak, ...]:
+        return tuple(Leak(grant_id=f.grant.grant_id, task_id=f.grant.task_id, agent=f.grant.agent,
+                          fingerprint=f.fingerprint, outcome=self.on_leak(f.grant, f.fingerprint, source))
+                     for f in findings if f.grant is not None)
 
 
 def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[str] = frozenset()) -> int:
@@ -77,9 +92,8 @@ def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[
     with store.read() as conn:
         rows = store.active_grant_fingerprints(conn)
     for row in rows:
-        lengths = row.get("secret_lengths") or {}
-        match = GrantMatch(row["grant_id"], row["task_id"], row["agent"])
-        for fp in row["fingerprints"] or []:
+        match = GrantMatch(row.grant_id, row.task_id, row.agent)
+        for fp in row.fingerprints:
             if fp not in skip:
-                index.add(fp, match, length=lengths.get(fp))
+                index.add(fp, match, length=row.secret_lengths.get(fp))
     return len(rows)

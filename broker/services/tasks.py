@@ -18,7 +18,8 @@ from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend, IssuedCredential, IssueRequest
 from broker.chain import store as chain_store
 from broker.chain.model import StepKind
-from broker.chain.view import chain_view
+from broker.chain.view import ChainRecords
+from broker.chain.view import load as chain_records
 from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
 from broker.errors import BrokerError, Conflict, Denied, InvalidInput, NotFound
 from broker.logging import get_logger
@@ -27,7 +28,9 @@ from broker.models import (
     Agent,
     DecisionId,
     Delegation,
+    Grant,
     GrantId,
+    GrantState,
     Outcome,
     Resource,
     Task,
@@ -38,7 +41,7 @@ from broker.models import (
     effective_profile,
 )
 from broker.secrets import Fingerprinter
-from broker.services.revocation import RevocationService
+from broker.services.revocation import RevocationReport, RevocationService
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.tasks")
@@ -58,13 +61,21 @@ IssuedHook = Callable[[str, str, str, dict[str, int]], None]
 
 
 @dataclass(frozen=True, slots=True)
+class DelegationNode:
+    """A delegated sub-task and the sub-tasks it delegated in turn."""
+
+    task: Task
+    children: tuple[DelegationNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskView:
     """A task with its chain, for the admin chain view."""
 
     task: Task
     summary: ChainSummary
-    chain: dict[str, Any]
-    delegations: list[dict[str, Any]]  # the tree of delegated sub-tasks
+    chain: ChainRecords
+    delegations: tuple[DelegationNode, ...]  # the tree of delegated sub-tasks
 
 
 class ChainGate(Protocol):
@@ -191,19 +202,16 @@ class TaskService:
                                     "agent": sub.name, "expires_at": child.expires_at.isoformat()})
         return child
 
-    def tree(self, task_id: str) -> list[dict[str, Any]]:
+    def tree(self, task_id: str) -> tuple[DelegationNode, ...]:
         """The delegation tree under a task (children, their children...), for the chain view."""
         with self.store.read() as conn:
             return self._tree(conn, task_id, depth=0)
 
-    def _tree(self, conn: Any, task_id: str, depth: int) -> list[dict[str, Any]]:
+    def _tree(self, conn: Any, task_id: str, depth: int) -> tuple[DelegationNode, ...]:
         if depth >= MAX_DELEGATION_DEPTH:
-            return []
-        return [{"task_id": c.task_id, "agent": c.agent, "state": c.state.value,
-                 "actions": list(c.delegation.actions) if c.delegation else [],
-                 "ceiling": c.delegation.ceiling.value if c.delegation else None,
-                 "children": self._tree(conn, c.task_id, depth + 1)}
-                for c in self.store.child_tasks(conn, task_id)]
+            return ()
+        return tuple(DelegationNode(c, self._tree(conn, c.task_id, depth + 1))
+                     for c in self.store.child_tasks(conn, task_id))
 
     def get(self, task_id: str) -> Task:
         with self.store.read() as conn:
@@ -214,7 +222,7 @@ class TaskService:
 
     def view(self, task_id: str) -> TaskView:
         task = self.get(task_id)
-        return TaskView(task, self.chain_summary(task_id), chain_view(self.store, task_id), self.tree(task_id))
+        return TaskView(task, self.chain_summary(task_id), chain_records(self.store, task_id), self.tree(task_id))
 
     def task_for(self, agent: Agent, task_id: str) -> Task:
         with self.store.read() as conn:
@@ -232,14 +240,13 @@ class TaskService:
             raise Conflict(f'task "{task.task_id}" is {task.state.value}: {task.state_reason or "no reason"}',
                            details={"state": task.state.value, "reason": task.state_reason})
 
-    def end_task(self, agent: Agent, task_id: str) -> dict[str, Any]:
+    def end_task(self, agent: Agent, task_id: str) -> RevocationReport:
+        """End the agent's task (state ``ended``) and revoke what it holds."""
         task = self.task_for(agent, task_id)
         if task.state is not TaskState.ACTIVE:
             raise Conflict(f'task "{task_id}" is already {task.state.value}', details={"state": task.state.value})
-        report = self.revocations.revoke_task(task_id, reason="ended by agent", state=TaskState.ENDED,
-                                              actor=agent.name, audit_kind="task.ended")
-        return {"task_id": task_id, "state": TaskState.ENDED.value, "revocations_queued": report.queued,
-                "revocations_completed": report.completed, "revocations_pending": report.pending}
+        return self.revocations.revoke_task(task_id, reason="ended by agent", state=TaskState.ENDED,
+                                            actor=agent.name, audit_kind="task.ended")
 
     # -- credentials ---------------------------------------------------------------------
     def chain_summary(self, task_id: str) -> ChainSummary:
@@ -249,9 +256,9 @@ class TaskService:
     def _chain(self, conn: Any, task_id: str) -> ChainSummary:
         rows = self.store.decision_steps(conn, task_id)
         active = self.store.count_active_grants(conn, task_id)
-        allowed = [r for r in rows if r.outcome == Outcome.ALLOW.value]
+        allowed = [r for r in rows if r.outcome is Outcome.ALLOW]
         catalog = self.catalog()
-        max_tier = max((Tier(r.tier) for r in allowed), key=lambda t: t.rank, default=None)
+        max_tier = max((r.tier for r in allowed), key=lambda t: t.rank, default=None)
         return ChainSummary(
             steps=len(rows), actions=tuple(r.action for r in allowed),
             consequences=tuple(catalog[r.action].consequence.value for r in allowed if r.action in catalog),
@@ -345,14 +352,14 @@ class TaskService:
         with self.store.write() as conn:
             if credential.task_handle is not None:
                 self.store.add_handle(conn, task.task_id, resource.kind, credential.task_handle)
-            self.store.add_grant(conn, grant_id=grant_id, task_id=task.task_id, decision_id=decision.decision_id,
-                                 backend=resource.kind, resource=resource.name, action=action.name,
-                                 lease_id=credential.lease_id, accessor=credential.accessor,
-                                 fingerprints=fingerprints, revocation=dict(credential.revocation),
-                                 covered_by_task_handle=credential.covered_by_task_handle,
-                                 public=credential.public, secret_lengths=lengths,
-                                 issued_at=utcnow(), expires_at=expires_at,
-                                 state="active")
+            self.store.add_grant(conn, Grant(
+                grant_id=grant_id, task_id=task.task_id, decision_id=decision.decision_id,
+                backend=resource.kind, resource=resource.name, action=action.name,
+                lease_id=credential.lease_id, accessor=credential.accessor,
+                fingerprints=tuple(fingerprints), revocation=dict(credential.revocation),
+                covered_by_task_handle=credential.covered_by_task_handle,
+                public=dict(credential.public), secret_lengths=lengths,
+                issued_at=utcnow(), expires_at=expires_at, state=GrantState.ACTIVE))
             self.audit.append(conn, "credential.issued", actor=agent.name, task_id=task.task_id, outcome="issued",
                               data={"grant_id": grant_id, "decision_id": decision.decision_id,
                                     "backend": resource.kind, "resource": resource.name, "action": action.name,

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +19,11 @@ from broker.models import (
     Agent,
     Delegation,
     Environment,
+    Grant,
+    GrantId,
+    GrantState,
     IdentityBinding,
+    Outcome,
     OwnerIdentity,
     Resource,
     Sensitivity,
@@ -32,6 +36,18 @@ from broker.models import (
     VerifiedHuman,
 )
 from broker.store import tables as t
+from broker.store.rows import (
+    DecisionStep,
+    Entity,
+    GrantFingerprints,
+    HandleId,
+    HandleState,
+    Registered,
+    StoredDecision,
+    TaskHandle,
+    aware_ts,
+    grant_from_row,
+)
 
 # hot-path statements, built once and bound at execution (SQLAlchemy's statement construction
 # costs more than SQLite's execution for these one-row lookups)
@@ -49,20 +65,11 @@ _ACTIVE_GRANTS = select(func.count()).select_from(t.grants).where(and_(
 _INSERT_DECISION = insert(t.decisions)
 _INSERT_GRANT = insert(t.grants)
 _INSERT_JTI = insert(t.seen_jti)
+_REGISTRY_TABLES = {Entity.AGENT: t.agents, Entity.PROFILE: t.profiles, Entity.RESOURCE: t.resources}
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Store:
@@ -128,23 +135,32 @@ class Store:
         row = conn.execute(_AGENT, {"name": name}).first()
         return self._agent(row) if row else None
 
-    def agent_row(self, conn: Connection, name: str) -> dict[str, Any] | None:
-        row = conn.execute(select(t.agents).where(t.agents.c.name == name)).first()
-        return dict(row._mapping) if row else None
+    def _registered(self, entity: Entity, row: Any) -> Registered:
+        item: Agent | TaskProfile | Resource
+        match entity:
+            case Entity.AGENT:
+                item = self._agent(row)
+            case Entity.PROFILE:
+                item = self._profile(row)
+            case Entity.RESOURCE:
+                item = self._resource(row)
+            case _:
+                assert_never(entity)
+        return Registered(item=item, created_at=aware_ts(row.created_at), updated_at=aware_ts(row.updated_at))
 
-    def list_rows(self, conn: Connection, table_name: str) -> list[dict[str, Any]]:
-        table = t.metadata.tables[table_name]
-        key = next(iter(table.primary_key.columns))
-        return [dict(r._mapping) for r in conn.execute(select(table).order_by(key))]
-
-    def get_row(self, conn: Connection, table_name: str, name: str) -> dict[str, Any] | None:
-        table = t.metadata.tables[table_name]
+    def registered(self, conn: Connection, entity: Entity, name: str) -> Registered | None:
+        """A registry entry with its timestamps (agent, profile or resource by name)."""
+        table = _REGISTRY_TABLES[entity]
         row = conn.execute(select(table).where(table.c.name == name)).first()
-        return dict(row._mapping) if row else None
+        return self._registered(entity, row) if row else None
 
-    def delete_named(self, conn: Connection, table_name: str, name: str) -> bool:
-        table = t.metadata.tables[table_name]
-        if table_name == "agents":
+    def list_registered(self, conn: Connection, entity: Entity) -> list[Registered]:
+        table = _REGISTRY_TABLES[entity]
+        return [self._registered(entity, r) for r in conn.execute(select(table).order_by(table.c.name))]
+
+    def delete_named(self, conn: Connection, entity: Entity, name: str) -> bool:
+        table = _REGISTRY_TABLES[entity]
+        if entity is Entity.AGENT:
             conn.execute(delete(t.agent_identities).where(t.agent_identities.c.agent == name))
         return bool(conn.execute(delete(table).where(table.c.name == name)).rowcount)
 
@@ -153,25 +169,29 @@ class Store:
             "allowed_actions": list(p.allowed_actions), "ceiling": p.ceiling.value,
             "max_lifetime_seconds": p.max_lifetime_seconds, "description": p.description})
 
-    def get_profile(self, conn: Connection, name: str) -> TaskProfile | None:
-        row = conn.execute(_PROFILE, {"name": name}).first()
-        if row is None:
-            return None
+    @staticmethod
+    def _profile(row: Any) -> TaskProfile:
         return TaskProfile(name=row.name, allowed_actions=tuple(row.allowed_actions), ceiling=Tier(row.ceiling),
                            max_lifetime_seconds=row.max_lifetime_seconds, description=row.description)
+
+    def get_profile(self, conn: Connection, name: str) -> TaskProfile | None:
+        row = conn.execute(_PROFILE, {"name": name}).first()
+        return self._profile(row) if row else None
 
     def put_resource(self, conn: Connection, r: Resource) -> bool:
         return self._upsert(conn, t.resources, "name", r.name, {
             "kind": r.kind, "sensitivity": r.sensitivity.value, "environment": r.environment.value,
             "external": r.external, "description": r.description, "settings": dict(r.settings)})
 
-    def get_resource(self, conn: Connection, name: str) -> Resource | None:
-        row = conn.execute(_RESOURCE, {"name": name}).first()
-        if row is None:
-            return None
+    @staticmethod
+    def _resource(row: Any) -> Resource:
         return Resource(name=row.name, kind=row.kind, sensitivity=Sensitivity(row.sensitivity),
                         environment=Environment(row.environment), settings=dict(row.settings),
                         description=row.description, external=bool(row.external))
+
+    def get_resource(self, conn: Connection, name: str) -> Resource | None:
+        row = conn.execute(_RESOURCE, {"name": name}).first()
+        return self._resource(row) if row else None
 
     def agents_using_profile(self, conn: Connection, profile: str) -> list[str]:
         return [r.name for r in conn.execute(select(t.agents.c.name, t.agents.c.profiles))
@@ -190,8 +210,8 @@ class Store:
     @staticmethod
     def _task(row: Any) -> Task:
         return Task(task_id=TaskId(row.task_id), agent=row.agent, profile=row.profile, purpose=row.purpose,
-                    on_behalf_of=row.on_behalf_of, state=TaskState(row.state), created_at=_aware(row.created_at),
-                    expires_at=_aware(row.expires_at), state_reason=row.state_reason,
+                    on_behalf_of=row.on_behalf_of, state=TaskState(row.state), created_at=aware_ts(row.created_at),
+                    expires_at=aware_ts(row.expires_at), state_reason=row.state_reason,
                     acting_for=VerifiedHuman.from_dict(row.acting_for) if row.acting_for else None,
                     parent_task_id=TaskId(row.parent_task_id) if row.parent_task_id else None,
                     delegation=Delegation.from_dict(row.delegation) if row.delegation else None)
@@ -228,33 +248,47 @@ class Store:
     # -- task handles, grants ------------------------------------------------------------
     def add_handle(self, conn: Connection, task_id: str, backend: str, reference: Mapping[str, Any]) -> int:
         result = conn.execute(insert(t.task_handles).values(
-            task_id=task_id, backend=backend, reference=dict(reference), state="active", created_at=utcnow()))
+            task_id=task_id, backend=backend, reference=dict(reference), state=HandleState.ACTIVE.value,
+            created_at=utcnow()))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def handles(self, conn: Connection, task_id: str, state: str | None = "active") -> list[dict[str, Any]]:
+    def handles(self, conn: Connection, task_id: str,
+                state: HandleState | None = HandleState.ACTIVE) -> list[TaskHandle]:
         q = select(t.task_handles).where(t.task_handles.c.task_id == task_id)
         if state:
-            q = q.where(t.task_handles.c.state == state)
-        return [dict(r._mapping) for r in conn.execute(q.order_by(t.task_handles.c.id))]
+            q = q.where(t.task_handles.c.state == state.value)
+        return [TaskHandle(id=HandleId(r.id), task_id=TaskId(r.task_id), backend=r.backend,
+                           reference=dict(r.reference or {}), state=HandleState(r.state),
+                           created_at=aware_ts(r.created_at))
+                for r in conn.execute(q.order_by(t.task_handles.c.id))]
 
-    def add_grant(self, conn: Connection, **values: Any) -> None:
-        conn.execute(_INSERT_GRANT, values)
+    def add_grant(self, conn: Connection, grant: Grant) -> None:
+        conn.execute(_INSERT_GRANT, {
+            "grant_id": grant.grant_id, "task_id": grant.task_id, "decision_id": grant.decision_id,
+            "backend": grant.backend, "resource": grant.resource, "action": grant.action,
+            "lease_id": grant.lease_id, "accessor": grant.accessor, "fingerprints": list(grant.fingerprints),
+            "revocation": dict(grant.revocation), "covered_by_task_handle": grant.covered_by_task_handle,
+            "public": dict(grant.public), "secret_lengths": dict(grant.secret_lengths),
+            "issued_at": grant.issued_at, "expires_at": grant.expires_at, "state": grant.state.value})
 
-    def grants(self, conn: Connection, task_id: str, state: str | None = None) -> list[dict[str, Any]]:
+    def grants(self, conn: Connection, task_id: str, state: GrantState | None = None) -> list[Grant]:
         q = select(t.grants).where(t.grants.c.task_id == task_id)
         if state:
-            q = q.where(t.grants.c.state == state)
-        return [dict(r._mapping) for r in conn.execute(q.order_by(t.grants.c.issued_at))]
+            q = q.where(t.grants.c.state == state.value)
+        return [grant_from_row(r._mapping) for r in conn.execute(q.order_by(t.grants.c.issued_at))]
 
-    def get_grant(self, conn: Connection, grant_id: str) -> dict[str, Any] | None:
+    def get_grant(self, conn: Connection, grant_id: str) -> Grant | None:
         row = conn.execute(_GRANT, {"grant_id": grant_id}).first()
-        return dict(row._mapping) if row else None
+        return grant_from_row(row._mapping) if row else None
 
-    def active_grant_fingerprints(self, conn: Connection) -> list[dict[str, Any]]:
+    def active_grant_fingerprints(self, conn: Connection) -> list[GrantFingerprints]:
         q = select(t.grants.c.grant_id, t.grants.c.task_id, t.grants.c.fingerprints, t.grants.c.secret_lengths,
                    t.tasks.c.agent).join(
-            t.tasks, t.tasks.c.task_id == t.grants.c.task_id).where(t.grants.c.state == "active")
-        return [dict(r._mapping) for r in conn.execute(q)]
+            t.tasks, t.tasks.c.task_id == t.grants.c.task_id).where(t.grants.c.state == GrantState.ACTIVE.value)
+        return [GrantFingerprints(grant_id=GrantId(r.grant_id), task_id=TaskId(r.task_id), agent=r.agent,
+                                  fingerprints=tuple(r.fingerprints or ()),
+                                  secret_lengths=dict(r.secret_lengths or {}))
+                for r in conn.execute(q)]
 
     def count_active_grants(self, conn: Connection, task_id: str) -> int:
         return int(conn.execute(_ACTIVE_GRANTS, {"task_id": task_id}).scalar_one())
@@ -271,22 +305,24 @@ class Store:
             consequence=inputs.get("consequence"), sensitivity=inputs.get("sensitivity"),
             external=inputs.get("resource_external")))
 
-    def get_decision(self, conn: Connection, decision_id: str) -> dict[str, Any] | None:
+    def get_decision(self, conn: Connection, decision_id: str) -> StoredDecision | None:
         row = conn.execute(select(t.decisions).where(t.decisions.c.decision_id == decision_id)).first()
-        return dict(row._mapping) if row else None
+        return StoredDecision.from_row(row._mapping) if row else None
 
     def decisions(self, conn: Connection, *, task_id: str | None = None, since: datetime | None = None,
-                  limit: int = 10000) -> list[dict[str, Any]]:
+                  limit: int = 10000) -> list[StoredDecision]:
         q = select(t.decisions)
         if task_id:
             q = q.where(t.decisions.c.task_id == task_id)
         if since:
             q = q.where(t.decisions.c.created_at >= since)
-        return [dict(r._mapping) for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))]
+        return [StoredDecision.from_row(r._mapping)
+                for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))]
 
-    def decision_steps(self, conn: Connection, task_id: str) -> list[Any]:
+    def decision_steps(self, conn: Connection, task_id: str) -> list[DecisionStep]:
         """The chain's decisions in order, without their (large) JSON records."""
-        return list(conn.execute(_DECISION_STEPS, {"task_id": task_id}))
+        return [DecisionStep(action=r.action, tier=Tier(r.tier), outcome=Outcome(r.outcome))
+                for r in conn.execute(_DECISION_STEPS, {"task_id": task_id})]
 
     # -- replay guard ----------------------------------------------------------------------
     def record_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:

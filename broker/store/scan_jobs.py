@@ -16,20 +16,67 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from broker.models import FindingStatus
 from broker.store import tables as t
-from broker.store.repo import Store, aware, utcnow
-from scanners.jobs.ports import RawFinding, Recorded
+from broker.store.repo import Store, utcnow
+from broker.store.rows import aware_opt, aware_ts
+from scanners.jobs.ports import RawFinding, Recorded, RunStatus, RunSummary, Trigger
+from scanners.jobs.spec import ScanJobSpec
 
 
 def dedup_key(fingerprint: str, location: str) -> str:
     return hashlib.sha256(f"{fingerprint}\0{location}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ScanJob:
+    """A scan job's definition as stored, with its last run."""
+
+    name: str
+    spec: ScanJobSpec
+    last_run: RunSummary | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, m: RowMapping) -> ScanJob:
+        return cls(name=m["name"], spec=ScanJobSpec.load(m["spec"]),
+                   last_run=RunSummary.from_json(m["last_run"]) if m["last_run"] else None,
+                   created_at=aware_ts(m["created_at"]), updated_at=aware_ts(m["updated_at"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRun:
+    """A row of ``scan_runs``: one run of a job, ``running`` until it finishes."""
+
+    run_id: str
+    job: str
+    holder: str
+    trigger: Trigger
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime | None
+    bytes: int
+    findings: int
+    new_findings: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanLease:
+    """Who runs a job now (``holder`` until ``until``) and the last scheduled slot that ran."""
+
+    job: str
+    holder: str | None
+    until: datetime | None
+    last_slot: int | None
 
 
 class ScanStore:
@@ -37,19 +84,19 @@ class ScanStore:
         self.store = store
 
     # -- jobs -------------------------------------------------------------------------------------
-    def put_job(self, name: str, spec: Mapping[str, Any]) -> bool:
+    def put_job(self, name: str, spec: ScanJobSpec) -> bool:
         now = utcnow()
         with self.store.write() as conn:
             exists = conn.execute(select(t.scan_jobs.c.name).where(t.scan_jobs.c.name == name)).first()
             if exists is None:
                 conn.execute(
-                    insert(t.scan_jobs).values(name=name, spec=dict(spec), created_at=now, updated_at=now)
+                    insert(t.scan_jobs).values(name=name, spec=spec.dump(), created_at=now, updated_at=now)
                 )
             else:
                 conn.execute(
                     update(t.scan_jobs)
                     .where(t.scan_jobs.c.name == name)
-                    .values(spec=dict(spec), updated_at=now)
+                    .values(spec=spec.dump(), updated_at=now)
                 )
             if (
                 conn.execute(select(t.scan_job_leases.c.job).where(t.scan_job_leases.c.job == name)).first()
@@ -58,14 +105,15 @@ class ScanStore:
                 conn.execute(insert(t.scan_job_leases).values(job=name))
         return exists is None
 
-    def get_job(self, name: str) -> dict[str, Any] | None:
+    def get_job(self, name: str) -> ScanJob | None:
         with self.store.read() as conn:
             row = conn.execute(select(t.scan_jobs).where(t.scan_jobs.c.name == name)).first()
-        return dict(row._mapping) if row else None
+        return ScanJob.from_row(row._mapping) if row else None
 
-    def list_jobs(self) -> list[dict[str, Any]]:
+    def list_jobs(self) -> list[ScanJob]:
         with self.store.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(t.scan_jobs).order_by(t.scan_jobs.c.name))]
+            rows = conn.execute(select(t.scan_jobs).order_by(t.scan_jobs.c.name)).all()
+        return [ScanJob.from_row(r._mapping) for r in rows]
 
     def delete_job(self, name: str) -> bool:
         with self.store.write() as conn:
@@ -112,19 +160,21 @@ class ScanStore:
                 .values(until=None)
             )
 
-    def lease(self, job: str) -> dict[str, Any] | None:
+    def lease(self, job: str) -> ScanLease | None:
         with self.store.read() as conn:
             row = conn.execute(select(t.scan_job_leases).where(t.scan_job_leases.c.job == job)).first()
-        return dict(row._mapping) if row else None
+        if row is None:
+            return None
+        return ScanLease(job=row.job, holder=row.holder, until=aware_opt(row.until), last_slot=row.last_slot)
 
     # -- state ------------------------------------------------------------------------------------
     # -- the runner's port (scanners.jobs.ports.JobStore) ------------------------------------------
-    def get_spec(self, name: str) -> Mapping[str, Any] | None:
+    def get_spec(self, name: str) -> ScanJobSpec | None:
         job = self.get_job(name)
-        return None if job is None else dict(job["spec"])
+        return None if job is None else job.spec
 
-    def all_specs(self) -> Mapping[str, Mapping[str, Any]]:
-        return {j["name"]: dict(j["spec"]) for j in self.list_jobs()}
+    def all_specs(self) -> Mapping[str, ScanJobSpec]:
+        return {j.name: j.spec for j in self.list_jobs()}
 
     def commit_checkpoint(self, name: str, source_kind: str, state: Mapping[str, Any | None],
                           raws: Sequence[RawFinding]) -> list[Recorded]:
@@ -149,7 +199,7 @@ class ScanStore:
                 conn.execute(insert(t.scan_state).values(job=job, key=key, value=value))
 
     # -- runs -------------------------------------------------------------------------------------
-    def start_run(self, job: str, holder: str, trigger: str) -> tuple[str, datetime]:
+    def start_run(self, job: str, holder: str, trigger: Trigger) -> tuple[str, datetime]:
         run_id, now = "run_" + uuid.uuid4().hex[:20], utcnow()
         with self.store.write() as conn:
             conn.execute(
@@ -157,8 +207,8 @@ class ScanStore:
                     run_id=run_id,
                     job=job,
                     holder=holder,
-                    trigger=trigger,
-                    status="running",
+                    trigger=trigger.value,
+                    status=RunStatus.RUNNING.value,
                     started_at=now,
                     bytes=0,
                     findings=0,
@@ -167,29 +217,37 @@ class ScanStore:
             )
         return run_id, now
 
-    def finish_run(self, job: str, run_id: str, summary: Mapping[str, Any]) -> None:
+    def finish_run(self, job: str, summary: RunSummary) -> None:
         with self.store.write() as conn:
             conn.execute(
                 update(t.scan_runs)
-                .where(t.scan_runs.c.run_id == run_id)
+                .where(t.scan_runs.c.run_id == summary.run_id)
                 .values(
-                    status=summary["status"],
+                    status=summary.status.value,
                     finished_at=utcnow(),
-                    bytes=summary["bytes"],
-                    findings=summary["findings"],
-                    new_findings=summary["new_findings"],
-                    error=summary.get("error"),
+                    bytes=summary.bytes,
+                    findings=summary.findings,
+                    new_findings=summary.new_findings,
+                    error=summary.error,
                 )
             )
-            conn.execute(update(t.scan_jobs).where(t.scan_jobs.c.name == job).values(last_run=dict(summary)))
+            conn.execute(
+                update(t.scan_jobs).where(t.scan_jobs.c.name == job).values(last_run=summary.to_json())
+            )
 
-    def runs(self, job: str, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, job: str, limit: int = 50) -> list[ScanRun]:
         r = t.scan_runs.c
         with self.store.read() as conn:
             rows = conn.execute(
                 select(t.scan_runs).where(r.job == job).order_by(r.started_at.desc()).limit(limit)
-            )
-            return [_iso_row(dict(x._mapping)) for x in rows]
+            ).all()
+        return [
+            ScanRun(run_id=x.run_id, job=x.job, holder=x.holder, trigger=Trigger(x.trigger),
+                    status=RunStatus(x.status), started_at=aware_ts(x.started_at),
+                    finished_at=aware_opt(x.finished_at), bytes=x.bytes, findings=x.findings,
+                    new_findings=x.new_findings, error=x.error)
+            for x in rows
+        ]
 
     def count_runs(self, job: str) -> int:
         with self.store.read() as conn:
@@ -198,13 +256,6 @@ class ScanStore:
                     select(func.count()).select_from(t.scan_runs).where(t.scan_runs.c.job == job)
                 ).scalar_one()
             )
-
-
-def _iso_row(row: dict[str, Any]) -> dict[str, Any]:
-    for k, v in row.items():
-        if isinstance(v, datetime):
-            row[k] = aware(v).isoformat()  # type: ignore[union-attr]
-    return row
 
 
 def _record_findings(conn: Connection, job: str, kind: str, raws: Sequence[RawFinding]) -> list[Recorded]:

@@ -9,11 +9,13 @@ rotate a managed secret, alert) belong to the broker: ``broker/store/scan_jobs.p
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from scanners.jobs.spec import ScanJobSpec
 from scanners.known import GrantMatch
 
 
@@ -50,6 +52,47 @@ class Recorded:
     status: str
 
 
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+
+
+class Trigger(enum.StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What one run did: returned by a manual run and kept as the job's ``last_run``."""
+
+    run_id: str
+    status: RunStatus
+    trigger: Trigger
+    started_at: datetime
+    duration_ms: float
+    bytes: int
+    findings: int
+    new_findings: int
+    error: str | None
+    holder: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (``scan_jobs.last_run``); the admin API shows the same object."""
+        return {"run_id": self.run_id, "status": self.status.value, "trigger": self.trigger.value,
+                "started_at": self.started_at.isoformat(), "duration_ms": self.duration_ms, "bytes": self.bytes,
+                "findings": self.findings, "new_findings": self.new_findings, "error": self.error,
+                "holder": self.holder}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RunSummary:
+        return cls(run_id=raw["run_id"], status=RunStatus(raw["status"]), trigger=Trigger(raw["trigger"]),
+                   started_at=datetime.fromisoformat(raw["started_at"]), duration_ms=raw["duration_ms"],
+                   bytes=int(raw["bytes"]), findings=int(raw["findings"]), new_findings=int(raw["new_findings"]),
+                   error=raw["error"], holder=raw["holder"])
+
+
 @dataclass
 class Matches:
     """Fingerprints the run acts on: grants the broker issued, static secrets it manages."""
@@ -59,11 +102,11 @@ class Matches:
 
 
 class JobStore(Protocol):
-    def get_spec(self, name: str) -> Mapping[str, Any] | None:
-        """The job's stored spec (``ScanJobSpec.dump()``), or None when there is no such job."""
+    def get_spec(self, name: str) -> ScanJobSpec | None:
+        """The job's spec, or None when there is no such job."""
         ...
 
-    def all_specs(self) -> Mapping[str, Mapping[str, Any]]: ...
+    def all_specs(self) -> Mapping[str, ScanJobSpec]: ...
 
     def claim(self, job: str, holder: str, until: datetime, slot: int | None) -> bool: ...
 
@@ -71,9 +114,9 @@ class JobStore(Protocol):
 
     def release(self, job: str, holder: str) -> None: ...
 
-    def start_run(self, job: str, holder: str, trigger: str) -> tuple[str, datetime]: ...
+    def start_run(self, job: str, holder: str, trigger: Trigger) -> tuple[str, datetime]: ...
 
-    def finish_run(self, job: str, run_id: str, summary: Mapping[str, Any]) -> None: ...
+    def finish_run(self, job: str, summary: RunSummary) -> None: ...
 
     def load_state(self, job: str) -> Mapping[str, Any]: ...
 

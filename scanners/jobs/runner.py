@@ -28,7 +28,18 @@ from typing import Any
 import structlog
 
 from scanners.engine import Scanner
-from scanners.jobs.ports import FindingActions, JobBusy, JobNotFound, JobStore, Matches, RawFinding, Recorded
+from scanners.jobs.ports import (
+    FindingActions,
+    JobBusy,
+    JobNotFound,
+    JobStore,
+    Matches,
+    RawFinding,
+    Recorded,
+    RunStatus,
+    RunSummary,
+    Trigger,
+)
 from scanners.jobs.spec import ScanJobSpec
 from scanners.kingfisher import KingfisherEngine
 from scanners.known import GrantMatch, KnownSecretIndex
@@ -84,12 +95,11 @@ class ScanRunner:
         return self.scanner.fingerprint(value)
 
     # -- one run -------------------------------------------------------------------------------------
-    def run(self, name: str, *, trigger: str = "manual", slot: int | None = None) -> dict[str, Any] | Skipped:
-        stored = self.scans.get_spec(name)
-        if stored is None:
+    def run(self, name: str, *, trigger: Trigger = Trigger.MANUAL, slot: int | None = None) -> RunSummary | Skipped:
+        spec = self.scans.get_spec(name)
+        if spec is None:
             raise JobNotFound(name)
-        spec = ScanJobSpec.load(stored)
-        if trigger == "schedule" and not spec.enabled:
+        if trigger is Trigger.SCHEDULE and not spec.enabled:
             return Skipped("disabled")
         if not self.scans.claim(name, self.holder, _now() + timedelta(seconds=self.lease_seconds), slot):
             return Skipped("running elsewhere or slot taken")
@@ -105,8 +115,8 @@ class ScanRunner:
             beat.join(timeout=5)
             self.scans.release(name, self.holder)
 
-    def run_now(self, name: str) -> dict[str, Any]:
-        result = self.run(name, trigger="manual")
+    def run_now(self, name: str) -> RunSummary:
+        result = self.run(name, trigger=Trigger.MANUAL)
         if isinstance(result, Skipped):
             raise JobBusy(name)
         return result
@@ -118,38 +128,40 @@ class ScanRunner:
             except Exception as exc:  # the run goes on; the next beat retries
                 log.warning("scan.lease_renew_failed", job=name, error_type=type(exc).__name__)
 
-    def _run_claimed(self, name: str, spec: ScanJobSpec, trigger: str) -> dict[str, Any]:
+    def _run_claimed(self, name: str, spec: ScanJobSpec, trigger: Trigger) -> RunSummary:
         run_id, started = self.scans.start_run(name, self.holder, trigger)
         t0 = time.perf_counter()
         totals = {"bytes": 0, "findings": 0, "new_findings": 0}
-        status, error = "ok", None
+        status, error = RunStatus.OK, None
         try:
             self._stream(name, spec, totals)
         except Exception as exc:  # one job failing never stops the others; the run records why
-            status = "failed"
+            status = RunStatus.FAILED
             error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             error = f"{type(exc).__name__}: {error}"[:500]
             log.error("scan.run_failed", job=name, run_id=run_id, error=error)
-        summary = {
-            "run_id": run_id,
-            "status": status,
-            "trigger": trigger,
-            "started_at": started.isoformat(),
-            "duration_ms": round((time.perf_counter() - t0) * 1000, 1),
-            **totals,
-            "error": error,
-            "holder": self.holder,
-        }
-        self.scans.finish_run(name, run_id, summary)
+        summary = RunSummary(
+            run_id=run_id,
+            status=status,
+            trigger=trigger,
+            started_at=started,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
+            bytes=totals["bytes"],
+            findings=totals["findings"],
+            new_findings=totals["new_findings"],
+            error=error,
+            holder=self.holder,
+        )
+        self.scans.finish_run(name, summary)
         log.info(
             "scan.run",
             job=name,
             run_id=run_id,
-            status=status,
+            status=status.value,
             bytes=totals["bytes"],
             findings=totals["findings"],
             new=totals["new_findings"],
-            duration_ms=summary["duration_ms"],
+            duration_ms=summary.duration_ms,
         )
         return summary
 

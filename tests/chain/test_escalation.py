@@ -183,7 +183,7 @@ def test_reported_leak_revokes_that_grant_and_escalates(chain_broker):
     report = b.container.chain.report_leak(task_id, grant_id, {
         "rule": "vault-service-token", "location": "output", "fingerprint": "abc",
         "match": cred.secret("token")})  # a careless caller: the match must never be stored
-    assert report["detector"] == "leaked_secret" and report["task_state"] == "quarantined"
+    assert report is not None and report.detector == "leaked_secret" and report.task_state == "quarantined"
     for c in (cred, other):
         assert token_is_dead(b.openbao.address, c.secret("token"))
     events = b.admin().audit(task_id=task_id)
@@ -200,7 +200,7 @@ def test_flagged_review_escalates_the_task(chain_broker):
     task_id = agent.open_task("demo", "reviewed")["task_id"]
     token = agent.request_credential(task_id, "db.write", "demo-data").secret("token")
     report = b.container.chain.flag_review(task_id, "rev_123")
-    assert report["detector"] == "review_flagged"
+    assert report is not None and report.detector == "review_flagged"
     assert token_is_dead(b.openbao.address, token)
     view = b.admin().task(task_id)["chain"]
     assert [s["kind"] for s in view["steps"]][-2:] == ["review_flagged", "escalation"]

@@ -126,6 +126,7 @@ def test_openapi_schema_documents_every_contract_path(broker):
                  "/v1/admin/resources/{name}", "/v1/admin/tasks/{task_id}", "/v1/approvals",
                  "/v1/audit", "/v1/decisions/{decision_id}", "/v1/admin/policies/reload",
                  "/v1/admin/scan-jobs/{name}", "/v1/findings", "/v1/admin/managed-secrets/{name}",
-                 "/v1/tasks/{task_id}/approvals/{approval_id}", "/healthz", "/readyz", "/metrics"):
+                 "/v1/tasks/{task_id}/approvals/{approval_id}", "/healthz", "/readyz", "/metrics",
+                 "/v1/tasks/{task_id}/gateway/{resource}/{path}"):
         assert path in paths, path
     assert httpx.get(f"{broker.url}/docs", timeout=HTTP_TIMEOUT).status_code == 200

@@ -127,7 +127,7 @@ def test_legacy_store_is_anchored_and_its_old_rows_are_protected_from_then_on(tm
     assert result.ok and result.keyed_from == 21 and result.events == 22
     assert "20 legacy events before the key anchor at event 21" in result.summary()
     anchor = audit.events(kind="audit.chain_keyed")[0]
-    assert anchor["data"]["legacy_events"] == 20 and anchor["prev_hash"] == anchor["data"]["legacy_head"]
+    assert anchor.data["legacy_events"] == 20 and anchor.prev_hash == anchor.data["legacy_head"]
 
     # re-chaining the legacy prefix with plain SHA-256 (which needs no key) breaks the anchor's link
     with store.write() as conn:

@@ -68,12 +68,21 @@ def _undeclared(imports: dict[str, str], declared: set[str]) -> list[str]:
     return missing
 
 
+# imports a runtime feature makes only when asked for, each guarded by ``except ImportError`` with a
+# message naming the extra that provides it (module -> extra)
+OPTIONAL_IMPORTS = {"detect_secrets": "detect-secrets"}
+
+
 def test_every_runtime_import_is_a_declared_base_dependency():
     imports: dict[str, str] = {}
     for package in RUNTIME_PACKAGES:
         imports |= _third_party_imports(package)
     assert {"fastapi", "pathspec", "requests"} <= set(imports)  # the parse found the imports
+    optional = {m: imports.pop(m) for m in list(imports) if m in OPTIONAL_IMPORTS}
     assert _undeclared(imports, _declared()) == []
+    for module, where in optional.items():
+        assert _undeclared({module: where}, _declared(OPTIONAL_IMPORTS[module])) == []
+        assert "except ImportError" in (ROOT / where).read_text(), f"{where}: {module} import is not guarded"
 
 
 def test_every_terraform_provider_import_is_declared_in_the_terraform_extra():

@@ -22,6 +22,7 @@ sys.path.append(str(pathlib.Path(__file__).parents[1]))  # never ahead of the re
 from support.moto import MotoServer, start_moto
 from support.postgres import PostgresServer
 
+from broker.api.presenters import audit_event_body
 from broker.audit import AuditLog, LocalAuditKey
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.openbao_server import OpenBaoServer
@@ -83,9 +84,9 @@ class Rig:
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [
-            e
+            audit_event_body(e)
             for e in self.audit.events(limit=10000)
-            if e["kind"].startswith("rotation.") and e["data"].get("name") == name
+            if e.kind.startswith("rotation.") and e.data.get("name") == name
         ]
 
 

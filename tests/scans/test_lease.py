@@ -8,13 +8,14 @@ from pathlib import Path
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store, utcnow
 from broker.store.scan_jobs import ScanStore
+from scanners.jobs.spec import ScanJobSpec
 
 
 def _scans(tmp: Path) -> ScanStore:
     engine = make_engine(f"sqlite:///{tmp / 'lease.db'}")
     migrate(engine)
     scans = ScanStore(Store(engine))
-    scans.put_job("j", {"source": {"kind": "files", "path": "/x"}, "schedule": {"every_seconds": 1}})
+    scans.put_job("j", ScanJobSpec.load({"source": {"kind": "files", "path": "/x"}, "schedule": {"every_seconds": 1}}))
     return scans
 
 
@@ -35,4 +36,5 @@ def test_a_slot_runs_once_and_a_dead_holders_lease_expires(tmp_path: Path) -> No
     assert not scans.claim("j", "b", utcnow() + timedelta(seconds=60), slot=7)  # b fired late for slot 7
     assert scans.claim("j", "b", utcnow() - timedelta(seconds=1), slot=8)  # b dies holding an expired lease
     assert scans.claim("j", "c", utcnow() + timedelta(seconds=60), slot=9)
-    assert scans.lease("j")["holder"] == "c"  # type: ignore[index]
+    lease = scans.lease("j")
+    assert lease is not None and lease.holder == "c"

@@ -2,7 +2,8 @@
 
 Backend settings are two optional blocks, as in the API body: ``vault`` (kinds ``vault_token``:
 ``policies``; ``vault_kv``: ``mount`` + ``path``; ``postgres``: ``mount`` + ``role``) and ``aws``
-(kind ``aws``: ``role_arn``, ``region``, ``endpoint_url``, ``external_id``). The broker checks
+(kind ``aws``: ``role_arn``, ``region``, ``endpoint_url``, ``external_id``) and ``http`` (kind
+``http_api``: ``base_url``, ``auth``, ``source``, ``rules`` ...; docs/backends.md). The broker checks
 them against the real backend on every ``PUT``; a policy, role or path that does not exist comes
 back as a diagnostic on that attribute. ``aws.external_id`` is a shared secret with the role's
 trust policy, so it is sensitive: Terraform never shows it in a plan.
@@ -14,15 +15,15 @@ from typing import Any
 
 from tf.iface import Config, State
 from tf.schema import Attribute, Block, Schema
-from tf.types import Bool, Set, String, Unknown
+from tf.types import Bool, List, Set, String, Unknown
 from tf.utils import Diagnostics
 
 from broker.models import Environment, Sensitivity
 from terraform.provider.resources.base import BrokerResource, check_enum, known
 from terraform.provider.schema_util import SingleNestedBlock
 
-KINDS = ["vault_token", "vault_kv", "postgres", "aws"]
-BLOCK_OF_KIND = {"vault_token": "vault", "vault_kv": "vault", "postgres": "vault", "aws": "aws"}
+KINDS = ["vault_token", "vault_kv", "postgres", "aws", "http_api"]
+BLOCK_OF_KIND = {"vault_token": "vault", "vault_kv": "vault", "postgres": "vault", "aws": "aws", "http_api": "http"}
 
 VAULT = [
     Attribute("policies", Set(String()), optional=True,
@@ -39,7 +40,22 @@ AWS = [
     Attribute("external_id", String(), optional=True, sensitive=True,
               description="External ID the role's trust policy requires. Sensitive."),
 ]
+HTTP = [
+    Attribute("base_url", String(), optional=True,
+              description="The upstream's base URL: loopback, or a host in the broker's gateway.allowed_hosts."),
+    Attribute("auth", String(), optional=True, description="`bearer`, `header`, `basic` or `query`."),
+    Attribute("auth_name", String(), optional=True, description="auth `header`/`query`: the header or parameter."),
+    Attribute("username", String(), optional=True, description="auth `basic`: the user name."),
+    Attribute("source", String(), optional=True, description="`vault_kv` (a static key) or `vault_token`."),
+    Attribute("mount", String(), optional=True, description="source `vault_kv`: the KV mount."),
+    Attribute("path", String(), optional=True, description="source `vault_kv`: the secret's path."),
+    Attribute("field", String(), optional=True, description="source `vault_kv`: the field holding the key."),
+    Attribute("policies", Set(String()), optional=True, description="source `vault_token`: ACL policies."),
+    Attribute("rules", List(String()), optional=True,
+              description='Request rules, first match wins: "METHOD /path/* action".'),
+]
 SENSITIVE = {"external_id"}
+BLOCKS = (("vault", VAULT), ("aws", AWS), ("http", HTTP))
 
 
 class ResourceResource(BrokerResource):
@@ -59,7 +75,7 @@ class ResourceResource(BrokerResource):
                 Attribute("name", String(), required=True, requires_replace=True,
                           description="Unique name; changing it replaces the resource."),
                 Attribute("kind", String(), required=True,
-                          description="`vault_token`, `vault_kv`, `postgres` or `aws` (changed in place)."),
+                          description="`vault_token`, `vault_kv`, `postgres`, `aws` or `http_api` (changed in place)."),
                 Attribute("sensitivity", String(), required=True,
                           description="`public`, `internal`, `confidential` or `restricted`."),
                 Attribute("environment", String(), required=True, description="`dev`, `staging` or `prod`."),
@@ -70,6 +86,7 @@ class ResourceResource(BrokerResource):
             block_types=[
                 SingleNestedBlock("vault", Block(attributes=VAULT, description="OpenBao/Vault settings.")),
                 SingleNestedBlock("aws", Block(attributes=AWS, description="AWS STS settings.")),
+                SingleNestedBlock("http", Block(attributes=HTTP, description="http_api: upstream, credential, rules.")),
             ],
         )
 
@@ -90,7 +107,7 @@ class ResourceResource(BrokerResource):
                                 "environment": state["environment"],
                                 "external": bool(known(state.get("external"), False)),
                                 "description": known(state.get("description"), "")}
-        for block in ("vault", "aws"):
+        for block, _ in BLOCKS:
             settings = state.get(block)
             if settings is not None:
                 body[block] = {k: (list(v) if isinstance(v, list) else v)
@@ -102,7 +119,7 @@ class ResourceResource(BrokerResource):
                         "sensitivity": body["sensitivity"], "environment": body["environment"],
                         "external": bool(body.get("external", False)),
                         "description": body.get("description") or ""}
-        for block, attrs in (("vault", VAULT), ("aws", AWS)):
+        for block, attrs in BLOCKS:
             got = body.get(block)
             before = (prior or {}).get(block)
             if not isinstance(got, dict):

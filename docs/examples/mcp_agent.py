@@ -1,0 +1,76 @@
+"""An agent that uses only MCP: it never sees a credential.
+
+    python docs/examples/mcp_agent.py --url http://127.0.0.1:8080 --data-dir .nhi-broker \\
+        --agent demo-agent --resource crm-api --path /v1/customers/42
+
+It starts ``nhi-broker mcp`` over stdio with the MCP SDK's own client, opens a task, calls the
+``http_api`` resource through the broker's gateway (on a step-up it prints the approval id and
+waits for a human's decision with ``approval_status``), and ends the task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import anyio
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+
+def result(res) -> dict:  # type: ignore[no-untyped-def]
+    if res.is_error:
+        raise SystemExit(f"tool error: {res.content[0].text}")
+    data = res.structured_content or json.loads(res.content[0].text)
+    return data.get("result", data) if set(data) == {"result"} else data
+
+
+async def main(args: argparse.Namespace) -> None:
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "broker.cli", "mcp", "--url", args.url, "--data-dir", args.data_dir, "--agent", args.agent],
+    )
+    async with stdio_client(server) as (read, write), ClientSession(read, write) as mcp:
+        await mcp.initialize()
+        for tool in (await mcp.list_tools()).tools:
+            print(f"- {tool.name}: {tool.description}")
+        task = result(await mcp.call_tool("open_task", {"profile": args.profile, "purpose": "example agent"}))
+        call = {"task_id": task["task_id"], "resource": args.resource, "method": args.method, "path": args.path}
+        try:
+            answer = result(await mcp.call_tool("call_api", call))
+            deadline = time.monotonic() + args.approval_wait
+            while answer.get("step_up"):
+                approval_id = answer["approval_id"]
+                print(f"needs approval {approval_id}: nhi-broker approvals approve {approval_id}")
+                state = "pending"
+                while state == "pending":  # the long-poll is not a chain step; retrying the call would be
+                    if time.monotonic() > deadline:
+                        raise SystemExit("not approved in time")
+                    status = result(
+                        await mcp.call_tool(
+                            "approval_status",
+                            {"task_id": task["task_id"], "approval_id": approval_id, "wait_seconds": 30},
+                        )
+                    )
+                    state = status.get("state", "pending")
+                if state != "approved":
+                    raise SystemExit(f"approval {approval_id} is {state}")
+                answer = result(await mcp.call_tool("call_api", {**call, "approval_id": approval_id}))
+            print(f"{answer['status']} (redactions: {answer['redactions']})\n{answer['body']}")
+        finally:
+            print(result(await mcp.call_tool("end_task", {"task_id": task["task_id"]})))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--url", required=True)
+    p.add_argument("--data-dir", default=".nhi-broker")
+    p.add_argument("--agent", default="demo-agent")
+    p.add_argument("--profile", default="demo")
+    p.add_argument("--resource", required=True)
+    p.add_argument("--method", default="GET")
+    p.add_argument("--path", required=True)
+    p.add_argument("--approval-wait", type=float, default=600)
+    anyio.run(main, p.parse_args())
