@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from broker.audit import AuditLog, LocalAuditKey
+from broker.netpolicy import OutboundPolicy
+from broker.pathpolicy import ScanRoots
 from broker.services.findings import FindingsService, NoManagedSecrets
+from broker.services.source_guard import SourceGuard
 from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
 from broker.store.scan_jobs import ScanStore
@@ -119,7 +122,9 @@ def runner(tmp: Path) -> tuple[ScanRunner, ScanStore]:
     findings = FindingsService(store, audit, lambda *_: {}, NoManagedSecrets(), alert=None)
     scans = ScanStore(store)
     index = KnownSecretIndex(KEY)
-    return ScanRunner(scans, findings, KEY, SourceEnv(cache_dir=tmp / "scan-cache"), holder="bench",
+    # the planted logs and repo are the scan root; the scan cache is the data dir (never scanned)
+    guard = SourceGuard(ScanRoots.build([tmp], data_dir=tmp / "scan-cache"), OutboundPolicy())
+    return ScanRunner(scans, findings, KEY, SourceEnv(cache_dir=tmp / "scan-cache", policy=guard), holder="bench",
                       grants_index=lambda: index), scans
 
 

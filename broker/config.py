@@ -13,6 +13,8 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker.errors import InvalidInput
+from broker.netpolicy import OutboundPolicy
 from policies import DEFAULT_BUNDLE
 
 PLACEHOLDERS = {"", "changeme", "change-me", "root", "admin", "password", "secret", "token", "xxx"}
@@ -63,7 +65,20 @@ class TokenExchangeSettings(BaseModel):
 
 class OpenBaoSettings(BaseModel):
     addr: str = "http://127.0.0.1:8200"
+    # how the broker authenticates itself (broker/backends/openbao_auth.py, docs/deploy.md)
+    auth: Literal["token", "approle"] = "token"
     token: SecretStr = SecretStr("")
+    renew_token: bool = False  # auth token: renew it (renew-self) at 2/3 of its TTL
+    approle_mount: str = Field(default="approle", pattern=r"^[A-Za-z0-9_\-/]{1,100}$")
+    approle_role_id: str = Field(default="", max_length=200)
+    approle_secret_id: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _approle_complete(self) -> OpenBaoSettings:
+        if self.auth == "approle" and not (self.approle_role_id and self.approle_secret_id.get_secret_value()):
+            raise ValueError("openbao.auth approle needs openbao.approle_role_id and openbao.approle_secret_id "
+                             "(NHI_BROKER_OPENBAO__APPROLE_SECRET_ID)")
+        return self
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     token_ttl_max_seconds: int = 86400
     public_addr: str | None = None  # where agents reach OpenBao (unwrap); default: addr
@@ -75,6 +90,40 @@ class AwsSettings(BaseModel):
     endpoint_url: str | None = None
     revocation_mode: Literal["tag_deny", "per_task_role"] = "tag_deny"
 
+
+class OutboundSettings(BaseModel):
+    """Where admin-defined URLs may point (broker/netpolicy.py, docs/operations.md)."""
+
+    allow_loopback: bool | None = None  # plain http:// and 127.0.0.0/8 / ::1; default: dev mode only
+    allow_networks: list[str] = Field(default=[], max_length=64)  # private CIDRs the deployment uses
+
+
+MiB = 1024 * 1024
+
+
+class LimitsSettings(BaseModel):
+    """Request size and rate limits (broker/api/limits.py, docs/operations.md)."""
+
+    max_body_bytes: int = Field(default=MiB, ge=1024, le=64 * MiB)
+    # per route template (the path as the OpenAPI document writes it); these carry up to 1 MiB of text
+    route_max_body_bytes: dict[str, int] = {"/v1/scan": 4 * MiB, "/v1/tasks/{task_id}/events": 4 * MiB,
+                                            "/v1/token": 32 * 1024}
+    auth_failures_per_minute: int = Field(default=30, ge=1, le=100_000)  # per source address
+    scans_per_minute: int = Field(default=120, ge=1, le=100_000)  # per agent and per source address
+    auth_failed_audit_interval_seconds: float = Field(default=60.0, ge=1, le=3600)
+    max_concurrent_scans: int = Field(default=4, ge=1, le=256)
+    max_queued_scans: int = Field(default=16, ge=0, le=10_000)
+    # trust X-Forwarded-For from these proxy addresses (HAProxy); otherwise the peer address counts
+    trusted_proxies: list[str] = Field(default=[], max_length=64)
+
+    @field_validator("route_max_body_bytes")
+    @classmethod
+    def _route_limits(cls, v: dict[str, int]) -> dict[str, int]:
+        for route, n in v.items():
+            if not route.startswith("/") or not 1024 <= n <= 64 * MiB:
+                raise ValueError(f"limits.route_max_body_bytes[{route!r}]: route must start with / and the "
+                                 "limit be from 1024 to 67108864 bytes")
+        return v
 
 class GatewaySettings(BaseModel):
     """The credential-injecting gateway (resource kind ``http_api``, docs/backends.md)."""
@@ -172,6 +221,13 @@ class Settings(BaseSettings):
     # /readyz runs its checks concurrently and answers within this budget (unanswered: unready)
     readiness_budget_seconds: float = Field(default=2.0, gt=0, le=30)
     revocation_worker_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    # PostgreSQL store: besides LISTEN/NOTIFY, re-read grants issued by other replicas this often
+    grant_feed_resync_seconds: float = Field(default=5.0, gt=0, le=86400)
+    outbound: OutboundSettings = OutboundSettings()
+    limits: LimitsSettings = LimitsSettings()
+    # directories `files` scan jobs may read (broker/pathpolicy.py); `serve`: none until configured,
+    # `up`: the working directory and the system temp directory
+    scan_roots: list[Path] = Field(default=[], max_length=64)
     rotation_worker_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     scan_lease_seconds: float = Field(default=60.0, gt=1, le=3600)
     scan_max_workers: int = Field(default=4, ge=1, le=32)
@@ -188,10 +244,70 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_placeholders_in_production(self) -> Settings:
         if not self.dev_mode:
-            for name, value in (("admin_token", self.admin_token), ("openbao.token", self.openbao.token)):
+            checked = [("admin_token", self.admin_token)]
+            if self.openbao.auth == "token":
+                checked.append(("openbao.token", self.openbao.token))
+            for name, value in checked:
                 if value.get_secret_value().strip().lower() in PLACEHOLDERS or len(value.get_secret_value()) < 16:
                     raise ValueError(f"{name} is missing or a placeholder; set a real secret "
                                      f"(at least 16 characters) outside dev mode")
+        return self
+
+    @field_validator("fingerprint_key")
+    @classmethod
+    def _fingerprint_key(cls, v: SecretStr) -> SecretStr:
+        raw = v.get_secret_value()
+        if raw:
+            try:
+                ok = len(bytes.fromhex(raw)) >= 32
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("fingerprint_key must be hex of at least 32 bytes (64 hex characters)")
+        return v
+
+    @model_validator(mode="after")
+    def _shared_keys_with_a_shared_store(self) -> Settings:
+        """Replicas on one PostgreSQL store must share their keys: a key generated per data dir
+        would make each replica's fingerprints unmatchable by the others, and the audit chain
+        unverifiable (events appended under different keys)."""
+        if not self.database_url.startswith("postgresql"):
+            return self
+        missing = []
+        if not self.fingerprint_key.get_secret_value():
+            missing.append("fingerprint_key (NHI_BROKER_FINGERPRINT_KEY, 64 hex characters)")
+        if not self.audit.key.get_secret_value() and self.audit.key_file is None:
+            missing.append("audit.key (NHI_BROKER_AUDIT__KEY, 64 hex characters) or audit.key_file")
+        if missing:
+            raise ValueError(f"{' and '.join(missing)} required with a PostgreSQL store: every replica must "
+                             "use the same keys, so none may generate its own")
+        return self
+
+    def outbound_policy(self) -> OutboundPolicy:
+        allow = self.dev_mode if self.outbound.allow_loopback is None else self.outbound.allow_loopback
+        return OutboundPolicy.from_config(allow, self.outbound.allow_networks)
+
+    @model_validator(mode="after")
+    def _outbound_urls(self) -> Settings:
+        policy = self.outbound_policy()  # a bad allow_networks entry fails here, naming the setting
+        for name, url in (("alert_webhook_url", self.alert_webhook_url),
+                          ("approval_webhook_url", self.approval_webhook_url),
+                          ("aws.endpoint_url", self.aws.endpoint_url)):
+            if url is not None:
+                try:
+                    policy.check_url(url, field=name)
+                except InvalidInput as exc:
+                    raise ValueError(exc.message) from None
+        urls = [(f"issuers[{i}].jwks_url", issuer.jwks_url) for i, issuer in enumerate(self.issuers)]
+        urls += [(f"human_issuers[{i}].jwks_url", h.jwks_url)
+                 for i, h in enumerate(self.human_issuers)]
+        urls += [(f"audit.sinks[{i}].url", sink.url) for i, sink in enumerate(self.audit.sinks)]
+        for name, url in urls:
+            if url is not None:
+                try:
+                    policy.check_url(url, field=name)
+                except InvalidInput as exc:
+                    raise ValueError(exc.message) from None
         return self
 
     @field_validator("console_url")

@@ -17,12 +17,15 @@ from broker.approvals.service import ApprovalService, Notifier
 from broker.audit import AuditLog
 from broker.audit.guard import AuditGuard
 from broker.audit.wiring import audit_key, build_guard
+from broker.backends import openbao_auth
 from broker.backends.kinds import BackendDeps, build_backends
+from broker.backends.openbao_auth import TokenRenewer
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_kv_reader import kv_reader_factory
 from broker.backends.openbao_token import OpenBaoTokenBackend
 from broker.backends.port import CredentialBackend
 from broker.chain.alerts import WebhookAlerter
+from broker.chain.locks import LocalTaskLocks, PostgresTaskLocks, TaskLocks
 from broker.chain.rules import ChainRules
 from broker.chain.service import ChainService
 from broker.config import IssuerSettings, Settings
@@ -36,6 +39,7 @@ from broker.metrics import Metrics
 from broker.people.service import PeopleService, token_key
 from broker.policy import PolicyHolder
 from broker.secrets import Fingerprinter, Secret
+from broker.services.auth_failures import AuthFailureLog
 from broker.services.authn import AgentAuthenticator
 from broker.services.events import EventService
 from broker.services.health import HealthService
@@ -96,6 +100,7 @@ class Container:
     metrics: Metrics
     alerter: WebhookAlerter | None
     approval_notifier: WebhookAlerter | None
+    openbao_renewer: TokenRenewer | None  # the broker's own OpenBao token; started by the runner
     audit_guard: AuditGuard  # verification + signed checkpoints; the runner starts it
 
     @classmethod
@@ -110,13 +115,16 @@ class Container:
         fingerprint = Fingerprinter(key)
         policies = PolicyHolder.load(settings.policy_dir)  # a bad bundle stops start-up (file:line)
         chain_rules = ChainRules(settings.policy_dir, policies.catalog)
-        openbao = OpenBaoHTTP(settings.openbao.addr, Secret(settings.openbao.token.get_secret_value()),
-                              timeout=settings.openbao.timeout_seconds)
+        bao = settings.openbao
+        openbao, openbao_renewer = openbao_auth.connect(
+            bao.addr, timeout=bao.timeout_seconds, auth=bao.auth, token=Secret(bao.token.get_secret_value()),
+            renew_token=bao.renew_token, approle_mount=bao.approle_mount, approle_role_id=bao.approle_role_id,
+            approle_secret_id=Secret(bao.approle_secret_id.get_secret_value()))
         token_backend = OpenBaoTokenBackend(openbao)
         token_backend.bootstrap()
         backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend, policies.catalog))
         metrics = Metrics()
-        approval_notifier = _webhook(settings.approval_webhook_url, settings)
+        approval_notifier = _webhook(settings.approval_webhook_url, settings, field="approval_webhook_url")
         people = PeopleService(store, audit, token_key=token_key(key),
                                admin_token=Secret(settings.admin_token.get_secret_value()),
                                sign_in=_sign_in_verifier(settings, store),
@@ -130,16 +138,17 @@ class Container:
         revocations = RevocationService(store, audit, backends, on_task_closed=(
             approvals.cancel_for_task,
             lambda conn, task_id, state, reason: reviews.cancel_for_task(conn, task_id, state, reason)))
-        alerter = _webhook(settings.alert_webhook_url, settings)
+        alerter = _webhook(settings.alert_webhook_url, settings, field="alert_webhook_url")
         chain = ChainService(store, audit, revocations, chain_rules, policies.catalog, fingerprint,
-                             alerter=alerter,
+                             task_locks(settings), alerter=alerter,
                              on_escalated=lambda detector: metrics.escalations.labels(detector).inc())
         kv = OpenBaoKV(openbao)
         rotation = RotationService(store, audit, fingerprint, kv, {
             Kind.KV_GENERATED: KvGeneratedPlaybook(kv, fingerprint),
             Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(openbao),
             Kind.DATABASE_ROOT: DatabaseRootPlaybook(openbao),
-            Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(),  # the broker's AWS credentials: boto3's standard chain
+            # the broker's AWS credentials: boto3's standard chain; endpoints under the outbound policy
+            Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(outbound=settings.outbound_policy()),
         })
         known = KnownSecretIndex(key)
         # the live scanner and the task service meet in two directions: issuance feeds the
@@ -161,7 +170,8 @@ class Container:
         access = AccessTokens(signing_key, issuer=settings.token_issuer(),
                               max_ttl_seconds=settings.token_exchange.max_ttl_seconds)
         dpop = DPoPVerifier(StoreReplayGuard(store), DPoPSettings(settings.token_exchange.dpop_iat_window_seconds))
-        authenticator = AgentAuthenticator(workloads, store, audit, access, dpop)
+        authenticator = AgentAuthenticator(workloads, store, audit, access, dpop, AuthFailureLog(
+            audit, interval_seconds=settings.limits.auth_failed_audit_interval_seconds))
         credentials = CredentialFlow(tasks, approvals, reviews, chain, metrics)
         return cls(
             settings=settings, store=store, audit=audit, fingerprint=fingerprint, fingerprint_key=key,
@@ -187,6 +197,7 @@ class Container:
                                  revocation_heartbeat=heartbeat,
                                  budget_seconds=settings.readiness_budget_seconds),
             metrics=metrics, alerter=alerter, approval_notifier=approval_notifier,
+            openbao_renewer=openbao_renewer,
             audit_guard=build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter),
         )
 
@@ -195,12 +206,22 @@ class Container:
         for hook in (self.alerter, self.approval_notifier):
             if hook is not None:
                 hook.close(timeout=2.0)
+        self.chain.locks.close()
         self.gateway.close()
+        self.authenticator.failures.flush()  # counts of aggregated auth.failed events
         self.store.engine.dispose()
 
 
-def _webhook(url: str | None, settings: Settings) -> WebhookAlerter | None:
-    return WebhookAlerter(url, timeout=settings.alert_webhook_timeout_seconds) if url else None
+def task_locks(settings: Settings) -> TaskLocks:
+    """In-process locks on SQLite; advisory locks shared by every replica on PostgreSQL."""
+    url = settings.resolved_database_url()
+    return PostgresTaskLocks(url) if url.startswith("postgresql") else LocalTaskLocks()
+
+
+def _webhook(url: str | None, settings: Settings, *, field: str) -> WebhookAlerter | None:
+    """A webhook under the outbound policy: checked now, and before each delivery (names resolved)."""
+    return WebhookAlerter(url, timeout=settings.alert_webhook_timeout_seconds, policy=settings.outbound_policy(),
+                          field=field) if url else None
 
 
 def _approval_notify(hook: WebhookAlerter | None, settings: Settings) -> Notifier | None:
@@ -221,7 +242,8 @@ def _human_verifier(settings: Settings, store: Store) -> IdentityVerifier | None
     """People (actor tokens of a token exchange) come from their own issuers, never the agents'."""
     if not settings.human_issuers:
         return None
-    return IdentityVerifier([_issuer_config(i) for i in settings.human_issuers], StoreReplayGuard(store))
+    return IdentityVerifier([_issuer_config(i) for i in settings.human_issuers], StoreReplayGuard(store),
+                            outbound=settings.outbound_policy())
 
 
 def _sign_in_verifier(settings: Settings, store: Store) -> IdentityVerifier | None:
@@ -236,4 +258,4 @@ def _verifier(settings: Settings, store: Store) -> IdentityVerifier:
     configs = [_issuer_config(i) for i in settings.issuers]
     if settings.dev_issuer:
         configs.append(DevIssuer.load_or_create(settings.data_dir).issuer_config())
-    return IdentityVerifier(configs, StoreReplayGuard(store))
+    return IdentityVerifier(configs, StoreReplayGuard(store), outbound=settings.outbound_policy())

@@ -55,7 +55,18 @@ class _Stderr:
         sys.stderr.flush()
 
 
+# HTTP and AWS libraries log request and response bodies at DEBUG (botocore: "Response body:"),
+# which would put an upstream's answer, or a credential in a request, into the broker's logs
+QUIET_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3", "httpx", "httpcore", "hvac")
+
+
+def quiet_libraries() -> None:
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
+    quiet_libraries()
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
                      # plain tracebacks: rich's would print local variables (a secret in a frame would
                      # reach the log) and take seconds to render for a deep stack

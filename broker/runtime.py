@@ -11,6 +11,8 @@ Building the container starts nothing; ``nhi-broker up``/``serve`` (and the test
 | scan scheduler | ``rotation/scheduler.py`` | runs scheduled leak scans (APScheduler, job store in the DB) |
 | policy watcher | ``broker/policy/holder.py`` | reloads the policy bundle when its files change |
 | audit guard | ``broker/audit/guard.py`` | verifies the audit chain (start-up, schedule), exports signed checkpoints |
+| OpenBao token renewer | ``broker/backends/openbao_auth.py`` | renews the broker's own token (AppRole: logs in again) |
+| grant feed | ``broker/services/grant_feed.py`` | PostgreSQL: the leak index learns other replicas' grants |
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 
 from broker.audit.guard import AuditGuard
 from broker.container import Container
+from broker.services.grant_feed import GrantFeed
 from broker.workers import Worker
 from rotation.revocation_worker import RevocationWorker
 from rotation.scheduler import ScanScheduler
@@ -81,6 +84,11 @@ def start_workers(container: Container, *, revocation_interval: float | None = N
         if audit:  # keys an unkeyed chain, verifies it now and on a schedule, exports checkpoints
             workers.audit = container.audit_guard.start()
         workers.revocation = revocation_worker(container, revocation_interval).start()
+        if container.openbao_renewer is not None:
+            workers.add(container.openbao_renewer.start())
+        if container.store.dialect == "postgresql":  # replicas: learn the grants the others issue
+            workers.add(GrantFeed(container.store, container.scanning.known,
+                                  resync_seconds=container.settings.grant_feed_resync_seconds).start())
         if rotation:
             workers.add(RotationWorker(container.rotation,
                                        container.settings.rotation_worker_interval_seconds).start())

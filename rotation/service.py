@@ -43,6 +43,8 @@ from rotation.playbooks.base import (
 
 log = get_logger("nhi-broker.rotation")
 LEAK = "leak"
+MAX_AGE_SECONDS = 10 * 365 * 86400
+MAX_OVERLAP_SECONDS = 30 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +126,11 @@ class RotationService:
             self.kv.check_mount(kv_mount)
         elif kv_mount or kv_path:
             raise InvalidInput("kv", f"must be empty for kind {k.value}: OpenBao keeps the value itself")
-        if max_age_seconds is not None and max_age_seconds < 60:
-            raise InvalidInput("max_age_seconds", "must be at least 60 (or null: no scheduled rotation)")
-        if overlap_seconds < 0:
-            raise InvalidInput("overlap_seconds", "must be 0 or more")
+        if max_age_seconds is not None and not 60 <= max_age_seconds <= MAX_AGE_SECONDS:
+            raise InvalidInput("max_age_seconds", f"must be from 60 to {MAX_AGE_SECONDS} (10 years), or null: "
+                                                  "no scheduled rotation")
+        if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
+            raise InvalidInput("overlap_seconds", f"must be from 0 to {MAX_OVERLAP_SECONDS} (30 days)")
         secret = ManagedSecret(
             name=name,
             kind=k,

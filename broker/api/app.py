@@ -11,9 +11,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.api import (
+    openapi,
     routes_admin,
     routes_agent,
     routes_approvals,
@@ -24,12 +27,14 @@ from broker.api import (
     routes_token,
 )
 from broker.api.docs import add_offline_docs
+from broker.api.limits import RequestGuard, ScanGate, TooManyRequests
 from broker.container import Container
 from broker.errors import BrokerError, Denied
 from broker.logging import configure_logging, get_logger
 from broker.metrics import Metrics
 
 log = get_logger("nhi-broker.api")
+GATEWAY_ROUTE = "/v1/tasks/{task_id}/gateway/{resource}/{path}"
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -113,7 +118,9 @@ def create_app(container: Container) -> FastAPI:
         if isinstance(exc, Denied) and "decision" in exc.details:
             body = {"error": {k: v for k, v in exc.to_dict().items() if k != "decision"},
                     "decision": exc.details["decision"]}
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -126,13 +133,24 @@ def create_app(container: Container) -> FastAPI:
                                        "errors": [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg")}
                                                   for e in exc.errors()[:20]]}}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the framework's own errors, in the broker's shape; an unparseable body is bad input (422)
+        if exc.status_code == 400:
+            return JSONResponse({"error": {"code": "invalid_input", "field": "body",
+                                           "message": "body: must be a JSON document"}},
+                                status_code=422)
+        return JSONResponse({"error": {"code": f"http_{exc.status_code}", "message": str(exc.detail)}},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("request.failed", error_type=type(exc).__name__, exc_info=exc)
         return JSONResponse({"error": {"code": "internal_error", "message": "internal error; see broker logs"}},
                             status_code=500)
 
-    app.add_middleware(_RequestContext, metrics=container.metrics)
+    limits = container.settings.limits
+    app.state.scan_gate = ScanGate(limits.max_concurrent_scans, limits.max_queued_scans)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -143,17 +161,23 @@ def create_app(container: Container) -> FastAPI:
         report = container.health.readiness()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     def metrics() -> PlainTextResponse:
         container.metrics.refresh(container.health.revocation_backlog())
         return PlainTextResponse(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(routes_agent.router)
-    app.include_router(routes_admin.router)
-    app.include_router(routes_approvals.router)
-    app.include_router(routes_people.router)
-    app.include_router(routes_rotation.router)
-    app.include_router(routes_scans.router)
-    app.include_router(routes_token.router)
-    app.include_router(routes_gateway.router)
+    routers = [routes_agent.router, routes_admin.router, routes_approvals.router, routes_people.router,
+               routes_rotation.router, routes_scans.router, routes_token.router, routes_gateway.router]
+    for router in routers:
+        app.include_router(router)
+    # innermost first: the guard (size, authentication, rates) runs before any body is read
+    api_routes = [r for r in (*app.router.routes, *(r for router in routers for r in router.routes))
+                  if isinstance(r, APIRoute)]
+    openapi.install(app, api_routes)
+    # the gateway forwards bodies up to its own limit (gateway.max_request_bytes)
+    gateway_limit = {GATEWAY_ROUTE: container.settings.gateway.max_request_bytes}
+    guard_limits = limits.model_copy(update={"route_max_body_bytes": {**gateway_limit, **limits.route_max_body_bytes}})
+    app.add_middleware(RequestGuard, container=container, routes=api_routes, limits=guard_limits)
+    app.add_middleware(_RequestContext, metrics=container.metrics)
     return app

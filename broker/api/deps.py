@@ -1,13 +1,21 @@
 """Request dependencies: the container, the calling person (or the admin token) and their roles,
-the calling agent. People and roles: docs/people.md."""
+the calling agent. People and roles: docs/people.md.
+
+Authentication happens in :class:`broker.api.limits.RequestGuard` before the body is read: these
+dependencies are marked (:func:`~broker.api.limits.authenticates`) so the guard knows which
+routes take a person and which an agent, and they hand its result to the route. Without the guard
+they authenticate themselves, the same way. ``Authorization`` and ``DPoP`` are read from the
+request, not declared as header parameters: the OpenAPI document has security schemes instead.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
+from broker.api.limits import PRINCIPAL, agent_principal, authenticates, request_url
 from broker.container import Container
 from broker.errors import Denied
 from broker.models import Agent
@@ -26,9 +34,13 @@ def _container(request: Request) -> Container:
     return c
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+@authenticates("person")
+def caller(request: Request) -> Caller:
     """The person (API token or ID token) or the admin token behind a people route; 401 otherwise."""
-    return _container(request).people.authenticate(authorization, source=_source(request))
+    cached = request.scope.get("state", {}).get(PRINCIPAL)
+    if isinstance(cached, Caller):
+        return cached
+    return _container(request).people.authenticate(request.headers.get("authorization"), source=_source(request))
 
 
 def _source(request: Request) -> str:
@@ -57,19 +69,11 @@ def reader(who: Annotated[Caller, Depends(_reader)]) -> str:
     return who.actor
 
 
-def request_url(request: Request, public_url: str) -> str:
-    """The URL the caller used (DPoP ``htu``): the configured public URL behind a proxy."""
-    if public_url:
-        return public_url.rstrip("/") + request.url.path
-    return str(request.url)
-
-
-def principal(request: Request, authorization: Annotated[str | None, Header()] = None,
-              dpop: Annotated[str | None, Header(alias="DPoP")] = None) -> Principal:
-    c = _container(request)
-    who = c.authenticator.authenticate_http(
-        authorization, dpop, method=request.method,
-        url=request_url(request, c.settings.token_exchange.public_url), source=request.url.path)
+@authenticates("agent")
+def principal(request: Request) -> Principal:
+    cached = request.scope.get("state", {}).get(PRINCIPAL)
+    who: Principal = (cached if isinstance(cached, Principal)
+                      else agent_principal(_container(request), request.scope, address=_address(request)))
     bound = who.task_id
     if bound is not None and (request.path_params.get("task_id", bound) != bound or request.url.path == "/v1/tasks"):
         # a delegated sub-task's token works on that task only (not another task, not a new one)
@@ -77,6 +81,11 @@ def principal(request: Request, authorization: Annotated[str | None, Header()] =
     return who
 
 
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@authenticates("agent")
 def agent(caller: Annotated[Principal, Depends(principal)]) -> Agent:
     return caller.agent
 
@@ -90,3 +99,5 @@ ApproverDep = Annotated[Caller, Depends(_with_roles(Role.APPROVER))]
 ReviewerDep = Annotated[Caller, Depends(_with_roles(Role.REVIEWER))]
 AgentDep = Annotated[Agent, Depends(agent)]
 PrincipalDep = Annotated[Principal, Depends(principal)]
+
+__all__ = ["AdminDep", "AgentDep", "ContainerDep", "PrincipalDep", "ReadDep", "request_url"]

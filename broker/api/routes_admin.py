@@ -16,7 +16,7 @@ from broker.api.presenters import (
     task_body,
     task_view_body,
 )
-from broker.api.schemas import NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
+from broker.api.schemas import MAX_SEQ, NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
 from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
 from broker.store.rows import Entity, Registered
@@ -89,7 +89,7 @@ def revoke_task(task_id: str, body: RevokeIn, actor: AdminDep, c: ContainerDep) 
 
 @router.get("/audit")
 def audit(_: ReadDep, c: ContainerDep, task_id: str | None = None, kind: str | None = None,
-          after_seq: Annotated[int, Query(ge=0)] = 0,
+          after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
           limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
     return {"items": [audit_event_body(e)
                       for e in c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)]}

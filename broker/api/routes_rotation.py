@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from broker.api.deps import AdminDep, ContainerDep, ReadDep
-from broker.api.schemas import NAME
+from broker.api.schemas import NAME, TEN_YEARS, Strict
 from broker.container import Container
 from broker.errors import BrokerError
 from rotation.service import RotationService
@@ -27,27 +27,24 @@ router = APIRouter(prefix="/v1/admin", tags=["rotation"])
 Name = Annotated[str, Path(pattern=NAME, description="lower-case name: a-z 0-9 . _ -")]
 
 
-class KvLocation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KvLocation(Strict):
     mount: str = Field(description="KV v2 mount, e.g. secret")
     path: str = Field(description="path under the mount that consumers read, e.g. apps/billing/db")
 
 
-class ManagedSecretIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ManagedSecretIn(Strict):
     kind: Literal["kv_generated", "postgres_password", "database_root", "aws_iam_key"]
     kv: KvLocation | None = Field(
         default=None, description="where consumers read the value (not for database_root)"
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="kind-specific; see docs/rotation.md")
     max_age_seconds: int | None = Field(
-        default=None, ge=60, description="rotate when older; null: only on demand"
+        default=None, ge=60, le=TEN_YEARS, description="rotate when older (60 s to 10 years); null: only on demand"
     )
     overlap_seconds: int = Field(default=0, ge=0, le=30 * 86400, description="old value kept valid this long")
 
 
-class RotateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RotateIn(Strict):
     reason: str = Field(
         default="manual",
         pattern=r"^[a-z_]{1,32}$",
@@ -65,11 +62,14 @@ def _service(c: Container) -> RotationService:
 
 
 def view(secret: Any) -> dict[str, Any]:
-    next_at = (
-        secret.rotated_at + timedelta(seconds=secret.max_age_seconds)
-        if secret.max_age_seconds and secret.rotated_at
-        else None
-    )
+    try:  # a row stored before max_age_seconds was bounded must not make the list answer 500
+        next_at = (
+            secret.rotated_at + timedelta(seconds=secret.max_age_seconds)
+            if secret.max_age_seconds and secret.rotated_at
+            else None
+        )
+    except OverflowError:
+        next_at = None
     return {
         "name": secret.name,
         "kind": secret.kind.value,

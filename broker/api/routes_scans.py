@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from broker.api.deps import AdminDep, ContainerDep, ReadDep
 from broker.api.presenters import run_summary_body, scan_job_body, scan_run_body, stored_finding_body
-from broker.api.schemas import NAME
+from broker.api.schemas import NAME, Strict
 from broker.container import Container
 from broker.services.scan_jobs import ScanJobService
 from scanners.jobs.spec import ScanJobIn
@@ -21,8 +21,7 @@ JobName = Annotated[str, Path(pattern=NAME, max_length=128, description="lower-c
 Status = Literal["open", "resolved", "false_positive", "revoked", "rotated"]
 
 
-class FindingStatusIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FindingStatusIn(Strict):
     status: Literal["open", "resolved", "false_positive"]
     note: str = Field(default="", max_length=500)
 

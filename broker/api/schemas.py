@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from broker.backends.kinds import ResourceKind
 from broker.models import Environment, OwnerIdentity, Sensitivity, Tier, TrustLevel
+from broker.text import FREE_TEXT_FIELDS, first_bad
+from broker.text import message as text_message
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+MAX_SEQ = 2**62  # audit sequence numbers: far beyond any trail, inside a signed 64-bit column
+TEN_YEARS = 10 * 365 * 86400
 
 
 class Strict(BaseModel):
+    """Unknown fields refused; every string (nested ones too) free of control, invisible and
+    bidi-override characters (broker/text.py), a 422 naming the field. ``_scanned_fields`` hold
+    data the broker scans and never stores (event and scan text): they may hold anything."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    _scanned_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        if name in cls._scanned_fields:
+            return value
+        free = name in FREE_TEXT_FIELDS
+        found = first_bad(value, free_text=free)
+        if found is not None:
+            raise ValueError(text_message(found, free_text=free))
+        return value
 
 
 class IdentityIn(Strict):
@@ -108,6 +129,7 @@ class EventIn(Strict):
     """A chain step reported by the agent (``POST /v1/tasks/{task_id}/events``)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    _scanned_fields: ClassVar[frozenset[str]] = frozenset({"text"})
     kind: Literal["prompt", "output", "tool_call", "tool_result"]
     text: str | None = Field(default=None, max_length=1_000_000)
     action: str | None = Field(default=None, min_length=1, max_length=128)
@@ -116,4 +138,5 @@ class EventIn(Strict):
 
 class ScanIn(Strict):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    _scanned_fields: ClassVar[frozenset[str]] = frozenset({"text"})
     text: str = Field(max_length=1_048_576, description="text to scan (up to 1 MiB)")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import ipaddress
 import json
 import re
 import threading
@@ -36,7 +35,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -46,6 +44,7 @@ from broker.backends import _aws_policy as pol
 from broker.backends.names import refuse_unknown, section
 from broker.backends.port import IssuedCredential, IssueRequest
 from broker.errors import BrokerError, InvalidInput, NotFound, UpstreamError, UpstreamUnavailable
+from broker.netpolicy import OutboundPolicy
 from broker.secrets import Secret
 
 KIND = "aws"
@@ -85,7 +84,11 @@ class AwsStsBackend:
         task_role_path: str = "/nhi-broker/tasks/",
         permissions_boundary_arn: str | None = None,
         role_ready_timeout: float = 15.0,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
+        """``outbound``: where a resource's ``aws.endpoint_url`` may point (broker/netpolicy.py);
+        the composition root passes the configured policy, the default allows loopback (moto)."""
+        self.outbound = outbound if outbound is not None else OutboundPolicy(allow_loopback=True)
         self.settings = client_settings or AwsClientSettings()
         self.mode = AwsRevocationMode(mode)
         self.task_role_path = task_role_path
@@ -161,7 +164,11 @@ class AwsStsBackend:
             raise InvalidInput("aws.region", f'"{region}" is not an AWS region name (e.g. "us-east-1")')
         out["region"] = region
         if aws.get("endpoint_url") is not None:
-            out["endpoint_url"] = _endpoint("aws.endpoint_url", aws["endpoint_url"])
+            # checked (names resolved) before the iam:GetRole below contacts it
+            if not isinstance(aws["endpoint_url"], str):
+                raise InvalidInput("aws.endpoint_url", "must be an https:// URL")
+            self.outbound.check_resolved(aws["endpoint_url"], field="aws.endpoint_url")
+            out["endpoint_url"] = str(aws["endpoint_url"]).rstrip("/")
         out["resources"] = _resources(aws.get("resources", ["*"]))
         if aws.get("actions") is not None:
             out["actions"] = _actions(aws["actions"])
@@ -555,19 +562,6 @@ def _aware(value: Any) -> datetime:
 
 
 # -- settings helpers ---------------------------------------------------------------------------
-def _endpoint(field: str, value: Any) -> str:
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(field, "must be an http(s) URL")
-    if parts.scheme == "http":
-        host = parts.hostname
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise InvalidInput(field, "must use https unless it is on loopback (127.0.0.1, ::1, localhost)")
-    return str(value).rstrip("/")
 
 
 def _resources(value: Any) -> list[str]:

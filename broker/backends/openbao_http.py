@@ -33,6 +33,11 @@ class OpenBaoHTTP:
     def __repr__(self) -> str:
         return f"OpenBaoHTTP(addr={self.addr!r})"
 
+    def set_token(self, token: Secret) -> None:
+        """Swap the broker's own token (AppRole login, renewal): later calls use the new one."""
+        self.token = token
+        self._root = self.make_client()
+
     def make_client(self, token: Secret | None = None) -> hvac.Client:
         return hvac.Client(url=self.addr, token=(token or self.token).reveal(), timeout=self.timeout,
                            session=self.session)
@@ -49,6 +54,12 @@ class OpenBaoHTTP:
             raise UpstreamUnavailable(f"OpenBao at {self.addr} is unreachable") from exc
         except hvac.exceptions.VaultDown as exc:
             raise UpstreamUnavailable("OpenBao is sealed or down") from exc
+        except hvac.exceptions.BadGateway as exc:  # a proxy in front of OpenBao lost its node
+            raise UpstreamUnavailable("OpenBao is unreachable (bad gateway)") from exc
+        except hvac.exceptions.InternalServerError as exc:
+            if _no_active_node(exc):  # a standby during an election: retry once a leader is elected
+                raise UpstreamUnavailable("OpenBao has no active node (leader election)") from exc
+            raise UpstreamError(f"OpenBao error: {_first_error(exc)}") from exc
         except hvac.exceptions.InvalidPath as exc:
             raise NotFound(f"OpenBao path not found: {_first_error(exc)}") from exc
         except hvac.exceptions.Forbidden as exc:
@@ -65,6 +76,14 @@ class OpenBaoHTTP:
             raise UpstreamUnavailable(f"OpenBao at {self.addr} is unreachable") from exc
         if r.status_code not in (200, 429, 472, 473):
             raise UpstreamUnavailable(f"OpenBao health check answered {r.status_code}")
+
+
+_NO_LEADER = ("not active", "no active", "active cluster node not found", "leader", "standby", "sealed")
+
+
+def _no_active_node(exc: Exception) -> bool:
+    text = " ".join(str(e) for e in (getattr(exc, "errors", None) or [str(exc)])).lower()
+    return any(marker in text for marker in _NO_LEADER)
 
 
 def _first_error(exc: Exception) -> str:

@@ -14,13 +14,21 @@ from typing import Any
 
 import httpx
 
+from broker.errors import InvalidInput
 from broker.logging import get_logger
+from broker.netpolicy import OutboundPolicy
 
 log = get_logger("nhi-broker.alerts")
 
 
 class WebhookAlerter:
-    def __init__(self, url: str, *, timeout: float = 2.0, attempts: int = 3, backoff: float = 0.5) -> None:
+    def __init__(self, url: str, *, timeout: float = 2.0, attempts: int = 3, backoff: float = 0.5,
+                 policy: OutboundPolicy | None = None, field: str = "alert_webhook_url") -> None:
+        """``policy``: the URL is checked now (a refused URL fails start-up) and every address it
+        resolves to is checked again before each delivery (broker/netpolicy.py)."""
+        self.policy, self.field = policy, field
+        if policy is not None:
+            policy.check_url(url, field=field)
         self.url = url
         self.timeout = timeout
         self.attempts = attempts
@@ -52,6 +60,8 @@ class WebhookAlerter:
     def _deliver(self, client: httpx.Client, payload: dict[str, Any]) -> None:
         for attempt in range(1, self.attempts + 1):
             try:
+                if self.policy is not None:
+                    self.policy.check_resolved(self.url, field=self.field)
                 resp = client.post(self.url, json=payload)
                 if resp.status_code < 300:
                     self.sent += 1
@@ -59,6 +69,10 @@ class WebhookAlerter:
                 error = f"status {resp.status_code}"
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
+            except InvalidInput as exc:  # the name now resolves somewhere it may not go
+                log.error("alert.refused", task_id=payload.get("task_id"), error=exc.message)
+                self.failed += 1
+                return
             log.warning("alert.failed", task_id=payload.get("task_id"), attempt=attempt, error=error)
             if attempt < self.attempts:
                 time.sleep(self.backoff * 2 ** (attempt - 1))

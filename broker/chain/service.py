@@ -11,8 +11,8 @@ the entry points for the scanner, the review queue and the admin API.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from broker.audit import AuditLog
 from broker.chain import store as chain_store
 from broker.chain.config import ChainConfig, OnEscalation
 from broker.chain.detectors import ADMIN_REVOKE, DELEGATE_ESCALATED, LEAKED_SECRET, REVIEW_FLAGGED
+from broker.chain.locks import TaskLocks
 from broker.chain.model import ChainContext, ChainStep, Escalation, Hit, RecordedEvent, StepKind
 from broker.chain.rules import ChainRules
 from broker.decisions import Decision
@@ -33,7 +34,6 @@ from broker.services.revocation import RevocationService
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.chain")
-LOCK_STRIPES = 64
 # what a finding summary may carry into the store and the audit trail (never the match itself)
 FINDING_KEYS = ("rule", "rule_id", "source", "location", "line", "offset", "kind", "event_id", "fingerprint")
 
@@ -55,7 +55,7 @@ class Alerter(Protocol):
 
 class ChainService:
     def __init__(self, store: Store, audit: AuditLog, revocations: RevocationService, rules: ChainRules,
-                 catalog: Callable[[], Mapping[str, Action]], fingerprint: Fingerprinter,
+                 catalog: Callable[[], Mapping[str, Action]], fingerprint: Fingerprinter, locks: TaskLocks,
                  alerter: Alerter | None = None, on_escalated: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.audit = audit
@@ -65,16 +65,16 @@ class ChainService:
         self.fingerprint = fingerprint
         self.alerter = alerter
         self.on_escalated = on_escalated
-        self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
+        self.locks = locks
 
     @property
     def config(self) -> ChainConfig:
         return self.rules.current.config
 
-    def lock(self, task_id: str) -> threading.RLock:
-        """Serialises a task's requests in this process, so two cannot pass the detectors blind
-        to each other (across replicas, the post-issue check in ``after_issue`` closes the gap)."""
-        return self._locks[hash(task_id) % LOCK_STRIPES]
+    def lock(self, task_id: str) -> AbstractContextManager[None]:
+        """Serialises a task's requests (in this process, and across replicas on PostgreSQL: see
+        :mod:`broker.chain.locks`), so two cannot pass the detectors blind to each other."""
+        return self.locks.hold(task_id)
 
     # -- reading the chain ---------------------------------------------------------------------
     def _consequences(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ app = typer.Typer(name="nhi-broker", no_args_is_help=True, add_completion=False,
 # one line per command module; each defines register(app)
 COMMAND_MODULES = [
     "broker.cli.up",
+    "broker.cli.bootstrap",
     "broker.cli.agent",
     "broker.cli.audit",
     "broker.cli.policy",

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -101,8 +102,20 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def up(data_dir: Path = DataDirOption,
            port: int = typer.Option(8080, "--port", min=0, max=65535, help="API port on 127.0.0.1."),
-           log_format: str = typer.Option("console", "--log-format", help="console | json")) -> None:
+           log_format: str = typer.Option("console", "--log-format", help="console | json"),
+           ha: bool = typer.Option(False, "--ha", help="Production-shaped topology: HAProxy, N serve replicas, "
+                                   "PostgreSQL, a 3-node OpenBao raft cluster (uses --port .. --port+31)."),
+           replicas: int = typer.Option(3, "--replicas", min=1, max=9, help="With --ha: broker replicas."),
+           database_url: str | None = typer.Option(None, "--database-url", envvar="NHI_BROKER_DATABASE_URL",
+                                                   help="With --ha: an existing PostgreSQL (default: a private "
+                                                   "cluster in the data dir).")) -> None:
         """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
+        if ha:
+            from broker.cli.up_ha import run_ha
+
+            configure_logging(log_format)
+            run_ha(data_dir, port=port, replicas=replicas, database_url=database_url)
+            return
         # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.demo import seed_kv, seed_openbao, seed_registry
         from broker.demo_postgres import drop_demo_roles, seed_postgres
@@ -114,7 +127,10 @@ def register(app: typer.Typer) -> None:
         bao = start_dev_server(log_path=data_dir / "openbao.log")
         up_json = data_dir / "up.json"
         try:
+            # `files` scan jobs may read the working directory and the system temp directory
+            # (never the data dir: broker/pathpolicy.py)
             settings = Settings(dev_mode=True, data_dir=data_dir, port=port, dev_issuer=True,
+                                scan_roots=[Path.cwd(), Path(tempfile.gettempdir())],
                                 admin_token=_admin_token(data_dir), log_format=log_format,  # type: ignore[arg-type]
                                 openbao={"addr": bao.address, "token": bao.root_token.reveal()})  # type: ignore[arg-type]
             url = f"http://127.0.0.1:{port}"

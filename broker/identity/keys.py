@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.exceptions import PyJWTError
 
-from broker.errors import UpstreamUnavailable
+from broker.errors import InvalidInput, UpstreamUnavailable
 from broker.identity.config import IssuerConfig
+from broker.netpolicy import OutboundPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -224,8 +225,10 @@ class RemoteJwks:
         timeout_seconds: float = JWKS_FETCH_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.BaseTransport | None = None,
+        policy: OutboundPolicy | None = None,
     ) -> None:
         self._issuer = issuer
+        self._policy = policy
         self._url = url
         self._cache_seconds = cache_seconds
         self._cooldown = refresh_cooldown_seconds
@@ -310,6 +313,11 @@ class RemoteJwks:
         return keys
 
     def _get(self) -> bytes:
+        if self._policy is not None:
+            try:  # every address the name resolves to now, not only when it was configured
+                self._policy.check_resolved(self._url, field="jwks_url")
+            except InvalidInput as exc:
+                raise _FetchFailed(exc.message) from None
         try:
             client = httpx.Client(timeout=self._timeout, follow_redirects=False, transport=self._transport)
             with client, client.stream("GET", self._url, headers={"Accept": "application/json"}) as response:
@@ -328,10 +336,12 @@ class RemoteJwks:
             raise _FetchFailed(f"{type(exc).__name__}: {exc}") from None
 
 
-def key_source_for(config: IssuerConfig, *, clock: Callable[[], float] = time.monotonic) -> KeySource:
+def key_source_for(config: IssuerConfig, *, clock: Callable[[], float] = time.monotonic,
+                   policy: OutboundPolicy | None = None) -> KeySource:
     if config.public_key_pem:
         return StaticKeys.from_pem(config, config.public_key_pem)
     if config.jwks_file is not None:
         return StaticKeys.from_jwks_file(config, config.jwks_file)
     assert config.jwks_url is not None  # IssuerConfig guarantees exactly one source
-    return RemoteJwks(config.issuer, config.jwks_url, cache_seconds=config.jwks_cache_seconds, clock=clock)
+    return RemoteJwks(config.issuer, config.jwks_url, cache_seconds=config.jwks_cache_seconds, clock=clock,
+                      policy=policy)

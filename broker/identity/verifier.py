@@ -15,6 +15,7 @@ what was wrong and never carries the token:
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -28,9 +29,11 @@ from broker.errors import Unauthenticated
 from broker.identity.config import IssuerConfig
 from broker.identity.keys import KeySource, UnknownKeyId, key_fits_algorithm, key_source_for
 from broker.identity.replay import ReplayGuard
+from broker.netpolicy import OutboundPolicy
 
 MAX_TOKEN_BYTES: Final = 8 * 1024
 MAX_JTI_LENGTH: Final = 256
+MAX_TIMESTAMP: Final = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
 _PRINTABLE_ALG = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 
@@ -59,12 +62,14 @@ class IdentityVerifier:
 
     __slots__ = ("_issuers", "_replay_guard")
 
-    def __init__(self, issuers: Sequence[IssuerConfig], replay_guard: ReplayGuard) -> None:
+    def __init__(self, issuers: Sequence[IssuerConfig], replay_guard: ReplayGuard, *,
+                 outbound: OutboundPolicy | None = None) -> None:
+        """``outbound``: where a JWKS URL may point when it is fetched (broker/netpolicy.py)."""
         by_name: dict[str, _Issuer] = {}
         for config in issuers:
             if config.issuer in by_name:
                 raise ValueError(f"issuer {config.issuer!r} is configured more than once")
-            by_name[config.issuer] = _Issuer(config=config, keys=key_source_for(config))
+            by_name[config.issuer] = _Issuer(config=config, keys=key_source_for(config, policy=outbound))
         self._issuers: Mapping[str, _Issuer] = by_name
         self._replay_guard = replay_guard
 
@@ -188,6 +193,12 @@ class IdentityVerifier:
         # PyJWT has checked both are numbers (bool is an int in Python, so check again).
         if isinstance(exp, bool) or isinstance(iat, bool):
             _fail("identity token exp and iat claims must be numbers")
+        # NaN passes every comparison PyJWT makes, and exp=1e20 is no date: both are a 401, never a 500
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)
+                                          and 0 <= value <= MAX_TIMESTAMP):
+                _fail(f"identity token {name} claim is out of range")
         age = time.time() - float(iat)
         if age > config.max_token_age_seconds + config.leeway_seconds:
             _fail(f"identity token is too old (issued more than {config.max_token_age_seconds} seconds ago)")

@@ -20,6 +20,7 @@ from broker.identity.access_tokens import AccessClaims, AccessTokens
 from broker.identity.dpop import DPoPVerifier
 from broker.models import Agent, TaskState, VerifiedHuman
 from broker.secrets import constant_time_equals
+from broker.services.auth_failures import AuthFailureLog
 from broker.store.repo import Store
 
 
@@ -48,20 +49,23 @@ class Principal:
 
 class AgentAuthenticator:
     def __init__(self, verifier: Verifier, store: Store, audit: AuditLog, access: AccessTokens,
-                 dpop: DPoPVerifier) -> None:
+                 dpop: DPoPVerifier, failures: AuthFailureLog | None = None) -> None:
+        """``failures``: where ``auth.failed`` goes, aggregated per source and reason
+        (:mod:`broker.services.auth_failures`); default: one written per minute and reason."""
         self.verifier = verifier
         self.store = store
         self.audit = audit
         self.access = access
         self.dpop = dpop
+        self.failures = failures if failures is not None else AuthFailureLog(audit)
 
-    def authenticate(self, token: str | None, *, source: str = "") -> Agent:
+    def authenticate(self, token: str | None, *, source: str = "", address: str = "") -> Agent:
         """The simple mode only (a workload JWT as bearer)."""
         return self.authenticate_http(f"Bearer {token}" if token else None, None, method="", url="",
-                                      source=source).agent
+                                      source=source, address=address).agent
 
     def authenticate_http(self, authorization: str | None, dpop_proof: str | None, *, method: str, url: str,
-                          source: str = "") -> Principal:
+                          source: str = "", address: str = "") -> Principal:
         try:
             if not authorization:
                 raise Unauthenticated("missing bearer token: send Authorization: Bearer <identity JWT> "
@@ -82,8 +86,7 @@ class AgentAuthenticator:
                 return self._principal(claims)
             return Principal(self.agent_for(self.verifier.verify(token)))
         except Unauthenticated as exc:
-            self.audit.record("auth.failed", actor="unknown", outcome="denied",
-                              data={"reason": exc.message, "source": source})
+            self.failures.record(reason=exc.message, address=address, path=source)
             raise
 
     def _dpop(self, token: str, proof: str | None, method: str, url: str) -> Principal:
@@ -120,6 +123,17 @@ class AgentAuthenticator:
             raise Unauthenticated("identity is valid but not bound to a registered agent")
         binding = next(b for b in agent.bindings if b.issuer == identity.issuer and b.subject == identity.subject)
         for claim, expected in binding.claims.items():
-            if str(identity.claims.get(claim)) != expected:
+            if not claim_matches(identity.claims.get(claim), expected):
                 raise Unauthenticated(f'identity token claim "{claim}" does not match the agent\'s binding')
         return agent
+
+
+def claim_matches(value: object, expected: str) -> bool:
+    """A bound claim matches only a string equal to ``expected``, or an integer whose decimal form
+    is (numeric ids such as GitHub's ``repository_id``). A missing claim, ``null``, a boolean, a
+    list or an object never matches (``str(None) == "None"`` used to)."""
+    if isinstance(value, str):
+        return value == expected
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) == expected
+    return False

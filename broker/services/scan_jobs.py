@@ -22,6 +22,7 @@ from broker.config import Settings
 from broker.errors import Conflict, InvalidInput, NotFound
 from broker.services.findings import Alert, FindingsService, ManagedSecretMatcher
 from broker.services.scanning import LeakHandler, add_active_grants
+from broker.services.source_guard import SourceGuard
 from broker.store.repo import Store
 from broker.store.scan_jobs import ScanJob, ScanRun, ScanStore
 from scanners.jobs.ports import JobBusy, JobNotFound, RunSummary
@@ -71,7 +72,8 @@ class ScheduledJob:
 
 class ScanJobService:
     def __init__(self, scans: ScanStore, runner: ScanRunner, findings: FindingsService, audit: AuditLog,
-                 slot: ScheduleSlot) -> None:
+                 slot: ScheduleSlot, guard: SourceGuard) -> None:
+        self.guard = guard
         self.scans = scans
         self.runner = runner
         self.findings = findings
@@ -85,6 +87,7 @@ class ScanJobService:
             if existing is None:
                 raise InvalidInput("source", "required when the job is created")
             source = existing.spec.source
+        self.guard.accept(source)  # scan roots, outbound URL policy, characters: 422 naming the field
         spec = ScanJobSpec(
             source=source, schedule=body.schedule, on_finding=body.on_finding, enabled=body.enabled
         )
@@ -146,7 +149,8 @@ def build_scan_jobs(
     findings = FindingsService(store, audit, on_leak, managed, alert=alert)
     scans = ScanStore(store)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    env = SourceEnv(cache_dir=settings.data_dir / "scan-cache", aws_region=settings.aws.region,
+    guard = SourceGuard.from_settings(settings)
+    env = SourceEnv(cache_dir=settings.data_dir / "scan-cache", policy=guard, aws_region=settings.aws.region,
                     aws_endpoint_url=settings.aws.endpoint_url, kv=kv)
     runner = ScanRunner(
         scans,
@@ -158,7 +162,7 @@ def build_scan_jobs(
         grants_index=lambda: run_index(live_index, store, key),
         engine=engine,
     )
-    return ScanJobService(scans, runner, findings, audit, ScheduleSlot())
+    return ScanJobService(scans, runner, findings, audit, ScheduleSlot(), guard)
 
 
 def run_index(live: KnownSecretIndex, store: Store, key: bytes) -> KnownSecretIndex:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from broker.audit import AuditLog
 from broker.chain.model import Escalation
@@ -62,7 +63,8 @@ class LiveScanner:
         self.on_leak = on_leak
 
     def load_known(self) -> int:
-        """Load the index from the store's active grants (at start-up)."""
+        """Load the index from the store's active grants (at start-up; with several replicas the
+        grant feed, :mod:`broker.services.grant_feed`, adds what the others issue)."""
         return add_active_grants(self.known, self.store)
 
     def on_issued(self, grant_id: str, task_id: str, agent: str, lengths: dict[str, int]) -> None:
@@ -86,11 +88,13 @@ class LiveScanner:
                      for f in findings if f.grant is not None)
 
 
-def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[str] = frozenset()) -> int:
+def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[str] = frozenset(),
+                      since: datetime | None = None, grant_id: str | None = None) -> int:
     """Add every active grant's fingerprints (with their secrets' lengths) from the store to
-    ``index``, except fingerprints in ``skip``. Returns the number of grants read."""
+    ``index``, except fingerprints in ``skip`` (only grants issued since ``since``, or one grant,
+    when given). Returns the number of grants read."""
     with store.read() as conn:
-        rows = store.active_grant_fingerprints(conn)
+        rows = store.active_grant_fingerprints(conn, since=since, grant_id=grant_id)
     for row in rows:
         match = GrantMatch(row.grant_id, row.task_id, row.agent)
         for fp in row.fingerprints:

@@ -7,10 +7,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# advisory lock key for schema migration ("nhim"); task locks use another namespace
+MIGRATION_LOCK = 0x6E68696D
 
 
 PG_CONNECT_TIMEOUT_SECONDS = 10
@@ -47,9 +49,15 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent; safe with several replicas on
-    PostgreSQL because Alembic's DDL runs in one transaction per revision)."""
+    """Bring the schema to the newest revision (idempotent).
+
+    On PostgreSQL the upgrade runs under a transaction-scoped advisory lock, so replicas starting
+    at once on an empty database migrate one after another: the first creates the schema, the
+    others wait, then find it at head and do nothing. (Transactional DDL alone is not enough: two
+    concurrent ``CREATE TABLE`` of one name fail with ``pg_type_typname_nsp_index``.)"""
     cfg = alembic_config(engine)
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from broker.models import (
@@ -65,6 +65,8 @@ _ACTIVE_GRANTS = select(func.count()).select_from(t.grants).where(and_(
 _INSERT_DECISION = insert(t.decisions)
 _INSERT_GRANT = insert(t.grants)
 _INSERT_JTI = insert(t.seen_jti)
+GRANT_CHANNEL = "nhi_grant_issued"  # PostgreSQL NOTIFY channel; payload: the grant id
+_NOTIFY_GRANT = text("SELECT pg_notify(:channel, :grant_id)")
 _REGISTRY_TABLES = {Entity.AGENT: t.agents, Entity.PROFILE: t.profiles, Entity.RESOURCE: t.resources}
 
 
@@ -270,6 +272,8 @@ class Store:
             "revocation": dict(grant.revocation), "covered_by_task_handle": grant.covered_by_task_handle,
             "public": dict(grant.public), "secret_lengths": dict(grant.secret_lengths),
             "issued_at": grant.issued_at, "expires_at": grant.expires_at, "state": grant.state.value})
+        if not self._sqlite:  # delivered at commit to every replica's grant feed (LISTEN)
+            conn.execute(_NOTIFY_GRANT, {"channel": GRANT_CHANNEL, "grant_id": grant.grant_id})
 
     def grants(self, conn: Connection, task_id: str, state: GrantState | None = None) -> list[Grant]:
         q = select(t.grants).where(t.grants.c.task_id == task_id)
@@ -281,10 +285,16 @@ class Store:
         row = conn.execute(_GRANT, {"grant_id": grant_id}).first()
         return grant_from_row(row._mapping) if row else None
 
-    def active_grant_fingerprints(self, conn: Connection) -> list[GrantFingerprints]:
+    def active_grant_fingerprints(self, conn: Connection, *, since: datetime | None = None,
+                                  grant_id: str | None = None) -> list[GrantFingerprints]:
+        """Active grants' fingerprints (all, issued at or after ``since``, or one grant)."""
         q = select(t.grants.c.grant_id, t.grants.c.task_id, t.grants.c.fingerprints, t.grants.c.secret_lengths,
                    t.tasks.c.agent).join(
             t.tasks, t.tasks.c.task_id == t.grants.c.task_id).where(t.grants.c.state == GrantState.ACTIVE.value)
+        if since is not None:
+            q = q.where(t.grants.c.issued_at >= since)
+        if grant_id is not None:
+            q = q.where(t.grants.c.grant_id == grant_id)
         return [GrantFingerprints(grant_id=GrantId(r.grant_id), task_id=TaskId(r.task_id), agent=r.agent,
                                   fingerprints=tuple(r.fingerprints or ()),
                                   secret_lengths=dict(r.secret_lengths or {}))

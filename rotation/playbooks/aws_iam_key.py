@@ -26,6 +26,7 @@ import botocore.config
 import botocore.exceptions
 
 from broker.errors import Conflict, InvalidInput, UpstreamError, UpstreamUnavailable
+from broker.netpolicy import OutboundPolicy
 from broker.secrets import Secret
 from rotation.playbooks.base import CurrentValue, Kind, ManagedSecret, NewValue, VerifyFailed
 
@@ -45,9 +46,13 @@ class AwsIamKeyPlaybook:
     old_dies_at_create = False
     public_fields: frozenset[str] = frozenset()
 
-    def __init__(self, credentials: AwsCredentials | None = None, *, verify_wait: float = 10.0) -> None:
+    def __init__(self, credentials: AwsCredentials | None = None, *, verify_wait: float = 10.0,
+                 outbound: OutboundPolicy | None = None) -> None:
+        """``outbound``: where ``settings.endpoint_url`` may point (broker/netpolicy.py); default:
+        the strict policy (public https only)."""
         self.credentials = credentials
         self.verify_wait = verify_wait
+        self.outbound = outbound if outbound is not None else OutboundPolicy()
 
     def __repr__(self) -> str:
         return "AwsIamKeyPlaybook()"
@@ -66,21 +71,32 @@ class AwsIamKeyPlaybook:
         out: dict[str, Any] = {"user": user, "region": region}
         endpoint = settings.get("endpoint_url")
         if endpoint is not None:
-            if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-                raise InvalidInput("settings.endpoint_url", "must be an http(s) URL")
+            # checked before anything is sent: scheme, no userinfo, no metadata/link-local/private
+            # address (also after DNS); then one bounded call (2 s connect, 3 s read, no retry)
+            # whose answer is never logged or echoed, only its error code
+            if not isinstance(endpoint, str):
+                raise InvalidInput("settings.endpoint_url", "must be an https:// URL")
+            self.outbound.check_resolved(endpoint, field="settings.endpoint_url")
             out["endpoint_url"] = endpoint
         try:
             with _translate("iam:GetUser"):
-                self._client(out, "iam").get_user(UserName=user)
+                self._client(out, "iam", bounded=True).get_user(UserName=user)
         except _Gone as exc:
             raise InvalidInput("settings.user", f'IAM user "{user}" does not exist') from exc
         return out
 
-    def _client(self, settings: Mapping[str, Any], service: str, key: NewValue | None = None) -> Any:
+    def _client(self, settings: Mapping[str, Any], service: str, key: NewValue | None = None, *,
+                bounded: bool = False) -> Any:
+        endpoint = settings.get("endpoint_url")
+        if endpoint is not None and not bounded:  # before every use: the name may resolve elsewhere now
+            self.outbound.check_resolved(str(endpoint), field="settings.endpoint_url")
+        config = (botocore.config.Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 1})
+                  if bounded else
+                  botocore.config.Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}))
         kwargs: dict[str, Any] = {
             "region_name": settings.get("region", "us-east-1"),
-            "endpoint_url": settings.get("endpoint_url"),
-            "config": botocore.config.Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}),
+            "endpoint_url": endpoint,
+            "config": config,
         }
         if key is not None:
             kwargs.update(

@@ -131,3 +131,17 @@ class FindingActions(Protocol):
     def managed_fingerprints(self) -> Mapping[str, ManagedRef]: ...
 
     def act(self, job: str, on_finding: Any, recorded: Sequence[Recorded], matches: Matches) -> None: ...
+
+
+class SourcePolicy(Protocol):
+    """Where a job's source may read (the broker's scan roots and outbound URL policy:
+    ``broker/services/source_guard.py``). Checked again on every run: a stored job whose path left
+    the roots, or whose host now resolves somewhere refused, fails its run without reading."""
+
+    def before_run(self, source: Any) -> None:
+        """Raise (with a message safe to show) to refuse the run."""
+        ...
+
+    def path_allowed(self, path: str) -> bool:
+        """A local file the source found may be read (its real path is under a root, not refused)."""
+        ...

@@ -38,6 +38,7 @@ from scanners.jobs.ports import (
     Recorded,
     RunStatus,
     RunSummary,
+    SourcePolicy,
     Trigger,
 )
 from scanners.jobs.spec import ScanJobSpec
@@ -60,6 +61,7 @@ class SourceEnv:
     """What sources may reach beyond the job's own spec."""
 
     cache_dir: Path  # private per-job caches (git mirrors)
+    policy: SourcePolicy  # scan roots and outbound URLs (checked before each run, and per file)
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
     kv: Callable[[], AbstractContextManager[KvReader]] | None = None
@@ -172,6 +174,7 @@ class ScanRunner:
         for fp in managed:
             managed_index.add(fp, GrantMatch("managed", "", ""))
         matches = Matches(grants=grants.lookup, managed=managed)
+        self.env.policy.before_run(spec.source)  # refused: the run fails with the reason, nothing is read
         ctx = SourceContext(
             job=name,
             fingerprint=self._fp,
@@ -183,6 +186,7 @@ class ScanRunner:
                 {"name": managed[fp].name, "location": managed[fp].location} if fp in managed else None
             ),
             is_grant=lambda fp: grants.lookup(fp) is not None,
+            path_allowed=self.env.policy.path_allowed,
         )
         source = build_source(spec.source, ctx)
         scanner = copy.copy(self.scanner)  # shares the compiled rules; this run's index of grants

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KV_PATH = re.compile(r"^[A-Za-z0-9_.\-/]*$")
+GIT_SCHEMES = ("https", "ssh")
 
 
 class _Strict(BaseModel):
@@ -48,7 +49,7 @@ class GitSource(_Strict):
     repo: str = Field(
         min_length=1,
         max_length=1024,
-        description="a local repository path, or an https://, ssh:// or file:// URL (mirrored)",
+        description="a local repository path (under a scan root), or an https:// or ssh:// URL (mirrored)",
     )
     refs: list[str] = Field(
         default_factory=lambda: ["--all"],
@@ -59,13 +60,18 @@ class GitSource(_Strict):
     @field_validator("repo")
     @classmethod
     def _repo(cls, v: str) -> str:
-        if not (v.startswith("/") or re.match(r"^(https|ssh|file)://", v)):
-            raise ValueError("must be an absolute path or an https://, ssh:// or file:// URL")
-        # a password or token in the URL would be stored and shown back by the API: refuse it
-        # (use an SSH key or a git credential helper on the broker host instead)
-        if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", v):
-            raise ValueError("must not carry credentials (user:password@); use an SSH key or a git "
-                             "credential helper on the broker host")
+        if v.startswith("/"):
+            return v
+        if not re.match(r"^(https|ssh|http)://", v):
+            raise ValueError("must be an absolute path or an https:// or ssh:// URL")
+        # a token before the @ would be stored and shown back by the API: refused here already (use
+        # an SSH key or a git credential helper on the broker host); the broker's outbound policy
+        # checks the rest when the job is accepted and before each run
+        netloc = v.split("://", 1)[1].split("/", 1)[0]
+        user, at, _ = netloc.rpartition("@")
+        if at and (not v.startswith("ssh://") or ":" in user or not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", user)):
+            raise ValueError("must not carry credentials (user:password@ or a token before @); use an SSH "
+                             "key or a git credential helper on the broker host")
         return v
 
     @field_validator("refs")
@@ -83,8 +89,9 @@ class S3Source(_Strict):
     kind: Literal["s3"]
     bucket: str
     prefix: str = Field(default="", max_length=1024)
-    endpoint_url: str | None = Field(default=None, description="default: the broker's aws.endpoint_url")
-    region: str | None = None
+    endpoint_url: str | None = Field(default=None, max_length=2048,
+                                     description="default: the broker's aws.endpoint_url (https://)")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
     @field_validator("bucket")
     @classmethod

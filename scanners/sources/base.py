@@ -105,6 +105,8 @@ class SourceContext:
     kv: Callable[[], AbstractContextManager[KvReader]] | None = None
     is_managed: Callable[[str], Mapping[str, Any] | None] = lambda _fp: None  # -> {"name", "location"}
     is_grant: Callable[[str], bool] = lambda _fp: False
+    # a local file found while the job runs may be read (real path under a scan root, not refused)
+    path_allowed: Callable[[str], bool] = lambda _path: True
 
 
 class SourceAdapter(Protocol):

@@ -50,7 +50,8 @@ class FilesAdapter:
     def _paths(self) -> list[str]:
         p = Path(self.path)
         out = [str(f) for f in p.rglob("*")] if p.is_dir() else glob.glob(self.path, recursive=True)
-        return sorted(f for f in out if _is_regular(f))
+        # the real path of every match is checked: a symlink planted under a root cannot lead out
+        return sorted(f for f in out if _is_regular(f) and self.ctx.path_allowed(f))
 
     def items(self, state: StateView) -> Iterator[Item]:
         known = dict(state.items(PREFIX))

@@ -22,6 +22,10 @@ from pathlib import Path
 from scanners.sources.base import BLOCK, Checkpoint, Item, Piece, SourceContext, SourceError, StateView
 
 CHECKPOINT_COMMITS = 100
+# a redirect must not lead where the outbound policy would refuse (broker/netpolicy.py), and only
+# the transports the job's URL was checked for may run (no ext::, file:// or submodule tricks)
+_SAFE_CONFIG = ("-c", "http.followRedirects=false", "-c", "protocol.allow=never",
+                "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always")
 _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 _MARK = b"\0\0"
 
@@ -37,7 +41,7 @@ class GitAdapter:
     def _git(self, *args: str, cwd: Path, input: bytes | None = None) -> bytes:
         try:
             proc = subprocess.run(  # noqa: S603 - argv list, no shell; refs validated in scan_spec
-                ["git", *args],  # noqa: S607 - git from the fixed PATH below
+                ["git", *_SAFE_CONFIG, *args],  # noqa: S607 - git from the fixed PATH below
                 cwd=cwd,
                 input=input,
                 capture_output=True,

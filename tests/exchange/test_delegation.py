@@ -177,3 +177,19 @@ def test_a_descendants_escalation_is_reported_on_and_escalates_the_parent(dbroke
     assert audit and audit[-1]["data"]["detector"] == "delegate_escalated"
     with pytest.raises(hvac.exceptions.Forbidden):
         hvac.Client(url=dbroker.openbao.address, token=mine.json()["credential"]["token"]).auth.token.lookup_self()
+
+
+def test_a_live_broker_token_in_a_delegation_purpose_is_a_leak_and_never_stored(dbroker, issuers):
+    planner, holder = open_parent(dbroker, issuers)
+    grant = planner("POST", f"/v1/tasks/{holder}/credentials", {"action": "db.read", "resource": "demo-data"})
+    assert grant.status_code == 200, grant.text
+    token = grant.json()["credential"]["token"]
+    other = planner("POST", "/v1/tasks", {"profile": "demo", "purpose": "hand work over"}).json()["task_id"]
+    r = delegate(planner, other, purpose=f"use {token} for the numbers")
+    assert r.status_code == 201, r.text
+    assert r.json()["leaks"] == [{"action": "task_escalated"}] and token not in r.text
+    admin = dbroker.admin()
+    assert admin.task(holder)["task"]["state"] == "quarantined"
+    child = admin.task(r.json()["task_id"])["task"]
+    assert token not in str(child) and child["purpose"].startswith("use ")
+    assert token not in str(admin.audit())

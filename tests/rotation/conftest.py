@@ -25,6 +25,7 @@ from support.postgres import PostgresServer
 from broker.api.presenters import audit_event_body
 from broker.audit import AuditLog, LocalAuditKey
 from broker.backends.openbao_http import OpenBaoHTTP
+from broker.netpolicy import OutboundPolicy
 from broker.openbao_server import OpenBaoServer
 from broker.secrets import Fingerprinter, Secret
 from broker.store.db import make_engine, migrate
@@ -106,7 +107,8 @@ def rig(bao: OpenBaoHTTP, tmp_path: Path, request: pytest.FixtureRequest) -> Rig
         Kind.KV_GENERATED: KvGeneratedPlaybook(kv, fingerprint),
         Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(bao),
         Kind.DATABASE_ROOT: DatabaseRootPlaybook(bao),
-        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(creds, verify_wait=2.0),
+        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(creds, verify_wait=2.0,
+                                              outbound=OutboundPolicy(allow_loopback=True)),
     }
     return Rig(RotationService(store, audit, fingerprint, kv, playbooks), audit, store, fingerprint, kv, bao)
 

@@ -153,7 +153,7 @@ def test_registration_refuses_bad_input_naming_the_field(rig: Rig) -> None:
         rig.service.put("x", "kv_generated", {}, kv_mount="sys", kv_path="a", actor="t")
     with pytest.raises(InvalidInput, match=r"kv\.path: required"):
         rig.service.put("x", "kv_generated", {}, kv_mount="secret", kv_path=None, actor="t")
-    with pytest.raises(InvalidInput, match=r"max_age_seconds: must be at least 60"):
+    with pytest.raises(InvalidInput, match=r"max_age_seconds: must be from 60"):
         rig.service.put("x", "kv_generated", {}, kv_mount="secret", kv_path="a", max_age_seconds=5, actor="t")
     with pytest.raises(NotFound):
         rig.service.rotate("does-not-exist", reason="manual", actor="t")

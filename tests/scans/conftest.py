@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,8 @@ from broker.runtime import start_scan_scheduler
 
 @pytest.fixture(scope="module")
 def scan_broker(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
-    running = start_broker(tmp_path_factory.mktemp("scan-broker"), openbao)
+    running = start_broker(tmp_path_factory.mktemp("scan-broker"), openbao,
+                           scan_roots=[tempfile.gettempdir(), "/var/log/agents"])
     running.workers.scans = start_scan_scheduler(running.container, poll_seconds=0.3)
     yield running
     running.stop()

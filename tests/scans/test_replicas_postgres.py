@@ -36,6 +36,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
         "NHI_BROKER_OPENBAO__ADDR": openbao.address,
         "NHI_BROKER_OPENBAO__TOKEN": openbao.root_token.reveal(),
         "NHI_BROKER_DEV_MODE": "true",
+        "NHI_BROKER_SCAN_ROOTS": f'["{tmp_path}"]',  # the shared log below
         # replicas of one store share the fingerprint and audit keys (docs/deploy.md)
         "NHI_BROKER_AUDIT__KEY": AUDIT_KEY,
         "PYTHONPATH": str(Path(__file__).parents[2]),
@@ -49,6 +50,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
         fingerprint_key="ab" * 32,
         audit={"key": AUDIT_KEY},  # type: ignore[arg-type]
         dev_mode=True,  # type: ignore[arg-type]
+        scan_roots=[tmp_path],
         openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},
     )  # type: ignore[arg-type]
     admin = Container.build(settings)

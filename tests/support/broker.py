@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from .wait import HTTP_TIMEOUT, wait_until
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 OPENBAO_TIMEOUT = 30.0  # the test broker's calls to OpenBao: only a hang reaches it on a busy machine
+FINGERPRINT_KEY = "5e" * 32
+AUDIT_KEY = "a0" * 32
 
 __all__ = ["ADMIN_TOKEN", "RunningBroker", "free_port", "start_broker"]
 
@@ -80,6 +83,13 @@ class RunningBroker:
 def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = "", workers: bool = True,
                  postgres: Any = None, **overrides: Any) -> RunningBroker:
     """``postgres``: a tests.support.postgres.PostgresServer to configure `demo-db` against."""
+    if database_url.startswith("postgresql"):  # a shared store needs a configured, shared key
+        overrides.setdefault("fingerprint_key", FINGERPRINT_KEY)
+        overrides.setdefault("audit", {"key": AUDIT_KEY})
+    overrides.setdefault("scan_roots", [tempfile.gettempdir()])  # like `up`: tests plant files in tmp
+    # every test shares 127.0.0.1 and many provoke failed logins on purpose: the per-address budget
+    # is the limiter tests' to set (tests/security/test_limits.py passes its own limits)
+    overrides.setdefault("limits", {"auth_failures_per_minute": 100_000})
     settings = Settings(dev_mode=True, data_dir=data_dir, database_url=database_url, dev_issuer=True,
                         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
                         openbao={"addr": openbao.address, "token": openbao.root_token.reveal(),  # type: ignore[arg-type]
