@@ -7,6 +7,10 @@ VENV   := .venv
 PIP    := $(VENV)/bin/pip --disable-pip-version-check
 UP_STAMP   := $(VENV)/.up-stamp
 TEST_STAMP := $(VENV)/.installed-stamp
+# the suite runs in parallel (pytest-xdist): one worker per core, at most 4; each worker starts its
+# own servers on its own ports. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= auto
+TEST_DIST    ?= worksteal
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +35,7 @@ up: $(UP_STAMP)         ## run the broker on its embedded default (OpenBao dev s
 	exec $(VENV)/bin/nhi-broker up $(ARGS)
 
 test: $(TEST_STAMP)     ## run the whole test suite against real OpenBao, PostgreSQL, moto, Terraform
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist $(TEST_DIST) $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)     ## the checks CI runs before the tests: ruff, mypy --strict, import contracts
 	$(VENV)/bin/ruff check broker scanners rotation policies tests benchmarks terraform

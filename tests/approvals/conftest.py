@@ -19,6 +19,7 @@ import httpx
 import pytest
 from support.broker import ADMIN_TOKEN, RunningBroker, start_broker
 from support.issuers import LocalIssuer, id_token
+from support.wait import DEADLINE, HTTP_TIMEOUT
 from support.webhook import WebhookRecorder
 
 PEOPLE_ISSUER = "https://idp.people.test"
@@ -38,7 +39,7 @@ class ApprovalWebhook(WebhookRecorder):
     def __init__(self) -> None:
         super().__init__("/approvals")
 
-    def wait_for_approval(self, approval_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    def wait_for_approval(self, approval_id: str, timeout: float = DEADLINE) -> dict[str, Any]:
         return self.wait_for("approval_id", approval_id, timeout)
 
 
@@ -107,7 +108,7 @@ class Api:
     def __init__(self, broker: RunningBroker, people: People) -> None:
         self.broker = broker
         self.people = people
-        self.http = httpx.Client(base_url=broker.url, timeout=15)
+        self.http = httpx.Client(base_url=broker.url, timeout=HTTP_TIMEOUT)
 
     def agent(
         self, method: str, path: str, body: dict[str, Any] | None = None, subject: str = "demo-agent"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import hvac
 import pytest
+from support.wait import wait_until
 
 pytestmark = pytest.mark.openbao
 
@@ -71,10 +70,8 @@ def test_flagging_a_review_escalates_the_task_and_revokes_what_it_holds(api, app
 
     task = api.admin("GET", f"/v1/admin/tasks/{task_id}").json()
     assert task["task"]["state"] == "quarantined"
-    deadline = time.monotonic() + 5
-    while not accessor_is_dead(approvals_broker, body["credential"]["accessor"]):
-        assert time.monotonic() < deadline, "the reviewed grant was not revoked"
-        time.sleep(0.05)
+    wait_until(lambda: accessor_is_dead(approvals_broker, body["credential"]["accessor"]),
+               what="the reviewed grant revoked")
     assert api.credential(task_id, "db.read", "demo-data").status_code == 409
     kinds = [e["kind"] for e in api.admin("GET", "/v1/audit", params={"task_id": task_id}).json()["items"]]
     assert "review.queued" in kinds and "review.flagged" in kinds and "task.escalated" in kinds

@@ -12,6 +12,7 @@ import httpx
 import hvac
 import pytest
 from sqlalchemy import text
+from support.wait import HTTP_TIMEOUT
 
 from broker.store.repo import utcnow
 
@@ -245,7 +246,7 @@ def test_an_error_looking_up_the_approval_never_yields_a_credential(api, approva
         conn.execute(text("ALTER TABLE approvals RENAME TO approvals_away"))
     try:
         # its own connection: the server closes a connection after an unexpected error
-        with httpx.Client(base_url=approvals_broker.url, timeout=15) as http:
+        with httpx.Client(base_url=approvals_broker.url, timeout=HTTP_TIMEOUT) as http:
             resp = http.post(
                 f"/v1/tasks/{task_id}/credentials",
                 json={"action": "payments.charge", "resource": "prod-payments", "approval_id": approval_id},

@@ -263,7 +263,10 @@ def test_aws_tag_deny_revocation_attaches_deny_on_the_task_and_grant_tags(aws_en
 
     backend.revoke(first.revocation)  # one grant (e.g. it leaked)
     backend.revoke(first.task_handle)  # the task ends
-    backend.revoke(first.task_handle)  # idempotent
+    revoked = _inline_policies(aws_env.admin("iam"), aws_env.role_name)
+    backend.revoke(first.task_handle)  # idempotent: the role's policies are exactly as they were
+    backend.revoke(first.revocation)
+    assert _inline_policies(aws_env.admin("iam"), aws_env.role_name) == revoked
 
     doc = aws_env.admin("iam").get_role_policy(
         RoleName=aws_env.role_name, PolicyName=pol.REVOCATION_POLICY_NAME
@@ -309,6 +312,8 @@ def test_aws_task_handle_is_persisted_before_the_session_is_issued(aws_env: AwsE
 
 def test_aws_revocation_is_success_when_the_role_is_gone(aws_env: AwsEnv) -> None:
     backend = aws_env.backend()
+    iam = aws_env.admin("iam")
+    roles_before = _role_names(iam)
     for mode in ("tag_deny", "per_task_role"):
         backend.revoke(
             {
@@ -329,6 +334,19 @@ def test_aws_revocation_is_success_when_the_role_is_gone(aws_env: AwsEnv) -> Non
                 "endpoint_url": aws_env.moto.endpoint,
             }
         )
+    # nothing to revoke, nothing done: no role (re)created, no policy left behind
+    assert _role_names(iam) == roles_before
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        iam.get_role(RoleName="no-such-role")
+
+
+def _role_names(iam: Any) -> set[str]:
+    return {r["RoleName"] for page in iam.get_paginator("list_roles").paginate() for r in page["Roles"]}
+
+
+def _inline_policies(iam: Any, role_name: str) -> dict[str, Any]:
+    names = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    return {n: iam.get_role_policy(RoleName=role_name, PolicyName=n)["PolicyDocument"] for n in names}
 
 
 # -- revocation: per_task_role (hard) ----------------------------------------------------------------
@@ -351,7 +369,11 @@ def test_aws_per_task_role_credentials_stop_working_after_the_task_is_revoked(aw
     assert _read_object(aws_env, first) == _read_object(aws_env, second) == OBJECT
 
     backend.revoke(first.task_handle)
-    backend.revoke(first.task_handle)  # idempotent
+    iam = aws_env.admin("iam")
+    revoked = (_inline_policies(iam, role_name), iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"])
+    backend.revoke(first.task_handle)  # idempotent: the closed role is exactly as it was
+    assert (_inline_policies(iam, role_name), iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]) \
+        == revoked
 
     for cred in (first, second):
         with pytest.raises(ClientError, match="AccessDenied"):

@@ -31,7 +31,8 @@ class BlackholeProxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(self.target, timeout=5)
+                upstream = socket.create_connection(self.target, timeout=30)
+                upstream.settimeout(None)  # an idle keep-alive connection must not be cut by the proxy
             except OSError:
                 client.close()
                 continue

@@ -12,13 +12,17 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
-from support.broker import free_port, start_broker
+from sqlalchemy import select, update
+from support.broker import RunningBroker, start_broker
+from support.ports import free_port
+from support.wait import DEADLINE, HTTP_TIMEOUT, wait_until
 from tcp_proxy import BlackholeProxy
 
 from broker.backends.openbao_http import OpenBaoHTTP
@@ -26,6 +30,8 @@ from broker.client import AdminClient, BrokerClient, CredentialDenied
 from broker.demo import DEMO_ACTIONS, DEMO_RESOURCES, policy_name, seed_openbao
 from broker.identity import DEV_ISSUER, DevIssuer
 from broker.openbao_server import start_persistent_server
+from broker.store import tables as t
+from broker.store.repo import utcnow
 from tests.chain.conftest import accessor_is_dead, token_is_dead
 
 pytestmark = [pytest.mark.openbao, pytest.mark.slow]
@@ -39,18 +45,18 @@ def _serve(config: Path, log: Path) -> subprocess.Popen[bytes]:
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    def up() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"broker exited {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("broker did not start")
+        return httpx.get(f"{url}/healthz", timeout=HTTP_TIMEOUT).status_code == 200
+
+    try:
+        wait_until(up, what=f"the broker at {url} to answer /healthz")
+    except AssertionError:
+        if proc.poll() is not None:
+            raise AssertionError(f"broker exited {proc.returncode}: {log.read_text()[-2000:]}") from None
+        raise
 
 
 def _config(path: Path, data_dir: Path, port: int, bao_addr: str, bao_token: str) -> Path:
@@ -72,17 +78,16 @@ def _seed_registry(admin: AdminClient) -> None:
 
 
 def _outbox(db: Path, task_id: str) -> list[tuple[str, int]]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=DEADLINE) as conn:
         return list(conn.execute("SELECT state, attempts FROM revocations WHERE task_id = ?", (task_id,)))
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for: {what}")
+def _revocations(running: RunningBroker, task_id: str) -> list[dict[str, Any]]:
+    """The task's outbox rows; times as aware UTC datetimes (SQLite hands them back naive)."""
+    with running.container.store.read() as conn:
+        rows = conn.execute(select(t.revocations).where(t.revocations.c.task_id == task_id))
+        return [{k: v.replace(tzinfo=v.tzinfo or UTC) if isinstance(v, datetime) else v
+                 for k, v in r._mapping.items()} for r in rows]
 
 
 def test_revocation_written_before_a_broker_crash_completes_after_restart(openbao, tmp_path):
@@ -91,14 +96,15 @@ def test_revocation_written_before_a_broker_crash_completes_after_restart(openba
     proxy = BlackholeProxy("127.0.0.1", int(openbao.address.rsplit(":", 1)[1]))
     data_dir, port = tmp_path / "broker", free_port()
     url, log = f"http://127.0.0.1:{port}", tmp_path / "broker.log"
+    # what the test waits for is the broker's state, never time: see tests/support/wait.py
     through_proxy = _config(tmp_path / "proxy.yaml", data_dir, port, proxy.address, root)
     proc = _serve(through_proxy, log)
     try:
         _wait_http(url, proc, log)
-        admin = AdminClient(url, ADMIN)
+        admin = AdminClient(url, ADMIN, timeout=HTTP_TIMEOUT)
         _seed_registry(admin)
         issuer = DevIssuer.load_or_create(data_dir)
-        agent = BrokerClient(url, lambda: issuer.mint("demo-agent"))
+        agent = BrokerClient(url, lambda: issuer.mint("demo-agent"), timeout=HTTP_TIMEOUT)
         task_id = agent.open_task("demo", "crash me")["task_id"]
         read = agent.request_credential(task_id, "db.read", "demo-data")
         secret = agent.request_credential(task_id, "secrets.read", "demo-secrets")
@@ -108,12 +114,13 @@ def test_revocation_written_before_a_broker_crash_completes_after_restart(openba
         trigger = threading.Thread(target=lambda: outcome.append(_try(
             lambda: agent.request_credential(task_id, "data.export", "demo-data"))), daemon=True)
         trigger.start()
-        _wait(lambda: _outbox(data_dir / "broker.db", task_id) == [("pending", 0)], 10,
-              "the revocation row written to the outbox")
-        _wait(lambda: proxy.swallowed > 0, 10, "the revocation call in flight")
+        wait_until(lambda: _outbox(data_dir / "broker.db", task_id) == [("pending", 0)],
+                   what="the revocation row written to the outbox")
+        wait_until(lambda: proxy.swallowed > 0, what="the revocation call in flight")
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        trigger.join(timeout=10)
+        proc.wait(timeout=DEADLINE)
+        trigger.join(timeout=DEADLINE)
+        assert not trigger.is_alive()
         # killed between writing the revocation and completing it: the tokens are still alive
         assert not token_is_dead(openbao.address, read.secret("token"))
         assert not accessor_is_dead(openbao.address, root, secret.fields["accessor"])
@@ -123,21 +130,24 @@ def test_revocation_written_before_a_broker_crash_completes_after_restart(openba
             proc.kill()
         proxy.close()
 
+    port = free_port()  # the same data dir; a port nothing else can have taken meanwhile
+    url = f"http://127.0.0.1:{port}"
     direct = _config(tmp_path / "direct.yaml", data_dir, port, openbao.address, root)
     proc = _serve(direct, log)
     try:
         _wait_http(url, proc, log)
-        _wait(lambda: token_is_dead(openbao.address, read.secret("token")), 10, "token revoked after restart")
+        wait_until(lambda: token_is_dead(openbao.address, read.secret("token")), what="token revoked after restart")
         assert accessor_is_dead(openbao.address, root, secret.fields["accessor"])
-        assert _outbox(data_dir / "broker.db", task_id) == [("done", 1)]
-        admin = AdminClient(url, ADMIN)
+        wait_until(lambda: _outbox(data_dir / "broker.db", task_id) == [("done", 1)],
+                   what="the outbox row confirmed done")
+        admin = AdminClient(url, ADMIN, timeout=HTTP_TIMEOUT)
         assert admin.task(task_id)["task"]["state"] == "quarantined"
         revoked = admin.audit(task_id=task_id, kind="credential.revoked")
         assert len(revoked) == 1 and revoked[0]["data"]["reason"].startswith("dangerous_sequence")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=DEADLINE)
         except subprocess.TimeoutExpired:
             proc.kill()
 
@@ -151,14 +161,16 @@ def _try(fn):
 
 def test_revocations_queued_during_an_openbao_outage_complete_when_it_returns(tmp_path):
     bao_dir = tmp_path / "bao"
-    bao = start_persistent_server(bao_dir)
-    port = int(bao.address.rsplit(":", 1)[1])
+    port = free_port(pair=True)  # restarted on the same port: outside the ephemeral range
+    bao = start_persistent_server(bao_dir, port=port)
     token = bao.root_token
     running = None
+    http = httpx.Client(timeout=HTTP_TIMEOUT)
     try:
         with OpenBaoHTTP(bao.address, token).client() as c:
             c.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
         running = start_broker(tmp_path / "broker", bao, revocation_stuck_seconds=1.0)
+        http.base_url = httpx.URL(running.url)
         agent = running.agent()
         task_id = agent.open_task("demo", "outage")["task_id"]
         read = agent.request_credential(task_id, "db.read", "demo-data")
@@ -166,38 +178,61 @@ def test_revocations_queued_during_an_openbao_outage_complete_when_it_returns(tm
         assert not token_is_dead(bao.address, read.secret("token"))
 
         bao.stop()  # OpenBao is down
-        started = time.monotonic()
         with pytest.raises(CredentialDenied) as exc:
             agent.request_credential(task_id, "data.export", "demo-data")
         assert exc.value.body["error"]["detector"] == "dangerous_sequence"
-        assert time.monotonic() - started < 5  # escalation never waits for the backend
-        http = httpx.Client(base_url=running.url)
+        # the escalation answered without the backend: its revocation waits in the outbox
+        [row] = _revocations(running, task_id)
+        assert row["state"] == "pending" and row["attempts"] >= 1 and row["last_error_kind"] == "unavailable"
         ready = http.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["revocations"]["pending"] == 1
         assert ready.json()["checks"]["backend.vault_token"].startswith("unavailable")
-        _wait(lambda: http.get("/readyz").json()["checks"]["revocations"]["status"] == "stuck", 5,
-              "the backlog reported stuck")
+        wait_until(lambda: http.get("/readyz").json()["checks"]["revocations"]["status"] == "stuck",
+                   what="the backlog reported stuck")
         assert "nhi_revocations_pending 1.0" in http.get("/metrics").text
-        time.sleep(1.0)  # a few failed attempts with backoff while it is down
+        wait_until(lambda: _revocations(running, task_id)[0]["attempts"] >= 2,
+                   what="a retry that failed while OpenBao is down")
         with running.container.store.read() as conn:
             from broker.store import outbox
             assert outbox.pending_count(conn) == 1
 
+        # the row now backs off for an hour: only the worker noticing OpenBao is back can make
+        # it due before the deadline below
+        far = _back_off_for_an_hour(running, task_id)
         bao = start_persistent_server(bao_dir, port=port, root_token=token)  # same storage, same port
-        back = time.monotonic()
-        _wait(lambda: token_is_dead(bao.address, read.secret("token")), 10, "revocation after the outage")
-        drained_in = time.monotonic() - back
+        wait_until(lambda: token_is_dead(bao.address, read.secret("token")), what="revocation after the outage")
         assert accessor_is_dead(bao.address, token.reveal(), secret.fields["accessor"])
-        _wait(lambda: http.get("/readyz").status_code == 200, 5, "ready again")
+        [row] = wait_until(lambda: [r for r in _revocations(running, task_id) if r["state"] == "done"],
+                           what="the outbox row confirmed done")
+        assert row["completed_at"] < far
+        wait_until(lambda: http.get("/readyz").status_code == 200, what="ready again")
         assert "nhi_revocations_pending 0.0" in http.get("/metrics").text
         revoked = running.admin().audit(task_id=task_id, kind="credential.revoked")
-        assert len(revoked) == 1 and revoked[0]["data"]["attempts"] >= 2
-        assert drained_in < 3, f"took {drained_in:.1f}s after OpenBao returned (backoff not short-circuited)"
-        http.close()
+        assert len(revoked) == 1 and revoked[0]["data"]["attempts"] >= 3
     finally:
+        http.close()
         if running is not None:
             running.stop()
         bao.stop()
 
 
+def _back_off_for_an_hour(running: RunningBroker, task_id: str) -> datetime:
+    """Push the task's pending revocation an hour out and return that time, once a full worker
+    run has passed without undoing it (a retry in flight while we wrote would reschedule it)."""
+    worker = running.revocation_worker
+
+    def pushed() -> datetime | None:
+        far = utcnow() + timedelta(hours=1)
+        with running.container.store.write() as conn:
+            conn.execute(update(t.revocations).where(t.revocations.c.task_id == task_id,
+                                                     t.revocations.c.state == "pending")
+                         .values(next_attempt_at=far))
+        before = worker.last_run
+        wait_until(lambda: worker.last_run != before, what="a worker run")
+        before = worker.last_run
+        wait_until(lambda: worker.last_run != before, what="a second worker run")
+        [row] = _revocations(running, task_id)
+        return far if row["next_attempt_at"] >= far - timedelta(seconds=1) else None
+
+    return wait_until(pushed, what="the revocation backing off for an hour")

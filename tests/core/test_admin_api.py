@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from support.wait import HTTP_TIMEOUT
 
 from broker.client import InvalidRequest, NotFound
 
@@ -86,7 +87,8 @@ def test_invalid_name_in_path_is_422(broker):
 
 
 def test_wrong_admin_token_is_401_and_audited(broker):
-    r = httpx.get(f"{broker.url}/v1/admin/agents", headers={"Authorization": "Bearer wrong-token"})
+    r = httpx.get(f"{broker.url}/v1/admin/agents", headers={"Authorization": "Bearer wrong-token"},
+                  timeout=HTTP_TIMEOUT)
     assert r.status_code == 401
     events = broker.admin().audit(kind="auth.failed")
     assert any("admin token" in e["data"]["reason"] for e in events)
@@ -109,15 +111,15 @@ def test_explain_returns_full_decision_record(broker):
 
 
 def test_health_ready_and_metrics(broker):
-    assert httpx.get(f"{broker.url}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{broker.url}/readyz").json()
+    assert httpx.get(f"{broker.url}/healthz", timeout=HTTP_TIMEOUT).json() == {"status": "ok"}
+    ready = httpx.get(f"{broker.url}/readyz", timeout=HTTP_TIMEOUT).json()
     assert ready["ready"] is True and ready["checks"]["backend.vault_token"] == "ok"
-    metrics = httpx.get(f"{broker.url}/metrics").text
+    metrics = httpx.get(f"{broker.url}/metrics", timeout=HTTP_TIMEOUT).text
     assert "nhi_revocations_pending" in metrics and "nhi_http_request_seconds" in metrics
 
 
 def test_openapi_schema_documents_every_contract_path(broker):
-    spec = httpx.get(f"{broker.url}/openapi.json").json()
+    spec = httpx.get(f"{broker.url}/openapi.json", timeout=HTTP_TIMEOUT).json()
     paths = set(spec["paths"])
     for path in ("/v1/tasks", "/v1/tasks/{task_id}/credentials", "/v1/tasks/{task_id}/events",
                  "/v1/tasks/{task_id}", "/v1/scan", "/v1/admin/agents/{name}", "/v1/admin/profiles/{name}",
@@ -127,4 +129,4 @@ def test_openapi_schema_documents_every_contract_path(broker):
                  "/v1/tasks/{task_id}/approvals/{approval_id}", "/healthz", "/readyz", "/metrics",
                  "/v1/tasks/{task_id}/gateway/{resource}/{path}"):
         assert path in paths, path
-    assert httpx.get(f"{broker.url}/docs").status_code == 200
+    assert httpx.get(f"{broker.url}/docs", timeout=HTTP_TIMEOUT).status_code == 200

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import insert, update
+from support.wait import HTTP_TIMEOUT
 from support.webhook import WebhookRecorder
 
 from broker.audit import AuditKeyError, AuditLog, LocalAuditKey
@@ -291,7 +292,7 @@ def test_running_guard_checkpoints_new_events_and_alerts_on_tampering_found_by_i
     store = _store(f"sqlite:///{tmp_path / 'b.db'}")
     audit = AuditLog(store, LocalAuditKey(secrets.token_bytes(32)))
     hook = WebhookRecorder()
-    alerter = WebhookAlerter(hook.url, timeout=5.0)
+    alerter = WebhookAlerter(hook.url, timeout=HTTP_TIMEOUT)
     registry = CollectorRegistry()
     sink = tmp_path / "cp.jsonl"
     guard = AuditGuard(audit, [FileSink(sink)], AuditMetrics(registry), alert=alerter,
@@ -333,7 +334,7 @@ def test_the_composed_broker_alerts_its_configured_webhook_when_the_chain_is_tam
         with running.container.store.write() as conn:
             conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3"))
         assert not guard.run_full().ok
-        alert = hook.wait_for("event", "audit.chain_broken", timeout=30)
+        alert = hook.wait_for("event", "audit.chain_broken")
         assert alert["problem"].startswith("event 3 was modified")
         metrics = running.container.metrics.registry
         assert metrics.get_sample_value("nhi_audit_chain_intact") == 0

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
+from support.wait import HTTP_TIMEOUT
 from support.webhook import WebhookRecorder
 
 from broker.audit import AuditLog, LocalAuditKey
@@ -91,7 +92,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     for i in range(EVENTS):
         audit.record("decision.allowed", actor=f"agent-{i % 3}", task_id=f"tsk_{i}", outcome="allow", data={"i": i})
     webhook = WebhookRecorder()
-    alerter = WebhookAlerter(webhook.url, timeout=5.0)
+    alerter = WebhookAlerter(webhook.url, timeout=HTTP_TIMEOUT)
     registry = CollectorRegistry()
     guard = _guard(audit, tmp_path, registry, alerter)
     assert guard.run_full().ok  # the start-up verification: exports the first checkpoint
@@ -106,7 +107,7 @@ def _assert_detected(rig: Rig, *fragments: str) -> None:
     assert not result.ok
     for fragment in fragments:
         assert fragment in (result.problem or ""), result.problem
-    alert = rig.webhook.wait_for("event", "audit.chain_broken", timeout=30)
+    alert = rig.webhook.wait_for("event", "audit.chain_broken")
     assert alert["problem"] == result.problem
     assert rig.intact_metric() == 0
     assert rig.registry.get_sample_value("nhi_audit_verify_failures_total") == 1
@@ -201,7 +202,7 @@ def test_new_events_are_verified_incrementally_and_checkpointed(rig: Rig) -> Non
     rig.sql("UPDATE audit_head SET seq = 30, hash = (SELECT hash FROM audit_events WHERE seq = 30)")
     broken = rig.guard.run_incremental()
     assert not broken.ok and "the head moved back" in (broken.problem or "")
-    rig.webhook.wait_for("event", "audit.chain_broken", timeout=30)
+    rig.webhook.wait_for("event", "audit.chain_broken")
     assert len(rig.sink.read_text().splitlines()) == 2  # a broken chain is never checkpointed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from support.broker import start_broker
+from support.wait import HTTP_TIMEOUT
 
 from broker.client import BackendUnavailable
 from broker.openbao_server import start_dev_server
@@ -31,7 +32,7 @@ def test_credential_request_is_503_without_credential_when_openbao_is_down(tmp_p
         # the decision that allowed it is on record; no grant was recorded for the failed requests
         grants = [g for s in running.admin().task(fresh["task_id"])["chain"]["steps"] for g in s.get("grants", [])]
         assert grants == []
-        ready = httpx.get(f"{running.url}/readyz")
+        ready = httpx.get(f"{running.url}/readyz", timeout=HTTP_TIMEOUT)
         assert ready.status_code == 503 and "unavailable" in ready.json()["checks"]["backend.vault_token"]
     finally:
         running.stop()

@@ -11,14 +11,17 @@ pytestmark = [pytest.mark.openbao]
 
 
 @pytest.fixture(scope="module")
-def pg_broker(openbao, pg_server, tmp_path_factory):
-    running = start_broker(tmp_path_factory.mktemp("pgbroker"), openbao, postgres=pg_server)
+def pg_broker(openbao, private_pg, tmp_path_factory):
+    """demo-db on this process's private cluster: the demo seed's ``nhi_openbao`` role there is
+    ours alone (every ``nhi-broker up`` resets its password on the shared server)."""
+    running = start_broker(tmp_path_factory.mktemp("pgbroker"), openbao, postgres=private_pg)
     yield running
     running.stop()
 
 
 @pytest.mark.postgres
-def test_postgres_credential_logs_in_and_dies_with_its_task(pg_broker, pg_server):
+def test_postgres_credential_logs_in_and_dies_with_its_task(pg_broker, private_pg):
+    pg_server = private_pg
     agent = pg_broker.agent()
     info = agent.open_task("demo", "query the demo db")
     cred = agent.request_credential(info["task_id"], "db.read", "demo-db")

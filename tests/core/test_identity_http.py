@@ -13,6 +13,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from support.wait import HTTP_TIMEOUT
 
 pytestmark = pytest.mark.openbao
 
@@ -33,7 +34,7 @@ def _claims(**over):
 
 def _open(broker, token: str) -> httpx.Response:
     return httpx.post(f"{broker.url}/v1/tasks", json={"profile": "demo", "purpose": "attack"},
-                      headers={"Authorization": f"Bearer {token}"})
+                      headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
 
 
 def test_valid_dev_token_opens_task(broker):
@@ -84,6 +85,6 @@ def test_replayed_token_is_401(broker):
 
 
 def test_missing_bearer_is_401_and_audited(broker):
-    r = httpx.post(f"{broker.url}/v1/tasks", json={"profile": "demo", "purpose": "x"})
+    r = httpx.post(f"{broker.url}/v1/tasks", json={"profile": "demo", "purpose": "x"}, timeout=HTTP_TIMEOUT)
     assert r.status_code == 401
     assert any(e["data"]["reason"].startswith("missing bearer") for e in broker.admin().audit(kind="auth.failed"))

@@ -7,6 +7,7 @@ import shutil
 import httpx
 import pytest
 from support.broker import start_broker
+from support.wait import HTTP_TIMEOUT
 
 from broker.client import CredentialDenied
 from policies import DEFAULT_BUNDLE
@@ -31,7 +32,7 @@ def bundle_broker(openbao, tmp_path):
 
 def _reload(running) -> httpx.Response:
     return httpx.post(f"{running.url}/v1/admin/policies/reload",
-                      headers={"Authorization": "Bearer test-admin-token-0123456789abcdef"})
+                      headers={"Authorization": "Bearer test-admin-token-0123456789abcdef"}, timeout=HTTP_TIMEOUT)
 
 
 def test_broken_bundle_on_reload_is_refused_and_old_bundle_stays(bundle_broker):

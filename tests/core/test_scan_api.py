@@ -8,13 +8,14 @@ import string
 import httpx
 import hvac
 import pytest
+from support.wait import HTTP_TIMEOUT
 
 pytestmark = pytest.mark.openbao
 
 
 def _scan(broker, text: str, agent: str = "demo-agent") -> dict:
     r = httpx.post(f"{broker.url}/v1/scan", json={"text": text},
-                   headers={"Authorization": f"Bearer {broker.token(agent)}"})
+                   headers={"Authorization": f"Bearer {broker.token(agent)}"}, timeout=HTTP_TIMEOUT)
     r.raise_for_status()
     return r.json()
 
@@ -67,7 +68,7 @@ def test_other_agents_grant_is_named_only_as_broker_issued(broker):
 
 def test_scan_rejects_oversized_text_naming_the_field(broker):
     r = httpx.post(f"{broker.url}/v1/scan", json={"text": "a" * (1_048_576 + 1)},
-                   headers={"Authorization": f"Bearer {broker.token()}"})
+                   headers={"Authorization": f"Bearer {broker.token()}"}, timeout=HTTP_TIMEOUT)
     assert r.status_code == 422 and r.json()["error"]["field"] == "text"
 
 

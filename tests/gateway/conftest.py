@@ -13,6 +13,7 @@ import httpx
 import pytest
 from support.broker import ADMIN_TOKEN, RunningBroker, start_broker
 from support.upstream import Upstream
+from support.wait import HTTP_TIMEOUT
 
 MAX_RESPONSE = 8 * 1024
 KV_PATH = "gateway/crm"
@@ -57,7 +58,7 @@ CRM_RULES = [
 class Api:
     def __init__(self, broker: RunningBroker) -> None:
         self.broker = broker
-        self.http = httpx.Client(base_url=broker.url, timeout=20)
+        self.http = httpx.Client(base_url=broker.url, timeout=HTTP_TIMEOUT)
 
     def agent_headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.broker.token('demo-agent')}", **(extra or {})}
@@ -87,7 +88,7 @@ class Api:
     def raw_call(self, task_id: str, resource: str, raw_path: str) -> tuple[int, bytes]:
         """Send the path byte for byte (httpx would normalise dot segments away)."""
         parts = urlsplit(self.broker.url)
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=20)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=HTTP_TIMEOUT)
         try:
             conn.request("GET", f"/v1/tasks/{task_id}/gateway/{resource}{raw_path}", headers=self.agent_headers())
             resp = conn.getresponse()

@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import json
 import sys
-import time
 
 import httpx
 import pytest
 from support.approver import approve, approver_token
 from support.broker import ADMIN_TOKEN
 from support.upstream import Upstream
+from support.wait import wait_until
 
 pytestmark = pytest.mark.openbao
 
@@ -189,9 +189,8 @@ def test_gateway_injects_basic_auth_and_query_credentials_and_never_logs_them(
         assert got["path"] == "/api/v1/customers/9?api_key=agent-guess&page=2"
     else:
         assert "agent-guess" not in got["path"] and f"api_key={api_key}" in got["path"] and "page=2" in got["path"]
-    deadline = time.monotonic() + 10
-    while f"/gateway/{resource}/v1/customers/9" not in logs.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.05)  # the request log line is written once the response is sent
+    # the request log line is written once the response is sent
+    wait_until(lambda: f"/gateway/{resource}/v1/customers/9" in logs.getvalue(), what="the request log line")
     logged = logs.getvalue()
     assert f"/gateway/{resource}/v1/customers/9" in logged  # the broker's log was captured
     assert api_key not in logged and api_key not in resp.text and api_key not in audit_text(api, task)

@@ -109,12 +109,14 @@ def replay_guard() -> InMemoryReplayGuard:
 
 @dataclass
 class JwksServer:
-    """Serves ``jwks`` at ``url``; counts requests; ``status`` other than 200 simulates an outage."""
+    """Serves ``jwks`` at ``url``; counts requests; ``status`` other than 200 simulates an outage;
+    ``hold`` (when set) makes each answer wait until the test sets the event: a slow server."""
 
     url: str
     jwks: dict[str, Any]
     status: int = 200
     delay: float = 0.0
+    hold: threading.Event | None = None
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,8 +129,10 @@ def jwks_server() -> Iterator[JwksServer]:
         def do_GET(self) -> None:
             with state.lock:
                 state.requests += 1
-                status, body, delay = state.status, json.dumps(state.jwks).encode(), state.delay
+                status, body, delay, hold = state.status, json.dumps(state.jwks).encode(), state.delay, state.hold
             time.sleep(delay)
+            if hold is not None:
+                hold.wait(timeout=120)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -147,7 +151,7 @@ def jwks_server() -> Iterator[JwksServer]:
     finally:
         server.shutdown()
         server.server_close()
-        thread.join(timeout=5)
+        thread.join(timeout=60)
 
 
 @pytest.fixture

@@ -54,7 +54,9 @@ def test_dev_issuer_token_verifies_with_its_issuer_config(tmp_path):
     dev = DevIssuer.load_or_create(tmp_path)
     verifier = IdentityVerifier([dev.issuer_config()], InMemoryReplayGuard())
 
+    before = int(time.time())
     token = dev.mint("demo-agent", ttl_seconds=120, claims={"agent": "demo-agent"})
+    after = time.time()
     identity = verifier.verify(token)
 
     assert identity.issuer == DEV_ISSUER
@@ -62,7 +64,7 @@ def test_dev_issuer_token_verifies_with_its_issuer_config(tmp_path):
     assert identity.claims["aud"] == DEV_AUDIENCE
     assert identity.claims["agent"] == "demo-agent"
     assert identity.jti
-    assert abs(identity.expires_at.timestamp() - (time.time() + 120)) < 5
+    assert before + 120 <= identity.expires_at.timestamp() <= after + 120  # minted with a 120 s lifetime
 
 
 def test_dev_issuer_token_has_eddsa_kid_and_every_registered_claim(tmp_path):

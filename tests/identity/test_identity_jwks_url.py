@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support.wait import HTTP_TIMEOUT, wait_until
 
 from broker.errors import Unauthenticated, UpstreamUnavailable
 from broker.identity import IdentityVerifier, InMemoryReplayGuard, IssuerConfig
@@ -149,17 +149,20 @@ def test_slow_jwks_refresh_does_not_stall_verifications_that_have_cached_keys(
     idt, rsa_key, jwks_server, fake_clock
 ):
     jwks_server.jwks = {"keys": [idt.public_jwk(rsa_key, "k1")]}
-    source = RemoteJwks(idt.ISSUER, jwks_server.url, cache_seconds=300, clock=fake_clock)
+    source = RemoteJwks(idt.ISSUER, jwks_server.url, cache_seconds=300, clock=fake_clock,
+                        timeout_seconds=HTTP_TIMEOUT)
     source.key_for("k1")
     fake_clock.advance(301)
-    jwks_server.delay = 1.0
+    jwks_server.hold = threading.Event()  # the server answers only when the test lets it
 
     refresher = threading.Thread(target=source.key_for, args=("k1",))
     refresher.start()
-    while jwks_server.requests < 2:  # the scheduled refresh is now in flight
-        time.sleep(0.01)
-    started = time.monotonic()
-    assert source.key_for("k1").kid == "k1"
-    assert time.monotonic() - started < 0.5
-    refresher.join()
+    try:
+        wait_until(lambda: jwks_server.requests >= 2, what="the scheduled refresh in flight")
+        assert source.key_for("k1").kid == "k1"
+        # answered from the cache while the refresh is still held by the server
+        assert refresher.is_alive()
+    finally:
+        jwks_server.hold.set()
+        refresher.join(timeout=HTTP_TIMEOUT)
     assert jwks_server.requests == 2

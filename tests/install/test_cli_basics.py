@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def nhi(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NHI_BROKER_")}
     full_env["PYTHONPATH"] = str(ROOT)
+    # wide enough that the error panel never wraps a path (pytest-xdist's temporary paths are long)
+    full_env["COLUMNS"] = "1000"
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "broker.cli", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd or ROOT, timeout=120)

@@ -12,6 +12,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg import sql
+from support.wait import HTTP_TIMEOUT
 
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.demo_postgres import DEMO_DB_ROLE, DemoRoles, drop_demo_roles, seed_postgres
@@ -32,7 +33,8 @@ def test_dev_openbao_root_token_is_passed_in_the_environment_not_on_the_command_
         environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
         assert f"BAO_DEV_ROOT_TOKEN_ID={token}".encode() in environ
         assert stat.S_IMODE(os.stat(f"/proc/{server.process.pid}/environ").st_mode) & 0o044 == 0
-        r = httpx.get(f"{server.address}/v1/auth/token/lookup-self", headers={"X-Vault-Token": token}, timeout=10)
+        r = httpx.get(f"{server.address}/v1/auth/token/lookup-self", headers={"X-Vault-Token": token},
+                      timeout=HTTP_TIMEOUT)
         assert r.status_code == 200 and "root" in r.json()["data"]["policies"]
     finally:
         server.stop()
@@ -64,7 +66,7 @@ def _password_hash(pg, name: str) -> str | None:
 
 def _dynamic_login(server) -> dict[str, str]:
     r = httpx.get(f"{server.address}/v1/database/creds/{DEMO_DB_ROLE}",
-                  headers={"X-Vault-Token": server.root_token.reveal()}, timeout=20)
+                  headers={"X-Vault-Token": server.root_token.reveal()}, timeout=HTTP_TIMEOUT)
     assert r.status_code == 200, r.text
     return dict(r.json()["data"])
 

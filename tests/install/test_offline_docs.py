@@ -6,6 +6,7 @@ import re
 
 import httpx
 import pytest
+from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.openbao]
 
@@ -21,7 +22,7 @@ def _references(html: str) -> list[str]:
     ("/redoc", {"/docs/static/redoc.standalone.js", "/docs/static/favicon.png"}),
 ])
 def test_docs_page_references_only_assets_the_broker_serves(broker, page, expected_assets):
-    r = httpx.get(broker.url + page, timeout=10)
+    r = httpx.get(broker.url + page, timeout=HTTP_TIMEOUT)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     html = r.text
     assert "://" not in html, "the page points outside the broker (a CDN, fonts, a favicon)"
@@ -30,18 +31,18 @@ def test_docs_page_references_only_assets_the_broker_serves(broker, page, expect
     assert "/openapi.json" in refs
     for ref in refs:
         assert ref.startswith("/") and not ref.startswith("//"), ref
-        asset = httpx.get(broker.url + ref, timeout=10)
+        asset = httpx.get(broker.url + ref, timeout=HTTP_TIMEOUT)
         assert asset.status_code == 200, ref
         assert len(asset.content) > 1000, ref  # the real asset, not an empty stub
 
 
 def test_docs_assets_have_the_right_content_types(broker):
-    js = httpx.get(broker.url + "/docs/static/swagger-ui-bundle.js", timeout=10)
-    css = httpx.get(broker.url + "/docs/static/swagger-ui.css", timeout=10)
+    js = httpx.get(broker.url + "/docs/static/swagger-ui-bundle.js", timeout=HTTP_TIMEOUT)
+    css = httpx.get(broker.url + "/docs/static/swagger-ui.css", timeout=HTTP_TIMEOUT)
     assert "javascript" in js.headers["content-type"] and "SwaggerUIBundle" in js.text
     assert css.headers["content-type"].startswith("text/css")
 
 
 def test_docs_static_mount_serves_no_file_outside_its_folder(broker):
-    r = httpx.get(broker.url + "/docs/static/..%2f..%2f__init__.py", timeout=10)
+    r = httpx.get(broker.url + "/docs/static/..%2f..%2f__init__.py", timeout=HTTP_TIMEOUT)
     assert r.status_code == 404

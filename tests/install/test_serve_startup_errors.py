@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin-token-for-startup-tests-0123456789"
@@ -17,9 +18,7 @@ BAO_TOKEN = "openbao-token-for-startup-tests-0123456789"
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed once the socket is: nothing listens there
+    return free_port()  # nothing listens there (tests/support/ports.py: no other process draws it)
 
 
 def serve(config: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from support.ports import free_port
 
 from broker.demo_postgres import DemoRoles
 
@@ -24,9 +24,7 @@ DEADLINE = 120
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()  # tests/support/ports.py: outside the ephemeral range, this worker's slice
 
 
 def _env() -> dict[str, str]:

@@ -19,6 +19,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from support.approver import approve, approver_token
 from support.broker import ADMIN_TOKEN, RunningBroker, start_broker
 from support.upstream import Upstream
+from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.openbao, pytest.mark.slow]
 
@@ -51,7 +52,7 @@ def mcp_broker(openbao, tmp_path_factory) -> Iterator[tuple[RunningBroker, Upstr
                 "rules": ["GET /v1/customers/* db.read"],
             },
         },
-        timeout=20,
+        timeout=HTTP_TIMEOUT,
     )
     assert resp.status_code in (200, 201), resp.text
     resp = httpx.put(
@@ -71,7 +72,7 @@ def mcp_broker(openbao, tmp_path_factory) -> Iterator[tuple[RunningBroker, Upstr
                 "rules": ["POST /v1/charges payments.charge"],
             },
         },
-        timeout=20,
+        timeout=HTTP_TIMEOUT,
     )
     assert resp.status_code in (200, 201), resp.text
     resp = httpx.put(
@@ -89,7 +90,7 @@ def mcp_broker(openbao, tmp_path_factory) -> Iterator[tuple[RunningBroker, Upstr
                 "rules": ["GET /v1/echo db.read"],
             },
         },
-        timeout=20,
+        timeout=HTTP_TIMEOUT,
     )
     assert resp.status_code in (200, 201), resp.text
     yield running, up

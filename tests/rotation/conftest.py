@@ -5,7 +5,6 @@ real check), a moto server with IAM auth on, and a RotationService on a fresh SQ
 from __future__ import annotations
 
 import contextlib
-import os
 import pathlib
 import secrets
 import sys
@@ -21,7 +20,7 @@ import pytest
 sys.path.append(str(pathlib.Path(__file__).parents[1]))  # never ahead of the real packages
 
 from support.moto import MotoServer, start_moto
-from support.postgres import PostgresServer, find_or_start
+from support.postgres import PostgresServer
 
 from broker.api.presenters import audit_event_body
 from broker.audit import AuditLog, LocalAuditKey
@@ -46,21 +45,9 @@ def bao(openbao: OpenBaoServer) -> OpenBaoHTTP:
 
 
 @pytest.fixture(scope="session")
-def scram_pg() -> Iterator[PostgresServer]:
+def scram_pg(private_pg: PostgresServer) -> PostgresServer:
     """A private cluster where passwords are enforced for every role but ``postgres``."""
-    before = os.environ.get("NHI_TEST_PG_PRIVATE")
-    os.environ["NHI_TEST_PG_PRIVATE"] = "1"
-    try:
-        found = find_or_start()
-    finally:
-        if before is None:
-            os.environ.pop("NHI_TEST_PG_PRIVATE", None)
-        else:
-            os.environ["NHI_TEST_PG_PRIVATE"] = before
-    if isinstance(found, str):
-        pytest.skip(f"no PostgreSQL with password authentication: {found}")
-    yield found
-    found.stop()
+    return private_pg
 
 
 @pytest.fixture(scope="session")

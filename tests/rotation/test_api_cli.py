@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 from support.broker import ADMIN_TOKEN, RunningBroker
+from support.wait import HTTP_TIMEOUT
 from typer.testing import CliRunner
 
 from broker.cli.main import app
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.openbao]
 
 
 def _admin(broker: RunningBroker) -> httpx.Client:
-    return httpx.Client(base_url=broker.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+    return httpx.Client(base_url=broker.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=HTTP_TIMEOUT)
 
 
 def test_managed_secret_is_registered_rotated_by_the_cli_and_never_shows_its_value(
@@ -69,7 +70,7 @@ def test_admin_api_refuses_bad_input_unknown_names_and_missing_token(broker: Run
         )
         assert bad.status_code == 422 and "settings.generator.length" in bad.json()["error"]["message"]
         assert http.post("/v1/admin/managed-secrets/nope/rotate").status_code == 404
-    assert httpx.get(f"{broker.url}/v1/admin/managed-secrets").status_code == 401
+    assert httpx.get(f"{broker.url}/v1/admin/managed-secrets", timeout=HTTP_TIMEOUT).status_code == 401
 
 
 def test_cli_rotate_exits_non_zero_with_the_message_when_the_secret_is_unknown(

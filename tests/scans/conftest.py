@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from support.broker import RunningBroker, start_broker
+from support.wait import DEADLINE, wait_until
 
 from broker.openbao_server import OpenBaoServer
 from broker.runtime import start_scan_scheduler
@@ -23,12 +23,6 @@ def scan_broker(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory
     running.stop()
 
 
-def wait_for(probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        time.sleep(interval)
+def wait_for(probe: Callable[[], Any], timeout: float = DEADLINE, interval: float = 0.1) -> Any:
+    """``probe``'s first truthy value (see support.wait.wait_until: a deadline, never a sleep)."""
+    return wait_until(probe, timeout, what=getattr(probe, "__name__", "a condition"), interval=interval)

@@ -89,11 +89,10 @@ def test_a_failing_job_is_recorded_and_does_not_stop_the_others(scan_broker, tmp
             (admin.request("GET", "/v1/admin/scan-jobs/broken-repo")["last_run"] or {}).get("status")
             == "failed"
         ),
-        timeout=5,
     )
     with ok_log.open("a") as fh:
         fh.write(f"key={aws_key()}\n")
-    wait_for(lambda: admin.request("GET", "/v1/findings", params={"job": "healthy"})["items"], timeout=5)
+    wait_for(lambda: admin.request("GET", "/v1/findings", params={"job": "healthy"})["items"])
     broken = admin.request("GET", "/v1/admin/scan-jobs/broken-repo")["last_run"]
     assert "does not exist" in broken["error"]
     for name in ("broken-repo", "healthy"):
@@ -141,7 +140,7 @@ def test_restart_keeps_schedules_and_offsets_nothing_scanned_twice_or_skipped(
             "/v1/admin/scan-jobs/restart",
             {"source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 1}},
         )
-        wait_for(lambda: admin.request("GET", "/v1/findings", params={"job": "restart"})["items"], timeout=6)
+        wait_for(lambda: admin.request("GET", "/v1/findings", params={"job": "restart"})["items"])
     finally:
         first.stop()
     with log.open("a") as fh:  # written while the broker is down
@@ -155,7 +154,6 @@ def test_restart_keeps_schedules_and_offsets_nothing_scanned_twice_or_skipped(
                 len(items := admin.request("GET", "/v1/findings", params={"job": "restart"})["items"]) == 2
                 and items
             ),
-            timeout=6,
         )
         assert sorted(f["line"] for f in found) == [1, 2]
         assert all(f["occurrences"] == 1 for f in found)  # nothing scanned twice

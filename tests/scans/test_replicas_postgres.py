@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from support.wait import DEADLINE, wait_until
 
 from broker.config import Settings
 from broker.container import Container
@@ -61,17 +62,30 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
             ),
             "test",
         )
+        dirs = [tmp_path / f"r{i}" for i in range(2)]
         procs = [
             subprocess.Popen(
-                [sys.executable, str(REPLICA), str(tmp_path / f"r{i}"), "6"],
+                [sys.executable, str(REPLICA), str(d)],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for i in range(2)
+            for d in dirs
         ]
-        outs = [p.communicate(timeout=60) for p in procs]
+        try:
+            def enough() -> bool:
+                for p in procs:
+                    assert p.poll() is None, f"a replica exited early: {p.communicate()[1][-2000:]}"
+                with admin.store.read() as conn:
+                    runs = conn.execute(select(t.scan_runs).where(t.scan_runs.c.job == "shared")).all()
+                return len(runs) >= 3 and all(_fired(d) >= 3 for d in dirs)
+
+            wait_until(enough, timeout=120, what="three scheduled runs with both replicas firing")
+        finally:
+            for d in dirs:
+                (d / "stop").touch()
+        outs = [p.communicate(timeout=DEADLINE) for p in procs]
         for p, (out, err) in zip(procs, outs, strict=True):
             assert p.returncode == 0 and "ready" in out, err[-2000:]
         fired = [int(out.strip().rsplit("fired=", 1)[1]) for out, _ in outs]
@@ -90,6 +104,13 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
 
 
 AUDIT_KEY = "cd" * 32
+
+
+def _fired(data_dir: Path) -> int:
+    try:
+        return int((data_dir / "fired").read_text() or 0)
+    except FileNotFoundError:
+        return 0
 
 
 def _epoch(value: datetime) -> float:

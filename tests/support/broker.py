@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,15 @@ from broker.openbao_server import OpenBaoServer
 from broker.runtime import Workers, revocation_worker
 from rotation.revocation_worker import RevocationWorker
 
+from .ports import free_port
+from .wait import HTTP_TIMEOUT, wait_until
+
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+OPENBAO_TIMEOUT = 30.0  # the test broker's calls to OpenBao: only a hang reaches it on a busy machine
 FINGERPRINT_KEY = "5e" * 32
 AUDIT_KEY = "a0" * 32
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["ADMIN_TOKEN", "RunningBroker", "free_port", "start_broker"]
 
 
 @dataclass
@@ -58,12 +57,12 @@ class RunningBroker:
         return self.dev_issuer.mint(subject, **kw)
 
     def agent(self, subject: str = "demo-agent") -> BrokerClient:
-        client = BrokerClient(self.url, lambda: self.token(subject))
+        client = BrokerClient(self.url, lambda: self.token(subject), timeout=HTTP_TIMEOUT)
         self.clients.append(client)
         return client
 
     def admin(self) -> AdminClient:
-        client = AdminClient(self.url, ADMIN_TOKEN)
+        client = AdminClient(self.url, ADMIN_TOKEN, timeout=HTTP_TIMEOUT)
         self.clients.append(client)
         return client
 
@@ -74,7 +73,7 @@ class RunningBroker:
         for c in self.clients:
             c.close()
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=60)
         self.workers.stop()
         self.container.close()
         if self.postgres is not None:
@@ -93,7 +92,8 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     overrides.setdefault("limits", {"auth_failures_per_minute": 100_000})
     settings = Settings(dev_mode=True, data_dir=data_dir, database_url=database_url, dev_issuer=True,
                         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
-                        openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},  # type: ignore[arg-type]
+                        openbao={"addr": openbao.address, "token": openbao.root_token.reveal(),  # type: ignore[arg-type]
+                                 "timeout_seconds": OPENBAO_TIMEOUT},
                         **overrides)
     container = Container.build(settings)
     http = OpenBaoHTTP(openbao.address, openbao.root_token)
@@ -107,16 +107,18 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     running_workers = Workers()
     if workers:
         running_workers.revocation = revocation_worker(container, interval=0.2).start()
-    port = free_port()
+    # bound here, handed to uvicorn: no other process can take the port in between
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
     server = uvicorn.Server(uvicorn.Config(create_app(container), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test broker did not start")
-        time.sleep(0.02)
+    wait_until(lambda: server.started or not thread.is_alive(), what="the test broker to start")
+    if not server.started:
+        raise RuntimeError("test broker did not start")
     return RunningBroker(container=container, server=server, thread=thread, url=f"http://127.0.0.1:{port}",
                          data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir),
                          workers=running_workers, postgres=postgres)

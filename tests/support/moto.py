@@ -14,10 +14,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,9 @@ import boto3
 import httpx
 
 from broker.openbao_server import die_with_parent
+
+from .ports import free_port
+from .wait import HTTP_TIMEOUT, wait_until
 
 REGION = "us-east-1"
 
@@ -58,23 +59,23 @@ class MotoServer:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=HTTP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=HTTP_TIMEOUT)
 
     def set_auth(self, enabled: bool) -> None:
         body = "0" if enabled else "inf"
-        httpx.post(f"{self.endpoint}/moto-api/reset-auth", content=body, timeout=5).raise_for_status()
+        httpx.post(f"{self.endpoint}/moto-api/reset-auth", content=body, timeout=HTTP_TIMEOUT).raise_for_status()
 
     def start_recording(self) -> None:
-        httpx.post(f"{self.endpoint}/moto-api/recorder/reset-recording", timeout=5).raise_for_status()
-        httpx.post(f"{self.endpoint}/moto-api/recorder/start-recording", timeout=5).raise_for_status()
+        httpx.post(f"{self.endpoint}/moto-api/recorder/reset-recording", timeout=HTTP_TIMEOUT).raise_for_status()
+        httpx.post(f"{self.endpoint}/moto-api/recorder/start-recording", timeout=HTTP_TIMEOUT).raise_for_status()
 
     def recorded(self, action: str) -> list[dict[str, list[str]]]:
         """Form bodies of recorded query-protocol requests (STS, IAM) whose ``Action`` is ``action``."""
-        httpx.post(f"{self.endpoint}/moto-api/recorder/stop-recording", timeout=5).raise_for_status()
-        text = httpx.get(f"{self.endpoint}/moto-api/recorder/download-recording", timeout=5).text
+        httpx.post(f"{self.endpoint}/moto-api/recorder/stop-recording", timeout=HTTP_TIMEOUT).raise_for_status()
+        text = httpx.get(f"{self.endpoint}/moto-api/recorder/download-recording", timeout=HTTP_TIMEOUT).text
         found = []
         for line in text.splitlines():
             if not line.strip():
@@ -89,19 +90,13 @@ class MotoServer:
         return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _moto_binary() -> str:
     candidate = Path(sys.executable).with_name("moto_server")
     return str(candidate) if candidate.exists() else (shutil.which("moto_server") or "moto_server")
 
 
 def start_moto(workdir: Path) -> MotoServer:
-    port = _free_port()
+    port = free_port()
     recording = workdir / "moto-recording.jsonl"
     log = open(workdir / "moto.log", "ab")  # noqa: SIM115
     env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(recording), "AWS_DEFAULT_REGION": REGION}
@@ -116,18 +111,16 @@ def start_moto(workdir: Path) -> MotoServer:
         preexec_fn=die_with_parent,  # never outlives a crashed test run
     )
     server = MotoServer(endpoint=f"http://127.0.0.1:{port}", process=proc, recording=recording)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"moto_server exited with {proc.returncode}; see {workdir / 'moto.log'}")
-        try:
-            if httpx.get(f"{server.endpoint}/moto-api/", timeout=1).status_code < 500:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    else:
+        return httpx.get(f"{server.endpoint}/moto-api/", timeout=HTTP_TIMEOUT).status_code < 500
+
+    try:
+        wait_until(answers, what="moto_server to answer")
+    except AssertionError:
         server.stop()
-        raise RuntimeError("moto_server did not answer in 20 s")
+        raise
     bootstrap(server)
     return server
 

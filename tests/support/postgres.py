@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+
+from .ports import free_port
 
 
 @dataclass
@@ -83,12 +84,6 @@ def _bin_dir() -> Path | None:
     return versions[0].parent if versions else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def find_or_start(host: str = "127.0.0.1", port: int = 5432) -> PostgresServer | str:
     """A running server, or the reason there is none (for ``pytest.skip``).
     ``NHI_TEST_PG_PRIVATE=1`` skips the shared server and always starts a private cluster."""
@@ -132,7 +127,7 @@ def find_or_start(host: str = "127.0.0.1", port: int = 5432) -> PostgresServer |
     (data / "pg_hba.conf").write_text(
         "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
     )
-    port = _free_port()
+    port = free_port()
     server = PostgresServer(host="127.0.0.1", port=port, private_dir=base, _pg_ctl=str(bindir / "pg_ctl"))
     start = subprocess.run(
         [
@@ -154,10 +149,10 @@ def find_or_start(host: str = "127.0.0.1", port: int = 5432) -> PostgresServer |
     if start.returncode != 0:
         server.stop()
         return f"pg_ctl start failed: {start.stderr.decode(errors='replace')[:300]}"
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if _answers("127.0.0.1", port):
             return server
         time.sleep(0.1)
     server.stop()
-    return "private PostgreSQL cluster did not accept connections in 15 s"
+    return "private PostgreSQL cluster did not accept connections in 60 s"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .wait import DEADLINE, wait_until
 
 
 class WebhookRecorder:
@@ -38,15 +39,10 @@ class WebhookRecorder:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait_for(self, key: str, value: str, timeout: float = 5.0) -> dict[str, Any]:
+    def wait_for(self, key: str, value: str, timeout: float = DEADLINE) -> dict[str, Any]:
         """The first recorded request whose ``key`` equals ``value`` (waits up to ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for r in self.requests:
-                if r.get(key) == value:
-                    return r
-            time.sleep(0.02)
-        raise AssertionError(f"no webhook call with {key}={value} within {timeout}s (got {len(self.requests)})")
+        return wait_until(lambda: next((r for r in list(self.requests) if r.get(key) == value), None), timeout,
+                          what=f"a webhook call with {key}={value}", interval=0.02)
 
     def close(self) -> None:
         self.server.shutdown()

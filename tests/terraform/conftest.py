@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.ports import free_port
 from tf_harness import Terraform
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,12 +81,6 @@ def tf_workspace(tf_sandbox: TfSandbox) -> Callable[..., Terraform]:
     return make
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class BrokerUp:
     url: str
@@ -106,7 +100,7 @@ def broker_up(tf_sandbox: TfSandbox) -> Iterator[BrokerUp]:
     """``nhi-broker up`` on a free loopback port, stopped with SIGTERM afterwards."""
     data_dir = tf_sandbox.base / "up"
     log = (tf_sandbox.base / "up.log").open("w")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(BIN / "nhi-broker"), "up", "--data-dir", str(data_dir), "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tf_sandbox.base,
                             env={**os.environ, "HOME": str(tf_sandbox.home)})

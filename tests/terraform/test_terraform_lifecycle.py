@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.openbao]
 
@@ -76,7 +77,8 @@ resource "nhibroker_agent" "a" {
 def test_terraform_manages_agents_profiles_and_resources_through_their_whole_lifecycle(
         broker_up, tf_workspace) -> None:
     started = time.monotonic()
-    admin = httpx.Client(base_url=broker_up.url, headers={"Authorization": f"Bearer {broker_up.admin_token}"})
+    admin = httpx.Client(base_url=broker_up.url, headers={"Authorization": f"Bearer {broker_up.admin_token}"},
+                         timeout=HTTP_TIMEOUT)
     tf = tf_workspace(files={"main.tf": CONFIG},
                       variables={"endpoint": broker_up.url, "admin_token": broker_up.admin_token})
 
@@ -179,11 +181,9 @@ def test_provider_error_is_clear_when_the_admin_token_is_wrong(broker_up, tf_wor
 
 
 def test_provider_error_is_clear_when_the_broker_is_unreachable(tf_workspace) -> None:
-    import socket
+    from support.ports import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     tf = tf_workspace(files={"main.tf": CONFIG},
                       variables={"endpoint": f"http://127.0.0.1:{port}", "admin_token": "x" * 20})
     tf.init()

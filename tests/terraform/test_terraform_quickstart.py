@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.openbao]
 
@@ -23,7 +24,7 @@ def test_quickstart_agent_obtains_a_credential_after_terraform_apply(broker_up, 
     assert outputs["agent_profiles"] == ["quickstart-reporting"]
     assert len(outputs["policy_bundle_hash"]) >= 32
 
-    with httpx.Client(base_url=broker_up.url, timeout=15) as api:
+    with httpx.Client(base_url=broker_up.url, timeout=HTTP_TIMEOUT) as api:
         task = api.post("/v1/tasks", json={"profile": "quickstart-reporting", "purpose": "nightly report"},
                         headers={"Authorization": f"Bearer {broker_up.agent_token('quickstart-agent')}"})
         assert task.status_code == 201, task.text
@@ -39,11 +40,11 @@ def test_quickstart_agent_obtains_a_credential_after_terraform_apply(broker_up, 
 
     # the credential is real: OpenBao knows it, with the policy the Terraform resource named
     lookup = httpx.get(f"{broker_up.info['openbao_addr']}/v1/auth/token/lookup-self",
-                       headers={"X-Vault-Token": token}, timeout=10)
+                       headers={"X-Vault-Token": token}, timeout=HTTP_TIMEOUT)
     assert lookup.status_code == 200
     assert "nhi-demo-data" in lookup.json()["data"]["policies"]
 
     tf.destroy()
     auth = {"Authorization": f"Bearer {broker_up.admin_token}"}
-    with httpx.Client(base_url=broker_up.url, headers=auth) as admin:
+    with httpx.Client(base_url=broker_up.url, headers=auth, timeout=HTTP_TIMEOUT) as admin:
         assert admin.get("/v1/admin/agents/quickstart-agent").status_code == 404

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.openbao]
 
@@ -69,7 +70,7 @@ resource "nhibroker_managed_secret" "s" {
 
 
 def _admin(broker_up) -> httpx.Client:
-    return httpx.Client(base_url=f"{broker_up.url}/v1/admin", timeout=15,
+    return httpx.Client(base_url=f"{broker_up.url}/v1/admin", timeout=HTTP_TIMEOUT,
                         headers={"Authorization": f"Bearer {broker_up.admin_token}"})
 
 

@@ -91,7 +91,7 @@ class Terraform:
         env.update(self.extra_env)
         return env
 
-    def run(self, *args: str, check: bool = True, ok: tuple[int, ...] = (0,), timeout: float = 180) -> Result:
+    def run(self, *args: str, check: bool = True, ok: tuple[int, ...] = (0,), timeout: float = 600) -> Result:
         argv = list(args)
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-c", RUNNER, *argv], cwd=self.workdir, env=self.env(),
