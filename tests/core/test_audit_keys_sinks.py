@@ -39,10 +39,10 @@ def _store(url: str) -> Store:
     return Store(engine)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "broker.cli", "audit", "verify", *args], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
-                                                             "COLUMNS": "1000"})
+                                                      "COLUMNS": "1000", **(env or {})})
 
 
 # -- the key --------------------------------------------------------------------------------------
@@ -369,5 +369,8 @@ def test_an_untouched_store_verifies_after_the_broker_restarts(backend: str, ope
     lines = [json.loads(x) for x in (data / "audit-checkpoints.jsonl").read_text().splitlines()]
     assert len({x["chain"] for x in lines}) == 1  # one chain across restarts: one key anchor
     args = ["--data-dir", str(data)] + (["--database-url", url] if url else [])
-    verify = _cli(*args)
+    # a PostgreSQL store's replicas share a configured audit key (no key file in the data dir)
+    from support.broker import AUDIT_KEY
+
+    verify = _cli(*args, env={"NHI_BROKER_AUDIT__KEY": AUDIT_KEY} if url else None)
     assert verify.returncode == 0 and f"latest checkpoint: event {seqs[1]}" in verify.stdout, verify.stderr
