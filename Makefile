@@ -37,8 +37,9 @@ up: $(UP_STAMP)         ## run the broker on its embedded default (OpenBao dev s
 test: $(TEST_STAMP)     ## run the whole test suite against real OpenBao, PostgreSQL, moto, Terraform
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist $(TEST_DIST) $(PYTEST_ARGS)
 
-lint: $(TEST_STAMP)     ## the checks CI runs before the tests: ruff, mypy --strict, import contracts
+lint: $(TEST_STAMP)     ## the checks CI runs before the tests: ruff check + format, mypy --strict, import contracts
 	$(VENV)/bin/ruff check broker scanners rotation policies tests benchmarks terraform
+	$(VENV)/bin/ruff format --check broker scanners rotation policies tests benchmarks terraform
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -25,8 +25,7 @@ from broker.topology.stack import HAStack  # noqa: E402
 @contextmanager
 def ha_stack(replicas: int = 3, database_url: str | None = None, port: int | None = None) -> Iterator[HAStack]:
     data_dir = Path("/tmp") / f"nhi-ha-bench-{uuid.uuid4().hex[:8]}"
-    stack = HAStack(data_dir=data_dir, port=port or free_block(), replica_count=replicas,
-                    database_url=database_url)
+    stack = HAStack(data_dir=data_dir, port=port or free_block(), replica_count=replicas, database_url=database_url)
     stack.start()
     try:
         yield stack
@@ -68,5 +67,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def ms(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(statistics.median(values) * 1000, 1) if values else float("nan"),
-            "p99_ms": round(pct(values, 99) * 1000, 1)}
+    return {
+        "p50_ms": round(statistics.median(values) * 1000, 1) if values else float("nan"),
+        "p99_ms": round(pct(values, 99) * 1000, 1),
+    }

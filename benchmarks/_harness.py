@@ -31,10 +31,22 @@ def broker_up(extra_args: list[str] | None = None, env: dict[str, str] | None = 
     """Run `nhi-broker up` in its own process (the real thing, its own GIL) and yield up.json."""
     data_dir = Path(tempfile.mkdtemp(prefix="nhi-bench-", dir="/tmp"))
     port = free_port()
-    proc = subprocess.Popen([str(BIN / "nhi-broker"), "up", "--data-dir", str(data_dir), "--port", str(port),
-                             "--log-format", "json", *(extra_args or [])],
-                            stdout=subprocess.DEVNULL, stderr=open(data_dir / "broker.log", "wb"),  # noqa: SIM115
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [
+            str(BIN / "nhi-broker"),
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--log-format",
+            "json",
+            *(extra_args or []),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(data_dir / "broker.log", "wb"),  # noqa: SIM115
+        env={**os.environ, **(env or {})},
+    )
     try:
         deadline = time.monotonic() + 60
         while not (data_dir / "up.json").exists():
@@ -60,8 +72,13 @@ def pct(values: list[float], p: float) -> float:
 
 def summarize(samples_s: list[float]) -> dict[str, float]:
     ms = [s * 1000 for s in samples_s]
-    return {"n": len(ms), "median_ms": statistics.median(ms), "p90_ms": pct(ms, 90), "p99_ms": pct(ms, 99),
-            "mean_ms": statistics.fmean(ms)}
+    return {
+        "n": len(ms),
+        "median_ms": statistics.median(ms),
+        "p90_ms": pct(ms, 90),
+        "p99_ms": pct(ms, 99),
+        "mean_ms": statistics.fmean(ms),
+    }
 
 
 def timed(fn: Callable[[], Any], n: int, warmup: int = 20) -> list[float]:

@@ -40,11 +40,19 @@ def main() -> None:
         data = {"grant_id": "grt_" + "x" * 24, "backend": "vault_token", "tier": "medium", "ttl_seconds": 900}
         started = time.perf_counter()
         for i in range(args.events):
-            audit.record("credential.issued", actor="bench-agent", task_id=f"tsk_{i % 500}", outcome="issued",
-                         data=data)
+            audit.record(
+                "credential.issued", actor="bench-agent", task_id=f"tsk_{i % 500}", outcome="issued", data=data
+            )
         append_s = time.perf_counter() - started
-        guard = AuditGuard(audit, [FileSink(Path(tmp) / "cp.jsonl")], AuditMetrics(CollectorRegistry()),
-                           alert=None, checkpoint_interval=10, verify_interval=3600, replica="bench")
+        guard = AuditGuard(
+            audit,
+            [FileSink(Path(tmp) / "cp.jsonl")],
+            AuditMetrics(CollectorRegistry()),
+            alert=None,
+            checkpoint_interval=10,
+            verify_interval=3600,
+            replica="bench",
+        )
         started = time.perf_counter()
         result = guard.run_full()
         full_s = time.perf_counter() - started

@@ -91,9 +91,7 @@ def bench_postgres(http: OpenBaoHTTP, n: int) -> list[dict[str, Any]]:
         )
         return rows
     finally:
-        http.make_client().adapter.put(
-            "/v1/sys/leases/revoke-prefix/database/creds/bench", json={"sync": True}
-        )
+        http.make_client().adapter.put("/v1/sys/leases/revoke-prefix/database/creds/bench", json={"sync": True})
         with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
             conn.execute(f'DROP ROLE IF EXISTS "{db}_read"')
@@ -227,9 +225,7 @@ def bench_aws(n: int) -> list[dict[str, Any]]:
 
 def bench_kv(http: OpenBaoHTTP, n: int) -> list[dict[str, Any]]:
     c = http.make_client()
-    c.secrets.kv.v2.create_or_update_secret(
-        path="bench/api-key", secret={"key": "v" * 40}, mount_point="secret"
-    )
+    c.secrets.kv.v2.create_or_update_secret(path="bench/api-key", secret={"key": "v" * 40}, mount_point="secret")
     backend = OpenBaoKVBackend(http, fingerprinter=Fingerprinter(b"k" * 32))
     plain = OpenBaoKVBackend(http)
     resource = make_resource(
@@ -261,18 +257,14 @@ def bench_kv(http: OpenBaoHTTP, n: int) -> list[dict[str, Any]]:
     rows.append(
         row(
             "kv revoke (raw hvac revoke-accessor)",
-            timed(
-                lambda: c.adapter.post("/v1/auth/token/revoke-accessor", json={"accessor": next(rit)}), n, 0
-            ),
+            timed(lambda: c.adapter.post("/v1/auth/token/revoke-accessor", json={"accessor": next(rit)}), n, 0),
         )
     )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200)
     args = parser.parse_args()
     bao = start_dev_server()

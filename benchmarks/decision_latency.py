@@ -97,9 +97,7 @@ def requests(engine: CedarDecisionEngine, n: int, seed: int = 7) -> list[Decisio
     return out
 
 
-def measure(
-    engine: DecisionEngine, reqs: list[DecisionInput]
-) -> tuple[list[float], list[float], dict[Outcome, int]]:
+def measure(engine: DecisionEngine, reqs: list[DecisionInput]) -> tuple[list[float], list[float], dict[Outcome, int]]:
     """Wall-clock and thread CPU time per decision, in µs. On a shared machine the wall clock
     includes time the thread spent preempted; CPU time is what the decision itself costs."""
     for r in reqs[:500]:  # warm up

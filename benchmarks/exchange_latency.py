@@ -37,9 +37,15 @@ def main() -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
         token_url = f"{up['url']}/v1/token"
-        r = c.post("/v1/token", data={"grant_type": GRANT, "subject_token": issuer.mint("demo-agent", ttl_seconds=3600),
-                                      "subject_token_type": JWT},
-                   headers={"DPoP": make_proof(key, jwk, method="POST", url=token_url)})
+        r = c.post(
+            "/v1/token",
+            data={
+                "grant_type": GRANT,
+                "subject_token": issuer.mint("demo-agent", ttl_seconds=3600),
+                "subject_token_type": JWT,
+            },
+            headers={"DPoP": make_proof(key, jwk, method="POST", url=token_url)},
+        )
         r.raise_for_status()
         access = r.json()["access_token"]
 
@@ -47,8 +53,10 @@ def main() -> None:
             return {"Authorization": f"Bearer {issuer.mint('demo-agent', ttl_seconds=600)}"}
 
         def dpop_headers(path: str) -> dict[str, str]:
-            return {"Authorization": f"DPoP {access}",
-                    "DPoP": make_proof(key, jwk, method="POST", url=f"{up['url']}{path}", access_token=access)}
+            return {
+                "Authorization": f"DPoP {access}",
+                "DPoP": make_proof(key, jwk, method="POST", url=f"{up['url']}{path}", access_token=access),
+            }
 
         modes = {"per-call JWT (simple)": simple_headers, "exchanged + DPoP": dpop_headers}
         tasks = {m: "" for m in modes}
@@ -58,8 +66,9 @@ def main() -> None:
             mode = list(modes)[i % len(modes)]
             headers = modes[mode]
             if steps[mode] >= STEPS_PER_TASK:
-                tasks[mode] = c.post("/v1/tasks", json={"profile": "demo", "purpose": "bench"},
-                                     headers=headers("/v1/tasks")).json()["task_id"]
+                tasks[mode] = c.post(
+                    "/v1/tasks", json={"profile": "demo", "purpose": "bench"}, headers=headers("/v1/tasks")
+                ).json()["task_id"]
                 steps[mode] = 0
             steps[mode] += 1
             path = f"/v1/tasks/{tasks[mode]}/credentials"
@@ -74,8 +83,10 @@ def main() -> None:
         print(f"credential request (vault_token, monitor tier), {args.requests} each, interleaved, one run")
         print(f"{'mode':28} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10}")
         for mode, values in samples.items():
-            print(f"{mode:28} {pct(values, 50) * 1000:8.2f} {pct(values, 99) * 1000:8.2f} "
-                  f"{pct(values, 50) / pct(base, 50):10.2f}")
+            print(
+                f"{mode:28} {pct(values, 50) * 1000:8.2f} {pct(values, 99) * 1000:8.2f} "
+                f"{pct(values, 50) / pct(base, 50):10.2f}"
+            )
 
 
 if __name__ == "__main__":

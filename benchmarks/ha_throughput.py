@@ -129,10 +129,20 @@ def main() -> None:
         for agents in (8, 32):
             for n in (1, 2, 3):
                 set_replicas(stack, n)
-                rows.append({"target": f"broker via HAProxy, {n} replica(s)", "agents": agents,
-                             **broker_load(stack, agents, args.seconds)})
-            rows.append({"target": "raw OpenBao token create (same cluster)", "agents": agents,
-                         **raw_load(stack, agents, args.seconds)})
+                rows.append(
+                    {
+                        "target": f"broker via HAProxy, {n} replica(s)",
+                        "agents": agents,
+                        **broker_load(stack, agents, args.seconds),
+                    }
+                )
+            rows.append(
+                {
+                    "target": "raw OpenBao token create (same cluster)",
+                    "agents": agents,
+                    **raw_load(stack, agents, args.seconds),
+                }
+            )
         set_replicas(stack, 3)
     if args.json:
         print(json.dumps(rows, indent=2))

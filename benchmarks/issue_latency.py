@@ -63,8 +63,7 @@ def concurrent(fn_factory: Any, total: int, workers: int = 8) -> float:
 class BrokerCaller:
     """Agent-side caller: tokens minted ahead (that is the agent's cost), tasks of N steps."""
 
-    def __init__(self, up: dict[str, Any], issuer: DevIssuer, action: str, resource: str, profile: str,
-                 n: int) -> None:
+    def __init__(self, up: dict[str, Any], issuer: DevIssuer, action: str, resource: str, profile: str, n: int) -> None:
         self.c = httpx.Client(base_url=up["url"], timeout=30)
         self.tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(2 * n + 200)])
         self.action, self.resource, self.profile = action, resource, profile
@@ -76,14 +75,18 @@ class BrokerCaller:
 
     def __call__(self) -> None:
         if self.steps >= STEPS_PER_TASK:
-            self.task = self.c.post("/v1/tasks", json={"profile": self.profile, "purpose": "bench"},
-                                    headers=self._auth()).json()["task_id"]
+            self.task = self.c.post(
+                "/v1/tasks", json={"profile": self.profile, "purpose": "bench"}, headers=self._auth()
+            ).json()["task_id"]
             self.tasks.append(self.task)
             self.steps = 0
         self.steps += 1
         t0 = time.perf_counter()
-        r = self.c.post(f"/v1/tasks/{self.task}/credentials", json={"action": self.action, "resource": self.resource},
-                        headers=self._auth())
+        r = self.c.post(
+            f"/v1/tasks/{self.task}/credentials",
+            json={"action": self.action, "resource": self.resource},
+            headers=self._auth(),
+        )
         r.raise_for_status()
         self.samples.append(time.perf_counter() - t0)
 
@@ -102,9 +105,13 @@ def main() -> None:
     moto = start_moto(workdir)
     keys = moto.admin
     assert keys is not None
-    env = {"NHI_BROKER_AWS__ENABLED": "true", "NHI_BROKER_AWS__ENDPOINT_URL": moto.endpoint,
-           "AWS_ACCESS_KEY_ID": keys.access_key_id, "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
-           "AWS_DEFAULT_REGION": REGION}
+    env = {
+        "NHI_BROKER_AWS__ENABLED": "true",
+        "NHI_BROKER_AWS__ENDPOINT_URL": moto.endpoint,
+        "AWS_ACCESS_KEY_ID": keys.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
+        "AWS_DEFAULT_REGION": REGION,
+    }
     try:
         with broker_up(env=env) as up:
             issuer = DevIssuer.load(Path(up["data_dir"]))
@@ -115,13 +122,14 @@ def main() -> None:
             # -- vault_token -------------------------------------------------------------------
             def raw_token_factory() -> Any:
                 c = httpx.Client(base_url=up["openbao_addr"], headers=root)
-                return lambda: c.post("/v1/auth/token/create",
-                                      json={"policies": ["nhi-demo-data"], "ttl": "3600s"}).raise_for_status()
+                return lambda: c.post(
+                    "/v1/auth/token/create", json={"policies": ["nhi-demo-data"], "ttl": "3600s"}
+                ).raise_for_status()
 
             raw = summarize(timed(raw_token_factory(), args.n))
             caller = BrokerCaller(up, issuer, "db.read", "demo-data", "demo", args.n)
             timed(caller, args.n)
-            brk = summarize(caller.samples[-args.n:])
+            brk = summarize(caller.samples[-args.n :])
             raw_tp = concurrent(raw_token_factory, args.n)
             brk_tp = concurrent(lambda: BrokerCaller(up, issuer, "db.read", "demo-data", "demo", args.n), args.n)
             rows.append({"backend": "vault_token", "path": "raw auth/token/create", **raw, "8-way req/s": raw_tp})
@@ -131,13 +139,14 @@ def main() -> None:
             # -- postgres (demo-db, configured by `up` when PostgreSQL answers) ---------------
             names = {r["name"] for r in admin.get("/v1/admin/resources").json()["items"]}
             if "demo-db" in names:
-                raw_pg = summarize(timed(lambda: bao.get("/v1/database/creds/demo-readonly").raise_for_status(),
-                                         args.n_slow, warmup=5))
+                raw_pg = summarize(
+                    timed(lambda: bao.get("/v1/database/creds/demo-readonly").raise_for_status(), args.n_slow, warmup=5)
+                )
                 bao.put("/v1/sys/leases/revoke-prefix/database/creds/demo-readonly").raise_for_status()
                 pg = BrokerCaller(up, issuer, "db.read", "demo-db", "demo", args.n_slow)
                 timed(pg, args.n_slow, warmup=5)
                 pg.end_all()
-                brk_pg = summarize(pg.samples[-args.n_slow:])
+                brk_pg = summarize(pg.samples[-args.n_slow :])
                 rows.append({"backend": "postgres", "path": "raw database/creds", **raw_pg})
                 rows.append({"backend": "postgres", "path": "broker credential", **brk_pg})
                 ratios["postgres"] = (brk_pg["median_ms"] / raw_pg["median_ms"], brk_pg["p99_ms"] / raw_pg["p99_ms"])
@@ -146,35 +155,66 @@ def main() -> None:
 
             # -- aws (moto, IAM enforcement on) ----------------------------------------------
             iam = keys.client("iam", moto.endpoint)
-            trust = {"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nhi-broker"},
-                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]}]}
-            iam.create_role(RoleName="bench-reader", AssumeRolePolicyDocument=json.dumps(trust),
-                            MaxSessionDuration=7200)
-            admin.put("/v1/admin/resources/bench-s3", json={
-                "kind": "aws", "sensitivity": "internal", "environment": "dev",
-                "aws": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/bench-reader", "region": REGION,
-                        "endpoint_url": moto.endpoint}}).raise_for_status()
-            admin.put("/v1/admin/profiles/bench-cloud", json={"allowed_actions": ["storage.read"],
-                                                               "ceiling": "high"}).raise_for_status()
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nhi-broker"},
+                        "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+                    }
+                ],
+            }
+            iam.create_role(
+                RoleName="bench-reader", AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=7200
+            )
+            admin.put(
+                "/v1/admin/resources/bench-s3",
+                json={
+                    "kind": "aws",
+                    "sensitivity": "internal",
+                    "environment": "dev",
+                    "aws": {
+                        "role_arn": f"arn:aws:iam::{ACCOUNT}:role/bench-reader",
+                        "region": REGION,
+                        "endpoint_url": moto.endpoint,
+                    },
+                },
+            ).raise_for_status()
+            admin.put(
+                "/v1/admin/profiles/bench-cloud", json={"allowed_actions": ["storage.read"], "ceiling": "high"}
+            ).raise_for_status()
             me = admin.get("/v1/admin/agents/demo-agent").json()
-            admin.put("/v1/admin/agents/demo-agent", json={
-                "owner": me["owner"], "identities": me["identities"],
-                "profiles": sorted({*me["profiles"], "bench-cloud"})}).raise_for_status()
+            admin.put(
+                "/v1/admin/agents/demo-agent",
+                json={
+                    "owner": me["owner"],
+                    "identities": me["identities"],
+                    "profiles": sorted({*me["profiles"], "bench-cloud"}),
+                },
+            ).raise_for_status()
             sts = keys.client("sts", moto.endpoint)
             arn = f"arn:aws:iam::{ACCOUNT}:role/bench-reader"
-            raw_aws = summarize(timed(lambda: sts.assume_role(RoleArn=arn, RoleSessionName="raw", DurationSeconds=900),
-                                      args.n_slow, warmup=5))
+            raw_aws = summarize(
+                timed(
+                    lambda: sts.assume_role(RoleArn=arn, RoleSessionName="raw", DurationSeconds=900),
+                    args.n_slow,
+                    warmup=5,
+                )
+            )
             aws = BrokerCaller(up, issuer, "storage.read", "bench-s3", "bench-cloud", args.n_slow)
             timed(aws, args.n_slow, warmup=5)
-            brk_aws = summarize(aws.samples[-args.n_slow:])
+            brk_aws = summarize(aws.samples[-args.n_slow :])
             rows.append({"backend": "aws", "path": "raw sts:AssumeRole", **raw_aws})
             rows.append({"backend": "aws", "path": "broker credential", **brk_aws})
             ratios["aws"] = (brk_aws["median_ms"] / raw_aws["median_ms"], brk_aws["p99_ms"] / raw_aws["p99_ms"])
     finally:
         moto.stop()
-    print_table(f"Issuance latency (sequential; tasks of {STEPS_PER_TASK} requests); 8-way throughput for vault_token",
-                rows, ["backend", "path", "n", "median_ms", "p90_ms", "p99_ms", "mean_ms", "8-way req/s"])
+    print_table(
+        f"Issuance latency (sequential; tasks of {STEPS_PER_TASK} requests); 8-way throughput for vault_token",
+        rows,
+        ["backend", "path", "n", "median_ms", "p90_ms", "p99_ms", "mean_ms", "8-way req/s"],
+    )
     print()
     for backend, (med, p99) in ratios.items():
         print(f"ratio broker/raw {backend:12s} median {med:.2f}x  p99 {p99:.2f}x")

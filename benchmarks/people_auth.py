@@ -46,11 +46,24 @@ def main() -> None:
         migrate(engine)
         store = Store(engine)
         audit = AuditLog(store, load_key_file(Path(tmp) / "audit.key", create=True))
-        people = PeopleService(store, audit, token_key=token_key(b"k" * 32), admin_token=Secret(ADMIN), sign_in=None,
-                               human_issuers=["https://idp.test"], max_token_ttl_seconds=86400)
+        people = PeopleService(
+            store,
+            audit,
+            token_key=token_key(b"k" * 32),
+            admin_token=Secret(ADMIN),
+            sign_in=None,
+            human_issuers=["https://idp.test"],
+            max_token_ttl_seconds=86400,
+        )
         seed = Caller.system("bench")
-        people.put("alice", display_name="", roles=[Role.APPROVER],
-                   identities=[PersonIdentity("https://idp.test", "a")], disabled=False, actor=seed)
+        people.put(
+            "alice",
+            display_name="",
+            roles=[Role.APPROVER],
+            identities=[PersonIdentity("https://idp.test", "a")],
+            disabled=False,
+            actor=seed,
+        )
         token, _ = people.create_token("alice", ttl_seconds=3600, description="", actor=seed)
         person = f"Bearer {token.reveal()}"
         wrong = f"Bearer {token.reveal()[:-1]}{'A' if token.reveal()[-1] != 'A' else 'B'}"
@@ -59,9 +72,11 @@ def main() -> None:
             with contextlib.suppress(Unauthenticated):
                 people.authenticate(wrong, source="bench")
 
-        for name, fn in (("person token", lambda: people.authenticate(person, source="bench")),
-                         ("admin token (audited)", lambda: people.authenticate(f"Bearer {ADMIN}", source="bench")),
-                         ("wrong person token (audited)", bad)):
+        for name, fn in (
+            ("person token", lambda: people.authenticate(person, source="bench")),
+            ("admin token (audited)", lambda: people.authenticate(f"Bearer {ADMIN}", source="bench")),
+            ("wrong person token (audited)", bad),
+        ):
             p50, p99 = timed(fn, args.n)
             print(f"{name:<30} p50 {p50:.3f} ms  p99 {p99:.3f} ms  (n={args.n})")
         engine.dispose()

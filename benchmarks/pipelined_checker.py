@@ -30,8 +30,10 @@ class PipelinedChecker:
         if kind == "token":
             return f"GET /v1/auth/token/lookup-self HTTP/1.1\r\n{head}X-Vault-Token: {value}\r\n\r\n".encode()
         body = json.dumps({"accessor": value}).encode()
-        return (f"POST /v1/auth/token/lookup-accessor HTTP/1.1\r\n{head}X-Vault-Token: {self.admin}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        return (
+            f"POST /v1/auth/token/lookup-accessor HTTP/1.1\r\n{head}X-Vault-Token: {self.admin}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
 
     def dead(self, checks: list[tuple[str, str]]) -> list[bool]:
         lanes: list[list[int]] = [[] for _ in self.socks]

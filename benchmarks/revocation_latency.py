@@ -51,17 +51,23 @@ def main() -> None:
         checker = PipelinedChecker(bao.address, root)
         try:
             agent = running.agent()
-            print(f"# revocation latency — OpenBao {bao.address} (dev server), broker {running.url}, "
-                  f"SQLite; {platform.processor() or platform.machine()}, python {platform.python_version()}")
+            print(
+                f"# revocation latency — OpenBao {bao.address} (dev server), broker {running.url}, "
+                f"SQLite; {platform.processor() or platform.machine()}, python {platform.python_version()}"
+            )
             print(f"# {args.runs} runs per size; latency = triggering request sent -> every grant verified dead")
-            print(f"{'grants':>6} {'runs':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-                  f" {'403 p50 ms':>11} {'verify p50 ms':>14}")
+            print(
+                f"{'grants':>6} {'runs':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+                f" {'403 p50 ms':>11} {'verify p50 ms':>14}"
+            )
             for n in sizes:
                 total, response, verify = [], [], []
                 for _ in range(args.runs):
                     task_id = agent.open_task("demo", f"bench {n}")["task_id"]
-                    checks = [("token", agent.request_credential(task_id, "db.read", "demo-data").secret("token"))
-                              for _ in range(n - 1)]
+                    checks = [
+                        ("token", agent.request_credential(task_id, "db.read", "demo-data").secret("token"))
+                        for _ in range(n - 1)
+                    ]
                     secret = agent.request_credential(task_id, "secrets.read", "demo-secrets")
                     checks.append(("accessor", secret.fields["accessor"]))
                     assert not any(checker.dead(checks)), "a grant was dead before escalation"
@@ -78,9 +84,11 @@ def main() -> None:
                     total.append((t2 - t0) * 1000)
                     response.append((t1 - t0) * 1000)
                     verify.append((t2 - t1) * 1000)
-                print(f"{n:>6} {len(total):>5} {statistics.median(total):>8.1f} {pct(total, 95):>8.1f} "
-                      f"{pct(total, 99):>8.1f} {max(total):>8.1f} {statistics.median(response):>11.1f} "
-                      f"{statistics.median(verify):>14.1f}")
+                print(
+                    f"{n:>6} {len(total):>5} {statistics.median(total):>8.1f} {pct(total, 95):>8.1f} "
+                    f"{pct(total, 99):>8.1f} {max(total):>8.1f} {statistics.median(response):>11.1f} "
+                    f"{statistics.median(verify):>14.1f}"
+                )
         finally:
             checker.close()
             running.stop()

@@ -70,6 +70,7 @@ def _broker_lines(scanner: Scanner) -> LinesOf:
             else:
                 out.append((f.line, f.line))
         return out
+
     return run
 
 
@@ -80,8 +81,9 @@ def _before_scanner(tmp: Path) -> Scanner | None:
 
     from scanners.rules import load_rules
 
-    res = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_REV, "scanners/rules"], capture_output=True,
-                         check=False)
+    res = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", BEFORE_REV, "scanners/rules"], capture_output=True, check=False
+    )
     if res.returncode != 0:
         return None
     with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:
@@ -94,6 +96,7 @@ def _sdk_lines(engine: KingfisherEngine) -> LinesOf:
     def run(p: Path, data: bytes) -> list[Span]:
         text = data.decode("utf-8", errors="replace")
         return [(text.count("\n", 0, m.start) + 1, text.count("\n", 0, m.end) + 1) for m in engine.scan(text, str(p))]
+
     return run
 
 
@@ -109,6 +112,7 @@ def _betterleaks_lines() -> LinesOf | None:
         except Exception:
             return []
         return [(f.location.start_line, f.location.end_line) for f in found]
+
     return run
 
 
@@ -121,6 +125,7 @@ def _detect_secrets_lines() -> LinesOf:
             col = SecretsCollection()
             col.scan_file(str(p))
             return [(s.line_number, s.line_number) for s in col[str(p)]]
+
     return run
 
 
@@ -129,8 +134,14 @@ def _process(cmd: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
     process would inherit its RSS high-water mark) and stdout of one process."""
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss_file:
         t = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *cmd], stdout=out,
-                       stderr=subprocess.DEVNULL, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+        subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *cmd],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            check=False,
+        )
         wall = time.perf_counter() - t
         out.seek(0)
         rss = int((rss_file.read().strip().splitlines() or ["0"])[-1])
@@ -197,15 +208,19 @@ def whole_process(target: Path, ds_target: Path | None) -> dict[str, tuple[float
     mb = sum(p.stat().st_size for p in iter_files(target)) / 1e6
     py = [sys.executable, "-m", "broker.cli", "scan", str(target), "--format", "json", "-o", os.devnull]
     out: dict[str, tuple[float, float, int]] = {}
-    for name, cmd in (("builtin", [*py, "--engine", "builtin"]), ("shipped", py),
-                      ("kingfisher-cli", [str(VENV_BIN / "kingfisher"), "scan", str(target), *KF_FLAGS])):
+    for name, cmd in (
+        ("builtin", [*py, "--engine", "builtin"]),
+        ("shipped", py),
+        ("kingfisher-cli", [str(VENV_BIN / "kingfisher"), "scan", str(target), *KF_FLAGS]),
+    ):
         _process(cmd)  # warm caches (compiled rules, page cache)
         wall, rss, _ = _process(cmd)
         out[name] = (mb / wall, wall, rss)
     if ds_target is not None:
         ds_mb = sum(p.stat().st_size for p in iter_files(ds_target)) / 1e6
-        wall, rss, _ = _process([str(VENV_BIN / "detect-secrets"), "scan", "--all-files", str(ds_target)],
-                                cwd=ds_target)
+        wall, rss, _ = _process(
+            [str(VENV_BIN / "detect-secrets"), "scan", "--all-files", str(ds_target)], cwd=ds_target
+        )
         out["detect-secrets"] = (ds_mb / wall, wall, rss)
     return out
 
@@ -218,11 +233,11 @@ def latency(fns: dict[str, Callable[[str], object]], text: str, n: int) -> dict[
     for name, fn in fns.items():
         count = n if name != "detect-secrets" else min(n, 30)
         for s in starts[:20]:
-            fn(text[s:s + 4096])
+            fn(text[s : s + 4096])
         lat = []
         for s in starts[:count]:
             t = time.perf_counter()
-            fn(text[s:s + 4096])
+            fn(text[s : s + 4096])
             lat.append(time.perf_counter() - t)
         q = statistics.quantiles(lat, n=100)
         out[name] = (statistics.median(lat) * 1000, q[98] * 1000)
@@ -254,9 +269,11 @@ def main() -> None:
     before_dir = Path(tempfile.mkdtemp(prefix="scan-bench-before-"))
     before = _before_scanner(before_dir)
     engines: dict[str, LinesOf] = {} if before is None else {"before-18": _broker_lines(before)}
-    engines |= {"builtin": _broker_lines(Scanner(key=KEY, honor_allow_comments=True)),
-                                   "shipped": _broker_lines(Scanner(key=KEY, engine=engine, honor_allow_comments=True)),
-                                   "kingfisher-sdk": _sdk_lines(engine)}
+    engines |= {
+        "builtin": _broker_lines(Scanner(key=KEY, honor_allow_comments=True)),
+        "shipped": _broker_lines(Scanner(key=KEY, engine=engine, honor_allow_comments=True)),
+        "kingfisher-sdk": _sdk_lines(engine),
+    }
     bl = _betterleaks_lines()
     if bl is not None:
         engines["betterleaks"] = bl
@@ -270,9 +287,12 @@ def main() -> None:
         mix, planted = build_mix(random.Random(7), int(args.logmix_mb * 1_000_000))
         (tmp / "logmix").mkdir()
         (tmp / "logmix" / "mix.log").write_text(mix)
-        print(f"real-code sample: {', '.join(f'{k}: {v / 1e6:.1f} MB' for k, v in sizes.items())}; "
-              f"detect-secrets on {sum(ds_sizes.values()) / 1e6:.1f} MB; log/prompt mix {len(mix) / 1e6:.1f} MB "
-              f"with {len(planted)} planted secrets", flush=True)
+        print(
+            f"real-code sample: {', '.join(f'{k}: {v / 1e6:.1f} MB' for k, v in sizes.items())}; "
+            f"detect-secrets on {sum(ds_sizes.values()) / 1e6:.1f} MB; log/prompt mix {len(mix) / 1e6:.1f} MB "
+            f"with {len(planted)} planted secrets",
+            flush=True,
+        )
 
         lab = labelled(engines, tmp)
         names = list(lab)
@@ -285,10 +305,18 @@ def main() -> None:
                 tp, p, fp, q = lab[n][fam]
                 cells.append(f"{tp}/{p} | {fp}/{q}")
             print(f"{fam:<20}" + "".join(f"{c:>17}" for c in cells))
-        print(f"{'TOTAL recall':<20}" + "".join(
-            f"{sum(r[0] for r in lab[n].values()) / sum(r[1] for r in lab[n].values()):>17.1%}" for n in names))
-        print(f"{'TOTAL near-miss':<20}" + "".join(
-            f"{sum(r[2] for r in lab[n].values()) / sum(r[3] for r in lab[n].values()):>17.1%}" for n in names))
+        print(
+            f"{'TOTAL recall':<20}"
+            + "".join(
+                f"{sum(r[0] for r in lab[n].values()) / sum(r[1] for r in lab[n].values()):>17.1%}" for n in names
+            )
+        )
+        print(
+            f"{'TOTAL near-miss':<20}"
+            + "".join(
+                f"{sum(r[2] for r in lab[n].values()) / sum(r[3] for r in lab[n].values()):>17.1%}" for n in names
+            )
+        )
         zero = {n: [f for f in fams if lab[n][f][0] == 0] for n in names}
         print(f"{'families at 0':<20}" + "".join(f"{len(zero[n]):>17}" for n in names))
         print(f"  shipped: families with zero coverage: {zero['shipped'] or 'none'}", flush=True)
@@ -307,11 +335,12 @@ def main() -> None:
             print(flush=True)
 
         print("4. in-process latency per 4 KB message (1,000 known grants indexed for the broker)")
-        fns: dict[str, Callable[[str], object]] = {} if before is None else {
-            "before-18": Scanner(before.rules, key=KEY, known=index, structured=False).scan_and_redact}
-        fns |= {
-            "builtin": builtin.scan_and_redact, "shipped": shipped.scan_and_redact,
-            "kingfisher-sdk": engine.scan}
+        fns: dict[str, Callable[[str], object]] = (
+            {}
+            if before is None
+            else {"before-18": Scanner(before.rules, key=KEY, known=index, structured=False).scan_and_redact}
+        )
+        fns |= {"builtin": builtin.scan_and_redact, "shipped": shipped.scan_and_redact, "kingfisher-sdk": engine.scan}
         if bl is not None:
             import betterleaks
 

@@ -124,8 +124,14 @@ def runner(tmp: Path) -> tuple[ScanRunner, ScanStore]:
     index = KnownSecretIndex(KEY)
     # the planted logs and repo are the scan root; the scan cache is the data dir (never scanned)
     guard = SourceGuard(ScanRoots.build([tmp], data_dir=tmp / "scan-cache"), OutboundPolicy())
-    return ScanRunner(scans, findings, KEY, SourceEnv(cache_dir=tmp / "scan-cache", policy=guard), holder="bench",
-                      grants_index=lambda: index), scans
+    return ScanRunner(
+        scans,
+        findings,
+        KEY,
+        SourceEnv(cache_dir=tmp / "scan-cache", policy=guard),
+        holder="bench",
+        grants_index=lambda: index,
+    ), scans
 
 
 def timed(r: ScanRunner, name: str) -> tuple[dict[str, Any], float, float]:
@@ -171,16 +177,12 @@ def main() -> None:
         with (tmp / "logs" / "agent-00.log").open("a") as fh:
             fh.write("".join(log_line(rng, i) for i in range(6000)))
         result, elapsed, grown = timed(r, "logs")
-        print(
-            f"  after appending {result['bytes'] / 1e6:.2f} MB: {elapsed * 1000:.0f} ms "
-            "(only the new bytes read)"
-        )
+        print(f"  after appending {result['bytes'] / 1e6:.2f} MB: {elapsed * 1000:.0f} ms (only the new bytes read)")
 
         t0 = time.perf_counter()
         planted = make_repo(tmp / "repo", args.commits, rng)
         print(
-            f"\ngit history: {args.commits} commits, {planted} keys planted "
-            f"(built in {time.perf_counter() - t0:.1f} s)"
+            f"\ngit history: {args.commits} commits, {planted} keys planted (built in {time.perf_counter() - t0:.1f} s)"
         )
         scans.put_job(
             "repo",

@@ -52,8 +52,10 @@ def readyz(probes: int, base: Path) -> None:
                 hanging.append(time.perf_counter() - t)
         budget = running.container.settings.readiness_budget_seconds
         print(f"/readyz healthy:        median {statistics.median(healthy) * 1000:.1f} ms over {probes} probes")
-        print(f"/readyz OpenBao hangs:  median {statistics.median(hanging):.2f} s, max {max(hanging):.2f} s "
-              f"(budget {budget:g} s, OpenBao client timeout {running.container.settings.openbao.timeout_seconds:g} s)")
+        print(
+            f"/readyz OpenBao hangs:  median {statistics.median(hanging):.2f} s, max {max(hanging):.2f} s "
+            f"(budget {budget:g} s, OpenBao client timeout {running.container.settings.openbao.timeout_seconds:g} s)"
+        )
     finally:
         proxy.hold.clear()
         running.stop()
@@ -67,22 +69,29 @@ def long_poll(polls: int, base: Path) -> None:
     c = running.container
     other_replica = ApprovalService(c.store, c.audit, ttl_seconds=600, parties=c.people.parties)
     # the approver is an authenticated person (docs/people.md), not a typed name
-    c.people.put("alice", display_name="", roles=[Role.APPROVER], identities=(), disabled=False,
-                 actor=Caller.system("bench"))
+    c.people.put(
+        "alice", display_name="", roles=[Role.APPROVER], identities=(), disabled=False, actor=Caller.system("bench")
+    )
     token, _ = c.people.create_token("alice", ttl_seconds=3600, description="bench", actor=Caller.system("bench"))
     alice = c.people.authenticate(f"Bearer {token.reveal()}", source="bench")
     try:
         with httpx.Client(base_url=running.url, timeout=60) as http:
+
             def agent(method: str, path: str, body: dict | None = None) -> httpx.Response:
                 return http.request(method, path, json=body, headers={"Authorization": f"Bearer {running.token()}"})
 
-            for label, decide in (("same process", lambda a: c.approvals.approve(a, alice, "ok")),
-                                  ("other replica", lambda a: other_replica.approve(a, alice, "ok"))):
+            for label, decide in (
+                ("same process", lambda a: c.approvals.approve(a, alice, "ok")),
+                ("other replica", lambda a: other_replica.approve(a, alice, "ok")),
+            ):
                 lat = []
                 for _ in range(polls):
                     task = agent("POST", "/v1/tasks", {"profile": "demo", "purpose": "bench"}).json()["task_id"]
-                    approval = agent("POST", f"/v1/tasks/{task}/credentials",
-                                     {"action": "payments.charge", "resource": "prod-payments"}).json()["approval_id"]
+                    approval = agent(
+                        "POST",
+                        f"/v1/tasks/{task}/credentials",
+                        {"action": "payments.charge", "resource": "prod-payments"},
+                    ).json()["approval_id"]
                     answered: dict[str, float] = {}
                     before = c.approvals.signals.waiting()
 
@@ -100,8 +109,10 @@ def long_poll(polls: int, base: Path) -> None:
                     th.join()
                     lat.append(answered["at"] - decided)
                     agent("DELETE", f"/v1/tasks/{task}")
-                print(f"approval long-poll, decided in {label:13s}: decision → answer median "
-                      f"{statistics.median(lat) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms over {polls}")
+                print(
+                    f"approval long-poll, decided in {label:13s}: decision → answer median "
+                    f"{statistics.median(lat) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms over {polls}"
+                )
     finally:
         running.stop()
         bao.stop()

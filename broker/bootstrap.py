@@ -77,8 +77,7 @@ class BootstrapReport:
         return {"created": self.created, "unchanged": self.unchanged, "approle_role_id": self.approle_role_id}
 
 
-def bootstrap_openbao(http: OpenBaoHTTP, *, approle: bool = False,
-                      approle_secret_id: bool = True) -> BootstrapReport:
+def bootstrap_openbao(http: OpenBaoHTTP, *, approle: bool = False, approle_secret_id: bool = True) -> BootstrapReport:
     """Create what the broker needs in OpenBao (idempotent). With ``approle`` and
     ``approle_secret_id``, a fresh secret id is generated for the broker (returned once)."""
     report = BootstrapReport()
@@ -105,9 +104,14 @@ def bootstrap_openbao(http: OpenBaoHTTP, *, approle: bool = False,
             else:
                 c.sys.enable_auth_method("approle", path=APPROLE_MOUNT)
                 report.created.append(f"auth {APPROLE_MOUNT}/")
-            role_body = {"token_policies": [BROKER_POLICY, PARENT_POLICY], "token_ttl": "1h",
-                         "token_max_ttl": "24h", "token_type": "service", "secret_id_ttl": "0",
-                         "bind_secret_id": True}
+            role_body = {
+                "token_policies": [BROKER_POLICY, PARENT_POLICY],
+                "token_ttl": "1h",
+                "token_max_ttl": "24h",
+                "token_type": "service",
+                "secret_id_ttl": "0",
+                "bind_secret_id": True,
+            }
             base = f"/v1/auth/{APPROLE_MOUNT}/role/{APPROLE_ROLE}"
             _settled(lambda: c.adapter.post(base, json=role_body))
             report.unchanged.append(f"approle role {APPROLE_ROLE}")

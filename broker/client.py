@@ -42,9 +42,17 @@ class BrokerClientError(Exception):
 
 
 class Unauthenticated(BrokerClientError): ...
+
+
 class NotFound(BrokerClientError): ...
+
+
 class InvalidRequest(BrokerClientError): ...
+
+
 class TaskNotActive(BrokerClientError): ...
+
+
 class BackendUnavailable(BrokerClientError): ...
 
 
@@ -55,8 +63,13 @@ class CredentialDenied(BrokerClientError):
 
 
 _BY_STATUS: dict[int, type[BrokerClientError]] = {
-    401: Unauthenticated, 403: CredentialDenied, 404: NotFound, 409: TaskNotActive, 422: InvalidRequest,
-    502: BackendUnavailable, 503: BackendUnavailable,
+    401: Unauthenticated,
+    403: CredentialDenied,
+    404: NotFound,
+    409: TaskNotActive,
+    422: InvalidRequest,
+    502: BackendUnavailable,
+    503: BackendUnavailable,
 }
 
 
@@ -95,8 +108,14 @@ ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 class DPoPSession:
     """An exchanged, DPoP-bound access token and the in-memory key it is bound to."""
 
-    def __init__(self, http: httpx.Client, identity_source: Callable[[], str], *,
-                 actor_token_source: Callable[[], str] | None = None, refresh_margin_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        identity_source: Callable[[], str],
+        *,
+        actor_token_source: Callable[[], str] | None = None,
+        refresh_margin_seconds: float = 30.0,
+    ) -> None:
         self._http = http
         self._identity = identity_source
         self._actor = actor_token_source
@@ -131,8 +150,12 @@ class DPoPSession:
                 body = resp.json()
             except ValueError:
                 body = {}
-            raise Unauthenticated(resp.status_code, str(body.get("error", "invalid_grant")),
-                                  str(body.get("error_description", resp.text[:200])), body)
+            raise Unauthenticated(
+                resp.status_code,
+                str(body.get("error", "invalid_grant")),
+                str(body.get("error_description", resp.text[:200])),
+                body,
+            )
         body = resp.json()
         self._token = Secret(body["access_token"])
         self._expires = time.time() + float(body["expires_in"])
@@ -143,13 +166,19 @@ class DPoPSession:
 
 
 class BrokerClient:
-    def __init__(self, base_url: str, token_source: Callable[[], str], *, timeout: float = 15.0,
-                 http: httpx.Client | None = None, exchange: bool = False,
-                 actor_token_source: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token_source: Callable[[], str],
+        *,
+        timeout: float = 15.0,
+        http: httpx.Client | None = None,
+        exchange: bool = False,
+        actor_token_source: Callable[[], str] | None = None,
+    ) -> None:
         self._token = token_source
         self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
-        self._dpop = (DPoPSession(self._http, token_source, actor_token_source=actor_token_source)
-                      if exchange else None)
+        self._dpop = DPoPSession(self._http, token_source, actor_token_source=actor_token_source) if exchange else None
 
     def __enter__(self) -> BrokerClient:
         return self
@@ -160,10 +189,18 @@ class BrokerClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, json: dict[str, Any] | None = None, *,
-              params: dict[str, Any] | None = None, timeout: float | None = None) -> httpx.Response:
-        headers = (self._dpop.headers(method, path) if self._dpop is not None
-                   else {"Authorization": f"Bearer {self._token()}"})
+    def _call(
+        self,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        headers = (
+            self._dpop.headers(method, path) if self._dpop is not None else {"Authorization": f"Bearer {self._token()}"}
+        )
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         resp = self._http.request(method, path, json=json, params=params, headers=headers, **extra)
         _raise_for(resp)
@@ -175,27 +212,37 @@ class BrokerClient:
             body["on_behalf_of"] = on_behalf_of
         return dict(self._call("POST", "/v1/tasks", body).json())
 
-    def request_credential(self, task_id: str, action: str, resource: str,
-                           approval_id: str | None = None) -> Credential:
+    def request_credential(
+        self, task_id: str, action: str, resource: str, approval_id: str | None = None
+    ) -> Credential:
         body: dict[str, Any] = {"action": action, "resource": resource}
         if approval_id:
             body["approval_id"] = approval_id
         data = self._call("POST", f"/v1/tasks/{task_id}/credentials", body).json()
         cred = data.get("credential") or {}
-        return Credential(decision=data["decision"],
-                          fields={k: v for k, v in cred.items() if k not in SECRET_FIELDS},
-                          secrets={k: Secret(v) for k, v in cred.items() if k in SECRET_FIELDS and v},
-                          approval_id=data.get("approval_id"))
+        return Credential(
+            decision=data["decision"],
+            fields={k: v for k, v in cred.items() if k not in SECRET_FIELDS},
+            secrets={k: Secret(v) for k, v in cred.items() if k in SECRET_FIELDS and v},
+            approval_id=data.get("approval_id"),
+        )
 
     def approval_status(self, task_id: str, approval_id: str, wait: int = 0) -> dict[str, Any]:
         """The state of a step-up approval of the task (``pending``, ``approved``, ``denied``,
         ``expired``, ``cancelled``, ``collected``); with ``wait`` (at most 30 s) the broker answers
         as soon as it is decided. Not a chain step: poll this, not the credential request."""
-        return dict(self._call("GET", f"/v1/tasks/{task_id}/approvals/{approval_id}",
-                               params={"wait": int(wait)} if wait else None, timeout=wait + 15.0).json())
+        return dict(
+            self._call(
+                "GET",
+                f"/v1/tasks/{task_id}/approvals/{approval_id}",
+                params={"wait": int(wait)} if wait else None,
+                timeout=wait + 15.0,
+            ).json()
+        )
 
-    def report_event(self, task_id: str, kind: str, text: str | None = None, action: str | None = None,
-                     resource: str | None = None) -> dict[str, Any]:
+    def report_event(
+        self, task_id: str, kind: str, text: str | None = None, action: str | None = None, resource: str | None = None
+    ) -> dict[str, Any]:
         body = {k: v for k, v in {"kind": kind, "text": text, "action": action, "resource": resource}.items() if v}
         return dict(self._call("POST", f"/v1/tasks/{task_id}/events", body).json())
 
@@ -209,18 +256,31 @@ class BrokerClient:
     def scan(self, text: str) -> dict[str, Any]:
         return dict(self._call("POST", "/v1/scan", {"text": text}).json())
 
-    def call_api(self, task_id: str, resource: str, method: str, path: str, *,
-                 query: dict[str, str] | None = None, body: bytes | None = None,
-                 headers: dict[str, str] | None = None, approval_id: str | None = None) -> httpx.Response:
+    def call_api(
+        self,
+        task_id: str,
+        resource: str,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        approval_id: str | None = None,
+    ) -> httpx.Response:
         """One call through the broker's gateway (the broker injects the credential). Returns the
         upstream's (redacted) response, or the 202 of a step-up; raises for the broker's own errors
         (no rule, denied, path refused, upstream unreachable...)."""
         route = f"/v1/tasks/{task_id}/gateway/{resource}/{path.lstrip('/')}"
-        auth = (self._dpop.headers(method, route) if self._dpop is not None
-                else {"Authorization": f"Bearer {self._token()}"})
+        auth = (
+            self._dpop.headers(method, route)
+            if self._dpop is not None
+            else {"Authorization": f"Bearer {self._token()}"}
+        )
         extra = {"X-NHI-Approval-Id": approval_id} if approval_id else {}
-        resp = self._http.request(method, route, params=query, content=body,
-                                  headers={**(headers or {}), **extra, **auth})
+        resp = self._http.request(
+            method, route, params=query, content=body, headers={**(headers or {}), **extra, **auth}
+        )
         if "x-nhi-decision-id" not in resp.headers and resp.status_code != 202:
             _raise_for(resp)  # not the upstream's answer: the broker's own error
         return resp
@@ -261,8 +321,9 @@ class AdminClient:
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, path: str, json: dict[str, Any] | None = None,
-                params: dict[str, Any] | None = None) -> Any:
+    def request(
+        self, method: str, path: str, json: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
         resp = self._http.request(method, path, json=json, params=params)
         _raise_for(resp)
         return resp.json() if resp.content else None

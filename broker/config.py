@@ -76,9 +76,12 @@ class OpenBaoSettings(BaseModel):
     @model_validator(mode="after")
     def _approle_complete(self) -> OpenBaoSettings:
         if self.auth == "approle" and not (self.approle_role_id and self.approle_secret_id.get_secret_value()):
-            raise ValueError("openbao.auth approle needs openbao.approle_role_id and openbao.approle_secret_id "
-                             "(NHI_BROKER_OPENBAO__APPROLE_SECRET_ID)")
+            raise ValueError(
+                "openbao.auth approle needs openbao.approle_role_id and openbao.approle_secret_id "
+                "(NHI_BROKER_OPENBAO__APPROLE_SECRET_ID)"
+            )
         return self
+
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     token_ttl_max_seconds: int = 86400
     public_addr: str | None = None  # where agents reach OpenBao (unwrap); default: addr
@@ -106,8 +109,11 @@ class LimitsSettings(BaseModel):
 
     max_body_bytes: int = Field(default=MiB, ge=1024, le=64 * MiB)
     # per route template (the path as the OpenAPI document writes it); these carry up to 1 MiB of text
-    route_max_body_bytes: dict[str, int] = {"/v1/scan": 4 * MiB, "/v1/tasks/{task_id}/events": 4 * MiB,
-                                            "/v1/token": 32 * 1024}
+    route_max_body_bytes: dict[str, int] = {
+        "/v1/scan": 4 * MiB,
+        "/v1/tasks/{task_id}/events": 4 * MiB,
+        "/v1/token": 32 * 1024,
+    }
     auth_failures_per_minute: int = Field(default=30, ge=1, le=100_000)  # per source address
     scans_per_minute: int = Field(default=120, ge=1, le=100_000)  # per agent and per source address
     auth_failed_audit_interval_seconds: float = Field(default=60.0, ge=1, le=3600)
@@ -121,9 +127,12 @@ class LimitsSettings(BaseModel):
     def _route_limits(cls, v: dict[str, int]) -> dict[str, int]:
         for route, n in v.items():
             if not route.startswith("/") or not 1024 <= n <= 64 * MiB:
-                raise ValueError(f"limits.route_max_body_bytes[{route!r}]: route must start with / and the "
-                                 "limit be from 1024 to 67108864 bytes")
+                raise ValueError(
+                    f"limits.route_max_body_bytes[{route!r}]: route must start with / and the "
+                    "limit be from 1024 to 67108864 bytes"
+                )
         return v
+
 
 class GatewaySettings(BaseModel):
     """The credential-injecting gateway (resource kind ``http_api``, docs/backends.md)."""
@@ -144,8 +153,20 @@ class CheckpointSinkSettings(BaseModel):
     path: Path | None = None
     # syslog: "host:port" (UDP) or the path of a unix socket such as /dev/log
     address: str | None = Field(default=None, max_length=512)
-    facility: Literal["auth", "authpriv", "daemon", "local0", "local1", "local2", "local3", "local4",
-                      "local5", "local6", "local7", "user"] = "authpriv"
+    facility: Literal[
+        "auth",
+        "authpriv",
+        "daemon",
+        "local0",
+        "local1",
+        "local2",
+        "local3",
+        "local4",
+        "local5",
+        "local6",
+        "local7",
+        "user",
+    ] = "authpriv"
     # webhook: a JSON POST per checkpoint
     url: str | None = Field(default=None, max_length=2048)
     timeout_seconds: float = Field(default=2.0, gt=0, le=30)
@@ -180,7 +201,8 @@ class AuditSettings(BaseModel):
     # walk the whole chain again this often (and once at start-up)
     verify_interval_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
     sinks: list[CheckpointSinkSettings] = Field(
-        default_factory=lambda: [CheckpointSinkSettings(kind="file")], max_length=8)
+        default_factory=lambda: [CheckpointSinkSettings(kind="file")], max_length=8
+    )
 
 
 class Settings(BaseSettings):
@@ -249,8 +271,10 @@ class Settings(BaseSettings):
                 checked.append(("openbao.token", self.openbao.token))
             for name, value in checked:
                 if value.get_secret_value().strip().lower() in PLACEHOLDERS or len(value.get_secret_value()) < 16:
-                    raise ValueError(f"{name} is missing or a placeholder; set a real secret "
-                                     f"(at least 16 characters) outside dev mode")
+                    raise ValueError(
+                        f"{name} is missing or a placeholder; set a real secret "
+                        f"(at least 16 characters) outside dev mode"
+                    )
         return self
 
     @field_validator("fingerprint_key")
@@ -279,8 +303,10 @@ class Settings(BaseSettings):
         if not self.audit.key.get_secret_value() and self.audit.key_file is None:
             missing.append("audit.key (NHI_BROKER_AUDIT__KEY, 64 hex characters) or audit.key_file")
         if missing:
-            raise ValueError(f"{' and '.join(missing)} required with a PostgreSQL store: every replica must "
-                             "use the same keys, so none may generate its own")
+            raise ValueError(
+                f"{' and '.join(missing)} required with a PostgreSQL store: every replica must "
+                "use the same keys, so none may generate its own"
+            )
         return self
 
     def outbound_policy(self) -> OutboundPolicy:
@@ -290,17 +316,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _outbound_urls(self) -> Settings:
         policy = self.outbound_policy()  # a bad allow_networks entry fails here, naming the setting
-        for name, url in (("alert_webhook_url", self.alert_webhook_url),
-                          ("approval_webhook_url", self.approval_webhook_url),
-                          ("aws.endpoint_url", self.aws.endpoint_url)):
+        for name, url in (
+            ("alert_webhook_url", self.alert_webhook_url),
+            ("approval_webhook_url", self.approval_webhook_url),
+            ("aws.endpoint_url", self.aws.endpoint_url),
+        ):
             if url is not None:
                 try:
                     policy.check_url(url, field=name)
                 except InvalidInput as exc:
                     raise ValueError(exc.message) from None
         urls = [(f"issuers[{i}].jwks_url", issuer.jwks_url) for i, issuer in enumerate(self.issuers)]
-        urls += [(f"human_issuers[{i}].jwks_url", h.jwks_url)
-                 for i, h in enumerate(self.human_issuers)]
+        urls += [(f"human_issuers[{i}].jwks_url", h.jwks_url) for i, h in enumerate(self.human_issuers)]
         urls += [(f"audit.sinks[{i}].url", sink.url) for i, sink in enumerate(self.audit.sinks)]
         for name, url in urls:
             if url is not None:

@@ -117,86 +117,178 @@ class Container:
         chain_rules = ChainRules(settings.policy_dir, policies.catalog)
         bao = settings.openbao
         openbao, openbao_renewer = openbao_auth.connect(
-            bao.addr, timeout=bao.timeout_seconds, auth=bao.auth, token=Secret(bao.token.get_secret_value()),
-            renew_token=bao.renew_token, approle_mount=bao.approle_mount, approle_role_id=bao.approle_role_id,
-            approle_secret_id=Secret(bao.approle_secret_id.get_secret_value()))
+            bao.addr,
+            timeout=bao.timeout_seconds,
+            auth=bao.auth,
+            token=Secret(bao.token.get_secret_value()),
+            renew_token=bao.renew_token,
+            approle_mount=bao.approle_mount,
+            approle_role_id=bao.approle_role_id,
+            approle_secret_id=Secret(bao.approle_secret_id.get_secret_value()),
+        )
         token_backend = OpenBaoTokenBackend(openbao)
         token_backend.bootstrap()
         backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend, policies.catalog))
         metrics = Metrics()
         approval_notifier = _webhook(settings.approval_webhook_url, settings, field="approval_webhook_url")
-        people = PeopleService(store, audit, token_key=token_key(key),
-                               admin_token=Secret(settings.admin_token.get_secret_value()),
-                               sign_in=_sign_in_verifier(settings, store),
-                               human_issuers=[h.issuer for h in settings.human_issuers],
-                               max_token_ttl_seconds=settings.person_token_max_ttl_seconds)
-        approvals = ApprovalService(store, audit, ttl_seconds=settings.approval_ttl_seconds, parties=people.parties,
-                                    console_url=settings.resolved_console_url(),
-                                    notify=_approval_notify(approval_notifier, settings))
+        people = PeopleService(
+            store,
+            audit,
+            token_key=token_key(key),
+            admin_token=Secret(settings.admin_token.get_secret_value()),
+            sign_in=_sign_in_verifier(settings, store),
+            human_issuers=[h.issuer for h in settings.human_issuers],
+            max_token_ttl_seconds=settings.person_token_max_ttl_seconds,
+        )
+        approvals = ApprovalService(
+            store,
+            audit,
+            ttl_seconds=settings.approval_ttl_seconds,
+            parties=people.parties,
+            console_url=settings.resolved_console_url(),
+            notify=_approval_notify(approval_notifier, settings),
+        )
         # a quarantined, ended or expired task's open approvals and pending reviews are cancelled in
         # the transaction that ends it; the review service needs the chain, so it is bound late
-        revocations = RevocationService(store, audit, backends, on_task_closed=(
-            approvals.cancel_for_task,
-            lambda conn, task_id, state, reason: reviews.cancel_for_task(conn, task_id, state, reason)))
+        revocations = RevocationService(
+            store,
+            audit,
+            backends,
+            on_task_closed=(
+                approvals.cancel_for_task,
+                lambda conn, task_id, state, reason: reviews.cancel_for_task(conn, task_id, state, reason),
+            ),
+        )
         alerter = _webhook(settings.alert_webhook_url, settings, field="alert_webhook_url")
-        chain = ChainService(store, audit, revocations, chain_rules, policies.catalog, fingerprint,
-                             task_locks(settings), alerter=alerter,
-                             on_escalated=lambda detector: metrics.escalations.labels(detector).inc())
+        chain = ChainService(
+            store,
+            audit,
+            revocations,
+            chain_rules,
+            policies.catalog,
+            fingerprint,
+            task_locks(settings),
+            alerter=alerter,
+            on_escalated=lambda detector: metrics.escalations.labels(detector).inc(),
+        )
         kv = OpenBaoKV(openbao)
-        rotation = RotationService(store, audit, fingerprint, kv, {
-            Kind.KV_GENERATED: KvGeneratedPlaybook(kv, fingerprint),
-            Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(openbao),
-            Kind.DATABASE_ROOT: DatabaseRootPlaybook(openbao),
-            # the broker's AWS credentials: boto3's standard chain; endpoints under the outbound policy
-            Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(outbound=settings.outbound_policy()),
-        })
+        rotation = RotationService(
+            store,
+            audit,
+            fingerprint,
+            kv,
+            {
+                Kind.KV_GENERATED: KvGeneratedPlaybook(kv, fingerprint),
+                Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(openbao),
+                Kind.DATABASE_ROOT: DatabaseRootPlaybook(openbao),
+                # the broker's AWS credentials: boto3's standard chain; endpoints under the outbound policy
+                Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(outbound=settings.outbound_policy()),
+            },
+        )
         known = KnownSecretIndex(key)
         # the live scanner and the task service meet in two directions: issuance feeds the
         # scanner's index (``on_issued``) and a leak the scanner sees reaches the chain through the
         # incident service, which needs the task service; the leak handler is therefore bound late
         # Kingfisher (when installed) under the broker's layers; the runner starts its compile in the
         # background (start_workers), meanwhile the broker's full own rule set runs (docs/scanning.md)
-        scanning = LiveScanner(Scanner(key=key, known=known, engine=default_engine()), known, store, audit,
-                               on_leak=lambda match, fp, source: incidents.handle_leak(match, fp, source))
-        tasks = TaskService(store, audit, policies.engine, policies.catalog, backends, revocations, fingerprint,
-                            chain, on_issued=(scanning.on_issued,))
+        scanning = LiveScanner(
+            Scanner(key=key, known=known, engine=default_engine()),
+            known,
+            store,
+            audit,
+            on_leak=lambda match, fp, source: incidents.handle_leak(match, fp, source),
+        )
+        tasks = TaskService(
+            store,
+            audit,
+            policies.engine,
+            policies.catalog,
+            backends,
+            revocations,
+            fingerprint,
+            chain,
+            on_issued=(scanning.on_issued,),
+        )
         incidents = IncidentService(store, audit, tasks, chain, revocations, backends, rotation)
         scanning.load_known()
         reviews = ReviewService(store, audit, chain.flag_review_locked, people.parties)
         heartbeat = Heartbeat()
         workloads = _verifier(settings, store)
         signing_key = BrokerSigningKey.load_or_create(
-            settings.token_exchange.signing_key_file or settings.data_dir / "token-signing.pem")
-        access = AccessTokens(signing_key, issuer=settings.token_issuer(),
-                              max_ttl_seconds=settings.token_exchange.max_ttl_seconds)
+            settings.token_exchange.signing_key_file or settings.data_dir / "token-signing.pem"
+        )
+        access = AccessTokens(
+            signing_key, issuer=settings.token_issuer(), max_ttl_seconds=settings.token_exchange.max_ttl_seconds
+        )
         dpop = DPoPVerifier(StoreReplayGuard(store), DPoPSettings(settings.token_exchange.dpop_iat_window_seconds))
-        authenticator = AgentAuthenticator(workloads, store, audit, access, dpop, AuthFailureLog(
-            audit, interval_seconds=settings.limits.auth_failed_audit_interval_seconds))
+        authenticator = AgentAuthenticator(
+            workloads,
+            store,
+            audit,
+            access,
+            dpop,
+            AuthFailureLog(audit, interval_seconds=settings.limits.auth_failed_audit_interval_seconds),
+        )
         credentials = CredentialFlow(tasks, approvals, reviews, chain, metrics)
         return cls(
-            settings=settings, store=store, audit=audit, fingerprint=fingerprint, fingerprint_key=key,
-            policies=policies, policy_admin=PolicyService(policies, chain_rules, audit), openbao=openbao,
+            settings=settings,
+            store=store,
+            audit=audit,
+            fingerprint=fingerprint,
+            fingerprint_key=key,
+            policies=policies,
+            policy_admin=PolicyService(policies, chain_rules, audit),
+            openbao=openbao,
             backends=backends,
             registry=RegistryService(store, audit, backends, policies.catalog, lambda: workloads.issuers),
-            revocations=revocations, revocation_heartbeat=heartbeat, chain=chain, tasks=tasks,
-            incidents=incidents, events=EventService(tasks, chain, scanning, audit), scanning=scanning,
-            people=people, approvals=approvals, reviews=reviews,
-            credentials=credentials, rotation=rotation,
+            revocations=revocations,
+            revocation_heartbeat=heartbeat,
+            chain=chain,
+            tasks=tasks,
+            incidents=incidents,
+            events=EventService(tasks, chain, scanning, audit),
+            scanning=scanning,
+            people=people,
+            approvals=approvals,
+            reviews=reviews,
+            credentials=credentials,
+            rotation=rotation,
             gateway=Gateway(credentials, store, audit, scanning, fingerprint, settings.gateway),
-            scan_jobs=build_scan_jobs(store, audit, settings, key, on_leak=incidents.handle_leak,
-                                      managed=RotationManagedSecrets(rotation), live_index=known,
-                                      alert=alerter.send if alerter is not None else None,
-                                      kv=kv_reader_factory(openbao), engine=scanning.scanner.engine),
-            authenticator=authenticator, signing_key=signing_key,
+            scan_jobs=build_scan_jobs(
+                store,
+                audit,
+                settings,
+                key,
+                on_leak=incidents.handle_leak,
+                managed=RotationManagedSecrets(rotation),
+                live_index=known,
+                alert=alerter.send if alerter is not None else None,
+                kv=kv_reader_factory(openbao),
+                engine=scanning.scanner.engine,
+            ),
+            authenticator=authenticator,
+            signing_key=signing_key,
             token_exchange=TokenExchangeService(
-                workloads, agents=authenticator,
+                workloads,
+                agents=authenticator,
                 humans=_human_verifier(settings, store),
-                human_claims={h.issuer: tuple(h.claims) for h in settings.human_issuers}, tokens=access, dpop=dpop,
-                audit=audit, tasks=tasks, require_dpop=settings.token_exchange.require_dpop),
-            health=HealthService(store, backends, stuck_after_seconds=settings.revocation_stuck_seconds,
-                                 revocation_heartbeat=heartbeat,
-                                 budget_seconds=settings.readiness_budget_seconds),
-            metrics=metrics, alerter=alerter, approval_notifier=approval_notifier,
+                human_claims={h.issuer: tuple(h.claims) for h in settings.human_issuers},
+                tokens=access,
+                dpop=dpop,
+                audit=audit,
+                tasks=tasks,
+                require_dpop=settings.token_exchange.require_dpop,
+            ),
+            health=HealthService(
+                store,
+                backends,
+                stuck_after_seconds=settings.revocation_stuck_seconds,
+                revocation_heartbeat=heartbeat,
+                budget_seconds=settings.readiness_budget_seconds,
+            ),
+            metrics=metrics,
+            alerter=alerter,
+            approval_notifier=approval_notifier,
             openbao_renewer=openbao_renewer,
             audit_guard=build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter),
         )
@@ -220,8 +312,13 @@ def task_locks(settings: Settings) -> TaskLocks:
 
 def _webhook(url: str | None, settings: Settings, *, field: str) -> WebhookAlerter | None:
     """A webhook under the outbound policy: checked now, and before each delivery (names resolved)."""
-    return WebhookAlerter(url, timeout=settings.alert_webhook_timeout_seconds, policy=settings.outbound_policy(),
-                          field=field) if url else None
+    return (
+        WebhookAlerter(
+            url, timeout=settings.alert_webhook_timeout_seconds, policy=settings.outbound_policy(), field=field
+        )
+        if url
+        else None
+    )
 
 
 def _approval_notify(hook: WebhookAlerter | None, settings: Settings) -> Notifier | None:
@@ -232,25 +329,39 @@ def _approval_notify(hook: WebhookAlerter | None, settings: Settings) -> Notifie
 
 
 def _issuer_config(i: IssuerSettings) -> IssuerConfig:
-    return IssuerConfig(issuer=i.issuer, audiences=tuple(i.audiences), jwks_file=i.jwks_file, jwks_url=i.jwks_url,
-                        public_key_pem=i.public_key_pem, algorithms=tuple(i.algorithms),
-                        max_token_age_seconds=i.max_token_age_seconds, leeway_seconds=i.leeway_seconds,
-                        require_jti=i.require_jti, jwks_cache_seconds=i.jwks_cache_seconds)
+    return IssuerConfig(
+        issuer=i.issuer,
+        audiences=tuple(i.audiences),
+        jwks_file=i.jwks_file,
+        jwks_url=i.jwks_url,
+        public_key_pem=i.public_key_pem,
+        algorithms=tuple(i.algorithms),
+        max_token_age_seconds=i.max_token_age_seconds,
+        leeway_seconds=i.leeway_seconds,
+        require_jti=i.require_jti,
+        jwks_cache_seconds=i.jwks_cache_seconds,
+    )
 
 
 def _human_verifier(settings: Settings, store: Store) -> IdentityVerifier | None:
     """People (actor tokens of a token exchange) come from their own issuers, never the agents'."""
     if not settings.human_issuers:
         return None
-    return IdentityVerifier([_issuer_config(i) for i in settings.human_issuers], StoreReplayGuard(store),
-                            outbound=settings.outbound_policy())
+    return IdentityVerifier(
+        [_issuer_config(i) for i in settings.human_issuers],
+        StoreReplayGuard(store),
+        outbound=settings.outbound_policy(),
+    )
 
 
 def _sign_in_verifier(settings: Settings, store: Store) -> IdentityVerifier | None:
     """People signing in (approvals, reviews, audit, admin) with an ID token: only the human issuers
     that name ``sign_in_audiences``, and only those audiences (never the actor-token audiences)."""
-    configs = [replace(_issuer_config(i), audiences=tuple(i.sign_in_audiences))
-               for i in settings.human_issuers if i.sign_in_audiences]
+    configs = [
+        replace(_issuer_config(i), audiences=tuple(i.sign_in_audiences))
+        for i in settings.human_issuers
+        if i.sign_in_audiences
+    ]
     return IdentityVerifier(configs, StoreReplayGuard(store)) if configs else None
 
 

@@ -39,17 +39,20 @@ def policy_name(resource: str) -> str:
 
 
 def acl_policy(kv_path: str) -> str:
-    return (f'path "secret/data/{kv_path}/*" {{ capabilities = ["read", "list"] }}\n'
-            f'path "secret/data/{kv_path}" {{ capabilities = ["read"] }}\n'
-            f'path "secret/metadata/{kv_path}/*" {{ capabilities = ["list"] }}\n')
+    return (
+        f'path "secret/data/{kv_path}/*" {{ capabilities = ["read", "list"] }}\n'
+        f'path "secret/data/{kv_path}" {{ capabilities = ["read"] }}\n'
+        f'path "secret/metadata/{kv_path}/*" {{ capabilities = ["list"] }}\n'
+    )
 
 
 def seed_openbao(http: OpenBaoHTTP) -> None:
     with http.client() as c:
         for name, (_, _, path) in DEMO_RESOURCES.items():
             c.sys.create_or_update_acl_policy(name=policy_name(name), policy=acl_policy(path))
-            c.secrets.kv.v2.create_or_update_secret(path=f"{path}/example", secret={"note": f"demo data for {name}"},
-                                                    mount_point="secret")
+            c.secrets.kv.v2.create_or_update_secret(
+                path=f"{path}/example", secret={"note": f"demo data for {name}"}, mount_point="secret"
+            )
 
 
 DEMO_KV_PATH = "demo-kv/api-key"
@@ -58,31 +61,71 @@ DEMO_KV_PATH = "demo-kv/api-key"
 def seed_kv(http: OpenBaoHTTP) -> None:
     """A static API key the `demo-kv` resource hands out by response wrapping (single use)."""
     with http.client() as c:
-        c.secrets.kv.v2.create_or_update_secret(path=DEMO_KV_PATH, mount_point="secret",
-                                                secret={"api_key": "demo_" + secrets.token_urlsafe(24)})
+        c.secrets.kv.v2.create_or_update_secret(
+            path=DEMO_KV_PATH, mount_point="secret", secret={"api_key": "demo_" + secrets.token_urlsafe(24)}
+        )
 
 
 def seed_registry(container: Any, *, with_postgres: bool = False) -> None:
     reg = container.registry
-    reg.put_profile(TaskProfile(name="demo", allowed_actions=DEMO_ACTIONS, ceiling=Tier.CRITICAL,
-                                max_lifetime_seconds=3600, description="demo profile"), "seed")
+    reg.put_profile(
+        TaskProfile(
+            name="demo",
+            allowed_actions=DEMO_ACTIONS,
+            ceiling=Tier.CRITICAL,
+            max_lifetime_seconds=3600,
+            description="demo profile",
+        ),
+        "seed",
+    )
     # the owner is a person (no roles): four-eyes refuses them on demo-agent's approvals and reviews
-    container.people.put(DEMO_OWNER, display_name="Demo Owner", roles=(), identities=(), disabled=False,
-                         actor=Caller.system("seed"))
-    reg.put_agent(Agent(name="demo-agent", owner=DEMO_OWNER, trust_level=TrustLevel.STANDARD,
-                        bindings=(IdentityBinding(DEV_ISSUER, "demo-agent"),), profiles=("demo",),
-                        description="demo agent bound to the dev issuer",
-                        owner_identity=OwnerIdentity(person=DEMO_OWNER)), "seed")
+    container.people.put(
+        DEMO_OWNER, display_name="Demo Owner", roles=(), identities=(), disabled=False, actor=Caller.system("seed")
+    )
+    reg.put_agent(
+        Agent(
+            name="demo-agent",
+            owner=DEMO_OWNER,
+            trust_level=TrustLevel.STANDARD,
+            bindings=(IdentityBinding(DEV_ISSUER, "demo-agent"),),
+            profiles=("demo",),
+            description="demo agent bound to the dev issuer",
+            owner_identity=OwnerIdentity(person=DEMO_OWNER),
+        ),
+        "seed",
+    )
     for name, (sensitivity, environment, _) in DEMO_RESOURCES.items():
-        reg.put_resource(Resource(name=name, kind="vault_token", sensitivity=sensitivity, environment=environment,
-                                  settings={"vault": {"policies": [policy_name(name)]}},
-                                  description=f"OpenBao token reading secret/{DEMO_RESOURCES[name][2]}/*"), "seed")
-    reg.put_resource(Resource(name="demo-kv", kind="vault_kv", sensitivity=Sensitivity.CONFIDENTIAL,
-                              environment=Environment.DEV,
-                              settings={"vault": {"mount": "secret", "path": DEMO_KV_PATH}},
-                              description="a static API key, handed out response-wrapped (single use)"), "seed")
+        reg.put_resource(
+            Resource(
+                name=name,
+                kind="vault_token",
+                sensitivity=sensitivity,
+                environment=environment,
+                settings={"vault": {"policies": [policy_name(name)]}},
+                description=f"OpenBao token reading secret/{DEMO_RESOURCES[name][2]}/*",
+            ),
+            "seed",
+        )
+    reg.put_resource(
+        Resource(
+            name="demo-kv",
+            kind="vault_kv",
+            sensitivity=Sensitivity.CONFIDENTIAL,
+            environment=Environment.DEV,
+            settings={"vault": {"mount": "secret", "path": DEMO_KV_PATH}},
+            description="a static API key, handed out response-wrapped (single use)",
+        ),
+        "seed",
+    )
     if with_postgres:
-        reg.put_resource(Resource(name="demo-db", kind="postgres", sensitivity=Sensitivity.INTERNAL,
-                                  environment=Environment.DEV,
-                                  settings={"vault": {"mount": "database", "role": DEMO_DB_ROLE}},
-                                  description="dynamic PostgreSQL login (read-only) via OpenBao"), "seed")
+        reg.put_resource(
+            Resource(
+                name="demo-db",
+                kind="postgres",
+                sensitivity=Sensitivity.INTERNAL,
+                environment=Environment.DEV,
+                settings={"vault": {"mount": "database", "role": DEMO_DB_ROLE}},
+                description="dynamic PostgreSQL login (read-only) via OpenBao",
+            ),
+            "seed",
+        )

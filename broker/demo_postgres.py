@@ -44,8 +44,9 @@ class DemoRoles:
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> DemoRoles:
         iid = instance_id(data_dir)
-        return cls(connection=f"nhi_openbao_{iid}", readers=f"nhi_demo_readers_{iid}",
-                   data_dir=str(Path(data_dir).resolve()))
+        return cls(
+            connection=f"nhi_openbao_{iid}", readers=f"nhi_demo_readers_{iid}", data_dir=str(Path(data_dir).resolve())
+        )
 
     def comment(self, pid: int | None = None) -> str:
         return f"{MARKER}: data_dir={self.data_dir} pid={os.getpid() if pid is None else pid}"
@@ -79,20 +80,22 @@ def _holder(comment: str | None) -> int | None:
 def claim(conn: Any, roles: DemoRoles) -> None:
     """Make sure no other live instance holds ``roles``; raise :class:`RoleInUse` if one does."""
     for role in (roles.connection, roles.readers):
-        row = conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
-                           (role,)).fetchone()
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+        ).fetchone()
         if row is None:
             continue
         pid = _holder(row[0])
         if pid is None:
             raise RoleInUse(f"PostgreSQL role {role} exists and was not created by nhi-broker up; left alone")
         if pid != os.getpid() and _pid_alive(pid):
-            raise RoleInUse(f"PostgreSQL role {role} is held by a running nhi-broker up (pid {pid}) "
-                            f"with the same data directory; left alone")
+            raise RoleInUse(
+                f"PostgreSQL role {role} is held by a running nhi-broker up (pid {pid}) "
+                f"with the same data directory; left alone"
+            )
 
 
-def seed_postgres(http: OpenBaoHTTP, host: str = "127.0.0.1", port: int = 5432, *,
-                  data_dir: Path) -> str | None:
+def seed_postgres(http: OpenBaoHTTP, host: str = "127.0.0.1", port: int = 5432, *, data_dir: Path) -> str | None:
     """Configure OpenBao's database engine against a local PostgreSQL for `demo-db`, with this
     instance's own roles. Returns None when done, else the reason it was skipped (for the summary)."""
     # deferred: psycopg and the backends load only when `up` seeds PostgreSQL
@@ -115,19 +118,28 @@ def seed_postgres(http: OpenBaoHTTP, host: str = "127.0.0.1", port: int = 5432, 
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(role))
             conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(roles.comment())))
             # ours alone (claimed above): a fresh password for this instance's OpenBao
-            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN CREATEROLE PASSWORD {}").format(
-                role, sql.Literal(password.reveal())))
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN CREATEROLE PASSWORD {}").format(role, sql.Literal(password.reveal()))
+            )
             conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(role))
         ensure_group_role(admin, roles.readers, dbname="postgres")
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(roles.readers),
-                                                                    sql.Literal(roles.comment())))
-            conn.execute(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(
-                sql.Identifier(roles.readers), sql.Identifier(roles.connection)))
-        configure_openbao_role(http, role=DEMO_DB_ROLE, group_role=roles.readers,
-                               connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@{host}:{port}/postgres"
-                                              "?sslmode=disable",
-                               username=roles.connection, password=password)
+            conn.execute(
+                sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(roles.readers), sql.Literal(roles.comment()))
+            )
+            conn.execute(
+                sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(
+                    sql.Identifier(roles.readers), sql.Identifier(roles.connection)
+                )
+            )
+        configure_openbao_role(
+            http,
+            role=DEMO_DB_ROLE,
+            group_role=roles.readers,
+            connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@{host}:{port}/postgres?sslmode=disable",
+            username=roles.connection,
+            password=password,
+        )
     except RoleInUse as exc:
         return exc.message
     except (psycopg.Error, BrokerError) as exc:
@@ -155,10 +167,15 @@ def drop_demo_roles(data_dir: Path, host: str = "127.0.0.1", port: int = 5432) -
             claim(conn, roles)
         except RoleInUse:
             return []
-        members = [r[0] for r in conn.execute(
-            "SELECT m.rolname FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid "
-            "JOIN pg_roles m ON m.oid = a.member WHERE g.rolname = %s AND m.rolcanlogin "
-            "AND m.rolname <> %s", (roles.readers, roles.connection))]
+        members = [
+            r[0]
+            for r in conn.execute(
+                "SELECT m.rolname FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid "
+                "JOIN pg_roles m ON m.oid = a.member WHERE g.rolname = %s AND m.rolcanlogin "
+                "AND m.rolname <> %s",
+                (roles.readers, roles.connection),
+            )
+        ]
         for name in [*members, roles.readers, roles.connection]:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
                 continue

@@ -19,7 +19,8 @@ import structlog
 from broker.secrets import MASK, Secret
 
 SECRET_KEY = re.compile(
-    r"(token|secret|password|passwd|authorization|x-vault-token|api[_-]?key|private|credential)", re.IGNORECASE)
+    r"(token|secret|password|passwd|authorization|x-vault-token|api[_-]?key|private|credential)", re.IGNORECASE
+)
 # keys that contain a secret-looking word but carry no secret
 SAFE_KEYS = frozenset({"token_accessor", "accessor", "fingerprint", "fingerprints", "token_type", "secret_kind"})
 
@@ -30,8 +31,9 @@ def _redact(value: Any, depth: int = 0) -> Any:
     if depth > 6:
         return value
     if isinstance(value, dict):
-        return {k: (MASK if _secret_key(k) and v not in (None, "") else _redact(v, depth + 1))
-                for k, v in value.items()}
+        return {
+            k: (MASK if _secret_key(k) and v not in (None, "") else _redact(v, depth + 1)) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_redact(v, depth + 1) for v in value]
     return value
@@ -67,11 +69,15 @@ def quiet_libraries() -> None:
 
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     quiet_libraries()
-    renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
-                     # plain tracebacks: rich's would print local variables (a secret in a frame would
-                     # reach the log) and take seconds to render for a deep stack
-                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
-                                                        exception_formatter=structlog.dev.plain_traceback))
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        # plain tracebacks: rich's would print local variables (a secret in a frame would
+        # reach the log) and take seconds to render for a deep stack
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

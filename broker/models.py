@@ -274,6 +274,10 @@ def effective_profile(profile: TaskProfile, task: Task) -> TaskProfile:
         return profile
     d = task.delegation
     ceiling = min(profile.ceiling, d.ceiling, key=lambda t: t.rank)
-    return TaskProfile(name=profile.name, allowed_actions=tuple(a for a in d.actions if a in profile.allowed_actions),
-                       ceiling=ceiling, max_lifetime_seconds=profile.max_lifetime_seconds,
-                       description=f"{profile.description} (delegated by {d.delegated_by})".strip())
+    return TaskProfile(
+        name=profile.name,
+        allowed_actions=tuple(a for a in d.actions if a in profile.allowed_actions),
+        ceiling=ceiling,
+        max_lifetime_seconds=profile.max_lifetime_seconds,
+        description=f"{profile.description} (delegated by {d.delegated_by})".strip(),
+    )

@@ -50,8 +50,9 @@ ALWAYS_DENIED: Final[tuple[IPNetwork, ...]] = (
     ipaddress.ip_network("ff00::/8"),
     ipaddress.ip_network("255.255.255.255/32"),
 )
-METADATA_NAMES: Final = frozenset({"metadata", "metadata.google.internal", "metadata.goog",
-                                   "instance-data", "instance-data.ec2.internal"})
+METADATA_NAMES: Final = frozenset(
+    {"metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
+)
 LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 _SSH_USER_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -74,8 +75,10 @@ class OutboundPolicy:
             except ValueError as exc:
                 raise ValueError(f'outbound.allow_networks: "{raw}" is not a network (CIDR)') from exc
             if any(net.overlaps(d) for d in ALWAYS_DENIED if d.version == net.version):
-                raise ValueError(f'outbound.allow_networks: "{raw}" overlaps link-local, metadata, '
-                                 "multicast or unspecified addresses, which are never allowed")
+                raise ValueError(
+                    f'outbound.allow_networks: "{raw}" overlaps link-local, metadata, '
+                    "multicast or unspecified addresses, which are never allowed"
+                )
             nets.append(net)
         return cls(allow_loopback=allow_loopback, allow_networks=tuple(nets))
 
@@ -93,8 +96,9 @@ class OutboundPolicy:
             raise InvalidInput(field, "must name a host")
         address = numeric_address(host)
         if scheme == "http" and not (self.allow_loopback and _loopback_host(host, address)):
-            raise InvalidInput(field, "must be https:// (plain http:// only to a loopback host when "
-                                      "outbound.allow_loopback is on)")
+            raise InvalidInput(
+                field, "must be https:// (plain http:// only to a loopback host when outbound.allow_loopback is on)"
+            )
         if host in METADATA_NAMES:
             raise InvalidInput(field, "cloud metadata endpoints are never allowed")
         if address is not None:
@@ -122,8 +126,7 @@ class OutboundPolicy:
         if mapped is not None:
             address = mapped
         if any(address in net for net in ALWAYS_DENIED if net.version == address.version):
-            raise InvalidInput(field, "link-local, metadata, multicast and unspecified addresses "
-                                      "are never allowed")
+            raise InvalidInput(field, "link-local, metadata, multicast and unspecified addresses are never allowed")
         if address.is_loopback:
             if not self.allow_loopback:
                 raise InvalidInput(field, "loopback addresses are not allowed (outbound.allow_loopback is off)")
@@ -131,8 +134,11 @@ class OutboundPolicy:
         if any(address in net for net in self.allow_networks if net.version == address.version):
             return
         if address.is_private or address.is_reserved or not address.is_global:
-            raise InvalidInput(field, "private and reserved addresses are not allowed unless a network "
-                                      "in outbound.allow_networks contains them")
+            raise InvalidInput(
+                field,
+                "private and reserved addresses are not allowed unless a network "
+                "in outbound.allow_networks contains them",
+            )
 
 
 def numeric_address(host: str) -> IPAddress | None:
@@ -188,8 +194,11 @@ def _check_userinfo(parts: SplitResult, scheme: str, field: str) -> None:
     user, password = parts.username or "", parts.password
     if scheme == "ssh" and password is None and user and set(user) <= _SSH_USER_CHARS and len(user) <= 32:
         return
-    raise InvalidInput(field, "must not carry credentials (user:password@ or a token before @); use the "
-                              "broker host's credential store (git credential helper, SSH key, AWS chain)")
+    raise InvalidInput(
+        field,
+        "must not carry credentials (user:password@ or a token before @); use the "
+        "broker host's credential store (git credential helper, SSH key, AWS chain)",
+    )
 
 
 def _loopback_host(host: str, address: IPAddress | None) -> bool:

@@ -84,8 +84,10 @@ class OpenBaoServer:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise UpstreamUnavailable(f"OpenBao exited with code {self.process.returncode}"
-                                          + (f"; see {self.log_path}" if self.log_path else ""))
+                raise UpstreamUnavailable(
+                    f"OpenBao exited with code {self.process.returncode}"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
             try:
                 r = httpx.get(f"{self.address}/v1/sys/health", timeout=1.0)
                 if r.status_code == 200:
@@ -110,8 +112,9 @@ def _private_file(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def start_dev_server(*, port: int | None = None, root_token: Secret | None = None,
-                     log_path: Path | None = None) -> OpenBaoServer:
+def start_dev_server(
+    *, port: int | None = None, root_token: Secret | None = None, log_path: Path | None = None
+) -> OpenBaoServer:
     port = port or free_port_pair()
     token = root_token or Secret("dev-root-" + secrets.token_hex(16))
     # the dev server prints its root token in its banner: the log is the owner's alone
@@ -122,13 +125,16 @@ def start_dev_server(*, port: int | None = None, root_token: Secret | None = Non
     env["BAO_DEV_ROOT_TOKEN_ID"] = token.reveal()
     proc = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only
         [bao_binary(), "server", "-dev", "-dev-no-store-token", f"-dev-listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
         env=env,
     )
     if log_path:
         os.close(log)
-    server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc,
-                           log_path=log_path)
+    server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc, log_path=log_path)
     try:
         server.wait_ready()
     except Exception:
@@ -137,8 +143,9 @@ def start_dev_server(*, port: int | None = None, root_token: Secret | None = Non
     return server
 
 
-def start_persistent_server(data_dir: Path, *, port: int | None = None,
-                            root_token: Secret | None = None) -> OpenBaoServer:
+def start_persistent_server(
+    data_dir: Path, *, port: int | None = None, root_token: Secret | None = None
+) -> OpenBaoServer:
     """A non-dev server with raft storage under ``data_dir`` and a static seal, so it can be
     stopped and started again with the same data and comes up unsealed with a known token."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +158,9 @@ def start_persistent_server(data_dir: Path, *, port: int | None = None,
     raft_dir = data_dir / "raft"
     raft_dir.mkdir(exist_ok=True)
     config = data_dir / "bao.hcl"
-    _private_file(config, f"""
+    _private_file(
+        config,
+        f"""
 storage "raft" {{
   path = "{raft_dir}"
   node_id = "node1"
@@ -176,16 +185,20 @@ initialize "admin" {{
 api_addr = "http://127.0.0.1:{port}"
 cluster_addr = "http://127.0.0.1:{port + 1}"
 disable_mlock = true
-""")
+""",
+    )
     log_path = data_dir / "bao.log"
     log = _private_log(log_path)
     proc = subprocess.Popen(  # noqa: S603
-        [bao_binary(), "server", f"-config={config}"], stdout=log, stderr=log,
-        stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
+        [bao_binary(), "server", f"-config={config}"],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     os.close(log)
-    server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc,
-                           log_path=log_path)
+    server = OpenBaoServer(address=f"http://127.0.0.1:{port}", root_token=token, process=proc, log_path=log_path)
     try:
         server.wait_ready(timeout=30)
     except Exception:

@@ -67,19 +67,22 @@ class ScanRoots:
     def _check_real(self, real: Path, field: str) -> None:
         self._check_refused(real, field)
         if not self.roots:
-            raise InvalidInput(field, "no scan roots are configured; add the directory to scan_roots "
-                                      "in the broker's settings")
+            raise InvalidInput(
+                field, "no scan roots are configured; add the directory to scan_roots in the broker's settings"
+            )
         if not any(real == root or root in real.parents for root in self.roots):
-            raise InvalidInput(field, "is outside the configured scan roots (scan_roots): "
-                                      + ", ".join(str(r) for r in self.roots))
+            raise InvalidInput(
+                field, "is outside the configured scan roots (scan_roots): " + ", ".join(str(r) for r in self.roots)
+            )
 
     def _check_refused(self, real: Path, field: str) -> None:
         if any(part in REFUSED_NAMES for part in real.parts):
             raise InvalidInput(field, "credential directories (.ssh, .gnupg, .aws) are never scanned")
         for refused in self.refused:
             if real == refused or refused in real.parents:
-                raise InvalidInput(field, f"{refused} is never scanned (system secrets or the broker's "
-                                          "own data directory)")
+                raise InvalidInput(
+                    field, f"{refused} is never scanned (system secrets or the broker's own data directory)"
+                )
 
 
 def _real(path: Path, field: str) -> Path:

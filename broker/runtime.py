@@ -57,29 +57,45 @@ class Workers:
 
 def revocation_worker(container: Container, interval: float | None = None) -> RevocationWorker:
     s = container.settings
-    return RevocationWorker(container.store, container.revocations, container.backends,
-                            interval=interval or s.revocation_worker_interval_seconds,
-                            heartbeat=container.revocation_heartbeat)
+    return RevocationWorker(
+        container.store,
+        container.revocations,
+        container.backends,
+        interval=interval or s.revocation_worker_interval_seconds,
+        heartbeat=container.revocation_heartbeat,
+    )
 
 
 def start_scan_scheduler(container: Container, *, poll_seconds: float = 1.0) -> ScanScheduler:
     """Start the scan scheduler (APScheduler, job store in the broker's database) and attach it to
     the scan-job service, so a PUT schedules at once on this replica."""
     service = container.scan_jobs
-    scheduler = ScanScheduler(service.runner, service.scans, container.store.engine,
-                              max_workers=container.settings.scan_max_workers, poll_seconds=poll_seconds)
+    scheduler = ScanScheduler(
+        service.runner,
+        service.scans,
+        container.store.engine,
+        max_workers=container.settings.scan_max_workers,
+        poll_seconds=poll_seconds,
+    )
     scheduler.start()
     service.slot.scheduler = scheduler
     return scheduler
 
 
-def start_workers(container: Container, *, revocation_interval: float | None = None, rotation: bool = True,
-                  scans: bool = True, scan_poll_seconds: float = 1.0, policy_watch: bool = True,
-                  audit: bool = True) -> Workers:
+def start_workers(
+    container: Container,
+    *,
+    revocation_interval: float | None = None,
+    rotation: bool = True,
+    scans: bool = True,
+    scan_poll_seconds: float = 1.0,
+    policy_watch: bool = True,
+    audit: bool = True,
+) -> Workers:
     workers = Workers()
     engine = container.scanning.scanner.engine
     if engine is not None:  # compile the scan engine's rules now, in the background (docs/scanning.md);
-        engine.start()      # scans before it is ready run the broker's full own rule set
+        engine.start()  # scans before it is ready run the broker's full own rule set
     try:
         if audit:  # keys an unkeyed chain, verifies it now and on a schedule, exports checkpoints
             workers.audit = container.audit_guard.start()
@@ -87,11 +103,15 @@ def start_workers(container: Container, *, revocation_interval: float | None = N
         if container.openbao_renewer is not None:
             workers.add(container.openbao_renewer.start())
         if container.store.dialect == "postgresql":  # replicas: learn the grants the others issue
-            workers.add(GrantFeed(container.store, container.scanning.known,
-                                  resync_seconds=container.settings.grant_feed_resync_seconds).start())
+            workers.add(
+                GrantFeed(
+                    container.store,
+                    container.scanning.known,
+                    resync_seconds=container.settings.grant_feed_resync_seconds,
+                ).start()
+            )
         if rotation:
-            workers.add(RotationWorker(container.rotation,
-                                       container.settings.rotation_worker_interval_seconds).start())
+            workers.add(RotationWorker(container.rotation, container.settings.rotation_worker_interval_seconds).start())
         if scans:
             workers.scans = start_scan_scheduler(container, poll_seconds=scan_poll_seconds)
         interval = container.settings.policy_watch_seconds

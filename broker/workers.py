@@ -29,8 +29,7 @@ class Worker(Protocol):
 
 
 class PeriodicWorker:
-    def __init__(self, name: str, interval: float, tick: Callable[[], object], *,
-                 first_tick_now: bool = False) -> None:
+    def __init__(self, name: str, interval: float, tick: Callable[[], object], *, first_tick_now: bool = False) -> None:
         if interval <= 0:
             raise ValueError(f"worker {name}: interval must be > 0 (got {interval})")
         self.name = name

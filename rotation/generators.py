@@ -57,9 +57,7 @@ def parse_spec(value: Any, field: str = "settings.generator") -> GeneratorSpec:
     if value is None:
         value = {"format": "password"}
     if not isinstance(value, Mapping):
-        raise InvalidInput(
-            field, 'must be an object: {"format": "password"|"api_key"|"hex"|"base64url", ...}'
-        )
+        raise InvalidInput(field, 'must be an object: {"format": "password"|"api_key"|"hex"|"base64url", ...}')
     unknown = set(value) - {"format", "length", "prefix"}
     if unknown:
         raise InvalidInput(f"{field}.{sorted(unknown)[0]}", "unknown key; allowed: format, length, prefix")

@@ -34,10 +34,7 @@ class OpenBaoKV:
         except (NotFound, UpstreamError) as exc:
             raise InvalidInput("kv.mount", f'no secrets engine is mounted at "{mount}"') from exc
         data = info.get("data", info) if isinstance(info, dict) else {}
-        if (
-            data.get("type") not in ("kv", "generic")
-            or str((data.get("options") or {}).get("version")) != "2"
-        ):
+        if data.get("type") not in ("kv", "generic") or str((data.get("options") or {}).get("version")) != "2":
             raise InvalidInput("kv.mount", f'"{mount}" is not a KV version 2 engine')
 
     def read(self, mount: str, path: str) -> CurrentValue | None:
@@ -82,9 +79,7 @@ class OpenBaoKV:
             return []
         versions = ((meta or {}).get("data") or {}).get("versions") or {}
         doomed = sorted(
-            int(v)
-            for v, info in versions.items()
-            if int(v) < keep_version and not (info or {}).get("destroyed")
+            int(v) for v, info in versions.items() if int(v) < keep_version and not (info or {}).get("destroyed")
         )
         if doomed:
             with self.http.client() as c:

@@ -39,8 +39,15 @@ JTI_PURGE_INTERVAL = 60.0  # seconds between purges of expired replay-guard rows
 class RevocationWorker:
     """The revocation/expiry loop as one :class:`~broker.workers.PeriodicWorker` tick."""
 
-    def __init__(self, store: Store, revocations: RevocationService, backends: Mapping[str, CredentialBackend],
-                 *, interval: float, heartbeat: Heartbeat | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        revocations: RevocationService,
+        backends: Mapping[str, CredentialBackend],
+        *,
+        interval: float,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         self.store = store
         self.revocations = revocations
         self.backends = backends
@@ -91,15 +98,28 @@ class RevocationWorker:
             # a grant whose credential outlives it at the backend (an STS session's 900 s minimum)
             # says so in its reference: revoked when the broker's expiry passes
             outlives = g.revocation["revoke_at_expiry"].as_boolean().is_(True)
-            rows = conn.execute(select(t.grants).where(and_(
-                g.state == "active", g.expires_at <= now,
-                or_(g.backend.in_(self.cleanup_kinds), outlives) if self.cleanup_kinds else outlives))).all()
+            rows = conn.execute(
+                select(t.grants).where(
+                    and_(
+                        g.state == "active",
+                        g.expires_at <= now,
+                        or_(g.backend.in_(self.cleanup_kinds), outlives) if self.cleanup_kinds else outlives,
+                    )
+                )
+            ).all()
             for r in rows:
-                outbox.enqueue(conn, task_id=r.task_id, backend=r.backend, reference=r.revocation,
-                               reason="grant expired; the backend does not expire it by then", grant_id=r.grant_id)
+                outbox.enqueue(
+                    conn,
+                    task_id=r.task_id,
+                    backend=r.backend,
+                    reference=r.revocation,
+                    reason="grant expired; the backend does not expire it by then",
+                    grant_id=r.grant_id,
+                )
                 queued += 1
-            expired = conn.execute(update(t.grants).where(and_(g.state == "active", g.expires_at <= now))
-                                   .values(state="expired")).rowcount
+            expired = conn.execute(
+                update(t.grants).where(and_(g.state == "active", g.expires_at <= now)).values(state="expired")
+            ).rowcount
         return int(expired or 0), queued
 
     def run_once(self) -> dict[str, int]:
@@ -109,8 +129,13 @@ class RevocationWorker:
         with self.store.read() as conn:
             due = self.store.expired_active_tasks(conn, utcnow())
         for task_id in due:
-            self.revocations.revoke_task(task_id, reason="task lifetime exceeded", state=TaskState.EXPIRED,
-                                         actor="broker", audit_kind="task.expired")
+            self.revocations.revoke_task(
+                task_id,
+                reason="task lifetime exceeded",
+                state=TaskState.EXPIRED,
+                actor="broker",
+                audit_kind="task.expired",
+            )
             expired_tasks += 1
         with self.store.read() as conn:
             orphans = self.store.active_children_of_inactive_parents(conn)
@@ -118,8 +143,14 @@ class RevocationWorker:
             with self.store.read() as conn:
                 parent_task = self.store.get_task(conn, parent)
             state = parent_task.state if parent_task is not None else TaskState.ENDED
-            self.revocations.revoke_task(child, reason=f"parent task {parent} is {state.value}", state=state,
-                                         actor="broker", audit_kind="task.revoked", extra={"cascade_from": parent})
+            self.revocations.revoke_task(
+                child,
+                reason=f"parent task {parent} is {state.value}",
+                state=state,
+                actor="broker",
+                audit_kind="task.revoked",
+                extra={"cascade_from": parent},
+            )
         expired_grants, cleanup_queued = self.sweep_expired_grants()
         jti_purged = 0
         if time.monotonic() - self._last_jti_purge >= JTI_PURGE_INTERVAL:
@@ -127,5 +158,12 @@ class RevocationWorker:
             jti_purged = self.store.purge_jti(utcnow())
             self._last_jti_purge = time.monotonic()
         self.heartbeat.beat()
-        return {"woken": woken, "revoked": completed, "failed": failed, "expired_tasks": expired_tasks,
-                "expired_grants": expired_grants, "cleanup_queued": cleanup_queued, "jti_purged": jti_purged}
+        return {
+            "woken": woken,
+            "revoked": completed,
+            "failed": failed,
+            "expired_tasks": expired_tasks,
+            "expired_grants": expired_grants,
+            "cleanup_queued": cleanup_queued,
+            "jti_purged": jti_purged,
+        }

@@ -127,8 +127,9 @@ class RotationService:
         elif kv_mount or kv_path:
             raise InvalidInput("kv", f"must be empty for kind {k.value}: OpenBao keeps the value itself")
         if max_age_seconds is not None and not 60 <= max_age_seconds <= MAX_AGE_SECONDS:
-            raise InvalidInput("max_age_seconds", f"must be from 60 to {MAX_AGE_SECONDS} (10 years), or null: "
-                                                  "no scheduled rotation")
+            raise InvalidInput(
+                "max_age_seconds", f"must be from 60 to {MAX_AGE_SECONDS} (10 years), or null: no scheduled rotation"
+            )
         if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
             raise InvalidInput("overlap_seconds", f"must be from 0 to {MAX_OVERLAP_SECONDS} (30 days)")
         secret = ManagedSecret(
@@ -329,9 +330,7 @@ class RotationService:
             detail=failure.detail,
         )
 
-    def _retire(
-        self, secret: ManagedSecret, *, actor: str, cause: str, rotation_id: str | None = None
-    ) -> bool:
+    def _retire(self, secret: ManagedSecret, *, actor: str, cause: str, rotation_id: str | None = None) -> bool:
         pb, ref = self._playbook(secret.kind), dict(secret.previous_ref or {})
         data: dict[str, Any] = {
             "name": secret.name,
@@ -344,9 +343,7 @@ class RotationService:
             destroyed: list[int] = []
             current_version = secret.current_ref.get("kv_version")
             if pb.stores_in_kv and isinstance(current_version, int):
-                destroyed = self.kv.destroy_older(
-                    secret.kv_mount or "", secret.kv_path or "", current_version
-                )
+                destroyed = self.kv.destroy_older(secret.kv_mount or "", secret.kv_path or "", current_version)
         except BrokerError as exc:
             with self.store.write() as conn:
                 records.update_fields(
@@ -364,9 +361,7 @@ class RotationService:
                 )
             return False
         with self.store.write() as conn:
-            records.update_fields(
-                conn, secret.name, previous_ref=None, retire_at=None, fingerprints_previous=[]
-            )
+            records.update_fields(conn, secret.name, previous_ref=None, retire_at=None, fingerprints_previous=[])
             self.audit.append(
                 conn,
                 "rotation.retired",

@@ -86,8 +86,9 @@ class RuleSet:
         if exprs:
             self._db = self._load_or_compile(exprs, flags, cache_dir)
 
-    def _load_or_compile(self, exprs: list[bytes], flags: list[int],
-                         cache_dir: os.PathLike[str] | str | None) -> hyperscan.Database:
+    def _load_or_compile(
+        self, exprs: list[bytes], flags: list[int], cache_dir: os.PathLike[str] | str | None
+    ) -> hyperscan.Database:
         cache_file: Path | None = None
         if cache_dir is not None:
             d = Path(cache_dir)

@@ -95,17 +95,11 @@ def load(path: Path) -> Baseline:
         raise BaselineError(f"baseline {path}: cannot read ({exc.__class__.__name__})") from exc
     if isinstance(doc, dict) and isinstance(doc.get("results"), dict):
         return _load_detect_secrets(path, doc)
-    if (
-        not isinstance(doc, dict)
-        or doc.get("version") != VERSION
-        or not isinstance(doc.get("findings"), list)
-    ):
+    if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("findings"), list):
         raise BaselineError(f"baseline {path}: expected {{'version': {VERSION}, 'findings': [...]}}")
     entries = set()
     for i, e in enumerate(doc["findings"]):
-        if not isinstance(e, dict) or not all(
-            isinstance(e.get(k), str) for k in ("path", "rule", "fingerprint")
-        ):
+        if not isinstance(e, dict) or not all(isinstance(e.get(k), str) for k in ("path", "rule", "fingerprint")):
             raise BaselineError(f"baseline {path}: findings[{i}] needs string path, rule, fingerprint")
         entries.add((e["path"], e["rule"], e["fingerprint"]))
     salt = doc.get("salt")
@@ -138,10 +132,22 @@ def write_detect_secrets(path: Path, findings: Iterable[Finding], secret_of: Sec
         if (fname, digest) in seen:
             continue
         seen.add((fname, digest))
-        results.setdefault(fname, []).append({"type": f.description, "filename": fname, "hashed_secret": digest,
-                                              "is_verified": False, "line_number": f.line})
-    doc = {"version": DETECT_SECRETS_VERSION, "plugins_used": [], "filters_used": [], "results": results,
-           "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        results.setdefault(fname, []).append(
+            {
+                "type": f.description,
+                "filename": fname,
+                "hashed_secret": digest,
+                "is_verified": False,
+                "line_number": f.line,
+            }
+        )
+    doc = {
+        "version": DETECT_SECRETS_VERSION,
+        "plugins_used": [],
+        "filters_used": [],
+        "results": results,
+        "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 

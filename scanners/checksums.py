@@ -79,10 +79,28 @@ def not_repetitive(token: str) -> bool:
 
 
 # documentation's example credentials (SQLAlchemy's scott:tiger, curl's user:s3cr3t, ...)
-WELL_KNOWN_EXAMPLES: Final = frozenset({
-    "tiger", "s3cr3t", "p@ssw0rd", "hunter2", "letmein", "admin", "root", "test", "guest", "user", "pass",
-    "password", "passwd", "secret", "pass123", "secret123", "changeit", "changeme",
-})
+WELL_KNOWN_EXAMPLES: Final = frozenset(
+    {
+        "tiger",
+        "s3cr3t",
+        "p@ssw0rd",
+        "hunter2",
+        "letmein",
+        "admin",
+        "root",
+        "test",
+        "guest",
+        "user",
+        "pass",
+        "password",
+        "passwd",
+        "secret",
+        "pass123",
+        "secret123",
+        "changeit",
+        "changeme",
+    }
+)
 
 
 def basic_credentials(token: str) -> bool:

@@ -79,14 +79,20 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         body = {
-            "rule": self.rule_id, "description": self.description, "severity": self.severity.value,
+            "rule": self.rule_id,
+            "description": self.description,
+            "severity": self.severity.value,
             "confidence": self.confidence.value,
-            "span": [self.start, self.end], "line": self.line, "column": self.column,
-            "fingerprint": self.fingerprint, "redacted": self.masked, "excerpt": self.excerpt,
+            "span": [self.start, self.end],
+            "line": self.line,
+            "column": self.column,
+            "fingerprint": self.fingerprint,
+            "redacted": self.masked,
+            "excerpt": self.excerpt,
             "path": self.path,
-            "grant": None if self.grant is None else {
-                "grant_id": self.grant.grant_id, "task_id": self.grant.task_id,
-                "agent": self.grant.agent},
+            "grant": None
+            if self.grant is None
+            else {"grant_id": self.grant.grant_id, "task_id": self.grant.task_id, "agent": self.grant.agent},
         }
         if self.validation is not None:
             body["validation"] = self.validation
@@ -129,11 +135,20 @@ _ENGINE_SEVERITY: Final = {"high": Severity.HIGH, "medium": Severity.HIGH, "low"
 class Scanner:
     """Compile once, scan many times (thread-safe)."""
 
-    def __init__(self, rules: Sequence[Rule] | None = None, *, key: bytes | None = None,
-                 known: KnownSecretIndex | None = None, honor_allow_comments: bool = False,
-                 engine: KingfisherEngine | None = None, supplement: Iterable[str] | None = None,
-                 structured: bool = True, min_confidence: Confidence = Confidence.LOW,
-                 extra: Sequence[ExtraDetector] = (), cache_dir: os.PathLike[str] | str | None = None) -> None:
+    def __init__(
+        self,
+        rules: Sequence[Rule] | None = None,
+        *,
+        key: bytes | None = None,
+        known: KnownSecretIndex | None = None,
+        honor_allow_comments: bool = False,
+        engine: KingfisherEngine | None = None,
+        supplement: Iterable[str] | None = None,
+        structured: bool = True,
+        min_confidence: Confidence = Confidence.LOW,
+        extra: Sequence[ExtraDetector] = (),
+        cache_dir: os.PathLike[str] | str | None = None,
+    ) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules) if rules is not None else load_rules()
         if key is not None and len(key) < 32:
             raise ValueError("fingerprint key must be at least 32 bytes")
@@ -196,9 +211,17 @@ class Scanner:
                 best, best_overlap = c, overlap
         if best is not None:
             r = best.rule
-            return _Candidate(r.id, r.description, r.severity, max(conf, r.confidence), max(r.priority, 50),
-                              best.start + ls, best.end + ls, r.keywords)
-        if m.end - m.start < 4 or (m.end - m.start <= 512 and GLOBAL_ALLOW.search(text[m.start:m.end])):
+            return _Candidate(
+                r.id,
+                r.description,
+                r.severity,
+                max(conf, r.confidence),
+                max(r.priority, 50),
+                best.start + ls,
+                best.end + ls,
+                r.keywords,
+            )
+        if m.end - m.start < 4 or (m.end - m.start <= 512 and GLOBAL_ALLOW.search(text[m.start : m.end])):
             return None  # the broker's placeholder filter applies to the engine's findings too (and a
             # 1-3 character "password" in a URL is a documentation example, not a credential)
         for r in self._checksum_rules:
@@ -206,8 +229,9 @@ class Scanner:
                 s, e = r.secret_span(cm)
                 if s < m.end and m.start < e and r.checksum is not None and not CHECKS[r.checksum](text[s:e]):
                     return None  # a format with a checksum (GitHub, npm, JWT) that fails it is no secret
-        return _Candidate(m.rule_id, m.name, _ENGINE_SEVERITY.get(m.confidence, Severity.HIGH), conf, 50,
-                          m.start, m.end)
+        return _Candidate(
+            m.rule_id, m.name, _ENGINE_SEVERITY.get(m.confidence, Severity.HIGH), conf, 50, m.start, m.end
+        )
 
     @staticmethod
     def _resolve_overlaps(cands: list[_Candidate]) -> list[_Candidate]:
@@ -257,8 +281,20 @@ class Scanner:
                 if existing is not None:
                     existing.grant = match
                 else:
-                    cands.append(_Candidate(KNOWN_RULE_ID, "Secret issued by the broker", Severity.CRITICAL,
-                                            Confidence.HIGH, 100, s, e, self._prefixes, grant=match, fp=fp))
+                    cands.append(
+                        _Candidate(
+                            KNOWN_RULE_ID,
+                            "Secret issued by the broker",
+                            Severity.CRITICAL,
+                            Confidence.HIGH,
+                            100,
+                            s,
+                            e,
+                            self._prefixes,
+                            grant=match,
+                            fp=fp,
+                        )
+                    )
             cands.sort(key=lambda c: c.start)
         return self._findings(text, cands, path), complete
 
@@ -270,8 +306,23 @@ class Scanner:
             if d.confidence < self.min_confidence:
                 continue
             fp = self.fingerprint(hashlib.sha256(data).hexdigest())
-            out.append(Finding(d.rule_id, d.description, d.severity, 0, 0, 1, 1, fp, "****",
-                               "(binary key container)", path, None, d.confidence))
+            out.append(
+                Finding(
+                    d.rule_id,
+                    d.description,
+                    d.severity,
+                    0,
+                    0,
+                    1,
+                    1,
+                    fp,
+                    "****",
+                    "(binary key container)",
+                    path,
+                    None,
+                    d.confidence,
+                )
+            )
         return out
 
     def scan_and_redact(self, text: str) -> ScanResult:
@@ -291,12 +342,26 @@ class Scanner:
                     continue
                 if self.honor_allow_comments and (allow_file or self._allowed(text, line_start)):
                     continue
-            secret = text[c.start:c.end]
+            secret = text[c.start : c.end]
             sev = Severity.CRITICAL if c.grant is not None else c.severity
             conf = Confidence.HIGH if c.grant is not None else c.confidence
-            raw.append(Finding(c.rule_id, c.description, sev, c.start, c.end, line, c.start - line_start + 1,
-                               c.fp or self.fingerprint(secret), mask(secret, c.prefixes or self._prefixes), "",
-                               path, c.grant, conf))
+            raw.append(
+                Finding(
+                    c.rule_id,
+                    c.description,
+                    sev,
+                    c.start,
+                    c.end,
+                    line,
+                    c.start - line_start + 1,
+                    c.fp or self.fingerprint(secret),
+                    mask(secret, c.prefixes or self._prefixes),
+                    "",
+                    path,
+                    c.grant,
+                    conf,
+                )
+            )
 
         if not raw:
             return raw
@@ -310,7 +375,7 @@ class Scanner:
     @staticmethod
     def _allowed(text: str, line_start: int) -> bool:
         line_end = text.find("\n", line_start)
-        if ALLOW_MARKER in text[line_start: line_end if line_end >= 0 else len(text)]:
+        if ALLOW_MARKER in text[line_start : line_end if line_end >= 0 else len(text)]:
             return True
         if line_start == 0:
             return False
@@ -318,8 +383,7 @@ class Scanner:
         return ALLOW_MARKER in text[prev_start:line_start]
 
 
-def _excerpt(text: str, f: Finding, all_f: list[Finding], starts: list[int],
-             labels: dict[str, str]) -> str:
+def _excerpt(text: str, f: Finding, all_f: list[Finding], starts: list[int], labels: dict[str, str]) -> str:
     """The finding's line around the secret, every secret in it replaced by its label."""
     line_start = f.start - f.column + 1
     line_end = text.find("\n", f.start)
@@ -334,7 +398,7 @@ def _excerpt(text: str, f: Finding, all_f: list[Finding], starts: list[int],
             break
         if g.end <= pos:
             continue
-        parts.append(text[pos:max(pos, g.start)])
+        parts.append(text[pos : max(pos, g.start)])
         parts.append(labels[g.fingerprint])
         pos = max(pos, g.end)
     if pos < hi:
@@ -366,8 +430,7 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
-                                       thread_name_prefix="nhi-scan")
+            _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="nhi-scan")
         return _POOL
 
 

@@ -48,11 +48,19 @@ def _pkcs12(rng: random.Random) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"client-{rng.randrange(10**6)}")])
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(rng.randrange(1, 2**64)).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=365)).sign(key, hashes.SHA256()))
-    return pkcs12.serialize_key_and_certificates(b"client", key, cert, None,
-                                                 serialization.BestAvailableEncryption(b"changeit"))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(rng.randrange(1, 2**64))
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    return pkcs12.serialize_key_and_certificates(
+        b"client", key, cert, None, serialization.BestAvailableEncryption(b"changeit")
+    )
 
 
 def _lines(text: str, spans: Iterable[tuple[int, int]]) -> frozenset[int]:
@@ -74,16 +82,21 @@ def load(seed: int = 18, path: Path = CORPUS) -> list[LabelledCase]:
                 raise ValueError(f"{path.name}: cases[{i}]: {field} must be a string")
         fname = entry.get("path") or f"{entry['type']}.txt"
         if entry.get("binary") == "pkcs12":
-            out.append(LabelledCase(entry["type"], entry["family"], entry["source"], True, _pkcs12(rng),
-                                    fname, frozenset({1})))
+            out.append(
+                LabelledCase(entry["type"], entry["family"], entry["source"], True, _pkcs12(rng), fname, frozenset({1}))
+            )
         else:
             text, spans = expand(entry["positive"], rng)
             if not spans:
                 raise ValueError(f"{path.name}: cases[{i}] ({entry['type']}): positive marks no [[secret]]")
-            out.append(LabelledCase(entry["type"], entry["family"], entry["source"], True, text.encode(),
-                                    fname, _lines(text, spans)))
+            out.append(
+                LabelledCase(
+                    entry["type"], entry["family"], entry["source"], True, text.encode(), fname, _lines(text, spans)
+                )
+            )
         near, _ = expand(entry["near_miss"], rng)
         near_name = fname if entry.get("binary") is None else fname.rsplit("/", 1)[0] + "/client.conf"
-        out.append(LabelledCase(entry["type"], entry["family"], entry["source"], False, near.encode(),
-                                near_name, frozenset()))
+        out.append(
+            LabelledCase(entry["type"], entry["family"], entry["source"], False, near.encode(), near_name, frozenset())
+        )
     return out

@@ -28,7 +28,8 @@ CONFIDENCES: Final = ("low", "medium", "high")
 # components of the engine's composite rules, public by design — the broker does not report them
 _IDENTIFIER_RULE: Final = re.compile(
     r"(?:client-id|account-id|app-id|tenant-id|account-name|cloud-name|instance-url|domain|host|address"
-    r"|project-url|rest-url|jfrog-url|username|access-id|-id|token-name)(?:\.\d+)?$")
+    r"|project-url|rest-url|jfrog-url|username|access-id|-id|token-name)(?:\.\d+)?$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +94,9 @@ class KingfisherEngine:
             return self  # never waits on the compile (a scan calls this while the engine loads)
         with self._start_lock:
             if self._thread is None and not self._ready.is_set():
-                self._thread = threading.Thread(target=self._compile_quietly, name="nhi-kingfisher-compile",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._compile_quietly, name="nhi-kingfisher-compile", daemon=True
+                )
                 self._thread.start()
         return self
 
@@ -161,7 +163,7 @@ class KingfisherEngine:
             s, e = loc["start_offset"], loc["end_offset"]
             if not ascii_only:
                 s = len(data[:s].decode("utf-8", errors="ignore"))
-                e = s + len(data[loc["start_offset"]:e].decode("utf-8", errors="ignore"))
+                e = s + len(data[loc["start_offset"] : e].decode("utf-8", errors="ignore"))
             out.append(EngineMatch(f.rule_id, f.rule_name, s, e, f.confidence))
         return out
 
@@ -184,15 +186,14 @@ class KingfisherEngine:
         findings = [kf.Finding(f) for f in native]  # the complete list: validation needs the helpers
         if not findings:
             return []
-        results = kf.Validator(timeout=min(timeout, 30.0), allow_internal_ips=False).validate(
-            findings, timeout=timeout)
+        results = kf.Validator(timeout=min(timeout, 30.0), allow_internal_ips=False).validate(findings, timeout=timeout)
         out = []
         for r in results:
             if not r.finding.visible:
                 continue
             loc = r.finding.location
-            s = len(data[:loc["start_offset"]].decode("utf-8", errors="ignore"))
-            e = s + len(data[loc["start_offset"]:loc["end_offset"]].decode("utf-8", errors="ignore"))
+            s = len(data[: loc["start_offset"]].decode("utf-8", errors="ignore"))
+            e = s + len(data[loc["start_offset"] : loc["end_offset"]].decode("utf-8", errors="ignore"))
             out.append((s, e, r.outcome))
         return out
 

@@ -71,8 +71,16 @@ class DetectSecretsPlugins:
                         col = line.find(value)
                         if col < 0:
                             continue
-                        out.append(Detection(_rule_id(potential.type), f"detect-secrets: {potential.type}",
-                                             Severity.MEDIUM, Confidence.LOW, pos + col, pos + col + len(value)))
+                        out.append(
+                            Detection(
+                                _rule_id(potential.type),
+                                f"detect-secrets: {potential.type}",
+                                Severity.MEDIUM,
+                                Confidence.LOW,
+                                pos + col,
+                                pos + col + len(value),
+                            )
+                        )
             pos += len(line) + 1
         return out
 

@@ -58,7 +58,7 @@ def redact_text(text: str, findings: Sequence[_Span]) -> str:
         if f.start < pos:  # overlaps the previous label: hide what sticks out
             pos = max(pos, f.end)
             continue
-        out.append(text[pos:f.start])
+        out.append(text[pos : f.start])
         out.append(labels[f.fingerprint])
         pos = f.end
     out.append(text[pos:])

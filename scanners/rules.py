@@ -56,9 +56,7 @@ _FIELDS: Final = {
     "confidence",
 }
 # ``context`` + ``value`` build an assignment pattern: NAME ... [:=] "VALUE"
-_ASSIGN: Final = (
-    r"(?i:{context})[\w.\-]{{0,30}}?[\"']?\s*(?:=>|:=|[:=])\s*[\"'`]?(?P<secret>{value})(?![\w\-+/])"
-)
+_ASSIGN: Final = r"(?i:{context})[\w.\-]{{0,30}}?[\"']?\s*(?:=>|:=|[:=])\s*[\"'`]?(?P<secret>{value})(?![\w\-+/])"
 
 # a pattern may name alternative secret groups s2, s3 (Python forbids reusing a group name)
 # placeholders and documentation examples, checked against every secret unless global_allow: false
@@ -171,9 +169,7 @@ def parse_rule(raw: Any, family: str, where: str) -> Rule:
     try:
         severity = Severity(str(raw.get("severity")))
     except ValueError:
-        raise _fail(
-            where, "severity", f"{raw.get('severity')!r} is not one of {[s.value for s in Severity]}"
-        ) from None
+        raise _fail(where, "severity", f"{raw.get('severity')!r} is not one of {[s.value for s in Severity]}") from None
     keywords = raw.get("keywords", [])
     prefilter = raw.get("prefilter", [])
     if not isinstance(keywords, list) or not all(isinstance(k, str) and len(k) >= 2 for k in keywords):
@@ -189,14 +185,8 @@ def parse_rule(raw: Any, family: str, where: str) -> Rule:
     for p in prefilter:
         _compile(where, "prefilter", p)
     if "context" in raw or "value" in raw:
-        if (
-            "pattern" in raw
-            or not isinstance(raw.get("context"), str)
-            or not isinstance(raw.get("value"), str)
-        ):
-            raise _fail(
-                where, "context", "context and value (strings) replace pattern; give both, no pattern"
-            )
+        if "pattern" in raw or not isinstance(raw.get("context"), str) or not isinstance(raw.get("value"), str):
+            raise _fail(where, "context", "context and value (strings) replace pattern; give both, no pattern")
         source: Any = _ASSIGN.format(context=raw["context"], value=raw["value"])
     else:
         source = raw.get("pattern")
@@ -221,14 +211,14 @@ def parse_rule(raw: Any, family: str, where: str) -> Rule:
         raise _fail(where, "global_allow", "must be true or false")
     conf_raw = raw.get("confidence")
     if conf_raw is None:
-        confidence = (Confidence.HIGH if checksum is not None
-                      else Confidence.LOW if family == "generic" else Confidence.MEDIUM)
+        confidence = (
+            Confidence.HIGH if checksum is not None else Confidence.LOW if family == "generic" else Confidence.MEDIUM
+        )
     else:
         try:
             confidence = Confidence(str(conf_raw))
         except ValueError:
-            raise _fail(where, "confidence",
-                        f"{conf_raw!r} is not one of {[c.value for c in Confidence]}") from None
+            raise _fail(where, "confidence", f"{conf_raw!r} is not one of {[c.value for c in Confidence]}") from None
     return Rule(
         id=rid,
         description=description.strip(),

@@ -40,8 +40,13 @@ _PLACEHOLDER: Final = re.compile(
 
 def _is_value(v: str) -> bool:
     v = v.strip().strip("'\"`")
-    return (len(v) >= 4 and not _PLACEHOLDER.match(v) and "${" not in v and "{{" not in v
-            and v.lower() not in WELL_KNOWN_EXAMPLES)
+    return (
+        len(v) >= 4
+        and not _PLACEHOLDER.match(v)
+        and "${" not in v
+        and "{{" not in v
+        and v.lower() not in WELL_KNOWN_EXAMPLES
+    )
 
 
 def _b64_text(v: str) -> str | None:
@@ -91,9 +96,18 @@ def kubernetes_secret(text: str, path: str | None) -> list[Detection]:
                     if decoded is None or not _is_value(decoded) or decoded.startswith("-----BEGIN CERTIFICATE"):
                         continue
                     s = offset + block.start(2) + m.start(2)
-                    out.append(Detection("kubernetes-secret-data", "Kubernetes Secret value (base64 data decoded)"
-                                         if encoded else "Kubernetes Secret stringData value",
-                                         Severity.HIGH, Confidence.HIGH, s, s + len(value)))
+                    out.append(
+                        Detection(
+                            "kubernetes-secret-data",
+                            "Kubernetes Secret value (base64 data decoded)"
+                            if encoded
+                            else "Kubernetes Secret stringData value",
+                            Severity.HIGH,
+                            Confidence.HIGH,
+                            s,
+                            s + len(value),
+                        )
+                    )
         offset += len(doc) + 3  # the '---' separator
     return out
 
@@ -106,11 +120,13 @@ _NETRC_TOKEN: Final = re.compile(r"\b(password|passwd|account)\s+(\S+)")
 _DOCKER_AUTH: Final = re.compile(r"\"(auth|identitytoken|password)\"\s*:\s*\"([^\"]{8,})\"")
 _CURL_USER: Final = re.compile(
     r"\bcurl\b[^\n]*?\s(?:-u|--user)(?:=|[ \t]+)"
-    r"(?:\"([^\"\s:]+):([^\"\s]+)\"|'([^'\s:]+):([^'\s]+)'|([^\s:\"']+):(\S+))")
+    r"(?:\"([^\"\s:]+):([^\"\s]+)\"|'([^'\s:]+):([^'\s]+)'|([^\s:\"']+):(\S+))"
+)
 _CURL_HEADER: Final = re.compile(
     r"\bcurl\b[^\n]*?\s(?:-H|--header)(?:=|[ \t]+)[\"']"
     r"(?:(?i:authorization):[ \t]*(?:(?i:basic|bearer|token|apikey)[ \t]+)?|(?i:x-[\w-]*(?:key|token)|api-key):[ \t]*)"
-    r"([A-Za-z0-9._~+/=:-]{8,})[\"']")
+    r"([A-Za-z0-9._~+/=:-]{8,})[\"']"
+)
 
 
 def npmrc(text: str, path: str | None) -> list[Detection]:
@@ -119,16 +135,29 @@ def npmrc(text: str, path: str | None) -> list[Detection]:
     out = []
     for m in _NPMRC.finditer(text):
         if _is_value(m.group(2)):
-            out.append(Detection("npmrc-auth", f".npmrc _{m.group(1)} credential", Severity.HIGH, Confidence.HIGH,
-                                 m.start(2), m.end(2)))
+            out.append(
+                Detection(
+                    "npmrc-auth",
+                    f".npmrc _{m.group(1)} credential",
+                    Severity.HIGH,
+                    Confidence.HIGH,
+                    m.start(2),
+                    m.end(2),
+                )
+            )
     return out
 
 
 def pypirc(text: str, path: str | None) -> list[Detection]:
     if _basename(path) != ".pypirc":
         return []
-    return [Detection("pypirc-password", ".pypirc index password or token", Severity.HIGH, Confidence.HIGH,
-                      m.start(1), m.end(1)) for m in _PYPIRC_PW.finditer(text) if _is_value(m.group(1))]
+    return [
+        Detection(
+            "pypirc-password", ".pypirc index password or token", Severity.HIGH, Confidence.HIGH, m.start(1), m.end(1)
+        )
+        for m in _PYPIRC_PW.finditer(text)
+        if _is_value(m.group(1))
+    ]
 
 
 def nuget_config(text: str, path: str | None) -> list[Detection]:
@@ -138,16 +167,27 @@ def nuget_config(text: str, path: str | None) -> list[Detection]:
     for m in _NUGET.finditer(text):
         if _is_value(m.group(2)):
             clear = m.group(1).lower().startswith("cleartext")
-            out.append(Detection("nuget-config-password", "NuGet package source password",
-                                 Severity.HIGH, Confidence.HIGH if clear else Confidence.MEDIUM, m.start(2), m.end(2)))
+            out.append(
+                Detection(
+                    "nuget-config-password",
+                    "NuGet package source password",
+                    Severity.HIGH,
+                    Confidence.HIGH if clear else Confidence.MEDIUM,
+                    m.start(2),
+                    m.end(2),
+                )
+            )
     return out
 
 
 def netrc(text: str, path: str | None) -> list[Detection]:
     if _basename(path) not in (".netrc", "_netrc"):
         return []
-    return [Detection("netrc-password", ".netrc password", Severity.HIGH, Confidence.HIGH, m.start(2), m.end(2))
-            for m in _NETRC_TOKEN.finditer(text) if m.group(1) != "account" and _is_value(m.group(2))]
+    return [
+        Detection("netrc-password", ".netrc password", Severity.HIGH, Confidence.HIGH, m.start(2), m.end(2))
+        for m in _NETRC_TOKEN.finditer(text)
+        if m.group(1) != "account" and _is_value(m.group(2))
+    ]
 
 
 def docker_config(text: str, path: str | None) -> list[Detection]:
@@ -163,8 +203,16 @@ def docker_config(text: str, path: str | None) -> list[Detection]:
                 continue
         elif not _is_value(value):
             continue
-        out.append(Detection("docker-config-auth", f"Docker registry credential ({kind})", Severity.HIGH,
-                             Confidence.HIGH, m.start(2), m.end(2)))
+        out.append(
+            Detection(
+                "docker-config-auth",
+                f"Docker registry credential ({kind})",
+                Severity.HIGH,
+                Confidence.HIGH,
+                m.start(2),
+                m.end(2),
+            )
+        )
     return out
 
 
@@ -195,17 +243,39 @@ def _curl_line(text: str, ls: int, le: int) -> list[Detection]:
         grp = 2 if m.group(2) else 4 if m.group(4) else 6
         pw = m.group(grp).rstrip("`'\"")
         if _is_value(pw) and not pw.startswith("$"):
-            out.append(Detection("curl-user-password", "Password on a curl command line (-u user:password)",
-                                 Severity.HIGH, Confidence.MEDIUM, m.start(grp), m.start(grp) + len(pw)))
+            out.append(
+                Detection(
+                    "curl-user-password",
+                    "Password on a curl command line (-u user:password)",
+                    Severity.HIGH,
+                    Confidence.MEDIUM,
+                    m.start(grp),
+                    m.start(grp) + len(pw),
+                )
+            )
     for m in _CURL_HEADER.finditer(text, ls, le):
         if _is_value(m.group(1)) and not m.group(1).startswith("$"):
-            out.append(Detection("curl-auth-header", "Credential in a curl -H header", Severity.HIGH,
-                                 Confidence.MEDIUM, m.start(1), m.end(1)))
+            out.append(
+                Detection(
+                    "curl-auth-header",
+                    "Credential in a curl -H header",
+                    Severity.HIGH,
+                    Confidence.MEDIUM,
+                    m.start(1),
+                    m.end(1),
+                )
+            )
     return out
 
 
 TEXT_DETECTORS: Final[tuple[Callable[[str, str | None], list[Detection]], ...]] = (
-    kubernetes_secret, npmrc, pypirc, nuget_config, netrc, docker_config, curl_command,
+    kubernetes_secret,
+    npmrc,
+    pypirc,
+    nuget_config,
+    netrc,
+    docker_config,
+    curl_command,
 )
 
 
@@ -225,7 +295,7 @@ def _der_version(data: bytes) -> int | None:
     """The INTEGER right after the outer SEQUENCE header (PFX version is 3)."""
     first = data[1]
     pos = 2 + (first & 0x7F if first & 0x80 else 0)
-    if data[pos:pos + 2] != b"\x02\x01":
+    if data[pos : pos + 2] != b"\x02\x01":
         return None
     return data[pos + 2]
 
@@ -236,8 +306,11 @@ def detect_binary(data: bytes, path: str | None) -> list[Detection]:
     if not name.endswith(KEY_CONTAINER_SUFFIXES) or len(data) < 32:
         return []
     if data[0] == 0x30 and _PKCS7_DATA_OID in data[:64] and _der_version(data) == 3:
-        return [Detection("pkcs12-file", "PKCS#12 keystore (private key and certificate)", Severity.HIGH,
-                          Confidence.HIGH, 0, 0)]
+        return [
+            Detection(
+                "pkcs12-file", "PKCS#12 keystore (private key and certificate)", Severity.HIGH, Confidence.HIGH, 0, 0
+            )
+        ]
     if data[:4] == b"\xfe\xed\xfe\xed":
         return [Detection("java-keystore-file", "Java keystore (JKS)", Severity.HIGH, Confidence.MEDIUM, 0, 0)]
     if data[0] == 0x30:
@@ -248,6 +321,7 @@ def detect_binary(data: bytes, path: str | None) -> list[Detection]:
             load_der_private_key(data, password=None)
         except (ValueError, TypeError):
             return []
-        return [Detection("der-private-key-file", "Unencrypted DER private key", Severity.CRITICAL,
-                          Confidence.HIGH, 0, 0)]
+        return [
+            Detection("der-private-key-file", "Unencrypted DER private key", Severity.CRITICAL, Confidence.HIGH, 0, 0)
+        ]
     return []

@@ -65,14 +65,15 @@ def _b64url(raw: bytes) -> str:
 
 def jwt(rng: random.Random) -> str:
     header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": rand(rng, "abcdef0123", 8)}).encode())
-    payload = _b64url(json.dumps({"sub": rand(rng, "abcdefghij", 10), "iat": rng.randint(1, 2**31),
-                                  "aud": "nhi-broker"}).encode())
+    payload = _b64url(
+        json.dumps({"sub": rand(rng, "abcdefghij", 10), "iat": rng.randint(1, 2**31), "aud": "nhi-broker"}).encode()
+    )
     return f"{header}.{payload}.{_b64url(rng.randbytes(64))}"
 
 
 def pem(rng: random.Random, label: str, newline: str = "\n") -> str:
     body = base64.b64encode(rng.randbytes(600)).decode()
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return newline.join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"])
 
 
@@ -103,7 +104,7 @@ def expand(template: str, rng: random.Random) -> tuple[str, list[tuple[int, int]
     out: list[str] = []
     pos = 0
     for m in re.finditer(r"\[\[(.*?)\]\]", text, re.S):
-        out.append(text[pos:m.start()])
+        out.append(text[pos : m.start()])
         start = sum(len(p) for p in out)
         out.append(m.group(1))
         spans.append((start, start + len(m.group(1))))

@@ -22,7 +22,7 @@ FORMATS: Final[dict[str, str]] = {
     "gitlab-pat": "GITLAB_TOKEN: [[glpat-%{b64u:20}]]",
     "slack-bot-token": "slack token [[xoxb-%{digits:12}-%{digits:13}-%{b62:24}]] rotated",
     "slack-webhook-url": "webhook: https://hooks.slack.com/[[services/T%{uppernum:10}/B%{uppernum:10}/%{b62:24}]]",
-    "stripe-live-secret-key": "stripe.api_key = \"[[sk_live_%{b62:99}]]\"",
+    "stripe-live-secret-key": 'stripe.api_key = "[[sk_live_%{b62:99}]]"',
     "openai-api-key": "OPENAI_API_KEY=[[sk-proj-%{b64u:74}T3BlbkFJ%{b64u:74}]]",
     "anthropic-api-key": "use key [[sk-ant-api03-%{b64u:93}AA]] for claude",
     "huggingface-token": "HF_TOKEN=[[hf_%{alpha:34}]]",
@@ -41,7 +41,7 @@ FORMATS: Final[dict[str, str]] = {
     "pypi-token": "password = [[pypi-AgEIcHlwaS5vcmc%{b64u:140}]]",
     "digitalocean-token": "DIGITALOCEAN_TOKEN=[[dop_v1_%{hex:64}]]",
     "shopify-token": "SHOPIFY_ACCESS_TOKEN=[[shpat_%{hex:32}]]",
-    "generic-password": "db_password = \"[[%{b62:6}!%{b62:8}]]\"",
+    "generic-password": 'db_password = "[[%{b62:6}!%{b62:8}]]"',
     "azure-storage-account-key": "AccountName=demo;AccountKey=[[%{azkey}]];EndpointSuffix=core.windows.net",
     "telegram-bot-token": "TELEGRAM_BOT_TOKEN=[[%{digits:10}:AA%{b64u:33}]]",
     "databricks-token": "DATABRICKS_TOKEN=[[dapi%{hex:32}]]",
@@ -49,25 +49,27 @@ FORMATS: Final[dict[str, str]] = {
 
 _NOISE: Final = [
     "%{digits:4}-11-24T01:02:03.%{digits:3}Z INFO request_id=%{uuid} path=/v1/items/%{digits:5} status=200 dur_ms=%{digits:2}",
-    "%{digits:4}-11-24T01:02:04Z DEBUG cache hit key=%{hex:40} etag=\"%{hex:32}\" size=%{digits:4}",
+    '%{digits:4}-11-24T01:02:04Z DEBUG cache hit key=%{hex:40} etag="%{hex:32}" size=%{digits:4}',
     "%{digits:4}-11-24T01:02:05Z WARN retrying upstream=payments attempt=2 trace_id=%{hex:32} span_id=%{hex:16}",
     "commit %{hex:40}\nAuthor: Dev <dev@example.org>\n    fix: handle empty response (#%{digits:4})",
-    "  resolved \"https://registry.yarnpkg.com/pkg-%{lower:6}/-/pkg-%{lower:6}-1.2.3.tgz#%{hex:40}\"\n  integrity sha512-%{b64:86}==",
+    '  resolved "https://registry.yarnpkg.com/pkg-%{lower:6}/-/pkg-%{lower:6}-1.2.3.tgz#%{hex:40}"\n  integrity sha512-%{b64:86}==',
     "image: registry.internal/app@sha256:%{hex:64}",
     "data:image/png;base64,%{b64:200}=",
     "!function(e,t){var n=t.createElement('script');n.src='https://cdn.example.org/%{hex:8}.js';e.k='%{b62:12}'}(window,document);var a=%{digits:6};",
     "def handler(event, context):\n    token = os.environ[\"API_TOKEN\"]\n    return client.call(event['id'], token=token)",
     "Please summarise the quarterly report and list the three biggest risks for the %{lower:8} project.",
     "The assistant called tool search_docs with query='rotate credentials' and got 12 results.",
-    "password: ${{ secrets.DB_PASSWORD }}\napi_key: <YOUR_API_KEY>\ntoken: \"{{ vault_token }}\"",
+    'password: ${{ secrets.DB_PASSWORD }}\napi_key: <YOUR_API_KEY>\ntoken: "{{ vault_token }}"',
     "session=%{hex:32} user=%{lower:6} role=viewer ip=10.%{digits:1}.%{digits:2}.%{digits:2}",
     "uuid_list = ['%{uuid}', '%{uuid}', '%{uuid}']",
-    "blob = \"%{b64:120}\"",
+    'blob = "%{b64:120}"',
     "AKIAIOSFODNN7EXAMPLE is the documented example key; sk_live_xxxxxxxxxxxxxxxxxxxxxxxx is a placeholder.",
 ]
 
 
-def build(rng: random.Random, size: int = 1_000_000, secret_every: int = 4000) -> tuple[str, list[tuple[int, int, str]]]:
+def build(
+    rng: random.Random, size: int = 1_000_000, secret_every: int = 4000
+) -> tuple[str, list[tuple[int, int, str]]]:
     """About ``size`` characters with one planted secret every ``secret_every`` characters."""
     parts: list[str] = []
     planted: list[tuple[int, int, str]] = []

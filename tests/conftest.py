@@ -19,8 +19,7 @@ from broker.openbao_server import OpenBaoServer, start_dev_server
 
 # Hypothesis: no per-example deadline and no "too slow" health check (both are stopwatches that a
 # busy machine trips); tests that need fewer examples say so with @settings.
-hypothesis.settings.register_profile(
-    "suite", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.register_profile("suite", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
 hypothesis.settings.load_profile("suite")
 
 

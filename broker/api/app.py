@@ -74,8 +74,7 @@ class _RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"x-request-id", request_id.encode())]}
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
             await send(message)
 
         try:
@@ -83,8 +82,13 @@ class _RequestContext:
         finally:
             elapsed = time.perf_counter() - start
             self.metrics.observe_request(scope["method"], scope["path"], status, elapsed)
-            log.info("request", method=scope["method"], route=self.metrics.route_of(scope["path"]), status=status,
-                     duration_ms=round(elapsed * 1000, 2))
+            log.info(
+                "request",
+                method=scope["method"],
+                route=self.metrics.route_of(scope["path"]),
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
             structlog.contextvars.reset_contextvars(**tokens)
 
 
@@ -107,8 +111,13 @@ def create_app(container: Container) -> FastAPI:
         # structlog's own default renders rich tracebacks with local variables: slow under load
         # (a 500 took over 15 s) and a secret in a frame would reach the log
         configure_logging(container.settings.log_format, container.settings.log_level)
-    app = FastAPI(title="nhi-broker", version="0.1.0", docs_url=None, redoc_url=None,
-                  description="Credential broker for non-human identities. See docs/api.md.")
+    app = FastAPI(
+        title="nhi-broker",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        description="Credential broker for non-human identities. See docs/api.md.",
+    )
     add_offline_docs(app)  # /docs and /redoc from the package's own assets (no CDN)
     app.state.container = container
 
@@ -116,8 +125,10 @@ def create_app(container: Container) -> FastAPI:
     async def _broker_error(_: Request, exc: BrokerError) -> JSONResponse:
         body: dict[str, Any] = {"error": exc.to_dict()}
         if isinstance(exc, Denied) and "decision" in exc.details:
-            body = {"error": {k: v for k, v in exc.to_dict().items() if k != "decision"},
-                    "decision": exc.details["decision"]}
+            body = {
+                "error": {k: v for k, v in exc.to_dict().items() if k != "decision"},
+                "decision": exc.details["decision"],
+            }
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
         if isinstance(exc, TooManyRequests):
             headers["Retry-After"] = str(exc.retry_after)
@@ -129,25 +140,40 @@ def create_app(container: Container) -> FastAPI:
         field = _field(tuple(first.get("loc", ())))
         # never echo the input value: it could be a secret
         message = f"{field}: {first.get('msg', 'invalid value')}"
-        return JSONResponse({"error": {"code": "invalid_input", "message": message, "field": field,
-                                       "errors": [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg")}
-                                                  for e in exc.errors()[:20]]}}, status_code=422)
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "invalid_input",
+                    "message": message,
+                    "field": field,
+                    "errors": [
+                        {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg")} for e in exc.errors()[:20]
+                    ],
+                }
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # the framework's own errors, in the broker's shape; an unparseable body is bad input (422)
         if exc.status_code == 400:
-            return JSONResponse({"error": {"code": "invalid_input", "field": "body",
-                                           "message": "body: must be a JSON document"}},
-                                status_code=422)
-        return JSONResponse({"error": {"code": f"http_{exc.status_code}", "message": str(exc.detail)}},
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+            return JSONResponse(
+                {"error": {"code": "invalid_input", "field": "body", "message": "body: must be a JSON document"}},
+                status_code=422,
+            )
+        return JSONResponse(
+            {"error": {"code": f"http_{exc.status_code}", "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("request.failed", error_type=type(exc).__name__, exc_info=exc)
-        return JSONResponse({"error": {"code": "internal_error", "message": "internal error; see broker logs"}},
-                            status_code=500)
+        return JSONResponse(
+            {"error": {"code": "internal_error", "message": "internal error; see broker logs"}}, status_code=500
+        )
 
     limits = container.settings.limits
     app.state.scan_gate = ScanGate(limits.max_concurrent_scans, limits.max_queued_scans)
@@ -161,19 +187,32 @@ def create_app(container: Container) -> FastAPI:
         report = container.health.readiness()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
-    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse,
-             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
     def metrics() -> PlainTextResponse:
         container.metrics.refresh(container.health.revocation_backlog())
         return PlainTextResponse(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    routers = [routes_agent.router, routes_admin.router, routes_approvals.router, routes_people.router,
-               routes_rotation.router, routes_scans.router, routes_token.router, routes_gateway.router]
+    routers = [
+        routes_agent.router,
+        routes_admin.router,
+        routes_approvals.router,
+        routes_people.router,
+        routes_rotation.router,
+        routes_scans.router,
+        routes_token.router,
+        routes_gateway.router,
+    ]
     for router in routers:
         app.include_router(router)
     # innermost first: the guard (size, authentication, rates) runs before any body is read
-    api_routes = [r for r in (*app.router.routes, *(r for router in routers for r in router.routes))
-                  if isinstance(r, APIRoute)]
+    api_routes = [
+        r for r in (*app.router.routes, *(r for router in routers for r in router.routes)) if isinstance(r, APIRoute)
+    ]
     openapi.install(app, api_routes)
     # the gateway forwards bodies up to its own limit (gateway.max_request_bytes)
     gateway_limit = {GATEWAY_ROUTE: container.settings.gateway.max_request_bytes}

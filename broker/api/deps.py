@@ -72,8 +72,11 @@ def reader(who: Annotated[Caller, Depends(_reader)]) -> str:
 @authenticates("agent")
 def principal(request: Request) -> Principal:
     cached = request.scope.get("state", {}).get(PRINCIPAL)
-    who: Principal = (cached if isinstance(cached, Principal)
-                      else agent_principal(_container(request), request.scope, address=_address(request)))
+    who: Principal = (
+        cached
+        if isinstance(cached, Principal)
+        else agent_principal(_container(request), request.scope, address=_address(request))
+    )
     bound = who.task_id
     if bound is not None and (request.path_params.get("task_id", bound) != bound or request.url.path == "/v1/tasks"):
         # a delegated sub-task's token works on that task only (not another task, not a new one)

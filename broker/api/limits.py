@@ -77,8 +77,9 @@ class MethodNotAllowed(BrokerError):
     code = "method_not_allowed"
 
     def __init__(self, method: str, allowed: list[str]) -> None:
-        super().__init__(f"method {method[:16]} is not allowed here; allowed: {', '.join(allowed)}",
-                         details={"allowed": allowed})
+        super().__init__(
+            f"method {method[:16]} is not allowed here; allowed: {', '.join(allowed)}", details={"allowed": allowed}
+        )
         self.allowed = allowed
 
 
@@ -86,8 +87,9 @@ class RateLimiter:
     """A token bucket per key: ``per_minute`` requests, refilled evenly. Thread-safe; at most
     ``max_keys`` keys are tracked (the least recently used are forgotten first)."""
 
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 100_000) -> None:
+    def __init__(
+        self, per_minute: int, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self.clock = clock
@@ -257,8 +259,9 @@ class RequestGuard:
             return receive
         return await _read_body(receive, limit)
 
-    async def _authenticate(self, kind: AuthKind, scope: Scope, authorization: str | None, path: str,
-                            address: str) -> Any:
+    async def _authenticate(
+        self, kind: AuthKind, scope: Scope, authorization: str | None, path: str, address: str
+    ) -> Any:
         wait = self.auth_failures.blocked_for(address)
         if wait is not None:
             raise TooManyRequests("too many failed authentications from this address; retry later", wait)
@@ -374,8 +377,13 @@ def agent_principal(c: Any, scope: Scope, *, address: str) -> Any:
     the headers alone; a :class:`broker.services.authn.Principal`."""
     request = Request(scope)
     return c.authenticator.authenticate_http(
-        request.headers.get("authorization"), request.headers.get("dpop"), method=request.method,
-        url=request_url(request, c.settings.token_exchange.public_url), source=request.url.path, address=address)
+        request.headers.get("authorization"),
+        request.headers.get("dpop"),
+        method=request.method,
+        url=request_url(request, c.settings.token_exchange.public_url),
+        source=request.url.path,
+        address=address,
+    )
 
 
 async def _read_body(receive: Receive, limit: int) -> Receive:

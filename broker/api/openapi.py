@@ -30,8 +30,13 @@ ERROR: Final = {"application/json": {"schema": {"$ref": "#/components/schemas/Er
 ERROR_SCHEMA: Final = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+        }
+    },
 }
 
 # (method, path template) -> why a 409 can come back
@@ -48,7 +53,7 @@ CONFLICTS: Final[dict[tuple[str, str], str]] = {
     ("POST", "/v1/admin/scan-jobs/{name}/run"): "the job is running (here or on a replica)",
     ("PUT", "/v1/admin/managed-secrets/{name}"): "the secret is being rotated",
     ("POST", "/v1/admin/managed-secrets/{name}/rotate"): "the secret is being rotated, or its IAM user "
-                                                          "already holds two keys",
+    "already holds two keys",
     ("DELETE", "/v1/admin/managed-secrets/{name}"): "the secret is being rotated",
 }
 DENIALS: Final[dict[tuple[str, str], str]] = {
@@ -76,10 +81,17 @@ def complete(doc: dict[str, Any], routes: dict[tuple[str, str], APIRoute]) -> di
     components = doc.setdefault("components", {})
     components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     components["securitySchemes"] = {
-        "person": {"type": "http", "scheme": "bearer",
-                   "description": "the admin token, or a person's API token or ID token (docs/people.md)"},
-        "agent": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                  "description": "a workload identity token (single use: one jti per request)"},
+        "person": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "the admin token, or a person's API token or ID token (docs/people.md)",
+        },
+        "agent": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "a workload identity token (single use: one jti per request)",
+        },
     }
     for path, operations in doc.get("paths", {}).items():
         for method, op in operations.items():
@@ -104,8 +116,9 @@ def complete(doc: dict[str, Any], routes: dict[tuple[str, str], APIRoute]) -> di
                 responses.setdefault("201", {**responses["200"], "description": "created"})
                 responses["200"] = {**responses["200"], "description": "replaced"}
             if (method.upper(), path) == ("POST", "/v1/tasks/{task_id}/credentials"):
-                responses.setdefault("202", {**responses.get("200", {}),
-                                             "description": "step-up: an approval is pending (approval_id)"})
+                responses.setdefault(
+                    "202", {**responses.get("200", {}), "description": "step-up: an approval is pending (approval_id)"}
+                )
             denial = DENIALS.get((method.upper(), path))
             if denial is not None:
                 add(403, denial)

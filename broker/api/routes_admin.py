@@ -32,10 +32,15 @@ def _put(result: tuple[Registered, bool]) -> JSONResponse:
 
 @router.put("/admin/agents/{name}")
 def put_agent(name: Name, body: AgentIn, actor: AdminDep, c: ContainerDep) -> JSONResponse:
-    agent = Agent(name=name, owner=body.owner, trust_level=body.trust_level, description=body.description,
-                  bindings=tuple(IdentityBinding(i.issuer, i.subject, dict(i.claims)) for i in body.identities),
-                  profiles=tuple(dict.fromkeys(body.profiles)),
-                  owner_identity=body.owner_identity.to_model() if body.owner_identity is not None else None)
+    agent = Agent(
+        name=name,
+        owner=body.owner,
+        trust_level=body.trust_level,
+        description=body.description,
+        bindings=tuple(IdentityBinding(i.issuer, i.subject, dict(i.claims)) for i in body.identities),
+        profiles=tuple(dict.fromkeys(body.profiles)),
+        owner_identity=body.owner_identity.to_model() if body.owner_identity is not None else None,
+    )
     if agent.owner_identity is not None:
         c.people.check_owner(agent.owner_identity)
     return _put(c.registry.put_agent(agent, actor))
@@ -43,16 +48,27 @@ def put_agent(name: Name, body: AgentIn, actor: AdminDep, c: ContainerDep) -> JS
 
 @router.put("/admin/profiles/{name}")
 def put_profile(name: Name, body: ProfileIn, actor: AdminDep, c: ContainerDep) -> JSONResponse:
-    profile = TaskProfile(name=name, allowed_actions=tuple(dict.fromkeys(body.allowed_actions)),
-                          ceiling=body.ceiling, max_lifetime_seconds=body.max_lifetime_seconds,
-                          description=body.description)
+    profile = TaskProfile(
+        name=name,
+        allowed_actions=tuple(dict.fromkeys(body.allowed_actions)),
+        ceiling=body.ceiling,
+        max_lifetime_seconds=body.max_lifetime_seconds,
+        description=body.description,
+    )
     return _put(c.registry.put_profile(profile, actor))
 
 
 @router.put("/admin/resources/{name}")
 def put_resource(name: Name, body: ResourceIn, actor: AdminDep, c: ContainerDep) -> JSONResponse:
-    resource = Resource(name=name, kind=body.kind.value, sensitivity=body.sensitivity, environment=body.environment,
-                        settings=body.settings(), description=body.description, external=body.external)
+    resource = Resource(
+        name=name,
+        kind=body.kind.value,
+        sensitivity=body.sensitivity,
+        environment=body.environment,
+        settings=body.settings(),
+        description=body.description,
+        external=body.external,
+    )
     return _put(c.registry.put_resource(resource, actor))
 
 
@@ -88,11 +104,19 @@ def revoke_task(task_id: str, body: RevokeIn, actor: AdminDep, c: ContainerDep) 
 
 
 @router.get("/audit")
-def audit(_: ReadDep, c: ContainerDep, task_id: str | None = None, kind: str | None = None,
-          after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
-          limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
-    return {"items": [audit_event_body(e)
-                      for e in c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)]}
+def audit(
+    _: ReadDep,
+    c: ContainerDep,
+    task_id: str | None = None,
+    kind: str | None = None,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> dict[str, Any]:
+    return {
+        "items": [
+            audit_event_body(e) for e in c.audit.events(task_id=task_id, kind=kind, after_seq=after_seq, limit=limit)
+        ]
+    }
 
 
 @router.get("/decisions/{decision_id}")

@@ -34,27 +34,55 @@ def open_task(body: TaskIn, caller: PrincipalDep, c: ContainerDep) -> dict[str, 
     (its task escalates, ``leaks``)."""
     agent = caller.agent
     purpose = screen(c.scanning, c.audit, agent, body.purpose, field="purpose", max_length=4000)
-    for_whom = (screen(c.scanning, c.audit, agent, body.on_behalf_of, field="on_behalf_of", max_length=512)
-                if body.on_behalf_of else None)
-    task = c.tasks.open_task(agent, body.profile, purpose.text, for_whom.text if for_whom else None,
-                             body.lifetime_seconds, acting_for=caller.human, scope=caller.scope)
+    for_whom = (
+        screen(c.scanning, c.audit, agent, body.on_behalf_of, field="on_behalf_of", max_length=512)
+        if body.on_behalf_of
+        else None
+    )
+    task = c.tasks.open_task(
+        agent,
+        body.profile,
+        purpose.text,
+        for_whom.text if for_whom else None,
+        body.lifetime_seconds,
+        acting_for=caller.human,
+        scope=caller.scope,
+    )
     screened = [purpose, *([for_whom] if for_whom else [])]
-    return {**task_body(task), "findings": [finding_body(f, agent.name) for s in screened for f in s.findings],
-            "leaks": leaks_body([leak for s in screened for leak in s.leaks])}
+    return {
+        **task_body(task),
+        "findings": [finding_body(f, agent.name) for s in screened for f in s.findings],
+        "leaks": leaks_body([leak for s in screened for leak in s.leaks]),
+    }
 
 
-@router.post("/tasks/{task_id}/delegations", status_code=201,
-             responses={403: {"description": "widening refused, with the reason"},
-                        409: {"description": "task ended or quarantined"}})
+@router.post(
+    "/tasks/{task_id}/delegations",
+    status_code=201,
+    responses={
+        403: {"description": "widening refused, with the reason"},
+        409: {"description": "task ended or quarantined"},
+    },
+)
 def delegate(task_id: str, body: DelegationIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
     """Hand a narrower sub-task to another registered agent. The sub-agent then exchanges its own
     workload identity with ``delegation=<sub-task id>`` for a token bound to that sub-task. The
     ``purpose`` is scanned like a task's (stored redacted; a broker-issued secret escalates)."""
     purpose = screen(c.scanning, c.audit, agent, body.purpose, field="purpose", max_length=4000)
-    child = c.tasks.delegate(agent, task_id, to_agent=body.agent, actions=body.actions, ceiling=body.ceiling,
-                             lifetime_seconds=body.lifetime_seconds, purpose=purpose.text)
-    return {**task_body(child), "findings": [finding_body(f, agent.name) for f in purpose.findings],
-            "leaks": leaks_body(purpose.leaks)}
+    child = c.tasks.delegate(
+        agent,
+        task_id,
+        to_agent=body.agent,
+        actions=body.actions,
+        ceiling=body.ceiling,
+        lifetime_seconds=body.lifetime_seconds,
+        purpose=purpose.text,
+    )
+    return {
+        **task_body(child),
+        "findings": [finding_body(f, agent.name) for f in purpose.findings],
+        "leaks": leaks_body(purpose.leaks),
+    }
 
 
 @router.get("/tasks/{task_id}")
@@ -62,8 +90,10 @@ def get_task(task_id: str, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
     return task_body(c.tasks.task_for(agent, task_id))
 
 
-@router.post("/tasks/{task_id}/credentials", responses={403: {"description": "denied, with the decision"},
-                                                       409: {"description": "task ended or quarantined"}})
+@router.post(
+    "/tasks/{task_id}/credentials",
+    responses={403: {"description": "denied, with the decision"}, 409: {"description": "task ended or quarantined"}},
+)
 def request_credential(task_id: str, body: CredentialIn, agent: AgentDep, c: ContainerDep) -> JSONResponse:
     result = c.credentials.request(agent, task_id, body.action, body.resource, body.approval_id)
     payload = credential_body(result)
@@ -73,12 +103,18 @@ def request_credential(task_id: str, body: CredentialIn, agent: AgentDep, c: Con
     return JSONResponse(payload, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/tasks/{task_id}/approvals/{approval_id}",
-            responses={404: {"description": "no such approval in this agent's task"}})
+@router.get(
+    "/tasks/{task_id}/approvals/{approval_id}",
+    responses={404: {"description": "no such approval in this agent's task"}},
+)
 async def approval_status(
-    task_id: str, approval_id: str, agent: AgentDep, c: ContainerDep,
-    wait: Annotated[int, Query(ge=0, le=MAX_WAIT_SECONDS,
-                               description="seconds to wait while the approval is pending")] = 0,
+    task_id: str,
+    approval_id: str,
+    agent: AgentDep,
+    c: ContainerDep,
+    wait: Annotated[
+        int, Query(ge=0, le=MAX_WAIT_SECONDS, description="seconds to wait while the approval is pending")
+    ] = 0,
 ) -> JSONResponse:
     """The state of a step-up approval of the caller's task: ``pending``, ``approved``, ``denied``,
     ``expired``, ``cancelled`` or ``collected``. With ``wait`` the answer comes as soon as it is no
@@ -88,8 +124,7 @@ async def approval_status(
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
-@router.post("/tasks/{task_id}/events", status_code=201,
-             responses={409: {"description": "task ended or quarantined"}})
+@router.post("/tasks/{task_id}/events", status_code=201, responses={409: {"description": "task ended or quarantined"}})
 def report_event(task_id: str, body: EventIn, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
     """A chain step the agent reports. The text is never stored: its length and fingerprint are.
     A reported tool call runs the chain's sequence detectors (``escalation`` says if it fired)."""
@@ -97,8 +132,10 @@ def report_event(task_id: str, body: EventIn, agent: AgentDep, c: ContainerDep) 
     return event_body(report, agent.name)
 
 
-@router.post("/tasks/{task_id}/credentials/{grant_id}/unwrap-failed",
-             responses={404: {"description": "no such grant in this task"}})
+@router.post(
+    "/tasks/{task_id}/credentials/{grant_id}/unwrap-failed",
+    responses={404: {"description": "no such grant in this task"}},
+)
 def unwrap_failed(task_id: str, grant_id: str, agent: AgentDep, c: ContainerDep) -> dict[str, Any]:
     """Report that unwrapping a wrapped secret failed. The broker judges why: ``tampered``
     (someone else unwrapped it: audited, task escalated), ``expired``, ``revoked`` or
@@ -106,8 +143,11 @@ def unwrap_failed(task_id: str, grant_id: str, agent: AgentDep, c: ContainerDep)
     return unwrap_report_body(c.incidents.report_unwrap_failure(agent, task_id, grant_id))
 
 
-@router.post("/scan", response_model=None,
-             responses={429: {"description": "rate limited or too many scans queued (Retry-After)"}})
+@router.post(
+    "/scan",
+    response_model=None,
+    responses={429: {"description": "rate limited or too many scans queued (Retry-After)"}},
+)
 async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep, request: Request) -> Response | dict[str, Any]:
     """Scan text for secrets; returns findings and a redacted copy. A broker-issued secret found
     here is an incident: its task is escalated (revoked and quarantined). Scans queue for a
@@ -116,9 +156,11 @@ async def scan(body: ScanIn, agent: AgentDep, c: ContainerDep, request: Request)
     outcome = await gate.until_disconnect(request.receive, c.scanning.scan(body.text, source=f"scan:{agent.name}"))
     if outcome is None:  # the client is gone; nobody reads this
         return Response(status_code=499)
-    return {"findings": [finding_body(f, agent.name) for f in outcome.result.findings],
-            "redacted_text": outcome.result.redacted_text,
-            "leaks": leaks_body(outcome.leaks)}
+    return {
+        "findings": [finding_body(f, agent.name) for f in outcome.result.findings],
+        "redacted_text": outcome.result.redacted_text,
+        "leaks": leaks_body(outcome.leaks),
+    }
 
 
 @router.delete("/tasks/{task_id}")

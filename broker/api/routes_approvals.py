@@ -51,8 +51,10 @@ def get_approval(approval_id: str, _: QueueReaderDep, c: ContainerDep) -> dict[s
     "/approvals/{approval_id}/approve",
     responses={
         401: {"description": "not an authenticated person (or the admin token)"},
-        403: {"description": "role_required, four_eyes_required (the agent's bound owner or the agent), "
-                             "owner_unbound (the agent has no bound owner)"},
+        403: {
+            "description": "role_required, four_eyes_required (the agent's bound owner or the agent), "
+            "owner_unbound (the agent has no bound owner)"
+        },
         409: {"description": "not pending (approved, denied, expired or collected)"},
     },
 )

@@ -29,22 +29,27 @@ class PersonIdentityIn(Strict):
 class PersonIn(Strict):
     display_name: str = Field(default="", max_length=256)
     roles: list[Role] = Field(default=[], max_length=4, description="admin, approver, reviewer, auditor")
-    identities: list[PersonIdentityIn] = Field(default=[], max_length=10,
-                                               description="OIDC identities the person signs in with")
+    identities: list[PersonIdentityIn] = Field(
+        default=[], max_length=10, description="OIDC identities the person signs in with"
+    )
     disabled: bool = False
 
 
 class TokenIn(Strict):
-    ttl_seconds: int = Field(default=30 * 86400, ge=60, description="lifetime; at most "
-                                                                   "person_token_max_ttl_seconds")
+    ttl_seconds: int = Field(default=30 * 86400, ge=60, description="lifetime; at most person_token_max_ttl_seconds")
     description: str = Field(default="", max_length=256)
 
 
 @router.put("/admin/people/{name}")
 def put_person(name: Name, body: PersonIn, who: AdminCallerDep, c: ContainerDep) -> JSONResponse:
-    view, created = c.people.put(name, display_name=body.display_name, roles=body.roles,
-                                 identities=[PersonIdentity(i.issuer, i.subject) for i in body.identities],
-                                 disabled=body.disabled, actor=who)
+    view, created = c.people.put(
+        name,
+        display_name=body.display_name,
+        roles=body.roles,
+        identities=[PersonIdentity(i.issuer, i.subject) for i in body.identities],
+        disabled=body.disabled,
+        actor=who,
+    )
     return JSONResponse(view, status_code=201 if created else 200)
 
 
@@ -68,10 +73,10 @@ def delete_person(name: Name, who: AdminCallerDep, c: ContainerDep) -> Response:
 @router.post("/admin/people/{name}/tokens", status_code=201)
 def create_token(name: Name, body: TokenIn, who: AdminCallerDep, c: ContainerDep) -> JSONResponse:
     """A new API token for the person. ``token`` is shown here once and never again."""
-    secret, view = c.people.create_token(name, ttl_seconds=body.ttl_seconds, description=body.description,
-                                         actor=who)
-    return JSONResponse({**view, "token": secret.reveal()}, status_code=201,
-                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    secret, view = c.people.create_token(name, ttl_seconds=body.ttl_seconds, description=body.description, actor=who)
+    return JSONResponse(
+        {**view, "token": secret.reveal()}, status_code=201, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
 
 
 @router.get("/admin/people/{name}/tokens")
@@ -87,5 +92,9 @@ def revoke_token(name: Name, token_id: TokenIdPath, who: AdminCallerDep, c: Cont
 @router.get("/people/me")
 def me(who: Annotated[Caller, Depends(caller)]) -> dict[str, Any]:
     """Who the broker takes the caller for, and their roles."""
-    return {"actor": who.actor, "subject": who.to_dict(), "roles": sorted(r.value for r in who.roles),
-            "person": who.person.to_dict() if who.person is not None else None}
+    return {
+        "actor": who.actor,
+        "subject": who.to_dict(),
+        "roles": sorted(r.value for r in who.roles),
+        "person": who.person.to_dict() if who.person is not None else None,
+    }

@@ -34,9 +34,7 @@ class KvLocation(Strict):
 
 class ManagedSecretIn(Strict):
     kind: Literal["kv_generated", "postgres_password", "database_root", "aws_iam_key"]
-    kv: KvLocation | None = Field(
-        default=None, description="where consumers read the value (not for database_root)"
-    )
+    kv: KvLocation | None = Field(default=None, description="where consumers read the value (not for database_root)")
     settings: dict[str, Any] = Field(default_factory=dict, description="kind-specific; see docs/rotation.md")
     max_age_seconds: int | None = Field(
         default=None, ge=60, le=TEN_YEARS, description="rotate when older (60 s to 10 years); null: only on demand"
@@ -126,14 +124,11 @@ def delete_managed_secret(name: Name, actor: AdminDep, c: ContainerDep) -> Respo
 
 
 @router.post("/managed-secrets/{name}/rotate")
-def rotate_managed_secret(
-    name: Name, actor: AdminDep, c: ContainerDep, body: RotateIn | None = None
-) -> dict[str, Any]:
+def rotate_managed_secret(name: Name, actor: AdminDep, c: ContainerDep, body: RotateIn | None = None) -> dict[str, Any]:
     result = _service(c).rotate(name, reason=(body or RotateIn()).reason, actor=actor)
     if not result.ok:
         raise RotationFailed(
-            f'rotation of "{name}" failed at {result.failed_step}: {result.error}; '
-            "the old value stays in force",
+            f'rotation of "{name}" failed at {result.failed_step}: {result.error}; the old value stays in force',
             details={"rotation": result.to_dict()},
         )
     return dict(result.to_dict())

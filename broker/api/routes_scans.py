@@ -90,9 +90,7 @@ def list_findings(
 
 
 @router.get("/findings/{finding_id}")
-def get_finding(
-    finding_id: Annotated[str, Path(max_length=64)], _: ReadDep, c: ContainerDep
-) -> dict[str, Any]:
+def get_finding(finding_id: Annotated[str, Path(max_length=64)], _: ReadDep, c: ContainerDep) -> dict[str, Any]:
     return stored_finding_body(_service(c).findings.get(finding_id))
 
 

@@ -17,12 +17,14 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _oauth_error(exc: OAuthError) -> JSONResponse:
-    return JSONResponse({"error": exc.error, "error_description": exc.message}, status_code=exc.status_code,
-                        headers=NO_STORE)
+    return JSONResponse(
+        {"error": exc.error, "error_description": exc.message}, status_code=exc.status_code, headers=NO_STORE
+    )
 
 
-TOKEN_ERRORS = ("RFC 6749 error: invalid_request, invalid_grant, unsupported_grant_type, invalid_target, "
-                "invalid_dpop_proof")
+TOKEN_ERRORS = (
+    "RFC 6749 error: invalid_request, invalid_grant, unsupported_grant_type, invalid_target, invalid_dpop_proof"
+)
 
 
 @router.post("/v1/token", responses={400: {"description": TOKEN_ERRORS}})
@@ -35,8 +37,7 @@ async def token(request: Request, c: ContainerDep) -> JSONResponse:
     if len(body) > MAX_FORM_BYTES:
         return _oauth_error(OAuthError("invalid_request", f"the body is larger than {MAX_FORM_BYTES} bytes"))
     try:
-        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=bool(body),
-                          max_num_fields=20)
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=bool(body), max_num_fields=20)
     except (UnicodeDecodeError, ValueError):
         return _oauth_error(OAuthError("invalid_request", "the body is not a valid form"))
     form: dict[str, str] = {}
@@ -46,8 +47,9 @@ async def token(request: Request, c: ContainerDep) -> JSONResponse:
         form[key] = value
     url = request_url(request, c.settings.token_exchange.public_url)
     try:
-        result = c.token_exchange.exchange(form, dpop_proof=request.headers.get("dpop"), url=url,
-                                           source=request.url.path)
+        result = c.token_exchange.exchange(
+            form, dpop_proof=request.headers.get("dpop"), url=url, source=request.url.path
+        )
     except OAuthError as exc:
         return _oauth_error(exc)
     return JSONResponse(result.body, headers=NO_STORE)

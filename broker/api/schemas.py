@@ -53,8 +53,9 @@ class OwnerIdentityIn(Strict):
     @model_validator(mode="after")
     def _one_form(self) -> OwnerIdentityIn:
         if (self.person is None) == (self.issuer is None or self.subject is None) or (
-                self.person is not None and (self.issuer or self.subject)):
-            raise ValueError("owner_identity is either {\"person\"} or {\"issuer\", \"subject\"}")
+            self.person is not None and (self.issuer or self.subject)
+        ):
+            raise ValueError('owner_identity is either {"person"} or {"issuer", "subject"}')
         return self
 
     def to_model(self) -> OwnerIdentity:

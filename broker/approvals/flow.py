@@ -50,8 +50,14 @@ class CredentialFlow:
         self.metrics = metrics
 
     def request(
-        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str | None = None,
-        *, injected: bool = False,
+        self,
+        agent: Agent,
+        task_id: str,
+        action: str,
+        resource: str,
+        approval_id: str | None = None,
+        *,
+        injected: bool = False,
     ) -> CredentialResult:
         """Decide and issue; step-up approvals are opened, checked and consumed here; an error
         looking an approval up never yields a credential. One request of a task at a time goes
@@ -63,9 +69,11 @@ class CredentialFlow:
         if not injected:
             target = self._resource(resource)
             if target is not None and target.kind in INJECT_ONLY_KINDS:
-                raise Denied(f'resource "{resource}" is an {target.kind} resource: its credential is only '
-                             f"injected by the gateway (/v1/tasks/{task_id}/gateway/{resource}/...), never "
-                             "handed out")
+                raise Denied(
+                    f'resource "{resource}" is an {target.kind} resource: its credential is only '
+                    f"injected by the gateway (/v1/tasks/{task_id}/gateway/{resource}/...), never "
+                    "handed out"
+                )
         with self.locks.lock(task_id):
             result = self._request(agent, task_id, action, resource, approval_id)
         d = result.decision
@@ -119,9 +127,7 @@ class CredentialFlow:
                 agent, task_id, action, resource, ApprovalContext(approval_id=approval_id, approved=True)
             )
         except BrokerError as exc:
-            self.approvals.finish(
-                agent, task, approval_id, decision_id=None, grant_id=None, error=exc.message
-            )
+            self.approvals.finish(agent, task, approval_id, decision_id=None, grant_id=None, error=exc.message)
             raise
         except Exception as exc:
             self.approvals.finish(

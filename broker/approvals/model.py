@@ -48,9 +48,7 @@ def scope_hash(action: str, resource: Resource) -> str:
         "environment": resource.environment.value,
         "external": resource.external,
     }
-    return hashlib.sha256(
-        json.dumps(scope, sort_keys=True, separators=(",", ":"), default=str).encode()
-    ).hexdigest()
+    return hashlib.sha256(json.dumps(scope, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +61,22 @@ class Vote:
     at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return {"approver": self.approver, "subject": dict(self.subject), "reason": self.reason,
-                "at": self.at.isoformat()}
+        return {
+            "approver": self.approver,
+            "subject": dict(self.subject),
+            "reason": self.reason,
+            "at": self.at.isoformat(),
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Vote:
         # rows written before people were authenticated carry a typed name and no subject
-        return cls(str(raw["approver"]), dict(raw.get("subject") or {"via": "typed_name (legacy)"}),
-                   str(raw["reason"]), datetime.fromisoformat(raw["at"]))
+        return cls(
+            str(raw["approver"]),
+            dict(raw.get("subject") or {"via": "typed_name (legacy)"}),
+            str(raw["reason"]),
+            datetime.fromisoformat(raw["at"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)

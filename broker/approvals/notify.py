@@ -19,8 +19,10 @@ def _escape(text: object) -> str:
 
 def slack_message(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A Slack incoming-webhook body (``text`` + Block Kit ``blocks``) for a pending approval."""
-    e = {k: _escape(payload.get(k, "")) for k in ("agent", "owner", "action", "resource", "tier", "task_id",
-                                                  "approval_id", "expires_at")}
+    e = {
+        k: _escape(payload.get(k, ""))
+        for k in ("agent", "owner", "action", "resource", "tier", "task_id", "approval_id", "expires_at")
+    }
     url = str(payload.get("url", ""))
     reasons = "\n".join(f"• {_escape(r)}" for r in payload.get("reasons") or [])
     headline = f"Approval needed: {e['agent']} wants {e['action']} on {e['resource']} (tier {e['tier']})"
@@ -28,16 +30,22 @@ def slack_message(payload: Mapping[str, Any]) -> dict[str, Any]:
         "text": f"{headline} — {url}",
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*"}},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": f"*Agent*\n{e['agent']} (owner {e['owner']})"},
-                {"type": "mrkdwn", "text": f"*Task*\n{e['task_id']}"},
-                {"type": "mrkdwn", "text": f"*Approval*\n{e['approval_id']}"},
-                {"type": "mrkdwn", "text": f"*Expires*\n{e['expires_at']}"},
-            ]},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*Agent*\n{e['agent']} (owner {e['owner']})"},
+                    {"type": "mrkdwn", "text": f"*Task*\n{e['task_id']}"},
+                    {"type": "mrkdwn", "text": f"*Approval*\n{e['approval_id']}"},
+                    {"type": "mrkdwn", "text": f"*Expires*\n{e['expires_at']}"},
+                ],
+            },
             *([{"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{reasons}"}}] if reasons else []),
-            {"type": "actions", "elements": [
-                {"type": "button", "text": {"type": "plain_text", "text": "Open in the console"}, "url": url},
-            ]},
+            {
+                "type": "actions",
+                "elements": [
+                    {"type": "button", "text": {"type": "plain_text", "text": "Open in the console"}, "url": url},
+                ],
+            },
         ],
     }
 

@@ -78,9 +78,7 @@ class ReviewService:
             )
         return review
 
-    def list(
-        self, state: ReviewState | None = None, task_id: str | None = None, limit: int = 500
-    ) -> list[Review]:
+    def list(self, state: ReviewState | None = None, task_id: str | None = None, limit: int = 500) -> list[Review]:
         with self.store.read() as conn:
             return db.list_reviews(conn, state, task_id, limit)
 
@@ -134,19 +132,31 @@ class ReviewService:
         parties = self.parties(review.agent)
         keys = caller.subject_keys()
         if caller.person is None or Role.REVIEWER not in caller.roles:
-            why, error = ("only an authenticated person with the reviewer role may review (the admin token "
-                          "is not a person)"), RoleRequired
+            why, error = (
+                ("only an authenticated person with the reviewer role may review (the admin token is not a person)"),
+                RoleRequired,
+            )
         elif keys & parties.agent:
             why = "the agent may not review its own actions"
         elif parties.owner is None:
-            why, error = (f'agent "{review.agent}" has no bound owner (owner_identity); its actions cannot be '
-                          f"reviewed until an admin binds one"), OwnerUnbound
+            why, error = (
+                (
+                    f'agent "{review.agent}" has no bound owner (owner_identity); its actions cannot be '
+                    f"reviewed until an admin binds one"
+                ),
+                OwnerUnbound,
+            )
         elif keys & parties.owner:
             why = f'{caller.actor} is the bound owner of agent "{review.agent}" and may not review its actions'
         if why is None:
             return
-        self.audit.record("review.refused", actor=caller.actor, task_id=review.task_id, outcome="denied",
-                          data={"review_id": review.review_id, "why": why, "subject": caller.to_dict()})
+        self.audit.record(
+            "review.refused",
+            actor=caller.actor,
+            task_id=review.task_id,
+            outcome="denied",
+            data={"review_id": review.review_id, "why": why, "subject": caller.to_dict()},
+        )
         raise error(why, details={"review_id": review.review_id, "rule": "four_eyes"})
 
     def _resolve(self, review_id: str, state: ReviewState, caller: Caller, reason: str) -> Review:

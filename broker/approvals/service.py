@@ -88,9 +88,7 @@ class ApprovalService:
         self.signals = signals if signals is not None else ApprovalSignals()
 
     # -- opening ----------------------------------------------------------------------------------
-    def open_for(
-        self, agent: Agent, task: Task, decision: Decision, action: str, resource: Resource
-    ) -> Approval:
+    def open_for(self, agent: Agent, task: Task, decision: Decision, action: str, resource: Resource) -> Approval:
         """The approval for a ``step_up`` decision; an open one for the same request is reused."""
         now = self.clock()
         scope = scope_hash(action, resource)
@@ -236,9 +234,7 @@ class ApprovalService:
         if state in (ApprovalState.DENIED, ApprovalState.CANCELLED):
             body["reason"] = a.decision_reason
         if state is ApprovalState.APPROVED:
-            body["next"] = (
-                "repeat the credential request with this approval_id before expires_at (single use)"
-            )
+            body["next"] = "repeat the credential request with this approval_id before expires_at (single use)"
         return body
 
     # -- the task ends ------------------------------------------------------------------------------
@@ -323,8 +319,12 @@ class ApprovalService:
 
     def _check_voter(self, a: Approval, caller: Caller, verb: str) -> None:
         if caller.person is None or Role.APPROVER not in caller.roles:
-            self._refuse_vote(a, caller, "only an authenticated person with the approver role may "
-                                         f"{verb} (the admin token is not a person)", RoleRequired)
+            self._refuse_vote(
+                a,
+                caller,
+                f"only an authenticated person with the approver role may {verb} (the admin token is not a person)",
+                RoleRequired,
+            )
         parties = self.parties(a.agent)
         keys = caller.subject_keys()
         if keys & parties.agent:
@@ -333,11 +333,19 @@ class ApprovalService:
             return
         if parties.owner is None:
             self._refuse_vote(
-                a, caller, f'agent "{a.agent}" has no bound owner (owner_identity); nothing it asks can be '
-                           f"approved until an admin binds one", OwnerUnbound)
+                a,
+                caller,
+                f'agent "{a.agent}" has no bound owner (owner_identity); nothing it asks can be '
+                f"approved until an admin binds one",
+                OwnerUnbound,
+            )
         if keys & parties.owner:
-            self._refuse_vote(a, caller, f'{caller.actor} is the bound owner of agent "{a.agent}" and may '
-                                         f"not approve its requests; another approver must")
+            self._refuse_vote(
+                a,
+                caller,
+                f'{caller.actor} is the bound owner of agent "{a.agent}" and may '
+                f"not approve its requests; another approver must",
+            )
 
     def _actionable(self, approval_id: str, verb: str, also: tuple[ApprovalState, ...] = ()) -> Approval:
         self.expire_due()
@@ -351,8 +359,7 @@ class ApprovalService:
             )
         return a
 
-    def _refuse_vote(self, a: Approval, caller: Caller, why: str,
-                     error: type[Denied] | None = None) -> NoReturn:
+    def _refuse_vote(self, a: Approval, caller: Caller, why: str, error: type[Denied] | None = None) -> NoReturn:
         self.audit.record(
             "approval.vote_refused",
             actor=caller.actor,
@@ -404,9 +411,7 @@ class ApprovalService:
             )
         state = a.state_at(self.clock())
         if state is ApprovalState.DENIED:
-            self._refused(
-                agent, task, approval_id, f'approval was denied by "{a.decided_by}": {a.decision_reason}', a
-            )
+            self._refused(agent, task, approval_id, f'approval was denied by "{a.decided_by}": {a.decision_reason}', a)
         if state is ApprovalState.EXPIRED:
             self._refused(agent, task, approval_id, f"approval expired at {a.expires_at.isoformat()}", a)
         if state is ApprovalState.COLLECTED:
@@ -475,6 +480,4 @@ class ApprovalService:
             outcome="denied",
             data={"approval_id": approval_id, "reason": why, "state": state},
         )
-        raise ApprovalRefused(
-            why, details={"approval_id": approval_id, "reason": why, "approval_state": state}
-        )
+        raise ApprovalRefused(why, details={"approval_id": approval_id, "reason": why, "approval_state": state})

@@ -183,8 +183,7 @@ def cancel_open_for_task(conn: Connection, task_id: str, *, reason: str, now: da
         res = conn.execute(
             update(t.approvals)
             .where(and_(A.approval_id == a.approval_id, A.state.in_(OPEN), A.collected_at.is_(None)))
-            .values(state=ApprovalState.CANCELLED.value, decided_by="broker", decision_reason=reason,
-                    decided_at=now)
+            .values(state=ApprovalState.CANCELLED.value, decided_by="broker", decision_reason=reason, decided_at=now)
         )
         if res.rowcount == 1:
             cancelled.append(a)
@@ -245,9 +244,7 @@ def get_review(conn: Connection, review_id: str) -> Review | None:
     return _review(row) if row else None
 
 
-def list_reviews(
-    conn: Connection, state: ReviewState | None, task_id: str | None, limit: int
-) -> list[Review]:
+def list_reviews(conn: Connection, state: ReviewState | None, task_id: str | None, limit: int) -> list[Review]:
     q = select(t.reviews)
     if state is not None:
         q = q.where(R.state == state.value)
@@ -281,9 +278,7 @@ def resolve_review(
 
 
 def cancel_pending_reviews(conn: Connection, task_id: str, *, reason: str, now: datetime) -> list[Review]:
-    rows = conn.execute(
-        select(t.reviews).where(and_(R.task_id == task_id, R.state == ReviewState.PENDING.value))
-    ).all()
+    rows = conn.execute(select(t.reviews).where(and_(R.task_id == task_id, R.state == ReviewState.PENDING.value))).all()
     cancelled = []
     for r in map(_review, rows):
         res = conn.execute(

@@ -12,5 +12,12 @@ from broker.audit.log import AuditEvent, AuditLog
 from broker.audit.verify import VerifyResult
 
 __all__ = [
-    "ANCHOR_KIND", "GENESIS", "AuditEvent", "AuditKey", "AuditKeyError", "AuditLog", "LocalAuditKey", "VerifyResult",
+    "ANCHOR_KIND",
+    "GENESIS",
+    "AuditEvent",
+    "AuditKey",
+    "AuditKeyError",
+    "AuditLog",
+    "LocalAuditKey",
+    "VerifyResult",
 ]

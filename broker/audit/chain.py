@@ -30,8 +30,16 @@ def _ts(value: datetime) -> str:
 
 def event_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     """The fields a link covers, in the shape they are hashed (and shown by the API)."""
-    return {"seq": int(row["seq"]), "event_id": row["event_id"], "ts": _ts(row["ts"]), "kind": row["kind"],
-            "actor": row["actor"], "task_id": row["task_id"], "outcome": row["outcome"], "data": row["data"]}
+    return {
+        "seq": int(row["seq"]),
+        "event_id": row["event_id"],
+        "ts": _ts(row["ts"]),
+        "kind": row["kind"],
+        "actor": row["actor"],
+        "task_id": row["task_id"],
+        "outcome": row["outcome"],
+        "data": row["data"],
+    }
 
 
 def canonical(event: Mapping[str, Any]) -> bytes:

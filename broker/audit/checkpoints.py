@@ -38,13 +38,21 @@ class Checkpoint:
     sig: str = ""
 
     def _payload(self) -> bytes:
-        body = {"v": VERSION, "chain": self.chain, "seq": self.seq, "hash": self.hash, "ts": self.ts,
-                "key_id": self.key_id, "replica": self.replica}
+        body = {
+            "v": VERSION,
+            "chain": self.chain,
+            "seq": self.seq,
+            "hash": self.hash,
+            "ts": self.ts,
+            "key_id": self.key_id,
+            "replica": self.replica,
+        }
         return LABEL + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def signed(self, key: AuditKey) -> Checkpoint:
-        return Checkpoint(self.chain, self.seq, self.hash, self.ts, self.key_id, self.replica,
-                          key.mac(self._payload()).hex())
+        return Checkpoint(
+            self.chain, self.seq, self.hash, self.ts, self.key_id, self.replica, key.mac(self._payload()).hex()
+        )
 
     def signature_ok(self, key: AuditKey) -> bool:
         return self.key_id == key.key_id and hmac.compare_digest(key.mac(self._payload()).hex(), self.sig)
@@ -74,12 +82,18 @@ def parse(lines: Iterable[str], key: AuditKey, *, source: str) -> CheckpointFile
         try:
             if len(line) > MAX_LINE:
                 raise ValueError("line too long")
-            raw = json.loads(line[line.find("{"):])  # lines collected from syslog keep their prefix
+            raw = json.loads(line[line.find("{") :])  # lines collected from syslog keep their prefix
             if not isinstance(raw, dict) or raw.get("v") != VERSION:
                 raise ValueError("not a version 1 checkpoint")
-            cp = Checkpoint(chain=str(raw["chain"]), seq=int(raw["seq"]), hash=str(raw["hash"]),
-                            ts=str(raw["ts"]), key_id=str(raw["key_id"]), replica=str(raw["replica"]),
-                            sig=str(raw["sig"]))
+            cp = Checkpoint(
+                chain=str(raw["chain"]),
+                seq=int(raw["seq"]),
+                hash=str(raw["hash"]),
+                ts=str(raw["ts"]),
+                key_id=str(raw["key_id"]),
+                replica=str(raw["replica"]),
+                sig=str(raw["sig"]),
+            )
         except (ValueError, KeyError, TypeError):
             if last and not line.endswith("\n"):
                 notes.append(f"{source}: line {n} is incomplete (a write was cut short); ignored")
@@ -89,8 +103,10 @@ def parse(lines: Iterable[str], key: AuditKey, *, source: str) -> CheckpointFile
         if cp.key_id != key.key_id:
             problems.append(f"{source}: line {n} was signed with key {cp.key_id}, not the audit key {key.key_id}")
         elif not cp.signature_ok(key):
-            problems.append(f"{source}: line {n} has a signature that does not verify under the audit key "
-                            f"(written by someone without the key)")
+            problems.append(
+                f"{source}: line {n} has a signature that does not verify under the audit key "
+                f"(written by someone without the key)"
+            )
         else:
             good.append(cp)
     return CheckpointFile(tuple(good), tuple(problems), tuple(notes))

@@ -42,16 +42,21 @@ class AlertSender(Protocol):
 
 class AuditMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.intact = Gauge("nhi_audit_chain_intact", "1 while the audit chain verifies, 0 after a mismatch",
-                            registry=registry)
-        self.failures = Counter("nhi_audit_verify_failures_total", "Audit verifications that found tampering",
-                                registry=registry)
-        self.export_failures = Counter("nhi_audit_checkpoint_export_failures_total",
-                                       "Checkpoints a sink did not take", ["sink"], registry=registry)
-        self.checkpoint_seq = Gauge("nhi_audit_last_checkpoint_seq", "Event number of the last exported "
-                                    "checkpoint", registry=registry)
-        self.verified_at = Gauge("nhi_audit_last_verified_timestamp_seconds", "When the chain last verified",
-                                 registry=registry)
+        self.intact = Gauge(
+            "nhi_audit_chain_intact", "1 while the audit chain verifies, 0 after a mismatch", registry=registry
+        )
+        self.failures = Counter(
+            "nhi_audit_verify_failures_total", "Audit verifications that found tampering", registry=registry
+        )
+        self.export_failures = Counter(
+            "nhi_audit_checkpoint_export_failures_total", "Checkpoints a sink did not take", ["sink"], registry=registry
+        )
+        self.checkpoint_seq = Gauge(
+            "nhi_audit_last_checkpoint_seq", "Event number of the last exported checkpoint", registry=registry
+        )
+        self.verified_at = Gauge(
+            "nhi_audit_last_verified_timestamp_seconds", "When the chain last verified", registry=registry
+        )
 
 
 def replica_name() -> str:
@@ -59,9 +64,17 @@ def replica_name() -> str:
 
 
 class AuditGuard:
-    def __init__(self, audit: AuditLog, sinks: Sequence[CheckpointSink], metrics: AuditMetrics, *,
-                 alert: AlertSender | None, checkpoint_interval: float, verify_interval: float,
-                 replica: str | None = None) -> None:
+    def __init__(
+        self,
+        audit: AuditLog,
+        sinks: Sequence[CheckpointSink],
+        metrics: AuditMetrics,
+        *,
+        alert: AlertSender | None,
+        checkpoint_interval: float,
+        verify_interval: float,
+        replica: str | None = None,
+    ) -> None:
         self.audit = audit
         self.sinks = list(sinks)
         self.metrics = metrics
@@ -83,8 +96,7 @@ class AuditGuard:
     # -- lifecycle (the runner's) --------------------------------------------------------------
     def start(self) -> AuditGuard:
         """Tick now (key the chain, walk it all), then every ``checkpoint_interval`` seconds."""
-        self._worker = PeriodicWorker("audit-guard", self.checkpoint_interval, self.tick,
-                                      first_tick_now=True).start()
+        self._worker = PeriodicWorker("audit-guard", self.checkpoint_interval, self.tick, first_tick_now=True).start()
         return self
 
     def stop(self) -> None:
@@ -167,8 +179,14 @@ class AuditGuard:
         seq, digest = self._verified
         if self.last_exported is not None and self.last_exported.seq >= seq:
             return
-        cp = Checkpoint(chain=self._chain, seq=seq, hash=digest, ts=utcnow().isoformat(),
-                        key_id=self.audit.key.key_id, replica=self.replica).signed(self.audit.key)
+        cp = Checkpoint(
+            chain=self._chain,
+            seq=seq,
+            hash=digest,
+            ts=utcnow().isoformat(),
+            key_id=self.audit.key.key_id,
+            replica=self.replica,
+        ).signed(self.audit.key)
         exported = False
         for sink in self.sinks:
             try:
@@ -180,8 +198,7 @@ class AuditGuard:
                 log.error("audit.checkpoint_export_failed", sink=sink.name, error=exc.message)
                 if sink.name not in self._failing_sinks:
                     self._failing_sinks.add(sink.name)
-                    self._send({"event": "audit.checkpoint_export_failed", "sink": sink.name,
-                                "error": exc.message})
+                    self._send({"event": "audit.checkpoint_export_failed", "sink": sink.name, "error": exc.message})
         if exported:
             self.last_exported = cp
             self.metrics.checkpoint_seq.set(seq)
@@ -190,12 +207,18 @@ class AuditGuard:
         self.metrics.intact.set(0)
         self.metrics.failures.inc()
         problem = result.problem or "unknown"
-        log.error("audit.chain_broken", problem=problem, seq=result.seq, head_seq=result.head_seq,
-                  replica=self.replica)
+        log.error("audit.chain_broken", problem=problem, seq=result.seq, head_seq=result.head_seq, replica=self.replica)
         if self._alerted != problem:  # one webhook per distinct problem, not one per run
             self._alerted = problem
-            self._send({"event": "audit.chain_broken", "problem": problem, "seq": result.seq,
-                        "head_seq": result.head_seq, "replica": self.replica})
+            self._send(
+                {
+                    "event": "audit.chain_broken",
+                    "problem": problem,
+                    "seq": result.seq,
+                    "head_seq": result.head_seq,
+                    "replica": self.replica,
+                }
+            )
 
     def _send(self, payload: dict[str, Any]) -> None:
         if self.alert is not None:

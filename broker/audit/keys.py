@@ -80,8 +80,9 @@ def parse_hex_key(value: str, *, source: str) -> LocalAuditKey:
     except ValueError:
         raise AuditKeyError(f"{source}: the audit key must be hex (64 characters or more)") from None
     if len(key) < MIN_KEY_BYTES:
-        raise AuditKeyError(f"{source}: the audit key must be at least {MIN_KEY_BYTES} bytes "
-                            f"({MIN_KEY_BYTES * 2} hex characters)")
+        raise AuditKeyError(
+            f"{source}: the audit key must be at least {MIN_KEY_BYTES} bytes ({MIN_KEY_BYTES * 2} hex characters)"
+        )
     return LocalAuditKey(key)
 
 
@@ -89,8 +90,10 @@ def load_key_file(path: Path, *, create: bool) -> LocalAuditKey:
     """Read the key file; with ``create``, make it (``0600``, exclusive create) when absent."""
     if not path.exists():
         if not create:
-            raise AuditKeyError(f"audit key file {path} does not exist (set audit.key_file, "
-                                f"NHI_BROKER_AUDIT__KEY, or point --data-dir at the broker's data dir)")
+            raise AuditKeyError(
+                f"audit key file {path} does not exist (set audit.key_file, "
+                f"NHI_BROKER_AUDIT__KEY, or point --data-dir at the broker's data dir)"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -102,6 +105,7 @@ def load_key_file(path: Path, *, create: bool) -> LocalAuditKey:
             os.fsync(fh.fileno())
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise AuditKeyError(f"audit key file {path} has mode {mode:04o}: it must not be readable by group "
-                            f"or others (chmod 600 {path})")
+        raise AuditKeyError(
+            f"audit key file {path} has mode {mode:04o}: it must not be readable by group or others (chmod 600 {path})"
+        )
     return parse_hex_key(path.read_text(), source=f"audit key file {path}")

@@ -76,8 +76,12 @@ class AuditLog:
         self.key = key
 
     # statements built once (bound at execution): this runs twice per credential request
-    _BUMP = (update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=t.audit_head.c.seq + 1)
-             .returning(t.audit_head.c.seq, t.audit_head.c.hash, t.audit_head.c.key_id))
+    _BUMP = (
+        update(t.audit_head)
+        .where(t.audit_head.c.id == 1)
+        .values(seq=t.audit_head.c.seq + 1)
+        .returning(t.audit_head.c.seq, t.audit_head.c.hash, t.audit_head.c.key_id)
+    )
     _INSERT = insert(t.audit_events)
     _SET_HEAD = update(t.audit_head).where(t.audit_head.c.id == 1).values(hash=bindparam("new_hash"))
     _SET_KEY = update(t.audit_head).where(t.audit_head.c.id == 1).values(key_id=bindparam("new_key_id"))
@@ -89,18 +93,29 @@ class AuditLog:
         if head is None:
             raise BrokerError("audit head row is missing; run `nhi-broker audit verify`")
         if head.key_id is not None and head.key_id != self.key.key_id:
-            raise AuditKeyError(f"the audit chain is keyed with {head.key_id} but this broker's audit key is "
-                                f"{self.key.key_id}: restore the audit key (audit.key / audit.key_file)")
+            raise AuditKeyError(
+                f"the audit chain is keyed with {head.key_id} but this broker's audit key is "
+                f"{self.key.key_id}: restore the audit key (audit.key / audit.key_file)"
+            )
 
-    def append(self, conn: Connection, kind: str, *, actor: str, task_id: str | None = None,
-               outcome: str | None = None, data: Mapping[str, Any] | None = None) -> str:
+    def append(
+        self,
+        conn: Connection,
+        kind: str,
+        *,
+        actor: str,
+        task_id: str | None = None,
+        outcome: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> str:
         """Append inside the caller's write transaction (so the event commits with the change)."""
         # lock the head first (row lock on PostgreSQL; SQLite writers are serialised by Store)
         seq, prev, key_id = self._bump(conn)
         if key_id != self.key.key_id:
             if key_id is not None:
-                raise AuditKeyError(f"the audit chain is keyed with {key_id}, not with this broker's key "
-                                    f"{self.key.key_id}")
+                raise AuditKeyError(
+                    f"the audit chain is keyed with {key_id}, not with this broker's key {self.key.key_id}"
+                )
             prev = self._anchor(conn, seq, prev)
             seq, _, _ = self._bump(conn)
         event = self._event(seq, kind, actor, task_id, outcome, dict(data or {}))
@@ -129,17 +144,31 @@ class AuditLog:
 
     def _anchor(self, conn: Connection, seq: int, prev: str) -> str:
         """The first keyed event: its MAC covers the last legacy hash (``prev``)."""
-        event = self._event(seq, ANCHOR_KIND, "broker", None, "keyed", {
-            "key_id": self.key.key_id, "algorithm": ALGORITHM, "legacy_events": seq - 1, "legacy_head": prev})
+        event = self._event(
+            seq,
+            ANCHOR_KIND,
+            "broker",
+            None,
+            "keyed",
+            {"key_id": self.key.key_id, "algorithm": ALGORITHM, "legacy_events": seq - 1, "legacy_head": prev},
+        )
         digest = self._write(conn, event, prev)
         conn.execute(self._SET_KEY, {"new_key_id": self.key.key_id})
         return digest
 
-    def _event(self, seq: int, kind: str, actor: str, task_id: str | None, outcome: str | None,
-               data: dict[str, Any]) -> dict[str, Any]:
-        return {"seq": seq, "event_id": uuid.uuid4().hex, "ts": utcnow(), "kind": kind, "actor": actor,
-                "task_id": task_id, "outcome": outcome,
-                "data": _redact(json.loads(json.dumps(data, default=str)))}
+    def _event(
+        self, seq: int, kind: str, actor: str, task_id: str | None, outcome: str | None, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "seq": seq,
+            "event_id": uuid.uuid4().hex,
+            "ts": utcnow(),
+            "kind": kind,
+            "actor": actor,
+            "task_id": task_id,
+            "outcome": outcome,
+            "data": _redact(json.loads(json.dumps(data, default=str))),
+        }
 
     def _write(self, conn: Connection, event: dict[str, Any], prev: str) -> str:
         digest = keyed_digest(self.key, prev, event_fields(event))
@@ -155,8 +184,9 @@ class AuditLog:
         with self.store.write() as conn:
             return self.append(conn, kind, **kwargs)
 
-    def events(self, *, task_id: str | None = None, kind: str | None = None, after_seq: int = 0,
-               limit: int = 1000) -> list[AuditEvent]:
+    def events(
+        self, *, task_id: str | None = None, kind: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditEvent]:
         q = select(t.audit_events).where(t.audit_events.c.seq > after_seq)
         if task_id:
             q = q.where(t.audit_events.c.task_id == task_id)
@@ -164,9 +194,21 @@ class AuditLog:
             q = q.where(t.audit_events.c.kind == kind)
         with self.store.read() as conn:
             rows = conn.execute(q.order_by(t.audit_events.c.seq).limit(limit)).all()
-        return [AuditEvent(seq=int(r.seq), event_id=r.event_id, ts=aware_ts(r.ts), kind=r.kind, actor=r.actor,
-                           task_id=r.task_id, outcome=r.outcome, data=r.data, prev_hash=r.prev_hash,
-                           hash=r.hash) for r in rows]
+        return [
+            AuditEvent(
+                seq=int(r.seq),
+                event_id=r.event_id,
+                ts=aware_ts(r.ts),
+                kind=r.kind,
+                actor=r.actor,
+                task_id=r.task_id,
+                outcome=r.outcome,
+                data=r.data,
+                prev_hash=r.prev_hash,
+                hash=r.hash,
+            )
+            for r in rows
+        ]
 
     # -- verification --------------------------------------------------------------------------
     def head(self) -> ChainHead:
@@ -180,17 +222,19 @@ class AuditLog:
         last = after
         while last < upto:
             with self.store.read() as conn:
-                rows = conn.execute(select(t.audit_events).where(
-                    t.audit_events.c.seq > last, t.audit_events.c.seq <= upto)
-                    .order_by(t.audit_events.c.seq).limit(batch)).all()
+                rows = conn.execute(
+                    select(t.audit_events)
+                    .where(t.audit_events.c.seq > last, t.audit_events.c.seq <= upto)
+                    .order_by(t.audit_events.c.seq)
+                    .limit(batch)
+                ).all()
             if not rows:
                 return
             for r in rows:
                 yield r._mapping
             last = rows[-1].seq
 
-    def verify(self, checkpoints: Sequence[Checkpoint] = (), *,
-               start: tuple[int, str] | None = None) -> VerifyResult:
+    def verify(self, checkpoints: Sequence[Checkpoint] = (), *, start: tuple[int, str] | None = None) -> VerifyResult:
         """Walk the chain up to the head read *first* (appends racing the walk are left to the next
         run). ``checkpoints`` (:class:`~broker.audit.checkpoints.Checkpoint`, already signature-
         checked) must all match; ``start`` = a (seq, hash) verified before: walk only what follows."""

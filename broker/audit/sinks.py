@@ -111,8 +111,13 @@ class WebhookSink:
 
     def export(self, checkpoint: Checkpoint) -> None:
         try:
-            resp = httpx.post(self._url, content=checkpoint.to_line().encode(), timeout=self._timeout,
-                              headers={"content-type": "application/json"}, follow_redirects=False)
+            resp = httpx.post(
+                self._url,
+                content=checkpoint.to_line().encode(),
+                timeout=self._timeout,
+                headers={"content-type": "application/json"},
+                follow_redirects=False,
+            )
         except httpx.HTTPError as exc:
             raise SinkError(f"checkpoint sink webhook: {type(exc).__name__}") from None
         if resp.status_code >= 300:
@@ -131,4 +136,3 @@ def build_sinks(configured: list[CheckpointSinkSettings], data_dir: Path) -> lis
             assert s.url is not None
             sinks.append(WebhookSink(s.url, timeout=s.timeout_seconds))
     return sinks
-

@@ -58,8 +58,14 @@ def _fail(events: int, problem: str, seq: int | None, head: ChainHead) -> Verify
     return VerifyResult(False, events, problem, seq, head_seq=head.seq, head_hash=head.hash)
 
 
-def walk(key: AuditKey, rows: Iterable[Mapping[str, Any]], head: ChainHead,
-         checkpoints: Sequence[Checkpoint] = (), *, start: tuple[int, str] | None = None) -> VerifyResult:
+def walk(
+    key: AuditKey,
+    rows: Iterable[Mapping[str, Any]],
+    head: ChainHead,
+    checkpoints: Sequence[Checkpoint] = (),
+    *,
+    start: tuple[int, str] | None = None,
+) -> VerifyResult:
     """``rows`` in seq order up to ``head.seq``. With ``start`` (a keyed point verified before),
     ``rows`` begin right after it."""
     expected, prev = (start[0] + 1, start[1]) if start else (1, GENESIS)
@@ -71,11 +77,21 @@ def walk(key: AuditKey, rows: Iterable[Mapping[str, Any]], head: ChainHead,
         by_seq.setdefault(cp.seq, []).append(cp)
     latest = max(checkpoints, key=lambda c: c.seq, default=None)
     if latest is not None and latest.seq > head.seq:
-        return _fail(0, f"the store ends at event {head.seq} but the checkpoint exported at {latest.ts} covers "
-                        f"event {latest.seq}: the last events were deleted and the head moved back", head.seq, head)
+        return _fail(
+            0,
+            f"the store ends at event {head.seq} but the checkpoint exported at {latest.ts} covers "
+            f"event {latest.seq}: the last events were deleted and the head moved back",
+            head.seq,
+            head,
+        )
     if start is not None and head.seq < start[0]:
-        return _fail(0, f"the store ends at event {head.seq} but event {start[0]} was verified before: the last "
-                        f"events were deleted and the head moved back", head.seq, head)
+        return _fail(
+            0,
+            f"the store ends at event {head.seq} but event {start[0]} was verified before: the last "
+            f"events were deleted and the head moved back",
+            head.seq,
+            head,
+        )
     count = 0
     for row in rows:
         seq = int(row["seq"])
@@ -86,32 +102,60 @@ def walk(key: AuditKey, rows: Iterable[Mapping[str, Any]], head: ChainHead,
         event = event_fields(row)
         if keyed:
             if keyed_digest(key, prev, event) != row["hash"]:
-                return _fail(count, f"event {seq} was modified (its MAC does not verify under the audit key "
-                                    f"{key.key_id})", seq, head)
+                return _fail(
+                    count,
+                    f"event {seq} was modified (its MAC does not verify under the audit key {key.key_id})",
+                    seq,
+                    head,
+                )
             if row["kind"] == ANCHOR_KIND:
-                return _fail(count, f"event {seq} re-anchors a chain that was already keyed (the head row's "
-                                    f"key id was cleared)", seq, head)
+                return _fail(
+                    count,
+                    f"event {seq} re-anchors a chain that was already keyed (the head row's key id was cleared)",
+                    seq,
+                    head,
+                )
         elif row["kind"] == ANCHOR_KIND:
             if keyed_digest(key, prev, event) != row["hash"]:
-                return _fail(count, f"event {seq} (the chain's key anchor) is not keyed with the audit key "
-                                    f"{key.key_id}: the chain was rewritten, or the key is not this chain's",
-                             seq, head)
+                return _fail(
+                    count,
+                    f"event {seq} (the chain's key anchor) is not keyed with the audit key "
+                    f"{key.key_id}: the chain was rewritten, or the key is not this chain's",
+                    seq,
+                    head,
+                )
             keyed, keyed_from, chain_id = True, seq, str(row["event_id"])
         elif legacy_digest(prev, event) != row["hash"]:
             return _fail(count, f"event {seq} was modified", seq, head)
         for cp in by_seq.get(seq, ()):
             if cp.hash != row["hash"]:
-                return _fail(count, f"event {seq} differs from the checkpoint exported at {cp.ts} (the chain "
-                                    f"was rewritten from there on)", seq, head)
+                return _fail(
+                    count,
+                    f"event {seq} differs from the checkpoint exported at {cp.ts} (the chain "
+                    f"was rewritten from there on)",
+                    seq,
+                    head,
+                )
         prev, expected, count = str(row["hash"]), expected + 1, count + 1
     if expected - 1 != head.seq or head.hash != prev:
-        return _fail(count, f"the chain ends at event {expected - 1} but the head says {head.seq} (events were "
-                            f"deleted from the end)", head.seq, head)
+        return _fail(
+            count,
+            f"the chain ends at event {expected - 1} but the head says {head.seq} (events were deleted from the end)",
+            head.seq,
+            head,
+        )
     if checkpoints and not keyed:
-        return _fail(count, "the chain is not keyed but checkpoints of a keyed chain were exported: the chain "
-                            "was rewritten without its key anchor", head.seq, head)
+        return _fail(
+            count,
+            "the chain is not keyed but checkpoints of a keyed chain were exported: the chain "
+            "was rewritten without its key anchor",
+            head.seq,
+            head,
+        )
     if chain_id is not None and latest is not None and latest.chain != chain_id:
-        return _fail(count, f"the checkpoints name chain {latest.chain} but this store's chain is {chain_id}",
-                     head.seq, head)
-    return VerifyResult(True, count, head_seq=head.seq, head_hash=prev, keyed_from=keyed_from,
-                        chain_id=chain_id, checkpoint=latest)
+        return _fail(
+            count, f"the checkpoints name chain {latest.chain} but this store's chain is {chain_id}", head.seq, head
+        )
+    return VerifyResult(
+        True, count, head_seq=head.seq, head_hash=prev, keyed_from=keyed_from, chain_id=chain_id, checkpoint=latest
+    )

@@ -22,9 +22,15 @@ def audit_key(settings: AuditSettings, data_dir: Path, *, create: bool) -> Audit
     return load_key_file(settings.key_file or data_dir / "audit.key", create=create)
 
 
-def build_guard(audit: AuditLog, settings: AuditSettings, data_dir: Path, registry: CollectorRegistry,
-                alert: AlertSender | None) -> AuditGuard:
+def build_guard(
+    audit: AuditLog, settings: AuditSettings, data_dir: Path, registry: CollectorRegistry, alert: AlertSender | None
+) -> AuditGuard:
     """Builds; starts nothing (the runner calls ``start``)."""
-    return AuditGuard(audit, build_sinks(settings.sinks, data_dir), AuditMetrics(registry), alert=alert,
-                      checkpoint_interval=settings.checkpoint_interval_seconds,
-                      verify_interval=settings.verify_interval_seconds)
+    return AuditGuard(
+        audit,
+        build_sinks(settings.sinks, data_dir),
+        AuditMetrics(registry),
+        alert=alert,
+        checkpoint_interval=settings.checkpoint_interval_seconds,
+        verify_interval=settings.verify_interval_seconds,
+    )

@@ -155,9 +155,7 @@ class AwsStsBackend:
         role_arn = aws.get("role_arn")
         m = ROLE_ARN.match(role_arn) if isinstance(role_arn, str) else None
         if m is None:
-            raise InvalidInput(
-                "aws.role_arn", "must be an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>"
-            )
+            raise InvalidInput("aws.role_arn", "must be an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>")
         out: dict[str, Any] = {"role_arn": role_arn, "role_name": m.group(4)}
         region = aws.get("region", self.settings.region)
         if not isinstance(region, str) or not REGION.match(region):
@@ -174,17 +172,11 @@ class AwsStsBackend:
             out["actions"] = _actions(aws["actions"])
         revocation = aws.get("revocation", self.mode.value)
         if revocation not in {m.value for m in AwsRevocationMode}:
-            raise InvalidInput(
-                "aws.revocation", f'"{revocation}" is not one of ["per_task_role", "tag_deny"]'
-            )
+            raise InvalidInput("aws.revocation", f'"{revocation}" is not one of ["per_task_role", "tag_deny"]')
         out["revocation"] = revocation
         for action in sorted(set(pol.DEFAULT_ACTIONS) | set(out.get("actions", {}))):
             if (
-                len(
-                    pol.session_policy(
-                        pol.actions_for(action, out.get("actions")) or ["s3:x"], out["resources"]
-                    )
-                )
+                len(pol.session_policy(pol.actions_for(action, out.get("actions")) or ["s3:x"], out["resources"]))
                 > pol.SESSION_POLICY_LIMIT
             ):
                 raise InvalidInput(
@@ -414,9 +406,7 @@ class AwsStsBackend:
         return json.loads(doc) if isinstance(doc, str) else dict(doc)
 
     # -- per_task_role ----------------------------------------------------------------------
-    def _task_role(
-        self, task_id: str, name: str, aws: Mapping[str, Any], where: Mapping[str, Any]
-    ) -> tuple[str, bool]:
+    def _task_role(self, task_id: str, name: str, aws: Mapping[str, Any], where: Mapping[str, Any]) -> tuple[str, bool]:
         key = (task_id, aws["role_arn"])
         with self._lock:
             known = self._task_roles.get(key)
@@ -456,9 +446,7 @@ class AwsStsBackend:
                 if _code(exc) != "EntityAlreadyExists":
                     raise
                 arn, fresh = iam.get_role(RoleName=name)["Role"]["Arn"], False
-        self._copy_permissions(
-            iam, aws["role_name"], name
-        )  # idempotent: also completes an interrupted create
+        self._copy_permissions(iam, aws["role_name"], name)  # idempotent: also completes an interrupted create
         with self._lock:
             self._task_roles[key] = arn
         return arn, fresh
@@ -491,9 +479,7 @@ class AwsStsBackend:
                 PolicyDocument=json.dumps(
                     {
                         "Version": "2012-10-17",
-                        "Statement": [
-                            {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
-                        ],
+                        "Statement": [{"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
                     }
                 ),
             )
@@ -575,9 +561,7 @@ def _resources(value: Any) -> list[str]:
 
 def _actions(value: Any) -> dict[str, list[str]]:
     if not isinstance(value, Mapping):
-        raise InvalidInput(
-            "aws.actions", 'must map broker actions to AWS actions: {"storage.read": ["s3:GetObject"]}'
-        )
+        raise InvalidInput("aws.actions", 'must map broker actions to AWS actions: {"storage.read": ["s3:GetObject"]}')
     out: dict[str, list[str]] = {}
     for action, iam_actions in value.items():
         if not isinstance(iam_actions, list) or not all(

@@ -59,22 +59,45 @@ class KindSpec:
 KINDS: Mapping[ResourceKind, KindSpec] = {
     spec.kind: spec
     for spec in (
-        KindSpec(ResourceKind.VAULT_TOKEN, "OpenBao/Vault child token under the task's parent token",
-                 "vault", lambda d: d.token_backend),
-        KindSpec(ResourceKind.VAULT_KV, "OpenBao/Vault KV secret, response-wrapped", "vault",
-                 lambda d: OpenBaoKVBackend(d.openbao, fingerprinter=d.fingerprint,
-                                            public_addr=d.settings.openbao.public_addr)),
-        KindSpec(ResourceKind.POSTGRES, "dynamic PostgreSQL role through the OpenBao database engine", "vault",
-                 lambda d: PostgresBackend(d.openbao)),
-        KindSpec(ResourceKind.AWS, "AWS STS session narrowed by a session policy and tagged with the task", "aws",
-                 lambda d: AwsStsBackend(AwsClientSettings(region=d.settings.aws.region,
-                                                           endpoint_url=d.settings.aws.endpoint_url),
-                                         mode=AwsRevocationMode(d.settings.aws.revocation_mode),
-                                         outbound=d.settings.outbound_policy()),
-                 enabled=lambda s: s.aws.enabled),
-        KindSpec(ResourceKind.HTTP_API, "an upstream HTTP API the gateway calls with the credential injected",
-                 "http", lambda d: HttpApiBackend(d.openbao, d.token_backend, catalog=d.catalog,
-                                                  allowed_hosts=d.settings.gateway.allowed_hosts)),
+        KindSpec(
+            ResourceKind.VAULT_TOKEN,
+            "OpenBao/Vault child token under the task's parent token",
+            "vault",
+            lambda d: d.token_backend,
+        ),
+        KindSpec(
+            ResourceKind.VAULT_KV,
+            "OpenBao/Vault KV secret, response-wrapped",
+            "vault",
+            lambda d: OpenBaoKVBackend(
+                d.openbao, fingerprinter=d.fingerprint, public_addr=d.settings.openbao.public_addr
+            ),
+        ),
+        KindSpec(
+            ResourceKind.POSTGRES,
+            "dynamic PostgreSQL role through the OpenBao database engine",
+            "vault",
+            lambda d: PostgresBackend(d.openbao),
+        ),
+        KindSpec(
+            ResourceKind.AWS,
+            "AWS STS session narrowed by a session policy and tagged with the task",
+            "aws",
+            lambda d: AwsStsBackend(
+                AwsClientSettings(region=d.settings.aws.region, endpoint_url=d.settings.aws.endpoint_url),
+                mode=AwsRevocationMode(d.settings.aws.revocation_mode),
+                outbound=d.settings.outbound_policy(),
+            ),
+            enabled=lambda s: s.aws.enabled,
+        ),
+        KindSpec(
+            ResourceKind.HTTP_API,
+            "an upstream HTTP API the gateway calls with the credential injected",
+            "http",
+            lambda d: HttpApiBackend(
+                d.openbao, d.token_backend, catalog=d.catalog, allowed_hosts=d.settings.gateway.allowed_hosts
+            ),
+        ),
     )
 }
 

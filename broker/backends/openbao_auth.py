@@ -37,8 +37,9 @@ class AppRoleLogin:
         """Log in, install the token on the shared client; returns its TTL in seconds."""
         anonymous = self.http.make_client(Secret(""))
         with self.http.client(bound=anonymous) as c:
-            resp = c.adapter.post(f"/v1/auth/{self.mount}/login",
-                                  json={"role_id": self.role_id, "secret_id": self.secret_id.reveal()})
+            resp = c.adapter.post(
+                f"/v1/auth/{self.mount}/login", json={"role_id": self.role_id, "secret_id": self.secret_id.reveal()}
+            )
         auth = (resp or {}).get("auth") or {}
         token = auth.get("client_token")
         if not token:
@@ -51,8 +52,9 @@ class AppRoleLogin:
 class TokenRenewer:
     """Keeps the broker's own OpenBao token alive (renew-self; re-login on refusal)."""
 
-    def __init__(self, http: OpenBaoHTTP, login: AppRoleLogin | None, *, ttl: int | None = None,
-                 min_interval: float = 5.0) -> None:
+    def __init__(
+        self, http: OpenBaoHTTP, login: AppRoleLogin | None, *, ttl: int | None = None, min_interval: float = 5.0
+    ) -> None:
         self.http = http
         self.login = login
         self.min_interval = min_interval
@@ -117,14 +119,23 @@ class TokenRenewer:
                 wait = self.min_interval
 
 
-def connect(addr: str, *, timeout: float, auth: str, token: Secret, renew_token: bool = False,
-            approle_mount: str = "approle", approle_role_id: str = "",
-            approle_secret_id: Secret | None = None) -> tuple[OpenBaoHTTP, TokenRenewer | None]:
+def connect(
+    addr: str,
+    *,
+    timeout: float,
+    auth: str,
+    token: Secret,
+    renew_token: bool = False,
+    approle_mount: str = "approle",
+    approle_role_id: str = "",
+    approle_secret_id: Secret | None = None,
+) -> tuple[OpenBaoHTTP, TokenRenewer | None]:
     """The shared client, logged in; and the (not yet started) renewer when one is needed."""
     if auth == "approle":
         http = OpenBaoHTTP(addr, Secret(""), timeout=timeout)
-        login = AppRoleLogin(http, mount=approle_mount, role_id=approle_role_id,
-                             secret_id=approle_secret_id or Secret(""))
+        login = AppRoleLogin(
+            http, mount=approle_mount, role_id=approle_role_id, secret_id=approle_secret_id or Secret("")
+        )
         ttl = login.login()
         return http, TokenRenewer(http, login, ttl=ttl)
     http = OpenBaoHTTP(addr, token, timeout=timeout)

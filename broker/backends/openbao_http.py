@@ -39,8 +39,9 @@ class OpenBaoHTTP:
         self._root = self.make_client()
 
     def make_client(self, token: Secret | None = None) -> hvac.Client:
-        return hvac.Client(url=self.addr, token=(token or self.token).reveal(), timeout=self.timeout,
-                           session=self.session)
+        return hvac.Client(
+            url=self.addr, token=(token or self.token).reveal(), timeout=self.timeout, session=self.session
+        )
 
     @contextmanager
     def client(self, token: Secret | None = None, *, bound: hvac.Client | None = None) -> Iterator[hvac.Client]:

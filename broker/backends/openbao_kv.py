@@ -76,9 +76,7 @@ class OpenBaoKVBackend:
             except (hvac.exceptions.InvalidRequest, hvac.exceptions.InvalidPath) as exc:
                 raise InvalidInput("vault.mount", f'no secrets engine is mounted at "{mount}"') from exc
             if info.get("type") not in ("kv", "generic"):
-                raise InvalidInput(
-                    "vault.mount", f'"{mount}" is a {info.get("type")} engine, not a KV engine'
-                )
+                raise InvalidInput("vault.mount", f'"{mount}" is a {info.get("type")} engine, not a KV engine')
             version = 2 if str((info.get("options") or {}).get("version", "1")) == "2" else 1
             try:
                 c.adapter.get(_read_path(mount, path, version))
@@ -129,8 +127,11 @@ class OpenBaoKVBackend:
             expires_at=expires,
             revocation={"wrapping_accessor": info["accessor"]},
             accessor=str(info["accessor"]),
-            extra={"fingerprints": fingerprints, "fingerprint_lengths": lengths,
-                   "creation_path": info.get("creation_path")},
+            extra={
+                "fingerprints": fingerprints,
+                "fingerprint_lengths": lengths,
+                "creation_path": info.get("creation_path"),
+            },
         )
 
     def revoke(self, reference: Mapping[str, Any]) -> None:
@@ -200,9 +201,7 @@ class OpenBaoKVBackend:
             try:
                 data = c.adapter.post("/v1/sys/wrapping/lookup", json={"token": token.reveal()})["data"]
             except hvac.exceptions.InvalidRequest as exc:
-                raise UpstreamError(
-                    "the wrapping token is not valid (already unwrapped, revoked or expired)"
-                ) from exc
+                raise UpstreamError("the wrapping token is not valid (already unwrapped, revoked or expired)") from exc
         return {k: data.get(k) for k in ("creation_path", "creation_time", "creation_ttl")}
 
 

@@ -39,8 +39,9 @@ class OpenBaoKvReader:
         try:
             with self._http.client(bound=self._client) as c:
                 if version == 2:
-                    resp = c.secrets.kv.v2.read_secret_version(path=path, mount_point=mount,
-                                                               raise_on_deleted_version=False)
+                    resp = c.secrets.kv.v2.read_secret_version(
+                        path=path, mount_point=mount, raise_on_deleted_version=False
+                    )
                     return dict(((resp or {}).get("data") or {}).get("data") or {})
                 resp = c.secrets.kv.v1.read_secret(path=path, mount_point=mount)
                 return dict((resp or {}).get("data") or {})

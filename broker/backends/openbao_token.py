@@ -60,10 +60,17 @@ class OpenBaoTokenBackend:
 
     def _write_role(self, policies: list[str]) -> None:
         with self.http.client() as c:
-            c.adapter.post(f"/v1/auth/token/roles/{GRANT_ROLE}", json={
-                "allowed_policies": policies, "disallowed_policies": ["root"], "orphan": False,
-                "renewable": False, "token_type": "service", "path_suffix": "",
-            })
+            c.adapter.post(
+                f"/v1/auth/token/roles/{GRANT_ROLE}",
+                json={
+                    "allowed_policies": policies,
+                    "disallowed_policies": ["root"],
+                    "orphan": False,
+                    "renewable": False,
+                    "token_type": "service",
+                    "path_suffix": "",
+                },
+            )
 
     # -- port -------------------------------------------------------------------------------
     def validate_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,9 +119,13 @@ class OpenBaoTokenBackend:
             ttl = max(1, int((task.expires_at - now).total_seconds()))
             with self.http.client() as c:
                 resp = c.auth.token.create_orphan(
-                    policies=[PARENT_POLICY], no_default_policy=True, ttl=f"{ttl}s", renewable=False,
+                    policies=[PARENT_POLICY],
+                    no_default_policy=True,
+                    ttl=f"{ttl}s",
+                    renewable=False,
                     display_name=f"nhi-task-{task.task_id}"[:64],
-                    meta={"nhi_task": task.task_id, "nhi_agent": task.agent, "nhi_role": "task-parent"})
+                    meta={"nhi_task": task.task_id, "nhi_agent": task.agent, "nhi_role": "task-parent"},
+                )
             auth = resp["auth"]
             token, accessor = Secret(auth["client_token"]), auth["accessor"]
             # write-ahead: the parent's accessor is in the store before any child exists under it,
@@ -133,11 +144,18 @@ class OpenBaoTokenBackend:
         parent_client, parent_accessor = self._parent(request)
         policies = list(request.resource.settings["vault"]["policies"])
         body: dict[str, Any] = {
-            "policies": policies, "ttl": f"{request.ttl_seconds}s", "explicit_max_ttl": f"{request.ttl_seconds}s",
-            "renewable": False, "display_name": f"nhi-{request.action.name}"[:64],
-            "meta": {"nhi_task": request.task.task_id, "nhi_agent": request.agent.name,
-                     "nhi_action": request.action.name, "nhi_resource": request.resource.name,
-                     "nhi_grant": request.grant_id},
+            "policies": policies,
+            "ttl": f"{request.ttl_seconds}s",
+            "explicit_max_ttl": f"{request.ttl_seconds}s",
+            "renewable": False,
+            "display_name": f"nhi-{request.action.name}"[:64],
+            "meta": {
+                "nhi_task": request.task.task_id,
+                "nhi_agent": request.agent.name,
+                "nhi_action": request.action.name,
+                "nhi_resource": request.resource.name,
+                "nhi_grant": request.grant_id,
+            },
         }
         if request.uses:
             body["num_uses"] = request.uses
@@ -152,8 +170,12 @@ class OpenBaoTokenBackend:
         expires = datetime.now(UTC) + timedelta(seconds=int(auth["lease_duration"]))
         return IssuedCredential(
             kind=self.kind,
-            public={"accessor": auth["accessor"], "policies": auth.get("policies", policies),
-                    "expires_at": expires.isoformat(), "num_uses": request.uses},
+            public={
+                "accessor": auth["accessor"],
+                "policies": auth.get("policies", policies),
+                "expires_at": expires.isoformat(),
+                "num_uses": request.uses,
+            },
             secrets={"token": Secret(auth["client_token"])},
             expires_at=expires,
             revocation={"accessor": auth["accessor"], "parent_accessor": parent_accessor},

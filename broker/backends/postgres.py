@@ -119,9 +119,7 @@ class PostgresBackend:
         except (hvac.exceptions.InvalidRequest, hvac.exceptions.InvalidPath) as exc:
             raise InvalidInput("vault.mount", f'no secrets engine is mounted at "{mount}"') from exc
         if mount_info.get("type") != "database":
-            raise InvalidInput(
-                "vault.mount", f'"{mount}" is a {mount_info.get("type")} engine, not a database engine'
-            )
+            raise InvalidInput("vault.mount", f'"{mount}" is a {mount_info.get("type")} engine, not a database engine')
         raise InvalidInput("vault.role", f'role "{role}" does not exist at mount "{mount}"')
 
     # -- port -------------------------------------------------------------------------------
@@ -312,13 +310,11 @@ def ensure_group_role(conninfo: str, group_role: str, *, dbname: str, read_only:
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(group))
             conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), group))
             conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(group))
+            conn.execute(sql.SQL("GRANT " + privileges + " ON ALL TABLES IN SCHEMA public TO {}").format(group))
             conn.execute(
-                sql.SQL("GRANT " + privileges + " ON ALL TABLES IN SCHEMA public TO {}").format(group)
-            )
-            conn.execute(
-                sql.SQL(
-                    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT " + privileges + " ON TABLES TO {}"
-                ).format(group)
+                sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT " + privileges + " ON TABLES TO {}").format(
+                    group
+                )
             )
     except psycopg.OperationalError as exc:
         raise UpstreamUnavailable("PostgreSQL is unreachable for setup") from exc

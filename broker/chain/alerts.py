@@ -22,8 +22,16 @@ log = get_logger("nhi-broker.alerts")
 
 
 class WebhookAlerter:
-    def __init__(self, url: str, *, timeout: float = 2.0, attempts: int = 3, backoff: float = 0.5,
-                 policy: OutboundPolicy | None = None, field: str = "alert_webhook_url") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 2.0,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        policy: OutboundPolicy | None = None,
+        field: str = "alert_webhook_url",
+    ) -> None:
         """``policy``: the URL is checked now (a refused URL fails start-up) and every address it
         resolves to is checked again before each delivery (broker/netpolicy.py)."""
         self.policy, self.field = policy, field

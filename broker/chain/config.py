@@ -123,7 +123,8 @@ def parse(raw: object, *, catalog: Iterable[str] | None = None, source: str = FI
                     if action not in known:
                         raise InvalidInput(
                             f"{source}:detectors.dangerous_sequence.sequences[{i}].{part}.actions",
-                            f'action "{action}" is not in the action catalog')
+                            f'action "{action}" is not in the action catalog',
+                        )
     return config
 
 

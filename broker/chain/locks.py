@@ -70,8 +70,9 @@ class PostgresTaskLocks:
     def __init__(self, url: str, *, wait_seconds: float = 30.0, pool_size: int = 2, max_overflow: int = 62) -> None:
         # its own pool: a request holds its lock connection while it uses the store's pool, so
         # sharing one pool could exhaust it with lock holders waiting for a second connection
-        self.engine: Engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
-                                            pool_pre_ping=True, pool_timeout=wait_seconds)
+        self.engine: Engine = create_engine(
+            url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_timeout=wait_seconds
+        )
         self.wait_ms = int(wait_seconds * 1000)
         self._local = LocalTaskLocks()
         self._held = threading.local()
@@ -110,8 +111,9 @@ class PostgresTaskLocks:
                 tx = conn.begin()
                 # a bounded wait: a stuck holder yields 503, never an unserialised decision
                 conn.execute(text(f"SET LOCAL lock_timeout = {self.wait_ms}"))
-                conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"),
-                             {"ns": NAMESPACE, "key": task_key(task_id)})
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": NAMESPACE, "key": task_key(task_id)}
+                )
             except SQLAlchemyError as exc:
                 raise UpstreamUnavailable(f'could not lock task "{task_id}" in the store') from exc
             try:

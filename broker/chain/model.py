@@ -63,9 +63,14 @@ class ChainStep:
         return self.consequence is not None and self.sensitivity is not None
 
     def brief(self) -> dict[str, Any]:
-        return {"ref": self.ref, "kind": self.kind.value, "action": self.action, "resource": self.resource,
-                "tier": self.tier.value if self.tier else None,
-                "outcome": self.outcome.value if self.outcome else None}
+        return {
+            "ref": self.ref,
+            "kind": self.kind.value,
+            "action": self.action,
+            "resource": self.resource,
+            "tier": self.tier.value if self.tier else None,
+            "outcome": self.outcome.value if self.outcome else None,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +104,14 @@ class Escalation:
 
     def to_json(self) -> dict[str, Any]:
         """The escalation as it is kept (on a scan finding) and shown."""
-        return {"task_id": self.task_id, "task_state": self.task_state.value if self.task_state else None,
-                "detector": self.detector, "revocations_queued": self.revocations_queued,
-                "revocations_completed": self.revocations_completed, "revocations_pending": self.revocations_pending}
+        return {
+            "task_id": self.task_id,
+            "task_state": self.task_state.value if self.task_state else None,
+            "detector": self.detector,
+            "revocations_queued": self.revocations_queued,
+            "revocations_completed": self.revocations_completed,
+            "revocations_pending": self.revocations_pending,
+        }
 
 
 @dataclass(frozen=True, slots=True)

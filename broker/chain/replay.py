@@ -37,10 +37,19 @@ def _at(record: Mapping[str, Any]) -> datetime:
 def _step(record: Mapping[str, Any], tier: Tier, outcome: Outcome) -> ChainStep:
     i = record["inputs"]
     external = i.get("resource_external")
-    return ChainStep(ref=str(record["decision_id"]), kind=StepKind.CREDENTIAL_REQUEST, at=_at(record),
-                     action=i.get("action"), resource=i.get("resource"), consequence=i.get("consequence"),
-                     sensitivity=i.get("sensitivity"), external=bool(external) if external is not None else None,
-                     tier=tier, outcome=outcome, collection=bool(i.get("approval_id")))
+    return ChainStep(
+        ref=str(record["decision_id"]),
+        kind=StepKind.CREDENTIAL_REQUEST,
+        at=_at(record),
+        action=i.get("action"),
+        resource=i.get("resource"),
+        consequence=i.get("consequence"),
+        sensitivity=i.get("sensitivity"),
+        external=bool(external) if external is not None else None,
+        tier=tier,
+        outcome=outcome,
+        collection=bool(i.get("approval_id")),
+    )
 
 
 class ChainReplay:
@@ -65,19 +74,39 @@ class ChainReplay:
         task_id = str(i["task_id"])
         candidate = _step(record, decision.tier, decision.outcome)
         history = self._history(task_id, candidate.at)
-        ctx = ChainContext(history=tuple(s for s in history if s.kind is not StepKind.ESCALATION),
-                           candidate=candidate, ceiling=Tier(i["profile_ceiling"]), now=candidate.at)
+        ctx = ChainContext(
+            history=tuple(s for s in history if s.kind is not StepKind.ESCALATION),
+            candidate=candidate,
+            ceiling=Tier(i["profile_ceiling"]),
+            now=candidate.at,
+        )
         for detector in self.detectors:
             hit = detector.check(ctx)
             if hit is not None:
-                decision = replace(decision, outcome=Outcome.DENY, ttl_seconds=0, uses=0, reasons=(
-                    *decision.reasons, f"chain escalated by detector {hit.detector}: {hit.reason}"))
+                decision = replace(
+                    decision,
+                    outcome=Outcome.DENY,
+                    ttl_seconds=0,
+                    uses=0,
+                    reasons=(*decision.reasons, f"chain escalated by detector {hit.detector}: {hit.reason}"),
+                )
                 break
         else:
             escalated_before = any(s.kind is StepKind.ESCALATION for s in history)
-            if (self.config.on_escalation is OnEscalation.STEP_UP_ONLY and escalated_before
-                    and decision.outcome is Outcome.ALLOW and not i.get("approval_approved")):
-                decision = replace(decision, outcome=Outcome.STEP_UP, ttl_seconds=0, reasons=(
-                    *decision.reasons, "the task's chain escalated earlier: every request needs step-up approval"))
+            if (
+                self.config.on_escalation is OnEscalation.STEP_UP_ONLY
+                and escalated_before
+                and decision.outcome is Outcome.ALLOW
+                and not i.get("approval_approved")
+            ):
+                decision = replace(
+                    decision,
+                    outcome=Outcome.STEP_UP,
+                    ttl_seconds=0,
+                    reasons=(
+                        *decision.reasons,
+                        "the task's chain escalated earlier: every request needs step-up approval",
+                    ),
+                )
         self._decisions[task_id].append(replace(candidate, outcome=decision.outcome))
         return decision

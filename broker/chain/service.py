@@ -54,9 +54,18 @@ class Alerter(Protocol):
 
 
 class ChainService:
-    def __init__(self, store: Store, audit: AuditLog, revocations: RevocationService, rules: ChainRules,
-                 catalog: Callable[[], Mapping[str, Action]], fingerprint: Fingerprinter, locks: TaskLocks,
-                 alerter: Alerter | None = None, on_escalated: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        revocations: RevocationService,
+        rules: ChainRules,
+        catalog: Callable[[], Mapping[str, Action]],
+        fingerprint: Fingerprinter,
+        locks: TaskLocks,
+        alerter: Alerter | None = None,
+        on_escalated: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
         self.audit = audit
         self.revocations = revocations
@@ -89,8 +98,12 @@ class ChainService:
             profile = self.store.get_profile(conn, task.profile)
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
-        ctx = ChainContext(history=tuple(s for s in history if s.kind not in _NOT_STEPS),
-                           candidate=candidate, ceiling=effective_profile(profile, task).ceiling, now=utcnow())
+        ctx = ChainContext(
+            history=tuple(s for s in history if s.kind not in _NOT_STEPS),
+            candidate=candidate,
+            ceiling=effective_profile(profile, task).ceiling,
+            now=utcnow(),
+        )
         for detector in self.rules.current.detectors:
             hit = detector.check(ctx)
             if hit is not None:
@@ -101,27 +114,51 @@ class ChainService:
         act = self.catalog().get(action) if action else None
         with self.store.read() as conn:
             res = self.store.get_resource(conn, resource) if resource else None
-        return {"consequence": act.consequence.value if act else None,
-                "sensitivity": res.sensitivity.value if res else None,
-                "external": res.external if res else None}
+        return {
+            "consequence": act.consequence.value if act else None,
+            "sensitivity": res.sensitivity.value if res else None,
+            "external": res.external if res else None,
+        }
 
     # -- inline, before issuance -----------------------------------------------------------------
-    def review_request(self, agent: Agent, task: Task, decision: Decision, action: str,
-                       resource: str) -> tuple[Decision, Hit | None]:
+    def review_request(
+        self, agent: Agent, task: Task, decision: Decision, action: str, resource: str
+    ) -> tuple[Decision, Hit | None]:
         facts = self._resolve(action, resource)
-        candidate = ChainStep(ref=decision.decision_id, kind=StepKind.CREDENTIAL_REQUEST, at=utcnow(),
-                              action=action, resource=resource, tier=decision.tier, outcome=decision.outcome,
-                              collection=bool(decision.inputs.get("approval_id")), **facts)
+        candidate = ChainStep(
+            ref=decision.decision_id,
+            kind=StepKind.CREDENTIAL_REQUEST,
+            at=utcnow(),
+            action=action,
+            resource=resource,
+            tier=decision.tier,
+            outcome=decision.outcome,
+            collection=bool(decision.inputs.get("approval_id")),
+            **facts,
+        )
         history = self.history(task.task_id)
         hit = self._detect(history, candidate, task)
         if hit is not None:
-            return replace(decision, outcome=Outcome.DENY, ttl_seconds=0, uses=0, reasons=(
-                *decision.reasons, f"chain escalated by detector {hit.detector}: {hit.reason}")), hit
+            return replace(
+                decision,
+                outcome=Outcome.DENY,
+                ttl_seconds=0,
+                uses=0,
+                reasons=(*decision.reasons, f"chain escalated by detector {hit.detector}: {hit.reason}"),
+            ), hit
         escalated_before = any(s.kind is StepKind.ESCALATION for s in history)
-        if (self.config.on_escalation is OnEscalation.STEP_UP_ONLY and escalated_before
-                and decision.outcome is Outcome.ALLOW and not decision.inputs.get("approval_approved")):
-            return replace(decision, outcome=Outcome.STEP_UP, ttl_seconds=0, reasons=(
-                *decision.reasons, "the task's chain escalated earlier: every request needs step-up approval")), None
+        if (
+            self.config.on_escalation is OnEscalation.STEP_UP_ONLY
+            and escalated_before
+            and decision.outcome is Outcome.ALLOW
+            and not decision.inputs.get("approval_approved")
+        ):
+            return replace(
+                decision,
+                outcome=Outcome.STEP_UP,
+                ttl_seconds=0,
+                reasons=(*decision.reasons, "the task's chain escalated earlier: every request needs step-up approval"),
+            ), None
         return decision, None
 
     def escalate_request(self, agent: Agent, task: Task, decision: Decision, hit: Hit) -> Escalated:
@@ -129,8 +166,13 @@ class ChainService:
         return Escalated(
             f'the task\'s chain escalated (detector "{hit.detector}"): {hit.reason}; this request gets no '
             f"credential and every credential of the task is revoked",
-            details={"decision": decision.public(), "detector": hit.detector, "rule": hit.rule,
-                     "task_state": report.task_state.value if report.task_state else None})
+            details={
+                "decision": decision.public(),
+                "detector": hit.detector,
+                "rule": hit.rule,
+                "task_state": report.task_state.value if report.task_state else None,
+            },
+        )
 
     def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None:
         """Issued-hook: if the task stopped being active while we issued (another replica
@@ -139,9 +181,14 @@ class ChainService:
             task = self.store.get_task(conn, task_id)
         if task is not None and task.state is not TaskState.ACTIVE:
             log.warning("chain.issued_after_escalation", task_id=task_id, grant_id=grant_id)
-            self.revocations.revoke_task(task_id, reason=f"issued while the task became {task.state.value}",
-                                         state=task.state, actor="broker", audit_kind="task.revoked",
-                                         from_states=())
+            self.revocations.revoke_task(
+                task_id,
+                reason=f"issued while the task became {task.state.value}",
+                state=task.state,
+                actor="broker",
+                audit_kind="task.revoked",
+                from_states=(),
+            )
 
     # -- escalation --------------------------------------------------------------------------------
     def escalate(self, task_id: str, hit: Hit, *, actor: str) -> Escalation:
@@ -152,9 +199,15 @@ class ChainService:
             chain_store.add_event(conn, task_id=task_id, kind=StepKind.ESCALATION, detail=detail)
 
         report = self.revocations.revoke_task(
-            task_id, reason=f"{hit.detector}: {hit.reason}", state=TaskState.QUARANTINED, actor=actor,
-            audit_kind="task.escalated", extra={**hit.audit_data(), "mode": mode.value},
-            from_states=(TaskState.ACTIVE,) if mode is OnEscalation.QUARANTINE else (), in_transaction=mark)
+            task_id,
+            reason=f"{hit.detector}: {hit.reason}",
+            state=TaskState.QUARANTINED,
+            actor=actor,
+            audit_kind="task.escalated",
+            extra={**hit.audit_data(), "mode": mode.value},
+            from_states=(TaskState.ACTIVE,) if mode is OnEscalation.QUARANTINE else (),
+            in_transaction=mark,
+        )
         with self.store.read() as conn:
             task = self.store.get_task(conn, task_id)
         state = task.state if task else None
@@ -164,41 +217,62 @@ class ChainService:
         if task is not None and task.parent_task_id is not None:
             self._report_to_parent(task.parent_task_id, task_id, hit, actor)
         if self.alerter is not None:
-            self.alerter.send({"event": "task.escalated", "task_id": task_id, "agent": task.agent if task else None,
-                               "task_state": state.value if state else None, "at": utcnow().isoformat(), **detail,
-                               "revocations": {"queued": report.queued, "completed": report.completed,
-                                               "pending": report.pending}})
-        return Escalation(task_id=task_id, task_state=state, detector=hit.detector,
-                          revocations_queued=report.queued, revocations_completed=report.completed,
-                          revocations_pending=report.pending)
+            self.alerter.send(
+                {
+                    "event": "task.escalated",
+                    "task_id": task_id,
+                    "agent": task.agent if task else None,
+                    "task_state": state.value if state else None,
+                    "at": utcnow().isoformat(),
+                    **detail,
+                    "revocations": {"queued": report.queued, "completed": report.completed, "pending": report.pending},
+                }
+            )
+        return Escalation(
+            task_id=task_id,
+            task_state=state,
+            detector=hit.detector,
+            revocations_queued=report.queued,
+            revocations_completed=report.completed,
+            revocations_pending=report.pending,
+        )
 
     def _report_to_parent(self, parent_id: str, child_id: str, hit: Hit, actor: str) -> None:
         """A delegated sub-task escalated: say so on the parent's chain; escalate the parent too
         when ``chain.yaml`` says ``delegation.escalate_parent`` (the default)."""
         with self.store.write() as conn:
-            ref, at = chain_store.add_event(conn, task_id=parent_id, kind=StepKind.DELEGATE_ESCALATED,
-                                            detail={"child_task_id": child_id, "detector": hit.detector})
+            ref, at = chain_store.add_event(
+                conn,
+                task_id=parent_id,
+                kind=StepKind.DELEGATE_ESCALATED,
+                detail={"child_task_id": child_id, "detector": hit.detector},
+            )
         with self.store.read() as conn:
             parent = self.store.get_task(conn, parent_id)
         if not self.config.delegation.escalate_parent or parent is None or parent.state is not TaskState.ACTIVE:
             return
         step = ChainStep(ref=ref, kind=StepKind.DELEGATE_ESCALATED, at=at)
-        self.escalate(parent_id, Hit(detector=DELEGATE_ESCALATED, steps=(step,),
-                                     reason=f"delegated task {child_id} escalated ({hit.detector})",
-                                     extra={"child_task_id": child_id}), actor=actor)
+        self.escalate(
+            parent_id,
+            Hit(
+                detector=DELEGATE_ESCALATED,
+                steps=(step,),
+                reason=f"delegated task {child_id} escalated ({hit.detector})",
+                extra={"child_task_id": child_id},
+            ),
+            actor=actor,
+        )
 
     def admin_revoke(self, task_id: str, reason: str, actor: str) -> Escalation:
         return self.escalate(task_id, Hit(detector=ADMIN_REVOKE, reason=reason, steps=()), actor=actor)
 
-    def escalate_task(self, task_id: str, *, detector: str, reason: str, actor: str,
-                      steps: list[str]) -> Escalation:
+    def escalate_task(self, task_id: str, *, detector: str, reason: str, actor: str, steps: list[str]) -> Escalation:
         """Escalate from outside the request flow (admin revoke, tampering), under the task's lock."""
         hit = Hit(detector=detector, reason=reason, steps=(), extra={"step_refs": steps} if steps else {})
         with self.lock(task_id):
             return self.escalate(task_id, hit, actor=actor)
 
-    def report_leak_locked(self, task_id: str, grant_id: str,
-                           finding_summary: Mapping[str, Any]) -> Escalation | None:
+    def report_leak_locked(self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]) -> Escalation | None:
         with self.lock(task_id):
             return self.report_leak(task_id, grant_id, finding_summary)
 
@@ -213,40 +287,55 @@ class ChainService:
             grant = self.store.get_grant(conn, grant_id)
         if grant is None or grant.task_id != task_id:
             raise NotFound(f'grant "{grant_id}" of task "{task_id}" does not exist')
-        finding = {k: finding_summary[k] for k in FINDING_KEYS
-                   if k in finding_summary and isinstance(finding_summary[k], str | int)}
+        finding = {
+            k: finding_summary[k]
+            for k in FINDING_KEYS
+            if k in finding_summary and isinstance(finding_summary[k], str | int)
+        }
         with self.store.write() as conn:
-            ref, at = chain_store.add_event(conn, task_id=task_id, kind=StepKind.LEAK,
-                                            detail={"grant_id": grant_id, "finding": finding})
+            ref, at = chain_store.add_event(
+                conn, task_id=task_id, kind=StepKind.LEAK, detail={"grant_id": grant_id, "finding": finding}
+            )
         if grant.active:
-            self.revocations.revoke_grant(grant, reason=f"{LEAKED_SECRET}: grant seen by the scanner",
-                                          actor="scanner")
+            self.revocations.revoke_grant(grant, reason=f"{LEAKED_SECRET}: grant seen by the scanner", actor="scanner")
         step = ChainStep(ref=ref, kind=StepKind.LEAK, at=at, action=grant.action, resource=grant.resource)
-        hit = Hit(detector=LEAKED_SECRET, steps=(step,), extra={"grant_id": grant_id, "finding": finding},
-                  reason=f"grant {grant_id} ({grant.action} on {grant.resource}) was seen in "
-                         f"{finding.get('source') or finding.get('location') or 'reported text'}")
+        hit = Hit(
+            detector=LEAKED_SECRET,
+            steps=(step,),
+            extra={"grant_id": grant_id, "finding": finding},
+            reason=f"grant {grant_id} ({grant.action} on {grant.resource}) was seen in "
+            f"{finding.get('source') or finding.get('location') or 'reported text'}",
+        )
         if not self.config.detectors.leaked_secret.enabled:
             return None
         return self.escalate(task_id, hit, actor="scanner")
 
-    def flag_review(self, task_id: str, review_id: str,
-                    reason: str = "post-action review flagged") -> Escalation | None:
+    def flag_review(
+        self, task_id: str, review_id: str, reason: str = "post-action review flagged"
+    ) -> Escalation | None:
         """A reviewer flagged an action: record it and escalate (None: ``review_flagged`` is disabled)."""
         with self.store.read() as conn:
             if self.store.get_task(conn, task_id) is None:
                 raise NotFound(f'task "{task_id}" does not exist')
         with self.store.write() as conn:
-            ref, at = chain_store.add_event(conn, task_id=task_id, kind=StepKind.REVIEW,
-                                            detail={"review_id": review_id})
+            ref, at = chain_store.add_event(
+                conn, task_id=task_id, kind=StepKind.REVIEW, detail={"review_id": review_id}
+            )
         if not self.config.detectors.review_flagged.enabled:
             return None
         step = ChainStep(ref=ref, kind=StepKind.REVIEW, at=at)
-        return self.escalate(task_id, Hit(detector=REVIEW_FLAGGED, steps=(step,), reason=f"{reason} ({review_id})",
-                                          extra={"review_id": review_id}), actor="review")
+        return self.escalate(
+            task_id,
+            Hit(
+                detector=REVIEW_FLAGGED, steps=(step,), reason=f"{reason} ({review_id})", extra={"review_id": review_id}
+            ),
+            actor="review",
+        )
 
     # -- events reported by the agent ---------------------------------------------------------------
-    def record_event(self, agent: Agent, task: Task, kind: StepKind, text: str | None, action: str | None,
-                     resource: str | None) -> RecordedEvent:
+    def record_event(
+        self, agent: Agent, task: Task, kind: StepKind, text: str | None, action: str | None, resource: str | None
+    ) -> RecordedEvent:
         if action is not None and action not in self.catalog():
             raise InvalidInput("action", f'"{action}" is not in the action catalog')
         facts = self._resolve(action, resource)
@@ -255,12 +344,31 @@ class ChainService:
         length = len(text) if text is not None else None
         fp = self.fingerprint(text) if text else None
         with self.store.write() as conn:
-            event_id, at = chain_store.add_event(conn, task_id=task.task_id, kind=kind, action=action,
-                                                 resource=resource, text_length=length, text_fingerprint=fp,
-                                                 detail=facts)
-            self.audit.append(conn, "chain.event", actor=agent.name, task_id=task.task_id, outcome=kind.value,
-                              data={"event_id": event_id, "kind": kind.value, "action": action,
-                                    "resource": resource, "text_length": length, "text_fingerprint": fp})
+            event_id, at = chain_store.add_event(
+                conn,
+                task_id=task.task_id,
+                kind=kind,
+                action=action,
+                resource=resource,
+                text_length=length,
+                text_fingerprint=fp,
+                detail=facts,
+            )
+            self.audit.append(
+                conn,
+                "chain.event",
+                actor=agent.name,
+                task_id=task.task_id,
+                outcome=kind.value,
+                data={
+                    "event_id": event_id,
+                    "kind": kind.value,
+                    "action": action,
+                    "resource": resource,
+                    "text_length": length,
+                    "text_fingerprint": fp,
+                },
+            )
         escalation = None
         if kind is StepKind.TOOL_CALL and action is not None:
             candidate = ChainStep(ref=event_id, kind=kind, at=at, action=action, resource=resource, **facts)
@@ -268,5 +376,12 @@ class ChainService:
             hit = self._detect(history, candidate, task)
             if hit is not None:
                 escalation = self.escalate(task.task_id, hit, actor=agent.name)
-        return RecordedEvent(event_id=event_id, task_id=task.task_id, kind=kind, at=at, text_length=length,
-                             text_fingerprint=fp, escalation=escalation)
+        return RecordedEvent(
+            event_id=event_id,
+            task_id=task.task_id,
+            kind=kind,
+            at=at,
+            text_length=length,
+            text_fingerprint=fp,
+            escalation=escalation,
+        )

@@ -24,6 +24,8 @@ class ChainRecords:
 
 def load(store: Store, task_id: str) -> ChainRecords:
     with store.read() as conn:
-        return ChainRecords(decisions=tuple(chain_store.decision_rows(conn, task_id)),
-                            events=tuple(chain_store.events(conn, task_id)),
-                            grants=tuple(store.grants(conn, task_id)))
+        return ChainRecords(
+            decisions=tuple(chain_store.decision_rows(conn, task_id)),
+            events=tuple(chain_store.events(conn, task_id)),
+            grants=tuple(store.grants(conn, task_id)),
+        )

@@ -17,8 +17,9 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DATA_DIR_ENV = "NHI_BROKER_DATA_DIR"  # every --data-dir option reads it (and `serve`'s settings: data_dir)
-DataDirOption = typer.Option(Path(".nhi-broker"), "--data-dir", envvar=DATA_DIR_ENV,
-                             help="Data directory of `nhi-broker up`.")
+DataDirOption = typer.Option(
+    Path(".nhi-broker"), "--data-dir", envvar=DATA_DIR_ENV, help="Data directory of `nhi-broker up`."
+)
 
 
 def handle_errors(fn: F) -> F:

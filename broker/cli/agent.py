@@ -14,12 +14,16 @@ def register(app: typer.Typer) -> None:
 
     @agent_app.command("token")
     @handle_errors
-    def token(name: str = typer.Argument(..., help="Agent subject (the agent's dev-issuer binding)."),
-              data_dir: Path = DataDirOption,
-              ttl: int = typer.Option(300, "--ttl", min=10, max=3600, help="Token lifetime in seconds."),
-              exchange: bool = typer.Option(False, "--exchange",
-                                            help="Exchange it at the running broker (up.json) for a "
-                                                 "reusable bearer access token (RFC 8693).")) -> None:
+    def token(
+        name: str = typer.Argument(..., help="Agent subject (the agent's dev-issuer binding)."),
+        data_dir: Path = DataDirOption,
+        ttl: int = typer.Option(300, "--ttl", min=10, max=3600, help="Token lifetime in seconds."),
+        exchange: bool = typer.Option(
+            False,
+            "--exchange",
+            help="Exchange it at the running broker (up.json) for a reusable bearer access token (RFC 8693).",
+        ),
+    ) -> None:
         """Print a dev-issuer JWT for NAME on stdout (single use: mint one per request), or with
         --exchange a broker access token that scripts can reuse until it expires."""
         # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
@@ -37,18 +41,27 @@ def register(app: typer.Typer) -> None:
             return
         up = data_dir / "up.json"
         if not up.exists():
-            raise typer.BadParameter(f"{up} not found: --exchange needs a running `nhi-broker up`",
-                                     param_hint="--exchange")
+            raise typer.BadParameter(
+                f"{up} not found: --exchange needs a running `nhi-broker up`", param_hint="--exchange"
+            )
         url = json.loads(up.read_text())["url"]
-        r = httpx.post(f"{url}/v1/token", timeout=15, data={
-            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": jwt,
-            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"})
+        r = httpx.post(
+            f"{url}/v1/token",
+            timeout=15,
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": jwt,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            },
+        )
         if r.status_code != 200:
             typer.echo(f"token exchange refused: {r.json().get('error_description', r.text[:200])}", err=True)
             raise typer.Exit(1)
-        typer.echo("warning: a bearer access token, NOT bound to a key: anyone holding it can use it until it "
-                   "expires. Agents should exchange with a DPoP proof (the Python client does: exchange=True).",
-                   err=True)
+        typer.echo(
+            "warning: a bearer access token, NOT bound to a key: anyone holding it can use it until it "
+            "expires. Agents should exchange with a DPoP proof (the Python client does: exchange=True).",
+            err=True,
+        )
         typer.echo(r.json()["access_token"])
 
     app.add_typer(agent_app, name="agent")

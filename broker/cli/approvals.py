@@ -29,9 +29,11 @@ def credentials(url: str, data_dir: Path, *, person_required: bool) -> tuple[str
     """The broker URL and the bearer to send: the person token when set, else the admin token."""
     token = os.environ.get(PERSON_TOKEN_ENV, "").strip()
     if not token and person_required:
-        raise BrokerError(f"set {PERSON_TOKEN_ENV} to your person API token (an admin creates it with "
-                          f"`nhi-broker people token create NAME`); approvals and reviews are made by a "
-                          f"person, never by the admin token or a typed name")
+        raise BrokerError(
+            f"set {PERSON_TOKEN_ENV} to your person API token (an admin creates it with "
+            f"`nhi-broker people token create NAME`); approvals and reviews are made by a "
+            f"person, never by the admin token or a typed name"
+        )
     if not token:
         token = os.environ.get("NHI_BROKER_ADMIN_TOKEN", "")
     if not url or not token:
@@ -94,9 +96,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """List approvals (default: the pending ones)."""
-        items = call(
-            url, data_dir, "GET", "/v1/approvals", params={"status": None if status == "all" else status}
-        )["items"]
+        items = call(url, data_dir, "GET", "/v1/approvals", params={"status": None if status == "all" else status})[
+            "items"
+        ]
         if as_json:
             typer.echo(json.dumps(items, indent=2))
             return
@@ -105,8 +107,9 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{len(items)} approval(s)")
 
     def _act(verb: str, approval_id: str, reason: str, url: str, data_dir: Path, as_json: bool) -> None:
-        result = call(url, data_dir, "POST", f"/v1/approvals/{approval_id}/{verb}", {"reason": reason},
-                      person_required=True)
+        result = call(
+            url, data_dir, "POST", f"/v1/approvals/{approval_id}/{verb}", {"reason": reason}, person_required=True
+        )
         typer.echo(json.dumps(result, indent=2) if as_json else _approval_line(result))
 
     @approvals_app.command("approve")
@@ -143,9 +146,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """List the post-action review queue (default: pending)."""
-        items = call(
-            url, data_dir, "GET", "/v1/reviews", params={"status": None if status == "all" else status}
-        )["items"]
+        items = call(url, data_dir, "GET", "/v1/reviews", params={"status": None if status == "all" else status})[
+            "items"
+        ]
         if as_json:
             typer.echo(json.dumps(items, indent=2))
             return
@@ -161,8 +164,9 @@ def register(app: typer.Typer) -> None:
             data_dir: Path = DataDirOption,
             as_json: bool = JsonOption,
         ) -> None:
-            result = call(url, data_dir, "POST", f"/v1/reviews/{review_id}/{verb}", {"reason": reason},
-                          person_required=True)
+            result = call(
+                url, data_dir, "POST", f"/v1/reviews/{review_id}/{verb}", {"reason": reason}, person_required=True
+            )
             typer.echo(json.dumps(result, indent=2) if as_json else _review_line(result))
 
         _resolve.__doc__ = text

@@ -23,18 +23,27 @@ def register(app: typer.Typer) -> None:
 
     @audit_app.command("verify")
     @handle_errors
-    def verify(data_dir: Path = DataDirOption,
-               database_url: str = typer.Option("", "--database-url", envvar="NHI_BROKER_DATABASE_URL",
-                                                help="Store URL (default: SQLite in --data-dir)."),
-               config: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False,
-                                                  help="The broker's YAML settings (store, audit key, sinks)."),
-               key_file: Path | None = typer.Option(None, "--key-file", dir_okay=False,
-                                                    help="Audit key file (default: <data-dir>/audit.key)."),
-               checkpoints: list[Path] = typer.Option([], "--checkpoints", dir_okay=False,
-                                                      help="Checkpoint file(s) (JSON lines; syslog lines too). "
-                                                           "Default: the file sinks of the settings."),
-               no_checkpoints: bool = typer.Option(False, "--no-checkpoints",
-                                                   help="Check the chain alone (cannot detect truncation).")) -> None:
+    def verify(
+        data_dir: Path = DataDirOption,
+        database_url: str = typer.Option(
+            "", "--database-url", envvar="NHI_BROKER_DATABASE_URL", help="Store URL (default: SQLite in --data-dir)."
+        ),
+        config: Path | None = typer.Option(
+            None, "--config", exists=True, dir_okay=False, help="The broker's YAML settings (store, audit key, sinks)."
+        ),
+        key_file: Path | None = typer.Option(
+            None, "--key-file", dir_okay=False, help="Audit key file (default: <data-dir>/audit.key)."
+        ),
+        checkpoints: list[Path] = typer.Option(
+            [],
+            "--checkpoints",
+            dir_okay=False,
+            help="Checkpoint file(s) (JSON lines; syslog lines too). Default: the file sinks of the settings.",
+        ),
+        no_checkpoints: bool = typer.Option(
+            False, "--no-checkpoints", help="Check the chain alone (cannot detect truncation)."
+        ),
+    ) -> None:
         """Verify the audit trail: exit 1 when it was tampered with."""
         # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.audit.checkpoints import Checkpoint, parse
@@ -57,8 +66,11 @@ def register(app: typer.Typer) -> None:
         if key_file is not None:
             audit_settings = audit_settings.model_copy(update={"key_file": key_file})
         key = audit_key(audit_settings, data_dir, create=False)
-        files = ([FileSink(p) for p in checkpoints] if checkpoints else
-                 [s for s in build_sinks(audit_settings.sinks, data_dir) if isinstance(s, FileSink)])
+        files = (
+            [FileSink(p) for p in checkpoints]
+            if checkpoints
+            else [s for s in build_sinks(audit_settings.sinks, data_dir) if isinstance(s, FileSink)]
+        )
         found: list[Checkpoint] = []
         for sink in [] if no_checkpoints else files:
             parsed = parse(sink.read_lines(), key, source=str(sink.path))
@@ -70,8 +82,10 @@ def register(app: typer.Typer) -> None:
             found += parsed.checkpoints
         if not no_checkpoints and not found:
             where = ", ".join(str(s.path) for s in files) or "(no file sink configured)"
-            raise BrokerError(f"no exported checkpoint in {where}: deleting the last events cannot be ruled out; "
-                              f"pass --checkpoints FILE, or --no-checkpoints to check the chain alone")
+            raise BrokerError(
+                f"no exported checkpoint in {where}: deleting the last events cannot be ruled out; "
+                f"pass --checkpoints FILE, or --no-checkpoints to check the chain alone"
+            )
         engine = make_engine(url)
         try:
             result = AuditLog(Store(engine), key).verify(found)

@@ -19,14 +19,22 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def bootstrap(
-        config: Path = typer.Option(..., "--config", exists=True, dir_okay=False,
-                                    help="The YAML settings file `serve` uses (docs/deploy.md)."),
-        approle: bool = typer.Option(False, "--approle", help="Create the broker's AppRole (auth/approle/role/"
-                                     "nhi-broker) bound to the nhi-broker policy."),
-        secret_id_file: Path | None = typer.Option(None, "--secret-id-file", dir_okay=False,
-                                                   help="With --approle: write a new secret id here (0600)."),
-        demo: bool = typer.Option(False, "--demo", help="Also load the demo seed of `nhi-broker up` (policies, "
-                                  "KV data, agent, profile, resources)."),
+        config: Path = typer.Option(
+            ..., "--config", exists=True, dir_okay=False, help="The YAML settings file `serve` uses (docs/deploy.md)."
+        ),
+        approle: bool = typer.Option(
+            False,
+            "--approle",
+            help="Create the broker's AppRole (auth/approle/role/nhi-broker) bound to the nhi-broker policy.",
+        ),
+        secret_id_file: Path | None = typer.Option(
+            None, "--secret-id-file", dir_okay=False, help="With --approle: write a new secret id here (0600)."
+        ),
+        demo: bool = typer.Option(
+            False,
+            "--demo",
+            help="Also load the demo seed of `nhi-broker up` (policies, KV data, agent, profile, resources).",
+        ),
     ) -> None:
         """Create the OpenBao mounts, policies and roles the broker needs, and migrate the store.
 
@@ -43,8 +51,11 @@ def register(app: typer.Typer) -> None:
             migrate(engine)
         finally:
             engine.dispose()
-        http = OpenBaoHTTP(settings.openbao.addr, Secret(settings.openbao.token.get_secret_value()),
-                           timeout=settings.openbao.timeout_seconds)
+        http = OpenBaoHTTP(
+            settings.openbao.addr,
+            Secret(settings.openbao.token.get_secret_value()),
+            timeout=settings.openbao.timeout_seconds,
+        )
         report = bootstrap_openbao(http, approle=approle, approle_secret_id=secret_id_file is not None)
         if secret_id_file is not None and report.approle_secret_id is not None:
             secret_id_file.touch(mode=0o600, exist_ok=True)

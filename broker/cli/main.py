@@ -10,8 +10,9 @@ import importlib
 
 import typer
 
-app = typer.Typer(name="nhi-broker", no_args_is_help=True, add_completion=False,
-                  help="Credential broker for non-human identities.")
+app = typer.Typer(
+    name="nhi-broker", no_args_is_help=True, add_completion=False, help="Credential broker for non-human identities."
+)
 
 # one line per command module; each defines register(app)
 COMMAND_MODULES = [
@@ -47,8 +48,11 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
-                                       help="Print the version and exit.")) -> None:
+def _main(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
     """Credential broker for non-human identities."""
 
 

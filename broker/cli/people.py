@@ -33,19 +33,26 @@ def parse_duration(text: str, field: str = "--ttl") -> int:
 
 def _person_line(p: dict[str, Any]) -> str:
     idents = ", ".join(f"{i['issuer']} {i['subject']}" for i in p.get("identities") or [])
-    return (f"{p['name']}  roles: {', '.join(p['roles']) or '-'}" + (f"  identities: {idents}" if idents else "")
-            + ("  (disabled)" if p.get("disabled") else ""))
+    return (
+        f"{p['name']}  roles: {', '.join(p['roles']) or '-'}"
+        + (f"  identities: {idents}" if idents else "")
+        + ("  (disabled)" if p.get("disabled") else "")
+    )
 
 
 def _token_line(t: dict[str, Any]) -> str:
-    return (f"{t['token_id']}  {t['state']:<7}  {t['person']}  expires {t['expires_at']}  created by "
-            f"{t['created_by']}" + (f"  last used {t['last_used_at']}" if t.get("last_used_at") else "")
-            + (f"  {t['description']}" if t.get("description") else ""))
+    return (
+        f"{t['token_id']}  {t['state']:<7}  {t['person']}  expires {t['expires_at']}  created by "
+        f"{t['created_by']}"
+        + (f"  last used {t['last_used_at']}" if t.get("last_used_at") else "")
+        + (f"  {t['description']}" if t.get("description") else "")
+    )
 
 
 def register(app: typer.Typer) -> None:
-    people_app = typer.Typer(help="People who approve, review, audit and administer; their API tokens.",
-                             no_args_is_help=True)
+    people_app = typer.Typer(
+        help="People who approve, review, audit and administer; their API tokens.", no_args_is_help=True
+    )
     token_app = typer.Typer(help="Per-person API tokens: create (shown once), list, revoke.", no_args_is_help=True)
 
     @people_app.command("put")
@@ -64,8 +71,12 @@ def register(app: typer.Typer) -> None:
         """Create or replace a person: their roles and OIDC identity."""
         if bool(issuer) != bool(subject):
             raise InvalidInput("--issuer/--subject", "give both or neither")
-        body = {"roles": role, "display_name": display_name, "disabled": disabled,
-                "identities": [{"issuer": issuer, "subject": subject}] if issuer else []}
+        body = {
+            "roles": role,
+            "display_name": display_name,
+            "disabled": disabled,
+            "identities": [{"issuer": issuer, "subject": subject}] if issuer else [],
+        }
         result = call(url, data_dir, "PUT", f"/v1/admin/people/{name}", body)
         typer.echo(json.dumps(result, indent=2) if as_json else _person_line(result))
 
@@ -112,16 +123,27 @@ def register(app: typer.Typer) -> None:
         data_dir: Path = DataDirOption,
     ) -> None:
         """Create an API token for a person: printed once, on stdout alone; only its HMAC is kept."""
-        result = call(url, data_dir, "POST", f"/v1/admin/people/{name}/tokens",
-                      {"ttl_seconds": parse_duration(ttl), "description": description})
-        err.print(f"token {result['token_id']} for {result['person']}, expires {result['expires_at']}; "
-                  f"it is shown once: keep it in NHI_BROKER_PERSON_TOKEN or a secret store")
+        result = call(
+            url,
+            data_dir,
+            "POST",
+            f"/v1/admin/people/{name}/tokens",
+            {"ttl_seconds": parse_duration(ttl), "description": description},
+        )
+        err.print(
+            f"token {result['token_id']} for {result['person']}, expires {result['expires_at']}; "
+            f"it is shown once: keep it in NHI_BROKER_PERSON_TOKEN or a secret store"
+        )
         typer.echo(result["token"])
 
     @token_app.command("list")
     @handle_errors
-    def token_list(name: str = typer.Argument(...), url: str = UrlOption, data_dir: Path = DataDirOption,
-                   as_json: bool = JsonOption) -> None:
+    def token_list(
+        name: str = typer.Argument(...),
+        url: str = UrlOption,
+        data_dir: Path = DataDirOption,
+        as_json: bool = JsonOption,
+    ) -> None:
         """A person's tokens: id, state (active, expired, revoked), expiry, last use."""
         items = call(url, data_dir, "GET", f"/v1/admin/people/{name}/tokens")["items"]
         if as_json:
@@ -132,8 +154,12 @@ def register(app: typer.Typer) -> None:
 
     @token_app.command("revoke")
     @handle_errors
-    def token_revoke(name: str = typer.Argument(...), token_id: str = typer.Argument(...),
-                     url: str = UrlOption, data_dir: Path = DataDirOption) -> None:
+    def token_revoke(
+        name: str = typer.Argument(...),
+        token_id: str = typer.Argument(...),
+        url: str = UrlOption,
+        data_dir: Path = DataDirOption,
+    ) -> None:
         """Revoke a person's token: it is refused (401) from the next request on."""
         typer.echo(_token_line(call(url, data_dir, "DELETE", f"/v1/admin/people/{name}/tokens/{token_id}")))
 

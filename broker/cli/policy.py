@@ -23,6 +23,8 @@ out = Console(highlight=False, soft_wrap=True)
 def _from_environment(ctx: typer.Context, param: str) -> bool:
     source = ctx.get_parameter_source(param)
     return source is not None and source.name == "ENVIRONMENT"
+
+
 BundleDir = typer.Argument(
     DEFAULT_BUNDLE, help="Policy bundle directory (default: the shipped bundle).", show_default=False
 )
@@ -57,11 +59,14 @@ def _store_records(
             tasks = list(dict.fromkeys(str(r.task_id) for r in rows))
             if since is not None:
                 seen = {r.decision_id for r in rows}
-                earlier = [e for task in tasks for e in store.decisions(conn, task_id=task, limit=limit)
-                           if e.decision_id not in seen]
+                earlier = [
+                    e
+                    for task in tasks
+                    for e in store.decisions(conn, task_id=task, limit=limit)
+                    if e.decision_id not in seen
+                ]
                 rows = earlier + rows
-            events = {task: [chain_store.step_from_event(e) for e in chain_store.events(conn, task)]
-                      for task in tasks}
+            events = {task: [chain_store.step_from_event(e) for e in chain_store.events(conn, task)] for task in tasks}
     except SQLAlchemyError as exc:
         raise BrokerError(f"cannot read decisions from the store ({type(exc).__name__})") from None
     finally:
@@ -87,9 +92,7 @@ def register(app: typer.Typer) -> None:
         bundle, problems = check_bundle(directory)
         if problems or bundle is None:
             for p in problems:
-                out.print(
-                    f"[red]{directory / p.file}{':' + str(p.line) if p.line else ''}[/red]: {p.message}"
-                )
+                out.print(f"[red]{directory / p.file}{':' + str(p.line) if p.line else ''}[/red]: {p.message}")
             out.print(f"[red]invalid[/red]: {len(problems)} problem(s) in {directory}")
             raise typer.Exit(1)
         out.print(
@@ -109,9 +112,7 @@ def register(app: typer.Typer) -> None:
 
         report = run_tests(directory)
         for p in report.problems:
-            out.print(
-                f"[red]ERROR[/red] {directory / p.file}{':' + str(p.line) if p.line else ''}: {p.message}"
-            )
+            out.print(f"[red]ERROR[/red] {directory / p.file}{':' + str(p.line) if p.line else ''}: {p.message}")
         for r in report.results:
             if r.passed and not verbose:
                 continue
@@ -125,14 +126,9 @@ def register(app: typer.Typer) -> None:
                 out.print(f"     {f}")
         failed = sum(not r.passed for r in report.results)
         if report.uncovered:
-            out.print(
-                "[yellow]note[/yellow]: no case exercises consequence class(es) "
-                f"{', '.join(report.uncovered)}"
-            )
+            out.print(f"[yellow]note[/yellow]: no case exercises consequence class(es) {', '.join(report.uncovered)}")
         summary = f"{len(report.results) - failed} passed, {failed} failed, {len(report.problems)} error(s)"
-        out.print(
-            ("[green]" if report.passed else "[red]") + summary + ("[/green]" if report.passed else "[/red]")
-        )
+        out.print(("[green]" if report.passed else "[red]") + summary + ("[/green]" if report.passed else "[/red]"))
         if not report.passed:
             raise typer.Exit(1)
 
@@ -149,8 +145,10 @@ def register(app: typer.Typer) -> None:
             help="Decision records, one JSON object a line (JSONL).",
         ),
         data_dir: Path | None = typer.Option(
-            None, "--data-dir", envvar=DATA_DIR_ENV,
-            help="Read the recorded decisions from the store in this data directory."
+            None,
+            "--data-dir",
+            envvar=DATA_DIR_ENV,
+            help="Read the recorded decisions from the store in this data directory.",
         ),
         database_url: str = typer.Option(
             "",
@@ -162,9 +160,7 @@ def register(app: typer.Typer) -> None:
         since: datetime | None = typer.Option(
             None, "--since", help="Only decisions at or after this time (ISO 8601 with timezone)."
         ),
-        fail_on_change: bool = typer.Option(
-            False, "--fail-on-change", help="Exit 1 when any decision would change."
-        ),
+        fail_on_change: bool = typer.Option(False, "--fail-on-change", help="Exit 1 when any decision would change."),
     ) -> None:
         """Re-decide recorded decisions (from --records JSONL, or the broker's store with --data-dir /
         --database-url) with a candidate bundle and print what would change."""
@@ -179,8 +175,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidInput("--since", f"{since.isoformat()} has no timezone (add Z or +00:00)")
         bundle = load_bundle(bundle_dir)
         engine = CedarDecisionEngine(bundle)
-        if records is not None and data_dir is not None and \
-                _from_environment(ctx, "data_dir"):
+        if records is not None and data_dir is not None and _from_environment(ctx, "data_dir"):
             data_dir = None  # an explicit --records wins over NHI_BROKER_DATA_DIR from the environment
         if records is not None and data_dir is not None:
             raise InvalidInput("--records", "give either --records or --data-dir/--database-url, not both")
@@ -197,9 +192,7 @@ def register(app: typer.Typer) -> None:
         chain = ChainReplay(chain_config.load(bundle_dir, catalog=bundle.catalog), events)
         report = replay(source, engine, since=since, chain=chain)
         if report.changes:
-            out.print(
-                f"{len(report.changes)} decision(s) would change under bundle {report.bundle_hash[:16]}:"
-            )
+            out.print(f"{len(report.changes)} decision(s) would change under bundle {report.bundle_hash[:16]}:")
         for c in report.changes:
             out.print(
                 f"  {c.decision_id}  {c.decided_at}  {c.agent}  {c.action} on {c.resource}: "

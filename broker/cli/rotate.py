@@ -24,12 +24,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def rotate(
         name: str = typer.Argument(..., help="Name of the managed secret."),
-        reason: str = typer.Option(
-            "manual", "--reason", help='Why: "manual", "leak" (retires the old value at once).'
-        ),
-        url: str = typer.Option(
-            "", "--url", envvar="NHI_BROKER_ADDR", help="Broker URL (default: from up.json)."
-        ),
+        reason: str = typer.Option("manual", "--reason", help='Why: "manual", "leak" (retires the old value at once).'),
+        url: str = typer.Option("", "--url", envvar="NHI_BROKER_ADDR", help="Broker URL (default: from up.json)."),
         data_dir: Path = DataDirOption,
         as_json: bool = typer.Option(False, "--json", help="Print the rotation result as JSON."),
     ) -> None:

@@ -58,22 +58,30 @@ def scan(
     paths: list[Path] = typer.Argument(..., help="Files or directories to scan."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="text, json or sarif."),
     baseline: Path | None = typer.Option(
-        None, "--baseline", help="Report only findings not in FILE (nhi-broker or detect-secrets format)."),
+        None, "--baseline", help="Report only findings not in FILE (nhi-broker or detect-secrets format)."
+    ),
     write_baseline: Path | None = typer.Option(None, "--write-baseline", help="Record all findings in FILE."),
     baseline_format: BaselineFormat = typer.Option(
-        BaselineFormat.auto, "--baseline-format",
-        help="Format for --write-baseline (auto: detect-secrets for a file named .secrets.baseline)."),
+        BaselineFormat.auto,
+        "--baseline-format",
+        help="Format for --write-baseline (auto: detect-secrets for a file named .secrets.baseline).",
+    ),
     min_confidence: MinConfidence = typer.Option(
-        MinConfidence.low, "--min-confidence", help="Report findings of at least this confidence."),
+        MinConfidence.low, "--min-confidence", help="Report findings of at least this confidence."
+    ),
     engine_choice: EngineChoice = typer.Option(
-        EngineChoice.auto, "--engine", help="auto (Kingfisher when installed), kingfisher or builtin rules only."),
+        EngineChoice.auto, "--engine", help="auto (Kingfisher when installed), kingfisher or builtin rules only."
+    ),
     plugins: list[str] = typer.Option(
-        [], "--detect-secrets-plugin", help="Run a detect-secrets plugin (class name or file:PATH) too."),
+        [], "--detect-secrets-plugin", help="Run a detect-secrets plugin (class name or file:PATH) too."
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to FILE."),
     validate: bool = typer.Option(
-        False, "--validate",
+        False,
+        "--validate",
         help="Ask each provider whether found credentials are live. Sends the secrets to third parties; "
-             "off by default."),
+        "off by default.",
+    ),
 ) -> None:
     """Scan PATH... for secrets; exit 1 on new findings."""
     for p in paths:
@@ -102,15 +110,19 @@ def scan(
     except (bl.BaselineError, PluginError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    scanner = Scanner(key=key, honor_allow_comments=True, engine=engine, extra=extra,
-                      min_confidence=Confidence(min_confidence.value),
-                      cache_dir=kingfisher.default_cache_dir())
+    scanner = Scanner(
+        key=key,
+        honor_allow_comments=True,
+        engine=engine,
+        extra=extra,
+        min_confidence=Confidence(min_confidence.value),
+        cache_dir=kingfisher.default_cache_dir(),
+    )
     if engine is not None and not engine.wait(timeout=600):
         if engine_choice is EngineChoice.kingfisher:
             typer.echo(f"--engine kingfisher: {engine.error or 'engine not ready'}", err=True)
             raise typer.Exit(2)
-        typer.echo(f"warning: {engine.error or 'engine not ready'}; scanning with the built-in rules only",
-                   err=True)
+        typer.echo(f"warning: {engine.error or 'engine not ready'}; scanning with the built-in rules only", err=True)
         scanner.engine = None
     findings: list[Finding] = []
     for root in paths:
@@ -127,18 +139,22 @@ def scan(
             return None
         if f.path not in texts:
             texts[f.path] = Path(f.path).read_text(encoding="utf-8", errors="replace")
-        return texts[f.path][f.start:f.end]
+        return texts[f.path][f.start : f.end]
 
     if write_baseline is not None:
         as_ds = baseline_format is BaselineFormat.detect_secrets or (
-            baseline_format is BaselineFormat.auto and write_baseline.name == ".secrets.baseline")
+            baseline_format is BaselineFormat.auto and write_baseline.name == ".secrets.baseline"
+        )
         if as_ds:
             bl.write_detect_secrets(write_baseline, findings, secret_of)
         else:
             bl.write(write_baseline, findings, salt)
     new = [f for f in findings if f.grant is not None or base is None or not base.suppresses(f, secret_of)]
-    report = {Format.text: lambda: to_text(new), Format.json: lambda: to_json(new),
-              Format.sarif: lambda: to_sarif(new, scanner.rules)}[fmt]()
+    report = {
+        Format.text: lambda: to_text(new),
+        Format.json: lambda: to_json(new),
+        Format.sarif: lambda: to_sarif(new, scanner.rules),
+    }[fmt]()
     if output is not None:
         output.write_text(report)
     else:

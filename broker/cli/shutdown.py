@@ -32,17 +32,21 @@ class ShutdownReport:
     def message(self, *, restart_hint: str) -> str:
         lines: list[str] = []
         if self.tasks_ended or self.tasks_failed:
-            lines.append(f"ended {self.tasks_ended} active task(s): {self.done} revocation(s) done, "
-                         f"{self.pending} pending")
+            lines.append(
+                f"ended {self.tasks_ended} active task(s): {self.done} revocation(s) done, {self.pending} pending"
+            )
             if self.tasks_failed:
-                lines.append(f"{self.tasks_failed} task(s) could not be ended (store error): they stay active and "
-                             f"expire at their lifetime")
+                lines.append(
+                    f"{self.tasks_failed} task(s) could not be ended (store error): they stay active and "
+                    f"expire at their lifetime"
+                )
         if self.outbox_pending:
-            where = ("by the revocation worker of any replica running on this database, or " if self.shared_store
-                     else "")
-            lines.append(f"{self.outbox_pending} revocation(s) pending in the durable outbox of {self.store}: not "
-                         f"confirmed by their backend yet; they complete {where}when the broker next starts on "
-                         f"this store ({restart_hint})")
+            where = "by the revocation worker of any replica running on this database, or " if self.shared_store else ""
+            lines.append(
+                f"{self.outbox_pending} revocation(s) pending in the durable outbox of {self.store}: not "
+                f"confirmed by their backend yet; they complete {where}when the broker next starts on "
+                f"this store ({restart_hint})"
+            )
         elif self.done:
             lines.append("every revocation was confirmed by its backend")
         return "\n".join(lines)
@@ -51,14 +55,22 @@ class ShutdownReport:
 def _report(container: Any, ended: list[str], failed: int) -> ShutdownReport:
     r = t.revocations.c
     with container.store.read() as conn:
-        counts = dict(conn.execute(select(r.state, func.count()).where(r.task_id.in_(ended))
-                                   .group_by(r.state)).all()) if ended else {}
+        counts = (
+            dict(conn.execute(select(r.state, func.count()).where(r.task_id.in_(ended)).group_by(r.state)).all())
+            if ended
+            else {}
+        )
         backlog = outbox.pending_count(conn)
     url = make_url(container.settings.resolved_database_url())
-    return ShutdownReport(tasks_ended=len(ended), tasks_failed=failed, done=int(counts.get("done", 0)),
-                          pending=int(counts.get("pending", 0)), outbox_pending=backlog,
-                          store=url.render_as_string(hide_password=True),
-                          shared_store=url.get_backend_name() != "sqlite")
+    return ShutdownReport(
+        tasks_ended=len(ended),
+        tasks_failed=failed,
+        done=int(counts.get("done", 0)),
+        pending=int(counts.get("pending", 0)),
+        outbox_pending=backlog,
+        store=url.render_as_string(hide_password=True),
+        shared_store=url.get_backend_name() != "sqlite",
+    )
 
 
 def end_active_tasks(container: Any) -> ShutdownReport:
@@ -70,8 +82,13 @@ def end_active_tasks(container: Any) -> ShutdownReport:
     failed = 0
     for task_id in active:
         try:
-            container.revocations.revoke_task(task_id, reason="broker stopped (nhi-broker up)",
-                                              state=TaskState.ENDED, actor="broker", audit_kind="task.ended")
+            container.revocations.revoke_task(
+                task_id,
+                reason="broker stopped (nhi-broker up)",
+                state=TaskState.ENDED,
+                actor="broker",
+                audit_kind="task.ended",
+            )
             ended.append(task_id)
         except Exception:  # best effort on the way out; never block the shutdown (counted, reported)
             failed += 1

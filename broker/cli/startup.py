@@ -93,8 +93,10 @@ def translate_build_errors(settings: Settings) -> Iterator[None]:
         raise StartupError("database_url: not a usable database URL") from exc
     except SQLAlchemyError as exc:
         target = _database_target(settings.resolved_database_url())
-        raise StartupError(f"database_url: cannot use the database at {target} ({type(exc).__name__}: "
-                           f"{_first_line(getattr(exc, 'orig', None) or exc)})") from exc
+        raise StartupError(
+            f"database_url: cannot use the database at {target} ({type(exc).__name__}: "
+            f"{_first_line(getattr(exc, 'orig', None) or exc)})"
+        ) from exc
     except BrokerError as exc:
         raise StartupError(_name_setting(exc.message)) from exc
     except OSError as exc:

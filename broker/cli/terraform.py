@@ -23,20 +23,23 @@ from terraform.provider.cli_config import (
     write_mirror,
 )
 
-terraform_app = typer.Typer(name="terraform", no_args_is_help=True,
-                            help="Terraform provider helpers (nhibroker provider).")
+terraform_app = typer.Typer(
+    name="terraform", no_args_is_help=True, help="Terraform provider helpers (nhibroker provider)."
+)
 
 
 @terraform_app.command("cli-config")
 def cli_config(
-    output: Path | None = typer.Option(None, "--output", "-o",
-                                       help="Write the CLI configuration here (default: stdout)."),
-    mirror_dir: Path | None = typer.Option(None, "--mirror-dir",
-                                           help="Where to put the provider mirror "
-                                                "(default: DATA_DIR/terraform-providers)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the CLI configuration here (default: stdout)."
+    ),
+    mirror_dir: Path | None = typer.Option(
+        None, "--mirror-dir", help="Where to put the provider mirror (default: DATA_DIR/terraform-providers)."
+    ),
     data_dir: Path = DataDirOption,
-    dev_overrides: bool = typer.Option(False, "--dev-overrides",
-                                       help="Use dev_overrides instead of a filesystem mirror (no init)."),
+    dev_overrides: bool = typer.Option(
+        False, "--dev-overrides", help="Use dev_overrides instead of a filesystem mirror (no init)."
+    ),
 ) -> None:
     """Write a Terraform CLI configuration so init/plan/apply never contact a registry."""
     try:

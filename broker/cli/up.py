@@ -45,8 +45,7 @@ def _stop_on_signal(signum: int, frame: Any) -> None:
     raise _Stopped(signum)
 
 
-def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = None,
-               on_exit: Any = None) -> None:
+def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = None, on_exit: Any = None) -> None:
     """Build the container, start the workers and serve until SIGINT/SIGTERM.
 
     ``on_ready(container)`` runs before the socket opens (seeding); ``on_listening(container)``
@@ -64,15 +63,23 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
         if on_ready is not None:
             on_ready(container)
         workers = start_workers(container)
-        config = uvicorn.Config(create_app(container), host=settings.host, port=settings.port,
-                                log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            create_app(container),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
         server = uvicorn.Server(config)
         if on_listening is not None:
+
             def announce() -> None:
                 while not server.started and not server.should_exit:
                     time.sleep(0.02)
                 if server.started:
                     on_listening(container)
+
             threading.Thread(target=announce, name="nhi-announce", daemon=True).start()
         # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; end the run normally so
         # every `finally` (workers, store, the OpenBao dev server) runs and the exit status is 0
@@ -100,15 +107,24 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
-    def up(data_dir: Path = DataDirOption,
-           port: int = typer.Option(8080, "--port", min=0, max=65535, help="API port on 127.0.0.1."),
-           log_format: str = typer.Option("console", "--log-format", help="console | json"),
-           ha: bool = typer.Option(False, "--ha", help="Production-shaped topology: HAProxy, N serve replicas, "
-                                   "PostgreSQL, a 3-node OpenBao raft cluster (uses --port .. --port+31)."),
-           replicas: int = typer.Option(3, "--replicas", min=1, max=9, help="With --ha: broker replicas."),
-           database_url: str | None = typer.Option(None, "--database-url", envvar="NHI_BROKER_DATABASE_URL",
-                                                   help="With --ha: an existing PostgreSQL (default: a private "
-                                                   "cluster in the data dir).")) -> None:
+    def up(
+        data_dir: Path = DataDirOption,
+        port: int = typer.Option(8080, "--port", min=0, max=65535, help="API port on 127.0.0.1."),
+        log_format: str = typer.Option("console", "--log-format", help="console | json"),
+        ha: bool = typer.Option(
+            False,
+            "--ha",
+            help="Production-shaped topology: HAProxy, N serve replicas, "
+            "PostgreSQL, a 3-node OpenBao raft cluster (uses --port .. --port+31).",
+        ),
+        replicas: int = typer.Option(3, "--replicas", min=1, max=9, help="With --ha: broker replicas."),
+        database_url: str | None = typer.Option(
+            None,
+            "--database-url",
+            envvar="NHI_BROKER_DATABASE_URL",
+            help="With --ha: an existing PostgreSQL (default: a private cluster in the data dir).",
+        ),
+    ) -> None:
         """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
         if ha:
             from broker.cli.up_ha import run_ha
@@ -129,10 +145,16 @@ def register(app: typer.Typer) -> None:
         try:
             # `files` scan jobs may read the working directory and the system temp directory
             # (never the data dir: broker/pathpolicy.py)
-            settings = Settings(dev_mode=True, data_dir=data_dir, port=port, dev_issuer=True,
-                                scan_roots=[Path.cwd(), Path(tempfile.gettempdir())],
-                                admin_token=_admin_token(data_dir), log_format=log_format,  # type: ignore[arg-type]
-                                openbao={"addr": bao.address, "token": bao.root_token.reveal()})  # type: ignore[arg-type]
+            settings = Settings(
+                dev_mode=True,
+                data_dir=data_dir,
+                port=port,
+                dev_issuer=True,
+                scan_roots=[Path.cwd(), Path(tempfile.gettempdir())],
+                admin_token=_admin_token(data_dir),  # type: ignore[arg-type]
+                log_format=log_format,  # type: ignore[arg-type]
+                openbao={"addr": bao.address, "token": bao.root_token.reveal()},  # type: ignore[arg-type]
+            )
             url = f"http://127.0.0.1:{port}"
 
             postgres_note: dict[str, str | None] = {}
@@ -150,11 +172,20 @@ def register(app: typer.Typer) -> None:
             def listening(container: Any) -> None:
                 up_json.write_text("")
                 up_json.chmod(0o600)
-                up_json.write_text(json.dumps({
-                    "url": url, "admin_token": settings.admin_token.get_secret_value(),
-                    "openbao_addr": bao.address, "openbao_token": bao.root_token.reveal(),
-                    "data_dir": str(data_dir.resolve()), "pid": os.getpid(),
-                    "database_url": settings.resolved_database_url()}, indent=2))
+                up_json.write_text(
+                    json.dumps(
+                        {
+                            "url": url,
+                            "admin_token": settings.admin_token.get_secret_value(),
+                            "openbao_addr": bao.address,
+                            "openbao_token": bao.root_token.reveal(),
+                            "data_dir": str(data_dir.resolve()),
+                            "pid": os.getpid(),
+                            "database_url": settings.resolved_database_url(),
+                        },
+                        indent=2,
+                    )
+                )
                 _summary(url, data_dir, bao.address, container, postgres_note.get("skipped"))
 
             run_server(settings, on_ready=ready, on_listening=listening, on_exit=end_active_tasks)
@@ -171,9 +202,12 @@ def register(app: typer.Typer) -> None:
             console.print("[bold]nhi-broker stopped[/bold] (OpenBao dev server stopped too)")
 
     @app.command()
-    def serve(config: Path = typer.Option(..., "--config", dir_okay=False,
-                                          help="YAML settings file (see docs/operations.md)"),
-              debug: bool = typer.Option(False, "--debug", help="Print the traceback of a start-up error.")) -> None:
+    def serve(
+        config: Path = typer.Option(
+            ..., "--config", dir_okay=False, help="YAML settings file (see docs/operations.md)"
+        ),
+        debug: bool = typer.Option(False, "--debug", help="Print the traceback of a start-up error."),
+    ) -> None:
         """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers.
 
         A start-up error (bad YAML, a missing or invalid setting, an unreachable database or
@@ -212,8 +246,11 @@ def report_backlog(container: Any) -> ShutdownReport:
 
 def _summary(url: str, data_dir: Path, bao_addr: str, container: Any, pg_skipped: str | None) -> None:
     dd = str(data_dir)
-    pg = ("demo-db (dynamic PostgreSQL login via OpenBao's database engine)" if pg_skipped is None
-          else f"demo-db NOT configured: {pg_skipped}")
+    pg = (
+        "demo-db (dynamic PostgreSQL login via OpenBao's database engine)"
+        if pg_skipped is None
+        else f"demo-db NOT configured: {pg_skipped}"
+    )
     console.print(f"""
 [bold green]nhi-broker is up[/bold green]
   API        {url}   (OpenAPI docs: {url}/docs)

@@ -33,8 +33,11 @@ def run_ha(data_dir: Path, *, port: int, replicas: int, database_url: str | None
         for s, h in previous.items():
             signal.signal(s, h)
         stack.stop()
-        console.print("[bold]nhi-broker stopped[/bold] (replicas, HAProxy, OpenBao nodes"
-                      + (", PostgreSQL" if stack.postgres is not None else "") + ")")
+        console.print(
+            "[bold]nhi-broker stopped[/bold] (replicas, HAProxy, OpenBao nodes"
+            + (", PostgreSQL" if stack.postgres is not None else "")
+            + ")"
+        )
 
 
 def _summary(stack: HAStack) -> None:

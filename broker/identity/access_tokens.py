@@ -58,7 +58,8 @@ class BrokerSigningKey:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -89,8 +90,13 @@ class BrokerSigningKey:
             _fail("access token was not issued by this broker (alg, kid or typ)")
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, key=self._key.public_key(), algorithms=[ALGORITHM], audience=issuer, issuer=issuer,
-                options={"require": ["iss", "aud", "sub", "exp", "iat", "jti", "agent"]})
+                token,
+                key=self._key.public_key(),
+                algorithms=[ALGORITHM],
+                audience=issuer,
+                issuer=issuer,
+                options={"require": ["iss", "aud", "sub", "exp", "iat", "jti", "agent"]},
+            )
         except jwt.ExpiredSignatureError:
             _fail("access token is expired: exchange the workload identity again")
         except jwt.PyJWTError:
@@ -123,9 +129,19 @@ class AccessTokens:
         self.issuer = issuer
         self.max_ttl_seconds = max_ttl_seconds
 
-    def mint(self, *, agent: str, workload_issuer: str, workload_subject: str, subject_expires_at: datetime,
-             human: VerifiedHuman | None, jkt: str | None, scope: tuple[str, ...] | None = None,
-             delegated_by: tuple[str, ...] = (), task_id: str | None = None) -> AccessToken:
+    def mint(
+        self,
+        *,
+        agent: str,
+        workload_issuer: str,
+        workload_subject: str,
+        subject_expires_at: datetime,
+        human: VerifiedHuman | None,
+        jkt: str | None,
+        scope: tuple[str, ...] | None = None,
+        delegated_by: tuple[str, ...] = (),
+        task_id: str | None = None,
+    ) -> AccessToken:
         """``delegated_by``: the agents of the parent tasks, nearest first (the RFC 8693 ``act``
         chain nests: this agent, acting for its parent's agent, ..., acting for the person);
         ``task_id``: a token for one delegated sub-task, dead once that task stops."""
@@ -135,8 +151,13 @@ class AccessTokens:
             _fail("subject token expires too soon to be exchanged")
         chain = [f"agent:{a}" for a in (agent, *delegated_by)]
         claims: dict[str, Any] = {
-            "iss": self.issuer, "aud": self.issuer, "iat": now, "nbf": now, "exp": exp,
-            "jti": "at_" + secrets.token_hex(16), "agent": agent,
+            "iss": self.issuer,
+            "aud": self.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": exp,
+            "jti": "at_" + secrets.token_hex(16),
+            "agent": agent,
             "wid": {"iss": workload_issuer, "sub": workload_subject},
             # the principal on whose behalf: the person, else the outermost agent of the chain
             "sub": human.subject if human is not None else chain[-1],
@@ -179,8 +200,13 @@ class AccessTokens:
             human = VerifiedHuman.from_dict(raw_human)
         wid = claims.get("wid") if isinstance(claims.get("wid"), dict) else {}
         scope = claims.get("scope")
-        return AccessClaims(agent=agent, jti=str(claims["jti"]), jkt=jkt, human=human,
-                            expires_at=datetime.fromtimestamp(float(claims["exp"]), tz=UTC),
-                            workload={k: str(v) for k, v in dict(wid or {}).items()},
-                            scope=tuple(scope.split()) if isinstance(scope, str) else None,
-                            task_id=str(claims["task"]) if isinstance(claims.get("task"), str) else None)
+        return AccessClaims(
+            agent=agent,
+            jti=str(claims["jti"]),
+            jkt=jkt,
+            human=human,
+            expires_at=datetime.fromtimestamp(float(claims["exp"]), tz=UTC),
+            workload={k: str(v) for k, v in dict(wid or {}).items()},
+            scope=tuple(scope.split()) if isinstance(scope, str) else None,
+            task_id=str(claims["task"]) if isinstance(claims.get("task"), str) else None,
+        )

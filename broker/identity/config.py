@@ -15,12 +15,21 @@ from urllib.parse import urlsplit
 # Asymmetric signature algorithms PyJWT (with cryptography) implements. Symmetric (HS*) and "none"
 # are never accepted: a verifier that holds only public keys must not accept a MAC, or anyone who
 # reads the public key can forge a token with it (the classic RS256 -> HS256 confusion).
-ASYMMETRIC_ALGORITHMS: Final = frozenset({
-    "RS256", "RS384", "RS512",
-    "PS256", "PS384", "PS512",
-    "ES256", "ES384", "ES512", "ES256K",
-    "EdDSA",
-})
+ASYMMETRIC_ALGORITHMS: Final = frozenset(
+    {
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES384",
+        "ES512",
+        "ES256K",
+        "EdDSA",
+    }
+)
 DEFAULT_ALGORITHMS: Final = ("RS256", "ES256", "EdDSA")
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
@@ -49,23 +58,22 @@ class IssuerConfig:
         if not isinstance(self.issuer, str) or not self.issuer.strip():
             raise ValueError("issuer: must be a non-empty string")
         if not self.audiences or not all(isinstance(a, str) and a for a in self.audiences):
-            raise ValueError(
-                f"audiences of issuer {self.issuer!r}: at least one non-empty audience is required"
-            )
+            raise ValueError(f"audiences of issuer {self.issuer!r}: at least one non-empty audience is required")
         self._check_key_source()
         self._check_algorithms()
         _check_positive(self.issuer, "max_token_age_seconds", self.max_token_age_seconds)
         _check_positive(self.issuer, "jwks_cache_seconds", self.jwks_cache_seconds)
-        if isinstance(self.leeway_seconds, bool) or not isinstance(self.leeway_seconds, int) \
-                or not 0 <= self.leeway_seconds <= 300:
+        if (
+            isinstance(self.leeway_seconds, bool)
+            or not isinstance(self.leeway_seconds, int)
+            or not 0 <= self.leeway_seconds <= 300
+        ):
             raise ValueError(f"leeway_seconds of issuer {self.issuer!r}: must be an integer from 0 to 300")
 
     def _check_key_source(self) -> None:
         sources = [s for s in (self.jwks_file, self.jwks_url, self.public_key_pem) if s]
         if len(sources) != 1:
-            raise ValueError(
-                f"issuer {self.issuer!r}: exactly one of jwks_file, jwks_url, public_key_pem must be set"
-            )
+            raise ValueError(f"issuer {self.issuer!r}: exactly one of jwks_file, jwks_url, public_key_pem must be set")
         if self.jwks_url is not None:
             _check_jwks_url(self.issuer, self.jwks_url)
 
@@ -93,9 +101,7 @@ def _check_jwks_url(issuer: str, url: str) -> None:
         return
     if parts.scheme == "http" and _is_loopback(host):
         return
-    raise ValueError(
-        f"jwks_url of issuer {issuer!r}: must be an https:// URL (http:// only for a loopback host)"
-    )
+    raise ValueError(f"jwks_url of issuer {issuer!r}: must be an https:// URL (http:// only for a loopback host)")
 
 
 def _is_loopback(host: str) -> bool:

@@ -48,13 +48,21 @@ class DevIssuer:
         public = private_key.public_key()
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         # RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
-        canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)},
-                               separators=(",", ":"), sort_keys=True)
+        canonical = json.dumps(
+            {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}, separators=(",", ":"), sort_keys=True
+        )
         self._kid = _b64url(hashlib.sha256(canonical.encode()).digest())
-        self._public_jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw), "kid": self._kid,
-                            "alg": "EdDSA", "use": "sig"}
-        self._public_pem = public.public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        self._public_jwk = {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": _b64url(raw),
+            "kid": self._kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }
+        self._public_pem = public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
 
     def __repr__(self) -> str:
         return f"DevIssuer(kid={self._kid!r})"
@@ -71,8 +79,9 @@ class DevIssuer:
         broker then rejects as "signature is invalid"."""
         path = Path(data_dir) / KEY_DIR / KEY_FILE
         if not path.is_file():
-            raise NotFound(f"no dev issuer key at {path}: is this the data directory of "
-                           f"`nhi-broker up --data-dir {data_dir}`?")
+            raise NotFound(
+                f"no dev issuer key at {path}: is this the data directory of `nhi-broker up --data-dir {data_dir}`?"
+            )
         return cls(_load_key_file(path))
 
     @classmethod
@@ -85,12 +94,21 @@ class DevIssuer:
             _create_key_file(path)
         return cls(_load_key_file(path))
 
-    def mint(self, subject: str, *, ttl_seconds: int = 300, audience: str = DEV_AUDIENCE,
-             claims: Mapping[str, Any] | None = None) -> str:
+    def mint(
+        self,
+        subject: str,
+        *,
+        ttl_seconds: int = 300,
+        audience: str = DEV_AUDIENCE,
+        claims: Mapping[str, Any] | None = None,
+    ) -> str:
         if not isinstance(subject, str) or not subject:
             raise InvalidInput("subject", "must be a non-empty string")
-        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) \
-                or not 1 <= ttl_seconds <= DEV_MAX_TTL_SECONDS:
+        if (
+            isinstance(ttl_seconds, bool)
+            or not isinstance(ttl_seconds, int)
+            or not 1 <= ttl_seconds <= DEV_MAX_TTL_SECONDS
+        ):
             raise InvalidInput("ttl_seconds", f"{ttl_seconds!r} must be between 1 and {DEV_MAX_TTL_SECONDS}")
         if not isinstance(audience, str) or not audience:
             raise InvalidInput("audience", "must be a non-empty string")
@@ -99,14 +117,27 @@ class DevIssuer:
         if clashing:
             raise InvalidInput("claims", f"may not set the reserved claims {', '.join(clashing)}")
         now = int(time.time())
-        payload = {**extra, "iss": DEV_ISSUER, "sub": subject, "aud": audience, "iat": now, "nbf": now,
-                   "exp": now + ttl_seconds, "jti": secrets.token_urlsafe(16)}
+        payload = {
+            **extra,
+            "iss": DEV_ISSUER,
+            "sub": subject,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl_seconds,
+            "jti": secrets.token_urlsafe(16),
+        }
         headers = {"kid": self._kid, "typ": "JWT"}
         return jwt.encode(payload, self._private_key, algorithm="EdDSA", headers=headers)
 
     def issuer_config(self) -> IssuerConfig:
-        return IssuerConfig(issuer=DEV_ISSUER, audiences=(DEV_AUDIENCE,), public_key_pem=self._public_pem,
-                            algorithms=("EdDSA",), max_token_age_seconds=DEV_MAX_TTL_SECONDS)
+        return IssuerConfig(
+            issuer=DEV_ISSUER,
+            audiences=(DEV_AUDIENCE,),
+            public_key_pem=self._public_pem,
+            algorithms=("EdDSA",),
+            max_token_age_seconds=DEV_MAX_TTL_SECONDS,
+        )
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [dict(self._public_jwk)]}

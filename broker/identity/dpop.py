@@ -92,8 +92,11 @@ class DPoPVerifier:
             thumbprint = jwk_thumbprint(jwk)
             key = jwt.PyJWK(jwk, algorithm=alg)
             claims: dict[str, Any] = jwt.decode(
-                proof, key=key.key, algorithms=[alg],
-                options={"require": ["jti", "htm", "htu", "iat"], "verify_aud": False, "verify_iat": False})
+                proof,
+                key=key.key,
+                algorithms=[alg],
+                options={"require": ["jti", "htm", "htu", "iat"], "verify_aud": False, "verify_iat": False},
+            )
         except jwt.InvalidSignatureError:
             _fail("DPoP proof signature is invalid")
         except (jwt.PyJWTError, ValueError, TypeError):
@@ -121,12 +124,24 @@ class DPoPVerifier:
         return thumbprint
 
 
-def make_proof(private_key: Any, public_jwk: dict[str, Any], *, method: str, url: str,
-               access_token: str | None = None, alg: str = "ES256", jti: str | None = None,
-               iat: float | None = None) -> str:
+def make_proof(
+    private_key: Any,
+    public_jwk: dict[str, Any],
+    *,
+    method: str,
+    url: str,
+    access_token: str | None = None,
+    alg: str = "ES256",
+    jti: str | None = None,
+    iat: float | None = None,
+) -> str:
     """A DPoP proof for one request (the Python client and the tests use this)."""
-    claims: dict[str, Any] = {"jti": jti or secrets.token_urlsafe(16), "htm": method.upper(),
-                              "htu": normalise_htu(url), "iat": int(iat if iat is not None else time.time())}
+    claims: dict[str, Any] = {
+        "jti": jti or secrets.token_urlsafe(16),
+        "htm": method.upper(),
+        "htu": normalise_htu(url),
+        "iat": int(iat if iat is not None else time.time()),
+    }
     if access_token is not None:
         claims["ath"] = access_token_hash(access_token)
     return jwt.encode(claims, private_key, algorithm=alg, headers={"typ": "dpop+jwt", "jwk": public_jwk})

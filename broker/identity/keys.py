@@ -102,7 +102,9 @@ def parse_jwk(jwk: Mapping[str, Any]) -> VerificationKey | None:
     if alg is not None and not isinstance(alg, str):
         raise ValueError("alg must be a string")
     loaders: dict[str, Callable[[Any], Any]] = {
-        "RSA": RSAAlgorithm.from_jwk, "EC": ECAlgorithm.from_jwk, "OKP": OKPAlgorithm.from_jwk,
+        "RSA": RSAAlgorithm.from_jwk,
+        "EC": ECAlgorithm.from_jwk,
+        "OKP": OKPAlgorithm.from_jwk,
     }
     if kty not in loaders:
         raise ValueError(f"unsupported kty {kty!r}")
@@ -182,9 +184,7 @@ class StaticKeys:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise ValueError(
-                f"jwks_file of issuer {config.issuer!r}: cannot read {path}: {exc.strerror}"
-            ) from None
+            raise ValueError(f"jwks_file of issuer {config.issuer!r}: cannot read {path}: {exc.strerror}") from None
         except json.JSONDecodeError:
             raise ValueError(f"jwks_file of issuer {config.issuer!r}: {path} is not valid JSON") from None
         try:
@@ -279,8 +279,9 @@ class RemoteJwks:
         try:
             keys = self._fetch()
         except _FetchFailed as exc:
-            log.warning("identity.jwks.refresh_failed", issuer=self._issuer, url=self._url,
-                        reason=str(exc), trigger=trigger)
+            log.warning(
+                "identity.jwks.refresh_failed", issuer=self._issuer, url=self._url, reason=str(exc), trigger=trigger
+            )
         finally:
             with self._cond:
                 now = self._clock()
@@ -299,9 +300,7 @@ class RemoteJwks:
 
     def _raise_if_no_keys(self) -> None:
         if not self._keys:
-            raise UpstreamUnavailable(
-                "the signing keys of the token's issuer could not be fetched; try again later"
-            )
+            raise UpstreamUnavailable("the signing keys of the token's issuer could not be fetched; try again later")
 
     def _fetch(self) -> tuple[VerificationKey, ...]:
         body = self._get()
@@ -336,12 +335,14 @@ class RemoteJwks:
             raise _FetchFailed(f"{type(exc).__name__}: {exc}") from None
 
 
-def key_source_for(config: IssuerConfig, *, clock: Callable[[], float] = time.monotonic,
-                   policy: OutboundPolicy | None = None) -> KeySource:
+def key_source_for(
+    config: IssuerConfig, *, clock: Callable[[], float] = time.monotonic, policy: OutboundPolicy | None = None
+) -> KeySource:
     if config.public_key_pem:
         return StaticKeys.from_pem(config, config.public_key_pem)
     if config.jwks_file is not None:
         return StaticKeys.from_jwks_file(config, config.jwks_file)
     assert config.jwks_url is not None  # IssuerConfig guarantees exactly one source
-    return RemoteJwks(config.issuer, config.jwks_url, cache_seconds=config.jwks_cache_seconds, clock=clock,
-                      policy=policy)
+    return RemoteJwks(
+        config.issuer, config.jwks_url, cache_seconds=config.jwks_cache_seconds, clock=clock, policy=policy
+    )

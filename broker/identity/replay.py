@@ -47,9 +47,7 @@ class ReplayCacheFull(UpstreamUnavailable):
 class InMemoryReplayGuard:
     __slots__ = ("_clock", "_entries", "_expiry_heap", "_lock", "_max_entries")
 
-    def __init__(
-        self, *, max_entries: int = DEFAULT_MAX_ENTRIES, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, *, max_entries: int = DEFAULT_MAX_ENTRIES, clock: Callable[[], float] = time.time) -> None:
         if max_entries <= 0:
             raise ValueError("max_entries must be positive")
         self._max_entries = max_entries

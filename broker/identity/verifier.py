@@ -62,8 +62,9 @@ class IdentityVerifier:
 
     __slots__ = ("_issuers", "_replay_guard")
 
-    def __init__(self, issuers: Sequence[IssuerConfig], replay_guard: ReplayGuard, *,
-                 outbound: OutboundPolicy | None = None) -> None:
+    def __init__(
+        self, issuers: Sequence[IssuerConfig], replay_guard: ReplayGuard, *, outbound: OutboundPolicy | None = None
+    ) -> None:
         """``outbound``: where a JWKS URL may point when it is fetched (broker/netpolicy.py)."""
         by_name: dict[str, _Issuer] = {}
         for config in issuers:
@@ -107,8 +108,11 @@ class IdentityVerifier:
         try:
             key = issuer.keys.key_for(kid)
         except UnknownKeyId:
-            _fail("identity token signing key id is not known" if kid is not None
-                  else "identity token has no key id (kid) and the issuer has several keys")
+            _fail(
+                "identity token signing key id is not known"
+                if kid is not None
+                else "identity token has no key id (kid) and the issuer has several keys"
+            )
         if (key.alg is not None and key.alg != alg) or not key_fits_algorithm(key.key, alg):
             _fail(f"identity token algorithm {alg!r} does not match the issuer's signing key")
 
@@ -121,13 +125,10 @@ class IdentityVerifier:
             iat = float(claims["iat"])
             last_valid = min(expires_at.timestamp(), iat + config.max_token_age_seconds)
             window_end = last_valid + config.leeway_seconds
-            if not self._replay_guard.check_and_record(
-                config.issuer, jti, datetime.fromtimestamp(window_end, tz=UTC)
-            ):
+            if not self._replay_guard.check_and_record(config.issuer, jti, datetime.fromtimestamp(window_end, tz=UTC)):
                 _fail("identity token was already used (replayed jti)")
 
-        return VerifiedIdentity(issuer=config.issuer, subject=subject, claims=claims, jti=jti,
-                                expires_at=expires_at)
+        return VerifiedIdentity(issuer=config.issuer, subject=subject, claims=claims, jti=jti, expires_at=expires_at)
 
     @staticmethod
     def _read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -155,9 +156,17 @@ class IdentityVerifier:
                 audience=list(config.audiences),
                 issuer=config.issuer,
                 leeway=config.leeway_seconds,
-                options={"require": required, "verify_signature": True, "verify_exp": True,
-                         "verify_nbf": True, "verify_iat": True, "verify_aud": True, "verify_iss": True,
-                         "verify_sub": True, "verify_jti": True},
+                options={
+                    "require": required,
+                    "verify_signature": True,
+                    "verify_exp": True,
+                    "verify_nbf": True,
+                    "verify_iat": True,
+                    "verify_aud": True,
+                    "verify_iss": True,
+                    "verify_sub": True,
+                    "verify_jti": True,
+                },
             )
         except jwt.ExpiredSignatureError:
             _fail("identity token is expired")
@@ -196,8 +205,9 @@ class IdentityVerifier:
         # NaN passes every comparison PyJWT makes, and exp=1e20 is no date: both are a 401, never a 500
         for name in ("exp", "iat", "nbf"):
             value = claims.get(name)
-            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)
-                                          and 0 <= value <= MAX_TIMESTAMP):
+            if value is not None and not (
+                isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= MAX_TIMESTAMP
+            ):
                 _fail(f"identity token {name} claim is out of range")
         age = time.time() - float(iat)
         if age > config.max_token_age_seconds + config.leeway_seconds:

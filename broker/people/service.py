@@ -103,12 +103,15 @@ class PeopleService:
         try:
             caller = self._authenticate(authorization)
         except Unauthenticated as exc:
-            self.audit.record("auth.failed", actor="unknown", outcome="denied",
-                              data={"reason": exc.message, "source": source, "surface": "people"})
+            self.audit.record(
+                "auth.failed",
+                actor="unknown",
+                outcome="denied",
+                data={"reason": exc.message, "source": source, "surface": "people"},
+            )
             raise
         if caller.is_admin_token:
-            self.audit.record("admin_token.used", actor=ADMIN_TOKEN_ACTOR, outcome="allowed",
-                              data={"source": source})
+            self.audit.record("admin_token.used", actor=ADMIN_TOKEN_ACTOR, outcome="allowed", data={"source": source})
         return caller
 
     def require(self, caller: Caller, roles: Iterable[Role], *, source: str) -> Caller:
@@ -116,17 +119,22 @@ class PeopleService:
         if caller.roles & wanted:
             return caller
         names = ", ".join(sorted(r.value for r in wanted))
-        self.audit.record("auth.forbidden", actor=caller.actor, outcome="denied",
-                          data={"source": source, "required": sorted(r.value for r in wanted),
-                                "caller": caller.to_dict()})
+        self.audit.record(
+            "auth.forbidden",
+            actor=caller.actor,
+            outcome="denied",
+            data={"source": source, "required": sorted(r.value for r in wanted), "caller": caller.to_dict()},
+        )
         who = "the admin token" if caller.person is None else f'person "{caller.person.name}"'
-        raise RoleRequired(f"{who} lacks the role this needs (one of: {names})",
-                           details={"required": sorted(r.value for r in wanted)})
+        raise RoleRequired(
+            f"{who} lacks the role this needs (one of: {names})", details={"required": sorted(r.value for r in wanted)}
+        )
 
     def _authenticate(self, authorization: str | None) -> Caller:
         if not authorization:
-            raise Unauthenticated("missing credentials: send Authorization: Bearer <person token, ID token "
-                                  "or admin token>")
+            raise Unauthenticated(
+                "missing credentials: send Authorization: Bearer <person token, ID token or admin token>"
+            )
         if len(authorization) > MAX_AUTHORIZATION:
             raise Unauthenticated("authorization header is too large")
         scheme, _, value = authorization.partition(" ")
@@ -163,15 +171,16 @@ class PeopleService:
         if record.last_used_at is None or now - record.last_used_at >= TOUCH_EVERY:
             with self.store.write() as conn:
                 db.touch_token(conn, record.token_id, now)
-        return Caller(via=Via.TOKEN, person=person, issuer=PERSON_ISSUER, subject=person.name,
-                      token_id=record.token_id)
+        return Caller(via=Via.TOKEN, person=person, issuer=PERSON_ISSUER, subject=person.name, token_id=record.token_id)
 
     def _id_token(self, token: str) -> Caller:
         if token.count(".") != 2:
             raise Unauthenticated("bearer token is not the admin token, a person token or an ID token")
         if self.sign_in is None:
-            raise Unauthenticated("bearer token is not the admin token or a person token, and no human issuer "
-                                  "accepts ID tokens for sign-in (human_issuers[].sign_in_audiences)")
+            raise Unauthenticated(
+                "bearer token is not the admin token or a person token, and no human issuer "
+                "accepts ID tokens for sign-in (human_issuers[].sign_in_audiences)"
+            )
         identity = self.sign_in.verify(token, spend_jti=False)
         with self.store.read() as conn:
             agent = self.store.identity_owner(conn, identity.issuer, identity.subject)
@@ -220,36 +229,66 @@ class PeopleService:
         if owner.person is not None:
             with self.store.read() as conn:
                 if db.get_person(conn, owner.person) is None:
-                    raise InvalidInput("owner_identity.person", f'person "{owner.person}" does not exist; '
-                                                                f"add them first (PUT /v1/admin/people/{owner.person})")
+                    raise InvalidInput(
+                        "owner_identity.person",
+                        f'person "{owner.person}" does not exist; add them first (PUT /v1/admin/people/{owner.person})',
+                    )
         elif owner.issuer not in self.human_issuers:
-            raise InvalidInput("owner_identity.issuer", f'"{owner.issuer}" is not a configured human issuer; '
-                                                        f"known: {list(self.human_issuers)}")
+            raise InvalidInput(
+                "owner_identity.issuer",
+                f'"{owner.issuer}" is not a configured human issuer; known: {list(self.human_issuers)}',
+            )
 
     # -- administration -------------------------------------------------------------------------
-    def put(self, name: str, *, display_name: str, roles: Iterable[Role],
-            identities: Iterable[PersonIdentity], disabled: bool, actor: Caller) -> tuple[dict[str, Any], bool]:
+    def put(
+        self,
+        name: str,
+        *,
+        display_name: str,
+        roles: Iterable[Role],
+        identities: Iterable[PersonIdentity],
+        disabled: bool,
+        actor: Caller,
+    ) -> tuple[dict[str, Any], bool]:
         idents = tuple(dict.fromkeys(identities))
         role_set = frozenset(roles)
         with self.store.write() as conn:
             for i, ident in enumerate(idents):
                 if ident.issuer not in self.human_issuers:
-                    raise InvalidInput(f"identities[{i}].issuer",
-                                       f'"{ident.issuer}" is not a configured human issuer; known: '
-                                       f"{list(self.human_issuers)}")
+                    raise InvalidInput(
+                        f"identities[{i}].issuer",
+                        f'"{ident.issuer}" is not a configured human issuer; known: {list(self.human_issuers)}',
+                    )
                 agent = self.store.identity_owner(conn, ident.issuer, ident.subject)
                 if agent is not None:
-                    raise InvalidInput(f"identities[{i}]", f'issuer/subject is bound to agent "{agent}"; '
-                                                           f"an agent is never a person")
+                    raise InvalidInput(
+                        f"identities[{i}]", f'issuer/subject is bound to agent "{agent}"; an agent is never a person'
+                    )
                 holder = db.identity_holder(conn, ident.issuer, ident.subject)
                 if holder is not None and holder != name:
                     raise InvalidInput(f"identities[{i}]", f'issuer/subject is already bound to person "{holder}"')
-            created = db.put_person(conn, name, display_name=display_name, roles=role_set, identities=idents,
-                                    disabled=disabled, now=self.clock())
-            self.audit.append(conn, "person.changed", actor=actor.actor, outcome="created" if created else "updated",
-                              data={"person": name, "roles": sorted(r.value for r in role_set),
-                                    "identities": [i.to_dict() for i in idents], "disabled": disabled,
-                                    "by": actor.to_dict()})
+            created = db.put_person(
+                conn,
+                name,
+                display_name=display_name,
+                roles=role_set,
+                identities=idents,
+                disabled=disabled,
+                now=self.clock(),
+            )
+            self.audit.append(
+                conn,
+                "person.changed",
+                actor=actor.actor,
+                outcome="created" if created else "updated",
+                data={
+                    "person": name,
+                    "roles": sorted(r.value for r in role_set),
+                    "identities": [i.to_dict() for i in idents],
+                    "disabled": disabled,
+                    "by": actor.to_dict(),
+                },
+            )
         return self.get(name).to_dict(), created
 
     def get(self, name: str) -> Person:
@@ -267,29 +306,52 @@ class PeopleService:
         with self.store.write() as conn:
             if not db.delete_person(conn, name, self.clock()):
                 raise NotFound(f'person "{name}" does not exist')
-            self.audit.append(conn, "person.deleted", actor=actor.actor, outcome="deleted",
-                              data={"person": name, "by": actor.to_dict()})
+            self.audit.append(
+                conn,
+                "person.deleted",
+                actor=actor.actor,
+                outcome="deleted",
+                data={"person": name, "by": actor.to_dict()},
+            )
 
-    def create_token(self, name: str, *, ttl_seconds: int, description: str,
-                     actor: Caller) -> tuple[Secret, dict[str, Any]]:
+    def create_token(
+        self, name: str, *, ttl_seconds: int, description: str, actor: Caller
+    ) -> tuple[Secret, dict[str, Any]]:
         """A new API token for the person; the secret is returned here, once, and never stored."""
         if not 60 <= ttl_seconds <= self.max_token_ttl:
-            raise InvalidInput("ttl_seconds", f"{ttl_seconds} is out of range: must be between 60 and "
-                                              f"{self.max_token_ttl}")
+            raise InvalidInput(
+                "ttl_seconds", f"{ttl_seconds} is out of range: must be between 60 and {self.max_token_ttl}"
+            )
         token_id = TokenId(uuid.uuid4().hex[:24])
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_hex(16)
         now = self.clock()
-        record = PersonToken(token_id=token_id, person=PersonName(name), description=description, created_at=now,
-                             created_by=actor.actor, expires_at=now + timedelta(seconds=ttl_seconds),
-                             revoked_at=None, last_used_at=None)
+        record = PersonToken(
+            token_id=token_id,
+            person=PersonName(name),
+            description=description,
+            created_at=now,
+            created_by=actor.actor,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+            revoked_at=None,
+            last_used_at=None,
+        )
         with self.store.write() as conn:
             if db.get_person(conn, name) is None:
                 raise NotFound(f'person "{name}" does not exist')
             db.insert_token(conn, record, salt=salt, secret_hmac=self._mac(salt, token_id, secret))
-            self.audit.append(conn, "person.token_created", actor=actor.actor, outcome="created",
-                              data={"person": name, "token_id": token_id,
-                                    "expires_at": record.expires_at.isoformat(), "by": actor.to_dict()})
+            self.audit.append(
+                conn,
+                "person.token_created",
+                actor=actor.actor,
+                outcome="created",
+                data={
+                    "person": name,
+                    "token_id": token_id,
+                    "expires_at": record.expires_at.isoformat(),
+                    "by": actor.to_dict(),
+                },
+            )
         return Secret(f"{TOKEN_PREFIX}{token_id}_{secret}"), record.to_dict(now)
 
     def list_tokens(self, name: str) -> list[dict[str, Any]]:
@@ -305,8 +367,13 @@ class PeopleService:
             if record is None or record.person != name:
                 raise NotFound(f'person "{name}" has no token "{token_id}"')
             if db.revoke_token(conn, token_id, now):
-                self.audit.append(conn, "person.token_revoked", actor=actor.actor, outcome="revoked",
-                                  data={"person": name, "token_id": token_id, "by": actor.to_dict()})
+                self.audit.append(
+                    conn,
+                    "person.token_revoked",
+                    actor=actor.actor,
+                    outcome="revoked",
+                    data={"person": name, "token_id": token_id, "by": actor.to_dict()},
+                )
             record = db.get_token(conn, token_id)
         assert record is not None
         return record.to_dict(now)

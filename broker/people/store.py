@@ -40,9 +40,9 @@ def list_people(conn: Connection) -> list[Person]:
 
 def person_by_identity(conn: Connection, issuer: str, subject: str) -> Person | None:
     row = conn.execute(
-        select(t.people).join(t.person_identities, PI.person == P.name).where(
-            and_(PI.issuer == issuer, PI.subject == subject)
-        )
+        select(t.people)
+        .join(t.person_identities, PI.person == P.name)
+        .where(and_(PI.issuer == issuer, PI.subject == subject))
     ).first()
     return _person(row) if row else None
 
@@ -83,8 +83,7 @@ def put_person(
 def delete_person(conn: Connection, name: str, now: datetime) -> bool:
     """The person, their identities; their tokens stay listed, revoked."""
     conn.execute(delete(t.person_identities).where(PI.person == name))
-    conn.execute(update(t.person_tokens).where(and_(PT.person == name, PT.revoked_at.is_(None))).values(
-        revoked_at=now))
+    conn.execute(update(t.person_tokens).where(and_(PT.person == name, PT.revoked_at.is_(None))).values(revoked_at=now))
     return bool(conn.execute(delete(t.people).where(P.name == name)).rowcount)
 
 
@@ -137,9 +136,7 @@ def list_tokens(conn: Connection, person: str) -> list[PersonToken]:
 
 def revoke_token(conn: Connection, token_id: str, now: datetime) -> bool:
     res = conn.execute(
-        update(t.person_tokens)
-        .where(and_(PT.token_id == token_id, PT.revoked_at.is_(None)))
-        .values(revoked_at=now)
+        update(t.person_tokens).where(and_(PT.token_id == token_id, PT.revoked_at.is_(None))).values(revoked_at=now)
     )
     return res.rowcount == 1
 

@@ -149,9 +149,7 @@ def _yaml_part(texts: Mapping[str, str], name: str, parse: Any, problems: list[P
         problems.append(yaml_error_problem(name, exc))
     except InvalidInput as exc:
         path = exc.field.split(": ", 1)[1] if ": " in exc.field else ""
-        message = (
-            exc.message[len(exc.field) + 2 :] if exc.message.startswith(exc.field + ": ") else exc.message
-        )
+        message = exc.message[len(exc.field) + 2 :] if exc.message.startswith(exc.field + ": ") else exc.message
         problems.append(Problem(name, yaml_line(texts[name], path), f"{path or name}: {message}"))
     return None
 
@@ -222,9 +220,7 @@ def _policies(
             if info.policy_id in infos:
                 first = infos[info.policy_id]
                 problems.append(
-                    Problem(
-                        name, line, f'duplicate @id("{info.policy_id}"): also at {first.file}:{first.line}'
-                    )
+                    Problem(name, line, f'duplicate @id("{info.policy_id}"): also at {first.file}:{first.line}')
                 )
                 continue
             if catalog is not None:
@@ -250,15 +246,11 @@ def _policies(
     return infos, ests
 
 
-def _policy_info(
-    file: str, line: int | None, policy: Mapping[str, Any], problems: list[Problem]
-) -> PolicyInfo | None:
+def _policy_info(file: str, line: int | None, policy: Mapping[str, Any], problems: list[Problem]) -> PolicyInfo | None:
     notes: Mapping[str, str | None] = policy.get("annotations") or {}
     pid = notes.get("id")
     if not pid:
-        problems.append(
-            Problem(file, line, 'policy has no @id("...") annotation (every policy needs a unique id)')
-        )
+        problems.append(Problem(file, line, 'policy has no @id("...") annotation (every policy needs a unique id)'))
         return None
     before = len(problems)
 

@@ -75,9 +75,7 @@ def error_line(text: str, parse: Callable[[str], object], first_line: int = 1) -
         message = str(exc)
     lines = text.split("\n")
     if _EOF in message:  # the text stops too early: blame its last non-blank line
-        last = max(
-            (k for k, ln in enumerate(lines) if ln.strip() and not ln.strip().startswith("//")), default=0
-        )
+        last = max((k for k, ln in enumerate(lines) if ln.strip() and not ln.strip().startswith("//")), default=0)
         return first_line + last
     for k in range(1, len(lines) + 1):
         try:

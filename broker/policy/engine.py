@@ -73,8 +73,7 @@ class CedarDecisionEngine:
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
             return self._deny(
                 request,
-                f"evaluation error ({type(exc).__name__}{': ' + detail if detail else ''}); "
-                "denied (fail closed)",
+                f"evaluation error ({type(exc).__name__}{': ' + detail if detail else ''}); denied (fail closed)",
             )
 
     # -- internals ---------------------------------------------------------------------------------
@@ -138,8 +137,7 @@ class CedarDecisionEngine:
             return self._deny(
                 request,
                 why,
-                f"tier {risk.tier.value} is above the ceiling "
-                f"{profile.ceiling.value} of profile {profile.name!r}",
+                f"tier {risk.tier.value} is above the ceiling {profile.ceiling.value} of profile {profile.name!r}",
                 risk=risk,
                 mode=mode,
             )
@@ -179,9 +177,7 @@ class CedarDecisionEngine:
         infos = [b.policies[i] for i in ids]
         if approved or not all(i.step_up for i in infos):
             hard = [i for i in infos if not i.step_up] or infos
-            return self._deny(
-                request, why, *(_describe(i) for i in hard), risk=risk, mode=mode, policy_ids=ids
-            )
+            return self._deny(request, why, *(_describe(i) for i in hard), risk=risk, mode=mode, policy_ids=ids)
         # only step-up forbids fired: would the request pass once they are lifted?
         lifted = self._evaluate(cr, b.lifted_set)
         if lifted.diagnostics.errors:
@@ -306,9 +302,7 @@ def smoke_check(bundle: Bundle) -> list[Problem]:
                     )
                 )
             else:
-                problems.append(
-                    Problem(SCHEMA, None, f"the broker's request for action {name!r} is rejected: {err}")
-                )
+                problems.append(Problem(SCHEMA, None, f"the broker's request for action {name!r} is rejected: {err}"))
         if errors:
             break  # one is enough: the same drift breaks every action
     return problems

@@ -71,7 +71,8 @@ def build(
         person = task.acting_for
         groups = person.attributes.get("groups")
         human_attrs: dict[str, Any] = {
-            "issuer": person.issuer, "subject": person.subject,
+            "issuer": person.issuer,
+            "subject": person.subject,
             "groups": [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else [],
         }
         if isinstance(person.attributes.get("email"), str):

@@ -103,9 +103,7 @@ def run_tests(directory: Path, bundle: Bundle | None = None) -> TestReport:
     engine = CedarDecisionEngine(bundle or load_bundle(Path(directory)))
     results: list[CaseResult] = []
     problems: list[Problem] = []
-    files = (
-        sorted((Path(directory) / TEST_DIR).glob("*.yaml")) if (Path(directory) / TEST_DIR).is_dir() else []
-    )
+    files = sorted((Path(directory) / TEST_DIR).glob("*.yaml")) if (Path(directory) / TEST_DIR).is_dir() else []
     if not files:
         problems.append(Problem(f"{TEST_DIR}/", None, "no test case file (*.yaml)"))
     for path in files:
@@ -120,11 +118,7 @@ def run_tests(directory: Path, bundle: Bundle | None = None) -> TestReport:
             results.extend(_run_file(engine, rel, text, doc))
         except CaseError as exc:
             problems.append(Problem(rel, yaml_line(text, exc.path), f"{exc.path}: {exc}"))
-    covered = {
-        engine.bundle.catalog[r.action].consequence.value
-        for r in results
-        if r.action in engine.bundle.catalog
-    }
+    covered = {engine.bundle.catalog[r.action].consequence.value for r in results if r.action in engine.bundle.catalog}
     uncovered = sorted({a.consequence.value for a in engine.bundle.catalog.values()} - covered)
     return TestReport(engine.bundle_hash, tuple(results), tuple(problems), tuple(uncovered))
 
@@ -195,9 +189,7 @@ def _input(
         raise CaseError(path, f"needs 'action' and 'resource'; allowed keys {sorted(_REQUEST_KEYS)}")
     agent_d = _mapping(defaults.get("agent") or {}, "defaults.agent")
     profile_d = _mapping(defaults.get("profile") or {}, "defaults.profile")
-    trust = _enum(
-        TrustLevel, req.get("trust_level", agent_d.get("trust_level", "standard")), f"{path}.trust_level"
-    )
+    trust = _enum(TrustLevel, req.get("trust_level", agent_d.get("trust_level", "standard")), f"{path}.trust_level")
     agent = Agent(
         name=str(agent_d.get("name", "test-agent")),
         owner=str(agent_d.get("owner", "test-owner")),
@@ -245,16 +237,12 @@ def _input(
         steps=len(actions),
         actions=actions,
         consequences=tuple(catalog[a].consequence.value for a in actions if a in catalog),
-        max_tier=_enum(Tier, chain_d["max_tier"], f"{path}.chain.max_tier")
-        if chain_d.get("max_tier")
-        else None,
+        max_tier=_enum(Tier, chain_d["max_tier"], f"{path}.chain.max_tier") if chain_d.get("max_tier") else None,
     )
     approval_raw = req.get("approval", "none")
     if approval_raw not in ("none", "pending", "approved"):
         raise CaseError(f"{path}.approval", "must be none, pending or approved")
-    approval = (
-        None if approval_raw == "none" else ApprovalContext("test-approval", approval_raw == "approved")
-    )
+    approval = None if approval_raw == "none" else ApprovalContext("test-approval", approval_raw == "approved")
     return DecisionInput(
         decision_id=DecisionId(decision_id),
         agent=agent,

@@ -15,12 +15,27 @@ from broker.models import Mode, Outcome, Tier
 from broker.risk.model import RiskInput, RiskModel, load_catalog, load_risk_table
 
 
-def deny(request: DecisionInput, reason: str, *, bundle_hash: str, tier: Tier = Tier.CRITICAL,
-         score: int = 0, factors: dict[str, object] | None = None) -> Decision:
+def deny(
+    request: DecisionInput,
+    reason: str,
+    *,
+    bundle_hash: str,
+    tier: Tier = Tier.CRITICAL,
+    score: int = 0,
+    factors: dict[str, object] | None = None,
+) -> Decision:
     return Decision(
-        decision_id=request.decision_id, outcome=Outcome.DENY, tier=tier, score=score,
-        factors=dict(factors or {}), mode=Mode.INLINE, ttl_seconds=0, uses=0, reasons=(reason,),
-        bundle_hash=bundle_hash, inputs=request.to_record(),
+        decision_id=request.decision_id,
+        outcome=Outcome.DENY,
+        tier=tier,
+        score=score,
+        factors=dict(factors or {}),
+        mode=Mode.INLINE,
+        ttl_seconds=0,
+        uses=0,
+        reasons=(reason,),
+        bundle_hash=bundle_hash,
+        inputs=request.to_record(),
     )
 
 
@@ -40,32 +55,43 @@ class TableDecisionEngine:
         try:
             return self._decide(request)
         except Exception as exc:  # fail closed, say why
-            return deny(request, f"evaluation error ({type(exc).__name__}); denied (fail closed)",
-                        bundle_hash=self.bundle_hash)
+            return deny(
+                request, f"evaluation error ({type(exc).__name__}); denied (fail closed)", bundle_hash=self.bundle_hash
+            )
 
     def _decide(self, request: DecisionInput) -> Decision:
         if request.action is None:
-            return deny(request, f"action {request.action_name!r} is not in the action catalog",
-                        bundle_hash=self.bundle_hash)
+            return deny(
+                request, f"action {request.action_name!r} is not in the action catalog", bundle_hash=self.bundle_hash
+            )
         if request.resource is None:
-            return deny(request, f"resource {request.resource_name!r} is not registered",
-                        bundle_hash=self.bundle_hash)
-        risk = self.model.assess(RiskInput(agent=request.agent, action=request.action,
-                                           resource=request.resource, human_present=request.human_present,
-                                           chain_max_tier=request.chain.max_tier))
+            return deny(request, f"resource {request.resource_name!r} is not registered", bundle_hash=self.bundle_hash)
+        risk = self.model.assess(
+            RiskInput(
+                agent=request.agent,
+                action=request.action,
+                resource=request.resource,
+                human_present=request.human_present,
+                chain_max_tier=request.chain.max_tier,
+            )
+        )
         mode = self.model.mode(request.action, request.resource, risk.tier)
         cost = self.model.cost(risk.tier)
-        reasons = [f"tier {risk.tier.value} (score {risk.score}) from consequence "
-                   f"{request.action.consequence.value}, sensitivity {request.resource.sensitivity.value}, "
-                   f"environment {request.resource.environment.value}"]
+        reasons = [
+            f"tier {risk.tier.value} (score {risk.score}) from consequence "
+            f"{request.action.consequence.value}, sensitivity {request.resource.sensitivity.value}, "
+            f"environment {request.resource.environment.value}"
+        ]
         outcome = Outcome.ALLOW
         if request.action_name not in request.profile.allowed_actions:
             outcome = Outcome.DENY
             reasons.append(f"action {request.action_name!r} is not allowed by profile {request.profile.name!r}")
         elif risk.tier.rank > request.profile.ceiling.rank:
             outcome = Outcome.DENY
-            reasons.append(f"tier {risk.tier.value} is above the ceiling {request.profile.ceiling.value} "
-                           f"of profile {request.profile.name!r}")
+            reasons.append(
+                f"tier {risk.tier.value} is above the ceiling {request.profile.ceiling.value} "
+                f"of profile {request.profile.name!r}"
+            )
         elif cost.requires_approval and not (request.approval and request.approval.approved):
             outcome = Outcome.DENY
             reasons.append(f"tier {risk.tier.value} requires step-up approval")
@@ -75,11 +101,17 @@ class TableDecisionEngine:
             outcome = Outcome.DENY
             reasons.append("the task has no lifetime left")
         if outcome is Outcome.ALLOW:
-            reasons.append(f"allowed in {mode.value} mode, ttl {ttl}s"
-                           + (f", {cost.uses} use(s)" if cost.uses else ""))
+            reasons.append(f"allowed in {mode.value} mode, ttl {ttl}s" + (f", {cost.uses} use(s)" if cost.uses else ""))
         return Decision(
-            decision_id=request.decision_id, outcome=outcome, tier=risk.tier, score=risk.score,
-            factors=risk.factors, mode=mode,
-            ttl_seconds=ttl if outcome is Outcome.ALLOW else 0, uses=cost.uses, reasons=tuple(reasons),
-            bundle_hash=self.bundle_hash, inputs=request.to_record(),
+            decision_id=request.decision_id,
+            outcome=outcome,
+            tier=risk.tier,
+            score=risk.score,
+            factors=risk.factors,
+            mode=mode,
+            ttl_seconds=ttl if outcome is Outcome.ALLOW else 0,
+            uses=cost.uses,
+            reasons=tuple(reasons),
+            bundle_hash=self.bundle_hash,
+            inputs=request.to_record(),
         )

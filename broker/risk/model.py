@@ -86,20 +86,30 @@ class RiskModel:
     def assess(self, request: RiskInput) -> RiskAssessment:
         t = self.table
         factors: dict[str, Any] = {
-            "consequence": {"value": request.action.consequence.value,
-                            "weight": t.consequence[request.action.consequence]},
-            "sensitivity": {"value": request.resource.sensitivity.value,
-                            "weight": t.sensitivity[request.resource.sensitivity]},
-            "environment": {"value": request.resource.environment.value,
-                            "weight": t.environment[request.resource.environment]},
+            "consequence": {
+                "value": request.action.consequence.value,
+                "weight": t.consequence[request.action.consequence],
+            },
+            "sensitivity": {
+                "value": request.resource.sensitivity.value,
+                "weight": t.sensitivity[request.resource.sensitivity],
+            },
+            "environment": {
+                "value": request.resource.environment.value,
+                "weight": t.environment[request.resource.environment],
+            },
             "trust": {"value": request.agent.trust_level.value, "weight": t.trust[request.agent.trust_level]},
         }
         unattended = not request.action.reversible and not request.human_present
-        factors["unattended_irreversible"] = {"value": unattended,
-                                              "weight": t.unattended_irreversible if unattended else 0}
+        factors["unattended_irreversible"] = {
+            "value": unattended,
+            "weight": t.unattended_irreversible if unattended else 0,
+        }
         chain_high = request.chain_max_tier is not None and request.chain_max_tier.rank >= Tier.HIGH.rank
-        factors["chain"] = {"value": request.chain_max_tier.value if request.chain_max_tier else None,
-                            "weight": t.chain_high if chain_high else 0}
+        factors["chain"] = {
+            "value": request.chain_max_tier.value if request.chain_max_tier else None,
+            "weight": t.chain_high if chain_high else 0,
+        }
         score = sum(int(f["weight"]) for f in factors.values())
         tier = next((tier for tier, threshold in t.thresholds if score >= threshold), Tier.LOW)
         return RiskAssessment(tier=tier, score=score, factors=factors)
@@ -157,9 +167,13 @@ def _mode_rule(raw: Any, where: str) -> ModeRule:
     reversible = raw.get("reversible")
     if reversible is not None and not isinstance(reversible, bool):
         raise InvalidInput(f"{where}.reversible", "must be true or false")
-    return ModeRule(consequence=sets["consequence"], environment=sets["environment"],
-                    sensitivity=sets["sensitivity"], reversible=reversible,
-                    tier_at_least=Tier(tier_at_least) if tier_at_least else None)
+    return ModeRule(
+        consequence=sets["consequence"],
+        environment=sets["environment"],
+        sensitivity=sets["sensitivity"],
+        reversible=reversible,
+        tier_at_least=Tier(tier_at_least) if tier_at_least else None,
+    )
 
 
 def parse_risk_table(raw: Any, where: str = "risk.yaml") -> RiskTable:
@@ -199,10 +213,12 @@ def parse_risk_table(raw: Any, where: str = "risk.yaml") -> RiskTable:
         chain_high=int(weights.get("chain_high", 0)),
         thresholds=tuple(thresholds),
         tiers=tiers,
-        inline_rules=tuple(_mode_rule(r, f"{where}: modes.inline[{i}]")
-                           for i, r in enumerate(modes_raw.get("inline") or [])),
-        review_rules=tuple(_mode_rule(r, f"{where}: modes.review[{i}]")
-                           for i, r in enumerate(modes_raw.get("review") or [])),
+        inline_rules=tuple(
+            _mode_rule(r, f"{where}: modes.inline[{i}]") for i, r in enumerate(modes_raw.get("inline") or [])
+        ),
+        review_rules=tuple(
+            _mode_rule(r, f"{where}: modes.review[{i}]") for i, r in enumerate(modes_raw.get("review") or [])
+        ),
         default_mode=default_mode,
     )
 
@@ -217,12 +233,17 @@ def parse_catalog(raw: Any, where: str = "catalog.yaml") -> dict[str, Action]:
         try:
             consequence = Consequence(str(spec.get("consequence")))
         except ValueError as exc:
-            raise InvalidInput(f"{where}: actions.{name}.consequence",
-                               f"must be one of {[c.value for c in Consequence]}") from exc
+            raise InvalidInput(
+                f"{where}: actions.{name}.consequence", f"must be one of {[c.value for c in Consequence]}"
+            ) from exc
         if not isinstance(spec.get("reversible"), bool):
             raise InvalidInput(f"{where}: actions.{name}.reversible", "must be true or false")
-        catalog[name] = Action(name=name, consequence=consequence, reversible=spec["reversible"],
-                               description=str(spec.get("description", "")))
+        catalog[name] = Action(
+            name=name,
+            consequence=consequence,
+            reversible=spec["reversible"],
+            description=str(spec.get("description", "")),
+        )
     return catalog
 
 

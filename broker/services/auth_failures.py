@@ -30,8 +30,9 @@ class _Window:
 
 
 class AuthFailureLog:
-    def __init__(self, audit: AuditLog, *, interval_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, audit: AuditLog, *, interval_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.audit = audit
         self.interval = interval_seconds
         self.clock = clock
@@ -52,8 +53,12 @@ class AuthFailureLog:
         for (addr, why), w in due:
             self._write_summary(addr, why, w)
         if first:
-            self.audit.record("auth.failed", actor=actor, outcome="denied",
-                              data={"reason": reason, "source": path, "address": address})
+            self.audit.record(
+                "auth.failed",
+                actor=actor,
+                outcome="denied",
+                data={"reason": reason, "source": path, "address": address},
+            )
 
     def flush(self) -> None:
         """Write every pending count (on shutdown)."""
@@ -74,7 +79,12 @@ class AuthFailureLog:
     def _write_summary(self, address: str, reason: str, window: _Window) -> None:
         if window.repeats == 0:
             return
-        data: dict[str, Any] = {"reason": reason, "source": window.path, "address": address,
-                                "count": window.repeats, "aggregated": True,
-                                "window_seconds": self.interval}
+        data: dict[str, Any] = {
+            "reason": reason,
+            "source": window.path,
+            "address": address,
+            "count": window.repeats,
+            "aggregated": True,
+            "window_seconds": self.interval,
+        }
         self.audit.record("auth.failed", actor="unknown", outcome="denied", data=data)

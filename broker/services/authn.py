@@ -48,8 +48,15 @@ class Principal:
 
 
 class AgentAuthenticator:
-    def __init__(self, verifier: Verifier, store: Store, audit: AuditLog, access: AccessTokens,
-                 dpop: DPoPVerifier, failures: AuthFailureLog | None = None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        store: Store,
+        audit: AuditLog,
+        access: AccessTokens,
+        dpop: DPoPVerifier,
+        failures: AuthFailureLog | None = None,
+    ) -> None:
         """``failures``: where ``auth.failed`` goes, aggregated per source and reason
         (:mod:`broker.services.auth_failures`); default: one written per minute and reason."""
         self.verifier = verifier
@@ -61,15 +68,26 @@ class AgentAuthenticator:
 
     def authenticate(self, token: str | None, *, source: str = "", address: str = "") -> Agent:
         """The simple mode only (a workload JWT as bearer)."""
-        return self.authenticate_http(f"Bearer {token}" if token else None, None, method="", url="",
-                                      source=source, address=address).agent
+        return self.authenticate_http(
+            f"Bearer {token}" if token else None, None, method="", url="", source=source, address=address
+        ).agent
 
-    def authenticate_http(self, authorization: str | None, dpop_proof: str | None, *, method: str, url: str,
-                          source: str = "", address: str = "") -> Principal:
+    def authenticate_http(
+        self,
+        authorization: str | None,
+        dpop_proof: str | None,
+        *,
+        method: str,
+        url: str,
+        source: str = "",
+        address: str = "",
+    ) -> Principal:
         try:
             if not authorization:
-                raise Unauthenticated("missing bearer token: send Authorization: Bearer <identity JWT> "
-                                      "(or DPoP <access token> with a DPoP proof)")
+                raise Unauthenticated(
+                    "missing bearer token: send Authorization: Bearer <identity JWT> "
+                    "(or DPoP <access token> with a DPoP proof)"
+                )
             scheme, _, token = authorization.partition(" ")
             token = token.strip()
             if not token:
@@ -81,8 +99,9 @@ class AgentAuthenticator:
             if self.access.is_ours(token):
                 claims = self.access.verify(token)
                 if claims.jkt is not None:
-                    raise Unauthenticated("this access token is DPoP-bound: send Authorization: DPoP <token> "
-                                          "with a DPoP proof")
+                    raise Unauthenticated(
+                        "this access token is DPoP-bound: send Authorization: DPoP <token> with a DPoP proof"
+                    )
                 return self._principal(claims)
             return Principal(self.agent_for(self.verifier.verify(token)))
         except Unauthenticated as exc:

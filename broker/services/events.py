@@ -34,8 +34,9 @@ class EventService:
         self.scanning = scanning
         self.audit = audit
 
-    def report(self, agent: Agent, task_id: str, kind: StepKind, text: str | None, action: str | None,
-               resource: str | None) -> EventReport:
+    def report(
+        self, agent: Agent, task_id: str, kind: StepKind, text: str | None, action: str | None, resource: str | None
+    ) -> EventReport:
         task = self.tasks.task_for(agent, task_id)
         with self.chain.lock(task_id):
             self.tasks.ensure_active(task, datetime.now(UTC))
@@ -46,16 +47,35 @@ class EventService:
                 outcome = self.scanning.scan_sync(text, source=f"event:{task_id}:{kind.value}")
                 findings = outcome.result.findings
                 if findings:
-                    self.audit.record("finding.detected", actor=agent.name, task_id=task_id,
-                                      outcome=str(len(findings)),
-                                      data={"source": f"event:{kind.value}", "event_id": event.event_id,
-                                            "findings": [{"rule": f.rule_id, "fingerprint": f.fingerprint,
-                                                          "line": f.line, "span": [f.start, f.end]}
-                                                         for f in findings]})
+                    self.audit.record(
+                        "finding.detected",
+                        actor=agent.name,
+                        task_id=task_id,
+                        outcome=str(len(findings)),
+                        data={
+                            "source": f"event:{kind.value}",
+                            "event_id": event.event_id,
+                            "findings": [
+                                {
+                                    "rule": f.rule_id,
+                                    "fingerprint": f.fingerprint,
+                                    "line": f.line,
+                                    "span": [f.start, f.end],
+                                }
+                                for f in findings
+                            ],
+                        },
+                    )
                 leaks = outcome.leaks
                 # a leak of this task's own grant escalated it: say so, like a detector hit would
-                own = next((leak.outcome.escalation for leak in leaks
-                            if leak.task_id == task_id and leak.outcome.escalation is not None), None)
+                own = next(
+                    (
+                        leak.outcome.escalation
+                        for leak in leaks
+                        if leak.task_id == task_id and leak.outcome.escalation is not None
+                    ),
+                    None,
+                )
                 if event.escalation is None and own is not None:
                     event = replace(event, escalation=own)
             return EventReport(event, leaks, findings)

@@ -193,8 +193,16 @@ class FindingsService:
         limit: int = 100,
     ) -> list[StoredFinding]:
         with self.store.read() as conn:
-            return findings_db.list_findings(conn, status=status, job=job, rule=rule, source=source,
-                                             fingerprint=fingerprint, since=since, limit=limit)
+            return findings_db.list_findings(
+                conn,
+                status=status,
+                job=job,
+                rule=rule,
+                source=source,
+                fingerprint=fingerprint,
+                since=since,
+                limit=limit,
+            )
 
     def get(self, finding_id: str) -> StoredFinding:
         with self.store.read() as conn:

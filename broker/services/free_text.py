@@ -21,14 +21,21 @@ class Screened:
     leaks: tuple[Leak, ...]
 
 
-def screen(scanning: LiveScanner, audit: AuditLog, agent: Agent, text: str, *, field: str,
-           max_length: int) -> Screened:
+def screen(scanning: LiveScanner, audit: AuditLog, agent: Agent, text: str, *, field: str, max_length: int) -> Screened:
     outcome = scanning.scan_sync(text, source=f"{field}:{agent.name}")
     findings = outcome.result.findings
     if not findings:
         return Screened(text, (), ())
-    audit.record("finding.detected", actor=agent.name, outcome=str(len(findings)),
-                 data={"source": field, "findings": [{"rule": f.rule_id, "fingerprint": f.fingerprint,
-                                                      "line": f.line, "span": [f.start, f.end]}
-                                                     for f in findings]})
+    audit.record(
+        "finding.detected",
+        actor=agent.name,
+        outcome=str(len(findings)),
+        data={
+            "source": field,
+            "findings": [
+                {"rule": f.rule_id, "fingerprint": f.fingerprint, "line": f.line, "span": [f.start, f.end]}
+                for f in findings
+            ],
+        },
+    )
     return Screened(outcome.result.redacted_text[:max_length], tuple(findings), tuple(outcome.leaks))

@@ -58,8 +58,7 @@ class GrantFeed:
     def resync(self) -> int:
         """Add grants issued since the last sync (all active grants the first time)."""
         started = utcnow()
-        count = add_active_grants(self.index, self.store,
-                                  since=None if self._since is None else self._since - OVERLAP)
+        count = add_active_grants(self.index, self.store, since=None if self._since is None else self._since - OVERLAP)
         self._since = started
         return count
 

@@ -20,8 +20,15 @@ from broker.workers import Heartbeat
 
 
 class HealthService:
-    def __init__(self, store: Store, backends: Mapping[str, CredentialBackend], *, stuck_after_seconds: float,
-                 revocation_heartbeat: Heartbeat, budget_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backends: Mapping[str, CredentialBackend],
+        *,
+        stuck_after_seconds: float,
+        revocation_heartbeat: Heartbeat,
+        budget_seconds: float = 2.0,
+    ) -> None:
         self.store = store
         self.backends = backends
         self.stuck_after_seconds = stuck_after_seconds
@@ -39,9 +46,15 @@ class HealthService:
         pending, oldest = self.revocation_backlog()
         stuck = oldest is not None and oldest > self.stuck_after_seconds
         last = self.heartbeat.last
-        return not stuck, {"store": "ok", "revocations": {
-            "pending": pending, "oldest_pending_seconds": oldest, "status": "stuck" if stuck else "ok",
-            "worker_last_run_seconds_ago": round(time.time() - last, 3) if last else None}}
+        return not stuck, {
+            "store": "ok",
+            "revocations": {
+                "pending": pending,
+                "oldest_pending_seconds": oldest,
+                "status": "stuck" if stuck else "ok",
+                "worker_last_run_seconds_ago": round(time.time() - last, 3) if last else None,
+            },
+        }
 
     def readiness(self) -> dict[str, Any]:
         return self._readiness.report()

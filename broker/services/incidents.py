@@ -43,11 +43,13 @@ class ManagedSecrets(Protocol):
 class Escalator(Protocol):
     """The chain's entry points for incidents (:class:`broker.chain.service.ChainService`)."""
 
-    def report_leak_locked(self, task_id: str, grant_id: str,
-                           finding_summary: Mapping[str, Any]) -> Escalation | None: ...
+    def report_leak_locked(
+        self, task_id: str, grant_id: str, finding_summary: Mapping[str, Any]
+    ) -> Escalation | None: ...
 
-    def escalate_task(self, task_id: str, *, detector: str, reason: str, actor: str,
-                      steps: list[str]) -> Escalation: ...
+    def escalate_task(
+        self, task_id: str, *, detector: str, reason: str, actor: str, steps: list[str]
+    ) -> Escalation: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +61,16 @@ class UnwrapReport:
 
 
 class IncidentService:
-    def __init__(self, store: Store, audit: AuditLog, tasks: TaskService, chain: Escalator,
-                 revocations: RevocationService, backends: Mapping[str, CredentialBackend],
-                 managed: ManagedSecrets) -> None:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        tasks: TaskService,
+        chain: Escalator,
+        revocations: RevocationService,
+        backends: Mapping[str, CredentialBackend],
+        managed: ManagedSecrets,
+    ) -> None:
         self.store = store
         self.audit = audit
         self.tasks = tasks
@@ -78,15 +87,19 @@ class IncidentService:
             grant = self.store.get_grant(conn, match.grant_id)
             task = self.store.get_task(conn, match.task_id)
         active = grant is not None and grant.active
-        self.audit.record("finding.leaked_grant", actor=source, task_id=match.task_id,
-                          outcome="escalating" if active else "already_inactive",
-                          data={"grant_id": match.grant_id, "agent": match.agent, "fingerprint": fingerprint,
-                                "source": source})
+        self.audit.record(
+            "finding.leaked_grant",
+            actor=source,
+            task_id=match.task_id,
+            outcome="escalating" if active else "already_inactive",
+            data={"grant_id": match.grant_id, "agent": match.agent, "fingerprint": fingerprint, "source": source},
+        )
         if not active:
             return LeakOutcome(LeakAction.NONE)
         if task is not None and task.state is TaskState.ACTIVE:
-            report = self.chain.report_leak_locked(match.task_id, match.grant_id,
-                                                   {"source": source, "fingerprint": fingerprint})
+            report = self.chain.report_leak_locked(
+                match.task_id, match.grant_id, {"source": source, "fingerprint": fingerprint}
+            )
             if report is None:  # leaked_secret switched off: the grant alone was revoked
                 return LeakOutcome(LeakAction.GRANT_REVOKED)
             return LeakOutcome(LeakAction.TASK_ESCALATED, report)
@@ -106,23 +119,40 @@ class IncidentService:
         judge = self.judges.get(grant.backend)
         if judge is None:
             raise InvalidInput("grant_id", f'grant "{grant_id}" is not a wrapped secret (backend {grant.backend})')
-        verdict = str(judge.judge_unwrap_failure(grant.revocation, expires_at=grant.expires_at,
-                                                 revoked=grant.state is GrantState.REVOKED))
+        verdict = str(
+            judge.judge_unwrap_failure(
+                grant.revocation, expires_at=grant.expires_at, revoked=grant.state is GrantState.REVOKED
+            )
+        )
         if verdict != "tampered":
-            self.audit.record("credential.unwrap_failed", actor=agent.name, task_id=task_id, outcome=verdict,
-                              data={"grant_id": grant_id, "backend": grant.backend})
+            self.audit.record(
+                "credential.unwrap_failed",
+                actor=agent.name,
+                task_id=task_id,
+                outcome=verdict,
+                data={"grant_id": grant_id, "backend": grant.backend},
+            )
             return UnwrapReport(grant_id, verdict, None, None)
-        self.audit.record("credential.tampered", actor=agent.name, task_id=task_id, outcome="tampered",
-                          data={"grant_id": grant_id, "backend": grant.backend,
-                                "wrapping_accessor": grant.accessor})
+        self.audit.record(
+            "credential.tampered",
+            actor=agent.name,
+            task_id=task_id,
+            outcome="tampered",
+            data={"grant_id": grant_id, "backend": grant.backend, "wrapping_accessor": grant.accessor},
+        )
         escalation = None
         if task.state is TaskState.ACTIVE:
             escalation = self.chain.escalate_task(
-                task_id, detector="unwrap_tampered", actor=agent.name, steps=[grant_id],
-                reason=f"the wrapped secret of grant {grant_id} was unwrapped by someone else")
+                task_id,
+                detector="unwrap_tampered",
+                actor=agent.name,
+                steps=[grant_id],
+                reason=f"the wrapped secret of grant {grant_id} was unwrapped by someone else",
+            )
         # the secret itself is now in unknown hands: rotate it when the broker manages it
-        rotated = self._rotate_managed(grant.fingerprints, actor=agent.name,
-                                       why=f"wrapped secret of grant {grant_id} intercepted")
+        rotated = self._rotate_managed(
+            grant.fingerprints, actor=agent.name, why=f"wrapped secret of grant {grant_id} intercepted"
+        )
         return UnwrapReport(grant_id, verdict, escalation, rotated)
 
     def _rotate_managed(self, fingerprints: Sequence[str], *, actor: str, why: str) -> tuple[str, ...]:

@@ -19,8 +19,14 @@ from broker.store.rows import Entity, Registered
 
 
 class RegistryService:
-    def __init__(self, store: Store, audit: AuditLog, backends: Mapping[str, CredentialBackend],
-                 catalog: Callable[[], Mapping[str, Action]], trusted_issuers: Callable[[], Collection[str]]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        backends: Mapping[str, CredentialBackend],
+        catalog: Callable[[], Mapping[str, Action]],
+        trusted_issuers: Callable[[], Collection[str]],
+    ) -> None:
         self.store = store
         self.audit = audit
         self.backends = backends
@@ -36,20 +42,29 @@ class RegistryService:
             trusted = self.trusted_issuers()
             for i, b in enumerate(agent.bindings):
                 if b.issuer not in trusted:  # nobody could ever present a token for this binding
-                    raise InvalidInput(f"identities[{i}].issuer",
-                                       f'issuer "{b.issuer}" is not configured; configured: {sorted(trusted)}')
+                    raise InvalidInput(
+                        f"identities[{i}].issuer",
+                        f'issuer "{b.issuer}" is not configured; configured: {sorted(trusted)}',
+                    )
                 owner = self.store.identity_owner(conn, b.issuer, b.subject)
                 if owner is not None and owner != agent.name:
-                    raise InvalidInput(f"identities[{i}]",
-                                       f'issuer/subject is already bound to agent "{owner}"')
+                    raise InvalidInput(f"identities[{i}]", f'issuer/subject is already bound to agent "{owner}"')
             created = self.store.put_agent(conn, agent)
-            self.audit.append(conn, "admin.changed", actor=actor, outcome="created" if created else "updated",
-                              data={"entity": "agent", "name": agent.name, "owner": agent.owner,
-                                    "trust_level": agent.trust_level.value, "profiles": list(agent.profiles),
-                                    "identities": [{"issuer": b.issuer, "subject": b.subject}
-                                                   for b in agent.bindings],
-                                    "owner_identity": agent.owner_identity.to_dict()
-                                    if agent.owner_identity is not None else None})
+            self.audit.append(
+                conn,
+                "admin.changed",
+                actor=actor,
+                outcome="created" if created else "updated",
+                data={
+                    "entity": "agent",
+                    "name": agent.name,
+                    "owner": agent.owner,
+                    "trust_level": agent.trust_level.value,
+                    "profiles": list(agent.profiles),
+                    "identities": [{"issuer": b.issuer, "subject": b.subject} for b in agent.bindings],
+                    "owner_identity": agent.owner_identity.to_dict() if agent.owner_identity is not None else None,
+                },
+            )
         return self.get(Entity.AGENT, agent.name), created
 
     # -- profiles ------------------------------------------------------------------------
@@ -57,31 +72,51 @@ class RegistryService:
         catalog = self.catalog()
         for i, action in enumerate(profile.allowed_actions):
             if action not in catalog:
-                raise InvalidInput(f"allowed_actions[{i}]",
-                                   f'action "{action}" is not in the action catalog; known: {sorted(catalog)}')
+                raise InvalidInput(
+                    f"allowed_actions[{i}]", f'action "{action}" is not in the action catalog; known: {sorted(catalog)}'
+                )
         with self.store.write() as conn:
             created = self.store.put_profile(conn, profile)
-            self.audit.append(conn, "admin.changed", actor=actor, outcome="created" if created else "updated",
-                              data={"entity": "profile", "name": profile.name,
-                                    "allowed_actions": list(profile.allowed_actions),
-                                    "ceiling": profile.ceiling.value,
-                                    "max_lifetime_seconds": profile.max_lifetime_seconds})
+            self.audit.append(
+                conn,
+                "admin.changed",
+                actor=actor,
+                outcome="created" if created else "updated",
+                data={
+                    "entity": "profile",
+                    "name": profile.name,
+                    "allowed_actions": list(profile.allowed_actions),
+                    "ceiling": profile.ceiling.value,
+                    "max_lifetime_seconds": profile.max_lifetime_seconds,
+                },
+            )
         return self.get(Entity.PROFILE, profile.name), created
 
     # -- resources -----------------------------------------------------------------------
     def put_resource(self, resource: Resource, actor: str) -> tuple[Registered, bool]:
         backend = self.backends.get(resource.kind)
         if backend is None:
-            raise InvalidInput("kind", f'backend "{resource.kind}" is not available; configured: '
-                                       f"{sorted(self.backends)}")
+            raise InvalidInput(
+                "kind", f'backend "{resource.kind}" is not available; configured: {sorted(self.backends)}'
+            )
         settings = backend.validate_settings(resource.settings)
         resource = replace(resource, settings=settings)
         with self.store.write() as conn:
             created = self.store.put_resource(conn, resource)
-            self.audit.append(conn, "admin.changed", actor=actor, outcome="created" if created else "updated",
-                              data={"entity": "resource", "name": resource.name, "kind": resource.kind,
-                                    "sensitivity": resource.sensitivity.value,
-                                    "environment": resource.environment.value, "settings": settings})
+            self.audit.append(
+                conn,
+                "admin.changed",
+                actor=actor,
+                outcome="created" if created else "updated",
+                data={
+                    "entity": "resource",
+                    "name": resource.name,
+                    "kind": resource.kind,
+                    "sensitivity": resource.sensitivity.value,
+                    "environment": resource.environment.value,
+                    "settings": settings,
+                },
+            )
         return self.get(Entity.RESOURCE, resource.name), created
 
     # -- generic -------------------------------------------------------------------------
@@ -104,5 +139,6 @@ class RegistryService:
                     raise Conflict(f'profile "{name}" is still allowed for agents {users}; remove it there first')
             if not self.store.delete_named(conn, entity, name):
                 raise NotFound(f'{entity.value} "{name}" does not exist')
-            self.audit.append(conn, "admin.changed", actor=actor, outcome="deleted",
-                              data={"entity": entity.value, "name": name})
+            self.audit.append(
+                conn, "admin.changed", actor=actor, outcome="deleted", data={"entity": entity.value, "name": name}
+            )

@@ -41,8 +41,13 @@ class RevocationReport:
 
 
 class RevocationService:
-    def __init__(self, store: Store, audit: AuditLog, backends: Mapping[str, CredentialBackend],
-                 on_task_closed: Sequence[TaskClosedHook] = ()) -> None:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        backends: Mapping[str, CredentialBackend],
+        on_task_closed: Sequence[TaskClosedHook] = (),
+    ) -> None:
         self.store = store
         self.audit = audit
         self.backends = backends
@@ -52,16 +57,27 @@ class RevocationService:
         self._inflight: set[int] = set()
         self._inflight_lock = threading.Lock()
 
-    def revoke_task(self, task_id: str, *, reason: str, state: TaskState, actor: str,
-                    audit_kind: str = "task.revoked", extra: Mapping[str, Any] | None = None,
-                    from_states: tuple[TaskState, ...] = (TaskState.ACTIVE,),
-                    in_transaction: Callable[[Connection], None] | None = None) -> RevocationReport:
+    def revoke_task(
+        self,
+        task_id: str,
+        *,
+        reason: str,
+        state: TaskState,
+        actor: str,
+        audit_kind: str = "task.revoked",
+        extra: Mapping[str, Any] | None = None,
+        from_states: tuple[TaskState, ...] = (TaskState.ACTIVE,),
+        in_transaction: Callable[[Connection], None] | None = None,
+    ) -> RevocationReport:
         """``in_transaction(conn)`` runs inside the same transaction (e.g. the chain's escalation
         marker), so the state change, the outbox rows and the audit event commit together."""
         queued = 0
         with self.store.write() as conn:
-            if from_states and self.store.set_task_state(conn, task_id, state, reason, only_from=from_states) \
-                    and state is not TaskState.ACTIVE:
+            if (
+                from_states
+                and self.store.set_task_state(conn, task_id, state, reason, only_from=from_states)
+                and state is not TaskState.ACTIVE
+            ):
                 for hook in self.on_task_closed:
                     hook(conn, task_id, state, reason)
             if in_transaction is not None:
@@ -69,24 +85,35 @@ class RevocationService:
             handles = self.store.handles(conn, task_id)
             handled_backends = {h.backend for h in handles}
             for h in handles:
-                outbox.enqueue(conn, task_id=task_id, backend=h.backend, reference=h.reference,
-                               reason=reason, handle_id=h.id)
+                outbox.enqueue(
+                    conn, task_id=task_id, backend=h.backend, reference=h.reference, reason=reason, handle_id=h.id
+                )
                 queued += 1
             for g in outbox.grants_to_revoke(conn, task_id, handled_backends):
-                outbox.enqueue(conn, task_id=task_id, backend=g.backend, reference=g.revocation,
-                               reason=reason, grant_id=g.grant_id)
+                outbox.enqueue(
+                    conn, task_id=task_id, backend=g.backend, reference=g.revocation, reason=reason, grant_id=g.grant_id
+                )
                 queued += 1
-            self.audit.append(conn, audit_kind, actor=actor, task_id=task_id, outcome=state.value,
-                              data={"reason": reason, "revocations_queued": queued, **dict(extra or {})})
+            self.audit.append(
+                conn,
+                audit_kind,
+                actor=actor,
+                task_id=task_id,
+                outcome=state.value,
+                data={"reason": reason, "revocations_queued": queued, **dict(extra or {})},
+            )
         for backend in self._task_scoped:
             backend.forget_task(task_id)
         completed, pending = self.process(task_id=task_id)
         report = RevocationReport(task_id=task_id, queued=queued, completed=completed, pending=pending)
         if state is not TaskState.ACTIVE:
             for child in self.cascade(task_id, state, reason, actor):
-                report = RevocationReport(task_id=task_id, queued=report.queued + child.queued,
-                                          completed=report.completed + child.completed,
-                                          pending=report.pending + child.pending)
+                report = RevocationReport(
+                    task_id=task_id,
+                    queued=report.queued + child.queued,
+                    completed=report.completed + child.completed,
+                    pending=report.pending + child.pending,
+                )
         return report
 
     def cascade(self, task_id: str, state: TaskState, reason: str, actor: str) -> list[RevocationReport]:
@@ -95,15 +122,28 @@ class RevocationService:
         ``Store.active_children_of_inactive_parents``)."""
         with self.store.read() as conn:
             children = [c.task_id for c in self.store.child_tasks(conn, task_id) if c.state is TaskState.ACTIVE]
-        return [self.revoke_task(child, reason=f"parent task {task_id} is {state.value}: {reason}"[:500],
-                                 state=state, actor=actor, audit_kind="task.revoked",
-                                 extra={"cascade_from": task_id})
-                for child in children]
+        return [
+            self.revoke_task(
+                child,
+                reason=f"parent task {task_id} is {state.value}: {reason}"[:500],
+                state=state,
+                actor=actor,
+                audit_kind="task.revoked",
+                extra={"cascade_from": task_id},
+            )
+            for child in children
+        ]
 
     def revoke_grant(self, grant: Grant, *, reason: str, actor: str) -> None:
         with self.store.write() as conn:
-            outbox.enqueue(conn, task_id=grant.task_id, backend=grant.backend,
-                           reference=grant.revocation, reason=reason, grant_id=grant.grant_id)
+            outbox.enqueue(
+                conn,
+                task_id=grant.task_id,
+                backend=grant.backend,
+                reference=grant.revocation,
+                reason=reason,
+                grant_id=grant.grant_id,
+            )
         self.process(task_id=grant.task_id)
 
     def process(self, *, task_id: str | None = None, limit: int = 200) -> tuple[int, int]:
@@ -135,19 +175,35 @@ class RevocationService:
                 message = exc.message if isinstance(exc, BrokerError) else f"unexpected {type(exc).__name__}"
                 with self.store.write() as conn:
                     outbox.mark_failed(conn, row, message, kind=kind)
-                log.warning("revocation.failed", task_id=row.task_id, backend=row.backend,
-                            attempts=row.attempts + 1, error=message)
+                log.warning(
+                    "revocation.failed",
+                    task_id=row.task_id,
+                    backend=row.backend,
+                    attempts=row.attempts + 1,
+                    error=message,
+                )
                 continue
             completed += 1
             with self.store.write() as conn:
                 if not outbox.mark_done(conn, row):
                     continue  # another worker/replica confirmed it first: audit once
-                self.audit.append(conn, "credential.revoked", actor="broker", task_id=row.task_id,
-                                  outcome="revoked",
-                                  data={"backend": row.backend, "grant_id": row.grant_id,
-                                        "handle_id": row.handle_id, "reason": row.reason,
-                                        "attempts": row.attempts + 1,
-                                        "reference": {k: v for k, v in row.reference.items()
-                                                      if k in ("accessor", "lease_id", "kind", "role_name",
-                                                               "mode", "wrapping_accessor")}})
+                self.audit.append(
+                    conn,
+                    "credential.revoked",
+                    actor="broker",
+                    task_id=row.task_id,
+                    outcome="revoked",
+                    data={
+                        "backend": row.backend,
+                        "grant_id": row.grant_id,
+                        "handle_id": row.handle_id,
+                        "reason": row.reason,
+                        "attempts": row.attempts + 1,
+                        "reference": {
+                            k: v
+                            for k, v in row.reference.items()
+                            if k in ("accessor", "lease_id", "kind", "role_name", "mode", "wrapping_accessor")
+                        },
+                    },
+                )
         return completed, failed

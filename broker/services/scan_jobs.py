@@ -71,8 +71,15 @@ class ScheduledJob:
 
 
 class ScanJobService:
-    def __init__(self, scans: ScanStore, runner: ScanRunner, findings: FindingsService, audit: AuditLog,
-                 slot: ScheduleSlot, guard: SourceGuard) -> None:
+    def __init__(
+        self,
+        scans: ScanStore,
+        runner: ScanRunner,
+        findings: FindingsService,
+        audit: AuditLog,
+        slot: ScheduleSlot,
+        guard: SourceGuard,
+    ) -> None:
         self.guard = guard
         self.scans = scans
         self.runner = runner
@@ -88,9 +95,7 @@ class ScanJobService:
                 raise InvalidInput("source", "required when the job is created")
             source = existing.spec.source
         self.guard.accept(source)  # scan roots, outbound URL policy, characters: 422 naming the field
-        spec = ScanJobSpec(
-            source=source, schedule=body.schedule, on_finding=body.on_finding, enabled=body.enabled
-        )
+        spec = ScanJobSpec(source=source, schedule=body.schedule, on_finding=body.on_finding, enabled=body.enabled)
         created = self.scans.put_job(name, spec)
         self.slot.schedule(name, spec)
         self.audit.record(
@@ -150,8 +155,13 @@ def build_scan_jobs(
     scans = ScanStore(store)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     guard = SourceGuard.from_settings(settings)
-    env = SourceEnv(cache_dir=settings.data_dir / "scan-cache", policy=guard, aws_region=settings.aws.region,
-                    aws_endpoint_url=settings.aws.endpoint_url, kv=kv)
+    env = SourceEnv(
+        cache_dir=settings.data_dir / "scan-cache",
+        policy=guard,
+        aws_region=settings.aws.region,
+        aws_endpoint_url=settings.aws.endpoint_url,
+        kv=kv,
+    )
     runner = ScanRunner(
         scans,
         findings,

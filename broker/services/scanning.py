@@ -23,6 +23,7 @@ from scanners.known import GrantMatch, KnownSecretIndex
 
 log = get_logger("nhi-broker.scanning")
 
+
 @dataclass(frozen=True, slots=True)
 class LeakOutcome:
     """What answering a leaked grant did, and the escalation of its task when there was one."""
@@ -54,8 +55,9 @@ class ScanOutcome:
 class LiveScanner:
     """The live scanner of ``/v1/scan`` and agent events (scheduled scan jobs: ``ScanJobService``)."""
 
-    def __init__(self, scanner: Scanner, known: KnownSecretIndex, store: Store, audit: AuditLog,
-                 *, on_leak: LeakHandler) -> None:
+    def __init__(
+        self, scanner: Scanner, known: KnownSecretIndex, store: Store, audit: AuditLog, *, on_leak: LeakHandler
+    ) -> None:
         self.scanner = scanner
         self.known = known
         self.store = store
@@ -78,18 +80,35 @@ class LiveScanner:
 
     async def scan(self, text: str, *, source: str) -> ScanOutcome:
         result = await scan_text_async(self.scanner, text)
-        leaks = await asyncio.to_thread(self._handle, result.findings, source) if any(
-            f.grant is not None for f in result.findings) else ()
+        leaks = (
+            await asyncio.to_thread(self._handle, result.findings, source)
+            if any(f.grant is not None for f in result.findings)
+            else ()
+        )
         return ScanOutcome(result, tuple(leaks))
 
     def _handle(self, findings: tuple[Finding, ...] | list[Finding], source: str) -> tuple[Leak, ...]:
-        return tuple(Leak(grant_id=f.grant.grant_id, task_id=f.grant.task_id, agent=f.grant.agent,
-                          fingerprint=f.fingerprint, outcome=self.on_leak(f.grant, f.fingerprint, source))
-                     for f in findings if f.grant is not None)
+        return tuple(
+            Leak(
+                grant_id=f.grant.grant_id,
+                task_id=f.grant.task_id,
+                agent=f.grant.agent,
+                fingerprint=f.fingerprint,
+                outcome=self.on_leak(f.grant, f.fingerprint, source),
+            )
+            for f in findings
+            if f.grant is not None
+        )
 
 
-def add_active_grants(index: KnownSecretIndex, store: Store, *, skip: frozenset[str] = frozenset(),
-                      since: datetime | None = None, grant_id: str | None = None) -> int:
+def add_active_grants(
+    index: KnownSecretIndex,
+    store: Store,
+    *,
+    skip: frozenset[str] = frozenset(),
+    since: datetime | None = None,
+    grant_id: str | None = None,
+) -> int:
     """Add every active grant's fingerprints (with their secrets' lengths) from the store to
     ``index``, except fingerprints in ``skip`` (only grants issued since ``since``, or one grant,
     when given). Returns the number of grants read."""

@@ -84,8 +84,9 @@ class ChainGate(Protocol):
     Not optional: a :class:`TaskService` cannot be built without one, so no request can pass
     without the detectors having seen it."""
 
-    def review_request(self, agent: Agent, task: Task, decision: Decision, action: str,
-                       resource: str) -> tuple[Decision, Any]: ...
+    def review_request(
+        self, agent: Agent, task: Task, decision: Decision, action: str, resource: str
+    ) -> tuple[Decision, Any]: ...
 
     def escalate_request(self, agent: Agent, task: Task, decision: Decision, hit: Any) -> BrokerError: ...
 
@@ -93,13 +94,29 @@ class ChainGate(Protocol):
 
 
 class TaskService:
-    def __init__(self, store: Store, audit: AuditLog, engine: Callable[[], DecisionEngine],
-                 catalog: Callable[[], Mapping[str, Action]], backends: Mapping[str, CredentialBackend],
-                 revocations: RevocationService, fingerprint: Fingerprinter, chain: ChainGate, *,
-                 on_issued: Sequence[IssuedHook] = ()) -> None:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        engine: Callable[[], DecisionEngine],
+        catalog: Callable[[], Mapping[str, Action]],
+        backends: Mapping[str, CredentialBackend],
+        revocations: RevocationService,
+        fingerprint: Fingerprinter,
+        chain: ChainGate,
+        *,
+        on_issued: Sequence[IssuedHook] = (),
+    ) -> None:
         # fail closed by construction: every collaborator the request flow relies on is required
-        for name, value in (("store", store), ("audit", audit), ("engine", engine), ("catalog", catalog),
-                            ("revocations", revocations), ("fingerprint", fingerprint), ("chain", chain)):
+        for name, value in (
+            ("store", store),
+            ("audit", audit),
+            ("engine", engine),
+            ("catalog", catalog),
+            ("revocations", revocations),
+            ("fingerprint", fingerprint),
+            ("chain", chain),
+        ):
             if value is None:
                 raise TypeError(f"TaskService needs {name}: the request flow cannot run without it")
         self.store = store
@@ -114,48 +131,99 @@ class TaskService:
         self.on_issued: tuple[IssuedHook, ...] = (*on_issued, chain.after_issue)
 
     # -- tasks ---------------------------------------------------------------------------
-    def open_task(self, agent: Agent, profile_name: str, purpose: str, on_behalf_of: str | None,
-                  lifetime_seconds: int | None = None, *, acting_for: VerifiedHuman | None = None,
-                  scope: tuple[str, ...] | None = None) -> Task:
+    def open_task(
+        self,
+        agent: Agent,
+        profile_name: str,
+        purpose: str,
+        on_behalf_of: str | None,
+        lifetime_seconds: int | None = None,
+        *,
+        acting_for: VerifiedHuman | None = None,
+        scope: tuple[str, ...] | None = None,
+    ) -> Task:
         """``acting_for``: the person an exchanged token proved; a typed ``on_behalf_of`` that names
         someone else is refused. ``scope``: the profiles an exchanged token was narrowed to."""
         if scope is not None and profile_name not in scope:
             with self.store.write() as conn:
-                self.audit.append(conn, "task.refused", actor=agent.name, outcome="denied",
-                                  data={"profile": profile_name, "reason": "profile outside the token's scope"})
-            raise Denied(f'this access token is scoped to profiles {list(scope)}; it may not open a task '
-                         f'under "{profile_name}"')
+                self.audit.append(
+                    conn,
+                    "task.refused",
+                    actor=agent.name,
+                    outcome="denied",
+                    data={"profile": profile_name, "reason": "profile outside the token's scope"},
+                )
+            raise Denied(
+                f'this access token is scoped to profiles {list(scope)}; it may not open a task under "{profile_name}"'
+            )
         if acting_for is not None:
             if on_behalf_of is not None and on_behalf_of not in (acting_for.subject, acting_for.principal):
-                raise InvalidInput("on_behalf_of", f"the access token proves this task acts for "
-                                                   f"{acting_for.principal}; leave on_behalf_of out or name them")
+                raise InvalidInput(
+                    "on_behalf_of",
+                    f"the access token proves this task acts for "
+                    f"{acting_for.principal}; leave on_behalf_of out or name them",
+                )
             on_behalf_of = acting_for.principal
         if profile_name not in agent.profiles:
             with self.store.write() as conn:
-                self.audit.append(conn, "task.refused", actor=agent.name, outcome="denied",
-                                  data={"profile": profile_name, "reason": "profile not allowed for agent"})
-            raise Denied(f'agent "{agent.name}" may not open tasks under profile "{profile_name}"; '
-                         f"allowed: {list(agent.profiles)}")
+                self.audit.append(
+                    conn,
+                    "task.refused",
+                    actor=agent.name,
+                    outcome="denied",
+                    data={"profile": profile_name, "reason": "profile not allowed for agent"},
+                )
+            raise Denied(
+                f'agent "{agent.name}" may not open tasks under profile "{profile_name}"; '
+                f"allowed: {list(agent.profiles)}"
+            )
         with self.store.read() as conn:
             profile = self.store.get_profile(conn, profile_name)
         if profile is None:
             raise InvalidInput("profile", f'task profile "{profile_name}" does not exist')
         lifetime = min(lifetime_seconds or profile.max_lifetime_seconds, profile.max_lifetime_seconds)
         now = utcnow()
-        task = Task(task_id=TaskId("tsk_" + uuid.uuid4().hex), agent=agent.name, profile=profile.name,
-                    purpose=purpose, on_behalf_of=on_behalf_of, state=TaskState.ACTIVE, created_at=now,
-                    expires_at=now + timedelta(seconds=lifetime), acting_for=acting_for)
+        task = Task(
+            task_id=TaskId("tsk_" + uuid.uuid4().hex),
+            agent=agent.name,
+            profile=profile.name,
+            purpose=purpose,
+            on_behalf_of=on_behalf_of,
+            state=TaskState.ACTIVE,
+            created_at=now,
+            expires_at=now + timedelta(seconds=lifetime),
+            acting_for=acting_for,
+        )
         structlog.contextvars.bind_contextvars(task_id=task.task_id)  # this request's log lines from here on
         with self.store.write() as conn:
             self.store.create_task(conn, task)
-            self.audit.append(conn, "task.opened", actor=agent.name, task_id=task.task_id, outcome="active",
-                              data={"profile": profile.name, "purpose": purpose, "on_behalf_of": on_behalf_of,
-                                    "acting_for_verified": acting_for is not None,
-                                    "expires_at": task.expires_at.isoformat()})
+            self.audit.append(
+                conn,
+                "task.opened",
+                actor=agent.name,
+                task_id=task.task_id,
+                outcome="active",
+                data={
+                    "profile": profile.name,
+                    "purpose": purpose,
+                    "on_behalf_of": on_behalf_of,
+                    "acting_for_verified": acting_for is not None,
+                    "expires_at": task.expires_at.isoformat(),
+                },
+            )
         return task
 
-    def delegate(self, agent: Agent, task_id: str, *, to_agent: str, actions: Sequence[str], ceiling: Tier,
-                 lifetime_seconds: int | None, purpose: str) -> Task:
+    def delegate(
+        self,
+        agent: Agent,
+        task_id: str,
+        *,
+        to_agent: str,
+        actions: Sequence[str],
+        ceiling: Tier,
+        lifetime_seconds: int | None,
+        purpose: str,
+    ) -> Task:
         """Hand a narrower sub-task to another registered agent: actions ⊆ the parent's, ceiling ≤
         the parent's, lifetime ≤ the parent's remaining. Widening is refused with the reason."""
         parent = self.task_for(agent, task_id)
@@ -173,33 +241,77 @@ class TaskService:
         mine = effective_profile(profile, parent)
         wider = [a for a in actions if a not in mine.allowed_actions]
         if wider or not actions:
-            raise Denied(f"delegation refused: actions must be a non-empty subset of this task's "
-                         f"{list(mine.allowed_actions)}; not allowed: {wider}", details={"reason": "widening"})
+            raise Denied(
+                f"delegation refused: actions must be a non-empty subset of this task's "
+                f"{list(mine.allowed_actions)}; not allowed: {wider}",
+                details={"reason": "widening"},
+            )
         if ceiling.rank > mine.ceiling.rank:
-            raise Denied(f"delegation refused: ceiling {ceiling.value} is above this task's ceiling "
-                         f"{mine.ceiling.value}", details={"reason": "widening"})
+            raise Denied(
+                f"delegation refused: ceiling {ceiling.value} is above this task's ceiling {mine.ceiling.value}",
+                details={"reason": "widening"},
+            )
         remaining = int((parent.expires_at - now).total_seconds())
         if lifetime_seconds is not None and lifetime_seconds > remaining:
-            raise Denied(f"delegation refused: lifetime {lifetime_seconds}s is longer than this task's remaining "
-                         f"{remaining}s", details={"reason": "widening"})
+            raise Denied(
+                f"delegation refused: lifetime {lifetime_seconds}s is longer than this task's remaining {remaining}s",
+                details={"reason": "widening"},
+            )
         lifetime = min(lifetime_seconds or remaining, remaining)
-        child = Task(task_id=TaskId("tsk_" + uuid.uuid4().hex), agent=sub.name, profile=parent.profile,
-                     purpose=purpose, on_behalf_of=parent.on_behalf_of, state=TaskState.ACTIVE, created_at=utcnow(),
-                     expires_at=utcnow() + timedelta(seconds=lifetime), acting_for=parent.acting_for,
-                     parent_task_id=parent.task_id,
-                     delegation=Delegation(tuple(dict.fromkeys(actions)), ceiling, agent.name))
+        child = Task(
+            task_id=TaskId("tsk_" + uuid.uuid4().hex),
+            agent=sub.name,
+            profile=parent.profile,
+            purpose=purpose,
+            on_behalf_of=parent.on_behalf_of,
+            state=TaskState.ACTIVE,
+            created_at=utcnow(),
+            expires_at=utcnow() + timedelta(seconds=lifetime),
+            acting_for=parent.acting_for,
+            parent_task_id=parent.task_id,
+            delegation=Delegation(tuple(dict.fromkeys(actions)), ceiling, agent.name),
+        )
         with self.store.write() as conn:
             self.store.create_task(conn, child)
-            chain_store.add_event(conn, task_id=parent.task_id, kind=StepKind.DELEGATION,
-                                  detail={"child_task_id": child.task_id, "agent": sub.name,
-                                          "actions": list(child.delegation.actions) if child.delegation else [],
-                                          "ceiling": ceiling.value})
-            self.audit.append(conn, "task.delegated", actor=agent.name, task_id=parent.task_id, outcome="active",
-                              data={"child_task_id": child.task_id, "agent": sub.name, "actions": list(actions),
-                                    "ceiling": ceiling.value, "expires_at": child.expires_at.isoformat()})
-            self.audit.append(conn, "task.opened", actor=agent.name, task_id=child.task_id, outcome="active",
-                              data={"profile": child.profile, "purpose": purpose, "delegated_from": parent.task_id,
-                                    "agent": sub.name, "expires_at": child.expires_at.isoformat()})
+            chain_store.add_event(
+                conn,
+                task_id=parent.task_id,
+                kind=StepKind.DELEGATION,
+                detail={
+                    "child_task_id": child.task_id,
+                    "agent": sub.name,
+                    "actions": list(child.delegation.actions) if child.delegation else [],
+                    "ceiling": ceiling.value,
+                },
+            )
+            self.audit.append(
+                conn,
+                "task.delegated",
+                actor=agent.name,
+                task_id=parent.task_id,
+                outcome="active",
+                data={
+                    "child_task_id": child.task_id,
+                    "agent": sub.name,
+                    "actions": list(actions),
+                    "ceiling": ceiling.value,
+                    "expires_at": child.expires_at.isoformat(),
+                },
+            )
+            self.audit.append(
+                conn,
+                "task.opened",
+                actor=agent.name,
+                task_id=child.task_id,
+                outcome="active",
+                data={
+                    "profile": child.profile,
+                    "purpose": purpose,
+                    "delegated_from": parent.task_id,
+                    "agent": sub.name,
+                    "expires_at": child.expires_at.isoformat(),
+                },
+            )
         return child
 
     def tree(self, task_id: str) -> tuple[DelegationNode, ...]:
@@ -210,8 +322,9 @@ class TaskService:
     def _tree(self, conn: Any, task_id: str, depth: int) -> tuple[DelegationNode, ...]:
         if depth >= MAX_DELEGATION_DEPTH:
             return ()
-        return tuple(DelegationNode(c, self._tree(conn, c.task_id, depth + 1))
-                     for c in self.store.child_tasks(conn, task_id))
+        return tuple(
+            DelegationNode(c, self._tree(conn, c.task_id, depth + 1)) for c in self.store.child_tasks(conn, task_id)
+        )
 
     def get(self, task_id: str) -> Task:
         with self.store.read() as conn:
@@ -233,20 +346,28 @@ class TaskService:
 
     def ensure_active(self, task: Task, now: datetime) -> None:
         if task.state is TaskState.ACTIVE and task.expires_at <= now:
-            self.revocations.revoke_task(task.task_id, reason="task lifetime exceeded", state=TaskState.EXPIRED,
-                                         actor="broker", audit_kind="task.expired")
+            self.revocations.revoke_task(
+                task.task_id,
+                reason="task lifetime exceeded",
+                state=TaskState.EXPIRED,
+                actor="broker",
+                audit_kind="task.expired",
+            )
             raise Conflict(f'task "{task.task_id}" has expired', details={"state": TaskState.EXPIRED.value})
         if task.state is not TaskState.ACTIVE:
-            raise Conflict(f'task "{task.task_id}" is {task.state.value}: {task.state_reason or "no reason"}',
-                           details={"state": task.state.value, "reason": task.state_reason})
+            raise Conflict(
+                f'task "{task.task_id}" is {task.state.value}: {task.state_reason or "no reason"}',
+                details={"state": task.state.value, "reason": task.state_reason},
+            )
 
     def end_task(self, agent: Agent, task_id: str) -> RevocationReport:
         """End the agent's task (state ``ended``) and revoke what it holds."""
         task = self.task_for(agent, task_id)
         if task.state is not TaskState.ACTIVE:
             raise Conflict(f'task "{task_id}" is already {task.state.value}', details={"state": task.state.value})
-        return self.revocations.revoke_task(task_id, reason="ended by agent", state=TaskState.ENDED,
-                                            actor=agent.name, audit_kind="task.ended")
+        return self.revocations.revoke_task(
+            task_id, reason="ended by agent", state=TaskState.ENDED, actor=agent.name, audit_kind="task.ended"
+        )
 
     # -- credentials ---------------------------------------------------------------------
     def chain_summary(self, task_id: str) -> ChainSummary:
@@ -260,12 +381,16 @@ class TaskService:
         catalog = self.catalog()
         max_tier = max((r.tier for r in allowed), key=lambda t: t.rank, default=None)
         return ChainSummary(
-            steps=len(rows), actions=tuple(r.action for r in allowed),
+            steps=len(rows),
+            actions=tuple(r.action for r in allowed),
             consequences=tuple(catalog[r.action].consequence.value for r in allowed if r.action in catalog),
-            max_tier=max_tier, grants_active=active)
+            max_tier=max_tier,
+            grants_active=active,
+        )
 
-    def decide(self, agent: Agent, task: Task, action_name: str, resource_name: str,
-               approval: ApprovalContext | None = None) -> tuple[Decision, Resource | None]:
+    def decide(
+        self, agent: Agent, task: Task, action_name: str, resource_name: str, approval: ApprovalContext | None = None
+    ) -> tuple[Decision, Resource | None]:
         with self.store.read() as conn:
             profile = self.store.get_profile(conn, task.profile)
             resource = self.store.get_resource(conn, resource_name)
@@ -274,29 +399,56 @@ class TaskService:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
         profile = effective_profile(profile, task)
         request = DecisionInput(
-            decision_id=DecisionId("dec_" + uuid.uuid4().hex), agent=agent, profile=profile, task=task,
-            action_name=action_name, resource_name=resource_name, action=self.catalog().get(action_name),
-            resource=resource, chain=chain, now=datetime.now(UTC), approval=approval)
+            decision_id=DecisionId("dec_" + uuid.uuid4().hex),
+            agent=agent,
+            profile=profile,
+            task=task,
+            action_name=action_name,
+            resource_name=resource_name,
+            action=self.catalog().get(action_name),
+            resource=resource,
+            chain=chain,
+            now=datetime.now(UTC),
+            approval=approval,
+        )
         return self.engine().decide(request), resource
 
     def record_decision(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
-        kind = {Outcome.ALLOW: "decision.allowed", Outcome.DENY: "decision.denied",
-                Outcome.STEP_UP: "decision.step_up"}[decision.outcome]
+        kind = {
+            Outcome.ALLOW: "decision.allowed",
+            Outcome.DENY: "decision.denied",
+            Outcome.STEP_UP: "decision.step_up",
+        }[decision.outcome]
         with self.store.write() as conn:
             self.store.add_decision(conn, decision.record(), task.task_id, agent.name, action, resource, utcnow())
-            self.audit.append(conn, kind, actor=agent.name, task_id=task.task_id, outcome=decision.outcome.value,
-                              data={"decision_id": decision.decision_id, "action": action, "resource": resource,
-                                    "tier": decision.tier.value, "score": decision.score, "mode": decision.mode.value,
-                                    "ttl_seconds": decision.ttl_seconds, "reasons": list(decision.reasons),
-                                    "factors": decision.factors, "policy_ids": list(decision.policy_ids),
-                                    "bundle_hash": decision.bundle_hash})
+            self.audit.append(
+                conn,
+                kind,
+                actor=agent.name,
+                task_id=task.task_id,
+                outcome=decision.outcome.value,
+                data={
+                    "decision_id": decision.decision_id,
+                    "action": action,
+                    "resource": resource,
+                    "tier": decision.tier.value,
+                    "score": decision.score,
+                    "mode": decision.mode.value,
+                    "ttl_seconds": decision.ttl_seconds,
+                    "reasons": list(decision.reasons),
+                    "factors": decision.factors,
+                    "policy_ids": list(decision.policy_ids),
+                    "bundle_hash": decision.bundle_hash,
+                },
+            )
 
     def _persist_handle(self, task_id: str, backend: str, reference: dict[str, Any]) -> None:
         with self.store.write() as conn:
             self.store.add_handle(conn, task_id, backend, reference)
 
-    def request_credential(self, agent: Agent, task_id: str, action_name: str, resource_name: str,
-                           approval: ApprovalContext | None = None) -> CredentialResult:
+    def request_credential(
+        self, agent: Agent, task_id: str, action_name: str, resource_name: str, approval: ApprovalContext | None = None
+    ) -> CredentialResult:
         task = self.task_for(agent, task_id)
         self.ensure_active(task, datetime.now(UTC))
         decision, resource = self.decide(agent, task, action_name, resource_name, approval)
@@ -312,8 +464,9 @@ class TaskService:
             raise Conflict(f'resource "{resource_name}" vanished; try again')
         return self.issue(agent, task, decision, action_name, resource)
 
-    def issue(self, agent: Agent, task: Task, decision: Decision, action_name: str,
-              resource: Resource) -> CredentialResult:
+    def issue(
+        self, agent: Agent, task: Task, decision: Decision, action_name: str, resource: Resource
+    ) -> CredentialResult:
         action = self.catalog().get(action_name)
         if action is None:  # the catalog was reloaded between decision and issuance
             raise Conflict(f'action "{action_name}" is no longer in the catalog; try again')
@@ -322,15 +475,29 @@ class TaskService:
             raise BrokerError(f'no backend is configured for resource kind "{resource.kind}"')
         grant_id = GrantId("grt_" + uuid.uuid4().hex)
         try:
-            credential = backend.issue(IssueRequest(
-                task=task, agent=agent, action=action, resource=resource, ttl_seconds=decision.ttl_seconds,
-                uses=decision.uses, decision_id=decision.decision_id, grant_id=grant_id,
-                persist_handle=lambda ref: self._persist_handle(task.task_id, resource.kind, ref)))
+            credential = backend.issue(
+                IssueRequest(
+                    task=task,
+                    agent=agent,
+                    action=action,
+                    resource=resource,
+                    ttl_seconds=decision.ttl_seconds,
+                    uses=decision.uses,
+                    decision_id=decision.decision_id,
+                    grant_id=grant_id,
+                    persist_handle=lambda ref: self._persist_handle(task.task_id, resource.kind, ref),
+                )
+            )
         except BrokerError as exc:
             with self.store.write() as conn:
-                self.audit.append(conn, "credential.failed", actor=agent.name, task_id=task.task_id,
-                                  outcome="error", data={"decision_id": decision.decision_id,
-                                                         "backend": resource.kind, "error": exc.message})
+                self.audit.append(
+                    conn,
+                    "credential.failed",
+                    actor=agent.name,
+                    task_id=task.task_id,
+                    outcome="error",
+                    data={"decision_id": decision.decision_id, "backend": resource.kind, "error": exc.message},
+                )
             raise
         lengths = {self.fingerprint(s): len(s.reveal()) for s in credential.secrets.values()}
         # a backend may also fingerprint the secret material behind the credential (e.g. the KV
@@ -342,31 +509,61 @@ class TaskService:
         expires_at = min(credential.expires_at, now + timedelta(seconds=decision.ttl_seconds))
         # what was granted: the decision's TTL, or less when the backend capped it (recorded and
         # returned, never silently different); and how long the backend itself honours it
-        granted = {"ttl_seconds": decision.ttl_seconds,
-                   "granted_ttl_seconds": max(0, round((expires_at - now).total_seconds())),
-                   "backend_ttl_seconds": max(0, round(((credential.backend_expires_at or credential.expires_at)
-                                                        - now).total_seconds()))}
+        granted = {
+            "ttl_seconds": decision.ttl_seconds,
+            "granted_ttl_seconds": max(0, round((expires_at - now).total_seconds())),
+            "backend_ttl_seconds": max(
+                0, round(((credential.backend_expires_at or credential.expires_at) - now).total_seconds())
+            ),
+        }
         if granted["granted_ttl_seconds"] < decision.ttl_seconds - 5:
             log.warning("credential.ttl_capped_by_backend", backend=resource.kind, **granted)
         credential = replace(credential, public={**credential.public, **granted})
         with self.store.write() as conn:
             if credential.task_handle is not None:
                 self.store.add_handle(conn, task.task_id, resource.kind, credential.task_handle)
-            self.store.add_grant(conn, Grant(
-                grant_id=grant_id, task_id=task.task_id, decision_id=decision.decision_id,
-                backend=resource.kind, resource=resource.name, action=action.name,
-                lease_id=credential.lease_id, accessor=credential.accessor,
-                fingerprints=tuple(fingerprints), revocation=dict(credential.revocation),
-                covered_by_task_handle=credential.covered_by_task_handle,
-                public=dict(credential.public), secret_lengths=lengths,
-                issued_at=utcnow(), expires_at=expires_at, state=GrantState.ACTIVE))
-            self.audit.append(conn, "credential.issued", actor=agent.name, task_id=task.task_id, outcome="issued",
-                              data={"grant_id": grant_id, "decision_id": decision.decision_id,
-                                    "backend": resource.kind, "resource": resource.name, "action": action.name,
-                                    "accessor": credential.accessor, "lease_id": credential.lease_id,
-                                    "fingerprints": fingerprints, "expires_at": expires_at.isoformat(),
-                                    "uses": decision.uses, **granted,
-                                    "revoke_at_expiry": bool(credential.revocation.get("revoke_at_expiry"))})
+            self.store.add_grant(
+                conn,
+                Grant(
+                    grant_id=grant_id,
+                    task_id=task.task_id,
+                    decision_id=decision.decision_id,
+                    backend=resource.kind,
+                    resource=resource.name,
+                    action=action.name,
+                    lease_id=credential.lease_id,
+                    accessor=credential.accessor,
+                    fingerprints=tuple(fingerprints),
+                    revocation=dict(credential.revocation),
+                    covered_by_task_handle=credential.covered_by_task_handle,
+                    public=dict(credential.public),
+                    secret_lengths=lengths,
+                    issued_at=utcnow(),
+                    expires_at=expires_at,
+                    state=GrantState.ACTIVE,
+                ),
+            )
+            self.audit.append(
+                conn,
+                "credential.issued",
+                actor=agent.name,
+                task_id=task.task_id,
+                outcome="issued",
+                data={
+                    "grant_id": grant_id,
+                    "decision_id": decision.decision_id,
+                    "backend": resource.kind,
+                    "resource": resource.name,
+                    "action": action.name,
+                    "accessor": credential.accessor,
+                    "lease_id": credential.lease_id,
+                    "fingerprints": fingerprints,
+                    "expires_at": expires_at.isoformat(),
+                    "uses": decision.uses,
+                    **granted,
+                    "revoke_at_expiry": bool(credential.revocation.get("revoke_at_expiry")),
+                },
+            )
         for hook in self.on_issued:
             try:
                 hook(grant_id, task.task_id, agent.name, lengths)

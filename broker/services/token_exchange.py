@@ -56,9 +56,19 @@ class TokenResponse:
 
 
 class TokenExchangeService:
-    def __init__(self, workloads: IdentityVerifierPort, agents: AgentResolver, humans: IdentityVerifierPort | None,
-                 human_claims: Mapping[str, tuple[str, ...]], tokens: AccessTokens, dpop: DPoPVerifier,
-                 audit: AuditLog, tasks: TaskLookup, *, require_dpop: bool) -> None:
+    def __init__(
+        self,
+        workloads: IdentityVerifierPort,
+        agents: AgentResolver,
+        humans: IdentityVerifierPort | None,
+        human_claims: Mapping[str, tuple[str, ...]],
+        tokens: AccessTokens,
+        dpop: DPoPVerifier,
+        audit: AuditLog,
+        tasks: TaskLookup,
+        *,
+        require_dpop: bool,
+    ) -> None:
         self.workloads = workloads
         self.agents = agents
         self.tasks = tasks
@@ -86,8 +96,9 @@ class TokenExchangeService:
         try:
             return self._exchange(form, dpop_proof, url)
         except OAuthError as exc:
-            self.audit.record("token.refused", actor="unknown", outcome=exc.error,
-                              data={"reason": exc.message, "source": source})
+            self.audit.record(
+                "token.refused", actor="unknown", outcome=exc.error, data={"reason": exc.message, "source": source}
+            )
             raise
 
     def _exchange(self, form: Mapping[str, str], dpop_proof: str | None, url: str) -> TokenResponse:
@@ -117,15 +128,20 @@ class TokenExchangeService:
             scope = tuple(dict.fromkeys(form["scope"].split()))
             beyond = [p for p in scope if p not in agent.profiles]
             if beyond:
-                raise OAuthError("invalid_scope", f"scope names task profiles agent {agent.name!r} may not use: "
-                                                  f"{', '.join(beyond)}; allowed: {', '.join(agent.profiles)}")
+                raise OAuthError(
+                    "invalid_scope",
+                    f"scope names task profiles agent {agent.name!r} may not use: "
+                    f"{', '.join(beyond)}; allowed: {', '.join(agent.profiles)}",
+                )
         human = self._human(form)
         task_id: str | None = None
         delegated_by: tuple[str, ...] = ()
         if form.get("delegation"):
             if human is not None:
-                raise OAuthError("invalid_request", "a delegated token acts for the parent task's person; "
-                                                    "send no actor_token with delegation")
+                raise OAuthError(
+                    "invalid_request",
+                    "a delegated token acts for the parent task's person; send no actor_token with delegation",
+                )
             task_id = form["delegation"]
             human, delegated_by = self._delegation(task_id, agent)
         jkt = None
@@ -136,16 +152,36 @@ class TokenExchangeService:
                 raise OAuthError("invalid_dpop_proof", exc.message) from None
         elif self.require_dpop:
             raise OAuthError("invalid_dpop_proof", "a DPoP proof is required: send a DPoP header")
-        token = self.tokens.mint(agent=agent.name, workload_issuer=identity.issuer,
-                                 workload_subject=identity.subject, subject_expires_at=identity.expires_at,
-                                 human=human, jkt=jkt, scope=scope, delegated_by=delegated_by, task_id=task_id)
-        self.audit.record("token.exchanged", actor=agent.name, outcome="issued",
-                          data={"workload": {"iss": identity.issuer, "sub": identity.subject},
-                                "acting_for": human.principal if human else None, "dpop_bound": token.bound,
-                                "task_id": task_id, "delegated_by": list(delegated_by),
-                                "expires_in": token.expires_in})
-        body = {"access_token": token.token, "issued_token_type": ACCESS_TOKEN_TYPE,
-                "token_type": "DPoP" if token.bound else "Bearer", "expires_in": token.expires_in}
+        token = self.tokens.mint(
+            agent=agent.name,
+            workload_issuer=identity.issuer,
+            workload_subject=identity.subject,
+            subject_expires_at=identity.expires_at,
+            human=human,
+            jkt=jkt,
+            scope=scope,
+            delegated_by=delegated_by,
+            task_id=task_id,
+        )
+        self.audit.record(
+            "token.exchanged",
+            actor=agent.name,
+            outcome="issued",
+            data={
+                "workload": {"iss": identity.issuer, "sub": identity.subject},
+                "acting_for": human.principal if human else None,
+                "dpop_bound": token.bound,
+                "task_id": task_id,
+                "delegated_by": list(delegated_by),
+                "expires_in": token.expires_in,
+            },
+        )
+        body = {
+            "access_token": token.token,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "DPoP" if token.bound else "Bearer",
+            "expires_in": token.expires_in,
+        }
         if scope is not None:
             body["scope"] = " ".join(scope)
         return TokenResponse(body)

@@ -41,20 +41,44 @@ class StoredFinding:
 
     @classmethod
     def from_row(cls, m: RowMapping) -> StoredFinding:
-        return cls(finding_id=m["finding_id"], job=m["job"], source_kind=m["source_kind"], location=m["location"],
-                   line=m["line"], rule=m["rule"], severity=m["severity"], fingerprint=m["fingerprint"],
-                   excerpt=m["excerpt"], status=FindingStatus(m["status"]), detail=dict(m["detail"] or {}),
-                   occurrences=int(m["occurrences"]), first_seen=aware_ts(m["first_seen"]),
-                   last_seen=aware_ts(m["last_seen"]))
+        return cls(
+            finding_id=m["finding_id"],
+            job=m["job"],
+            source_kind=m["source_kind"],
+            location=m["location"],
+            line=m["line"],
+            rule=m["rule"],
+            severity=m["severity"],
+            fingerprint=m["fingerprint"],
+            excerpt=m["excerpt"],
+            status=FindingStatus(m["status"]),
+            detail=dict(m["detail"] or {}),
+            occurrences=int(m["occurrences"]),
+            first_seen=aware_ts(m["first_seen"]),
+            last_seen=aware_ts(m["last_seen"]),
+        )
 
 
-def list_findings(conn: Connection, *, status: str | None = None, job: str | None = None, rule: str | None = None,
-                  source: str | None = None, fingerprint: str | None = None, since: datetime | None = None,
-                  limit: int = 100) -> list[StoredFinding]:
+def list_findings(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    job: str | None = None,
+    rule: str | None = None,
+    source: str | None = None,
+    fingerprint: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[StoredFinding]:
     """Most recently seen first."""
     q = select(t.scan_findings)
-    for col, value in ((F.status, status), (F.job, job), (F.rule, rule), (F.source_kind, source),
-                       (F.fingerprint, fingerprint)):
+    for col, value in (
+        (F.status, status),
+        (F.job, job),
+        (F.rule, rule),
+        (F.source_kind, source),
+        (F.fingerprint, fingerprint),
+    ):
         if value is not None:
             q = q.where(col == value)
     if since is not None:

@@ -51,17 +51,24 @@ from broker.store.rows import (
 
 # hot-path statements, built once and bound at execution (SQLAlchemy's statement construction
 # costs more than SQLite's execution for these one-row lookups)
-_AGENT_BY_IDENTITY = select(t.agent_identities.c.agent).where(and_(
-    t.agent_identities.c.issuer == bindparam("issuer"), t.agent_identities.c.subject == bindparam("subject")))
+_AGENT_BY_IDENTITY = select(t.agent_identities.c.agent).where(
+    and_(t.agent_identities.c.issuer == bindparam("issuer"), t.agent_identities.c.subject == bindparam("subject"))
+)
 _AGENT = select(t.agents).where(t.agents.c.name == bindparam("name"))
 _PROFILE = select(t.profiles).where(t.profiles.c.name == bindparam("name"))
 _RESOURCE = select(t.resources).where(t.resources.c.name == bindparam("name"))
 _TASK = select(t.tasks).where(t.tasks.c.task_id == bindparam("task_id"))
 _GRANT = select(t.grants).where(t.grants.c.grant_id == bindparam("grant_id"))
-_DECISION_STEPS = (select(t.decisions.c.action, t.decisions.c.tier, t.decisions.c.outcome)
-                   .where(t.decisions.c.task_id == bindparam("task_id")).order_by(t.decisions.c.created_at))
-_ACTIVE_GRANTS = select(func.count()).select_from(t.grants).where(and_(
-    t.grants.c.task_id == bindparam("task_id"), t.grants.c.state == "active"))
+_DECISION_STEPS = (
+    select(t.decisions.c.action, t.decisions.c.tier, t.decisions.c.outcome)
+    .where(t.decisions.c.task_id == bindparam("task_id"))
+    .order_by(t.decisions.c.created_at)
+)
+_ACTIVE_GRANTS = (
+    select(func.count())
+    .select_from(t.grants)
+    .where(and_(t.grants.c.task_id == bindparam("task_id"), t.grants.c.state == "active"))
+)
 _INSERT_DECISION = insert(t.decisions)
 _INSERT_GRANT = insert(t.grants)
 _INSERT_JTI = insert(t.seen_jti)
@@ -109,13 +116,22 @@ class Store:
         return False
 
     def put_agent(self, conn: Connection, agent: Agent) -> bool:
-        created = self._upsert(conn, t.agents, "name", agent.name, {
-            "owner": agent.owner, "trust_level": agent.trust_level.value, "description": agent.description,
-            "identities": [{"issuer": b.issuer, "subject": b.subject, "claims": dict(b.claims)}
-                           for b in agent.bindings],
-            "profiles": list(agent.profiles),
-            "owner_identity": agent.owner_identity.to_dict() if agent.owner_identity is not None else None,
-        })
+        created = self._upsert(
+            conn,
+            t.agents,
+            "name",
+            agent.name,
+            {
+                "owner": agent.owner,
+                "trust_level": agent.trust_level.value,
+                "description": agent.description,
+                "identities": [
+                    {"issuer": b.issuer, "subject": b.subject, "claims": dict(b.claims)} for b in agent.bindings
+                ],
+                "profiles": list(agent.profiles),
+                "owner_identity": agent.owner_identity.to_dict() if agent.owner_identity is not None else None,
+            },
+        )
         conn.execute(delete(t.agent_identities).where(t.agent_identities.c.agent == agent.name))
         for b in agent.bindings:
             conn.execute(insert(t.agent_identities).values(issuer=b.issuer, subject=b.subject, agent=agent.name))
@@ -127,11 +143,17 @@ class Store:
 
     @staticmethod
     def _agent(row: Any) -> Agent:
-        return Agent(name=row.name, owner=row.owner, trust_level=TrustLevel(row.trust_level),
-                     bindings=tuple(IdentityBinding(i["issuer"], i["subject"], dict(i.get("claims") or {}))
-                                    for i in row.identities),
-                     profiles=tuple(row.profiles), description=row.description,
-                     owner_identity=OwnerIdentity.from_dict(row.owner_identity) if row.owner_identity else None)
+        return Agent(
+            name=row.name,
+            owner=row.owner,
+            trust_level=TrustLevel(row.trust_level),
+            bindings=tuple(
+                IdentityBinding(i["issuer"], i["subject"], dict(i.get("claims") or {})) for i in row.identities
+            ),
+            profiles=tuple(row.profiles),
+            description=row.description,
+            owner_identity=OwnerIdentity.from_dict(row.owner_identity) if row.owner_identity else None,
+        )
 
     def get_agent(self, conn: Connection, name: str) -> Agent | None:
         row = conn.execute(_AGENT, {"name": name}).first()
@@ -167,111 +189,207 @@ class Store:
         return bool(conn.execute(delete(table).where(table.c.name == name)).rowcount)
 
     def put_profile(self, conn: Connection, p: TaskProfile) -> bool:
-        return self._upsert(conn, t.profiles, "name", p.name, {
-            "allowed_actions": list(p.allowed_actions), "ceiling": p.ceiling.value,
-            "max_lifetime_seconds": p.max_lifetime_seconds, "description": p.description})
+        return self._upsert(
+            conn,
+            t.profiles,
+            "name",
+            p.name,
+            {
+                "allowed_actions": list(p.allowed_actions),
+                "ceiling": p.ceiling.value,
+                "max_lifetime_seconds": p.max_lifetime_seconds,
+                "description": p.description,
+            },
+        )
 
     @staticmethod
     def _profile(row: Any) -> TaskProfile:
-        return TaskProfile(name=row.name, allowed_actions=tuple(row.allowed_actions), ceiling=Tier(row.ceiling),
-                           max_lifetime_seconds=row.max_lifetime_seconds, description=row.description)
+        return TaskProfile(
+            name=row.name,
+            allowed_actions=tuple(row.allowed_actions),
+            ceiling=Tier(row.ceiling),
+            max_lifetime_seconds=row.max_lifetime_seconds,
+            description=row.description,
+        )
 
     def get_profile(self, conn: Connection, name: str) -> TaskProfile | None:
         row = conn.execute(_PROFILE, {"name": name}).first()
         return self._profile(row) if row else None
 
     def put_resource(self, conn: Connection, r: Resource) -> bool:
-        return self._upsert(conn, t.resources, "name", r.name, {
-            "kind": r.kind, "sensitivity": r.sensitivity.value, "environment": r.environment.value,
-            "external": r.external, "description": r.description, "settings": dict(r.settings)})
+        return self._upsert(
+            conn,
+            t.resources,
+            "name",
+            r.name,
+            {
+                "kind": r.kind,
+                "sensitivity": r.sensitivity.value,
+                "environment": r.environment.value,
+                "external": r.external,
+                "description": r.description,
+                "settings": dict(r.settings),
+            },
+        )
 
     @staticmethod
     def _resource(row: Any) -> Resource:
-        return Resource(name=row.name, kind=row.kind, sensitivity=Sensitivity(row.sensitivity),
-                        environment=Environment(row.environment), settings=dict(row.settings),
-                        description=row.description, external=bool(row.external))
+        return Resource(
+            name=row.name,
+            kind=row.kind,
+            sensitivity=Sensitivity(row.sensitivity),
+            environment=Environment(row.environment),
+            settings=dict(row.settings),
+            description=row.description,
+            external=bool(row.external),
+        )
 
     def get_resource(self, conn: Connection, name: str) -> Resource | None:
         row = conn.execute(_RESOURCE, {"name": name}).first()
         return self._resource(row) if row else None
 
     def agents_using_profile(self, conn: Connection, profile: str) -> list[str]:
-        return [r.name for r in conn.execute(select(t.agents.c.name, t.agents.c.profiles))
-                if profile in (r.profiles or [])]
+        return [
+            r.name for r in conn.execute(select(t.agents.c.name, t.agents.c.profiles)) if profile in (r.profiles or [])
+        ]
 
     # -- tasks ---------------------------------------------------------------------------
     def create_task(self, conn: Connection, task: Task) -> None:
-        conn.execute(insert(t.tasks).values(
-            task_id=task.task_id, agent=task.agent, profile=task.profile, purpose=task.purpose,
-            on_behalf_of=task.on_behalf_of, state=task.state.value, state_reason=task.state_reason,
-            created_at=task.created_at, expires_at=task.expires_at,
-            acting_for=task.acting_for.to_dict() if task.acting_for is not None else None,
-            parent_task_id=task.parent_task_id,
-            delegation=task.delegation.to_dict() if task.delegation is not None else None))
+        conn.execute(
+            insert(t.tasks).values(
+                task_id=task.task_id,
+                agent=task.agent,
+                profile=task.profile,
+                purpose=task.purpose,
+                on_behalf_of=task.on_behalf_of,
+                state=task.state.value,
+                state_reason=task.state_reason,
+                created_at=task.created_at,
+                expires_at=task.expires_at,
+                acting_for=task.acting_for.to_dict() if task.acting_for is not None else None,
+                parent_task_id=task.parent_task_id,
+                delegation=task.delegation.to_dict() if task.delegation is not None else None,
+            )
+        )
 
     @staticmethod
     def _task(row: Any) -> Task:
-        return Task(task_id=TaskId(row.task_id), agent=row.agent, profile=row.profile, purpose=row.purpose,
-                    on_behalf_of=row.on_behalf_of, state=TaskState(row.state), created_at=aware_ts(row.created_at),
-                    expires_at=aware_ts(row.expires_at), state_reason=row.state_reason,
-                    acting_for=VerifiedHuman.from_dict(row.acting_for) if row.acting_for else None,
-                    parent_task_id=TaskId(row.parent_task_id) if row.parent_task_id else None,
-                    delegation=Delegation.from_dict(row.delegation) if row.delegation else None)
+        return Task(
+            task_id=TaskId(row.task_id),
+            agent=row.agent,
+            profile=row.profile,
+            purpose=row.purpose,
+            on_behalf_of=row.on_behalf_of,
+            state=TaskState(row.state),
+            created_at=aware_ts(row.created_at),
+            expires_at=aware_ts(row.expires_at),
+            state_reason=row.state_reason,
+            acting_for=VerifiedHuman.from_dict(row.acting_for) if row.acting_for else None,
+            parent_task_id=TaskId(row.parent_task_id) if row.parent_task_id else None,
+            delegation=Delegation.from_dict(row.delegation) if row.delegation else None,
+        )
 
     def get_task(self, conn: Connection, task_id: str) -> Task | None:
         row = conn.execute(_TASK, {"task_id": task_id}).first()
         return self._task(row) if row else None
 
-    def set_task_state(self, conn: Connection, task_id: str, state: TaskState, reason: str,
-                       *, only_from: tuple[TaskState, ...] = (TaskState.ACTIVE,)) -> bool:
-        result = conn.execute(update(t.tasks).where(and_(
-            t.tasks.c.task_id == task_id, t.tasks.c.state.in_([s.value for s in only_from]))).values(
-            state=state.value, state_reason=reason, ended_at=utcnow()))
+    def set_task_state(
+        self,
+        conn: Connection,
+        task_id: str,
+        state: TaskState,
+        reason: str,
+        *,
+        only_from: tuple[TaskState, ...] = (TaskState.ACTIVE,),
+    ) -> bool:
+        result = conn.execute(
+            update(t.tasks)
+            .where(and_(t.tasks.c.task_id == task_id, t.tasks.c.state.in_([s.value for s in only_from])))
+            .values(state=state.value, state_reason=reason, ended_at=utcnow())
+        )
         return bool(result.rowcount)
 
     def child_tasks(self, conn: Connection, task_id: str) -> list[Task]:
-        rows = conn.execute(select(t.tasks).where(t.tasks.c.parent_task_id == task_id)
-                            .order_by(t.tasks.c.created_at)).all()
+        rows = conn.execute(
+            select(t.tasks).where(t.tasks.c.parent_task_id == task_id).order_by(t.tasks.c.created_at)
+        ).all()
         return [self._task(r) for r in rows]
 
     def active_children_of_inactive_parents(self, conn: Connection, limit: int = 100) -> list[tuple[str, str]]:
         """(child, parent) pairs where the parent ended, expired or escalated and the child is
         still active: a cascade a crash interrupted, finished by the revocation worker."""
         parent = t.tasks.alias("parent")
-        rows = conn.execute(select(t.tasks.c.task_id, parent.c.task_id).join(
-            parent, parent.c.task_id == t.tasks.c.parent_task_id).where(and_(
-                t.tasks.c.state == TaskState.ACTIVE.value, parent.c.state != TaskState.ACTIVE.value)).limit(limit))
+        rows = conn.execute(
+            select(t.tasks.c.task_id, parent.c.task_id)
+            .join(parent, parent.c.task_id == t.tasks.c.parent_task_id)
+            .where(and_(t.tasks.c.state == TaskState.ACTIVE.value, parent.c.state != TaskState.ACTIVE.value))
+            .limit(limit)
+        )
         return [(r[0], r[1]) for r in rows]
 
     def expired_active_tasks(self, conn: Connection, now: datetime, limit: int = 100) -> list[str]:
-        return [r[0] for r in conn.execute(select(t.tasks.c.task_id).where(and_(
-            t.tasks.c.state == TaskState.ACTIVE.value, t.tasks.c.expires_at <= now)).limit(limit))]
+        return [
+            r[0]
+            for r in conn.execute(
+                select(t.tasks.c.task_id)
+                .where(and_(t.tasks.c.state == TaskState.ACTIVE.value, t.tasks.c.expires_at <= now))
+                .limit(limit)
+            )
+        ]
 
     # -- task handles, grants ------------------------------------------------------------
     def add_handle(self, conn: Connection, task_id: str, backend: str, reference: Mapping[str, Any]) -> int:
-        result = conn.execute(insert(t.task_handles).values(
-            task_id=task_id, backend=backend, reference=dict(reference), state=HandleState.ACTIVE.value,
-            created_at=utcnow()))
+        result = conn.execute(
+            insert(t.task_handles).values(
+                task_id=task_id,
+                backend=backend,
+                reference=dict(reference),
+                state=HandleState.ACTIVE.value,
+                created_at=utcnow(),
+            )
+        )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def handles(self, conn: Connection, task_id: str,
-                state: HandleState | None = HandleState.ACTIVE) -> list[TaskHandle]:
+    def handles(
+        self, conn: Connection, task_id: str, state: HandleState | None = HandleState.ACTIVE
+    ) -> list[TaskHandle]:
         q = select(t.task_handles).where(t.task_handles.c.task_id == task_id)
         if state:
             q = q.where(t.task_handles.c.state == state.value)
-        return [TaskHandle(id=HandleId(r.id), task_id=TaskId(r.task_id), backend=r.backend,
-                           reference=dict(r.reference or {}), state=HandleState(r.state),
-                           created_at=aware_ts(r.created_at))
-                for r in conn.execute(q.order_by(t.task_handles.c.id))]
+        return [
+            TaskHandle(
+                id=HandleId(r.id),
+                task_id=TaskId(r.task_id),
+                backend=r.backend,
+                reference=dict(r.reference or {}),
+                state=HandleState(r.state),
+                created_at=aware_ts(r.created_at),
+            )
+            for r in conn.execute(q.order_by(t.task_handles.c.id))
+        ]
 
     def add_grant(self, conn: Connection, grant: Grant) -> None:
-        conn.execute(_INSERT_GRANT, {
-            "grant_id": grant.grant_id, "task_id": grant.task_id, "decision_id": grant.decision_id,
-            "backend": grant.backend, "resource": grant.resource, "action": grant.action,
-            "lease_id": grant.lease_id, "accessor": grant.accessor, "fingerprints": list(grant.fingerprints),
-            "revocation": dict(grant.revocation), "covered_by_task_handle": grant.covered_by_task_handle,
-            "public": dict(grant.public), "secret_lengths": dict(grant.secret_lengths),
-            "issued_at": grant.issued_at, "expires_at": grant.expires_at, "state": grant.state.value})
+        conn.execute(
+            _INSERT_GRANT,
+            {
+                "grant_id": grant.grant_id,
+                "task_id": grant.task_id,
+                "decision_id": grant.decision_id,
+                "backend": grant.backend,
+                "resource": grant.resource,
+                "action": grant.action,
+                "lease_id": grant.lease_id,
+                "accessor": grant.accessor,
+                "fingerprints": list(grant.fingerprints),
+                "revocation": dict(grant.revocation),
+                "covered_by_task_handle": grant.covered_by_task_handle,
+                "public": dict(grant.public),
+                "secret_lengths": dict(grant.secret_lengths),
+                "issued_at": grant.issued_at,
+                "expires_at": grant.expires_at,
+                "state": grant.state.value,
+            },
+        )
         if not self._sqlite:  # delivered at commit to every replica's grant feed (LISTEN)
             conn.execute(_NOTIFY_GRANT, {"channel": GRANT_CHANNEL, "grant_id": grant.grant_id})
 
@@ -285,54 +403,94 @@ class Store:
         row = conn.execute(_GRANT, {"grant_id": grant_id}).first()
         return grant_from_row(row._mapping) if row else None
 
-    def active_grant_fingerprints(self, conn: Connection, *, since: datetime | None = None,
-                                  grant_id: str | None = None) -> list[GrantFingerprints]:
+    def active_grant_fingerprints(
+        self, conn: Connection, *, since: datetime | None = None, grant_id: str | None = None
+    ) -> list[GrantFingerprints]:
         """Active grants' fingerprints (all, issued at or after ``since``, or one grant)."""
-        q = select(t.grants.c.grant_id, t.grants.c.task_id, t.grants.c.fingerprints, t.grants.c.secret_lengths,
-                   t.tasks.c.agent).join(
-            t.tasks, t.tasks.c.task_id == t.grants.c.task_id).where(t.grants.c.state == GrantState.ACTIVE.value)
+        q = (
+            select(
+                t.grants.c.grant_id,
+                t.grants.c.task_id,
+                t.grants.c.fingerprints,
+                t.grants.c.secret_lengths,
+                t.tasks.c.agent,
+            )
+            .join(t.tasks, t.tasks.c.task_id == t.grants.c.task_id)
+            .where(t.grants.c.state == GrantState.ACTIVE.value)
+        )
         if since is not None:
             q = q.where(t.grants.c.issued_at >= since)
         if grant_id is not None:
             q = q.where(t.grants.c.grant_id == grant_id)
-        return [GrantFingerprints(grant_id=GrantId(r.grant_id), task_id=TaskId(r.task_id), agent=r.agent,
-                                  fingerprints=tuple(r.fingerprints or ()),
-                                  secret_lengths=dict(r.secret_lengths or {}))
-                for r in conn.execute(q)]
+        return [
+            GrantFingerprints(
+                grant_id=GrantId(r.grant_id),
+                task_id=TaskId(r.task_id),
+                agent=r.agent,
+                fingerprints=tuple(r.fingerprints or ()),
+                secret_lengths=dict(r.secret_lengths or {}),
+            )
+            for r in conn.execute(q)
+        ]
 
     def count_active_grants(self, conn: Connection, task_id: str) -> int:
         return int(conn.execute(_ACTIVE_GRANTS, {"task_id": task_id}).scalar_one())
 
     # -- decisions -----------------------------------------------------------------------
-    def add_decision(self, conn: Connection, record: Mapping[str, Any], task_id: str, agent: str,
-                     action: str, resource: str, created_at: datetime) -> None:
+    def add_decision(
+        self,
+        conn: Connection,
+        record: Mapping[str, Any],
+        task_id: str,
+        agent: str,
+        action: str,
+        resource: str,
+        created_at: datetime,
+    ) -> None:
         inputs = record.get("inputs") or {}
-        conn.execute(_INSERT_DECISION, dict(
-            decision_id=record["decision_id"], task_id=task_id, agent=agent, action=action, resource=resource,
-            outcome=record["outcome"], tier=record["tier"], mode=record["mode"],
-            ttl_seconds=record["ttl_seconds"], bundle_hash=record["bundle_hash"],
-            record=dict(record), created_at=created_at,
-            consequence=inputs.get("consequence"), sensitivity=inputs.get("sensitivity"),
-            external=inputs.get("resource_external")))
+        conn.execute(
+            _INSERT_DECISION,
+            dict(
+                decision_id=record["decision_id"],
+                task_id=task_id,
+                agent=agent,
+                action=action,
+                resource=resource,
+                outcome=record["outcome"],
+                tier=record["tier"],
+                mode=record["mode"],
+                ttl_seconds=record["ttl_seconds"],
+                bundle_hash=record["bundle_hash"],
+                record=dict(record),
+                created_at=created_at,
+                consequence=inputs.get("consequence"),
+                sensitivity=inputs.get("sensitivity"),
+                external=inputs.get("resource_external"),
+            ),
+        )
 
     def get_decision(self, conn: Connection, decision_id: str) -> StoredDecision | None:
         row = conn.execute(select(t.decisions).where(t.decisions.c.decision_id == decision_id)).first()
         return StoredDecision.from_row(row._mapping) if row else None
 
-    def decisions(self, conn: Connection, *, task_id: str | None = None, since: datetime | None = None,
-                  limit: int = 10000) -> list[StoredDecision]:
+    def decisions(
+        self, conn: Connection, *, task_id: str | None = None, since: datetime | None = None, limit: int = 10000
+    ) -> list[StoredDecision]:
         q = select(t.decisions)
         if task_id:
             q = q.where(t.decisions.c.task_id == task_id)
         if since:
             q = q.where(t.decisions.c.created_at >= since)
-        return [StoredDecision.from_row(r._mapping)
-                for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))]
+        return [
+            StoredDecision.from_row(r._mapping) for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))
+        ]
 
     def decision_steps(self, conn: Connection, task_id: str) -> list[DecisionStep]:
         """The chain's decisions in order, without their (large) JSON records."""
-        return [DecisionStep(action=r.action, tier=Tier(r.tier), outcome=Outcome(r.outcome))
-                for r in conn.execute(_DECISION_STEPS, {"task_id": task_id})]
+        return [
+            DecisionStep(action=r.action, tier=Tier(r.tier), outcome=Outcome(r.outcome))
+            for r in conn.execute(_DECISION_STEPS, {"task_id": task_id})
+        ]
 
     # -- replay guard ----------------------------------------------------------------------
     def record_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:

@@ -63,13 +63,24 @@ class FailureKind(enum.StrEnum):
 
 def grant_from_row(m: RowMapping) -> Grant:
     return Grant(
-        grant_id=GrantId(m["grant_id"]), task_id=TaskId(m["task_id"]), decision_id=DecisionId(m["decision_id"]),
-        backend=m["backend"], resource=m["resource"], action=m["action"], lease_id=m["lease_id"],
-        accessor=m["accessor"], fingerprints=tuple(m["fingerprints"] or ()),
-        issued_at=aware_ts(m["issued_at"]), expires_at=aware_ts(m["expires_at"]), state=GrantState(m["state"]),
-        revocation=dict(m["revocation"] or {}), covered_by_task_handle=bool(m["covered_by_task_handle"]),
-        public=dict(m["public"] or {}), secret_lengths=dict(m["secret_lengths"] or {}),
-        revoked_at=aware_opt(m["revoked_at"]))
+        grant_id=GrantId(m["grant_id"]),
+        task_id=TaskId(m["task_id"]),
+        decision_id=DecisionId(m["decision_id"]),
+        backend=m["backend"],
+        resource=m["resource"],
+        action=m["action"],
+        lease_id=m["lease_id"],
+        accessor=m["accessor"],
+        fingerprints=tuple(m["fingerprints"] or ()),
+        issued_at=aware_ts(m["issued_at"]),
+        expires_at=aware_ts(m["expires_at"]),
+        state=GrantState(m["state"]),
+        revocation=dict(m["revocation"] or {}),
+        covered_by_task_handle=bool(m["covered_by_task_handle"]),
+        public=dict(m["public"] or {}),
+        secret_lengths=dict(m["secret_lengths"] or {}),
+        revoked_at=aware_opt(m["revoked_at"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +136,21 @@ class Revocation:
     def from_row(cls, m: RowMapping) -> Revocation:
         kind = m["last_error_kind"]
         return cls(
-            id=RevocationId(m["id"]), task_id=TaskId(m["task_id"]),
+            id=RevocationId(m["id"]),
+            task_id=TaskId(m["task_id"]),
             grant_id=GrantId(m["grant_id"]) if m["grant_id"] else None,
             handle_id=HandleId(m["handle_id"]) if m["handle_id"] is not None else None,
-            backend=m["backend"], reference=dict(m["reference"] or {}), reason=m["reason"],
-            state=RevocationState(m["state"]), attempts=int(m["attempts"]), last_error=m["last_error"],
-            last_error_kind=FailureKind(kind) if kind else None, created_at=aware_ts(m["created_at"]),
-            next_attempt_at=aware_ts(m["next_attempt_at"]), completed_at=aware_opt(m["completed_at"]))
+            backend=m["backend"],
+            reference=dict(m["reference"] or {}),
+            reason=m["reason"],
+            state=RevocationState(m["state"]),
+            attempts=int(m["attempts"]),
+            last_error=m["last_error"],
+            last_error_kind=FailureKind(kind) if kind else None,
+            created_at=aware_ts(m["created_at"]),
+            next_attempt_at=aware_ts(m["next_attempt_at"]),
+            completed_at=aware_opt(m["completed_at"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +177,22 @@ class StoredDecision:
     @classmethod
     def from_row(cls, m: RowMapping) -> StoredDecision:
         return cls(
-            decision_id=DecisionId(m["decision_id"]), task_id=TaskId(m["task_id"]), agent=m["agent"],
-            action=m["action"], resource=m["resource"], outcome=Outcome(m["outcome"]), tier=Tier(m["tier"]),
-            mode=Mode(m["mode"]), ttl_seconds=int(m["ttl_seconds"]), bundle_hash=m["bundle_hash"],
-            record=dict(m["record"] or {}), created_at=aware_ts(m["created_at"]), consequence=m["consequence"],
-            sensitivity=m["sensitivity"], external=m["external"])
+            decision_id=DecisionId(m["decision_id"]),
+            task_id=TaskId(m["task_id"]),
+            agent=m["agent"],
+            action=m["action"],
+            resource=m["resource"],
+            outcome=Outcome(m["outcome"]),
+            tier=Tier(m["tier"]),
+            mode=Mode(m["mode"]),
+            ttl_seconds=int(m["ttl_seconds"]),
+            bundle_hash=m["bundle_hash"],
+            record=dict(m["record"] or {}),
+            created_at=aware_ts(m["created_at"]),
+            consequence=m["consequence"],
+            sensitivity=m["sensitivity"],
+            external=m["external"],
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,9 +47,13 @@ class ScanJob:
 
     @classmethod
     def from_row(cls, m: RowMapping) -> ScanJob:
-        return cls(name=m["name"], spec=ScanJobSpec.load(m["spec"]),
-                   last_run=RunSummary.from_json(m["last_run"]) if m["last_run"] else None,
-                   created_at=aware_ts(m["created_at"]), updated_at=aware_ts(m["updated_at"]))
+        return cls(
+            name=m["name"],
+            spec=ScanJobSpec.load(m["spec"]),
+            last_run=RunSummary.from_json(m["last_run"]) if m["last_run"] else None,
+            created_at=aware_ts(m["created_at"]),
+            updated_at=aware_ts(m["updated_at"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +93,12 @@ class ScanStore:
         with self.store.write() as conn:
             exists = conn.execute(select(t.scan_jobs.c.name).where(t.scan_jobs.c.name == name)).first()
             if exists is None:
-                conn.execute(
-                    insert(t.scan_jobs).values(name=name, spec=spec.dump(), created_at=now, updated_at=now)
-                )
+                conn.execute(insert(t.scan_jobs).values(name=name, spec=spec.dump(), created_at=now, updated_at=now))
             else:
                 conn.execute(
-                    update(t.scan_jobs)
-                    .where(t.scan_jobs.c.name == name)
-                    .values(spec=spec.dump(), updated_at=now)
+                    update(t.scan_jobs).where(t.scan_jobs.c.name == name).values(spec=spec.dump(), updated_at=now)
                 )
-            if (
-                conn.execute(select(t.scan_job_leases.c.job).where(t.scan_job_leases.c.job == name)).first()
-                is None
-            ):
+            if conn.execute(select(t.scan_job_leases.c.job).where(t.scan_job_leases.c.job == name)).first() is None:
                 conn.execute(insert(t.scan_job_leases).values(job=name))
         return exists is None
 
@@ -134,9 +131,7 @@ class ScanStore:
             with self.store.write() as conn:
                 if conn.execute(select(lease.job).where(lease.job == job)).first() is None:
                     conn.execute(insert(t.scan_job_leases).values(job=job))
-                return bool(
-                    conn.execute(update(t.scan_job_leases).where(and_(*cond)).values(**values)).rowcount
-                )
+                return bool(conn.execute(update(t.scan_job_leases).where(and_(*cond)).values(**values)).rowcount)
         except IntegrityError:  # another replica inserted the row at the same moment
             return False
 
@@ -145,9 +140,7 @@ class ScanStore:
         with self.store.write() as conn:
             return bool(
                 conn.execute(
-                    update(t.scan_job_leases)
-                    .where(and_(lease.job == job, lease.holder == holder))
-                    .values(until=until)
+                    update(t.scan_job_leases).where(and_(lease.job == job, lease.holder == holder)).values(until=until)
                 ).rowcount
             )
 
@@ -155,9 +148,7 @@ class ScanStore:
         lease = t.scan_job_leases.c
         with self.store.write() as conn:
             conn.execute(
-                update(t.scan_job_leases)
-                .where(and_(lease.job == job, lease.holder == holder))
-                .values(until=None)
+                update(t.scan_job_leases).where(and_(lease.job == job, lease.holder == holder)).values(until=None)
             )
 
     def lease(self, job: str) -> ScanLease | None:
@@ -176,8 +167,9 @@ class ScanStore:
     def all_specs(self) -> Mapping[str, ScanJobSpec]:
         return {j.name: j.spec for j in self.list_jobs()}
 
-    def commit_checkpoint(self, name: str, source_kind: str, state: Mapping[str, Any | None],
-                          raws: Sequence[RawFinding]) -> list[Recorded]:
+    def commit_checkpoint(
+        self, name: str, source_kind: str, state: Mapping[str, Any | None], raws: Sequence[RawFinding]
+    ) -> list[Recorded]:
         with self.store.write() as conn:
             recorded = _record_findings(conn, name, source_kind, raws) if raws else []
             self.apply_state(conn, name, state)
@@ -185,9 +177,7 @@ class ScanStore:
 
     def load_state(self, job: str) -> dict[str, Any]:
         with self.store.read() as conn:
-            rows = conn.execute(
-                select(t.scan_state.c.key, t.scan_state.c.value).where(t.scan_state.c.job == job)
-            )
+            rows = conn.execute(select(t.scan_state.c.key, t.scan_state.c.value).where(t.scan_state.c.job == job))
             return {r.key: r.value for r in rows}
 
     @staticmethod
@@ -231,9 +221,7 @@ class ScanStore:
                     error=summary.error,
                 )
             )
-            conn.execute(
-                update(t.scan_jobs).where(t.scan_jobs.c.name == job).values(last_run=summary.to_json())
-            )
+            conn.execute(update(t.scan_jobs).where(t.scan_jobs.c.name == job).values(last_run=summary.to_json()))
 
     def runs(self, job: str, limit: int = 50) -> list[ScanRun]:
         r = t.scan_runs.c
@@ -242,19 +230,26 @@ class ScanStore:
                 select(t.scan_runs).where(r.job == job).order_by(r.started_at.desc()).limit(limit)
             ).all()
         return [
-            ScanRun(run_id=x.run_id, job=x.job, holder=x.holder, trigger=Trigger(x.trigger),
-                    status=RunStatus(x.status), started_at=aware_ts(x.started_at),
-                    finished_at=aware_opt(x.finished_at), bytes=x.bytes, findings=x.findings,
-                    new_findings=x.new_findings, error=x.error)
+            ScanRun(
+                run_id=x.run_id,
+                job=x.job,
+                holder=x.holder,
+                trigger=Trigger(x.trigger),
+                status=RunStatus(x.status),
+                started_at=aware_ts(x.started_at),
+                finished_at=aware_opt(x.finished_at),
+                bytes=x.bytes,
+                findings=x.findings,
+                new_findings=x.new_findings,
+                error=x.error,
+            )
             for x in rows
         ]
 
     def count_runs(self, job: str) -> int:
         with self.store.read() as conn:
             return int(
-                conn.execute(
-                    select(func.count()).select_from(t.scan_runs).where(t.scan_runs.c.job == job)
-                ).scalar_one()
+                conn.execute(select(func.count()).select_from(t.scan_runs).where(t.scan_runs.c.job == job)).scalar_one()
             )
 
 
@@ -264,9 +259,7 @@ def _record_findings(conn: Connection, job: str, kind: str, raws: Sequence[RawFi
     now = utcnow()
     for raw in raws:
         key = dedup_key(raw.fingerprint, raw.location)
-        row = conn.execute(
-            select(f.finding_id, f.status, f.detail, f.occurrences).where(f.dedup_key == key)
-        ).first()
+        row = conn.execute(select(f.finding_id, f.status, f.detail, f.occurrences).where(f.dedup_key == key)).first()
         if row is None:
             fid = "fnd_" + uuid.uuid4().hex[:20]
             conn.execute(
@@ -298,4 +291,3 @@ def _record_findings(conn: Connection, job: str, kind: str, raws: Sequence[RawFi
             )
             out.append(Recorded(row.finding_id, raw, False, row.status))
     return out
-

@@ -16,11 +16,13 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "pk": "pk_%(table_name)s",
-})
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 
 def _ts(name: str, nullable: bool = False) -> Column[object]:
@@ -28,36 +30,42 @@ def _ts(name: str, nullable: bool = False) -> Column[object]:
 
 
 agents = Table(
-    "agents", metadata,
+    "agents",
+    metadata,
     Column("name", String(128), primary_key=True),
     Column("owner", String(256), nullable=False),
     Column("trust_level", String(16), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("identities", JSON, nullable=False),
     Column("profiles", JSON, nullable=False),
-    _ts("created_at"), _ts("updated_at"),
+    _ts("created_at"),
+    _ts("updated_at"),
     Column("owner_identity", JSON),  # {"person"} or {"issuer", "subject"}; migration 0011
 )
 
 agent_identities = Table(
-    "agent_identities", metadata,
+    "agent_identities",
+    metadata,
     Column("issuer", String(512), primary_key=True),
     Column("subject", String(512), primary_key=True),
     Column("agent", String(128), nullable=False, index=True),
 )
 
 profiles = Table(
-    "profiles", metadata,
+    "profiles",
+    metadata,
     Column("name", String(128), primary_key=True),
     Column("allowed_actions", JSON, nullable=False),
     Column("ceiling", String(16), nullable=False),
     Column("max_lifetime_seconds", Integer, nullable=False),
     Column("description", Text, nullable=False, default=""),
-    _ts("created_at"), _ts("updated_at"),
+    _ts("created_at"),
+    _ts("updated_at"),
 )
 
 resources = Table(
-    "resources", metadata,
+    "resources",
+    metadata,
     Column("name", String(128), primary_key=True),
     Column("kind", String(32), nullable=False),
     Column("sensitivity", String(16), nullable=False),
@@ -65,11 +73,13 @@ resources = Table(
     Column("external", Boolean, nullable=False, default=False),
     Column("description", Text, nullable=False, default=""),
     Column("settings", JSON, nullable=False),
-    _ts("created_at"), _ts("updated_at"),
+    _ts("created_at"),
+    _ts("updated_at"),
 )
 
 tasks = Table(
-    "tasks", metadata,
+    "tasks",
+    metadata,
     Column("task_id", String(64), primary_key=True),
     Column("agent", String(128), nullable=False, index=True),
     Column("profile", String(128), nullable=False),
@@ -77,7 +87,9 @@ tasks = Table(
     Column("on_behalf_of", String(256)),
     Column("state", String(16), nullable=False, index=True),
     Column("state_reason", Text),
-    _ts("created_at"), _ts("expires_at"), _ts("ended_at", nullable=True),
+    _ts("created_at"),
+    _ts("expires_at"),
+    _ts("ended_at", nullable=True),
     Column("acting_for", JSON),  # the verified person (issuer, subject, attributes), migration 0010
     Column("parent_task_id", String(64), index=True),  # delegated sub-tasks, migration 0012
     Column("delegation", JSON),
@@ -85,7 +97,8 @@ tasks = Table(
 
 # task-level handles a backend created (e.g. the OpenBao parent token's accessor)
 task_handles = Table(
-    "task_handles", metadata,
+    "task_handles",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("task_id", String(64), nullable=False, index=True),
     Column("backend", String(32), nullable=False),
@@ -95,7 +108,8 @@ task_handles = Table(
 )
 
 decisions = Table(
-    "decisions", metadata,
+    "decisions",
+    metadata,
     Column("decision_id", String(64), primary_key=True),
     Column("task_id", String(64), nullable=False, index=True),
     Column("agent", String(128), nullable=False),
@@ -116,7 +130,8 @@ decisions = Table(
 )
 
 grants = Table(
-    "grants", metadata,
+    "grants",
+    metadata,
     Column("grant_id", String(64), primary_key=True),
     Column("task_id", String(64), nullable=False, index=True),
     Column("decision_id", String(64), nullable=False),
@@ -130,14 +145,16 @@ grants = Table(
     Column("covered_by_task_handle", Boolean, nullable=False, default=False),
     Column("public", JSON, nullable=False),
     Column("secret_lengths", JSON),  # {fingerprint: length}, narrows leak matching (0007)
-    _ts("issued_at"), _ts("expires_at"),
+    _ts("issued_at"),
+    _ts("expires_at"),
     Column("state", String(16), nullable=False, index=True),
     _ts("revoked_at", nullable=True),
 )
 
 # the revocation outbox: written before a revocation is attempted, retried until confirmed
 revocations = Table(
-    "revocations", metadata,
+    "revocations",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("task_id", String(64), nullable=False, index=True),
     Column("grant_id", String(64)),
@@ -148,12 +165,15 @@ revocations = Table(
     Column("state", String(16), nullable=False, index=True),  # pending | done
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
-    _ts("created_at"), _ts("next_attempt_at"), _ts("completed_at", nullable=True),
+    _ts("created_at"),
+    _ts("next_attempt_at"),
+    _ts("completed_at", nullable=True),
     Column("last_error_kind", String(16)),  # unavailable | error (0002)
 )
 
 audit_events = Table(
-    "audit_events", metadata,
+    "audit_events",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("event_id", String(64), nullable=False, unique=True),
     _ts("ts"),
@@ -167,7 +187,8 @@ audit_events = Table(
 )
 
 audit_head = Table(
-    "audit_head", metadata,
+    "audit_head",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
@@ -175,7 +196,8 @@ audit_head = Table(
 )
 
 seen_jti = Table(
-    "seen_jti", metadata,
+    "seen_jti",
+    metadata,
     Column("issuer", String(512), primary_key=True),
     Column("jti", String(256), primary_key=True),
     _ts("expires_at"),
@@ -184,7 +206,8 @@ seen_jti = Table(
 
 # small key/value for broker-wide state (e.g. schema facts, worker heartbeats)
 kv = Table(
-    "kv", metadata,
+    "kv",
+    metadata,
     Column("key", String(128), primary_key=True),
     Column("value", JSON, nullable=False),
 )
@@ -193,7 +216,8 @@ kv = Table(
 # each event an agent reports (POST /v1/tasks/{id}/events), each leak/review report, and each
 # escalation is a chain step; the raw text is never stored (its length and an HMAC fingerprint)
 chain_events = Table(
-    "chain_events", metadata,
+    "chain_events",
+    metadata,
     Column("event_id", String(64), primary_key=True),
     Column("task_id", String(64), nullable=False, index=True),
     Column("kind", String(32), nullable=False),
@@ -209,7 +233,8 @@ chain_events = Table(
 # -- rotation of managed static secrets (issue 7) -------------------------------------------------
 # values live only in OpenBao KV; the store keeps where they are, HMAC fingerprints and the state
 managed_secrets = Table(
-    "managed_secrets", metadata,
+    "managed_secrets",
+    metadata,
     Column("name", String(128), primary_key=True),
     Column("kind", String(32), nullable=False),
     Column("kv_mount", String(128)),
@@ -226,23 +251,27 @@ managed_secrets = Table(
     _ts("rotated_at", nullable=True),
     _ts("next_attempt_at", nullable=True),
     Column("last_error", Text),
-    _ts("created_at"), _ts("updated_at"),
+    _ts("created_at"),
+    _ts("updated_at"),
 )
 
 # -- scheduled leak scans (issue 7) ---------------------------------------------------------------
 # job definitions (the schedule itself also lives in APScheduler's own ``apscheduler_jobs`` table)
 scan_jobs = Table(
-    "scan_jobs", metadata,
+    "scan_jobs",
+    metadata,
     Column("name", String(128), primary_key=True),
     Column("spec", JSON, nullable=False),  # {"source": ..., "schedule": ..., "on_finding": ...}
     Column("last_run", JSON),  # {"run_id", "status", "started_at", "duration_ms", "bytes", "findings", ...}
-    _ts("created_at"), _ts("updated_at"),
+    _ts("created_at"),
+    _ts("updated_at"),
 )
 
 # one row per job: who runs it now, until when, and the last scheduled slot that ran (once-only
 # across replicas sharing one store)
 scan_job_leases = Table(
-    "scan_job_leases", metadata,
+    "scan_job_leases",
+    metadata,
     Column("job", String(128), primary_key=True),
     Column("holder", String(128)),
     _ts("until", nullable=True),
@@ -252,20 +281,23 @@ scan_job_leases = Table(
 # incremental state of a job's source (file offsets/inodes, git tips, S3 ETags), written in the
 # same transaction as the findings of the chunk that advanced it
 scan_state = Table(
-    "scan_state", metadata,
+    "scan_state",
+    metadata,
     Column("job", String(128), primary_key=True),
     Column("key", String(1024), primary_key=True),
     Column("value", JSON, nullable=False),
 )
 
 scan_runs = Table(
-    "scan_runs", metadata,
+    "scan_runs",
+    metadata,
     Column("run_id", String(64), primary_key=True),
     Column("job", String(128), nullable=False, index=True),
     Column("holder", String(128), nullable=False),
     Column("trigger", String(16), nullable=False),  # schedule | manual
     Column("status", String(16), nullable=False),  # running | ok | failed
-    _ts("started_at"), _ts("finished_at", nullable=True),
+    _ts("started_at"),
+    _ts("finished_at", nullable=True),
     Column("bytes", Integer, nullable=False, default=0),
     Column("findings", Integer, nullable=False, default=0),
     Column("new_findings", Integer, nullable=False, default=0),
@@ -275,7 +307,8 @@ scan_runs = Table(
 # a detected secret: never the secret, only its fingerprint, rule and a redacted excerpt;
 # de-duplicated by (fingerprint, location) through ``dedup_key``
 scan_findings = Table(
-    "scan_findings", metadata,
+    "scan_findings",
+    metadata,
     Column("finding_id", String(64), primary_key=True),
     Column("dedup_key", String(64), nullable=False, unique=True),
     Column("job", String(128), nullable=False, index=True),
@@ -289,7 +322,8 @@ scan_findings = Table(
     Column("status", String(16), nullable=False, index=True),  # open|resolved|false_positive|revoked|rotated
     Column("detail", JSON, nullable=False),  # commit, path, grant/task, managed secret, action taken
     Column("occurrences", Integer, nullable=False, default=1),
-    _ts("first_seen"), _ts("last_seen"),
+    _ts("first_seen"),
+    _ts("last_seen"),
 )
 
 # -- step-up approvals and post-action reviews (issue 3, phase 2) ----------------------------------
@@ -297,7 +331,8 @@ scan_findings = Table(
 # hash of the resource's scope (kind, settings, sensitivity, environment) at request time.
 # ``votes``: [{"approver", "subject", "reason", "at"}] — the authenticated approver (0011); never a secret.
 approvals = Table(
-    "approvals", metadata,
+    "approvals",
+    metadata,
     Column("approval_id", String(64), primary_key=True),
     Column("task_id", String(64), nullable=False, index=True),
     Column("agent", String(128), nullable=False),
@@ -313,7 +348,9 @@ approvals = Table(
     Column("decided_by", String(256)),
     Column("decided_by_subject", JSON),  # how the decider authenticated (migration 0011)
     Column("decision_reason", Text),
-    _ts("created_at"), _ts("expires_at"), _ts("decided_at", nullable=True),
+    _ts("created_at"),
+    _ts("expires_at"),
+    _ts("decided_at", nullable=True),
     _ts("collected_at", nullable=True),
     Column("collected_decision_id", String(64)),
     Column("grant_id", String(64)),
@@ -322,7 +359,8 @@ approvals = Table(
 
 # actions decided in mode ``review`` (and allowed): a human marks each fine or flags it
 reviews = Table(
-    "reviews", metadata,
+    "reviews",
+    metadata,
     Column("review_id", String(64), primary_key=True),
     Column("decision_id", String(64), nullable=False, unique=True),
     Column("task_id", String(64), nullable=False, index=True),
@@ -336,24 +374,28 @@ reviews = Table(
     Column("reviewer_subject", JSON),  # how the reviewer authenticated (migration 0011)
     Column("reason", Text),
     Column("escalation", JSON),
-    _ts("created_at"), _ts("resolved_at", nullable=True),
+    _ts("created_at"),
+    _ts("resolved_at", nullable=True),
 )
 
 
 # -- people: the humans who approve, review, audit and administer (migration 0011) -----------------
 people = Table(
-    "people", metadata,
+    "people",
+    metadata,
     Column("name", String(128), primary_key=True),
     Column("display_name", String(256), nullable=False, default=""),
     Column("roles", JSON, nullable=False),  # sorted list of admin|approver|reviewer|auditor
     Column("identities", JSON, nullable=False),  # [{"issuer", "subject"}], mirrored in person_identities
     Column("disabled", Boolean, nullable=False, default=False),
-    _ts("created_at"), _ts("updated_at"),
+    _ts("created_at"),
+    _ts("updated_at"),
 )
 
 # an OIDC identity belongs to one person (the primary key makes that so)
 person_identities = Table(
-    "person_identities", metadata,
+    "person_identities",
+    metadata,
     Column("issuer", String(512), primary_key=True),
     Column("subject", String(512), primary_key=True),
     Column("person", String(128), nullable=False, index=True),
@@ -361,12 +403,16 @@ person_identities = Table(
 
 # per-person API tokens: only a salted HMAC-SHA256 of the secret part is kept
 person_tokens = Table(
-    "person_tokens", metadata,
+    "person_tokens",
+    metadata,
     Column("token_id", String(64), primary_key=True),
     Column("person", String(128), nullable=False, index=True),
     Column("salt", String(64), nullable=False),
     Column("secret_hmac", String(64), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("created_by", String(256), nullable=False),
-    _ts("created_at"), _ts("expires_at"), _ts("revoked_at", nullable=True), _ts("last_used_at", nullable=True),
+    _ts("created_at"),
+    _ts("expires_at"),
+    _ts("revoked_at", nullable=True),
+    _ts("last_used_at", nullable=True),
 )

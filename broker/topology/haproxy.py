@@ -47,8 +47,9 @@ def haproxy_binary() -> str:
     return found
 
 
-def render(*, port: int, replicas: list[int], openbao_port: int, openbao_nodes: list[int], errorfile: Path,
-           stats_socket: Path) -> str:
+def render(
+    *, port: int, replicas: list[int], openbao_port: int, openbao_nodes: list[int], errorfile: Path, stats_socket: Path
+) -> str:
     servers = "\n".join(f"  server r{i} 127.0.0.1:{p} check" for i, p in enumerate(replicas))
     bao = "\n".join(f"  server node{i} 127.0.0.1:{p} check" for i, p in enumerate(openbao_nodes))
     return f"""# written by nhi-broker up --ha (docs/deploy.md explains every line)
@@ -111,16 +112,25 @@ class HAProxy:
     stats_socket: Path
 
     @classmethod
-    def create(cls, directory: Path, *, port: int, replicas: list[int], openbao_port: int,
-               openbao_nodes: list[int]) -> HAProxy:
+    def create(
+        cls, directory: Path, *, port: int, replicas: list[int], openbao_port: int, openbao_nodes: list[int]
+    ) -> HAProxy:
         directory.mkdir(parents=True, exist_ok=True)
         errorfile = directory / "503.http"
         errorfile.write_text(NO_REPLICA)
         (directory / "502.http").write_text(REPLICA_FAILED)
         config = directory / "haproxy.cfg"
         socket_path = directory / "haproxy.sock"
-        config.write_text(render(port=port, replicas=replicas, openbao_port=openbao_port,
-                                 openbao_nodes=openbao_nodes, errorfile=errorfile, stats_socket=socket_path))
+        config.write_text(
+            render(
+                port=port,
+                replicas=replicas,
+                openbao_port=openbao_port,
+                openbao_nodes=openbao_nodes,
+                errorfile=errorfile,
+                stats_socket=socket_path,
+            )
+        )
         child = Child("haproxy", [haproxy_binary(), "-db", "-f", str(config)], directory / "haproxy.log")
         return cls(child=child, port=port, openbao_port=openbao_port, stats_socket=socket_path)
 

@@ -66,9 +66,13 @@ class OpenBaoCluster:
         for i, port in enumerate(ports):
             node_dir = directory / f"node{i}"
             (node_dir / "raft").mkdir(parents=True, exist_ok=True)
-            joins = "".join(f'  retry_join {{ leader_api_addr = "http://127.0.0.1:{p}" }}\n'
-                            for j, p in enumerate(ports) if j != i)
-            init = ("" if i else f"""
+            joins = "".join(
+                f'  retry_join {{ leader_api_addr = "http://127.0.0.1:{p}" }}\n' for j, p in enumerate(ports) if j != i
+            )
+            init = (
+                ""
+                if i
+                else f"""
 initialize "admin" {{
   request "admin-token" {{
     operation = "update"
@@ -76,10 +80,11 @@ initialize "admin" {{
     data = {{ id = "{token}", policies = ["root"] }}
   }}
 }}
-""")
+"""
+            )
             config = node_dir / "bao.hcl"
             config.write_text(f"""storage "raft" {{
-  path = "{node_dir / 'raft'}"
+  path = "{node_dir / "raft"}"
   node_id = "node{i}"
   performance_multiplier = 1
 {joins}}}
@@ -131,13 +136,21 @@ disable_mlock = true
 
     def _admin(self, method: str, path: str, json: dict[str, object] | None = None) -> httpx.Response:
         leader = self.wait_leader()
-        return httpx.request(method, f"{leader.address}/v1/{path}", json=json, timeout=5.0,
-                             headers={"X-Vault-Token": self.root_token.reveal()})
+        return httpx.request(
+            method,
+            f"{leader.address}/v1/{path}",
+            json=json,
+            timeout=5.0,
+            headers={"X-Vault-Token": self.root_token.reveal()},
+        )
 
     def _tune_autopilot(self) -> None:
         # promote joined nodes to voters after 2 s of health instead of 10 s
-        self._admin("POST", "sys/storage/raft/autopilot/configuration",
-                    {"server_stabilization_time": "2s", "last_contact_threshold": "5s"}).raise_for_status()
+        self._admin(
+            "POST",
+            "sys/storage/raft/autopilot/configuration",
+            {"server_stabilization_time": "2s", "last_contact_threshold": "5s"},
+        ).raise_for_status()
 
     def autopilot(self) -> dict[str, object]:
         data: dict[str, object] = self._admin("GET", "sys/storage/raft/autopilot/state").json()["data"]
@@ -156,9 +169,11 @@ disable_mlock = true
             except (httpx.HTTPError, KeyError, ValueError, UpstreamUnavailable):
                 pass
             time.sleep(0.2)
-        raise UpstreamUnavailable(f"OpenBao raft cluster not healthy after {timeout:.0f}s "
-                                  f"(autopilot: healthy={state.get('healthy')}, "
-                                  f"failure_tolerance={state.get('failure_tolerance')})")
+        raise UpstreamUnavailable(
+            f"OpenBao raft cluster not healthy after {timeout:.0f}s "
+            f"(autopilot: healthy={state.get('healthy')}, "
+            f"failure_tolerance={state.get('failure_tolerance')})"
+        )
 
     def stop_node(self, node: BaoNode, *, sigkill: bool = False) -> None:
         if sigkill:

@@ -27,8 +27,9 @@ def is_free(port: int) -> bool:
 def check_block(base: int, offsets: list[int]) -> None:
     busy = [base + o for o in offsets if not is_free(base + o)]
     if busy:
-        raise BrokerError(f"ports {busy} on 127.0.0.1 are in use; choose another --port "
-                          f"(up --ha uses --port .. --port+{BLOCK - 1})")
+        raise BrokerError(
+            f"ports {busy} on 127.0.0.1 are in use; choose another --port (up --ha uses --port .. --port+{BLOCK - 1})"
+        )
 
 
 def free_block(size: int = BLOCK, start: int = 20000, stop: int = 32000) -> int:

@@ -48,8 +48,7 @@ class LocalPostgres:
     def create(cls, directory: Path, port: int) -> LocalPostgres:
         bindir = _bin_dir()
         if bindir is None:
-            raise BrokerError("no PostgreSQL binaries (initdb, pg_ctl): install postgresql, or pass "
-                              "--database-url")
+            raise BrokerError("no PostgreSQL binaries (initdb, pg_ctl): install postgresql, or pass --database-url")
         return cls(dir=directory, port=port, bindir=bindir)
 
     def start(self) -> None:
@@ -65,18 +64,37 @@ class LocalPostgres:
             for p in (self.dir, sock):
                 shutil.chown(p, user="postgres")
         if not (data / "PG_VERSION").exists():
-            init = self._run(str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "--no-sync",
-                             "--auth=trust", "-E", "UTF8")
+            init = self._run(
+                str(self.bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--no-sync",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            )
             if init.returncode != 0:
                 raise BrokerError(f"initdb failed: {init.stderr.decode(errors='replace')[:300]}")
-            (data / "pg_hba.conf").write_text("local all all trust\nhost all postgres 127.0.0.1/32 trust\n"
-                                              "host all all 127.0.0.1/32 scram-sha-256\n")
-        start = self._run(str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "postgres.log"), "-w",
-                          "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {sock} -c fsync=off "
-                                "-c max_connections=500", "start")
+            (data / "pg_hba.conf").write_text(
+                "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+            )
+        start = self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(self.dir / "postgres.log"),
+            "-w",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {sock} -c fsync=off -c max_connections=500",
+            "start",
+        )
         if start.returncode != 0:
-            raise BrokerError(f"pg_ctl start failed: {start.stderr.decode(errors='replace')[:300]}; "
-                              f"see {self.dir / 'postgres.log'}")
+            raise BrokerError(
+                f"pg_ctl start failed: {start.stderr.decode(errors='replace')[:300]}; see {self.dir / 'postgres.log'}"
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -32,9 +32,14 @@ class Child:
         on_main = threading.current_thread() is threading.main_thread()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - fixed argv built by the topology
-                self.argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
+                self.argv,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
                 preexec_fn=die_with_parent if on_main else None,
-                env=dict(self.env) if self.env is not None else None)
+                env=dict(self.env) if self.env is not None else None,
+            )
 
     @property
     def pid(self) -> int | None:
@@ -71,8 +76,9 @@ class Child:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise UpstreamUnavailable(f"{self.name} exited ({self.proc.returncode}); see {self.log}: "
-                                          f"{self.tail(1500)}")
+                raise UpstreamUnavailable(
+                    f"{self.name} exited ({self.proc.returncode}); see {self.log}: {self.tail(1500)}"
+                )
             if ready():
                 return
             time.sleep(0.1)

@@ -33,14 +33,19 @@ class ServeReplica:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def create(cls, directory: Path, name: str, port: int, settings: Mapping[str, Any],
-               secrets_env: Mapping[str, str]) -> ServeReplica:
+    def create(
+        cls, directory: Path, name: str, port: int, settings: Mapping[str, Any], secrets_env: Mapping[str, str]
+    ) -> ServeReplica:
         directory.mkdir(parents=True, exist_ok=True)
         config = directory / f"{name}.yaml"
         config.write_text(yaml.safe_dump({**settings, "port": port}))
         config.chmod(0o600)
-        child = Child(name, [sys.executable, "-m", "broker.cli", "serve", "--config", str(config)],
-                      directory / f"{name}.log", env=clean_env(secrets_env))
+        child = Child(
+            name,
+            [sys.executable, "-m", "broker.cli", "serve", "--config", str(config)],
+            directory / f"{name}.log",
+            env=clean_env(secrets_env),
+        )
         return cls(name=name, port=port, child=child, config=config)
 
     def ready(self) -> bool:

@@ -70,8 +70,12 @@ class HAStack:
             raise BrokerError(f"--replicas {self.replica_count}: must be between 1 and {ports.MAX_REPLICAS}")
         replica_ports = [self.port + ports.REPLICAS + i for i in range(self.replica_count)]
         node_ports = [self.port + ports.OPENBAO_NODES + 2 * i for i in range(3)]
-        offsets = [0, ports.OPENBAO_LB, *(p - self.port for p in replica_ports),
-                   *(p - self.port + d for p in node_ports for d in (0, 1))]
+        offsets = [
+            0,
+            ports.OPENBAO_LB,
+            *(p - self.port for p in replica_ports),
+            *(p - self.port + d for p in node_ports for d in (0, 1)),
+        ]
         if self.database_url is None:
             offsets.append(ports.POSTGRES)
         ports.check_block(self.port, offsets)
@@ -90,30 +94,47 @@ class HAStack:
             self.database_url = self.postgres.url
         self.openbao = OpenBaoCluster.create(self.data_dir / "openbao", node_ports)
         self.openbao.start()
-        self.haproxy = HAProxy.create(self.data_dir / "haproxy", port=self.port, replicas=replica_ports,
-                                      openbao_port=self.port + ports.OPENBAO_LB, openbao_nodes=node_ports)
+        self.haproxy = HAProxy.create(
+            self.data_dir / "haproxy",
+            port=self.port,
+            replicas=replica_ports,
+            openbao_port=self.port + ports.OPENBAO_LB,
+            openbao_nodes=node_ports,
+        )
         self.haproxy.start()
         self._wait_openbao_lb()
-        self.admin_token = Secret(_key_file(self.data_dir / "admin.token",
-                                            "nhi-admin-" + secrets.token_urlsafe(32)))
+        self.admin_token = Secret(_key_file(self.data_dir / "admin.token", "nhi-admin-" + secrets.token_urlsafe(32)))
         self._fingerprint_key = Secret(_key_file(self.data_dir / "fingerprint.key", secrets.token_hex(32)))
         self._audit_key = Secret(_key_file(self.data_dir / "audit.key", secrets.token_hex(32)))
         role_id, secret_id = self._bootstrap_and_seed()
         settings = {
-            "dev_mode": False, "database_url": self.database_url, "host": "127.0.0.1",
-            "data_dir": str(self.data_dir.resolve()), "dev_issuer": True,
-            "openbao": {"addr": self.openbao_addr, "public_addr": self.openbao_addr, "auth": "approle",
-                        "approle_role_id": role_id, "timeout_seconds": 5},
-            "log_format": "json", "log_level": "WARNING",
+            "dev_mode": False,
+            "database_url": self.database_url,
+            "host": "127.0.0.1",
+            "data_dir": str(self.data_dir.resolve()),
+            "dev_issuer": True,
+            "openbao": {
+                "addr": self.openbao_addr,
+                "public_addr": self.openbao_addr,
+                "auth": "approle",
+                "approle_role_id": role_id,
+                "timeout_seconds": 5,
+            },
+            "log_format": "json",
+            "log_level": "WARNING",
         }
-        env = {"NHI_BROKER_ADMIN_TOKEN": self.admin_token.reveal(),
-               "NHI_BROKER_FINGERPRINT_KEY": self._fingerprint_key.reveal(),
-               "NHI_BROKER_AUDIT__KEY": self._audit_key.reveal(),
-               "NHI_BROKER_OPENBAO__APPROLE_SECRET_ID": secret_id.reveal()}
+        env = {
+            "NHI_BROKER_ADMIN_TOKEN": self.admin_token.reveal(),
+            "NHI_BROKER_FINGERPRINT_KEY": self._fingerprint_key.reveal(),
+            "NHI_BROKER_AUDIT__KEY": self._audit_key.reveal(),
+            "NHI_BROKER_OPENBAO__APPROLE_SECRET_ID": secret_id.reveal(),
+        }
         if os.environ.get("PYTHONPATH"):
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-        self.replicas = [ServeReplica.create(self.data_dir / "replicas", f"replica{i}", p, settings, env)
-                         for i, p in enumerate(replica_ports)]
+        self.replicas = [
+            ServeReplica.create(self.data_dir / "replicas", f"replica{i}", p, settings, env)
+            for i, p in enumerate(replica_ports)
+        ]
         for r in self.replicas:
             r.start()
         for r in self.replicas:
@@ -168,13 +189,21 @@ class HAStack:
         self._demo_pg = (parts.hostname or "127.0.0.1", parts.port or 5432)
         pg_skipped = seed_postgres(http, *self._demo_pg, data_dir=self.data_dir)
         DevIssuer.load_or_create(self.data_dir)  # before the replicas, which share it
-        settings = Settings(dev_mode=False, data_dir=self.data_dir, database_url=self.database_url,
-                            admin_token=self.admin_token.reveal(),  # type: ignore[arg-type]
-                            fingerprint_key=self._fingerprint_key.reveal(),  # type: ignore[arg-type]
-                            audit={"key": self._audit_key.reveal()},  # type: ignore[arg-type]
-                            openbao={"addr": self.openbao_addr,  # type: ignore[arg-type]
-                                     "token": self.openbao.root_token.reveal()},
-                            policy_watch_seconds=0, log_format="json", dev_issuer=True)
+        settings = Settings(
+            dev_mode=False,
+            data_dir=self.data_dir,
+            database_url=self.database_url,
+            admin_token=self.admin_token.reveal(),  # type: ignore[arg-type]
+            fingerprint_key=self._fingerprint_key.reveal(),  # type: ignore[arg-type]
+            audit={"key": self._audit_key.reveal()},  # type: ignore[arg-type]
+            openbao={
+                "addr": self.openbao_addr,  # type: ignore[arg-type]
+                "token": self.openbao.root_token.reveal(),
+            },
+            policy_watch_seconds=0,
+            log_format="json",
+            dev_issuer=True,
+        )
         container = Container.build(settings)
         try:
             seed_registry(container, with_postgres=pg_skipped is None)
@@ -186,10 +215,16 @@ class HAStack:
     def up_json(self) -> dict[str, Any]:
         assert self.openbao is not None
         return {
-            "url": self.url, "admin_token": self.admin_token.reveal(), "openbao_addr": self.openbao_addr,
-            "openbao_token": self.openbao.root_token.reveal(), "replicas": [r.url for r in self.replicas],
-            "openbao_nodes": self.openbao.addresses, "database_url": self.database_url,
-            "data_dir": str(self.data_dir.resolve()), "pid": os.getpid(), "ha": True,
+            "url": self.url,
+            "admin_token": self.admin_token.reveal(),
+            "openbao_addr": self.openbao_addr,
+            "openbao_token": self.openbao.root_token.reveal(),
+            "replicas": [r.url for r in self.replicas],
+            "openbao_nodes": self.openbao.addresses,
+            "database_url": self.database_url,
+            "data_dir": str(self.data_dir.resolve()),
+            "pid": os.getpid(),
+            "ha": True,
         }
 
     def write_up_json(self) -> Path:

@@ -46,8 +46,13 @@ class AwsIamKeyPlaybook:
     old_dies_at_create = False
     public_fields: frozenset[str] = frozenset()
 
-    def __init__(self, credentials: AwsCredentials | None = None, *, verify_wait: float = 10.0,
-                 outbound: OutboundPolicy | None = None) -> None:
+    def __init__(
+        self,
+        credentials: AwsCredentials | None = None,
+        *,
+        verify_wait: float = 10.0,
+        outbound: OutboundPolicy | None = None,
+    ) -> None:
         """``outbound``: where ``settings.endpoint_url`` may point (broker/netpolicy.py); default:
         the strict policy (public https only)."""
         self.credentials = credentials
@@ -60,9 +65,7 @@ class AwsIamKeyPlaybook:
     def validate(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(settings) - {"user", "region", "endpoint_url"}
         if unknown:
-            raise InvalidInput(
-                f"settings.{sorted(unknown)[0]}", "unknown key; allowed: endpoint_url, region, user"
-            )
+            raise InvalidInput(f"settings.{sorted(unknown)[0]}", "unknown key; allowed: endpoint_url, region, user")
         user, region = settings.get("user"), settings.get("region", "us-east-1")
         if not isinstance(user, str) or not USER.match(user):
             raise InvalidInput("settings.user", "must be an IAM user name (1-64 of letters, digits, +=,.@_-)")
@@ -85,14 +88,17 @@ class AwsIamKeyPlaybook:
             raise InvalidInput("settings.user", f'IAM user "{user}" does not exist') from exc
         return out
 
-    def _client(self, settings: Mapping[str, Any], service: str, key: NewValue | None = None, *,
-                bounded: bool = False) -> Any:
+    def _client(
+        self, settings: Mapping[str, Any], service: str, key: NewValue | None = None, *, bounded: bool = False
+    ) -> Any:
         endpoint = settings.get("endpoint_url")
         if endpoint is not None and not bounded:  # before every use: the name may resolve elsewhere now
             self.outbound.check_resolved(str(endpoint), field="settings.endpoint_url")
-        config = (botocore.config.Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 1})
-                  if bounded else
-                  botocore.config.Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}))
+        config = (
+            botocore.config.Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 1})
+            if bounded
+            else botocore.config.Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2})
+        )
         kwargs: dict[str, Any] = {
             "region_name": settings.get("region", "us-east-1"),
             "endpoint_url": endpoint,
@@ -147,9 +153,7 @@ class AwsIamKeyPlaybook:
                 raise VerifyFailed(f"sts:GetCallerIdentity with the new access key failed ({last})")
             time.sleep(0.5)
         if not arn.endswith(f":user/{secret.settings['user']}") and f"/{secret.settings['user']}" not in arn:
-            raise VerifyFailed(
-                f'the new access key answers as "{arn}", not as user "{secret.settings["user"]}"'
-            )
+            raise VerifyFailed(f'the new access key answers as "{arn}", not as user "{secret.settings["user"]}"')
         return {"caller_arn": arn, "access_key_id": new.ref["access_key_id"]}
 
     def undo(self, secret: ManagedSecret, new: NewValue) -> dict[str, Any]:

@@ -170,9 +170,7 @@ class Switched:
     old: CurrentValue | None
 
 
-def run_steps(
-    pb: Playbook, secret: ManagedSecret, kv: ValueStore, fingerprint: Fingerprint, emit: Emit
-) -> Switched:
+def run_steps(pb: Playbook, secret: ManagedSecret, kv: ValueStore, fingerprint: Fingerprint, emit: Emit) -> Switched:
     """create → store → verify → switch. Raises :class:`StepFailed` (old value kept in force)."""
     mount, path = secret.kv_mount or "", secret.kv_path or ""
     try:
@@ -208,9 +206,7 @@ def run_steps(
         raise StepFailed("switch", exc, {"undo": undo}) from exc
     emit(
         Step.SWITCH,
-        {"kv_mount": mount, "kv_path": path, "kv_version": version}
-        if pb.stores_in_kv
-        else {"consumer": "openbao"},
+        {"kv_mount": mount, "kv_path": path, "kv_version": version} if pb.stores_in_kv else {"consumer": "openbao"},
     )
     return Switched(new=new, fingerprints=fps, kv_version=version, old=old)
 

@@ -39,15 +39,12 @@ class DatabaseRootPlaybook:
             with self.http.client() as c:
                 config: Any = c.adapter.get(f"/v1/{mount}/config/{db_name}")
         except NotFound as exc:
-            raise InvalidInput(
-                "settings.db_name", f'no database connection "{db_name}" at "{mount}"'
-            ) from exc
+            raise InvalidInput("settings.db_name", f'no database connection "{db_name}" at "{mount}"') from exc
         user = (((config or {}).get("data") or {}).get("connection_details") or {}).get("username")
         if user in (None, "", "postgres"):
             raise InvalidInput(
                 "settings.db_name",
-                "the connection must log in as a dedicated role "
-                "(not the postgres superuser) with a username set",
+                "the connection must log in as a dedicated role (not the postgres superuser) with a username set",
             )
         return {"mount": mount, "db_name": db_name}
 

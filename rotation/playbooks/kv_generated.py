@@ -58,9 +58,7 @@ class KvGeneratedPlaybook:
             raise VerifyFailed("the staged value did not read back from OpenBao unchanged")
         if not generators.matches(generators.parse_spec(secret.settings.get("generator")), value):
             raise VerifyFailed("the new value does not match the generator's format")
-        differs = (
-            old is None or old.fields.get(field) is None or not constant_time_equals(old.fields[field], value)
-        )
+        differs = old is None or old.fields.get(field) is None or not constant_time_equals(old.fields[field], value)
         if not differs:
             raise VerifyFailed("the new value equals the current one")
         return {

@@ -45,9 +45,7 @@ class PostgresPasswordPlaybook:
         allowed = {"mount", "db_name", "username", "static_role", "connection", "field"}
         unknown = set(settings) - allowed
         if unknown:
-            raise InvalidInput(
-                f"settings.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(allowed))}"
-            )
+            raise InvalidInput(f"settings.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(allowed))}")
         mount = vault_path("settings.mount", settings.get("mount", "database"), what="database mount")
         db_name = vault_name("settings.db_name", settings.get("db_name"), what="database connection")
         username = settings.get("username")
@@ -60,25 +58,19 @@ class PostgresPasswordPlaybook:
             "field": str(settings.get("field", "password")),
         }
         if settings.get("static_role") is not None:
-            out["static_role"] = vault_name(
-                "settings.static_role", settings["static_role"], what="static role"
-            )
+            out["static_role"] = vault_name("settings.static_role", settings["static_role"], what="static role")
         try:
             with self.http.client() as c:
                 config: Any = c.adapter.get(f"/v1/{mount}/config/{db_name}")
         except NotFound as exc:
-            raise InvalidInput(
-                "settings.db_name", f'no database connection "{db_name}" at "{mount}"'
-            ) from exc
+            raise InvalidInput("settings.db_name", f'no database connection "{db_name}" at "{mount}"') from exc
         connection = settings.get("connection")
         derived = connection_from_url(
             ((config or {}).get("data") or {}).get("connection_details", {}).get("connection_url")
         )
         out["connection"] = validate_connection(connection) if connection is not None else derived
         if out["connection"] is None:
-            raise InvalidInput(
-                "settings.connection", "cannot be derived from the OpenBao connection; give it"
-            )
+            raise InvalidInput("settings.connection", "cannot be derived from the OpenBao connection; give it")
         return out
 
     def _role(self, secret: ManagedSecret) -> str:
@@ -120,9 +112,7 @@ class PostgresPasswordPlaybook:
         try:
             who = self._login(secret, username, new.fields[field])
         except psycopg.Error as exc:
-            raise VerifyFailed(
-                f'the new password of role "{username}" did not log in ({type(exc).__name__})'
-            ) from exc
+            raise VerifyFailed(f'the new password of role "{username}" did not log in ({type(exc).__name__})') from exc
         if who != username:
             raise VerifyFailed(f'logging in with the new password gave role "{who}", not "{username}"')
         old_value = old.fields.get(field) if old else None

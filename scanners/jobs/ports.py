@@ -80,17 +80,33 @@ class RunSummary:
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (``scan_jobs.last_run``); the admin API shows the same object."""
-        return {"run_id": self.run_id, "status": self.status.value, "trigger": self.trigger.value,
-                "started_at": self.started_at.isoformat(), "duration_ms": self.duration_ms, "bytes": self.bytes,
-                "findings": self.findings, "new_findings": self.new_findings, "error": self.error,
-                "holder": self.holder}
+        return {
+            "run_id": self.run_id,
+            "status": self.status.value,
+            "trigger": self.trigger.value,
+            "started_at": self.started_at.isoformat(),
+            "duration_ms": self.duration_ms,
+            "bytes": self.bytes,
+            "findings": self.findings,
+            "new_findings": self.new_findings,
+            "error": self.error,
+            "holder": self.holder,
+        }
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> RunSummary:
-        return cls(run_id=raw["run_id"], status=RunStatus(raw["status"]), trigger=Trigger(raw["trigger"]),
-                   started_at=datetime.fromisoformat(raw["started_at"]), duration_ms=raw["duration_ms"],
-                   bytes=int(raw["bytes"]), findings=int(raw["findings"]), new_findings=int(raw["new_findings"]),
-                   error=raw["error"], holder=raw["holder"])
+        return cls(
+            run_id=raw["run_id"],
+            status=RunStatus(raw["status"]),
+            trigger=Trigger(raw["trigger"]),
+            started_at=datetime.fromisoformat(raw["started_at"]),
+            duration_ms=raw["duration_ms"],
+            bytes=int(raw["bytes"]),
+            findings=int(raw["findings"]),
+            new_findings=int(raw["new_findings"]),
+            error=raw["error"],
+            holder=raw["holder"],
+        )
 
 
 @dataclass
@@ -120,8 +136,9 @@ class JobStore(Protocol):
 
     def load_state(self, job: str) -> Mapping[str, Any]: ...
 
-    def commit_checkpoint(self, name: str, source_kind: str, state: Mapping[str, Any | None],
-                          raws: Sequence[RawFinding]) -> list[Recorded]:
+    def commit_checkpoint(
+        self, name: str, source_kind: str, state: Mapping[str, Any | None], raws: Sequence[RawFinding]
+    ) -> list[Recorded]:
         """Record ``raws`` (de-duplicated by fingerprint and location) and apply ``state`` in one
         transaction: a crash replays at most one chunk, never skips one."""
         ...

@@ -106,9 +106,7 @@ class ScanRunner:
         if not self.scans.claim(name, self.holder, _now() + timedelta(seconds=self.lease_seconds), slot):
             return Skipped("running elsewhere or slot taken")
         stop = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat, args=(name, stop), name=f"nhi-scan-lease-{name}", daemon=True
-        )
+        beat = threading.Thread(target=self._heartbeat, args=(name, stop), name=f"nhi-scan-lease-{name}", daemon=True)
         beat.start()
         try:
             return self._run_claimed(name, spec, trigger)

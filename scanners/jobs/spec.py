@@ -70,8 +70,10 @@ class GitSource(_Strict):
         netloc = v.split("://", 1)[1].split("/", 1)[0]
         user, at, _ = netloc.rpartition("@")
         if at and (not v.startswith("ssh://") or ":" in user or not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", user)):
-            raise ValueError("must not carry credentials (user:password@ or a token before @); use an SSH "
-                             "key or a git credential helper on the broker host")
+            raise ValueError(
+                "must not carry credentials (user:password@ or a token before @); use an SSH "
+                "key or a git credential helper on the broker host"
+            )
         return v
 
     @field_validator("refs")
@@ -89,8 +91,9 @@ class S3Source(_Strict):
     kind: Literal["s3"]
     bucket: str
     prefix: str = Field(default="", max_length=1024)
-    endpoint_url: str | None = Field(default=None, max_length=2048,
-                                     description="default: the broker's aws.endpoint_url (https://)")
+    endpoint_url: str | None = Field(
+        default=None, max_length=2048, description="default: the broker's aws.endpoint_url (https://)"
+    )
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
     @field_validator("bucket")
@@ -120,9 +123,7 @@ Source = Annotated[FilesSource | GitSource | S3Source | OpenBaoKvSource, Field(d
 
 class Schedule(_Strict):
     every_seconds: int | None = Field(default=None, ge=1, le=7 * 86400)
-    cron: str | None = Field(
-        default=None, max_length=128, description='five-field crontab, e.g. "0 * * * *" (UTC)'
-    )
+    cron: str | None = Field(default=None, max_length=128, description='five-field crontab, e.g. "0 * * * *" (UTC)')
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Schedule:

@@ -24,8 +24,16 @@ from scanners.sources.base import BLOCK, Checkpoint, Item, Piece, SourceContext,
 CHECKPOINT_COMMITS = 100
 # a redirect must not lead where the outbound policy would refuse (broker/netpolicy.py), and only
 # the transports the job's URL was checked for may run (no ext::, file:// or submodule tricks)
-_SAFE_CONFIG = ("-c", "http.followRedirects=false", "-c", "protocol.allow=never",
-                "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always")
+_SAFE_CONFIG = (
+    "-c",
+    "http.followRedirects=false",
+    "-c",
+    "protocol.allow=never",
+    "-c",
+    "protocol.https.allow=always",
+    "-c",
+    "protocol.ssh.allow=always",
+)
 _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 _MARK = b"\0\0"
 
@@ -53,8 +61,7 @@ class GitAdapter:
             raise SourceError(f"git {args[0]} failed for {self._name()}: {type(exc).__name__}") from exc
         if proc.returncode != 0:
             raise SourceError(
-                f"git {args[0]} failed for {self._name()}: "
-                f"{proc.stderr.decode(errors='replace').strip()[:200]}"
+                f"git {args[0]} failed for {self._name()}: {proc.stderr.decode(errors='replace').strip()[:200]}"
             )
         return proc.stdout
 

@@ -59,9 +59,7 @@ class S3Adapter:
         try:
             client = self._client()
             seen: set[str] = set()
-            for page in client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix
-            ):
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for obj in page.get("Contents", []):
                     key, etag = obj["Key"], obj.get("ETag", "").strip('"')
                     seen.add(key)

@@ -39,8 +39,10 @@ def provider_executable() -> Path:
         return beside.absolute()
     found = shutil.which(EXECUTABLE)
     if found is None:
-        raise CliConfigError(f"{EXECUTABLE} is not installed next to {sys.executable} nor on PATH; "
-                             "install the project (pip install nhi-broker) first")
+        raise CliConfigError(
+            f"{EXECUTABLE} is not installed next to {sys.executable} nor on PATH; "
+            "install the project (pip install nhi-broker) first"
+        )
     return Path(found).absolute()
 
 
@@ -108,5 +110,7 @@ def provider_installed() -> None:
     import importlib.util
 
     if importlib.util.find_spec("tf") is None:
-        raise CliConfigError("the Terraform provider is not installed in this environment: "
-                             "pip install 'nhi-broker[terraform]' (from a checkout: pip install -e '.[terraform]')")
+        raise CliConfigError(
+            "the Terraform provider is not installed in this environment: "
+            "pip install 'nhi-broker[terraform]' (from a checkout: pip install -e '.[terraform]')"
+        )

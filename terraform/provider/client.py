@@ -28,20 +28,20 @@ class ApiError(Exception):
 class BrokerClient:
     def __init__(self, endpoint: str, admin_token: str) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self._http = httpx.Client(base_url=self.endpoint, timeout=TIMEOUT,
-                                  headers={"Authorization": f"Bearer {admin_token}",
-                                           "User-Agent": "terraform-provider-nhibroker"})
+        self._http = httpx.Client(
+            base_url=self.endpoint,
+            timeout=TIMEOUT,
+            headers={"Authorization": f"Bearer {admin_token}", "User-Agent": "terraform-provider-nhibroker"},
+        )
 
     # -- plumbing ------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.TimeoutException as exc:
-            raise ApiError(0, f"nhi-broker at {self.endpoint} did not answer {method} {path} in time"
-                           ) from exc
+            raise ApiError(0, f"nhi-broker at {self.endpoint} did not answer {method} {path} in time") from exc
         except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach nhi-broker at {self.endpoint}: {type(exc).__name__}: {exc}"
-                           ) from exc
+            raise ApiError(0, f"cannot reach nhi-broker at {self.endpoint}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
             raise _error_from(response, method, path)
         return response
@@ -94,8 +94,12 @@ def _error_from(response: httpx.Response, method: str, path: str) -> ApiError:
     except (ValueError, AttributeError):
         pass
     if response.status_code == 401:
-        return ApiError(401, "the admin token was rejected by nhi-broker (HTTP 401); check admin_token "
-                             "or NHI_BROKER_ADMIN_TOKEN", "admin_token", code)
+        return ApiError(
+            401,
+            "the admin token was rejected by nhi-broker (HTTP 401); check admin_token or NHI_BROKER_ADMIN_TOKEN",
+            "admin_token",
+            code,
+        )
     if not message:
         message = f"HTTP {response.status_code} from {method} {path}"
     return ApiError(response.status_code, message, field, code)

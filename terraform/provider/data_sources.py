@@ -26,8 +26,10 @@ class _Base(DataSource):
 
     def _client(self, diags: Diagnostics) -> BrokerClient | None:
         if self.provider.client is None:
-            diags.add_error("the nhibroker provider is not configured",
-                            "set endpoint and admin_token, or NHI_BROKER_ADDR and NHI_BROKER_ADMIN_TOKEN")
+            diags.add_error(
+                "the nhibroker provider is not configured",
+                "set endpoint and admin_token, or NHI_BROKER_ADDR and NHI_BROKER_ADMIN_TOKEN",
+            )
         return self.provider.client
 
 
@@ -38,15 +40,19 @@ class AgentData(_Base):
 
     @classmethod
     def get_schema(cls) -> Schema:
-        return Schema(version=0, description="Read a registered agent by name.", attributes=[
-            Attribute("name", String(), required=True),
-            Attribute("id", String(), computed=True),
-            Attribute("owner", String(), computed=True),
-            Attribute("trust_level", String(), computed=True),
-            Attribute("description", String(), computed=True),
-            Attribute("profiles", List(String()), computed=True),
-            Attribute("identities", List(IDENTITY), computed=True),
-        ])
+        return Schema(
+            version=0,
+            description="Read a registered agent by name.",
+            attributes=[
+                Attribute("name", String(), required=True),
+                Attribute("id", String(), computed=True),
+                Attribute("owner", String(), computed=True),
+                Attribute("trust_level", String(), computed=True),
+                Attribute("description", String(), computed=True),
+                Attribute("profiles", List(String()), computed=True),
+                Attribute("identities", List(IDENTITY), computed=True),
+            ],
+        )
 
     def read(self, ctx: ReadDataContext, config: Config) -> State | None:
         client = self._client(ctx.diagnostics)
@@ -63,10 +69,17 @@ class AgentData(_Base):
             return None
         identities: list[dict[str, Any]] = [
             IDENTITY.encode({"issuer": i["issuer"], "subject": i["subject"], "claims": i.get("claims") or {}})
-            for i in body.get("identities") or []]
-        return {"name": body["name"], "id": body["name"], "owner": body["owner"],
-                "trust_level": body.get("trust_level"), "description": body.get("description") or "",
-                "profiles": sorted(body.get("profiles") or []), "identities": identities}
+            for i in body.get("identities") or []
+        ]
+        return {
+            "name": body["name"],
+            "id": body["name"],
+            "owner": body["owner"],
+            "trust_level": body.get("trust_level"),
+            "description": body.get("description") or "",
+            "profiles": sorted(body.get("profiles") or []),
+            "identities": identities,
+        }
 
 
 class PolicyBundleData(_Base):
@@ -76,13 +89,21 @@ class PolicyBundleData(_Base):
 
     @classmethod
     def get_schema(cls) -> Schema:
-        return Schema(version=0, description="The policy bundle the broker is enforcing now.", attributes=[
-            Attribute("id", String(), computed=True, description="Same as bundle_hash."),
-            Attribute("bundle_hash", String(), computed=True,
-                      description="Hash of the active Cedar policy bundle; every decision records it."),
-            Attribute("directory", String(), computed=True),
-            Attribute("loaded_at", String(), computed=True),
-        ])
+        return Schema(
+            version=0,
+            description="The policy bundle the broker is enforcing now.",
+            attributes=[
+                Attribute("id", String(), computed=True, description="Same as bundle_hash."),
+                Attribute(
+                    "bundle_hash",
+                    String(),
+                    computed=True,
+                    description="Hash of the active Cedar policy bundle; every decision records it.",
+                ),
+                Attribute("directory", String(), computed=True),
+                Attribute("loaded_at", String(), computed=True),
+            ],
+        )
 
     def read(self, ctx: ReadDataContext, config: Config) -> State | None:
         client = self._client(ctx.diagnostics)
@@ -93,6 +114,9 @@ class PolicyBundleData(_Base):
         except ApiError as exc:
             report(ctx.diagnostics, "policy bundle", exc)
             return None
-        return {"id": body.get("bundle_hash"), "bundle_hash": body.get("bundle_hash"),
-                "directory": None if body.get("directory") is None else str(body["directory"]),
-                "loaded_at": None if body.get("loaded_at") is None else str(body["loaded_at"])}
+        return {
+            "id": body.get("bundle_hash"),
+            "bundle_hash": body.get("bundle_hash"),
+            "directory": None if body.get("directory") is None else str(body["directory"]),
+            "loaded_at": None if body.get("loaded_at") is None else str(body["loaded_at"]),
+        }

@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         from tf.runner import run_provider
     except ModuleNotFoundError:  # the base install: the provider is the `terraform` extra
-        sys.stderr.write("terraform-provider-nhibroker: the provider is not installed; "
-                         "pip install 'nhi-broker[terraform]'\n")
+        sys.stderr.write(
+            "terraform-provider-nhibroker: the provider is not installed; pip install 'nhi-broker[terraform]'\n"
+        )
         raise SystemExit(1) from None
 
     from terraform.provider.provider import NhiBrokerProvider

@@ -41,18 +41,33 @@ class NhiBrokerProvider(Provider):
         return f"{PROVIDER_HOSTNAME}/{PROVIDER_SOURCE}"
 
     def get_provider_schema(self, diags: Diagnostics) -> Schema:
-        return Schema(version=0, attributes=[
-            Attribute("endpoint", String(), optional=True,
-                      description=f"Broker URL, e.g. `http://127.0.0.1:8080`. Default: `${ENV_ADDR}`."),
-            Attribute("admin_token", String(), optional=True, sensitive=True,
-                      description=f"Admin bearer token. Default: `${ENV_TOKEN}`."),
-        ])
+        return Schema(
+            version=0,
+            attributes=[
+                Attribute(
+                    "endpoint",
+                    String(),
+                    optional=True,
+                    description=f"Broker URL, e.g. `http://127.0.0.1:8080`. Default: `${ENV_ADDR}`.",
+                ),
+                Attribute(
+                    "admin_token",
+                    String(),
+                    optional=True,
+                    sensitive=True,
+                    description=f"Admin bearer token. Default: `${ENV_TOKEN}`.",
+                ),
+            ],
+        )
 
     def validate_config(self, diags: Diagnostics, config: Config) -> None:
         endpoint = config.get("endpoint")
         if isinstance(endpoint, str) and endpoint and not _is_url(endpoint):
-            diags.add_error(f'invalid endpoint "{endpoint}"',
-                            "endpoint must be an http:// or https:// URL of nhi-broker", path=["endpoint"])
+            diags.add_error(
+                f'invalid endpoint "{endpoint}"',
+                "endpoint must be an http:// or https:// URL of nhi-broker",
+                path=["endpoint"],
+            )
 
     def configure_provider(self, diags: Diagnostics, config: Config) -> None:
         endpoint = _setting(config, "endpoint", ENV_ADDR)
@@ -60,14 +75,21 @@ class NhiBrokerProvider(Provider):
         if endpoint is Unknown or token is Unknown:
             return  # known only after apply of something else; Terraform configures again later
         if not endpoint:
-            diags.add_error("nhibroker: endpoint is not set",
-                            f"set endpoint in the provider block or {ENV_ADDR}", path=["endpoint"])
+            diags.add_error(
+                "nhibroker: endpoint is not set", f"set endpoint in the provider block or {ENV_ADDR}", path=["endpoint"]
+            )
         elif not _is_url(endpoint):
-            diags.add_error(f'invalid endpoint "{endpoint}"',
-                            f"endpoint (or {ENV_ADDR}) must be an http:// or https:// URL", path=["endpoint"])
+            diags.add_error(
+                f'invalid endpoint "{endpoint}"',
+                f"endpoint (or {ENV_ADDR}) must be an http:// or https:// URL",
+                path=["endpoint"],
+            )
         if not token:
-            diags.add_error("nhibroker: admin_token is not set",
-                            f"set admin_token in the provider block or {ENV_TOKEN}", path=["admin_token"])
+            diags.add_error(
+                "nhibroker: admin_token is not set",
+                f"set admin_token in the provider block or {ENV_TOKEN}",
+                path=["admin_token"],
+            )
         if diags.has_errors():
             return
         client = BrokerClient(endpoint, token)
@@ -76,14 +98,17 @@ class NhiBrokerProvider(Provider):
         except ApiError as exc:
             client.close()
             if exc.status == 0:
-                diags.add_error(f"nhibroker: cannot reach nhi-broker at {endpoint}",
-                                f"{exc.message}. Is `nhi-broker up` (or serve) running there?",
-                                path=["endpoint"])
+                diags.add_error(
+                    f"nhibroker: cannot reach nhi-broker at {endpoint}",
+                    f"{exc.message}. Is `nhi-broker up` (or serve) running there?",
+                    path=["endpoint"],
+                )
             elif exc.status == 401:
                 diags.add_error("nhibroker: the admin token was rejected", exc.message, path=["admin_token"])
             else:
-                diags.add_error(f"nhibroker: nhi-broker at {endpoint} answered HTTP {exc.status}",
-                                exc.message, path=["endpoint"])
+                diags.add_error(
+                    f"nhibroker: nhi-broker at {endpoint} answered HTTP {exc.status}", exc.message, path=["endpoint"]
+                )
             return
         self.client = client
 

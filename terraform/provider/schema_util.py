@@ -80,7 +80,7 @@ def attribute_path(field: str | None, renames: dict[str, str], sets: frozenset[s
         return None
     for api, schema in renames.items():
         if "." in api and (field == api or field.startswith(api + ".")):
-            field = schema + field[len(api):]
+            field = schema + field[len(api) :]
             break
     path: list[Any] = []
     for name, index in _STEP.findall(field):
@@ -92,8 +92,13 @@ def attribute_path(field: str | None, renames: dict[str, str], sets: frozenset[s
     return path or None
 
 
-def report(diags: Diagnostics, what: str, exc: ApiError, renames: dict[str, str] | None = None,
-           sets: frozenset[str] = frozenset()) -> None:
+def report(
+    diags: Diagnostics,
+    what: str,
+    exc: ApiError,
+    renames: dict[str, str] | None = None,
+    sets: frozenset[str] = frozenset(),
+) -> None:
     """Add the broker's error as a Terraform diagnostic, on the attribute it names."""
     if exc.status == 0:
         diags.add_error(f"{what}: nhi-broker is unreachable", exc.message)

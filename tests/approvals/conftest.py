@@ -78,8 +78,7 @@ class People:
         self.broker = broker
         self.issuer = issuer
         self.tokens: dict[str, str] = {}
-        with httpx.Client(base_url=broker.url, timeout=15,
-                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+        with httpx.Client(base_url=broker.url, timeout=15, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
             for name, roles in ROLES.items():
                 resp = http.put(f"/v1/admin/people/{name}", json={"roles": roles})
                 assert resp.status_code in (200, 201), resp.text
@@ -90,8 +89,9 @@ class People:
             assert http.put("/v1/admin/people/olga", json=olga).status_code in (200, 201)
 
     def id_token(self, subject: str = "olga-0001", audience: str = SIGN_IN_AUDIENCE, **over: Any) -> str:
-        return self.issuer.mint(id_token(self.issuer, subject, audience, email=f"{subject}@example.test",
-                                         groups=["payments"], **over))
+        return self.issuer.mint(
+            id_token(self.issuer, subject, audience, email=f"{subject}@example.test", groups=["payments"], **over)
+        )
 
     def header(self, person: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[person]}"}

@@ -24,8 +24,9 @@ def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> N
         time.sleep(0.02)
 
 
-def status(api, task_id: str, approval_id: str, wait: int | None = None, subject: str = "demo-agent",
-           timeout: float = 60) -> httpx.Response:
+def status(
+    api, task_id: str, approval_id: str, wait: int | None = None, subject: str = "demo-agent", timeout: float = 60
+) -> httpx.Response:
     path = f"/v1/tasks/{task_id}/approvals/{approval_id}" + (f"?wait={wait}" if wait is not None else "")
     return api.http.get(path, headers={"Authorization": f"Bearer {api.broker.token(subject)}"}, timeout=timeout)
 
@@ -72,7 +73,11 @@ def test_approval_status_is_pending_then_approved_and_is_not_a_chain_step(api):
     assert first.status_code == 200, first.text
     body = first.json()
     assert (body["state"], body["action"], body["resource"], body["task_id"]) == (
-        "pending", "payments.charge", "prod-payments", task_id)
+        "pending",
+        "payments.charge",
+        "prod-payments",
+        task_id,
+    )
     assert first.headers["cache-control"] == "no-store"
     assert status(api, task_id, approval_id, wait=1).json()["state"] == "pending"  # the wait ran out
     assert api.approve(approval_id, "alice").status_code == 200
@@ -127,8 +132,11 @@ def test_long_poll_sees_a_decision_taken_on_another_replica(api, approvals_broke
 
 def test_an_agent_sees_only_the_approvals_of_its_own_tasks(api, approvals_broker):
     admin = approvals_broker.admin()
-    admin.put("agents", "other-agent", {"owner": "team-b", "profiles": ["demo"],
-                                       "identities": [{"issuer": DEV_ISSUER, "subject": "other-agent"}]})
+    admin.put(
+        "agents",
+        "other-agent",
+        {"owner": "team-b", "profiles": ["demo"], "identities": [{"issuer": DEV_ISSUER, "subject": "other-agent"}]},
+    )
     task_id = api.open_task("victim")
     approval_id = api.step_up(task_id)
     mine = api.open_task("other's own task", subject="other-agent")

@@ -17,8 +17,11 @@ def cli(approvals_broker, people):
     runner = CliRunner()
 
     def run(person, *args):
-        env = {"NHI_BROKER_ADDR": approvals_broker.url, "NHI_BROKER_ADMIN_TOKEN": ADMIN_TOKEN,
-               "NHI_BROKER_PERSON_TOKEN": people.tokens[person] if person else ""}
+        env = {
+            "NHI_BROKER_ADDR": approvals_broker.url,
+            "NHI_BROKER_ADMIN_TOKEN": ADMIN_TOKEN,
+            "NHI_BROKER_PERSON_TOKEN": people.tokens[person] if person else "",
+        }
         return runner.invoke(app, list(args), env=env)
 
     return run

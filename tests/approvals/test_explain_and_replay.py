@@ -54,9 +54,7 @@ def changed_ids(output: str) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\s+(dec_[0-9a-f]+)\s", output, re.MULTILINE)}
 
 
-def test_store_replay_reports_exactly_the_decisions_a_stricter_bundle_changes(
-    api, approvals_broker, tmp_path
-):
+def test_store_replay_reports_exactly_the_decisions_a_stricter_bundle_changes(api, approvals_broker, tmp_path):
     before = datetime.now(UTC)
     task_id = api.open_task("traffic to replay")
     writes = []
@@ -101,9 +99,7 @@ def test_store_replay_reports_exactly_the_decisions_a_stricter_bundle_changes(
 
 def test_store_replay_names_a_missing_store_and_a_missing_source(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(
-        app, ["policy", "replay", "--bundle", str(DEFAULT_BUNDLE), "--data-dir", str(tmp_path)]
-    )
+    result = runner.invoke(app, ["policy", "replay", "--bundle", str(DEFAULT_BUNDLE), "--data-dir", str(tmp_path)])
     assert result.exit_code == 1 and "no store at" in result.output
     result = runner.invoke(
         app, ["policy", "replay", "--bundle", str(DEFAULT_BUNDLE)], env={"NHI_BROKER_DATABASE_URL": ""}

@@ -18,15 +18,19 @@ CONSOLE = "https://broker.example.test/console"
 
 def test_slack_format_posts_text_and_blocks_linking_to_the_approval_page(openbao, tmp_path):
     hook = WebhookRecorder("/slack")
-    running = start_broker(tmp_path, openbao, approval_webhook_url=hook.url, approval_webhook_format="slack",
-                           console_url=CONSOLE + "/")
+    running = start_broker(
+        tmp_path, openbao, approval_webhook_url=hook.url, approval_webhook_format="slack", console_url=CONSOLE + "/"
+    )
     try:
         with httpx.Client(base_url=running.url, timeout=15) as http:
             auth = {"Authorization": f"Bearer {running.token()}"}
             task = http.post("/v1/tasks", json={"profile": "demo", "purpose": "pay"}, headers=auth).json()
             auth = {"Authorization": f"Bearer {running.token()}"}
-            resp = http.post(f"/v1/tasks/{task['task_id']}/credentials", headers=auth,
-                             json={"action": "payments.charge", "resource": "prod-payments"})
+            resp = http.post(
+                f"/v1/tasks/{task['task_id']}/credentials",
+                headers=auth,
+                json={"action": "payments.charge", "resource": "prod-payments"},
+            )
         assert resp.status_code == 202, resp.text
         approval_id = resp.json()["approval_id"]
         deadline = time.monotonic() + 10
@@ -45,8 +49,16 @@ def test_slack_format_posts_text_and_blocks_linking_to_the_approval_page(openbao
 
 
 def test_slack_text_escapes_control_characters_from_reasons():
-    body = slack_message({"agent": "a", "action": "x", "resource": "r", "tier": "critical", "url": "u",
-                          "reasons": ["<!channel> & <https://evil.test|click>"]})
+    body = slack_message(
+        {
+            "agent": "a",
+            "action": "x",
+            "resource": "r",
+            "tier": "critical",
+            "url": "u",
+            "reasons": ["<!channel> & <https://evil.test|click>"],
+        }
+    )
     text = " ".join(b["text"]["text"] for b in body["blocks"] if b["type"] == "section" and "text" in b)
     assert "<!channel>" not in text and "&lt;!channel&gt; &amp; &lt;https://evil.test|click&gt;" in text
 

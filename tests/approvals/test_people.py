@@ -72,13 +72,18 @@ def test_an_agent_token_is_refused_on_every_people_route_and_audited(api, approv
 def test_an_approver_signed_in_with_an_id_token_approves_and_the_agent_collects_once(api, people):
     task_id = api.open_task()
     approval_id = api.step_up(task_id)
-    resp = api.http.post(f"/v1/approvals/{approval_id}/approve", json={"reason": "invoice 7 checked"},
-                         headers=bearer(people.id_token()))
+    resp = api.http.post(
+        f"/v1/approvals/{approval_id}/approve", json={"reason": "invoice 7 checked"}, headers=bearer(people.id_token())
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["state"] == "approved" and body["decided_by"] == "person:olga"
-    assert body["decided_by_subject"] == {"via": "oidc", "issuer": PEOPLE_ISSUER, "subject": "olga-0001",
-                                          "person": "olga"}
+    assert body["decided_by_subject"] == {
+        "via": "oidc",
+        "issuer": PEOPLE_ISSUER,
+        "subject": "olga-0001",
+        "person": "olga",
+    }
     first = api.credential(task_id, "payments.charge", "prod-payments", approval_id)
     assert first.status_code == 200, first.text
     assert first.json()["credential"]["grant_id"]
@@ -104,9 +109,12 @@ def test_id_tokens_sign_in_only_with_the_sign_in_audience_a_known_subject_and_a_
 
 
 def test_the_owner_bound_by_issuer_and_subject_is_refused_when_signed_in_with_that_identity(api, people):
-    agent = {"owner": "Olga's team", "profiles": ["demo"],
-             "identities": [{"issuer": "nhi-broker-dev", "subject": "olga-agent"}],
-             "owner_identity": {"issuer": PEOPLE_ISSUER, "subject": "olga-0001"}}
+    agent = {
+        "owner": "Olga's team",
+        "profiles": ["demo"],
+        "identities": [{"issuer": "nhi-broker-dev", "subject": "olga-agent"}],
+        "owner_identity": {"issuer": PEOPLE_ISSUER, "subject": "olga-0001"},
+    }
     dev_issuer = api.admin("GET", "/v1/admin/agents/demo-agent").json()["identities"][0]["issuer"]
     agent["identities"][0]["issuer"] = dev_issuer
     assert api.admin("PUT", "/v1/admin/agents/olga-agent", agent).status_code in (200, 201)
@@ -116,16 +124,20 @@ def test_the_owner_bound_by_issuer_and_subject_is_refused_when_signed_in_with_th
     resp = api.credential(task_id, "payments.charge", "prod-payments", subject="olga-agent")
     assert resp.status_code == 202, resp.text
     approval_id = resp.json()["approval_id"]
-    own = api.http.post(f"/v1/approvals/{approval_id}/approve", json={"reason": "mine"},
-                        headers=bearer(people.id_token()))
+    own = api.http.post(
+        f"/v1/approvals/{approval_id}/approve", json={"reason": "mine"}, headers=bearer(people.id_token())
+    )
     assert own.status_code == 403 and own.json()["error"]["code"] == "four_eyes_required"
     assert api.approve(approval_id, "bob").status_code == 200
 
 
 def test_an_agent_without_a_bound_owner_has_nothing_approvable(api):
     demo = api.admin("GET", "/v1/admin/agents/demo-agent").json()
-    unbound = {"owner": "someone", "profiles": ["demo"],
-               "identities": [{"issuer": demo["identities"][0]["issuer"], "subject": "unbound-agent"}]}
+    unbound = {
+        "owner": "someone",
+        "profiles": ["demo"],
+        "identities": [{"issuer": demo["identities"][0]["issuer"], "subject": "unbound-agent"}],
+    }
     assert api.admin("PUT", "/v1/admin/agents/unbound-agent", unbound).status_code in (200, 201)
     task_id = api.open_task(subject="unbound-agent")
     resp = api.credential(task_id, "payments.charge", "prod-payments", subject="unbound-agent")
@@ -142,9 +154,19 @@ def test_an_auditor_reads_everything_and_changes_nothing(api):
     assert api.credential(task_id, "db.write", "demo-data").status_code == 200
     [review] = api.admin("GET", "/v1/reviews", params={"task_id": task_id}).json()["items"]
     decision_id = review["decision_id"]
-    for path in ("/v1/approvals", f"/v1/approvals/{approval_id}", "/v1/reviews", f"/v1/reviews/{review['review_id']}",
-                 f"/v1/decisions/{decision_id}", "/v1/audit", f"/v1/admin/tasks/{task_id}", "/v1/admin/agents",
-                 "/v1/admin/people", "/v1/admin/people/alice/tokens", "/v1/admin/policies"):
+    for path in (
+        "/v1/approvals",
+        f"/v1/approvals/{approval_id}",
+        "/v1/reviews",
+        f"/v1/reviews/{review['review_id']}",
+        f"/v1/decisions/{decision_id}",
+        "/v1/audit",
+        f"/v1/admin/tasks/{task_id}",
+        "/v1/admin/agents",
+        "/v1/admin/people",
+        "/v1/admin/people/alice/tokens",
+        "/v1/admin/policies",
+    ):
         resp = api.as_person("audra", "GET", path)
         assert resp.status_code == 200, (path, resp.text)
     before = len(audit_of(api, "auth.forbidden"))
@@ -176,7 +198,7 @@ def test_a_revoked_or_expired_person_token_is_401_and_a_wrong_secret_never_passe
     # only a salted HMAC is stored; the list never shows a secret
     with approvals_broker.container.store.read() as conn:
         row = conn.execute(select(t.person_tokens).where(t.person_tokens.c.token_id == token_id)).one()
-    secret = token[len("nbp_") + 24 + 1:]  # nbp_<24 hex id>_<secret>
+    secret = token[len("nbp_") + 24 + 1 :]  # nbp_<24 hex id>_<secret>
     assert secret not in str(dict(row._mapping)) and len(row.secret_hmac) == 64
     listed = api.admin("GET", "/v1/admin/people/bob/tokens").json()["items"]
     assert token_id in [x["token_id"] for x in listed] and secret not in str(listed)
@@ -198,8 +220,10 @@ def test_a_revoked_or_expired_person_token_is_401_and_a_wrong_secret_never_passe
         people.clock = utcnow
     reasons = [e["data"]["reason"] for e in audit_of(api, "auth.failed")]
     assert any("revoked" in r for r in reasons) and any("expired" in r for r in reasons)
-    assert not any(token in str(e) or secret in str(e) for e in api.admin("GET", "/v1/audit",
-                                                                          params={"limit": 10000}).json()["items"])
+    assert not any(
+        token in str(e) or secret in str(e)
+        for e in api.admin("GET", "/v1/audit", params={"limit": 10000}).json()["items"]
+    )
     too_long = api.admin("POST", "/v1/admin/people/bob/tokens", {"ttl_seconds": 400 * 86400})
     assert too_long.status_code == 422 and too_long.json()["error"]["field"] == "ttl_seconds"
 
@@ -242,8 +266,9 @@ def test_an_admin_person_administers_people_under_their_own_name(api):
 def test_person_and_owner_identity_inputs_are_validated_with_the_field_named(api):
     bad = api.admin("PUT", "/v1/admin/people/zed", {"roles": ["superuser"]})
     assert bad.status_code == 422 and "roles" in bad.json()["error"]["field"]
-    bad = api.admin("PUT", "/v1/admin/people/zed",
-                    {"identities": [{"issuer": "https://elsewhere.test", "subject": "z"}]})
+    bad = api.admin(
+        "PUT", "/v1/admin/people/zed", {"identities": [{"issuer": "https://elsewhere.test", "subject": "z"}]}
+    )
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "identities[0].issuer"
     olgas = {"identities": [{"issuer": PEOPLE_ISSUER, "subject": "olga-0001"}]}
     taken = api.admin("PUT", "/v1/admin/people/zed", olgas)
@@ -252,12 +277,17 @@ def test_person_and_owner_identity_inputs_are_validated_with_the_field_named(api
     demo = api.admin("GET", "/v1/admin/agents/demo-agent").json()
     body = {k: demo[k] for k in ("owner", "trust_level", "description", "profiles")}
     body["identities"] = [{"issuer": i["issuer"], "subject": i["subject"]} for i in demo["identities"]]
-    for owner in ({"person": "demo-owner", "issuer": PEOPLE_ISSUER, "subject": "x"}, {"issuer": PEOPLE_ISSUER},
-                  {"person": "Demo\u2010Owner"}):
+    for owner in (
+        {"person": "demo-owner", "issuer": PEOPLE_ISSUER, "subject": "x"},
+        {"issuer": PEOPLE_ISSUER},
+        {"person": "Demo\u2010Owner"},
+    ):
         resp = api.admin("PUT", "/v1/admin/agents/demo-agent", {**body, "owner_identity": owner})
         assert resp.status_code == 422 and "owner_identity" in resp.json()["error"]["field"], resp.text
-    for owner, field in (({"person": "ghost"}, "owner_identity.person"),
-                         ({"issuer": "https://elsewhere.test", "subject": "x"}, "owner_identity.issuer")):
+    for owner, field in (
+        ({"person": "ghost"}, "owner_identity.person"),
+        ({"issuer": "https://elsewhere.test", "subject": "x"}, "owner_identity.issuer"),
+    ):
         resp = api.admin("PUT", "/v1/admin/agents/demo-agent", {**body, "owner_identity": owner})
         assert resp.status_code == 422 and resp.json()["error"]["field"] == field, resp.text
     assert api.admin("GET", "/v1/admin/agents/demo-agent").json()["owner_identity"] == {"person": "demo-owner"}
@@ -285,14 +315,21 @@ def test_an_identity_that_is_also_an_agent_never_signs_in_as_a_person(api, peopl
     assert api.http.get("/v1/people/me", headers=bearer(people.id_token(subject="pat-1"))).status_code == 200
     # the IdP also issues workload identities (it is in `issuers` too), and an admin binds the same
     # (issuer, subject) to an agent: that identity is an agent now
-    agent = {"owner": "x", "profiles": ["demo"], "identities": [{"issuer": PEOPLE_ISSUER, "subject": "pat-1"}],
-             "owner_identity": {"person": "demo-owner"}}
+    agent = {
+        "owner": "x",
+        "profiles": ["demo"],
+        "identities": [{"issuer": PEOPLE_ISSUER, "subject": "pat-1"}],
+        "owner_identity": {"person": "demo-owner"},
+    }
     assert api.admin("PUT", "/v1/admin/agents/pat-agent", agent).status_code == 201
     try:
         task_id = api.open_task()
         approval_id = api.step_up(task_id)
-        resp = api.http.post(f"/v1/approvals/{approval_id}/approve", json={"reason": "ok"},
-                             headers=bearer(people.id_token(subject="pat-1")))
+        resp = api.http.post(
+            f"/v1/approvals/{approval_id}/approve",
+            json={"reason": "ok"},
+            headers=bearer(people.id_token(subject="pat-1")),
+        )
         assert resp.status_code == 401 and "bound to an agent" in resp.json()["error"]["message"]
         assert api.admin("GET", f"/v1/approvals/{approval_id}").json()["state"] == "pending"
     finally:

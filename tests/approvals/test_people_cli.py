@@ -20,8 +20,11 @@ def cli(approvals_broker):
     runner = CliRunner()
 
     def run(*args, person_token=""):
-        env = {"NHI_BROKER_ADDR": approvals_broker.url, "NHI_BROKER_ADMIN_TOKEN": ADMIN_TOKEN,
-               "NHI_BROKER_PERSON_TOKEN": person_token}
+        env = {
+            "NHI_BROKER_ADDR": approvals_broker.url,
+            "NHI_BROKER_ADMIN_TOKEN": ADMIN_TOKEN,
+            "NHI_BROKER_PERSON_TOKEN": person_token,
+        }
         return runner.invoke(app, list(args), env=env)
 
     return run
@@ -47,7 +50,7 @@ def test_cli_creates_a_person_and_a_token_that_acts_as_them_until_revoked(api, c
     listed = cli("people", "token", "list", "frank")
     [line] = [x for x in listed.output.splitlines() if "active" in x]
     token_id = line.split()[0]
-    assert token not in listed.output and token[len("nbp_") + 25:] not in listed.output
+    assert token not in listed.output and token[len("nbp_") + 25 :] not in listed.output
     assert cli("people", "token", "revoke", "frank", token_id).exit_code == 0
     after = cli("people", "whoami", person_token=token)
     assert after.exit_code == 1 and "revoked" in after.output

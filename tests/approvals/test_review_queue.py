@@ -54,9 +54,7 @@ def test_allowed_review_mode_action_is_queued_and_can_be_marked_fine_once(api):
     assert fine.json()["reviewer_subject"]["person"] == "dana"
     again = api.as_person("dana", "POST", f"/v1/reviews/{review['review_id']}/flag", {"reason": "hmm"})
     assert again.status_code == 409 and again.json()["error"]["state"] == "fine"
-    assert not api.admin("GET", "/v1/reviews", params={"status": "pending", "task_id": task_id}).json()[
-        "items"
-    ]
+    assert not api.admin("GET", "/v1/reviews", params={"status": "pending", "task_id": task_id}).json()["items"]
 
 
 def test_flagging_a_review_escalates_the_task_and_revokes_what_it_holds(api, approvals_broker):
@@ -70,8 +68,9 @@ def test_flagging_a_review_escalates_the_task_and_revokes_what_it_holds(api, app
 
     task = api.admin("GET", f"/v1/admin/tasks/{task_id}").json()
     assert task["task"]["state"] == "quarantined"
-    wait_until(lambda: accessor_is_dead(approvals_broker, body["credential"]["accessor"]),
-               what="the reviewed grant revoked")
+    wait_until(
+        lambda: accessor_is_dead(approvals_broker, body["credential"]["accessor"]), what="the reviewed grant revoked"
+    )
     assert api.credential(task_id, "db.read", "demo-data").status_code == 409
     kinds = [e["kind"] for e in api.admin("GET", "/v1/audit", params={"task_id": task_id}).json()["items"]]
     assert "review.queued" in kinds and "review.flagged" in kinds and "task.escalated" in kinds

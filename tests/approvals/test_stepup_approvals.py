@@ -89,9 +89,7 @@ def test_approved_payment_is_collected_once_with_the_critical_ttl_and_a_second_c
     assert view["collected_decision_id"] == decision["decision_id"] and view["collect_error"] is None
     # the collection decision records the approval it was made with (replay rebuilds it)
     explained = api.admin("GET", f"/v1/decisions/{decision['decision_id']}").json()
-    assert (
-        explained["inputs"]["approval_id"] == approval_id and explained["inputs"]["approval_approved"] is True
-    )
+    assert explained["inputs"]["approval_id"] == approval_id and explained["inputs"]["approval_approved"] is True
     kinds = audit_kinds(api, task_id)
     for kind in (
         "approval.requested",
@@ -168,9 +166,7 @@ def test_approval_does_not_carry_over_when_the_resource_scope_changes(api, appro
     approval_id = api.step_up(task_id)
     assert api.approve(approval_id, "alice").status_code == 200
     resource = api.admin("GET", "/v1/admin/resources/prod-payments").json()
-    body = {
-        k: resource[k] for k in ("kind", "sensitivity", "environment", "external", "description", "vault")
-    }
+    body = {k: resource[k] for k in ("kind", "sensitivity", "environment", "external", "description", "vault")}
     changed = {**body, "vault": {"policies": ["nhi-prod-payments", "nhi-demo-secrets"]}}
     assert api.admin("PUT", "/v1/admin/resources/prod-payments", changed).status_code == 200
     try:
@@ -227,8 +223,7 @@ def test_unknown_approval_is_refused_and_bad_bodies_are_named_in_422(api):
     bad = api.as_person("alice", "POST", f"/v1/approvals/{approval_id}/approve", {})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "reason"
     # there is no name field any more: a typed approver is refused, whatever it spells
-    bad = api.as_person("alice", "POST", f"/v1/approvals/{approval_id}/approve",
-                        {"approver": "alice", "reason": "x"})
+    bad = api.as_person("alice", "POST", f"/v1/approvals/{approval_id}/approve", {"approver": "alice", "reason": "x"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "approver"
     bad = api.admin("GET", "/v1/approvals", params={"status": "maybe"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"

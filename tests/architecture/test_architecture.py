@@ -122,9 +122,13 @@ def test_building_the_container_starts_no_thread(openbao, tmp_path):
     from broker.container import Container
 
     before = {t.ident for t in threading.enumerate()}
-    settings = Settings(dev_mode=True, data_dir=tmp_path, dev_issuer=True,
-                        admin_token="test-admin-token-0123456789abcdef",  # type: ignore[arg-type]
-                        openbao={"addr": openbao.address, "token": openbao.root_token.reveal()})  # type: ignore[arg-type]
+    settings = Settings(
+        dev_mode=True,
+        data_dir=tmp_path,
+        dev_issuer=True,
+        admin_token="test-admin-token-0123456789abcdef",  # type: ignore[arg-type]
+        openbao={"addr": openbao.address, "token": openbao.root_token.reveal()},
+    )  # type: ignore[arg-type]
     container = Container.build(settings)
     try:
         started = [t.name for t in threading.enumerate() if t.ident not in before]

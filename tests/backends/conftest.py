@@ -30,4 +30,5 @@ def openbao_http(openbao: OpenBaoServer) -> OpenBaoHTTP:
 def postgres_server(pg_server: PostgresServer) -> PostgresServer:
     return pg_server
 
+
 # the session-scoped `moto_server` fixture lives in tests/conftest.py

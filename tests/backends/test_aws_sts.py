@@ -143,9 +143,7 @@ def test_aws_settings_are_normalised_when_the_role_exists(aws_env: AwsEnv) -> No
 
 
 def test_aws_settings_are_refused_when_the_role_does_not_exist(aws_env: AwsEnv) -> None:
-    with pytest.raises(
-        InvalidInput, match=rf'^aws\.role_arn: role "nope" does not exist in account {ACCOUNT}$'
-    ):
+    with pytest.raises(InvalidInput, match=rf'^aws\.role_arn: role "nope" does not exist in account {ACCOUNT}$'):
         aws_env.backend().validate_settings(
             {"aws": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/nope", "endpoint_url": aws_env.moto.endpoint}}
         )
@@ -182,10 +180,7 @@ def test_aws_session_works_and_carries_the_scope_tags_and_identity_the_broker_se
     (sent,) = aws_env.moto.recorded("AssumeRole")
 
     identity = _as_agent(aws_env, cred, "sts").get_caller_identity()
-    assert (
-        identity["Arn"]
-        == f"arn:aws:sts::{ACCOUNT}:assumed-role/{aws_env.role_name}/nhi-{request.task.task_id}"
-    )
+    assert identity["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{aws_env.role_name}/nhi-{request.task.task_id}"
     assert _read_object(aws_env, cred) == OBJECT
 
     assert json.loads(sent["Policy"][0]) == {
@@ -230,8 +225,7 @@ def test_aws_session_policy_follows_the_resource_action_mapping(aws_env: AwsEnv)
 def test_aws_credential_is_refused_when_the_action_maps_to_no_aws_action(aws_env: AwsEnv) -> None:
     backend = aws_env.backend()
     resource = make_resource("aws", _settings(aws_env, backend), name="bucket")
-    with pytest.raises(InvalidInput,
-                       match=r"^action: resource .bucket. maps no AWS actions to .iam\.modify"):
+    with pytest.raises(InvalidInput, match=r"^action: resource .bucket. maps no AWS actions to .iam\.modify"):
         backend.issue(make_request(resource, "iam.modify"))
 
 
@@ -268,19 +262,15 @@ def test_aws_tag_deny_revocation_attaches_deny_on_the_task_and_grant_tags(aws_en
     backend.revoke(first.revocation)
     assert _inline_policies(aws_env.admin("iam"), aws_env.role_name) == revoked
 
-    doc = aws_env.admin("iam").get_role_policy(
-        RoleName=aws_env.role_name, PolicyName=pol.REVOCATION_POLICY_NAME
-    )["PolicyDocument"]
+    doc = aws_env.admin("iam").get_role_policy(RoleName=aws_env.role_name, PolicyName=pol.REVOCATION_POLICY_NAME)[
+        "PolicyDocument"
+    ]
     denies = {s["Sid"].rstrip("0123456789"): s for s in doc["Statement"]}
     assert denies["NhiRevokedGrant"]["Condition"] == {
         "StringEquals": {"aws:PrincipalTag/nhi-grant": [first.revocation["grant_id"]]}
     }
-    assert denies["NhiRevokedTask"]["Condition"] == {
-        "StringEquals": {"aws:PrincipalTag/nhi-task": [task.task_id]}
-    }
-    assert all(
-        s["Effect"] == "Deny" and s["Action"] == "*" and s["Resource"] == "*" for s in doc["Statement"]
-    )
+    assert denies["NhiRevokedTask"]["Condition"] == {"StringEquals": {"aws:PrincipalTag/nhi-task": [task.task_id]}}
+    assert all(s["Effect"] == "Deny" and s["Action"] == "*" and s["Resource"] == "*" for s in doc["Statement"])
 
 
 def test_aws_task_handle_is_persisted_before_the_session_is_issued(aws_env: AwsEnv) -> None:
@@ -372,8 +362,10 @@ def test_aws_per_task_role_credentials_stop_working_after_the_task_is_revoked(aw
     iam = aws_env.admin("iam")
     revoked = (_inline_policies(iam, role_name), iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"])
     backend.revoke(first.task_handle)  # idempotent: the closed role is exactly as it was
-    assert (_inline_policies(iam, role_name), iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]) \
-        == revoked
+    assert (
+        _inline_policies(iam, role_name),
+        iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"],
+    ) == revoked
 
     for cred in (first, second):
         with pytest.raises(ClientError, match="AccessDenied"):

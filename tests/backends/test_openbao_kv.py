@@ -110,13 +110,10 @@ def test_kv_unwrap_failure_is_not_tampering_when_revoked_expired_or_still_pendin
     with pytest.raises(hvac.exceptions.InvalidRequest):
         _unwrap(cred.public["unwrap_addr"], cred.secrets["wrapping_token"])
     assert (
-        backend.judge_unwrap_failure(cred.revocation, expires_at=cred.expires_at, revoked=True)
-        is UnwrapVerdict.REVOKED
+        backend.judge_unwrap_failure(cred.revocation, expires_at=cred.expires_at, revoked=True) is UnwrapVerdict.REVOKED
     )
     past = datetime.now(UTC) - timedelta(seconds=1)
-    assert (
-        backend.judge_unwrap_failure(cred.revocation, expires_at=past, revoked=False) is UnwrapVerdict.EXPIRED
-    )
+    assert backend.judge_unwrap_failure(cred.revocation, expires_at=past, revoked=False) is UnwrapVerdict.EXPIRED
 
 
 def test_kv_wrap_ttl_is_the_tier_ttl(backend: OpenBaoKVBackend, planted: tuple[str, str]) -> None:
@@ -179,9 +176,7 @@ def test_kv_wraps_the_version_it_fingerprinted(
     path, value = planted
     cred = backend.issue(make_request(_resource(backend, path), "secrets.read"))
     with openbao_http.client() as c:  # the secret is rotated after issuance
-        c.secrets.kv.v2.create_or_update_secret(
-            path=path, secret={"api_key": "rotated"}, mount_point="secret"
-        )
+        c.secrets.kv.v2.create_or_update_secret(path=path, secret={"api_key": "rotated"}, mount_point="secret")
     assert _unwrap(cred.public["unwrap_addr"], cred.secrets["wrapping_token"])["data"]["api_key"] == value
 
 
@@ -189,9 +184,7 @@ def test_kv_version_1_mount_is_wrapped_too(openbao_http: OpenBaoHTTP) -> None:
     mount = "kv1-" + uuid.uuid4().hex[:6]
     with openbao_http.client() as c:
         c.sys.enable_secrets_engine("kv", path=mount, options={"version": "1"})
-        c.secrets.kv.v1.create_or_update_secret(
-            path="app/token", secret={"token": "v1-value"}, mount_point=mount
-        )
+        c.secrets.kv.v1.create_or_update_secret(path="app/token", secret={"token": "v1-value"}, mount_point=mount)
     backend = OpenBaoKVBackend(openbao_http)
     settings = backend.validate_settings({"vault": {"mount": mount, "path": "app/token"}})
     assert settings["vault"]["kv_version"] == 1

@@ -34,9 +34,7 @@ class PgEnv:
 @pytest.fixture(scope="module")
 def pg_env(postgres_server: PostgresServer, openbao_http: OpenBaoHTTP) -> Iterator[PgEnv]:
     suffix = uuid.uuid4().hex[:10]
-    env = PgEnv(
-        server=postgres_server, dbname=f"nhi_be_{suffix}", group=f"nhi_be_read_{suffix}", role="readonly"
-    )
+    env = PgEnv(server=postgres_server, dbname=f"nhi_be_{suffix}", group=f"nhi_be_read_{suffix}", role="readonly")
     with psycopg.connect(postgres_server.conninfo(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{env.dbname}"')
     with psycopg.connect(postgres_server.conninfo(env.dbname), autocommit=True) as conn:
@@ -95,16 +93,12 @@ def test_postgres_settings_are_accepted_and_connection_derived_when_role_exists(
     }
 
 
-def test_postgres_settings_are_refused_when_role_does_not_exist(
-    backend: PostgresBackend, pg_env: PgEnv
-) -> None:
+def test_postgres_settings_are_refused_when_role_does_not_exist(backend: PostgresBackend, pg_env: PgEnv) -> None:
     with pytest.raises(InvalidInput, match=r'^vault\.role: role "nope" does not exist at mount "database"$'):
         backend.validate_settings({"vault": {"mount": "database", "role": "nope"}})
 
 
-def test_postgres_settings_are_refused_when_mount_does_not_exist(
-    backend: PostgresBackend, pg_env: PgEnv
-) -> None:
+def test_postgres_settings_are_refused_when_mount_does_not_exist(backend: PostgresBackend, pg_env: PgEnv) -> None:
     with pytest.raises(InvalidInput, match=r'^vault\.mount: no secrets engine is mounted at "nodb"$'):
         backend.validate_settings({"vault": {"mount": "nodb", "role": pg_env.role}})
 
@@ -125,9 +119,7 @@ def test_postgres_settings_are_refused_when_mount_is_not_a_database_engine(backe
         ({"vault": {"mount": "database", "role": "r"}, "connection": {"host": "a@b"}}, "connection.host"),
     ],
 )
-def test_postgres_settings_name_the_bad_field(
-    backend: PostgresBackend, settings: dict[str, Any], field: str
-) -> None:
+def test_postgres_settings_name_the_bad_field(backend: PostgresBackend, settings: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInput) as info:
         backend.validate_settings(settings)
     assert info.value.field == field
@@ -153,15 +145,11 @@ def test_postgres_credential_logs_in_and_revocation_kills_login_and_open_session
     with pytest.raises(psycopg.OperationalError):
         _login(pg_env, cred.public, password)
     with psycopg.connect(pg_env.server.conninfo()) as admin:
-        row = admin.execute(
-            "SELECT 1 FROM pg_roles WHERE rolname = %s", (cred.public["username"],)
-        ).fetchone()
+        row = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (cred.public["username"],)).fetchone()
     assert row is None
 
 
-def test_postgres_credential_cannot_write_through_a_read_role(
-    backend: PostgresBackend, pg_env: PgEnv
-) -> None:
+def test_postgres_credential_cannot_write_through_a_read_role(backend: PostgresBackend, pg_env: PgEnv) -> None:
     cred = backend.issue(make_request(_resource(backend, pg_env), "db.read"))
     try:
         with (
@@ -202,11 +190,7 @@ def test_postgres_credential_has_the_documented_shape_and_hides_the_password(
         assert cred.kind == "postgres"
         assert {"username", "lease_id", "expires_at", "dsn", "dsn_template"} <= set(cred.public)
         assert cred.revocation == {"lease_id": cred.lease_id}
-        assert (
-            password not in repr(cred)
-            and password not in str(cred.public)
-            and password not in str(cred.revocation)
-        )
+        assert password not in repr(cred) and password not in str(cred.public) and password not in str(cred.revocation)
         assert ":****@" in cred.public["dsn"]
         full = cred.public["dsn_template"].format(password=password)
         with psycopg.connect(full, connect_timeout=5) as conn:
@@ -215,9 +199,7 @@ def test_postgres_credential_has_the_documented_shape_and_hides_the_password(
         backend.revoke(cred.revocation)
 
 
-def test_postgres_revocation_is_idempotent(
-    backend: PostgresBackend, pg_env: PgEnv, openbao_http: OpenBaoHTTP
-) -> None:
+def test_postgres_revocation_is_idempotent(backend: PostgresBackend, pg_env: PgEnv, openbao_http: OpenBaoHTTP) -> None:
     resource = _resource(backend, pg_env)
     cred = backend.issue(make_request(resource, "db.read"))
     other = backend.issue(make_request(resource, "db.read"))

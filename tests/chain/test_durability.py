@@ -41,8 +41,13 @@ NHI_BROKER = str(Path(sys.executable).parent / "nhi-broker")
 
 def _serve(config: Path, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
-    return subprocess.Popen([NHI_BROKER, "serve", "--config", str(config)], stdout=out, stderr=out,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [NHI_BROKER, "serve", "--config", str(config)],
+        stdout=out,
+        stderr=out,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -60,21 +65,40 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def _config(path: Path, data_dir: Path, port: int, bao_addr: str, bao_token: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "data_dir": str(data_dir), "port": port, "admin_token": ADMIN, "dev_issuer": True,
-        "openbao": {"addr": bao_addr, "token": bao_token, "timeout_seconds": 30},
-        "revocation_worker_interval_seconds": 0.2, "log_format": "json"}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(data_dir),
+                "port": port,
+                "admin_token": ADMIN,
+                "dev_issuer": True,
+                "openbao": {"addr": bao_addr, "token": bao_token, "timeout_seconds": 30},
+                "revocation_worker_interval_seconds": 0.2,
+                "log_format": "json",
+            }
+        )
+    )
     return path
 
 
 def _seed_registry(admin: AdminClient) -> None:
     admin.put("profiles", "demo", {"allowed_actions": list(DEMO_ACTIONS), "ceiling": "critical"})
     for name, (sensitivity, environment, _) in DEMO_RESOURCES.items():
-        admin.put("resources", name, {"kind": "vault_token", "sensitivity": sensitivity.value,
-                                      "environment": environment.value,
-                                      "vault": {"policies": [policy_name(name)]}})
-    admin.put("agents", "demo-agent", {"owner": "demo-owner", "profiles": ["demo"],
-                                       "identities": [{"issuer": DEV_ISSUER, "subject": "demo-agent"}]})
+        admin.put(
+            "resources",
+            name,
+            {
+                "kind": "vault_token",
+                "sensitivity": sensitivity.value,
+                "environment": environment.value,
+                "vault": {"policies": [policy_name(name)]},
+            },
+        )
+    admin.put(
+        "agents",
+        "demo-agent",
+        {"owner": "demo-owner", "profiles": ["demo"], "identities": [{"issuer": DEV_ISSUER, "subject": "demo-agent"}]},
+    )
 
 
 def _outbox(db: Path, task_id: str) -> list[tuple[str, int]]:
@@ -86,8 +110,10 @@ def _revocations(running: RunningBroker, task_id: str) -> list[dict[str, Any]]:
     """The task's outbox rows; times as aware UTC datetimes (SQLite hands them back naive)."""
     with running.container.store.read() as conn:
         rows = conn.execute(select(t.revocations).where(t.revocations.c.task_id == task_id))
-        return [{k: v.replace(tzinfo=v.tzinfo or UTC) if isinstance(v, datetime) else v
-                 for k, v in r._mapping.items()} for r in rows]
+        return [
+            {k: v.replace(tzinfo=v.tzinfo or UTC) if isinstance(v, datetime) else v for k, v in r._mapping.items()}
+            for r in rows
+        ]
 
 
 def test_revocation_written_before_a_broker_crash_completes_after_restart(openbao, tmp_path):
@@ -111,11 +137,15 @@ def test_revocation_written_before_a_broker_crash_completes_after_restart(openba
 
         proxy.hold.set()  # from now on the broker's calls to OpenBao hang
         outcome: list[object] = []
-        trigger = threading.Thread(target=lambda: outcome.append(_try(
-            lambda: agent.request_credential(task_id, "data.export", "demo-data"))), daemon=True)
+        trigger = threading.Thread(
+            target=lambda: outcome.append(_try(lambda: agent.request_credential(task_id, "data.export", "demo-data"))),
+            daemon=True,
+        )
         trigger.start()
-        wait_until(lambda: _outbox(data_dir / "broker.db", task_id) == [("pending", 0)],
-                   what="the revocation row written to the outbox")
+        wait_until(
+            lambda: _outbox(data_dir / "broker.db", task_id) == [("pending", 0)],
+            what="the revocation row written to the outbox",
+        )
         wait_until(lambda: proxy.swallowed > 0, what="the revocation call in flight")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=DEADLINE)
@@ -138,8 +168,9 @@ def test_revocation_written_before_a_broker_crash_completes_after_restart(openba
         _wait_http(url, proc, log)
         wait_until(lambda: token_is_dead(openbao.address, read.secret("token")), what="token revoked after restart")
         assert accessor_is_dead(openbao.address, root, secret.fields["accessor"])
-        wait_until(lambda: _outbox(data_dir / "broker.db", task_id) == [("done", 1)],
-                   what="the outbox row confirmed done")
+        wait_until(
+            lambda: _outbox(data_dir / "broker.db", task_id) == [("done", 1)], what="the outbox row confirmed done"
+        )
         admin = AdminClient(url, ADMIN, timeout=HTTP_TIMEOUT)
         assert admin.task(task_id)["task"]["state"] == "quarantined"
         revoked = admin.audit(task_id=task_id, kind="credential.revoked")
@@ -188,13 +219,17 @@ def test_revocations_queued_during_an_openbao_outage_complete_when_it_returns(tm
         assert ready.status_code == 503
         assert ready.json()["checks"]["revocations"]["pending"] == 1
         assert ready.json()["checks"]["backend.vault_token"].startswith("unavailable")
-        wait_until(lambda: http.get("/readyz").json()["checks"]["revocations"]["status"] == "stuck",
-                   what="the backlog reported stuck")
+        wait_until(
+            lambda: http.get("/readyz").json()["checks"]["revocations"]["status"] == "stuck",
+            what="the backlog reported stuck",
+        )
         assert "nhi_revocations_pending 1.0" in http.get("/metrics").text
-        wait_until(lambda: _revocations(running, task_id)[0]["attempts"] >= 2,
-                   what="a retry that failed while OpenBao is down")
+        wait_until(
+            lambda: _revocations(running, task_id)[0]["attempts"] >= 2, what="a retry that failed while OpenBao is down"
+        )
         with running.container.store.read() as conn:
             from broker.store import outbox
+
             assert outbox.pending_count(conn) == 1
 
         # the row now backs off for an hour: only the worker noticing OpenBao is back can make
@@ -203,8 +238,10 @@ def test_revocations_queued_during_an_openbao_outage_complete_when_it_returns(tm
         bao = start_persistent_server(bao_dir, port=port, root_token=token)  # same storage, same port
         wait_until(lambda: token_is_dead(bao.address, read.secret("token")), what="revocation after the outage")
         assert accessor_is_dead(bao.address, token.reveal(), secret.fields["accessor"])
-        [row] = wait_until(lambda: [r for r in _revocations(running, task_id) if r["state"] == "done"],
-                           what="the outbox row confirmed done")
+        [row] = wait_until(
+            lambda: [r for r in _revocations(running, task_id) if r["state"] == "done"],
+            what="the outbox row confirmed done",
+        )
         assert row["completed_at"] < far
         wait_until(lambda: http.get("/readyz").status_code == 200, what="ready again")
         assert "nhi_revocations_pending 0.0" in http.get("/metrics").text
@@ -225,9 +262,11 @@ def _back_off_for_an_hour(running: RunningBroker, task_id: str) -> datetime:
     def pushed() -> datetime | None:
         far = utcnow() + timedelta(hours=1)
         with running.container.store.write() as conn:
-            conn.execute(update(t.revocations).where(t.revocations.c.task_id == task_id,
-                                                     t.revocations.c.state == "pending")
-                         .values(next_attempt_at=far))
+            conn.execute(
+                update(t.revocations)
+                .where(t.revocations.c.task_id == task_id, t.revocations.c.state == "pending")
+                .values(next_attempt_at=far)
+            )
         before = worker.last_run
         wait_until(lambda: worker.last_run != before, what="a worker run")
         before = worker.last_run

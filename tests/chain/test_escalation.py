@@ -48,8 +48,10 @@ def test_secret_read_then_export_escalates_on_third_request_and_revokes_everythi
     assert len(escalated) == 1
     data = escalated[0]["data"]
     assert data["detector"] == "dangerous_sequence" and data["rule"] == "secret_then_export"
-    assert [(s["action"], s["resource"]) for s in data["steps"]] == [("secrets.read", "demo-secrets"),
-                                                                      ("data.export", "demo-data")]
+    assert [(s["action"], s["resource"]) for s in data["steps"]] == [
+        ("secrets.read", "demo-secrets"),
+        ("data.export", "demo-data"),
+    ]
     assert data["steps"][1]["ref"] == err.decision["decision_id"]
     assert data["steps"][0]["ref"] == secret.decision["decision_id"]
     denied = admin.audit(task_id=task_id, kind="decision.denied")
@@ -85,8 +87,15 @@ def test_credential_request_above_profile_ceiling_escalates_and_revokes_earlier_
     admin = b.admin()
     admin.put("profiles", "low-ceiling", {"allowed_actions": ["db.read", "secrets.read"], "ceiling": "low"})
     body = admin.get("agents", "demo-agent")
-    admin.put("agents", "demo-agent", {"owner": body["owner"], "identities": body["identities"],
-                                       "profiles": sorted({*body["profiles"], "low-ceiling"})})
+    admin.put(
+        "agents",
+        "demo-agent",
+        {
+            "owner": body["owner"],
+            "identities": body["identities"],
+            "profiles": sorted({*body["profiles"], "low-ceiling"}),
+        },
+    )
     agent = b.agent()
     task_id = agent.open_task("low-ceiling", "stay low")["task_id"]
     token = agent.request_credential(task_id, "db.read", "demo-data").secret("token")
@@ -158,12 +167,15 @@ def test_event_text_is_never_stored_only_its_length_and_fingerprint(chain_broker
     agent.end_task(task_id)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"kind": "thought"}, "kind"),
-    ({"kind": "tool_call", "action": "no.such"}, "action"),
-    ({"kind": "tool_call", "action": "db.read", "resource": "nope"}, "resource"),
-    ({"kind": "prompt", "extra": 1}, "extra"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"kind": "thought"}, "kind"),
+        ({"kind": "tool_call", "action": "no.such"}, "action"),
+        ({"kind": "tool_call", "action": "db.read", "resource": "nope"}, "resource"),
+        ({"kind": "prompt", "extra": 1}, "extra"),
+    ],
+)
 def test_event_with_bad_field_is_422_naming_the_field(chain_broker, body, field):
     agent = chain_broker.agent()
     task_id = agent.open_task("demo", "bad events")["task_id"]
@@ -180,9 +192,11 @@ def test_reported_leak_revokes_that_grant_and_escalates(chain_broker):
     cred = agent.request_credential(task_id, "db.read", "demo-data")
     other = agent.request_credential(task_id, "db.read", "demo-data")
     grant_id = cred.fields["grant_id"]
-    report = b.container.chain.report_leak(task_id, grant_id, {
-        "rule": "vault-service-token", "location": "output", "fingerprint": "abc",
-        "match": cred.secret("token")})  # a careless caller: the match must never be stored
+    report = b.container.chain.report_leak(
+        task_id,
+        grant_id,
+        {"rule": "vault-service-token", "location": "output", "fingerprint": "abc", "match": cred.secret("token")},
+    )  # a careless caller: the match must never be stored
     assert report is not None and report.detector == "leaked_secret" and report.task_state == "quarantined"
     for c in (cred, other):
         assert token_is_dead(b.openbao.address, c.secret("token"))

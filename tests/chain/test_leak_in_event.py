@@ -19,7 +19,10 @@ def test_own_secret_in_a_reported_event_answers_with_the_escalation(chain_broker
     escalation = body["escalation"]
     assert escalation is not None
     assert (escalation["detector"], escalation["task_state"], escalation["task_id"]) == (
-        "leaked_secret", "quarantined", task_id)
+        "leaked_secret",
+        "quarantined",
+        task_id,
+    )
     assert escalation["revocations_queued"] >= 1
     assert b.admin().task(task_id)["task"]["state"] == "quarantined"
     assert token_is_dead(b.openbao.address, cred.secret("token"))

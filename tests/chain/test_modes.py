@@ -71,8 +71,9 @@ def test_alert_webhook_that_never_answers_does_not_block_the_sender():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Held)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    alerter = WebhookAlerter(f"http://127.0.0.1:{server.server_address[1]}/alerts", timeout=2 * HTTP_TIMEOUT,
-                             attempts=1)
+    alerter = WebhookAlerter(
+        f"http://127.0.0.1:{server.server_address[1]}/alerts", timeout=2 * HTTP_TIMEOUT, attempts=1
+    )
     try:
         alerter.send({"event": "task.escalated", "task_id": "tsk_held"})
         returned.set()

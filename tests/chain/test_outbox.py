@@ -76,8 +76,9 @@ def test_a_revocation_is_confirmed_once(store):
 def test_oldest_pending_age_drives_the_stuck_report(store):
     with store.write() as conn:
         rid = outbox.enqueue(conn, task_id="tsk_1", backend="vault_token", reference={}, reason="r")
-        conn.execute(update(t.revocations).where(t.revocations.c.id == rid).values(
-            created_at=utcnow() - timedelta(seconds=120)))
+        conn.execute(
+            update(t.revocations).where(t.revocations.c.id == rid).values(created_at=utcnow() - timedelta(seconds=120))
+        )
     with store.read() as conn:
         assert outbox.pending_count(conn) == 1
         assert 119 < (outbox.oldest_pending_age(conn, utcnow()) or 0) < 125

@@ -13,9 +13,19 @@ pytestmark = pytest.mark.openbao
 
 def test_put_agent_creates_then_replaces_and_reads_back_every_attribute(broker):
     admin = broker.admin()
-    body = {"owner": "team-a", "trust_level": "high", "description": "reporting bot",
-            "identities": [{"issuer": "urn:nhi-broker:dev", "subject": "system:serviceaccount:ns:bot",
-                            "claims": {"kubernetes.io/namespace": "ns"}}], "profiles": ["demo"]}
+    body = {
+        "owner": "team-a",
+        "trust_level": "high",
+        "description": "reporting bot",
+        "identities": [
+            {
+                "issuer": "urn:nhi-broker:dev",
+                "subject": "system:serviceaccount:ns:bot",
+                "claims": {"kubernetes.io/namespace": "ns"},
+            }
+        ],
+        "profiles": ["demo"],
+    }
     r1 = admin._http.put("/v1/admin/agents/report-bot", json=body)
     assert r1.status_code == 201
     r2 = admin._http.put("/v1/admin/agents/report-bot", json=body)
@@ -33,9 +43,14 @@ def test_put_agent_creates_then_replaces_and_reads_back_every_attribute(broker):
 
 
 def test_binding_an_agent_to_an_issuer_that_is_not_configured_is_422_naming_the_field(broker):
-    body = {"owner": "team-a", "profiles": ["demo"],
-            "identities": [{"issuer": "urn:nhi-broker:dev", "subject": "ok-bot"},
-                           {"issuer": "https://k8s.example", "subject": "system:serviceaccount:ns:bot"}]}
+    body = {
+        "owner": "team-a",
+        "profiles": ["demo"],
+        "identities": [
+            {"issuer": "urn:nhi-broker:dev", "subject": "ok-bot"},
+            {"issuer": "https://k8s.example", "subject": "system:serviceaccount:ns:bot"},
+        ],
+    }
     with pytest.raises(InvalidRequest) as exc:
         broker.admin().put("agents", "unbound-bot", body)
     assert exc.value.body["error"]["field"] == "identities[1].issuer"
@@ -59,17 +74,33 @@ def test_profile_with_unknown_ceiling_is_422_naming_the_field(broker):
 
 def test_resource_whose_openbao_policy_does_not_exist_is_refused(broker):
     with pytest.raises(InvalidRequest) as exc:
-        broker.admin().put("resources", "ghost", {"kind": "vault_token", "sensitivity": "internal",
-                                                  "environment": "dev", "vault": {"policies": ["no-such-policy"]}})
+        broker.admin().put(
+            "resources",
+            "ghost",
+            {
+                "kind": "vault_token",
+                "sensitivity": "internal",
+                "environment": "dev",
+                "vault": {"policies": ["no-such-policy"]},
+            },
+        )
     assert exc.value.body["error"]["field"] == "vault.policies"
     assert "does not exist" in exc.value.message
 
 
 def test_resource_readback_includes_backend_settings(broker):
     admin = broker.admin()
-    admin.put("resources", "extra-data", {"kind": "vault_token", "sensitivity": "confidential",
-                                          "environment": "staging", "external": True,
-                                          "vault": {"policies": ["nhi-demo-data"]}})
+    admin.put(
+        "resources",
+        "extra-data",
+        {
+            "kind": "vault_token",
+            "sensitivity": "confidential",
+            "environment": "staging",
+            "external": True,
+            "vault": {"policies": ["nhi-demo-data"]},
+        },
+    )
     got = admin.get("resources", "extra-data")
     assert got["vault"] == {"policies": ["nhi-demo-data"]}
     assert (got["sensitivity"], got["environment"], got["external"]) == ("confidential", "staging", True)
@@ -87,8 +118,9 @@ def test_invalid_name_in_path_is_422(broker):
 
 
 def test_wrong_admin_token_is_401_and_audited(broker):
-    r = httpx.get(f"{broker.url}/v1/admin/agents", headers={"Authorization": "Bearer wrong-token"},
-                  timeout=HTTP_TIMEOUT)
+    r = httpx.get(
+        f"{broker.url}/v1/admin/agents", headers={"Authorization": "Bearer wrong-token"}, timeout=HTTP_TIMEOUT
+    )
     assert r.status_code == 401
     events = broker.admin().audit(kind="auth.failed")
     assert any("admin token" in e["data"]["reason"] for e in events)
@@ -121,12 +153,28 @@ def test_health_ready_and_metrics(broker):
 def test_openapi_schema_documents_every_contract_path(broker):
     spec = httpx.get(f"{broker.url}/openapi.json", timeout=HTTP_TIMEOUT).json()
     paths = set(spec["paths"])
-    for path in ("/v1/tasks", "/v1/tasks/{task_id}/credentials", "/v1/tasks/{task_id}/events",
-                 "/v1/tasks/{task_id}", "/v1/scan", "/v1/admin/agents/{name}", "/v1/admin/profiles/{name}",
-                 "/v1/admin/resources/{name}", "/v1/admin/tasks/{task_id}", "/v1/approvals",
-                 "/v1/audit", "/v1/decisions/{decision_id}", "/v1/admin/policies/reload",
-                 "/v1/admin/scan-jobs/{name}", "/v1/findings", "/v1/admin/managed-secrets/{name}",
-                 "/v1/tasks/{task_id}/approvals/{approval_id}", "/healthz", "/readyz", "/metrics",
-                 "/v1/tasks/{task_id}/gateway/{resource}/{path}"):
+    for path in (
+        "/v1/tasks",
+        "/v1/tasks/{task_id}/credentials",
+        "/v1/tasks/{task_id}/events",
+        "/v1/tasks/{task_id}",
+        "/v1/scan",
+        "/v1/admin/agents/{name}",
+        "/v1/admin/profiles/{name}",
+        "/v1/admin/resources/{name}",
+        "/v1/admin/tasks/{task_id}",
+        "/v1/approvals",
+        "/v1/audit",
+        "/v1/decisions/{decision_id}",
+        "/v1/admin/policies/reload",
+        "/v1/admin/scan-jobs/{name}",
+        "/v1/findings",
+        "/v1/admin/managed-secrets/{name}",
+        "/v1/tasks/{task_id}/approvals/{approval_id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/tasks/{task_id}/gateway/{resource}/{path}",
+    ):
         assert path in paths, path
     assert httpx.get(f"{broker.url}/docs", timeout=HTTP_TIMEOUT).status_code == 200

@@ -59,8 +59,11 @@ def test_audit_verify_detects_rehashed_forgery_of_one_event(audit):
 
     with audit.store.write() as conn:
         row = conn.execute(select(t.audit_events).where(t.audit_events.c.seq == 2)).one()
-        conn.execute(update(t.audit_events).where(t.audit_events.c.seq == 2).values(
-            hash=hashlib.sha256(row.prev_hash.encode() + json.dumps({"forged": 1}).encode()).hexdigest()))
+        conn.execute(
+            update(t.audit_events)
+            .where(t.audit_events.c.seq == 2)
+            .values(hash=hashlib.sha256(row.prev_hash.encode() + json.dumps({"forged": 1}).encode()).hexdigest())
+        )
     assert not audit.verify().ok
 
 

@@ -40,9 +40,13 @@ def _store(url: str) -> Store:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "broker.cli", "audit", "verify", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
-                                                      "COLUMNS": "1000", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", "audit", "verify", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "1000", **(env or {})},
+    )
 
 
 # -- the key --------------------------------------------------------------------------------------
@@ -106,8 +110,16 @@ def _legacy_append(store: Store, n: int) -> None:
         prev, seq = head.hash, head.seq
         for i in range(n):
             seq += 1
-            event = {"seq": seq, "event_id": uuid.uuid4().hex, "ts": utcnow(), "kind": "decision.allowed",
-                     "actor": "old-agent", "task_id": f"tsk_{i}", "outcome": "allow", "data": {"i": i}}
+            event = {
+                "seq": seq,
+                "event_id": uuid.uuid4().hex,
+                "ts": utcnow(),
+                "kind": "decision.allowed",
+                "actor": "old-agent",
+                "task_id": f"tsk_{i}",
+                "outcome": "allow",
+                "data": {"i": i},
+            }
             digest = hashlib.sha256(prev.encode() + b"\n" + canonical(event_fields(event))).hexdigest()
             conn.execute(insert(t.audit_events).values(**event, prev_hash=prev, hash=digest))
             prev = digest
@@ -131,14 +143,21 @@ def test_legacy_store_is_anchored_and_its_old_rows_are_protected_from_then_on(tm
 
     # re-chaining the legacy prefix with plain SHA-256 (which needs no key) breaks the anchor's link
     with store.write() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(t.audit_events.select().where(t.audit_events.c.seq <= 20)
-                                                       .order_by(t.audit_events.c.seq))]
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(
+                t.audit_events.select().where(t.audit_events.c.seq <= 20).order_by(t.audit_events.c.seq)
+            )
+        ]
         prev = GENESIS
         for row in rows:
             row["actor"] = "rewritten"
             digest = hashlib.sha256(prev.encode() + b"\n" + canonical(event_fields(row))).hexdigest()
-            conn.execute(update(t.audit_events).where(t.audit_events.c.seq == row["seq"]).values(
-                actor="rewritten", prev_hash=prev, hash=digest))
+            conn.execute(
+                update(t.audit_events)
+                .where(t.audit_events.c.seq == row["seq"])
+                .values(actor="rewritten", prev_hash=prev, hash=digest)
+            )
             prev = digest
     broken = audit.verify()
     assert not broken.ok and broken.problem == "event 21 does not link to the event before it"
@@ -146,10 +165,22 @@ def test_legacy_store_is_anchored_and_its_old_rows_are_protected_from_then_on(tm
 
 
 # -- sinks ----------------------------------------------------------------------------------------
-def _guard(audit: AuditLog, sinks: list, registry: CollectorRegistry, alert=None,  # type: ignore[no-untyped-def]
-           replica: str = "r1") -> AuditGuard:
-    return AuditGuard(audit, sinks, AuditMetrics(registry), alert=alert, checkpoint_interval=3600,
-                      verify_interval=3600, replica=replica)
+def _guard(
+    audit: AuditLog,
+    sinks: list,
+    registry: CollectorRegistry,
+    alert=None,  # type: ignore[no-untyped-def]
+    replica: str = "r1",
+) -> AuditGuard:
+    return AuditGuard(
+        audit,
+        sinks,
+        AuditMetrics(registry),
+        alert=alert,
+        checkpoint_interval=3600,
+        verify_interval=3600,
+        replica=replica,
+    )
 
 
 def test_checkpoints_reach_syslog_and_a_webhook_and_verify_there(tmp_path: Path) -> None:
@@ -163,8 +194,11 @@ def test_checkpoints_reach_syslog_and_a_webhook_and_verify_there(tmp_path: Path)
     udp.settimeout(30)
     hook = WebhookRecorder("/checkpoints")
     try:
-        sinks = [FileSink(tmp_path / "cp.jsonl"), SyslogSink(f"127.0.0.1:{udp.getsockname()[1]}", "local3"),
-                 WebhookSink(hook.url)]
+        sinks = [
+            FileSink(tmp_path / "cp.jsonl"),
+            SyslogSink(f"127.0.0.1:{udp.getsockname()[1]}", "local3"),
+            WebhookSink(hook.url),
+        ]
         assert _guard(audit, sinks, CollectorRegistry()).run_full().ok
         datagram = udp.recv(8192).decode()
         assert datagram.startswith(f"<{19 * 8 + 5}>nhi-broker-audit: {{")  # local3.notice
@@ -179,8 +213,14 @@ def test_checkpoints_reach_syslog_and_a_webhook_and_verify_there(tmp_path: Path)
         (tmp_path / "audit.key").write_text(key_bytes.hex())
         (tmp_path / "audit.key").chmod(0o600)
         store.engine.dispose()
-        cmd = ("--database-url", f"sqlite:///{tmp_path / 'b.db'}", "--data-dir", str(tmp_path),
-               "--checkpoints", str(tmp_path / "collected.log"))
+        cmd = (
+            "--database-url",
+            f"sqlite:///{tmp_path / 'b.db'}",
+            "--data-dir",
+            str(tmp_path),
+            "--checkpoints",
+            str(tmp_path / "collected.log"),
+        )
         ok = _cli(*cmd)
         assert ok.returncode == 0 and "latest checkpoint: event 2" in ok.stdout, ok.stderr
         (tmp_path / "audit.key").write_text(secrets.token_hex(32))  # not the key that signed them
@@ -212,8 +252,9 @@ def test_a_failing_sink_is_counted_and_alerted_and_the_others_still_get_the_chec
     finally:
         down.close()
     assert registry.get_sample_value("nhi_audit_checkpoint_export_failures_total", {"sink": "webhook"}) == 2
-    assert alerts == [{"event": "audit.checkpoint_export_failed", "sink": "webhook",
-                       "error": "checkpoint sink webhook: status 500"}]
+    assert alerts == [
+        {"event": "audit.checkpoint_export_failed", "sink": "webhook", "error": "checkpoint sink webhook: status 500"}
+    ]
     assert len((tmp_path / "cp.jsonl").read_text().splitlines()) == 2
     store.engine.dispose()
 
@@ -227,8 +268,7 @@ def test_sink_settings_refuse_credentials_in_the_url_and_need_a_target() -> None
 
 # -- several replicas on one PostgreSQL ---------------------------------------------------------------
 @pytest.mark.postgres
-def test_replicas_anchor_once_append_one_chain_and_export_safely_to_one_sink(pg_database: str,
-                                                                            tmp_path: Path) -> None:
+def test_replicas_anchor_once_append_one_chain_and_export_safely_to_one_sink(pg_database: str, tmp_path: Path) -> None:
     key_bytes = secrets.token_bytes(32)
     replicas = [AuditLog(_store(pg_database), LocalAuditKey(key_bytes)) for _ in range(3)]
     barrier = threading.Barrier(3)
@@ -295,8 +335,15 @@ def test_running_guard_checkpoints_new_events_and_alerts_on_tampering_found_by_i
     alerter = WebhookAlerter(hook.url, timeout=HTTP_TIMEOUT)
     registry = CollectorRegistry()
     sink = tmp_path / "cp.jsonl"
-    guard = AuditGuard(audit, [FileSink(sink)], AuditMetrics(registry), alert=alerter,
-                       checkpoint_interval=0.1, verify_interval=0.3, replica="r1").start()
+    guard = AuditGuard(
+        audit,
+        [FileSink(sink)],
+        AuditMetrics(registry),
+        alert=alerter,
+        checkpoint_interval=0.1,
+        verify_interval=0.3,
+        replica="r1",
+    ).start()
     try:
         assert guard.first_run.wait(60)  # the start-up verification keyed the empty chain
         audit.record("task.opened", actor="a")
@@ -320,13 +367,15 @@ def test_running_guard_checkpoints_new_events_and_alerts_on_tampering_found_by_i
 
 @pytest.mark.openbao
 def test_the_composed_broker_alerts_its_configured_webhook_when_the_chain_is_tampered_with(
-        openbao, tmp_path: Path) -> None:
+    openbao, tmp_path: Path
+) -> None:
     from sqlalchemy import text
     from support.broker import start_broker
 
     hook = WebhookRecorder()
-    running = start_broker(tmp_path / "data", openbao, alert_webhook_url=hook.url,
-                           audit={"checkpoint_interval_seconds": 3600})
+    running = start_broker(
+        tmp_path / "data", openbao, alert_webhook_url=hook.url, audit={"checkpoint_interval_seconds": 3600}
+    )
     try:
         guard = running.container.audit_guard
         assert guard.run_full().ok  # what the runner's start-up verification does
@@ -345,8 +394,9 @@ def test_the_composed_broker_alerts_its_configured_webhook_when_the_chain_is_tam
 
 @pytest.mark.openbao
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_an_untouched_store_verifies_after_the_broker_restarts(backend: str, openbao, tmp_path: Path,
-                                                               request: pytest.FixtureRequest) -> None:
+def test_an_untouched_store_verifies_after_the_broker_restarts(
+    backend: str, openbao, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from support.broker import start_broker
 
     url = "" if backend == "sqlite" else request.getfixturevalue("pg_database")

@@ -60,11 +60,25 @@ class Rig:
         return self.registry.get_sample_value("nhi_audit_chain_intact")
 
     def cli(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "broker.cli", "audit", "verify", "--data-dir", str(self.data_dir),
-               "--database-url", self.url, *extra]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
-                                                             "COLUMNS": "1000"})
+        cmd = [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "audit",
+            "verify",
+            "--data-dir",
+            str(self.data_dir),
+            "--database-url",
+            self.url,
+            *extra,
+        ]
+        return subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "1000"},
+        )
 
 
 def _fields(row: dict[str, object], **changes: object) -> dict[str, object]:
@@ -78,14 +92,20 @@ def _fields(row: dict[str, object], **changes: object) -> dict[str, object]:
 
 
 def _guard(audit: AuditLog, data_dir: Path, registry: CollectorRegistry, alerter: WebhookAlerter) -> AuditGuard:
-    return AuditGuard(audit, [FileSink(data_dir / "audit-checkpoints.jsonl")], AuditMetrics(registry),
-                      alert=alerter, checkpoint_interval=3600, verify_interval=3600, replica="test")
+    return AuditGuard(
+        audit,
+        [FileSink(data_dir / "audit-checkpoints.jsonl")],
+        AuditMetrics(registry),
+        alert=alerter,
+        checkpoint_interval=3600,
+        verify_interval=3600,
+        replica="test",
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
-    url = (f"sqlite:///{tmp_path / 'broker.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("pg_database"))
+    url = f"sqlite:///{tmp_path / 'broker.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_database")
     engine = make_engine(url)
     migrate(engine)
     audit = AuditLog(Store(engine), load_key_file(tmp_path / "audit.key", create=True))
@@ -131,8 +151,7 @@ def test_truncation_with_head_rewind_is_detected_against_the_checkpoint(rig: Rig
     # the red team's attack: delete the last 3 rows and move the head back to the new last row
     keep = EVENTS + 1 - 3
     rig.sql("DELETE FROM audit_events WHERE seq > :keep", keep=keep)
-    rig.sql("UPDATE audit_head SET seq = :keep, hash = (SELECT hash FROM audit_events WHERE seq = :keep)",
-            keep=keep)
+    rig.sql("UPDATE audit_head SET seq = :keep, hash = (SELECT hash FROM audit_events WHERE seq = :keep)", keep=keep)
     # the chain alone cannot see it (that is what the checkpoint outside the database is for) ...
     assert rig.audit.verify().ok
     # ... the checkpoint does
@@ -146,8 +165,13 @@ def test_rewriting_an_actor_and_rechaining_every_event_with_another_key_is_detec
     for row in rows:
         actor = "someone-else" if row["actor"] == "agent-1" else row["actor"]
         digest = keyed_digest(forged_key, prev, _fields(row, actor=actor))
-        rig.sql("UPDATE audit_events SET actor = :actor, prev_hash = :prev, hash = :hash WHERE seq = :seq",
-                actor=actor, prev=prev, hash=digest, seq=row["seq"])
+        rig.sql(
+            "UPDATE audit_events SET actor = :actor, prev_hash = :prev, hash = :hash WHERE seq = :seq",
+            actor=actor,
+            prev=prev,
+            hash=digest,
+            seq=row["seq"],
+        )
         prev = digest
     rig.sql("UPDATE audit_head SET hash = :hash", hash=prev)
     _assert_detected(rig, "event 1 (the chain's key anchor) is not keyed with the audit key")
@@ -161,8 +185,13 @@ def test_rechaining_every_event_as_unkeyed_legacy_links_is_detected(rig: Rig) ->
         kind = "task.opened" if row["kind"] == "audit.chain_keyed" else row["kind"]
         fields = _fields(row, kind=kind)
         digest = hashlib.sha256(prev.encode() + b"\n" + canonical(fields)).hexdigest()
-        rig.sql("UPDATE audit_events SET kind = :kind, prev_hash = :prev, hash = :hash WHERE seq = :seq",
-                kind=kind, prev=prev, hash=digest, seq=row["seq"])
+        rig.sql(
+            "UPDATE audit_events SET kind = :kind, prev_hash = :prev, hash = :hash WHERE seq = :seq",
+            kind=kind,
+            prev=prev,
+            hash=digest,
+            seq=row["seq"],
+        )
         prev = digest
     rig.sql("UPDATE audit_head SET hash = :hash, key_id = NULL", hash=prev)
     # the broker restarts and keys the "legacy" chain again: the checkpoint still tells
@@ -177,8 +206,7 @@ def test_an_edited_row_is_detected(rig: Rig) -> None:
 
 def test_an_edited_row_with_its_hash_recomputed_breaks_the_next_link(rig: Rig) -> None:
     row = rig.sql("SELECT * FROM audit_events WHERE seq = 12")[0]
-    forged = keyed_digest(LocalAuditKey(secrets.token_bytes(32)), str(row["prev_hash"]),
-                          _fields(row, actor="nobody"))
+    forged = keyed_digest(LocalAuditKey(secrets.token_bytes(32)), str(row["prev_hash"]), _fields(row, actor="nobody"))
     rig.sql("UPDATE audit_events SET actor = 'nobody', hash = :h WHERE seq = 12", h=forged)
     _assert_detected(rig, "event 12 was modified")
 

@@ -14,25 +14,42 @@ pytestmark = [pytest.mark.openbao, pytest.mark.aws]
 
 @pytest.fixture(scope="module")
 def aws_broker(openbao, moto_server, tmp_path_factory):
-    with support_aws_broker(tmp_path_factory.mktemp("awsbroker"), openbao, moto_server, role="e2e-reader",
-                            bucket="e2e-bucket", resource="e2e-s3", profile="cloud",
-                            actions=["storage.read"]) as running:
+    with support_aws_broker(
+        tmp_path_factory.mktemp("awsbroker"),
+        openbao,
+        moto_server,
+        role="e2e-reader",
+        bucket="e2e-bucket",
+        resource="e2e-s3",
+        profile="cloud",
+        actions=["storage.read"],
+    ) as running:
         yield running
 
 
 def _session(moto_server, cred):
-    return boto3.Session(aws_access_key_id=cred.fields["access_key_id"],
-                         aws_secret_access_key=cred.secret("secret_access_key"),
-                         aws_session_token=cred.secret("session_token"), region_name=REGION)
+    return boto3.Session(
+        aws_access_key_id=cred.fields["access_key_id"],
+        aws_secret_access_key=cred.secret("secret_access_key"),
+        aws_session_token=cred.secret("session_token"),
+        region_name=REGION,
+    )
 
 
 def test_aws_resource_with_missing_role_is_refused_at_registration(aws_broker):
     from broker.client import InvalidRequest
 
     with pytest.raises(InvalidRequest) as exc:
-        aws_broker.admin().put("resources", "ghost-role", {
-            "kind": "aws", "sensitivity": "internal", "environment": "dev",
-            "aws": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/does-not-exist", "region": REGION}})
+        aws_broker.admin().put(
+            "resources",
+            "ghost-role",
+            {
+                "kind": "aws",
+                "sensitivity": "internal",
+                "environment": "dev",
+                "aws": {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/does-not-exist", "region": REGION},
+            },
+        )
     assert exc.value.body["error"]["field"] == "aws.role_arn"
 
 

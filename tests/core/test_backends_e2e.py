@@ -76,12 +76,27 @@ def test_wrapped_secret_unwrapped_by_someone_else_is_tampering_and_escalates(bro
 def test_intercepted_wrapped_secret_that_the_broker_manages_is_rotated(broker):
     admin = broker.admin()
     path = "tamper-demo/api-key"
-    admin.request("PUT", "/v1/admin/managed-secrets/tamper-demo", {
-        "kind": "kv_generated", "kv": {"mount": "secret", "path": path},
-        "settings": {"generator": {"format": "hex", "length": 48}}, "overlap_seconds": 600})
+    admin.request(
+        "PUT",
+        "/v1/admin/managed-secrets/tamper-demo",
+        {
+            "kind": "kv_generated",
+            "kv": {"mount": "secret", "path": path},
+            "settings": {"generator": {"format": "hex", "length": 48}},
+            "overlap_seconds": 600,
+        },
+    )
     admin.request("POST", "/v1/admin/managed-secrets/tamper-demo/rotate", {"reason": "initial"})
-    admin.put("resources", "tamper-kv", {"kind": "vault_kv", "sensitivity": "confidential", "environment": "dev",
-                                         "vault": {"mount": "secret", "path": path}})
+    admin.put(
+        "resources",
+        "tamper-kv",
+        {
+            "kind": "vault_kv",
+            "sensitivity": "confidential",
+            "environment": "dev",
+            "vault": {"mount": "secret", "path": path},
+        },
+    )
     bao = hvac.Client(url=broker.openbao.address, token=broker.openbao.root_token.reveal())
     before = bao.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)
     agent = broker.agent()

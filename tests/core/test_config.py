@@ -35,8 +35,9 @@ def test_placeholder_admin_token_is_refused_outside_dev_mode(monkeypatch, token)
 
 def test_issuer_with_two_key_sources_is_refused(monkeypatch, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("dev_mode: true\nissuers:\n  - issuer: x\n    audiences: [a]\n"
-                   "    jwks_file: /x\n    public_key_pem: abc\n")
+    cfg.write_text(
+        "dev_mode: true\nissuers:\n  - issuer: x\n    audiences: [a]\n    jwks_file: /x\n    public_key_pem: abc\n"
+    )
     with pytest.raises(ValidationError, match="exactly one of"):
         load_settings(cfg)
 
@@ -76,10 +77,17 @@ def test_serve_refuses_to_start_on_postgresql_without_a_fingerprint_key(tmp_path
     cfg = tmp_path / "broker.yaml"
     cfg.write_text(EXAMPLE.read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("NHI_BROKER_")}
-    env |= {"NHI_BROKER_ADMIN_TOKEN": "a-real-admin-token-0123456789",
-            "NHI_BROKER_OPENBAO__TOKEN": "a-real-openbao-token-0123456789",
-            "PYTHONPATH": str(Path(__file__).parents[2])}
-    out = subprocess.run([sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg)], env=env,
-                         capture_output=True, text=True, timeout=60)
+    env |= {
+        "NHI_BROKER_ADMIN_TOKEN": "a-real-admin-token-0123456789",
+        "NHI_BROKER_OPENBAO__TOKEN": "a-real-openbao-token-0123456789",
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "required with a PostgreSQL store" in out.stdout + out.stderr

@@ -92,9 +92,17 @@ def aws_broker(openbao, moto_server, tmp_path_factory) -> Iterator[RunningBroker
     bundle = tmp_path_factory.mktemp("ttl-bundle") / "bundle"
     shutil.copytree(DEFAULT_BUNDLE, bundle, ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "policies" / "60-short-writes.cedar").write_text(SHORT_WRITES)
-    with support_aws_broker(tmp_path_factory.mktemp("ttl-aws"), openbao, moto_server, role="ttl-role",
-                            bucket="ttl-bucket", resource="ttl-s3", profile="cloud-ttl",
-                            actions=["storage.read", "storage.write"], policy_dir=Path(bundle)) as running:
+    with support_aws_broker(
+        tmp_path_factory.mktemp("ttl-aws"),
+        openbao,
+        moto_server,
+        role="ttl-role",
+        bucket="ttl-bucket",
+        resource="ttl-s3",
+        profile="cloud-ttl",
+        actions=["storage.read", "storage.write"],
+        policy_dir=Path(bundle),
+    ) as running:
         yield running
 
 
@@ -122,20 +130,26 @@ def test_sts_session_longer_than_the_decision_is_recorded_and_revoked_at_expiry(
         assert _close(cred.fields["granted_ttl_seconds"], ttl) and _close(cred.fields["backend_ttl_seconds"], 900)
         issued = aws_broker.admin().audit(task_id=task.task_id, kind="credential.issued")[-1]["data"]
         assert issued["ttl_seconds"] == ttl and issued["revoke_at_expiry"] is True
-        session = boto3.Session(aws_access_key_id=cred.fields["access_key_id"],
-                                aws_secret_access_key=cred.secret("secret_access_key"),
-                                aws_session_token=cred.secret("session_token"), region_name=REGION)
+        session = boto3.Session(
+            aws_access_key_id=cred.fields["access_key_id"],
+            aws_secret_access_key=cred.secret("secret_access_key"),
+            aws_session_token=cred.secret("session_token"),
+            region_name=REGION,
+        )
         s3 = session.client("s3", endpoint_url=moto_server.endpoint)
         s3.list_objects_v2(Bucket="ttl-bucket")  # works while the grant lives
         # the broker's expiry passes (moved, not waited for): the sweeper revokes at the backend
         c = aws_broker.container
         with c.store.write() as conn:
-            conn.execute(update(t.grants).where(t.grants.c.grant_id == cred.fields["grant_id"])
-                         .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+            conn.execute(
+                update(t.grants)
+                .where(t.grants.c.grant_id == cred.fields["grant_id"])
+                .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
         deadline = time.monotonic() + 60
         while cred.fields["grant_id"] not in [
-                e["data"]["grant_id"] for e in aws_broker.admin().audit(task_id=task.task_id,
-                                                                         kind="credential.revoked")]:
+            e["data"]["grant_id"] for e in aws_broker.admin().audit(task_id=task.task_id, kind="credential.revoked")
+        ]:
             assert time.monotonic() < deadline, "the expired grant was not revoked at the backend"
             time.sleep(0.2)
         with pytest.raises(ClientError):  # the session STS would still honour is denied

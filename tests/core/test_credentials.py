@@ -44,11 +44,13 @@ def test_secret_read_is_inline_high_tier_short_ttl_single_use(broker):
         assert cred.fields["num_uses"] == 1
         # single use: the first call consumes it, the next is refused
         client = hvac.Client(url=broker.openbao.address, token=cred.secret("token"))
-        client.secrets.kv.v2.read_secret_version(path="demo-secrets/example", mount_point="secret",
-                                                 raise_on_deleted_version=True)
+        client.secrets.kv.v2.read_secret_version(
+            path="demo-secrets/example", mount_point="secret", raise_on_deleted_version=True
+        )
         with pytest.raises(hvac.exceptions.Forbidden):
-            client.secrets.kv.v2.read_secret_version(path="demo-secrets/example", mount_point="secret",
-                                                     raise_on_deleted_version=True)
+            client.secrets.kv.v2.read_secret_version(
+                path="demo-secrets/example", mount_point="secret", raise_on_deleted_version=True
+            )
 
 
 def test_payment_on_production_is_critical_and_needs_step_up(broker):
@@ -97,8 +99,11 @@ def test_credential_request_is_denied_when_tier_exceeds_profile_ceiling(broker):
     admin = broker.admin()
     admin.put("profiles", "low-only", {"allowed_actions": ["db.read", "secrets.read"], "ceiling": "low"})
     agent_body = admin.get("agents", "demo-agent")
-    admin.put("agents", "demo-agent", {"owner": agent_body["owner"], "identities": agent_body["identities"],
-                                       "profiles": ["demo", "low-only"]})
+    admin.put(
+        "agents",
+        "demo-agent",
+        {"owner": agent_body["owner"], "identities": agent_body["identities"], "profiles": ["demo", "low-only"]},
+    )
     with broker.agent().task("low-only", purpose="x") as task:
         assert task.credential("db.read", "demo-data").decision["outcome"] == "allow"
         with pytest.raises(CredentialDenied) as exc:
@@ -108,8 +113,15 @@ def test_credential_request_is_denied_when_tier_exceeds_profile_ceiling(broker):
 
 def test_task_cannot_be_used_by_another_agent(broker):
     admin = broker.admin()
-    admin.put("agents", "other-agent", {"owner": "someone", "profiles": ["demo"],
-                                        "identities": [{"issuer": "urn:nhi-broker:dev", "subject": "other-agent"}]})
+    admin.put(
+        "agents",
+        "other-agent",
+        {
+            "owner": "someone",
+            "profiles": ["demo"],
+            "identities": [{"issuer": "urn:nhi-broker:dev", "subject": "other-agent"}],
+        },
+    )
     info = broker.agent().open_task("demo", "mine")
     with pytest.raises(NotFound):
         broker.agent("other-agent").request_credential(info["task_id"], "db.read", "demo-data")

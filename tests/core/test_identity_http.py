@@ -26,23 +26,39 @@ def _b64(data: dict) -> str:
 
 def _claims(**over):
     now = int(time.time())
-    c = {"iss": ISS, "aud": AUD, "sub": "demo-agent", "iat": now, "nbf": now, "exp": now + 300,
-         "jti": uuid.uuid4().hex}
+    c = {"iss": ISS, "aud": AUD, "sub": "demo-agent", "iat": now, "nbf": now, "exp": now + 300, "jti": uuid.uuid4().hex}
     c.update(over)
     return c
 
 
 def _open(broker, token: str) -> httpx.Response:
-    return httpx.post(f"{broker.url}/v1/tasks", json={"profile": "demo", "purpose": "attack"},
-                      headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
+    return httpx.post(
+        f"{broker.url}/v1/tasks",
+        json={"profile": "demo", "purpose": "attack"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=HTTP_TIMEOUT,
+    )
 
 
 def test_valid_dev_token_opens_task(broker):
     assert _open(broker, broker.token()).status_code == 201
 
 
-@pytest.mark.parametrize("attack", ["alg_none", "hs256_with_public_key", "wrong_aud", "wrong_iss", "expired",
-                                    "not_yet_valid", "unknown_kid", "foreign_key", "garbage", "unbound_subject"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "alg_none",
+        "hs256_with_public_key",
+        "wrong_aud",
+        "wrong_iss",
+        "expired",
+        "not_yet_valid",
+        "unknown_kid",
+        "foreign_key",
+        "garbage",
+        "unbound_subject",
+    ],
+)
 def test_jwt_attack_is_401(broker, attack):
     pub_pem = broker.dev_issuer.issuer_config().public_key_pem
     kid = broker.dev_issuer.jwks()["keys"][0]["kid"]
@@ -55,22 +71,29 @@ def test_jwt_attack_is_401(broker, attack):
         mac = hmac.new(pub_pem.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
         token = f"{header}.{body}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
     elif attack == "unknown_kid":
-        token = jwt.encode(_claims(), ed25519.Ed25519PrivateKey.generate(), algorithm="EdDSA",
-                           headers={"kid": "not-a-known-kid"})
+        token = jwt.encode(
+            _claims(), ed25519.Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "not-a-known-kid"}
+        )
     elif attack == "foreign_key":
-        token = jwt.encode(_claims(), rsa.generate_private_key(public_exponent=65537, key_size=2048),
-                           algorithm="RS256", headers={"kid": kid})
+        token = jwt.encode(
+            _claims(),
+            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            algorithm="RS256",
+            headers={"kid": kid},
+        )
     elif attack == "garbage":
         token = "not.a.jwt"
     elif attack == "unbound_subject":
         token = broker.token("nobody-registered")
     else:
-        over = {"wrong_aud": {"aud": "someone-else"}, "wrong_iss": {"iss": "https://evil.example"},
-                "expired": {"exp": int(time.time()) - 600, "iat": int(time.time()) - 900},
-                "not_yet_valid": {"nbf": int(time.time()) + 600}}[attack]
+        over = {
+            "wrong_aud": {"aud": "someone-else"},
+            "wrong_iss": {"iss": "https://evil.example"},
+            "expired": {"exp": int(time.time()) - 600, "iat": int(time.time()) - 900},
+            "not_yet_valid": {"nbf": int(time.time()) + 600},
+        }[attack]
         # signed with the real dev key: only the claims are wrong
-        token = jwt.encode(_claims(**over), broker.dev_issuer._private_key, algorithm="EdDSA",
-                           headers={"kid": kid})
+        token = jwt.encode(_claims(**over), broker.dev_issuer._private_key, algorithm="EdDSA", headers={"kid": kid})
     r = _open(broker, token)
     assert r.status_code == 401, (attack, r.text)
     assert token not in r.text

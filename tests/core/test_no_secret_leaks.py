@@ -17,8 +17,11 @@ pytestmark = pytest.mark.openbao
 def test_issued_tokens_and_admin_token_never_appear_in_logs_audit_or_store(broker, capsys):
     configure_logging("json", "DEBUG")
     agent = broker.agent()
-    planted: list[str] = [broker.openbao.root_token.reveal(), "test-admin-token-0123456789abcdef",
-                          (broker.data_dir / "audit.key").read_text().strip()]  # the audit key too
+    planted: list[str] = [
+        broker.openbao.root_token.reveal(),
+        "test-admin-token-0123456789abcdef",
+        (broker.data_dir / "audit.key").read_text().strip(),
+    ]  # the audit key too
     with agent.task("demo", purpose="leak hunt") as task:
         for action, resource in (("db.read", "demo-data"), ("secrets.read", "demo-secrets")):
             planted.append(task.credential(action, resource).secret("token"))
@@ -46,8 +49,17 @@ def test_redaction_processor_masks_secret_keys_and_values():
     from broker.logging import redact_processor
     from broker.secrets import Secret
 
-    out = redact_processor(None, "info", {"event": "x", "token": "abc", "nested": {"password": "p", "ok": 1},
-                                          "value": Secret("s3cr3t"), "accessor": "acc"})
+    out = redact_processor(
+        None,
+        "info",
+        {
+            "event": "x",
+            "token": "abc",
+            "nested": {"password": "p", "ok": 1},
+            "value": Secret("s3cr3t"),
+            "accessor": "acc",
+        },
+    )
     text = json.dumps(out)
     assert "abc" not in text and '"p"' not in text and "s3cr3t" not in text
     assert out["accessor"] == "acc" and out["nested"]["ok"] == 1

@@ -14,11 +14,11 @@ from policies import DEFAULT_BUNDLE
 
 pytestmark = pytest.mark.openbao
 
-FORBID_DEMO_DATA = '''
+FORBID_DEMO_DATA = """
 @id("forbid-demo-data-reads")
 @reason("demo-data is closed for maintenance")
 forbid (principal, action, resource == Resource::"demo-data");
-'''
+"""
 
 
 @pytest.fixture()
@@ -31,14 +31,17 @@ def bundle_broker(openbao, tmp_path):
 
 
 def _reload(running) -> httpx.Response:
-    return httpx.post(f"{running.url}/v1/admin/policies/reload",
-                      headers={"Authorization": "Bearer test-admin-token-0123456789abcdef"}, timeout=HTTP_TIMEOUT)
+    return httpx.post(
+        f"{running.url}/v1/admin/policies/reload",
+        headers={"Authorization": "Bearer test-admin-token-0123456789abcdef"},
+        timeout=HTTP_TIMEOUT,
+    )
 
 
 def test_broken_bundle_on_reload_is_refused_and_old_bundle_stays(bundle_broker):
     running, bundle = bundle_broker
     before = running.admin().request("GET", "/v1/admin/policies")["bundle_hash"]
-    (bundle / "policies" / "99-broken.cedar").write_text('permit (principal, action, resource)\nwhen { oops };\n')
+    (bundle / "policies" / "99-broken.cedar").write_text("permit (principal, action, resource)\nwhen { oops };\n")
     r = _reload(running)
     assert r.status_code == 422
     problems = r.json()["problems"]

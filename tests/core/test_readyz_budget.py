@@ -41,8 +41,10 @@ def test_readyz_is_unready_within_its_budget_when_openbao_hangs(openbao, tmp_pat
                 assert checks["store"] == "ok" and checks["revocations"]["status"] == "ok"
                 for kind in ("vault_token", "vault_kv", "postgres"):
                     # no answer within the budget, or (a later probe) the client timeout of a check in flight
-                    assert checks[f"backend.{kind}"] in (f"unavailable: no answer within {BUDGET:g}s",
-                                                         f"unavailable: OpenBao at {proxy.address} is unreachable")
+                    assert checks[f"backend.{kind}"] in (
+                        f"unavailable: no answer within {BUDGET:g}s",
+                        f"unavailable: OpenBao at {proxy.address} is unreachable",
+                    )
             hanging = [t for t in threading.enumerate() if t.name.startswith("readyz-backend.")]
             backend_checks = [k for k in checks if k.startswith("backend.")]
             assert len(hanging) <= len(backend_checks)  # one thread per check at most, however often probed

@@ -30,9 +30,12 @@ def test_log_lines_of_an_escalating_credential_request_all_carry_its_request_id_
     agent.request_credential(task_id, "secrets.read", "demo-secrets")
     capsys.readouterr()  # only the next request's lines from here on
     request_id = "req-test-0123456789"
-    response = httpx.post(f"{broker.url}/v1/tasks/{task_id}/credentials",
-                          headers={"Authorization": f"Bearer {broker.token()}", "X-Request-ID": request_id},
-                          json={"action": "data.export", "resource": "demo-data"}, timeout=60)
+    response = httpx.post(
+        f"{broker.url}/v1/tasks/{task_id}/credentials",
+        headers={"Authorization": f"Bearer {broker.token()}", "X-Request-ID": request_id},
+        json={"action": "data.export", "resource": "demo-data"},
+        timeout=60,
+    )
     assert response.status_code == 403 and response.json()["error"]["code"] == "task_escalated"
     assert response.headers["x-request-id"] == request_id
     lines = _lines(capsys.readouterr().err)

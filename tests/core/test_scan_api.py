@@ -14,8 +14,12 @@ pytestmark = pytest.mark.openbao
 
 
 def _scan(broker, text: str, agent: str = "demo-agent") -> dict:
-    r = httpx.post(f"{broker.url}/v1/scan", json={"text": text},
-                   headers={"Authorization": f"Bearer {broker.token(agent)}"}, timeout=HTTP_TIMEOUT)
+    r = httpx.post(
+        f"{broker.url}/v1/scan",
+        json={"text": text},
+        headers={"Authorization": f"Bearer {broker.token(agent)}"},
+        timeout=HTTP_TIMEOUT,
+    )
     r.raise_for_status()
     return r.json()
 
@@ -56,8 +60,15 @@ def test_broker_issued_token_seen_in_scan_escalates_its_task(broker):
 
 def test_other_agents_grant_is_named_only_as_broker_issued(broker):
     admin = broker.admin()
-    admin.put("agents", "scanner-bot", {"owner": "sec", "profiles": ["demo"],
-                                        "identities": [{"issuer": "urn:nhi-broker:dev", "subject": "scanner-bot"}]})
+    admin.put(
+        "agents",
+        "scanner-bot",
+        {
+            "owner": "sec",
+            "profiles": ["demo"],
+            "identities": [{"issuer": "urn:nhi-broker:dev", "subject": "scanner-bot"}],
+        },
+    )
     agent = broker.agent()
     info = agent.open_task("demo", "leak seen by another agent")
     token = agent.request_credential(info["task_id"], "db.read", "demo-data").secret("token")
@@ -67,8 +78,12 @@ def test_other_agents_grant_is_named_only_as_broker_issued(broker):
 
 
 def test_scan_rejects_oversized_text_naming_the_field(broker):
-    r = httpx.post(f"{broker.url}/v1/scan", json={"text": "a" * (1_048_576 + 1)},
-                   headers={"Authorization": f"Bearer {broker.token()}"}, timeout=HTTP_TIMEOUT)
+    r = httpx.post(
+        f"{broker.url}/v1/scan",
+        json={"text": "a" * (1_048_576 + 1)},
+        headers={"Authorization": f"Bearer {broker.token()}"},
+        timeout=HTTP_TIMEOUT,
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "text"
 
 
@@ -108,8 +123,11 @@ def test_scan_engine_compiles_at_start_up_and_then_finds_what_only_it_knows(brok
     while not engine.ready and time.monotonic() < deadline:
         engine.wait(timeout=1)
     assert engine.ready, engine.error
-    cred = "".join(secrets.choice("0123456789abcdef") for _ in range(8)) + ":" + \
+    cred = (
         "".join(secrets.choice("0123456789abcdef") for _ in range(8))
+        + ":"
+        + "".join(secrets.choice("0123456789abcdef") for _ in range(8))
+    )
     body = _scan(broker, f"BUNDLE_ENTERPRISE__CONTRIBSYS__COM={cred}\n")
     assert [f["rule"] for f in body["findings"]] == ["betterleaks.sidekiq-secret"]
     assert cred not in str(body)

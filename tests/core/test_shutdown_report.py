@@ -40,15 +40,21 @@ def test_shutdown_reports_done_and_pending_revocations_and_where_the_pending_com
         assert "ended 1 active task(s): 0 revocation(s) done, 1 pending" in out
         assert "revoked what they held" not in out and "every revocation was confirmed" not in out
         db = running.container.settings.resolved_database_url()
-        assert (f"1 revocation(s) pending in the durable outbox of {db}: not confirmed by their backend yet; "
-                f"they complete when the broker next starts on this store "
-                f"(nhi-broker up --data-dir {tmp_path / 'data'})") in out
+        assert (
+            f"1 revocation(s) pending in the durable outbox of {db}: not confirmed by their backend yet; "
+            f"they complete when the broker next starts on this store "
+            f"(nhi-broker up --data-dir {tmp_path / 'data'})"
+        ) in out
         # the report matches the store: the revocation is a pending outbox row, the task is ended
         with running.container.store.read() as conn:
-            states = conn.execute(select(t.revocations.c.state).where(
-                t.revocations.c.task_id == second["task_id"])).scalars().all()
-            task_state = conn.execute(select(t.tasks.c.state).where(
-                t.tasks.c.task_id == second["task_id"])).scalar_one()
+            states = (
+                conn.execute(select(t.revocations.c.state).where(t.revocations.c.task_id == second["task_id"]))
+                .scalars()
+                .all()
+            )
+            task_state = conn.execute(
+                select(t.tasks.c.state).where(t.tasks.c.task_id == second["task_id"])
+            ).scalar_one()
         assert states == ["pending"] and task_state == "ended"
 
         # `serve` ends nothing, and names the other replicas (on PostgreSQL) or the next start
@@ -64,8 +70,15 @@ def test_shutdown_reports_done_and_pending_revocations_and_where_the_pending_com
 def test_shutdown_message_names_other_replicas_when_the_store_is_shared():
     from broker.cli.shutdown import ShutdownReport
 
-    report = ShutdownReport(tasks_ended=0, tasks_failed=0, done=0, pending=0, outbox_pending=3,
-                            store="postgresql+psycopg://broker:***@db/broker", shared_store=True)
+    report = ShutdownReport(
+        tasks_ended=0,
+        tasks_failed=0,
+        done=0,
+        pending=0,
+        outbox_pending=3,
+        store="postgresql+psycopg://broker:***@db/broker",
+        shared_store=True,
+    )
     text = report.message(restart_hint="nhi-broker serve --config ...")
     assert "3 revocation(s) pending in the durable outbox of postgresql+psycopg://broker:***@db/broker" in text
     assert "by the revocation worker of any replica running on this database, or when the broker next" in text

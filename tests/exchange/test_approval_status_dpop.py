@@ -27,7 +27,8 @@ def test_the_python_client_waits_for_an_approval_over_dpop(xbroker, issuers):
         alice = AdminClient(xbroker.url, token)  # a person's bearer client: the approver is alice
         xbroker.clients.append(alice)
         approved: dict[str, Any] = alice.request(
-            "POST", f"/v1/approvals/{approval_id}/approve", {"reason": "invoice 4711"})
+            "POST", f"/v1/approvals/{approval_id}/approve", {"reason": "invoice 4711"}
+        )
         assert approved["state"] == "approved"
         assert client.approval_status(task_id, approval_id, wait=30)["state"] == "approved"
         cred = client.request_credential(task_id, "payments.charge", "prod-payments", approval_id)

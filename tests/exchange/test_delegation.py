@@ -20,15 +20,34 @@ pytestmark = [pytest.mark.openbao, pytest.mark.postgres]
 
 @pytest.fixture(scope="module")
 def dbroker(openbao, pg_server, issuers, tmp_path_factory):
-    running = start_broker(tmp_path_factory.mktemp("delegation"), openbao, postgres=pg_server,
-                           issuers=[issuers.spiffe.settings(AUDIENCE, require_jti=False),
-                                    issuers.k8s.settings(AUDIENCE)],
-                           human_issuers=[issuers.people.settings(HUMAN_CLIENT)])
+    running = start_broker(
+        tmp_path_factory.mktemp("delegation"),
+        openbao,
+        postgres=pg_server,
+        issuers=[issuers.spiffe.settings(AUDIENCE, require_jti=False), issuers.k8s.settings(AUDIENCE)],
+        human_issuers=[issuers.people.settings(HUMAN_CLIENT)],
+    )
     admin = running.admin()
-    admin.put("agents", "planner", {"owner": "platform-team", "profiles": ["demo"], "identities": [
-        {"issuer": issuers.spiffe.issuer, "subject": "spiffe://example.org/ns/agents/sa/summarizer"}]})
-    admin.put("agents", "worker", {"owner": "platform-team", "profiles": ["demo"], "identities": [
-        {"issuer": issuers.k8s.issuer, "subject": "system:serviceaccount:agents:reporter"}]})
+    admin.put(
+        "agents",
+        "planner",
+        {
+            "owner": "platform-team",
+            "profiles": ["demo"],
+            "identities": [
+                {"issuer": issuers.spiffe.issuer, "subject": "spiffe://example.org/ns/agents/sa/summarizer"}
+            ],
+        },
+    )
+    admin.put(
+        "agents",
+        "worker",
+        {
+            "owner": "platform-team",
+            "profiles": ["demo"],
+            "identities": [{"issuer": issuers.k8s.issuer, "subject": "system:serviceaccount:agents:reporter"}],
+        },
+    )
     yield running
     running.stop()
 
@@ -54,9 +73,12 @@ def worker_identity(issuers) -> str:
 def open_parent(dbroker, issuers, *, person: bool = False) -> tuple[Session, str]:
     form = {}
     if person:
-        form = {"actor_token": issuers.people.mint(id_token(issuers.people, "alice", HUMAN_CLIENT,
-                                                            email="alice@example.test", groups=["ops"])),
-                "actor_token_type": ID_TOKEN}
+        form = {
+            "actor_token": issuers.people.mint(
+                id_token(issuers.people, "alice", HUMAN_CLIENT, email="alice@example.test", groups=["ops"])
+            ),
+            "actor_token_type": ID_TOKEN,
+        }
     planner = Session(dbroker, svid(issuers), **form)
     task = planner("POST", "/v1/tasks", {"profile": "demo", "purpose": "plan the report"})
     assert task.status_code == 201, task.text
@@ -68,17 +90,29 @@ def delegate(planner: Session, task_id: str, **over) -> httpx.Response:
     return planner("POST", f"/v1/tasks/{task_id}/delegations", body)
 
 
-@pytest.mark.parametrize(("over", "why"), [
-    ({"actions": ["db.read", "iam.modify"]}, "not allowed"),
-    ({"actions": ["payments.refund", "made.up"]}, "not allowed"),
-    ({"ceiling": "critical", "actions": ["db.read"]}, None),
-    ({"lifetime_seconds": 86400}, "remaining"),
-])
+@pytest.mark.parametrize(
+    ("over", "why"),
+    [
+        ({"actions": ["db.read", "iam.modify"]}, "not allowed"),
+        ({"actions": ["payments.refund", "made.up"]}, "not allowed"),
+        ({"ceiling": "critical", "actions": ["db.read"]}, None),
+        ({"lifetime_seconds": 86400}, "remaining"),
+    ],
+)
 def test_widening_a_delegation_is_refused_with_the_reason(dbroker, issuers, over, why):
     admin = dbroker.admin()
     admin.put("profiles", "narrow-high", {"allowed_actions": ["db.read", "logs.read"], "ceiling": "high"})
-    admin.put("agents", "planner", {"owner": "platform-team", "profiles": ["demo", "narrow-high"], "identities": [
-        {"issuer": issuers.spiffe.issuer, "subject": "spiffe://example.org/ns/agents/sa/summarizer"}]})
+    admin.put(
+        "agents",
+        "planner",
+        {
+            "owner": "platform-team",
+            "profiles": ["demo", "narrow-high"],
+            "identities": [
+                {"issuer": issuers.spiffe.issuer, "subject": "spiffe://example.org/ns/agents/sa/summarizer"}
+            ],
+        },
+    )
     planner = Session(dbroker, svid(issuers))
     task_id = planner("POST", "/v1/tasks", {"profile": "narrow-high", "purpose": "narrow"}).json()["task_id"]
     r = delegate(planner, task_id, **over)
@@ -135,8 +169,11 @@ def test_parent_escalation_kills_every_descendants_grants_at_openbao_and_postgre
     planner, task_id = open_parent(dbroker, issuers)
     child_id = delegate(planner, task_id, actions=["db.read"]).json()["task_id"]
     worker = Session(dbroker, worker_identity(issuers), delegation=child_id)
-    grandchild = worker("POST", f"/v1/tasks/{child_id}/delegations",
-                        {"agent": "planner", "actions": ["db.read"], "ceiling": "low", "purpose": "sub-sub"})
+    grandchild = worker(
+        "POST",
+        f"/v1/tasks/{child_id}/delegations",
+        {"agent": "planner", "actions": ["db.read"], "ceiling": "low", "purpose": "sub-sub"},
+    )
     assert grandchild.status_code == 201, grandchild.text
     grandchild_id = grandchild.json()["task_id"]
     bao = worker("POST", f"/v1/tasks/{child_id}/credentials", {"action": "db.read", "resource": "demo-data"})
@@ -164,8 +201,12 @@ def test_a_descendants_escalation_is_reported_on_and_escalates_the_parent(dbroke
     assert mine.status_code == 200
     child_id = delegate(planner, task_id, actions=["secrets.read", "data.export"], ceiling="high").json()["task_id"]
     worker = Session(dbroker, worker_identity(issuers), delegation=child_id)
-    assert worker("POST", f"/v1/tasks/{child_id}/credentials",
-                  {"action": "secrets.read", "resource": "demo-secrets"}).status_code == 200
+    assert (
+        worker(
+            "POST", f"/v1/tasks/{child_id}/credentials", {"action": "secrets.read", "resource": "demo-secrets"}
+        ).status_code
+        == 200
+    )
     escalated = worker("POST", f"/v1/tasks/{child_id}/credentials", {"action": "data.export", "resource": "demo-data"})
     assert escalated.status_code == 403 and escalated.json()["error"]["code"] == "task_escalated"
     parent = dbroker.admin().task(task_id)

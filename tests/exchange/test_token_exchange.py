@@ -44,8 +44,9 @@ def svid(issuers, **over: object) -> str:
     return issuers.spiffe.mint(spiffe_svid(issuers.spiffe, SPIFFE_ID, AUDIENCE, **over))
 
 
-def call(broker, method: str, path: str, token: str, key: Key | None, json: dict | None = None,
-         proof: str | None = None) -> httpx.Response:
+def call(
+    broker, method: str, path: str, token: str, key: Key | None, json: dict | None = None, proof: str | None = None
+) -> httpx.Response:
     url = f"{broker.url}{path}"
     if key is None and proof is None:
         headers = {"Authorization": f"Bearer {token}"}
@@ -69,8 +70,14 @@ def test_the_same_svid_exchanged_several_times_within_its_lifetime_gets_working_
     # each token works with the key it is bound to: open a task, get a credential from OpenBao
     task = call(xbroker, "POST", "/v1/tasks", tokens[0], key, {"profile": "demo", "purpose": "svid"})
     assert task.status_code == 201, task.text
-    cred = call(xbroker, "POST", f"/v1/tasks/{task.json()['task_id']}/credentials", tokens[2], key,
-                {"action": "db.read", "resource": "demo-data"})
+    cred = call(
+        xbroker,
+        "POST",
+        f"/v1/tasks/{task.json()['task_id']}/credentials",
+        tokens[2],
+        key,
+        {"action": "db.read", "resource": "demo-data"},
+    )
     assert cred.status_code == 200 and cred.json()["credential"]["token"]
     assert task.json()["agent"] == "spiffe-agent"
 
@@ -104,8 +111,20 @@ def test_kubernetes_and_github_actions_tokens_exchange_for_their_agents(xbroker,
         assert r.status_code == 201 and r.json()["agent"] == agent
 
 
-@pytest.mark.parametrize("case", ["expired", "wrong_audience", "unregistered", "claim_mismatch", "grant_type",
-                                  "token_type", "untrusted_actor", "scope", "audience"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "expired",
+        "wrong_audience",
+        "unregistered",
+        "claim_mismatch",
+        "grant_type",
+        "token_type",
+        "untrusted_actor",
+        "scope",
+        "audience",
+    ],
+)
 def test_exchange_is_refused_with_the_rfc_error(xbroker, issuers, case):
     form: dict[str, str] = {}
     subject = svid(issuers)
@@ -117,8 +136,9 @@ def test_exchange_is_refused_with_the_rfc_error(xbroker, issuers, case):
     elif case == "unregistered":
         subject = issuers.spiffe.mint(spiffe_svid(issuers.spiffe, "spiffe://example.org/ns/other/sa/x", AUDIENCE))
     elif case == "claim_mismatch":
-        subject = issuers.github.mint(github_actions(issuers.github, "acme/agents", "main", AUDIENCE,
-                                                     repository="evil/agents"))
+        subject = issuers.github.mint(
+            github_actions(issuers.github, "acme/agents", "main", AUDIENCE, repository="evil/agents")
+        )
     elif case == "grant_type":
         form = {"grant_type": "client_credentials"}
         expected = "unsupported_grant_type"
@@ -126,8 +146,9 @@ def test_exchange_is_refused_with_the_rfc_error(xbroker, issuers, case):
         form = {"subject_token_type": ID_TOKEN}
         expected = "invalid_request"
     elif case == "untrusted_actor":
-        person = issuers.untrusted_people.mint(id_token(issuers.untrusted_people, "alice", HUMAN_CLIENT,
-                                                        email="alice@example.test", groups=["finance"]))
+        person = issuers.untrusted_people.mint(
+            id_token(issuers.untrusted_people, "alice", HUMAN_CLIENT, email="alice@example.test", groups=["finance"])
+        )
         form = {"actor_token": person, "actor_token_type": ID_TOKEN}
     elif case == "scope":
         form = {"scope": "demo prod-admin"}
@@ -144,21 +165,32 @@ def test_exchange_is_refused_with_the_rfc_error(xbroker, issuers, case):
 
 
 def test_a_person_proven_by_an_id_token_becomes_the_subject_with_the_agent_as_actor(xbroker, issuers):
-    person = issuers.people.mint(id_token(issuers.people, "alice", HUMAN_CLIENT, email="alice@example.test",
-                                          groups=["finance", "staff"]))
+    person = issuers.people.mint(
+        id_token(issuers.people, "alice", HUMAN_CLIENT, email="alice@example.test", groups=["finance", "staff"])
+    )
     r = exchange(xbroker, svid(issuers), key=Key(), actor_token=person, actor_token_type=ID_TOKEN)
     assert r.status_code == 200, r.text
     claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
     assert claims["sub"] == "alice" and claims["act"] == {"sub": "agent:spiffe-agent"}
-    assert claims["human"] == {"iss": issuers.people.issuer, "sub": "alice", "groups": ["finance", "staff"],
-                               "email": "alice@example.test"}
+    assert claims["human"] == {
+        "iss": issuers.people.issuer,
+        "sub": "alice",
+        "groups": ["finance", "staff"],
+        "email": "alice@example.test",
+    }
 
 
 def test_a_narrowed_scope_limits_the_profiles_a_token_may_open_tasks_under(xbroker, issuers):
     xbroker.admin().put("profiles", "narrow", {"allowed_actions": ["db.read"], "ceiling": "low"})
-    xbroker.admin().put("agents", "spiffe-agent", {
-        "owner": "platform-team", "profiles": ["demo", "narrow"],
-        "identities": [{"issuer": issuers.spiffe.issuer, "subject": SPIFFE_ID}]})
+    xbroker.admin().put(
+        "agents",
+        "spiffe-agent",
+        {
+            "owner": "platform-team",
+            "profiles": ["demo", "narrow"],
+            "identities": [{"issuer": issuers.spiffe.issuer, "subject": SPIFFE_ID}],
+        },
+    )
     key = Key()
     r = exchange(xbroker, svid(issuers), key=key, scope="narrow")
     assert r.status_code == 200 and r.json()["scope"] == "narrow"
@@ -168,8 +200,21 @@ def test_a_narrowed_scope_limits_the_profiles_a_token_may_open_tasks_under(xbrok
     assert refused.status_code == 403 and "scope" in refused.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("attack", ["no_proof", "other_method", "other_url", "replayed", "stale", "future",
-                                    "other_key", "ath_mismatch", "bound_as_bearer", "other_agents_proof"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "no_proof",
+        "other_method",
+        "other_url",
+        "replayed",
+        "stale",
+        "future",
+        "other_key",
+        "ath_mismatch",
+        "bound_as_bearer",
+        "other_agents_proof",
+    ],
+)
 def test_dpop_attacks_are_401_and_audited(xbroker, issuers, attack):
     key = Key()
     token = exchange(xbroker, svid(issuers), key=key).json()["access_token"]
@@ -238,27 +283,44 @@ def test_a_policy_on_the_verified_persons_group_decides_payments(openbao, issuer
     from support.broker import start_broker
 
     bundle = Path(__file__).resolve().parents[2] / "policies" / "examples" / "finance-payments"
-    broker = start_broker(tmp_path / "finance", openbao, policy_dir=bundle,
-                          issuers=[issuers.spiffe.settings(AUDIENCE, require_jti=False)],
-                          human_issuers=[issuers.people.settings(HUMAN_CLIENT)])
+    broker = start_broker(
+        tmp_path / "finance",
+        openbao,
+        policy_dir=bundle,
+        issuers=[issuers.spiffe.settings(AUDIENCE, require_jti=False)],
+        human_issuers=[issuers.people.settings(HUMAN_CLIENT)],
+    )
     try:
-        broker.admin().put("agents", "spiffe-agent", {
-            "owner": "platform-team", "profiles": ["demo"],
-            "identities": [{"issuer": issuers.spiffe.issuer, "subject": SPIFFE_ID}]})
+        broker.admin().put(
+            "agents",
+            "spiffe-agent",
+            {
+                "owner": "platform-team",
+                "profiles": ["demo"],
+                "identities": [{"issuer": issuers.spiffe.issuer, "subject": SPIFFE_ID}],
+            },
+        )
 
         def charge(groups: list[str] | None, typed: str | None = None) -> httpx.Response:
             key = Key()
             form = {}
             if groups is not None:
-                person = issuers.people.mint(id_token(issuers.people, "alice", HUMAN_CLIENT,
-                                                      email="alice@example.test", groups=groups))
+                person = issuers.people.mint(
+                    id_token(issuers.people, "alice", HUMAN_CLIENT, email="alice@example.test", groups=groups)
+                )
                 form = {"actor_token": person, "actor_token_type": ID_TOKEN}
             token = exchange(broker, svid(issuers), key=key, **form).json()["access_token"]
             body = {"profile": "demo", "purpose": "charge"} | ({"on_behalf_of": typed} if typed else {})
             task = call(broker, "POST", "/v1/tasks", token, key, body)
             assert task.status_code == 201, task.text
-            return call(broker, "POST", f"/v1/tasks/{task.json()['task_id']}/credentials", token, key,
-                        {"action": "payments.charge", "resource": "prod-payments"})
+            return call(
+                broker,
+                "POST",
+                f"/v1/tasks/{task.json()['task_id']}/credentials",
+                token,
+                key,
+                {"action": "payments.charge", "resource": "prod-payments"},
+            )
 
         member = charge(["finance"])
         assert member.status_code == 202 and member.json()["decision"]["outcome"] == "step_up"
@@ -273,12 +335,19 @@ def test_a_policy_on_the_verified_persons_group_decides_payments(openbao, issuer
 
 
 def test_a_typed_on_behalf_of_that_contradicts_the_verified_person_is_refused(xbroker, issuers):
-    person = issuers.people.mint(id_token(issuers.people, "alice", HUMAN_CLIENT, email="a@example.test",
-                                          groups=["finance"]))
+    person = issuers.people.mint(
+        id_token(issuers.people, "alice", HUMAN_CLIENT, email="a@example.test", groups=["finance"])
+    )
     key = Key()
     token = exchange(xbroker, svid(issuers), key=key, actor_token=person, actor_token_type=ID_TOKEN).json()
-    r = call(xbroker, "POST", "/v1/tasks", token["access_token"], key,
-             {"profile": "demo", "purpose": "x", "on_behalf_of": "mallory"})
+    r = call(
+        xbroker,
+        "POST",
+        "/v1/tasks",
+        token["access_token"],
+        key,
+        {"profile": "demo", "purpose": "x", "on_behalf_of": "mallory"},
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "on_behalf_of"
     ok = call(xbroker, "POST", "/v1/tasks", token["access_token"], key, {"profile": "demo", "purpose": "x"})
     assert ok.status_code == 201

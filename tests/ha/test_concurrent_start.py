@@ -16,12 +16,14 @@ pytestmark = [pytest.mark.ha, pytest.mark.openbao, pytest.mark.postgres, pytest.
 
 
 @pytest.mark.parametrize("round_", [1, 2, 3])
-def test_three_replicas_starting_at_once_on_an_empty_database_all_start(openbao, fresh_database, tmp_path,
-                                                                        round_) -> None:
+def test_three_replicas_starting_at_once_on_an_empty_database_all_start(
+    openbao, fresh_database, tmp_path, round_
+) -> None:
     url = fresh_database()
     base = Path("/tmp") / f"nhi-ha-start-{tmp_path.name}"
-    config = base_config(base, database_url=url, openbao_addr=openbao.address,
-                         issuer=DevIssuer.load_or_create(base / "issuer"))
+    config = base_config(
+        base, database_url=url, openbao_addr=openbao.address, issuer=DevIssuer.load_or_create(base / "issuer")
+    )
     env = replica_env(openbao.root_token.reveal())
     replicas = [make_replica(base, f"r{i}", config, env) for i in range(3)]
     try:

@@ -27,10 +27,15 @@ TRIALS = 100
 def pair(openbao, fresh_database, tmp_path: Path) -> Iterator[tuple[ReplicaSet, str]]:
     url = fresh_database()
     base = Path("/tmp") / f"nhi-ha-{tmp_path.name}"  # short paths; removed with the replicas
-    rs = start_replicas(base, 2, database_url=url, openbao_addr=openbao.address,
-                        openbao_token=openbao.root_token.reveal(),
-                        # only LISTEN/NOTIFY can tell B of A's grant in these tests (no periodic re-read)
-                        extra_config={"grant_feed_resync_seconds": 3600})
+    rs = start_replicas(
+        base,
+        2,
+        database_url=url,
+        openbao_addr=openbao.address,
+        openbao_token=openbao.root_token.reveal(),
+        # only LISTEN/NOTIFY can tell B of A's grant in these tests (no periodic re-read)
+        extra_config={"grant_feed_resync_seconds": 3600},
+    )
     yield rs, url
     rs.stop()
     import shutil
@@ -44,10 +49,14 @@ def _open_task(client: httpx.Client, rs: ReplicaSet, url: str, purpose: str) -> 
     return str(r.json()["task_id"])
 
 
-def _credential(client: httpx.Client, rs: ReplicaSet, url: str, task_id: str, action: str,
-                resource: str) -> httpx.Response:
-    return client.post(f"{url}/v1/tasks/{task_id}/credentials", headers=rs.agent_headers(),
-                       json={"action": action, "resource": resource})
+def _credential(
+    client: httpx.Client, rs: ReplicaSet, url: str, task_id: str, action: str, resource: str
+) -> httpx.Response:
+    return client.post(
+        f"{url}/v1/tasks/{task_id}/credentials",
+        headers=rs.agent_headers(),
+        json={"action": action, "resource": resource},
+    )
 
 
 def _issued(r: httpx.Response) -> bool:
@@ -77,17 +86,31 @@ def test_dangerous_sequence_split_across_two_replicas_never_lets_both_halves_thr
             barrier = threading.Barrier(2)
             out: dict[str, httpx.Response] = {}
 
-            def read(task_id: str = task_id, h: dict[str, str] = ha, barrier: threading.Barrier = barrier,
-                     out: dict[str, httpx.Response] = out) -> None:
+            def read(
+                task_id: str = task_id,
+                h: dict[str, str] = ha,
+                barrier: threading.Barrier = barrier,
+                out: dict[str, httpx.Response] = out,
+            ) -> None:
                 barrier.wait()
-                out["read"] = ca.post(f"{a.url}/v1/tasks/{task_id}/credentials", headers=h,
-                                      json={"action": "secrets.read", "resource": "demo-secrets"})
+                out["read"] = ca.post(
+                    f"{a.url}/v1/tasks/{task_id}/credentials",
+                    headers=h,
+                    json={"action": "secrets.read", "resource": "demo-secrets"},
+                )
 
-            def export(task_id: str = task_id, h: dict[str, str] = hb, barrier: threading.Barrier = barrier,
-                       out: dict[str, httpx.Response] = out) -> None:
+            def export(
+                task_id: str = task_id,
+                h: dict[str, str] = hb,
+                barrier: threading.Barrier = barrier,
+                out: dict[str, httpx.Response] = out,
+            ) -> None:
                 barrier.wait()
-                out["export"] = cb.post(f"{b.url}/v1/tasks/{task_id}/credentials", headers=h,
-                                        json={"action": "data.export", "resource": "demo-data"})
+                out["export"] = cb.post(
+                    f"{b.url}/v1/tasks/{task_id}/credentials",
+                    headers=h,
+                    json={"action": "data.export", "resource": "demo-data"},
+                )
 
             threads = [threading.Thread(target=read), threading.Thread(target=export)]
             for th in threads:
@@ -98,8 +121,12 @@ def test_dangerous_sequence_split_across_two_replicas_never_lets_both_halves_thr
             assert rr.status_code in (200, 202, 403, 409), rr.text
             assert re_.status_code in (200, 202, 403, 409), re_.text
             with engine.connect() as conn:
-                order = [row.action for row in conn.execute(text(
-                    "SELECT action FROM decisions WHERE task_id = :t ORDER BY created_at"), {"t": task_id})]
+                order = [
+                    row.action
+                    for row in conn.execute(
+                        text("SELECT action FROM decisions WHERE task_id = :t ORDER BY created_at"), {"t": task_id}
+                    )
+                ]
             if _issued(rr) and _issued(re_) and order != ["data.export", "secrets.read"]:
                 # both halves live, and the read was decided first: the sequence got through
                 violations.append(f"{task_id}: both issued, decided in order {order}")
@@ -114,11 +141,15 @@ def test_dangerous_sequence_split_across_two_replicas_never_lets_both_halves_thr
             elif order[:1] == ["data.export"]:
                 export_first += 1
             else:
-                violations.append(f"{task_id}: read decided first ({order}) and no escalation: "
-                                  f"{rr.status_code} / {re_.status_code} {re_.text[:200]}")
+                violations.append(
+                    f"{task_id}: read decided first ({order}) and no escalation: "
+                    f"{rr.status_code} / {re_.status_code} {re_.text[:200]}"
+                )
     engine.dispose()
-    print(f"\ncross-replica sequence: {TRIALS} trials, {escalated} escalated (read decided first), "
-          f"{export_first} export decided first (harmless order), {len(violations)} violations")
+    print(
+        f"\ncross-replica sequence: {TRIALS} trials, {escalated} escalated (read decided first), "
+        f"{export_first} export decided first (harmless order), {len(violations)} violations"
+    )
     assert violations == []
     assert escalated > 0  # the race was real: the read won at least sometimes
 
@@ -136,8 +167,9 @@ def test_leak_of_a_grant_issued_on_one_replica_is_caught_by_the_other(pair, open
         body: dict[str, Any] = {}
         deadline = issued_at + 30
         while time.monotonic() < deadline:
-            s = c.post(f"{b.url}/v1/scan", headers=rs.agent_headers(),
-                       json={"text": f"the tool printed {token} to its log"})
+            s = c.post(
+                f"{b.url}/v1/scan", headers=rs.agent_headers(), json={"text": f"the tool printed {token} to its log"}
+            )
             assert s.status_code == 200, s.text
             body = s.json()
             if body.get("leaks"):

@@ -42,14 +42,18 @@ class Agent:
         return {"Authorization": f"Bearer {self.issuer.mint('demo-agent')}"}
 
     def open_task(self, url: str | None = None) -> str:
-        r = self.client.post(f"{url or self.url}/v1/tasks", headers=self.h(),
-                             json={"profile": "demo", "purpose": "failover"})
+        r = self.client.post(
+            f"{url or self.url}/v1/tasks", headers=self.h(), json={"profile": "demo", "purpose": "failover"}
+        )
         assert r.status_code == 201, r.text
         return str(r.json()["task_id"])
 
     def credential(self, task_id: str, resource: str = "demo-data", url: str | None = None) -> httpx.Response:
-        return self.client.post(f"{url or self.url}/v1/tasks/{task_id}/credentials", headers=self.h(),
-                                json={"action": "db.read", "resource": resource})
+        return self.client.post(
+            f"{url or self.url}/v1/tasks/{task_id}/credentials",
+            headers=self.h(),
+            json={"action": "db.read", "resource": resource},
+        )
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
@@ -135,16 +139,20 @@ def test_replica_killed_while_ending_a_task_has_its_revocations_completed_by_the
         victim.kill()  # mid-request: the task is ended, its revocations are being attempted
         th.join(30)
         with engine.connect() as conn:
-            pending_at_kill = conn.execute(text(
-                "SELECT count(*) FROM revocations WHERE task_id = :t AND state = 'pending'"), {"t": task_id}).scalar()
-        print(f"\nreplica killed mid-request: {pending_at_kill} of {len(leases)} revocations still pending; "
-              f"client saw {outcome.get('error') or outcome['response'].status_code}")
+            pending_at_kill = conn.execute(
+                text("SELECT count(*) FROM revocations WHERE task_id = :t AND state = 'pending'"), {"t": task_id}
+            ).scalar()
+        print(
+            f"\nreplica killed mid-request: {pending_at_kill} of {len(leases)} revocations still pending; "
+            f"client saw {outcome.get('error') or outcome['response'].status_code}"
+        )
         assert "error" in outcome, "the request finished before the kill: nothing was in flight"
         # the survivors' revocation workers finish the job, at OpenBao and in PostgreSQL
         wait_until(lambda: not any(_lease_alive(stack, lease) for lease in leases), 60, "every lease revoked")
         with engine.connect() as conn:
-            left = conn.execute(text("SELECT count(*) FROM revocations WHERE task_id = :t AND state <> 'done'"),
-                                {"t": task_id}).scalar()
+            left = conn.execute(
+                text("SELECT count(*) FROM revocations WHERE task_id = :t AND state <> 'done'"), {"t": task_id}
+            ).scalar()
         assert left == 0
         # HAProxy takes the dead replica out; the API keeps answering through it meanwhile
         wait_until(lambda: stack.haproxy.server_states()["r1"] == "DOWN", 30, "r1 marked DOWN")
@@ -178,8 +186,11 @@ def test_openbao_leader_stop_answers_503_during_the_election_never_a_guess_then_
                         results.append((time.monotonic(), r.status_code, r.text[:300]))
                         continue
                     task_id = r.json()["task_id"]
-                    r = c.post(f"{stack.url}/v1/tasks/{task_id}/credentials", headers=agent.h(),
-                               json={"action": "db.read", "resource": "demo-data"})
+                    r = c.post(
+                        f"{stack.url}/v1/tasks/{task_id}/credentials",
+                        headers=agent.h(),
+                        json={"action": "db.read", "resource": "demo-data"},
+                    )
                     cred = r.json().get("credential") if r.status_code == 200 else None
                     results.append((time.monotonic(), r.status_code, cred["token"] if cred else r.text[:300]))
                 except httpx.HTTPError as exc:
@@ -197,8 +208,11 @@ def test_openbao_leader_stop_answers_503_during_the_election_never_a_guess_then_
         new_leader = stack.openbao.wait_leader(60)
         elected_at = time.monotonic()
         assert new_leader.node_id != leader.node_id
-        wait_until(lambda: sum(1 for r in results if r[1] == 200 and r[0] > elected_at) >= 10, 90,
-                   "10 credentials after the election")
+        wait_until(
+            lambda: sum(1 for r in results if r[1] == 200 and r[0] > elected_at) >= 10,
+            90,
+            "10 credentials after the election",
+        )
     finally:
         stop.set()
         for th in threads:
@@ -206,8 +220,10 @@ def test_openbao_leader_stop_answers_503_during_the_election_never_a_guess_then_
     statuses = {r[1] for r in results}
     during = [r for r in results if r[1] != 200]
     window = (max(r[0] for r in during) - min(r[0] for r in during)) if during else 0.0
-    print(f"\nOpenBao leader SIGKILL: election {elected_at - stopped_at:.2f}s; {len(results)} requests, "
-          f"{sum(1 for r in results if r[1] == 503)} answered 503, longest non-200 span {window:.2f}s")
+    print(
+        f"\nOpenBao leader SIGKILL: election {elected_at - stopped_at:.2f}s; {len(results)} requests, "
+        f"{sum(1 for r in results if r[1] == 503)} answered 503, longest non-200 span {window:.2f}s"
+    )
     odd = [r for r in results if r[1] not in (200, 503)]
     assert statuses <= {200, 503}, f"only credentials or 503: {sorted(statuses)} {odd[:5]}"
     # every credential handed out is real: it exists in OpenBao (none was issued on a guess)

@@ -56,8 +56,10 @@ def test_grant_issued_on_one_replica_reaches_another_replicas_index_by_notificat
     finally:
         feed.stop()
         engine.dispose()
-    print(f"\ngrant feed (NOTIFY): response-to-index p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} grants")
+    print(
+        f"\ngrant feed (NOTIFY): response-to-index p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} grants"
+    )
 
 
 def test_feed_started_after_grants_were_issued_catches_up_from_the_store(replica_a) -> None:

@@ -26,8 +26,12 @@ def test_chaos_soak_keeps_every_guarantee(pg_server) -> None:
     with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     data_dir = Path("/tmp") / f"nhi-ha-soak-{uuid.uuid4().hex[:8]}"
-    stack = HAStack(data_dir=data_dir, port=free_block(), replica_count=3,
-                    database_url=f"postgresql+psycopg://{pg_server.superuser}@{pg_server.host}:{pg_server.port}/{name}")
+    stack = HAStack(
+        data_dir=data_dir,
+        port=free_block(),
+        replica_count=3,
+        database_url=f"postgresql+psycopg://{pg_server.superuser}@{pg_server.host}:{pg_server.port}/{name}",
+    )
     try:
         stack.start()
         report = run_soak(stack, seconds, agents=8, chaos_period=max(10.0, seconds / 5))

@@ -29,16 +29,22 @@ def _children_of(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-@pytest.mark.skipif(shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")),
-                    reason="no PostgreSQL binaries to start the private cluster")
+@pytest.mark.skipif(
+    shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")),
+    reason="no PostgreSQL binaries to start the private cluster",
+)
 def test_up_ha_starts_the_topology_serves_through_haproxy_and_stops_everything() -> None:
     data_dir = Path("/tmp") / f"nhi-upha-{uuid.uuid4().hex[:8]}"
     port = free_block()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     env.pop("NHI_BROKER_DATABASE_URL", None)
-    proc = subprocess.Popen([str(BIN / "nhi-broker"), "up", "--ha", "--replicas", "2", "--port", str(port),
-                             "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [str(BIN / "nhi-broker"), "up", "--ha", "--replicas", "2", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     children: list[int] = []
     try:
         deadline = time.monotonic() + 240
@@ -60,15 +66,27 @@ def test_up_ha_starts_the_topology_serves_through_haproxy_and_stops_everything()
         servers = bao.adapter.get("/v1/sys/storage/raft/configuration")["data"]["config"]["servers"]
         assert len(servers) == 3 and all(s["voter"] for s in servers)
         # the demo works through the load balancer, on both replicas
-        token = subprocess.run([str(BIN / "nhi-broker"), "agent", "token", "demo-agent", "--data-dir",
-                                str(data_dir)], capture_output=True, text=True, check=True, env=env).stdout.strip()
-        r = httpx.post(f"{info['url']}/v1/tasks", json={"profile": "demo", "purpose": "ha smoke"},
-                       headers={"Authorization": f"Bearer {token}"})
+        token = subprocess.run(
+            [str(BIN / "nhi-broker"), "agent", "token", "demo-agent", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout.strip()
+        r = httpx.post(
+            f"{info['url']}/v1/tasks",
+            json={"profile": "demo", "purpose": "ha smoke"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 201, r.text
         for replica in info["replicas"]:
             assert httpx.get(f"{replica}/readyz").status_code == 200
-        names = {x["name"] for x in httpx.get(f"{info['url']}/v1/admin/resources", headers={
-            "Authorization": f"Bearer {info['admin_token']}"}).json()["items"]}
+        names = {
+            x["name"]
+            for x in httpx.get(
+                f"{info['url']}/v1/admin/resources", headers={"Authorization": f"Bearer {info['admin_token']}"}
+            ).json()["items"]
+        }
         assert {"demo-data", "demo-secrets", "demo-kv"} <= names
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=90)
@@ -86,6 +104,20 @@ def test_up_ha_starts_the_topology_serves_through_haproxy_and_stops_everything()
                 os.kill(pid, signal.SIGKILL)
         pg_ctl = shutil.which("pg_ctl") or next(iter(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")), None)
         if pg_ctl and (data_dir / "postgres" / "data" / "postmaster.pid").exists():
-            subprocess.run(["runuser", "-u", "postgres", "--", str(pg_ctl), "-D", str(data_dir / "postgres" / "data"),
-                            "-m", "immediate", "stop"], capture_output=True, check=False)
+            subprocess.run(
+                [
+                    "runuser",
+                    "-u",
+                    "postgres",
+                    "--",
+                    str(pg_ctl),
+                    "-D",
+                    str(data_dir / "postgres" / "data"),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                capture_output=True,
+                check=False,
+            )
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -31,9 +31,11 @@ AUDIENCE = "nhi-broker"
 
 
 def public_pem(private_key: Any) -> str:
-    return private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def public_jwk(private_key: Any, kid: str) -> dict[str, Any]:
@@ -49,8 +51,15 @@ def public_jwk(private_key: Any, kid: str) -> dict[str, Any]:
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    base: dict[str, Any] = {"iss": ISSUER, "sub": "system:serviceaccount:agents:summarizer", "aud": AUDIENCE,
-                            "iat": now, "nbf": now, "exp": now + 300, "jti": uuid.uuid4().hex}
+    base: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": "system:serviceaccount:agents:summarizer",
+        "aud": AUDIENCE,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -70,8 +79,15 @@ def sign(private_key: Any, alg: str, *, kid: str | None = "k1", **overrides: Any
 
 @pytest.fixture(scope="session")
 def idt() -> SimpleNamespace:
-    return SimpleNamespace(ISSUER=ISSUER, AUDIENCE=AUDIENCE, claims=claims, sign=sign,
-                           public_pem=public_pem, public_jwk=public_jwk, pem_config=pem_config)
+    return SimpleNamespace(
+        ISSUER=ISSUER,
+        AUDIENCE=AUDIENCE,
+        claims=claims,
+        sign=sign,
+        public_pem=public_pem,
+        public_jwk=public_jwk,
+        pem_config=pem_config,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -61,8 +61,9 @@ def test_verifier_refuses_a_pem_that_fits_none_of_the_allowed_algorithms(idt, ec
 
 
 def test_verifier_refuses_a_private_key_where_a_public_pem_belongs(idt, rsa_key):
-    private_pem = rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()).decode()
+    private_pem = rsa_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     config = IssuerConfig(issuer=ISSUER, audiences=("a",), public_key_pem=private_pem)
     with pytest.raises(ValueError, match="not a usable PEM public key") as info:
         IdentityVerifier([config], InMemoryReplayGuard())

@@ -29,9 +29,7 @@ def test_jwks_url_keys_are_fetched_once_and_then_served_from_cache(idt, rsa_key,
     assert jwks_server.requests == 1
 
 
-def test_jwks_url_rotation_to_a_new_kid_is_picked_up_by_one_refetch(
-    idt, rsa_key, rsa_key_2, jwks_server, url_verifier
-):
+def test_jwks_url_rotation_to_a_new_kid_is_picked_up_by_one_refetch(idt, rsa_key, rsa_key_2, jwks_server, url_verifier):
     jwks_server.jwks = {"keys": [idt.public_jwk(rsa_key, "k1")]}
     url_verifier.verify(idt.sign(rsa_key, "RS256", kid="k1"))
     assert jwks_server.requests == 1
@@ -45,9 +43,7 @@ def test_jwks_url_rotation_to_a_new_kid_is_picked_up_by_one_refetch(
     assert jwks_server.requests == 2
 
 
-def test_unknown_kids_cannot_make_the_broker_hammer_the_jwks_endpoint(
-    idt, rsa_key, jwks_server, url_verifier
-):
+def test_unknown_kids_cannot_make_the_broker_hammer_the_jwks_endpoint(idt, rsa_key, jwks_server, url_verifier):
     jwks_server.jwks = {"keys": [idt.public_jwk(rsa_key, "k1")]}
     url_verifier.verify(idt.sign(rsa_key, "RS256", kid="k1"))
 
@@ -60,8 +56,7 @@ def test_unknown_kids_cannot_make_the_broker_hammer_the_jwks_endpoint(
 
 def test_forced_refetch_is_allowed_again_after_the_cooldown(idt, rsa_key, rsa_key_2, jwks_server, fake_clock):
     jwks_server.jwks = {"keys": [idt.public_jwk(rsa_key, "k1")]}
-    source = RemoteJwks(idt.ISSUER, jwks_server.url, cache_seconds=300, refresh_cooldown_seconds=30,
-                        clock=fake_clock)
+    source = RemoteJwks(idt.ISSUER, jwks_server.url, cache_seconds=300, refresh_cooldown_seconds=30, clock=fake_clock)
     source.key_for("k1")
     with pytest.raises(UnknownKeyId):
         source.key_for("k2")
@@ -122,8 +117,9 @@ def test_unreachable_jwks_on_first_use_is_upstream_unavailable(idt, rsa_key, jwk
 
 def test_symmetric_and_private_keys_served_by_a_jwks_url_are_ignored(idt, rsa_key, jwks_server, fake_clock):
     private = {**idt.public_jwk(rsa_key, "priv"), "d": "AQAB"}
-    jwks_server.jwks = {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}, private,
-                                 idt.public_jwk(rsa_key, "k1")]}
+    jwks_server.jwks = {
+        "keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}, private, idt.public_jwk(rsa_key, "k1")]
+    }
     source = RemoteJwks(idt.ISSUER, jwks_server.url, cache_seconds=300, clock=fake_clock)
     assert source.key_for("k1").kid == "k1"
     for kid in ("hmac", "priv"):
@@ -145,12 +141,9 @@ def test_concurrent_verifies_on_a_cold_cache_fetch_the_jwks_once(idt, rsa_key, j
     assert jwks_server.requests == 1
 
 
-def test_slow_jwks_refresh_does_not_stall_verifications_that_have_cached_keys(
-    idt, rsa_key, jwks_server, fake_clock
-):
+def test_slow_jwks_refresh_does_not_stall_verifications_that_have_cached_keys(idt, rsa_key, jwks_server, fake_clock):
     jwks_server.jwks = {"keys": [idt.public_jwk(rsa_key, "k1")]}
-    source = RemoteJwks(idt.ISSUER, jwks_server.url, cache_seconds=300, clock=fake_clock,
-                        timeout_seconds=HTTP_TIMEOUT)
+    source = RemoteJwks(idt.ISSUER, jwks_server.url, cache_seconds=300, clock=fake_clock, timeout_seconds=HTTP_TIMEOUT)
     source.key_for("k1")
     fake_clock.advance(301)
     jwks_server.hold = threading.Event()  # the server answers only when the test lets it

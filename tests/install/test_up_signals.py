@@ -57,8 +57,9 @@ def _children(pid: int) -> list[int]:
 
 
 def _pg_roles(*names: str) -> set[str]:
-    with psycopg.connect("host=127.0.0.1 port=5432 dbname=postgres user=postgres connect_timeout=3",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 dbname=postgres user=postgres connect_timeout=3", autocommit=True
+    ) as conn:
         return {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(names),))}
 
 
@@ -73,13 +74,17 @@ def _pg_at_5432() -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_up_exits_0_on_a_stop_signal_and_cleans_up(tmp_path, sig):
     data_dir = tmp_path / "dd"
-    proc = subprocess.Popen([sys.executable, "-m", "broker.cli", "up", "--data-dir", str(data_dir),
-                             "--port", str(_free_port())], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "up", "--data-dir", str(data_dir), "--port", str(_free_port())],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         info = _wait_up(proc, data_dir)
-        (bao_pid,) = [p for p in _children(proc.pid)
-                      if b"server" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        (bao_pid,) = [p for p in _children(proc.pid) if b"server" in Path(f"/proc/{p}/cmdline").read_bytes()]
         cmdline = Path(f"/proc/{bao_pid}/cmdline").read_bytes()
         assert str(info["openbao_token"]).encode() not in cmdline  # `ps` shows no root token
         assert oct((data_dir / "openbao.log").stat().st_mode & 0o777) == "0o600"
@@ -118,10 +123,14 @@ def make_venv(tmp_path):
 
 
 def _make_up(make_venv: Path, data_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(["make", "-C", str(ROOT), "up", f"VENV={make_venv}",
-                             f"ARGS=--data-dir {data_dir} --port {_free_port()}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
-                            start_new_session=True)
+    return subprocess.Popen(
+        ["make", "-C", str(ROOT), "up", f"VENV={make_venv}", f"ARGS=--data-dir {data_dir} --port {_free_port()}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        start_new_session=True,
+    )
 
 
 def test_make_up_ends_without_error_when_the_broker_gets_sigterm(tmp_path, make_venv):

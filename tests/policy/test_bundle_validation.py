@@ -60,9 +60,7 @@ def test_policy_naming_an_action_outside_the_catalog_fails_lint(bundle_copy: Pat
     )
     problems = _problems(bundle_copy)
     assert any(
-        p.startswith(
-            'policies/50-typo.cedar:2: policy "typo" names Action::"db.drop", which is not in catalog.yaml'
-        )
+        p.startswith('policies/50-typo.cedar:2: policy "typo" names Action::"db.drop", which is not in catalog.yaml')
         for p in problems
     )
 
@@ -75,13 +73,9 @@ def test_policy_without_id_is_refused(bundle_copy: Path) -> None:
 
 
 def test_duplicate_policy_id_names_both_places(bundle_copy: Path) -> None:
-    _write(
-        bundle_copy, "policies/50-dup.cedar", '@id("layer-monitor")\npermit (principal, action, resource);\n'
-    )
+    _write(bundle_copy, "policies/50-dup.cedar", '@id("layer-monitor")\npermit (principal, action, resource);\n')
     problems = _problems(bundle_copy)
-    assert problems == [
-        'policies/50-dup.cedar:1: duplicate @id("layer-monitor"): also at policies/10-layers.cedar:13'
-    ]
+    assert problems == ['policies/50-dup.cedar:1: duplicate @id("layer-monitor"): also at policies/10-layers.cedar:13']
 
 
 @pytest.mark.parametrize(
@@ -112,8 +106,7 @@ def test_policy_that_does_not_typecheck_against_the_schema_is_refused(bundle_cop
     _write(
         bundle_copy,
         "policies/50-type.cedar",
-        GOOD_POLICY
-        + '\n@id("bad-attr")\nforbid (principal, action, resource)\nwhen { resource.colour == "red" };\n',
+        GOOD_POLICY + '\n@id("bad-attr")\nforbid (principal, action, resource)\nwhen { resource.colour == "red" };\n',
     )
     problems = _problems(bundle_copy)
     assert len(problems) == 1
@@ -133,8 +126,7 @@ def test_schema_that_declares_actions_itself_is_refused(bundle_copy: Path) -> No
     _write(bundle_copy, "schema.cedarschema", path.read_text() + '\naction "db.read";\n')
     line = len(path.read_text().splitlines())
     assert any(
-        p.startswith(f"schema.cedarschema:{line}: declare actions in catalog.yaml")
-        for p in _problems(bundle_copy)
+        p.startswith(f"schema.cedarschema:{line}: declare actions in catalog.yaml") for p in _problems(bundle_copy)
     )
 
 
@@ -153,16 +145,10 @@ def test_schema_context_drift_is_caught_at_load(bundle_copy: Path) -> None:
 
 
 def test_risk_table_error_names_the_yaml_line(bundle_copy: Path) -> None:
-    risk = (
-        (bundle_copy / "risk.yaml")
-        .read_text()
-        .replace("high:     {ttl_seconds: 300,", "high:     {ttl_seconds: 0,")
-    )
+    risk = (bundle_copy / "risk.yaml").read_text().replace("high:     {ttl_seconds: 300,", "high:     {ttl_seconds: 0,")
     _write(bundle_copy, "risk.yaml", risk)
     line = next(i for i, ln in enumerate(risk.splitlines(), 1) if "ttl_seconds: 0," in ln)
-    assert _problems(bundle_copy) == [
-        f"risk.yaml:{line}: tiers.high.ttl_seconds: must be between 1 and 43200"
-    ]
+    assert _problems(bundle_copy) == [f"risk.yaml:{line}: tiers.high.ttl_seconds: must be between 1 and 43200"]
 
 
 def test_catalog_error_names_the_yaml_line_even_for_dotted_action_names(bundle_copy: Path) -> None:
@@ -200,9 +186,7 @@ def test_missing_required_files_are_each_named(tmp_path: Path) -> None:
 def test_load_bundle_raises_with_every_problem(bundle_copy: Path) -> None:
     _write(bundle_copy, "policies/50-a.cedar", "permit (principal, action, resource);\n")
     _write(bundle_copy, "policies/51-b.cedar", '@id("b")\npermit (principal, action, resource)\n')
-    with pytest.raises(
-        BundleError, match=r"invalid policy bundle: policies/50-a.cedar:1: .*1 more problem"
-    ) as info:
+    with pytest.raises(BundleError, match=r"invalid policy bundle: policies/50-a.cedar:1: .*1 more problem") as info:
         load_bundle(bundle_copy)
     assert [p.file for p in info.value.problems] == ["policies/50-a.cedar", "policies/51-b.cedar"]
 

@@ -40,14 +40,10 @@ def test_test_command_passes_on_the_default_bundle_and_fails_on_a_wrong_case(bun
     )
     bad = runner.invoke(app, ["policy", "test", str(bundle_copy)])
     assert bad.exit_code == 1
-    assert (
-        "FAIL tests/step_up.yaml:" in bad.output and "outcome: expected 'allow', got 'step_up'" in bad.output
-    )
+    assert "FAIL tests/step_up.yaml:" in bad.output and "outcome: expected 'allow', got 'step_up'" in bad.output
 
 
-def test_replay_prints_the_changed_decisions(
-    bundle_copy: Path, engine: CedarDecisionEngine, tmp_path: Path
-) -> None:
+def test_replay_prints_the_changed_decisions(bundle_copy: Path, engine: CedarDecisionEngine, tmp_path: Path) -> None:
     records = tmp_path / "records.jsonl"
     records.write_text(
         "\n".join(
@@ -57,8 +53,7 @@ def test_replay_prints_the_changed_decisions(
         + "\n"
     )
     (bundle_copy / "policies" / "50-ttl.cedar").write_text(
-        '@id("short-secrets")\n@max_ttl("30")\n'
-        'permit (principal, action == Action::"secrets.read", resource);\n'
+        '@id("short-secrets")\n@max_ttl("30")\npermit (principal, action == Action::"secrets.read", resource);\n'
     )
     result = runner.invoke(
         app,

@@ -78,9 +78,7 @@ def test_forbid_policy_denies_with_its_id_in_the_decision(engine: CedarDecisionE
             "data.export",
             "demo-data",
             on_behalf_of="alice",
-            chain=ChainSummary(
-                steps=1, actions=("secrets.read",), consequences=("secret-access",), max_tier=Tier.HIGH
-            ),
+            chain=ChainSummary(steps=1, actions=("secrets.read",), consequences=("secret-access",), max_tier=Tier.HIGH),
         )
     )
     assert d.outcome is Outcome.DENY
@@ -157,9 +155,7 @@ def test_policy_evaluation_error_denies_even_when_a_permit_matched(bundle_copy: 
         '@id("ghost-check")\nforbid (principal, action, resource)\n'
         'when { resource.environment == "prod" && Resource::"ghost".environment == "prod" };\n',
     )
-    req = make_input(
-        "db.read", "prod-metrics", res=resource("prod-metrics", Sensitivity.INTERNAL, Environment.PROD)
-    )
+    req = make_input("db.read", "prod-metrics", res=resource("prod-metrics", Sensitivity.INTERNAL, Environment.PROD))
     b = engine.bundle
     assert req.resource is not None
     action = b.catalog["db.read"]
@@ -174,9 +170,7 @@ def test_policy_evaluation_error_denies_even_when_a_permit_matched(bundle_copy: 
         remaining=3600,
     )
     premise = cedarpy.is_authorized(cr.request, b.policy_set, cr.entities, b.schema)
-    assert (
-        premise.allowed and premise.diagnostics.errors
-    )  # real Cedar skips the erroring forbid and allows ...
+    assert premise.allowed and premise.diagnostics.errors  # real Cedar skips the erroring forbid and allows ...
     d = engine.decide(req)
     assert d.outcome is Outcome.DENY  # ... and the engine refuses to trust the rest
     assert any("policy evaluation error" in r and "ghost-check" in r for r in d.reasons)
@@ -189,16 +183,12 @@ def test_policy_that_errors_on_every_request_is_refused_at_load(bundle_copy: Pat
         '\n@id("ghost-check")\nforbid (principal, action, resource)\n'
         'when { Resource::"ghost".environment == "prod" };\n'
     )
-    with pytest.raises(
-        BundleError, match=r"policies/50-ghost.cedar:2: policy 'ghost-check' fails to evaluate"
-    ):
+    with pytest.raises(BundleError, match=r"policies/50-ghost.cedar:2: policy 'ghost-check' fails to evaluate"):
         load_bundle(bundle_copy)
 
 
 def test_exception_inside_evaluation_denies_and_says_why(engine: CedarDecisionEngine) -> None:
-    with mock.patch(
-        "broker.policy.engine.cedarpy.is_authorized", side_effect=RuntimeError("engine exploded")
-    ):
+    with mock.patch("broker.policy.engine.cedarpy.is_authorized", side_effect=RuntimeError("engine exploded")):
         d = engine.decide(make_input("db.read", "demo-data"))
     assert d.outcome is Outcome.DENY and d.ttl_seconds == 0
     assert d.reasons == ("evaluation error (RuntimeError: engine exploded); denied (fail closed)",)

@@ -19,9 +19,7 @@ def test_default_bundle_cases_all_pass() -> None:
 def test_default_bundle_cases_cover_every_consequence_class_and_outcome() -> None:
     report = run_tests(DEFAULT_BUNDLE)
     assert report.uncovered == ()
-    catalog_classes = {
-        r.decision.inputs["consequence"] for r in report.results if r.decision.inputs["consequence"]
-    }
+    catalog_classes = {r.decision.inputs["consequence"] for r in report.results if r.decision.inputs["consequence"]}
     assert catalog_classes == {c.value for c in Consequence}
     assert {r.decision.outcome.value for r in report.results} == {"allow", "step_up", "deny"}
     assert {r.decision.mode.value for r in report.results if r.decision.outcome.value == "allow"} == {
@@ -35,8 +33,7 @@ def test_a_wrong_expectation_fails_with_file_line_and_difference(bundle_copy: Pa
     path = bundle_copy / "tests" / "layers.yaml"
     path.write_text(
         path.read_text().replace(
-            "expect: {outcome: allow, tier: low, mode: monitor, ttl: 3600, uses: 0, "
-            "policies: [layer-monitor]}",
+            "expect: {outcome: allow, tier: low, mode: monitor, ttl: 3600, uses: 0, policies: [layer-monitor]}",
             "expect: {outcome: allow, tier: low, mode: inline, ttl: 60, uses: 0, policies: [layer-monitor]}",
         )
     )
@@ -44,10 +41,7 @@ def test_a_wrong_expectation_fails_with_file_line_and_difference(bundle_copy: Pa
     failed = [r for r in report.results if not r.passed]
     assert len(failed) == 1 and not report.passed
     case = failed[0]
-    assert (
-        case.file == "tests/layers.yaml"
-        and case.name == "demo db.read on demo-data is low, monitored, one hour"
-    )
+    assert case.file == "tests/layers.yaml" and case.name == "demo db.read on demo-data is low, monitored, one hour"
     assert path.read_text().splitlines()[case.line - 1].lstrip().startswith("- name: demo db.read")
     assert case.failures == ("mode: expected 'inline', got 'monitor'", "ttl: expected 60, got 3600")
 

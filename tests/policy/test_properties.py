@@ -39,9 +39,7 @@ def requests(draw: st.DrawFn) -> DecisionInput:
     )
     # mostly plausible requests (in the profile, under a high ceiling, task alive), some not
     likely = st.sampled_from([True, True, True, True, False])
-    allowed = tuple(draw(st.lists(st.sampled_from(ACTIONS), max_size=3))) + (
-        (action,) if draw(likely) else ()
-    )
+    allowed = tuple(draw(st.lists(st.sampled_from(ACTIONS), max_size=3))) + ((action,) if draw(likely) else ())
     req = make_input(
         action,
         "r",
@@ -55,9 +53,7 @@ def requests(draw: st.DrawFn) -> DecisionInput:
         chain=chain,
     )
     if not registered:
-        req = DecisionInput(
-            **{f: getattr(req, f) for f in DecisionInput.__slots__ if f != "resource"}, resource=None
-        )
+        req = DecisionInput(**{f: getattr(req, f) for f in DecisionInput.__slots__ if f != "resource"}, resource=None)
     return req
 
 
@@ -124,9 +120,7 @@ def test_no_request_with_an_evaluation_error_is_ever_allowed(
     ),
     exc=st.sampled_from([RuntimeError, ValueError, KeyError, MemoryError]),
 )
-def test_an_exception_anywhere_in_evaluation_denies(
-    req: DecisionInput, where: str, exc: type[BaseException]
-) -> None:
+def test_an_exception_anywhere_in_evaluation_denies(req: DecisionInput, where: str, exc: type[BaseException]) -> None:
     with mock.patch(where, side_effect=exc("boom")):
         d = default_engine().decide(req)
     assert d.outcome is Outcome.DENY and d.ttl_seconds == 0 and d.uses == 0

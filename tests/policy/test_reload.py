@@ -11,10 +11,7 @@ from broker.models import Outcome
 from broker.policy import BundleError, PolicyHolder, ReloadResult
 from tests.policy.conftest import make_input
 
-STRICT = (
-    '@id("no-db-read")\n@reason("reads are frozen")\n'
-    'forbid (principal, action == Action::"db.read", resource);\n'
-)
+STRICT = '@id("no-db-read")\n@reason("reads are frozen")\nforbid (principal, action == Action::"db.read", resource);\n'
 
 
 def test_start_up_fails_with_file_and_line_on_a_bad_bundle(bundle_copy: Path) -> None:
@@ -26,9 +23,7 @@ def test_start_up_fails_with_file_and_line_on_a_bad_bundle(bundle_copy: Path) ->
 def test_reload_with_a_broken_bundle_keeps_the_old_one_in_force(bundle_copy: Path) -> None:
     holder = PolicyHolder.load(bundle_copy)
     old_hash = holder.bundle_hash
-    (bundle_copy / "policies" / "50-bad.cedar").write_text(
-        "forbid (principal, action, resource) when { ; };\n"
-    )
+    (bundle_copy / "policies" / "50-bad.cedar").write_text("forbid (principal, action, resource) when { ; };\n")
     result = holder.reload()
     assert not result.ok and not result.changed
     assert result.active_hash == old_hash == holder.bundle_hash
@@ -47,9 +42,7 @@ def test_reload_with_a_good_bundle_switches_atomically_and_is_audited(bundle_cop
     assert result.active_hash == holder.bundle_hash != old_hash
     assert result.audit_event() == {"kind": "policy.reloaded", "data": result.to_dict()}
     d = holder.decide(make_input("db.read", "demo-data"))
-    assert (
-        d.outcome is Outcome.DENY and d.policy_ids == ("no-db-read",) and d.bundle_hash == holder.bundle_hash
-    )
+    assert d.outcome is Outcome.DENY and d.policy_ids == ("no-db-read",) and d.bundle_hash == holder.bundle_hash
 
 
 def test_reload_without_changes_reports_unchanged(bundle_copy: Path) -> None:

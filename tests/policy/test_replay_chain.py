@@ -35,8 +35,15 @@ def chain_traffic(broker) -> dict[str, str]:
     """Decisions the chain detectors changed, in the broker's store: decision ids by detector."""
     admin = broker.admin()
     admin.put("profiles", "low-ceiling", {"allowed_actions": ["db.read", "secrets.read"], "ceiling": "medium"})
-    admin.put("agents", "demo-agent", {"owner": "demo-owner", "profiles": ["demo", "low-ceiling"],
-                                       "identities": [{"issuer": DEV_ISSUER, "subject": "demo-agent"}]})
+    admin.put(
+        "agents",
+        "demo-agent",
+        {
+            "owner": "demo-owner",
+            "profiles": ["demo", "low-ceiling"],
+            "identities": [{"issuer": DEV_ISSUER, "subject": "demo-agent"}],
+        },
+    )
     agent = broker.agent()
     ids: dict[str, str] = {}
     burst = agent.open_task("demo", "burst")["task_id"]
@@ -79,8 +86,14 @@ def test_store_replay_with_since_still_sees_the_earlier_chain(broker, chain_traf
     with broker.container.store.read() as conn:
         decision = broker.container.store.decisions(conn, limit=100000)
     burst_row = next(r for r in decision if r.decision_id == chain_traffic["burst"])
-    output = _run("--bundle", str(DEFAULT_BUNDLE), "--data-dir", str(broker.data_dir),
-                  "--since", burst_row.created_at.isoformat() + ("" if burst_row.created_at.tzinfo else "+00:00"))
+    output = _run(
+        "--bundle",
+        str(DEFAULT_BUNDLE),
+        "--data-dir",
+        str(broker.data_dir),
+        "--since",
+        burst_row.created_at.isoformat() + ("" if burst_row.created_at.tzinfo else "+00:00"),
+    )
     assert re.search(r"replayed \d+: 0 changed", output), output
 
 
@@ -94,8 +107,7 @@ def _candidate(tmp_path: Path, **detectors: object) -> Path:
 
 
 def test_a_candidate_chain_config_changes_exactly_the_decisions_it_should(broker, chain_traffic, tmp_path):
-    looser = _candidate(tmp_path, burst={"enabled": True, "max_requests": 10, "window_seconds": 60,
-                                         "min_tier": "high"})
+    looser = _candidate(tmp_path, burst={"enabled": True, "max_requests": 10, "window_seconds": 60, "min_tier": "high"})
     changed = _changed(_run("--bundle", str(looser), "--data-dir", str(broker.data_dir)))
     assert set(changed) == {chain_traffic["burst"]}  # the sixth request would now wait for approval
     assert changed[chain_traffic["burst"]].startswith("deny→step_up")

@@ -107,8 +107,7 @@ def rig(bao: OpenBaoHTTP, tmp_path: Path, request: pytest.FixtureRequest) -> Rig
         Kind.KV_GENERATED: KvGeneratedPlaybook(kv, fingerprint),
         Kind.POSTGRES_PASSWORD: PostgresPasswordPlaybook(bao),
         Kind.DATABASE_ROOT: DatabaseRootPlaybook(bao),
-        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(creds, verify_wait=2.0,
-                                              outbound=OutboundPolicy(allow_loopback=True)),
+        Kind.AWS_IAM_KEY: AwsIamKeyPlaybook(creds, verify_wait=2.0, outbound=OutboundPolicy(allow_loopback=True)),
     }
     return Rig(RotationService(store, audit, fingerprint, kv, playbooks), audit, store, fingerprint, kv, bao)
 

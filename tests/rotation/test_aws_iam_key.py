@@ -71,10 +71,7 @@ def test_old_key_works_during_overlap_and_is_deleted_when_it_ends(rig: Rig, moto
     assert not _works(moto, key1) and _works(moto, key2)
     assert _keys(moto, user) == {key2["access_key_id"]}
     retired = rig.events(name)[-1]
-    assert (
-        retired["kind"] == "rotation.retired"
-        and retired["data"]["deleted_access_key"] == key1["access_key_id"]
-    )
+    assert retired["kind"] == "rotation.retired" and retired["data"]["deleted_access_key"] == key1["access_key_id"]
 
 
 def test_leaked_iam_key_is_rotated_and_deleted_at_once(rig: Rig, moto: MotoServer) -> None:
@@ -121,8 +118,4 @@ def test_rotation_refuses_a_user_holding_a_key_the_broker_does_not_manage(rig: R
     assert moto.admin is not None
     moto.admin.client("iam", moto.endpoint).create_access_key(UserName=user)  # someone else's key
     result = rig.service.rotate(name, reason="manual", actor="test")
-    assert (
-        not result.ok
-        and result.failed_step == "create"
-        and "already has two access keys" in (result.error or "")
-    )
+    assert not result.ok and result.failed_step == "create" and "already has two access keys" in (result.error or "")

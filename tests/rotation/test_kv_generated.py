@@ -44,9 +44,7 @@ def test_rotation_writes_a_new_kv_version_consumers_read_and_audits_every_step(r
     assert value.startswith("sk_") and len(value) == 43
     assert result.fingerprints == (rig.fingerprint(value),)
     assert rig.service.match_fingerprint(rig.fingerprint(value)) == name
-    assert [
-        e["kind"] for e in rig.events(name)
-    ] == STEPS  # first rotation onto an empty entry: nothing to retire
+    assert [e["kind"] for e in rig.events(name)] == STEPS  # first rotation onto an empty entry: nothing to retire
     assert result.retire_at is None and rig.service.get(name).previous_ref is None
     assert rig.kv_read(f"nhi-broker/rotation-staging/{name}") is None  # staging removed after switch
     assert rig.service.get(name).state is SecretState.ACTIVE
@@ -147,9 +145,7 @@ def test_no_value_reaches_the_store_or_the_audit_trail(rig: Rig) -> None:
 def test_registration_refuses_bad_input_naming_the_field(rig: Rig) -> None:
     with pytest.raises(InvalidInput, match=r'kind: "ssh_key" is not one of'):
         rig.service.put("x", "ssh_key", {}, kv_mount="secret", kv_path="a", actor="t")
-    with pytest.raises(
-        InvalidInput, match=r"kv\.mount: .*not a KV version 2 engine|kv\.mount: no secrets engine"
-    ):
+    with pytest.raises(InvalidInput, match=r"kv\.mount: .*not a KV version 2 engine|kv\.mount: no secrets engine"):
         rig.service.put("x", "kv_generated", {}, kv_mount="sys", kv_path="a", actor="t")
     with pytest.raises(InvalidInput, match=r"kv\.path: required"):
         rig.service.put("x", "kv_generated", {}, kv_mount="secret", kv_path=None, actor="t")

@@ -26,9 +26,7 @@ def _register_app(rig: Rig, pg: PgSetup, **settings: object) -> str:
     return name
 
 
-def test_leaked_postgres_password_is_rotated_and_the_old_one_no_longer_logs_in(
-    rig: Rig, pg_setup: PgSetup
-) -> None:
+def test_leaked_postgres_password_is_rotated_and_the_old_one_no_longer_logs_in(rig: Rig, pg_setup: PgSetup) -> None:
     name = _register_app(rig, pg_setup)
     with rig.bao.client() as c:  # what consumers had before the broker managed it
         c.adapter.post(
@@ -58,9 +56,7 @@ def test_leaked_postgres_password_is_rotated_and_the_old_one_no_longer_logs_in(
     assert rig.fingerprint(pg_setup.app_role) not in result.fingerprints  # the username is not a secret
 
 
-def test_postgres_rotation_aborts_when_the_new_password_cannot_be_verified(
-    rig: Rig, pg_setup: PgSetup
-) -> None:
+def test_postgres_rotation_aborts_when_the_new_password_cannot_be_verified(rig: Rig, pg_setup: PgSetup) -> None:
     # consumers dial a port where nothing listens: the new password cannot be proven to work
     name = _register_app(rig, pg_setup, connection={"host": "127.0.0.1", "port": 1, "dbname": "postgres"})
     result = rig.service.rotate(name, reason="manual", actor="test")

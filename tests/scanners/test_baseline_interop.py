@@ -29,16 +29,22 @@ def test_detect_secrets_baseline_suppresses_audited_secrets_and_new_ones_are_rep
     repo.mkdir()
     (repo / "old.py").write_text(f"GH = '{github_token(RNG, 'ghp_')}'\nAWS = '{_aws_key()}'\n")
     # the team's baseline, written by detect-secrets itself
-    made = subprocess.run([sys.executable, "-m", "detect_secrets", "scan", "--all-files"], cwd=repo,
-                          capture_output=True, text=True, check=True)
+    made = subprocess.run(
+        [sys.executable, "-m", "detect_secrets", "scan", "--all-files"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     baseline = repo / ".secrets.baseline"
     baseline.write_text(made.stdout)
     assert json.loads(made.stdout)["results"]["old.py"]
     res = runner.invoke(app, ["scan", str(repo / "old.py"), "--baseline", str(baseline)])
     assert res.exit_code == 0, res.output
     (repo / "new.py").write_text(f"GH = '{github_token(RNG, 'ghp_')}'\n")
-    res = runner.invoke(app, ["scan", str(repo / "old.py"), str(repo / "new.py"), "--baseline", str(baseline),
-                              "--format", "json"])
+    res = runner.invoke(
+        app, ["scan", str(repo / "old.py"), str(repo / "new.py"), "--baseline", str(baseline), "--format", "json"]
+    )
     assert res.exit_code == 1
     assert [f["path"].rsplit("/", 1)[-1] for f in json.loads(res.stdout)["findings"]] == ["new.py"]
 
@@ -61,8 +67,19 @@ def test_detect_secrets_plugin_runs_as_an_extra_detector(tmp_path: Path) -> None
     [d] = det.detect('api_password = "Tz8kQ2mV9xLp"\n', "a.py")
     assert (d.rule_id, d.confidence.value) == ("detect-secrets-secret-keyword", "low")
     (tmp_path / "a.py").write_text('x = 1\napi_password = "Tz8kQ2mV9xLp"\n')
-    res = runner.invoke(app, ["scan", str(tmp_path), "--format", "json", "--engine", "builtin",
-                              "--detect-secrets-plugin", "KeywordDetector"])
+    res = runner.invoke(
+        app,
+        [
+            "scan",
+            str(tmp_path),
+            "--format",
+            "json",
+            "--engine",
+            "builtin",
+            "--detect-secrets-plugin",
+            "KeywordDetector",
+        ],
+    )
     assert "detect-secrets-secret-keyword" in {f["rule"] for f in json.loads(res.stdout)["findings"]}
 
 

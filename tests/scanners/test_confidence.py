@@ -23,7 +23,9 @@ def test_checksum_valid_token_is_high_and_generic_assignment_is_low() -> None:
     tok = github_token(RNG, "ghp_")
     found = Scanner(key=KEY).scan(f"T={tok}\n{GENERIC}")
     assert [(f.rule_id, f.confidence) for f in found] == [
-        ("github-classic-pat", Confidence.HIGH), ("generic-password-assignment", Confidence.LOW)]
+        ("github-classic-pat", Confidence.HIGH),
+        ("generic-password-assignment", Confidence.LOW),
+    ]
 
 
 def test_min_confidence_filters_low_findings() -> None:
@@ -39,7 +41,9 @@ def test_cli_min_confidence_and_sarif_levels_follow_confidence(tmp_path) -> None
     assert res.exit_code == 1, res.output
     results = json.loads(res.stdout)["runs"][0]["results"]
     assert sorted((r["ruleId"], r["level"]) for r in results) == [
-        ("generic-password-assignment", "note"), ("github-classic-pat", "error")]
+        ("generic-password-assignment", "note"),
+        ("github-classic-pat", "error"),
+    ]
     res = runner.invoke(app, ["scan", str(tmp_path), "--format", "json", "--min-confidence", "high"])
     assert [f["rule"] for f in json.loads(res.stdout)["findings"]] == ["github-classic-pat"]
     (tmp_path / "a.py").write_text(GENERIC)

@@ -19,7 +19,7 @@ def test_github_tokens_are_reported_whole_and_distinct_unlike_detect_secrets_858
     a, b = github_token(RNG, "ghp_"), github_token(RNG, "ghp_")
     text = f"first {a}\nsecond {b}\n"
     found = scanner.scan(text)
-    assert [(text[f.start:f.end]) for f in found] == [a, b]
+    assert [(text[f.start : f.end]) for f in found] == [a, b]
     assert found[0].fingerprint != found[1].fingerprint
     assert [f.line for f in found] == [1, 2]
 
@@ -43,7 +43,7 @@ def test_offsets_are_character_offsets_when_text_has_non_ascii(scanner: Scanner)
     tok = github_token(RNG, "ghp_")
     text = f"héllo wörld 🔑 — {tok} ✓"
     [f] = scanner.scan(text)
-    assert text[f.start:f.end] == tok
+    assert text[f.start : f.end] == tok
 
 
 def test_redaction_is_consistent_across_a_message_and_distinguishes_secrets(scanner: Scanner) -> None:
@@ -74,19 +74,22 @@ def _index_with(secret: str) -> KnownSecretIndex:
     return index
 
 
-@pytest.mark.parametrize("template", [
-    "tool output: {s} done",                        # unknown format, bare
-    "postgresql://v-task-abc:{s}@127.0.0.1:5432/app",  # generated DB password inside a URL
-    "curl -H 'X-Vault-Token: {s}' http://127.0.0.1:8200/v1/sys",
-    "password={s}.",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "tool output: {s} done",  # unknown format, bare
+        "postgresql://v-task-abc:{s}@127.0.0.1:5432/app",  # generated DB password inside a URL
+        "curl -H 'X-Vault-Token: {s}' http://127.0.0.1:8200/v1/sys",
+        "password={s}.",
+    ],
+)
 def test_broker_issued_secret_is_recognised_exactly_and_names_the_grant(template: str) -> None:
     secret = "A1a-" + "".join(RNG.choice("abcdefXYZ0123456789") for _ in range(16))
     scanner = Scanner(key=KEY, known=_index_with(secret))
     text = template.format(s=secret)
     hits = [f for f in scanner.scan(text) if f.grant is not None]
     assert len(hits) == 1
-    assert text[hits[0].start:hits[0].end] == secret
+    assert text[hits[0].start : hits[0].end] == secret
     assert (hits[0].grant.grant_id, hits[0].grant.task_id, hits[0].grant.agent) == ("grant-1", "task-1", "agent-a")
     assert hits[0].fingerprint == Fingerprinter(KEY)(secret)
 

@@ -18,8 +18,9 @@ def test_ruleset_database_is_stored_then_loaded_and_scans_the_same(tmp_path: Pat
     second = RuleSet(rules, cache_dir=tmp_path)
     assert (first.cache_status, second.cache_status) == ("stored", "loaded")
     text = "token ghp_" + "a1B2" * 9 + "\naws_access_key_id = AKIA" + "QWERTYUIOPASDF23"
-    assert [(c.rule.id, c.start) for c in first.candidates(text)] == [(c.rule.id, c.start)
-                                                                      for c in second.candidates(text)]
+    assert [(c.rule.id, c.start) for c in first.candidates(text)] == [
+        (c.rule.id, c.start) for c in second.candidates(text)
+    ]
 
 
 def test_a_changed_rule_invalidates_the_cached_database(tmp_path: Path) -> None:

@@ -38,16 +38,22 @@ def _real_code_texts(limit: int = 20) -> list[str]:
 
     import scanners
 
-    roots = [Path(scanners.__file__).resolve().parents[1] / "broker", Path(sysconfig.get_paths()["purelib"]),
-             Path("/usr/share/doc")]
+    roots = [
+        Path(scanners.__file__).resolve().parents[1] / "broker",
+        Path(sysconfig.get_paths()["purelib"]),
+        Path("/usr/share/doc"),
+    ]
     texts: list[str] = []
     for root in roots:
         picked = 0
         for p in sorted(root.rglob("*")):
             if picked >= limit:
                 break
-            if p.suffix in (".py", ".md", ".txt", ".rst", ".json", ".yaml") and p.is_file() \
-                    and 0 < p.stat().st_size < 200_000:
+            if (
+                p.suffix in (".py", ".md", ".txt", ".rst", ".json", ".yaml")
+                and p.is_file()
+                and 0 < p.stat().st_size < 200_000
+            ):
                 texts.append(p.read_text(encoding="utf-8", errors="replace"))
                 picked += 1
     return texts
@@ -61,11 +67,13 @@ def test_issued_secret_planted_in_corpus_and_real_code_is_found_with_its_grant(s
         scanner = Scanner(key=KEY, engine=shipped.engine, known=index)
         for i, host in enumerate(hosts[:: max(1, len(hosts) // 60)]):
             cut = host.find("\n", len(host) // 2) + 1
-            for text in (host[:cut] + f"leaked {secret} here\n" + host[cut:],
-                         host[:cut] + f"url: https://svc:{secret}@db.internal/x\n" + host[cut:],
-                         host[:cut] + f"Authorization: Bearer {secret}\n" + host[cut:]):
+            for text in (
+                host[:cut] + f"leaked {secret} here\n" + host[cut:],
+                host[:cut] + f"url: https://svc:{secret}@db.internal/x\n" + host[cut:],
+                host[:cut] + f"Authorization: Bearer {secret}\n" + host[cut:],
+            ):
                 hits = [f for f in scanner.scan(text) if f.grant is not None]
-                assert [text[f.start:f.end] for f in hits] == [secret], (i, secret[:6])
+                assert [text[f.start : f.end] for f in hits] == [secret], (i, secret[:6])
                 assert hits[0].grant == MATCH and hits[0].fingerprint == Fingerprinter(KEY)(secret)
 
 

@@ -14,16 +14,33 @@ from scanners import Scanner
 from scanners.format_corpus import LabelledCase, load
 
 CASES = load()
-NAMED_FAMILIES = {"sidekiq", "snyk", "sonarqube", "sourcegraph", "sumologic", "meta", "freemius", "42-intra",
-                  "curl", "slack", "kubernetes", "package-registries", "private-keys", "jwt"}
+NAMED_FAMILIES = {
+    "sidekiq",
+    "snyk",
+    "sonarqube",
+    "sourcegraph",
+    "sumologic",
+    "meta",
+    "freemius",
+    "42-intra",
+    "curl",
+    "slack",
+    "kubernetes",
+    "package-registries",
+    "private-keys",
+    "jwt",
+}
 
 
 def _lines(scanner: Scanner, case: LabelledCase) -> set[int]:
     if case.path.endswith(".p12"):
         return {f.line for f in scanner.scan_binary(case.data, path=case.path)}
     text = case.text
-    return {ln for f in scanner.scan(text, path=case.path)
-            for ln in range(f.line, f.line + text.count("\n", f.start, f.end) + 1)}
+    return {
+        ln
+        for f in scanner.scan(text, path=case.path)
+        for ln in range(f.line, f.line + text.count("\n", f.start, f.end) + 1)
+    }
 
 
 def test_corpus_names_every_family_of_the_issue_and_cites_a_source_per_type() -> None:

@@ -16,8 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_scanning_the_repository_finds_nothing_and_exits_0() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-m", "broker.cli", "scan", "."], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=900, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "scan", "."],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert res.stdout.strip().endswith("0 finding(s)")
 

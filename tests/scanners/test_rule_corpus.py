@@ -25,8 +25,9 @@ def test_rule_flags_exactly_the_labelled_cases(scanner: Scanner, case) -> None:
     found = scanner.scan(case.text)
     if case.should_flag:
         for span in case.spans:
-            assert any(f.rule_id == case.rule and (f.start, f.end) == span for f in found), \
-                [(f.rule_id, f.start, f.end) for f in found]
+            assert any(f.rule_id == case.rule and (f.start, f.end) == span for f in found), [
+                (f.rule_id, f.start, f.end) for f in found
+            ]
     else:
         assert not [f for f in found if f.rule_id == case.rule]
 
@@ -52,8 +53,10 @@ def test_common_log_and_code_noise_produces_no_finding(scanner: Scanner, text: s
 
 def test_loading_a_rule_with_a_bad_field_names_file_rule_and_field(tmp_path) -> None:
     f = tmp_path / "bad.yaml"
-    f.write_text("family: x\nrules:\n  - id: my-rule\n    description: d\n    severity: extreme\n"
-                 "    keywords: [abc]\n    pattern: 'abc'\n")
+    f.write_text(
+        "family: x\nrules:\n  - id: my-rule\n    description: d\n    severity: extreme\n"
+        "    keywords: [abc]\n    pattern: 'abc'\n"
+    )
     with pytest.raises(RuleError, match=r"bad.yaml: rule my-rule: severity: 'extreme' is not one of"):
         load_rules([f])
 
@@ -74,5 +77,5 @@ def test_planted_corpus_end_to_end_counts(scanner: Scanner) -> None:
     missing = [p for p in planted if (p[0], p[1]) not in found]
     extra = found - {(s, e) for s, e, _ in planted}
     assert not missing, missing[:5]
-    assert not extra, [text[s - 20:e + 5] for s, e in list(extra)[:5]]
+    assert not extra, [text[s - 20 : e + 5] for s, e in list(extra)[:5]]
     assert len(planted) >= 100

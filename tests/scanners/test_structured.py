@@ -22,8 +22,11 @@ CASES = [
     ("k8s.yaml", f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: {B64PW}\n", PW and B64PW),
     ("k8s.yaml", f"---\nkind: ConfigMap\ndata:\n  a: b\n---\nkind: Secret\nstringData:\n  token: {PW}\n", PW),
     ("k8s.yaml", f"kind: ConfigMap\ndata:\n  password: {B64PW}\n", None),
-    ("k8s.yaml", "kind: Secret\ndata:\n  password: ${DB_PASSWORD}\n"
-                 "  ca.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t\n", None),
+    (
+        "k8s.yaml",
+        "kind: Secret\ndata:\n  password: ${DB_PASSWORD}\n  ca.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t\n",
+        None,
+    ),
     # .npmrc
     (".npmrc", f"//registry.npmjs.org/:_authToken={PW}\n", PW),
     (".npmrc", f"//npm.corp.io/:_auth={B64CREDS}\n", B64CREDS),
@@ -57,14 +60,15 @@ def test_structured_detector_flags_exactly_the_credential(path: str, text: str, 
     if secret is None:
         assert found == []
     else:
-        assert [text[d.start:d.end] for d in found] == [secret]
+        assert [text[d.start : d.end] for d in found] == [secret]
 
 
 @pytest.mark.parametrize(("path", "text", "secret"), [c for c in CASES if c[2]][:6])
 def test_structured_findings_reach_the_scanner_report_with_high_or_medium_confidence(
-        path: str, text: str, secret: str) -> None:
+    path: str, text: str, secret: str
+) -> None:
     found = Scanner(key=KEY).scan(text, path=path)
-    assert any(text[f.start:f.end] == secret and f.confidence.value in ("high", "medium") for f in found)
+    assert any(text[f.start : f.end] == secret and f.confidence.value in ("high", "medium") for f in found)
 
 
 def test_pkcs12_and_der_private_key_files_are_found_by_content() -> None:
@@ -73,7 +77,8 @@ def test_pkcs12_and_der_private_key_files_are_found_by_content() -> None:
 
     p12 = _pkcs12(random.Random(1))
     der = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     assert [d.rule_id for d in detect_binary(p12, "certs/client.pfx")] == ["pkcs12-file"]
     assert [d.rule_id for d in detect_binary(der, "tls/server.key")] == ["der-private-key-file"]
     assert detect_binary(p12, "certs/readme.bin") == []  # only key-container names are read

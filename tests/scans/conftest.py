@@ -16,8 +16,9 @@ from broker.runtime import start_scan_scheduler
 
 @pytest.fixture(scope="module")
 def scan_broker(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
-    running = start_broker(tmp_path_factory.mktemp("scan-broker"), openbao,
-                           scan_roots=[tempfile.gettempdir(), "/var/log/agents"])
+    running = start_broker(
+        tmp_path_factory.mktemp("scan-broker"), openbao, scan_roots=[tempfile.gettempdir(), "/var/log/agents"]
+    )
     running.workers.scans = start_scan_scheduler(running.container, poll_seconds=0.3)
     yield running
     running.stop()

@@ -60,9 +60,7 @@ def test_scan_job_bodies_from_the_issue_are_accepted_as_written(scan_broker) -> 
     replaced = admin._http.put("/v1/admin/scan-jobs/var-log", json={"schedule": {"cron": "0 * * * *"}})
     assert replaced.status_code == 200
     job = replaced.json()
-    assert job["source"] == {"kind": "files", "path": "/var/log/agents"} and job["schedule"] == {
-        "cron": "0 * * * *"
-    }
+    assert job["source"] == {"kind": "files", "path": "/var/log/agents"} and job["schedule"] == {"cron": "0 * * * *"}
     assert job["on_finding"] == {"broker_issued": "revoke", "managed": "rotate", "alert": True}
     assert job["next_run"] is not None
     assert admin._http.delete("/v1/admin/scan-jobs/var-log").status_code == 204
@@ -85,10 +83,7 @@ def test_a_failing_job_is_recorded_and_does_not_stop_the_others(scan_broker, tmp
         {"source": {"kind": "files", "path": str(ok_log)}, "schedule": {"every_seconds": 1}},
     )
     wait_for(
-        lambda: (
-            (admin.request("GET", "/v1/admin/scan-jobs/broken-repo")["last_run"] or {}).get("status")
-            == "failed"
-        ),
+        lambda: (admin.request("GET", "/v1/admin/scan-jobs/broken-repo")["last_run"] or {}).get("status") == "failed",
     )
     with ok_log.open("a") as fh:
         fh.write(f"key={aws_key()}\n")
@@ -126,9 +121,7 @@ def test_findings_can_be_triaged_and_filtered(scan_broker, tmp_path: Path) -> No
     assert err.value.status == 422 and err.value.body["error"]["field"] == "fingerprint"
 
 
-def test_restart_keeps_schedules_and_offsets_nothing_scanned_twice_or_skipped(
-    openbao, tmp_path: Path
-) -> None:
+def test_restart_keeps_schedules_and_offsets_nothing_scanned_twice_or_skipped(openbao, tmp_path: Path) -> None:
     data, log = tmp_path / "data", tmp_path / "app.log"
     log.write_text(f"one {aws_key()}\n")
     first = start_broker(data, openbao)
@@ -151,8 +144,7 @@ def test_restart_keeps_schedules_and_offsets_nothing_scanned_twice_or_skipped(
         admin = second.admin()
         found = wait_for(
             lambda: (
-                len(items := admin.request("GET", "/v1/findings", params={"job": "restart"})["items"]) == 2
-                and items
+                len(items := admin.request("GET", "/v1/findings", params={"job": "restart"})["items"]) == 2 and items
             ),
         )
         assert sorted(f["line"] for f in found) == [1, 2]
@@ -165,9 +157,13 @@ def test_restart_keeps_schedules_and_offsets_nothing_scanned_twice_or_skipped(
 
 
 def test_git_source_url_with_credentials_is_refused_so_no_secret_is_stored(broker):
-    r = broker.admin()._http.put("/v1/admin/scan-jobs/leaky-url", json={
-        "source": {"kind": "git", "repo": "https://user:hunter2-token@example.com/org/repo.git"},
-        "schedule": {"every_seconds": 300}})
+    r = broker.admin()._http.put(
+        "/v1/admin/scan-jobs/leaky-url",
+        json={
+            "source": {"kind": "git", "repo": "https://user:hunter2-token@example.com/org/repo.git"},
+            "schedule": {"every_seconds": 300},
+        },
+    )
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "source.git.repo"
     assert "hunter2-token" not in r.text

@@ -20,9 +20,7 @@ def token_is_dead(address: str, token: str) -> bool:
     return False
 
 
-def test_broker_issued_token_planted_in_a_watched_log_is_found_and_revoked(
-    scan_broker, tmp_path: Path
-) -> None:
+def test_broker_issued_token_planted_in_a_watched_log_is_found_and_revoked(scan_broker, tmp_path: Path) -> None:
     admin = scan_broker.admin()
     logs = tmp_path / "agents"
     logs.mkdir()

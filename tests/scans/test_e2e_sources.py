@@ -31,17 +31,13 @@ def findings(admin, **params) -> list[dict]:
     return list(admin.request("GET", "/v1/findings", params=params)["items"])
 
 
-def test_aws_key_committed_to_a_git_repository_is_found_with_commit_path_and_line(
-    scan_broker, tmp_path
-) -> None:
+def test_aws_key_committed_to_a_git_repository_is_found_with_commit_path_and_line(scan_broker, tmp_path) -> None:
     admin = scan_broker.admin()
     repo = make_repo(tmp_path)
     commit(repo, "README.md", "# service\n")
     key = aws_key()
     sha = commit(repo, "deploy/config.env", f"REGION=eu-west-1\nAWS_ACCESS_KEY_ID={key}\n", "add config")
-    result = run(
-        admin, "repo-sweep", {"source": {"kind": "git", "repo": str(repo)}, "schedule": {"cron": "0 * * * *"}}
-    )
+    result = run(admin, "repo-sweep", {"source": {"kind": "git", "repo": str(repo)}, "schedule": {"cron": "0 * * * *"}})
     assert result["status"] == "ok" and result["new_findings"] == 1
     [f] = findings(admin, job="repo-sweep")
     assert f["rule"] == "aws-access-key-id" and f["status"] == "open" and f["line"] == 2
@@ -133,9 +129,7 @@ def test_same_secret_under_several_kv_paths_is_reported_as_sprawl(scan_broker) -
     assert again["new_findings"] == 0 and len(findings(admin, job="kv-sprawl")) == 2
 
 
-def test_managed_kv_secret_found_in_a_log_is_rotated_and_its_old_value_destroyed(
-    scan_broker, tmp_path: Path
-) -> None:
+def test_managed_kv_secret_found_in_a_log_is_rotated_and_its_old_value_destroyed(scan_broker, tmp_path: Path) -> None:
     rotation = scan_broker.container.rotation
     if rotation is None:
         pytest.skip("the rotation service is not wired in this tree")
@@ -151,9 +145,9 @@ def test_managed_kv_secret_found_in_a_log_is_rotated_and_its_old_value_destroyed
     )
     first = rotation.rotate(name, reason="initial", actor="test")
     bao = hvac.Client(url=scan_broker.openbao.address, token=scan_broker.openbao.root_token.reveal())
-    old = bao.secrets.kv.v2.read_secret_version(
-        path=path, mount_point="secret", raise_on_deleted_version=True
-    )["data"]["data"]["value"]
+    old = bao.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)["data"][
+        "data"
+    ]["value"]
     log = tmp_path / "billing.log"
     log.write_text(f"INFO charging customer with api key {old}, retry 0\n")
     admin = scan_broker.admin()
@@ -166,9 +160,7 @@ def test_managed_kv_secret_found_in_a_log_is_rotated_and_its_old_value_destroyed
     [f] = findings(admin, job="billing-logs")
     assert f["rule"] == "managed-static-secret" and f["status"] == "rotated", f
     assert f["detail"]["action"]["managed"] == name and old not in str(f)
-    now = bao.secrets.kv.v2.read_secret_version(
-        path=path, mount_point="secret", raise_on_deleted_version=True
-    )["data"]
+    now = bao.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)["data"]
     assert now["data"]["value"] != old and now["metadata"]["version"] > first.kv_version
     old_version = bao.secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")["data"]["versions"]
     assert old_version[str(first.kv_version)]["destroyed"] is True  # a leak skips the overlap window

@@ -25,9 +25,7 @@ REPLICA = Path(__file__).with_name("replica.py")
 ADMIN = "replica-admin-token-0123456789"
 
 
-def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
-    openbao, pg_database, tmp_path: Path
-) -> None:
+def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(openbao, pg_database, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "NHI_BROKER_DATABASE_URL": pg_database,
@@ -57,9 +55,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
     try:
         admin.scan_jobs.put_job(
             "shared",
-            ScanJobIn.model_validate(
-                {"source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 1}}
-            ),
+            ScanJobIn.model_validate({"source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 1}}),
             "test",
         )
         dirs = [tmp_path / f"r{i}" for i in range(2)]
@@ -74,6 +70,7 @@ def test_two_replicas_on_one_postgres_run_each_scheduled_slot_once(
             for d in dirs
         ]
         try:
+
             def enough() -> bool:
                 for p in procs:
                     assert p.poll() is None, f"a replica exited early: {p.communicate()[1][-2000:]}"

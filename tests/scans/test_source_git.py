@@ -18,9 +18,7 @@ def git(repo: Path, *args: str) -> str:
         "GIT_COMMITTER_EMAIL": "t@example.test",
         "PATH": "/usr/bin:/bin",
     }
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def commit(repo: Path, path: str, content: str, message: str = "c") -> str:
@@ -52,9 +50,7 @@ def test_git_source_scans_all_history_first_then_only_new_commits(tmp_path: Path
     assert d.run(src) == []
     c3 = commit(repo, "dir/b.cfg", "x=1\n", "third")
     new = d.run(src)
-    assert [(p.meta["commit"], p.meta["path"], Drive.lines([p])[0][1:]) for p in new] == [
-        (c3, "dir/b.cfg", (1, "x=1"))
-    ]
+    assert [(p.meta["commit"], p.meta["path"], Drive.lines([p])[0][1:]) for p in new] == [(c3, "dir/b.cfg", (1, "x=1"))]
 
 
 def test_git_source_sees_commits_on_a_new_branch_once(tmp_path: Path) -> None:
@@ -69,9 +65,7 @@ def test_git_source_sees_commits_on_a_new_branch_once(tmp_path: Path) -> None:
     assert d.run(src) == []
 
 
-def test_git_source_resumes_an_interrupted_pass_without_repeating_commits(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_git_source_resumes_an_interrupted_pass_without_repeating_commits(tmp_path: Path, monkeypatch) -> None:
     import scanners.sources.git as gitmod
 
     monkeypatch.setattr(gitmod, "CHECKPOINT_COMMITS", 2)

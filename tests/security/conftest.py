@@ -17,8 +17,7 @@ from broker.openbao_server import OpenBaoServer
 @pytest.fixture(scope="module")
 def strict_broker(openbao: OpenBaoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
     """A dev broker with production's outbound policy (no loopback, no private ranges)."""
-    running = start_broker(tmp_path_factory.mktemp("strict-broker"), openbao,
-                           outbound={"allow_loopback": False})
+    running = start_broker(tmp_path_factory.mktemp("strict-broker"), openbao, outbound={"allow_loopback": False})
     yield running
     running.stop()
 
@@ -59,8 +58,10 @@ class HostileEndpoint:
 
 @pytest.fixture()
 def hostile() -> Iterator[HostileEndpoint]:
-    marker = b"<ErrorResponse><Error><Code>AccessDenied</Code><Message>BODY-MARKER-7f3a9c " \
-             b"AKIAHOSTILEBODY0001</Message></Error></ErrorResponse>"
+    marker = (
+        b"<ErrorResponse><Error><Code>AccessDenied</Code><Message>BODY-MARKER-7f3a9c "
+        b"AKIAHOSTILEBODY0001</Message></Error></ErrorResponse>"
+    )
     server = HostileEndpoint(marker)
     yield server
     server.close()

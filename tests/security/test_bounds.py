@@ -15,8 +15,9 @@ pytestmark = pytest.mark.openbao
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-@pytest.mark.parametrize("query", ["after_seq=99999999999999999999999", "after_seq=-1", "limit=99999999999999999999",
-                                   "after_seq=1e20"])
+@pytest.mark.parametrize(
+    "query", ["after_seq=99999999999999999999999", "after_seq=-1", "limit=99999999999999999999", "after_seq=1e20"]
+)
 def test_audit_query_numbers_out_of_range_are_422(broker, query: str) -> None:
     r = httpx.get(f"{broker.url}/v1/audit?{query}", headers=ADMIN)
     assert r.status_code == 422, r.text
@@ -36,19 +37,39 @@ def test_managed_secret_intervals_out_of_range_are_422_and_listing_keeps_working
 
 def _claims(**over: object) -> dict[str, object]:
     now = int(time.time())
-    c: dict[str, object] = {"iss": "urn:nhi-broker:dev", "aud": "nhi-broker", "sub": "demo-agent", "iat": now,
-                            "nbf": now, "exp": now + 300, "jti": uuid.uuid4().hex}
+    c: dict[str, object] = {
+        "iss": "urn:nhi-broker:dev",
+        "aud": "nhi-broker",
+        "sub": "demo-agent",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+    }
     c.update(over)
     return c
 
 
-@pytest.mark.parametrize("over", [{"exp": 1e20}, {"exp": 10**30}, {"exp": float("nan")}, {"iat": float("nan")},
-                                  {"nbf": float("nan")}, {"exp": float("inf")}, {"exp": 253402300800}])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"exp": 1e20},
+        {"exp": 10**30},
+        {"exp": float("nan")},
+        {"iat": float("nan")},
+        {"nbf": float("nan")},
+        {"exp": float("inf")},
+        {"exp": 253402300800},
+    ],
+)
 def test_validly_signed_token_with_times_that_are_no_dates_is_401_and_audited(broker, over) -> None:
     kid = broker.dev_issuer.kid
     token = jwt.encode(_claims(**over), broker.dev_issuer._private_key, algorithm="EdDSA", headers={"kid": kid})
-    r = httpx.post(f"{broker.url}/v1/tasks", json={"profile": "demo", "purpose": "time travel"},
-                   headers={"Authorization": f"Bearer {token}"})
+    r = httpx.post(
+        f"{broker.url}/v1/tasks",
+        json={"profile": "demo", "purpose": "time travel"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert r.status_code == 401, r.text
     reason = r.json()["error"]["message"]
     assert "identity token" in reason

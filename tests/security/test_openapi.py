@@ -26,8 +26,14 @@ def _ops(doc: dict):
 
 def test_every_authenticated_operation_documents_401_and_429(doc) -> None:
     # the token endpoint authenticates from its form body (OAuth errors are 400)
-    public = {"/healthz", "/readyz", "/metrics", "/v1/token", "/.well-known/oauth-authorization-server",
-              "/.well-known/jwks.json"}
+    public = {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/token",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/jwks.json",
+    }
     for path, method, op in _ops(doc):
         if path in public:
             assert "401" not in op["responses"], (method, path)
@@ -41,11 +47,17 @@ def test_every_operation_with_a_path_parameter_documents_404(doc) -> None:
             assert "404" in op["responses"], (method, path)
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/v1/tasks/{task_id}/credentials"), ("POST", "/v1/tasks/{task_id}/events"),
-    ("DELETE", "/v1/tasks/{task_id}"), ("DELETE", "/v1/admin/profiles/{name}"),
-    ("POST", "/v1/approvals/{approval_id}/approve"), ("POST", "/v1/admin/scan-jobs/{name}/run"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/tasks/{task_id}/credentials"),
+        ("POST", "/v1/tasks/{task_id}/events"),
+        ("DELETE", "/v1/tasks/{task_id}"),
+        ("DELETE", "/v1/admin/profiles/{name}"),
+        ("POST", "/v1/approvals/{approval_id}/approve"),
+        ("POST", "/v1/admin/scan-jobs/{name}/run"),
+    ],
+)
 def test_conflicting_operations_document_409(doc, method: str, path: str) -> None:
     assert "409" in doc["paths"][path][method.lower()]["responses"]
 
@@ -56,13 +68,16 @@ def test_error_answers_are_documented_with_the_brokers_error_shape(doc) -> None:
     assert op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
 
 
-@pytest.mark.parametrize(("path", "method", "allowed"), [
-    ("/v1/admin/agents/demo-agent", "POST", {"GET", "PUT", "DELETE"}),
-    ("/v1/tasks/t-1", "PUT", {"GET", "DELETE"}),
-    ("/v1/admin/scan-jobs/x", "POST", {"GET", "PUT", "DELETE"}),
-    ("/v1/findings/f-1", "DELETE", {"GET", "PATCH"}),
-    ("/v1/admin/managed-secrets/x", "PATCH", {"GET", "PUT", "DELETE"}),
-])
+@pytest.mark.parametrize(
+    ("path", "method", "allowed"),
+    [
+        ("/v1/admin/agents/demo-agent", "POST", {"GET", "PUT", "DELETE"}),
+        ("/v1/tasks/t-1", "PUT", {"GET", "DELETE"}),
+        ("/v1/admin/scan-jobs/x", "POST", {"GET", "PUT", "DELETE"}),
+        ("/v1/findings/f-1", "DELETE", {"GET", "PATCH"}),
+        ("/v1/admin/managed-secrets/x", "PATCH", {"GET", "PUT", "DELETE"}),
+    ],
+)
 def test_405_lists_every_method_of_the_path(broker, path: str, method: str, allowed: set[str]) -> None:
     r = httpx.request(method, f"{broker.url}{path}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert r.status_code == 405

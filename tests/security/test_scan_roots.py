@@ -27,8 +27,11 @@ def aws_key() -> str:
 
 
 def _put(broker, name: str, source: dict) -> httpx.Response:
-    return httpx.put(f"{broker.url}/v1/admin/scan-jobs/{name}", headers=HEADERS,
-                     json={"source": source, "schedule": {"every_seconds": 3600}})
+    return httpx.put(
+        f"{broker.url}/v1/admin/scan-jobs/{name}",
+        headers=HEADERS,
+        json={"source": source, "schedule": {"every_seconds": 3600}},
+    )
 
 
 def test_serve_has_no_scan_roots_until_configured(tmp_path: Path) -> None:
@@ -39,18 +42,39 @@ def test_serve_has_no_scan_roots_until_configured(tmp_path: Path) -> None:
         roots.check(str(tmp_path), field="source.files.path")
 
 
-@pytest.mark.parametrize("path", [
-    "/etc/shadow", "/etc", "/etc/*", "/root/.bash_history", "/proc/self/environ", "/sys/kernel",
-    "/proc/1/root/etc/shadow", "TMP/../../etc/passwd", "TMP/x/../../../etc/shadow", "TMP/home/.ssh/id_ed25519",
-    "TMP/home/.ssh", "DATA", "DATA/fingerprint.key", "DATA/*", "LINK_TO_ETC/shadow", "LINK_TO_DATA",
-    "/var/lib", "/",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/shadow",
+        "/etc",
+        "/etc/*",
+        "/root/.bash_history",
+        "/proc/self/environ",
+        "/sys/kernel",
+        "/proc/1/root/etc/shadow",
+        "TMP/../../etc/passwd",
+        "TMP/x/../../../etc/shadow",
+        "TMP/home/.ssh/id_ed25519",
+        "TMP/home/.ssh",
+        "DATA",
+        "DATA/fingerprint.key",
+        "DATA/*",
+        "LINK_TO_ETC/shadow",
+        "LINK_TO_DATA",
+        "/var/lib",
+        "/",
+    ],
+)
 def test_files_job_outside_the_roots_or_on_secret_locations_is_422(broker, tmp_path: Path, path: str) -> None:
     (tmp_path / "home" / ".ssh").mkdir(parents=True)
     (tmp_path / "link-etc").symlink_to("/etc")
     (tmp_path / "link-data").symlink_to(broker.data_dir)
-    spelled = (path.replace("TMP", str(tmp_path)).replace("DATA", str(broker.data_dir))
-               .replace("LINK_TO_ETC", str(tmp_path / "link-etc")).replace("LINK_TO_DATA", str(tmp_path / "link-data")))
+    spelled = (
+        path.replace("TMP", str(tmp_path))
+        .replace("DATA", str(broker.data_dir))
+        .replace("LINK_TO_ETC", str(tmp_path / "link-etc"))
+        .replace("LINK_TO_DATA", str(tmp_path / "link-data"))
+    )
     r = _put(broker, "escape", {"kind": "files", "path": spelled})
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == "source.files.path"

@@ -36,16 +36,24 @@ OUTBOUND = [  # (method, path): call admin-defined endpoints; covered by targete
     ("POST", "/v1/admin/managed-secrets/{name}/rotate"),
     ("POST", "/v1/admin/scan-jobs/{name}/run"),
 ]
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          allow_header_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    allow_header_conformance,
+]
 STATS: dict[str, Counter[str]] = {"cases": Counter(), "status": Counter(), "server_errors": Counter()}
 
 
 @pytest.fixture(scope="module")
 def fuzz_broker(openbao, tmp_path_factory) -> Iterator[RunningBroker]:
     # generous limits: the fuzzer is one address sending thousands of requests
-    running = start_broker(tmp_path_factory.mktemp("fuzz"), openbao, limits={
-        "auth_failures_per_minute": 100_000, "scans_per_minute": 100_000, "max_queued_scans": 1000})
+    running = start_broker(
+        tmp_path_factory.mktemp("fuzz"),
+        openbao,
+        limits={"auth_failures_per_minute": 100_000, "scans_per_minute": 100_000, "max_queued_scans": 1000},
+    )
     yield running
     running.stop()
 
@@ -53,8 +61,11 @@ def fuzz_broker(openbao, tmp_path_factory) -> Iterator[RunningBroker]:
 def _operations(broker: RunningBroker) -> list[Any]:
     schema = schemathesis.openapi.from_url(f"{broker.url}/openapi.json")
     ops = [result.ok() for result in schema.get_all_operations()]
-    return [op for op in ops if (op.method.upper(), op.path) not in OUTBOUND
-            and not op.path.startswith("/v1/tasks/{task_id}/gateway/")]  # calls upstreams: tests/gateway
+    return [
+        op
+        for op in ops
+        if (op.method.upper(), op.path) not in OUTBOUND and not op.path.startswith("/v1/tasks/{task_id}/gateway/")
+    ]  # calls upstreams: tests/gateway
 
 
 def _exercise(broker: RunningBroker, operation: Any, mode: GenerationMode, failures: list[str]) -> None:
@@ -62,8 +73,14 @@ def _exercise(broker: RunningBroker, operation: Any, mode: GenerationMode, failu
     agent = operation.path.startswith("/v1/tasks") or operation.path == "/v1/scan"
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
     def run(case: Any) -> None:
         token = broker.token() if agent else ADMIN_TOKEN  # a fresh identity token per call (single use)
         case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
@@ -96,7 +113,9 @@ def test_no_operation_answers_a_server_error_or_an_undocumented_status(fuzz_brok
 def test_schemathesis_figures(capsys: pytest.CaptureFixture[str]) -> None:
     cases, operations = sum(STATS["cases"].values()), len(STATS["cases"])
     with capsys.disabled():
-        print(f"\nschemathesis: {cases} cases, {operations} operations, "
-              f"{sum(STATS['server_errors'].values())} server errors; statuses {dict(sorted(STATS['status'].items()))}")
+        print(
+            f"\nschemathesis: {cases} cases, {operations} operations, "
+            f"{sum(STATS['server_errors'].values())} server errors; statuses {dict(sorted(STATS['status'].items()))}"
+        )
     assert operations >= 40, "the run did not reach the operations"
     assert not STATS["server_errors"], STATS["server_errors"]

@@ -93,8 +93,15 @@ def test_allow_networks_cannot_open_the_metadata_range() -> None:
 
 
 @pytest.mark.parametrize("setting", ["alert_webhook_url", "approval_webhook_url"])
-@pytest.mark.parametrize("url", ["http://169.254.169.254/hook", "https://hooks:tok@example.com/x",
-                                 "gopher://example.com/", "http://127.0.0.1:9/hook"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/hook",
+        "https://hooks:tok@example.com/x",
+        "gopher://example.com/",
+        "http://127.0.0.1:9/hook",
+    ],
+)
 def test_webhook_and_endpoint_settings_are_refused_at_start_up(setting: str, url: str) -> None:
     with pytest.raises(ValidationError, match=setting):
         Settings(dev_mode=False, admin_token="a" * 32, openbao={"token": "b" * 32}, **{setting: url})
@@ -103,8 +110,9 @@ def test_webhook_and_endpoint_settings_are_refused_at_start_up(setting: str, url
 def test_jwks_url_with_credentials_or_metadata_host_is_refused_at_start_up() -> None:
     for url in ("https://u:p@issuer.example.com/jwks", "https://169.254.169.254/jwks"):
         with pytest.raises(ValidationError, match=r"issuers\[0\].jwks_url"):
-            Settings(dev_mode=True, issuers=[{"issuer": "https://issuer.example.com", "audiences": ["a"],
-                                              "jwks_url": url}])
+            Settings(
+                dev_mode=True, issuers=[{"issuer": "https://issuer.example.com", "audiences": ["a"], "jwks_url": url}]
+            )
 
 
 def test_webhook_is_not_delivered_when_its_name_resolves_to_a_refused_address() -> None:
@@ -120,43 +128,70 @@ def test_webhook_is_not_delivered_when_its_name_resolves_to_a_refused_address() 
 
 
 def _put_job(broker, name: str, source: dict) -> httpx.Response:
-    return httpx.put(f"{broker.url}/v1/admin/scan-jobs/{name}", json={"source": source,
-                     "schedule": {"every_seconds": 300}}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    return httpx.put(
+        f"{broker.url}/v1/admin/scan-jobs/{name}",
+        json={"source": source, "schedule": {"every_seconds": 300}},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
 
 
 @pytest.mark.openbao
-@pytest.mark.parametrize(("source", "field"), [
-    ({"kind": "s3", "bucket": "logs", "endpoint_url": "http://169.254.169.254"}, "source.s3.endpoint_url"),
-    ({"kind": "s3", "bucket": "logs", "endpoint_url": "gopher://127.0.0.1:6379/_x"}, "source.s3.endpoint_url"),
-    ({"kind": "s3", "bucket": "logs", "endpoint_url": "file:///etc/passwd"}, "source.s3.endpoint_url"),
-    ({"kind": "s3", "bucket": "logs", "endpoint_url": "https://AKIAX:s3cr3t-v4lue@s3.example.com"},
-     "source.s3.endpoint_url"),
-    ({"kind": "s3", "bucket": "logs", "endpoint_url": "http://127.0.0.1:9000"}, "source.s3.endpoint_url"),
-    ({"kind": "git", "repo": "https://ghp_s3cr3tT0kenValue0000000000000000000@github.com/o/r.git"},
-     "source.git.repo"),
-    ({"kind": "git", "repo": "file:///etc"}, "source.git.repo"),
-    ({"kind": "git", "repo": "https://10.0.0.5/o/r.git"}, "source.git.repo"),
-])
+@pytest.mark.parametrize(
+    ("source", "field"),
+    [
+        ({"kind": "s3", "bucket": "logs", "endpoint_url": "http://169.254.169.254"}, "source.s3.endpoint_url"),
+        ({"kind": "s3", "bucket": "logs", "endpoint_url": "gopher://127.0.0.1:6379/_x"}, "source.s3.endpoint_url"),
+        ({"kind": "s3", "bucket": "logs", "endpoint_url": "file:///etc/passwd"}, "source.s3.endpoint_url"),
+        (
+            {"kind": "s3", "bucket": "logs", "endpoint_url": "https://AKIAX:s3cr3t-v4lue@s3.example.com"},
+            "source.s3.endpoint_url",
+        ),
+        ({"kind": "s3", "bucket": "logs", "endpoint_url": "http://127.0.0.1:9000"}, "source.s3.endpoint_url"),
+        (
+            {"kind": "git", "repo": "https://ghp_s3cr3tT0kenValue0000000000000000000@github.com/o/r.git"},
+            "source.git.repo",
+        ),
+        ({"kind": "git", "repo": "file:///etc"}, "source.git.repo"),
+        ({"kind": "git", "repo": "https://10.0.0.5/o/r.git"}, "source.git.repo"),
+    ],
+)
 def test_scan_job_with_a_refused_endpoint_is_422_and_nothing_is_stored(strict_broker, source, field) -> None:
     r = _put_job(strict_broker, "ssrf-probe", source)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == field
     assert "s3cr3t" not in r.text and "ghp_" not in r.text
-    assert httpx.get(f"{strict_broker.url}/v1/admin/scan-jobs/ssrf-probe",
-                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 404
+    assert (
+        httpx.get(
+            f"{strict_broker.url}/v1/admin/scan-jobs/ssrf-probe", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ).status_code
+        == 404
+    )
     audit = json.dumps(strict_broker.admin().audit())
     assert "s3cr3t" not in audit and "ghp_s3" not in audit
 
 
 @pytest.mark.openbao
-@pytest.mark.parametrize("endpoint", ["http://169.254.169.254/", "gopher://127.0.0.1:1/", "file:///etc/passwd",
-                                      "https://AKIAX:s3cr3t@iam.example.com", "LOOPBACK"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://169.254.169.254/",
+        "gopher://127.0.0.1:1/",
+        "file:///etc/passwd",
+        "https://AKIAX:s3cr3t@iam.example.com",
+        "LOOPBACK",
+    ],
+)
 def test_iam_key_managed_secret_never_contacts_a_refused_endpoint(strict_broker, hostile, endpoint) -> None:
     url = hostile.url if endpoint == "LOOPBACK" else endpoint
-    r = httpx.put(f"{strict_broker.url}/v1/admin/managed-secrets/ssrf-iam",
-                  json={"kind": "aws_iam_key", "kv": {"mount": "secret", "path": "ssrf/iam"},
-                        "settings": {"user": "bot", "endpoint_url": url}},
-                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    r = httpx.put(
+        f"{strict_broker.url}/v1/admin/managed-secrets/ssrf-iam",
+        json={
+            "kind": "aws_iam_key",
+            "kv": {"mount": "secret", "path": "ssrf/iam"},
+            "settings": {"user": "bot", "endpoint_url": url},
+        },
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == "settings.endpoint_url"
     assert hostile.hits == 0 and "s3cr3t" not in r.text
@@ -171,10 +206,16 @@ def test_iam_endpoint_answer_is_never_logged_or_echoed(broker, hostile, capfd, m
     configure_logging("json", "DEBUG")
     logging.basicConfig(level=logging.DEBUG, force=True)
     try:
-        r = httpx.put(f"{broker.url}/v1/admin/managed-secrets/hostile-iam",
-                      json={"kind": "aws_iam_key", "kv": {"mount": "secret", "path": "hostile/iam"},
-                            "settings": {"user": "bot", "endpoint_url": hostile.url}},
-                      headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        r = httpx.put(
+            f"{broker.url}/v1/admin/managed-secrets/hostile-iam",
+            json={
+                "kind": "aws_iam_key",
+                "kv": {"mount": "secret", "path": "hostile/iam"},
+                "settings": {"user": "bot", "endpoint_url": hostile.url},
+            },
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+        )
     finally:
         logging.basicConfig(level=logging.WARNING, force=True)
         configure_logging("json", "INFO")
@@ -185,8 +226,15 @@ def test_iam_endpoint_answer_is_never_logged_or_echoed(broker, hostile, capfd, m
         assert "BODY-MARKER-7f3a9c" not in text and "AKIAHOSTILEBODY0001" not in text
 
 
-@pytest.mark.parametrize("endpoint", ["http://169.254.169.254", "https://AKIAX:s3cr3t@sts.example.com",
-                                      "gopher://127.0.0.1:1/", "https://[fd00:ec2::254]/"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://169.254.169.254",
+        "https://AKIAX:s3cr3t@sts.example.com",
+        "gopher://127.0.0.1:1/",
+        "https://[fd00:ec2::254]/",
+    ],
+)
 def test_aws_resource_endpoint_is_checked_before_the_role_is_looked_up(endpoint: str, hostile) -> None:
     from broker.backends.aws_sts import AwsStsBackend
 
@@ -195,8 +243,9 @@ def test_aws_resource_endpoint_is_checked_before_the_role_is_looked_up(endpoint:
         backend.validate_settings({"aws": {"role_arn": "arn:aws:iam::123456789012:role/r", "endpoint_url": endpoint}})
     assert "s3cr3t" not in err.value.message
     with pytest.raises(InvalidInput, match=r"^aws\.endpoint_url: "):  # loopback only where allowed
-        backend.validate_settings({"aws": {"role_arn": "arn:aws:iam::123456789012:role/r",
-                                           "endpoint_url": hostile.url}})
+        backend.validate_settings(
+            {"aws": {"role_arn": "arn:aws:iam::123456789012:role/r", "endpoint_url": hostile.url}}
+        )
     assert hostile.hits == 0
 
 

@@ -65,9 +65,7 @@ def make_request(
     persist_handle: Callable[[dict[str, Any]], None] | None = None,
 ) -> IssueRequest:
     task = task or make_task()
-    agent = Agent(
-        name=task.agent, owner="owner", trust_level=TrustLevel.STANDARD, bindings=(), profiles=("demo",)
-    )
+    agent = Agent(name=task.agent, owner="owner", trust_level=TrustLevel.STANDARD, bindings=(), profiles=("demo",))
     return IssueRequest(
         task=task,
         agent=agent,

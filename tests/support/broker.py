@@ -80,8 +80,15 @@ class RunningBroker:
             drop_demo_roles(self.data_dir, self.postgres.host, self.postgres.port)
 
 
-def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = "", workers: bool = True,
-                 postgres: Any = None, **overrides: Any) -> RunningBroker:
+def start_broker(
+    data_dir: Path,
+    openbao: OpenBaoServer,
+    *,
+    database_url: str = "",
+    workers: bool = True,
+    postgres: Any = None,
+    **overrides: Any,
+) -> RunningBroker:
     """``postgres``: a tests.support.postgres.PostgresServer to configure `demo-db` against."""
     if database_url.startswith("postgresql"):  # a shared store needs a configured, shared key
         overrides.setdefault("fingerprint_key", FINGERPRINT_KEY)
@@ -90,17 +97,28 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     # every test shares 127.0.0.1 and many provoke failed logins on purpose: the per-address budget
     # is the limiter tests' to set (tests/security/test_limits.py passes its own limits)
     overrides.setdefault("limits", {"auth_failures_per_minute": 100_000})
-    settings = Settings(dev_mode=True, data_dir=data_dir, database_url=database_url, dev_issuer=True,
-                        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
-                        openbao={"addr": openbao.address, "token": openbao.root_token.reveal(),  # type: ignore[arg-type]
-                                 "timeout_seconds": OPENBAO_TIMEOUT},
-                        **overrides)
+    settings = Settings(
+        dev_mode=True,
+        data_dir=data_dir,
+        database_url=database_url,
+        dev_issuer=True,
+        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+        openbao={
+            "addr": openbao.address,
+            "token": openbao.root_token.reveal(),  # type: ignore[arg-type]
+            "timeout_seconds": OPENBAO_TIMEOUT,
+        },
+        **overrides,
+    )
     container = Container.build(settings)
     http = OpenBaoHTTP(openbao.address, openbao.root_token)
     seed_openbao(http)
     seed_kv(http)
-    pg_skipped = (seed_postgres(http, postgres.host, postgres.port, data_dir=data_dir) if postgres is not None
-                  else "not requested")
+    pg_skipped = (
+        seed_postgres(http, postgres.host, postgres.port, data_dir=data_dir)
+        if postgres is not None
+        else "not requested"
+    )
     if postgres is not None and pg_skipped:
         raise RuntimeError(f"demo-db could not be configured: {pg_skipped}")
     seed_registry(container, with_postgres=pg_skipped is None)
@@ -112,13 +130,24 @@ def start_broker(data_dir: Path, openbao: OpenBaoServer, *, database_url: str = 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(container), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False, lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(container), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_until(lambda: server.started or not thread.is_alive(), what="the test broker to start")
     if not server.started:
         raise RuntimeError("test broker did not start")
-    return RunningBroker(container=container, server=server, thread=thread, url=f"http://127.0.0.1:{port}",
-                         data_dir=data_dir, openbao=openbao, dev_issuer=DevIssuer.load_or_create(data_dir),
-                         workers=running_workers, postgres=postgres)
+    return RunningBroker(
+        container=container,
+        server=server,
+        thread=thread,
+        url=f"http://127.0.0.1:{port}",
+        data_dir=data_dir,
+        openbao=openbao,
+        dev_issuer=DevIssuer.load_or_create(data_dir),
+        workers=running_workers,
+        postgres=postgres,
+    )

@@ -48,8 +48,13 @@ class LocalIssuer:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def settings(self, audience: str, **extra: Any) -> dict[str, Any]:
-        return {"issuer": self.issuer, "audiences": [audience], "jwks_url": self.jwks_url, "algorithms": ["ES256"],
-                **extra}
+        return {
+            "issuer": self.issuer,
+            "audiences": [audience],
+            "jwks_url": self.jwks_url,
+            "algorithms": ["ES256"],
+            **extra,
+        }
 
     def mint(self, claims: dict[str, Any], *, key: Any = None, kid: str | None = None) -> str:
         return jwt.encode(claims, key or self.key, algorithm="ES256", headers={"kid": kid or self.kid})
@@ -64,27 +69,55 @@ def spiffe_svid(iss: LocalIssuer, spiffe_id: str, audience: str, *, ttl: int = 3
     return {"iss": iss.issuer, "sub": spiffe_id, "aud": [audience], "iat": now, "exp": now + ttl, **over}
 
 
-def kubernetes_sa(iss: LocalIssuer, namespace: str, name: str, audience: str, *, ttl: int = 600,
-                  **over: Any) -> dict[str, Any]:
+def kubernetes_sa(
+    iss: LocalIssuer, namespace: str, name: str, audience: str, *, ttl: int = 600, **over: Any
+) -> dict[str, Any]:
     now = int(time.time())
-    return {"iss": iss.issuer, "sub": f"system:serviceaccount:{namespace}:{name}", "aud": [audience],
-            "iat": now, "nbf": now, "exp": now + ttl, "jti": str(uuid.uuid4()),
-            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": str(uuid.uuid4())}},
-            **over}
+    return {
+        "iss": iss.issuer,
+        "sub": f"system:serviceaccount:{namespace}:{name}",
+        "aud": [audience],
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": str(uuid.uuid4()),
+        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": str(uuid.uuid4())}},
+        **over,
+    }
 
 
-def github_actions(iss: LocalIssuer, repo: str, branch: str, audience: str, *, ttl: int = 300,
-                   **over: Any) -> dict[str, Any]:
+def github_actions(
+    iss: LocalIssuer, repo: str, branch: str, audience: str, *, ttl: int = 300, **over: Any
+) -> dict[str, Any]:
     now = int(time.time())
-    return {"iss": iss.issuer, "sub": f"repo:{repo}:ref:refs/heads/{branch}", "aud": audience,
-            "iat": now, "nbf": now, "exp": now + ttl, "jti": str(uuid.uuid4()), "repository": repo,
-            "ref": f"refs/heads/{branch}",
-            "job_workflow_ref": f"{repo}/.github/workflows/agent.yml@refs/heads/{branch}",
-            "runner_environment": "github-hosted", **over}
+    return {
+        "iss": iss.issuer,
+        "sub": f"repo:{repo}:ref:refs/heads/{branch}",
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": str(uuid.uuid4()),
+        "repository": repo,
+        "ref": f"refs/heads/{branch}",
+        "job_workflow_ref": f"{repo}/.github/workflows/agent.yml@refs/heads/{branch}",
+        "runner_environment": "github-hosted",
+        **over,
+    }
 
 
-def id_token(iss: LocalIssuer, subject: str, client_id: str, *, email: str, groups: list[str], ttl: int = 300,
-             **over: Any) -> dict[str, Any]:
+def id_token(
+    iss: LocalIssuer, subject: str, client_id: str, *, email: str, groups: list[str], ttl: int = 300, **over: Any
+) -> dict[str, Any]:
     now = int(time.time())
-    return {"iss": iss.issuer, "sub": subject, "aud": client_id, "iat": now, "exp": now + ttl,
-            "email": email, "groups": groups, "nonce": uuid.uuid4().hex, **over}
+    return {
+        "iss": iss.issuer,
+        "sub": subject,
+        "aud": client_id,
+        "iat": now,
+        "exp": now + ttl,
+        "email": email,
+        "groups": groups,
+        "nonce": uuid.uuid4().hex,
+        **over,
+    }

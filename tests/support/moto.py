@@ -111,6 +111,7 @@ def start_moto(workdir: Path) -> MotoServer:
         preexec_fn=die_with_parent,  # never outlives a crashed test run
     )
     server = MotoServer(endpoint=f"http://127.0.0.1:{port}", process=proc, recording=recording)
+
     def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"moto_server exited with {proc.returncode}; see {workdir / 'moto.log'}")

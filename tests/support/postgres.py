@@ -30,19 +30,14 @@ class PostgresServer:
     _pg_ctl: str | None = field(default=None, repr=False)
 
     def conninfo(self, dbname: str = "postgres", user: str | None = None, password: str | None = None) -> str:
-        info = (
-            f"host={self.host} port={self.port} dbname={dbname} user={user or self.superuser}"
-            " connect_timeout=5"
-        )
+        info = f"host={self.host} port={self.port} dbname={dbname} user={user or self.superuser} connect_timeout=5"
         if password is not None:
             info += f" password={password}"
         return info
 
     def connection_url(self, dbname: str) -> str:
         """The OpenBao connection URL (templated: OpenBao fills in its own user and password)."""
-        return (
-            f"postgresql://{{{{username}}}}:{{{{password}}}}@{self.host}:{self.port}/{dbname}?sslmode=disable"
-        )
+        return f"postgresql://{{{{username}}}}:{{{{password}}}}@{self.host}:{self.port}/{dbname}?sslmode=disable"
 
     def stop(self) -> None:
         if self.private_dir is None or self._pg_ctl is None:
@@ -93,10 +88,7 @@ def find_or_start(host: str = "127.0.0.1", port: int = 5432) -> PostgresServer |
     if bindir is None:
         return "no PostgreSQL at 127.0.0.1:5432 and no PostgreSQL binaries (initdb/pg_ctl) to start one"
     if shutil.which("runuser") is None or os.geteuid() != 0:
-        return (
-            "no PostgreSQL at 127.0.0.1:5432 and cannot start one as the postgres user "
-            "(needs root and runuser)"
-        )
+        return "no PostgreSQL at 127.0.0.1:5432 and cannot start one as the postgres user (needs root and runuser)"
     base = Path(tempfile.mkdtemp(prefix="nhi-pg-", dir="/tmp"))
     os.chmod(base, 0o755)
     shutil.chown(base, user="postgres")

@@ -55,8 +55,13 @@ class Replica:
     def start(self) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broker.cli", "serve", "--config", str(self.config)], env=self.env,
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            [sys.executable, "-m", "broker.cli", "serve", "--config", str(self.config)],
+            env=self.env,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
         out.close()
 
     def alive(self) -> bool:
@@ -120,9 +125,15 @@ class ReplicaSet:
 
 def replica_env(openbao_token: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NHI_BROKER_")}
-    env.update({"NHI_BROKER_ADMIN_TOKEN": ADMIN_TOKEN, "NHI_BROKER_OPENBAO__TOKEN": openbao_token,
-                "NHI_BROKER_FINGERPRINT_KEY": FINGERPRINT_KEY, "NHI_BROKER_AUDIT__KEY": AUDIT_KEY,
-                "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "NHI_BROKER_ADMIN_TOKEN": ADMIN_TOKEN,
+            "NHI_BROKER_OPENBAO__TOKEN": openbao_token,
+            "NHI_BROKER_FINGERPRINT_KEY": FINGERPRINT_KEY,
+            "NHI_BROKER_AUDIT__KEY": AUDIT_KEY,
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -130,11 +141,21 @@ def replica_env(openbao_token: str, extra: Mapping[str, str] | None = None) -> d
 def base_config(base: Path, *, database_url: str, openbao_addr: str, issuer: DevIssuer) -> dict[str, Any]:
     cfg = issuer.issuer_config()
     return {
-        "dev_mode": False, "database_url": database_url, "host": "127.0.0.1",
+        "dev_mode": False,
+        "database_url": database_url,
+        "host": "127.0.0.1",
         "openbao": {"addr": openbao_addr, "timeout_seconds": 5},
-        "issuers": [{"issuer": cfg.issuer, "audiences": list(cfg.audiences), "public_key_pem": cfg.public_key_pem,
-                     "algorithms": list(cfg.algorithms)}],
-        "revocation_worker_interval_seconds": 0.2, "log_format": "json", "log_level": "WARNING",
+        "issuers": [
+            {
+                "issuer": cfg.issuer,
+                "audiences": list(cfg.audiences),
+                "public_key_pem": cfg.public_key_pem,
+                "algorithms": list(cfg.algorithms),
+            }
+        ],
+        "revocation_worker_interval_seconds": 0.2,
+        "log_format": "json",
+        "log_level": "WARNING",
         "data_dir": str(base / "shared"),
     }
 
@@ -142,15 +163,22 @@ def base_config(base: Path, *, database_url: str, openbao_addr: str, issuer: Dev
 def bootstrap(base: Path, config: dict[str, Any], env: dict[str, str], *extra: str) -> str:
     path = base / "bootstrap.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = subprocess.run([sys.executable, "-m", "broker.cli", "bootstrap", "--config", str(path), *extra],
-                         env=env, capture_output=True, text=True, timeout=180, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "bootstrap", "--config", str(path), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"bootstrap failed: {out.stdout[-2000:]} {out.stderr[-3000:]}")
     return out.stdout
 
 
-def make_replica(base: Path, name: str, config: dict[str, Any], env: dict[str, str],
-                 port: int | None = None) -> Replica:
+def make_replica(
+    base: Path, name: str, config: dict[str, Any], env: dict[str, str], port: int | None = None
+) -> Replica:
     port = port or free_port()
     data_dir = base / name
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -159,12 +187,22 @@ def make_replica(base: Path, name: str, config: dict[str, Any], env: dict[str, s
     return Replica(name=name, port=port, config=path, env=env, log=data_dir / "serve.log")
 
 
-def start_replicas(base: Path, n: int, *, database_url: str, openbao_addr: str, openbao_token: str,
-                   seed: bool = True, extra_config: Mapping[str, Any] | None = None) -> ReplicaSet:
+def start_replicas(
+    base: Path,
+    n: int,
+    *,
+    database_url: str,
+    openbao_addr: str,
+    openbao_token: str,
+    seed: bool = True,
+    extra_config: Mapping[str, Any] | None = None,
+) -> ReplicaSet:
     base.mkdir(parents=True, exist_ok=True)
     issuer = DevIssuer.load_or_create(base / "issuer")
-    config = {**base_config(base, database_url=database_url, openbao_addr=openbao_addr, issuer=issuer),
-              **(extra_config or {})}
+    config = {
+        **base_config(base, database_url=database_url, openbao_addr=openbao_addr, issuer=issuer),
+        **(extra_config or {}),
+    }
     env = replica_env(openbao_token)
     if seed:
         bootstrap(base, config, env, "--demo")

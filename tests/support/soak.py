@@ -57,17 +57,24 @@ class SoakReport:
         dead99 = dead[min(len(dead) - 1, round(0.99 * (len(dead) - 1)))] if dead else float("nan")
         total = sum(self.statuses.values())
         return {
-            "seconds": round(self.seconds, 1), "requests": total, "per_s": round(total / self.seconds, 1),
-            "p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None, "p99_ms": round(p99 * 1000, 1),
-            "status_counts": dict(sorted(self.statuses.items())), "count_503": self.statuses.get(503, 0),
+            "seconds": round(self.seconds, 1),
+            "requests": total,
+            "per_s": round(total / self.seconds, 1),
+            "p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
+            "p99_ms": round(p99 * 1000, 1),
+            "status_counts": dict(sorted(self.statuses.items())),
+            "count_503": self.statuses.get(503, 0),
             "connection_errors": len(self.connection_errors),
             "connection_error_kinds": dict(Counter(w.split(" ")[0] for _, w in self.connection_errors)),
             "failovers": [(w, round(e - s, 2)) for w, s, e in self.failovers],
             "longest_failover_s": round(max((e - s for _, s, e in self.failovers), default=0.0), 2),
             "escalation_to_all_dead_p99_ms": round(dead99 * 1000, 1),
-            "escalations_measured": len(dead), "scenarios": dict(self.scenarios),
-            "grants_checked_at_openbao": self.grants_checked, "violations": self.violations,
-            "bad_5xx": self.bad_5xx[:5], "audit": self.audit,
+            "escalations_measured": len(dead),
+            "scenarios": dict(self.scenarios),
+            "grants_checked_at_openbao": self.grants_checked,
+            "violations": self.violations,
+            "bad_5xx": self.bad_5xx[:5],
+            "audit": self.audit,
         }
 
 
@@ -106,8 +113,9 @@ class _Agent:
 
     def token_dead(self, token: str) -> bool:
         try:
-            r = httpx.get(f"{self.stack.openbao_addr}/v1/auth/token/lookup-self",
-                          headers={"X-Vault-Token": token}, timeout=5)
+            r = httpx.get(
+                f"{self.stack.openbao_addr}/v1/auth/token/lookup-self", headers={"X-Vault-Token": token}, timeout=5
+            )
         except httpx.HTTPError:
             return False
         return r.status_code == 403
@@ -139,8 +147,12 @@ class _Agent:
             r = self.cred(task_id, "payments.charge", "prod-payments")
             if r is not None and r.status_code == 202:
                 approval = r.json().get("approval_id")
-                a = self.call("POST", f"/v1/approvals/{approval}/approve", admin=True,
-                              json={"approver": "soak-approver", "reason": "soak"})
+                a = self.call(
+                    "POST",
+                    f"/v1/approvals/{approval}/approve",
+                    admin=True,
+                    json={"approver": "soak-approver", "reason": "soak"},
+                )
                 if a is not None and a.status_code == 200:
                     self.cred(task_id, "payments.charge", "prod-payments", approval)
         elif scenario == "escalate":
@@ -155,8 +167,11 @@ class _Agent:
             r = self.cred(task_id, "db.read", "demo-data")
             if r is not None and r.status_code == 200:
                 token = r.json()["credential"]["token"]
-                e = self.call("POST", f"/v1/tasks/{task_id}/events",
-                              json={"kind": "output", "text": f"debug: using token {token} now"})
+                e = self.call(
+                    "POST",
+                    f"/v1/tasks/{task_id}/events",
+                    json={"kind": "output", "text": f"debug: using token {token} now"},
+                )
                 if e is not None and e.status_code == 201:
                     self.wait_dead(token, time.monotonic())
                     end = False
@@ -200,8 +215,9 @@ def _chaos(stack: HAStack, report: SoakReport, stop: threading.Event, rng: rando
         turn += 1
 
 
-def run_soak(stack: HAStack, seconds: float, *, agents: int = 8, chaos_period: float = 20.0,
-             seed: int = 1) -> SoakReport:
+def run_soak(
+    stack: HAStack, seconds: float, *, agents: int = 8, chaos_period: float = 20.0, seed: int = 1
+) -> SoakReport:
     report = SoakReport()
     lock = threading.Lock()
     stop = threading.Event()
@@ -248,20 +264,27 @@ def check(stack: HAStack, report: SoakReport) -> None:
     engine = create_engine(stack.database_url)
     deadline = time.monotonic() + 120
     with engine.connect() as conn:  # the outbox drains once everything is back
-        while time.monotonic() < deadline and conn.execute(text(
-                "SELECT count(*) FROM revocations WHERE state = 'pending'")).scalar():
+        while (
+            time.monotonic() < deadline
+            and conn.execute(text("SELECT count(*) FROM revocations WHERE state = 'pending'")).scalar()
+        ):
             conn.rollback()
             time.sleep(0.5)
-        grants = conn.execute(text(
-            "SELECT g.grant_id, g.backend, g.accessor, g.issued_at, t.state, t.task_id FROM grants g "
-            "JOIN tasks t ON t.task_id = g.task_id WHERE t.state <> 'active'")).all()
-        escalations = dict(conn.execute(text(
-            "SELECT task_id, min(created_at) FROM chain_events WHERE kind = 'escalation' GROUP BY task_id")).all())
+        grants = conn.execute(
+            text(
+                "SELECT g.grant_id, g.backend, g.accessor, g.issued_at, t.state, t.task_id FROM grants g "
+                "JOIN tasks t ON t.task_id = g.task_id WHERE t.state <> 'active'"
+            )
+        ).all()
+        escalations = dict(
+            conn.execute(
+                text("SELECT task_id, min(created_at) FROM chain_events WHERE kind = 'escalation' GROUP BY task_id")
+            ).all()
+        )
     engine.dispose()
     root = {"X-Vault-Token": stack.openbao.root_token.reveal()}
     stack.openbao.wait_leader(120)
     with httpx.Client(base_url=stack.openbao_addr, headers=root, timeout=10) as bao:
-
         deadline = time.monotonic() + 60  # for all lookups together
 
         def lookup(accessor: str) -> int:
@@ -284,9 +307,23 @@ def check(stack: HAStack, report: SoakReport) -> None:
             esc = escalations.get(g.task_id)
             if esc is not None and g.issued_at > esc:
                 report.violations.append(f"grant {g.grant_id} issued after task {g.task_id} escalated")
-    audit = subprocess.run([sys.executable, "-m", "broker.cli", "audit", "verify", "--data-dir", str(stack.data_dir),
-                            "--database-url", stack.database_url], capture_output=True, text=True, timeout=300,
-                           check=False)
+    audit = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "audit",
+            "verify",
+            "--data-dir",
+            str(stack.data_dir),
+            "--database-url",
+            stack.database_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     report.audit = (audit.stdout or audit.stderr).strip()[:300]
     if audit.returncode != 0:
         report.violations.append(f"audit verify failed: {report.audit}")

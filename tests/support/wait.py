@@ -18,8 +18,7 @@ DEADLINE = 60.0  # seconds: a condition not met by then is a hang, not a slow ma
 HTTP_TIMEOUT = 60.0  # seconds: for clients of servers the tests start on loopback
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, *, what: str,
-               interval: float = 0.05) -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, *, what: str, interval: float = 0.05) -> T:
     """Poll ``predicate`` until it returns something truthy and return that value.
 
     Raises ``AssertionError`` naming ``what`` (and the last value, or the last exception the

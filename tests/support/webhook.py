@@ -41,8 +41,12 @@ class WebhookRecorder:
 
     def wait_for(self, key: str, value: str, timeout: float = DEADLINE) -> dict[str, Any]:
         """The first recorded request whose ``key`` equals ``value`` (waits up to ``timeout``)."""
-        return wait_until(lambda: next((r for r in list(self.requests) if r.get(key) == value), None), timeout,
-                          what=f"a webhook call with {key}={value}", interval=0.02)
+        return wait_until(
+            lambda: next((r for r in list(self.requests) if r.get(key) == value), None),
+            timeout,
+            what=f"a webhook call with {key}={value}",
+            interval=0.02,
+        )
 
     def close(self) -> None:
         self.server.shutdown()

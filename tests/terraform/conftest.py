@@ -50,9 +50,13 @@ def tf_sandbox() -> Iterator[TfSandbox]:
     tmpdir.mkdir()
     cli_config, mirror = base / "nhibroker.tfrc", base / "mirror"
     # the real command a platform engineer runs
-    subprocess.run([str(BIN / "nhi-broker"), "terraform", "cli-config", "--output", str(cli_config),
-                    "--mirror-dir", str(mirror)], check=True, capture_output=True, text=True,
-                   env={**os.environ, "HOME": str(home)})
+    subprocess.run(
+        [str(BIN / "nhi-broker"), "terraform", "cli-config", "--output", str(cli_config), "--mirror-dir", str(mirror)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(home)},
+    )
     yield TfSandbox(base, cli_config, mirror, home, tmpdir)
     shutil.rmtree(base, ignore_errors=True)
 
@@ -66,17 +70,28 @@ def tf_workspace(tf_sandbox: TfSandbox) -> Callable[..., Terraform]:
     (so relative module sources still resolve and no lock file lands in the repository);
     ``tf_workspace(files={"main.tf": ...})`` -> Terraform in a directory with those files."""
 
-    def make(relative: str | None = None, files: dict[str, str] | None = None,
-             variables: dict[str, str] | None = None) -> Terraform:
+    def make(
+        relative: str | None = None, files: dict[str, str] | None = None, variables: dict[str, str] | None = None
+    ) -> Terraform:
         root = tf_sandbox.base / f"w{next(_counter)}"
-        shutil.copytree(TERRAFORM_DIR, root, ignore=shutil.ignore_patterns(
-            "*.py", "__pycache__", "provider", ".terraform", ".terraform.lock.hcl", "terraform.tfstate*"))
+        shutil.copytree(
+            TERRAFORM_DIR,
+            root,
+            ignore=shutil.ignore_patterns(
+                "*.py", "__pycache__", "provider", ".terraform", ".terraform.lock.hcl", "terraform.tfstate*"
+            ),
+        )
         workdir = root / relative if relative else root / "scratch"
         workdir.mkdir(parents=True, exist_ok=True)
         for name, text in (files or {}).items():
             (workdir / name).write_text(text)
-        return Terraform(workdir=workdir, cli_config=tf_sandbox.cli_config, home=tf_sandbox.home,
-                         tmpdir=tf_sandbox.tmpdir, variables=dict(variables or {}))
+        return Terraform(
+            workdir=workdir,
+            cli_config=tf_sandbox.cli_config,
+            home=tf_sandbox.home,
+            tmpdir=tf_sandbox.tmpdir,
+            variables=dict(variables or {}),
+        )
 
     return make
 
@@ -101,9 +116,13 @@ def broker_up(tf_sandbox: TfSandbox) -> Iterator[BrokerUp]:
     data_dir = tf_sandbox.base / "up"
     log = (tf_sandbox.base / "up.log").open("w")
     port = free_port()
-    proc = subprocess.Popen([str(BIN / "nhi-broker"), "up", "--data-dir", str(data_dir), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=tf_sandbox.base,
-                            env={**os.environ, "HOME": str(tf_sandbox.home)})
+    proc = subprocess.Popen(
+        [str(BIN / "nhi-broker"), "up", "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tf_sandbox.base,
+        env={**os.environ, "HOME": str(tf_sandbox.home)},
+    )
     up_json = data_dir / "up.json"
     deadline = time.monotonic() + 60
     info: dict[str, str] | None = None

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.terraform
 
 TERRAFORM_DIR = Path(__file__).resolve().parents[2] / "terraform"
 
-CONFIG_DIRS = sorted({str(p.parent.relative_to(TERRAFORM_DIR))
-                      for p in TERRAFORM_DIR.glob("**/*.tf") if ".terraform" not in p.parts})
+CONFIG_DIRS = sorted(
+    {str(p.parent.relative_to(TERRAFORM_DIR)) for p in TERRAFORM_DIR.glob("**/*.tf") if ".terraform" not in p.parts}
+)
 
 
 def test_every_example_and_module_is_found() -> None:
@@ -35,7 +36,7 @@ def test_terraform_config_is_formatted_and_valid(relative: str, tf_workspace) ->
     assert "Warning" not in validate.output, validate.output  # e.g. "Using default upgrade"
 
 
-BAD_AGENT = '''
+BAD_AGENT = """
 terraform {
   required_providers {
     nhibroker = { source = "nhi-broker/nhibroker" }
@@ -54,7 +55,7 @@ resource "nhibroker_resource" "bad" {
   sensitivity = "secret"
   environment = "dev"
 }
-'''
+"""
 
 
 def test_validate_names_the_attribute_when_a_value_is_not_allowed(tf_workspace) -> None:
@@ -71,7 +72,7 @@ def test_validate_names_the_attribute_when_a_value_is_not_allowed(tf_workspace) 
     assert "kind vault_token needs a vault block" in by_summary
 
 
-BAD_SCAN_JOB_AND_SECRET = '''
+BAD_SCAN_JOB_AND_SECRET = """
 terraform {
   required_providers {
     nhibroker = { source = "nhi-broker/nhibroker" }
@@ -96,7 +97,7 @@ resource "nhibroker_managed_secret" "bad" {
   kv_mount = "secret"
   settings = "[1]"
 }
-'''
+"""
 
 
 def test_validate_names_the_attribute_when_a_scan_job_or_managed_secret_is_malformed(tf_workspace) -> None:
@@ -116,14 +117,19 @@ def test_cli_config_points_terraform_at_a_local_mirror_only(tf_sandbox) -> None:
     text = tf_sandbox.cli_config.read_text()
     assert "filesystem_mirror" in text and "direct" not in text and "disable_checkpoint = true" in text
     assert f'"{tf_sandbox.mirror}"' in text
-    launchers = list(tf_sandbox.mirror.glob(
-        "registry.terraform.io/nhi-broker/nhibroker/0.1.0/*/terraform-provider-nhibroker_v0.1.0"))
+    launchers = list(
+        tf_sandbox.mirror.glob("registry.terraform.io/nhi-broker/nhibroker/0.1.0/*/terraform-provider-nhibroker_v0.1.0")
+    )
     assert len(launchers) == 1 and launchers[0].stat().st_mode & 0o111
 
 
 def test_cli_config_can_write_dev_overrides_to_stdout() -> None:
-    out = subprocess.run([str(Path(sys.executable).parent / "nhi-broker"), "terraform", "cli-config",
-                          "--dev-overrides"], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "nhi-broker"), "terraform", "cli-config", "--dev-overrides"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "dev_overrides" in out and '"nhi-broker/nhibroker"' in out
     assert str(Path(sys.executable).parent) in out
 

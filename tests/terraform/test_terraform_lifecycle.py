@@ -13,7 +13,7 @@ from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.openbao]
 
-CONFIG = '''
+CONFIG = """
 terraform {
   required_providers {
     nhibroker = { source = "nhi-broker/nhibroker" }
@@ -71,16 +71,17 @@ resource "nhibroker_agent" "a" {
     person = "demo-owner"
   }
 }
-'''
+"""
 
 
-def test_terraform_manages_agents_profiles_and_resources_through_their_whole_lifecycle(
-        broker_up, tf_workspace) -> None:
+def test_terraform_manages_agents_profiles_and_resources_through_their_whole_lifecycle(broker_up, tf_workspace) -> None:
     started = time.monotonic()
-    admin = httpx.Client(base_url=broker_up.url, headers={"Authorization": f"Bearer {broker_up.admin_token}"},
-                         timeout=HTTP_TIMEOUT)
-    tf = tf_workspace(files={"main.tf": CONFIG},
-                      variables={"endpoint": broker_up.url, "admin_token": broker_up.admin_token})
+    admin = httpx.Client(
+        base_url=broker_up.url, headers={"Authorization": f"Bearer {broker_up.admin_token}"}, timeout=HTTP_TIMEOUT
+    )
+    tf = tf_workspace(
+        files={"main.tf": CONFIG}, variables={"endpoint": broker_up.url, "admin_token": broker_up.admin_token}
+    )
 
     def get(path: str) -> httpx.Response:
         return admin.get(f"/v1/admin/{path}")
@@ -169,8 +170,9 @@ def test_terraform_manages_agents_profiles_and_resources_through_their_whole_lif
 
 
 def test_provider_error_is_clear_when_the_admin_token_is_wrong(broker_up, tf_workspace) -> None:
-    tf = tf_workspace(files={"main.tf": CONFIG},
-                      variables={"endpoint": broker_up.url, "admin_token": "not-the-token-0123456789"})
+    tf = tf_workspace(
+        files={"main.tf": CONFIG}, variables={"endpoint": broker_up.url, "admin_token": "not-the-token-0123456789"}
+    )
     tf.init()
     result = tf.plan(check=False)
     assert result.returncode == 1
@@ -184,8 +186,9 @@ def test_provider_error_is_clear_when_the_broker_is_unreachable(tf_workspace) ->
     from support.ports import free_port
 
     port = free_port()  # nothing listens there
-    tf = tf_workspace(files={"main.tf": CONFIG},
-                      variables={"endpoint": f"http://127.0.0.1:{port}", "admin_token": "x" * 20})
+    tf = tf_workspace(
+        files={"main.tf": CONFIG}, variables={"endpoint": f"http://127.0.0.1:{port}", "admin_token": "x" * 20}
+    )
     tf.init()
     result = tf.plan(check=False)
     assert result.returncode == 1

@@ -12,7 +12,7 @@ from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.openbao]
 
-HEAD = '''
+HEAD = """
 terraform {
   required_providers {
     nhibroker = { source = "nhi-broker/nhibroker" }
@@ -29,9 +29,11 @@ provider "nhibroker" {
   endpoint    = var.endpoint
   admin_token = var.admin_token
 }
-'''
+"""
 
-SCAN_JOB = HEAD + '''
+SCAN_JOB = (
+    HEAD
+    + """
 variable "job_name" { default = "tf-e2e-logs" }
 variable "scan_dir" { type = string }
 variable "every" { default = 3600 }
@@ -51,9 +53,12 @@ resource "nhibroker_scan_job" "j" {
     cron          = var.cron
   }
 }
-'''
+"""
+)
 
-MANAGED_SECRET = HEAD + '''
+MANAGED_SECRET = (
+    HEAD
+    + """
 variable "kv_path" { default = "apps/tf-e2e/key" }
 variable "max_age" { default = 3600 }
 variable "length" { default = 40 }
@@ -66,12 +71,16 @@ resource "nhibroker_managed_secret" "s" {
   settings        = jsonencode({ generator = { format = "api_key", prefix = "tf_", length = var.length } })
   max_age_seconds = var.max_age
 }
-'''
+"""
+)
 
 
 def _admin(broker_up) -> httpx.Client:
-    return httpx.Client(base_url=f"{broker_up.url}/v1/admin", timeout=HTTP_TIMEOUT,
-                        headers={"Authorization": f"Bearer {broker_up.admin_token}"})
+    return httpx.Client(
+        base_url=f"{broker_up.url}/v1/admin",
+        timeout=HTTP_TIMEOUT,
+        headers={"Authorization": f"Bearer {broker_up.admin_token}"},
+    )
 
 
 def _plan(tf) -> tuple[int, dict[str, str]]:
@@ -91,8 +100,10 @@ def test_terraform_manages_a_scan_job_through_its_whole_lifecycle(broker_up, tf_
     scan_dir = tf_sandbox.base / "scan-me"
     scan_dir.mkdir(exist_ok=True)
     admin = _admin(broker_up)
-    tf = tf_workspace(files={"main.tf": SCAN_JOB}, variables={
-        "endpoint": broker_up.url, "admin_token": broker_up.admin_token, "scan_dir": str(scan_dir)})
+    tf = tf_workspace(
+        files={"main.tf": SCAN_JOB},
+        variables={"endpoint": broker_up.url, "admin_token": broker_up.admin_token, "scan_dir": str(scan_dir)},
+    )
 
     tf.init()
     tf.apply()
@@ -103,9 +114,10 @@ def test_terraform_manages_a_scan_job_through_its_whole_lifecycle(broker_up, tf_
 
     # changed outside Terraform (disabled, on_finding: both left to their defaults by the
     # configuration) and in the configuration (schedule): one update in place puts all right
-    edited = admin.put("scan-jobs/tf-e2e-logs", json={"schedule": {"every_seconds": 3600},
-                                                      "on_finding": {"managed": "alert"},
-                                                      "enabled": False})
+    edited = admin.put(
+        "scan-jobs/tf-e2e-logs",
+        json={"schedule": {"every_seconds": 3600}, "on_finding": {"managed": "alert"}, "enabled": False},
+    )
     assert edited.status_code == 200
     tf.variables.update(cron="0 3 * * *")
     assert _plan(tf) == (2, {"nhibroker_scan_job.j": "update"})
@@ -147,16 +159,16 @@ def test_terraform_manages_a_scan_job_through_its_whole_lifecycle(broker_up, tf_
 def test_terraform_manages_a_managed_secret_through_its_whole_lifecycle(broker_up, tf_workspace) -> None:
     started = time.monotonic()
     admin = _admin(broker_up)
-    tf = tf_workspace(files={"main.tf": MANAGED_SECRET},
-                      variables={"endpoint": broker_up.url, "admin_token": broker_up.admin_token})
+    tf = tf_workspace(
+        files={"main.tf": MANAGED_SECRET}, variables={"endpoint": broker_up.url, "admin_token": broker_up.admin_token}
+    )
 
     tf.init()
     tf.apply()
     secret = admin.get("managed-secrets/tf-e2e-key").json()
     assert secret["kv"] == {"mount": "secret", "path": "apps/tf-e2e/key"}
     # the broker fills in a default ("field"): no perpetual diff for it
-    assert secret["settings"] == {"generator": {"format": "api_key", "length": 40, "prefix": "tf_"},
-                                  "field": "value"}
+    assert secret["settings"] == {"generator": {"format": "api_key", "length": 40, "prefix": "tf_"}, "field": "value"}
     assert secret["max_age_seconds"] == 3600 and secret["overlap_seconds"] == 0
 
     # a rotation changes only read-only attributes; a change outside Terraform (overlap) is drift,

@@ -52,8 +52,11 @@ class Result:
 
     def planned_changes(self) -> dict[str, str]:
         """``plan -json``: resource address -> action (create, update, delete, replace, ...)."""
-        return {e["change"]["resource"]["addr"]: e["change"]["action"]
-                for e in self.json_lines() if e.get("type") == "planned_change"}
+        return {
+            e["change"]["resource"]["addr"]: e["change"]["action"]
+            for e in self.json_lines()
+            if e.get("type") == "planned_change"
+        }
 
     def diagnostics(self) -> list[dict[str, Any]]:
         return [e["diagnostic"] for e in self.json_lines() if e.get("type") == "diagnostic"]
@@ -94,13 +97,22 @@ class Terraform:
     def run(self, *args: str, check: bool = True, ok: tuple[int, ...] = (0,), timeout: float = 600) -> Result:
         argv = list(args)
         start = time.monotonic()
-        proc = subprocess.run([sys.executable, "-c", RUNNER, *argv], cwd=self.workdir, env=self.env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", RUNNER, *argv],
+            cwd=self.workdir,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         result = Result(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
         self.log.append(result)
         if check and result.returncode not in ok:
-            raise TerraformError(f"terraform {' '.join(argv)} exited {result.returncode}\n"
-                                 f"--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}")
+            raise TerraformError(
+                f"terraform {' '.join(argv)} exited {result.returncode}\n"
+                f"--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}"
+            )
         return result
 
     # -- commands ------------------------------------------------------------------------

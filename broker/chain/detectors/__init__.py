@@ -32,5 +32,13 @@ def inline_detectors(config: ChainConfig) -> list[Detector]:
     return out
 
 
-__all__ = ["ADMIN_REVOKE", "DELEGATE_ESCALATED", "LEAKED_SECRET", "REVIEW_FLAGGED", "BurstDetector", "CeilingDetector",
-           "SequenceDetector", "inline_detectors"]
+__all__ = [
+    "ADMIN_REVOKE",
+    "DELEGATE_ESCALATED",
+    "LEAKED_SECRET",
+    "REVIEW_FLAGGED",
+    "BurstDetector",
+    "CeilingDetector",
+    "SequenceDetector",
+    "inline_detectors",
+]

@@ -20,8 +20,13 @@ class BurstDetector:
         self.config = config
 
     def _counts(self, step: ChainStep) -> bool:
-        return (step.kind is StepKind.CREDENTIAL_REQUEST and not step.collection and step.assessed
-                and step.tier is not None and step.tier.rank >= self.config.min_tier.rank)
+        return (
+            step.kind is StepKind.CREDENTIAL_REQUEST
+            and not step.collection
+            and step.assessed
+            and step.tier is not None
+            and step.tier.rank >= self.config.min_tier.rank
+        )
 
     def check(self, ctx: ChainContext) -> Hit | None:
         cand = ctx.candidate
@@ -31,7 +36,10 @@ class BurstDetector:
         window = [s for s in ctx.history if s.at >= since and self._counts(s)] + [cand]
         if len(window) <= self.config.max_requests:
             return None
-        return Hit(detector=self.name, steps=tuple(window),
-                   reason=f"{len(window)} requests at tier {self.config.min_tier.value} or above within "
-                          f"{self.config.window_seconds}s (more than {self.config.max_requests})",
-                   extra={"count": len(window), "window_seconds": self.config.window_seconds})
+        return Hit(
+            detector=self.name,
+            steps=tuple(window),
+            reason=f"{len(window)} requests at tier {self.config.min_tier.value} or above within "
+            f"{self.config.window_seconds}s (more than {self.config.max_requests})",
+            extra={"count": len(window), "window_seconds": self.config.window_seconds},
+        )

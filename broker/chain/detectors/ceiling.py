@@ -14,6 +14,9 @@ class CeilingDetector:
             return None
         if step.tier.rank <= ctx.ceiling.rank:
             return None
-        return Hit(detector=self.name, steps=(step,),
-                   reason=f"{step.action} on {step.resource} is tier {step.tier.value}, above the profile "
-                          f"ceiling {ctx.ceiling.value}")
+        return Hit(
+            detector=self.name,
+            steps=(step,),
+            reason=f"{step.action} on {step.resource} is tier {step.tier.value}, above the profile "
+            f"ceiling {ctx.ceiling.value}",
+        )

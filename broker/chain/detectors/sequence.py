@@ -41,10 +41,13 @@ class SequenceDetector:
             for earlier in ctx.history:
                 if not (earlier.done and earlier.assessed and matches(seq.first, earlier)):
                     continue
-                if seq.within_seconds is not None and \
-                        (cand.at - earlier.at).total_seconds() > seq.within_seconds:
+                if seq.within_seconds is not None and (cand.at - earlier.at).total_seconds() > seq.within_seconds:
                     continue
-                return Hit(detector=self.name, rule=seq.name, steps=(earlier, cand),
-                           reason=f"sequence {seq.name}: {earlier.action} on {earlier.resource} "
-                                  f"then {cand.action} on {cand.resource}")
+                return Hit(
+                    detector=self.name,
+                    rule=seq.name,
+                    steps=(earlier, cand),
+                    reason=f"sequence {seq.name}: {earlier.action} on {earlier.resource} "
+                    f"then {cand.action} on {cand.resource}",
+                )
         return None

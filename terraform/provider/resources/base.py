@@ -40,21 +40,19 @@ if TYPE_CHECKING:
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
-def check_enum(diags: Diagnostics, config: Config, key: str, allowed: list[str],
-               path: list[Any] | None = None) -> None:
+def check_enum(diags: Diagnostics, config: Config, key: str, allowed: list[str], path: list[Any] | None = None) -> None:
     value = config.get(key)
     if value is None or value is Unknown:
         return
     if value not in allowed:
-        diags.add_error(f'invalid {key} "{value}"', f"{key} must be one of: {', '.join(allowed)}",
-                        path=path or [key])
+        diags.add_error(f'invalid {key} "{value}"', f"{key} must be one of: {', '.join(allowed)}", path=path or [key])
 
 
 class BrokerResource(Resource):
-    suffix: ClassVar[str]         # nhibroker_<suffix>
-    collection: ClassVar[str]     # /v1/admin/<collection>
-    noun: ClassVar[str]           # what the docs call it
-    renames: ClassVar[dict[str, str]] = {}      # API field -> schema name
+    suffix: ClassVar[str]  # nhibroker_<suffix>
+    collection: ClassVar[str]  # /v1/admin/<collection>
+    noun: ClassVar[str]  # what the docs call it
+    renames: ClassVar[dict[str, str]] = {}  # API field -> schema name
     sets: ClassVar[frozenset[str]] = frozenset()  # schema names a diagnostic path stops at (sets, JSON)
 
     def __init__(self, provider: NhiBrokerProvider) -> None:
@@ -78,17 +76,21 @@ class BrokerResource(Resource):
         Resource.validate(self, diags, type_name, config)
         name = config.get("name")
         if isinstance(name, str) and not NAME.match(name):
-            diags.add_error(f'invalid name "{name}"',
-                            "name must be 1-128 characters of a-z, 0-9, '.', '_', '-', starting with a "
-                            "letter or digit", path=["name"])
+            diags.add_error(
+                f'invalid name "{name}"',
+                "name must be 1-128 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+                path=["name"],
+            )
 
     # -- helpers -------------------------------------------------------------------------
     def _client(self, diags: Diagnostics) -> BrokerClient | None:
         client = self.provider.client
         if client is None:
-            diags.add_error("the nhibroker provider is not configured",
-                            "set endpoint and admin_token in the provider block, or NHI_BROKER_ADDR "
-                            "and NHI_BROKER_ADMIN_TOKEN in the environment")
+            diags.add_error(
+                "the nhibroker provider is not configured",
+                "set endpoint and admin_token in the provider block, or NHI_BROKER_ADDR "
+                "and NHI_BROKER_ADMIN_TOKEN in the environment",
+            )
         return client
 
     def _what(self, name: Any) -> str:
@@ -109,7 +111,8 @@ class BrokerResource(Resource):
                     f"{self._what(name)} already exists in nhi-broker",
                     f"Terraform will not adopt an existing {self.noun} silently. Bring it under Terraform "
                     f"with: terraform import <address of this nhibroker_{self.suffix}> {name}",
-                    path=["name"])
+                    path=["name"],
+                )
                 return None
             body, _ = client.put(self.collection, name, self.to_body(planned))
         except ApiError as exc:
@@ -160,8 +163,10 @@ class BrokerResource(Resource):
             self._report(ctx.diagnostics, id, exc)
             return None
         if body is None:
-            ctx.diagnostics.add_error(f"cannot import {self._what(id)}: it does not exist in nhi-broker",
-                                      f"import takes the {self.noun}'s name")
+            ctx.diagnostics.add_error(
+                f"cannot import {self._what(id)}: it does not exist in nhi-broker",
+                f"import takes the {self.noun}'s name",
+            )
             return None
         return self.from_body(body, None)
 

@@ -43,26 +43,56 @@ class ManagedSecretResource(BrokerResource):
         return Schema(
             version=0,
             description="A managed static secret: where consumers read it, how the broker makes a new "
-                        "value and how often it rotates. No value ever crosses this resource.",
+            "value and how often it rotates. No value ever crosses this resource.",
             attributes=[
                 Attribute("id", String(), computed=True, description="The secret's name."),
-                Attribute("name", String(), required=True, requires_replace=True,
-                          description="Unique name; changing it replaces the managed secret."),
-                Attribute("kind", String(), required=True, requires_replace=True,
-                          description="`kv_generated`, `postgres_password`, `database_root` or `aws_iam_key`; "
-                                      "changing it replaces the managed secret."),
-                Attribute("kv_mount", String(), optional=True, requires_replace=True,
-                          description="KV v2 mount consumers read (all kinds but `database_root`); forces "
-                                      "replacement."),
-                Attribute("kv_path", String(), optional=True, requires_replace=True,
-                          description="Path under the mount (all kinds but `database_root`); forces replacement."),
-                Attribute("settings", String(), optional=True,
-                          description="Kind-specific settings as JSON (`jsonencode({...})`), see docs/rotation.md."),
-                Attribute("max_age_seconds", Number(), optional=True,
-                          description="Rotate when older (>= 60); null: only on demand."),
-                Attribute("overlap_seconds", Number(), optional=True,
-                          description="How long the old value stays valid after a rotation (0 .. 2592000; "
-                                      "default 0)."),
+                Attribute(
+                    "name",
+                    String(),
+                    required=True,
+                    requires_replace=True,
+                    description="Unique name; changing it replaces the managed secret.",
+                ),
+                Attribute(
+                    "kind",
+                    String(),
+                    required=True,
+                    requires_replace=True,
+                    description="`kv_generated`, `postgres_password`, `database_root` or `aws_iam_key`; "
+                    "changing it replaces the managed secret.",
+                ),
+                Attribute(
+                    "kv_mount",
+                    String(),
+                    optional=True,
+                    requires_replace=True,
+                    description="KV v2 mount consumers read (all kinds but `database_root`); forces replacement.",
+                ),
+                Attribute(
+                    "kv_path",
+                    String(),
+                    optional=True,
+                    requires_replace=True,
+                    description="Path under the mount (all kinds but `database_root`); forces replacement.",
+                ),
+                Attribute(
+                    "settings",
+                    String(),
+                    optional=True,
+                    description="Kind-specific settings as JSON (`jsonencode({...})`), see docs/rotation.md.",
+                ),
+                Attribute(
+                    "max_age_seconds",
+                    Number(),
+                    optional=True,
+                    description="Rotate when older (>= 60); null: only on demand.",
+                ),
+                Attribute(
+                    "overlap_seconds",
+                    Number(),
+                    optional=True,
+                    description="How long the old value stays valid after a rotation (0 .. 2592000; default 0).",
+                ),
                 Attribute("state", String(), computed=True, description="Rotation state, e.g. `pending`, `active`."),
                 Attribute("rotated_at", String(), computed=True, description="Last successful rotation."),
                 Attribute("next_rotation_at", String(), computed=True, description="When max_age_seconds is due."),
@@ -77,25 +107,34 @@ class ManagedSecretResource(BrokerResource):
             for key in ("kv_mount", "kv_path"):
                 value = config.get(key)
                 if kind in NO_KV and value is not None:
-                    diags.add_error(f"kind {kind} takes no {key}",
-                                    "OpenBao keeps a database root password itself; leave kv_mount and "
-                                    "kv_path out", path=[key])
+                    diags.add_error(
+                        f"kind {kind} takes no {key}",
+                        "OpenBao keeps a database root password itself; leave kv_mount and kv_path out",
+                        path=[key],
+                    )
                 elif kind not in NO_KV and value is None:
-                    diags.add_error(f"kind {kind} needs {key}",
-                                    "set kv_mount and kv_path: where consumers read the value", path=[key])
+                    diags.add_error(
+                        f"kind {kind} needs {key}",
+                        "set kv_mount and kv_path: where consumers read the value",
+                        path=[key],
+                    )
         settings = config.get("settings")
         if isinstance(settings, str) and not isinstance(_parse(settings), dict):
-            diags.add_error("settings must be a JSON object", 'write settings = jsonencode({ ... })',
-                            path=["settings"])
+            diags.add_error("settings must be a JSON object", "write settings = jsonencode({ ... })", path=["settings"])
         age = config.get("max_age_seconds")
         if isinstance(age, (int, float)) and age < 60:
-            diags.add_error(f"invalid max_age_seconds {age}",
-                            "max_age_seconds must be at least 60 (or left out: rotate only on demand)",
-                            path=["max_age_seconds"])
+            diags.add_error(
+                f"invalid max_age_seconds {age}",
+                "max_age_seconds must be at least 60 (or left out: rotate only on demand)",
+                path=["max_age_seconds"],
+            )
         overlap = config.get("overlap_seconds")
         if isinstance(overlap, (int, float)) and not 0 <= overlap <= 30 * 86400:
-            diags.add_error(f"invalid overlap_seconds {overlap}",
-                            "overlap_seconds must be between 0 and 2592000 (30 days)", path=["overlap_seconds"])
+            diags.add_error(
+                f"invalid overlap_seconds {overlap}",
+                "overlap_seconds must be between 0 and 2592000 (30 days)",
+                path=["overlap_seconds"],
+            )
 
     def plan(self, ctx: PlanContext, current: State | None, planned: State) -> State | None:
         if current is not None and ctx.changed_fields:
@@ -105,8 +144,11 @@ class ManagedSecretResource(BrokerResource):
 
     def to_body(self, state: State) -> dict[str, Any]:
         settings = known(state.get("settings"), None)
-        body: dict[str, Any] = {"kind": state["kind"], "settings": _parse(settings) if settings else {},
-                                "overlap_seconds": int(known(state.get("overlap_seconds"), 0))}
+        body: dict[str, Any] = {
+            "kind": state["kind"],
+            "settings": _parse(settings) if settings else {},
+            "overlap_seconds": int(known(state.get("overlap_seconds"), 0)),
+        }
         if known(state.get("kv_mount"), None) is not None or known(state.get("kv_path"), None) is not None:
             body["kv"] = {"mount": state.get("kv_mount"), "path": state.get("kv_path")}
         age = known(state.get("max_age_seconds"), None)
@@ -123,12 +165,19 @@ class ManagedSecretResource(BrokerResource):
             text = None  # left out: the broker's defaults, not managed by this configuration
         else:
             text = _canonical(settings) if settings else None
-        return {"id": body["name"], "name": body["name"], "kind": body["kind"],
-                "kv_mount": kv.get("mount"), "kv_path": kv.get("path"), "settings": text,
-                "max_age_seconds": body.get("max_age_seconds"),
-                "overlap_seconds": _unless_default(body.get("overlap_seconds", 0), 0, prior, "overlap_seconds"),
-                "state": body.get("state"), "rotated_at": body.get("rotated_at"),
-                "next_rotation_at": body.get("next_rotation_at")}
+        return {
+            "id": body["name"],
+            "name": body["name"],
+            "kind": body["kind"],
+            "kv_mount": kv.get("mount"),
+            "kv_path": kv.get("path"),
+            "settings": text,
+            "max_age_seconds": body.get("max_age_seconds"),
+            "overlap_seconds": _unless_default(body.get("overlap_seconds", 0), 0, prior, "overlap_seconds"),
+            "state": body.get("state"),
+            "rotated_at": body.get("rotated_at"),
+            "next_rotation_at": body.get("next_rotation_at"),
+        }
 
 
 def _unless_default(value: Any, default: Any, prior: State | None, key: str) -> Any:

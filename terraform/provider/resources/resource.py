@@ -26,10 +26,13 @@ KINDS = ["vault_token", "vault_kv", "postgres", "aws", "http_api"]
 BLOCK_OF_KIND = {"vault_token": "vault", "vault_kv": "vault", "postgres": "vault", "aws": "aws", "http_api": "http"}
 
 VAULT = [
-    Attribute("policies", Set(String()), optional=True,
-              description="kind `vault_token`: OpenBao ACL policies of the issued token (must exist)."),
-    Attribute("mount", String(), optional=True,
-              description="kinds `vault_kv`, `postgres`: the secrets engine mount."),
+    Attribute(
+        "policies",
+        Set(String()),
+        optional=True,
+        description="kind `vault_token`: OpenBao ACL policies of the issued token (must exist).",
+    ),
+    Attribute("mount", String(), optional=True, description="kinds `vault_kv`, `postgres`: the secrets engine mount."),
     Attribute("path", String(), optional=True, description="kind `vault_kv`: the secret's path."),
     Attribute("role", String(), optional=True, description="kind `postgres`: the database role."),
 ]
@@ -37,12 +40,21 @@ AWS = [
     Attribute("role_arn", String(), optional=True, description="The IAM role the broker assumes."),
     Attribute("region", String(), optional=True),
     Attribute("endpoint_url", String(), optional=True, description="STS endpoint (e.g. a moto server)."),
-    Attribute("external_id", String(), optional=True, sensitive=True,
-              description="External ID the role's trust policy requires. Sensitive."),
+    Attribute(
+        "external_id",
+        String(),
+        optional=True,
+        sensitive=True,
+        description="External ID the role's trust policy requires. Sensitive.",
+    ),
 ]
 HTTP = [
-    Attribute("base_url", String(), optional=True,
-              description="The upstream's base URL: loopback, or a host in the broker's gateway.allowed_hosts."),
+    Attribute(
+        "base_url",
+        String(),
+        optional=True,
+        description="The upstream's base URL: loopback, or a host in the broker's gateway.allowed_hosts.",
+    ),
     Attribute("auth", String(), optional=True, description="`bearer`, `header`, `basic` or `query`."),
     Attribute("auth_name", String(), optional=True, description="auth `header`/`query`: the header or parameter."),
     Attribute("username", String(), optional=True, description="auth `basic`: the user name."),
@@ -51,8 +63,9 @@ HTTP = [
     Attribute("path", String(), optional=True, description="source `vault_kv`: the secret's path."),
     Attribute("field", String(), optional=True, description="source `vault_kv`: the field holding the key."),
     Attribute("policies", Set(String()), optional=True, description="source `vault_token`: ACL policies."),
-    Attribute("rules", List(String()), optional=True,
-              description='Request rules, first match wins: "METHOD /path/* action".'),
+    Attribute(
+        "rules", List(String()), optional=True, description='Request rules, first match wins: "METHOD /path/* action".'
+    ),
 ]
 SENSITIVE = {"external_id"}
 BLOCKS = (("vault", VAULT), ("aws", AWS), ("http", HTTP))
@@ -69,18 +82,37 @@ class ResourceResource(BrokerResource):
         return Schema(
             version=0,
             description="A resource: a backend binding the broker issues credentials for, with its "
-                        "sensitivity and environment.",
+            "sensitivity and environment.",
             attributes=[
                 Attribute("id", String(), computed=True, description="The resource's name."),
-                Attribute("name", String(), required=True, requires_replace=True,
-                          description="Unique name; changing it replaces the resource."),
-                Attribute("kind", String(), required=True,
-                          description="`vault_token`, `vault_kv`, `postgres`, `aws` or `http_api` (changed in place)."),
-                Attribute("sensitivity", String(), required=True,
-                          description="`public`, `internal`, `confidential` or `restricted`."),
+                Attribute(
+                    "name",
+                    String(),
+                    required=True,
+                    requires_replace=True,
+                    description="Unique name; changing it replaces the resource.",
+                ),
+                Attribute(
+                    "kind",
+                    String(),
+                    required=True,
+                    description="`vault_token`, `vault_kv`, `postgres`, `aws` or `http_api` (changed in place).",
+                ),
+                Attribute(
+                    "sensitivity",
+                    String(),
+                    required=True,
+                    description="`public`, `internal`, `confidential` or `restricted`.",
+                ),
                 Attribute("environment", String(), required=True, description="`dev`, `staging` or `prod`."),
-                Attribute("external", Bool(), optional=True, computed=True, default=False,
-                          description="Does writing here leave the organisation? Default false."),
+                Attribute(
+                    "external",
+                    Bool(),
+                    optional=True,
+                    computed=True,
+                    default=False,
+                    description="Does writing here leave the organisation? Default false.",
+                ),
                 Attribute("description", String(), optional=True, computed=True, default=""),
             ],
             block_types=[
@@ -99,26 +131,40 @@ class ResourceResource(BrokerResource):
         if kind in BLOCK_OF_KIND:
             block = BLOCK_OF_KIND[kind]
             if config.get(block) is None:
-                diags.add_error(f"kind {kind} needs a {block} block",
-                                f"add a {block} {{ ... }} block with the {kind} settings", path=["kind"])
+                diags.add_error(
+                    f"kind {kind} needs a {block} block",
+                    f"add a {block} {{ ... }} block with the {kind} settings",
+                    path=["kind"],
+                )
 
     def to_body(self, state: State) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": state["kind"], "sensitivity": state["sensitivity"],
-                                "environment": state["environment"],
-                                "external": bool(known(state.get("external"), False)),
-                                "description": known(state.get("description"), "")}
+        body: dict[str, Any] = {
+            "kind": state["kind"],
+            "sensitivity": state["sensitivity"],
+            "environment": state["environment"],
+            "external": bool(known(state.get("external"), False)),
+            "description": known(state.get("description"), ""),
+        }
         for block, _ in BLOCKS:
             settings = state.get(block)
             if settings is not None:
-                body[block] = {k: (list(v) if isinstance(v, list) else v)
-                               for k, v in settings.items() if v is not None and v is not Unknown}
+                body[block] = {
+                    k: (list(v) if isinstance(v, list) else v)
+                    for k, v in settings.items()
+                    if v is not None and v is not Unknown
+                }
         return body
 
     def from_body(self, body: dict[str, Any], prior: State | None) -> State:
-        state: State = {"id": body["name"], "name": body["name"], "kind": body["kind"],
-                        "sensitivity": body["sensitivity"], "environment": body["environment"],
-                        "external": bool(body.get("external", False)),
-                        "description": body.get("description") or ""}
+        state: State = {
+            "id": body["name"],
+            "name": body["name"],
+            "kind": body["kind"],
+            "sensitivity": body["sensitivity"],
+            "environment": body["environment"],
+            "external": bool(body.get("external", False)),
+            "description": body.get("description") or "",
+        }
         for block, attrs in BLOCKS:
             got = body.get(block)
             before = (prior or {}).get(block)

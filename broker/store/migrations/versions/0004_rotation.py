@@ -4,6 +4,7 @@ Revision ID: 0004
 Revises: 0002
 Create Date: 2026-11-24 14:00:00
 """
+
 import sqlalchemy as sa
 from alembic import op
 

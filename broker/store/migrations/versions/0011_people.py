@@ -41,7 +41,8 @@ def upgrade() -> None:
         sa.Column("roles", sa.JSON(), nullable=False),
         sa.Column("identities", sa.JSON(), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
-        _ts("created_at"), _ts("updated_at"),
+        _ts("created_at"),
+        _ts("updated_at"),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_people")),
     )
     op.create_table(
@@ -60,7 +61,10 @@ def upgrade() -> None:
         sa.Column("secret_hmac", sa.String(length=64), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("created_by", sa.String(length=256), nullable=False),
-        _ts("created_at"), _ts("expires_at"), _ts("revoked_at", True), _ts("last_used_at", True),
+        _ts("created_at"),
+        _ts("expires_at"),
+        _ts("revoked_at", True),
+        _ts("last_used_at", True),
         sa.PrimaryKeyConstraint("token_id", name=op.f("pk_person_tokens")),
     )
     op.create_index(op.f("ix_person_tokens_person"), "person_tokens", ["person"])
