@@ -46,6 +46,10 @@ def _assert_one_line_error(r: subprocess.CompletedProcess[str], *expected: str) 
     return lines[0]
 
 
+# a PostgreSQL store needs the keys every replica shares (issue 13), else that is the first error
+SHARED_KEYS = {"fingerprint_key": "'" + "ab" * 32 + "'", "audit": "{key: '" + "cd" * 32 + "'}"}
+
+
 def _good(tmp_path: Path, **overrides: str) -> str:
     settings = {
         "data_dir": str(tmp_path / "data"),
@@ -85,7 +89,9 @@ def test_serve_names_an_unknown_setting(tmp_path):
 def test_serve_reports_an_unreachable_database_naming_database_url(tmp_path):
     port = _closed_port()
     cfg = tmp_path / "broker.yaml"
-    cfg.write_text(_good(tmp_path, database_url=f"'postgresql+psycopg://nhi:pw-9f3c@127.0.0.1:{port}/nhi'"))
+    cfg.write_text(
+        _good(tmp_path, database_url=f"'postgresql+psycopg://nhi:pw-9f3c@127.0.0.1:{port}/nhi'", **SHARED_KEYS)
+    )
     line = _assert_one_line_error(serve(cfg), "database_url", f"127.0.0.1:{port}/nhi")
     assert "pw-9f3c" not in line
 
@@ -98,7 +104,7 @@ def test_serve_reports_a_database_that_never_answers_instead_of_hanging(tmp_path
         silent.listen(8)
         port = silent.getsockname()[1]
         cfg = tmp_path / "broker.yaml"
-        cfg.write_text(_good(tmp_path, database_url=f"'postgresql+psycopg://nhi@127.0.0.1:{port}/nhi'"))
+        cfg.write_text(_good(tmp_path, database_url=f"'postgresql+psycopg://nhi@127.0.0.1:{port}/nhi'", **SHARED_KEYS))
         _assert_one_line_error(serve(cfg), "database_url", f"127.0.0.1:{port}/nhi")
 
 
