@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,17 @@ class HAStack:
 
         assert self.openbao is not None and self.database_url is not None
         http = OpenBaoHTTP(self.openbao_addr, self.openbao.root_token)
-        report = bootstrap_openbao(http, approle=True, approle_secret_id=True)
+        # the leader-only frontend may drop a connection while HAProxy settles on the new leader:
+        # bootstrap is idempotent, so it is retried (bounded) after waiting for the leader again
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                report = bootstrap_openbao(http, approle=True, approle_secret_id=True)
+                break
+            except UpstreamUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                self._wait_openbao_lb()
         assert report.approle_role_id is not None and report.approle_secret_id is not None
         seed_openbao(http)
         seed_kv(http)
