@@ -91,6 +91,7 @@ def bootstrap_openbao(http: OpenBaoHTTP, *, approle: bool = False, approle_secre
             report.created.append(f"mount {KV_MOUNT}/ (kv v2)")
         for name, hcl in ((PARENT_POLICY, PARENT_POLICY_HCL), (BROKER_POLICY, BROKER_POLICY_HCL)):
             _put_policy(c, name, hcl, report)
+    # deferred: the token backend is needed only when bootstrap creates its role
     from broker.backends.openbao_token import OpenBaoTokenBackend
 
     OpenBaoTokenBackend(http).bootstrap()  # the grant token role (keeps its allowed policies)

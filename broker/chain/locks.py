@@ -100,6 +100,7 @@ class PostgresTaskLocks:
 
     @contextmanager
     def _acquire(self, task_id: str) -> Iterator[None]:
+        # deferred: only the PostgreSQL lock path needs it
         from sqlalchemy.exc import SQLAlchemyError
 
         try:

@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         """Create the OpenBao mounts, policies and roles the broker needs, and migrate the store.
 
         Runs with an operator token (NHI_BROKER_OPENBAO__TOKEN); running it again changes nothing."""
+        # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         from broker.backends.openbao_http import OpenBaoHTTP
         from broker.bootstrap import bootstrap_openbao
         from broker.config import load_settings
@@ -68,6 +69,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _seed_demo(settings: Settings, http: OpenBaoHTTP) -> str:
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
     from broker.container import Container
     from broker.demo import seed_kv, seed_openbao, seed_registry
 

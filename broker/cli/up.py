@@ -127,6 +127,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
         if ha:
+            # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
             from broker.cli.up_ha import run_ha
 
             configure_logging(log_format)

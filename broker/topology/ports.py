@@ -36,6 +36,7 @@ def free_block(size: int = BLOCK, start: int = 20000, stop: int = 32000) -> int:
     """A base port such that base .. base+size-1 are all free (for tests). Below Linux's ephemeral
     range (32768+), so ports the kernel hands out to other processes' ``bind(0)`` and outgoing
     connections cannot take one between this check and the bind."""
+    # deferred: only a port search that collides needs it
     import random
 
     for _ in range(200):

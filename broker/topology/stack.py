@@ -172,6 +172,7 @@ class HAStack:
             raise UpstreamUnavailable(f"{exc.message}; last /readyz: {last.get('body')}") from exc
 
     def _bootstrap_and_seed(self) -> tuple[str, Secret]:
+        # deferred: the service stack loads only when the HA stack seeds it, not with `up --ha`
         from broker.backends.openbao_http import OpenBaoHTTP
         from broker.bootstrap import bootstrap_openbao
         from broker.config import Settings
@@ -252,6 +253,7 @@ class HAStack:
         if self.haproxy is not None:
             self.haproxy.stop()
         if self._demo_pg is not None and self.postgres is None:  # a shared server: drop our demo roles
+            # deferred: the service stack loads only when the HA stack seeds it, not with `up --ha`
             from broker.demo_postgres import drop_demo_roles
 
             try:
