@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import structlog
 
@@ -131,6 +131,18 @@ class TaskService:
         self.on_issued: tuple[IssuedHook, ...] = (*on_issued, chain.after_issue)
 
     # -- tasks ---------------------------------------------------------------------------
+    def _refuse_task(self, agent: Agent, profile_name: str, reason: str, message: str) -> NoReturn:
+        """Audit a refused task opening (``task.refused``), then refuse it (403)."""
+        with self.store.write() as conn:
+            self.audit.append(
+                conn,
+                "task.refused",
+                actor=agent.name,
+                outcome="denied",
+                data={"profile": profile_name, "reason": reason},
+            )
+        raise Denied(message)
+
     def open_task(
         self,
         agent: Agent,
@@ -145,16 +157,11 @@ class TaskService:
         """``acting_for``: the person an exchanged token proved; a typed ``on_behalf_of`` that names
         someone else is refused. ``scope``: the profiles an exchanged token was narrowed to."""
         if scope is not None and profile_name not in scope:
-            with self.store.write() as conn:
-                self.audit.append(
-                    conn,
-                    "task.refused",
-                    actor=agent.name,
-                    outcome="denied",
-                    data={"profile": profile_name, "reason": "profile outside the token's scope"},
-                )
-            raise Denied(
-                f'this access token is scoped to profiles {list(scope)}; it may not open a task under "{profile_name}"'
+            self._refuse_task(
+                agent,
+                profile_name,
+                "profile outside the token's scope",
+                f'this access token is scoped to profiles {list(scope)}; it may not open a task under "{profile_name}"',
             )
         if acting_for is not None:
             if on_behalf_of is not None and on_behalf_of not in (acting_for.subject, acting_for.principal):
@@ -165,17 +172,12 @@ class TaskService:
                 )
             on_behalf_of = acting_for.principal
         if profile_name not in agent.profiles:
-            with self.store.write() as conn:
-                self.audit.append(
-                    conn,
-                    "task.refused",
-                    actor=agent.name,
-                    outcome="denied",
-                    data={"profile": profile_name, "reason": "profile not allowed for agent"},
-                )
-            raise Denied(
+            self._refuse_task(
+                agent,
+                profile_name,
+                "profile not allowed for agent",
                 f'agent "{agent.name}" may not open tasks under profile "{profile_name}"; '
-                f"allowed: {list(agent.profiles)}"
+                f"allowed: {list(agent.profiles)}",
             )
         with self.store.read() as conn:
             profile = self.store.get_profile(conn, profile_name)
