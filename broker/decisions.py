@@ -7,11 +7,19 @@ becomes a ``deny`` whose reasons say why (fail closed).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from broker.models import Action, Agent, DecisionId, Mode, Outcome, Resource, Task, TaskProfile, Tier
+
+
+class Detection(enum.StrEnum):
+    """When the chain detectors ran for a decision (``chain.yaml`` ``detection``)."""
+
+    PRE_ISSUANCE = "pre_issuance"  # before anything was issued: a hit denies this request
+    POST_ISSUANCE = "post_issuance"  # right after issuance: a hit revokes every grant of the task
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,7 @@ class Decision:
     policy_ids: tuple[str, ...] = ()
     bundle_hash: str = ""
     inputs: dict[str, Any] = field(default_factory=dict)
+    detection: Detection | None = None  # set by the chain gate; None before it has seen the decision
 
     def public(self) -> dict[str, Any]:
         return {
@@ -117,6 +126,7 @@ class Decision:
             "reasons": list(self.reasons),
             "policy_ids": list(self.policy_ids),
             "bundle_hash": self.bundle_hash,
+            "detection": self.detection.value if self.detection else None,
         }
 
     def record(self) -> dict[str, Any]:

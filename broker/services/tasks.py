@@ -92,6 +92,8 @@ class ChainGate(Protocol):
 
     def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None: ...
 
+    def after_request(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None: ...
+
 
 class TaskService:
     def __init__(
@@ -464,7 +466,10 @@ class TaskService:
             return CredentialResult(decision=decision, credential=None)
         if resource is None:  # an allow always has a resolved resource; fail closed if not
             raise Conflict(f'resource "{resource_name}" vanished; try again')
-        return self.issue(agent, task, decision, action_name, resource)
+        try:
+            return self.issue(agent, task, decision, action_name, resource)
+        finally:  # a post-issuance decision's detectors run now (chain.yaml ``detection``)
+            self.chain.after_request(agent, task, decision, action_name, resource_name)
 
     def issue(
         self, agent: Agent, task: Task, decision: Decision, action_name: str, resource: Resource
