@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from broker.errors import InvalidInput
 from broker.models import Consequence, Mode, Sensitivity, Tier
@@ -101,13 +101,14 @@ class DetectionConfig(_Strict):
 
     pre_issuance: tuple[Mode, ...] = (Mode.INLINE, Mode.REVIEW)
 
-    @model_validator(mode="after")
-    def _inline_first(self) -> DetectionConfig:
-        if Mode.INLINE not in self.pre_issuance:
+    @field_validator("pre_issuance")
+    @classmethod
+    def _inline_always(cls, modes: tuple[Mode, ...]) -> tuple[Mode, ...]:
+        if Mode.INLINE not in modes:
             raise ValueError("must list inline: inline decisions are always checked before issuance")
-        if len(set(self.pre_issuance)) != len(self.pre_issuance):
+        if len(set(modes)) != len(modes):
             raise ValueError("lists a mode twice")
-        return self
+        return modes
 
     def before_issuance(self, mode: Mode) -> bool:
         return mode in self.pre_issuance
