@@ -200,3 +200,32 @@ def test_decision_record_carries_inputs_factors_policies_and_hash(engine: CedarD
     assert record["inputs"]["action"] == "secrets.read" and record["inputs"]["sensitivity"] == "confidential"
     assert record["factors"]["unattended_irreversible"] == {"value": True, "weight": 1}
     assert record["bundle_hash"] == engine.bundle_hash and record["policy_ids"]
+
+
+def test_entity_cache_never_serves_another_requests_entities_under_the_same_names(
+    engine: CedarDecisionEngine,
+) -> None:
+    """Every variant below has the same agent, profile, task and resource names; the cached
+    entities are keyed by content, so a warm engine decides each exactly as a cold one does."""
+    variants = [
+        make_input(action, name, trust=trust, on_behalf_of=human, ceiling=ceiling, res=res)
+        for action, name in (("db.read", "demo-data"), ("secrets.read", "demo-secrets"), ("db.write", "demo-data"))
+        for trust in (TrustLevel.LOW, TrustLevel.HIGH)
+        for human in (None, "alice")
+        for ceiling in (Tier.MEDIUM, Tier.CRITICAL)
+        for res in (
+            None,
+            resource(name, Sensitivity.RESTRICTED, Environment.PROD),
+            resource(name, Sensitivity.PUBLIC, Environment.DEV, external=True),
+        )
+    ]
+    for request in [*variants, *reversed(variants)]:
+        warm, cold = engine.decide(request), CedarDecisionEngine(engine.bundle).decide(request)
+        assert (warm.outcome, warm.tier, warm.mode, warm.ttl_seconds, warm.policy_ids, warm.reasons) == (
+            cold.outcome,
+            cold.tier,
+            cold.mode,
+            cold.ttl_seconds,
+            cold.policy_ids,
+            cold.reasons,
+        )
