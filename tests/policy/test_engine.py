@@ -208,8 +208,11 @@ def test_entity_cache_never_serves_another_requests_entities_under_the_same_name
     """Every variant below has the same agent, profile, task and resource names; the cached
     entities are keyed by content, so a warm engine decides each exactly as a cold one does."""
     variants = [
-        make_input(action, name, trust=trust, on_behalf_of=human, ceiling=ceiling, res=res)
-        for action, name in (("db.read", "demo-data"), ("secrets.read", "demo-secrets"), ("db.write", "demo-data"))
+        make_input(
+            action, name, trust=trust, on_behalf_of=human, ceiling=ceiling, res=res, allowed=tuple(engine.bundle.catalog)
+        )
+        # the default policies read principal.trust_level (privilege) and resource.sensitivity (export)
+        for action, name in (("db.read", "demo-data"), ("iam.modify", "demo-data"), ("data.export", "demo-data"))
         for trust in (TrustLevel.LOW, TrustLevel.HIGH)
         for human in (None, "alice")
         for ceiling in (Tier.MEDIUM, Tier.CRITICAL)
