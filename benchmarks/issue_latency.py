@@ -12,7 +12,10 @@ the same run:
 
 Sequential latency (tasks of 10 requests) and 8-way concurrent throughput for vault_token.
 
-    .venv/bin/python benchmarks/issue_latency.py [--n 400] [--n-slow 60]
+    .venv/bin/python benchmarks/issue_latency.py [--n 400] [--n-slow 60] [--workers-pg]
+
+``--workers-pg`` adds the multi-process figure: 8 agents against ``serve --workers 2`` on
+PostgreSQL next to raw token creates, in the same run (benchmarks/_throughput.py).
 """
 
 from __future__ import annotations
@@ -99,6 +102,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--n-slow", type=int, default=60, help="samples for postgres and aws")
+    ap.add_argument(
+        "--workers-pg",
+        action="store_true",
+        help="also: 8 agents against `serve --workers 2` on PostgreSQL vs raw token create (benchmarks/_throughput.py)",
+    )
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="nhi-bench-moto-", dir="/tmp"))
@@ -219,6 +227,10 @@ def main() -> None:
     for backend, (med, p99) in ratios.items():
         print(f"ratio broker/raw {backend:12s} median {med:.2f}x  p99 {p99:.2f}x")
     print("targets (vault_token): median <= 2x raw, broker p99 < 25 ms")
+    if args.workers_pg:
+        from _throughput import print_throughput, workers_pg_throughput
+
+        print_throughput(workers_pg_throughput(workers=2, agents=8, requests=args.n))
 
 
 if __name__ == "__main__":
