@@ -47,6 +47,8 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("backend call", ("broker/backends/", "hvac/")),
     ("JWT + identity", ("broker/identity/", "jwt/", "cryptography/", "broker/services/authn.py")),
     ("store", ("broker/store/", "sqlalchemy/", "sqlite3", "psycopg")),
+    ("thread hops (anyio worker threads)", ("run_sync_in_worker_thread", "CapacityLimiter", "Condition.notify")),
+    ("live scanner (issued-hook)", ("broker/services/scanning.py", "scanners/")),
     ("broker other", ("broker/",)),
     ("HTTP (uvicorn/starlette/fastapi)", ("uvicorn/", "starlette/", "fastapi/", "h11/", "httptools", "pydantic")),
 ]
