@@ -75,7 +75,7 @@ class BrokerCaller:
         steps_per_task: int = STEPS_PER_TASK,
     ) -> None:
         self.c = httpx.Client(base_url=up["url"], timeout=30)
-        self.tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(2 * n + 200)])
+        self.tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(3 * n + 200)])
         self.action, self.resource, self.profile = action, resource, profile
         self.per_task = steps_per_task
         self.task, self.steps, self.tasks = "", steps_per_task, []

@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--tier", choices=sorted(TIERS), default="monitor")
     ap.add_argument("--out", type=Path, required=True, help="the SVG flame graph")
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--cpu", action="store_true", help="the table from on-CPU samples only (no idle)")
     args = ap.parse_args()
     action, resource, steps = TIERS[args.tier]
     with broker_up() as up:
@@ -112,7 +113,7 @@ def main() -> None:
             caller()  # warm-up
         args.out.parent.mkdir(parents=True, exist_ok=True)
         result: dict[str, Any] = {}
-        for fmt, idle, target in (("flamegraph", False, args.out), ("raw", True, None)):
+        for fmt, idle, target in (("flamegraph", False, args.out), ("raw", not args.cpu, None)):
             raw = target or Path(tempfile.mkstemp(suffix=".txt", dir="/tmp")[1])
             proc = spy(pid, raw, args.seconds, fmt, idle)
             loader = threading.Thread(target=lambda: result.update(load=drive(caller, args.seconds)))
