@@ -34,7 +34,7 @@ from broker.chain.detectors import (
     REVIEW_FLAGGED,
 )
 from broker.chain.locks import TaskLocks
-from broker.chain.model import ChainContext, ChainStep, Escalation, Hit, RecordedEvent, StepKind
+from broker.chain.model import ChainContext, ChainStep, Escalation, Hit, Prefetched, RecordedEvent, StepKind
 from broker.chain.post_issuance import PostIssuancePool
 from broker.chain.rules import ChainRules
 from broker.decisions import Decision, Detection
@@ -117,9 +117,14 @@ class ChainService:
         with self.store.read() as conn:
             return chain_store.history(conn, task_id, self._consequences())
 
-    def _detect(self, history: list[ChainStep], candidate: ChainStep, task: Task) -> Hit | None:
-        with self.store.read() as conn:
-            profile = self.store.get_profile(conn, task.profile)
+    def _detect(
+        self, history: list[ChainStep], candidate: ChainStep, task: Task, prefetched: Prefetched | None = None
+    ) -> Hit | None:
+        if prefetched is not None:
+            profile = prefetched.profile
+        else:
+            with self.store.read() as conn:
+                profile = self.store.get_profile(conn, task.profile)
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
         ctx = ChainContext(
@@ -134,10 +139,15 @@ class ChainService:
                 return hit
         return None
 
-    def _resolve(self, action: str | None, resource: str | None) -> dict[str, Any]:
+    def _resolve(
+        self, action: str | None, resource: str | None, prefetched: Prefetched | None = None
+    ) -> dict[str, Any]:
         act = self.catalog().get(action) if action else None
-        with self.store.read() as conn:
-            res = self.store.get_resource(conn, resource) if resource else None
+        if prefetched is not None:
+            res = prefetched.resource
+        else:
+            with self.store.read() as conn:
+                res = self.store.get_resource(conn, resource) if resource else None
         return {
             "consequence": act.consequence.value if act else None,
             "sensitivity": res.sensitivity.value if res else None,
@@ -145,7 +155,9 @@ class ChainService:
         }
 
     # -- inline, before issuance -----------------------------------------------------------------
-    def _candidate(self, decision: Decision, action: str, resource: str) -> ChainStep:
+    def _candidate(
+        self, decision: Decision, action: str, resource: str, prefetched: Prefetched | None = None
+    ) -> ChainStep:
         return ChainStep(
             ref=decision.decision_id,
             kind=StepKind.CREDENTIAL_REQUEST,
@@ -155,25 +167,37 @@ class ChainService:
             tier=decision.tier,
             outcome=decision.outcome,
             collection=bool(decision.inputs.get("approval_id")),
-            **self._resolve(action, resource),
+            **self._resolve(action, resource, prefetched),
         )
 
     def review_request(
-        self, agent: Agent, task: Task, decision: Decision, action: str, resource: str
+        self,
+        agent: Agent,
+        task: Task,
+        decision: Decision,
+        action: str,
+        resource: str,
+        *,
+        prefetched: Prefetched | None = None,
     ) -> tuple[Decision, Hit | None]:
         """The detectors for this request, before issuance — or, for an allowed decision whose mode
         ``chain.yaml`` checks after issuance (``detection.pre_issuance``), only marked so:
-        :meth:`after_request` runs them once the credential is issued."""
+        :meth:`after_request` runs them once the credential is issued.
+
+        ``prefetched``: the history, profile and resource the request flow read (under the task's
+        lock, so nothing of the task changed since); without it they are read here."""
         post = decision.outcome is Outcome.ALLOW and not self.config.detection.before_issuance(decision.mode)
+        history = prefetched.history if prefetched is not None else None
         if post:
             decision = replace(decision, detection=Detection.POST_ISSUANCE)
             if self.config.on_escalation is not OnEscalation.STEP_UP_ONLY:
                 return decision, None
             # step_up_only: an escalated task's requests still need an approval before issuance
-            return self._step_up_if_escalated(decision, self.history(task.task_id)), None
+            return self._step_up_if_escalated(decision, history or self.history(task.task_id)), None
         decision = replace(decision, detection=Detection.PRE_ISSUANCE)
-        history = self.history(task.task_id)
-        hit = self._detect(history, self._candidate(decision, action, resource), task)
+        if history is None:
+            history = self.history(task.task_id)
+        hit = self._detect(history, self._candidate(decision, action, resource, prefetched), task, prefetched)
         if hit is not None:
             return _denied_by(decision, hit), hit
         return self._step_up_if_escalated(decision, history), None

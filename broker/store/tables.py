@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -415,4 +416,13 @@ person_tokens = Table(
     _ts("expires_at"),
     _ts("revoked_at", nullable=True),
     _ts("last_used_at", nullable=True),
+)
+
+
+# -- the registry's version: every agent/profile/resource change increments it (migration 0013) ----
+registry_version = Table(
+    "registry_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
 )
