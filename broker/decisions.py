@@ -24,7 +24,12 @@ class Detection(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ChainSummary:
-    """What the task already did; the policy engine receives it as context."""
+    """What the task already did; the policy engine receives it as context.
+
+    ``actions``/``consequences`` go to Cedar and into the decision record as sets (each once, in
+    order of first appearance): Cedar sets ignore repeats, and a list with one entry per step
+    would make every decision of a long task cost more (context parsed, record written) as its
+    history grows (benchmarks/cost_growth.py)."""
 
     steps: int = 0
     actions: tuple[str, ...] = ()
@@ -32,11 +37,19 @@ class ChainSummary:
     max_tier: Tier | None = None
     grants_active: int = 0
 
+    @property
+    def distinct_actions(self) -> list[str]:
+        return list(dict.fromkeys(self.actions))
+
+    @property
+    def distinct_consequences(self) -> list[str]:
+        return list(dict.fromkeys(self.consequences))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
-            "actions": list(self.actions),
-            "consequences": list(self.consequences),
+            "actions": self.distinct_actions,
+            "consequences": self.distinct_consequences,
             "max_tier": self.max_tier.value if self.max_tier else None,
             "grants_active": self.grants_active,
         }

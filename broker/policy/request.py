@@ -133,8 +133,8 @@ def build(
         "human_present": req.human_present,
         "chain": {
             "steps": chain.steps,
-            "actions": list(chain.actions),
-            "consequences": list(chain.consequences),
+            "actions": chain.distinct_actions,  # sets: bounded by the catalog, not the history
+            "consequences": chain.distinct_consequences,
             "max_tier": chain.max_tier.value if chain.max_tier else "none",
             "max_tier_rank": chain.max_tier.rank if chain.max_tier else -1,
             "grants_active": chain.grants_active,

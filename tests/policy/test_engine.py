@@ -232,3 +232,30 @@ def test_entity_cache_never_serves_another_requests_entities_under_the_same_name
             cold.policy_ids,
             cold.reasons,
         )
+
+
+def test_decision_input_does_not_grow_with_the_tasks_history(engine: CedarDecisionEngine) -> None:
+    """A long chain of the same actions reaches Cedar and the decision record as sets: the
+    context and the record of step 1,000 are as large as those of step 3 (cost growth, issue 14)."""
+
+    def summary(steps: int) -> ChainSummary:
+        actions = tuple(("db.read", "db.write", "db.read")[i % 3] for i in range(steps))
+        consequences = tuple({"db.read": "read", "db.write": "write"}[a] for a in actions)
+        return ChainSummary(steps, actions, consequences, Tier.LOW, 0)
+
+    short = engine.decide(make_input("db.read", "demo-data", chain=summary(3)))
+    long = engine.decide(make_input("db.read", "demo-data", chain=summary(1000)))
+    assert long.inputs["chain"]["actions"] == ["db.read", "db.write"]
+    assert long.inputs["chain"]["consequences"] == ["read", "write"]
+    assert long.inputs["chain"]["steps"] == 1000
+    assert len(str(long.record())) <= len(str(short.record())) + 8  # "1000" vs "3" and the like
+    assert (long.outcome, long.tier, long.policy_ids) == (short.outcome, short.tier, short.policy_ids)
+    b = engine.bundle
+    action, res = b.catalog["db.read"], resource("demo-data")
+    risk = b.risk.assess(
+        RiskInput(agent=make_input("db.read", "demo-data").agent, action=action, resource=res, human_present=False)
+    )
+    cr = build(
+        make_input("db.read", "demo-data", chain=summary(1000)), action, res, risk, mode=Mode.MONITOR, tier_ttl=60, remaining=60
+    )
+    assert cr.request["context"]["chain"]["actions"] == ["db.read", "db.write"]

@@ -1,0 +1,27 @@
+"""expiry sweep indexes: (state, expires_at) on grants and tasks
+
+The revocation worker expires grants and tasks on every tick (``state = 'active' AND expires_at
+<= now``). With only the ``state`` index that is a scan of every active row: at 100,000 active
+grants each tick held SQLite's write lock for ~130 ms and every credential request waited behind
+it (benchmarks/cost_growth.py). With these it is a range that finds only what expired.
+
+Revision ID: 0014
+Revises: 0013
+"""
+
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_grants_state_expires_at", "grants", ["state", "expires_at"])
+    op.create_index("ix_tasks_state_expires_at", "tasks", ["state", "expires_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_tasks_state_expires_at", table_name="tasks")
+    op.drop_index("ix_grants_state_expires_at", table_name="grants")
