@@ -127,7 +127,9 @@ def main() -> None:
             warm = agent.open_task("demo", "warm up")["task_id"]
             first = agent.request_credential(warm, "db.read", "demo-data")
             template = admin.decision(first.decision["decision_id"])
-            template = {k: v for k, v in template.items() if k not in ("task_id", "agent", "action", "resource", "created_at")}
+            template = {
+                k: v for k, v in template.items() if k not in ("task_id", "agent", "action", "resource", "created_at")
+            }
             timed_requests(running, warm, 5)
             store = running.container.settings.resolved_database_url().split(":", 1)[0]
             print(f"# cost growth — broker {running.url}, store {store}, OpenBao {bao.address} (dev)")
@@ -141,7 +143,9 @@ def main() -> None:
                 samples = timed_requests(running, task_id, args.requests)
                 med = statistics.median(samples)
                 base = base or med
-                print(f"{'task history (steps)':<22} {steps:>8} {med:>10.2f} {pct(samples, 90):>8.2f} {med / base:>10.2f}x")
+                print(
+                    f"{'task history (steps)':<22} {steps:>8} {med:>10.2f} {pct(samples, 90):>8.2f} {med / base:>10.2f}x"
+                )
             base = None
             holder = agent.open_task("demo", "holds the seeded grants")["task_id"]
             seeded = 0
@@ -154,7 +158,9 @@ def main() -> None:
                     samples += timed_requests(running, task_id, 10)
                 med = statistics.median(samples)
                 base = base or med
-                print(f"{'active grants (store)':<22} {count:>8} {med:>10.2f} {pct(samples, 90):>8.2f} {med / base:>10.2f}x")
+                print(
+                    f"{'active grants (store)':<22} {count:>8} {med:>10.2f} {pct(samples, 90):>8.2f} {med / base:>10.2f}x"
+                )
         finally:
             running.stop()
             bao.stop()

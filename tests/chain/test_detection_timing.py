@@ -113,7 +113,9 @@ def test_monitor_grant_dies_at_openbao_within_bound_when_a_detector_fires_after_
     # the broker's own part of the bound, from its audit trail: the grant committed -> OpenBao
     # confirmed the task's revocation (the revocation is audited after OpenBao answered)
     events = admin.audit(task_id=task_id)
-    issued = next(e for e in events if e["kind"] == "credential.issued" and e["data"]["grant_id"] == late.fields["grant_id"])
+    issued = next(
+        e for e in events if e["kind"] == "credential.issued" and e["data"]["grant_id"] == late.fields["grant_id"]
+    )
     revoked = [e for e in events if e["kind"] == "credential.revoked"]
     assert revoked
     broker_ms = (max(_ts(e) for e in revoked) - _ts(issued)).total_seconds() * 1000

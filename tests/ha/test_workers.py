@@ -67,20 +67,28 @@ def test_two_workers_serialise_a_tasks_requests_across_processes(served) -> None
     with httpx.Client(timeout=60, limits=fresh) as ca, httpx.Client(timeout=60, limits=fresh) as cb:
         rs.clients += [ca, cb]
         for i in range(TRIALS):
-            r = ca.post(f"{server.url}/v1/tasks", headers=rs.agent_headers(), json={"profile": "demo", "purpose": f"t{i}"})
+            r = ca.post(
+                f"{server.url}/v1/tasks", headers=rs.agent_headers(), json={"profile": "demo", "purpose": f"t{i}"}
+            )
             assert r.status_code == 201, r.text
             task_id = r.json()["task_id"]
             ha, hb = rs.agent_headers(), rs.agent_headers()
             barrier = threading.Barrier(2)
             out: dict[str, httpx.Response] = {}
 
-            def call(name: str, client: httpx.Client, h: dict[str, str], body: dict[str, str], t: str = task_id) -> None:
+            def call(
+                name: str, client: httpx.Client, h: dict[str, str], body: dict[str, str], t: str = task_id
+            ) -> None:
                 barrier.wait()
                 out[name] = client.post(f"{server.url}/v1/tasks/{t}/credentials", headers=h, json=body)
 
             threads = [
-                threading.Thread(target=call, args=("read", ca, ha, {"action": "secrets.read", "resource": "demo-secrets"})),
-                threading.Thread(target=call, args=("export", cb, hb, {"action": "data.export", "resource": "demo-data"})),
+                threading.Thread(
+                    target=call, args=("read", ca, ha, {"action": "secrets.read", "resource": "demo-secrets"})
+                ),
+                threading.Thread(
+                    target=call, args=("export", cb, hb, {"action": "data.export", "resource": "demo-data"})
+                ),
             ]
             for th in threads:
                 th.start()

@@ -209,7 +209,13 @@ def test_entity_cache_never_serves_another_requests_entities_under_the_same_name
     entities are keyed by content, so a warm engine decides each exactly as a cold one does."""
     variants = [
         make_input(
-            action, name, trust=trust, on_behalf_of=human, ceiling=ceiling, res=res, allowed=tuple(engine.bundle.catalog)
+            action,
+            name,
+            trust=trust,
+            on_behalf_of=human,
+            ceiling=ceiling,
+            res=res,
+            allowed=tuple(engine.bundle.catalog),
         )
         # the default policies read principal.trust_level (privilege) and resource.sensitivity (export)
         for action, name in (("db.read", "demo-data"), ("iam.modify", "demo-data"), ("data.export", "demo-data"))
@@ -256,6 +262,12 @@ def test_decision_input_does_not_grow_with_the_tasks_history(engine: CedarDecisi
         RiskInput(agent=make_input("db.read", "demo-data").agent, action=action, resource=res, human_present=False)
     )
     cr = build(
-        make_input("db.read", "demo-data", chain=summary(1000)), action, res, risk, mode=Mode.MONITOR, tier_ttl=60, remaining=60
+        make_input("db.read", "demo-data", chain=summary(1000)),
+        action,
+        res,
+        risk,
+        mode=Mode.MONITOR,
+        tier_ttl=60,
+        remaining=60,
     )
     assert cr.request["context"]["chain"]["actions"] == ["db.read", "db.write"]
