@@ -154,6 +154,9 @@ grants = Table(
     # the revocation worker's expiry sweep (state = active AND expires_at <= now) on every tick:
     # a range over this index, not a scan of every active grant in the store (0014)
     Index("ix_grants_state_expires_at", "state", "expires_at"),
+    # a task's active grants (counted on every credential request): task and state in one index,
+    # so no planner takes the state prefix above and walks every active grant (0014)
+    Index("ix_grants_task_state", "task_id", "state"),
 )
 
 # the revocation outbox: written before a revocation is attempted, retried until confirmed

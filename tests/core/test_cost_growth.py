@@ -63,7 +63,18 @@ def test_task_expiry_sweep_reads_a_range_of_the_state_expiry_index_not_every_act
         assert "ix_tasks_state_expires_at" in plan and "expires_at<" in plan, (statement, plan)
 
 
+def test_counting_a_tasks_active_grants_reads_that_task_only(store: Store) -> None:
+    def count() -> None:
+        with store.read() as conn:
+            store.count_active_grants(conn, "tsk_x")
+
+    plans = _plans(store, count)
+    assert plans
+    for statement, plan in plans:
+        assert "ix_grants_task_state" in plan and "task_id=?" in plan, (statement, plan)
+
+
 def test_the_sweep_indexes_exist_after_migration(store: Store) -> None:
     with store.engine.connect() as conn:
         names = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index'"))}
-    assert {"ix_grants_state_expires_at", "ix_tasks_state_expires_at"} <= names
+    assert {"ix_grants_state_expires_at", "ix_tasks_state_expires_at", "ix_grants_task_state"} <= names
