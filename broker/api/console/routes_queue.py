@@ -33,6 +33,7 @@ from broker.api.console.session import (
 )
 from broker.api.console.views import own_request, pending_first, request_context
 from broker.approvals.model import Approval, ApprovalState, ReviewState
+from broker.approvals.waiting import MAX_WAIT_SECONDS
 from broker.container import Container
 from broker.errors import BrokerError
 from broker.people.model import Caller, Role
@@ -41,8 +42,10 @@ router = APIRouter(prefix="/console")
 ApprovalId = Annotated[str, Path(pattern=r"^apr_[0-9a-f]{32}$")]
 ReviewId = Annotated[str, Path(pattern=r"^rev_[0-9a-f]{32}$")]
 POLL_SECONDS: Final = 1.0  # the store is polled: every replica sees every approval (SSE is per replica)
-SESSION_CHECK_SECONDS: Final = 20.0
-STREAM_SECONDS: Final = 300.0  # then the browser reconnects (EventSource does by itself)
+SESSION_CHECK_SECONDS: Final = 10.0
+# then the browser reconnects (EventSource does by itself): as short as the agents' long-poll
+# (MAX_WAIT_SECONDS), so a stopping server never waits longer for an open page than for an agent
+STREAM_SECONDS: Final = float(MAX_WAIT_SECONDS)
 RECENT: Final = 50
 
 
@@ -53,9 +56,9 @@ def _c(request: Request) -> Container:
 
 # -- approvals -------------------------------------------------------------------------------------
 def _rows(c: Container, caller: Caller) -> list[dict[str, object]]:
-    c.approvals.expire_due()
-    pending = c.approvals.list(ApprovalState.PENDING, 500)
-    return [{"a": a, "own": own_request(c, caller, a.agent)} for a in pending_first(pending)]
+    pending = c.approvals.list(ApprovalState.PENDING, 500)  # expires what is due first
+    own = {agent: own_request(c, caller, agent) for agent in {a.agent for a in pending}}
+    return [{"a": a, "own": own[a.agent]} for a in pending_first(pending)]
 
 
 def _recent(c: Container) -> list[Approval]:
