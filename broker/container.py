@@ -278,6 +278,7 @@ class Container:
                 audit=audit,
                 tasks=tasks,
                 require_dpop=settings.token_exchange.require_dpop,
+                mcp_resources={m.url: m.server_agent for m in settings.token_exchange.mcp_resources},
             ),
             health=HealthService(
                 store,
