@@ -115,7 +115,9 @@ def _answer(resp: Any) -> dict[str, Any]:
     }
 
 
-async def _wait_for_approval(ctx: Context, client: BrokerClient, task_id: str, step_up: dict[str, Any]) -> str | None:
+async def _wait_for_approval(
+    ctx: Context, client: BrokerClient, task_id: str, what: str, step_up: dict[str, Any]
+) -> str | None:
     """With a client that supports elicitation, ask the user whether to wait for the approval and
     wait for a human's decision (long-poll). None: no elicitation, or the user chose not to wait."""
     caps = ctx.client_capabilities
@@ -123,9 +125,8 @@ async def _wait_for_approval(ctx: Context, client: BrokerClient, task_id: str, s
         return None
     decision = step_up.get("decision") or {}
     answer = await ctx.elicit(
-        f"Approval {step_up['approval_id']} is needed for {decision.get('action', 'this call')} on "
-        f"{decision.get('resource', 'the resource')} (tier {decision.get('tier', '?')}). A human approves it "
-        "with `nhi-broker approvals approve` or the console. Wait for the decision?",
+        f"Approval {step_up['approval_id']} is needed for {what} (risk tier {decision.get('tier', '?')}). "
+        "A person approves it with `nhi-broker approvals approve` or the console. Wait for the decision?",
         WaitForApproval,
     )
     if answer.action != "accept" or not answer.data.wait:
@@ -200,7 +201,7 @@ def build_server(
             "next": "a human must approve this; wait with approval_status, then call call_api again "
             "with the same arguments and approval_id",
         }
-        state = await _wait_for_approval(ctx, client, task_id, step_up)
+        state = await _wait_for_approval(ctx, client, task_id, f"{method.upper()} {path} on {resource}", step_up)
         if state == "approved":  # the user waited and a human approved: make the call once
             return {**_answer(await _run(call, approval_id=step_up["approval_id"])), "approval_id": step_up["approval_id"]}
         return step_up if state is None else {**step_up, "state": state}
