@@ -162,8 +162,10 @@ def test_mcp_refuses_to_start_without_an_identity(mcp_rig, tmp_path):
     assert done.returncode != 0 and "--identity-token-file" in done.stderr
 
 
-def test_the_example_agent_uses_only_mcp_and_gets_the_redacted_response(mcp_rig):
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_the_example_agent_uses_only_mcp_and_gets_the_redacted_response(transport, mcp_rig, request):
     broker, upstream = mcp_rig.broker, mcp_rig.upstream
+    extra = ["--mcp-url", request.getfixturevalue("mcp_http")] if transport == "http" else []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [
@@ -179,6 +181,7 @@ def test_the_example_agent_uses_only_mcp_and_gets_the_redacted_response(mcp_rig)
             "crm-api",
             "--path",
             "/v1/customers/3",
+            *extra,
         ],
         env=env,
         capture_output=True,
