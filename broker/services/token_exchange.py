@@ -252,6 +252,8 @@ class TokenExchangeService:
         jkt = self._proof(dpop_proof, url)
         if form.get("scope"):
             raise OAuthError("invalid_scope", "the scope of an MCP server's exchange is the subject token's")
+        if form.get("delegation"):
+            raise OAuthError("invalid_request", "an MCP server's exchange takes no delegation")
         token = self.tokens.mint(
             agent=claims.agent,
             workload_issuer=claims.workload.get("iss", ""),

@@ -12,11 +12,15 @@ import anyio
 import httpx
 import mcp_types as types
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 from mcp.client.session import ClientRequestContext
 from support.approver import approve, approver_token
 from support.broker import ADMIN_TOKEN
 from support.mcp_rig import OTHER_MCP, SERVER_AGENT, McpRig, agent_mcp_token, mcp_session
 from support.wait import HTTP_TIMEOUT
+
+from broker.identity.dpop import make_proof
 
 pytestmark = [pytest.mark.openbao, pytest.mark.slow]
 
@@ -99,6 +103,18 @@ def test_the_token_endpoint_issues_mcp_tokens_only_for_registered_mcp_servers(mc
         mcp_rig, subject_token=mcp_rig.broker.token(), resource=mcp_rig.mcp_url, audience=OTHER_MCP
     )
     assert mixed.status_code == 400 and mixed.json()["error"] == "invalid_target"
+    # MCP clients send bearer tokens: a DPoP-bound token for an MCP server is refused, not half-bound
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    proof = make_proof(key, jwk, method="POST", url=f"{mcp_rig.broker.url}/v1/token")
+    bound = httpx.post(
+        f"{mcp_rig.broker.url}/v1/token",
+        data={"grant_type": GRANT, "subject_token_type": JWT, "subject_token": mcp_rig.broker.token()}
+        | {"resource": mcp_rig.mcp_url},
+        headers={"DPoP": proof},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert bound.status_code == 400 and "send no DPoP proof" in bound.json()["error_description"]
 
 
 def test_only_the_registered_mcp_server_may_exchange_an_mcp_token_and_only_with_dpop(mcp_rig):
