@@ -78,8 +78,10 @@ async def run(args: argparse.Namespace) -> None:
         ).raise_for_status()
         data_dir = up["data_dir"]
         mcp_proc = subprocess.Popen(
-            [str(BIN / "nhi-broker"), "mcp", "--transport", "http", "--port", str(mcp_port), "--url", up["url"]]
-            + ["--data-dir", data_dir, "--agent", "mcp-server"],
+            [
+                *(str(BIN / "nhi-broker"), "mcp", "--transport", "http", "--port", str(mcp_port)),
+                *("--url", up["url"], "--data-dir", data_dir, "--agent", "mcp-server"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=open(Path(data_dir) / "mcp.log", "wb"),  # noqa: SIM115
             env=dict(os.environ),

@@ -203,7 +203,10 @@ def build_server(
         }
         state = await _wait_for_approval(ctx, client, task_id, f"{method.upper()} {path} on {resource}", step_up)
         if state == "approved":  # the user waited and a human approved: make the call once
-            return {**_answer(await _run(call, approval_id=step_up["approval_id"])), "approval_id": step_up["approval_id"]}
+            return {
+                **_answer(await _run(call, approval_id=step_up["approval_id"])),
+                "approval_id": step_up["approval_id"],
+            }
         return step_up if state is None else {**step_up, "state": state}
 
     @server.tool(

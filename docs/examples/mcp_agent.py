@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 import time
-
 from contextlib import asynccontextmanager
 from pathlib import Path
 

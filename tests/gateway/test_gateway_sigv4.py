@@ -66,7 +66,12 @@ def sigv4(openbao, moto_server, tmp_path_factory) -> Iterator[tuple[RunningBroke
                 "kind": "http_api",
                 "sensitivity": "internal",
                 "environment": "dev",
-                "http": {**common, "base_url": moto_server.endpoint, "service": "sts", "rules": ["POST / storage.read"]},
+                "http": {
+                    **common,
+                    "base_url": moto_server.endpoint,
+                    "service": "sts",
+                    "rules": ["POST / storage.read"],
+                },
             },
         )
         yield running, bucket

@@ -99,9 +99,7 @@ def test_an_mcp_audience_token_is_refused_by_the_brokers_own_api(mcp_rig):
 def test_the_token_endpoint_issues_mcp_tokens_only_for_registered_mcp_servers(mcp_rig):
     unknown = _exchange(mcp_rig, subject_token=mcp_rig.broker.token(), resource="http://127.0.0.1:9/evil-mcp")
     assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_target"
-    mixed = _exchange(
-        mcp_rig, subject_token=mcp_rig.broker.token(), resource=mcp_rig.mcp_url, audience=OTHER_MCP
-    )
+    mixed = _exchange(mcp_rig, subject_token=mcp_rig.broker.token(), resource=mcp_rig.mcp_url, audience=OTHER_MCP)
     assert mixed.status_code == 400 and mixed.json()["error"] == "invalid_target"
     # MCP clients send bearer tokens: a DPoP-bound token for an MCP server is refused, not half-bound
     key = ec.generate_private_key(ec.SECP256R1())
@@ -220,9 +218,7 @@ async def _pay_with_elicitation(rig: McpRig, transport: str, accept: bool) -> di
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
-def test_a_step_up_is_waited_for_through_elicitation_and_the_call_is_made_once_approved(
-    transport, mcp_rig, request
-):
+def test_a_step_up_is_waited_for_through_elicitation_and_the_call_is_made_once_approved(transport, mcp_rig, request):
     if transport == "http":
         request.getfixturevalue("mcp_http")
     out = anyio.run(_pay_with_elicitation, mcp_rig, transport, True)

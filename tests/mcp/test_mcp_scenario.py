@@ -20,6 +20,7 @@ from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.openbao, pytest.mark.slow]
 
+
 def structured(result) -> dict:
     assert not result.is_error, result.content
     if result.structured_content is not None:
@@ -133,7 +134,9 @@ def test_mcp_open_task_call_api_step_up_and_end_task_without_the_credential(tran
     for_broker = [e for e in mine if e["data"].get("audience") != mcp_rig.mcp_url]
     assert for_broker and all(e["data"]["dpop_bound"] is True for e in for_broker)
     if transport == "http":
-        assert all(e["data"]["via_mcp"] == {"resource": mcp_rig.mcp_url, "server_agent": SERVER_AGENT} for e in for_broker)
+        assert all(
+            e["data"]["via_mcp"] == {"resource": mcp_rig.mcp_url, "server_agent": SERVER_AGENT} for e in for_broker
+        )
         assert all(e["actor"] == "demo-agent" for e in for_broker)
         assert [e["data"]["dpop_bound"] for e in mine if e["data"].get("audience") == mcp_rig.mcp_url] == [False]
 

@@ -18,12 +18,13 @@ from mcp.client.session import ClientSession, ElicitationFnT
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+
+from broker.client import mcp_access_token
+
 from .broker import ADMIN_TOKEN, RunningBroker, start_broker
 from .ports import free_port
 from .upstream import Upstream
 from .wait import HTTP_TIMEOUT, wait_until
-
-from broker.client import mcp_access_token
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
 KV_PATH = "gateway/mcp-crm"

@@ -56,9 +56,7 @@ HTTP = [
         optional=True,
         description="The upstream's base URL: loopback, or a host in the broker's gateway.allowed_hosts.",
     ),
-    Attribute(
-        "auth", String(), optional=True, description="`bearer`, `header`, `basic`, `query` or `sigv4` (AWS)."
-    ),
+    Attribute("auth", String(), optional=True, description="`bearer`, `header`, `basic`, `query` or `sigv4` (AWS)."),
     Attribute("auth_name", String(), optional=True, description="auth `header`/`query`: the header or parameter."),
     Attribute("username", String(), optional=True, description="auth `basic`: the user name."),
     Attribute(
