@@ -27,16 +27,13 @@ from pathlib import Path
 import anyio
 import httpx
 from _harness import BIN, broker_up, free_port, pct
-from cryptography.hazmat.primitives.asymmetric import ec
-from gateway_overhead import GRANT, JWT, STEPS_PER_TASK, upstream
-from jwt.algorithms import ECAlgorithm
+from gateway_overhead import STEPS_PER_TASK, bench_api, dpop_agent, open_task, upstream
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from broker.client import mcp_access_token
 from broker.identity import DevIssuer
-from broker.identity.dpop import make_proof
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -47,29 +44,8 @@ async def run(args: argparse.Namespace) -> None:
     mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
     resources = json.dumps([{"url": mcp_url, "server_agent": "mcp-server"}])
     with broker_up(env={"NHI_BROKER_TOKEN_EXCHANGE__MCP_RESOURCES": resources}) as up:
-        bao = httpx.Client(base_url=up["openbao_addr"], headers={"X-Vault-Token": up["openbao_token"]})
-        bao.post("/v1/secret/data/bench/crm", json={"data": {"api_key": key}}).raise_for_status()
-        c = httpx.Client(base_url=up["url"], timeout=30)
+        c = bench_api(up, key, base)
         admin = {"Authorization": f"Bearer {up['admin_token']}"}
-        c.put(
-            "/v1/admin/resources/bench-api",
-            headers=admin,
-            json={
-                "kind": "http_api",
-                "sensitivity": "internal",
-                "environment": "dev",
-                "http": {
-                    "base_url": base,
-                    "auth": "header",
-                    "auth_name": "X-Api-Key",
-                    "source": "vault_kv",
-                    "mount": "secret",
-                    "path": "bench/crm",
-                    "field": "api_key",
-                    "rules": ["GET /v1/customers/* db.read"],
-                },
-            },
-        ).raise_for_status()
         dev = c.get("/v1/admin/agents/demo-agent", headers=admin).json()["identities"][0]["issuer"]
         c.put(
             "/v1/admin/agents/mcp-server",
@@ -97,24 +73,8 @@ async def run(args: argparse.Namespace) -> None:
                 if mcp_proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"nhi-broker mcp failed; see {data_dir}/mcp.log")
                 time.sleep(0.1)
+            auth = dpop_agent(up, c)
             issuer = DevIssuer.load(Path(data_dir))
-            pkey = ec.generate_private_key(ec.SECP256R1())
-            jwk = ECAlgorithm.to_jwk(pkey.public_key(), as_dict=True)
-            form = {"grant_type": GRANT, "subject_token": issuer.mint("demo-agent", ttl_seconds=3600)}
-            r = c.post(
-                "/v1/token",
-                data={**form, "subject_token_type": JWT},
-                headers={"DPoP": make_proof(pkey, jwk, method="POST", url=f"{up['url']}/v1/token")},
-            )
-            r.raise_for_status()
-            access = r.json()["access_token"]
-
-            def auth(method: str, path: str) -> dict[str, str]:
-                return {
-                    "Authorization": f"DPoP {access}",
-                    "DPoP": make_proof(pkey, jwk, method=method, url=f"{up['url']}{path}", access_token=access),
-                }
-
             bearer = mcp_access_token(mcp_url, issuer.mint("demo-agent", ttl_seconds=3600)).reveal()
             http = create_mcp_http_client(headers={"Authorization": f"Bearer {bearer}"})
             direct = httpx.Client(timeout=30)
@@ -128,9 +88,7 @@ async def run(args: argparse.Namespace) -> None:
                 task, steps = "", STEPS_PER_TASK
                 for i in range(args.requests + 20):
                     if steps >= STEPS_PER_TASK:
-                        task = c.post(
-                            "/v1/tasks", json={"profile": "demo", "purpose": "bench"}, headers=auth("POST", "/v1/tasks")
-                        ).json()["task_id"]
+                        task = open_task(c, auth)
                         opened = await mcp.call_tool("open_task", {"profile": "demo", "purpose": "bench"})
                         mcp_task = json.loads(opened.content[0].text)["task_id"]
                         steps = 0

@@ -41,6 +41,17 @@ def _exchange(rig: McpRig, **form: str) -> httpx.Response:
     return httpx.post(f"{rig.broker.url}/v1/token", data={**base, **form}, timeout=HTTP_TIMEOUT)
 
 
+def _redeem(rig: McpRig, subject: str, actor_agent: str) -> httpx.Response:
+    """An MCP server's exchange (no DPoP proof): ``subject`` for a broker token, as ``actor_agent``."""
+    return _exchange(
+        rig,
+        subject_token=subject,
+        subject_token_type=ACCESS,
+        actor_token=rig.broker.token(actor_agent),
+        actor_token_type=JWT,
+    )
+
+
 def _post_mcp(rig: McpRig, token: str | None) -> httpx.Response:
     headers = {**MCP_HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
     return httpx.post(rig.mcp_url, json=INIT, headers=headers, timeout=HTTP_TIMEOUT)
@@ -123,33 +134,15 @@ def test_only_the_registered_mcp_server_may_exchange_an_mcp_token_and_only_with_
     assert bare.status_code == 400 and bare.json()["error"] == "invalid_request"
     assert "actor_token" in bare.json()["error_description"]
     # another agent (the token's own agent included) posing as the MCP server
-    posing = _exchange(
-        mcp_rig,
-        subject_token=mcp_token,
-        subject_token_type=ACCESS,
-        actor_token=mcp_rig.broker.token("demo-agent"),
-        actor_token_type=JWT,
-    )
+    posing = _redeem(mcp_rig, mcp_token, "demo-agent")
     assert posing.status_code == 400 and posing.json()["error"] == "invalid_grant"
     assert f"is not the MCP server of {mcp_rig.mcp_url}" in posing.json()["error_description"]
     # the MCP server itself, but without binding the result to its key
-    unbound = _exchange(
-        mcp_rig,
-        subject_token=mcp_token,
-        subject_token_type=ACCESS,
-        actor_token=mcp_rig.broker.token(SERVER_AGENT),
-        actor_token_type=JWT,
-    )
+    unbound = _redeem(mcp_rig, mcp_token, SERVER_AGENT)
     assert unbound.status_code == 400 and unbound.json()["error"] == "invalid_dpop_proof"
     # a broker-audience token is not an MCP token to exchange
     broker_token = _exchange(mcp_rig, subject_token=mcp_rig.broker.token()).json()["access_token"]
-    again = _exchange(
-        mcp_rig,
-        subject_token=broker_token,
-        subject_token_type=ACCESS,
-        actor_token=mcp_rig.broker.token(SERVER_AGENT),
-        actor_token_type=JWT,
-    )
+    again = _redeem(mcp_rig, broker_token, SERVER_AGENT)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
 
