@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -78,7 +79,7 @@ class BrokerCaller:
         steps_per_task: int = STEPS_PER_TASK,
     ) -> None:
         self.c = httpx.Client(base_url=up["url"], timeout=30)
-        self.tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(3 * n + 200)])
+        self.tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(5 * n + 200)])
         self.action, self.resource, self.profile = action, resource, profile
         self.per_task = steps_per_task
         self.task, self.steps, self.tasks = "", steps_per_task, []
@@ -109,6 +110,21 @@ class BrokerCaller:
             self.c.delete(f"/v1/tasks/{task}", headers=self._auth())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): what a request costs the broker itself,
+    independent of how busy the rest of the machine is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(pid: int, fn: Any, n: int) -> float:
+    """Milliseconds of the broker process's CPU per call of ``fn`` (sequential)."""
+    before = cpu_seconds(pid)
+    for _ in range(n):
+        fn()
+    return (cpu_seconds(pid) - before) * 1000 / n
+
+
 def single_agent(up: dict[str, Any], issuer: DevIssuer, n: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Issue 14's single-agent figures, side by side in one run: the monitor-tier `vault_token`
     credential and the inline-tier `secrets.read` (`vault_kv`, single use, response-wrapped) against
@@ -127,7 +143,7 @@ def single_agent(up: dict[str, Any], issuer: DevIssuer, n: int) -> tuple[list[di
     # one request per task: secrets.read is high tier and `burst` escalates a task after five
     inline = BrokerCaller(up, issuer, "secrets.read", "demo-kv", "demo", n, steps_per_task=1)
     web = httpx.Client(base_url=up["url"], timeout=30)
-    tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(n + 40)])
+    tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(2 * n + 40)])
     monitor()  # opens a task the authenticated GET reads
 
     def healthz() -> None:
@@ -157,7 +173,9 @@ def single_agent(up: dict[str, Any], issuer: DevIssuer, n: int) -> tuple[list[di
                 timed(fn, n // rounds, warmup=0)
             else:
                 samples[key] += timed(fn, n // rounds, warmup=0)
-    samples["monitor"], samples["inline"] = monitor.samples, inline.samples
+    samples["monitor"], samples["inline"] = list(monitor.samples), list(inline.samples)
+    pid = int(up["pid"])
+    cpu = {key: cpu_per_request(pid, fns[key], max(50, n // 2)) for key in ("monitor", "inline", "get", "healthz")}
     monitor.end_all()
     inline.end_all()
     stats = {k: summarize(v) for k, v in samples.items()}
@@ -170,7 +188,7 @@ def single_agent(up: dict[str, Any], issuer: DevIssuer, n: int) -> tuple[list[di
         "get": ("floor", "broker authenticated GET /v1/tasks/{id}"),
     }
     for key, (backend, path) in labels.items():
-        rows.append({"backend": backend, "path": path, **stats[key]})
+        rows.append({"backend": backend, "path": path, **stats[key], "broker CPU ms": cpu.get(key)})
     ratios = {
         "monitor median / raw token": stats["monitor"]["median_ms"] / stats["raw"]["median_ms"],
         "monitor p99 / raw token p99": stats["monitor"]["p99_ms"] / stats["raw"]["p99_ms"],
@@ -184,7 +202,7 @@ def print_single(rows: list[dict[str, Any]], ratios: dict[str, float]) -> None:
     print_table(
         "Single agent, sequential, interleaved rounds (issue 14 targets)",
         rows,
-        ["backend", "path", "n", "median_ms", "p90_ms", "p99_ms", "mean_ms"],
+        ["backend", "path", "n", "median_ms", "p90_ms", "p99_ms", "mean_ms", "broker CPU ms"],
     )
     print()
     for name, value in ratios.items():

@@ -425,8 +425,21 @@ person_tokens = Table(
     _ts("last_used_at", nullable=True),
 )
 
+# web console sessions (docs/console.md): the session id's HMAC only, never the id itself
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("person", String(128), nullable=False, index=True),
+    Column("issuer", String(512), nullable=False),
+    Column("subject", String(512), nullable=False),
+    _ts("created_at"),
+    _ts("last_seen_at"),
+    _ts("expires_at"),
+    _ts("ended_at", nullable=True),
+)
 
-# -- the registry's version: every agent/profile/resource change increments it (migration 0013) ----
+# -- the registry's version: every agent/profile/resource change increments it (migration 0014) ----
 registry_version = Table(
     "registry_version",
     metadata,
