@@ -94,7 +94,7 @@ tasks = Table(
     Column("acting_for", JSON),  # the verified person (issuer, subject, attributes), migration 0010
     Column("parent_task_id", String(64), index=True),  # delegated sub-tasks, migration 0012
     Column("delegation", JSON),
-    Index("ix_tasks_state_expires_at", "state", "expires_at"),  # the worker's task expiry sweep (0014)
+    Index("ix_tasks_state_expires_at", "state", "expires_at"),  # the worker's task expiry sweep (0015)
 )
 
 # task-level handles a backend created (e.g. the OpenBao parent token's accessor)
@@ -152,10 +152,10 @@ grants = Table(
     Column("state", String(16), nullable=False, index=True),
     _ts("revoked_at", nullable=True),
     # the revocation worker's expiry sweep (state = active AND expires_at <= now) on every tick:
-    # a range over this index, not a scan of every active grant in the store (0014)
+    # a range over this index, not a scan of every active grant in the store (0015)
     Index("ix_grants_state_expires_at", "state", "expires_at"),
     # a task's active grants (counted on every credential request): task and state in one index,
-    # so no planner takes the state prefix above and walks every active grant (0014)
+    # so no planner takes the state prefix above and walks every active grant (0015)
     Index("ix_grants_task_state", "task_id", "state"),
 )
 

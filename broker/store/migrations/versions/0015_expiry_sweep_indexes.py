@@ -7,14 +7,14 @@ it (benchmarks/cost_growth.py). With these it is a range that finds only what ex
 task's active grants, counted on every credential request, get (task_id, state): without it
 SQLite's planner may take the (state, ...) prefix and walk every active grant.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
