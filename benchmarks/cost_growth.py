@@ -39,6 +39,11 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(p / 100 * len(s)))]
 
 
+def row(dimension: str, size: int, samples: list[float], base: float) -> None:
+    med = statistics.median(samples)
+    print(f"{dimension:<22} {size:>8} {med:>10.2f} {pct(samples, 90):>8.2f} {med / base:>10.2f}x")
+
+
 def timed_requests(running: RunningBroker, task_id: str, n: int) -> list[float]:
     agent = running.agent()
     out = []
@@ -143,9 +148,7 @@ def main() -> None:
                 samples = timed_requests(running, task_id, args.requests)
                 med = statistics.median(samples)
                 base = base or med
-                print(
-                    f"{'task history (steps)':<22} {steps:>8} {med:>10.2f} {pct(samples, 90):>8.2f} {med / base:>10.2f}x"
-                )
+                row("task history (steps)", steps, samples, base)
             base = None
             holder = agent.open_task("demo", "holds the seeded grants")["task_id"]
             seeded = 0
@@ -158,9 +161,7 @@ def main() -> None:
                     samples += timed_requests(running, task_id, 10)
                 med = statistics.median(samples)
                 base = base or med
-                print(
-                    f"{'active grants (store)':<22} {count:>8} {med:>10.2f} {pct(samples, 90):>8.2f} {med / base:>10.2f}x"
-                )
+                row("active grants (store)", count, samples, base)
         finally:
             running.stop()
             bao.stop()

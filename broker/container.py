@@ -26,8 +26,8 @@ from broker.backends.openbao_token import OpenBaoTokenBackend
 from broker.backends.port import CredentialBackend
 from broker.chain.alerts import WebhookAlerter
 from broker.chain.locks import LocalTaskLocks, PostgresTaskLocks, TaskLocks
-from broker.chain.rules import ChainRules
 from broker.chain.post_issuance import PostIssuancePool
+from broker.chain.rules import ChainRules
 from broker.chain.service import ChainService
 from broker.config import IssuerSettings, Settings
 from broker.gateway import Gateway

@@ -88,7 +88,8 @@ class Supervisor:
         port = str(self.sock.getsockname()[1])
         cmd = [sys.executable, "-m", "broker.cli", "serve", "--config", str(self.config), "--worker-port", port]
         env = {**os.environ, "NHI_BROKER_WORKER_INDEX": str(index)}
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        # fixed argv: this interpreter, our own `serve`, the operator's config path
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)  # noqa: S603
         self.procs[index] = proc
         return proc
 

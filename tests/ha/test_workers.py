@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
-from support.replicas import ReplicaSet, Replica, base_config, bootstrap, make_replica, replica_env
+from support.replicas import Replica, ReplicaSet, base_config, bootstrap, make_replica, replica_env
 from support.wait import wait_until
 
 from broker.identity import DevIssuer
@@ -77,7 +77,13 @@ def test_two_workers_serialise_a_tasks_requests_across_processes(served) -> None
             out: dict[str, httpx.Response] = {}
 
             def call(
-                name: str, client: httpx.Client, h: dict[str, str], body: dict[str, str], t: str = task_id
+                name: str,
+                client: httpx.Client,
+                h: dict[str, str],
+                body: dict[str, str],
+                t: str = task_id,
+                barrier: threading.Barrier = barrier,
+                out: dict[str, httpx.Response] = out,
             ) -> None:
                 barrier.wait()
                 out[name] = client.post(f"{server.url}/v1/tasks/{t}/credentials", headers=h, json=body)
