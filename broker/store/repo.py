@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from broker.models import (
@@ -313,6 +313,29 @@ class Store:
         rows = conn.execute(
             select(t.tasks).where(t.tasks.c.parent_task_id == task_id).order_by(t.tasks.c.created_at)
         ).all()
+        return [self._task(r) for r in rows]
+
+    def list_tasks(
+        self,
+        conn: Connection,
+        *,
+        states: tuple[TaskState, ...] = (),
+        agent: str | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[Task]:
+        """Tasks newest first (the console's task list). ``states``: only these (all when empty);
+        ``before``: the (created_at, task_id) of the last row of the previous page (keyset)."""
+        c = t.tasks.c
+        q = select(t.tasks)
+        if states:
+            q = q.where(c.state.in_([s.value for s in states]))
+        if agent is not None:
+            q = q.where(c.agent == agent)
+        if before is not None:
+            at, task_id = before
+            q = q.where(or_(c.created_at < at, and_(c.created_at == at, c.task_id < task_id)))
+        rows = conn.execute(q.order_by(c.created_at.desc(), c.task_id.desc()).limit(limit)).all()
         return [self._task(r) for r in rows]
 
     def active_children_of_inactive_parents(self, conn: Connection, limit: int = 100) -> list[tuple[str, str]]:
