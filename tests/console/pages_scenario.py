@@ -104,6 +104,8 @@ def findings_of_a_scan(b: RunningBroker, directory: Path, job: str, count: int) 
     log.write_text("".join(f"line {i} {aws_key()}\n" for i in range(count)))
     admin = b.admin()
     admin.request(
-        "PUT", f"/v1/admin/scan-jobs/{job}", {"source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 3600}}
+        "PUT",
+        f"/v1/admin/scan-jobs/{job}",
+        {"source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 3600}},
     )
     admin.request("POST", f"/v1/admin/scan-jobs/{job}/run")

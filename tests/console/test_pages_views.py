@@ -155,7 +155,7 @@ def test_audit_page_filters_pages_and_reports_the_chain_intact(vbroker):
     assert {"task.opened", "credential.issued", "task.ended"} <= kinds
     issued = audit_page(c, AuditFilters.parse(kind="credential.issued", task_id=task_id, actor=None), before=None)
     assert [e.kind for e in issued.items] == ["credential.issued"]
-    assert page.status.result.ok and page.status.result.head_seq >= page.items[0].seq
+    assert page.status.ok and page.status.head_seq >= page.items[0].seq
     with pytest.raises(InvalidInput, match="kind"):
         AuditFilters.parse(kind="DROP TABLE", task_id=None, actor=None)
     with pytest.raises(InvalidInput, match="before"):

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from broker.audit.guard import Reading
 from broker.audit.log import AuditEvent
+from broker.audit.reading import Reading
 from broker.container import Container
 from broker.errors import InvalidInput
 from broker.models import FindingStatus
@@ -68,9 +68,7 @@ class FindingFilters:
     source: FindingSource | None = None
 
     @classmethod
-    def parse(
-        cls, *, status: str | None, job: str | None, rule: str | None, source: str | None
-    ) -> FindingFilters:
+    def parse(cls, *, status: str | None, job: str | None, rule: str | None, source: str | None) -> FindingFilters:
         return cls(
             status=member("status", status, FindingStatus),
             job=_check("job", job, _NAME, "a job name (a-z 0-9 . _ -)"),
@@ -141,4 +139,4 @@ def audit_page(c: Container, filters: AuditFilters, *, before: int | None, limit
     )
     more = len(rows) > limit
     items = tuple(rows[:limit])
-    return AuditPage(items, filters, items[-1].seq if more else None, c.audit_guard.reading())
+    return AuditPage(items, filters, items[-1].seq if more else None, c.audit_reader.reading())

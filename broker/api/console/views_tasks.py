@@ -58,9 +58,7 @@ class TaskPage:
     next_before: str | None
 
 
-def task_page(
-    c: Container, *, state: TaskFilter, agent: str | None, before: str | None, limit: int = 50
-) -> TaskPage:
+def task_page(c: Container, *, state: TaskFilter, agent: str | None, before: str | None, limit: int = 50) -> TaskPage:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput("limit", f"{limit} is not allowed: between 1 and {MAX_PAGE}")
     with c.store.read() as conn:
@@ -315,7 +313,9 @@ def _step(s: Mapping[str, Any]) -> EscalationStep:
         value = s.get(key)
         return None if value is None else str(value)
 
-    return EscalationStep(ref=str(s.get("ref", "")), action=opt("action"), resource=opt("resource"), outcome=opt("outcome"))
+    return EscalationStep(
+        ref=str(s.get("ref", "")), action=opt("action"), resource=opt("resource"), outcome=opt("outcome")
+    )
 
 
 def _text(value: Any) -> str:
@@ -333,4 +333,3 @@ def flatten(nodes: Sequence[DelegationNode], depth: int = 0) -> list[tuple[int, 
         rows.append((depth, n.task))
         rows.extend(flatten(n.children, depth + 1))
     return rows
-
