@@ -34,10 +34,12 @@ from broker.gateway import Gateway
 from broker.identity import DevIssuer, IdentityVerifier, IssuerConfig
 from broker.identity.access_tokens import AccessTokens, BrokerSigningKey
 from broker.identity.dpop import DPoPSettings, DPoPVerifier
+from broker.identity.oidc_login import OidcCodeFlow
 from broker.identity.replay import StoreReplayGuard
 from broker.keys import fingerprint_key
 from broker.metrics import Metrics
 from broker.people.service import PeopleService, token_key
+from broker.people.sessions import ConsoleSessions, session_key
 from broker.policy import PolicyHolder
 from broker.secrets import Fingerprinter, Secret
 from broker.services.auth_failures import AuthFailureLog
@@ -88,6 +90,8 @@ class Container:
     events: EventService
     scanning: LiveScanner
     people: PeopleService
+    console_sessions: ConsoleSessions  # the web console's signed-in sessions (docs/console.md)
+    console_sign_in: OidcCodeFlow | None  # None: no human issuer signs people in
     approvals: ApprovalService
     reviews: ReviewService
     credentials: CredentialFlow
@@ -133,12 +137,13 @@ class Container:
         backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend, policies.catalog))
         metrics = Metrics()
         approval_notifier = _webhook(settings.approval_webhook_url, settings, field="approval_webhook_url")
+        sign_in = _sign_in_verifier(settings, store)
         people = PeopleService(
             store,
             audit,
             token_key=token_key(key),
             admin_token=Secret(settings.admin_token.get_secret_value()),
-            sign_in=_sign_in_verifier(settings, store),
+            sign_in=sign_in,
             human_issuers=[h.issuer for h in settings.human_issuers],
             max_token_ttl_seconds=settings.person_token_max_ttl_seconds,
         )
@@ -252,6 +257,14 @@ class Container:
             events=EventService(tasks, chain, scanning, audit),
             scanning=scanning,
             people=people,
+            console_sessions=ConsoleSessions(
+                store,
+                audit,
+                key=session_key(key),
+                idle_timeout_seconds=settings.console.idle_timeout_seconds,
+                max_session_seconds=settings.console.max_session_seconds,
+            ),
+            console_sign_in=_console_sign_in(settings, sign_in),
             approvals=approvals,
             reviews=reviews,
             credentials=credentials,
@@ -366,7 +379,26 @@ def _sign_in_verifier(settings: Settings, store: Store) -> IdentityVerifier | No
         for i in settings.human_issuers
         if i.sign_in_audiences
     ]
-    return IdentityVerifier(configs, StoreReplayGuard(store)) if configs else None
+    return (
+        IdentityVerifier(configs, StoreReplayGuard(store), outbound=settings.outbound_policy()) if configs else None
+    )
+
+
+def _console_sign_in(settings: Settings, verifier: IdentityVerifier | None) -> OidcCodeFlow | None:
+    """The console's OIDC code flow against the configured human issuer (docs/console.md)."""
+    chosen = settings.console_sign_in()
+    if chosen is None or verifier is None:
+        return None
+    issuer, client_id = chosen
+    return OidcCodeFlow(
+        issuer=issuer.issuer,
+        client_id=client_id,
+        client_secret=Secret(settings.console.client_secret.get_secret_value()),
+        discovery_url=settings.console.discovery_url,
+        scopes=settings.console.scopes,
+        verifier=verifier,
+        policy=settings.outbound_policy(),
+    )
 
 
 def _verifier(settings: Settings, store: Store) -> IdentityVerifier:

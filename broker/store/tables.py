@@ -416,3 +416,17 @@ person_tokens = Table(
     _ts("revoked_at", nullable=True),
     _ts("last_used_at", nullable=True),
 )
+
+# web console sessions (docs/console.md): the session id's HMAC only, never the id itself
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("person", String(128), nullable=False, index=True),
+    Column("issuer", String(512), nullable=False),
+    Column("subject", String(512), nullable=False),
+    _ts("created_at"),
+    _ts("last_seen_at"),
+    _ts("expires_at"),
+    _ts("ended_at", nullable=True),
+)

@@ -1,0 +1,67 @@
+"""Console fixtures: a real OIDC provider on loopback, a broker whose console signs people in
+through it, registered people with roles, and (for the browser tests) Debian's chromium.
+
+People (registered through the admin API with the admin token, each bound to an OIDC subject at
+the provider; the subject is what they "log in" as on the provider's page):
+
+- ``alice`` (``alice@example.test``) — approver;
+- ``demo-owner`` (``owner@example.test``) — demo-agent's bound owner, also an approver and a
+  reviewer, so that four-eyes and not a missing role is what refuses them;
+- ``dana`` (``dana@example.test``) — reviewer; ``audra`` (``audra@example.test``) — auditor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from support.broker import ADMIN_TOKEN, RunningBroker, start_broker
+from support.oidc import CONSOLE_CLIENT_SECRET, ConsoleClient, OidcProvider, console_sign_in
+
+PEOPLE = {
+    "alice": (["approver"], "alice@example.test"),
+    "demo-owner": (["approver", "reviewer"], "owner@example.test"),
+    "dana": (["reviewer"], "dana@example.test"),
+    "audra": (["auditor"], "audra@example.test"),
+}
+
+
+@pytest.fixture(scope="module")
+def oidc_provider() -> Iterator[OidcProvider]:
+    provider = OidcProvider()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def console_broker(openbao, oidc_provider: OidcProvider, tmp_path_factory) -> Iterator[RunningBroker]:
+    running = start_broker(
+        tmp_path_factory.mktemp("console-broker"),
+        openbao,
+        human_issuers=[oidc_provider.human_issuer()],
+        # cookie_secure false: http://127.0.0.1 only (the settings refuse it elsewhere)
+        console={"cookie_secure": False, "client_secret": CONSOLE_CLIENT_SECRET},
+    )
+    with httpx.Client(base_url=running.url, timeout=60, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+        for name, (roles, subject) in PEOPLE.items():
+            body = {"roles": roles, "identities": [{"issuer": oidc_provider.issuer, "subject": subject}]}
+            resp = http.put(f"/v1/admin/people/{name}", json=body)
+            assert resp.status_code in (200, 201), resp.text
+    yield running
+    running.stop()
+
+
+@pytest.fixture()
+def sign_in(console_broker: RunningBroker) -> Iterator[object]:
+    """``sign_in("alice")`` → a :class:`ConsoleClient` signed in through the real OIDC flow."""
+    clients: list[ConsoleClient] = []
+
+    def signed_in(person: str) -> ConsoleClient:
+        client = console_sign_in(console_broker.url, PEOPLE[person][1])
+        clients.append(client)
+        return client
+
+    yield signed_in
+    for c in clients:
+        c.close()
