@@ -508,6 +508,29 @@ class Store:
             StoredDecision.from_row(r._mapping) for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))
         ]
 
+    def recent_decisions(
+        self,
+        conn: Connection,
+        *,
+        outcome: Outcome | None = None,
+        agent: str | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[StoredDecision]:
+        """Decisions newest first (the console's list); ``before``: the (created_at, decision_id)
+        of the last row of the previous page."""
+        c = t.decisions.c
+        q = select(t.decisions)
+        if outcome is not None:
+            q = q.where(c.outcome == outcome.value)
+        if agent is not None:
+            q = q.where(c.agent == agent)
+        if before is not None:
+            at, decision_id = before
+            q = q.where(or_(c.created_at < at, and_(c.created_at == at, c.decision_id < decision_id)))
+        rows = conn.execute(q.order_by(c.created_at.desc(), c.decision_id.desc()).limit(limit))
+        return [StoredDecision.from_row(r._mapping) for r in rows]
+
     def decision_steps(self, conn: Connection, task_id: str) -> list[DecisionStep]:
         """The chain's decisions in order, without their (large) JSON records."""
         return [

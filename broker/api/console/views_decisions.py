@@ -11,6 +11,7 @@ or revoked **after issuance** (a leak, a later escalation) with the revocation's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,10 +23,13 @@ from broker.chain import store as chain_store
 from broker.chain.detectors import LEAKED_SECRET
 from broker.chain.model import StepKind
 from broker.container import Container
-from broker.errors import NotFound
+from broker.errors import InvalidInput, NotFound
 from broker.models import Grant, Outcome, Task
 from broker.store import outbox
 from broker.store.rows import Revocation, StoredDecision
+
+MAX_PAGE = 200
+DECISION_ID = re.compile(r"^dec_[0-9a-f]{32}$")
 
 # the recorded inputs, in the order the page lists them, with their labels
 INPUT_LABELS = (
@@ -165,3 +169,31 @@ def decision_explain(c: Container, decision_id: str) -> DecisionExplain:
         detections=tuple(detections),
         bundle_in_force=decision.bundle_hash == c.policies.bundle_hash,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionPage:
+    """Recent decisions, newest first; ``next_before`` is the decision id to continue after."""
+
+    items: tuple[StoredDecision, ...]
+    outcome: Outcome | None
+    agent: str | None
+    next_before: str | None
+
+
+def decision_page(
+    c: Container, *, outcome: Outcome | None, agent: str | None, before: str | None, limit: int = 50
+) -> DecisionPage:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput("limit", f"{limit} is not allowed: between 1 and {MAX_PAGE}")
+    with c.store.read() as conn:
+        cursor: tuple[datetime, str] | None = None
+        if before is not None:
+            last = c.store.get_decision(conn, before)
+            if last is None:
+                raise InvalidInput("before", f'decision "{before}" does not exist')
+            cursor = (last.created_at, last.decision_id)
+        rows = c.store.recent_decisions(conn, outcome=outcome, agent=agent, before=cursor, limit=limit + 1)
+    more = len(rows) > limit
+    items = tuple(rows[:limit])
+    return DecisionPage(items, outcome, agent, items[-1].decision_id if more else None)

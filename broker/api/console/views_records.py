@@ -18,7 +18,7 @@ from broker.store.findings import StoredFinding
 
 PAGE_SIZE = 50
 MAX_PAGE = 200
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 _RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 _TASK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -32,7 +32,7 @@ class FindingSource(enum.StrEnum):
     OPENBAO_KV = "openbao_kv"
 
 
-def _check(field: str, value: str | None, pattern: re.Pattern[str], allowed: str) -> str | None:
+def checked(field: str, value: str | None, pattern: re.Pattern[str], allowed: str) -> str | None:
     if value is None or value == "":
         return None
     if not pattern.fullmatch(value):
@@ -71,8 +71,8 @@ class FindingFilters:
     def parse(cls, *, status: str | None, job: str | None, rule: str | None, source: str | None) -> FindingFilters:
         return cls(
             status=member("status", status, FindingStatus),
-            job=_check("job", job, _NAME, "a job name (a-z 0-9 . _ -)"),
-            rule=_check("rule", rule, _RULE, "a rule id (letters, digits . _ : / -)"),
+            job=checked("job", job, NAME, "a job name (a-z 0-9 . _ -)"),
+            rule=checked("rule", rule, _RULE, "a rule id (letters, digits . _ : / -)"),
             source=member("source", source, FindingSource),
         )
 
@@ -89,7 +89,7 @@ def finding_page(c: Container, filters: FindingFilters, *, before: str | None, l
     findings = c.scan_jobs.findings
     cursor: tuple[datetime, str] | None = None
     if before:
-        _check("before", before, _TASK, "a finding id")
+        checked("before", before, _TASK, "a finding id")
         last = findings.get(before)
         cursor = (last.last_seen, last.finding_id)
     rows = findings.list(
@@ -114,9 +114,9 @@ class AuditFilters:
     @classmethod
     def parse(cls, *, kind: str | None, task_id: str | None, actor: str | None) -> AuditFilters:
         return cls(
-            kind=_check("kind", kind, _KIND, "an event kind such as credential.issued"),
-            task_id=_check("task_id", task_id, _TASK, "a task id"),
-            actor=_check("actor", actor, _ACTOR, "an actor such as person:alice (no control characters)"),
+            kind=checked("kind", kind, _KIND, "an event kind such as credential.issued"),
+            task_id=checked("task_id", task_id, _TASK, "a task id"),
+            actor=checked("actor", actor, _ACTOR, "an actor such as person:alice (no control characters)"),
         )
 
 
