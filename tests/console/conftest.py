@@ -65,3 +65,40 @@ def sign_in(console_broker: RunningBroker) -> Iterator[object]:
     yield signed_in
     for c in clients:
         c.close()
+
+
+class Agent:
+    """demo-agent over the real agent API (dev-issuer tokens): opens tasks, asks for credentials."""
+
+    def __init__(self, broker: RunningBroker) -> None:
+        self.broker = broker
+        self.http = httpx.Client(base_url=broker.url, timeout=60)
+
+    def _call(self, method: str, path: str, body: dict[str, object]) -> httpx.Response:
+        return self.http.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {self.broker.token('demo-agent')}"}
+        )
+
+    def open_task(self, purpose: str = "console test") -> str:
+        resp = self._call("POST", "/v1/tasks", {"profile": "demo", "purpose": purpose})
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["task_id"])
+
+    def credential(self, task_id: str, action: str, resource: str, approval_id: str | None = None) -> httpx.Response:
+        body: dict[str, object] = {"action": action, "resource": resource}
+        if approval_id is not None:
+            body["approval_id"] = approval_id
+        return self._call("POST", f"/v1/tasks/{task_id}/credentials", body)
+
+    def step_up(self, task_id: str) -> str:
+        """``payments.charge`` on ``prod-payments``: critical, needs a person's approval (202)."""
+        resp = self.credential(task_id, "payments.charge", "prod-payments")
+        assert resp.status_code == 202, resp.text
+        return str(resp.json()["approval_id"])
+
+
+@pytest.fixture()
+def agent(console_broker: RunningBroker) -> Iterator[Agent]:
+    client = Agent(console_broker)
+    yield client
+    client.http.close()

@@ -45,7 +45,7 @@ def request_context(c: Container, *, task_id: str, decision_id: str, action: str
         view = task_view_body(c.tasks.view(task_id))
     except BrokerError:
         view = None
-    spec = c.policies.catalog.get(action)
+    spec = c.policies.catalog().get(action)
     scope = {k: v for k, v in (res.settings.items() if res is not None else ()) if not _SECRET_KEY.search(k)}
     return RequestContext(
         agent=(
