@@ -29,7 +29,9 @@ def ts(value: datetime | None) -> str:
 
 def shown(value: Any) -> str:
     if value is None:
-        return ""
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, str):
         text = value
     elif isinstance(value, Mapping | list | tuple):

@@ -74,6 +74,13 @@ class Detection:
 
 
 @dataclass(frozen=True, slots=True)
+class Factor:
+    name: str
+    value: Any
+    weight: Any  # None when the record has none
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionExplain:
     decision: StoredDecision
     task: Task | None
@@ -105,9 +112,18 @@ class DecisionExplain:
         return tuple(str(p) for p in self.record.get("policy_ids") or ())
 
     @property
-    def factors(self) -> tuple[tuple[str, Any], ...]:
+    def factors(self) -> tuple[Factor, ...]:
+        """The risk model's factors: what each one saw and what it weighed in the score."""
         raw = self.record.get("factors") or {}
-        return tuple(raw.items()) if isinstance(raw, Mapping) else ()
+        if not isinstance(raw, Mapping):
+            return ()
+        out = []
+        for name, v in raw.items():
+            if isinstance(v, Mapping) and "value" in v:
+                out.append(Factor(str(name), v.get("value"), v.get("weight")))
+            else:
+                out.append(Factor(str(name), v, None))
+        return tuple(out)
 
     @property
     def inputs(self) -> tuple[tuple[str, Any], ...]:
