@@ -379,9 +379,7 @@ def _sign_in_verifier(settings: Settings, store: Store) -> IdentityVerifier | No
         for i in settings.human_issuers
         if i.sign_in_audiences
     ]
-    return (
-        IdentityVerifier(configs, StoreReplayGuard(store), outbound=settings.outbound_policy()) if configs else None
-    )
+    return IdentityVerifier(configs, StoreReplayGuard(store), outbound=settings.outbound_policy()) if configs else None
 
 
 def _console_sign_in(settings: Settings, verifier: IdentityVerifier | None) -> OidcCodeFlow | None:

@@ -155,9 +155,7 @@ class ConsoleSessions:
         now = self.clock()
         with self.store.write() as conn:
             ended = conn.execute(
-                update(t.console_sessions)
-                .where(and_(S.id_hash == id_hash, S.ended_at.is_(None)))
-                .values(ended_at=now)
+                update(t.console_sessions).where(and_(S.id_hash == id_hash, S.ended_at.is_(None))).values(ended_at=now)
             ).rowcount
             if ended:
                 self.audit.append(

@@ -34,12 +34,9 @@ def test_an_approver_approves_with_a_reason_and_the_agent_collects_once(sign_in,
     assert first.status_code == 200, first.text
     again = agent.credential(task_id, "payments.charge", "prod-payments", approval_id)
     assert again.status_code != 200  # collected once
-    [event] = [
-        e
-        for e in console_broker.container.audit.events(kind="approval.approved")
-        if e.data.get("approval_id") == approval_id
-    ] or [None]
-    assert event is None or event.actor == "person:alice"
+    [event] = [e for e in console_broker.container.audit.events(kind="approval.approved", task_id=task_id)]
+    assert event.actor == "person:alice"
+    assert event.data["subject"]["via"] == "oidc" and event.data["subject"]["subject"] == "alice@example.test"
 
 
 @pytest.mark.parametrize("typed", ["demo-owner", "Demo-Owner", "demo\u2010owner", "DEMO-OWNER"])
@@ -105,14 +102,15 @@ def test_the_pending_list_streams_a_new_step_up(sign_in, agent, console_broker: 
     alice = sign_in("alice")
     cookies = {c.name: c.value for c in alice.http.cookies.jar}
     task_id = agent.open_task()
-    with httpx.Client(base_url=console_broker.url, cookies=cookies, timeout=60) as http:
-        with http.stream("GET", "/console/approvals/events", headers={"Accept": "text/event-stream"}) as stream:
-            assert stream.headers["content-type"].startswith("text/event-stream")
-            lines = stream.iter_lines()
-            approval_id = None
-            for line in lines:
-                if line == "event: approvals" and approval_id is None:
-                    approval_id = agent.step_up(task_id)  # after the first snapshot
-                elif approval_id is not None and f'data-approval="{approval_id}"' in line:
-                    break
+    with (
+        httpx.Client(base_url=console_broker.url, cookies=cookies, timeout=60) as http,
+        http.stream("GET", "/console/approvals/events", headers={"Accept": "text/event-stream"}) as stream,
+    ):
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        approval_id = None
+        for line in stream.iter_lines():
+            if line == "event: approvals" and approval_id is None:
+                approval_id = agent.step_up(task_id)  # after the first snapshot
+            elif approval_id is not None and f'data-approval="{approval_id}"' in line:
+                break
     assert approval_id is not None

@@ -69,7 +69,7 @@ def front_door() -> RedirectResponse:
 
 
 @router.get("/login")
-def login(request: Request, next: Param = "/console/approvals") -> Response:  # noqa: A002
+def login(request: Request, next: Param = "/console/approvals") -> Response:
     c = _c(request)
     target = _safe_next(next)
     if c.console_sessions.resume(session_cookie(request)) is not None:

@@ -44,6 +44,8 @@ HERE: Final = Path(__file__).parent
 templates = Jinja2Templates(
     env=jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
 )
+templates.env.filters["factor"] = lambda v: _factor_text(v)
+templates.env.filters["scope"] = lambda v: _scope_text(v)
 READERS: Final = (Role.ADMIN, Role.AUDITOR, Role.APPROVER, Role.REVIEWER)
 MAX_FIELD: Final = 4000
 NAV: Final = (
@@ -54,6 +56,22 @@ NAV: Final = (
     ("findings", "Findings", "/console/findings"),
     ("audit", "Audit", "/console/audit"),
 )
+
+
+def _factor_text(value: Any) -> str:
+    """A risk factor as a person reads it: ``financial (+3)``."""
+    if isinstance(value, dict) and "weight" in value:
+        return f"{value.get('value')} (+{value['weight']})"
+    return str(value)
+
+
+def _scope_text(value: Any) -> str:
+    """A resource binding's setting, flattened: ``policies: nhi-prod-payments``."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_scope_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_scope_text(v) for v in value)
+    return str(value)
 
 
 class ConsoleError(Exception):

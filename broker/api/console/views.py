@@ -17,6 +17,7 @@ from broker.api.presenters import decision_body, task_view_body
 from broker.approvals.model import Approval, ApprovalState
 from broker.container import Container
 from broker.errors import BrokerError
+from broker.models import Tier
 from broker.people.model import Caller
 
 _SECRET_KEY: Final = re.compile(r"secret|token|password|passwd|credential|private|api_?key", re.IGNORECASE)
@@ -46,6 +47,7 @@ def request_context(c: Container, *, task_id: str, decision_id: str, action: str
     except BrokerError:
         view = None
     spec = c.policies.catalog().get(action)
+    ttl, uses, basis = _grant_terms(c, decision)
     scope = {k: v for k, v in (res.settings.items() if res is not None else ()) if not _SECRET_KEY.search(k)}
     return RequestContext(
         agent=(
@@ -77,10 +79,25 @@ def request_context(c: Container, *, task_id: str, decision_id: str, action: str
         grant={
             "backend": res.kind if res is not None else None,
             "scope": scope,
-            "ttl_seconds": decision.get("ttl_seconds") if decision else None,
-            "uses": decision.get("uses") if decision else None,
+            "ttl_seconds": ttl,
+            "uses": uses,
+            "basis": basis,
         },
     )
+
+
+def _grant_terms(c: Container, decision: dict[str, Any] | None) -> tuple[int | None, int | None, str]:
+    """TTL and uses of the credential: the decision's own when it allowed one, else (a step-up, not
+    issued yet) what the tier gives at collection, from the active risk table."""
+    if decision is None:
+        return None, None, ""
+    if int(decision.get("ttl_seconds") or 0) > 0:
+        return int(decision["ttl_seconds"]), int(decision.get("uses") or 0), "as decided"
+    try:
+        cost = c.policies.engine().bundle.risk.table.tiers[Tier(decision["tier"])]
+    except (KeyError, ValueError):
+        return None, None, ""
+    return cost.ttl_seconds, cost.uses, f"when collected (tier {decision['tier']}, capped by the task's lifetime)"
 
 
 def own_request(c: Container, caller: Caller, agent: str) -> bool:
