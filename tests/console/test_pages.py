@@ -35,7 +35,7 @@ def test_task_timeline_shows_the_escalation_and_when_each_revocation_was_confirm
     timeline = task_timeline(console_broker.container, escalated.task_id)
     (esc,) = timeline.escalations
     assert esc.confirmed_at is not None
-    assert f"all confirmed by the backend at <time class=\"confirmed-at\">{ts(esc.confirmed_at)}</time>" in body
+    assert f'all confirmed by the backend at <time class="confirmed-at">{ts(esc.confirmed_at)}</time>' in body
     for r in esc.revocations:  # each outbox row with its confirmation time
         assert r.completed_at is not None and ts(r.completed_at) in body
     # each request links to its explain view; the export says a detector stopped it
