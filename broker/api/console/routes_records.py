@@ -15,7 +15,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.api.console import formatting
-from broker.api.console.session import ReaderDep, error_of, render, templates
+from broker.api.console.query import container, refusals_as_pages
+from broker.api.console.session import ReaderDep, render, templates
 from broker.api.console.views_records import (
     AuditFilters,
     FindingFilters,
@@ -23,18 +24,11 @@ from broker.api.console.views_records import (
     audit_page,
     finding_page,
 )
-from broker.container import Container
-from broker.errors import BrokerError
 from broker.models import FindingStatus
 
 router = APIRouter(prefix="/console")
 formatting.register(templates.env)
 Text = Annotated[str | None, Query(max_length=256)]
-
-
-def _c(request: Request) -> Container:
-    c: Container = request.app.state.container
-    return c
 
 
 @router.get("/findings", response_class=HTMLResponse)
@@ -47,11 +41,9 @@ def findings(
     source: Text = None,
     before: Text = None,
 ) -> Response:
-    try:
+    with refusals_as_pages(session):
         filters = FindingFilters.parse(status=status, job=job, rule=rule, source=source)
-        page = finding_page(_c(request), filters, before=before or None)
-    except BrokerError as exc:
-        raise error_of(exc, session) from None
+        page = finding_page(container(request), filters, before=before or None)
     return render(
         request,
         "findings.html",
@@ -72,9 +64,7 @@ def audit(
     actor: Text = None,
     before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> Response:
-    try:
+    with refusals_as_pages(session):
         filters = AuditFilters.parse(kind=kind, task_id=task_id, actor=actor)
-        page = audit_page(_c(request), filters, before=before)
-    except BrokerError as exc:
-        raise error_of(exc, session) from None
+        page = audit_page(container(request), filters, before=before)
     return render(request, "audit.html", session=session, active="audit", page=page)

@@ -18,12 +18,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from broker.api.console import formatting
-from broker.api.console.session import ReaderDep, error_of, render, templates
+from broker.api.console.query import NAME, checked, container, member, refusals_as_pages
+from broker.api.console.session import ReaderDep, render, templates
 from broker.api.console.views_decisions import DECISION_ID, decision_explain, decision_page
-from broker.api.console.views_records import NAME, checked, member
 from broker.api.console.views_tasks import TaskFilter, flatten, task_page, task_timeline
-from broker.container import Container
-from broker.errors import BrokerError
 from broker.models import Outcome
 
 router = APIRouter(prefix="/console")
@@ -31,35 +29,27 @@ formatting.register(templates.env)
 TaskId = Annotated[str, Path(pattern=r"^tsk_[0-9a-f]{32}$")]
 DecisionId = Annotated[str, Path(pattern=DECISION_ID.pattern)]
 Text = Annotated[str | None, Query(max_length=256)]
-
-
-def _c(request: Request) -> Container:
-    c: Container = request.app.state.container
-    return c
+AGENT = "an agent name (a-z 0-9 . _ -)"
 
 
 @router.get("/tasks", response_class=HTMLResponse)
 def tasks(
     request: Request, session: ReaderDep, state: Text = None, agent: Text = None, before: Text = None
 ) -> Response:
-    try:
+    with refusals_as_pages(session):
         page = task_page(
-            _c(request),
+            container(request),
             state=member("state", state, TaskFilter) or TaskFilter.ALL,
-            agent=checked("agent", agent, NAME, "an agent name (a-z 0-9 . _ -)"),
+            agent=checked("agent", agent, NAME, AGENT),
             before=before or None,
         )
-    except BrokerError as exc:
-        raise error_of(exc, session) from None
     return render(request, "tasks.html", session=session, active="tasks", page=page, filters=list(TaskFilter))
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 def task(request: Request, task_id: TaskId, session: ReaderDep) -> Response:
-    try:
-        timeline = task_timeline(_c(request), task_id)
-    except BrokerError as exc:
-        raise error_of(exc, session) from None
+    with refusals_as_pages(session):
+        timeline = task_timeline(container(request), task_id)
     return render(request, "task.html", session=session, active="tasks", t=timeline, tree=flatten(timeline.delegations))
 
 
@@ -72,28 +62,21 @@ def decisions(
     agent: Text = None,
     before: Text = None,
 ) -> Response:
-    if id:
-        try:
+    with refusals_as_pages(session):
+        if id:
             wanted = checked("id", id.strip(), DECISION_ID, "a decision id: dec_ and 32 hex digits")
-        except BrokerError as exc:
-            raise error_of(exc, session) from None
-        return RedirectResponse(f"/console/decisions/{wanted}", status_code=303)
-    try:
+            return RedirectResponse(f"/console/decisions/{wanted}", status_code=303)
         page = decision_page(
-            _c(request),
+            container(request),
             outcome=member("outcome", outcome, Outcome),
-            agent=checked("agent", agent, NAME, "an agent name (a-z 0-9 . _ -)"),
+            agent=checked("agent", agent, NAME, AGENT),
             before=before or None,
         )
-    except BrokerError as exc:
-        raise error_of(exc, session) from None
     return render(request, "decisions.html", session=session, active="decisions", page=page, outcomes=list(Outcome))
 
 
 @router.get("/decisions/{decision_id}", response_class=HTMLResponse)
 def decision(request: Request, decision_id: DecisionId, session: ReaderDep) -> Response:
-    try:
-        explained = decision_explain(_c(request), decision_id)
-    except BrokerError as exc:
-        raise error_of(exc, session) from None
+    with refusals_as_pages(session):
+        explained = decision_explain(container(request), decision_id)
     return render(request, "decision.html", session=session, active="decisions", d=explained)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from broker.api.console.query import check_limit, keyset
 from broker.approvals import store as approvals_db
 from broker.approvals.model import Approval, Review
 from broker.chain import store as chain_store
@@ -28,7 +29,6 @@ from broker.models import Grant, Outcome, Task
 from broker.store import outbox
 from broker.store.rows import Revocation, StoredDecision
 
-MAX_PAGE = 200
 DECISION_ID = re.compile(r"^dec_[0-9a-f]{32}$")
 
 # the recorded inputs, in the order the page lists them, with their labels
@@ -200,8 +200,7 @@ class DecisionPage:
 def decision_page(
     c: Container, *, outcome: Outcome | None, agent: str | None, before: str | None, limit: int = 50
 ) -> DecisionPage:
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput("limit", f"{limit} is not allowed: between 1 and {MAX_PAGE}")
+    check_limit(limit)
     with c.store.read() as conn:
         cursor: tuple[datetime, str] | None = None
         if before is not None:
@@ -210,6 +209,5 @@ def decision_page(
                 raise InvalidInput("before", f'decision "{before}" does not exist')
             cursor = (last.created_at, last.decision_id)
         rows = c.store.recent_decisions(conn, outcome=outcome, agent=agent, before=cursor, limit=limit + 1)
-    more = len(rows) > limit
-    items = tuple(rows[:limit])
-    return DecisionPage(items, outcome, agent, items[-1].decision_id if more else None)
+    items, after = keyset(rows, limit, lambda d: d.decision_id)
+    return DecisionPage(items, outcome, agent, after)

@@ -7,8 +7,8 @@ import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
+from broker.api.console.query import NAME, check_limit, checked, keyset, member
 from broker.audit.log import AuditEvent
 from broker.audit.reading import Reading
 from broker.container import Container
@@ -17,8 +17,6 @@ from broker.models import FindingStatus
 from broker.store.findings import StoredFinding
 
 PAGE_SIZE = 50
-MAX_PAGE = 200
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 _RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 _TASK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -30,34 +28,6 @@ class FindingSource(enum.StrEnum):
     GIT = "git"
     S3 = "s3"
     OPENBAO_KV = "openbao_kv"
-
-
-def checked(field: str, value: str | None, pattern: re.Pattern[str], allowed: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if not pattern.fullmatch(value):
-        raise InvalidInput(field, f"{value[:80]!r} is not allowed: {allowed}")
-    return value
-
-
-E = TypeVar("E", bound=enum.StrEnum)
-
-
-def member(field: str, value: str | None, kind: type[E]) -> E | None:
-    """``value`` as a member of ``kind`` (None when empty), or 422 naming the field and what is allowed."""
-    if not value:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in kind)
-        raise InvalidInput(field, f"{value[:80]!r} is not allowed: one of {allowed}") from None
-
-
-def _limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput("limit", f"{limit} is not allowed: between 1 and {MAX_PAGE}")
-    return limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +55,7 @@ class FindingPage:
 
 
 def finding_page(c: Container, filters: FindingFilters, *, before: str | None, limit: int = PAGE_SIZE) -> FindingPage:
-    _limit(limit)
+    check_limit(limit)
     findings = c.scan_jobs.findings
     cursor: tuple[datetime, str] | None = None
     if before:
@@ -100,9 +70,8 @@ def finding_page(c: Container, filters: FindingFilters, *, before: str | None, l
         before=cursor,
         limit=limit + 1,
     )
-    more = len(rows) > limit
-    items = tuple(rows[:limit])
-    return FindingPage(items, filters, items[-1].finding_id if more else None)
+    items, after = keyset(rows, limit, lambda f: f.finding_id)
+    return FindingPage(items, filters, after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +100,11 @@ class AuditPage:
 
 
 def audit_page(c: Container, filters: AuditFilters, *, before: int | None, limit: int = PAGE_SIZE) -> AuditPage:
-    _limit(limit)
+    check_limit(limit)
     if before is not None and before < 1:
         raise InvalidInput("before", f"{before} is not allowed: a positive event number")
     rows = c.audit.page(
         kind=filters.kind, task_id=filters.task_id, actor=filters.actor, before_seq=before, limit=limit + 1
     )
-    more = len(rows) > limit
-    items = tuple(rows[:limit])
-    return AuditPage(items, filters, items[-1].seq if more else None, c.audit_reader.reading())
+    items, after = keyset(rows, limit, lambda e: e.seq)
+    return AuditPage(items, filters, after, c.audit_reader.reading())

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from broker.api.console.query import check_limit, keyset
 from broker.approvals import store as approvals_db
 from broker.approvals.model import Approval, Review
 from broker.chain.model import ChainEvent, StepKind
@@ -25,7 +26,6 @@ from broker.services.tasks import DelegationNode
 from broker.store import outbox
 from broker.store.rows import Revocation, RevocationState, StoredDecision
 
-MAX_PAGE = 200
 MAX_TIMELINE = 2000  # entries shown of one task; the rest are counted, not loaded into the page
 
 
@@ -59,8 +59,7 @@ class TaskPage:
 
 
 def task_page(c: Container, *, state: TaskFilter, agent: str | None, before: str | None, limit: int = 50) -> TaskPage:
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput("limit", f"{limit} is not allowed: between 1 and {MAX_PAGE}")
+    check_limit(limit)
     with c.store.read() as conn:
         cursor: tuple[datetime, str] | None = None
         if before is not None:
@@ -69,9 +68,8 @@ def task_page(c: Container, *, state: TaskFilter, agent: str | None, before: str
                 raise InvalidInput("before", f'task "{before}" does not exist')
             cursor = (last.created_at, last.task_id)
         rows = c.store.list_tasks(conn, states=state.states, agent=agent, before=cursor, limit=limit + 1)
-    more = len(rows) > limit
-    items = tuple(rows[:limit])
-    return TaskPage(items, state, agent, items[-1].task_id if more else None)
+    items, after = keyset(rows, limit, lambda t: t.task_id)
+    return TaskPage(items, state, agent, after)
 
 
 # -- the timeline ------------------------------------------------------------------------------------
