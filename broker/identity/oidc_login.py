@@ -148,12 +148,17 @@ class OidcCodeFlow:
         id_token = answer.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise Unauthenticated("the issuer's token answer has no id_token")
+        return self.verify_id_token(id_token, nonce=kept.nonce)
+
+    def verify_id_token(self, id_token: str, *, nonce: str) -> VerifiedIdentity:
+        """The verifier's checks (keys, pinned algorithms, ``iss``, ``aud``, ``exp``, age), then
+        the flow's: this sign-in's ``nonce``, ``aud`` naming this client, ``azp`` (when present)."""
         identity = self._verifier.verify(id_token, spend_jti=False)
         claims = identity.claims
         if identity.issuer != self.issuer:
             raise Unauthenticated("the ID token is from another issuer than the console's")
-        nonce = claims.get("nonce")
-        if not isinstance(nonce, str) or not constant_time_equals(nonce, kept.nonce):
+        found = claims.get("nonce")
+        if not isinstance(found, str) or not constant_time_equals(found, nonce):
             raise Unauthenticated("the ID token's nonce does not match this sign-in")
         aud = claims.get("aud")
         audiences = [aud] if isinstance(aud, str) else list(aud) if isinstance(aud, list) else []

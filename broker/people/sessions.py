@@ -28,21 +28,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, delete, insert, select, update
-
 from broker.audit import AuditLog
 from broker.people import store as people_db
-from broker.people.model import Caller, PersonIdentity, Via
+from broker.people.model import Caller, PersonIdentity, StoredSession, Via
 from broker.secrets import Secret
-from broker.store import tables as t
 from broker.store.repo import Store, utcnow
-from broker.store.rows import aware_opt, aware_ts
 
 SESSION_PREFIX: Final = "ncs_"
 _SESSION = re.compile(r"ncs_[A-Za-z0-9_-]{43}")
 TOUCH_EVERY: Final = timedelta(seconds=15)
 MAX_SEALED: Final = 4096
-S = t.console_sessions.c
 
 
 def session_key(fingerprint_key: bytes) -> bytes:
@@ -84,21 +79,18 @@ class ConsoleSessions:
             raise ValueError("a console session is for a person signed in through OIDC")
         session_id = SESSION_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()
+        stored = StoredSession(
+            id_hash=self._hash(session_id),
+            person=caller.person.name,
+            identity=PersonIdentity(caller.issuer, caller.subject),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self.lifetime,
+            ended_at=None,
+        )
         with self.store.write() as conn:
-            conn.execute(
-                insert(t.console_sessions).values(
-                    id_hash=self._hash(session_id),
-                    person=caller.person.name,
-                    issuer=caller.issuer,
-                    subject=caller.subject,
-                    created_at=now,
-                    last_seen_at=now,
-                    expires_at=now + self.lifetime,
-                    ended_at=None,
-                )
-            )
-            # housekeeping: rows of sessions that ended or expired a day ago
-            conn.execute(delete(t.console_sessions).where(S.expires_at < now - timedelta(days=1)))
+            people_db.insert_session(conn, stored)
+            people_db.purge_sessions(conn, now - timedelta(days=1))  # rows of sessions over for a day
             self.audit.append(
                 conn,
                 "console.signed_in",
@@ -116,29 +108,28 @@ class ConsoleSessions:
         id_hash = self._hash(session_id)
         now = self.clock()
         with self.store.read() as conn:
-            row = conn.execute(select(t.console_sessions).where(S.id_hash == id_hash)).first()
-            if row is None:
-                return None
-            m = row._mapping
-            person = people_db.get_person(conn, m["person"])
-        last_seen, expires_at = aware_ts(m["last_seen_at"]), aware_ts(m["expires_at"])
-        if aware_opt(m["ended_at"]) is not None or now >= expires_at or now >= last_seen + self.idle:
+            stored = people_db.get_session(conn, id_hash)
+            person = people_db.get_person(conn, stored.person) if stored is not None else None
+        if stored is None:
             return None
-        identity = PersonIdentity(m["issuer"], m["subject"])
+        last_seen = stored.last_seen_at
+        if stored.ended_at is not None or now >= stored.expires_at or now >= last_seen + self.idle:
+            return None
+        identity = stored.identity
         if person is None or person.disabled or identity not in person.identities:
-            self._end(id_hash, "person_changed", actor=f"person:{m['person']}", source="session check")
+            self._end(id_hash, "person_changed", actor=f"person:{stored.person}", source="session check")
             return None
         if now - last_seen >= TOUCH_EVERY:
             with self.store.write() as conn:
-                conn.execute(update(t.console_sessions).where(S.id_hash == id_hash).values(last_seen_at=now))
+                people_db.touch_session(conn, id_hash, now)
             last_seen = now
         caller = Caller(via=Via.OIDC, person=person, issuer=identity.issuer, subject=identity.subject)
         return ConsoleSession(
             caller=caller,
             csrf_token=self.csrf_token(session_id),
-            created_at=aware_ts(m["created_at"]),
-            expires_at=expires_at,
-            idle_until=min(expires_at, last_seen + self.idle),
+            created_at=stored.created_at,
+            expires_at=stored.expires_at,
+            idle_until=min(stored.expires_at, last_seen + self.idle),
         )
 
     def end(self, session_id: str | None, *, source: str) -> None:
@@ -147,17 +138,13 @@ class ConsoleSessions:
             return
         id_hash = self._hash(session_id)
         with self.store.read() as conn:
-            row = conn.execute(select(S.person).where(S.id_hash == id_hash)).first()
-        if row is not None:
-            self._end(id_hash, "signed_out", actor=f"person:{row[0]}", source=source)
+            stored = people_db.get_session(conn, id_hash)
+        if stored is not None:
+            self._end(id_hash, "signed_out", actor=f"person:{stored.person}", source=source)
 
     def _end(self, id_hash: str, why: str, *, actor: str, source: str) -> None:
-        now = self.clock()
         with self.store.write() as conn:
-            ended = conn.execute(
-                update(t.console_sessions).where(and_(S.id_hash == id_hash, S.ended_at.is_(None))).values(ended_at=now)
-            ).rowcount
-            if ended:
+            if people_db.end_session(conn, id_hash, self.clock()):
                 self.audit.append(
                     conn, "console.signed_out", actor=actor, outcome=why, data={"source": source, "reason": why}
                 )

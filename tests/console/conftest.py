@@ -73,11 +73,25 @@ class Agent:
     def __init__(self, broker: RunningBroker) -> None:
         self.broker = broker
         self.http = httpx.Client(base_url=broker.url, timeout=60)
+        self.access_token: str | None = None
+
+    def act_for(self, actor_id_token: str) -> None:
+        """From now on, act for the person of ``actor_id_token`` (RFC 8693 token exchange: the
+        broker's access token carries the verified human; tasks opened with it act for them)."""
+        form = {
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": self.broker.token("demo-agent"),
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "actor_token": actor_id_token,
+            "actor_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        }
+        resp = self.http.post("/v1/token", data=form)
+        assert resp.status_code == 200, resp.text
+        self.access_token = str(resp.json()["access_token"])
 
     def _call(self, method: str, path: str, body: dict[str, object]) -> httpx.Response:
-        return self.http.request(
-            method, path, json=body, headers={"Authorization": f"Bearer {self.broker.token('demo-agent')}"}
-        )
+        token = self.access_token or self.broker.token("demo-agent")
+        return self.http.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
 
     def open_task(self, purpose: str = "console test") -> str:
         resp = self._call("POST", "/v1/tasks", {"profile": "demo", "purpose": purpose})

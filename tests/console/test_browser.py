@@ -14,14 +14,17 @@ from pathlib import Path
 import pytest
 from support.broker import RunningBroker
 from support.browser import browser_sign_in, open_browser, playwright
+from support.oidc import ACTOR_CLIENT_ID
 
 pytestmark = pytest.mark.openbao
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 def test_an_approver_sees_a_step_up_arrive_live_approves_it_and_the_agent_collects_once(
-    console_broker: RunningBroker, agent, tmp_path: Path
+    console_broker: RunningBroker, oidc_provider, agent, tmp_path: Path
 ) -> None:
+    # the agent acts for a person its identity provider verified (token exchange with an actor token)
+    agent.act_for(oidc_provider.id_token("olga@example.test", ACTOR_CLIENT_ID))
     task_id = agent.open_task("pay invoice 4711 for ACME")
     with playwright() as p, open_browser(p, tmp_path / "alice") as browser:
         page = browser_sign_in(browser, console_broker.url, "alice@example.test")
@@ -35,7 +38,10 @@ def test_an_approver_sees_a_step_up_arrive_live_approves_it_and_the_agent_collec
 
         row.locator("a").click()
         page.wait_for_url(f"**/console/approvals/{approval_id}")
-        assert page.locator("#who").inner_text().count("demo-agent") >= 1
+        who = page.locator("#who").inner_text()
+        assert "demo-agent" in who and "demo-owner" in who
+        assert "verified" in page.locator("#acting-for").inner_text()
+        assert "olga@example.test" in page.locator("#acting-for").inner_text()
         assert "critical" in page.locator("#risk").inner_text()
         assert "payments.charge" in page.locator("#what").inner_text()
         assert "restricted" in page.locator("#what").inner_text() or "prod" in page.locator("#what").inner_text()

@@ -154,7 +154,7 @@ def test_the_cookie_may_lose_secure_only_on_loopback() -> None:
     with pytest.raises(ValueError, match="cookie_secure"):
         Settings(**base, console_url="https://broker.example/console", console={"cookie_secure": False})
     with pytest.raises(ValueError, match="cookie_secure"):
-        Settings(**base, host="0.0.0.0", console={"cookie_secure": False})  # noqa: S104
+        Settings(**base, host="0.0.0.0", console={"cookie_secure": False})
 
 
 def test_console_issuer_and_client_must_be_a_sign_in_issuer() -> None:

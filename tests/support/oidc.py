@@ -27,6 +27,7 @@ import oidc_provider_mock
 import werkzeug.serving
 
 CONSOLE_CLIENT_ID = "nhi-console"
+ACTOR_CLIENT_ID = "nhi-agents-act-for"  # the client whose ID tokens agents present as actor tokens
 CONSOLE_CLIENT_SECRET = "console-client-secret-for-tests"  # the provider accepts any; the broker sends it
 _CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
@@ -44,12 +45,30 @@ class OidcProvider:
         for the console's client id only."""
         return {
             "issuer": self.issuer,
-            "audiences": ["nhi-agents-act-for"],
+            "audiences": [ACTOR_CLIENT_ID],
             "sign_in_audiences": [client_id],
             "jwks_url": f"{self.issuer}/jwks",
             "algorithms": ["RS256"],
             **extra,
         }
+
+    def id_token(self, subject: str, client_id: str, *, nonce: str = "n-0") -> str:
+        """An ID token for ``subject`` issued to ``client_id``, through the provider's own code flow
+        (e.g. the actor token a person hands an agent that acts for them)."""
+        redirect = "http://127.0.0.1:9/cb"  # never followed: the code is read from the redirect
+        query = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect}
+        query.update({"scope": "openid email", "state": "s", "nonce": nonce})
+        granted = httpx.post(f"{self.issuer}/oauth2/authorize", params=query, data={"sub": subject}, timeout=60)
+        assert granted.status_code == 302, granted.text
+        code = httpx.URL(granted.headers["location"]).params["code"]
+        answer = httpx.post(
+            f"{self.issuer}/oauth2/token",
+            data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect},
+            auth=(client_id, CONSOLE_CLIENT_SECRET),
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["id_token"])
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Final
 
 import anyio.to_thread
@@ -23,6 +23,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from broker.api.console.session import (
+    ConsoleForm,
     FormDep,
     ReaderDep,
     error_of,
@@ -32,17 +33,21 @@ from broker.api.console.session import (
     templates,
 )
 from broker.api.console.views import own_request, pending_first, request_context
-from broker.approvals.model import Approval, ApprovalState, ReviewState
+from broker.approvals.model import Approval, ApprovalState, Review, ReviewState
+from broker.approvals.waiting import MAX_WAIT_SECONDS
 from broker.container import Container
 from broker.errors import BrokerError
 from broker.people.model import Caller, Role
+from broker.people.sessions import ConsoleSession
 
 router = APIRouter(prefix="/console")
 ApprovalId = Annotated[str, Path(pattern=r"^apr_[0-9a-f]{32}$")]
 ReviewId = Annotated[str, Path(pattern=r"^rev_[0-9a-f]{32}$")]
 POLL_SECONDS: Final = 1.0  # the store is polled: every replica sees every approval (SSE is per replica)
-SESSION_CHECK_SECONDS: Final = 20.0
-STREAM_SECONDS: Final = 300.0  # then the browser reconnects (EventSource does by itself)
+SESSION_CHECK_SECONDS: Final = 10.0
+# then the browser reconnects (EventSource does by itself): as short as the agents' long-poll
+# (MAX_WAIT_SECONDS), so a stopping server never waits longer for an open page than for an agent
+STREAM_SECONDS: Final = float(MAX_WAIT_SECONDS)
 RECENT: Final = 50
 
 
@@ -53,9 +58,9 @@ def _c(request: Request) -> Container:
 
 # -- approvals -------------------------------------------------------------------------------------
 def _rows(c: Container, caller: Caller) -> list[dict[str, object]]:
-    c.approvals.expire_due()
-    pending = c.approvals.list(ApprovalState.PENDING, 500)
-    return [{"a": a, "own": own_request(c, caller, a.agent)} for a in pending_first(pending)]
+    pending = c.approvals.list(ApprovalState.PENDING, 500)  # expires what is due first
+    own = {agent: own_request(c, caller, agent) for agent in {a.agent for a in pending}}
+    return [{"a": a, "own": own[a.agent]} for a in pending_first(pending)]
 
 
 def _recent(c: Container) -> list[Approval]:
@@ -116,50 +121,17 @@ async def approval_events(request: Request, session: ReaderDep) -> StreamingResp
 def approval(request: Request, approval_id: ApprovalId, session: ReaderDep) -> HTMLResponse:
     c = _c(request)
     c.approvals.expire_due()
-    try:
-        a = c.approvals.view(approval_id)
-    except BrokerError as exc:
-        raise error_of(exc, session) from None
-    ctx = request_context(c, task_id=a.task_id, decision_id=a.decision_id, action=a.action, resource=a.resource)
-    return render(
-        request,
-        "approval.html",
-        session=session,
-        active="approvals",
-        a=a,
-        ctx=ctx,
-        own=own_request(c, session.caller, a.agent),
-        can_vote=Role.APPROVER in session.caller.roles,
-    )
-
-
-async def _vote(request: Request, approval_id: str, form: FormDep, verb: str) -> RedirectResponse:
-    c = _c(request)
-    reason = form.text("reason", required=True)
-    caller = form.session.caller
-
-    def act() -> None:
-        c.people.require(caller, [Role.APPROVER], source=source(request))
-        if verb == "approve":
-            c.approvals.approve(approval_id, caller, reason)
-        else:
-            c.approvals.deny(approval_id, caller, reason)
-
-    try:
-        await anyio.to_thread.run_sync(act)
-    except BrokerError as exc:
-        raise error_of(exc, form.session) from None
-    return RedirectResponse(f"/console/approvals/{approval_id}", status_code=303)
+    return _detail(request, session, "approval", lambda: c.approvals.view(approval_id), Role.APPROVER)
 
 
 @router.post("/approvals/{approval_id}/approve")
 async def approve(request: Request, approval_id: ApprovalId, form: FormDep) -> RedirectResponse:
-    return await _vote(request, approval_id, form, "approve")
+    return await _act(request, form, Role.APPROVER, _c(request).approvals.approve, approval_id)
 
 
 @router.post("/approvals/{approval_id}/deny")
 async def deny(request: Request, approval_id: ApprovalId, form: FormDep) -> RedirectResponse:
-    return await _vote(request, approval_id, form, "deny")
+    return await _act(request, form, Role.APPROVER, _c(request).approvals.deny, approval_id)
 
 
 # -- reviews ---------------------------------------------------------------------------------------
@@ -180,48 +152,60 @@ def reviews(request: Request, session: ReaderDep) -> HTMLResponse:
 
 @router.get("/reviews/{review_id}", response_class=HTMLResponse)
 def review(request: Request, review_id: ReviewId, session: ReaderDep) -> HTMLResponse:
+    return _detail(request, session, "review", lambda: _c(request).reviews.get(review_id), Role.REVIEWER)
+
+
+@router.post("/reviews/{review_id}/fine")
+async def mark_fine(request: Request, review_id: ReviewId, form: FormDep) -> RedirectResponse:
+    return await _act(request, form, Role.REVIEWER, _c(request).reviews.mark_fine, review_id)
+
+
+@router.post("/reviews/{review_id}/flag")
+async def flag(request: Request, review_id: ReviewId, form: FormDep) -> RedirectResponse:
+    return await _act(request, form, Role.REVIEWER, _c(request).reviews.flag, review_id)
+
+
+# -- one approval or review: its page, and acting on it --------------------------------------------
+def _detail(
+    request: Request, session: ConsoleSession, kind: str, read: Callable[[], Approval | Review], role: Role
+) -> HTMLResponse:
+    """``approval.html`` / ``review.html`` with the item as ``item``, its context, whether it is the
+    signed-in person's own agent's, and whether their role lets them act."""
     c = _c(request)
     try:
-        r = c.reviews.get(review_id)
+        item = read()
     except BrokerError as exc:
         raise error_of(exc, session) from None
-    ctx = request_context(c, task_id=r.task_id, decision_id=r.decision_id, action=r.action, resource=r.resource)
+    ctx = request_context(
+        c, task_id=item.task_id, decision_id=item.decision_id, action=item.action, resource=item.resource
+    )
     return render(
         request,
-        "review.html",
+        f"{kind}.html",
         session=session,
-        active="reviews",
-        r=r,
+        active=f"{kind}s",
+        item=item,
         ctx=ctx,
-        own=own_request(c, session.caller, r.agent),
-        can_review=Role.REVIEWER in session.caller.roles,
+        own=own_request(c, session.caller, item.agent),
+        can_act=role in session.caller.roles,
     )
 
 
-async def _resolve(request: Request, review_id: str, form: FormDep, verb: str) -> RedirectResponse:
+async def _act(
+    request: Request, form: ConsoleForm, role: Role, action: Callable[[str, Caller, str], object], item_id: str
+) -> RedirectResponse:
+    """Approve, deny, mark fine or flag, as the signed-in person, with the form's required reason.
+    The role is checked here (403 page, audited); four-eyes and the state by the service."""
     c = _c(request)
     reason = form.text("reason", required=True)
     caller = form.session.caller
 
     def act() -> None:
-        c.people.require(caller, [Role.REVIEWER], source=source(request))
-        if verb == "fine":
-            c.reviews.mark_fine(review_id, caller, reason)
-        else:
-            c.reviews.flag(review_id, caller, reason)
+        c.people.require(caller, [role], source=source(request))
+        action(item_id, caller, reason)
 
     try:
         await anyio.to_thread.run_sync(act)
     except BrokerError as exc:
         raise error_of(exc, form.session) from None
-    return RedirectResponse(f"/console/reviews/{review_id}", status_code=303)
-
-
-@router.post("/reviews/{review_id}/fine")
-async def mark_fine(request: Request, review_id: ReviewId, form: FormDep) -> RedirectResponse:
-    return await _resolve(request, review_id, form, "fine")
-
-
-@router.post("/reviews/{review_id}/flag")
-async def flag(request: Request, review_id: ReviewId, form: FormDep) -> RedirectResponse:
-    return await _resolve(request, review_id, form, "flag")
+    return RedirectResponse(str(request.url.path).rsplit("/", 1)[0], status_code=303)
