@@ -81,17 +81,19 @@ def escalated_task(b: RunningBroker) -> Escalated:
 @dataclass(frozen=True)
 class SteppedUp:
     task_id: str
+    read_decision: str
     decision_id: str
     approval_id: str
 
 
 def stepped_up_task(b: RunningBroker) -> SteppedUp:
-    """A critical payment: step-up, an approval pending."""
+    """A read, then a critical payment: step-up, an approval pending."""
     agent = b.agent()
     task_id = agent.open_task("demo", "charge the invoice")["task_id"]
+    read = agent.request_credential(task_id, "db.read", "demo-data")
     pending = agent.request_credential(task_id, "payments.charge", "prod-payments")
     assert pending.decision["outcome"] == "step_up" and pending.approval_id
-    return SteppedUp(task_id, pending.decision["decision_id"], pending.approval_id)
+    return SteppedUp(task_id, read.decision["decision_id"], pending.decision["decision_id"], pending.approval_id)
 
 
 def aws_key() -> str:

@@ -97,6 +97,8 @@ def test_a_step_up_links_from_its_approval_page_to_the_explain_view(console_brok
     alice = sign_in("alice")
     approval = alice.http.get(f"/console/approvals/{s.approval_id}")
     assert f'href="/console/decisions/{s.decision_id}"' in approval.text
+    chain = approval.text.split('id="chain"', 1)[1]  # each step of the chain so far links to its explain view
+    assert f'href="/console/decisions/{s.read_decision}"' in chain
     explained = alice.http.get(f"/console/decisions/{s.decision_id}").text
     assert f'href="/console/approvals/{s.approval_id}"' in explained and "step_up" in explained
     listed = alice.http.get("/console/decisions", params={"outcome": "step_up"}).text
