@@ -18,6 +18,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,65 @@ def upstream(key: str) -> ThreadingHTTPServer:
     return server
 
 
+def bench_api(up: dict[str, Any], key: str, base: str) -> httpx.Client:
+    """The upstream's key in OpenBao KV and the ``bench-api`` resource; a client of the broker."""
+    bao = httpx.Client(base_url=up["openbao_addr"], headers={"X-Vault-Token": up["openbao_token"]})
+    bao.post("/v1/secret/data/bench/crm", json={"data": {"api_key": key}}).raise_for_status()
+    c = httpx.Client(base_url=up["url"], timeout=30)
+    admin = {"Authorization": f"Bearer {up['admin_token']}"}
+    c.put(
+        "/v1/admin/resources/bench-api",
+        headers=admin,
+        json={
+            "kind": "http_api",
+            "sensitivity": "internal",
+            "environment": "dev",
+            "http": {
+                "base_url": base,
+                "auth": "header",
+                "auth_name": "X-Api-Key",
+                "source": "vault_kv",
+                "mount": "secret",
+                "path": "bench/crm",
+                "field": "api_key",
+                "rules": ["GET /v1/customers/* db.read"],
+            },
+        },
+    ).raise_for_status()
+    return c
+
+
+def dpop_agent(up: dict[str, Any], c: httpx.Client) -> Callable[[str, str], dict[str, str]]:
+    """demo-agent's exchanged DPoP-bound token: the headers of one request (proof signed now)."""
+    issuer = DevIssuer.load(Path(up["data_dir"]))
+    pkey = ec.generate_private_key(ec.SECP256R1())
+    jwk = ECAlgorithm.to_jwk(pkey.public_key(), as_dict=True)
+    r = c.post(
+        "/v1/token",
+        data={
+            "grant_type": GRANT,
+            "subject_token": issuer.mint("demo-agent", ttl_seconds=3600),
+            "subject_token_type": JWT,
+        },
+        headers={"DPoP": make_proof(pkey, jwk, method="POST", url=f"{up['url']}/v1/token")},
+    )
+    r.raise_for_status()
+    access = r.json()["access_token"]
+
+    def auth(method: str, path: str) -> dict[str, str]:
+        return {
+            "Authorization": f"DPoP {access}",
+            "DPoP": make_proof(pkey, jwk, method=method, url=f"{up['url']}{path}", access_token=access),
+        }
+
+    return auth
+
+
+def open_task(c: httpx.Client, auth: Callable[[str, str], dict[str, str]]) -> str:
+    resp = c.post("/v1/tasks", json={"profile": "demo", "purpose": "bench"}, headers=auth("POST", "/v1/tasks"))
+    return str(resp.json()["task_id"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=300)
@@ -69,58 +129,15 @@ def main() -> None:
     server = upstream(key)
     base = f"http://127.0.0.1:{server.server_address[1]}/api"
     with broker_up() as up:
-        bao = httpx.Client(base_url=up["openbao_addr"], headers={"X-Vault-Token": up["openbao_token"]})
-        bao.post("/v1/secret/data/bench/crm", json={"data": {"api_key": key}}).raise_for_status()
-        c = httpx.Client(base_url=up["url"], timeout=30)
-        admin = {"Authorization": f"Bearer {up['admin_token']}"}
-        c.put(
-            "/v1/admin/resources/bench-api",
-            headers=admin,
-            json={
-                "kind": "http_api",
-                "sensitivity": "internal",
-                "environment": "dev",
-                "http": {
-                    "base_url": base,
-                    "auth": "header",
-                    "auth_name": "X-Api-Key",
-                    "source": "vault_kv",
-                    "mount": "secret",
-                    "path": "bench/crm",
-                    "field": "api_key",
-                    "rules": ["GET /v1/customers/* db.read"],
-                },
-            },
-        ).raise_for_status()
-        issuer = DevIssuer.load(Path(up["data_dir"]))
-        pkey = ec.generate_private_key(ec.SECP256R1())
-        jwk = ECAlgorithm.to_jwk(pkey.public_key(), as_dict=True)
-        r = c.post(
-            "/v1/token",
-            data={
-                "grant_type": GRANT,
-                "subject_token": issuer.mint("demo-agent", ttl_seconds=3600),
-                "subject_token_type": JWT,
-            },
-            headers={"DPoP": make_proof(pkey, jwk, method="POST", url=f"{up['url']}/v1/token")},
-        )
-        r.raise_for_status()
-        access = r.json()["access_token"]
-
-        def auth(method: str, path: str) -> dict[str, str]:
-            return {
-                "Authorization": f"DPoP {access}",
-                "DPoP": make_proof(pkey, jwk, method=method, url=f"{up['url']}{path}", access_token=access),
-            }
+        c = bench_api(up, key, base)
+        auth = dpop_agent(up, c)
 
         direct = httpx.Client(timeout=30)
         samples: dict[str, list[float]] = {"direct": [], "gateway": []}
         task, steps = "", STEPS_PER_TASK
         for i in range(args.requests + 20):
             if steps >= STEPS_PER_TASK:
-                task = c.post(
-                    "/v1/tasks", json={"profile": "demo", "purpose": "bench"}, headers=auth("POST", "/v1/tasks")
-                ).json()["task_id"]
+                task = open_task(c, auth)
                 steps = 0
             steps += 1
             t0 = time.perf_counter()

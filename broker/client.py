@@ -18,6 +18,7 @@ Two ways to authenticate (docs/identity.md):
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,6 +104,7 @@ def _raise_for(resp: httpx.Response) -> None:
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
 class DPoPSession:
@@ -115,10 +117,13 @@ class DPoPSession:
         *,
         actor_token_source: Callable[[], str] | None = None,
         refresh_margin_seconds: float = 30.0,
+        subject_token_type: str = JWT_TYPE,
+        actor_token_type: str = ID_TOKEN_TYPE,
     ) -> None:
         self._http = http
         self._identity = identity_source
         self._actor = actor_token_source
+        self._types = (subject_token_type, actor_token_type)
         self._margin = refresh_margin_seconds
         self._key = ec.generate_private_key(ec.SECP256R1())  # never leaves this process
         self._jwk = jwt.algorithms.ECAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
@@ -140,9 +145,9 @@ class DPoPSession:
             return self._token.reveal()
 
     def _exchange(self) -> None:
-        form = {"grant_type": GRANT_TYPE, "subject_token": self._identity(), "subject_token_type": JWT_TYPE}
+        form = {"grant_type": GRANT_TYPE, "subject_token": self._identity(), "subject_token_type": self._types[0]}
         if self._actor is not None:
-            form |= {"actor_token": self._actor(), "actor_token_type": ID_TOKEN_TYPE}
+            form |= {"actor_token": self._actor(), "actor_token_type": self._types[1]}
         url = self._url("/v1/token")
         resp = self._http.post("/v1/token", data=form, headers={"DPoP": self.proof("POST", url)})
         if resp.status_code != 200:
@@ -175,10 +180,23 @@ class BrokerClient:
         http: httpx.Client | None = None,
         exchange: bool = False,
         actor_token_source: Callable[[], str] | None = None,
+        subject_token_type: str = JWT_TYPE,
+        actor_token_type: str = ID_TOKEN_TYPE,
     ) -> None:
         self._token = token_source
+        self._owns_http = http is None
         self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
-        self._dpop = DPoPSession(self._http, token_source, actor_token_source=actor_token_source) if exchange else None
+        self._dpop = (
+            DPoPSession(
+                self._http,
+                token_source,
+                actor_token_source=actor_token_source,
+                subject_token_type=subject_token_type,
+                actor_token_type=actor_token_type,
+            )
+            if exchange
+            else None
+        )
 
     def __enter__(self) -> BrokerClient:
         return self
@@ -187,7 +205,8 @@ class BrokerClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def _call(
         self,
@@ -311,6 +330,35 @@ class TaskSession:
 
     def event(self, kind: str, text: str | None = None, **kw: str) -> dict[str, Any]:
         return self.client.report_event(self.task_id, kind, text, **kw)
+
+
+def mcp_access_token(mcp_url: str, identity_token: str, *, timeout: float = 15.0) -> Secret:
+    """A bearer token for an MCP server over streamable HTTP, found the way the MCP authorization
+    spec describes: the server's ``401`` names its protected-resource metadata (RFC 9728), which
+    names the broker as authorization server (RFC 8414 metadata: its token endpoint); the workload
+    identity is exchanged there for a token whose audience is that MCP server (RFC 8707 ``resource``)."""
+    with httpx.Client(timeout=timeout) as http:
+        challenge = http.post(mcp_url, json={})
+        header = challenge.headers.get("www-authenticate", "")
+        match = re.search(r'resource_metadata="([^"]+)"', header)
+        if challenge.status_code != 401 or match is None:
+            raise Unauthenticated(challenge.status_code, "no_challenge", f"{mcp_url} sent no resource_metadata")
+        resource = http.get(match.group(1)).raise_for_status().json()
+        server = str(resource["authorization_servers"][0]).rstrip("/")
+        meta = http.get(f"{server}/.well-known/oauth-authorization-server").raise_for_status().json()
+        form = {
+            "grant_type": GRANT_TYPE,
+            "subject_token": identity_token,
+            "subject_token_type": JWT_TYPE,
+            "resource": str(resource["resource"]),
+        }
+        resp = http.post(str(meta["token_endpoint"]), data=form)
+        if resp.status_code != 200:
+            body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+            raise Unauthenticated(
+                resp.status_code, str(body.get("error", "invalid_grant")), str(body.get("error_description", ""))
+            )
+        return Secret(str(resp.json()["access_token"]))
 
 
 class AdminClient:

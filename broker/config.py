@@ -73,6 +73,25 @@ class ConsoleSettings(BaseModel):
     login_timeout_seconds: int = Field(default=600, ge=30, le=3600)  # from /console/login to the callback
 
 
+class McpResourceSettings(BaseModel):
+    """An MCP server over streamable HTTP the broker issues audience-bound tokens for (RFC 8707
+    ``resource``; docs/mcp.md). ``server_agent`` is the registered agent the MCP server itself runs
+    as: only it may exchange a token of this audience for a broker token (no token passthrough)."""
+
+    url: str = Field(min_length=8, max_length=512)
+    server_agent: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+    @field_validator("url")
+    @classmethod
+    def _resource_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"mcp_resources url {value!r}: must be an absolute http(s) URL")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"mcp_resources url {value!r}: no query, fragment or user info (RFC 8707)")
+        return value.rstrip("/")
+
+
 class TokenExchangeSettings(BaseModel):
     """``POST /v1/token`` (RFC 8693) and DPoP (RFC 9449); see docs/identity.md."""
 
@@ -82,6 +101,8 @@ class TokenExchangeSettings(BaseModel):
     require_dpop: bool = False  # refuse exchanges without a DPoP proof (bearer access tokens)
     signing_key_file: Path | None = None  # EC P-256 PEM; default: token-signing.pem in data_dir
     public_url: str = ""  # the URL agents use (DPoP htu behind a proxy); default: the request's URL
+    # MCP servers (streamable HTTP) tokens may be issued for: the allow-list of RFC 8707 resources
+    mcp_resources: list[McpResourceSettings] = Field(default=[], max_length=50)
 
 
 class OpenBaoSettings(BaseModel):

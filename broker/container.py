@@ -19,7 +19,7 @@ from broker.audit.guard import AuditGuard
 from broker.audit.reading import AuditReader
 from broker.audit.wiring import audit_key, build_guard
 from broker.backends import openbao_auth
-from broker.backends.kinds import BackendDeps, build_backends
+from broker.backends.kinds import BackendDeps, aws_backend, build_backends
 from broker.backends.openbao_auth import TokenRenewer
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_kv_reader import kv_reader_factory
@@ -134,7 +134,8 @@ class Container:
         )
         token_backend = OpenBaoTokenBackend(openbao)
         token_backend.bootstrap()
-        backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend, policies.catalog))
+        aws = aws_backend(settings) if settings.aws.enabled else None  # one instance: kind aws and SigV4
+        backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend, policies.catalog, aws))
         metrics = Metrics()
         approval_notifier = _webhook(settings.approval_webhook_url, settings, field="approval_webhook_url")
         sign_in = _sign_in_verifier(settings, store)
@@ -294,6 +295,7 @@ class Container:
                 audit=audit,
                 tasks=tasks,
                 require_dpop=settings.token_exchange.require_dpop,
+                mcp_resources={m.url: m.server_agent for m in settings.token_exchange.mcp_resources},
             ),
             health=HealthService(
                 store,

@@ -4,12 +4,15 @@ The agent never holds this credential: the gateway (``broker/gateway``) asks the
 for it, injects it into the one request it forwards, and drops it. Resource settings::
 
     {"http": {"base_url": "https://crm.internal/api",            # loopback or gateway.allowed_hosts
-              "auth": "bearer" | "header" | "basic" | "query",    # where the credential goes
+              "auth": "bearer" | "header" | "basic" | "query" | "sigv4",   # where the credential goes
               "auth_name": "X-Api-Key",                            # header / query parameter name
               "username": "svc",                                   # basic auth user name
-              "source": "vault_kv" | "vault_token",                # where the credential comes from
+              "source": "vault_kv" | "vault_token" | "aws_sts",    # where the credential comes from
               "mount": "secret", "path": "crm/api-key", "field": "api_key",   # source vault_kv
               "policies": ["crm-reader"],                           # source vault_token
+              "role_arn": "arn:aws:iam::123456789012:role/reader",  # source aws_sts (auth sigv4)
+              "region": "eu-west-1", "service": "s3",               #   the SigV4 scope
+              "sts_endpoint_url": "...", "resources": ["arn:..."],  #   optional, as kind aws
               "rules": ["GET /v1/customers/* db.read", "POST /v1/charges payments.charge"]}}
 
 A rule is ``METHOD PATTERN ACTION``: ``METHOD`` one HTTP method or ``*``; ``PATTERN`` an absolute
@@ -20,6 +23,10 @@ The first rule that matches decides the action; a request no rule matches is den
 its fingerprint is known to the scanner, so it is recognised wherever it leaks.
 ``vault_token``: a child token under the task's parent token (as kind ``vault_token``), for
 upstreams that accept OpenBao tokens; it dies with the task.
+``aws_sts`` (with ``auth: sigv4``): an STS session of the role, exactly as kind ``aws`` issues it
+(session policy for the action, task tags, revocation by the role's policy), which the gateway uses
+to sign the one request with AWS Signature Version 4 (botocore's signer, ``broker/backends/sigv4.py``);
+the upstream is an AWS API (or one that speaks SigV4). Needs the broker's ``aws`` backend enabled.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 
 import hvac
 
+from broker.backends.aws_sts import AwsStsBackend
 from broker.backends.names import refuse_unknown, section, vault_path
 from broker.backends.openbao_http import OpenBaoHTTP
 from broker.backends.openbao_token import OpenBaoTokenBackend
@@ -42,8 +50,10 @@ from broker.netpolicy import check_outbound_url
 from broker.secrets import Secret
 
 KIND = "http_api"
-AUTH_MODES = ("bearer", "header", "basic", "query")
-SOURCES = ("vault_kv", "vault_token")
+AUTH_MODES = ("bearer", "header", "basic", "query", "sigv4")
+SOURCES = ("vault_kv", "vault_token", "aws_sts")
+AWS_FIELDS = {"role_arn": "role_arn", "region": "region", "sts_endpoint_url": "endpoint_url", "resources": "resources"}
+_SERVICE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*")
 MAX_RULES = 100
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -63,6 +73,12 @@ ALLOWED = {
     "policies",
     "rules",
     "kv_version",
+    "role_arn",
+    "region",
+    "sts_endpoint_url",
+    "resources",
+    "service",
+    "aws",  # derived (the validated session settings): ignored on input, recomputed
 }
 
 
@@ -114,6 +130,8 @@ class HttpApiSettings:
     username: str | None
     source: str
     rules: tuple[Rule, ...]
+    region: str | None = None  # auth sigv4: the signature's region and service
+    service: str | None = None
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> HttpApiSettings:
@@ -125,6 +143,8 @@ class HttpApiSettings:
             username=h.get("username"),
             source=h["source"],
             rules=tuple(parse_rule(f"http.rules[{i}]", r) for i, r in enumerate(h["rules"])),
+            region=h.get("region"),
+            service=h.get("service"),
         )
 
     def match(self, method: str, path: str) -> Rule | None:
@@ -143,11 +163,14 @@ class HttpApiBackend:
         *,
         catalog: Callable[[], Mapping[str, Action]],
         allowed_hosts: Iterable[str] = (),
+        aws: AwsStsBackend | None = None,
     ) -> None:
+        """``aws``: the broker's AWS backend (shared with kind ``aws``), for source ``aws_sts``."""
         self.http = http
         self.tokens = tokens
         self.catalog = catalog
         self.allowed_hosts = tuple(allowed_hosts)
+        self.aws = aws
 
     def __repr__(self) -> str:
         return f"HttpApiBackend(openbao={self.http.addr!r})"
@@ -192,7 +215,11 @@ class HttpApiBackend:
                 )
         out["rules"] = [" ".join(str(r).split()) for r in rules]
         source = h.get("source")
-        if source == "vault_kv":
+        if (auth == "sigv4") != (source == "aws_sts"):
+            raise InvalidInput("http.auth", "auth sigv4 goes with source aws_sts (and only with it)")
+        if source == "aws_sts":
+            out.update(self._validate_aws(h))
+        elif source == "vault_kv":
             out.update(self._validate_kv(h))
         elif source == "vault_token":
             try:
@@ -204,6 +231,26 @@ class HttpApiBackend:
             raise InvalidInput("http.source", f"required: one of {list(SOURCES)}")
         out["source"] = source
         return {"http": out}
+
+    def _validate_aws(self, h: Mapping[str, Any]) -> dict[str, Any]:
+        if self.aws is None:
+            raise InvalidInput("http.source", "aws_sts needs the broker's aws backend (aws.enabled: true)")
+        service = h.get("service")
+        if not isinstance(service, str) or not _SERVICE.match(service):
+            raise InvalidInput("http.service", 'required for auth sigv4: the AWS signing name, e.g. "s3" or "sts"')
+        given = {inner: h[outer] for outer, inner in AWS_FIELDS.items() if h.get(outer) is not None}
+        try:
+            checked = self.aws.validate_settings({"aws": given})["aws"]
+        except InvalidInput as exc:  # the aws adapter names its own block; name ours
+            outer = {f"aws.{inner}": f"http.{name}" for name, inner in AWS_FIELDS.items()}.get(exc.field, "http")
+            raise InvalidInput(outer, exc.message.split(": ", 1)[-1]) from exc
+        out: dict[str, Any] = {"role_arn": checked["role_arn"], "region": checked["region"], "service": service}
+        if "endpoint_url" in checked:
+            out["sts_endpoint_url"] = checked["endpoint_url"]
+        if h.get("resources") is not None:
+            out["resources"] = checked["resources"]
+        out["aws"] = checked
+        return out
 
     def _validate_kv(self, h: Mapping[str, Any]) -> dict[str, Any]:
         mount = vault_path("http.mount", h.get("mount"), what="KV mount")
@@ -228,6 +275,8 @@ class HttpApiBackend:
     # -- port -------------------------------------------------------------------------------
     def issue(self, request: IssueRequest) -> IssuedCredential:
         h = request.resource.settings["http"]
+        if h["source"] == "aws_sts":
+            return self._issue_aws(request, h)
         if h["source"] == "vault_token":
             inner = self.tokens.issue(
                 IssueRequest(
@@ -272,13 +321,50 @@ class HttpApiBackend:
             revocation={"source": "vault_kv"},
         )
 
+    def _issue_aws(self, request: IssueRequest, h: Mapping[str, Any]) -> IssuedCredential:
+        if self.aws is None:
+            raise UpstreamError(f'resource "{request.resource.name}" signs with AWS, but the aws backend is off')
+        persist = request.persist_handle
+        inner = self.aws.issue(
+            replace(
+                request,
+                resource=replace(request.resource, settings={"aws": dict(h["aws"])}),
+                persist_handle=(lambda ref: persist({**ref, "source": "aws_sts"})) if persist is not None else None,
+            )
+        )
+        return IssuedCredential(
+            kind=KIND,
+            public={"injected": True, "source": "aws_sts", "assumed_role_arn": inner.public.get("assumed_role_arn")},
+            # "credential" is the signing key; the key id and session token travel in the request
+            secrets={
+                "credential": inner.secrets["secret_access_key"],
+                "access_key_id": inner.secrets["access_key_id"],
+                "session_token": inner.secrets["session_token"],
+            },
+            expires_at=inner.expires_at,
+            revocation={**inner.revocation, "source": "aws_sts"},
+            accessor=inner.accessor,
+            task_handle={**inner.task_handle, "source": "aws_sts"} if inner.task_handle is not None else None,
+            covered_by_task_handle=inner.covered_by_task_handle,
+            backend_expires_at=inner.backend_expires_at,
+        )
+
     def revoke(self, reference: Mapping[str, Any]) -> None:
+        if reference.get("source") == "aws_sts":  # an STS session (or its task's role), via the aws backend
+            if self.aws is None:
+                raise UpstreamError("an aws_sts grant cannot be revoked while the aws backend is off")
+            self.aws.revoke({k: v for k, v in reference.items() if k != "source"})
+            return
         if reference.get("accessor"):  # a vault_token grant, or the task's parent token (its handle)
             self.tokens.revoke({k: v for k, v in reference.items() if k != "source"})
         # vault_kv: a static secret; the grant ends at the broker (rotation is the remedy for a leak)
 
     def check_alive(self) -> None:
         self.http.health()
+
+    def forget_task(self, task_id: str) -> None:
+        if self.aws is not None:
+            self.aws.forget_task(task_id)
 
 
 def _as_token_resource(request: IssueRequest, policies: list[str]) -> Resource:

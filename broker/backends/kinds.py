@@ -45,6 +45,7 @@ class BackendDeps:
     fingerprint: Fingerprinter
     token_backend: OpenBaoTokenBackend  # shared: the parent-token-per-task lives in one place
     catalog: Callable[[], Mapping[str, Action]]  # the action catalog (request rules name actions)
+    aws: AwsStsBackend | None = None  # shared by kind aws and http_api's aws_sts source (None: aws off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,14 @@ class KindSpec:
     settings_block: str  # the key of the resource's settings (``vault``, ``aws`` or ``http``)
     build: Callable[[BackendDeps], CredentialBackend]
     enabled: Callable[[Settings], bool] = lambda _s: True
+
+
+def aws_backend(settings: Settings) -> AwsStsBackend:
+    return AwsStsBackend(
+        AwsClientSettings(region=settings.aws.region, endpoint_url=settings.aws.endpoint_url),
+        mode=AwsRevocationMode(settings.aws.revocation_mode),
+        outbound=settings.outbound_policy(),
+    )
 
 
 KINDS: Mapping[ResourceKind, KindSpec] = {
@@ -83,11 +92,7 @@ KINDS: Mapping[ResourceKind, KindSpec] = {
             ResourceKind.AWS,
             "AWS STS session narrowed by a session policy and tagged with the task",
             "aws",
-            lambda d: AwsStsBackend(
-                AwsClientSettings(region=d.settings.aws.region, endpoint_url=d.settings.aws.endpoint_url),
-                mode=AwsRevocationMode(d.settings.aws.revocation_mode),
-                outbound=d.settings.outbound_policy(),
-            ),
+            lambda d: d.aws or aws_backend(d.settings),
             enabled=lambda s: s.aws.enabled,
         ),
         KindSpec(
@@ -95,7 +100,11 @@ KINDS: Mapping[ResourceKind, KindSpec] = {
             "an upstream HTTP API the gateway calls with the credential injected",
             "http",
             lambda d: HttpApiBackend(
-                d.openbao, d.token_backend, catalog=d.catalog, allowed_hosts=d.settings.gateway.allowed_hosts
+                d.openbao,
+                d.token_backend,
+                catalog=d.catalog,
+                allowed_hosts=d.settings.gateway.allowed_hosts,
+                aws=d.aws,
             ),
         ),
     )

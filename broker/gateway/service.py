@@ -29,6 +29,7 @@ import httpx
 from broker.approvals.flow import CredentialFlow
 from broker.audit import AuditLog
 from broker.backends.http_api import KIND, HttpApiSettings
+from broker.backends.sigv4 import sigv4_headers
 from broker.chain import store as chain_store
 from broker.chain.model import StepKind
 from broker.config import GatewaySettings
@@ -154,7 +155,8 @@ class Gateway:
             )
         if result.credential is None:  # step-up: the approval id goes back, nothing was called
             return GatewayResponse(status=202, body=b"", approval_id=result.approval_id, decision=decision)
-        secret = result.credential.secrets["credential"]
+        secrets = result.credential.secrets
+        secret = secrets["credential"]
         grant_id = result.grant_id or ""
         record = {
             "method": method,
@@ -163,14 +165,14 @@ class Gateway:
             "grant_id": grant_id,
             "decision_id": result.decision.decision_id,
         }
-        upstream = self._request(api, method, raw, req, secret)
+        upstream = self._request(api, method, raw, req, secrets)
         try:
             status, content, headers = self._send(upstream, resource_name)
         except BrokerError as exc:  # refused redirect, oversized, unreachable: the failed call is a step too
             self._record(agent, task_id, resource_name, rule.action, {**record, "status": None, "error": exc.code})
             raise
-        body, redactions, leaked = self._redact(content, secret, agent, task_id, resource_name, grant_id)
-        del secret, upstream
+        body, redactions, leaked = self._redact(content, secrets, agent, task_id, resource_name, grant_id)
+        del secret, secrets, upstream
         self._record(
             agent,
             task_id,
@@ -201,7 +203,7 @@ class Gateway:
 
     # -- the upstream call ---------------------------------------------------------------------
     def _request(
-        self, api: HttpApiSettings, method: str, raw: str, req: GatewayRequest, secret: Secret
+        self, api: HttpApiSettings, method: str, raw: str, req: GatewayRequest, secrets: Mapping[str, Secret]
     ) -> httpx.Request:
         base = httpx.URL(api.base_url)
         url = httpx.URL(api.base_url.rstrip("/") + raw)
@@ -216,6 +218,7 @@ class Gateway:
             if not (api.auth == "query" and k == api.auth_name)
         ]
         headers = {k: v for k, v in req.headers.items() if k.lower() in FORWARDED_REQUEST_HEADERS}
+        secret = secrets["credential"]
         value = secret.reveal()
         if api.auth == "bearer":
             headers["Authorization"] = f"Bearer {value}"
@@ -229,6 +232,18 @@ class Gateway:
             query.append((api.auth_name, value))
         if query:
             url = url.copy_with(query=urlencode(query).encode())
+        if api.auth == "sigv4" and api.region and api.service:  # signs the exact URL, headers and body sent
+            headers = sigv4_headers(
+                method,
+                str(url),
+                headers,
+                req.body,
+                access_key_id=secrets["access_key_id"],
+                secret_access_key=secret,
+                session_token=secrets.get("session_token"),
+                region=api.region,
+                service=api.service,
+            )
         return self.http.build_request(method, url, headers=headers, content=req.body or None)
 
     def _send(self, request: httpx.Request, resource: str) -> tuple[int, bytes, dict[str, str]]:
@@ -274,10 +289,16 @@ class Gateway:
 
     # -- the response ----------------------------------------------------------------------------
     def _redact(
-        self, content: bytes, secret: Secret, agent: Agent, task_id: str, resource: str, grant_id: str
+        self,
+        content: bytes,
+        secrets: Mapping[str, Secret],
+        agent: Agent,
+        task_id: str,
+        resource: str,
+        grant_id: str,
     ) -> tuple[bytes, int, bool]:
-        """The body with every secret the scanner finds redacted (and the injected credential, even
-        if no rule knows its shape). A broker-issued secret in it escalates the task."""
+        """The body with every secret the scanner finds redacted (and the injected credential's
+        values, even if no rule knows their shape). A broker-issued secret in it escalates the task."""
         if not content:
             return content, 0, False
         text = content.decode("utf-8", "surrogateescape")
@@ -286,13 +307,16 @@ class Gateway:
         findings = outcome.result.findings
         redacted = outcome.result.redacted_text if findings else text
         leaked = bool(outcome.leaks)
-        value = secret.reveal()
-        if value in redacted:
+        # the key id of an AWS session is an identifier, not a secret (AWS echoes it in places)
+        injected = [v for v in (sec.reveal() for name, sec in secrets.items() if name != "access_key_id") if v]
+        present = [v for v in injected if v in redacted]
+        for value in present:
             redacted = redacted.replace(value, REDACTED_CREDENTIAL)
-            if not leaked:
-                self.scanning.on_leak(GrantMatch(grant_id, task_id, agent.name), self.fingerprint(secret), source)
-                leaked = True
-        count = len(findings) + (1 if value in text and not findings else 0)
+        if present and not leaked:
+            match = GrantMatch(grant_id, task_id, agent.name)
+            self.scanning.on_leak(match, self.fingerprint(secrets["credential"]), source)
+            leaked = True
+        count = len(findings) + (len([v for v in injected if v in text]) if not findings else 0)
         if leaked:
             log.warning("gateway.leak_in_response", resource=resource, redactions=count)
         return redacted.encode("utf-8", "surrogateescape"), count, leaked

@@ -3,8 +3,9 @@
 An access token is a JWT signed with the broker's ES256 key (``alg`` pinned on both sides; the
 public key is published at ``/.well-known/jwks.json``). Claims:
 
-- ``iss`` = ``aud`` = the broker's issuer URL; ``exp`` no later than the subject token's and
-  ``max_ttl_seconds`` after issue; ``jti``;
+- ``iss`` = ``aud`` = the broker's issuer URL (or ``aud`` = a registered MCP server's resource
+  URL, RFC 8707: such a token is refused by the broker's own API and only accepted by that MCP
+  server); ``exp`` no later than the subject token's and ``max_ttl_seconds`` after issue; ``jti``;
 - ``sub`` = ``agent:<name>``, or, when the agent acts for a verified person, that person's
   subject with the agent as the RFC 8693 ``act`` actor;
 - ``agent`` (the registered agent), ``wid`` (the workload identity it was exchanged from),
@@ -81,7 +82,7 @@ class BrokerSigningKey:
     def sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid, "typ": TOKEN_TYPE})
 
-    def verify(self, token: str, *, issuer: str) -> dict[str, Any]:
+    def verify(self, token: str, *, issuer: str, audience: str | None = None) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -93,7 +94,7 @@ class BrokerSigningKey:
                 token,
                 key=self._key.public_key(),
                 algorithms=[ALGORITHM],
-                audience=issuer,
+                audience=audience or issuer,
                 issuer=issuer,
                 options={"require": ["iss", "aud", "sub", "exp", "iat", "jti", "agent"]},
             )
@@ -121,6 +122,7 @@ class AccessClaims:
     workload: dict[str, str]
     scope: tuple[str, ...] | None = None  # task profiles this token may open tasks under (None: all the agent's)
     task_id: str | None = None  # a token for one delegated sub-task
+    subject: str = ""  # the principal on whose behalf (``sub``)
 
 
 class AccessTokens:
@@ -141,10 +143,12 @@ class AccessTokens:
         scope: tuple[str, ...] | None = None,
         delegated_by: tuple[str, ...] = (),
         task_id: str | None = None,
+        audience: str | None = None,
     ) -> AccessToken:
         """``delegated_by``: the agents of the parent tasks, nearest first (the RFC 8693 ``act``
         chain nests: this agent, acting for its parent's agent, ..., acting for the person);
-        ``task_id``: a token for one delegated sub-task, dead once that task stops."""
+        ``task_id``: a token for one delegated sub-task, dead once that task stops; ``audience``: a
+        registered MCP server's resource URL instead of the broker (RFC 8707)."""
         now = int(time.time())
         exp = min(int(subject_expires_at.timestamp()), now + self.max_ttl_seconds)
         if exp <= now:
@@ -152,7 +156,7 @@ class AccessTokens:
         chain = [f"agent:{a}" for a in (agent, *delegated_by)]
         claims: dict[str, Any] = {
             "iss": self.issuer,
-            "aud": self.issuer,
+            "aud": audience or self.issuer,
             "iat": now,
             "nbf": now,
             "exp": exp,
@@ -185,8 +189,16 @@ class AccessTokens:
         except (jwt.PyJWTError, ValueError, json.JSONDecodeError):
             return False
 
-    def verify(self, token: str) -> AccessClaims:
-        claims = self.key.verify(token, issuer=self.issuer)
+    def claimed_audience(self, token: str) -> str | None:
+        """The ``aud`` a token of ours claims (unverified: routing only, verified afterwards)."""
+        if not self.is_ours(token):
+            return None
+        aud = jwt.decode(token, options={"verify_signature": False}).get("aud")
+        return aud if isinstance(aud, str) else None
+
+    def verify(self, token: str, *, audience: str | None = None) -> AccessClaims:
+        """A token for the broker (``aud`` = its issuer), or with ``audience`` for that resource."""
+        claims = self.key.verify(token, issuer=self.issuer, audience=audience)
         agent = claims.get("agent")
         if not isinstance(agent, str) or not agent:
             _fail("access token names no agent")
@@ -209,4 +221,5 @@ class AccessTokens:
             workload={k: str(v) for k, v in dict(wid or {}).items()},
             scope=tuple(scope.split()) if isinstance(scope, str) else None,
             task_id=str(claims["task"]) if isinstance(claims.get("task"), str) else None,
+            subject=str(claims["sub"]),
         )

@@ -4,17 +4,28 @@ access token, optionally acting for a verified person and bound to a DPoP key (R
 Errors are RFC 6749 §5.2 errors (``invalid_request``, ``invalid_grant``,
 ``unsupported_grant_type``, ``invalid_target``, ``invalid_scope``, ``invalid_dpop_proof``), each
 audited. ``scope`` (optional) names the task profiles the token may open tasks under.
+
+MCP over streamable HTTP (docs/mcp.md) adds two exchanges, both audience-bound (RFC 8707):
+
+- ``resource`` (or ``audience``) = a registered MCP server's URL (``token_exchange.mcp_resources``):
+  the workload identity is exchanged for a bearer token whose ``aud`` is that MCP server. The
+  broker's own API refuses it (wrong audience); only that MCP server accepts it.
+- ``subject_token_type`` = ``access_token`` with such a token as subject: the MCP server, proving
+  its own workload identity as ``actor_token`` (it must be the resource's ``server_agent``) and
+  binding the result to its DPoP key, gets a broker token for the *subject's* agent. The MCP
+  server never passes the client's token through, and a stolen MCP token is useless elsewhere.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from broker.audit import AuditLog
 from broker.errors import BrokerError, NotFound, Unauthenticated
-from broker.identity.access_tokens import AccessTokens
+from broker.identity.access_tokens import AccessToken, AccessTokens
 from broker.identity.dpop import DPoPVerifier
 from broker.identity.verifier import VerifiedIdentity
 from broker.models import Agent, Task, TaskState, VerifiedHuman
@@ -68,6 +79,7 @@ class TokenExchangeService:
         tasks: TaskLookup,
         *,
         require_dpop: bool,
+        mcp_resources: Mapping[str, str] | None = None,
     ) -> None:
         self.workloads = workloads
         self.agents = agents
@@ -78,6 +90,7 @@ class TokenExchangeService:
         self.dpop = dpop
         self.audit = audit
         self.require_dpop = require_dpop
+        self.mcp_resources = dict(mcp_resources or {})  # resource URL -> the agent the MCP server runs as
 
     def metadata(self, base_url: str) -> dict[str, Any]:
         """RFC 8414 authorization-server metadata."""
@@ -88,7 +101,7 @@ class TokenExchangeService:
             "grant_types_supported": [GRANT_TYPE],
             "token_endpoint_auth_methods_supported": ["none"],
             "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
-            "subject_token_types_supported": [JWT_TYPE],
+            "subject_token_types_supported": [JWT_TYPE, ACCESS_TOKEN_TYPE],
             "actor_token_types_supported": [ID_TOKEN_TYPE, JWT_TYPE],
         }
 
@@ -110,14 +123,21 @@ class TokenExchangeService:
         subject = form.get("subject_token")
         if not subject:
             raise OAuthError("invalid_request", "subject_token is required")
-        if form.get("subject_token_type") != JWT_TYPE:
-            raise OAuthError("invalid_request", f"subject_token_type must be {JWT_TYPE}")
         requested = form.get("requested_token_type")
         if requested and requested != ACCESS_TOKEN_TYPE:
             raise OAuthError("invalid_request", f"requested_token_type must be {ACCESS_TOKEN_TYPE}")
-        for target in ("audience", "resource"):
-            if form.get(target) and form[target] != self.tokens.issuer:
-                raise OAuthError("invalid_target", f"{target} must be this broker ({self.tokens.issuer})")
+        audience = self._target(form)
+        if form.get("subject_token_type") == ACCESS_TOKEN_TYPE:
+            if audience is not None:
+                raise OAuthError("invalid_target", "an MCP server exchanges a token for this broker only")
+            return self._from_mcp(subject, form, dpop_proof, url)
+        if form.get("subject_token_type") != JWT_TYPE:
+            raise OAuthError("invalid_request", f"subject_token_type must be {JWT_TYPE} or {ACCESS_TOKEN_TYPE}")
+        if audience is not None and (form.get("delegation") or dpop_proof is not None):
+            raise OAuthError(
+                "invalid_request",
+                "a token for an MCP server is a bearer token of the agent itself: send no DPoP proof and no delegation",
+            )
         try:
             identity = self.workloads.verify(subject, spend_jti=False)
             agent = self.agents.agent_for(identity)
@@ -146,11 +166,8 @@ class TokenExchangeService:
             human, delegated_by = self._delegation(task_id, agent)
         jkt = None
         if dpop_proof is not None:
-            try:
-                jkt = self.dpop.verify(dpop_proof, method="POST", url=url)
-            except Unauthenticated as exc:
-                raise OAuthError("invalid_dpop_proof", exc.message) from None
-        elif self.require_dpop:
+            jkt = self._proof(dpop_proof, url)
+        elif self.require_dpop and audience is None:  # MCP clients send bearer tokens (MCP authorization)
             raise OAuthError("invalid_dpop_proof", "a DPoP proof is required: send a DPoP header")
         token = self.tokens.mint(
             agent=agent.name,
@@ -162,6 +179,7 @@ class TokenExchangeService:
             scope=scope,
             delegated_by=delegated_by,
             task_id=task_id,
+            audience=audience,
         )
         self.audit.record(
             "token.exchanged",
@@ -174,8 +192,12 @@ class TokenExchangeService:
                 "task_id": task_id,
                 "delegated_by": list(delegated_by),
                 "expires_in": token.expires_in,
+                "audience": audience or self.tokens.issuer,
             },
         )
+        return self._response(token, scope)
+
+    def _response(self, token: AccessToken, scope: tuple[str, ...] | None) -> TokenResponse:
         body = {
             "access_token": token.token,
             "issued_token_type": ACCESS_TOKEN_TYPE,
@@ -185,6 +207,85 @@ class TokenExchangeService:
         if scope is not None:
             body["scope"] = " ".join(scope)
         return TokenResponse(body)
+
+    def _target(self, form: Mapping[str, str]) -> str | None:
+        """The audience asked for: None for this broker, else a registered MCP server's URL."""
+        wanted = {form[t].rstrip("/") for t in ("audience", "resource") if form.get(t)}
+        if len(wanted) > 1:
+            raise OAuthError("invalid_target", "audience and resource name different targets")
+        if not wanted or wanted == {self.tokens.issuer.rstrip("/")}:
+            return None
+        (target,) = wanted
+        if target not in self.mcp_resources:
+            raise OAuthError(
+                "invalid_target", f"resource must be this broker ({self.tokens.issuer}) or a registered MCP server"
+            )
+        return target
+
+    def _proof(self, dpop_proof: str, url: str) -> str:
+        try:
+            return self.dpop.verify(dpop_proof, method="POST", url=url)
+        except Unauthenticated as exc:
+            raise OAuthError("invalid_dpop_proof", exc.message) from None
+
+    def _from_mcp(self, subject: str, form: Mapping[str, str], dpop_proof: str | None, url: str) -> TokenResponse:
+        """An MCP server exchanges the token a client presented to it (``aud`` = that server) for a
+        broker token of the same agent, bound to the MCP server's own DPoP key."""
+        resource = self._subject_audience(subject)
+        try:
+            claims = self.tokens.verify(subject, audience=resource)
+        except Unauthenticated as exc:
+            raise OAuthError("invalid_grant", f"subject_token: {exc.message}") from None
+        actor = form.get("actor_token")
+        if not actor or form.get("actor_token_type") != JWT_TYPE:
+            raise OAuthError(
+                "invalid_request", f"actor_token (the MCP server's workload identity, {JWT_TYPE}) is required"
+            )
+        try:
+            server = self.agents.agent_for(self.workloads.verify(actor, spend_jti=False))
+        except Unauthenticated as exc:
+            raise OAuthError("invalid_grant", f"actor_token: {exc.message}") from None
+        if not hmac.compare_digest(server.name, self.mcp_resources[resource]):
+            raise OAuthError("invalid_grant", f"actor_token: agent {server.name!r} is not the MCP server of {resource}")
+        if dpop_proof is None:
+            raise OAuthError("invalid_dpop_proof", "an MCP server's exchange must be DPoP-bound: send a DPoP header")
+        jkt = self._proof(dpop_proof, url)
+        if form.get("scope"):
+            raise OAuthError("invalid_scope", "the scope of an MCP server's exchange is the subject token's")
+        if form.get("delegation"):
+            raise OAuthError("invalid_request", "an MCP server's exchange takes no delegation")
+        token = self.tokens.mint(
+            agent=claims.agent,
+            workload_issuer=claims.workload.get("iss", ""),
+            workload_subject=claims.workload.get("sub", ""),
+            subject_expires_at=claims.expires_at,
+            human=claims.human,
+            jkt=jkt,
+            scope=claims.scope,
+        )
+        self.audit.record(
+            "token.exchanged",
+            actor=claims.agent,
+            outcome="issued",
+            data={
+                "workload": claims.workload,
+                "acting_for": claims.human.principal if claims.human else None,
+                "dpop_bound": token.bound,
+                "task_id": None,
+                "delegated_by": [],
+                "expires_in": token.expires_in,
+                "audience": self.tokens.issuer,
+                "via_mcp": {"resource": resource, "server_agent": server.name},
+            },
+        )
+        return self._response(token, claims.scope)
+
+    def _subject_audience(self, subject: str) -> str:
+        """Which registered MCP server the subject token claims to be for (verified afterwards)."""
+        aud = self.tokens.claimed_audience(subject)
+        if aud is None or aud.rstrip("/") not in self.mcp_resources:
+            raise OAuthError("invalid_grant", "subject_token is not a token for a registered MCP server")
+        return aud.rstrip("/")
 
     def _delegation(self, task_id: str, agent: Agent) -> tuple[VerifiedHuman | None, tuple[str, ...]]:
         """The sub-task delegated to ``agent``: its verified person and the agents up the tree."""

@@ -6,6 +6,12 @@
 It starts ``nhi-broker mcp`` over stdio with the MCP SDK's own client, opens a task, calls the
 ``http_api`` resource through the broker's gateway (on a step-up it prints the approval id and
 waits for a human's decision with ``approval_status``), and ends the task.
+
+With ``--mcp-url http://127.0.0.1:8765/mcp`` it talks to a running ``nhi-broker mcp --transport
+http`` instead (streamable HTTP): it follows the MCP authorization flow — the server's 401 names
+its protected-resource metadata, which names the broker; the agent's workload identity is
+exchanged there for a token bound to that MCP server (``resource``) — and sends it as a bearer
+token. The MCP server never passes that token on.
 """
 
 from __future__ import annotations
@@ -14,10 +20,17 @@ import argparse
 import json
 import sys
 import time
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from broker.client import mcp_access_token
+from broker.identity import DevIssuer
 
 
 def result(res) -> dict:  # type: ignore[no-untyped-def]
@@ -27,12 +40,30 @@ def result(res) -> dict:  # type: ignore[no-untyped-def]
     return data.get("result", data) if set(data) == {"result"} else data
 
 
+@asynccontextmanager
+async def connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    if args.mcp_url is None:  # stdio: the MCP server runs as this agent
+        server = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "broker.cli", "mcp", "--url", args.url, "--data-dir", args.data_dir, "--agent", args.agent],
+        )
+        async with stdio_client(server) as (read, write), ClientSession(read, write) as mcp:
+            yield mcp
+        return
+    # streamable HTTP: an audience-bound token for that MCP server, from the agent's identity
+    identity = DevIssuer.load(Path(args.data_dir)).mint(args.agent)
+    token = mcp_access_token(args.mcp_url, identity)
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token.reveal()}"})
+    async with (
+        http,
+        streamable_http_client(args.mcp_url, http_client=http) as (read, write),
+        ClientSession(read, write) as mcp,
+    ):
+        yield mcp
+
+
 async def main(args: argparse.Namespace) -> None:
-    server = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "broker.cli", "mcp", "--url", args.url, "--data-dir", args.data_dir, "--agent", args.agent],
-    )
-    async with stdio_client(server) as (read, write), ClientSession(read, write) as mcp:
+    async with connect(args) as mcp:
         await mcp.initialize()
         for tool in (await mcp.list_tools()).tools:
             print(f"- {tool.name}: {tool.description}")
@@ -73,4 +104,5 @@ if __name__ == "__main__":
     p.add_argument("--method", default="GET")
     p.add_argument("--path", required=True)
     p.add_argument("--approval-wait", type=float, default=600)
+    p.add_argument("--mcp-url", default=None, help="a running `nhi-broker mcp --transport http` (default: stdio)")
     anyio.run(main, p.parse_args())

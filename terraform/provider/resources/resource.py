@@ -3,7 +3,8 @@
 Backend settings are two optional blocks, as in the API body: ``vault`` (kinds ``vault_token``:
 ``policies``; ``vault_kv``: ``mount`` + ``path``; ``postgres``: ``mount`` + ``role``) and ``aws``
 (kind ``aws``: ``role_arn``, ``region``, ``endpoint_url``, ``external_id``) and ``http`` (kind
-``http_api``: ``base_url``, ``auth``, ``source``, ``rules`` ...; docs/backends.md). The broker checks
+``http_api``: ``base_url``, ``auth``, ``source``, ``rules``, and for AWS SigV4 ``role_arn``,
+``region``, ``service`` ...; docs/backends.md). The broker checks
 them against the real backend on every ``PUT``; a policy, role or path that does not exist comes
 back as a diagnostic on that attribute. ``aws.external_id`` is a shared secret with the role's
 trust policy, so it is sensitive: Terraform never shows it in a plan.
@@ -55,14 +56,26 @@ HTTP = [
         optional=True,
         description="The upstream's base URL: loopback, or a host in the broker's gateway.allowed_hosts.",
     ),
-    Attribute("auth", String(), optional=True, description="`bearer`, `header`, `basic` or `query`."),
+    Attribute("auth", String(), optional=True, description="`bearer`, `header`, `basic`, `query` or `sigv4` (AWS)."),
     Attribute("auth_name", String(), optional=True, description="auth `header`/`query`: the header or parameter."),
     Attribute("username", String(), optional=True, description="auth `basic`: the user name."),
-    Attribute("source", String(), optional=True, description="`vault_kv` (a static key) or `vault_token`."),
+    Attribute(
+        "source",
+        String(),
+        optional=True,
+        description="`vault_kv` (a static key), `vault_token` or `aws_sts` (an STS session, with auth `sigv4`).",
+    ),
     Attribute("mount", String(), optional=True, description="source `vault_kv`: the KV mount."),
     Attribute("path", String(), optional=True, description="source `vault_kv`: the secret's path."),
     Attribute("field", String(), optional=True, description="source `vault_kv`: the field holding the key."),
     Attribute("policies", Set(String()), optional=True, description="source `vault_token`: ACL policies."),
+    Attribute("role_arn", String(), optional=True, description="source `aws_sts`: the IAM role the broker assumes."),
+    Attribute("region", String(), optional=True, description="source `aws_sts`: the region (session and signature)."),
+    Attribute("service", String(), optional=True, description='auth `sigv4`: the AWS signing name, e.g. "s3".'),
+    Attribute("sts_endpoint_url", String(), optional=True, description="source `aws_sts`: STS/IAM endpoint (moto)."),
+    Attribute(
+        "resources", List(String()), optional=True, description="source `aws_sts`: ARNs the session policy allows."
+    ),
     Attribute(
         "rules", List(String()), optional=True, description='Request rules, first match wins: "METHOD /path/* action".'
     ),

@@ -1,6 +1,7 @@
-"""``nhi-broker mcp`` driven by the MCP SDK's own stdio client against a real broker (in-process,
-real OpenBao) and a real upstream: open_task → call_api GET → end_task, the credential never in a
-tool result; the tools describe their consequence class."""
+"""``nhi-broker mcp`` driven by the MCP SDK's own clients — stdio and streamable HTTP, the same
+scenario — against a real broker (in-process, real OpenBao) and a real upstream: open_task →
+call_api GET → a payment's step-up, approved by a person, retried once → a leak redacted and
+escalated → end_task; the credential never in a tool result; the tools describe their consequence."""
 
 from __future__ import annotations
 
@@ -8,103 +9,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from support.approver import approve, approver_token
-from support.broker import ADMIN_TOKEN, RunningBroker, start_broker
-from support.upstream import Upstream
+from support.broker import ADMIN_TOKEN, RunningBroker
+from support.mcp_rig import API_KEY, ROOT, SERVER_AGENT, McpRig, mcp_session
 from support.wait import HTTP_TIMEOUT
 
 pytestmark = [pytest.mark.openbao, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-KV_PATH = "gateway/mcp-crm"
-API_KEY = "mcp-crm-key-4f1d2c9a8b7e6d5c"  # nhi-broker: allow (the test upstream's key)
-
-
-@pytest.fixture(scope="module")
-def mcp_broker(openbao, tmp_path_factory) -> Iterator[tuple[RunningBroker, Upstream]]:
-    running = start_broker(tmp_path_factory.mktemp("mcp-broker"), openbao)
-    with running.bao().client() as c:
-        c.secrets.kv.v2.create_or_update_secret(path=KV_PATH, secret={"api_key": API_KEY}, mount_point="secret")
-    up = Upstream(api_key=API_KEY, openbao_addr=openbao.address)
-    resp = httpx.put(
-        f"{running.url}/v1/admin/resources/crm-api",
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        json={
-            "kind": "http_api",
-            "sensitivity": "internal",
-            "environment": "dev",
-            "http": {
-                "base_url": up.base_url,
-                "auth": "header",
-                "auth_name": "X-Api-Key",
-                "source": "vault_kv",
-                "mount": "secret",
-                "path": KV_PATH,
-                "field": "api_key",
-                "rules": ["GET /v1/customers/* db.read"],
-            },
-        },
-        timeout=HTTP_TIMEOUT,
-    )
-    assert resp.status_code in (200, 201), resp.text
-    resp = httpx.put(
-        f"{running.url}/v1/admin/resources/pay-api",
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        json={
-            "kind": "http_api",
-            "sensitivity": "restricted",
-            "environment": "prod",
-            "http": {
-                "base_url": up.base_url,
-                "auth": "bearer",
-                "source": "vault_kv",
-                "mount": "secret",
-                "path": KV_PATH,
-                "field": "api_key",
-                "rules": ["POST /v1/charges payments.charge"],
-            },
-        },
-        timeout=HTTP_TIMEOUT,
-    )
-    assert resp.status_code in (200, 201), resp.text
-    resp = httpx.put(
-        f"{running.url}/v1/admin/resources/echo-api",
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        json={
-            "kind": "http_api",
-            "sensitivity": "internal",
-            "environment": "dev",
-            "http": {
-                "base_url": up.base_url,
-                "auth": "bearer",
-                "source": "vault_token",
-                "policies": ["nhi-demo-data"],
-                "rules": ["GET /v1/echo db.read"],
-            },
-        },
-        timeout=HTTP_TIMEOUT,
-    )
-    assert resp.status_code in (200, 201), resp.text
-    yield running, up
-    up.close()
-    running.stop()
-
-
-def server_params(broker: RunningBroker, *extra: str) -> StdioServerParameters:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NHI_BROKER_URL": broker.url}
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "broker.cli", "mcp", "--data-dir", str(broker.data_dir), "--agent", "demo-agent", *extra],
-        env=env,
-    )
 
 
 def structured(result) -> dict:
@@ -115,11 +29,11 @@ def structured(result) -> dict:
     return json.loads(result.content[0].text)
 
 
-async def _scenario(broker: RunningBroker, upstream: Upstream) -> dict:
+async def _scenario(transport: str, rig: McpRig) -> dict:
+    broker, upstream = rig.broker, rig.upstream
     out: dict = {}
     with anyio.fail_after(120):
-        async with stdio_client(server_params(broker)) as (read, write), ClientSession(read, write) as session:
-            await session.initialize()
+        async with mcp_session(transport, rig) as session:
             tools = {t.name: t for t in (await session.list_tools()).tools}
             out["tools"] = {name: t.description or "" for name, t in tools.items()}
             task = structured(await session.call_tool("open_task", {"profile": "demo", "purpose": "mcp test"}))
@@ -179,9 +93,13 @@ async def _scenario(broker: RunningBroker, upstream: Upstream) -> dict:
     return out
 
 
-def test_mcp_stdio_open_task_call_api_step_up_and_end_task_without_the_credential(mcp_broker):
-    broker, upstream = mcp_broker
-    out = anyio.run(_scenario, broker, upstream)
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_mcp_open_task_call_api_step_up_and_end_task_without_the_credential(transport, mcp_rig, request):
+    if transport == "http":
+        request.getfixturevalue("mcp_http")
+    broker = mcp_rig.broker
+    before = _exchanges(broker)
+    out = anyio.run(_scenario, transport, mcp_rig)
     assert set(out["tools"]) >= {
         "open_task",
         "call_api",
@@ -210,15 +128,30 @@ def test_mcp_stdio_open_task_call_api_step_up_and_end_task_without_the_credentia
         f"{broker.openbao.address}/v1/auth/token/lookup-self", headers={"X-Vault-Token": out["echo_token"]}
     )
     assert dead.status_code == 403  # the dynamic upstream token died with the escalation
-    # the MCP server exchanged the identity for a DPoP-bound token (no per-call workload JWTs)
-    audit = httpx.get(
-        f"{broker.url}/v1/audit", params={"kind": "token.exchanged"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    # the MCP server exchanged an identity for a DPoP-bound broker token (no per-call workload JWTs);
+    # over HTTP from the client's audience-bound token, proving its own identity (no passthrough)
+    mine = [e for e in _exchanges(broker) if e["event_id"] not in {b["event_id"] for b in before}]
+    for_broker = [e for e in mine if e["data"].get("audience") != mcp_rig.mcp_url]
+    assert for_broker and all(e["data"]["dpop_bound"] is True for e in for_broker)
+    if transport == "http":
+        assert all(
+            e["data"]["via_mcp"] == {"resource": mcp_rig.mcp_url, "server_agent": SERVER_AGENT} for e in for_broker
+        )
+        assert all(e["actor"] == "demo-agent" for e in for_broker)
+        assert [e["data"]["dpop_bound"] for e in mine if e["data"].get("audience") == mcp_rig.mcp_url] == [False]
+
+
+def _exchanges(broker: RunningBroker) -> list[dict]:
+    return httpx.get(
+        f"{broker.url}/v1/audit",
+        params={"kind": "token.exchanged", "limit": 500},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=HTTP_TIMEOUT,
     ).json()["items"]
-    assert audit and all(e["data"]["dpop_bound"] is True for e in audit)
 
 
-def test_mcp_refuses_to_start_without_an_identity(mcp_broker, tmp_path):
-    broker, _ = mcp_broker
+def test_mcp_refuses_to_start_without_an_identity(mcp_rig, tmp_path):
+    broker = mcp_rig.broker
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
@@ -232,8 +165,10 @@ def test_mcp_refuses_to_start_without_an_identity(mcp_broker, tmp_path):
     assert done.returncode != 0 and "--identity-token-file" in done.stderr
 
 
-def test_the_example_agent_uses_only_mcp_and_gets_the_redacted_response(mcp_broker):
-    broker, upstream = mcp_broker
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_the_example_agent_uses_only_mcp_and_gets_the_redacted_response(transport, mcp_rig, request):
+    broker, upstream = mcp_rig.broker, mcp_rig.upstream
+    extra = ["--mcp-url", request.getfixturevalue("mcp_http")] if transport == "http" else []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [
@@ -249,6 +184,7 @@ def test_the_example_agent_uses_only_mcp_and_gets_the_redacted_response(mcp_brok
             "crm-api",
             "--path",
             "/v1/customers/3",
+            *extra,
         ],
         env=env,
         capture_output=True,
