@@ -63,12 +63,7 @@ def escalated_task(b: RunningBroker) -> Escalated:
     with pytest.raises(CredentialDenied) as denied:
         agent.request_credential(task_id, "data.export", "demo-data")
 
-    def confirmed() -> bool:
-        with c.store.read() as conn:
-            rows = outbox.for_task(conn, task_id)
-        return bool(rows) and all(r.completed_at is not None for r in rows)
-
-    wait_until(confirmed, what="the escalation's revocations to be confirmed")
+    wait_until(lambda: revocations_confirmed(b, task_id), what="the escalation's revocations to be confirmed")
     return Escalated(
         task_id=task_id,
         child_task_id=child.task_id,
@@ -76,6 +71,13 @@ def escalated_task(b: RunningBroker) -> Escalated:
         secret_decision=secret.decision["decision_id"],
         export_decision=denied.value.decision["decision_id"],
     )
+
+
+def revocations_confirmed(b: RunningBroker, task_id: str) -> bool:
+    """The task has revocations queued and the backend confirmed every one."""
+    with b.container.store.read() as conn:
+        rows = outbox.for_task(conn, task_id)
+    return bool(rows) and all(r.completed_at is not None for r in rows)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,17 @@ import pytest
 from markupsafe import escape
 from sqlalchemy import text
 from support.broker import RunningBroker
+from support.wait import wait_until
 
 from broker.api.console.formatting import ts
 from broker.api.console.views_tasks import task_timeline
-from tests.console.pages_scenario import XSS, escalated_task, findings_of_a_scan, stepped_up_task
+from tests.console.pages_scenario import (
+    XSS,
+    escalated_task,
+    findings_of_a_scan,
+    revocations_confirmed,
+    stepped_up_task,
+)
 
 pytestmark = pytest.mark.openbao
 PAGES = ("/console/tasks", "/console/decisions", "/console/findings", "/console/audit")
@@ -189,3 +196,31 @@ def test_every_role_reads_every_page_and_none_changes_anything(
         assert client.post_form(path, {"reason": "x"}).status_code == 405, path
     # reading wrote nothing to the audit trail
     assert console_broker.container.audit.head().seq == head
+
+
+def test_a_leaked_grant_found_by_a_scan_links_to_its_task_whose_timeline_shows_the_revocation(
+    console_broker: RunningBroker, sign_in, tmp_path
+) -> None:
+    agent = console_broker.agent()
+    task_id = agent.open_task("demo", "leaks its token")["task_id"]
+    cred = agent.request_credential(task_id, "db.read", "demo-data")
+    token = cred.secret("token")
+    log = tmp_path / "agent.log"
+    log.write_text(f"DEBUG calling vault with token={token} ok\n")
+    admin = console_broker.admin()
+    admin.request(
+        "PUT",
+        "/v1/admin/scan-jobs/console-leak",
+        {"source": {"kind": "files", "path": str(log)}, "schedule": {"every_seconds": 3600}},
+    )
+    admin.request("POST", "/v1/admin/scan-jobs/console-leak/run")
+    wait_until(lambda: revocations_confirmed(console_broker, task_id), what="the leak's revocations to be confirmed")
+    http = sign_in("audra").http
+    findings = http.get("/console/findings", params={"job": "console-leak", "status": "revoked"}).text
+    assert findings.count("data-finding=") == 1 and f'href="/console/tasks/{task_id}"' in findings
+    assert token not in findings
+    timeline = http.get(f"/console/tasks/{task_id}").text
+    assert "leaked_secret" in timeline and "leak_reported" in timeline and token not in timeline
+    explained = http.get(f"/console/decisions/{cred.decision['decision_id']}").text
+    assert "after issuance:" in explained and "leaked_secret" in explained
+    assert "confirmed by the backend at" in explained and token not in explained
