@@ -97,6 +97,9 @@ def test_decision_explain_shows_inputs_factors_policies_bundle_and_detection(
         assert f"<code>{factor}</code>" in secret
     missing = http.get("/console/decisions/dec_" + "0" * 32)
     assert missing.status_code == 404 and "does not exist" in missing.text
+    for path in ("/console/decisions/<b>nope", "/console/tasks/<b>nope", "/console/tasks/tsk_" + "0" * 32):
+        page = http.get(path)
+        assert page.status_code == 404 and "Not found" in page.text and "<b>nope" not in page.text, path
 
 
 def test_a_step_up_links_from_its_approval_page_to_the_explain_view(console_broker: RunningBroker, sign_in) -> None:

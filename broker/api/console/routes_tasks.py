@@ -26,8 +26,9 @@ from broker.models import Outcome
 
 router = APIRouter(prefix="/console")
 formatting.register(templates.env)
-TaskId = Annotated[str, Path(pattern=r"^tsk_[0-9a-f]{32}$")]
-DecisionId = Annotated[str, Path(pattern=DECISION_ID.pattern)]
+# an unknown or malformed id is a 404 page (not the API's JSON 422): the views look it up
+TaskId = Annotated[str, Path(max_length=64)]
+DecisionId = Annotated[str, Path(max_length=64)]
 Text = Annotated[str | None, Query(max_length=256)]
 AGENT = "an agent name (a-z 0-9 . _ -)"
 
