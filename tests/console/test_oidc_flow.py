@@ -57,6 +57,12 @@ def authorize(url: str, subject: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(resp.headers["location"]).query).items()}
 
 
+def logged_in(f: OidcCodeFlow) -> tuple[LoginState, dict[str, str]]:
+    """Start a sign-in with ``f`` and log in at the provider as alice: what was kept, what came back."""
+    url, kept = f.begin(REDIRECT)
+    return kept, authorize(url, "alice@example.test")
+
+
 def test_the_authorize_url_carries_state_nonce_and_an_s256_challenge_of_the_kept_verifier(provider) -> None:
     url, kept = flow(provider).begin(REDIRECT)
     query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
@@ -72,8 +78,7 @@ def test_the_authorize_url_carries_state_nonce_and_an_s256_challenge_of_the_kept
 
 def test_a_code_is_exchanged_for_a_verified_identity(provider) -> None:
     f = flow(provider)
-    url, kept = f.begin(REDIRECT)
-    back = authorize(url, "alice@example.test")
+    kept, back = logged_in(f)
     identity = f.finish(code=back["code"], returned_state=back["state"], redirect_uri=REDIRECT, kept=kept)
     assert (identity.issuer, identity.subject) == (provider.issuer, "alice@example.test")
     # a code works once
@@ -83,8 +88,7 @@ def test_a_code_is_exchanged_for_a_verified_identity(provider) -> None:
 
 def test_a_replayed_id_token_of_another_sign_in_fails_on_the_nonce(provider) -> None:
     f = flow(provider)
-    url, kept = f.begin(REDIRECT)
-    back = authorize(url, "alice@example.test")
+    kept, back = logged_in(f)
     other = LoginState(state=kept.state, nonce="a-nonce-of-another-sign-in", verifier=kept.verifier)
     with pytest.raises(Unauthenticated, match="nonce"):
         f.finish(code=back["code"], returned_state=back["state"], redirect_uri=REDIRECT, kept=other)
@@ -92,8 +96,7 @@ def test_a_replayed_id_token_of_another_sign_in_fails_on_the_nonce(provider) -> 
 
 def test_a_wrong_state_stops_before_the_code_is_spent(provider) -> None:
     f = flow(provider)
-    url, kept = f.begin(REDIRECT)
-    back = authorize(url, "alice@example.test")
+    kept, back = logged_in(f)
     with pytest.raises(Unauthenticated, match="state"):
         f.finish(code=back["code"], returned_state="forged", redirect_uri=REDIRECT, kept=kept)
     identity = f.finish(code=back["code"], returned_state=back["state"], redirect_uri=REDIRECT, kept=kept)
@@ -102,8 +105,7 @@ def test_a_wrong_state_stops_before_the_code_is_spent(provider) -> None:
 
 def test_an_id_token_for_another_client_is_refused(provider) -> None:
     # the verifier accepts both audiences; the flow insists on its own client id
-    url, kept = flow(provider, client_id="another-client").begin(REDIRECT)
-    back = authorize(url, "alice@example.test")
+    kept, back = logged_in(flow(provider, client_id="another-client"))
     answer = httpx.post(
         f"{provider.issuer}/oauth2/token",
         data={"grant_type": "authorization_code", "code": back["code"], "redirect_uri": REDIRECT},
