@@ -20,10 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -62,21 +59,6 @@ class AuditMetrics:
         )
 
 
-READING_MAX_AGE = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """A read-only verification of the whole chain: its result, when it ran, how long it took and
-    how many exported checkpoints it was checked against."""
-
-    result: VerifyResult
-    at: datetime
-    seconds: float
-    checkpoints: int
-    monotonic: float
-
-
 def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -110,8 +92,6 @@ class AuditGuard:
         self._worker: PeriodicWorker | None = None
         self._since_full = 0.0
         self.first_run = threading.Event()  # set once the start-up verification has run
-        self._read_lock = threading.Lock()  # one reader's walk at a time (the console's page)
-        self._read: Reading | None = None
 
     # -- lifecycle (the runner's) --------------------------------------------------------------
     def start(self) -> AuditGuard:
@@ -181,24 +161,6 @@ class AuditGuard:
             if start is not None:
                 return self._after(self.audit.verify(start=start), full=False)
         return self.run_full()
-
-    def reading(self, *, max_age_seconds: float = READING_MAX_AGE) -> Reading:
-        """The chain's status for a reader (the console's audit page): a full walk against the
-        exported checkpoints, reused while younger than ``max_age_seconds`` so page views cannot
-        make the broker walk the chain back to back. Read-only: it exports nothing, alerts nobody
-        and leaves the guard's own schedule and metrics alone (the guard reports a broken chain)."""
-        with self._read_lock:
-            now = time.monotonic()
-            if self._read is not None and now - self._read.monotonic < max_age_seconds:
-                return self._read
-            found = self.read_checkpoints()
-            if found.problems:
-                head = self.audit.head()
-                result = VerifyResult(False, 0, found.problems[0], None, head_seq=head.seq, head_hash=head.hash)
-            else:
-                result = self.audit.verify(found.checkpoints)
-            self._read = Reading(result, utcnow(), time.monotonic() - now, len(found.checkpoints), now)
-            return self._read
 
     def _after(self, result: VerifyResult, *, full: bool) -> VerifyResult:
         self.last_result = result
