@@ -93,6 +93,7 @@ tasks = Table(
     Column("acting_for", JSON),  # the verified person (issuer, subject, attributes), migration 0010
     Column("parent_task_id", String(64), index=True),  # delegated sub-tasks, migration 0012
     Column("delegation", JSON),
+    Index("ix_tasks_created_at", "created_at"),  # the console's newest-first list, migration 0014
 )
 
 # task-level handles a backend created (e.g. the OpenBao parent token's accessor)
@@ -324,6 +325,7 @@ scan_findings = Table(
     Column("occurrences", Integer, nullable=False, default=1),
     _ts("first_seen"),
     _ts("last_seen"),
+    Index("ix_scan_findings_last_seen", "last_seen"),  # the console's list, migration 0014
 )
 
 # -- step-up approvals and post-action reviews (issue 3, phase 2) ----------------------------------
