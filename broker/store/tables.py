@@ -434,7 +434,7 @@ console_sessions = Table(
     _ts("ended_at", nullable=True),
 )
 
-# -- the registry's version: every agent/profile/resource change increments it (migration 0014) ----
+# -- the registry's version: every agent/profile/resource change increments it (migration 0015) ----
 registry_version = Table(
     "registry_version",
     metadata,
