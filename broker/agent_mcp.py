@@ -85,7 +85,7 @@ def identity_source(token_file: Path | None, data_dir: Path | None, agent: str |
 
 
 def _fail(exc: BrokerClientError) -> ToolError:
-    return ToolError(f"broker refused ({exc.status} {exc.code}): {exc}")
+    return ToolError(f"broker refused ({exc.status} {exc.code}): {exc.message}")
 
 
 async def _run(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
