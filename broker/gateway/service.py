@@ -50,7 +50,9 @@ FORWARDED_REQUEST_HEADERS = frozenset(
 )
 RETURNED_RESPONSE_HEADERS = frozenset({"content-type", "etag", "last-modified", "retry-after"})
 REDACTED_CREDENTIAL = "[REDACTED:injected-credential]"
-_BAD_ESCAPES = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
+# %2f %5c %2e %00, and the same encoded twice (%252e...): an upstream or proxy that decodes again
+# would see a slash or a dot segment the rules never saw
+_BAD_ESCAPES = re.compile(r"%(25)?(2f|5c|2e|00)", re.IGNORECASE)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 MAX_PATH = 2048
 
@@ -82,12 +84,13 @@ def normalise_path(raw: str) -> tuple[str, str]:
     if path.startswith("//") or _SCHEME.match(path.lstrip("/")) or "://" in path:
         raise InvalidInput("path", "must be a path under the resource's base URL, not an absolute URL")
     if _BAD_ESCAPES.search(path) or "\\" in path:
-        raise InvalidInput("path", "encoded slashes, backslashes, dots or NUL are refused")
+        raise InvalidInput("path", "encoded slashes, backslashes, dots or NUL (once or twice encoded) are refused")
     decoded = unquote(path)
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):
         raise InvalidInput("path", "control characters are refused")
     segments = decoded.split("/")[1:]
-    if any(s in (".", "..") for s in segments):
+    # "..;x" is ".." to servlet containers (path parameters are cut before the dot segments go)
+    if any(s.split(";", 1)[0] in (".", "..") for s in segments):
         raise InvalidInput("path", 'dot segments ("." and "..") are refused')
     if any(s == "" for s in segments[:-1]):
         raise InvalidInput("path", "empty path segments (//) are refused")

@@ -49,6 +49,8 @@ CRM_RULES = [
     "GET /v1/echo db.read",
     "GET /v1/third-party db.read",
     "GET /v1/redirect db.read",
+    "GET /v1/redirect-local db.read",
+    "GET /v1/hang db.read",
     "GET /v1/big db.read",
     "GET /v1/slow db.read",
     "GET /v1/admin/** db.read",

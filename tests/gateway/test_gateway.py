@@ -11,6 +11,7 @@ import httpx
 import pytest
 from support.approver import approve, approver_token
 from support.broker import ADMIN_TOKEN
+from support.ports import free_port
 from support.upstream import Upstream
 from support.wait import wait_until
 
@@ -108,21 +109,76 @@ def test_gateway_refuses_a_request_no_rule_maps_to_an_action(api, upstream):
     ("raw_path", "message"),
     [
         ("/v1/customers/../admin/users", "dot segments"),
+        ("/v1/customers/../../../etc/passwd", "dot segments"),
+        ("/v1/admin/./users", "dot segments"),
+        ("/v1/admin/..;/..;/..;/other", "dot segments"),  # ".." to servlet containers
         ("/v1/admin/%2e%2e/users", "encoded slashes, backslashes, dots"),
+        ("/v1/admin/%2E%2e/users", "encoded slashes, backslashes, dots"),
+        ("/v1/admin/.%2e/users", "encoded slashes, backslashes, dots"),
+        ("/v1/admin/%252e%252e/%252e%252e/other", "once or twice encoded"),
         ("/v1/customers/1%2F..%2F..%2Fadmin", "encoded slashes, backslashes, dots"),
+        ("/v1/customers/1%2f..%2f..%2fadmin", "encoded slashes, backslashes, dots"),
+        ("/v1/admin/x%5c..%5cother", "encoded slashes, backslashes, dots"),
         ("/http://evil.example/v1/customers/1", "not an absolute URL"),
+        ("/v1/admin/http://evil.example/", "not an absolute URL"),
         ("//evil.example/v1/customers/1", "not an absolute URL"),
         ("/v1/customers\\..\\admin", "encoded slashes, backslashes"),
+        ("/v1/admin//users", "empty path segments"),
     ],
 )
 def test_gateway_refuses_a_path_that_could_escape_the_base_url(api, upstream, raw_path, message):
     task = api.open_task()
     before = len(upstream.received)
     status, body = api.raw_call(task, "crm-api", raw_path)
-    assert status in (404, 422), body
-    if status == 422:
-        assert message in json.loads(body)["error"]["message"]
-    assert len(upstream.received) == before
+    assert status == 422, body
+    assert message in json.loads(body)["error"]["message"]
+    assert len(upstream.received) == before  # refused before anything was decided or called
+
+
+def test_gateway_does_not_follow_a_redirect_to_the_same_host_outside_the_base_path(api, upstream):
+    task = api.open_task()
+    before = len(upstream.received)
+    resp = api.call(task, "GET", "crm-api", "/v1/redirect-local")
+    assert resp.status_code == 502, resp.text
+    assert "answered 307 redirecting to another location" in resp.json()["error"]["message"]
+    assert [r["path"] for r in upstream.received[before:]] == ["/api/v1/redirect-local"]  # /admin/keys: never
+
+
+def test_gateway_gives_up_on_an_upstream_that_never_answers(api, upstream):
+    task = api.open_task()
+    resp = api.call(task, "GET", "crm-api", "/v1/hang")
+    assert resp.status_code == 503, resp.text
+    assert 'upstream of resource "crm-api" did not answer within 3.0s' in resp.json()["error"]["message"]
+    view = api.admin("GET", f"/v1/admin/tasks/{task}").json()
+    [call] = [s["gateway"] for s in view["chain"]["steps"] if s["kind"] == "gateway_call"]
+    assert call["status"] is None and call["error"] == "upstream_unavailable"
+
+
+def test_gateway_answers_503_for_an_upstream_nobody_listens_on(api, api_key):
+    closed = free_port()  # bound by nobody: connection refused
+    made = api.admin(
+        "PUT",
+        "/v1/admin/resources/gone-api",
+        {
+            "kind": "http_api",
+            "sensitivity": "internal",
+            "environment": "dev",
+            "http": {
+                "base_url": f"http://127.0.0.1:{closed}/api",
+                "auth": "bearer",
+                "source": "vault_kv",
+                "mount": "secret",
+                "path": "gateway/crm",  # conftest.KV_PATH
+                "field": "api_key",
+                "rules": ["GET /v1/** db.read"],
+            },
+        },
+    )
+    assert made.status_code in (200, 201), made.text
+    resp = api.call(api.open_task(), "GET", "gone-api", "/v1/customers/1")
+    assert resp.status_code == 503, resp.text
+    assert 'upstream of resource "gone-api" cannot be reached (ConnectError)' in resp.json()["error"]["message"]
+    assert api_key not in resp.text and str(closed) not in resp.json()["error"]["message"]
 
 
 def test_gateway_does_not_follow_a_redirect_to_another_host(api, upstream):

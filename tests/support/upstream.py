@@ -97,6 +97,10 @@ class Upstream:
                     self._answer(200, planted)
                 elif path == "/api/v1/redirect":
                     self._answer(302, b"", extra={"Location": "http://example.org/steal"})
+                elif path == "/api/v1/redirect-local":  # same host, outside the resource's base path
+                    self._answer(307, b"", extra={"Location": "/admin/keys"})
+                elif path == "/api/v1/hang":  # takes the request, never answers
+                    up.stopping.wait(120)
                 elif path == "/api/v1/slow":  # answers, then drips its body slower than the gateway waits
                     self.send_response(200)
                     self.send_header("Content-Type", "text/plain")
