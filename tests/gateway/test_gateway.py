@@ -66,8 +66,14 @@ def test_gateway_payment_steps_up_and_after_approval_calls_the_upstream_exactly_
     assert done.json() == {"charged": {"amount": 1200}} and upstream.charges == charges + 1
     assert upstream.received[-1]["headers"]["Authorization"] == f"Bearer {api_key}"
     assert api_key not in done.text
+    sent = upstream.received[-1]["body"]
     again = api.call(task, "POST", "pay-api", "/v1/charges", json={"amount": 1200}, approval_id=approval_id)
     assert again.status_code >= 400 and upstream.charges == charges + 1  # the approval is single use
+    # the one call is one chain step: method, path template, status and both byte counts
+    view = api.admin("GET", f"/v1/admin/tasks/{task}").json()
+    [call] = [s["gateway"] for s in view["chain"]["steps"] if s["kind"] == "gateway_call"]
+    assert (call["method"], call["path_template"], call["status"]) == ("POST", "/v1/charges", 201)
+    assert call["request_bytes"] == len(sent) > 0 and call["response_bytes"] == len(done.content) > 0
 
 
 def test_gateway_redacts_a_broker_issued_token_in_the_response_and_escalates_the_task(api, upstream):
@@ -278,3 +284,41 @@ def test_gateway_answers_404_for_another_agents_task_and_records_nothing_there(a
     )
     assert other.status_code == 404, other.text
     assert len(upstream.received) == before and "gateway.refused" not in audit_text(api, task)
+
+
+def test_no_injected_credential_in_logs_audit_or_responses_across_header_bearer_leak_and_error_paths(
+    api, upstream, api_key, monkeypatch
+):
+    """Every path a credential takes through the gateway, with the broker's log lines captured:
+    an injected header, a dynamic bearer token, both echoed back by a careless upstream (leak,
+    escalation), a redirect and a timeout. Neither secret may appear in any log line, response or
+    audit event."""
+    logs = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", logs)
+    seen: list[str] = []
+    tasks: list[str] = []
+    answers: list[httpx.Response] = []
+    for resource, path in [
+        ("crm-api", "/v1/customers/5"),
+        ("crm-api", "/v1/echo"),  # the static key echoed: redacted, escalated
+        ("crm-token-api", "/v1/echo"),  # a dynamic token echoed
+        ("crm-token-api", "/v1/redirect"),
+    ]:
+        task = api.open_task()
+        tasks.append(task)
+        answers.append(api.call(task, "GET", resource, path))
+        got = upstream.received[-1]["headers"]
+        seen.append(got.get("X-Api-Key") or got["Authorization"].removeprefix("Bearer "))
+    assert [a.status_code for a in answers] == [200, 200, 200, 502]
+    assert answers[1].headers["x-nhi-task-escalated"] == "true" and "broker-issued-secret" in answers[1].text
+    assert answers[2].headers["x-nhi-task-escalated"] == "true"
+    wait_until(lambda: logs.getvalue().count("/gateway/") >= 4, what="the request log lines")
+    secrets = {api_key, *seen}
+    assert all(len(s) > 10 for s in secrets)
+    logged = logs.getvalue()
+    assert "gateway.leak_in_response" in logged  # the leak was logged, by name and count only
+    audit = "".join(audit_text(api, t) for t in tasks)
+    for secret in secrets:
+        assert secret not in logged
+        assert secret not in audit
+        assert all(secret not in a.text and secret not in json.dumps(dict(a.headers)) for a in answers)
