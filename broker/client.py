@@ -377,27 +377,60 @@ def gateway_route(
     return f"/v1/tasks/{task_id}/gateway/{resource}/{path.lstrip('/')}"
 
 
-def mcp_access_token(mcp_url: str, identity_token: str, *, timeout: float = 15.0) -> Secret:
+def mcp_access_token(
+    mcp_url: str, identity_token: str, *, authorization_server: str | None = None, timeout: float = 15.0
+) -> Secret:
     """A bearer token for an MCP server over streamable HTTP, found the way the MCP authorization
     spec describes: the server's ``401`` names its protected-resource metadata (RFC 9728), which
     names the broker as authorization server (RFC 8414 metadata: its token endpoint); the workload
-    identity is exchanged there for a token whose audience is that MCP server (RFC 8707 ``resource``)."""
+    identity is exchanged there for a token whose audience is that MCP server (RFC 8707 ``resource``).
+
+    What the MCP server says is checked before the identity goes anywhere: the metadata's
+    ``resource`` must be ``mcp_url`` itself (RFC 9728 §3.3; otherwise a server could obtain a token
+    for *another* MCP server through this client), the authorization server's metadata must name
+    itself as ``issuer`` (RFC 8414 §3.3) and its token endpoint must be on the same origin, and, when
+    ``authorization_server`` (the broker the caller trusts) is given, it must be that broker: an MCP
+    server must not be able to point the client at a token endpoint that collects identities."""
+
+    def refuse(code: str, message: str) -> Unauthenticated:
+        return Unauthenticated(401, code, message)
+
+    def same(a: str, b: str) -> bool:
+        return a.rstrip("/") == b.rstrip("/")
+
     with httpx.Client(timeout=timeout) as http:
         challenge = http.post(mcp_url, json={})
         header = challenge.headers.get("www-authenticate", "")
         match = re.search(r'resource_metadata="([^"]+)"', header)
         if challenge.status_code != 401 or match is None:
-            raise Unauthenticated(challenge.status_code, "no_challenge", f"{mcp_url} sent no resource_metadata")
+            raise refuse("no_challenge", f"{mcp_url} sent no resource_metadata")
         resource = http.get(match.group(1)).raise_for_status().json()
-        server = str(resource["authorization_servers"][0]).rstrip("/")
+        if not same(str(resource.get("resource", "")), mcp_url):
+            raise refuse("resource_mismatch", f"{mcp_url} described itself as another resource; no token asked")
+        servers = [str(s) for s in resource.get("authorization_servers") or []]
+        if authorization_server is not None:
+            servers = [s for s in servers if same(s, authorization_server)]
+        if not servers:
+            raise refuse(
+                "untrusted_authorization_server",
+                f"{mcp_url} names no authorization server"
+                + (f" that is {authorization_server}" if authorization_server is not None else ""),
+            )
+        server = servers[0].rstrip("/")
         meta = http.get(f"{server}/.well-known/oauth-authorization-server").raise_for_status().json()
+        endpoint = httpx.URL(str(meta.get("token_endpoint", "")))
+        if not same(str(meta.get("issuer", "")), server) or (endpoint.scheme, endpoint.netloc) != (
+            httpx.URL(server).scheme,
+            httpx.URL(server).netloc,
+        ):
+            raise refuse("issuer_mismatch", f"the metadata of {server} names another issuer or token endpoint")
         form = {
             "grant_type": GRANT_TYPE,
             "subject_token": identity_token,
             "subject_token_type": JWT_TYPE,
-            "resource": str(resource["resource"]),
+            "resource": mcp_url.rstrip("/"),
         }
-        resp = http.post(str(meta["token_endpoint"]), data=form)
+        resp = http.post(str(endpoint), data=form)
         if resp.status_code != 200:
             body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
             raise Unauthenticated(

@@ -47,8 +47,10 @@ def register(app: typer.Typer) -> None:
             # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
             from broker.client import BrokerClientError, mcp_access_token
 
+            up_json = data_dir / "up.json"  # the broker this identity belongs to: the only token endpoint trusted
+            broker = json.loads(up_json.read_text())["url"] if up_json.exists() else None
             try:
-                mcp_token = mcp_access_token(mcp_url, jwt)
+                mcp_token = mcp_access_token(mcp_url, jwt, authorization_server=broker)
             except (BrokerClientError, httpx.HTTPError, KeyError, ValueError) as exc:
                 typer.echo(f"no MCP token for {mcp_url}: {exc}", err=True)
                 raise typer.Exit(1) from None

@@ -59,7 +59,8 @@ async def connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return
     # streamable HTTP: an audience-bound token for that MCP server, from the agent's identity
     identity = DevIssuer.load(Path(args.data_dir)).mint(args.agent)
-    token = mcp_access_token(args.mcp_url, identity)
+    # the identity goes only to the broker given with --url, whatever the MCP server's metadata says
+    token = mcp_access_token(args.mcp_url, identity, authorization_server=args.url)
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token.reveal()}"})
     async with (
         http,
