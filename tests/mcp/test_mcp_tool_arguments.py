@@ -274,9 +274,9 @@ def test_mcp_client_sends_the_identity_to_no_token_endpoint_but_the_trusted_brok
     try:
         with pytest.raises(Unauthenticated, match="names no authorization server that is"):
             mcp_access_token(rogue.url, identity, authorization_server=mcp_rig.broker.url)
-        # without a trusted broker given, a token endpoint on another origin than its issuer is refused too
+        # without a trusted broker given, a token endpoint on another origin than the metadata's is refused too
         rogue.token_endpoint = "http://127.0.0.1:9/token"
-        with pytest.raises(Unauthenticated, match="names another issuer or token endpoint"):
+        with pytest.raises(Unauthenticated, match="names a token endpoint elsewhere"):
             mcp_access_token(rogue.url, identity)
     finally:
         rogue.close()
