@@ -117,6 +117,10 @@ def up_and_one_credential(work: Path, sig: signal.Signals) -> None:
             css = api.get("/docs/static/swagger-ui.css")
             if docs.status_code != 200 or "://" in docs.text or css.status_code != 200:
                 fail(f"/docs is not served offline ({docs.status_code})")
+            # the web console's files ship in the wheel (templates, its one script, no CDN)
+            script, signin = api.get("/console/static/console.js"), api.get("/console/login")
+            if script.status_code != 200 or "EventSource" not in script.text or "<html" not in signin.text:
+                fail(f"/console is not served from the wheel ({script.status_code}, {signin.status_code})")
             task = api.post("/v1/tasks", json={"profile": "demo", "purpose": "install smoke"},
                             headers={"Authorization": f"Bearer {agent_token(data_dir)}"})
             if task.status_code != 201:

@@ -52,6 +52,27 @@ class HumanIssuerSettings(IssuerSettings):
     sign_in_audiences: list[str] = Field(default=[], max_length=20)
 
 
+class ConsoleSettings(BaseModel):
+    """The web console's sign-in and sessions (``/console``; docs/console.md).
+
+    Sign-in is the OIDC authorization-code flow with PKCE against ``issuer``, which must be one of
+    ``human_issuers`` with ``client_id`` among its ``sign_in_audiences``: the ID token is verified
+    exactly as a person's bearer ID token is (keys, algorithms, ``iss``, ``aud``, ``exp``, age), plus
+    the flow's ``nonce``. Empty ``issuer``: the first human issuer that signs people in."""
+
+    issuer: str = Field(default="", max_length=512)
+    client_id: str = Field(default="", max_length=256)  # default: the issuer's first sign_in_audience
+    client_secret: SecretStr = SecretStr("")  # a confidential client; empty: a public client (PKCE only)
+    discovery_url: str = Field(default="", max_length=2048)  # default: {issuer}/.well-known/openid-configuration
+    scopes: list[str] = Field(default=["openid", "email", "profile"], min_length=1, max_length=10)
+    # the session cookie's Secure flag; false only for a console served over http://127.0.0.1 (dev)
+    cookie_secure: bool = True
+    same_site: Literal["lax", "strict"] = "lax"
+    idle_timeout_seconds: int = Field(default=900, ge=60, le=86400)
+    max_session_seconds: int = Field(default=8 * 3600, ge=300, le=7 * 86400)
+    login_timeout_seconds: int = Field(default=600, ge=30, le=3600)  # from /console/login to the callback
+
+
 class McpResourceSettings(BaseModel):
     """An MCP server over streamable HTTP the broker issues audience-bound tokens for (RFC 8707
     ``resource``; docs/mcp.md). ``server_agent`` is the registered agent the MCP server itself runs
@@ -257,6 +278,7 @@ class Settings(BaseSettings):
     approval_webhook_format: Literal["json", "slack"] = "json"  # slack: a Slack-compatible message body
     # the web console's base URL as people open it (links in notifications); default http://host:port/console
     console_url: str = Field(default="", max_length=2048)
+    console: ConsoleSettings = ConsoleSettings()
     # per-person API tokens (docs/people.md): the longest lifetime an admin may give one
     person_token_max_ttl_seconds: int = Field(default=90 * 86400, ge=3600, le=366 * 86400)
     # /readyz reports the revocation backlog as stuck when the oldest pending one is older than this
@@ -350,6 +372,7 @@ class Settings(BaseSettings):
         urls = [(f"issuers[{i}].jwks_url", issuer.jwks_url) for i, issuer in enumerate(self.issuers)]
         urls += [(f"human_issuers[{i}].jwks_url", h.jwks_url) for i, h in enumerate(self.human_issuers)]
         urls += [(f"audit.sinks[{i}].url", sink.url) for i, sink in enumerate(self.audit.sinks)]
+        urls += [("console.discovery_url", self.console.discovery_url or None)]
         for name, url in urls:
             if url is not None:
                 try:
@@ -366,6 +389,36 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
                 raise ValueError("console_url must be an http(s) URL with a host and no credentials")
         return v
+
+    @model_validator(mode="after")
+    def _console_sign_in(self) -> Settings:
+        c = self.console
+        if c.issuer and c.issuer not in [h.issuer for h in self.human_issuers]:
+            raise ValueError(f'console.issuer "{c.issuer}" is not one of human_issuers[].issuer')
+        if c.client_id and c.issuer:
+            issuer = next(h for h in self.human_issuers if h.issuer == c.issuer)
+            if c.client_id not in issuer.sign_in_audiences:
+                raise ValueError(
+                    "console.client_id must be one of the console issuer's sign_in_audiences "
+                    "(the ID tokens it issues for the console are verified against them)"
+                )
+        if not c.cookie_secure:
+            host = urlsplit(self.console_url).hostname if self.console_url else self.host
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                raise ValueError(
+                    "console.cookie_secure may be false only for a console on http://127.0.0.1 "
+                    "(console_url, or host when console_url is empty)"
+                )
+        return self
+
+    def console_sign_in(self) -> tuple[HumanIssuerSettings, str] | None:
+        """The human issuer people sign in to the console with and the client id; None: no sign-in."""
+        c = self.console
+        candidates = [h for h in self.human_issuers if h.sign_in_audiences and (not c.issuer or h.issuer == c.issuer)]
+        if not candidates:
+            return None
+        issuer = candidates[0]
+        return issuer, c.client_id or issuer.sign_in_audiences[0]
 
     def resolved_console_url(self) -> str:
         return (self.console_url or f"http://{self.host}:{self.port}/console").rstrip("/")

@@ -16,6 +16,7 @@ from broker.approvals.reviews import ReviewService
 from broker.approvals.service import ApprovalService, Notifier
 from broker.audit import AuditLog
 from broker.audit.guard import AuditGuard
+from broker.audit.reading import AuditReader
 from broker.audit.wiring import audit_key, build_guard
 from broker.backends import openbao_auth
 from broker.backends.kinds import BackendDeps, aws_backend, build_backends
@@ -33,10 +34,12 @@ from broker.gateway import Gateway
 from broker.identity import DevIssuer, IdentityVerifier, IssuerConfig
 from broker.identity.access_tokens import AccessTokens, BrokerSigningKey
 from broker.identity.dpop import DPoPSettings, DPoPVerifier
+from broker.identity.oidc_login import OidcCodeFlow
 from broker.identity.replay import StoreReplayGuard
 from broker.keys import fingerprint_key
 from broker.metrics import Metrics
 from broker.people.service import PeopleService, token_key
+from broker.people.sessions import ConsoleSessions, session_key
 from broker.policy import PolicyHolder
 from broker.secrets import Fingerprinter, Secret
 from broker.services.auth_failures import AuthFailureLog
@@ -87,6 +90,8 @@ class Container:
     events: EventService
     scanning: LiveScanner
     people: PeopleService
+    console_sessions: ConsoleSessions  # the web console's signed-in sessions (docs/console.md)
+    console_sign_in: OidcCodeFlow | None  # None: no human issuer signs people in
     approvals: ApprovalService
     reviews: ReviewService
     credentials: CredentialFlow
@@ -102,6 +107,7 @@ class Container:
     approval_notifier: WebhookAlerter | None
     openbao_renewer: TokenRenewer | None  # the broker's own OpenBao token; started by the runner
     audit_guard: AuditGuard  # verification + signed checkpoints; the runner starts it
+    audit_reader: AuditReader  # the chain's status for the console (read-only, incremental)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -132,12 +138,13 @@ class Container:
         backends = build_backends(BackendDeps(settings, openbao, fingerprint, token_backend, policies.catalog, aws))
         metrics = Metrics()
         approval_notifier = _webhook(settings.approval_webhook_url, settings, field="approval_webhook_url")
+        sign_in = _sign_in_verifier(settings, store)
         people = PeopleService(
             store,
             audit,
             token_key=token_key(key),
             admin_token=Secret(settings.admin_token.get_secret_value()),
-            sign_in=_sign_in_verifier(settings, store),
+            sign_in=sign_in,
             human_issuers=[h.issuer for h in settings.human_issuers],
             max_token_ttl_seconds=settings.person_token_max_ttl_seconds,
         )
@@ -231,6 +238,7 @@ class Container:
             AuthFailureLog(audit, interval_seconds=settings.limits.auth_failed_audit_interval_seconds),
         )
         credentials = CredentialFlow(tasks, approvals, reviews, chain, metrics)
+        guard = build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter)
         return cls(
             settings=settings,
             store=store,
@@ -250,6 +258,14 @@ class Container:
             events=EventService(tasks, chain, scanning, audit),
             scanning=scanning,
             people=people,
+            console_sessions=ConsoleSessions(
+                store,
+                audit,
+                key=session_key(key),
+                idle_timeout_seconds=settings.console.idle_timeout_seconds,
+                max_session_seconds=settings.console.max_session_seconds,
+            ),
+            console_sign_in=_console_sign_in(settings, sign_in),
             approvals=approvals,
             reviews=reviews,
             credentials=credentials,
@@ -292,7 +308,8 @@ class Container:
             alerter=alerter,
             approval_notifier=approval_notifier,
             openbao_renewer=openbao_renewer,
-            audit_guard=build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter),
+            audit_guard=guard,
+            audit_reader=AuditReader(audit, guard, full_every_seconds=settings.audit.verify_interval_seconds),
         )
 
     def close(self) -> None:
@@ -364,7 +381,24 @@ def _sign_in_verifier(settings: Settings, store: Store) -> IdentityVerifier | No
         for i in settings.human_issuers
         if i.sign_in_audiences
     ]
-    return IdentityVerifier(configs, StoreReplayGuard(store)) if configs else None
+    return IdentityVerifier(configs, StoreReplayGuard(store), outbound=settings.outbound_policy()) if configs else None
+
+
+def _console_sign_in(settings: Settings, verifier: IdentityVerifier | None) -> OidcCodeFlow | None:
+    """The console's OIDC code flow against the configured human issuer (docs/console.md)."""
+    chosen = settings.console_sign_in()
+    if chosen is None or verifier is None:
+        return None
+    issuer, client_id = chosen
+    return OidcCodeFlow(
+        issuer=issuer.issuer,
+        client_id=client_id,
+        client_secret=Secret(settings.console.client_secret.get_secret_value()),
+        discovery_url=settings.console.discovery_url,
+        scopes=settings.console.scopes,
+        verifier=verifier,
+        policy=settings.outbound_policy(),
+    )
 
 
 def _verifier(settings: Settings, store: Store) -> IdentityVerifier:

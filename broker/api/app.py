@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.api import (
+    console,
     openapi,
     routes_admin,
     routes_agent,
@@ -206,6 +207,7 @@ def create_app(container: Container) -> FastAPI:
         routes_scans.router,
         routes_token.router,
         routes_gateway.router,
+        console.router,
     ]
     for router in routers:
         app.include_router(router)
@@ -218,5 +220,6 @@ def create_app(container: Container) -> FastAPI:
     gateway_limit = {GATEWAY_ROUTE: container.settings.gateway.max_request_bytes}
     guard_limits = limits.model_copy(update={"route_max_body_bytes": {**gateway_limit, **limits.route_max_body_bytes}})
     app.add_middleware(RequestGuard, container=container, routes=api_routes, limits=guard_limits)
+    console.install(app)  # the console's pages: static files, error pages, CSP (outside the guard)
     app.add_middleware(_RequestContext, metrics=container.metrics)
     return app

@@ -152,3 +152,16 @@ class Caller:
         if self.token_id is not None:
             out["token_id"] = self.token_id
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A console session as stored: the HMAC of its id, never the id (broker/people/sessions.py)."""
+
+    id_hash: str
+    person: PersonName
+    identity: PersonIdentity  # the OIDC identity the person signed in with
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None

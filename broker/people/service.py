@@ -181,7 +181,11 @@ class PeopleService:
                 "bearer token is not the admin token or a person token, and no human issuer "
                 "accepts ID tokens for sign-in (human_issuers[].sign_in_audiences)"
             )
-        identity = self.sign_in.verify(token, spend_jti=False)
+        return self.person_of(self.sign_in.verify(token, spend_jti=False))
+
+    def person_of(self, identity: VerifiedIdentity) -> Caller:
+        """The registered person behind a verified ID token (a bearer ID token, or the console's
+        sign-in after the code flow). 401 for an agent's identity, an unknown or disabled person."""
         with self.store.read() as conn:
             agent = self.store.identity_owner(conn, identity.issuer, identity.subject)
             person = db.person_by_identity(conn, identity.issuer, identity.subject)

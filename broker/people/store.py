@@ -1,4 +1,5 @@
-"""SQL for people, their OIDC identities and their API tokens (the only SQL of this package)."""
+"""SQL for people, their OIDC identities, their API tokens and their console sessions (the only SQL
+of this package)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from broker.people.model import Person, PersonIdentity, PersonName, PersonToken, Role, TokenId
+from broker.people.model import Person, PersonIdentity, PersonName, PersonToken, Role, StoredSession, TokenId
 from broker.store import tables as t
 from broker.store.rows import aware_opt, aware_ts
 
 P = t.people.c
 PI = t.person_identities.c
 PT = t.person_tokens.c
+CS = t.console_sessions.c
 
 
 def _person(row: Any) -> Person:
@@ -143,3 +145,51 @@ def revoke_token(conn: Connection, token_id: str, now: datetime) -> bool:
 
 def touch_token(conn: Connection, token_id: str, now: datetime) -> None:
     conn.execute(update(t.person_tokens).where(PT.token_id == token_id).values(last_used_at=now))
+
+
+# -- console sessions --------------------------------------------------------------------------------
+def insert_session(conn: Connection, session: StoredSession) -> None:
+    conn.execute(
+        insert(t.console_sessions).values(
+            id_hash=session.id_hash,
+            person=session.person,
+            issuer=session.identity.issuer,
+            subject=session.identity.subject,
+            created_at=session.created_at,
+            last_seen_at=session.last_seen_at,
+            expires_at=session.expires_at,
+            ended_at=session.ended_at,
+        )
+    )
+
+
+def get_session(conn: Connection, id_hash: str) -> StoredSession | None:
+    row = conn.execute(select(t.console_sessions).where(CS.id_hash == id_hash)).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return StoredSession(
+        id_hash=m["id_hash"],
+        person=PersonName(m["person"]),
+        identity=PersonIdentity(m["issuer"], m["subject"]),
+        created_at=aware_ts(m["created_at"]),
+        last_seen_at=aware_ts(m["last_seen_at"]),
+        expires_at=aware_ts(m["expires_at"]),
+        ended_at=aware_opt(m["ended_at"]),
+    )
+
+
+def touch_session(conn: Connection, id_hash: str, now: datetime) -> None:
+    conn.execute(update(t.console_sessions).where(CS.id_hash == id_hash).values(last_seen_at=now))
+
+
+def end_session(conn: Connection, id_hash: str, now: datetime) -> bool:
+    """True when this call ended it (it was not ended before)."""
+    done = conn.execute(
+        update(t.console_sessions).where(and_(CS.id_hash == id_hash, CS.ended_at.is_(None))).values(ended_at=now)
+    )
+    return bool(done.rowcount)
+
+
+def purge_sessions(conn: Connection, expired_before: datetime) -> None:
+    conn.execute(delete(t.console_sessions).where(CS.expires_at < expired_before))

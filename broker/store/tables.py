@@ -93,6 +93,7 @@ tasks = Table(
     Column("acting_for", JSON),  # the verified person (issuer, subject, attributes), migration 0010
     Column("parent_task_id", String(64), index=True),  # delegated sub-tasks, migration 0012
     Column("delegation", JSON),
+    Index("ix_tasks_created_at", "created_at"),  # the console's newest-first list, migration 0014
 )
 
 # task-level handles a backend created (e.g. the OpenBao parent token's accessor)
@@ -324,6 +325,7 @@ scan_findings = Table(
     Column("occurrences", Integer, nullable=False, default=1),
     _ts("first_seen"),
     _ts("last_seen"),
+    Index("ix_scan_findings_last_seen", "last_seen"),  # the console's list, migration 0014
 )
 
 # -- step-up approvals and post-action reviews (issue 3, phase 2) ----------------------------------
@@ -415,4 +417,18 @@ person_tokens = Table(
     _ts("expires_at"),
     _ts("revoked_at", nullable=True),
     _ts("last_used_at", nullable=True),
+)
+
+# web console sessions (docs/console.md): the session id's HMAC only, never the id itself
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("person", String(128), nullable=False, index=True),
+    Column("issuer", String(512), nullable=False),
+    Column("subject", String(512), nullable=False),
+    _ts("created_at"),
+    _ts("last_seen_at"),
+    _ts("expires_at"),
+    _ts("ended_at", nullable=True),
 )
