@@ -272,7 +272,11 @@ class BrokerClient:
 
     def report_unwrap_failed(self, task_id: str, grant_id: str) -> dict[str, Any]:
         """Unwrapping a wrapped secret failed: the broker judges tampering (and escalates)."""
-        return dict(self._call("POST", f"/v1/tasks/{_seg('task_id', task_id)}/credentials/{_seg('grant_id', grant_id)}/unwrap-failed").json())
+        return dict(
+            self._call(
+                "POST", f"/v1/tasks/{_seg('task_id', task_id)}/credentials/{_seg('grant_id', grant_id)}/unwrap-failed"
+            ).json()
+        )
 
     def end_task(self, task_id: str) -> dict[str, Any]:
         return dict(self._call("DELETE", f"/v1/tasks/{_seg('task_id', task_id)}").json())
@@ -355,9 +359,7 @@ def _seg(field: str, value: str) -> str:
     return value
 
 
-def gateway_route(
-    task_id: str, resource: str, method: str, path: str, headers: dict[str, str] | None = None
-) -> str:
+def gateway_route(task_id: str, resource: str, method: str, path: str, headers: dict[str, str] | None = None) -> str:
     """The gateway route of one call, or ``InvalidRequest`` naming the argument that could make it
     anything else (another broker endpoint, another task, a smuggled header)."""
     _seg("task_id", task_id)

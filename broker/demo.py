@@ -157,7 +157,7 @@ def seed_mcp(container: Any, openbao_addr: str) -> None:
                     "rules": ["GET /secret/data/demo-data/* db.read"],
                 }
             },
-            description="an HTTP API called through the gateway (the dev OpenBao's KV): the agent never holds its token",
+            description="an HTTP API called through the gateway (the dev OpenBao KV): the agent never holds its token",
         ),
         "seed",
     )

@@ -116,7 +116,9 @@ async def _http_host(mcp_url: str, token: str) -> tuple[dict, dict]:
         ClientSession(read, write) as session,
     ):
         await session.initialize()
-        task = json.loads((await session.call_tool("open_task", {"profile": "demo", "purpose": "walk"})).content[0].text)
+        task = json.loads(
+            (await session.call_tool("open_task", {"profile": "demo", "purpose": "walk"})).content[0].text
+        )
         call = await session.call_tool(
             "call_api",
             {
@@ -162,7 +164,16 @@ def test_the_http_url_configuration_works_against_nhi_broker_up_with_a_token_fro
         )
         assert server.poll() is None, server.stderr.read() if server.stderr else ""
         minted = subprocess.run(
-            [str(BIN / "nhi-broker"), "agent", "token", "demo-agent", "--data-dir", str(data_dir), "--mcp-url", mcp_url],
+            [
+                str(BIN / "nhi-broker"),
+                "agent",
+                "token",
+                "demo-agent",
+                "--data-dir",
+                str(data_dir),
+                "--mcp-url",
+                mcp_url,
+            ],
             env=env,
             capture_output=True,
             text=True,

@@ -84,13 +84,21 @@ def _audit_kinds(rig: McpRig, task_id: str) -> list[str]:
 async def _escapes(rig: McpRig) -> tuple[str, list]:
     out = []
     async with mcp_session("stdio", rig) as session:
-        task = json.loads((await session.call_tool("open_task", {"profile": "demo", "purpose": "escape"})).content[0].text)
+        task = json.loads(
+            (await session.call_tool("open_task", {"profile": "demo", "purpose": "escape"})).content[0].text
+        )
         tid = task["task_id"]
         steer = {"action": "db.read", "resource": "demo-data"}
         for tool, args in [
-            ("call_api", {"task_id": tid, "resource": "crm-api", "method": "POST", "path": "../../credentials", "body": steer}),
+            (
+                "call_api",
+                {"task_id": tid, "resource": "crm-api", "method": "POST", "path": "../../credentials", "body": steer},
+            ),
             ("call_api", {"task_id": tid, "resource": "../credentials#", "method": "POST", "path": "x", "body": steer}),
-            ("call_api", {"task_id": f"{tid}/credentials#", "resource": "crm-api", "method": "GET", "path": "/v1/customers/1"}),
+            (
+                "call_api",
+                {"task_id": f"{tid}/credentials#", "resource": "crm-api", "method": "GET", "path": "/v1/customers/1"},
+            ),
             ("report_event", {"task_id": f"{tid}/credentials#", "kind": "tool_call", **steer}),
             ("request_credential", {"task_id": f"{tid}/../{tid}", "action": "db.read", "resource": "demo-data"}),
             ("approval_status", {"task_id": tid, "approval_id": "../../../tasks"}),
@@ -105,7 +113,10 @@ async def _escapes(rig: McpRig) -> tuple[str, list]:
                     "content_type": "application/json\r\nX-Api-Key: guess",
                 },
             ),
-            ("call_api", {"task_id": tid, "resource": "crm-api", "method": "GET /x HTTP/1.1", "path": "/v1/customers/1"}),
+            (
+                "call_api",
+                {"task_id": tid, "resource": "crm-api", "method": "GET /x HTTP/1.1", "path": "/v1/customers/1"},
+            ),
         ]:
             out.append((tool, await session.call_tool(tool, args)))
         await session.call_tool("end_task", {"task_id": tid})
@@ -138,8 +149,11 @@ def bounded_mcp(mcp_rig) -> tuple[str, str]:
     url = f"http://127.0.0.1:{port}/other-mcp"
     try:
         wait_until(
-            lambda: proc.poll() is not None
-            or httpx.get(f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/other-mcp").status_code == 200,
+            lambda: (
+                proc.poll() is not None
+                or httpx.get(f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/other-mcp").status_code
+                == 200
+            ),
             what="the bounded MCP HTTP server",
         )
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
@@ -214,7 +228,9 @@ class _RogueMcp:
                 rogue.requests.append(("POST", self.path, body))
                 if self.path == "/mcp":
                     meta = f'{rogue.base}/.well-known/oauth-protected-resource/mcp"'
-                    self._reply(401, {"error": "invalid_token"}, {"WWW-Authenticate": f'Bearer resource_metadata="{meta}'})
+                    self._reply(
+                        401, {"error": "invalid_token"}, {"WWW-Authenticate": f'Bearer resource_metadata="{meta}'}
+                    )
                 else:
                     self._reply(200, {"access_token": "x", "token_type": "Bearer", "expires_in": 60})
 
