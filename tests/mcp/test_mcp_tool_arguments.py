@@ -132,6 +132,7 @@ def test_mcp_tools_refuse_arguments_that_would_reach_another_broker_endpoint(mcp
         assert res.is_error, (tool, res.content)
         text = res.content[0].text
         assert "422 invalid_input" in text and "token" not in text.lower(), (tool, text)
+        assert text.count("422") == 1, text  # the status once, then the message naming the argument
     assert len(mcp_rig.upstream.received) == before  # nothing reached the upstream
     kinds = _audit_kinds(mcp_rig, tid)
     assert not [k for k in kinds if k.startswith(("decision.", "credential."))], kinds  # nothing decided
