@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import tracemalloc
 
 import httpx
 import pytest
@@ -322,3 +323,31 @@ def test_no_injected_credential_in_logs_audit_or_responses_across_header_bearer_
         assert secret not in logged
         assert secret not in audit
         assert all(secret not in a.text and secret not in json.dumps(dict(a.headers)) for a in answers)
+
+
+def test_gateway_decodes_a_gzip_response_for_the_scanner_and_the_agent(api, upstream):
+    resp = api.call(api.open_task(), "GET", "crm-api", "/v1/gzip")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"id": "g", "name": "Ada Lovelace"} and "content-encoding" not in resp.headers
+    assert upstream.received[-1]["headers"]["Accept-Encoding"] == "gzip, deflate"  # no br/zstd asked for
+
+
+def test_gateway_cuts_a_gzip_bomb_without_inflating_it_past_the_limit(api, upstream):
+    """64 KiB of gzip inflate to 64 MiB. httpx inflates a whole network chunk at once, so counting
+    decoded bytes after the fact still held tens of MiB; the gateway inflates at most the limit."""
+    task = api.open_task()
+    tracemalloc.start()
+    try:
+        resp = api.call(task, "GET", "crm-api", "/v1/gzip-bomb")  # the broker runs in this process
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert resp.status_code == 502, resp.text
+    assert "exceeds gateway.max_response_bytes (8192 bytes)" in resp.json()["error"]["message"]
+    assert peak < 16 * 1024 * 1024, f"peak {peak} bytes while cutting a 64 MiB bomb"
+
+
+def test_gateway_refuses_a_response_in_an_encoding_it_cannot_scan(api):
+    resp = api.call(api.open_task(), "GET", "crm-api", "/v1/brotli")
+    assert resp.status_code == 502, resp.text
+    assert 'answered with unsupported Content-Encoding "br"' in resp.json()["error"]["message"]
