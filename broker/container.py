@@ -16,6 +16,7 @@ from broker.approvals.reviews import ReviewService
 from broker.approvals.service import ApprovalService, Notifier
 from broker.audit import AuditLog
 from broker.audit.guard import AuditGuard
+from broker.audit.reading import AuditReader
 from broker.audit.wiring import audit_key, build_guard
 from broker.backends import openbao_auth
 from broker.backends.kinds import BackendDeps, aws_backend, build_backends
@@ -107,6 +108,7 @@ class Container:
     approval_notifier: WebhookAlerter | None
     openbao_renewer: TokenRenewer | None  # the broker's own OpenBao token; started by the runner
     audit_guard: AuditGuard  # verification + signed checkpoints; the runner starts it
+    audit_reader: AuditReader  # the chain's status for the console (read-only, incremental)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -238,6 +240,7 @@ class Container:
             AuthFailureLog(audit, interval_seconds=settings.limits.auth_failed_audit_interval_seconds),
         )
         credentials = CredentialFlow(tasks, approvals, reviews, chain, metrics)
+        guard = build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter)
         return cls(
             settings=settings,
             store=store,
@@ -307,7 +310,8 @@ class Container:
             alerter=alerter,
             approval_notifier=approval_notifier,
             openbao_renewer=openbao_renewer,
-            audit_guard=build_guard(audit, settings.audit, settings.data_dir, metrics.registry, alerter),
+            audit_guard=guard,
+            audit_reader=AuditReader(audit, guard, full_every_seconds=settings.audit.verify_interval_seconds),
         )
 
     def close(self) -> None:

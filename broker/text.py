@@ -44,6 +44,13 @@ def first_bad(value: object, *, free_text: bool = False, depth: int = 0) -> str 
     return None
 
 
+def visible(value: str) -> str:
+    """``value`` for display: every control, invisible or bidirectional-override character (tab and
+    line breaks excepted) shown as its code point, ``[U+202E]``, so stored text cannot reorder or
+    hide what a person reads (input refuses them; this covers rows written before that check)."""
+    return _FREE_TEXT_BAD.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+
+
 def message(code_point: str, *, free_text: bool) -> str:
     allowed = "tab and line breaks are allowed" if free_text else "no line breaks or tabs either"
     return f"must not contain control, invisible or bidirectional-override characters ({code_point}); {allowed}"

@@ -106,6 +106,28 @@ def list_approvals(conn: Connection, state: ApprovalState | None, limit: int) ->
     return [_approval(r) for r in conn.execute(q.order_by(A.created_at).limit(limit))]
 
 
+def approvals_for_task(conn: Connection, task_id: str, limit: int = 500) -> list[Approval]:
+    """A task's approvals, oldest first (its chain view)."""
+    q = select(t.approvals).where(A.task_id == task_id).order_by(A.created_at).limit(limit)
+    return [_approval(r) for r in conn.execute(q)]
+
+
+def approval_for_decision(conn: Connection, decision_id: str) -> Approval | None:
+    """The approval a decision opened (step-up) or was collected with."""
+    row = conn.execute(
+        select(t.approvals)
+        .where((A.decision_id == decision_id) | (A.collected_decision_id == decision_id))
+        .order_by(A.created_at)
+        .limit(1)
+    ).first()
+    return _approval(row) if row else None
+
+
+def review_for_decision(conn: Connection, decision_id: str) -> Review | None:
+    row = conn.execute(select(t.reviews).where(R.decision_id == decision_id)).first()
+    return _review(row) if row else None
+
+
 def due_to_expire(conn: Connection, now: datetime) -> list[Approval]:
     rows = conn.execute(select(t.approvals).where(and_(A.state.in_(OPEN), A.expires_at <= now)))
     return [_approval(r) for r in rows]

@@ -122,6 +122,12 @@ class AuditGuard:
         finally:
             self.first_run.set()
 
+    @property
+    def verified_point(self) -> tuple[int, str] | None:
+        """The last keyed (seq, hash) this guard verified, to walk on from (None before its first
+        successful run, and after a failed one)."""
+        return self._verified
+
     # -- one run -------------------------------------------------------------------------------
     def read_checkpoints(self) -> CheckpointFile:
         checkpoints: list[Checkpoint] = []

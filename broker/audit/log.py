@@ -70,6 +70,21 @@ class AuditEvent:
         return self.ts.astimezone(UTC).isoformat()
 
 
+def _event_of(r: Any) -> AuditEvent:
+    return AuditEvent(
+        seq=int(r.seq),
+        event_id=r.event_id,
+        ts=aware_ts(r.ts),
+        kind=r.kind,
+        actor=r.actor,
+        task_id=r.task_id,
+        outcome=r.outcome,
+        data=r.data,
+        prev_hash=r.prev_hash,
+        hash=r.hash,
+    )
+
+
 class AuditLog:
     def __init__(self, store: Store, key: AuditKey) -> None:
         self.store = store
@@ -194,21 +209,29 @@ class AuditLog:
             q = q.where(t.audit_events.c.kind == kind)
         with self.store.read() as conn:
             rows = conn.execute(q.order_by(t.audit_events.c.seq).limit(limit)).all()
-        return [
-            AuditEvent(
-                seq=int(r.seq),
-                event_id=r.event_id,
-                ts=aware_ts(r.ts),
-                kind=r.kind,
-                actor=r.actor,
-                task_id=r.task_id,
-                outcome=r.outcome,
-                data=r.data,
-                prev_hash=r.prev_hash,
-                hash=r.hash,
-            )
-            for r in rows
-        ]
+        return [_event_of(r) for r in rows]
+
+    def page(
+        self,
+        *,
+        kind: str | None = None,
+        task_id: str | None = None,
+        actor: str | None = None,
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Events newest first (the console's audit list); ``before_seq``: the seq of the last
+        event of the previous page."""
+        c = t.audit_events.c
+        q = select(t.audit_events)
+        for col, value in ((c.kind, kind), (c.task_id, task_id), (c.actor, actor)):
+            if value is not None:
+                q = q.where(col == value)
+        if before_seq is not None:
+            q = q.where(c.seq < before_seq)
+        with self.store.read() as conn:
+            rows = conn.execute(q.order_by(c.seq.desc()).limit(limit)).all()
+        return [_event_of(r) for r in rows]
 
     # -- verification --------------------------------------------------------------------------
     def head(self) -> ChainHead:

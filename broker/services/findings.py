@@ -190,6 +190,7 @@ class FindingsService:
         source: str | None = None,
         fingerprint: str | None = None,
         since: datetime | None = None,
+        before: tuple[datetime, str] | None = None,
         limit: int = 100,
     ) -> list[StoredFinding]:
         with self.store.read() as conn:
@@ -201,6 +202,7 @@ class FindingsService:
                 source=source,
                 fingerprint=fingerprint,
                 since=since,
+                before=before,
                 limit=limit,
             )
 

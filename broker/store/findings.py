@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy import Connection, RowMapping, and_, or_, select, update
 
 from broker.models import FindingStatus
 from broker.store import tables as t
@@ -68,9 +68,11 @@ def list_findings(
     source: str | None = None,
     fingerprint: str | None = None,
     since: datetime | None = None,
+    before: tuple[datetime, str] | None = None,
     limit: int = 100,
 ) -> list[StoredFinding]:
-    """Most recently seen first."""
+    """Most recently seen first. ``before``: the (last_seen, finding_id) of the last row of the
+    previous page (keyset pagination)."""
     q = select(t.scan_findings)
     for col, value in (
         (F.status, status),
@@ -83,6 +85,9 @@ def list_findings(
             q = q.where(col == value)
     if since is not None:
         q = q.where(F.last_seen >= since)
+    if before is not None:
+        seen, finding_id = before
+        q = q.where(or_(F.last_seen < seen, and_(F.last_seen == seen, F.finding_id > finding_id)))
     rows = conn.execute(q.order_by(F.last_seen.desc(), F.finding_id).limit(limit))
     return [StoredFinding.from_row(r._mapping) for r in rows]
 

@@ -81,6 +81,12 @@ def due(conn: Connection, now: datetime, limit: int = 100, task_id: str | None =
     return [Revocation.from_row(r._mapping) for r in conn.execute(q)]
 
 
+def for_task(conn: Connection, task_id: str, limit: int = 1000) -> list[Revocation]:
+    """Every revocation of a task, pending or done, in the order they were queued."""
+    q = select(t.revocations).where(t.revocations.c.task_id == task_id).order_by(t.revocations.c.id).limit(limit)
+    return [Revocation.from_row(r._mapping) for r in conn.execute(q)]
+
+
 def get(conn: Connection, row_id: int) -> Revocation | None:
     row = conn.execute(select(t.revocations).where(t.revocations.c.id == row_id)).first()
     return Revocation.from_row(row._mapping) if row else None

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from broker.models import (
@@ -347,6 +347,29 @@ class Store:
         ).all()
         return [self._task(r) for r in rows]
 
+    def list_tasks(
+        self,
+        conn: Connection,
+        *,
+        states: tuple[TaskState, ...] = (),
+        agent: str | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[Task]:
+        """Tasks newest first (the console's task list). ``states``: only these (all when empty);
+        ``before``: the (created_at, task_id) of the last row of the previous page (keyset)."""
+        c = t.tasks.c
+        q = select(t.tasks)
+        if states:
+            q = q.where(c.state.in_([s.value for s in states]))
+        if agent is not None:
+            q = q.where(c.agent == agent)
+        if before is not None:
+            at, task_id = before
+            q = q.where(or_(c.created_at < at, and_(c.created_at == at, c.task_id < task_id)))
+        rows = conn.execute(q.order_by(c.created_at.desc(), c.task_id.desc()).limit(limit)).all()
+        return [self._task(r) for r in rows]
+
     def active_children_of_inactive_parents(self, conn: Connection, limit: int = 100) -> list[tuple[str, str]]:
         """(child, parent) pairs where the parent ended, expired or escalated and the child is
         still active: a cascade a crash interrupted, finished by the revocation worker."""
@@ -516,6 +539,29 @@ class Store:
         return [
             StoredDecision.from_row(r._mapping) for r in conn.execute(q.order_by(t.decisions.c.created_at).limit(limit))
         ]
+
+    def recent_decisions(
+        self,
+        conn: Connection,
+        *,
+        outcome: Outcome | None = None,
+        agent: str | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[StoredDecision]:
+        """Decisions newest first (the console's list); ``before``: the (created_at, decision_id)
+        of the last row of the previous page."""
+        c = t.decisions.c
+        q = select(t.decisions)
+        if outcome is not None:
+            q = q.where(c.outcome == outcome.value)
+        if agent is not None:
+            q = q.where(c.agent == agent)
+        if before is not None:
+            at, decision_id = before
+            q = q.where(or_(c.created_at < at, and_(c.created_at == at, c.decision_id < decision_id)))
+        rows = conn.execute(q.order_by(c.created_at.desc(), c.decision_id.desc()).limit(limit))
+        return [StoredDecision.from_row(r._mapping) for r in rows]
 
     def decision_steps(self, conn: Connection, task_id: str) -> list[DecisionStep]:
         """The chain's decisions in order, without their (large) JSON records."""

@@ -94,7 +94,8 @@ tasks = Table(
     Column("acting_for", JSON),  # the verified person (issuer, subject, attributes), migration 0010
     Column("parent_task_id", String(64), index=True),  # delegated sub-tasks, migration 0012
     Column("delegation", JSON),
-    Index("ix_tasks_state_expires_at", "state", "expires_at"),  # the worker's task expiry sweep (0015)
+    Index("ix_tasks_created_at", "created_at"),  # the console's newest-first list, migration 0014
+    Index("ix_tasks_state_expires_at", "state", "expires_at"),  # the worker's task expiry sweep (0016)
 )
 
 # task-level handles a backend created (e.g. the OpenBao parent token's accessor)
@@ -152,10 +153,10 @@ grants = Table(
     Column("state", String(16), nullable=False, index=True),
     _ts("revoked_at", nullable=True),
     # the revocation worker's expiry sweep (state = active AND expires_at <= now) on every tick:
-    # a range over this index, not a scan of every active grant in the store (0015)
+    # a range over this index, not a scan of every active grant in the store (0016)
     Index("ix_grants_state_expires_at", "state", "expires_at"),
     # a task's active grants (counted on every credential request): task and state in one index,
-    # so no planner takes the state prefix above and walks every active grant (0015)
+    # so no planner takes the state prefix above and walks every active grant (0016)
     Index("ix_grants_task_state", "task_id", "state"),
 )
 
@@ -332,6 +333,7 @@ scan_findings = Table(
     Column("occurrences", Integer, nullable=False, default=1),
     _ts("first_seen"),
     _ts("last_seen"),
+    Index("ix_scan_findings_last_seen", "last_seen"),  # the console's list, migration 0014
 )
 
 # -- step-up approvals and post-action reviews (issue 3, phase 2) ----------------------------------
@@ -439,7 +441,7 @@ console_sessions = Table(
     _ts("ended_at", nullable=True),
 )
 
-# -- the registry's version: every agent/profile/resource change increments it (migration 0014) ----
+# -- the registry's version: every agent/profile/resource change increments it (migration 0015) ----
 registry_version = Table(
     "registry_version",
     metadata,

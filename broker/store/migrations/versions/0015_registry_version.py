@@ -5,15 +5,15 @@ statement) in the same read as the task and reuses a cached entry only when it w
 current version, so an admin change on any replica is honoured by every other one on its next
 request.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -7,14 +7,14 @@ it (benchmarks/cost_growth.py). With these it is a range that finds only what ex
 task's active grants, counted on every credential request, get (task_id, state): without it
 SQLite's planner may take the (state, ...) prefix and walk every active grant.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 """
 
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
