@@ -255,3 +255,66 @@ def test_compact_history_keeps_the_newest_step_of_a_signature_and_every_request_
     assert [s.at for s in compact.steps] == [T0 + timedelta(seconds=s) for s in (480, 485, 490, 495)]
     assert compact.requests == 100
     assert compact.allowed_actions == ("db.read",)
+
+
+def test_a_sequence_within_seconds_fires_on_the_compact_history_from_the_newest_step_of_a_signature(
+    tmp_path,
+) -> None:
+    """The compact history keeps the newest step of a signature: the one a ``within_seconds``
+    sequence needs, even outside the burst window (older ones would be too old)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    migrate(engine)
+    store = Store(engine)
+    secret = Spec(StepKind.CREDENTIAL_REQUEST, "secrets.read", "conf", Outcome.ALLOW, Tier.LOW, False, False)
+    _write(store, "tsk_w", [(0, secret), (100, secret), (200, secret)])
+    export = Spec(StepKind.CREDENTIAL_REQUEST, "data.export", "ext", Outcome.ALLOW, Tier.LOW, False, False)
+    cand = _candidate(T0 + timedelta(seconds=250), export)
+    seq = Sequence(
+        name="exfil", first=StepMatch(actions=("secrets.read",)), then=StepMatch(external=True), within_seconds=60
+    )
+    config = ChainConfig(
+        detectors=Detectors(
+            dangerous_sequence=SequenceDetectorConfig(sequences=(seq,)), burst=BurstConfig(window_seconds=10)
+        )
+    )
+    with store.read() as conn:
+        full = chain_store.history(conn, "tsk_w", CONSEQUENCE)
+        compact = chain_store.compact_history(conn, "tsk_w", CONSEQUENCE, since=cand.at - timedelta(seconds=10))
+    assert [s.at for s in compact.steps] == [T0 + timedelta(seconds=200)]
+    assert _outcome(config, compact.steps, cand) == _outcome(config, full, cand)
+    assert ("dangerous_sequence", "exfil", {}) in _outcome(config, compact.steps, cand)
+
+
+def test_what_a_request_reads_of_its_chain_stays_constant_as_the_history_grows_from_1_to_1000(tmp_path) -> None:
+    """Issue 14 item 6, without timing: the same statements and the same number of rows and steps
+    whether the task already made 1, 100 or 1,000 requests (the whole history grows with them)."""
+    from sqlalchemy import event
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    migrate(engine)
+    store = Store(engine)
+    read = Spec(StepKind.CREDENTIAL_REQUEST, "db.read", "conf", Outcome.ALLOW, Tier.LOW, False, False)
+    tool = Spec(StepKind.TOOL_CALL, "db.read", "conf", Outcome.ALLOW, Tier.LOW, False, False)
+    seen: dict[int, tuple[int, int, int]] = {}
+    for n in (1, 100, 1000):
+        task_id = f"tsk_{n}"
+        _write(store, task_id, [*[(i, read) for i in range(n)], (n, tool)])
+        since = T0 + timedelta(seconds=n + 3600)  # the burst window: after every seeded step
+        statements: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)  # noqa: B023  # removed before the next iteration
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            with store.read() as conn:
+                compact = chain_store.compact_history(conn, task_id, CONSEQUENCE, since=since)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        fetched = len(compact.steps)
+        with store.read() as conn:
+            assert len(chain_store.history(conn, task_id, CONSEQUENCE)) == n + 1
+        seen[n] = (len(statements), fetched, compact.requests)
+    assert [s[:2] for s in seen.values()] == [seen[1][:2]] * 3, seen
+    assert seen[1][1] == 2  # one credential request, one tool call: one signature each
+    assert [s[2] for s in seen.values()] == [1, 100, 1000]  # the summary still counts every request
