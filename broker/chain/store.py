@@ -155,18 +155,11 @@ _sensitivity = func.coalesce(_d.sensitivity, _inputs["sensitivity"].as_string())
 _external = func.coalesce(_d.external, _inputs["resource_external"].as_boolean())
 _D_SIG = (_d.action, _d.resource, _d.outcome, _d.tier, _consequence, _sensitivity, _external)
 _D_NEWEST = (_d.created_at.desc(), _d.decision_id.desc())
+# ranked on the signature alone (the window needs every row of the task); the facts, the JSON
+# ``approval_id`` among them, are read for the chosen rows only
 _d_ranked = (
     select(
-        _d.decision_id,
-        _d.action,
-        _d.resource,
-        _d.outcome,
-        _d.tier,
-        _d.created_at,
-        _consequence.label("consequence"),
-        _sensitivity.label("sensitivity"),
-        _external.label("external"),
-        _inputs["approval_id"].as_string().label("approval_id"),
+        _d.decision_id.label("ranked_id"),
         func.row_number().over(partition_by=_D_SIG, order_by=_D_NEWEST).label("rank"),
         func.count().over(partition_by=_D_SIG).label("same"),
         func.min(_d.created_at).over(partition_by=_D_SIG).label("first_at"),
@@ -174,7 +167,11 @@ _d_ranked = (
     .where(_d.task_id == bindparam("task_id"), _d.decision_id != bindparam("exclude"))
     .subquery()
 )
-_COMPACT_DECISIONS = select(_d_ranked).where(or_(_d_ranked.c.rank == 1, _d_ranked.c.created_at >= bindparam("since")))
+_COMPACT_DECISIONS = (
+    _DECISION_FACTS.add_columns(_d_ranked.c.rank, _d_ranked.c.same, _d_ranked.c.first_at)
+    .join(_d_ranked, _d_ranked.c.ranked_id == _d.decision_id)
+    .where(or_(_d_ranked.c.rank == 1, _d.created_at >= bindparam("since")))
+)
 _E_SIG = (
     _e.kind,
     _e.action,
