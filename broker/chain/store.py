@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, or_, select
+from sqlalchemy import Connection, Row, and_, bindparam, case, func, insert, or_, select
 
 from broker.chain.model import ChainEvent, ChainStep, StepKind
 from broker.models import Outcome, TaskId, Tier
@@ -150,27 +150,40 @@ def history(conn: Connection, task_id: str, consequence_of: Mapping[str, str]) -
 # the better ``first`` of a ``dangerous_sequence`` (``within_seconds`` bounds how old it may be).
 # ``burst`` counts only the requests inside its window, and those are read in full.
 _e = t.chain_events.c
-_consequence = func.coalesce(_d.consequence, _inputs["consequence"].as_string())
-_sensitivity = func.coalesce(_d.sensitivity, _inputs["sensitivity"].as_string())
-_external = func.coalesce(_d.external, _inputs["resource_external"].as_boolean())
-_D_SIG = (_d.action, _d.resource, _d.outcome, _d.tier, _consequence, _sensitivity, _external)
-_D_NEWEST = (_d.created_at.desc(), _d.decision_id.desc())
-# ranked on the signature alone (the window needs every row of the task); the facts, the JSON
-# ``approval_id`` among them, are read for the chosen rows only
-_d_ranked = (
+# The facts are the columns of revision 0008; a row older than that (its facts only in the JSON
+# record) is a signature of its own, never compacted (no JSON is parsed to group the rows).
+_legacy = case((_d.consequence.is_(None), _d.decision_id), else_=None)
+_D_SIG = (_d.action, _d.resource, _d.outcome, _d.tier, _d.consequence, _d.sensitivity, _d.external)
+# one pass over the covering index ix_decisions_task_chain (migration 0017): per signature the
+# newest and first time and how many
+_d_groups = (
     select(
-        _d.decision_id.label("ranked_id"),
-        func.row_number().over(partition_by=_D_SIG, order_by=_D_NEWEST).label("rank"),
-        func.count().over(partition_by=_D_SIG).label("same"),
-        func.min(_d.created_at).over(partition_by=_D_SIG).label("first_at"),
+        *_D_SIG,
+        _legacy.label("legacy"),
+        func.max(_d.created_at).label("newest_at"),
+        func.min(_d.created_at).label("first_at"),
+        func.count().label("same"),
     )
     .where(_d.task_id == bindparam("task_id"), _d.decision_id != bindparam("exclude"))
+    .group_by(*_D_SIG, _legacy)
     .subquery()
 )
+_g = _d_groups.c
+# the facts (the JSON ``approval_id`` among them) of the chosen rows only: the newest of each
+# signature and every request since the burst window's start
 _COMPACT_DECISIONS = (
-    _DECISION_FACTS.add_columns(_d_ranked.c.rank, _d_ranked.c.same, _d_ranked.c.first_at)
-    .join(_d_ranked, _d_ranked.c.ranked_id == _d.decision_id)
-    .where(or_(_d_ranked.c.rank == 1, _d.created_at >= bindparam("since")))
+    _DECISION_FACTS.add_columns(_g.legacy, _g.newest_at, _g.first_at, _g.same)
+    .join(
+        _d_groups,
+        and_(
+            *(col.is_not_distinct_from(_g[col.name]) for col in _D_SIG),
+            _legacy.is_not_distinct_from(_g.legacy),
+        ),
+    )
+    .where(
+        _d.decision_id != bindparam("exclude"),
+        or_(_d.created_at == _g.newest_at, _d.created_at >= bindparam("since")),
+    )
 )
 _E_SIG = (
     _e.kind,
@@ -234,10 +247,13 @@ def compact_history(
     steps: list[ChainStep] = []
     requests = 0
     first_allowed: dict[str, datetime] = {}
+    groups: set[tuple[Any, ...]] = set()
     for r in conn.execute(_COMPACT_DECISIONS, params):
         steps.append(_decision_step(r, consequence_of))
-        if r.rank != 1:
+        group = (r.action, r.resource, r.outcome, r.tier, r.consequence, r.sensitivity, r.external, r.legacy)
+        if group in groups:  # another row of a counted signature (in the window, or a tie)
             continue
+        groups.add(group)
         requests += r.same
         if r.outcome == Outcome.ALLOW.value:
             first = aware_ts(r.first_at)

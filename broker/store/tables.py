@@ -130,6 +130,20 @@ decisions = Table(
     Column("external", Boolean),
     _ts("created_at"),
     Index("ix_decisions_created_at", "created_at"),
+    # covers the request path's compact chain history (broker/chain/store.py), migration 0017
+    Index(
+        "ix_decisions_task_chain",
+        "task_id",
+        "action",
+        "resource",
+        "outcome",
+        "tier",
+        "consequence",
+        "sensitivity",
+        "external",
+        "created_at",
+        "decision_id",
+    ),
 )
 
 grants = Table(

@@ -29,7 +29,12 @@ from broker.store.db import make_engine, migrate
 from broker.store.repo import Store
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-CONSEQUENCE = {"db.read": "read-sensitive", "db.write": "write", "secrets.read": "secret-access", "data.export": "export"}
+CONSEQUENCE = {
+    "db.read": "read-sensitive",
+    "db.write": "write",
+    "secrets.read": "secret-access",
+    "data.export": "export",
+}
 ACTIONS = [*CONSEQUENCE, "not.in.catalog"]
 # resource -> (sensitivity, external); "ghost" is not registered (no facts: not assessed)
 RESOURCES: dict[str, tuple[str | None, bool | None]] = {
@@ -67,12 +72,8 @@ specs = st.builds(
 matchers = st.one_of(
     st.just(StepMatch(any=True)),
     st.builds(StepMatch, actions=st.lists(st.sampled_from(list(CONSEQUENCE)), min_size=1, max_size=2).map(tuple)),
-    st.builds(
-        StepMatch, consequences=st.lists(st.sampled_from(list(Consequence)), min_size=1, max_size=2).map(tuple)
-    ),
-    st.builds(
-        StepMatch, sensitivities=st.lists(st.sampled_from(list(Sensitivity)), min_size=1, max_size=2).map(tuple)
-    ),
+    st.builds(StepMatch, consequences=st.lists(st.sampled_from(list(Consequence)), min_size=1, max_size=2).map(tuple)),
+    st.builds(StepMatch, sensitivities=st.lists(st.sampled_from(list(Sensitivity)), min_size=1, max_size=2).map(tuple)),
     st.builds(StepMatch, external=st.booleans()),
 )
 sequences = st.lists(
@@ -98,6 +99,8 @@ configs = st.builds(
         min_tier=st.sampled_from(list(Tier)),
     ),
 )
+
+
 # a history: steps at distinct offsets (seconds after T0), drawn from a small pool of kinds of
 # step so that many share a signature (the case the compact history compacts)
 # step so that many share a signature (the case the compact history compacts); the candidate is
