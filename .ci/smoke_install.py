@@ -38,14 +38,8 @@ def fail(text: str) -> None:
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [NHI, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,  # noqa: S603
-        cwd=cwd,
-    )
+    return subprocess.run([NHI, *args], capture_output=True, text=True, timeout=300, env=env,  # noqa: S603
+                          cwd=cwd)
 
 
 def free_port() -> int:
@@ -112,13 +106,8 @@ def agent_token(data_dir: Path) -> str:
 
 def up_and_one_credential(work: Path, sig: signal.Signals) -> None:
     data_dir, port = work / f"data-{sig.name.lower()}", free_port()
-    proc = subprocess.Popen(
-        [NHI, "up", "--data-dir", str(data_dir), "--port", str(port)],  # noqa: S603
-        cwd=work,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = subprocess.Popen([NHI, "up", "--data-dir", str(data_dir), "--port", str(port)],  # noqa: S603
+                            cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         info = wait_for_up(proc, data_dir / "up.json")
         url, bao = str(info["url"]), str(info["openbao_addr"])
@@ -132,19 +121,13 @@ def up_and_one_credential(work: Path, sig: signal.Signals) -> None:
             script, signin = api.get("/console/static/console.js"), api.get("/console/login")
             if script.status_code != 200 or "EventSource" not in script.text or "<html" not in signin.text:
                 fail(f"/console is not served from the wheel ({script.status_code}, {signin.status_code})")
-            task = api.post(
-                "/v1/tasks",
-                json={"profile": "demo", "purpose": "install smoke"},
-                headers={"Authorization": f"Bearer {agent_token(data_dir)}"},
-            )
+            task = api.post("/v1/tasks", json={"profile": "demo", "purpose": "install smoke"},
+                            headers={"Authorization": f"Bearer {agent_token(data_dir)}"})
             if task.status_code != 201:
                 fail(f"open task: {task.status_code} {task.text[:500]}")
             task_id = task.json()["task_id"]
-            cred = api.post(
-                f"/v1/tasks/{task_id}/credentials",
-                json={"action": "db.read", "resource": "demo-data"},
-                headers={"Authorization": f"Bearer {agent_token(data_dir)}"},
-            )
+            cred = api.post(f"/v1/tasks/{task_id}/credentials", json={"action": "db.read", "resource": "demo-data"},
+                            headers={"Authorization": f"Bearer {agent_token(data_dir)}"})
             if cred.status_code != 200:
                 fail(f"credential: {cred.status_code} {cred.text[:500]}")
             secret = cred.json()["credential"]["token"]
@@ -156,10 +139,8 @@ def up_and_one_credential(work: Path, sig: signal.Signals) -> None:
             if end.status_code not in (200, 204):
                 fail(f"end task: {end.status_code} {end.text[:500]}")
             deadline = time.monotonic() + 60
-            while (
-                httpx.get(f"{bao}/v1/auth/token/lookup-self", headers={"X-Vault-Token": secret}, timeout=10).status_code
-                == 200
-            ):
+            while httpx.get(f"{bao}/v1/auth/token/lookup-self", headers={"X-Vault-Token": secret},
+                            timeout=10).status_code == 200:
                 if time.monotonic() > deadline:
                     fail("the credential still works after the task ended")
                 time.sleep(0.2)
@@ -207,12 +188,8 @@ def terraform_needs_its_extra(work: Path) -> None:
     r = run("terraform", "cli-config", "--data-dir", str(work / "tf"))
     if r.returncode != 1 or "nhi-broker[terraform]" not in r.stderr:
         fail(f"terraform cli-config without the extra: exit {r.returncode}: {r.stderr[-500:]}")
-    provider = subprocess.run(
-        [str(BIN / "terraform-provider-nhibroker")],
-        capture_output=True,
-        text=True,  # noqa: S603
-        timeout=60,
-    )
+    provider = subprocess.run([str(BIN / "terraform-provider-nhibroker")], capture_output=True, text=True,  # noqa: S603
+                              timeout=60)
     if provider.returncode != 1 or "nhi-broker[terraform]" not in provider.stderr or "Traceback" in provider.stderr:
         fail(f"terraform-provider-nhibroker without the extra: exit {provider.returncode}: {provider.stderr[-500:]}")
     step("terraform cli-config and the provider without the terraform extra: a clear error naming the extra")
