@@ -60,22 +60,19 @@ _EVENTS = (
 _d = t.decisions.c
 _inputs = _d.record["inputs"]
 # columns written since revision 0008; older rows fall back to the JSON record (coalesce)
-_DECISION_FACTS = (
-    select(
-        _d.decision_id,
-        _d.action,
-        _d.resource,
-        _d.outcome,
-        _d.tier,
-        _d.created_at,
-        func.coalesce(_d.consequence, _inputs["consequence"].as_string()).label("consequence"),
-        func.coalesce(_d.sensitivity, _inputs["sensitivity"].as_string()).label("sensitivity"),
-        func.coalesce(_d.external, _inputs["resource_external"].as_boolean()).label("external"),
-        _inputs["approval_id"].as_string().label("approval_id"),
-    )
-    .where(_d.task_id == bindparam("task_id"))
-    .order_by(_d.created_at)
+_FACTS = (
+    _d.decision_id,
+    _d.action,
+    _d.resource,
+    _d.outcome,
+    _d.tier,
+    _d.created_at,
+    func.coalesce(_d.consequence, _inputs["consequence"].as_string()).label("consequence"),
+    func.coalesce(_d.sensitivity, _inputs["sensitivity"].as_string()).label("sensitivity"),
+    func.coalesce(_d.external, _inputs["resource_external"].as_boolean()).label("external"),
+    _inputs["approval_id"].as_string().label("approval_id"),
 )
+_DECISION_FACTS = select(*_FACTS).where(_d.task_id == bindparam("task_id")).order_by(_d.created_at)
 
 
 def events(conn: Connection, task_id: str) -> list[ChainEvent]:
@@ -169,22 +166,32 @@ _d_groups = (
     .subquery()
 )
 _g = _d_groups.c
-# the facts (the JSON ``approval_id`` among them) of the chosen rows only: the newest of each
-# signature and every request since the burst window's start
-_COMPACT_DECISIONS = (
-    _DECISION_FACTS.add_columns(_g.legacy, _g.newest_at, _g.first_at, _g.same)
+# the chosen rows: the newest of each signature and every request since the burst window's start
+# (read from the covering index too: ``created_at`` sits after the JSON record in the row)
+_k = t.decisions.alias("k")
+_k_legacy = case((_k.c.consequence.is_(None), _k.c.decision_id), else_=None)
+_chosen = (
+    select(_k.c.decision_id, _g.legacy, _g.first_at, _g.same)
     .join(
         _d_groups,
         and_(
-            *(col.is_not_distinct_from(_g[col.name]) for col in _D_SIG),
-            _legacy.is_not_distinct_from(_g.legacy),
+            *(_k.c[col.name].is_not_distinct_from(_g[col.name]) for col in _D_SIG),
+            _k_legacy.is_not_distinct_from(_g.legacy),
         ),
     )
     .where(
-        _d.decision_id != bindparam("exclude"),
-        or_(_d.created_at == _g.newest_at, _d.created_at >= bindparam("since")),
+        _k.c.task_id == bindparam("task_id"),
+        _k.c.decision_id != bindparam("exclude"),
+        or_(_k.c.created_at == _g.newest_at, _k.c.created_at >= bindparam("since")),
     )
+    .distinct()  # not flattened into the outer query: the rows are chosen before any is read
+    .subquery()
 )
+# then the facts (the JSON ``approval_id`` among them) of those rows only
+_COMPACT_DECISIONS = select(*_FACTS, _chosen.c.legacy, _chosen.c.first_at, _chosen.c.same).join(
+    _chosen, _chosen.c.decision_id == _d.decision_id
+)
+
 _E_SIG = (
     _e.kind,
     _e.action,
