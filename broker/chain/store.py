@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, func, insert, or_, select
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select
 
 from broker.chain.model import ChainEvent, ChainStep, StepKind
 from broker.models import Outcome, TaskId, Tier
@@ -228,7 +228,7 @@ class CompactHistory:
     allowed_actions: tuple[str, ...]
 
 
-def _decision_step(r: Row[Any], consequence_of: Mapping[str, str]) -> ChainStep:
+def _decision_step(r: Any, consequence_of: Mapping[str, str]) -> ChainStep:
     return ChainStep(
         ref=r.decision_id,
         kind=StepKind.CREDENTIAL_REQUEST,
