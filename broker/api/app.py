@@ -207,7 +207,7 @@ def create_app(container: Container) -> FastAPI:
         routes_scans.router,
         routes_token.router,
         routes_gateway.router,
-        console.router,
+        *console.routers,
     ]
     for router in routers:
         app.include_router(router)

@@ -16,6 +16,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from broker.api.limits import note_auth_failure
 from broker.api.console.session import (
     ConsoleError,
     FormDep,
@@ -28,7 +29,7 @@ from broker.container import Container
 from broker.errors import BrokerError, Unauthenticated
 from broker.identity.oidc_login import LoginState
 
-router = APIRouter(prefix="/console")
+router = APIRouter(prefix="/console", include_in_schema=False)
 _NEXT: Final = re.compile(r"/console(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%&=+-]*)?")
 Param = Annotated[str, Query(max_length=4096)]
 
@@ -106,6 +107,7 @@ def callback(
     )
     flow = c.console_sign_in
     if flow is None or kept is None:
+        _failed(c, request, "sign-in state missing, forged or expired")
         raise ConsoleError(
             400,
             "Sign-in expired",
@@ -149,6 +151,7 @@ def _failed(c: Container, request: Request, reason: str, subject: dict[str, str]
     if subject is not None:
         data["subject"] = subject
     c.audit.record("auth.failed", actor="unknown", outcome="denied", data=data)
+    note_auth_failure(request.scope)  # counts against the address like a bad bearer token
 
 
 @router.post("/logout")

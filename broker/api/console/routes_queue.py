@@ -40,7 +40,7 @@ from broker.errors import BrokerError
 from broker.people.model import Caller, Role
 from broker.people.sessions import ConsoleSession
 
-router = APIRouter(prefix="/console")
+router = APIRouter(prefix="/console", include_in_schema=False)
 ApprovalId = Annotated[str, Path(pattern=r"^apr_[0-9a-f]{32}$")]
 ReviewId = Annotated[str, Path(pattern=r"^rev_[0-9a-f]{32}$")]
 POLL_SECONDS: Final = 1.0  # the store is polled: every replica sees every approval (SSE is per replica)
