@@ -70,10 +70,17 @@ def test_the_provider_refuses_a_code_without_a_verifier_or_with_a_tampered_one(p
             start = http.get("/console/login")
             granted = httpx.post(start.headers["location"], data={"sub": "alice@example.test"}, timeout=60)
             code = httpx.URL(granted.headers["location"]).params["code"]
-            form = {"grant_type": "authorization_code", "code": code, "redirect_uri": f"{pkce_broker.url}/console/callback"}
+            form = {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": f"{pkce_broker.url}/console/callback",
+            }
             if verifier is not None:
                 form["code_verifier"] = verifier
             answer = httpx.post(
-                f"{pkce_provider.issuer}/oauth2/token", data=form, auth=("nhi-console", CONSOLE_CLIENT_SECRET), timeout=60
+                f"{pkce_provider.issuer}/oauth2/token",
+                data=form,
+                auth=("nhi-console", CONSOLE_CLIENT_SECRET),
+                timeout=60,
             )
             assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"

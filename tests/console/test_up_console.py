@@ -26,8 +26,15 @@ def test_up_with_console_issuer_signs_in_a_registered_person_and_refuses_others(
     data_dir, port = tmp_path / "nhi", free_port()
     env = {**os.environ, "NHI_BROKER_CONSOLE__CLIENT_SECRET": CONSOLE_CLIENT_SECRET}
     proc = subprocess.Popen(
-        [str(BIN / "nhi-broker"), "up", "--data-dir", str(data_dir), "--port", str(port)]
-        + ["--console-issuer", provider.issuer],
+        [
+            str(BIN / "nhi-broker"),
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            *["--console-issuer", provider.issuer],
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -42,8 +49,10 @@ def test_up_with_console_issuer_signs_in_a_registered_person_and_refuses_others(
         wait_until(started, what="up.json")
         url = json.loads((data_dir / "up.json").read_text())["url"]
         put = subprocess.run(
-            [str(BIN / "nhi-broker"), "people", "put", "alice", "--role", "approver"]
-            + ["--issuer", provider.issuer, "--subject", "alice@example.test", "--data-dir", str(data_dir)],
+            [
+                *(str(BIN / "nhi-broker"), "people", "put", "alice", "--role", "approver"),
+                *("--issuer", provider.issuer, "--subject", "alice@example.test", "--data-dir", str(data_dir)),
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -71,8 +80,16 @@ def test_up_with_console_issuer_signs_in_a_registered_person_and_refuses_others(
 def test_up_refuses_a_console_issuer_without_a_discovery_document(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     done = subprocess.run(
-        [str(BIN / "nhi-broker"), "up", "--data-dir", str(tmp_path / "nhi"), "--port", str(free_port())]
-        + ["--console-issuer", dead],
+        [
+            str(BIN / "nhi-broker"),
+            "up",
+            "--data-dir",
+            str(tmp_path / "nhi"),
+            "--port",
+            str(free_port()),
+            "--console-issuer",
+            dead,
+        ],
         capture_output=True,
         text=True,
         timeout=120,

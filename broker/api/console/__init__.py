@@ -13,10 +13,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from broker.api.console.router import routers
-from broker.api.console.security import SecurityHeaders
+from broker.api.console.security import SecurityHeaders, headers_for
 from broker.api.console.session import install_handlers
 
-__all__ = ["SecurityHeaders", "install", "routers"]
+__all__ = ["SecurityHeaders", "headers_for", "install", "routers"]
 
 
 def install(app: FastAPI) -> None:

@@ -16,7 +16,6 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from broker.api.limits import note_auth_failure
 from broker.api.console.session import (
     ConsoleError,
     FormDep,
@@ -25,6 +24,7 @@ from broker.api.console.session import (
     session_cookie,
     source,
 )
+from broker.api.limits import note_auth_failure
 from broker.container import Container
 from broker.errors import BrokerError, Unauthenticated
 from broker.identity.oidc_login import LoginState
@@ -139,6 +139,8 @@ def callback(
             f"You signed in as {identity.subject} at {identity.issuer}, but {exc.message}. "
             "Ask an administrator to register you (nhi-broker people put NAME --issuer ISS --subject SUB).",
         ) from None
+    # a new id at every sign-in, and whatever session this browser held before ends (fixation)
+    c.console_sessions.end(session_cookie(request), source=source(request))
     session_id = c.console_sessions.start(caller, source=source(request))
     response = RedirectResponse(str(kept["next"]), status_code=303)
     _set_cookie(request, response, cookie_names(c)[0], session_id.reveal(), c.settings.console.max_session_seconds)
