@@ -7,6 +7,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import httpx
+from markupsafe import escape
 from fastapi.testclient import TestClient
 from support.broker import RunningBroker
 from support.wait import wait_until
@@ -98,3 +99,40 @@ def test_next_is_only_ever_a_console_path(sign_in) -> None:
         assert resp.status_code == 303 and resp.headers["location"] == "/console/approvals", hostile
     ok = alice.http.get("/console/login", params={"next": "/console/tasks?state=active"})
     assert ok.headers["location"] == "/console/tasks?state=active"
+
+
+XSS = '<script>alert("xss")</script><img src=x onerror=alert(1)>'
+
+
+def test_agent_and_person_text_is_escaped_on_the_approval_pages_stream_timeline_and_audit(
+    console_broker: RunningBroker, agent, sign_in
+) -> None:
+    """Every place a step-up's free text shows: the purpose and the stated human (agent), the event
+    fields an agent reports (action, resource), and a person's deny reason."""
+    task_id = agent.open_task(f"pay the invoice {XSS}")
+    resp = agent._call(
+        "POST", f"/v1/tasks/{task_id}/events", {"kind": "tool_call", "text": XSS, "action": XSS, "resource": XSS}
+    )
+    assert resp.status_code in (201, 202, 422), resp.text  # refused or recorded: either way never markup
+    approval_id = agent.step_up(task_id)
+    alice = sign_in("alice")
+    with alice.http.stream("GET", EVENTS, headers={"Accept": "text/event-stream"}) as stream:
+        fragment = ""
+        for line in stream.iter_lines():
+            fragment += line + "\n"
+            if line == "" and "event: approvals" in fragment:
+                break
+    denied = alice.post_form(f"/console/approvals/{approval_id}/deny", {"reason": f"no {XSS}"})
+    assert denied.status_code == 303, denied.text
+    pages = {
+        "stream": fragment,
+        "approvals": alice.http.get("/console/approvals").text,
+        "approval": alice.http.get(f"/console/approvals/{approval_id}").text,
+        "task": alice.http.get(f"/console/tasks/{task_id}").text,
+        "audit": alice.http.get("/console/audit", params={"task_id": task_id}).text,
+    }
+    for name, body in pages.items():
+        assert "<script>alert" not in body and "<img src=x" not in body, name
+    shown = str(escape(XSS))
+    assert f"pay the invoice {shown}" in pages["approval"]
+    assert f"no {shown}" in pages["approval"]  # the deny reason, as text
