@@ -7,8 +7,8 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import httpx
-from markupsafe import escape
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from support.broker import RunningBroker
 from support.wait import wait_until
 
