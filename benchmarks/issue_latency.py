@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -34,6 +35,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
 from _harness import broker_up, print_table, summarize, timed  # noqa: E402
 from support.moto import REGION, start_moto  # noqa: E402
 
+from broker.demo import DEMO_KV_PATH  # noqa: E402
 from broker.identity import DevIssuer  # noqa: E402
 
 STEPS_PER_TASK = 10
@@ -63,18 +65,28 @@ def concurrent(fn_factory: Any, total: int, workers: int = 8) -> float:
 class BrokerCaller:
     """Agent-side caller: tokens minted ahead (that is the agent's cost), tasks of N steps."""
 
-    def __init__(self, up: dict[str, Any], issuer: DevIssuer, action: str, resource: str, profile: str, n: int) -> None:
+    def __init__(
+        self,
+        up: dict[str, Any],
+        issuer: DevIssuer,
+        action: str,
+        resource: str,
+        profile: str,
+        n: int,
+        steps_per_task: int = STEPS_PER_TASK,
+    ) -> None:
         self.c = httpx.Client(base_url=up["url"], timeout=30)
-        self.tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(2 * n + 200)])
+        self.tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(5 * n + 200)])
         self.action, self.resource, self.profile = action, resource, profile
-        self.task, self.steps, self.tasks = "", STEPS_PER_TASK, []
+        self.per_task = steps_per_task
+        self.task, self.steps, self.tasks = "", steps_per_task, []
         self.samples: list[float] = []
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {next(self.tokens)}"}
 
     def __call__(self) -> None:
-        if self.steps >= STEPS_PER_TASK:
+        if self.steps >= self.per_task:
             self.task = self.c.post(
                 "/v1/tasks", json={"profile": self.profile, "purpose": "bench"}, headers=self._auth()
             ).json()["task_id"]
@@ -95,11 +107,116 @@ class BrokerCaller:
             self.c.delete(f"/v1/tasks/{task}", headers=self._auth())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): what a request costs the broker itself,
+    independent of how busy the rest of the machine is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(pid: int, fn: Any, n: int) -> float:
+    """Milliseconds of the broker process's CPU per call of ``fn`` (sequential)."""
+    before = cpu_seconds(pid)
+    for _ in range(n):
+        fn()
+    return (cpu_seconds(pid) - before) * 1000 / n
+
+
+def single_agent(up: dict[str, Any], issuer: DevIssuer, n: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Issue 14's single-agent figures, side by side in one run: the monitor-tier `vault_token`
+    credential and the inline-tier `secrets.read` (`vault_kv`, single use, response-wrapped) against
+    the raw OpenBao calls, plus the floors of the same server (`/healthz`, an authenticated GET)."""
+    root = {"X-Vault-Token": up["openbao_token"]}
+    bao = httpx.Client(base_url=up["openbao_addr"], headers=root)
+    rows: list[dict[str, Any]] = []
+
+    def raw_token() -> None:
+        bao.post("/v1/auth/token/create", json={"policies": ["nhi-demo-data"], "ttl": "3600s"}).raise_for_status()
+
+    def raw_wrapped_kv() -> None:
+        bao.get(f"/v1/secret/data/{DEMO_KV_PATH}", headers={"X-Vault-Wrap-TTL": "120s"}).raise_for_status()
+
+    monitor = BrokerCaller(up, issuer, "db.read", "demo-data", "demo", n)
+    # one request per task: secrets.read is high tier and `burst` escalates a task after five
+    inline = BrokerCaller(up, issuer, "secrets.read", "demo-kv", "demo", n, steps_per_task=1)
+    web = httpx.Client(base_url=up["url"], timeout=30)
+    tokens = iter([issuer.mint("demo-agent", ttl_seconds=3600) for _ in range(2 * n + 40)])
+    monitor()  # opens a task the authenticated GET reads
+
+    def healthz() -> None:
+        web.get("/healthz").raise_for_status()
+
+    def auth_get() -> None:
+        web.get(f"/v1/tasks/{monitor.task}", headers={"Authorization": f"Bearer {next(tokens)}"}).raise_for_status()
+
+    # interleaved in rounds so drift on this noisy machine hits every path alike
+    samples: dict[str, list[float]] = {k: [] for k in ("raw", "kv", "monitor", "inline", "healthz", "get")}
+    fns = {
+        "raw": raw_token,
+        "kv": raw_wrapped_kv,
+        "monitor": monitor,
+        "inline": inline,
+        "healthz": healthz,
+        "get": auth_get,
+    }
+    rounds = 10
+    for key, fn in fns.items():  # warm-up
+        timed(fn, 0, warmup=10 if key not in ("get",) else 5)
+    monitor.samples.clear()
+    inline.samples.clear()
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            if key in ("monitor", "inline"):
+                timed(fn, n // rounds, warmup=0)
+            else:
+                samples[key] += timed(fn, n // rounds, warmup=0)
+    samples["monitor"], samples["inline"] = list(monitor.samples), list(inline.samples)
+    pid = int(up["pid"])
+    cpu = {key: cpu_per_request(pid, fns[key], max(50, n // 2)) for key in ("monitor", "inline", "get", "healthz")}
+    monitor.end_all()
+    inline.end_all()
+    stats = {k: summarize(v) for k, v in samples.items()}
+    labels = {
+        "raw": ("vault_token", "raw auth/token/create"),
+        "monitor": ("vault_token", "broker credential (monitor tier)"),
+        "kv": ("vault_kv", "raw wrapped KV read"),
+        "inline": ("vault_kv", "broker secrets.read (inline, single use)"),
+        "healthz": ("floor", "broker GET /healthz"),
+        "get": ("floor", "broker authenticated GET /v1/tasks/{id}"),
+    }
+    for key, (backend, path) in labels.items():
+        rows.append({"backend": backend, "path": path, **stats[key], "broker CPU ms": cpu.get(key)})
+    ratios = {
+        "monitor median / raw token": stats["monitor"]["median_ms"] / stats["raw"]["median_ms"],
+        "monitor p99 / raw token p99": stats["monitor"]["p99_ms"] / stats["raw"]["p99_ms"],
+        "inline median / raw token": stats["inline"]["median_ms"] / stats["raw"]["median_ms"],
+        "inline median / raw wrapped KV": stats["inline"]["median_ms"] / stats["kv"]["median_ms"],
+    }
+    return rows, ratios
+
+
+def print_single(rows: list[dict[str, Any]], ratios: dict[str, float]) -> None:
+    print_table(
+        "Single agent, sequential, interleaved rounds (issue 14 targets)",
+        rows,
+        ["backend", "path", "n", "median_ms", "p90_ms", "p99_ms", "mean_ms", "broker CPU ms"],
+    )
+    print()
+    for name, value in ratios.items():
+        print(f"ratio {name:32s} {value:.2f}x")
+    print("targets: monitor median <= 2x raw token create, p99 <= 3x; inline median <= 3x raw")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--n-slow", type=int, default=60, help="samples for postgres and aws")
+    ap.add_argument("--single", action="store_true", help="only the single-agent figures of issue 14")
     args = ap.parse_args()
+    if args.single:
+        with broker_up() as up:
+            print_single(*single_agent(up, DevIssuer.load(Path(up["data_dir"])), args.n))
+        return
     rows: list[dict[str, Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="nhi-bench-moto-", dir="/tmp"))
     moto = start_moto(workdir)
@@ -118,6 +235,7 @@ def main() -> None:
             root = {"X-Vault-Token": up["openbao_token"]}
             admin = httpx.Client(base_url=up["url"], headers={"Authorization": f"Bearer {up['admin_token']}"})
             bao = httpx.Client(base_url=up["openbao_addr"], headers=root)
+            single = single_agent(up, issuer, args.n)
 
             # -- vault_token -------------------------------------------------------------------
             def raw_token_factory() -> Any:
@@ -219,6 +337,7 @@ def main() -> None:
     for backend, (med, p99) in ratios.items():
         print(f"ratio broker/raw {backend:12s} median {med:.2f}x  p99 {p99:.2f}x")
     print("targets (vault_token): median <= 2x raw, broker p99 < 25 ms")
+    print_single(*single)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ async def run(args: argparse.Namespace) -> None:
                 time.sleep(0.1)
             auth = dpop_agent(up, c)
             issuer = DevIssuer.load(Path(data_dir))
-            bearer = mcp_access_token(mcp_url, issuer.mint("demo-agent", ttl_seconds=3600)).reveal()
+            bearer = mcp_access_token(
+                mcp_url, issuer.mint("demo-agent", ttl_seconds=3600), authorization_server=up["url"]
+            ).reveal()
             http = create_mcp_http_client(headers={"Authorization": f"Bearer {bearer}"})
             direct = httpx.Client(timeout=30)
             samples: dict[str, list[float]] = {"direct": [], "gateway": [], "mcp": []}

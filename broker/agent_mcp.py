@@ -43,6 +43,11 @@ from broker.secrets import Secret
 
 MAX_BODY_CHARS = 100_000  # what one tool result may carry back to the model
 APPROVAL_WAIT_SECONDS = 600  # how long call_api waits for a human when the user chose to wait
+# streamable HTTP: what one client can make the server hold (the SDK's own defaults are 10,000
+# sessions idle for 30 minutes); a session idle longer than a client token lives is closed
+MAX_SESSIONS = 1000  # open MCP sessions, and cached per-token broker clients
+SESSION_IDLE_SECONDS = 600.0
+MAX_REQUEST_BYTES = 4 * 1024 * 1024  # one JSON-RPC message (tool arguments included); larger: 413
 
 INSTRUCTIONS = (
     "Tools of the nhi-broker credential broker. Open a task first (open_task), do the work with "
@@ -85,7 +90,7 @@ def identity_source(token_file: Path | None, data_dir: Path | None, agent: str |
 
 
 def _fail(exc: BrokerClientError) -> ToolError:
-    return ToolError(f"broker refused ({exc.status} {exc.code}): {exc}")
+    return ToolError(f"broker refused ({exc.status} {exc.code}): {exc.message}")
 
 
 async def _run(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -383,9 +388,18 @@ class AgentSessions:
             return found[0]
 
 
-def http_app(url: str, identity: Callable[[], str], *, resource_url: str, http: httpx.Client | None = None) -> Any:
+def http_app(
+    url: str,
+    identity: Callable[[], str],
+    *,
+    resource_url: str,
+    http: httpx.Client | None = None,
+    max_sessions: int = MAX_SESSIONS,
+) -> Any:
     """The streamable HTTP app (Starlette): the tools at ``resource_url``'s path, protected-resource
-    metadata (RFC 9728) at ``/.well-known/oauth-protected-resource/...`` naming the broker."""
+    metadata (RFC 9728) at ``/.well-known/oauth-protected-resource/...`` naming the broker. Memory
+    is bounded: at most ``max_sessions`` MCP sessions (more: refused until one ends or idles out)
+    and as many cached agent clients, request bodies at most ``MAX_REQUEST_BYTES``."""
     http = http or httpx.Client(base_url=url, timeout=45.0)
     meta = http.get("/.well-known/oauth-authorization-server").raise_for_status().json()
     verifier = BrokerTokenVerifier(http, issuer=str(meta["issuer"]), resource=resource_url)
@@ -394,18 +408,33 @@ def http_app(url: str, identity: Callable[[], str], *, resource_url: str, http: 
         resource_server_url=AnyHttpUrl(resource_url),
         validate_token_resource=True,
     )
-    server = build_server(AgentSessions(http, identity).current, auth=auth, token_verifier=verifier)
+    sessions = AgentSessions(http, identity, max_sessions=max_sessions)
+    server = build_server(sessions.current, auth=auth, token_verifier=verifier)
     path = urlsplit(resource_url).path or "/mcp"
     host = urlsplit(resource_url).hostname or "127.0.0.1"
-    return server.streamable_http_app(streamable_http_path=path, host=host)
+    return server.streamable_http_app(
+        streamable_http_path=path,
+        host=host,
+        max_sessions=max_sessions,
+        session_idle_timeout=SESSION_IDLE_SECONDS,
+        max_request_body_size=MAX_REQUEST_BYTES,
+    )
 
 
-def serve_http(url: str, identity: Callable[[], str], *, host: str, port: int, resource_url: str | None) -> None:
+def serve_http(
+    url: str,
+    identity: Callable[[], str],
+    *,
+    host: str,
+    port: int,
+    resource_url: str | None,
+    max_sessions: int = MAX_SESSIONS,
+) -> None:
     import uvicorn  # deferred: only the HTTP transport needs the server
 
     resource = (resource_url or f"http://{host}:{port}/mcp").rstrip("/")
     with httpx.Client(base_url=url, timeout=45.0) as http:
-        app = http_app(url, identity, resource_url=resource, http=http)
+        app = http_app(url, identity, resource_url=resource, http=http, max_sessions=max_sessions)
         quiet_http_clients()
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 

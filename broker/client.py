@@ -33,6 +33,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from broker.identity.dpop import make_proof
 from broker.secrets import Secret
 
+GATEWAY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a task id or a resource name: one plain segment
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]{0,1024}$")  # no CR, LF or other control characters
+MAX_GATEWAY_PATH = 2048
+
 SECRET_FIELDS = frozenset({"token", "password", "secret_access_key", "session_token", "wrapping_token"})
 
 
@@ -237,7 +242,7 @@ class BrokerClient:
         body: dict[str, Any] = {"action": action, "resource": resource}
         if approval_id:
             body["approval_id"] = approval_id
-        data = self._call("POST", f"/v1/tasks/{task_id}/credentials", body).json()
+        data = self._call("POST", f"/v1/tasks/{_seg('task_id', task_id)}/credentials", body).json()
         cred = data.get("credential") or {}
         return Credential(
             decision=data["decision"],
@@ -253,7 +258,7 @@ class BrokerClient:
         return dict(
             self._call(
                 "GET",
-                f"/v1/tasks/{task_id}/approvals/{approval_id}",
+                f"/v1/tasks/{_seg('task_id', task_id)}/approvals/{_seg('approval_id', approval_id)}",
                 params={"wait": int(wait)} if wait else None,
                 timeout=wait + 15.0,
             ).json()
@@ -263,14 +268,18 @@ class BrokerClient:
         self, task_id: str, kind: str, text: str | None = None, action: str | None = None, resource: str | None = None
     ) -> dict[str, Any]:
         body = {k: v for k, v in {"kind": kind, "text": text, "action": action, "resource": resource}.items() if v}
-        return dict(self._call("POST", f"/v1/tasks/{task_id}/events", body).json())
+        return dict(self._call("POST", f"/v1/tasks/{_seg('task_id', task_id)}/events", body).json())
 
     def report_unwrap_failed(self, task_id: str, grant_id: str) -> dict[str, Any]:
         """Unwrapping a wrapped secret failed: the broker judges tampering (and escalates)."""
-        return dict(self._call("POST", f"/v1/tasks/{task_id}/credentials/{grant_id}/unwrap-failed").json())
+        return dict(
+            self._call(
+                "POST", f"/v1/tasks/{_seg('task_id', task_id)}/credentials/{_seg('grant_id', grant_id)}/unwrap-failed"
+            ).json()
+        )
 
     def end_task(self, task_id: str) -> dict[str, Any]:
-        return dict(self._call("DELETE", f"/v1/tasks/{task_id}").json())
+        return dict(self._call("DELETE", f"/v1/tasks/{_seg('task_id', task_id)}").json())
 
     def scan(self, text: str) -> dict[str, Any]:
         return dict(self._call("POST", "/v1/scan", {"text": text}).json())
@@ -289,8 +298,14 @@ class BrokerClient:
     ) -> httpx.Response:
         """One call through the broker's gateway (the broker injects the credential). Returns the
         upstream's (redacted) response, or the 202 of a step-up; raises for the broker's own errors
-        (no rule, denied, path refused, upstream unreachable...)."""
-        route = f"/v1/tasks/{task_id}/gateway/{resource}/{path.lstrip('/')}"
+        (no rule, denied, path refused, upstream unreachable...).
+
+        The arguments may come from a model (``nhi-broker mcp``): they are checked here so the
+        request can only ever be a gateway call. httpx resolves dot segments before sending, so
+        ``path="../../credentials"`` would otherwise reach another broker endpoint as this agent."""
+        route = gateway_route(task_id, resource, method, path, headers)
+        if approval_id:
+            _seg("approval_id", approval_id)
         auth = (
             self._dpop.headers(method, route)
             if self._dpop is not None
@@ -332,27 +347,89 @@ class TaskSession:
         return self.client.report_event(self.task_id, kind, text, **kw)
 
 
-def mcp_access_token(mcp_url: str, identity_token: str, *, timeout: float = 15.0) -> Secret:
+def _refuse(field: str, message: str) -> InvalidRequest:
+    return InvalidRequest(422, "invalid_input", f"{field}: {message}")
+
+
+def _seg(field: str, value: str) -> str:
+    """An id or name that goes into a route: one plain path segment (from a model, it could be
+    ``x/../../elsewhere``, which httpx would resolve into another endpoint)."""
+    if not isinstance(value, str) or not _NAME.match(value) or value in (".", ".."):
+        raise _refuse(field, "must be one name of letters, digits, '_', '.' or '-' (at most 128)")
+    return value
+
+
+def gateway_route(task_id: str, resource: str, method: str, path: str, headers: dict[str, str] | None = None) -> str:
+    """The gateway route of one call, or ``InvalidRequest`` naming the argument that could make it
+    anything else (another broker endpoint, another task, a smuggled header)."""
+    _seg("task_id", task_id)
+    _seg("resource", resource)
+    if not isinstance(method, str) or method.upper() not in GATEWAY_METHODS:
+        raise _refuse("method", f"must be one of {', '.join(GATEWAY_METHODS)}")
+    if not isinstance(path, str) or len(path) > MAX_GATEWAY_PATH:
+        raise _refuse("path", f"must be at most {MAX_GATEWAY_PATH} characters")
+    bare = path.split("?", 1)[0]
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path) or "#" in path or "\\" in bare:
+        raise _refuse("path", "control characters, '#' and backslashes are refused")
+    if any(seg in (".", "..") for seg in bare.split("/")):
+        raise _refuse("path", 'dot segments ("." and "..") are refused')
+    for name, value in (headers or {}).items():
+        if not _HEADER_VALUE.match(value):
+            raise _refuse(f"header {name}", "must be printable ASCII without CR or LF, at most 1024 characters")
+    return f"/v1/tasks/{task_id}/gateway/{resource}/{path.lstrip('/')}"
+
+
+def mcp_access_token(
+    mcp_url: str, identity_token: str, *, authorization_server: str | None = None, timeout: float = 15.0
+) -> Secret:
     """A bearer token for an MCP server over streamable HTTP, found the way the MCP authorization
     spec describes: the server's ``401`` names its protected-resource metadata (RFC 9728), which
     names the broker as authorization server (RFC 8414 metadata: its token endpoint); the workload
-    identity is exchanged there for a token whose audience is that MCP server (RFC 8707 ``resource``)."""
+    identity is exchanged there for a token whose audience is that MCP server (RFC 8707 ``resource``).
+
+    What the MCP server says is checked before the identity goes anywhere: the metadata's
+    ``resource`` must be ``mcp_url`` itself (RFC 9728 §3.3; otherwise a server could obtain a token
+    for *another* MCP server through this client), the authorization server's token endpoint must be
+    on the origin its metadata was fetched from, and, when
+    ``authorization_server`` (the broker the caller trusts) is given, it must be that broker: an MCP
+    server must not be able to point the client at a token endpoint that collects identities."""
+
+    def refuse(code: str, message: str) -> Unauthenticated:
+        return Unauthenticated(401, code, message)
+
+    def same(a: str, b: str) -> bool:
+        return a.rstrip("/") == b.rstrip("/")
+
     with httpx.Client(timeout=timeout) as http:
         challenge = http.post(mcp_url, json={})
         header = challenge.headers.get("www-authenticate", "")
         match = re.search(r'resource_metadata="([^"]+)"', header)
         if challenge.status_code != 401 or match is None:
-            raise Unauthenticated(challenge.status_code, "no_challenge", f"{mcp_url} sent no resource_metadata")
+            raise refuse("no_challenge", f"{mcp_url} sent no resource_metadata")
         resource = http.get(match.group(1)).raise_for_status().json()
-        server = str(resource["authorization_servers"][0]).rstrip("/")
+        if not same(str(resource.get("resource", "")), mcp_url):
+            raise refuse("resource_mismatch", f"{mcp_url} described itself as another resource; no token asked")
+        servers = [str(s) for s in resource.get("authorization_servers") or []]
+        if authorization_server is not None:
+            servers = [s for s in servers if same(s, authorization_server)]
+        if not servers:
+            raise refuse(
+                "untrusted_authorization_server",
+                f"{mcp_url} names no authorization server"
+                + (f" that is {authorization_server}" if authorization_server is not None else ""),
+            )
+        server = servers[0].rstrip("/")
         meta = http.get(f"{server}/.well-known/oauth-authorization-server").raise_for_status().json()
+        endpoint = httpx.URL(str(meta.get("token_endpoint", "")))
+        if (endpoint.scheme, endpoint.netloc) != (httpx.URL(server).scheme, httpx.URL(server).netloc):
+            raise refuse("token_endpoint_mismatch", f"the metadata of {server} names a token endpoint elsewhere")
         form = {
             "grant_type": GRANT_TYPE,
             "subject_token": identity_token,
             "subject_token_type": JWT_TYPE,
-            "resource": str(resource["resource"]),
+            "resource": mcp_url.rstrip("/"),
         }
-        resp = http.post(str(meta["token_endpoint"]), data=form)
+        resp = http.post(str(endpoint), data=form)
         if resp.status_code != 200:
             body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
             raise Unauthenticated(

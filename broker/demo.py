@@ -30,6 +30,10 @@ DEMO_RESOURCES = {
     "demo-secrets": (Sensitivity.CONFIDENTIAL, Environment.DEV, "demo-secrets"),
     "prod-payments": (Sensitivity.RESTRICTED, Environment.PROD, "prod-payments"),
 }
+DEMO_API = "demo-api"  # http_api: the dev OpenBao's KV API as the upstream, called through the gateway
+DEMO_API_PATH = "/secret/data/demo-data/example"  # what docs/mcp.md's example agent reads
+MCP_SERVER_AGENT = "mcp-server"  # the agent `nhi-broker mcp --transport http` runs as locally
+MCP_DEFAULT_URL = "http://127.0.0.1:8765/mcp"  # its default resource URL (--host/--port defaults)
 DEMO_OWNER = "demo-owner"  # a registered person, demo-agent's bound owner
 DEMO_ACTIONS = ("db.read", "db.write", "secrets.read", "data.export", "payments.charge")
 
@@ -129,3 +133,43 @@ def seed_registry(container: Any, *, with_postgres: bool = False) -> None:
             ),
             "seed",
         )
+
+
+def seed_mcp(container: Any, openbao_addr: str) -> None:
+    """What docs/mcp.md walks against ``nhi-broker up``: an ``http_api`` resource (``demo-api``,
+    the dev OpenBao's own HTTP API as the upstream: the gateway injects a child token with the
+    ``nhi-demo-data`` policy as ``X-Vault-Token``; it dies with the task) and the agent the local
+    MCP HTTP server runs as (``mcp-server``, registered for ``MCP_DEFAULT_URL`` by ``up``)."""
+    reg = container.registry
+    reg.put_resource(
+        Resource(
+            name=DEMO_API,
+            kind="http_api",
+            sensitivity=Sensitivity.INTERNAL,
+            environment=Environment.DEV,
+            settings={
+                "http": {
+                    "base_url": f"{openbao_addr.rstrip('/')}/v1",
+                    "auth": "header",
+                    "auth_name": "X-Vault-Token",
+                    "source": "vault_token",
+                    "policies": [policy_name("demo-data")],
+                    "rules": ["GET /secret/data/demo-data/* db.read"],
+                }
+            },
+            description="an HTTP API called through the gateway (the dev OpenBao KV): the agent never holds its token",
+        ),
+        "seed",
+    )
+    reg.put_agent(
+        Agent(
+            name=MCP_SERVER_AGENT,
+            owner=DEMO_OWNER,
+            trust_level=TrustLevel.STANDARD,
+            bindings=(IdentityBinding(DEV_ISSUER, MCP_SERVER_AGENT),),
+            profiles=(),
+            description="the MCP HTTP server's own identity (docs/mcp.md); it acts only as each client's agent",
+            owner_identity=OwnerIdentity(person=DEMO_OWNER),
+        ),
+        "seed",
+    )

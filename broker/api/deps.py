@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Request
 
 from broker.api.limits import PRINCIPAL, agent_principal, authenticates, request_url
@@ -70,13 +71,16 @@ def reader(who: Annotated[Caller, Depends(_reader)]) -> str:
 
 
 @authenticates("agent")
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
+    """Async: the guard middleware has already authenticated the caller (in a worker thread), so
+    this is a lookup on the event loop instead of a thread hop; the fallback does its I/O in a
+    worker thread."""
     cached = request.scope.get("state", {}).get(PRINCIPAL)
-    who: Principal = (
-        cached
-        if isinstance(cached, Principal)
-        else agent_principal(_container(request), request.scope, address=_address(request))
-    )
+    if isinstance(cached, Principal):
+        who = cached
+    else:
+        c, scope, address = _container(request), request.scope, _address(request)
+        who = await anyio.to_thread.run_sync(lambda: agent_principal(c, scope, address=address))
     bound = who.task_id
     if bound is not None and (request.path_params.get("task_id", bound) != bound or request.url.path == "/v1/tasks"):
         # a delegated sub-task's token works on that task only (not another task, not a new one)
@@ -89,7 +93,8 @@ def _address(request: Request) -> str:
 
 
 @authenticates("agent")
-def agent(caller: Annotated[Principal, Depends(principal)]) -> Agent:
+async def agent(caller: Annotated[Principal, Depends(principal)]) -> Agent:
+    """Async: no I/O, no thread hop."""
     return caller.agent
 
 

@@ -21,13 +21,12 @@ from broker.approvals.model import ApprovalState
 from broker.approvals.reviews import ReviewService
 from broker.approvals.service import ApprovalService
 from broker.decisions import ApprovalContext
-from broker.errors import BrokerError, Denied
+from broker.errors import BrokerError
 from broker.metrics import Metrics
 from broker.models import Agent, Mode, Outcome, Resource
-from broker.services.tasks import CredentialResult, TaskService
+from broker.services.tasks import CredentialResult, TaskService, refuse_inject_only
 
 # kinds whose credential never leaves the broker: the gateway injects it (broker/gateway)
-INJECT_ONLY_KINDS = frozenset({"http_api"})
 
 
 class TaskLocks(Protocol):
@@ -66,16 +65,8 @@ class CredentialFlow:
         ``injected``: the caller is the gateway, which injects the credential into one upstream
         call and never returns it. A resource whose credential must stay with the broker (kind
         ``http_api``) is refused to anyone else before anything is decided."""
-        if not injected:
-            target = self._resource(resource)
-            if target is not None and target.kind in INJECT_ONLY_KINDS:
-                raise Denied(
-                    f'resource "{resource}" is an {target.kind} resource: its credential is only '
-                    f"injected by the gateway (/v1/tasks/{task_id}/gateway/{resource}/...), never "
-                    "handed out"
-                )
         with self.locks.lock(task_id):
-            result = self._request(agent, task_id, action, resource, approval_id)
+            result = self._request(agent, task_id, action, resource, approval_id, injected)
         d = result.decision
         self.metrics.decisions.labels(d.outcome.value, d.tier.value, d.mode.value).inc()
         if result.credential is not None:
@@ -83,12 +74,12 @@ class CredentialFlow:
         return result
 
     def _request(
-        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str | None
+        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str | None, injected: bool
     ) -> CredentialResult:
         if approval_id is not None:
-            result = self._with_approval(agent, task_id, action, resource, approval_id)
+            result = self._with_approval(agent, task_id, action, resource, approval_id, injected)
         else:
-            result = self.tasks.request_credential(agent, task_id, action, resource, None)
+            result = self.tasks.request_credential(agent, task_id, action, resource, None, injected=injected)
             if result.decision.outcome is Outcome.STEP_UP:
                 task = self.tasks.task_for(agent, task_id)
                 target = self._resource(resource)
@@ -107,14 +98,22 @@ class CredentialFlow:
             return store.get_resource(conn, name)
 
     def _with_approval(
-        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str
+        self, agent: Agent, task_id: str, action: str, resource: str, approval_id: str, injected: bool
     ) -> CredentialResult:
         task = self.tasks.task_for(agent, task_id)
+        target = self._resource(resource)
+        if not injected:  # before the approval is consumed
+            refuse_inject_only(task_id, resource, target)
         self.tasks.ensure_active(task, datetime.now(UTC))  # a dead task must not burn the approval
-        state = self.approvals.check(agent, task, action, self._resource(resource), approval_id, resource)
+        state = self.approvals.check(agent, task, action, target, approval_id, resource)
         if state is ApprovalState.PENDING:
             result = self.tasks.request_credential(
-                agent, task_id, action, resource, ApprovalContext(approval_id=approval_id, approved=False)
+                agent,
+                task_id,
+                action,
+                resource,
+                ApprovalContext(approval_id=approval_id, approved=False),
+                injected=injected,
             )
             return (
                 dataclasses.replace(result, approval_id=approval_id)
@@ -124,7 +123,12 @@ class CredentialFlow:
         self.approvals.consume(agent, task, approval_id)
         try:
             result = self.tasks.request_credential(
-                agent, task_id, action, resource, ApprovalContext(approval_id=approval_id, approved=True)
+                agent,
+                task_id,
+                action,
+                resource,
+                ApprovalContext(approval_id=approval_id, approved=True),
+                injected=injected,
             )
         except BrokerError as exc:
             self.approvals.finish(agent, task, approval_id, decision_id=None, grant_id=None, error=exc.message)

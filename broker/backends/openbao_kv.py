@@ -95,18 +95,17 @@ class OpenBaoKVBackend:
         url = _read_path(mount, path, version)
         fingerprints: list[str] = []
         lengths: dict[str, int] = {}
-        with self.http.client() as c:
-            if self.fingerprinter is not None:
-                current = c.adapter.get(url) or {}
-                data = current.get("data") or {}
-                values = data.get("data") if version == 2 else data
-                lengths = {self.fingerprinter(v): len(v) for v in _strings(values)}
-                fingerprints = sorted(lengths)
-                kv_meta = data.get("metadata") or {}
-                if version == 2 and kv_meta.get("version"):
-                    url += f"?version={int(kv_meta['version'])}"  # wrap exactly what was fingerprinted
-                del current, data, values
-            wrapped = c.adapter.get(url, wrap_ttl=f"{request.ttl_seconds}s")
+        if self.fingerprinter is not None:
+            current = self.http.call("GET", url)
+            data = current.get("data") or {}
+            values = data.get("data") if version == 2 else data
+            lengths = {self.fingerprinter(v): len(v) for v in _strings(values)}
+            fingerprints = sorted(lengths)
+            kv_meta = data.get("metadata") or {}
+            if version == 2 and kv_meta.get("version"):
+                url += f"?version={int(kv_meta['version'])}"  # wrap exactly what was fingerprinted
+            del current, data, values
+        wrapped = self.http.call("GET", url, wrap_ttl=f"{request.ttl_seconds}s")
         info = (wrapped or {}).get("wrap_info") or {}
         if not info.get("token") or not info.get("accessor"):
             raise UpstreamError(f'OpenBao did not wrap the secret at "{mount}/{path}"')

@@ -20,7 +20,7 @@ from typing import Any
 import hvac
 import requests
 
-from broker.backends.openbao_http import OpenBaoHTTP
+from broker.backends.openbao_http import OpenBaoHTTP, PermissionDenied
 from broker.backends.port import IssuedCredential, IssueRequest
 from broker.errors import InvalidInput, UpstreamError
 from broker.secrets import Secret
@@ -109,13 +109,13 @@ class OpenBaoTokenBackend:
         with self._lock:
             return self._task_locks.setdefault(task_id, threading.Lock())
 
-    def _parent(self, request: IssueRequest) -> tuple[hvac.Client, str]:
+    def _parent(self, request: IssueRequest) -> tuple[Secret, str]:
         task = request.task
         now = datetime.now(UTC)
         with self._task_lock(task.task_id):
             held = self._parents.get(task.task_id)
             if held and held[2] > now:
-                return held[3], held[1]
+                return held[0], held[1]
             ttl = max(1, int((task.expires_at - now).total_seconds()))
             with self.http.client() as c:
                 resp = c.auth.token.create_orphan(
@@ -138,10 +138,10 @@ class OpenBaoTokenBackend:
                     raise
             client = self.http.make_client(token)
             self._parents[task.task_id] = (token, accessor, now + timedelta(seconds=ttl), client)
-            return client, accessor
+            return token, accessor
 
     def issue(self, request: IssueRequest) -> IssuedCredential:
-        parent_client, parent_accessor = self._parent(request)
+        parent_token, parent_accessor = self._parent(request)
         policies = list(request.resource.settings["vault"]["policies"])
         body: dict[str, Any] = {
             "policies": policies,
@@ -159,13 +159,12 @@ class OpenBaoTokenBackend:
         }
         if request.uses:
             body["num_uses"] = request.uses
-        with self.http.client(bound=parent_client) as c:
-            try:
-                resp = c.adapter.post(f"/v1/auth/token/create/{GRANT_ROLE}", json=body)
-            except hvac.exceptions.Forbidden:
-                # the parent was revoked or expired behind our back: forget it, fail this request
-                self._parents.pop(request.task.task_id, None)
-                raise
+        try:
+            resp = self.http.call("POST", f"/v1/auth/token/create/{GRANT_ROLE}", token=parent_token, body=body)
+        except PermissionDenied:
+            # the parent was revoked or expired behind our back: forget it, fail this request
+            self._parents.pop(request.task.task_id, None)
+            raise
         auth = resp["auth"]
         expires = datetime.now(UTC) + timedelta(seconds=int(auth["lease_duration"]))
         return IssuedCredential(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from broker.models import Outcome, TaskId, TaskState, Tier
+from broker.models import Outcome, Resource, TaskId, TaskProfile, TaskState, Tier
 
 
 class StepKind(enum.StrEnum):
@@ -157,3 +157,14 @@ class Detector(Protocol):
     name: str
 
     def check(self, ctx: ChainContext) -> Hit | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """What the credential request flow already read in its one read of the store (the task's
+    history, its profile, the named resource): the chain gate uses it instead of reading again.
+    ``profile``/``resource`` None: not registered."""
+
+    history: list[ChainStep]
+    profile: TaskProfile | None
+    resource: Resource | None

@@ -23,7 +23,7 @@ from broker.chain import store as chain_store
 from broker.chain.config import ChainConfig, OnEscalation
 from broker.chain.detectors import ADMIN_REVOKE, DELEGATE_ESCALATED, LEAKED_SECRET, REVIEW_FLAGGED
 from broker.chain.locks import TaskLocks
-from broker.chain.model import ChainContext, ChainStep, Escalation, Hit, RecordedEvent, StepKind
+from broker.chain.model import ChainContext, ChainStep, Escalation, Hit, Prefetched, RecordedEvent, StepKind
 from broker.chain.rules import ChainRules
 from broker.decisions import Decision
 from broker.errors import Conflict, Denied, InvalidInput, NotFound
@@ -93,9 +93,14 @@ class ChainService:
         with self.store.read() as conn:
             return chain_store.history(conn, task_id, self._consequences())
 
-    def _detect(self, history: list[ChainStep], candidate: ChainStep, task: Task) -> Hit | None:
-        with self.store.read() as conn:
-            profile = self.store.get_profile(conn, task.profile)
+    def _detect(
+        self, history: list[ChainStep], candidate: ChainStep, task: Task, prefetched: Prefetched | None = None
+    ) -> Hit | None:
+        if prefetched is not None:
+            profile = prefetched.profile
+        else:
+            with self.store.read() as conn:
+                profile = self.store.get_profile(conn, task.profile)
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
         ctx = ChainContext(
@@ -110,10 +115,15 @@ class ChainService:
                 return hit
         return None
 
-    def _resolve(self, action: str | None, resource: str | None) -> dict[str, Any]:
+    def _resolve(
+        self, action: str | None, resource: str | None, prefetched: Prefetched | None = None
+    ) -> dict[str, Any]:
         act = self.catalog().get(action) if action else None
-        with self.store.read() as conn:
-            res = self.store.get_resource(conn, resource) if resource else None
+        if prefetched is not None:
+            res = prefetched.resource
+        else:
+            with self.store.read() as conn:
+                res = self.store.get_resource(conn, resource) if resource else None
         return {
             "consequence": act.consequence.value if act else None,
             "sensitivity": res.sensitivity.value if res else None,
@@ -122,9 +132,18 @@ class ChainService:
 
     # -- inline, before issuance -----------------------------------------------------------------
     def review_request(
-        self, agent: Agent, task: Task, decision: Decision, action: str, resource: str
+        self,
+        agent: Agent,
+        task: Task,
+        decision: Decision,
+        action: str,
+        resource: str,
+        *,
+        prefetched: Prefetched | None = None,
     ) -> tuple[Decision, Hit | None]:
-        facts = self._resolve(action, resource)
+        """``prefetched``: the history, profile and resource the request flow read (under the
+        task's lock, so nothing of the task changed since); without it they are read here."""
+        facts = self._resolve(action, resource, prefetched)
         candidate = ChainStep(
             ref=decision.decision_id,
             kind=StepKind.CREDENTIAL_REQUEST,
@@ -136,8 +155,8 @@ class ChainService:
             collection=bool(decision.inputs.get("approval_id")),
             **facts,
         )
-        history = self.history(task.task_id)
-        hit = self._detect(history, candidate, task)
+        history = prefetched.history if prefetched is not None else self.history(task.task_id)
+        hit = self._detect(history, candidate, task, prefetched)
         if hit is not None:
             return replace(
                 decision,

@@ -23,9 +23,16 @@ def register(app: typer.Typer) -> None:
             "--exchange",
             help="Exchange it at the running broker (up.json) for a reusable bearer access token (RFC 8693).",
         ),
+        mcp_url: str | None = typer.Option(
+            None,
+            "--mcp-url",
+            help="Get a bearer token for that MCP server (`nhi-broker mcp --transport http`, e.g. "
+            "http://127.0.0.1:8765/mcp) the way MCP authorization does: its 401, its metadata, the broker.",
+        ),
     ) -> None:
-        """Print a dev-issuer JWT for NAME on stdout (single use: mint one per request), or with
-        --exchange a broker access token that scripts can reuse until it expires."""
+        """Print a dev-issuer JWT for NAME on stdout (single use: mint one per request), with
+        --exchange a broker access token that scripts can reuse until it expires, or with --mcp-url
+        the bearer token an MCP host sends to that MCP server (docs/mcp.md)."""
         # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
         import json
 
@@ -36,6 +43,24 @@ def register(app: typer.Typer) -> None:
         from broker.identity import DevIssuer
 
         jwt = DevIssuer.load(data_dir).mint(name, ttl_seconds=ttl)
+        if mcp_url is not None:
+            # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
+            from broker.client import BrokerClientError, mcp_access_token
+
+            up_json = data_dir / "up.json"  # the broker this identity belongs to: the only token endpoint trusted
+            broker = json.loads(up_json.read_text())["url"] if up_json.exists() else None
+            try:
+                mcp_token = mcp_access_token(mcp_url, jwt, authorization_server=broker)
+            except (BrokerClientError, httpx.HTTPError, KeyError, ValueError) as exc:
+                typer.echo(f"no MCP token for {mcp_url}: {exc}", err=True)
+                raise typer.Exit(1) from None
+            typer.echo(
+                f"a bearer token for {mcp_url} only (the broker's API refuses it); send it as "
+                "`Authorization: Bearer ...` from the MCP host",
+                err=True,
+            )
+            typer.echo(mcp_token.reveal())
+            return
         if not exchange:
             typer.echo(jwt)
             return

@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
             help="http: this server's URL as clients see it (the token audience, registered in the broker's "
             "token_exchange.mcp_resources); default http://HOST:PORT/mcp.",
         ),
+        max_sessions: int = typer.Option(
+            1000, "--max-sessions", min=1, max=100_000, help="http: open MCP sessions at most (memory bound)."
+        ),
     ) -> None:
         """Run an MCP server whose tools call the broker: open_task, call_api, request_credential,
         report_event, scan_text, approval_status, end_task. stdio: as the agent of the identity given.
@@ -47,6 +50,6 @@ def register(app: typer.Typer) -> None:
 
         identity = identity_source(identity_token_file, data_dir, agent)
         if transport == "http":
-            serve_http(url, identity, host=host, port=port, resource_url=resource_url)
+            serve_http(url, identity, host=host, port=port, resource_url=resource_url, max_sessions=max_sessions)
         else:
             serve_stdio(url, identity)

@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
             run_ha(data_dir, port=port, replicas=replicas, database_url=database_url)
             return
         # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
-        from broker.demo import seed_kv, seed_openbao, seed_registry
+        from broker.demo import MCP_DEFAULT_URL, MCP_SERVER_AGENT, seed_kv, seed_mcp, seed_openbao, seed_registry
         from broker.demo_postgres import drop_demo_roles, seed_postgres
         from broker.openbao_server import start_dev_server
 
@@ -155,6 +155,13 @@ def register(app: typer.Typer) -> None:
         bao = start_dev_server(log_path=data_dir / "openbao.log")
         up_json = data_dir / "up.json"
         try:
+            # the local MCP HTTP server (`nhi-broker mcp --transport http`, docs/mcp.md) is a registered
+            # token audience unless NHI_BROKER_TOKEN_EXCHANGE__* says otherwise
+            mcp: dict[str, Any] = (
+                {}
+                if any(k.upper().startswith("NHI_BROKER_TOKEN_EXCHANGE") for k in os.environ)
+                else {"token_exchange": {"mcp_resources": [{"url": MCP_DEFAULT_URL, "server_agent": MCP_SERVER_AGENT}]}}
+            )
             # `files` scan jobs may read the working directory and the system temp directory
             # (never the data dir: broker/pathpolicy.py)
             settings = Settings(
@@ -167,6 +174,7 @@ def register(app: typer.Typer) -> None:
                 log_format=log_format,  # type: ignore[arg-type]
                 openbao={"addr": bao.address, "token": bao.root_token.reveal()},  # type: ignore[arg-type]
                 **sign_in,
+                **mcp,
             )
             url = f"http://127.0.0.1:{port}"
 
@@ -181,6 +189,7 @@ def register(app: typer.Typer) -> None:
                 seed_kv(http)
                 postgres_note["skipped"] = seed_postgres(http, data_dir=data_dir)
                 seed_registry(container, with_postgres=postgres_note["skipped"] is None)
+                seed_mcp(container, bao.address)
 
             def listening(container: Any) -> None:
                 up_json.write_text("")
@@ -310,6 +319,7 @@ def _summary(
   admin      token in {dd}/up.json (and {dd}/admin.token)
   demo       agent demo-agent (profile demo); resources demo-data, demo-secrets, prod-payments, demo-kv
              {pg}
+             demo-api (http_api: called through the gateway, e.g. by `nhi-broker mcp`; docs/mcp.md)
 
 Try it:
   TOKEN=$(nhi-broker agent token demo-agent --data-dir {dd})

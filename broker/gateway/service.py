@@ -19,7 +19,8 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
@@ -50,7 +51,9 @@ FORWARDED_REQUEST_HEADERS = frozenset(
 )
 RETURNED_RESPONSE_HEADERS = frozenset({"content-type", "etag", "last-modified", "retry-after"})
 REDACTED_CREDENTIAL = "[REDACTED:injected-credential]"
-_BAD_ESCAPES = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
+# %2f %5c %2e %00, and the same encoded twice (%252e...): an upstream or proxy that decodes again
+# would see a slash or a dot segment the rules never saw
+_BAD_ESCAPES = re.compile(r"%(25)?(2f|5c|2e|00)", re.IGNORECASE)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 MAX_PATH = 2048
 
@@ -82,16 +85,37 @@ def normalise_path(raw: str) -> tuple[str, str]:
     if path.startswith("//") or _SCHEME.match(path.lstrip("/")) or "://" in path:
         raise InvalidInput("path", "must be a path under the resource's base URL, not an absolute URL")
     if _BAD_ESCAPES.search(path) or "\\" in path:
-        raise InvalidInput("path", "encoded slashes, backslashes, dots or NUL are refused")
+        raise InvalidInput("path", "encoded slashes, backslashes, dots or NUL (once or twice encoded) are refused")
     decoded = unquote(path)
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):
         raise InvalidInput("path", "control characters are refused")
     segments = decoded.split("/")[1:]
-    if any(s in (".", "..") for s in segments):
+    # "..;x" is ".." to servlet containers (path parameters are cut before the dot segments go)
+    if any(s.split(";", 1)[0] in (".", "..") for s in segments):
         raise InvalidInput("path", 'dot segments ("." and "..") are refused')
     if any(s == "" for s in segments[:-1]):
         raise InvalidInput("path", "empty path segments (//) are refused")
     return decoded, path
+
+
+def _decompressor(encoding: str, resource: str) -> Callable[[bytes, int], tuple[bytes, bytes]]:
+    """``(data, at_most) -> (decoded, rest)`` for the response's Content-Encoding (identity, gzip,
+    deflate: what the gateway accepts); any other encoding is refused, never passed on undecoded."""
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return lambda data, at_most: (data[:at_most], data[at_most:])
+    if name not in ("gzip", "x-gzip", "deflate"):
+        raise UpstreamError(f'upstream of resource "{resource}" answered with unsupported Content-Encoding "{name}"')
+    d = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+
+    def inflate(data: bytes, at_most: int) -> tuple[bytes, bytes]:
+        try:
+            out = d.decompress(data, max(at_most, 1))
+        except zlib.error as exc:
+            raise UpstreamError(f'upstream response of resource "{resource}" is not valid {name}') from exc
+        return out, d.unconsumed_tail
+
+    return inflate
 
 
 class Gateway:
@@ -218,6 +242,7 @@ class Gateway:
             if not (api.auth == "query" and k == api.auth_name)
         ]
         headers = {k: v for k, v in req.headers.items() if k.lower() in FORWARDED_REQUEST_HEADERS}
+        headers["Accept-Encoding"] = "gzip, deflate"  # what _send decodes within the size limit
         secret = secrets["credential"]
         value = secret.reveal()
         if api.auth == "bearer":
@@ -262,18 +287,24 @@ class Gateway:
                         + (f'another host ("{where.host if where else ""}")' if other else "another location")
                         + "; the gateway does not follow redirects"
                     )
+                too_big = UpstreamError(
+                    f'upstream response of resource "{resource}" exceeds '
+                    f"gateway.max_response_bytes ({limit} bytes); cut, nothing returned"
+                )
+                # decoded here, never more than the limit at a time: httpx would inflate a whole
+                # compressed chunk first (a 64 KiB gzip chunk can hold 64 MiB)
+                inflate = _decompressor(resp.headers.get("content-encoding", ""), resource)
                 chunks: list[bytes] = []
                 size = 0
-                for chunk in resp.iter_bytes():
+                for raw in resp.iter_raw():
                     if time.monotonic() > deadline:
                         raise httpx.ReadTimeout("total deadline", request=request)
-                    size += len(chunk)
-                    if size > limit:
-                        raise UpstreamError(
-                            f'upstream response of resource "{resource}" exceeds '
-                            f"gateway.max_response_bytes ({limit} bytes); cut, nothing returned"
-                        )
-                    chunks.append(chunk)
+                    while raw:
+                        chunk, raw = inflate(raw, limit - size + 1)
+                        size += len(chunk)
+                        if size > limit:
+                            raise too_big
+                        chunks.append(chunk)
                 headers = {k: v for k, v in resp.headers.items() if k.lower() in RETURNED_RESPONSE_HEADERS}
                 return resp.status_code, b"".join(chunks), headers
             finally:

@@ -129,15 +129,16 @@ class AgentAuthenticator:
 
     def _agent_named(self, name: str) -> Agent:
         with self.store.read() as conn:
-            agent = self.store.get_agent(conn, name)
+            agent = self.store.cached_agent(self.store.registry(conn), name)
         if agent is None:
             raise Unauthenticated("the access token's agent is no longer registered")
         return agent
 
     def agent_for(self, identity: Verified) -> Agent:
-        with self.store.read() as conn:
-            name = self.store.identity_owner(conn, identity.issuer, identity.subject)
-            agent = self.store.get_agent(conn, name) if name else None
+        with self.store.read() as conn:  # one statement when the registry is cached and unchanged
+            registry = self.store.registry(conn)
+            name = self.store.cached_identity_owner(registry, identity.issuer, identity.subject)
+            agent = self.store.cached_agent(registry, name) if name else None
         if agent is None:
             raise Unauthenticated("identity is valid but not bound to a registered agent")
         binding = next(b for b in agent.bindings if b.issuer == identity.issuer and b.subject == identity.subject)

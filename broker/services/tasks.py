@@ -17,7 +17,7 @@ import structlog
 from broker.audit import AuditLog
 from broker.backends.port import CredentialBackend, IssuedCredential, IssueRequest
 from broker.chain import store as chain_store
-from broker.chain.model import StepKind
+from broker.chain.model import ChainStep, Prefetched, StepKind
 from broker.chain.view import ChainRecords
 from broker.chain.view import load as chain_records
 from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
@@ -35,6 +35,7 @@ from broker.models import (
     Resource,
     Task,
     TaskId,
+    TaskProfile,
     TaskState,
     Tier,
     VerifiedHuman,
@@ -46,6 +47,8 @@ from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.tasks")
 MAX_DELEGATION_DEPTH = 8
+# kinds whose credential only the gateway injects into one upstream call, never handed out
+INJECT_ONLY_KINDS = frozenset({"http_api"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,30 @@ class CredentialResult:
 
 # grant_id, task_id, agent, {fingerprint: secret length} (the length narrows leak matching)
 IssuedHook = Callable[[str, str, str, dict[str, int]], None]
+
+
+def refuse_inject_only(task_id: str, resource_name: str, resource: Resource | None) -> None:
+    """403 for anyone but the gateway asking for a credential that must stay with the broker."""
+    if resource is not None and resource.kind in INJECT_ONLY_KINDS:
+        raise Denied(
+            f'resource "{resource_name}" is an {resource.kind} resource: its credential is only '
+            f"injected by the gateway (/v1/tasks/{task_id}/gateway/{resource_name}/...), never "
+            "handed out"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRead:
+    """Everything a credential request reads from the store, read once, in one connection, under
+    the task's lock: the task, its profile and the resource (through the registry cache), the
+    task's chain history (read once: the decision and the chain detectors both use it) and the
+    number of grants it holds."""
+
+    task: Task
+    profile: TaskProfile | None
+    resource: Resource | None
+    history: list[ChainStep]
+    grants_active: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +112,27 @@ class ChainGate(Protocol):
     without the detectors having seen it."""
 
     def review_request(
-        self, agent: Agent, task: Task, decision: Decision, action: str, resource: str
+        self,
+        agent: Agent,
+        task: Task,
+        decision: Decision,
+        action: str,
+        resource: str,
+        *,
+        prefetched: Prefetched | None = None,
     ) -> tuple[Decision, Any]: ...
 
     def escalate_request(self, agent: Agent, task: Task, decision: Decision, hit: Any) -> BrokerError: ...
 
     def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None: ...
+
+
+class _Recorded(Exception):
+    """A backend failure already recorded with its decision (one transaction): re-raised as is."""
+
+    def __init__(self, error: BrokerError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class TaskService:
@@ -379,6 +421,11 @@ class TaskService:
     def _chain(self, conn: Any, task_id: str) -> ChainSummary:
         rows = self.store.decision_steps(conn, task_id)
         active = self.store.count_active_grants(conn, task_id)
+        return self._summary(rows, active)
+
+    def _summary(self, rows: Sequence[Any], active: int) -> ChainSummary:
+        """The chain summary of the task's decisions (rows with ``action``, ``tier``, ``outcome``
+        in order: the store's decision steps or the history's credential requests)."""
         allowed = [r for r in rows if r.outcome is Outcome.ALLOW]
         catalog = self.catalog()
         max_tier = max((r.tier for r in allowed), key=lambda t: t.rank, default=None)
@@ -390,6 +437,21 @@ class TaskService:
             grants_active=active,
         )
 
+    def read_request(self, agent: Agent, task_id: str, resource_name: str) -> RequestRead:
+        """The one read of a credential request (see :class:`RequestRead`); 404 for another
+        agent's task."""
+        with self.store.read() as conn:
+            registry = self.store.registry(conn)
+            task = self.store.get_task(conn, task_id)
+            if task is None or task.agent != agent.name:
+                raise NotFound(f'task "{task_id}" not found for agent "{agent.name}"')
+            profile = self.store.cached_profile(registry, task.profile)
+            resource = self.store.cached_resource(registry, resource_name)
+            consequences = {name: a.consequence.value for name, a in self.catalog().items()}
+            history = chain_store.history(conn, task_id, consequences)
+            active = self.store.count_active_grants(conn, task_id)
+        return RequestRead(task, profile, resource, history, active)
+
     def decide(
         self, agent: Agent, task: Task, action_name: str, resource_name: str, approval: ApprovalContext | None = None
     ) -> tuple[Decision, Resource | None]:
@@ -397,6 +459,19 @@ class TaskService:
             profile = self.store.get_profile(conn, task.profile)
             resource = self.store.get_resource(conn, resource_name)
             chain = self._chain(conn, task.task_id)
+        return self._decide(agent, task, profile, resource, chain, action_name, resource_name, approval), resource
+
+    def _decide(
+        self,
+        agent: Agent,
+        task: Task,
+        profile: TaskProfile | None,
+        resource: Resource | None,
+        chain: ChainSummary,
+        action_name: str,
+        resource_name: str,
+        approval: ApprovalContext | None,
+    ) -> Decision:
         if profile is None:
             raise Conflict(f'task profile "{task.profile}" no longer exists')
         profile = effective_profile(profile, task)
@@ -413,61 +488,130 @@ class TaskService:
             now=datetime.now(UTC),
             approval=approval,
         )
-        return self.engine().decide(request), resource
+        return self.engine().decide(request)
 
     def record_decision(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
+        with self.store.write() as conn:
+            self._write_decision(conn, agent, task, decision, action, resource)
+
+    def _write_decision(
+        self, conn: Any, agent: Agent, task: Task, decision: Decision, action: str, resource: str
+    ) -> None:
+        """The decision and its audit event, in the caller's transaction."""
         kind = {
             Outcome.ALLOW: "decision.allowed",
             Outcome.DENY: "decision.denied",
             Outcome.STEP_UP: "decision.step_up",
         }[decision.outcome]
-        with self.store.write() as conn:
-            self.store.add_decision(conn, decision.record(), task.task_id, agent.name, action, resource, utcnow())
-            self.audit.append(
-                conn,
-                kind,
-                actor=agent.name,
-                task_id=task.task_id,
-                outcome=decision.outcome.value,
-                data={
-                    "decision_id": decision.decision_id,
-                    "action": action,
-                    "resource": resource,
-                    "tier": decision.tier.value,
-                    "score": decision.score,
-                    "mode": decision.mode.value,
-                    "ttl_seconds": decision.ttl_seconds,
-                    "reasons": list(decision.reasons),
-                    "factors": decision.factors,
-                    "policy_ids": list(decision.policy_ids),
-                    "bundle_hash": decision.bundle_hash,
-                },
-            )
+        self.store.add_decision(conn, decision.record(), task.task_id, agent.name, action, resource, utcnow())
+        self.audit.append(
+            conn,
+            kind,
+            actor=agent.name,
+            task_id=task.task_id,
+            outcome=decision.outcome.value,
+            data={
+                "decision_id": decision.decision_id,
+                "action": action,
+                "resource": resource,
+                "tier": decision.tier.value,
+                "score": decision.score,
+                "mode": decision.mode.value,
+                "ttl_seconds": decision.ttl_seconds,
+                "reasons": list(decision.reasons),
+                "factors": decision.factors,
+                "policy_ids": list(decision.policy_ids),
+                "bundle_hash": decision.bundle_hash,
+            },
+        )
 
     def _persist_handle(self, task_id: str, backend: str, reference: dict[str, Any]) -> None:
         with self.store.write() as conn:
             self.store.add_handle(conn, task_id, backend, reference)
 
     def request_credential(
-        self, agent: Agent, task_id: str, action_name: str, resource_name: str, approval: ApprovalContext | None = None
+        self,
+        agent: Agent,
+        task_id: str,
+        action_name: str,
+        resource_name: str,
+        approval: ApprovalContext | None = None,
+        *,
+        injected: bool = False,
     ) -> CredentialResult:
-        task = self.task_for(agent, task_id)
+        """Decide and issue, with one read of the store before the backend call and one write
+        transaction after it (decision, grant and their audit events together). The caller holds
+        the task's lock. ``injected``: the caller is the gateway (see
+        :meth:`broker.approvals.flow.CredentialFlow.request`)."""
+        read = self.read_request(agent, task_id, resource_name)
+        task, resource = read.task, read.resource
+        if not injected:
+            refuse_inject_only(task_id, resource_name, resource)
         self.ensure_active(task, datetime.now(UTC))
-        decision, resource = self.decide(agent, task, action_name, resource_name, approval)
+        steps = [s for s in read.history if s.kind is StepKind.CREDENTIAL_REQUEST]
+        chain = self._summary(steps, read.grants_active)
+        decision = self._decide(agent, task, read.profile, resource, chain, action_name, resource_name, approval)
         # chain detectors (broker.chain), inline and before issuance: on a hit the decision is a deny
         # naming the detector, it is recorded, the task escalates and this request raises (403)
-        decision, hit = self.chain.review_request(agent, task, decision, action_name, resource_name)
-        self.record_decision(agent, task, decision, action_name, resource_name)
+        decision, hit = self.chain.review_request(
+            agent,
+            task,
+            decision,
+            action_name,
+            resource_name,
+            prefetched=Prefetched(read.history, read.profile, resource),
+        )
+        if hit is not None or decision.outcome is not Outcome.ALLOW or resource is None:
+            self.record_decision(agent, task, decision, action_name, resource_name)
         if hit is not None:
             raise self.chain.escalate_request(agent, task, decision, hit)
         if decision.outcome is not Outcome.ALLOW:
             return CredentialResult(decision=decision, credential=None)
         if resource is None:  # an allow always has a resolved resource; fail closed if not
             raise Conflict(f'resource "{resource_name}" vanished; try again')
-        return self.issue(agent, task, decision, action_name, resource)
+        # an allow: its decision is written with the grant, after the backend call, in one
+        # transaction (or with the failure, if issuance fails)
+        return self.issue(agent, task, decision, action_name, resource, record_decision=True)
 
     def issue(
-        self, agent: Agent, task: Task, decision: Decision, action_name: str, resource: Resource
+        self,
+        agent: Agent,
+        task: Task,
+        decision: Decision,
+        action_name: str,
+        resource: Resource,
+        *,
+        record_decision: bool = False,
+    ) -> CredentialResult:
+        """Issue at the backend, then record the grant and ``credential.issued`` in one transaction.
+        ``record_decision``: the (allow) decision is not recorded yet; it is written in that same
+        transaction, or with the failure when issuance fails, so it is never lost."""
+
+        def decision_first(conn: Any) -> None:
+            if record_decision:
+                self._write_decision(conn, agent, task, decision, action_name, resource.name)
+
+        try:
+            return self._issue(agent, task, decision, action_name, resource, decision_first)
+        except _Recorded as done:
+            raise done.error from done.error.__cause__  # the backend's error, recorded with its decision
+        except BaseException:
+            if record_decision and not self._decision_recorded(decision.decision_id):
+                self.record_decision(agent, task, decision, action_name, resource.name)
+            raise
+
+    def _decision_recorded(self, decision_id: str) -> bool:
+        with self.store.read() as conn:
+            return self.store.get_decision(conn, decision_id) is not None
+
+    def _issue(
+        self,
+        agent: Agent,
+        task: Task,
+        decision: Decision,
+        action_name: str,
+        resource: Resource,
+        decision_first: Callable[[Any], None],
     ) -> CredentialResult:
         action = self.catalog().get(action_name)
         if action is None:  # the catalog was reloaded between decision and issuance
@@ -492,6 +636,7 @@ class TaskService:
             )
         except BrokerError as exc:
             with self.store.write() as conn:
+                decision_first(conn)
                 self.audit.append(
                     conn,
                     "credential.failed",
@@ -500,7 +645,7 @@ class TaskService:
                     outcome="error",
                     data={"decision_id": decision.decision_id, "backend": resource.kind, "error": exc.message},
                 )
-            raise
+            raise _Recorded(exc) from exc
         lengths = {self.fingerprint(s): len(s.reveal()) for s in credential.secrets.values()}
         # a backend may also fingerprint the secret material behind the credential (e.g. the KV
         # values a wrapping token unwraps to), so the scanner recognises those when they leak
@@ -522,6 +667,7 @@ class TaskService:
             log.warning("credential.ttl_capped_by_backend", backend=resource.kind, **granted)
         credential = replace(credential, public={**credential.public, **granted})
         with self.store.write() as conn:
+            decision_first(conn)
             if credential.task_handle is not None:
                 self.store.add_handle(conn, task.task_id, resource.kind, credential.task_handle)
             self.store.add_grant(

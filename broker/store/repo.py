@@ -36,6 +36,7 @@ from broker.models import (
     VerifiedHuman,
 )
 from broker.store import tables as t
+from broker.store.registry_cache import RegistryCache, RegistryView
 from broker.store.rows import (
     DecisionStep,
     Entity,
@@ -75,6 +76,9 @@ _INSERT_JTI = insert(t.seen_jti)
 GRANT_CHANNEL = "nhi_grant_issued"  # PostgreSQL NOTIFY channel; payload: the grant id
 _NOTIFY_GRANT = text("SELECT pg_notify(:channel, :grant_id)")
 _REGISTRY_TABLES = {Entity.AGENT: t.agents, Entity.PROFILE: t.profiles, Entity.RESOURCE: t.resources}
+_BUMP_REGISTRY = (
+    update(t.registry_version).where(t.registry_version.c.id == 1).values(version=t.registry_version.c.version + 1)
+)
 
 
 def utcnow() -> datetime:
@@ -86,6 +90,7 @@ class Store:
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
         self._write_lock = threading.RLock()
+        self.registry_cache = RegistryCache()
 
     @property
     def dialect(self) -> str:
@@ -106,7 +111,33 @@ class Store:
             yield conn
 
     # -- registry: agents, profiles, resources -------------------------------------------
+    def bump_registry(self, conn: Connection) -> None:
+        """Every registry change increments the version, in its own transaction: the cached
+        copies of every process are stale from the moment it commits (:mod:`registry_cache`)."""
+        conn.execute(_BUMP_REGISTRY)
+
+    def registry(self, conn: Connection) -> RegistryView:
+        """The registry at the version ``conn`` reads now; lookups through it are cached."""
+        return self.registry_cache.view(conn)
+
+    def cached_agent(self, view: RegistryView, name: str) -> Agent | None:
+        agent: Agent | None = view.get("agent", name, lambda c: self.get_agent(c, name))
+        return agent
+
+    def cached_identity_owner(self, view: RegistryView, issuer: str, subject: str) -> str | None:
+        owner: str | None = view.get("identity", (issuer, subject), lambda c: self.identity_owner(c, issuer, subject))
+        return owner
+
+    def cached_profile(self, view: RegistryView, name: str) -> TaskProfile | None:
+        profile: TaskProfile | None = view.get("profile", name, lambda c: self.get_profile(c, name))
+        return profile
+
+    def cached_resource(self, view: RegistryView, name: str) -> Resource | None:
+        resource: Resource | None = view.get("resource", name, lambda c: self.get_resource(c, name))
+        return resource
+
     def _upsert(self, conn: Connection, table: Any, key: str, name: str, values: Mapping[str, Any]) -> bool:
+        self.bump_registry(conn)
         now = utcnow()
         existing = conn.execute(select(table.c[key]).where(table.c[key] == name)).first()
         if existing is None:
@@ -184,6 +215,7 @@ class Store:
 
     def delete_named(self, conn: Connection, entity: Entity, name: str) -> bool:
         table = _REGISTRY_TABLES[entity]
+        self.bump_registry(conn)
         if entity is Entity.AGENT:
             conn.execute(delete(t.agent_identities).where(t.agent_identities.c.agent == name))
         return bool(conn.execute(delete(table).where(table.c.name == name)).rowcount)

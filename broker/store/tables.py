@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -431,4 +432,12 @@ console_sessions = Table(
     _ts("last_seen_at"),
     _ts("expires_at"),
     _ts("ended_at", nullable=True),
+)
+
+# -- the registry's version: every agent/profile/resource change increments it (migration 0015) ----
+registry_version = Table(
+    "registry_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
 )

@@ -1,7 +1,10 @@
 """An agent that uses only MCP: it never sees a credential.
 
     python docs/examples/mcp_agent.py --url http://127.0.0.1:8080 --data-dir .nhi-broker \\
-        --agent demo-agent --resource crm-api --path /v1/customers/42
+        --agent demo-agent --resource demo-api --path /secret/data/demo-data/example
+
+(``demo-api`` is the ``http_api`` resource ``nhi-broker up`` registers: its dev OpenBao's KV API,
+called through the gateway with a child token the agent never sees.)
 
 It starts ``nhi-broker mcp`` over stdio with the MCP SDK's own client, opens a task, calls the
 ``http_api`` resource through the broker's gateway (on a step-up it prints the approval id and
@@ -33,9 +36,13 @@ from broker.client import mcp_access_token
 from broker.identity import DevIssuer
 
 
+class ToolFailed(Exception):
+    """A tool answered with an error (the broker's message): the agent stops, the task is ended."""
+
+
 def result(res) -> dict:  # type: ignore[no-untyped-def]
     if res.is_error:
-        raise SystemExit(f"tool error: {res.content[0].text}")
+        raise ToolFailed(f"tool error: {res.content[0].text}")
     data = res.structured_content or json.loads(res.content[0].text)
     return data.get("result", data) if set(data) == {"result"} else data
 
@@ -52,7 +59,8 @@ async def connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return
     # streamable HTTP: an audience-bound token for that MCP server, from the agent's identity
     identity = DevIssuer.load(Path(args.data_dir)).mint(args.agent)
-    token = mcp_access_token(args.mcp_url, identity)
+    # the identity goes only to the broker given with --url, whatever the MCP server's metadata says
+    token = mcp_access_token(args.mcp_url, identity, authorization_server=args.url)
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token.reveal()}"})
     async with (
         http,
@@ -63,6 +71,7 @@ async def connect(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 async def main(args: argparse.Namespace) -> None:
+    failed: str | None = None
     async with connect(args) as mcp:
         await mcp.initialize()
         for tool in (await mcp.list_tools()).tools:
@@ -78,7 +87,7 @@ async def main(args: argparse.Namespace) -> None:
                 state = "pending"
                 while state == "pending":  # the long-poll is not a chain step; retrying the call would be
                     if time.monotonic() > deadline:
-                        raise SystemExit("not approved in time")
+                        raise ToolFailed("not approved in time")
                     status = result(
                         await mcp.call_tool(
                             "approval_status",
@@ -87,11 +96,16 @@ async def main(args: argparse.Namespace) -> None:
                     )
                     state = status.get("state", "pending")
                 if state != "approved":
-                    raise SystemExit(f"approval {approval_id} is {state}")
+                    raise ToolFailed(f"approval {approval_id} is {state}")
                 answer = result(await mcp.call_tool("call_api", {**call, "approval_id": approval_id}))
             print(f"{answer['status']} (redactions: {answer['redactions']})\n{answer['body']}")
+        except ToolFailed as exc:  # raised here, not inside the SDK's task groups: one clear line
+            failed = str(exc)
         finally:
-            print(result(await mcp.call_tool("end_task", {"task_id": task["task_id"]})))
+            ended = await mcp.call_tool("end_task", {"task_id": task["task_id"]})  # quarantined: already ended
+            print(ended.content[0].text if ended.is_error else result(ended))
+    if failed is not None:
+        raise SystemExit(failed)
 
 
 if __name__ == "__main__":
@@ -100,9 +114,9 @@ if __name__ == "__main__":
     p.add_argument("--data-dir", default=".nhi-broker")
     p.add_argument("--agent", default="demo-agent")
     p.add_argument("--profile", default="demo")
-    p.add_argument("--resource", required=True)
+    p.add_argument("--resource", default="demo-api")
     p.add_argument("--method", default="GET")
-    p.add_argument("--path", required=True)
+    p.add_argument("--path", default="/secret/data/demo-data/example")
     p.add_argument("--approval-wait", type=float, default=600)
     p.add_argument("--mcp-url", default=None, help="a running `nhi-broker mcp --transport http` (default: stdio)")
     anyio.run(main, p.parse_args())

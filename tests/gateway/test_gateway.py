@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import json
 import sys
+import tracemalloc
 
 import httpx
 import pytest
 from support.approver import approve, approver_token
 from support.broker import ADMIN_TOKEN
+from support.ports import free_port
 from support.upstream import Upstream
 from support.wait import wait_until
 
@@ -65,8 +67,14 @@ def test_gateway_payment_steps_up_and_after_approval_calls_the_upstream_exactly_
     assert done.json() == {"charged": {"amount": 1200}} and upstream.charges == charges + 1
     assert upstream.received[-1]["headers"]["Authorization"] == f"Bearer {api_key}"
     assert api_key not in done.text
+    sent = upstream.received[-1]["body"]
     again = api.call(task, "POST", "pay-api", "/v1/charges", json={"amount": 1200}, approval_id=approval_id)
     assert again.status_code >= 400 and upstream.charges == charges + 1  # the approval is single use
+    # the one call is one chain step: method, path template, status and both byte counts
+    view = api.admin("GET", f"/v1/admin/tasks/{task}").json()
+    [call] = [s["gateway"] for s in view["chain"]["steps"] if s["kind"] == "gateway_call"]
+    assert (call["method"], call["path_template"], call["status"]) == ("POST", "/v1/charges", 201)
+    assert call["request_bytes"] == len(sent) > 0 and call["response_bytes"] == len(done.content) > 0
 
 
 def test_gateway_redacts_a_broker_issued_token_in_the_response_and_escalates_the_task(api, upstream):
@@ -108,21 +116,76 @@ def test_gateway_refuses_a_request_no_rule_maps_to_an_action(api, upstream):
     ("raw_path", "message"),
     [
         ("/v1/customers/../admin/users", "dot segments"),
+        ("/v1/customers/../../../etc/passwd", "dot segments"),
+        ("/v1/admin/./users", "dot segments"),
+        ("/v1/admin/..;/..;/..;/other", "dot segments"),  # ".." to servlet containers
         ("/v1/admin/%2e%2e/users", "encoded slashes, backslashes, dots"),
+        ("/v1/admin/%2E%2e/users", "encoded slashes, backslashes, dots"),
+        ("/v1/admin/.%2e/users", "encoded slashes, backslashes, dots"),
+        ("/v1/admin/%252e%252e/%252e%252e/other", "once or twice encoded"),
         ("/v1/customers/1%2F..%2F..%2Fadmin", "encoded slashes, backslashes, dots"),
+        ("/v1/customers/1%2f..%2f..%2fadmin", "encoded slashes, backslashes, dots"),
+        ("/v1/admin/x%5c..%5cother", "encoded slashes, backslashes, dots"),
         ("/http://evil.example/v1/customers/1", "not an absolute URL"),
+        ("/v1/admin/http://evil.example/", "not an absolute URL"),
         ("//evil.example/v1/customers/1", "not an absolute URL"),
         ("/v1/customers\\..\\admin", "encoded slashes, backslashes"),
+        ("/v1/admin//users", "empty path segments"),
     ],
 )
 def test_gateway_refuses_a_path_that_could_escape_the_base_url(api, upstream, raw_path, message):
     task = api.open_task()
     before = len(upstream.received)
     status, body = api.raw_call(task, "crm-api", raw_path)
-    assert status in (404, 422), body
-    if status == 422:
-        assert message in json.loads(body)["error"]["message"]
-    assert len(upstream.received) == before
+    assert status == 422, body
+    assert message in json.loads(body)["error"]["message"]
+    assert len(upstream.received) == before  # refused before anything was decided or called
+
+
+def test_gateway_does_not_follow_a_redirect_to_the_same_host_outside_the_base_path(api, upstream):
+    task = api.open_task()
+    before = len(upstream.received)
+    resp = api.call(task, "GET", "crm-api", "/v1/redirect-local")
+    assert resp.status_code == 502, resp.text
+    assert "answered 307 redirecting to another location" in resp.json()["error"]["message"]
+    assert [r["path"] for r in upstream.received[before:]] == ["/api/v1/redirect-local"]  # /admin/keys: never
+
+
+def test_gateway_gives_up_on_an_upstream_that_never_answers(api, upstream):
+    task = api.open_task()
+    resp = api.call(task, "GET", "crm-api", "/v1/hang")
+    assert resp.status_code == 503, resp.text
+    assert 'upstream of resource "crm-api" did not answer within 3.0s' in resp.json()["error"]["message"]
+    view = api.admin("GET", f"/v1/admin/tasks/{task}").json()
+    [call] = [s["gateway"] for s in view["chain"]["steps"] if s["kind"] == "gateway_call"]
+    assert call["status"] is None and call["error"] == "upstream_unavailable"
+
+
+def test_gateway_answers_503_for_an_upstream_nobody_listens_on(api, api_key):
+    closed = free_port()  # bound by nobody: connection refused
+    made = api.admin(
+        "PUT",
+        "/v1/admin/resources/gone-api",
+        {
+            "kind": "http_api",
+            "sensitivity": "internal",
+            "environment": "dev",
+            "http": {
+                "base_url": f"http://127.0.0.1:{closed}/api",
+                "auth": "bearer",
+                "source": "vault_kv",
+                "mount": "secret",
+                "path": "gateway/crm",  # conftest.KV_PATH
+                "field": "api_key",
+                "rules": ["GET /v1/** db.read"],
+            },
+        },
+    )
+    assert made.status_code in (200, 201), made.text
+    resp = api.call(api.open_task(), "GET", "gone-api", "/v1/customers/1")
+    assert resp.status_code == 503, resp.text
+    assert 'upstream of resource "gone-api" cannot be reached (ConnectError)' in resp.json()["error"]["message"]
+    assert api_key not in resp.text and str(closed) not in resp.json()["error"]["message"]
 
 
 def test_gateway_does_not_follow_a_redirect_to_another_host(api, upstream):
@@ -222,3 +285,69 @@ def test_gateway_answers_404_for_another_agents_task_and_records_nothing_there(a
     )
     assert other.status_code == 404, other.text
     assert len(upstream.received) == before and "gateway.refused" not in audit_text(api, task)
+
+
+def test_no_injected_credential_in_logs_audit_or_responses_across_header_bearer_leak_and_error_paths(
+    api, upstream, api_key, monkeypatch
+):
+    """Every path a credential takes through the gateway, with the broker's log lines captured:
+    an injected header, a dynamic bearer token, both echoed back by a careless upstream (leak,
+    escalation), a redirect and a timeout. Neither secret may appear in any log line, response or
+    audit event."""
+    logs = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", logs)
+    seen: list[str] = []
+    tasks: list[str] = []
+    answers: list[httpx.Response] = []
+    for resource, path in [
+        ("crm-api", "/v1/customers/5"),
+        ("crm-api", "/v1/echo"),  # the static key echoed: redacted, escalated
+        ("crm-token-api", "/v1/echo"),  # a dynamic token echoed
+        ("crm-token-api", "/v1/redirect"),
+    ]:
+        task = api.open_task()
+        tasks.append(task)
+        answers.append(api.call(task, "GET", resource, path))
+        got = upstream.received[-1]["headers"]
+        seen.append(got.get("X-Api-Key") or got["Authorization"].removeprefix("Bearer "))
+    assert [a.status_code for a in answers] == [200, 200, 200, 502]
+    assert answers[1].headers["x-nhi-task-escalated"] == "true" and "broker-issued-secret" in answers[1].text
+    assert answers[2].headers["x-nhi-task-escalated"] == "true"
+    wait_until(lambda: logs.getvalue().count("/gateway/") >= 4, what="the request log lines")
+    secrets = {api_key, *seen}
+    assert all(len(s) > 10 for s in secrets)
+    logged = logs.getvalue()
+    assert "gateway.leak_in_response" in logged  # the leak was logged, by name and count only
+    audit = "".join(audit_text(api, t) for t in tasks)
+    for secret in secrets:
+        assert secret not in logged
+        assert secret not in audit
+        assert all(secret not in a.text and secret not in json.dumps(dict(a.headers)) for a in answers)
+
+
+def test_gateway_decodes_a_gzip_response_for_the_scanner_and_the_agent(api, upstream):
+    resp = api.call(api.open_task(), "GET", "crm-api", "/v1/gzip")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"id": "g", "name": "Ada Lovelace"} and "content-encoding" not in resp.headers
+    assert upstream.received[-1]["headers"]["Accept-Encoding"] == "gzip, deflate"  # no br/zstd asked for
+
+
+def test_gateway_cuts_a_gzip_bomb_without_inflating_it_past_the_limit(api, upstream):
+    """64 KiB of gzip inflate to 64 MiB. httpx inflates a whole network chunk at once, so counting
+    decoded bytes after the fact still held tens of MiB; the gateway inflates at most the limit."""
+    task = api.open_task()
+    tracemalloc.start()
+    try:
+        resp = api.call(task, "GET", "crm-api", "/v1/gzip-bomb")  # the broker runs in this process
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert resp.status_code == 502, resp.text
+    assert "exceeds gateway.max_response_bytes (8192 bytes)" in resp.json()["error"]["message"]
+    assert peak < 16 * 1024 * 1024, f"peak {peak} bytes while cutting a 64 MiB bomb"
+
+
+def test_gateway_refuses_a_response_in_an_encoding_it_cannot_scan(api):
+    resp = api.call(api.open_task(), "GET", "crm-api", "/v1/brotli")
+    assert resp.status_code == 502, resp.text
+    assert 'answered with unsupported Content-Encoding "br"' in resp.json()["error"]["message"]

@@ -165,7 +165,7 @@ def stdio_params(broker: RunningBroker, agent: str = "demo-agent") -> StdioServe
 
 def agent_mcp_token(rig: McpRig, agent: str = "demo-agent") -> str:
     """What an MCP client does (MCP authorization): 401 → resource metadata → broker → token."""
-    return mcp_access_token(rig.mcp_url, rig.broker.token(agent)).reveal()
+    return mcp_access_token(rig.mcp_url, rig.broker.token(agent), authorization_server=rig.broker.url).reveal()
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ records what it received."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import socket
 import threading
@@ -22,6 +23,7 @@ class Upstream:
         self.big_bytes = big_bytes
         self.received: list[dict[str, Any]] = []
         self.charges = 0
+        self.bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         up = self
@@ -97,6 +99,17 @@ class Upstream:
                     self._answer(200, planted)
                 elif path == "/api/v1/redirect":
                     self._answer(302, b"", extra={"Location": "http://example.org/steal"})
+                elif path == "/api/v1/redirect-local":  # same host, outside the resource's base path
+                    self._answer(307, b"", extra={"Location": "/admin/keys"})
+                elif path == "/api/v1/gzip":  # a small compressed answer
+                    body = gzip.compress(json.dumps({"id": "g", "name": "Ada Lovelace"}).encode())
+                    self._answer(200, body, extra={"Content-Encoding": "gzip"})
+                elif path == "/api/v1/gzip-bomb":  # 64 KiB on the wire, 64 MiB inflated
+                    self._answer(200, up.bomb, ctype="text/plain", extra={"Content-Encoding": "gzip"})
+                elif path == "/api/v1/brotli":  # an encoding the gateway does not decode
+                    self._answer(200, b"\x0b\x02\x80hello\x03", ctype="text/plain", extra={"Content-Encoding": "br"})
+                elif path == "/api/v1/hang":  # takes the request, never answers
+                    up.stopping.wait(120)
                 elif path == "/api/v1/slow":  # answers, then drips its body slower than the gateway waits
                     self.send_response(200)
                     self.send_header("Content-Type", "text/plain")
