@@ -4,6 +4,8 @@ router lazily, which once hid the whole console from the guard."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from fastapi.routing import APIRoute
 from support.broker import RunningBroker
@@ -37,3 +39,24 @@ def test_a_console_form_larger_than_the_body_limit_is_refused_before_it_is_read(
     )
     assert resp.status_code == 413
     assert "content-security-policy" in resp.headers
+
+
+def _served(routes: list[Any]) -> set[tuple[str, str]]:
+    """Every (method, path) the app serves, through FastAPI's lazily included routers too."""
+    found: set[tuple[str, str]] = set()
+    for r in routes:
+        if isinstance(r, APIRoute):
+            found |= {(m, r.path_format) for m in r.methods}
+        elif hasattr(r, "original_router"):
+            found |= _served(r.original_router.routes)
+    return found
+
+
+def test_the_request_guard_sees_every_route_the_app_serves(console_broker: RunningBroker) -> None:
+    app = create_app(console_broker.container)
+    layer = app.build_middleware_stack()
+    while not isinstance(layer, RequestGuard):
+        layer = layer.app  # type: ignore[attr-defined]
+    guarded = {(m, r.path_format) for r in layer.routes for m in (r.methods or ())}
+    served = _served(app.router.routes)
+    assert len(served) > 50 and served - guarded == set()
