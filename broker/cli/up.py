@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -45,11 +46,19 @@ def _stop_on_signal(signum: int, frame: Any) -> None:
     raise _Stopped(signum)
 
 
-def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = None, on_exit: Any = None) -> None:
+def run_server(
+    settings: Settings,
+    *,
+    on_ready: Any = None,
+    on_listening: Any = None,
+    on_exit: Any = None,
+    sock: socket.socket | None = None,
+) -> None:
     """Build the container, start the workers and serve until SIGINT/SIGTERM.
 
     ``on_ready(container)`` runs before the socket opens (seeding); ``on_listening(container)``
-    runs once the server accepts connections (so files that announce the URL are never early)."""
+    runs once the server accepts connections (so files that announce the URL are never early).
+    ``sock``: an already listening socket (a worker of ``serve --workers N``) instead of binding."""
     # the service stack is imported here, not at module level: every CLI command imports this
     # module, and `nhi-broker scan` must start without loading the broker (issue 18: < 1 s)
     from broker.api.app import create_app
@@ -86,7 +95,7 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
         # (`make up` then reports no "Error 143"/"Error 130" after a clean stop)
         previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            server.run()
+            server.run(sockets=[sock] if sock is not None else None)
         except _Stopped:
             pass
         finally:
@@ -229,14 +238,31 @@ def register(app: typer.Typer) -> None:
             ..., "--config", dir_okay=False, help="YAML settings file (see docs/operations.md)"
         ),
         debug: bool = typer.Option(False, "--debug", help="Print the traceback of a start-up error."),
+        workers: int = typer.Option(
+            1,
+            "--workers",
+            help="Server processes on the one port (PostgreSQL store only; SQLite is single-process).",
+        ),
+        worker_port: int | None = typer.Option(None, "--worker-port", hidden=True),
     ) -> None:
         """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers.
 
         A start-up error (bad YAML, a missing or invalid setting, an unreachable database or
-        OpenBao) prints one line naming the setting and exits 2."""
+        OpenBao) prints one line naming the setting and exits 2. ``--workers N`` runs N processes
+        on the same port (docs/operations.md, "Workers")."""
         with startup_errors(debug):
             settings = load_settings_file(config)
             configure_logging(settings.log_format, settings.log_level)
+            if worker_port is not None:  # one worker of `serve --workers N`, on the supervisor's port
+                from broker.cli.workers import worker_listener
+
+                run_server(settings, on_exit=report_backlog, sock=worker_listener(settings.host, worker_port))
+                return
+            if workers != 1:
+                # deferred: every command module loads at CLI start; `scan` must start fast
+                from broker.cli.workers import serve_workers
+
+                raise typer.Exit(serve_workers(config, settings, workers))
             run_server(settings, on_exit=report_backlog)
 
 
