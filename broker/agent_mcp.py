@@ -218,7 +218,8 @@ def build_server(
         description=(
             "Request a credential for a backend where the agent itself must hold one (a database login, a "
             "cloud session). Consequence: that of the action; the credential is short-lived and revoked with "
-            "the task. An http_api resource is refused: use call_api. Prefer call_api whenever it fits."
+            "the task. Returned only when the resource allows an agent to hold it (an http_api resource never "
+            "does: use call_api). Prefer call_api whenever it fits."
         )
     )
     async def request_credential(

@@ -172,6 +172,9 @@ class Resource:
     settings: dict[str, Any]
     description: str = ""
     external: bool = False
+    # may the agent be handed this resource's credential (POST .../credentials, the MCP tool
+    # request_credential)? False: only the broker uses it (the gateway injects it). http_api: always False
+    agent_may_hold: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,6 +195,7 @@ def registered_body(entry: Registered) -> dict[str, Any]:
             "sensitivity": item.sensitivity.value,
             "environment": item.environment.value,
             "external": item.external,
+            "agent_may_hold": item.agent_may_hold,
             "description": item.description,
             **stamps,
             **item.settings,

@@ -19,6 +19,7 @@ from broker.api.presenters import (
 from broker.api.schemas import MAX_SEQ, NAME, AgentIn, ProfileIn, ResourceIn, RevokeIn
 from broker.errors import NotFound
 from broker.models import Agent, IdentityBinding, Resource, TaskProfile, TaskState
+from broker.services.registry import agent_may_hold
 from broker.store.rows import Entity, Registered
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -68,6 +69,7 @@ def put_resource(name: Name, body: ResourceIn, actor: AdminDep, c: ContainerDep)
         settings=body.settings(),
         description=body.description,
         external=body.external,
+        agent_may_hold=agent_may_hold(body.kind.value, body.agent_may_hold),
     )
     return _put(c.registry.put_resource(resource, actor))
 

@@ -85,6 +85,8 @@ class ResourceIn(Strict):
     sensitivity: Sensitivity
     environment: Environment
     external: bool = False
+    # may the agent be handed the credential? default: yes, except http_api (only ever injected)
+    agent_may_hold: bool | None = None
     description: str = Field(default="", max_length=2000)
     vault: dict[str, Any] | None = None
     aws: dict[str, Any] | None = None

@@ -17,6 +17,22 @@ from broker.models import Action, Agent, Resource, TaskProfile
 from broker.store.repo import Store
 from broker.store.rows import Entity, Registered
 
+# kinds whose credential only the broker uses (the gateway injects it), never handed to an agent
+INJECT_ONLY_KINDS = frozenset({"http_api"})
+
+
+def agent_may_hold(kind: str, requested: bool | None) -> bool:
+    """May an agent be handed this resource's credential? ``requested`` None: the kind's default
+    (yes, except for inject-only kinds, which can never say yes)."""
+    if kind in INJECT_ONLY_KINDS:
+        if requested:
+            raise InvalidInput(
+                "agent_may_hold",
+                f"a {kind} resource's credential is only injected by the gateway; it cannot be handed to an agent",
+            )
+        return False
+    return True if requested is None else requested
+
 
 class RegistryService:
     def __init__(
@@ -114,6 +130,7 @@ class RegistryService:
                     "kind": resource.kind,
                     "sensitivity": resource.sensitivity.value,
                     "environment": resource.environment.value,
+                    "agent_may_hold": resource.agent_may_hold,
                     "settings": settings,
                 },
             )

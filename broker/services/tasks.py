@@ -42,13 +42,12 @@ from broker.models import (
     effective_profile,
 )
 from broker.secrets import Fingerprinter
+from broker.services.registry import INJECT_ONLY_KINDS
 from broker.services.revocation import RevocationReport, RevocationService
 from broker.store.repo import Store, utcnow
 
 log = get_logger("nhi-broker.tasks")
 MAX_DELEGATION_DEPTH = 8
-# kinds whose credential only the gateway injects into one upstream call, never handed out
-INJECT_ONLY_KINDS = frozenset({"http_api"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +63,20 @@ IssuedHook = Callable[[str, str, str, dict[str, int]], None]
 
 
 def refuse_inject_only(task_id: str, resource_name: str, resource: Resource | None) -> None:
-    """403 for anyone but the gateway asking for a credential that must stay with the broker."""
-    if resource is not None and resource.kind in INJECT_ONLY_KINDS:
+    """403 for anyone but the gateway asking for a credential that must stay with the broker: an
+    inject-only kind, or a resource registered with ``agent_may_hold: false``."""
+    if resource is None:
+        return
+    if resource.kind in INJECT_ONLY_KINDS:
         raise Denied(
             f'resource "{resource_name}" is an {resource.kind} resource: its credential is only '
             f"injected by the gateway (/v1/tasks/{task_id}/gateway/{resource_name}/...), never "
             "handed out"
+        )
+    if not resource.agent_may_hold:
+        raise Denied(
+            f'resource "{resource_name}" does not allow its credential to be handed to an agent '
+            "(agent_may_hold: false): the broker makes the calls that need it"
         )
 
 

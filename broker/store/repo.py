@@ -261,6 +261,7 @@ class Store:
                 "external": r.external,
                 "description": r.description,
                 "settings": dict(r.settings),
+                "agent_may_hold": r.agent_may_hold,
             },
         )
 
@@ -274,6 +275,7 @@ class Store:
             settings=dict(row.settings),
             description=row.description,
             external=bool(row.external),
+            agent_may_hold=bool(row.agent_may_hold),
         )
 
     def get_resource(self, conn: Connection, name: str) -> Resource | None:

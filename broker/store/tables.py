@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 metadata = MetaData(
@@ -76,6 +77,8 @@ resources = Table(
     Column("settings", JSON, nullable=False),
     _ts("created_at"),
     _ts("updated_at"),
+    # migration 0017: may the agent be handed the credential (False: the broker only injects it)
+    Column("agent_may_hold", Boolean, nullable=False, default=True, server_default=true()),
 )
 
 tasks = Table(

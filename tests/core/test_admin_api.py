@@ -6,7 +6,7 @@ import httpx
 import pytest
 from support.wait import HTTP_TIMEOUT
 
-from broker.client import InvalidRequest, NotFound
+from broker.client import CredentialDenied, InvalidRequest, NotFound
 
 pytestmark = pytest.mark.openbao
 
@@ -178,3 +178,54 @@ def test_openapi_schema_documents_every_contract_path(broker):
     ):
         assert path in paths, path
     assert httpx.get(f"{broker.url}/docs", timeout=HTTP_TIMEOUT).status_code == 200
+
+
+def test_a_resource_can_forbid_handing_its_credential_to_the_agent(broker):
+    """``agent_may_hold: false``: the credentials endpoint refuses (403, nothing issued); the same
+    resource switched back hands out a working token on the next request (the registry cache sees
+    the change); an http_api resource can never say yes (422 naming the field)."""
+    admin = broker.admin()
+    body = {
+        "kind": "vault_token",
+        "sensitivity": "internal",
+        "environment": "dev",
+        "vault": {"policies": ["nhi-demo-data"]},
+    }
+    admin.put("resources", "held-data", body)
+    assert admin.get("resources", "held-data")["agent_may_hold"] is True  # the default
+    admin.put("resources", "held-data", {**body, "agent_may_hold": False})
+    assert admin.get("resources", "held-data")["agent_may_hold"] is False
+
+    agent = broker.agent()
+    task = agent.open_task("demo", "read the data")["task_id"]
+    with pytest.raises(CredentialDenied) as exc:
+        agent.request_credential(task, "db.read", "held-data")
+    assert "agent_may_hold: false" in str(exc.value)
+    assert admin.task(task)["chain"]["grants"]["total"] == 0  # refused before anything was issued
+
+    admin.put("resources", "held-data", {**body, "agent_may_hold": True})
+    cred = agent.request_credential(task, "db.read", "held-data")
+    assert admin.task(task)["chain"]["grants"]["total"] == 1
+    looked = httpx.get(
+        f"{broker.openbao.address}/v1/auth/token/lookup-self",
+        headers={"X-Vault-Token": cred.secret("token")},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert looked.status_code == 200
+
+    with pytest.raises(InvalidRequest) as bad:
+        admin.put(
+            "resources",
+            "held-api",
+            {
+                "kind": "http_api",
+                "sensitivity": "internal",
+                "environment": "dev",
+                "agent_may_hold": True,
+                "http": {
+                    "base_url": "http://127.0.0.1:9/",
+                    "rules": [{"method": "GET", "path": "/*", "action": "db.read"}],
+                },
+            },
+        )
+    assert bad.value.body["error"]["field"] == "agent_may_hold"

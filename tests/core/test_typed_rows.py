@@ -196,7 +196,7 @@ def test_registry_bodies_keep_the_columns_in_order_with_resource_settings_last(s
         '{"name": "p1", "allowed_actions": ["db.read", "db.write"], "ceiling": "high", '
         '"max_lifetime_seconds": 600, "description": "profile", ' + stamps + "}",
         '{"name": "r1", "kind": "vault_kv", "sensitivity": "restricted", "environment": "prod", '
-        '"external": true, "description": "res", ' + stamps + ', "mount": "kv", "path": "x/y"}',
+        '"external": true, "agent_may_hold": true, "description": "res", ' + stamps + ', "mount": "kv", "path": "x/y"}',
     ]
 
 

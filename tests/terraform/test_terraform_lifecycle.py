@@ -53,6 +53,7 @@ resource "nhibroker_resource" "r" {
   sensitivity = "internal"
   environment = "dev"
   description = "e2e"
+  agent_may_hold = false
   vault {
     policies = var.policies
   }
@@ -98,6 +99,7 @@ def test_terraform_manages_agents_profiles_and_resources_through_their_whole_lif
     assert agent["identities"][0]["subject"] == "tf-e2e-agent"
     assert agent["owner_identity"] == {"person": "demo-owner"}  # the bound owner (four-eyes)
     assert get("profiles/tf-e2e-profile").json()["allowed_actions"] == ["db.read"]
+    assert get("resources/tf-e2e-data").json()["agent_may_hold"] is False  # only the broker uses it
     assert get("resources/tf-e2e-data").json()["vault"] == {"policies": ["nhi-demo-data"]}
     assert plan() == (0, {})
 

@@ -126,6 +126,14 @@ class ResourceResource(BrokerResource):
                     default=False,
                     description="Does writing here leave the organisation? Default false.",
                 ),
+                Attribute(
+                    "agent_may_hold",
+                    Bool(),
+                    optional=True,
+                    computed=True,
+                    description="May an agent be handed the credential? Default true, except http_api "
+                    "(false: the gateway only injects it). False: the broker makes the calls that need it.",
+                ),
                 Attribute("description", String(), optional=True, computed=True, default=""),
             ],
             block_types=[
@@ -158,6 +166,9 @@ class ResourceResource(BrokerResource):
             "external": bool(known(state.get("external"), False)),
             "description": known(state.get("description"), ""),
         }
+        may_hold = known(state.get("agent_may_hold"), None)
+        if may_hold is not None:
+            body["agent_may_hold"] = bool(may_hold)
         for block, _ in BLOCKS:
             settings = state.get(block)
             if settings is not None:
@@ -176,6 +187,7 @@ class ResourceResource(BrokerResource):
             "sensitivity": body["sensitivity"],
             "environment": body["environment"],
             "external": bool(body.get("external", False)),
+            "agent_may_hold": bool(body.get("agent_may_hold", body["kind"] != "http_api")),
             "description": body.get("description") or "",
         }
         for block, attrs in BLOCKS:
