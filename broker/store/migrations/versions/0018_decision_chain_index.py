@@ -6,14 +6,14 @@ external) and time. Those columns sit after the large JSON ``record`` in the row
 covering index each row costs a walk through the record's overflow pages (SQLite): ~50-100 µs per
 step of history. With this index the ranking reads the index alone.
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 """
 
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
