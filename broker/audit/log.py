@@ -16,7 +16,8 @@ end of the transaction (replicas append one at a time), and SQLite writers are s
 :class:`~broker.store.repo.Store`. The events of one transaction may be appended together
 (:meth:`AuditLog.batch`): one head update takes the lock and reserves their sequence numbers, one
 multi-row insert writes them, linked one to the next, and one update moves the head to the last —
-three statements for the batch instead of three per event, the same chain.
+three statements for the batch instead of three per event, the same chain (two on PostgreSQL,
+where the insert rides in a data-modifying CTE of the head's update).
 
 Event kinds are fixed names: ``auth.failed``, ``task.opened``, ``task.ended``, ``decision.allowed``,
 ``decision.denied``, ``decision.step_up``, ``credential.issued``, ``credential.revoked``,
@@ -196,6 +197,14 @@ class AuditLog:
             digest = keyed_digest(self.key, prev, event_fields(event))
             rows.append({**event, "prev_hash": prev, "hash": digest})
             prev = digest
+        if conn.dialect.name == "postgresql":
+            # one statement: the rows inserted in a data-modifying CTE of the head's update (run to
+            # completion whether or not the update reads it; under the row lock taken above)
+            rows_cte = insert(t.audit_events).values(rows).cte("appended")
+            conn.execute(
+                update(t.audit_head).where(t.audit_head.c.id == 1).values(hash=prev).add_cte(rows_cte)
+            )
+            return
         if len(rows) == 1:
             conn.execute(self._INSERT, rows[0])
         else:  # one multi-row INSERT (one statement), not an executemany

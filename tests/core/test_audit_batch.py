@@ -35,7 +35,7 @@ def audit(engine: Engine, tmp_path: Path) -> AuditLog:
     return log
 
 
-def test_audit_batch_appends_linked_events_in_three_statements(audit: AuditLog, engine: Engine) -> None:
+def test_audit_batch_appends_linked_events_in_one_head_lock_and_one_insert(audit: AuditLog, engine: Engine) -> None:
     statements: list[str] = []
 
     def on_execute(conn: object, cursor: object, statement: str, *args: object) -> None:
@@ -52,7 +52,9 @@ def test_audit_batch_appends_linked_events_in_three_statements(audit: AuditLog, 
                 ]
         finally:
             event.remove(engine, "before_cursor_execute", on_execute)
-    assert len(statements) == 3, statements
+    # the head locked and advanced, the rows inserted, the head's hash set: three statements; two
+    # on PostgreSQL (the insert is a CTE of the head's update)
+    assert len(statements) == (2 if engine.dialect.name == "postgresql" else 3), statements
     assert sum("INSERT INTO audit_events" in s for s in statements) == 1
     events = audit.events(task_id="tsk_1")
     assert [e.event_id for e in events] == ids
