@@ -201,9 +201,7 @@ class AuditLog:
             # one statement: the rows inserted in a data-modifying CTE of the head's update (run to
             # completion whether or not the update reads it; under the row lock taken above)
             rows_cte = insert(t.audit_events).values(rows).cte("appended")
-            conn.execute(
-                update(t.audit_head).where(t.audit_head.c.id == 1).values(hash=prev).add_cte(rows_cte)
-            )
+            conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(hash=prev).add_cte(rows_cte))
             return
         if len(rows) == 1:
             conn.execute(self._INSERT, rows[0])
