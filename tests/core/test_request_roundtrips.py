@@ -2,7 +2,7 @@
 
 Counted with SQLAlchemy event hooks on the real store of a real broker (SQLite, real OpenBao),
 for the statements the request's own threads run: one write transaction holds the decision, the
-grant and both audit events (appended as one batch: one head lock, one multi-row insert, one head
+grant and both audit events (appended as one batch: one head lock, one insert (executemany), one head
 update); the task's history is read once; the registry (agent, profile, resource) comes from the
 in-process cache while nothing changed.
 """
@@ -87,7 +87,7 @@ def test_credential_request_writes_decision_grant_and_audit_in_one_transaction(b
         assert len(decision_tx) == 1, counts.transactions
         tx = decision_tx[0]
         assert any("INSERT INTO grants" in s for s in tx)
-        # both audit events in one batch: the head locked and advanced once, one multi-row insert,
+        # both audit events in one batch: the head locked and advanced once, one insert (executemany),
         # the head's hash set once (three statements, not three per event)
         assert sum("INSERT INTO audit_events" in s for s in tx) == 1, tx
         assert sum(s.lstrip().startswith("UPDATE audit_head") for s in tx) == 2, tx
