@@ -12,7 +12,10 @@ the same run:
 
 Sequential latency (tasks of 10 requests) and 8-way concurrent throughput for vault_token.
 
-    .venv/bin/python benchmarks/issue_latency.py [--n 400] [--n-slow 60]
+    .venv/bin/python benchmarks/issue_latency.py [--n 400] [--n-slow 60] [--workers-pg]
+
+``--workers-pg`` adds the multi-process figure: 8 agents against ``serve --workers 2`` on
+PostgreSQL next to raw token creates, in the same run (benchmarks/_throughput.py).
 """
 
 from __future__ import annotations
@@ -212,6 +215,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--n-slow", type=int, default=60, help="samples for postgres and aws")
     ap.add_argument("--single", action="store_true", help="only the single-agent figures of issue 14")
+    ap.add_argument(
+        "--workers-pg",
+        action="store_true",
+        help="also: 8 agents against `serve --workers 2` on PostgreSQL vs raw token create (benchmarks/_throughput.py)",
+    )
     args = ap.parse_args()
     if args.single:
         with broker_up() as up:
@@ -338,6 +346,10 @@ def main() -> None:
         print(f"ratio broker/raw {backend:12s} median {med:.2f}x  p99 {p99:.2f}x")
     print("targets (vault_token): median <= 2x raw, broker p99 < 25 ms")
     print_single(*single)
+    if args.workers_pg:
+        from _throughput import print_throughput, workers_pg_throughput
+
+        print_throughput(workers_pg_throughput(workers=2, agents=8, requests=args.n))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ each multi-use token (403 = dead), ``lookup-accessor`` for the single-use one (s
 not consume it). The checks are pipelined HTTP/1.1 requests over 8 keep-alive connections (a
 Python thread pool adds ~1 ms per check and would measure itself), repeated until all fail.
 
-    .venv/bin/python benchmarks/revocation_latency.py [--runs 30] [--sizes 1,10,100]
+    .venv/bin/python benchmarks/revocation_latency.py [--runs 30] [--sizes 1,10,100] [--openbao-floor]
+
+``--openbao-floor`` also measures OpenBao alone in the same run: a parent token with N children
+revoked with one ``revoke-accessor`` call (the call the broker makes), from the call to its
+answer — the part of the figure that is OpenBao's own work.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--sizes", default="1,10,100")
+    ap.add_argument("--openbao-floor", action="store_true")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,10 +94,31 @@ def main() -> None:
                     f"{pct(total, 99):>8.1f} {max(total):>8.1f} {statistics.median(response):>11.1f} "
                     f"{statistics.median(verify):>14.1f}"
                 )
+            if args.openbao_floor:
+                openbao_floor(bao.address, root, sizes, args.runs)
         finally:
             checker.close()
             running.stop()
             bao.stop()
+
+
+def openbao_floor(address: str, root: str, sizes: list[int], runs: int) -> None:
+    """OpenBao alone: revoke a parent token holding N children (one call), as the broker does."""
+    import hvac
+
+    admin = hvac.Client(url=address, token=root)
+    print(f"{'children':>8} {'runs':>5} {'p50 ms':>8} {'p99 ms':>8}  (OpenBao alone: revoke-accessor of the parent)")
+    for n in sizes:
+        took = []
+        for _ in range(runs):
+            parent = admin.auth.token.create(policies=["root"], ttl="1h")["auth"]
+            child_client = hvac.Client(url=address, token=parent["client_token"])
+            for _ in range(n):
+                child_client.auth.token.create(policies=["default"], ttl="30m")
+            t0 = time.perf_counter()
+            admin.auth.token.revoke_accessor(parent["accessor"])
+            took.append((time.perf_counter() - t0) * 1000)
+        print(f"{n:>8} {runs:>5} {statistics.median(took):>8.1f} {pct(took, 99):>8.1f}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from broker.backends.openbao_token import OpenBaoTokenBackend
 from broker.backends.port import CredentialBackend
 from broker.chain.alerts import WebhookAlerter
 from broker.chain.locks import LocalTaskLocks, PostgresTaskLocks, TaskLocks
+from broker.chain.post_issuance import PostIssuancePool
 from broker.chain.rules import ChainRules
 from broker.chain.service import ChainService
 from broker.config import IssuerSettings, Settings
@@ -178,6 +179,7 @@ class Container:
             task_locks(settings),
             alerter=alerter,
             on_escalated=lambda detector: metrics.escalations.labels(detector).inc(),
+            post_issuance=PostIssuancePool(),
         )
         kv = OpenBaoKV(openbao)
         rotation = RotationService(
@@ -314,6 +316,7 @@ class Container:
 
     def close(self) -> None:
         """Drain the webhooks and release the store (workers are the runner's to stop first)."""
+        self.chain.close()  # post-issuance checks in flight finish first (they may revoke and alert)
         for hook in (self.alerter, self.approval_notifier):
             if hook is not None:
                 hook.close(timeout=2.0)

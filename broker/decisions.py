@@ -7,6 +7,7 @@ becomes a ``deny`` whose reasons say why (fail closed).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -14,9 +15,21 @@ from typing import Any, Protocol
 from broker.models import Action, Agent, DecisionId, Mode, Outcome, Resource, Task, TaskProfile, Tier
 
 
+class Detection(enum.StrEnum):
+    """When the chain detectors ran for a decision (``chain.yaml`` ``detection``)."""
+
+    PRE_ISSUANCE = "pre_issuance"  # before anything was issued: a hit denies this request
+    POST_ISSUANCE = "post_issuance"  # right after issuance: a hit revokes every grant of the task
+
+
 @dataclass(frozen=True, slots=True)
 class ChainSummary:
-    """What the task already did; the policy engine receives it as context."""
+    """What the task already did; the policy engine receives it as context.
+
+    ``actions``/``consequences`` go to Cedar and into the decision record as sets (each once, in
+    order of first appearance): Cedar sets ignore repeats, and a list with one entry per step
+    would make every decision of a long task cost more (context parsed, record written) as its
+    history grows (benchmarks/cost_growth.py)."""
 
     steps: int = 0
     actions: tuple[str, ...] = ()
@@ -24,11 +37,19 @@ class ChainSummary:
     max_tier: Tier | None = None
     grants_active: int = 0
 
+    @property
+    def distinct_actions(self) -> list[str]:
+        return list(dict.fromkeys(self.actions))
+
+    @property
+    def distinct_consequences(self) -> list[str]:
+        return list(dict.fromkeys(self.consequences))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
-            "actions": list(self.actions),
-            "consequences": list(self.consequences),
+            "actions": self.distinct_actions,
+            "consequences": self.distinct_consequences,
             "max_tier": self.max_tier.value if self.max_tier else None,
             "grants_active": self.grants_active,
         }
@@ -104,6 +125,7 @@ class Decision:
     policy_ids: tuple[str, ...] = ()
     bundle_hash: str = ""
     inputs: dict[str, Any] = field(default_factory=dict)
+    detection: Detection | None = None  # set by the chain gate; None before it has seen the decision
 
     def public(self) -> dict[str, Any]:
         return {
@@ -117,6 +139,7 @@ class Decision:
             "reasons": list(self.reasons),
             "policy_ids": list(self.policy_ids),
             "bundle_hash": self.bundle_hash,
+            "detection": self.detection.value if self.detection else None,
         }
 
     def record(self) -> dict[str, Any]:

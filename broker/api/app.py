@@ -170,10 +170,14 @@ def create_app(container: Container) -> FastAPI:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("request.failed", error_type=type(exc).__name__, exc_info=exc)
+        # this answer leaves through the outermost layer, past the console's header middleware
+        headers = console.headers_for(request.url.path)
         return JSONResponse(
-            {"error": {"code": "internal_error", "message": "internal error; see broker logs"}}, status_code=500
+            {"error": {"code": "internal_error", "message": "internal error; see broker logs"}},
+            status_code=500,
+            headers=headers,
         )
 
     limits = container.settings.limits
@@ -207,7 +211,7 @@ def create_app(container: Container) -> FastAPI:
         routes_scans.router,
         routes_token.router,
         routes_gateway.router,
-        console.router,
+        *console.routers,
     ]
     for router in routers:
         app.include_router(router)

@@ -10,7 +10,8 @@ Order, for every request that matches a route:
    spent once). An address over its budget of failures (``limits.auth_failures_per_minute``) is
    429 with ``Retry-After`` before any token is looked at; each failure is one
    ``auth.failed`` audit event per source and reason per interval, with a count
-   (:mod:`broker.services.auth_failures`);
+   (:mod:`broker.services.auth_failures`). The console's failed sign-ins (the callback) and
+   refused forms (CSRF) count in the same budget (:func:`note_auth_failure`);
 3. **rate** of ``POST /v1/scan`` per agent and per source address (``limits.scans_per_minute``):
    429 with ``Retry-After``;
 4. the **body** is read, counting bytes: a body without ``Content-Length`` that grows past the
@@ -53,6 +54,8 @@ AuthKind = Literal["person", "agent"]
 T = TypeVar("T")
 
 PRINCIPAL: Final = "nhi_principal"  # key in the ASGI scope's ``state``
+AUTH_FAILED: Final = "nhi_auth_failed"  # set in the scope's ``state`` by :func:`note_auth_failure`
+CONSOLE: Final = "/console"
 # routes that authenticate from the body (token exchange): their 400/401 answers count as failures
 TOKEN_ENDPOINTS: Final = frozenset({"/v1/token"})
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -225,7 +228,17 @@ class RequestGuard:
             return
         if route.path_format in TOKEN_ENDPOINTS:  # credentials in the body: count refusals by status
             send = self._count_refusals(send, self._address(scope, _headers(scope)))
+        elif _console_sign_in_or_form(route, scope):  # the console notes what failed
+            send = self._count_noted(send, scope, self._address(scope, _headers(scope)))
         await self.app(scope, receive, send)
+
+    def _count_noted(self, send: Send, scope: Scope, address: str) -> Send:
+        async def counting(message: Message) -> None:
+            if message["type"] == "http.response.start" and scope.get("state", {}).get(AUTH_FAILED):
+                self.auth_failures.hit(address)
+            await send(message)
+
+        return counting
 
     def _count_refusals(self, send: Send, address: str) -> Send:
         async def counting(message: Message) -> None:
@@ -251,7 +264,7 @@ class RequestGuard:
                     wait = self.scans.hit(key)
                     if wait is not None:
                         raise TooManyRequests("too many scan requests; retry later", retry_after=wait)
-        elif route.path_format in TOKEN_ENDPOINTS:
+        elif route.path_format in TOKEN_ENDPOINTS or _console_sign_in_or_form(route, scope):
             wait = self.auth_failures.blocked_for(address)
             if wait is not None:
                 raise TooManyRequests("too many failed authentications from this address; retry later", wait)
@@ -307,6 +320,19 @@ class RequestGuard:
         if key not in self._kinds:
             self._kinds[key] = auth_kind(route)
         return self._kinds[key]
+
+
+def note_auth_failure(scope: Scope) -> None:
+    """A console route's failed sign-in or refused form (bad state, unknown subject, bad ID token,
+    CSRF): the guard counts it against the caller's address like a bad bearer token."""
+    scope.setdefault("state", {})[AUTH_FAILED] = True
+
+
+def _console_sign_in_or_form(route: APIRoute, scope: Scope) -> bool:
+    """The sign-in callback and every console form post: where people's failures are counted
+    (and an address over its budget is 429 before anything is looked at)."""
+    path: str = route.path_format
+    return path == CONSOLE + "/callback" or (path.startswith(CONSOLE + "/") and scope["method"] == "POST")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

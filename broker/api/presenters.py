@@ -336,7 +336,17 @@ def event_body(report: EventReport, caller: str) -> dict[str, Any]:
     return {**body, "findings": [finding_body(f, caller) for f in report.findings]}
 
 
-CHAIN_DECISION_KEYS = ("decision_id", "outcome", "tier", "mode", "ttl_seconds", "uses", "reasons", "policy_ids")
+CHAIN_DECISION_KEYS = (
+    "decision_id",
+    "outcome",
+    "tier",
+    "mode",
+    "ttl_seconds",
+    "uses",
+    "reasons",
+    "policy_ids",
+    "detection",
+)
 
 
 def chain_grant_body(g: Grant) -> dict[str, Any]:

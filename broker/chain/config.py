@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from broker.errors import InvalidInput
-from broker.models import Consequence, Sensitivity, Tier
+from broker.models import Consequence, Mode, Sensitivity, Tier
 from policies import DEFAULT_BUNDLE
 
 FILE_NAME = "chain.yaml"
@@ -92,10 +92,33 @@ class DelegationConfig(_Strict):
     escalate_parent: bool = True
 
 
+class DetectionConfig(_Strict):
+    """When the detectors run for a credential request the decision engine allowed, by control
+    mode: before issuance (the request waits for them; a hit is a 403 and nothing is issued) or
+    right after it (the credential goes out first; a hit revokes every grant of the task). Modes
+    not listed in ``pre_issuance`` are checked after issuance. ``inline`` is always listed: an
+    inline decision is by definition checked before anything is issued."""
+
+    pre_issuance: tuple[Mode, ...] = (Mode.INLINE, Mode.REVIEW)
+
+    @field_validator("pre_issuance")
+    @classmethod
+    def _inline_always(cls, modes: tuple[Mode, ...]) -> tuple[Mode, ...]:
+        if Mode.INLINE not in modes:
+            raise ValueError("must list inline: inline decisions are always checked before issuance")
+        if len(set(modes)) != len(modes):
+            raise ValueError("lists a mode twice")
+        return modes
+
+    def before_issuance(self, mode: Mode) -> bool:
+        return mode in self.pre_issuance
+
+
 class ChainConfig(_Strict):
     on_escalation: OnEscalation = OnEscalation.QUARANTINE
     detectors: Detectors = Detectors()
     delegation: DelegationConfig = DelegationConfig()
+    detection: DetectionConfig = DetectionConfig()
 
 
 def _field(loc: Iterable[object]) -> str:

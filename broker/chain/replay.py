@@ -8,6 +8,11 @@ task's chain as replay goes — the replayed decisions (with the candidate's tie
 the chain events the broker recorded (tool calls, leak and review reports, escalations) — and runs
 the candidate bundle's detectors (its ``chain.yaml``) over it, exactly as the live service does.
 
+Each replayed decision says when its detectors ran (``detection``: ``pre_issuance`` or
+``post_issuance``, from the candidate bundle's ``chain.yaml``); a post-issuance hit keeps the
+``allow`` (live, the credential went out, then the task escalated) and names the detector in the
+reasons.
+
 Records must be fed in time order (``observe`` for those replay skips, e.g. before ``--since``, so
 they still count as history). Without recorded events (a JSONL export of decisions only), a
 sequence completed by a reported tool call cannot be reproduced; replay from the store has them.
@@ -24,7 +29,7 @@ from typing import Any
 from broker.chain.config import ChainConfig, OnEscalation
 from broker.chain.detectors import inline_detectors
 from broker.chain.model import ChainContext, ChainStep, Detector, StepKind
-from broker.decisions import Decision
+from broker.decisions import Decision, Detection
 from broker.models import Outcome, Tier
 
 
@@ -74,6 +79,8 @@ class ChainReplay:
         task_id = str(i["task_id"])
         candidate = _step(record, decision.tier, decision.outcome)
         history = self._history(task_id, candidate.at)
+        post = decision.outcome is Outcome.ALLOW and not self.config.detection.before_issuance(decision.mode)
+        decision = replace(decision, detection=Detection.POST_ISSUANCE if post else Detection.PRE_ISSUANCE)
         ctx = ChainContext(
             history=tuple(s for s in history if s.kind is not StepKind.ESCALATION),
             candidate=candidate,
@@ -82,7 +89,12 @@ class ChainReplay:
         )
         for detector in self.detectors:
             hit = detector.check(ctx)
-            if hit is not None:
+            if hit is None:
+                continue
+            if post:  # live, the credential went out and the task escalated right after
+                reason = f"chain escalated after issuance by detector {hit.detector}: {hit.reason}"
+                decision = replace(decision, reasons=(*decision.reasons, reason))
+            else:
                 decision = replace(
                     decision,
                     outcome=Outcome.DENY,
@@ -90,7 +102,7 @@ class ChainReplay:
                     uses=0,
                     reasons=(*decision.reasons, f"chain escalated by detector {hit.detector}: {hit.reason}"),
                 )
-                break
+            break
         else:
             escalated_before = any(s.kind is StepKind.ESCALATION for s in history)
             if (
@@ -103,6 +115,7 @@ class ChainReplay:
                     decision,
                     outcome=Outcome.STEP_UP,
                     ttl_seconds=0,
+                    detection=Detection.PRE_ISSUANCE,
                     reasons=(
                         *decision.reasons,
                         "the task's chain escalated earlier: every request needs step-up approval",

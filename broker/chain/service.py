@@ -2,7 +2,12 @@
 
 ``review_request`` runs before issuance on every credential request (from
 :meth:`broker.services.tasks.TaskService.request_credential`): the detectors see the chain so far
-and this request with its decision. On a hit the decision becomes a ``deny`` naming the detector,
+and this request with its decision. For an allowed decision whose control mode ``chain.yaml``
+checks after issuance (``detection.pre_issuance`` does not list it; by default ``monitor``), the
+decision is only marked ``post_issuance`` there and ``after_request`` runs the same detectors right
+after the credential is issued, on a small pool off the request's path; a hit escalates the task,
+which revokes every grant it holds, the new one too (docs/chains.md, "Detection before or after
+issuance"). On a hit the decision becomes a ``deny`` naming the detector,
 it is recorded, and ``escalate`` revokes everything the task holds (outbox first), quarantines the
 task, audits ``task.escalated`` with the detector and the steps, and alerts; the caller gets 403
 :class:`Escalated` and no credential. ``report_leak``, ``flag_review`` and ``admin_revoke`` are
@@ -21,11 +26,18 @@ from sqlalchemy import Connection
 from broker.audit import AuditLog
 from broker.chain import store as chain_store
 from broker.chain.config import ChainConfig, OnEscalation
-from broker.chain.detectors import ADMIN_REVOKE, DELEGATE_ESCALATED, LEAKED_SECRET, REVIEW_FLAGGED
+from broker.chain.detectors import (
+    ADMIN_REVOKE,
+    DELEGATE_ESCALATED,
+    LEAKED_SECRET,
+    POST_ISSUANCE_CHECK_FAILED,
+    REVIEW_FLAGGED,
+)
 from broker.chain.locks import TaskLocks
 from broker.chain.model import ChainContext, ChainStep, Escalation, Hit, Prefetched, RecordedEvent, StepKind
+from broker.chain.post_issuance import PostIssuancePool
 from broker.chain.rules import ChainRules
-from broker.decisions import Decision
+from broker.decisions import Decision, Detection
 from broker.errors import Conflict, Denied, InvalidInput, NotFound
 from broker.logging import get_logger
 from broker.models import Action, Agent, Outcome, Task, TaskState, effective_profile
@@ -49,6 +61,16 @@ class Escalated(Denied):
     code = "task_escalated"
 
 
+def _denied_by(decision: Decision, hit: Hit) -> Decision:
+    return replace(
+        decision,
+        outcome=Outcome.DENY,
+        ttl_seconds=0,
+        uses=0,
+        reasons=(*decision.reasons, f"chain escalated by detector {hit.detector}: {hit.reason}"),
+    )
+
+
 class Alerter(Protocol):
     def send(self, payload: dict[str, Any]) -> None: ...
 
@@ -65,6 +87,7 @@ class ChainService:
         locks: TaskLocks,
         alerter: Alerter | None = None,
         on_escalated: Callable[[str], None] | None = None,
+        post_issuance: PostIssuancePool | None = None,
     ) -> None:
         self.store = store
         self.audit = audit
@@ -75,6 +98,7 @@ class ChainService:
         self.alerter = alerter
         self.on_escalated = on_escalated
         self.locks = locks
+        self._post = post_issuance if post_issuance is not None else PostIssuancePool()
 
     @property
     def config(self) -> ChainConfig:
@@ -131,6 +155,21 @@ class ChainService:
         }
 
     # -- inline, before issuance -----------------------------------------------------------------
+    def _candidate(
+        self, decision: Decision, action: str, resource: str, prefetched: Prefetched | None = None
+    ) -> ChainStep:
+        return ChainStep(
+            ref=decision.decision_id,
+            kind=StepKind.CREDENTIAL_REQUEST,
+            at=utcnow(),
+            action=action,
+            resource=resource,
+            tier=decision.tier,
+            outcome=decision.outcome,
+            collection=bool(decision.inputs.get("approval_id")),
+            **self._resolve(action, resource, prefetched),
+        )
+
     def review_request(
         self,
         agent: Agent,
@@ -141,30 +180,29 @@ class ChainService:
         *,
         prefetched: Prefetched | None = None,
     ) -> tuple[Decision, Hit | None]:
-        """``prefetched``: the history, profile and resource the request flow read (under the
-        task's lock, so nothing of the task changed since); without it they are read here."""
-        facts = self._resolve(action, resource, prefetched)
-        candidate = ChainStep(
-            ref=decision.decision_id,
-            kind=StepKind.CREDENTIAL_REQUEST,
-            at=utcnow(),
-            action=action,
-            resource=resource,
-            tier=decision.tier,
-            outcome=decision.outcome,
-            collection=bool(decision.inputs.get("approval_id")),
-            **facts,
-        )
-        history = prefetched.history if prefetched is not None else self.history(task.task_id)
-        hit = self._detect(history, candidate, task, prefetched)
+        """The detectors for this request, before issuance — or, for an allowed decision whose mode
+        ``chain.yaml`` checks after issuance (``detection.pre_issuance``), only marked so:
+        :meth:`after_request` runs them once the credential is issued.
+
+        ``prefetched``: the history, profile and resource the request flow read (under the task's
+        lock, so nothing of the task changed since); without it they are read here."""
+        post = decision.outcome is Outcome.ALLOW and not self.config.detection.before_issuance(decision.mode)
+        history = prefetched.history if prefetched is not None else None
+        if post:
+            decision = replace(decision, detection=Detection.POST_ISSUANCE)
+            if self.config.on_escalation is not OnEscalation.STEP_UP_ONLY:
+                return decision, None
+            # step_up_only: an escalated task's requests still need an approval before issuance
+            return self._step_up_if_escalated(decision, history or self.history(task.task_id)), None
+        decision = replace(decision, detection=Detection.PRE_ISSUANCE)
+        if history is None:
+            history = self.history(task.task_id)
+        hit = self._detect(history, self._candidate(decision, action, resource, prefetched), task, prefetched)
         if hit is not None:
-            return replace(
-                decision,
-                outcome=Outcome.DENY,
-                ttl_seconds=0,
-                uses=0,
-                reasons=(*decision.reasons, f"chain escalated by detector {hit.detector}: {hit.reason}"),
-            ), hit
+            return _denied_by(decision, hit), hit
+        return self._step_up_if_escalated(decision, history), None
+
+    def _step_up_if_escalated(self, decision: Decision, history: list[ChainStep]) -> Decision:
         escalated_before = any(s.kind is StepKind.ESCALATION for s in history)
         if (
             self.config.on_escalation is OnEscalation.STEP_UP_ONLY
@@ -176,9 +214,48 @@ class ChainService:
                 decision,
                 outcome=Outcome.STEP_UP,
                 ttl_seconds=0,
+                detection=Detection.PRE_ISSUANCE,
                 reasons=(*decision.reasons, "the task's chain escalated earlier: every request needs step-up approval"),
-            ), None
-        return decision, None
+            )
+        return decision
+
+    # -- right after issuance (detection: post_issuance) -----------------------------------------
+    def after_request(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
+        """Request-flow hook, after issuance (or its failure): a post-issuance decision's detectors
+        run now, off the request's path, on the post-issuance pool. On a hit the task escalates:
+        every grant it holds — the one just issued too — is revoked at its backend."""
+        if decision.detection is not Detection.POST_ISSUANCE:
+            return
+        self._post.submit(self._check_after_issue, agent, task, decision, action, resource)
+
+    def _check_after_issue(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
+        try:
+            candidate = self._candidate(decision, action, resource)
+            history = [s for s in self.history(task.task_id) if s.ref != candidate.ref]
+            hit = self._detect(history, candidate, task)
+        except Exception as exc:  # fail closed: a check that cannot run does not let the grants live
+            log.exception("chain.post_issuance_check_failed", task_id=task.task_id)
+            hit = Hit(
+                detector=POST_ISSUANCE_CHECK_FAILED,
+                steps=(),
+                reason=f"the post-issuance chain check of decision {decision.decision_id} failed "
+                f"({type(exc).__name__})",
+            )
+        if hit is None:
+            return
+        hit = replace(hit, extra={**hit.extra, "detection": Detection.POST_ISSUANCE.value})
+        try:
+            self.escalate(task.task_id, hit, actor=agent.name)
+        except Exception:  # the outbox row, once written, is retried by the revocation worker
+            log.exception("chain.post_issuance_escalation_failed", task_id=task.task_id, detector=hit.detector)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait for the post-issuance checks already submitted (tests, shutdown)."""
+        self._post.drain(timeout)
+
+    def close(self) -> None:
+        """Finish the post-issuance checks in flight, then accept no more (container close)."""
+        self._post.close()
 
     def escalate_request(self, agent: Agent, task: Task, decision: Decision, hit: Hit) -> Escalated:
         report = self.escalate(task.task_id, hit, actor=agent.name)

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -45,11 +46,19 @@ def _stop_on_signal(signum: int, frame: Any) -> None:
     raise _Stopped(signum)
 
 
-def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = None, on_exit: Any = None) -> None:
+def run_server(
+    settings: Settings,
+    *,
+    on_ready: Any = None,
+    on_listening: Any = None,
+    on_exit: Any = None,
+    sock: socket.socket | None = None,
+) -> None:
     """Build the container, start the workers and serve until SIGINT/SIGTERM.
 
     ``on_ready(container)`` runs before the socket opens (seeding); ``on_listening(container)``
-    runs once the server accepts connections (so files that announce the URL are never early)."""
+    runs once the server accepts connections (so files that announce the URL are never early).
+    ``sock``: an already listening socket (a worker of ``serve --workers N``) instead of binding."""
     # the service stack is imported here, not at module level: every CLI command imports this
     # module, and `nhi-broker scan` must start without loading the broker (issue 18: < 1 s)
     from broker.api.app import create_app
@@ -86,7 +95,7 @@ def run_server(settings: Settings, *, on_ready: Any = None, on_listening: Any = 
         # (`make up` then reports no "Error 143"/"Error 130" after a clean stop)
         previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            server.run()
+            server.run(sockets=[sock] if sock is not None else None)
         except _Stopped:
             pass
         finally:
@@ -124,6 +133,16 @@ def register(app: typer.Typer) -> None:
             envvar="NHI_BROKER_DATABASE_URL",
             help="With --ha: an existing PostgreSQL (default: a private cluster in the data dir).",
         ),
+        console_issuer: str = typer.Option(
+            "",
+            "--console-issuer",
+            envvar="NHI_BROKER_CONSOLE_ISSUER",
+            help="OIDC issuer people sign in to /console with (e.g. a local provider: docs/console.md); "
+            "its keys come from its discovery document. Empty: the console cannot sign anyone in.",
+        ),
+        console_client_id: str = typer.Option(
+            "nhi-console", "--console-client-id", help="With --console-issuer: the console's client id there."
+        ),
     ) -> None:
         """Run the broker on its embedded default: local OpenBao dev server + SQLite + demo seed."""
         if ha:
@@ -139,6 +158,7 @@ def register(app: typer.Typer) -> None:
         from broker.openbao_server import start_dev_server
 
         configure_logging(log_format)
+        sign_in = console_sign_in_settings(console_issuer, console_client_id) if console_issuer else {}
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o700)
         bao = start_dev_server(log_path=data_dir / "openbao.log")
@@ -162,6 +182,7 @@ def register(app: typer.Typer) -> None:
                 admin_token=_admin_token(data_dir),  # type: ignore[arg-type]
                 log_format=log_format,  # type: ignore[arg-type]
                 openbao={"addr": bao.address, "token": bao.root_token.reveal()},  # type: ignore[arg-type]
+                **sign_in,
                 **mcp,
             )
             url = f"http://127.0.0.1:{port}"
@@ -196,7 +217,7 @@ def register(app: typer.Typer) -> None:
                         indent=2,
                     )
                 )
-                _summary(url, data_dir, bao.address, container, postgres_note.get("skipped"))
+                _summary(url, data_dir, bao.address, container, postgres_note.get("skipped"), console_issuer)
 
             run_server(settings, on_ready=ready, on_listening=listening, on_exit=end_active_tasks)
         finally:
@@ -217,14 +238,31 @@ def register(app: typer.Typer) -> None:
             ..., "--config", dir_okay=False, help="YAML settings file (see docs/operations.md)"
         ),
         debug: bool = typer.Option(False, "--debug", help="Print the traceback of a start-up error."),
+        workers: int = typer.Option(
+            1,
+            "--workers",
+            help="Server processes on the one port (PostgreSQL store only; SQLite is single-process).",
+        ),
+        worker_port: int | None = typer.Option(None, "--worker-port", hidden=True),
     ) -> None:
         """Run the broker in production mode: external OpenBao, PostgreSQL, real issuers.
 
         A start-up error (bad YAML, a missing or invalid setting, an unreachable database or
-        OpenBao) prints one line naming the setting and exits 2."""
+        OpenBao) prints one line naming the setting and exits 2. ``--workers N`` runs N processes
+        on the same port (docs/operations.md, "Workers")."""
         with startup_errors(debug):
             settings = load_settings_file(config)
             configure_logging(settings.log_format, settings.log_level)
+            if worker_port is not None:  # one worker of `serve --workers N`, on the supervisor's port
+                from broker.cli.workers import worker_listener
+
+                run_server(settings, on_exit=report_backlog, sock=worker_listener(settings.host, worker_port))
+                return
+            if workers != 1:
+                # deferred: every command module loads at CLI start; `scan` must start fast
+                from broker.cli.workers import serve_workers
+
+                raise typer.Exit(serve_workers(config, settings, workers))
             run_server(settings, on_exit=report_backlog)
 
 
@@ -254,8 +292,46 @@ def report_backlog(container: Any) -> ShutdownReport:
     return report
 
 
-def _summary(url: str, data_dir: Path, bao_addr: str, container: Any, pg_skipped: str | None) -> None:
+def console_sign_in_settings(issuer: str, client_id: str) -> dict[str, Any]:
+    """The settings `up --console-issuer` adds: the issuer as a human issuer that signs people in
+    to the console (client ``client_id``; its keys from ``jwks_uri`` in its discovery document),
+    and a session cookie without ``Secure`` (`up` serves http://127.0.0.1 only, which the settings
+    check). People still sign in through the issuer and must be registered (`nhi-broker people
+    put NAME --issuer ISSUER --subject SUB`): nothing here trusts a typed name."""
+    # deferred: every command module loads at CLI start; `scan`/`--version` must start fast
+    import httpx
+
+    where = issuer.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        answer = httpx.get(where, timeout=10.0, follow_redirects=False)
+        doc = answer.json() if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise BrokerError(f"--console-issuer: cannot read {where}: {type(exc).__name__}") from None
+    if not isinstance(doc, dict) or doc.get("issuer") != issuer or not isinstance(doc.get("jwks_uri"), str):
+        raise BrokerError(f"--console-issuer: {where} is not the discovery document of issuer {issuer}")
+    return {
+        "human_issuers": [
+            {
+                "issuer": issuer,
+                "jwks_url": doc["jwks_uri"],
+                "audiences": [f"{client_id}-actor"],  # actor tokens: never signs anyone in
+                "sign_in_audiences": [client_id],
+            }
+        ],
+        "console": {"issuer": issuer, "client_id": client_id, "cookie_secure": False},
+    }
+
+
+def _summary(
+    url: str, data_dir: Path, bao_addr: str, container: Any, pg_skipped: str | None, console_issuer: str = ""
+) -> None:
     dd = str(data_dir)
+    console_text = (
+        f"""Sign in to the console at {url}/console as a registered person (through {console_issuer}):
+  nhi-broker people put alice --role approver --issuer {console_issuer} --subject SUBJECT --data-dir {dd}"""
+        if console_issuer
+        else f"The console ({url}/console) signs nobody in: restart with --console-issuer URL (docs/console.md)."
+    )
     pg = (
         "demo-db (dynamic PostgreSQL login via OpenBao's database engine)"
         if pg_skipped is None
@@ -284,6 +360,8 @@ Approve step-ups as a person (demo-owner, demo-agent's bound owner, never can: f
   nhi-broker people put alice --role approver --data-dir {dd}
   export NHI_BROKER_PERSON_TOKEN=$(nhi-broker people token create alice --data-dir {dd})
   nhi-broker approvals approve APPROVAL_ID --reason "checked" --data-dir {dd}
+
+{console_text}
 
 Ctrl-C stops the broker and the OpenBao dev server.
 """)

@@ -197,6 +197,11 @@ class OidcCodeFlow:
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"the issuer is unreachable ({field}): {type(exc).__name__}") from None
         if status != 200:
+            if field == "token_endpoint" and status == 401:  # RFC 6749 5.2: invalid_client
+                raise Unauthenticated(
+                    "the issuer refused the console's client authentication (HTTP 401): check "
+                    "console.client_id and console.client_secret (NHI_BROKER_CONSOLE__CLIENT_SECRET)"
+                )
             if field == "token_endpoint" and 400 <= status < 500:
                 raise Unauthenticated(f"the issuer refused the sign-in code (HTTP {status})")
             raise UpstreamUnavailable(f"the issuer answered HTTP {status} ({field})")

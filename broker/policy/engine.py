@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from typing import Any
 
 import cedarpy
 
@@ -44,23 +45,34 @@ class CedarDecisionEngine:
         self.bundle = bundle
         self.bundle_hash = bundle.bundle_hash
         self._actions = cedarpy.Entities.from_json_str(json.dumps(action_entities(bundle.catalog)))
-        # agent+profile+resource+task JSON -> parsed handle: a task's later requests parse nothing
-        self._entities: dict[str, cedarpy.Entities] = {}
+        # (agent+profile+resource, task) -> parsed handle: a task's later requests parse nothing
+        self._entities: dict[tuple[tuple[Any, ...], tuple[Any, ...]], cedarpy.Entities] = {}
+        self._stable: dict[tuple[Any, ...], cedarpy.Entities] = {}  # agent+profile+resource -> handle
         self._cache_lock = threading.Lock()
 
     def _evaluate(self, cr: CedarRequest, policies: cedarpy.PolicySet) -> cedarpy.AuthzResult:
         """One Cedar call. The schema is not passed: the policies were validated against it at load
         and the smoke check proved the request shape conforms; what remains (a missing entity, an
-        overflow) surfaces as a diagnostics error, which denies. Parsed entities are cached by content."""
-        key = json.dumps(cr.entities, separators=(",", ":"))
+        overflow) surfaces as a diagnostics error, which denies."""
+        return cedarpy.is_authorized(cr.request, policies, self._entities_for(cr))
+
+    def _entities_for(self, cr: CedarRequest) -> cedarpy.Entities:
+        """Parsed entities, cached in two levels by content: the agent, profile and resource (the
+        same across many tasks) over the action hierarchy, then the task (and the person it acts
+        for) over those. A task's later requests parse nothing; a new task parses only itself."""
+        key = (cr.stable_key, cr.task_key)
         entities = self._entities.get(key)
-        if entities is None:
-            entities = self._actions.with_added_json_str(key)
-            with self._cache_lock:  # misses only; hits read the dict without a lock
-                while len(self._entities) >= _ENTITY_CACHE_SIZE:
-                    del self._entities[next(iter(self._entities))]  # oldest first
-                self._entities[key] = entities
-        return cedarpy.is_authorized(cr.request, policies, entities)
+        if entities is not None:
+            return entities
+        stable = self._stable.get(cr.stable_key)
+        if stable is None:
+            stable = self._actions.with_added_json_str(json.dumps(cr.stable, separators=(",", ":")))
+            with self._cache_lock:
+                _bounded_put(self._stable, cr.stable_key, stable)
+        entities = stable.with_added_json_str(json.dumps([cr.task, *cr.people], separators=(",", ":")))
+        with self._cache_lock:  # misses only; hits read the dict without a lock
+            _bounded_put(self._entities, key, entities)
+        return entities
 
     @property
     def catalog(self) -> dict[str, Action]:
@@ -265,6 +277,12 @@ class CedarDecisionEngine:
             bundle_hash=self.bundle_hash,
             inputs=request.to_record(),
         )
+
+
+def _bounded_put(cache: dict[Any, cedarpy.Entities], key: Any, value: cedarpy.Entities) -> None:
+    while len(cache) >= _ENTITY_CACHE_SIZE:
+        del cache[next(iter(cache))]  # oldest first
+    cache[key] = value
 
 
 def _describe(info: PolicyInfo) -> str:

@@ -49,6 +49,7 @@ class Summary:
     ttl_seconds: int
     uses: int
     policy_ids: tuple[str, ...]
+    detection: str | None = None  # pre_issuance | post_issuance; None on records older than the field
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> Summary:
@@ -59,6 +60,7 @@ class Summary:
             int(record["ttl_seconds"]),
             int(record.get("uses", 0)),
             tuple(record.get("policy_ids") or ()),
+            record.get("detection"),
         )
 
 
@@ -165,6 +167,8 @@ def _differences(a: Summary, b: Summary) -> tuple[str, ...]:
         kinds.append(f"ttl {a.ttl_seconds}→{b.ttl_seconds}")
     if a.uses != b.uses:
         kinds.append(f"uses {a.uses}→{b.uses}")
+    if a.detection and b.detection and a.detection != b.detection:
+        kinds.append(f"detection {a.detection}→{b.detection}")
     return tuple(kinds)
 
 

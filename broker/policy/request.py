@@ -42,6 +42,10 @@ class CedarRequest:
     stable: list[dict[str, Any]]  # agent, profile, resource: the same across many requests (cacheable)
     task: dict[str, Any]  # the task: new for every task
     people: tuple[dict[str, Any], ...] = ()  # the verified person the task acts for, if any
+    # what the entities are made of, as hashable tuples: the engine's cache keys (cheaper than
+    # serialising the entities to look them up)
+    stable_key: tuple[Any, ...] = ()
+    task_key: tuple[Any, ...] = ()
 
     @property
     def entities(self) -> list[dict[str, Any]]:
@@ -129,8 +133,8 @@ def build(
         "human_present": req.human_present,
         "chain": {
             "steps": chain.steps,
-            "actions": list(chain.actions),
-            "consequences": list(chain.consequences),
+            "actions": chain.distinct_actions,  # sets: bounded by the catalog, not the history
+            "consequences": chain.distinct_consequences,
             "max_tier": chain.max_tier.value if chain.max_tier else "none",
             "max_tier_rank": chain.max_tier.rank if chain.max_tier else -1,
             "grants_active": chain.grants_active,
@@ -148,7 +152,23 @@ def build(
         "resource": _uid("Resource", resource.name),
         "context": context,
     }
-    return CedarRequest(request=request, stable=stable, task=task_entity, people=people)
+    stable_key = (
+        agent.name,
+        agent.owner,
+        agent.trust_level,
+        profile.name,
+        profile.ceiling,
+        profile.max_lifetime_seconds,
+        resource.name,
+        resource.kind,
+        resource.sensitivity,
+        resource.environment,
+        resource.external,
+    )
+    task_key = (task.task_id, profile.name, task.purpose, task.on_behalf_of, repr(people) if people else None)
+    return CedarRequest(
+        request=request, stable=stable, task=task_entity, people=people, stable_key=stable_key, task_key=task_key
+    )
 
 
 def synthetic_input(action: Action, *, decision_id: str = "smoke") -> DecisionInput:

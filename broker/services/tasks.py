@@ -127,6 +127,8 @@ class ChainGate(Protocol):
 
     def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None: ...
 
+    def after_request(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None: ...
+
 
 class _Recorded(Exception):
     """A backend failure already recorded with its decision (one transaction): re-raised as is."""
@@ -570,7 +572,10 @@ class TaskService:
             raise Conflict(f'resource "{resource_name}" vanished; try again')
         # an allow: its decision is written with the grant, after the backend call, in one
         # transaction (or with the failure, if issuance fails)
-        return self.issue(agent, task, decision, action_name, resource, record_decision=True)
+        try:
+            return self.issue(agent, task, decision, action_name, resource, record_decision=True)
+        finally:  # a post-issuance decision's detectors run now (chain.yaml ``detection``)
+            self.chain.after_request(agent, task, decision, action_name, resource_name)
 
     def issue(
         self,

@@ -95,6 +95,7 @@ tasks = Table(
     Column("parent_task_id", String(64), index=True),  # delegated sub-tasks, migration 0012
     Column("delegation", JSON),
     Index("ix_tasks_created_at", "created_at"),  # the console's newest-first list, migration 0014
+    Index("ix_tasks_state_expires_at", "state", "expires_at"),  # the worker's task expiry sweep (0016)
 )
 
 # task-level handles a backend created (e.g. the OpenBao parent token's accessor)
@@ -151,6 +152,12 @@ grants = Table(
     _ts("expires_at"),
     Column("state", String(16), nullable=False, index=True),
     _ts("revoked_at", nullable=True),
+    # the revocation worker's expiry sweep (state = active AND expires_at <= now) on every tick:
+    # a range over this index, not a scan of every active grant in the store (0016)
+    Index("ix_grants_state_expires_at", "state", "expires_at"),
+    # a task's active grants (counted on every credential request): task and state in one index,
+    # so no planner takes the state prefix above and walks every active grant (0016)
+    Index("ix_grants_task_state", "task_id", "state"),
 )
 
 # the revocation outbox: written before a revocation is attempted, retried until confirmed

@@ -26,8 +26,13 @@ def test_an_approver_sees_a_step_up_arrive_live_approves_it_and_the_agent_collec
     # the agent acts for a person its identity provider verified (token exchange with an actor token)
     agent.act_for(oidc_provider.id_token("olga@example.test", ACTOR_CLIENT_ID))
     task_id = agent.open_task("pay invoice 4711 for ACME")
+    broken: list[str] = []  # CSP violations and dialogs: the live page must need neither
     with playwright() as p, open_browser(p, tmp_path / "alice") as browser:
+        first = browser.pages[0] if browser.pages else browser.new_page()
+        first.on("console", lambda m: broken.append(m.text) if "Content Security Policy" in m.text else None)
+        first.on("dialog", lambda d: (broken.append(d.message), d.dismiss()))
         page = browser_sign_in(browser, console_broker.url, "alice@example.test")
+        assert page is first
         page.wait_for_selector("#pending[data-live=on]")  # the SSE stream is open
         page.evaluate("window.__stillTheSamePage = true")
 
@@ -53,6 +58,7 @@ def test_an_approver_sees_a_step_up_arrive_live_approves_it_and_the_agent_collec
         page.click("#approve")
         page.wait_for_selector("#approval-state:has-text('approved')")
         assert page.locator("#decided-by").inner_text() == "person:alice"
+    assert broken == []
 
     first = agent.credential(task_id, "payments.charge", "prod-payments", approval_id)
     assert first.status_code == 200, first.text

@@ -135,3 +135,16 @@ def test_serve_prints_the_traceback_only_with_debug(tmp_path, case):
     assert r.returncode == 2
     assert "Traceback" in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_serve_refuses_more_than_one_worker_on_the_sqlite_store(tmp_path):
+    cfg = tmp_path / "broker.yaml"
+    cfg.write_text(_good(tmp_path))  # no database_url: SQLite under the data directory
+    _assert_one_line_error(serve(cfg, "--workers", "2"), "--workers", "PostgreSQL", "SQLite", "single-process")
+    assert not (tmp_path / "data").exists()  # refused before anything was built
+
+
+def test_serve_refuses_a_worker_count_out_of_range(tmp_path):
+    cfg = tmp_path / "broker.yaml"
+    cfg.write_text(_good(tmp_path))
+    _assert_one_line_error(serve(cfg, "--workers", "0"), "--workers", "between 1 and 64")

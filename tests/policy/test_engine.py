@@ -200,3 +200,74 @@ def test_decision_record_carries_inputs_factors_policies_and_hash(engine: CedarD
     assert record["inputs"]["action"] == "secrets.read" and record["inputs"]["sensitivity"] == "confidential"
     assert record["factors"]["unattended_irreversible"] == {"value": True, "weight": 1}
     assert record["bundle_hash"] == engine.bundle_hash and record["policy_ids"]
+
+
+def test_entity_cache_never_serves_another_requests_entities_under_the_same_names(
+    engine: CedarDecisionEngine,
+) -> None:
+    """Every variant below has the same agent, profile, task and resource names; the cached
+    entities are keyed by content, so a warm engine decides each exactly as a cold one does."""
+    variants = [
+        make_input(
+            action,
+            name,
+            trust=trust,
+            on_behalf_of=human,
+            ceiling=ceiling,
+            res=res,
+            allowed=tuple(engine.bundle.catalog),
+        )
+        # the default policies read principal.trust_level (privilege) and resource.sensitivity (export)
+        for action, name in (("db.read", "demo-data"), ("iam.modify", "demo-data"), ("data.export", "demo-data"))
+        for trust in (TrustLevel.LOW, TrustLevel.HIGH)
+        for human in (None, "alice")
+        for ceiling in (Tier.MEDIUM, Tier.CRITICAL)
+        for res in (
+            None,
+            resource(name, Sensitivity.RESTRICTED, Environment.PROD),
+            resource(name, Sensitivity.PUBLIC, Environment.DEV, external=True),
+        )
+    ]
+    for request in [*variants, *reversed(variants)]:
+        warm, cold = engine.decide(request), CedarDecisionEngine(engine.bundle).decide(request)
+        assert (warm.outcome, warm.tier, warm.mode, warm.ttl_seconds, warm.policy_ids, warm.reasons) == (
+            cold.outcome,
+            cold.tier,
+            cold.mode,
+            cold.ttl_seconds,
+            cold.policy_ids,
+            cold.reasons,
+        )
+
+
+def test_decision_input_does_not_grow_with_the_tasks_history(engine: CedarDecisionEngine) -> None:
+    """A long chain of the same actions reaches Cedar and the decision record as sets: the
+    context and the record of step 1,000 are as large as those of step 3 (cost growth, issue 14)."""
+
+    def summary(steps: int) -> ChainSummary:
+        actions = tuple(("db.read", "db.write", "db.read")[i % 3] for i in range(steps))
+        consequences = tuple({"db.read": "read", "db.write": "write"}[a] for a in actions)
+        return ChainSummary(steps, actions, consequences, Tier.LOW, 0)
+
+    short = engine.decide(make_input("db.read", "demo-data", chain=summary(3)))
+    long = engine.decide(make_input("db.read", "demo-data", chain=summary(1000)))
+    assert long.inputs["chain"]["actions"] == ["db.read", "db.write"]
+    assert long.inputs["chain"]["consequences"] == ["read", "write"]
+    assert long.inputs["chain"]["steps"] == 1000
+    assert len(str(long.record())) <= len(str(short.record())) + 8  # "1000" vs "3" and the like
+    assert (long.outcome, long.tier, long.policy_ids) == (short.outcome, short.tier, short.policy_ids)
+    b = engine.bundle
+    action, res = b.catalog["db.read"], resource("demo-data")
+    risk = b.risk.assess(
+        RiskInput(agent=make_input("db.read", "demo-data").agent, action=action, resource=res, human_present=False)
+    )
+    cr = build(
+        make_input("db.read", "demo-data", chain=summary(1000)),
+        action,
+        res,
+        risk,
+        mode=Mode.MONITOR,
+        tier_ttl=60,
+        remaining=60,
+    )
+    assert cr.request["context"]["chain"]["actions"] == ["db.read", "db.write"]

@@ -123,3 +123,18 @@ def test_jsonl_replay_rebuilds_the_chain_from_the_records_in_the_file(broker, ch
     chain = ChainReplay(chain_config.load(DEFAULT_BUNDLE, catalog=bundle.catalog))
     with_chain = replay(records, engine, chain=chain)
     assert with_chain.changes == () and with_chain.replayed == len(records)
+
+
+def test_replay_shows_when_a_candidate_moves_monitor_decisions_before_issuance(broker, chain_traffic, tmp_path):
+    bundle = _candidate(tmp_path)
+    raw = yaml.safe_load((bundle / "chain.yaml").read_text())
+    raw["detection"] = {"pre_issuance": ["inline", "review", "monitor"]}
+    (bundle / "chain.yaml").write_text(yaml.safe_dump(raw))
+    output = _run("--bundle", str(bundle), "--data-dir", str(broker.data_dir))
+    changed = _changed(output)
+    assert changed and set(changed.values()) == {"detection"}, output  # nothing else differs
+    assert "detection post_issuance→pre_issuance" in output
+    with broker.container.store.read() as conn:
+        records = {r.decision_id: r.record for r in broker.container.store.decisions(conn, limit=100000)}
+    assert {records[d]["mode"] for d in changed} == {"monitor"}
+    assert all(records[d]["detection"] == "post_issuance" for d in changed)

@@ -9,6 +9,11 @@ token). The package (0.3.4, the latest) accepts but does not check PKCE's ``code
 stored authorization code has no field for it); the broker sends the S256 challenge and the
 verifier regardless, which the sign-in helper asserts on the authorize URL.
 
+- :class:`PkceEnforcer` — RFC 7636 enforced in front of that provider (``OidcProvider(enforce_pkce=True)``):
+  the ``code_challenge`` (S256 only) of each authorize request is kept with the code it produced,
+  and the token endpoint refuses (``400 invalid_grant``) a code without a challenge, a request
+  without ``code_verifier``, or a verifier whose S256 is not the challenge — what a provider that
+  implements PKCE does, so the broker's verifier is checked by the other side.
 - :class:`OidcProvider` — start/stop; ``issuer`` is ``http://127.0.0.1:PORT``;
   :meth:`OidcProvider.human_issuer` the broker's ``human_issuers`` entry for it.
 - :func:`console_sign_in` — sign in over HTTP (httpx, redirects followed by hand so each hop is
@@ -17,10 +22,17 @@ verifier regardless, which the sign-in helper asserts on the authorize URL.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import io
+import json
 import re
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import oidc_provider_mock
@@ -32,10 +44,55 @@ CONSOLE_CLIENT_SECRET = "console-client-secret-for-tests"  # the provider accept
 _CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
+def _s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode("ascii")
+
+
+class PkceEnforcer:
+    """WSGI layer: the provider refuses to redeem a code without the right PKCE verifier."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.challenges: dict[str, str | None] = {}
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if path == "/oauth2/authorize" and method == "POST":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            s256 = query.get("code_challenge_method", [""])[0] == "S256"
+            challenge = query.get("code_challenge", [None])[0] if s256 else None
+
+            def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                location = dict(headers).get("Location", "")
+                for code in parse_qs(urlsplit(location).query).get("code", []):
+                    with self._lock:
+                        self.challenges[code] = challenge
+                return start_response(status, headers, exc_info)
+
+            return self.app(environ, keep)
+        if path == "/oauth2/token" and method == "POST":
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            form = parse_qs(body.decode("ascii", "replace"))
+            if form.get("grant_type", [""])[0] == "authorization_code":
+                with self._lock:
+                    challenge = self.challenges.pop(form.get("code", [""])[0], None)
+                verifier = form.get("code_verifier", [""])[0]
+                if challenge is None or not verifier or not hmac.compare_digest(_s256(verifier), challenge):
+                    self.refused += 1
+                    answer = json.dumps({"error": "invalid_grant", "error_description": "PKCE verification failed"})
+                    start_response("400 Bad Request", [("Content-Type", "application/json")])
+                    return [answer.encode()]
+        return self.app(environ, start_response)
+
+
 class OidcProvider:
-    def __init__(self) -> None:
-        app = oidc_provider_mock.app(require_nonce=True)
-        self._server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, *, enforce_pkce: bool = False) -> None:
+        app: Any = oidc_provider_mock.app(require_nonce=True)
+        self.pkce: PkceEnforcer | None = PkceEnforcer(app) if enforce_pkce else None
+        self._server = werkzeug.serving.make_server("127.0.0.1", 0, self.pkce or app, threaded=True)
         self.issuer = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()

@@ -47,6 +47,7 @@ class Replica:
     env: dict[str, str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()  # more `serve` options (e.g. --workers 2)
 
     @property
     def url(self) -> str:
@@ -55,7 +56,7 @@ class Replica:
     def start(self) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broker.cli", "serve", "--config", str(self.config)],
+            [sys.executable, "-m", "broker.cli", "serve", "--config", str(self.config), *self.args],
             env=self.env,
             stdout=out,
             stderr=out,

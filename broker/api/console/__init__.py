@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from broker.api.console.router import router
-from broker.api.console.security import SecurityHeaders
+from broker.api.console.router import routers
+from broker.api.console.security import SecurityHeaders, headers_for
 from broker.api.console.session import install_handlers
 
-__all__ = ["SecurityHeaders", "install", "router"]
+__all__ = ["SecurityHeaders", "headers_for", "install", "routers"]
 
 
 def install(app: FastAPI) -> None:
-    """Static files, error pages and security headers of the console (the router is included with
+    """Static files, error pages and security headers of the console (the routers are included with
     the others in :func:`broker.api.app.create_app`)."""
     install_handlers(app)
     app.add_middleware(SecurityHeaders)

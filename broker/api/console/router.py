@@ -1,4 +1,10 @@
-"""The console's router: every console page module adds its routes here (mounted at ``/console``)."""
+"""The console's routers: every console page module adds its routes here (mounted at ``/console``).
+
+A flat tuple, not one router including the others: FastAPI (0.165) wraps an included router in a
+lazy ``_IncludedRouter`` whose routes are no ``APIRoute``, so the request guard
+(broker/api/limits.py: body size, the failure budget) would not see a single console route.
+``tests/console/test_guarded.py`` checks every console route is guarded.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ from fastapi import APIRouter
 
 from broker.api.console import routes_auth, routes_queue, routes_records, routes_tasks
 
-router = APIRouter(include_in_schema=False)  # each module: APIRouter(prefix="/console")
-router.include_router(routes_auth.router)
-router.include_router(routes_queue.router)
-router.include_router(routes_tasks.router)  # Tasks, Decisions (pages helper)
-router.include_router(routes_records.router)  # Findings, Audit (pages helper)
+routers: tuple[APIRouter, ...] = (
+    routes_auth.router,
+    routes_queue.router,
+    routes_tasks.router,  # Tasks, Decisions (pages helper)
+    routes_records.router,  # Findings, Audit (pages helper)
+)

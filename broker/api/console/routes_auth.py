@@ -24,11 +24,12 @@ from broker.api.console.session import (
     session_cookie,
     source,
 )
+from broker.api.limits import note_auth_failure
 from broker.container import Container
 from broker.errors import BrokerError, Unauthenticated
 from broker.identity.oidc_login import LoginState
 
-router = APIRouter(prefix="/console")
+router = APIRouter(prefix="/console", include_in_schema=False)
 _NEXT: Final = re.compile(r"/console(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%&=+-]*)?")
 Param = Annotated[str, Query(max_length=4096)]
 
@@ -106,6 +107,7 @@ def callback(
     )
     flow = c.console_sign_in
     if flow is None or kept is None:
+        _failed(c, request, "sign-in state missing, forged or expired")
         raise ConsoleError(
             400,
             "Sign-in expired",
@@ -137,6 +139,8 @@ def callback(
             f"You signed in as {identity.subject} at {identity.issuer}, but {exc.message}. "
             "Ask an administrator to register you (nhi-broker people put NAME --issuer ISS --subject SUB).",
         ) from None
+    # a new id at every sign-in, and whatever session this browser held before ends (fixation)
+    c.console_sessions.end(session_cookie(request), source=source(request))
     session_id = c.console_sessions.start(caller, source=source(request))
     response = RedirectResponse(str(kept["next"]), status_code=303)
     _set_cookie(request, response, cookie_names(c)[0], session_id.reveal(), c.settings.console.max_session_seconds)
@@ -149,6 +153,7 @@ def _failed(c: Container, request: Request, reason: str, subject: dict[str, str]
     if subject is not None:
         data["subject"] = subject
     c.audit.record("auth.failed", actor="unknown", outcome="denied", data=data)
+    note_auth_failure(request.scope)  # counts against the address like a bad bearer token
 
 
 @router.post("/logout")

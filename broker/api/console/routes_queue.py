@@ -14,15 +14,17 @@ Reading needs one of admin, auditor, approver, reviewer; approving needs ``appro
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import anyio.to_thread
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from broker.api.console.session import (
+    ConsoleError,
     ConsoleForm,
     FormDep,
     ReaderDep,
@@ -40,7 +42,7 @@ from broker.errors import BrokerError
 from broker.people.model import Caller, Role
 from broker.people.sessions import ConsoleSession
 
-router = APIRouter(prefix="/console")
+router = APIRouter(prefix="/console", include_in_schema=False)
 ApprovalId = Annotated[str, Path(pattern=r"^apr_[0-9a-f]{32}$")]
 ReviewId = Annotated[str, Path(pattern=r"^rev_[0-9a-f]{32}$")]
 POLL_SECONDS: Final = 1.0  # the store is polled: every replica sees every approval (SSE is per replica)
@@ -49,6 +51,36 @@ SESSION_CHECK_SECONDS: Final = 10.0
 # (MAX_WAIT_SECONDS), so a stopping server never waits longer for an open page than for an agent
 STREAM_SECONDS: Final = float(MAX_WAIT_SECONDS)
 RECENT: Final = 50
+# open live streams per session and process: each polls the store once a second, so a session
+# (or a stolen cookie) must not be able to open hundreds; a few tabs are plenty
+MAX_STREAMS_PER_SESSION: Final = 4
+
+
+class StreamSlots:
+    """Counts the open approval streams of each session (by its CSRF token, an HMAC of its id)."""
+
+    def __init__(self, per_session: int = MAX_STREAMS_PER_SESSION) -> None:
+        self.per_session = per_session
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        with self._lock:
+            if self._open.get(key, 0) >= self.per_session:
+                return False
+            self._open[key] = self._open.get(key, 0) + 1
+            return True
+
+    def give_back(self, key: str) -> None:
+        with self._lock:
+            left = self._open.get(key, 0) - 1
+            if left > 0:
+                self._open[key] = left
+            else:
+                self._open.pop(key, None)
+
+
+STREAMS: Final = StreamSlots()
 
 
 def _c(request: Request) -> Container:
@@ -88,6 +120,11 @@ async def approval_events(request: Request, session: ReaderDep) -> StreamingResp
     c = _c(request)
     raw = session_cookie(request)
     fragment = templates.get_template("_approval_rows.html")
+    slot = session.csrf_token
+    if not STREAMS.take(slot):
+        raise ConsoleError(
+            429, "Too many live pages", f"at most {STREAMS.per_session} live approval pages per session", session
+        )
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
@@ -112,9 +149,26 @@ async def approval_events(request: Request, session: ReaderDep) -> StreamingResp
                 yield ": keep-alive\n\n"
             await asyncio.sleep(POLL_SECONDS)
 
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return _SlotStream(
+        stream(),
+        release=lambda: STREAMS.give_back(slot),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+class _SlotStream(StreamingResponse):
+    """A stream that gives its session's slot back however it ends (done, disconnect, shutdown)."""
+
+    def __init__(self, content: AsyncIterator[str], *, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 @router.get("/approvals/{approval_id}", response_class=HTMLResponse)

@@ -26,7 +26,7 @@ from broker.api.console.views_records import (
 )
 from broker.models import FindingStatus
 
-router = APIRouter(prefix="/console")
+router = APIRouter(prefix="/console", include_in_schema=False)
 formatting.register(templates.env)
 Text = Annotated[str | None, Query(max_length=256)]
 

@@ -24,7 +24,7 @@ from broker.api.console.views_decisions import DECISION_ID, decision_explain, de
 from broker.api.console.views_tasks import TaskFilter, flatten, task_page, task_timeline
 from broker.models import Outcome
 
-router = APIRouter(prefix="/console")
+router = APIRouter(prefix="/console", include_in_schema=False)
 formatting.register(templates.env)
 # an unknown or malformed id is a 404 page (not the API's JSON 422): the views look it up
 TaskId = Annotated[str, Path(max_length=64)]

@@ -30,6 +30,14 @@ _HEADERS: Final = (
 )
 
 
+def headers_for(path: str) -> dict[str, str]:
+    """The console's headers for an answer made outside :class:`SecurityHeaders` (the 500 handler
+    runs in Starlette's outermost layer); nothing for a path outside ``/console``."""
+    if not (path == PREFIX or path.startswith(PREFIX + "/")):
+        return {}
+    return {k.decode(): v.decode() for k, v in _HEADERS} | {"cache-control": "no-store"}
+
+
 class SecurityHeaders:
     def __init__(self, app: Any) -> None:
         self.app = app

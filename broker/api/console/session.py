@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from broker.api.limits import note_auth_failure
 from broker.container import Container
 from broker.errors import BrokerError
 from broker.logging import get_logger
@@ -176,6 +177,7 @@ async def csrf_form(request: Request) -> ConsoleForm:
     # the session first: a post without a session is a 401 page, not a CSRF hint
     session = await _resume(request, raw)
     if not c.console_sessions.csrf_ok(raw, fields.get("csrf_token")):
+        note_auth_failure(request.scope)  # counts against the address like a bad bearer token
         c.audit.record(
             "auth.forbidden",
             actor=session.caller.actor,
