@@ -54,7 +54,16 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
 ]
 # parked threads (the event loop in epoll, idle pool workers) and the background workers are not
 # request work
-PARKED = ("Runner.run (", "WorkerThread.run (", "Condition.wait (", "select (selectors.py", "Queue.get (")
+# (an idle ThreadPoolExecutor worker, e.g. the chain's post-issuance pool, shows its blocking
+# queue get as the `_worker` frame itself)
+PARKED = (
+    "Runner.run (",
+    "WorkerThread.run (",
+    "Condition.wait (",
+    "select (selectors.py",
+    "Queue.get (",
+    "_worker (concurrent/futures/thread.py",
+)
 BACKGROUND = ("PeriodicWorker._loop", "apscheduler/", "policy/holder.py")
 
 

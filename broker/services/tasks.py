@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Protocol
 import structlog
 
 from broker.audit import AuditLog
+from broker.audit.log import AuditBatch
 from broker.backends.port import CredentialBackend, IssuedCredential, IssueRequest
 from broker.chain import store as chain_store
 from broker.chain.model import Prefetched, StepKind
@@ -330,7 +331,7 @@ class TaskService:
             parent_task_id=parent.task_id,
             delegation=Delegation(tuple(dict.fromkeys(actions)), ceiling, agent.name),
         )
-        with self.store.write() as conn:
+        with self.store.write() as conn, self.audit.batch(conn) as audit:
             self.store.create_task(conn, child)
             chain_store.add_event(
                 conn,
@@ -343,8 +344,7 @@ class TaskService:
                     "ceiling": ceiling.value,
                 },
             )
-            self.audit.append(
-                conn,
+            audit.append(
                 "task.delegated",
                 actor=agent.name,
                 task_id=parent.task_id,
@@ -357,8 +357,7 @@ class TaskService:
                     "expires_at": child.expires_at.isoformat(),
                 },
             )
-            self.audit.append(
-                conn,
+            audit.append(
                 "task.opened",
                 actor=agent.name,
                 task_id=child.task_id,
@@ -521,21 +520,21 @@ class TaskService:
         return self.engine().decide(request)
 
     def record_decision(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
-        with self.store.write() as conn:
-            self._write_decision(conn, agent, task, decision, action, resource)
+        with self.store.write() as conn, self.audit.batch(conn) as audit:
+            self._write_decision(conn, audit, agent, task, decision, action, resource)
 
     def _write_decision(
-        self, conn: Any, agent: Agent, task: Task, decision: Decision, action: str, resource: str
+        self, conn: Any, audit: AuditBatch, agent: Agent, task: Task, decision: Decision, action: str, resource: str
     ) -> None:
-        """The decision and its audit event, in the caller's transaction."""
+        """The decision and its audit event, in the caller's transaction (the event joins the
+        caller's audit batch)."""
         kind = {
             Outcome.ALLOW: "decision.allowed",
             Outcome.DENY: "decision.denied",
             Outcome.STEP_UP: "decision.step_up",
         }[decision.outcome]
         self.store.add_decision(conn, decision.record(), task.task_id, agent.name, action, resource, utcnow())
-        self.audit.append(
-            conn,
+        audit.append(
             kind,
             actor=agent.name,
             task_id=task.task_id,
@@ -619,9 +618,9 @@ class TaskService:
         ``record_decision``: the (allow) decision is not recorded yet; it is written in that same
         transaction, or with the failure when issuance fails, so it is never lost."""
 
-        def decision_first(conn: Any) -> None:
+        def decision_first(conn: Any, audit: AuditBatch) -> None:
             if record_decision:
-                self._write_decision(conn, agent, task, decision, action_name, resource.name)
+                self._write_decision(conn, audit, agent, task, decision, action_name, resource.name)
 
         try:
             return self._issue(agent, task, decision, action_name, resource, decision_first)
@@ -643,7 +642,7 @@ class TaskService:
         decision: Decision,
         action_name: str,
         resource: Resource,
-        decision_first: Callable[[Any], None],
+        decision_first: Callable[[Any, AuditBatch], None],
     ) -> CredentialResult:
         action = self.catalog().get(action_name)
         if action is None:  # the catalog was reloaded between decision and issuance
@@ -667,10 +666,9 @@ class TaskService:
                 )
             )
         except BrokerError as exc:
-            with self.store.write() as conn:
-                decision_first(conn)
-                self.audit.append(
-                    conn,
+            with self.store.write() as conn, self.audit.batch(conn) as audit:
+                decision_first(conn, audit)
+                audit.append(
                     "credential.failed",
                     actor=agent.name,
                     task_id=task.task_id,
@@ -698,8 +696,9 @@ class TaskService:
         if granted["granted_ttl_seconds"] < decision.ttl_seconds - 5:
             log.warning("credential.ttl_capped_by_backend", backend=resource.kind, **granted)
         credential = replace(credential, public={**credential.public, **granted})
-        with self.store.write() as conn:
-            decision_first(conn)
+        # the decision, the grant and their two audit events: one transaction, one audit batch
+        with self.store.write() as conn, self.audit.batch(conn) as audit:
+            decision_first(conn, audit)
             if credential.task_handle is not None:
                 self.store.add_handle(conn, task.task_id, resource.kind, credential.task_handle)
             self.store.add_grant(
@@ -723,8 +722,7 @@ class TaskService:
                     state=GrantState.ACTIVE,
                 ),
             )
-            self.audit.append(
-                conn,
+            audit.append(
                 "credential.issued",
                 actor=agent.name,
                 task_id=task.task_id,

@@ -2,8 +2,9 @@
 
 Counted with SQLAlchemy event hooks on the real store of a real broker (SQLite, real OpenBao),
 for the statements the request's own threads run: one write transaction holds the decision, the
-grant and both audit events; the task's history is read once; the registry (agent, profile,
-resource) comes from the in-process cache while nothing changed.
+grant and both audit events (appended as one batch: one head lock, one insert (executemany), one head
+update); the task's history is read once; the registry (agent, profile, resource) comes from the
+in-process cache while nothing changed.
 """
 
 from __future__ import annotations
@@ -86,7 +87,15 @@ def test_credential_request_writes_decision_grant_and_audit_in_one_transaction(b
         assert len(decision_tx) == 1, counts.transactions
         tx = decision_tx[0]
         assert any("INSERT INTO grants" in s for s in tx)
-        assert sum("INSERT INTO audit_events" in s for s in tx) == 2
+        # both audit events in one batch: the head locked and advanced once, one insert (executemany),
+        # the head's hash set once (three statements, not three per event)
+        assert sum("INSERT INTO audit_events" in s for s in tx) == 1, tx
+        assert sum(s.lstrip().startswith("UPDATE audit_head") for s in tx) == 2, tx
+        issued = broker.container.audit.events(task_id=task.task_id, kind="credential.issued")[-1]
+        allowed = broker.container.audit.events(task_id=task.task_id, kind="decision.allowed")[-1]
+        assert issued.seq == allowed.seq + 1 and issued.prev_hash == allowed.hash
+        assert issued.data["decision_id"] == allowed.data["decision_id"] == cred.decision["decision_id"]
+        assert broker.container.audit.verify().ok
         # the other committed writes: at most the replay guard's seen-token record
         others = [t for t in counts.transactions if t is not tx]
         assert all(all("seen_jti" in s or not s.lstrip().startswith("INSERT") for s in t) for t in others), others
@@ -97,7 +106,10 @@ def test_credential_request_writes_decision_grant_and_audit_in_one_transaction(b
         # the registry comes from the cache: no agent, profile or resource rows read
         for table in ("agents", "agent_identities", "profiles", "resources"):
             assert reads_of(counts, table) == 0, (table, counts.statements)
-        assert len(counts.statements) <= 16, counts.statements
+        # 13: the replay guard's insert; the read (registry version twice: authentication and the
+        # request; task, decisions, chain events, grant count); the write (decision, grant, audit
+        # head lock, one audit insert, head hash); the chain's re-read after the commit
+        assert len(counts.statements) <= 13, counts.statements
         assert counts.connections <= 5
 
 
