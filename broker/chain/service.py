@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
@@ -113,9 +114,19 @@ class ChainService:
     def _consequences(self) -> dict[str, str]:
         return {name: a.consequence.value for name, a in self.catalog().items()}
 
-    def history(self, task_id: str) -> list[ChainStep]:
+    def history(self, task_id: str, *, exclude: str | None = None, at: datetime | None = None) -> list[ChainStep]:
+        """What the detectors read of a task's chain: its compact history (the newest step of each
+        signature and every request inside the burst window ending at ``at``, the candidate's time
+        — now if not given; :func:`chain_store.compact_history`), without ``exclude`` (the
+        candidate, when it is already recorded)."""
+        since = (at or utcnow()) - self.full_window()
         with self.store.read() as conn:
-            return chain_store.history(conn, task_id, self._consequences())
+            return chain_store.compact_history(conn, task_id, self._consequences(), since=since, exclude=exclude).steps
+
+    def full_window(self) -> timedelta:
+        """How far back the detectors need every request (``burst``'s window; see
+        :func:`chain_store.compact_history`)."""
+        return timedelta(seconds=self.config.detectors.burst.window_seconds)
 
     def _detect(
         self, history: list[ChainStep], candidate: ChainStep, task: Task, prefetched: Prefetched | None = None
@@ -231,7 +242,7 @@ class ChainService:
     def _check_after_issue(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
         try:
             candidate = self._candidate(decision, action, resource)
-            history = [s for s in self.history(task.task_id) if s.ref != candidate.ref]
+            history = self.history(task.task_id, exclude=candidate.ref, at=candidate.at)
             hit = self._detect(history, candidate, task)
         except Exception as exc:  # fail closed: a check that cannot run does not let the grants live
             log.exception("chain.post_issuance_check_failed", task_id=task.task_id)
@@ -468,7 +479,7 @@ class ChainService:
         escalation = None
         if kind is StepKind.TOOL_CALL and action is not None:
             candidate = ChainStep(ref=event_id, kind=kind, at=at, action=action, resource=resource, **facts)
-            history = [s for s in self.history(task.task_id) if s.ref != event_id]
+            history = self.history(task.task_id, exclude=event_id, at=at)
             hit = self._detect(history, candidate, task)
             if hit is not None:
                 escalation = self.escalate(task.task_id, hit, actor=agent.name)

@@ -18,7 +18,7 @@ from broker.audit import AuditLog
 from broker.audit.log import AuditBatch
 from broker.backends.port import CredentialBackend, IssuedCredential, IssueRequest
 from broker.chain import store as chain_store
-from broker.chain.model import ChainStep, Prefetched, StepKind
+from broker.chain.model import Prefetched, StepKind
 from broker.chain.view import ChainRecords
 from broker.chain.view import load as chain_records
 from broker.decisions import ApprovalContext, ChainSummary, Decision, DecisionEngine, DecisionInput
@@ -85,13 +85,14 @@ def refuse_inject_only(task_id: str, resource_name: str, resource: Resource | No
 class RequestRead:
     """Everything a credential request reads from the store, read once, in one connection, under
     the task's lock: the task, its profile and the resource (through the registry cache), the
-    task's chain history (read once: the decision and the chain detectors both use it) and the
-    number of grants it holds."""
+    task's chain history (read once: the decision and the chain detectors both use it; compact,
+    so its size does not grow with the history: :func:`broker.chain.store.compact_history`) and
+    the number of grants it holds."""
 
     task: Task
     profile: TaskProfile | None
     resource: Resource | None
-    history: list[ChainStep]
+    history: chain_store.CompactHistory
     grants_active: int
 
 
@@ -131,6 +132,11 @@ class ChainGate(Protocol):
     ) -> tuple[Decision, Any]: ...
 
     def escalate_request(self, agent: Agent, task: Task, decision: Decision, hit: Any) -> BrokerError: ...
+
+    def full_window(self) -> timedelta:
+        """How far back a request reads its task's credential requests in full (the burst window);
+        older steps are read compacted (:func:`broker.chain.store.compact_history`)."""
+        ...
 
     def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None: ...
 
@@ -445,6 +451,20 @@ class TaskService:
             grants_active=active,
         )
 
+    def _compact_summary(self, history: chain_store.CompactHistory, active: int) -> ChainSummary:
+        """:meth:`_summary` of the compact history: the same summary as of the whole chain (every
+        allowed tier is in the compact steps; the actions come in order of first appearance)."""
+        catalog = self.catalog()
+        allowed = [s for s in history.steps if s.kind is StepKind.CREDENTIAL_REQUEST and s.outcome is Outcome.ALLOW]
+        max_tier = max((s.tier for s in allowed if s.tier is not None), key=lambda t: t.rank, default=None)
+        return ChainSummary(
+            steps=history.requests,
+            actions=history.allowed_actions,
+            consequences=tuple(catalog[a].consequence.value for a in history.allowed_actions if a in catalog),
+            max_tier=max_tier,
+            grants_active=active,
+        )
+
     def read_request(self, agent: Agent, task_id: str, resource_name: str) -> RequestRead:
         """The one read of a credential request (see :class:`RequestRead`); 404 for another
         agent's task."""
@@ -456,7 +476,8 @@ class TaskService:
             profile = self.store.cached_profile(registry, task.profile)
             resource = self.store.cached_resource(registry, resource_name)
             consequences = {name: a.consequence.value for name, a in self.catalog().items()}
-            history = chain_store.history(conn, task_id, consequences)
+            since = utcnow() - self.chain.full_window()
+            history = chain_store.compact_history(conn, task_id, consequences, since=since)
             active = self.store.count_active_grants(conn, task_id)
         return RequestRead(task, profile, resource, history, active)
 
@@ -556,8 +577,7 @@ class TaskService:
         if not injected:
             refuse_inject_only(task_id, resource_name, resource)
         self.ensure_active(task, datetime.now(UTC))
-        steps = [s for s in read.history if s.kind is StepKind.CREDENTIAL_REQUEST]
-        chain = self._summary(steps, read.grants_active)
+        chain = self._compact_summary(read.history, read.grants_active)
         decision = self._decide(agent, task, read.profile, resource, chain, action_name, resource_name, approval)
         # chain detectors (broker.chain), inline and before issuance: on a hit the decision is a deny
         # naming the detector, it is recorded, the task escalates and this request raises (403)
@@ -567,7 +587,7 @@ class TaskService:
             decision,
             action_name,
             resource_name,
-            prefetched=Prefetched(read.history, read.profile, resource),
+            prefetched=Prefetched(read.history.steps, read.profile, resource),
         )
         if hit is not None or decision.outcome is not Outcome.ALLOW or resource is None:
             self.record_decision(agent, task, decision, action_name, resource_name)

@@ -77,7 +77,7 @@ resources = Table(
     Column("settings", JSON, nullable=False),
     _ts("created_at"),
     _ts("updated_at"),
-    # migration 0017: may the agent be handed the credential (False: the broker only injects it)
+    # migration 0018: may the agent be handed the credential (False: the broker only injects it)
     Column("agent_may_hold", Boolean, nullable=False, default=True, server_default=true()),
 )
 
@@ -133,6 +133,20 @@ decisions = Table(
     Column("external", Boolean),
     _ts("created_at"),
     Index("ix_decisions_created_at", "created_at"),
+    # covers the request path's compact chain history (broker/chain/store.py), migration 0018
+    Index(
+        "ix_decisions_task_chain",
+        "task_id",
+        "action",
+        "resource",
+        "outcome",
+        "tier",
+        "consequence",
+        "sensitivity",
+        "external",
+        "created_at",
+        "decision_id",
+    ),
 )
 
 grants = Table(
