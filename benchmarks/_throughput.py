@@ -13,6 +13,7 @@ OpenBao.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -36,6 +37,90 @@ from broker.openbao_server import start_dev_server  # noqa: E402
 STEPS_PER_TASK = 10
 
 
+def listening_sockets(port: int) -> int:
+    """How many sockets LISTEN on ``port`` (Linux /proc/net/tcp): with ``serve --workers N`` each
+    worker listens on its own ``SO_REUSEPORT`` socket once it serves, so N means all are up."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                count += 1
+    return count
+
+
+def wait_all_workers(port: int, workers: int, timeout: float = 180.0) -> None:
+    """Wait until every worker serves (a worker still starting would be measured booting)."""
+    deadline = time.monotonic() + timeout
+    while listening_sockets(port) < workers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {listening_sockets(port)} of {workers} workers listen on port {port}")
+        time.sleep(0.1)
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                todo += [int(c) for c in Path(f"/proc/{p}/task/{tid}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _named(name: str) -> list[int]:
+    """Every process whose command name is ``name`` (PostgreSQL's backends are separate processes)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == name:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds spent by each party of a run: the broker (the ``serve`` process and its
+    workers), OpenBao, PostgreSQL (every ``postgres`` process on the machine) and the load
+    generator (this process). On a machine where they all share the cores, the sum per request
+    is what bounds the throughput: ``cores / CPU per request``."""
+
+    def __init__(self, parties: dict[str, object]) -> None:
+        self.parties = parties  # name -> pid (a tree) or a callable returning pids
+
+    def snapshot(self) -> dict[str, float]:
+        snap: dict[str, float] = {}
+        for name, who in self.parties.items():
+            pids = who() if callable(who) else _tree(int(who))  # type: ignore[call-overload]
+            snap[name] = sum(_cpu(p) for p in pids)
+        t = os.times()
+        snap["load generator"] = t.user + t.system
+        return snap
+
+    @staticmethod
+    def per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+        return {k: (after[k] - before[k]) * 1000 / requests for k in after}
+
+
 @dataclass(frozen=True, slots=True)
 class Throughput:
     workers: int
@@ -45,34 +130,41 @@ class Throughput:
     broker_requests: int
     raw_requests: int
     errors: int
+    broker_cpu_ms: dict[str, float] | None = None  # CPU ms per request by party (CpuMeter)
+    raw_cpu_ms: dict[str, float] | None = None
 
     @property
     def ratio(self) -> float:
         return self.broker_per_s / self.raw_per_s if self.raw_per_s else 0.0
 
 
-def _run(agents: int, per_agent: int, make_call: object) -> tuple[float, int]:
-    """K threads each doing ``per_agent`` calls after a common start; (calls per second, errors)."""
-    barrier = threading.Barrier(agents + 1)
+def _prepare(agents: int, make_call: object) -> list[object]:
+    """One call per agent, made ready (clients built, identity tokens minted) before any clock runs."""
+    return [make_call() for _ in range(agents)]  # type: ignore[operator]
+
+
+def _run(calls: list[object], per_agent: int) -> tuple[float, int]:
+    """One thread per prepared call, each doing ``per_agent`` calls after a common start;
+    (calls per second, errors)."""
+    barrier = threading.Barrier(len(calls) + 1)
     errors = [0]
 
-    def agent() -> None:
-        call = make_call()  # type: ignore[operator]
+    def agent(call: object) -> None:
         barrier.wait()
         for _ in range(per_agent):
             try:
-                call()
+                call()  # type: ignore[operator]
             except Exception:
                 errors[0] += 1
 
-    threads = [threading.Thread(target=agent) for _ in range(agents)]
+    threads = [threading.Thread(target=agent, args=(c,)) for c in calls]
     for th in threads:
         th.start()
     barrier.wait()
     t0 = time.perf_counter()
     for th in threads:
         th.join()
-    return agents * per_agent / (time.perf_counter() - t0), errors[0]
+    return len(calls) * per_agent / (time.perf_counter() - t0), errors[0]
 
 
 def workers_pg_throughput(workers: int = 2, agents: int = 8, requests: int = 400) -> Throughput:
@@ -98,6 +190,7 @@ def workers_pg_throughput(workers: int = 2, agents: int = 8, requests: int = 400
         server.args = ("--workers", str(workers))
         server.start()
         server.wait_ready()
+        wait_all_workers(server.port, workers)
         root = {"X-Vault-Token": bao.root_token.reveal()}
 
         def raw_call() -> object:
@@ -129,9 +222,16 @@ def workers_pg_throughput(workers: int = 2, agents: int = 8, requests: int = 400
 
             return call
 
-        _run(agents, 5, broker_call)  # warm up every worker's caches and connections
-        raw_per_s, raw_errors = _run(agents, per_agent, raw_call)
-        broker_per_s, broker_errors = _run(agents, per_agent, broker_call)
+        meter = CpuMeter(
+            {"broker": server.proc.pid, "openbao": bao.process.pid, "postgres": lambda: _named("postgres")}  # type: ignore[union-attr]
+        )
+        _run(_prepare(agents, broker_call), 5)  # warm up every worker's caches and connections
+        raw_calls, broker_calls = _prepare(agents, raw_call), _prepare(agents, broker_call)
+        before = meter.snapshot()
+        raw_per_s, raw_errors = _run(raw_calls, per_agent)
+        middle = meter.snapshot()
+        broker_per_s, broker_errors = _run(broker_calls, per_agent)
+        after = meter.snapshot()
         return Throughput(
             workers=workers,
             agents=agents,
@@ -140,6 +240,8 @@ def workers_pg_throughput(workers: int = 2, agents: int = 8, requests: int = 400
             broker_requests=agents * per_agent,
             raw_requests=agents * per_agent,
             errors=raw_errors + broker_errors,
+            broker_cpu_ms=CpuMeter.per_request(middle, after, agents * per_agent),
+            raw_cpu_ms=CpuMeter.per_request(before, middle, agents * per_agent),
         )
     finally:
         if server is not None:
@@ -157,6 +259,18 @@ def print_throughput(t: Throughput) -> None:
         f"({t.broker_requests} requests), raw auth/token/create {t.raw_per_s:.1f} req/s "
         f"({t.raw_requests}); ratio {t.ratio:.1%} (target >= 40%); errors {t.errors}"
     )
+    if t.broker_cpu_ms and t.raw_cpu_ms:
+        cores = os.cpu_count() or 1
+        print(f"CPU ms per request, by party (all share this machine's {cores} cores):")
+        print(f"  {'party':<16} {'broker run':>11} {'raw run':>9}")
+        for party in t.broker_cpu_ms:
+            print(f"  {party:<16} {t.broker_cpu_ms[party]:>11.2f} {t.raw_cpu_ms[party]:>9.2f}")
+        b, r = sum(t.broker_cpu_ms.values()), sum(t.raw_cpu_ms.values())
+        print(f"  {'total':<16} {b:>11.2f} {r:>9.2f}")
+        print(
+            f"CPU ceiling ({cores} cores / total CPU per request): broker {cores * 1000 / b:.0f} req/s, "
+            f"raw {cores * 1000 / r:.0f} req/s; the ratio of the ceilings {r / b:.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ Event kinds are fixed names: ``auth.failed``, ``task.opened``, ``task.ended``, `
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from broker.audit.chain import ANCHOR_KIND, GENESIS, event_fields, keyed_digest
 from broker.audit.checkpoints import Checkpoint
@@ -122,6 +123,27 @@ def _event_of(r: Any) -> AuditEvent:
     )
 
 
+_EVENT_COLUMNS = ("seq", "event_id", "ts", "kind", "actor", "task_id", "outcome", "data", "prev_hash", "hash")
+_CACHED_BATCH_SIZES = 16
+
+
+@functools.cache
+def _pg_append(n: int) -> Any:
+    """PostgreSQL: a batch of ``n`` events inserted in a data-modifying CTE of the head's update
+    (one statement), as typed text with named bind parameters (``seq_0``, ``hash_1``, ...), built
+    once per ``n``. SQLAlchemy cannot cache a multi-row ``insert().values()`` (its cache key is
+    None), so that form was compiled on every request: a third of the audit's CPU."""
+    columns = ", ".join(_EVENT_COLUMNS)
+    values = ", ".join("(" + ", ".join(f":{c}_{i}" for c in _EVENT_COLUMNS) + ")" for i in range(n))
+    # only constant column names and generated parameter names go into the text: values are bound
+    sql = (
+        f"WITH appended AS (INSERT INTO audit_events ({columns}) VALUES {values}) "  # noqa: S608
+        "UPDATE audit_head SET hash = :new_hash WHERE audit_head.id = 1"
+    )
+    params = [bindparam(f"{c}_{i}", type_=t.audit_events.c[c].type) for i in range(n) for c in _EVENT_COLUMNS]
+    return text(sql).bindparams(*params, bindparam("new_hash", type_=t.audit_head.c.hash.type))
+
+
 class AuditLog:
     def __init__(self, store: Store, key: AuditKey) -> None:
         self.store = store
@@ -200,8 +222,12 @@ class AuditLog:
         if conn.dialect.name == "postgresql":
             # one statement: the rows inserted in a data-modifying CTE of the head's update (run to
             # completion whether or not the update reads it; under the row lock taken above)
-            rows_cte = insert(t.audit_events).values(rows).cte("appended")
-            conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(hash=prev).add_cte(rows_cte))
+            if len(rows) <= _CACHED_BATCH_SIZES:
+                params = {f"{c}_{i}": row.get(c) for i, row in enumerate(rows) for c in _EVENT_COLUMNS}
+                conn.execute(_pg_append(len(rows)), {**params, "new_hash": prev})
+            else:
+                rows_cte = insert(t.audit_events).values(rows).cte("appended")
+                conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1).values(hash=prev).add_cte(rows_cte))
             return
         if len(rows) == 1:
             conn.execute(self._INSERT, rows[0])

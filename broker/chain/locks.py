@@ -5,10 +5,11 @@ another, so each detector sees every earlier step of the task whichever replica 
 
 - :class:`LocalTaskLocks` (SQLite, one process): striped re-entrant locks.
 - :class:`PostgresTaskLocks` (PostgreSQL, any number of replicas): the local stripe first (so one
-  process holds at most one database connection per waiting task), then a transaction-scoped
-  advisory lock ``pg_advisory_xact_lock(NAMESPACE, key(task_id))`` on a connection of a small
-  dedicated pool, held until the request is done. The lock dies with the holder's connection, so
-  a replica killed mid-request never leaves a task locked. Re-entrant per thread: a nested
+  process holds at most one database connection per waiting task), then a session-level
+  advisory lock ``pg_advisory_lock(NAMESPACE, key(task_id))`` on an autocommit connection of a
+  dedicated pool, held until the request is done and released with ``pg_advisory_unlock`` (a
+  connection whose unlock did not succeed is closed, never pooled). The lock dies with the
+  holder's connection, so a replica killed mid-request never leaves a task locked. Re-entrant per thread: a nested
   ``hold`` of the same task in the same thread does not take a second connection (which would
   wait on itself).
 
@@ -26,13 +27,17 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 
 from broker.errors import UpstreamUnavailable
 
 LOCK_STRIPES = 64
 # first key of the two-int advisory lock: "nhit" (nhi task); other users pick other namespaces
 NAMESPACE = 0x6E686974
+
+
+_LOCK = text("SELECT pg_advisory_lock(:ns, :key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:ns, :key)")
 
 
 class TaskLocks(Protocol):
@@ -67,13 +72,31 @@ class LocalTaskLocks:
 class PostgresTaskLocks:
     """Serialises a task's requests across every replica sharing one PostgreSQL store."""
 
-    def __init__(self, url: str, *, wait_seconds: float = 30.0, pool_size: int = 2, max_overflow: int = 62) -> None:
+    def __init__(self, url: str, *, wait_seconds: float = 30.0, pool_size: int = 16, max_overflow: int = 48) -> None:
         # its own pool: a request holds its lock connection while it uses the store's pool, so
-        # sharing one pool could exhaust it with lock holders waiting for a second connection
+        # sharing one pool could exhaust it with lock holders waiting for a second connection.
+        # ``pool_size`` covers the requests a process serves at once: an overflow connection is
+        # opened for one lock and closed after it (a PostgreSQL backend started and stopped per
+        # request: with 2, four concurrent requests per worker cost more CPU in connecting than
+        # in deciding)
         self.engine: Engine = create_engine(
-            url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_timeout=wait_seconds
+            url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=wait_seconds
         )
         self.wait_ms = int(wait_seconds * 1000)
+        from broker.store.db import ping_when_idle  # deferred like the rest of the PostgreSQL path
+
+        ping_when_idle(self.engine)
+        wait_ms = self.wait_ms
+
+        # this pool's connections only ever wait on task locks: the bounded wait is a session
+        # setting made once per connection, not a SET LOCAL round trip per lock
+        @event.listens_for(self.engine, "connect")
+        def _lock_timeout(dbapi_conn: object, _record: object) -> None:
+            cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+            cur.execute(f"SET lock_timeout = {wait_ms}")
+            cur.close()
+            dbapi_conn.commit()  # type: ignore[attr-defined]
+
         self._local = LocalTaskLocks()
         self._held = threading.local()
 
@@ -103,27 +126,29 @@ class PostgresTaskLocks:
         # deferred: only the PostgreSQL lock path needs it
         from sqlalchemy.exc import SQLAlchemyError
 
+        key = {"ns": NAMESPACE, "key": task_key(task_id)}
         try:
-            conn = self.engine.connect()
+            # autocommit, a session-level lock: one round trip to take it, one to release it (a
+            # transaction-scoped lock needs BEGIN, the lock and ROLLBACK)
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except SQLAlchemyError as exc:
             raise UpstreamUnavailable("the store is unavailable (task lock)") from exc
         try:
             try:
-                tx = conn.begin()
-                # a bounded wait: a stuck holder yields 503, never an unserialised decision
-                conn.execute(text(f"SET LOCAL lock_timeout = {self.wait_ms}"))
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": NAMESPACE, "key": task_key(task_id)}
-                )
+                # a bounded wait (lock_timeout, set on connect): a stuck holder yields 503, never an
+                # unserialised decision
+                conn.execute(_LOCK, key)
             except SQLAlchemyError as exc:
                 raise UpstreamUnavailable(f'could not lock task "{task_id}" in the store') from exc
             try:
                 yield
             finally:
                 try:
-                    tx.rollback()  # ends the transaction: releases the advisory lock
+                    released = conn.execute(_UNLOCK, key).scalar()
                 except SQLAlchemyError:
-                    conn.invalidate()  # a dead connection released it already
+                    released = False
+                if not released:  # never pool a connection that may still hold the lock:
+                    conn.invalidate()  # closing it releases every lock it holds
         finally:
             conn.close()
 

@@ -231,19 +231,44 @@ class ChainService:
         return decision
 
     # -- right after issuance (detection: post_issuance) -----------------------------------------
-    def after_request(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
+    def after_request(
+        self,
+        agent: Agent,
+        task: Task,
+        decision: Decision,
+        action: str,
+        resource: str,
+        *,
+        prefetched: Prefetched | None = None,
+    ) -> None:
         """Request-flow hook, after issuance (or its failure): a post-issuance decision's detectors
         run now, off the request's path, on the post-issuance pool. On a hit the task escalates:
-        every grant it holds — the one just issued too — is revoked at its backend."""
+        every grant it holds — the one just issued too — is revoked at its backend.
+
+        ``prefetched``: what the request read under the task's lock (the history without this
+        request, the profile, the resource). The check then judges exactly the inputs the
+        pre-issuance check would have judged, and reads nothing; later requests of the task are
+        judged by their own checks, which see this one. Without it the check reads them."""
         if decision.detection is not Detection.POST_ISSUANCE:
             return
-        self._post.submit(self._check_after_issue, agent, task, decision, action, resource)
+        self._post.submit(self._check_after_issue, agent, task, decision, action, resource, prefetched)
 
-    def _check_after_issue(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None:
+    def _check_after_issue(
+        self,
+        agent: Agent,
+        task: Task,
+        decision: Decision,
+        action: str,
+        resource: str,
+        prefetched: Prefetched | None = None,
+    ) -> None:
         try:
-            candidate = self._candidate(decision, action, resource)
-            history = self.history(task.task_id, exclude=candidate.ref, at=candidate.at)
-            hit = self._detect(history, candidate, task)
+            candidate = self._candidate(decision, action, resource, prefetched)
+            if prefetched is not None:
+                history = prefetched.history
+            else:
+                history = self.history(task.task_id, exclude=candidate.ref, at=candidate.at)
+            hit = self._detect(history, candidate, task, prefetched)
         except Exception as exc:  # fail closed: a check that cannot run does not let the grants live
             log.exception("chain.post_issuance_check_failed", task_id=task.task_id)
             hit = Hit(

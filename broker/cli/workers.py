@@ -69,10 +69,12 @@ def reserve(host: str, port: int) -> socket.socket:
 
 
 def worker_listener(host: str, port: int) -> socket.socket:
-    """One worker's listening socket on the shared port."""
-    sock = _reuse_port_socket(host, port)
-    sock.listen(2048)
-    return sock
+    """One worker's socket on the shared port: bound, not yet listening. asyncio calls ``listen``
+    when uvicorn starts serving, after the container is built and the app's start-up ran. A
+    socket that listened from the start would be handed connections by the kernel while the
+    worker still builds its container (seconds: rule compilation, imports): they would wait in
+    its backlog for all that time, at every worker (re)start."""
+    return _reuse_port_socket(host, port)
 
 
 class Supervisor:

@@ -4,10 +4,13 @@ A replica adds the grants it issues to its own :class:`scanners.known.KnownSecre
 (``ScanService.on_issued``). With several replicas on one PostgreSQL store, the others learn of
 them here:
 
-- ``LISTEN nhi_grant_issued``: the store sends ``pg_notify`` with the grant id in the same
-  transaction that inserts the grant (``Store.add_grant``), so the notification arrives at commit,
-  never before the row is readable. The feed reads that grant's fingerprints (never a secret) and
-  adds them. Measured: a grant is matchable on another replica in a few milliseconds.
+- ``LISTEN nhi_grant_issued``: the store sends ``pg_notify`` in the same transaction that inserts
+  the grant (``Store.add_grant``), so the notification arrives at commit, never before the row is
+  readable. It carries what the index needs (grant, task, agent, fingerprints and secret lengths —
+  keyed fingerprints, never a secret: :func:`broker.store.repo.grant_notice`), so the feed adds it
+  without reading the store; a notice with the bare grant id (too long, or from an older replica)
+  makes the feed read that grant. Measured: a grant is matchable on another replica in a few
+  milliseconds.
 - Fallback, because a notification is lost while the listening connection is down: on every
   (re)connect, and every ``resync_seconds`` anyway, grants issued since the last sync (minus an
   overlap for commit order and clock skew between replicas) are read from the store.
@@ -17,9 +20,11 @@ On SQLite (one process) there is nothing to follow and the feed does not start.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,10 +32,29 @@ from sqlalchemy.exc import SQLAlchemyError
 from broker.logging import get_logger
 from broker.services.scanning import add_active_grants
 from broker.store.repo import GRANT_CHANNEL, Store, utcnow
-from scanners.known import KnownSecretIndex
+from scanners.known import GrantMatch, KnownSecretIndex
 
 log = get_logger("nhi-broker.grant-feed")
 OVERLAP = timedelta(seconds=30)  # re-read window: commit order and clock skew between replicas
+
+
+def _parse_notice(payload: str) -> dict[str, Any] | None:
+    """A JSON grant notice, checked field by field; None for a bare grant id or anything else."""
+    if not payload.startswith("{"):
+        return None
+    try:
+        notice = json.loads(payload)
+    except ValueError:
+        return None
+    names = ("grant_id", "task_id", "agent")
+    if not isinstance(notice, dict) or not all(isinstance(notice.get(k), str) for k in names):
+        return None
+    fps = notice.get("fingerprints")
+    if not isinstance(fps, dict) or not all(
+        isinstance(fp, str) and (n is None or (isinstance(n, int) and not isinstance(n, bool))) for fp, n in fps.items()
+    ):
+        return None
+    return notice
 
 
 class GrantFeed:
@@ -62,6 +86,16 @@ class GrantFeed:
         self._since = started
         return count
 
+    def _add_notice(self, payload: str) -> bool:
+        """Add the grant a notification names: from the notice itself, or read by its id."""
+        notice = _parse_notice(payload)
+        if notice is None:
+            return add_active_grants(self.index, self.store, grant_id=payload[:128]) > 0
+        match = GrantMatch(notice["grant_id"], notice["task_id"], notice["agent"])
+        for fp, length in notice["fingerprints"].items():
+            self.index.add(fp, match, length=length)
+        return True
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -81,7 +115,7 @@ class GrantFeed:
             last_sync = time.monotonic()
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=0.5, stop_after=64):
-                    if add_active_grants(self.index, self.store, grant_id=note.payload):
+                    if self._add_notice(note.payload):
                         self.notified += 1
                 if time.monotonic() - last_sync >= self.resync_seconds:
                     self.resync()

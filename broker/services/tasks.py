@@ -140,7 +140,16 @@ class ChainGate(Protocol):
 
     def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None: ...
 
-    def after_request(self, agent: Agent, task: Task, decision: Decision, action: str, resource: str) -> None: ...
+    def after_request(
+        self,
+        agent: Agent,
+        task: Task,
+        decision: Decision,
+        action: str,
+        resource: str,
+        *,
+        prefetched: Prefetched | None = None,
+    ) -> None: ...
 
 
 class _Recorded(Exception):
@@ -581,13 +590,9 @@ class TaskService:
         decision = self._decide(agent, task, read.profile, resource, chain, action_name, resource_name, approval)
         # chain detectors (broker.chain), inline and before issuance: on a hit the decision is a deny
         # naming the detector, it is recorded, the task escalates and this request raises (403)
+        prefetched = Prefetched(read.history.steps, read.profile, resource)
         decision, hit = self.chain.review_request(
-            agent,
-            task,
-            decision,
-            action_name,
-            resource_name,
-            prefetched=Prefetched(read.history.steps, read.profile, resource),
+            agent, task, decision, action_name, resource_name, prefetched=prefetched
         )
         if hit is not None or decision.outcome is not Outcome.ALLOW or resource is None:
             self.record_decision(agent, task, decision, action_name, resource_name)
@@ -602,7 +607,7 @@ class TaskService:
         try:
             return self.issue(agent, task, decision, action_name, resource, record_decision=True)
         finally:  # a post-issuance decision's detectors run now (chain.yaml ``detection``)
-            self.chain.after_request(agent, task, decision, action_name, resource_name)
+            self.chain.after_request(agent, task, decision, action_name, resource_name, prefetched=prefetched)
 
     def issue(
         self,
@@ -721,6 +726,7 @@ class TaskService:
                     expires_at=expires_at,
                     state=GrantState.ACTIVE,
                 ),
+                agent=agent.name,
             )
             audit.append(
                 "credential.issued",

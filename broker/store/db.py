@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -16,6 +17,40 @@ MIGRATION_LOCK = 0x6E68696D
 
 
 PG_CONNECT_TIMEOUT_SECONDS = 10
+# a pooled PostgreSQL connection is pinged (SELECT 1) on checkout only after it sat idle this long
+PING_AFTER_IDLE_SECONDS = 2.0
+_IDLE_SINCE = "nhi_idle_since"
+
+
+def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> None:
+    """Pessimistic disconnect handling that costs nothing under load: a connection back from the
+    pool is pinged only if it sat idle for ``idle_seconds`` or more (a database restart or an idle
+    timeout kills idle connections); a failed ping makes the pool discard it and connect anew.
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: one more round trip per store access,
+    several per credential request (docs/design-notes.md, "Round trips to PostgreSQL"). A
+    connection that dies between two uses less than ``idle_seconds`` apart fails that statement;
+    SQLAlchemy then invalidates the whole pool, so the request fails closed (503) and the next
+    reconnects."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # new, or in use a moment ago
+        try:
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("SELECT 1")
+            finally:
+                cur.close()
+            if not getattr(dbapi_conn, "autocommit", True):
+                dbapi_conn.rollback()  # end the ping's implicit transaction
+        except Exception as error:  # the pool retries the checkout with a fresh connection
+            raise exc.DisconnectionError(f"stale pooled connection ({type(error).__name__})") from error
 
 
 def make_engine(url: str) -> Engine:
@@ -25,10 +60,12 @@ def make_engine(url: str) -> Engine:
         if url in ("sqlite://", "sqlite:///:memory:"):
             kwargs["poolclass"] = StaticPool
     else:
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        kwargs.update(pool_size=10, max_overflow=10)
         if "connect_timeout" not in url:  # a database that never answers fails start-up, not hangs it
             kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_SECONDS}
     engine = create_engine(url, **kwargs)
+    if not url.startswith("sqlite"):
+        ping_when_idle(engine)
     if url.startswith("sqlite"):
 
         @event.listens_for(engine, "connect")

@@ -6,6 +6,7 @@ writer at a time is SQLite's model anyway, and it avoids lock-upgrade failures u
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -73,12 +74,32 @@ _ACTIVE_GRANTS = (
 _INSERT_DECISION = insert(t.decisions)
 _INSERT_GRANT = insert(t.grants)
 _INSERT_JTI = insert(t.seen_jti)
-GRANT_CHANNEL = "nhi_grant_issued"  # PostgreSQL NOTIFY channel; payload: the grant id
+# PostgreSQL NOTIFY channel; payload: the grant as :func:`grant_notice` writes it (JSON), or the
+# bare grant id when that would not fit (the grant feed then reads it)
+GRANT_CHANNEL = "nhi_grant_issued"
+GRANT_NOTICE_MAX_BYTES = 7000  # PostgreSQL's payload limit is 8000 bytes
 _NOTIFY_GRANT = text("SELECT pg_notify(:channel, :grant_id)")
 _REGISTRY_TABLES = {Entity.AGENT: t.agents, Entity.PROFILE: t.profiles, Entity.RESOURCE: t.resources}
 _BUMP_REGISTRY = (
     update(t.registry_version).where(t.registry_version.c.id == 1).values(version=t.registry_version.c.version + 1)
 )
+
+
+def grant_notice(grant: Grant, agent: str | None) -> str:
+    """The grant feed's notification for ``grant``: JSON with the grant id, task, agent and
+    fingerprint → secret length; the bare grant id when the agent is unknown or it is too long."""
+    if agent is None:
+        return grant.grant_id
+    notice = json.dumps(
+        {
+            "grant_id": grant.grant_id,
+            "task_id": grant.task_id,
+            "agent": agent,
+            "fingerprints": {fp: grant.secret_lengths.get(fp) for fp in grant.fingerprints},
+        },
+        separators=(",", ":"),
+    )
+    return notice if len(notice.encode()) <= GRANT_NOTICE_MAX_BYTES else grant.grant_id
 
 
 def utcnow() -> datetime:
@@ -89,6 +110,11 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        # reads on PostgreSQL run in autocommit: under READ COMMITTED every statement sees what
+        # was committed when it started, in a transaction or not, so BEGIN and ROLLBACK were two
+        # round trips per read that bought nothing (docs/design-notes.md, "Round trips to
+        # PostgreSQL"); SQLite's driver begins no transaction for a read anyway
+        self._autocommit = engine if self._sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
         self._write_lock = threading.RLock()
         self.registry_cache = RegistryCache()
 
@@ -107,7 +133,7 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._autocommit.connect() as conn:
             yield conn
 
     # -- registry: agents, profiles, resources -------------------------------------------
@@ -425,7 +451,10 @@ class Store:
             for r in conn.execute(q.order_by(t.task_handles.c.id))
         ]
 
-    def add_grant(self, conn: Connection, grant: Grant) -> None:
+    def add_grant(self, conn: Connection, grant: Grant, *, agent: str | None = None) -> None:
+        """Insert ``grant``; on PostgreSQL also notify every replica's grant feed at commit, with
+        what its known-grant index needs (the grant's task, ``agent``, its fingerprints and
+        secret lengths — keyed fingerprints, never a secret), so the feed need not read it."""
         conn.execute(
             _INSERT_GRANT,
             {
@@ -448,7 +477,7 @@ class Store:
             },
         )
         if not self._sqlite:  # delivered at commit to every replica's grant feed (LISTEN)
-            conn.execute(_NOTIFY_GRANT, {"channel": GRANT_CHANNEL, "grant_id": grant.grant_id})
+            conn.execute(_NOTIFY_GRANT, {"channel": GRANT_CHANNEL, "grant_id": grant_notice(grant, agent)})
 
     def grants(self, conn: Connection, task_id: str, state: GrantState | None = None) -> list[Grant]:
         q = select(t.grants).where(t.grants.c.task_id == task_id)
@@ -574,9 +603,17 @@ class Store:
 
     # -- replay guard ----------------------------------------------------------------------
     def record_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """Record a token's ``jti``; False when it was recorded before (a replay). Committed before
+        this returns. On PostgreSQL one statement in autocommit: atomic and durable on its own,
+        without the BEGIN and COMMIT round trips of a transaction (it runs on every request)."""
+        params = {"issuer": issuer, "jti": jti, "expires_at": expires_at}
         try:
-            with self.write() as conn:
-                conn.execute(_INSERT_JTI, {"issuer": issuer, "jti": jti, "expires_at": expires_at})
+            if self._sqlite:
+                with self.write() as conn:
+                    conn.execute(_INSERT_JTI, params)
+            else:
+                with self._autocommit.connect() as conn:
+                    conn.execute(_INSERT_JTI, params)
             return True
         except IntegrityError:
             return False
