@@ -139,3 +139,27 @@ def test_admin_change_of_a_profile_is_honoured_on_the_next_request(broker):
                 task.credential("db.read", "demo-data")
     finally:
         admin.put("profiles", "demo", {k: profile[k] for k in fields})
+
+
+def test_post_issuance_check_of_a_monitor_request_reads_nothing(broker):
+    """A monitor-tier decision's detectors run after issuance on what the request already read under
+    the task's lock (the history without this request, the profile, the resource): the check
+    itself touches the store only to escalate."""
+    engine = broker.container.store.engine
+    statements: list[str] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if threading.current_thread().name.startswith("chain-post-issuance"):
+            statements.append(statement)
+
+    with broker.agent().task("demo", purpose="post-issuance reads") as task:
+        task.credential("db.read", "demo-data")
+        event.listen(engine, "before_cursor_execute", on_execute)
+        try:
+            for _ in range(3):
+                cred = task.credential("db.read", "demo-data")
+                assert cred.decision["detection"] == "post_issuance"
+            broker.container.chain.drain(30)
+        finally:
+            event.remove(engine, "before_cursor_execute", on_execute)
+        assert statements == []

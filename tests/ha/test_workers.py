@@ -150,3 +150,21 @@ def test_sigterm_stops_every_worker_gracefully(served) -> None:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     log = server.tail(20000)
     assert "Traceback" not in log, log
+
+
+def test_a_worker_socket_takes_no_connection_until_the_worker_serves() -> None:
+    """A worker binds its SO_REUSEPORT socket at start but listens only when uvicorn starts serving
+    (asyncio calls listen): a connection never waits in the backlog of a worker still building."""
+    import socket as socketlib
+
+    from broker.cli.workers import worker_listener
+
+    sock = worker_listener("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            socketlib.create_connection(("127.0.0.1", port), timeout=5).close()
+        sock.listen(8)  # what the event loop does once the app has started
+        socketlib.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        sock.close()
