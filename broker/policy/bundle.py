@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +70,47 @@ class Bundle:
     policies: Mapping[str, PolicyInfo]
     files: tuple[str, ...]
     loaded_at: datetime
+    # the attribute names a policy could read (:func:`read_names`); the engine leaves the other
+    # top-level attributes out of what it hands Cedar (:func:`broker.policy.request.prune`); empty:
+    # leave nothing out
+    names: frozenset[str] = frozenset()
+
+
+def read_names(ests: Iterable[Any]) -> frozenset[str]:
+    """The attribute names the policies read (``x.name``, ``x has name``, keys of record literals),
+    from their parsed form (Cedar's JSON policy format). Empty — prune nothing — when a policy uses
+    the ``context`` record other than by reading an attribute of it (compares it whole, say), where
+    leaving an attribute out would change what the policy sees."""
+    names: set[str] = set()
+    whole = False
+
+    def walk(node: Any) -> None:
+        nonlocal whole
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+            return
+        if not isinstance(node, dict):
+            return
+        for op in (".", "has"):
+            access = node.get(op)
+            if isinstance(access, dict) and isinstance(access.get("attr"), str):
+                names.add(access["attr"])
+                if access.get("left") != {"Var": "context"}:
+                    walk(access.get("left"))
+                return
+        if node.get("Var") == "context":
+            whole = True
+            return
+        record = node.get("Record")
+        if isinstance(record, dict):
+            names.update(k for k in record if isinstance(k, str))
+        for value in node.values():
+            walk(value)
+
+    for est in ests:
+        walk(est)
+    return frozenset() if whole else frozenset(names)
 
 
 def decision_files(directory: Path) -> list[str]:
@@ -136,6 +177,7 @@ def parse_bundle(directory: Path) -> tuple[Bundle | None, list[Problem]]:
         files=tuple(names),
         lifted_set=_policy_set({k: v for k, v in ests.items() if not policies[k].step_up}),
         loaded_at=datetime.now(UTC),
+        names=read_names(ests.values()),
     )
     return bundle, []
 

@@ -30,11 +30,19 @@ from broker.decisions import Decision, DecisionInput
 from broker.models import Action, Mode, Outcome, RiskAssessment, Tier
 from broker.policy.bundle import SCHEMA, Bundle, PolicyInfo
 from broker.policy.problems import Problem
-from broker.policy.request import CedarRequest, action_entities, build, synthetic_input
+from broker.policy.request import CedarRequest, action_entities, build, prune, pruned_entity, synthetic_input
 from broker.risk.model import RiskInput
 
 _POLICY_ERROR = re.compile(r"error while evaluating policy `([^`]+)`")
 _ENTITY_CACHE_SIZE = 4096
+
+
+class _Everything(frozenset[str]):
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERYTHING = _Everything()
 _MODE_STRICTNESS = {Mode.MONITOR: 0, Mode.REVIEW: 1, Mode.INLINE: 2}
 
 
@@ -49,12 +57,15 @@ class CedarDecisionEngine:
         self._entities: dict[tuple[tuple[Any, ...], tuple[Any, ...]], cedarpy.Entities] = {}
         self._stable: dict[tuple[Any, ...], cedarpy.Entities] = {}  # agent+profile+resource -> handle
         self._cache_lock = threading.Lock()
+        # a bundle built without the names (none is, outside tests) hands Cedar everything
+        self._names = bundle.names or _EVERYTHING
 
     def _evaluate(self, cr: CedarRequest, policies: cedarpy.PolicySet) -> cedarpy.AuthzResult:
         """One Cedar call. The schema is not passed: the policies were validated against it at load
         and the smoke check proved the request shape conforms; what remains (a missing entity, an
         overflow) surfaces as a diagnostics error, which denies."""
-        return cedarpy.is_authorized(cr.request, policies, self._entities_for(cr))
+        request = {**cr.request, "context": prune(cr.request["context"], self._names)}
+        return cedarpy.is_authorized(request, policies, self._entities_for(cr))
 
     def _entities_for(self, cr: CedarRequest) -> cedarpy.Entities:
         """Parsed entities, cached in two levels by content: the agent, profile and resource (the
@@ -66,10 +77,12 @@ class CedarDecisionEngine:
             return entities
         stable = self._stable.get(cr.stable_key)
         if stable is None:
-            stable = self._actions.with_added_json_str(json.dumps(cr.stable, separators=(",", ":")))
+            stable_entities = [pruned_entity(e, self._names) for e in cr.stable]
+            stable = self._actions.with_added_json_str(json.dumps(stable_entities, separators=(",", ":")))
             with self._cache_lock:
                 _bounded_put(self._stable, cr.stable_key, stable)
-        entities = stable.with_added_json_str(json.dumps([cr.task, *cr.people], separators=(",", ":")))
+        own = [pruned_entity(e, self._names) for e in (cr.task, *cr.people)]
+        entities = stable.with_added_json_str(json.dumps(own, separators=(",", ":")))
         with self._cache_lock:  # misses only; hits read the dict without a lock
             _bounded_put(self._entities, key, entities)
         return entities
