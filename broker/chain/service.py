@@ -306,17 +306,30 @@ class ChainService:
             },
         )
 
-    def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None:
-        """Issued-hook: if the task stopped being active while we issued (another replica
-        escalated it), revoke what it holds again, including what we just issued."""
-        with self.store.read() as conn:
-            task = self.store.get_task(conn, task_id)
-        if task is not None and task.state is not TaskState.ACTIVE:
+    def after_issue(
+        self,
+        grant_id: str,
+        task_id: str,
+        agent: str,
+        fingerprints: Mapping[str, int],
+        *,
+        state: TaskState | None = None,
+    ) -> None:
+        """After a grant is committed: if the task stopped being active while we issued (another
+        replica escalated it), revoke what it holds again, including what we just issued.
+
+        ``state``: the task's state as the grant's own transaction read it
+        (:meth:`Store.task_state_shared`); without it the task is read now."""
+        if state is None:
+            with self.store.read() as conn:
+                task = self.store.get_task(conn, task_id)
+            state = task.state if task is not None else None
+        if state is not None and state is not TaskState.ACTIVE:
             log.warning("chain.issued_after_escalation", task_id=task_id, grant_id=grant_id)
             self.revocations.revoke_task(
                 task_id,
-                reason=f"issued while the task became {task.state.value}",
-                state=task.state,
+                reason=f"issued while the task became {state.value}",
+                state=state,
                 actor="broker",
                 audit_kind="task.revoked",
                 from_states=(),

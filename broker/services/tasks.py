@@ -138,7 +138,15 @@ class ChainGate(Protocol):
         older steps are read compacted (:func:`broker.chain.store.compact_history`)."""
         ...
 
-    def after_issue(self, grant_id: str, task_id: str, agent: str, fingerprints: Mapping[str, int]) -> None: ...
+    def after_issue(
+        self,
+        grant_id: str,
+        task_id: str,
+        agent: str,
+        fingerprints: Mapping[str, int],
+        *,
+        state: TaskState | None = None,
+    ) -> None: ...
 
     def after_request(
         self,
@@ -195,7 +203,7 @@ class TaskService:
         self.fingerprint = fingerprint
         self.chain = chain
         # the chain's own post-issue check always runs, after the other hooks (the scanner index)
-        self.on_issued: tuple[IssuedHook, ...] = (*on_issued, chain.after_issue)
+        self.on_issued: tuple[IssuedHook, ...] = tuple(on_issued)
 
     # -- tasks ---------------------------------------------------------------------------
     def _refuse_task(self, agent: Agent, profile_name: str, reason: str, message: str) -> NoReturn:
@@ -728,6 +736,8 @@ class TaskService:
                 ),
                 agent=agent.name,
             )
+            # read after the grant's insert, in its transaction: see Store.task_state_shared
+            state = self.store.task_state_shared(conn, task.task_id)
             audit.append(
                 "credential.issued",
                 actor=agent.name,
@@ -753,4 +763,8 @@ class TaskService:
                 hook(grant_id, task.task_id, agent.name, lengths)
             except Exception:  # a hook must never lose a credential's record
                 log.exception("issued_hook.failed", grant_id=grant_id)
+        try:  # the task escalated on another replica while we issued: revoke again, this grant too
+            self.chain.after_issue(grant_id, task.task_id, agent.name, lengths, state=state)
+        except Exception:
+            log.exception("issued_hook.failed", grant_id=grant_id)
         return CredentialResult(decision=decision, credential=credential, grant_id=grant_id)

@@ -61,6 +61,8 @@ _PROFILE = select(t.profiles).where(t.profiles.c.name == bindparam("name"))
 _RESOURCE = select(t.resources).where(t.resources.c.name == bindparam("name"))
 _TASK = select(t.tasks).where(t.tasks.c.task_id == bindparam("task_id"))
 _GRANT = select(t.grants).where(t.grants.c.grant_id == bindparam("grant_id"))
+# FOR SHARE on PostgreSQL (SQLite renders none: its writers are serialised anyway)
+_TASK_STATE_SHARED = select(t.tasks.c.state).where(t.tasks.c.task_id == bindparam("task_id")).with_for_update(read=True)
 _DECISION_STEPS = (
     select(t.decisions.c.action, t.decisions.c.tier, t.decisions.c.outcome)
     .where(t.decisions.c.task_id == bindparam("task_id"))
@@ -484,6 +486,15 @@ class Store:
         if state:
             q = q.where(t.grants.c.state == state.value)
         return [grant_from_row(r._mapping) for r in conn.execute(q.order_by(t.grants.c.issued_at))]
+
+    def task_state_shared(self, conn: Connection, task_id: str) -> TaskState | None:
+        """The task's state, read in the caller's write transaction under a share lock of its row
+        (PostgreSQL ``FOR SHARE``). Every state change is an ``UPDATE`` of that row that the
+        revocation of the task's grants follows in the same transaction, so a grant inserted in
+        this transaction is either seen by that revocation (this one committed first) or this read
+        waits for it and returns the new state (it committed first)."""
+        state = conn.execute(_TASK_STATE_SHARED, {"task_id": task_id}).scalar()
+        return TaskState(state) if state is not None else None
 
     def get_grant(self, conn: Connection, grant_id: str) -> Grant | None:
         row = conn.execute(_GRANT, {"grant_id": grant_id}).first()

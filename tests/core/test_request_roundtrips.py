@@ -107,10 +107,11 @@ def test_credential_request_writes_decision_grant_and_audit_in_one_transaction(b
         for table in ("agents", "agent_identities", "profiles", "resources"):
             assert reads_of(counts, table) == 0, (table, counts.statements)
         # 13: the replay guard's insert; the read (registry version twice: authentication and the
-        # request; task, decisions, chain events, grant count); the write (decision, grant, audit
-        # head lock, one audit insert, head hash); the chain's re-read after the commit
+        # request; task, decisions, chain events, grant count); the write (decision, grant, the task's
+        # state under a share lock, audit head lock, one audit insert, head hash)
         assert len(counts.statements) <= 13, counts.statements
-        assert counts.connections <= 5
+        assert sum(s.lstrip().startswith("SELECT tasks.state") for s in tx) == 1, tx
+        assert counts.connections <= 4  # the replay guard, authentication, the read, the write
 
 
 def test_denied_request_records_its_decision_in_one_transaction_and_issues_nothing(broker):
