@@ -177,11 +177,12 @@ def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
     sock = conn.sock
     if sock is None:
         return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
+    try:  # poll, not select: select fails on descriptors above FD_SETSIZE (1024)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _status_error(status: int, errors: Any) -> BrokerError:
